@@ -1,0 +1,81 @@
+"""The guest's serial console, read through pexpect and drained to a log from the first byte.
+
+A reader thread owns the pexpect spawn and keeps reading whether or not anyone waits: QEMU's
+16550 stops accepting bytes when its chardev is full, and a guest printing during its dump would
+then stall. Waiters search the accumulated text under a condition variable.
+"""
+from __future__ import annotations
+
+import re
+import socket
+import threading
+
+import pexpect
+import pexpect.fdpexpect
+
+from harness.deadline import Deadline
+
+
+class Console:
+    def __init__(self, sock: socket.socket, log_path: str):
+        self._sock = sock
+        self._log = open(log_path, "wb")
+        self._child = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=None, logfile=None)
+        self._child.logfile_read = self._log
+        self._text = bytearray()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.eof = False
+        self._thread = threading.Thread(target=self._read_forever, name="console", daemon=True)
+        self._thread.start()
+
+    def _read_forever(self) -> None:
+        while not self._closed:
+            try:
+                data = self._child.read_nonblocking(65536, timeout=0.1)
+            except pexpect.TIMEOUT:
+                continue
+            except (pexpect.EOF, OSError, ValueError):
+                break
+            with self._cond:
+                self._text += data
+                self._cond.notify_all()
+        with self._cond:
+            self.eof = True
+            self._cond.notify_all()
+
+    @property
+    def text(self) -> str:
+        with self._cond:
+            return self._text.decode("utf-8", "replace")
+
+    def mark(self) -> int:
+        """A position to search from, so a later wait ignores what was already printed."""
+        with self._cond:
+            return len(self._text)
+
+    def wait_for(self, pattern: str, timeout: float, since: int = 0) -> re.Match:
+        """Wait until `pattern` (a regex) appears after position `since`."""
+        regex = re.compile(pattern.encode())
+        deadline = Deadline(timeout, f"console output matching {pattern!r}")
+        with self._cond:
+            while True:
+                match = regex.search(self._text, since)
+                if match:
+                    return match
+                if deadline.expired or self.eof:
+                    raise deadline.timeout()
+                self._cond.wait(min(0.2, deadline.remaining()))
+
+    def send(self, text: str) -> None:
+        self._child.send(text.encode())
+
+    def tail(self, nbytes: int = 2000) -> str:
+        with self._cond:
+            return self._text[-nbytes:].decode("utf-8", "replace")
+
+    def close(self) -> None:
+        self._closed = True
+        self._thread.join(2)
+        self._log.close()
+        self._sock.close()
