@@ -1,0 +1,170 @@
+"""dumpbed's command line. Exit codes: 0 pass, 1 validation failed, 2 usage or environment error."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from harness.errors import DumpbedError
+
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other bad input
+        self.exit(EXIT_ERROR, f"dumpbed: error: {message} (see dumpbed --help)\n")
+
+
+def _default_out(*words: str) -> Path:
+    return Path("runs") / (time.strftime("%Y%m%d-%H%M%S") + "-" + "-".join(words))
+
+
+def _emit(report: dict, as_json: bool) -> int:
+    from harness import report as report_mod
+
+    if as_json:
+        print(json.dumps(report, indent=1))
+    else:
+        report_mod.render(report)
+    return EXIT_PASS if report["verdict"] == "pass" else EXIT_FAIL
+
+
+def cmd_run(args) -> int:
+    from harness import report as report_mod
+    from harness import validate
+    from harness.memory import parse_size
+    from harness.run import Scenario, run
+
+    out = Path(args.out) if args.out else _default_out(args.disk, args.crash)
+    scenario = Scenario(out_dir=out, disk=args.disk, crash=args.crash, memory_bytes=parse_size(args.memory),
+                        accel=args.accel, firmware=args.firmware, block_size=args.block_size,
+                        fill=not args.no_fill)
+    if not args.json:
+        print(f"dumpbed: running {args.disk}/{args.crash} with {args.memory} of RAM; artifacts in {out}",
+              file=sys.stderr)
+    outcome = run(scenario)
+    t0 = time.monotonic()
+    validation = validate.validate_run(out).to_dict()
+    timings = dict(outcome.timings, validate=time.monotonic() - t0)
+    scenario_json = json.loads((out / "scenario.json").read_text())
+    report = report_mod.build(out, validation, timings, scenario=scenario_json,
+                              exit_status=outcome.exit_status, problem=outcome.problem)
+    report_mod.save(report, out)
+    return _emit(report, args.json)
+
+
+def cmd_validate(args) -> int:
+    from harness import report as report_mod
+    from harness import validate
+
+    path = Path(args.path)
+    t0 = time.monotonic()
+    if path.is_dir():
+        validation = validate.validate_run(path).to_dict()
+        scenario = json.loads((path / "scenario.json").read_text())
+        report = report_mod.build(path, validation, {"validate": time.monotonic() - t0}, scenario=scenario)
+    elif path.is_file():
+        validation = validate.validate_image(path).to_dict()
+        report = report_mod.build(path.parent / "-", validation, {"validate": time.monotonic() - t0})
+        report["artifacts"] = {"dump_image": str(path)}
+    else:
+        raise DumpbedError(f"{path}: no such run directory or image")
+    return _emit(report, args.json)
+
+
+def cmd_show(args) -> int:
+    from harness import show
+
+    path = Path(args.image)
+    if not path.is_file():
+        raise DumpbedError(f"{path}: no such image")
+    show.show(path)
+    return EXIT_PASS
+
+
+def cmd_list(args) -> int:
+    from harness.crash import CRASHES
+
+    if args.what == "crashes":
+        for crash in CRASHES.values():
+            print(f"{crash.name:12} {crash.description}")
+    else:
+        print("virtio-blk   virtio-blk-pci (modern), polled dump path")
+    return EXIT_PASS
+
+
+def cmd_bench(args) -> int:
+    from harness import bench
+    from harness.memory import parse_size
+
+    out = Path(args.out) if args.out else _default_out("bench")
+    result = bench.run(out, memory_bytes=parse_size(args.memory), accel=args.accel, keep=args.keep)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        bench.render(result)
+    return EXIT_PASS if result["verdict"] == "pass" else EXIT_FAIL
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dumpbed", description="QEMU testbed for polled crash-dump drivers")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="boot a guest, crash it, let it dump, validate the dump")
+    run.add_argument("--disk", default="virtio-blk", choices=["virtio-blk"])
+    run.add_argument("--crash", default="nmi")
+    run.add_argument("--memory", default="256M", help="guest RAM, e.g. 64M, 1G (default 256M)")
+    run.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
+    run.add_argument("--firmware", default="qboot", choices=["qboot", "seabios"])
+    run.add_argument("--block-size", type=int, default=512, choices=[512, 4096])
+    run.add_argument("--no-fill", action="store_true", help="leave free RAM unpatterned (mostly zeros)")
+    run.add_argument("--out", help="artifacts directory (default runs/DATE-TIME-DISK-CRASH)")
+    run.add_argument("--json", action="store_true", help="print report.json instead of the table")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="re-run every check on a run directory, or check a bare image")
+    val.add_argument("path", help="a run's artifacts directory, or a dump disk image")
+    val.add_argument("--json", action="store_true")
+    val.set_defaults(func=cmd_validate)
+
+    show = sub.add_parser("show", help="print a dump's header, components and areas")
+    show.add_argument("image")
+    show.set_defaults(func=cmd_show)
+
+    lst = sub.add_parser("list", help="list crash kinds or disk types")
+    lst.add_argument("what", choices=["crashes", "disks"])
+    lst.set_defaults(func=cmd_list)
+
+    bench = sub.add_parser("bench", help="dump throughput against the host's own write and dump speeds")
+    bench.add_argument("--memory", default="1G")
+    bench.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
+    bench.add_argument("--out", help="artifacts directory (default runs/DATE-TIME-bench)")
+    bench.add_argument("--keep", action="store_true", help="keep the multi-GiB images afterwards")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DumpbedError as exc:
+        print(f"dumpbed: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # full disk, permissions, a vanished file: environment, not a bug
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"dumpbed: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_ERROR
+    except json.JSONDecodeError as exc:
+        print(f"dumpbed: error: malformed JSON in an artifact: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("dumpbed: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The report of a run or a re-validation: report.json for machines, a rich table for people."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from rich.console import Console
+from rich.table import Table
+
+from harness import resultchan
+
+MIB = 1 << 20
+ARTIFACT_FILES = {
+    "qemu_cmdline": "qemu-cmdline.txt",
+    "qemu_argv": "qemu-argv.json",
+    "console_log": "console.log",
+    "qemu_stderr": "qemu-stderr.log",
+    "qmp_transcript": "qmp.jsonl",
+    "result_channel": "result.log",
+    "dump_image": "dump.img",
+    "layout": "layout.json",
+    "snapshot": "snapshot/memory.json",
+    "registers": "snapshot/registers.json",
+    "scenario": "scenario.json",
+    "diagnostics": "diagnostics.txt",
+    "report": "report.json",
+}
+
+
+def guest_result_check(run_dir: Path, exit_status: Optional[int] = None) -> dict:
+    """What the guest itself said about its dump, and how QEMU ended."""
+    done = [line for line in resultchan.read_lines(run_dir / "result.log") if line.word == "DONE"]
+    if not done:
+        return {"name": "guest-result", "ok": False, "detail": "the guest never reported DONE"}
+    line = done[-1]
+    ok = line.fields.get("status") == "complete"
+    detail = line.raw.removeprefix("DUMPBED ")
+    if exit_status is not None:
+        expected = 67 if ok else 69
+        detail += f"; QEMU exit status {exit_status}"
+        if exit_status != expected:
+            ok = False
+            detail += f" (expected {expected})"
+    return {"name": "guest-result", "ok": ok, "detail": detail}
+
+
+def build(run_dir: Path, validation: dict, timings: dict[str, float], *, scenario: Optional[dict] = None,
+          exit_status: Optional[int] = None, problem: Optional[str] = None) -> dict[str, Any]:
+    checks = list(validation["checks"])
+    if (run_dir / "result.log").exists():
+        checks.append(guest_result_check(run_dir, exit_status))
+    dump = validation.get("dump", {})
+    verdict_ok = problem is None and all(c["ok"] for c in checks) and dump.get("status") == "complete"
+    seconds = timings.get("crash_to_dump_done")
+    throughput = round(dump.get("bytes", 0) / MIB / seconds, 2) if seconds else None
+    return {
+        "verdict": "pass" if verdict_ok else "fail",
+        "problem": problem,
+        "scenario": scenario,
+        "accel": (scenario or {}).get("accel"),
+        "checks": checks,
+        "dump": dump,
+        "content": validation.get("content"),
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "throughput_mib_s": throughput,
+        "artifacts": {k: str(run_dir / f) for k, f in ARTIFACT_FILES.items() if (run_dir / f).exists()
+                      or k == "report"},
+    }
+
+
+def save(report: dict, run_dir: Path) -> None:
+    (run_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+
+
+def render(report: dict, console: Optional[Console] = None) -> None:
+    console = console or Console()
+    scenario = report.get("scenario") or {}
+    if scenario:
+        console.print(
+            f"[bold]scenario[/] disk={scenario.get('disk')} crash={scenario.get('crash')} "
+            f"memory={scenario.get('memory_bytes', 0) // MIB} MiB accel={scenario.get('accel')} "
+            f"firmware={scenario.get('firmware')} block={scenario.get('block_size')}")
+    dump = report.get("dump") or {}
+    line = f"[bold]dump[/] status={dump.get('status')} bytes={dump.get('bytes')}"
+    if dump.get("first_inconsistency"):
+        line += f" first inconsistency: {dump['first_inconsistency']}"
+    console.print(line)
+    content = report.get("content") or {}
+    if content.get("ram_bytes"):
+        console.print(
+            f"[bold]content[/] checked {content.get('checked_bytes', 0) / MIB:.1f} MiB "
+            f"({100 * content.get('checked_fraction', 0):.2f}% of RAM), "
+            f"volatile {content.get('volatile_bytes', 0) / MIB:.2f} MiB")
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail", overflow="fold")
+    for check in report["checks"]:
+        table.add_row(check["name"], "[green]ok[/]" if check["ok"] else "[red]FAILED[/]", check.get("detail", ""))
+    console.print(table)
+    timings = report.get("timings") or {}
+    if timings:
+        console.print("[bold]timings[/] " + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items())
+                      + (f"; dump throughput {report['throughput_mib_s']} MiB/s"
+                         if report.get("throughput_mib_s") else ""))
+    if report.get("problem"):
+        console.print(f"[bold red]problem[/] {report['problem']}")
+    if report["verdict"] == "pass":
+        console.print("[bold green]PASS[/]")
+    else:
+        failed = [c["name"] for c in report["checks"] if not c["ok"]]
+        why = ", ".join(failed) or f"dump status {dump.get('status')}"
+        console.print(f"[bold red]FAIL[/] ({why})")
