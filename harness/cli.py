@@ -100,7 +100,7 @@ def cmd_bench(args) -> int:
     from harness.memory import parse_size
 
     out = Path(args.out) if args.out else _default_out("bench")
-    result = bench.run(out, memory_bytes=parse_size(args.memory), accel=args.accel, keep=args.keep)
+    result = bench.run_bench(out, memory_bytes=parse_size(args.memory), accel=args.accel, keep=args.keep)
     if args.json:
         print(json.dumps(result, indent=1))
     else:

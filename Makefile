@@ -1,0 +1,52 @@
+# dumpbed: `make demo` boots, crashes, dumps and validates one guest; `make test` runs the suite.
+# Both install what they need first (QEMU from apt, a venv with the Python deps, the guest).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+HOST_PACKAGES := qemu-system-x86 qemu-utils
+
+.PHONY: setup host-deps venv guest demo test test-unit test-integration bench clean
+
+setup: host-deps venv guest
+
+# QEMU 7.2 from Debian's archive when it is missing (as root, or through sudo).
+host-deps:
+	@if command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null \
+	    && [ -f /usr/share/qemu/qboot.rom ]; then :; else \
+	  echo "installing $(HOST_PACKAGES) with apt-get"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(HOST_PACKAGES) >/dev/null; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "installing python3-venv with apt-get"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+guest:
+	$(MAKE) -s -C guest
+
+demo: setup
+	$(VENV)/bin/dumpbed run --disk virtio-blk --crash nmi --memory 256M
+
+test: setup
+	$(PY) -m pytest -q --junitxml=runs/junit.xml
+
+test-unit: setup
+	$(PY) -m pytest -q tests/unit
+
+bench: setup
+	$(VENV)/bin/dumpbed bench
+
+clean:
+	$(MAKE) -s -C guest clean
+	rm -rf runs .pytest_cache
