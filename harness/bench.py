@@ -18,11 +18,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from harness import report as report_mod
-from harness import validate
 from harness.errors import DumpbedError
 from harness.machine import Machine
-from harness.run import Scenario, run
+from harness.run import Scenario, run_and_validate
 
 MIB = 1 << 20
 REQUEST_BYTES = 4 * MIB  # the guest's DUMPQUERY max transfer on virtio-blk
@@ -70,14 +68,7 @@ class _QemuDumpTimer:
 def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = False) -> dict:
     qemu_dump = _QemuDumpTimer(Path(out) / "qemu-dump-guest-memory.elf")
     scenario = Scenario(out_dir=out, memory_bytes=memory_bytes, accel=accel, on_paused=qemu_dump)
-    outcome = run(scenario)
-    t0 = time.monotonic()
-    validation = validate.validate_run(out).to_dict()
-    timings = dict(outcome.timings, validate=time.monotonic() - t0)
-    scenario_json = json.loads((out / "scenario.json").read_text())
-    rep = report_mod.build(out, validation, timings, scenario=scenario_json,
-                           exit_status=outcome.exit_status, problem=outcome.problem)
-    report_mod.save(rep, out)
+    outcome, rep = run_and_validate(scenario)
 
     dump_bytes = rep["dump"].get("bytes", 0)
     host = host_write_mib_s(out, dump_bytes or memory_bytes)
@@ -94,7 +85,7 @@ def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = Fa
         "ratio_dump_to_host_write": round(dump_speed / host, 3) if host else None,
         "ratio_dump_to_qemu_dump": round(dump_speed / qemu_speed, 3) if qemu_speed else None,
         "boot_s": rep["timings"].get("boot"),
-        "crash_to_verdict_s": round(timings.get("crash_to_dump_done", 0) + timings["validate"], 3),
+        "crash_to_verdict_s": round(rep["timings"].get("crash_to_dump_done", 0) + rep["timings"]["validate"], 3),
         "report": str(out / "report.json"),
     }
     (out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -32,10 +32,8 @@ def _emit(report: dict, as_json: bool) -> int:
 
 
 def cmd_run(args) -> int:
-    from harness import report as report_mod
-    from harness import validate
     from harness.memory import parse_size
-    from harness.run import Scenario, run
+    from harness.run import Scenario, run_and_validate
 
     out = Path(args.out) if args.out else _default_out(args.disk, args.crash)
     scenario = Scenario(out_dir=out, disk=args.disk, crash=args.crash, memory_bytes=parse_size(args.memory),
@@ -44,14 +42,7 @@ def cmd_run(args) -> int:
     if not args.json:
         print(f"dumpbed: running {args.disk}/{args.crash} with {args.memory} of RAM; artifacts in {out}",
               file=sys.stderr)
-    outcome = run(scenario)
-    t0 = time.monotonic()
-    validation = validate.validate_run(out).to_dict()
-    timings = dict(outcome.timings, validate=time.monotonic() - t0)
-    scenario_json = json.loads((out / "scenario.json").read_text())
-    report = report_mod.build(out, validation, timings, scenario=scenario_json,
-                              exit_status=outcome.exit_status, problem=outcome.problem)
-    report_mod.save(report, out)
+    _, report = run_and_validate(scenario)
     return _emit(report, args.json)
 
 

@@ -143,3 +143,20 @@ def _save_diagnostics(machine: Machine, out: Path, problem: str) -> None:
     if machine.console is not None:
         lines += ["", "console tail:", machine.console.tail()]
     (out / "diagnostics.txt").write_text("\n".join(lines) + "\n")
+
+
+def run_and_validate(scenario: Scenario) -> tuple[RunOutcome, dict]:
+    """run(), then every check on the artifacts; report.json is saved beside them."""
+    from harness import report as report_mod
+    from harness import validate
+
+    outcome = run(scenario)
+    out = Path(scenario.out_dir)
+    t0 = time.monotonic()
+    validation = validate.validate_run(out).to_dict()
+    timings = dict(outcome.timings, validate=time.monotonic() - t0)
+    scenario_json = json.loads((out / "scenario.json").read_text())
+    report = report_mod.build(out, validation, timings, scenario=scenario_json,
+                              exit_status=outcome.exit_status, problem=outcome.problem)
+    report_mod.save(report, out)
+    return outcome, report

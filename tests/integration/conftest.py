@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import pytest
+
+from harness import accel, images
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def guest_kernel():
+    return images.build_guest()
+
+
+def accel_params():
+    """Each integration scenario runs under TCG, and under KVM where /dev/kvm works."""
+    usable, reason = accel.kvm_usable()
+    return [
+        pytest.param("tcg", id="tcg"),
+        pytest.param("kvm", id="kvm", marks=[pytest.mark.kvm] + ([] if usable else [pytest.mark.skip(
+            reason=f"KVM not usable here: {reason}")])),
+    ]
