@@ -101,6 +101,7 @@ class Options:
     fill_seed: int = 0x0123456789ABCDEF
     generation: int = 1
     seed: int = 1  # everything else random (dump id, registers, low RAM, volatile data)
+    extra_components: list = field(default_factory=list)  # SComponents appended to the directory
 
 
 @dataclass
@@ -339,7 +340,7 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
             SArea("ram-high", 0x148000, ram - 0x148000),
         ]),
         SComponent("log", OTHER, areas=[SArea("console-log", 0x9E400, 3000)]),
-    ]
+    ] + list(opts.extra_components)
     part_offset, part_bytes = layout.dump_offset, layout.dump_size
     nareas = sum(len(c.areas) for c in components)
     dir_bytes = up(64 + 64 * (len(components) + nareas))
