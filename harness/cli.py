@@ -71,7 +71,7 @@ def cmd_show(args) -> int:
     path = Path(args.image)
     if not path.is_file():
         raise DumpbedError(f"{path}: no such image")
-    show.show(path)
+    show.show(path, print_it=True)
     return EXIT_PASS
 
 
