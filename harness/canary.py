@@ -51,7 +51,7 @@ def fill(image_path: str | Path, layout: DiskLayout) -> None:
     path = Path(image_path)
     total_sectors = layout.size_bytes // SECTOR
     mode = "r+b" if path.exists() else "w+b"
-    with open(path, mode) as f:
+    with open(path, mode, buffering=0) as f:  # unbuffered: big writes go straight to the kernel
         f.truncate(layout.size_bytes)
         f.seek(0)
         for first in range(0, total_sectors, _CHUNK_SECTORS):

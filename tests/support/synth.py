@@ -149,6 +149,17 @@ class Run:
     def dump_id(self) -> bytes:
         return self.header["dump_id"]
 
+    def component_entry_at(self, index: int) -> int:
+        """Partition offset of component entry `index` in the directory."""
+        return DIR_AT + 64 + 64 * index
+
+    def area_entry_at(self, index: int) -> int:
+        """Partition offset of area entry `index` in the directory."""
+        return DIR_AT + 64 + 64 * len(self.components) + 64 * index
+
+    def area_index(self, name: str) -> int:
+        return [a.name for a in self.areas].index(name)
+
     # -- raw access ------------------------------------------------------------------------
 
     def read(self, offset: int, length: int) -> bytes:
@@ -175,12 +186,7 @@ class Run:
     # -- the writer ------------------------------------------------------------------------
 
     def header_bytes(self) -> bytes:
-        raw = bytearray(512)
-        for off, fmt, name in HEADER_FIELDS:
-            struct.pack_into("<" + fmt, raw, off, self.header[name])
-        struct.pack_into("<32Q", raw, REGISTERS_AT, *self.registers)
-        struct.pack_into("<I", raw, HEADER_CRC_AT, crc32c(raw[:HEADER_CRC_AT]))
-        return bytes(raw)
+        return pack_header(self.header, self.registers)
 
     def write_leader(self) -> None:
         self.write_part(LEADER, self.header_bytes() + bytes(PAGE - 512))
@@ -260,6 +266,16 @@ class Run:
         a = self.area("crash-record")
         a.data = raw
         self.write_part(a.disk_offset, raw)
+
+
+def pack_header(header: dict, registers: list[int]) -> bytes:
+    """512 header bytes from a dict of every HEADER_FIELDS name, with a fresh CRC."""
+    raw = bytearray(512)
+    for off, fmt, name in HEADER_FIELDS:
+        struct.pack_into("<" + fmt, raw, off, header[name])
+    struct.pack_into("<32Q", raw, REGISTERS_AT, *registers)
+    struct.pack_into("<I", raw, HEADER_CRC_AT, crc32c(raw[:HEADER_CRC_AT]))
+    return bytes(raw)
 
 
 def _fill_words(start: int, end: int, seed: int) -> bytes:

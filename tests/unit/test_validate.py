@@ -1,0 +1,387 @@
+"""Each oracle fails on a dump damaged for it, and (where the damage allows) only that one."""
+
+import json
+import struct
+
+import pytest
+import synth
+
+from harness import validate
+from harness.errors import DumpbedError
+from harness.validate import validate_image, validate_run
+
+ALL = set(validate.CHECK_ORDER)
+
+
+def failed(v) -> set[str]:
+    return {c.name for c in v.checks if not c.ok}
+
+
+def test_good_run_passes_everything(good_run_any_block):
+    run = good_run_any_block
+    v = validate_run(run.dir)
+    assert v.ok and failed(v) == set(), [c.detail for c in v.checks]
+    assert [c.name for c in v.checks] == list(validate.CHECK_ORDER)
+    assert v.dump.status == "complete"
+    non_volatile = sum(a.length for a in run.areas if not a.volatile)
+    assert v.content.bytes_checked == non_volatile
+    assert v.content.bytes_volatile == sum(a.length for a in run.areas if a.volatile)
+    assert v.content.ram_bytes == run.options.ram_bytes
+    assert v.content.checked_fraction == pytest.approx(non_volatile / run.options.ram_bytes)
+
+
+def test_to_dict_is_json(good_run):
+    v = validate_run(good_run.dir)
+    d = json.loads(json.dumps(v.to_dict()))
+    assert d["ok"] is True
+    assert [c["name"] for c in d["checks"]] == list(validate.CHECK_ORDER)
+    assert set(d["checks"][0]) == {"name", "ok", "detail", "problems"}
+    dump = d["dump"]
+    assert dump["status"] == "complete" and dump["first_inconsistency"] is None
+    assert dump["bytes"] == good_run.end_offset + 4096 - 65536 + 512
+    assert dump["generation"] == 1 and dump["dump_id"] == good_run.dump_id.hex()
+    assert [c["name"] for c in dump["components"]] == ["crash", "kernel", "ram", "log"]
+    assert len(dump["areas"]) == 7 and dump["areas"][4]["volatile"] is True
+    assert d["content"]["bytes_checked"] > 0 and 0 < d["content"]["checked_fraction"] < 1
+
+
+# -- one damage, one failing check --------------------------------------------------------------
+
+
+def test_content_only(good_run):
+    run = good_run
+    a = run.area("ram-high")
+    run.flip(run.part_offset + a.disk_offset + 0x12345)
+    run.reseal()  # chunk CRCs, table and headers agree with the damaged body
+    v = validate_run(run.dir)
+    assert failed(v) == {"content"}
+    assert not v.ok and v.dump.status == "complete"
+    detail = v.check("content").detail
+    assert detail.startswith(f"area 5 (ram-high): first mismatch at phys 0x{a.phys + 0x12345:x}")
+    assert "1 bytes differ" in detail and v.content.bytes_mismatched == 1
+
+
+def test_content_area_not_in_snapshot(good_run):
+    run = good_run
+    meta = json.loads((run.dir / "snapshot" / "memory.json").read_text())
+    meta["regions"][0]["length"] = 0x9D000  # ram-low (to 0x9e000) and console-log now uncovered
+    (run.dir / "snapshot" / "memory.json").write_text(json.dumps(meta))
+    v = validate_run(run.dir)
+    assert failed(v) == {"content"}
+    assert v.check("content").detail.startswith("area 3 (ram-low): phys 0x9d000..0x9e000 is not in the snapshot")
+
+
+def test_volatile_area_is_not_compared(good_run):
+    run = good_run
+    a = run.area("stack")
+    run.flip(run.part_offset + a.disk_offset + 3)
+    run.reseal()
+    assert validate_run(run.dir).ok
+
+
+def test_chunk_crc_only(good_run):
+    run = good_run
+    a = run.area("stack")  # volatile: content does not look at it
+    run.flip(run.part_offset + a.disk_offset + 100)
+    v = validate_run(run.dir)
+    assert failed(v) == {"chunk-crc"}
+    assert v.dump.status == "corrupt"
+    k = (a.disk_offset - run.body_offset) // run.chunk_size
+    offset = run.body_offset + k * run.chunk_size
+    assert v.check("chunk-crc").detail.startswith(
+        f"1 of {v.dump.chunk_count} chunks bad, first: chunk {k} at partition offset 0x{offset:x}"
+    )
+    assert "stack)" in v.check("chunk-crc").detail
+
+
+def test_body_flip_fails_chunk_crc_and_content(good_run):
+    run = good_run
+    run.flip(run.area_disk_offset("kernel-text") + 77)
+    assert failed(validate_run(run.dir)) == {"chunk-crc", "content"}
+
+
+@pytest.mark.parametrize("where,expect", [
+    ("leader", "leader: header CRC32C"),
+    ("trailer", "trailer differs from the leader at byte 300"),
+    ("end marker", "end marker: CRC32C"),
+    ("leader slot", "leader slot: nonzero byte"),
+])
+def test_format_only(good_run, where, expect):
+    run = good_run
+    offset = {
+        "leader": run.leader_at + 300,  # a register: the trailer still has it right
+        "trailer": run.trailer_at + 300,
+        "end marker": run.part_offset + run.end_offset + 16,
+        "leader slot": run.leader_at + 4000,
+    }[where]
+    run.flip(offset)
+    v = validate_run(run.dir)
+    assert failed(v) == {"format"}, [c.detail for c in v.checks]
+    assert v.check("format").detail.startswith(expect)
+
+
+def test_table_damage_fails_format_and_leaves_chunks_unverified(good_run):
+    run = good_run
+    run.flip(run.part_offset + run.table_offset + 4 * 200)  # past the 122 entries
+    v = validate_run(run.dir)
+    assert failed(v) == {"format", "chunk-crc"}
+    assert v.check("format").detail.startswith("CRC table: CRC32C")
+    assert v.check("chunk-crc").detail == "chunk CRCs not verified: the CRC table is invalid"
+
+
+def test_format_only_padding_resealed(good_run):
+    run = good_run
+    a = run.area("console-log")
+    run.flip(run.part_offset + a.disk_offset + a.length + 1)
+    run.reseal()
+    v = validate_run(run.dir)
+    assert failed(v) == {"format"}
+    assert "area 6 (console-log): padding: nonzero byte" in v.check("format").detail
+
+
+def test_format_only_wrong_dump_id(good_run):
+    run = good_run
+    scenario = json.loads((run.dir / "scenario.json").read_text())
+    scenario["dump_id"] = "00" * 16
+    (run.dir / "scenario.json").write_text(json.dumps(scenario))
+    v = validate_run(run.dir)
+    assert failed(v) == {"format"}
+    assert v.check("format").detail == f"dump_id {run.dump_id.hex()}, the scenario gave {'00' * 16}"
+
+
+def test_directory_damage_fails_format_and_distrusts_areas(good_run):
+    run = good_run
+    run.flip(run.part_offset + run.area_entry_at(3) + 26)  # ram-low's phys_addr
+    v = validate_run(run.dir)
+    assert "format" in failed(v) and v.check("format").detail.startswith("directory: CRC32C")
+    assert v.check("content").detail.startswith("directory invalid")
+
+
+def test_crash_record_only_wrong_register(good_run):
+    run = good_run
+    regs = json.loads((run.dir / "snapshot" / "registers.json").read_text())
+    header_rip = regs["rip"]
+    regs["rip"] = header_rip ^ 0x10
+    (run.dir / "snapshot" / "registers.json").write_text(json.dumps(regs))
+    v = validate_run(run.dir)
+    assert failed(v) == {"crash-record"}
+    assert v.check("crash-record").detail == f"register rip: dump 0x{header_rip:x}, snapshot 0x{header_rip ^ 0x10:x}"
+
+
+def test_crash_record_only_registers_compared_where_both_have_them(good_run):
+    run = good_run
+    regs = json.loads((run.dir / "snapshot" / "registers.json").read_text())
+    for name in ("fs_base", "gs_base", "efer"):
+        del regs[name]
+    regs["dr7"] = 0x400  # not in the header: ignored
+    (run.dir / "snapshot" / "registers.json").write_text(json.dumps(regs))
+    v = validate_run(run.dir)
+    assert v.ok and v.check("crash-record").detail.startswith("28 registers equal the snapshot")
+    (run.dir / "snapshot" / "registers.json").write_text(json.dumps({"dr7": 1}))
+    assert failed(validate_run(run.dir)) == {"crash-record"}
+
+
+def test_crash_record_only_wrong_reason(good_run):
+    run = good_run
+    scenario = json.loads((run.dir / "scenario.json").read_text())
+    scenario["crash"] = "panic"
+    (run.dir / "scenario.json").write_text(json.dumps(scenario))
+    v = validate_run(run.dir)
+    assert failed(v) == {"crash-record"}
+    assert "crash reason NMI, the scenario's crash 'panic' means PANIC" in v.check("crash-record").detail
+
+
+def test_crash_record_only_record_differs_from_header(good_run):
+    run = good_run
+    raw = bytearray(run.area("crash-record").data)
+    struct.pack_into("<Q", raw, 24, 0xE)  # error code
+    run.set_crash_record(bytes(raw))
+    run.reseal()
+    v = validate_run(run.dir)
+    assert failed(v) == {"crash-record"}
+    assert v.check("crash-record").detail == "crash record: crash_error_code 0xe, header says 0x0"
+
+
+def test_panic_crash_passes(make_run):
+    run = make_run(crash="panic")
+    v = validate_run(run.dir)
+    assert v.ok and v.dump.header.reason_name == "PANIC"
+
+
+@pytest.mark.parametrize("where", ["data partition", "dump partition start", "after end marker", "before backup GPT"])
+def test_canary_only(good_run_any_block, where):
+    run = good_run_any_block
+    lay = run.layout
+    sector = {
+        "data partition": lay.partitions[0].first_lba * lay.block_size // 512 + 3,
+        "dump partition start": run.part_offset // 512 + 5,
+        "after end marker": (run.part_offset + run.end_offset + 4096) // 512,
+        "before backup GPT": (lay.last_usable_lba * lay.block_size) // 512,
+    }[where]
+    run.flip(sector * 512 + 17)
+    v = validate_run(run.dir)
+    assert failed(v) == {"canary"}
+    assert v.check("canary").detail.startswith(f"1 sectors outside the dump extent damaged, first: sector {sector} (")
+
+
+@pytest.mark.parametrize("offset_blocks,name", [(0, "protective MBR"), (1, "primary GPT header"), (2, "primary GPT entries"),
+                                                (-1, "backup GPT header"), (-2, "backup GPT entries")])
+def test_canary_only_gpt(good_run_any_block, offset_blocks, name):
+    run = good_run_any_block
+    b = run.block_size
+    offset = (offset_blocks if offset_blocks >= 0 else run.layout.total_blocks + offset_blocks) * b + 40
+    run.flip(offset)
+    v = validate_run(run.dir)
+    assert failed(v) == {"canary"}
+    assert v.check("canary").detail.startswith(f"{name}: differs from the GPT regenerated from layout.json at disk offset 0x{offset:x}")
+
+
+def test_canary_names_many_sectors(good_run):
+    run = good_run
+    run.write(1024 * 1024 + 512 * 10, b"\0" * 512 * 3)
+    run.write(1024 * 1024 + 512 * 20, b"\0")
+    v = validate_run(run.dir)
+    problems = v.check("canary").problems
+    assert problems[0] == "4 sectors outside the dump extent damaged, first: sectors 2058..2060 (data partition +0x1400): not canary"
+    assert problems[1] == "sector 2068 (data partition +0x2800): not canary"
+
+
+def test_completeness_only_excluded_component(make_run):
+    run = make_run(extra_components=[synth.SComponent("nic", synth.OTHER, synth.EXCLUDED, reason=19)])
+    v = validate_run(run.dir)
+    assert failed(v) == {"completeness"} and v.dump.status == "complete"
+    assert v.check("completeness").detail == "component nic: EXCLUDED (reason 19)"
+
+
+def test_completeness_only_ram_not_covered(good_run):
+    run = good_run
+    scenario = json.loads((run.dir / "scenario.json").read_text())
+    scenario["memory_bytes"] = 16 << 20  # the guest had more RAM than was dumped
+    (run.dir / "scenario.json").write_text(json.dumps(scenario))
+    v = validate_run(run.dir)
+    assert failed(v) == {"completeness"}
+    assert v.check("completeness").detail.startswith("RAM and KERNEL areas hold 7983395 bytes, need 15560867 (99% of memory_bytes 16777216, less 1 MiB)")
+
+
+def test_partial_dumps_fail_but_compare_what_was_written(make_run):
+    run = make_run(state="failed", body_written=0x100000)
+    v = validate_run(run.dir)
+    assert not v.ok and v.dump.status == "partial"
+    assert failed(v) == {"format", "chunk-crc", "completeness"}
+    assert v.check("format").detail.startswith("leader status FAILED: dump FAILED: errno 5")
+    assert v.content.bytes_unwritten > 0 and v.content.bytes_checked > 0
+    # damage to a written area is still found
+    run.flip(run.area_disk_offset("kernel-text") + 1)
+    assert "content" in failed(validate_run(run.dir))
+
+
+def test_no_dump(make_run):
+    run = make_run(state="none")
+    v = validate_run(run.dir)
+    assert not v.ok and v.dump.status == "none"
+    assert failed(v) == ALL - {"canary"}  # nothing was written: the canary is intact
+    assert v.check("format").detail == "no dump: no header magic in the leader slot"
+
+
+def test_truncated_image_fails_without_raising(good_run):
+    run = good_run
+    with open(run.image, "r+b") as f:
+        f.truncate(run.part_offset + run.end_offset - 5000)
+    v = validate_run(run.dir)
+    assert not v.ok and {"format", "canary", "chunk-crc"} <= failed(v)
+    assert v.check("canary").detail.startswith(f"image is {run.part_offset + run.end_offset - 5000} bytes")
+
+
+def test_empty_image(good_run):
+    good_run.image.write_bytes(b"")
+    v = validate_run(good_run.dir)
+    assert not v.ok and v.dump.status == "none" and "canary" in failed(v)
+
+
+# -- validate_image ------------------------------------------------------------------------------
+
+
+def test_validate_image(good_run_any_block):
+    v = validate_image(good_run_any_block.image)
+    assert v.ok and [c.name for c in v.checks] == ["format", "chunk-crc", "crash-record", "completeness"]
+    assert "dump id" not in v.check("format").detail and v.content is None
+
+
+def test_validate_image_detects_damage(good_run):
+    run = good_run
+    run.flip(run.area_disk_offset("ram-high") + 5)
+    assert failed(validate_image(run.image)) == {"chunk-crc"}
+
+
+def test_validate_image_without_gpt(good_run):
+    good_run.write(512, b"\0" * 8)
+    with pytest.raises(DumpbedError, match="no GPT"):
+        validate_image(good_run.image)
+    with pytest.raises(DumpbedError, match="no such image"):
+        validate_image(good_run.dir / "nope.img")
+
+
+# -- artifacts that cannot be read: one-line errors -------------------------------------------------
+
+
+def _break(run, what):
+    d = run.dir
+    if what == "no scenario":
+        (d / "scenario.json").unlink()
+    elif what == "garbled scenario":
+        (d / "scenario.json").write_text("{nope")
+    elif what == "scenario list":
+        (d / "scenario.json").write_text("[]")
+    elif what == "short dump id":
+        s = json.loads((d / "scenario.json").read_text())
+        s["dump_id"] = "abc"
+        (d / "scenario.json").write_text(json.dumps(s))
+    elif what == "no memory_bytes":
+        s = json.loads((d / "scenario.json").read_text())
+        del s["memory_bytes"]
+        (d / "scenario.json").write_text(json.dumps(s))
+    elif what == "no layout":
+        (d / "layout.json").unlink()
+    elif what == "no image":
+        run.image.unlink()
+    elif what == "no registers":
+        (d / "snapshot" / "registers.json").unlink()
+    elif what == "register string":
+        (d / "snapshot" / "registers.json").write_text(json.dumps({"rip": "zz"}))
+    elif what == "no memory.json":
+        (d / "snapshot" / "memory.json").unlink()
+    elif what == "memory.json shape":
+        (d / "snapshot" / "memory.json").write_text(json.dumps({"regions": [{"phys": 0}]}))
+    elif what == "snapshot file missing":
+        next((d / "snapshot").glob("mem-*.bin")).unlink()
+    elif what == "snapshot file short":
+        f = next((d / "snapshot").glob("mem-0000000000100000.bin"))
+        f.write_bytes(f.read_bytes()[:100])
+    elif what == "overlapping regions":
+        s = json.loads((d / "snapshot" / "memory.json").read_text())
+        s["regions"][1]["phys"] = 0x1000
+        (d / "snapshot" / "memory.json").write_text(json.dumps(s))
+
+
+@pytest.mark.parametrize("what", [
+    "no scenario", "garbled scenario", "scenario list", "short dump id", "no memory_bytes", "no layout",
+    "no image", "no registers", "register string", "no memory.json", "memory.json shape",
+    "snapshot file missing", "snapshot file short", "overlapping regions",
+])
+def test_bad_artifacts_raise_one_line(good_run, what):
+    _break(good_run, what)
+    with pytest.raises(DumpbedError) as e:
+        validate_run(good_run.dir)
+    assert str(e.value) and "\n" not in str(e.value)
+
+
+def test_run_dir_missing(tmp_path):
+    with pytest.raises(DumpbedError, match="not a directory"):
+        validate_run(tmp_path / "nope")
+
+
+def test_registers_as_hex_strings(good_run):
+    path = good_run.dir / "snapshot" / "registers.json"
+    regs = json.loads(path.read_text())
+    path.write_text(json.dumps({k: hex(v) for k, v in regs.items()}))
+    assert validate_run(good_run.dir).ok
