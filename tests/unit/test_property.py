@@ -1,0 +1,87 @@
+"""Every byte of the dump disk is covered by some check: any single-byte change fails validation."""
+
+import pytest
+import synth
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness.validate import validate_run
+
+
+def _pristine(tmp_path_factory, **options):
+    run = synth.make_run(tmp_path_factory.mktemp("pristine") / "run", **options)
+    assert validate_run(run.dir).ok
+    return run
+
+
+@pytest.fixture(scope="module")
+def run512(tmp_path_factory):
+    return _pristine(tmp_path_factory, block_size=512)
+
+
+@pytest.fixture(scope="module")
+def run4096(tmp_path_factory):
+    return _pristine(tmp_path_factory, block_size=4096, seed=2)
+
+
+def regions(run) -> list[tuple[int, int]]:
+    """Disk ranges to draw positions from: the whole image and each kind of structure in it,
+    so that small structures are hit as often as the big body."""
+    p, b = run.part_offset, run.block_size
+    size = run.layout.size_bytes
+    entry_blocks = 16384 // b
+    return [
+        (0, size),
+        (0, (2 + entry_blocks) * b),  # MBR, primary header and entries
+        ((2 + entry_blocks) * b, run.layout.partitions[0].first_lba * b),  # gap before the data partition
+        (run.layout.partitions[0].first_lba * b, p),  # data partition
+        (p, p + synth.LEADER),  # untouched start of the dump partition
+        (p + synth.LEADER, p + synth.LEADER + 4096),  # leader slot
+        (p + synth.DIR_AT, p + run.body_offset),  # directory and CRC table
+        (p + run.body_offset, p + run.end_offset),  # body
+        (p + run.area("crash-record").disk_offset, p + run.area("crash-record").disk_offset + 4096),
+        (p + run.end_offset, p + run.end_offset + 4096),  # end marker
+        (p + run.end_offset + 4096, p + run.part_bytes - b),  # untouched end of the partition
+        (p + run.part_bytes - b, p + run.part_bytes),  # trailer block
+        (p + run.part_bytes, size),  # after the partition, backup GPT
+        (size - (1 + entry_blocks) * b, size),  # backup entries and header
+    ]
+
+
+def positions(run):
+    return st.sampled_from(regions(run)).flatmap(lambda r: st.integers(r[0], r[1] - 1))
+
+
+def _flip_fails(run, pos, mask):
+    run.flip(pos, mask)
+    try:
+        v = validate_run(run.dir)
+        failing = [c.name for c in v.checks if not c.ok]
+        assert not v.ok and failing, f"flip at disk offset 0x{pos:x} (mask 0x{mask:02x}) not detected"
+    finally:
+        run.flip(pos, mask)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_byte_flip_fails_validation_512(run512, data):
+    pos = data.draw(positions(run512), label="disk offset")
+    mask = data.draw(st.integers(1, 255), label="xor mask")
+    _flip_fails(run512, pos, mask)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_byte_flip_fails_validation_4096(run4096, data):
+    pos = data.draw(positions(run4096), label="disk offset")
+    mask = data.draw(st.integers(1, 255), label="xor mask")
+    _flip_fails(run4096, pos, mask)
+
+
+def test_region_edges_are_covered(run512):
+    """The first and last byte of every structure, deterministically."""
+    size = run512.layout.size_bytes
+    for start, end in regions(run512):
+        for pos in {start, end - 1}:
+            if 0 <= pos < size:
+                _flip_fails(run512, pos, 0x01)
