@@ -1,0 +1,71 @@
+/*
+ * IDT: all 256 vectors go to the stubs of trap_entry.S. Exceptions 0-31 (NMI included) are
+ * what we expect; 32-255 can only be reached by a stray INT n since interrupts stay disabled,
+ * and are crashes too. NMI, #DF and #MC run on IST stacks.
+ */
+#include <stdint.h>
+
+#include "arch/x86/cpu.h"
+#include "arch/x86/gdt.h"
+#include "arch/x86/idt.h"
+#include "arch/x86/trap.h"
+
+struct idt_gate {
+	uint16_t offset_low;
+	uint16_t selector;
+	uint8_t ist;
+	uint8_t type_attr;
+	uint16_t offset_mid;
+	uint32_t offset_high;
+	uint32_t reserved;
+} __attribute__((packed));
+
+struct idt_pointer {
+	uint16_t limit;
+	uint64_t base;
+} __attribute__((packed));
+
+#define GATE_INTERRUPT_DPL0 0x8e	/* present, DPL 0, 64-bit interrupt gate (clears IF) */
+
+static struct idt_gate idt[256] __attribute__((aligned(16)));
+
+static void idt_set_gate(int vec, uint64_t handler, int ist)
+{
+	struct idt_gate *g = &idt[vec];
+
+	g->offset_low = handler & 0xffff;
+	g->selector = KERNEL_CS;
+	g->ist = ist & 7;
+	g->type_attr = GATE_INTERRUPT_DPL0;
+	g->offset_mid = (handler >> 16) & 0xffff;
+	g->offset_high = handler >> 32;
+	g->reserved = 0;
+}
+
+static void idt_load(const void *base, uint16_t limit)
+{
+	struct idt_pointer p = { .limit = limit, .base = (uint64_t)base };
+
+	__asm__ __volatile__("lidt %0" : : "m"(p) : "memory");
+}
+
+void idt_init(void)
+{
+	for (int vec = 0; vec < 256; vec++) {
+		int ist = 0;
+
+		if (vec == VEC_NMI)
+			ist = IST_NMI;
+		else if (vec == VEC_DF)
+			ist = IST_DF;
+		else if (vec == VEC_MC)
+			ist = IST_MC;
+		idt_set_gate(vec, (uint64_t)(trap_stubs + vec * TRAP_STUB_SIZE), ist);
+	}
+	idt_load(idt, sizeof(idt) - 1);
+}
+
+void idt_load_empty(void)
+{
+	idt_load(0, 0);
+}

@@ -1,0 +1,99 @@
+/*
+ * Identity paging. boot.S maps the first 4 GiB with 2 MiB pages; memory above that (RAM of a
+ * large guest, or a 64-bit BAR placed high by firmware) is mapped here on demand from a small
+ * static pool of page directories, each covering 1 GiB. All paging structures live in .bss:
+ * the CPU sets accessed/dirty bits in them while the dump runs, so they must be in the
+ * kernel's volatile area.
+ */
+#include "arch/x86/paging.h"
+#include "arch/x86/boot.h"
+#include "arch/x86/cpu.h"
+#include "lib/string.h"
+
+#define PAGE_2M		(2ull << 20)
+#define GIB		(1ull << 30)
+#define LOW_MAPPED	(4 * GIB)
+#define HIGH_PD_POOL	8		/* 8 GiB above 4 GiB; raise if guests get bigger */
+#define PDPT_SLOTS	512		/* one PDPT: 512 GiB */
+
+static uint64_t high_pd_pool[HIGH_PD_POOL][512] __attribute__((aligned(4096)));
+static int high_pd_used;
+
+static uint64_t *pd_for(uint64_t phys, bool allocate)
+{
+	uint64_t slot = phys / GIB;
+
+	if (slot >= PDPT_SLOTS)
+		return 0;
+	if (slot < 4)
+		return &boot_pd[slot * 512];
+	if (!(boot_pdpt[slot] & PTE_P)) {
+		uint64_t *pd;
+
+		if (!allocate || high_pd_used == HIGH_PD_POOL)
+			return 0;
+		pd = high_pd_pool[high_pd_used++];
+		memset(pd, 0, 4096);
+		boot_pdpt[slot] = (uint64_t)pd | PTE_P | PTE_W;
+	}
+	return (uint64_t *)(boot_pdpt[slot] & ~0xfffull);
+}
+
+static void flush_tlb(void)
+{
+	write_cr3(read_cr3());
+}
+
+bool paging_map_identity(uint64_t phys, uint64_t len, bool uncached)
+{
+	uint64_t start = phys & ~(PAGE_2M - 1);
+	uint64_t end = phys + len;
+	bool ok = true;
+
+	if (len == 0)
+		return true;
+	for (uint64_t a = start; a < end; a += PAGE_2M) {
+		uint64_t *pd = pd_for(a, true);
+
+		if (!pd) {
+			ok = false;
+			break;
+		}
+		pd[(a / PAGE_2M) % 512] = a | PTE_P | PTE_W | PTE_PS | (uncached ? PTE_PCD | PTE_PWT : 0);
+	}
+	flush_tlb();
+	return ok;
+}
+
+void paging_set_uncached(uint64_t phys, uint64_t len)
+{
+	uint64_t end = phys + len;
+
+	for (uint64_t a = phys & ~(PAGE_2M - 1); a < end && a < LOW_MAPPED; a += PAGE_2M)
+		boot_pd[a / PAGE_2M] |= PTE_PCD | PTE_PWT;
+	flush_tlb();
+}
+
+bool paging_is_mapped(uint64_t phys, uint64_t len)
+{
+	uint64_t end = phys + len;
+
+	if (end < phys)
+		return false;
+	for (uint64_t a = phys & ~(PAGE_2M - 1); a < end; a += PAGE_2M) {
+		uint64_t *pd = pd_for(a, false);
+
+		if (!pd || !(pd[(a / PAGE_2M) % 512] & PTE_P))
+			return false;
+	}
+	return true;
+}
+
+uint64_t paging_mapped_limit(void)
+{
+	uint64_t a = 0;
+
+	while (paging_is_mapped(a, PAGE_2M))
+		a += PAGE_2M;
+	return a;
+}

@@ -1,0 +1,511 @@
+/*
+ * virtio-blk, polled.
+ *
+ * Requests are a header descriptor (type, sector), data descriptors pointing straight at the
+ * caller's memory (identity mapped: virtual = physical), and a one-byte status descriptor the
+ * device writes. We submit, ring the doorbell, then poll the used ring against a TSC deadline.
+ *
+ * All request state is preallocated in .bss: a few request slots, each owning a fixed range of
+ * descriptors, a header and a status byte. The dump path never allocates. A request that times
+ * out is abandoned (its slot stays reserved until the device gives it back), so a later request
+ * - e.g. the FAILED header - can still go out on another slot without any risk of mistaking
+ * the late completion of the old one for its own.
+ */
+#include "drivers/virtio_blk.h"
+#include "arch/x86/boot.h"
+#include "arch/x86/io.h"
+#include "arch/x86/tsc.h"
+#include "drivers/virtio_pci.h"
+#include "lib/errno.h"
+#include "lib/printf.h"
+#include "lib/string.h"
+
+#define VIRTIO_BLK_F_SIZE_MAX	1
+#define VIRTIO_BLK_F_SEG_MAX	2
+#define VIRTIO_BLK_F_RO		5
+#define VIRTIO_BLK_F_BLK_SIZE	6
+#define VIRTIO_BLK_F_FLUSH	9
+
+/* struct virtio_blk_config offsets */
+#define CFG_CAPACITY	0
+#define CFG_SIZE_MAX	8
+#define CFG_SEG_MAX	12
+#define CFG_BLK_SIZE	20
+
+#define VIRTIO_BLK_T_IN		0
+#define VIRTIO_BLK_T_OUT	1
+#define VIRTIO_BLK_T_FLUSH	4
+
+#define VIRTIO_BLK_S_OK		0
+#define VIRTIO_BLK_S_IOERR	1
+#define VIRTIO_BLK_S_UNSUPP	2
+#define STATUS_UNWRITTEN	0xff	/* sentinel: the device never wrote the status byte */
+
+#define SECTOR_SIZE		512	/* virtio sector numbers are always 512-byte units */
+#define VBLK_SLOTS		4
+#define VBLK_MAX_TRANSFER	(4u << 20)
+#define VBLK_QUEUE_SIZE		256
+
+struct virtio_blk_req_hdr {
+	uint32_t type;
+	uint32_t reserved;
+	uint64_t sector;
+};
+
+enum slot_state {
+	SLOT_FREE,
+	SLOT_INFLIGHT,
+	SLOT_DONE,
+	SLOT_ABANDONED,	/* timed out; the device still owns its descriptors */
+};
+
+struct vblk_slot {
+	struct virtio_blk_req_hdr hdr;
+	uint8_t status;
+	uint8_t state;
+};
+
+struct virtio_blk {
+	struct virtio_pci vp;
+	struct virtq vq;
+	uint16_t desc_per_slot;
+	uint64_t capacity_sectors;
+	uint32_t block_size;
+	uint32_t seg_max;
+	uint32_t size_max;
+	uint32_t max_data_segs;
+	uint32_t max_transfer;
+	uint32_t timeout_ms;
+	bool read_only;
+	bool has_flush;
+	bool dump_ready;	/* DUMPINIT done */
+	bool dump_active;	/* between DUMPSTART and DUMPEND */
+	bool unflushed;		/* writes since the last flush */
+	struct vblk_slot slots[VBLK_SLOTS];
+	uint64_t requests, bytes, flushes, stale_completions, timeouts;
+};
+
+static struct virtio_blk vblk;
+static struct virtq_memory vblk_ring;
+static bool vblk_in_use;
+
+static uint64_t wanted_features(void)
+{
+	return (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |
+	       (1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_FLUSH);
+}
+
+/* Reset and full re-initialisation with fresh rings: nothing from before survives. */
+static int bring_up(struct virtio_blk *d)
+{
+	int err;
+
+	err = virtio_pci_reset(&d->vp);
+	if (err)
+		return err;
+	err = virtio_pci_negotiate(&d->vp, wanted_features());
+	if (err)
+		return err;
+	err = virtio_pci_setup_queue(&d->vp, &d->vq, 0, &vblk_ring, VBLK_QUEUE_SIZE);
+	if (err)
+		return err;
+	for (int i = 0; i < VBLK_SLOTS; i++)
+		d->slots[i].state = SLOT_FREE;
+	d->desc_per_slot = d->vq.size / VBLK_SLOTS;
+	if (d->desc_per_slot < 3)
+		return ENOTSUP;
+	virtio_pci_driver_ok(&d->vp);
+	return 0;
+}
+
+static void read_config(struct virtio_blk *d)
+{
+	uint32_t size_page;
+	uint64_t bulk;
+
+	d->capacity_sectors = virtio_pci_cfg_read64(&d->vp, CFG_CAPACITY);
+	d->block_size = SECTOR_SIZE;
+	if (virtio_pci_has_feature(&d->vp, VIRTIO_BLK_F_BLK_SIZE))
+		d->block_size = virtio_pci_cfg_read32(&d->vp, CFG_BLK_SIZE);
+	d->size_max = 0xfffff000u;	/* a descriptor's length is 32 bits */
+	if (virtio_pci_has_feature(&d->vp, VIRTIO_BLK_F_SIZE_MAX)) {
+		uint32_t v = virtio_pci_cfg_read32(&d->vp, CFG_SIZE_MAX);
+
+		if (v)
+			d->size_max = v;
+	}
+	d->seg_max = d->desc_per_slot - 2;
+	if (virtio_pci_has_feature(&d->vp, VIRTIO_BLK_F_SEG_MAX)) {
+		uint32_t v = virtio_pci_cfg_read32(&d->vp, CFG_SEG_MAX);
+
+		if (v)
+			d->seg_max = v;
+	}
+	d->max_data_segs = d->seg_max < (uint32_t)d->desc_per_slot - 2 ? d->seg_max
+								       : (uint32_t)d->desc_per_slot - 2;
+	d->read_only = virtio_pci_has_feature(&d->vp, VIRTIO_BLK_F_RO);
+	d->has_flush = virtio_pci_has_feature(&d->vp, VIRTIO_BLK_F_FLUSH);
+
+	/*
+	 * Largest transfer: 4 MiB, unless the device's segment limits are tighter. Keep one
+	 * segment spare for a separate tail buffer and one for an unaligned split, and stay a
+	 * multiple of the page (and so of the block size).
+	 */
+	size_page = d->size_max & ~4095u;
+	if (size_page == 0)
+		size_page = 4096;
+	bulk = (uint64_t)(d->max_data_segs > 2 ? d->max_data_segs - 2 : 1) * size_page;
+	d->max_transfer = bulk < VBLK_MAX_TRANSFER ? (uint32_t)bulk : VBLK_MAX_TRANSFER;
+	d->max_transfer &= ~4095u;
+	if (d->max_transfer < d->block_size)
+		d->max_transfer = d->block_size;
+}
+
+int virtio_blk_attach(struct pci_dev *pci, uint32_t io_timeout_ms, struct virtio_blk **out)
+{
+	struct virtio_blk *d = &vblk;
+	int err;
+
+	if (vblk_in_use)
+		return EBUSY;
+	memset(d, 0, sizeof(*d));
+	d->timeout_ms = io_timeout_ms;
+	err = virtio_pci_attach(&d->vp, pci);
+	if (err)
+		return err;
+	err = bring_up(d);
+	if (err)
+		return err;
+	read_config(d);
+	if (d->block_size < SECTOR_SIZE || d->block_size > 4096 || (d->block_size & (d->block_size - 1)))
+		return ENOTSUP;
+	vblk_in_use = true;
+	*out = d;
+	return 0;
+}
+
+/* Consume every used entry the device has published. */
+static void reap_completions(struct virtio_blk *d)
+{
+	struct virtq *vq = &d->vq;
+	uint16_t used_idx = READ_ONCE(vq->mem->used.idx);
+
+	while (vq->last_used_idx != used_idx) {
+		struct virtq_used_elem e;
+		uint32_t slot;
+
+		rmb();	/* the element is read after the index that published it */
+		e = vq->mem->used.ring[vq->last_used_idx & (vq->size - 1)];
+		vq->last_used_idx++;
+		slot = e.id / d->desc_per_slot;
+		if (e.id % d->desc_per_slot || slot >= VBLK_SLOTS) {
+			d->stale_completions++;
+			continue;
+		}
+		if (d->slots[slot].state == SLOT_INFLIGHT)
+			d->slots[slot].state = SLOT_DONE;
+		else if (d->slots[slot].state == SLOT_ABANDONED)
+			d->slots[slot].state = SLOT_FREE;	/* late completion of a timed-out request */
+		else
+			d->stale_completions++;
+	}
+}
+
+static void fill_stat(struct virtio_blk *d, struct dumpio_stat *st, int err, enum dumpio_op op,
+		      uint8_t req_status, uint64_t offset)
+{
+	if (!st)
+		return;
+	st->error = err;
+	st->op = op;
+	st->device_status = virtio_pci_status(&d->vp);
+	st->request_status = req_status;
+	st->failing_offset = offset;
+}
+
+/*
+ * One request, start to finish. `iov` may be NULL for FLUSH. For reads the device writes the
+ * data buffers. Returns 0, EIO (device said no, or needs reset), ETIMEDOUT, EBUSY (every slot
+ * abandoned), or EINVAL (more segments than the device takes).
+ */
+static int do_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
+		      const struct iovec *iov, int iovcnt, uint8_t *status_out)
+{
+	struct virtq *vq = &d->vq;
+	struct virtq_desc *desc = vq->mem->desc;
+	struct vblk_slot *s = 0;
+	uint16_t head, n;
+	uint32_t data_segs = 0;
+	uint16_t data_flags = type == VIRTIO_BLK_T_IN ? VIRTQ_DESC_F_WRITE : 0;
+	uint64_t deadline;
+	unsigned long polls = 0;
+	int slot;
+
+	*status_out = STATUS_UNWRITTEN;
+	reap_completions(d);
+	for (slot = 0; slot < VBLK_SLOTS; slot++)
+		if (d->slots[slot].state == SLOT_FREE || d->slots[slot].state == SLOT_DONE) {
+			s = &d->slots[slot];
+			break;
+		}
+	if (!s)
+		return EBUSY;
+
+	head = (uint16_t)(slot * d->desc_per_slot);
+	n = head;
+	s->hdr.type = type;
+	s->hdr.reserved = 0;
+	s->hdr.sector = sector;
+	s->status = STATUS_UNWRITTEN;
+	desc[n] = (struct virtq_desc){ (uintptr_t)&s->hdr, sizeof(s->hdr), VIRTQ_DESC_F_NEXT, n + 1 };
+
+	for (int i = 0; i < iovcnt; i++) {
+		uintptr_t p = (uintptr_t)iov[i].iov_base;
+		uint64_t left = iov[i].iov_len;
+
+		while (left) {
+			uint32_t len = left < d->size_max ? (uint32_t)left : d->size_max;
+
+			if (++data_segs > d->max_data_segs)
+				return EINVAL;
+			n++;
+			desc[n] = (struct virtq_desc){ p, len, VIRTQ_DESC_F_NEXT | data_flags, n + 1 };
+			p += len;
+			left -= len;
+		}
+	}
+	n++;
+	desc[n] = (struct virtq_desc){ (uintptr_t)&s->status, 1, VIRTQ_DESC_F_WRITE, 0 };
+
+	s->state = SLOT_INFLIGHT;
+	vq->mem->avail.ring[vq->avail_idx & (vq->size - 1)] = head;
+	wmb();	/* descriptors and ring entry before the index that publishes them */
+	vq->avail_idx++;
+	WRITE_ONCE(vq->mem->avail.idx, vq->avail_idx);
+	virtio_pci_notify(&d->vp, vq);
+	d->requests++;
+
+	deadline = deadline_after_ms(d->timeout_ms);
+	for (;;) {
+		reap_completions(d);
+		if (s->state == SLOT_DONE)
+			break;
+		if (deadline_passed(deadline)) {
+			s->state = SLOT_ABANDONED;
+			d->timeouts++;
+			return ETIMEDOUT;
+		}
+		/* A broken device may never complete: check for NEEDS_RESET now and then (an
+		 * MMIO read is a VM exit, so not on every poll). */
+		if ((++polls & 0xffff) == 0 &&
+		    (virtio_pci_status(&d->vp) & (VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED))) {
+			s->state = SLOT_ABANDONED;
+			return EIO;
+		}
+		cpu_relax();
+	}
+	rmb();	/* the status byte is read after the completion was seen */
+	*status_out = READ_ONCE(s->status);
+	s->state = SLOT_FREE;
+	return *status_out == VIRTIO_BLK_S_OK ? 0 : EIO;
+}
+
+int virtio_blk_read(struct virtio_blk *d, uint64_t lba, void *buf, uint32_t nblocks)
+{
+	uint32_t per_block = d->block_size / SECTOR_SIZE;
+	uint8_t status;
+
+	while (nblocks) {
+		uint32_t n = d->max_transfer / d->block_size;
+		struct iovec iov;
+
+		if (n > nblocks)
+			n = nblocks;
+		if (lba + n > virtio_blk_capacity_blocks(d))
+			return EINVAL;
+		iov.iov_base = buf;
+		iov.iov_len = (size_t)n * d->block_size;
+		int err = do_request(d, VIRTIO_BLK_T_IN, lba * per_block, &iov, 1, &status);
+		if (err)
+			return err;
+		lba += n;
+		nblocks -= n;
+		buf = (char *)buf + iov.iov_len;
+	}
+	return 0;
+}
+
+static int do_flush(struct virtio_blk *d, uint8_t *status)
+{
+	int err;
+
+	*status = STATUS_UNWRITTEN;
+	if (!d->has_flush)
+		return 0;	/* no volatile cache to flush: writes are durable on completion */
+	d->flushes++;
+	err = do_request(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0, status);
+	if (!err)
+		d->unflushed = false;
+	return err;
+}
+
+uint32_t virtio_blk_block_size(const struct virtio_blk *d) { return d->block_size; }
+uint64_t virtio_blk_capacity_blocks(const struct virtio_blk *d)
+{
+	return d->capacity_sectors / (d->block_size / SECTOR_SIZE);
+}
+const struct pci_dev *virtio_blk_pci(const struct virtio_blk *d) { return d->vp.pci; }
+
+void virtio_blk_print_info(const void *softc)
+{
+	const struct virtio_blk *d = softc;
+
+	printf("  virtio-blk %02x:%02x.%x: %llu blocks of %u bytes, queue %u, seg_max %u, size_max %u%s%s\n",
+	       d->vp.pci->bus, d->vp.pci->dev, d->vp.pci->fn,
+	       (unsigned long long)virtio_blk_capacity_blocks(d), d->block_size, d->vq.size, d->seg_max,
+	       d->size_max, d->has_flush ? ", flush" : "", d->read_only ? ", read-only" : "");
+	printf("  max transfer %u bytes, I/O timeout %u ms, device status 0x%02x\n", d->max_transfer,
+	       d->timeout_ms, virtio_pci_status(&d->vp));
+	printf("  requests %llu, bytes %llu, flushes %llu, timeouts %llu, stale completions %llu\n",
+	       (unsigned long long)d->requests, (unsigned long long)d->bytes,
+	       (unsigned long long)d->flushes, (unsigned long long)d->timeouts,
+	       (unsigned long long)d->stale_completions);
+}
+
+/* Everything the dump path touches must be kernel .data/.bss: nothing else may change. */
+static bool in_kernel_rw(const void *p, size_t len)
+{
+	return (uintptr_t)p >= (uintptr_t)__data_start && (uintptr_t)p + len <= (uintptr_t)__bss_end;
+}
+
+static int dump_write(struct virtio_blk *d, struct dumpdev *dev, struct uio *uio,
+		      struct dumpio_stat *st)
+{
+	uint64_t total = 0, end;
+	uint8_t status = STATUS_UNWRITTEN;
+	int err;
+
+	if (!uio || uio->uio_iovcnt < 0 || (uio->uio_iovcnt && !uio->uio_iov)) {
+		fill_stat(d, st, EINVAL, DUMPIO_OP_WRITE, status, uio ? uio->uio_offset : 0);
+		return EINVAL;
+	}
+	for (int i = 0; i < uio->uio_iovcnt; i++)
+		total += uio->uio_iov[i].iov_len;
+
+	/* Bounds and alignment before anything reaches the device. */
+	end = uio->uio_offset + total;
+	if (total != uio->uio_resid || uio->uio_offset % d->block_size || total % d->block_size ||
+	    total > d->max_transfer || end < uio->uio_offset || end > dev->part_bytes ||
+	    (total == 0 && !(uio->uio_fmode & DUMP_FSYNC))) {
+		fill_stat(d, st, EINVAL, DUMPIO_OP_WRITE, status, uio->uio_offset);
+		return EINVAL;
+	}
+
+	if (total) {
+		uint64_t sector = (dev->part_lba * d->block_size + uio->uio_offset) / SECTOR_SIZE;
+
+		err = do_request(d, VIRTIO_BLK_T_OUT, sector, uio->uio_iov, uio->uio_iovcnt, &status);
+		if (err) {
+			fill_stat(d, st, err, DUMPIO_OP_WRITE, status, uio->uio_offset);
+			return err;
+		}
+		d->bytes += total;
+		d->unflushed = true;
+	}
+	if (uio->uio_fmode & DUMP_FSYNC) {
+		err = do_flush(d, &status);
+		if (err) {
+			fill_stat(d, st, err, DUMPIO_OP_FLUSH, status, uio->uio_offset);
+			return err;
+		}
+	}
+	uio->uio_resid = 0;
+	return 0;
+}
+
+int virtio_blk_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
+{
+	struct virtio_blk *d = dev ? dev->softc : 0;
+	struct dumpio_stat *st = arg;
+	uint8_t status;
+	int err;
+
+	if (!d)
+		return ENODEV;
+	if (cmd != DUMPQUERY && st)
+		memset(st, 0, sizeof(*st));
+
+	switch (cmd) {
+	case DUMPINIT:
+		/* The partition must lie on the disk, in whole blocks of this disk. */
+		if (dev->block_size != d->block_size || dev->part_blocks == 0 ||
+		    dev->part_lba + dev->part_blocks > virtio_blk_capacity_blocks(d) ||
+		    dev->part_bytes != dev->part_blocks * d->block_size) {
+			fill_stat(d, st, EINVAL, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
+			return EINVAL;
+		}
+		if (d->read_only) {
+			fill_stat(d, st, EROFS, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
+			return EROFS;
+		}
+		/* "Pin": everything the dump path uses is static and in the volatile area. */
+		if (!in_kernel_rw(d, sizeof(*d)) || !in_kernel_rw(&vblk_ring, sizeof(vblk_ring))) {
+			fill_stat(d, st, EFAULT, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
+			return EFAULT;
+		}
+		d->dump_ready = true;
+		return 0;
+
+	case DUMPQUERY: {
+		struct dmp_query *q = arg;
+
+		if (!d->dump_ready || !q)
+			return EINVAL;
+		q->min_tsize = d->block_size;
+		q->max_tsize = d->max_transfer;
+		return 0;
+	}
+
+	case DUMPSTART:
+		if (!d->dump_ready) {
+			fill_stat(d, st, EINVAL, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
+			return EINVAL;
+		}
+		/* Whatever the device was doing is dropped, never resumed: a reset discards it
+		 * and fresh rings guarantee no old completion can be mistaken for ours. */
+		err = bring_up(d);
+		if (err) {
+			fill_stat(d, st, err, DUMPIO_OP_RESET, STATUS_UNWRITTEN, 0);
+			return err;
+		}
+		d->dump_active = true;
+		d->unflushed = false;
+		return 0;
+
+	case DUMPWRITE:
+		if (!d->dump_active) {
+			fill_stat(d, st, EINVAL, DUMPIO_OP_WRITE, STATUS_UNWRITTEN, uio ? uio->uio_offset : 0);
+			return EINVAL;
+		}
+		return dump_write(d, dev, uio, st);
+
+	case DUMPEND:
+		if (!d->dump_active)
+			return 0;
+		d->dump_active = false;
+		if (!d->unflushed)
+			return 0;
+		err = do_flush(d, &status);
+		if (err)
+			fill_stat(d, st, err, DUMPIO_OP_FLUSH, status, 0);
+		return err;
+
+	case DUMPTERM:
+		d->dump_active = false;
+		d->dump_ready = false;
+		return 0;
+
+	default:
+		return EINVAL;
+	}
+}

@@ -1,0 +1,56 @@
+/* Calling a driver's dddump() entry point (see dump/dumpdev.h for the protocol). */
+#include "dump/dumpsys.h"
+#include "lib/errno.h"
+#include "lib/string.h"
+
+int devdump_init(struct dumpdev *dev, struct dumpio_stat *st)
+{
+	return dev->dddump(dev, 0, DUMPINIT, st);
+}
+
+int devdump_query(struct dumpdev *dev, struct dmp_query *q)
+{
+	return dev->dddump(dev, 0, DUMPQUERY, q);
+}
+
+int devdump_start(struct dumpdev *dev, struct dumpio_stat *st)
+{
+	return dev->dddump(dev, 0, DUMPSTART, st);
+}
+
+int devdump_write(struct dumpdev *dev, uint64_t offset, struct iovec *iov, int iovcnt, bool fsync,
+		  struct dumpio_stat *st)
+{
+	struct uio uio = {
+		.uio_iov = iov,
+		.uio_iovcnt = iovcnt,
+		.uio_offset = offset,
+		.uio_fmode = fsync ? DUMP_FSYNC : 0,
+		.uio_resid = 0,
+	};
+	int err;
+
+	for (int i = 0; i < iovcnt; i++)
+		uio.uio_resid += iov[i].iov_len;
+	if (uio.uio_resid > dev->part_bytes || offset > dev->part_bytes - uio.uio_resid) {
+		memset(st, 0, sizeof(*st));
+		st->error = EINVAL;
+		st->op = DUMPIO_OP_WRITE;
+		st->failing_offset = offset;
+		return EINVAL;
+	}
+	err = dev->dddump(dev, &uio, DUMPWRITE, st);
+	if (!err && uio.uio_resid != 0)
+		err = EIO;	/* a driver that says yes must have written everything */
+	return err;
+}
+
+int devdump_end(struct dumpdev *dev, struct dumpio_stat *st)
+{
+	return dev->dddump(dev, 0, DUMPEND, st);
+}
+
+int devdump_term(struct dumpdev *dev)
+{
+	return dev->dddump(dev, 0, DUMPTERM, 0);
+}

@@ -1,0 +1,86 @@
+/*
+ * The device dump protocol, shaped after AIX's dddump() entry point:
+ *
+ *   int dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
+ *
+ *   DUMPINIT   at configuration time: check the device and partition, and prepare ("pin")
+ *              everything the dump path will use, so it needs no allocation later.
+ *              arg: struct dumpio_stat *.
+ *   DUMPQUERY  arg: struct dmp_query *: the smallest and largest transfer one DUMPWRITE
+ *              accepts. uio is NULL.
+ *   DUMPSTART  at crash time: stop whatever the device was doing and make it ready for
+ *              DUMPWRITE. arg: struct dumpio_stat *.
+ *   DUMPWRITE  write uio (iovecs + a partition-relative byte offset); polled, no interrupts,
+ *              bounded. uio_fmode & DUMP_FSYNC asks for a cache flush after the write.
+ *              arg: struct dumpio_stat *.
+ *   DUMPEND    the dump is over: flush, quiesce. arg: struct dumpio_stat *.
+ *   DUMPTERM   the device is no longer the dump device: release what DUMPINIT prepared.
+ *
+ * Every command returns 0 or an errno (lib/errno.h) and, on error, fills the dumpio_stat.
+ */
+#ifndef DUMP_DUMPDEV_H
+#define DUMP_DUMPDEV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum dump_cmd {
+	DUMPINIT = 1,
+	DUMPQUERY,
+	DUMPSTART,
+	DUMPWRITE,
+	DUMPEND,
+	DUMPTERM,
+};
+
+struct iovec {
+	void *iov_base;
+	size_t iov_len;
+};
+
+#define DUMP_FSYNC	0x0010	/* uio_fmode: flush the device's write cache after writing */
+
+struct uio {
+	struct iovec *uio_iov;
+	int uio_iovcnt;
+	uint64_t uio_offset;	/* byte offset from the start of the dump partition */
+	int uio_fmode;
+	uint64_t uio_resid;	/* bytes still to transfer: the iovecs' total on entry, 0 when done */
+};
+
+struct dmp_query {
+	uint32_t min_tsize;	/* bytes; every transfer is a multiple of it */
+	uint32_t max_tsize;	/* bytes; a multiple of min_tsize */
+};
+
+enum dumpio_op {
+	DUMPIO_OP_NONE = 0,
+	DUMPIO_OP_RESET,
+	DUMPIO_OP_WRITE,
+	DUMPIO_OP_FLUSH,
+};
+
+struct dumpio_stat {
+	int error;			/* errno, 0 if none */
+	enum dumpio_op op;		/* what failed */
+	uint32_t device_status;		/* transport status register (virtio device_status) */
+	uint32_t request_status;	/* per-request status (virtio-blk status byte), 0xff if none */
+	uint64_t failing_offset;	/* partition byte offset of the failed transfer */
+};
+
+struct dumpdev;
+typedef int (*dddump_fn)(struct dumpdev *dev, struct uio *uio, int cmd, void *arg);
+
+/* A configured dump target: a disk driver's instance plus the dump partition on it. */
+struct dumpdev {
+	char name[32];			/* as given on the command line, e.g. "virtio-blk" */
+	dddump_fn dddump;
+	void *softc;			/* driver instance */
+	uint32_t block_size;		/* logical block size of the disk */
+	uint64_t part_lba;		/* first block of the dump partition (logical blocks) */
+	uint64_t part_blocks;		/* its length in logical blocks */
+	uint64_t part_bytes;		/* part_blocks * block_size */
+	void (*print_info)(const void *softc);	/* driver details for the console, optional */
+};
+
+#endif

@@ -1,0 +1,180 @@
+/*
+ * Crash entry. Every exception, every NMI and panic() arrive in trap_dispatch() with the
+ * interrupted registers on the stack (arch/x86/trap_entry.S). We record the complete CPU state
+ * in the crash record, report the crash, and hand over to the dump facility, which never
+ * returns. Interrupts are off (they always are) and we never IRET, so NMIs stay blocked.
+ */
+#include <stdarg.h>
+
+#include "kern/crash.h"
+#include "arch/x86/cpu.h"
+#include "arch/x86/trap.h"
+#include "dump/dumpsys.h"
+#include "kern/exit.h"
+#include "kern/result.h"
+#include "lib/printf.h"
+#include "lib/string.h"
+
+struct crash_record crash_record;
+bool crash_dump_armed;
+
+static volatile int crash_depth;
+static char panic_message[128];
+
+static const char *const exception_names[32] = {
+	"#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
+	"#BR bound range", "#UD invalid opcode", "#NM device not available", "#DF double fault",
+	"coprocessor segment overrun", "#TS invalid TSS", "#NP segment not present",
+	"#SS stack fault", "#GP general protection", "#PF page fault", "reserved 15",
+	"#MF x87 error", "#AC alignment check", "#MC machine check", "#XM SIMD error",
+	"#VE virtualization", "#CP control protection", "reserved 22", "reserved 23",
+	"reserved 24", "reserved 25", "reserved 26", "reserved 27", "#HV hypervisor injection",
+	"#VC VMM communication", "#SX security", "reserved 31",
+};
+
+const char *crash_reason_name(uint32_t reason)
+{
+	switch (reason) {
+	case CRASH_REASON_NMI: return "nmi";
+	case CRASH_REASON_PANIC: return "panic";
+	case CRASH_REASON_EXCEPTION: return "exception";
+	default: return "unknown";
+	}
+}
+
+/* Everything not in the frame is read here, before anything could change it. The kernel never
+ * uses x87/SSE registers (-mgeneral-regs-only), so FXSAVE still sees the interrupted state. */
+static void capture(const struct trap_frame *f, uint64_t tsc)
+{
+	struct crash_record *r = &crash_record;
+	uint64_t *regs = r->registers;
+
+	memset(r, 0, sizeof(*r));
+	memcpy(r->magic, "DBCRASH", 8);
+	r->version = DUMP_VERSION;
+	r->cpu = 0;
+	r->tsc_crash = tsc;
+
+	if (f->vector == VEC_NMI) {
+		r->crash_reason = CRASH_REASON_NMI;
+		r->crash_vector = VEC_NMI;
+	} else if (f->vector == TRAP_VECTOR_PANIC) {
+		r->crash_reason = CRASH_REASON_PANIC;
+		r->crash_vector = CRASH_VECTOR_NONE;
+	} else {
+		r->crash_reason = CRASH_REASON_EXCEPTION;
+		r->crash_vector = (uint32_t)f->vector;
+		r->crash_error_code = f->error_code;
+	}
+
+	regs[REG_RAX] = f->rax;
+	regs[REG_RBX] = f->rbx;
+	regs[REG_RCX] = f->rcx;
+	regs[REG_RDX] = f->rdx;
+	regs[REG_RSI] = f->rsi;
+	regs[REG_RDI] = f->rdi;
+	regs[REG_RBP] = f->rbp;
+	regs[REG_RSP] = f->rsp;
+	regs[REG_R8] = f->r8;
+	regs[REG_R9] = f->r9;
+	regs[REG_R10] = f->r10;
+	regs[REG_R11] = f->r11;
+	regs[REG_R12] = f->r12;
+	regs[REG_R13] = f->r13;
+	regs[REG_R14] = f->r14;
+	regs[REG_R15] = f->r15;
+	regs[REG_RIP] = f->rip;
+	regs[REG_RFLAGS] = f->rflags;
+	regs[REG_CS] = f->cs & 0xffff;
+	regs[REG_SS] = f->ss & 0xffff;
+	regs[REG_DS] = read_ds();
+	regs[REG_ES] = read_es();
+	regs[REG_FS] = read_fs();
+	regs[REG_GS] = read_gs();
+	regs[REG_FS_BASE] = rdmsr(MSR_FS_BASE);
+	regs[REG_GS_BASE] = rdmsr(MSR_GS_BASE);
+	regs[REG_CR0] = read_cr0();
+	regs[REG_CR2] = read_cr2();
+	regs[REG_CR3] = read_cr3();
+	regs[REG_CR4] = read_cr4();
+	regs[REG_EFER] = rdmsr(MSR_EFER);
+
+	if (r->crash_reason == CRASH_REASON_EXCEPTION && f->vector == VEC_PF)
+		r->crash_fault_addr = regs[REG_CR2];
+	if (cpu_features.fxsr)
+		__asm__ __volatile__("fxsave64 %0" : "=m"(r->fxsave));
+}
+
+static void print_crash(const struct trap_frame *f)
+{
+	const struct crash_record *r = &crash_record;
+	const uint64_t *g = r->registers;
+
+	if (r->crash_reason == CRASH_REASON_PANIC)
+		printf("\n*** PANIC: %s\n", panic_message);
+	else if (f->vector < 32)
+		printf("\n*** CRASH: %s (vector %llu, error code %#llx)\n", exception_names[f->vector],
+		       (unsigned long long)f->vector, (unsigned long long)f->error_code);
+	else
+		printf("\n*** CRASH: unexpected vector %llu\n", (unsigned long long)f->vector);
+	printf("rip %016llx  rsp %016llx  rflags %016llx  cs %04llx  ss %04llx\n",
+	       (unsigned long long)g[REG_RIP], (unsigned long long)g[REG_RSP],
+	       (unsigned long long)g[REG_RFLAGS], (unsigned long long)g[REG_CS],
+	       (unsigned long long)g[REG_SS]);
+	printf("rax %016llx  rbx %016llx  rcx %016llx  rdx %016llx\n", (unsigned long long)g[REG_RAX],
+	       (unsigned long long)g[REG_RBX], (unsigned long long)g[REG_RCX],
+	       (unsigned long long)g[REG_RDX]);
+	printf("rsi %016llx  rdi %016llx  rbp %016llx  r8  %016llx\n", (unsigned long long)g[REG_RSI],
+	       (unsigned long long)g[REG_RDI], (unsigned long long)g[REG_RBP],
+	       (unsigned long long)g[REG_R8]);
+	printf("r9  %016llx  r10 %016llx  r11 %016llx  r12 %016llx\n", (unsigned long long)g[REG_R9],
+	       (unsigned long long)g[REG_R10], (unsigned long long)g[REG_R11],
+	       (unsigned long long)g[REG_R12]);
+	printf("r13 %016llx  r14 %016llx  r15 %016llx\n", (unsigned long long)g[REG_R13],
+	       (unsigned long long)g[REG_R14], (unsigned long long)g[REG_R15]);
+	printf("cr0 %016llx  cr2 %016llx  cr3 %016llx  cr4 %016llx  efer %llx\n",
+	       (unsigned long long)g[REG_CR0], (unsigned long long)g[REG_CR2],
+	       (unsigned long long)g[REG_CR3], (unsigned long long)g[REG_CR4],
+	       (unsigned long long)g[REG_EFER]);
+}
+
+void trap_dispatch(struct trap_frame *f)
+{
+	uint64_t tsc = rdtsc();
+
+	irq_disable();
+	if (crash_depth++) {
+		/* A fault inside the crash path: the first crash's record stays as it was. */
+		printf("\n*** nested crash: vector %llu at rip %#llx while handling a crash\n",
+		       (unsigned long long)f->vector, (unsigned long long)f->rip);
+		if (crash_depth == 2)
+			result_line("DONE status=failed error=%d stage=nested offset=0", 14 /* EFAULT */);
+		guest_exit(EXIT_DUMP_FAILED);
+	}
+	capture(f, tsc);
+	print_crash(f);
+
+	if (!crash_dump_armed) {
+		printf("crash during boot: no dump\n");
+		fatal_boot_error("crash-during-boot");
+	}
+
+	if (crash_record.crash_vector == CRASH_VECTOR_NONE)
+		result_line("CRASH reason=%s vector=0x%x", crash_reason_name(crash_record.crash_reason),
+			    crash_record.crash_vector);
+	else
+		result_line("CRASH reason=%s vector=%u", crash_reason_name(crash_record.crash_reason),
+			    crash_record.crash_vector);
+
+	dump_system(&crash_record);
+}
+
+void panic(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(panic_message, sizeof(panic_message), fmt, ap);
+	va_end(ap);
+	crash_panic_enter();
+}

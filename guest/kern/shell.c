@@ -1,0 +1,156 @@
+/*
+ * The console shell for manual crash-injection sessions. Input is polled from COM1 (there
+ * are no interrupts); the loop only touches .bss, so the machine state a crash captures is
+ * the same as the one the harness snapshots.
+ */
+#include "kern/shell.h"
+#include "arch/x86/apic.h"
+#include "arch/x86/boot.h"
+#include "arch/x86/cpu.h"
+#include "arch/x86/tsc.h"
+#include "bus/pci.h"
+#include "dump/dumpsys.h"
+#include "kern/cmdline.h"
+#include "kern/crash.h"
+#include "kern/exit.h"
+#include "kern/memmap.h"
+#include "lib/console.h"
+#include "lib/crc.h"
+#include "lib/printf.h"
+#include "lib/string.h"
+
+#define LINE_MAX 128
+
+struct command {
+	const char *name;
+	const char *help;
+	void (*run)(void);
+};
+
+static void cmd_help(void);
+static void cmd_info(void) { shell_print_info(); }
+static void cmd_dump(void) { dumpsys_print_config(); }
+static void cmd_panic(void) { panic("requested from the console"); }
+static void cmd_reboot(void) { reboot(); }
+
+static void cmd_nmi(void)
+{
+	printf("sending an NMI to myself\n");
+	apic_self_nmi();
+	/* The NMI is taken at once; if it is not, say so rather than pretend. */
+	udelay(100000);
+	printf("no NMI arrived (is the local APIC present?)\n");
+}
+
+static const struct command commands[] = {
+	{ "help", "list commands", cmd_help },
+	{ "info", "memory map, PCI devices, dump device", cmd_info },
+	{ "dump", "show the dump configuration and planned layout", cmd_dump },
+	{ "panic", "crash now (reason PANIC) and dump", cmd_panic },
+	{ "nmi", "crash through a self-NMI from the local APIC and dump", cmd_nmi },
+	{ "reboot", "reset the machine", cmd_reboot },
+};
+
+static void cmd_help(void)
+{
+	for (unsigned i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		printf("  %-8s %s\n", commands[i].name, commands[i].help);
+}
+
+void shell_print_info(void)
+{
+	uint64_t kstart = (uintptr_t)__kernel_start, kend = (uintptr_t)__kernel_end;
+
+	printf("cpu: %s family %u model %u, tsc %llu Hz%s, crc32c %s\n", cpu_features.vendor,
+	       cpu_features.family, cpu_features.model, (unsigned long long)tsc_hz,
+	       tsc_calibrated ? "" : " (NOT calibrated)", crc32c_uses_hw() ? "sse4.2" : "table");
+	printf("kernel: %#llx-%#llx (text %#lx, rodata %#lx, data+bss %#lx bytes)\n",
+	       (unsigned long long)kstart, (unsigned long long)kend,
+	       (unsigned long)(__text_end - __text_start), (unsigned long)(__rodata_end - __rodata_start),
+	       (unsigned long)(__kernel_end - __data_start));
+	printf("memory map (%llu bytes usable):\n", (unsigned long long)memmap_usable_bytes());
+	for (int i = 0; i < memmap_count(); i++) {
+		const struct mem_region *r = memmap_region(i);
+
+		printf("  %#014llx-%#014llx %s\n", (unsigned long long)r->base,
+		       (unsigned long long)(r->base + r->len), memmap_type_name(r->type));
+	}
+	printf("pci devices:\n");
+	for (int i = 0; i < pci_device_count(); i++) {
+		const struct pci_dev *d = pci_device(i);
+
+		printf("  %02x:%02x.%x %04x:%04x %s (class %02x%02x)\n", d->bus, d->dev, d->fn, d->vendor,
+		       d->device, pci_class_name(d), d->class_code, d->subclass);
+		for (int b = 0; b < d->nbars; b++) {
+			const struct pci_bar *bar = &d->bar[b];
+
+			if (!bar->size)
+				continue;
+			printf("      bar%d %s %#llx size %#llx%s%s\n", b, bar->io ? "io " : "mem",
+			       (unsigned long long)bar->base, (unsigned long long)bar->size,
+			       bar->is64 ? " 64-bit" : "", bar->assigned_here ? " (assigned here)" : "");
+		}
+	}
+	dumpsys_print_info();
+}
+
+static void run_line(char *line)
+{
+	char *p = line, *end;
+
+	while (isspace(*p))
+		p++;
+	end = p + strlen(p);
+	while (end > p && isspace(end[-1]))
+		*--end = '\0';
+	if (!*p)
+		return;
+	for (unsigned i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(p, commands[i].name) == 0) {
+			commands[i].run();
+			return;
+		}
+	printf("unknown command '%s' (try help)\n", p);
+}
+
+void shell_run(void)
+{
+	static char line[LINE_MAX];
+	size_t len = 0;
+	bool after_cr = false;
+
+	printf("dumpbed> ");
+	for (;;) {
+		int c = console_getc();
+
+		if (c < 0) {
+			cpu_relax();
+			continue;
+		}
+		if (c == '\n' && after_cr) {	/* the \n of a \r\n pair */
+			after_cr = false;
+			continue;
+		}
+		after_cr = c == '\r';
+		if (c == '\r' || c == '\n') {
+			console_putc('\n');
+			line[len] = '\0';
+			run_line(line);
+			len = 0;
+			printf("dumpbed> ");
+		} else if (c == 0x7f || c == 0x08) {
+			if (len) {
+				len--;
+				console_write("\b \b", 3);
+			}
+		} else if (c == 0x15) {	/* ^U: kill line */
+			while (len) {
+				len--;
+				console_write("\b \b", 3);
+			}
+		} else if (c >= 0x20 && c < 0x7f && len < LINE_MAX - 1) {
+			line[len++] = (char)c;
+			console_putc((char)c);
+		}
+	}
+}

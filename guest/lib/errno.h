@@ -1,0 +1,24 @@
+/* Error numbers, with Linux's values: they appear in the dump header and on the result
+ * channel, where the host reads them with its own (Linux) errno table. */
+#ifndef LIB_ERRNO_H
+#define LIB_ERRNO_H
+
+#define ENOENT		2
+#define EIO		5
+#define ENXIO		6
+#define E2BIG		7
+#define EFAULT		14
+#define EBUSY		16
+#define EEXIST		17
+#define ENODEV		19
+#define EINVAL		22
+#define ENOSPC		28
+#define EROFS		30
+#define ERANGE		34
+#define ENODATA		61
+#define ENOTSUP		95
+#define ETIMEDOUT	110
+
+const char *errno_name(int err);
+
+#endif

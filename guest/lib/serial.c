@@ -1,0 +1,74 @@
+/*
+ * COM1, 115200 8N1, polled. Every wait is bounded: if the transmitter does not drain (host
+ * side not reading, or no UART at all), output is dropped instead of hanging the kernel, which
+ * matters most in the crash path.
+ */
+#include "lib/serial.h"
+#include "arch/x86/io.h"
+#include "arch/x86/tsc.h"
+
+#define REG_DATA	0
+#define REG_IER		1
+#define REG_FCR		2
+#define REG_LCR		3
+#define REG_MCR		4
+#define REG_LSR		5
+#define REG_SCRATCH	7
+
+#define LSR_DATA_READY	0x01
+#define LSR_THR_EMPTY	0x20
+
+#define TX_TIMEOUT_US	10000	/* one byte takes 87 us at 115200 baud */
+
+static bool present;
+static bool stalled;	/* last byte timed out: do not wait again until the UART recovers */
+
+void serial_init(void)
+{
+	/* The scratch register tells a real 16550 from an empty port (which reads 0xff). */
+	outb(COM1_BASE + REG_SCRATCH, 0x5a);
+	present = inb(COM1_BASE + REG_SCRATCH) == 0x5a;
+	if (!present)
+		return;
+	outb(COM1_BASE + REG_IER, 0x00);	/* no interrupts */
+	outb(COM1_BASE + REG_LCR, 0x80);	/* DLAB */
+	outb(COM1_BASE + REG_DATA, 0x01);	/* divisor 1: 115200 */
+	outb(COM1_BASE + REG_IER, 0x00);
+	outb(COM1_BASE + REG_LCR, 0x03);	/* 8N1 */
+	outb(COM1_BASE + REG_FCR, 0xc7);	/* FIFOs on, cleared, 14-byte threshold */
+	outb(COM1_BASE + REG_MCR, 0x03);	/* DTR, RTS; OUT2 off: no IRQ line */
+}
+
+bool serial_present(void)
+{
+	return present;
+}
+
+void serial_putc(char c)
+{
+	if (!present)
+		return;
+	if (!(inb(COM1_BASE + REG_LSR) & LSR_THR_EMPTY)) {
+		uint64_t deadline;
+
+		if (stalled)
+			return;
+		deadline = deadline_after_us(TX_TIMEOUT_US);
+		while (!(inb(COM1_BASE + REG_LSR) & LSR_THR_EMPTY)) {
+			if (deadline_passed(deadline)) {
+				stalled = true;
+				return;
+			}
+			cpu_relax();
+		}
+	}
+	stalled = false;
+	outb(COM1_BASE + REG_DATA, (uint8_t)c);
+}
+
+int serial_getc(void)
+{
+	if (!present || !(inb(COM1_BASE + REG_LSR) & LSR_DATA_READY))
+		return -1;
+	return inb(COM1_BASE + REG_DATA);
+}
