@@ -87,19 +87,20 @@ class CanaryResult:
 def check(image, seed: int, ranges: list[tuple[int, int]], max_runs: int = 16) -> CanaryResult:
     """Compare the sector-aligned byte ranges [start, end) of an image with the canary.
 
-    image is a path or a buffer supporting len() and slicing (bytes, mmap). Sectors past the
-    end of the image count as bad ("missing").
+    image is a path, a buffer (bytes, mmap) or a reader with .size and .read(offset, length)
+    (harness.dumpfmt.Image). Sectors past the end of the image count as bad ("missing").
     """
     if isinstance(image, (str, Path)):
         with open(image, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
-                return check(b"", seed, ranges, max_runs)
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                return check(mm, seed, ranges, max_runs)
+            return check(_FileReader(f), seed, ranges, max_runs)
+    if isinstance(image, (bytes, bytearray, memoryview, mmap.mmap)):
+        buffer = image
+        read = lambda offset, length: bytes(buffer[offset:offset + length])  # noqa: E731
+        size = len(buffer)
+    else:
+        read, size = image.read, image.size
 
     result = CanaryResult()
-    size = len(image)
     runs: list[BadRun] = []
     word = np.uint64(unit_word(seed))
 
@@ -120,7 +121,7 @@ def check(image, seed: int, ranges: list[tuple[int, int]], max_runs: int = 16) -
             stop = min(pos + _CHUNK_SECTORS * SECTOR, present_end)
             first = pos // SECTOR
             count = (stop - pos) // SECTOR
-            words = np.frombuffer(image[pos:stop], dtype="<u8").reshape(count, UNITS_PER_SECTOR, 2)
+            words = np.frombuffer(read(pos, stop - pos), dtype="<u8").reshape(count, UNITS_PER_SECTOR, 2)
             numbers = np.arange(first, first + count, dtype="<u8")
             bad = (words[:, :, 0] != word).any(axis=1) | (words[:, :, 1] != numbers[:, None]).any(axis=1)
             result.checked_sectors += count
@@ -133,6 +134,15 @@ def check(image, seed: int, ranges: list[tuple[int, int]], max_runs: int = 16) -
             add(first_missing, end // SECTOR - 1, True)
     result.runs = runs
     return result
+
+
+class _FileReader:
+    def __init__(self, f):
+        self.fd = f.fileno()
+        self.size = os.fstat(self.fd).st_size
+
+    def read(self, offset: int, length: int) -> bytes:
+        return os.pread(self.fd, length, offset)
 
 
 def _runs(indices: np.ndarray):

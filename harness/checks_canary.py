@@ -67,7 +67,7 @@ def check_canary(dump: dumpfmt.Dump, image: dumpfmt.Image, layout: DiskLayout) -
     if pos < layout.size_bytes:
         ranges.append((pos, layout.size_bytes))
 
-    result = canary.check(image.buffer, layout.canary_seed, ranges)
+    result = canary.check(image, layout.canary_seed, ranges)
     runs = []
     for run in result.runs:
         what = "missing (beyond the end of the image)" if run.missing else "not canary"

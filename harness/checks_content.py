@@ -1,13 +1,13 @@
 """The content oracle: every non-VOLATILE dumped area equals the host's memory snapshot.
 
 The snapshot (snapshot/memory.json + raw region files) is the guest's physical memory at the
-crash instant. Areas are compared through mmap, 16 MiB at a time, so memory stays bounded.
+crash instant. Areas are compared 16 MiB at a time (pread), so memory stays bounded.
 """
 
 from __future__ import annotations
 
 import bisect
-import mmap
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,12 +28,12 @@ class Region:
 
 
 class Snapshot:
-    """Ground-truth guest memory: regions of raw files, read through mmap."""
+    """Ground-truth guest memory: regions of raw files, read piece by piece."""
 
     def __init__(self, regions: list[Region]):
         self.regions = sorted(regions, key=lambda r: r.phys)
         self._starts = [r.phys for r in self.regions]
-        self._maps: dict[int, object] = {}
+        self._fds: dict[int, int] = {}
         self._files = []
         for prev, cur in zip(self.regions, self.regions[1:]):
             if cur.phys < prev.phys + prev.length:
@@ -63,12 +63,15 @@ class Snapshot:
                 regions.append(Region(phys, length, path))
         return cls(regions)
 
-    def _buffer(self, index: int):
-        if index not in self._maps:
-            f = open(self.regions[index].path, "rb")
+    def _fd(self, index: int) -> int:
+        if index not in self._fds:
+            try:
+                f = open(self.regions[index].path, "rb")
+            except OSError as e:
+                raise DumpbedError(f"{self.regions[index].path}: cannot read: {e.strerror or e}") from None
             self._files.append(f)
-            self._maps[index] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        return self._maps[index]
+            self._fds[index] = f.fileno()
+        return self._fds[index]
 
     def pieces(self, phys: int, length: int):
         """Yield (phys, length, region index or None) covering [phys, phys+length) in order;
@@ -87,14 +90,15 @@ class Snapshot:
 
     def read(self, index: int, phys: int, length: int) -> bytes:
         r = self.regions[index]
-        return bytes(self._buffer(index)[phys - r.phys:phys - r.phys + length])
+        data = os.pread(self._fd(index), length, phys - r.phys)
+        if len(data) != length:
+            raise DumpbedError(f"{r.path}: shorter than its region (changed while validating?)")
+        return data
 
     def close(self) -> None:
-        for m in self._maps.values():
-            m.close()
         for f in self._files:
             f.close()
-        self._maps.clear()
+        self._fds.clear()
         self._files.clear()
 
     def __enter__(self) -> "Snapshot":

@@ -5,7 +5,7 @@ corrupt / complete exactly as the spec's last section says. It never raises on w
 on the disk: every problem becomes a Finding, in the order it was found, so the first
 inconsistency can be named. Hostile input is bounded: every size and count is checked
 against the partition before anything is allocated or looped over, and big regions (the
-directory, the body) are read through mmap a few MiB at a time.
+directory, the body) are read a few MiB at a time.
 """
 
 from __future__ import annotations
@@ -423,45 +423,34 @@ class Dump:
 class Image:
     """Read-only byte access to an image: a path, an open binary file, an mmap or bytes.
 
-    Reads never fail: past the end of the image they come back short.
+    Files are read with pread a few MiB at a time, so memory stays bounded however big the
+    image (the page cache does the caching). Reads never fail: past the end of the image they
+    come back short.
     """
 
     def __init__(self, source):
         self._file = None
-        self._mmap = None
+        self._fd = None
+        self._buf = None
         if isinstance(source, (str, Path)):
             self._file = open(source, "rb")
-            self._map_file(self._file)
-        elif hasattr(source, "fileno") and not isinstance(source, mmap.mmap):
-            self._map_file(source)
+            self._fd = self._file.fileno()
         elif isinstance(source, (bytes, bytearray, memoryview, mmap.mmap)):
             self._buf = source
+        elif hasattr(source, "fileno"):
+            self._fd = source.fileno()
         else:
             raise TypeError(f"cannot read an image from {type(source).__name__}")
-        self.size = len(self._buf)
-
-    def _map_file(self, f) -> None:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            self._buf = b""
-        else:
-            self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            self._buf = self._mmap
-
-    @property
-    def buffer(self):
-        """The whole image as a sliceable buffer (mmap or bytes)."""
-        return self._buf
+        self.size = os.fstat(self._fd).st_size if self._fd is not None else len(self._buf)
 
     def read(self, offset: int, length: int) -> bytes:
         if offset < 0 or length <= 0 or offset >= self.size:
             return b""
-        return bytes(self._buf[offset:offset + length])
+        if self._buf is not None:
+            return bytes(self._buf[offset:offset + length])
+        return os.pread(self._fd, min(length, self.size - offset), offset)
 
     def close(self) -> None:
-        if self._mmap is not None:
-            self._mmap.close()
-            self._mmap = None
         if self._file is not None:
             self._file.close()
             self._file = None
