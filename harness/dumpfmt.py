@@ -389,6 +389,11 @@ class Dump:
         return sum(end - start for start, end in ext) if ext else 0
 
     @property
+    def bytes(self) -> int:
+        """The dump extent's size (what the guest's DONE line reports as bytes)."""
+        return self.extent_bytes
+
+    @property
     def generation(self) -> int | None:
         return self.header.generation if self.header else None
 

@@ -129,6 +129,11 @@ def build(layout: DiskLayout) -> list[GptRegion]:
     ]
 
 
+def blocks(layout: DiskLayout) -> list[tuple[int, bytes]]:
+    """build() as plain (disk offset, bytes) pairs."""
+    return [(r.offset, r.data) for r in build(layout)]
+
+
 def write(image_path: str | Path, layout: DiskLayout) -> None:
     """Write the GPT of layout into the image (created, or resized to size_bytes, as needed)."""
     regions = build(layout)

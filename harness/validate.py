@@ -11,7 +11,7 @@ CRC table and end marker (format: their CRCs), the body (chunk-crc; content for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness import dumpfmt, gpt, layout as layout_mod
@@ -36,7 +36,6 @@ class Validation:
     dump: dumpfmt.Dump
     content: ContentStats | None = None
     image: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -212,7 +211,9 @@ def check_format(dump: dumpfmt.Dump, dump_id: bytes | None) -> Check:
     problems = [str(f) for f in dump.findings_for("format")]
     h = dump.header
     if dump.status == "none":
-        problems = ["no dump: no header magic in the leader slot"] + problems[1:]
+        problems = ["no dump: no header magic in the leader slot"] + [
+            p for p in problems if not p.startswith("no dump header magic")
+        ]
     elif h is not None and h.status != HeaderStatus.COMPLETE:
         problems.insert(0, f"leader status {h.status_name}: {dump.reason}")
     if h is not None and dump_id is not None and h.dump_id != dump_id:

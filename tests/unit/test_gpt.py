@@ -148,3 +148,13 @@ def test_parse_empty_and_missing(tmp_path):
         gpt.parse(empty)
     with pytest.raises(gpt.GptError, match="cannot read"):
         gpt.parse(tmp_path / "missing.img")
+
+
+def test_blocks_are_the_regions_in_disk_order():
+    lay = DiskLayout.for_dump(8 * MiB, block_size=4096, canary_seed=13)
+    pairs = gpt.blocks(lay)
+    assert pairs == [(r.offset, r.data) for r in gpt.build(lay)]
+    offsets = [o for o, _ in pairs]
+    assert offsets == sorted(offsets)
+    assert all(o % 4096 == 0 and len(d) % 4096 == 0 for o, d in pairs)
+    assert sum(len(d) for _, d in pairs) == 2 * 4096 + 2 * 16384 + 4096

@@ -385,3 +385,12 @@ def test_registers_as_hex_strings(good_run):
     regs = json.loads(path.read_text())
     path.write_text(json.dumps({k: hex(v) for k, v in regs.items()}))
     assert validate_run(good_run.dir).ok
+
+
+def test_no_dump_on_a_truncated_image_names_the_missing_header(make_run):
+    run = make_run(state="none")
+    with open(run.image, "r+b") as f:
+        f.truncate(run.part_offset + 1000)
+    v = validate_run(run.dir)
+    assert v.check("format").problems[0] == "no dump: no header magic in the leader slot"
+    assert any("truncated" in p for p in v.check("format").problems)
