@@ -665,7 +665,8 @@ class _Reader:
 
     def check_header_fields(self, h: Header, which: str, stage: str) -> None:
         """Field rules that do not locate anything (geometry is check_geometry's)."""
-        bad = lambda msg, at=None: self.note(stage, f"{which}: {msg}", None if at is None else LEADER_OFFSET + at)
+        base = LEADER_OFFSET if which == "leader" else self.dump.partition_bytes - self.dump.block_size
+        bad = lambda msg, at: self.note(stage, f"{which}: {msg}", base + at)
         if self.expected_block is not None and h.block_size != self.expected_block:
             bad(f"block_size {h.block_size}, but the device's block size is {self.expected_block}", 16)
         elif h.block_size not in BLOCK_SIZES:
@@ -936,41 +937,57 @@ class _Reader:
         if not d.crc_table_ok:
             return
         cs = h.chunk_size
-        starts = [a.disk_offset for a in d.areas]
         d.chunk_count = h.nchunks
-        # Read a few MiB at a time, a whole number of chunks each.
+        # Read a few MiB at a time, a whole number of chunks each (or one chunk in pieces,
+        # for the big chunks of huge bodies).
         per_step = max(1, _STEP // cs)
         for first in range(0, h.nchunks, per_step):
             step_off = h.body_offset + first * cs
             step_len = min(per_step * cs, h.end_offset - step_off)
-            data = self.part.read(step_off, step_len)
-            if data is None:
+            if cs > _STEP:
+                crc = self.part.crc(step_off, step_len)
+                actual = None if crc is None else [crc]
+            else:
+                data = self.part.read(step_off, step_len)
+                actual = None if data is None else [
+                    google_crc32c.value(data[rel:rel + cs]) for rel in range(0, step_len, cs)
+                ]
+            if actual is None:
                 self.note(STAGE_CHUNK, f"body beyond the end of the image from chunk {first}", step_off)
                 d.bad_chunk_count += h.nchunks - first
                 return
-            for k in range(first, min(first + per_step, h.nchunks)):
-                rel = (k - first) * cs
-                chunk = data[rel:rel + cs]
-                actual = google_crc32c.value(chunk)
-                if actual != d.crc_table[k]:
-                    d.bad_chunk_count += 1
-                    off = step_off + rel
-                    bc = BadChunk(k, off, len(chunk), d.crc_table[k], actual, self.areas_in(starts, off, off + len(chunk)))
-                    if len(d.bad_chunks) < MAX_LISTED_BAD_CHUNKS:
-                        d.bad_chunks.append(bc)
-                        self.note(STAGE_CHUNK, bc.describe(), off)
+            for k, crc in enumerate(actual, first):
+                if crc != d.crc_table[k]:
+                    self.bad_chunk(k, crc)
         d.chunks_verified = True
 
-    def areas_in(self, starts: list[int], start: int, end: int) -> tuple[str, ...]:
-        d = self.dump
-        i = max(0, bisect.bisect_right(starts, start) - 1)
-        names = []
-        while i < len(d.areas) and d.areas[i].disk_offset < end:
-            a = d.areas[i]
-            if a.disk_offset + a.padded_length > start or (a.padded_length == 0 and a.disk_offset >= start):
-                names.append(a.name or f"area {a.index}")
-            i += 1
-        return tuple(names)
+    def bad_chunk(self, k: int, actual: int) -> None:
+        d, h = self.dump, self.dump.header
+        d.bad_chunk_count += 1
+        if len(d.bad_chunks) >= MAX_LISTED_BAD_CHUNKS:
+            return
+        start = h.body_offset + k * h.chunk_size
+        end = min(start + h.chunk_size, h.end_offset)
+        areas = tuple(
+            a.name or f"area {a.index}" for a in self.areas_between(start, end)
+        )
+        bc = BadChunk(k, start, end - start, d.crc_table[k], actual, areas)
+        d.bad_chunks.append(bc)
+        self.note(STAGE_CHUNK, bc.describe(), start)
+
+    def areas_between(self, start: int, end: int) -> list[Area]:
+        """Areas whose padded data overlaps [start, end) of the partition."""
+        areas = self.dump.areas
+        if self.dump.directory_ok:  # areas are back to back in disk order: bisect
+            i = max(0, bisect.bisect_right([a.disk_offset for a in areas], start) - 1)
+            areas = areas[i:]
+        found = []
+        for a in areas:
+            if a.disk_offset < end and a.disk_offset + a.padded_length > start:
+                found.append(a)
+            elif self.dump.directory_ok and a.disk_offset >= end:
+                break
+        return found
 
     # -- crash record ------------------------------------------------------------------------
 

@@ -329,3 +329,14 @@ def test_extra_excluded_component_is_format_valid(make_run):
 def test_skip_chunk_verification(good_run):
     d = read(good_run, verify_chunks=False)
     assert d.status == "corrupt" and d.first_inconsistency == "chunk CRCs not verified"
+
+
+@pytest.mark.parametrize("step", [16384, 65536, 3 * 65536])
+def test_chunks_checked_whatever_the_read_step(good_run, monkeypatch, step):
+    """Chunks bigger than the read step are CRCed in pieces (huge bodies have huge chunks)."""
+    monkeypatch.setattr(dumpfmt, "_STEP", step)
+    assert read(good_run).status == "complete"
+    good_run.flip(good_run.area_disk_offset("ram-high") + 70000)
+    d = read(good_run)
+    assert d.bad_chunk_count == 1 and d.bad_chunks[0].areas == ("ram-high",)
+    assert d.findings_for("chunk-crc")[0].offset == d.bad_chunks[0].offset
