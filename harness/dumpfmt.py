@@ -795,6 +795,12 @@ class _Reader:
         d = self.dump
         ac = len(d.areas)
         crash_records = 0
+        # Area ranges must not overlap, so together they claim at most ac entries; when they
+        # claim more, walking every range could take components x areas steps: don't.
+        claimed = sum(c.area_count for c in d.components)
+        walk_areas = claimed <= ac
+        if not walk_areas:
+            self.note(STAGE_STRUCTURE, f"directory: components claim {claimed} area entries, there are {ac}")
         for c in d.components:
             bad = lambda msg: self.note(STAGE_STRUCTURE, f"component {c.index} ({c.name}): {msg}")
             if c.kind not in ComponentKind._value2member_map_:
@@ -809,19 +815,19 @@ class _Reader:
                 bad(f"flags 0x{c.flags:x} (0 in version 1)")
             if c.reserved:
                 bad("reserved field not zero")
-            if c.area_count and not (c.first_area + c.area_count <= ac):
+            in_range = c.area_count == 0 or c.first_area + c.area_count <= ac
+            if not in_range:
                 bad(f"areas {c.first_area}..{c.first_area + c.area_count - 1} beyond the {ac} area entries")
-            else:
+            elif walk_areas:
                 for a in d.areas[c.first_area:c.first_area + c.area_count]:
                     if a.component != c.index:
                         bad(f"its area {a.index} ({a.name}) names component {a.component}")
             if c.kind == ComponentKind.CRASH_RECORD:
                 crash_records += 1
                 if c.status == ComponentStatus.DUMPED:
-                    areas = d.areas[c.first_area:c.first_area + c.area_count]
-                    if len(areas) != 1 or areas[0].length != CRASH_RECORD_BYTES:
+                    if c.area_count != 1 or not in_range or d.areas[c.first_area].length != CRASH_RECORD_BYTES:
                         bad(f"a crash record is one area of {CRASH_RECORD_BYTES} bytes")
-                    elif not areas[0].volatile:
+                    elif not d.areas[c.first_area].volatile:
                         bad("the crash record area is not marked VOLATILE")
         if crash_records > 1:
             self.note(STAGE_STRUCTURE, f"directory: {crash_records} CRASH_RECORD components")

@@ -223,3 +223,31 @@ def test_tiny_partition(good_run):
     d = dumpfmt.read(good_run.image, good_run.part_offset, 65536 + 4096, 512)
     assert d.status == "corrupt"  # a header magic, but no room for anything
     assert any("no room for a trailer" in f.message for f in d.findings)
+
+
+def test_components_all_claiming_all_areas_is_bounded(make_run):
+    """Every component claims every area: checked without components x areas steps."""
+    import struct
+
+    run = make_run()
+    cc = ac = 30000
+    dir_bytes = synth.up(64 + 64 * (cc + ac))
+    directory = bytearray(dir_bytes)
+    struct.pack_into("<8sIIII", directory, 0, b"DBEDDIR\0", cc, ac, 64, 64)
+    for i in range(cc):
+        struct.pack_into("<32sIIIII", directory, 64 + 64 * i, b"c", synth.CRASH_RECORD, 1, 0, 0, ac)
+    table_offset = synth.DIR_AT + dir_bytes
+    body_offset = table_offset + 4096
+    run.write_part(synth.DIR_AT, bytes(directory) + bytes(4096))
+    run.header.update(
+        component_count=cc, area_count=ac, dir_bytes=dir_bytes, dir_crc=synth.crc32c(directory),
+        crc_table_offset=table_offset, crc_table_bytes=4096, crc_table_crc=synth.crc32c(bytes(4096)),
+        body_offset=body_offset, body_bytes=0, body_written=0, end_offset=body_offset,
+    )
+    run.set_header()
+    t = time.perf_counter()
+    d = read(run)
+    assert time.perf_counter() - t < 3
+    assert d.status == "corrupt"
+    assert d.first_inconsistency == f"directory: components claim {cc * ac} area entries, there are {ac}"
+    survive(run)
