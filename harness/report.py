@@ -89,9 +89,9 @@ def render(report: dict, console: Optional[Console] = None) -> None:
     content = report.get("content") or {}
     if content.get("ram_bytes"):
         console.print(
-            f"[bold]content[/] checked {content.get('checked_bytes', 0) / MIB:.1f} MiB "
+            f"[bold]content[/] checked {content.get('bytes_checked', 0) / MIB:.1f} MiB "
             f"({100 * content.get('checked_fraction', 0):.2f}% of RAM), "
-            f"volatile {content.get('volatile_bytes', 0) / MIB:.2f} MiB")
+            f"volatile {content.get('bytes_volatile', 0) / MIB:.2f} MiB")
     table = Table(show_header=True, header_style="bold")
     table.add_column("check")
     table.add_column("result")

@@ -153,7 +153,15 @@ def run_and_validate(scenario: Scenario) -> tuple[RunOutcome, dict]:
     outcome = run(scenario)
     out = Path(scenario.out_dir)
     t0 = time.monotonic()
-    validation = validate.validate_run(out).to_dict()
+    try:
+        validation = validate.validate_run(out).to_dict()
+    except DumpbedError as exc:
+        if outcome.problem is None:
+            raise
+        # The run broke before its ground truth was complete: judge what the disk alone
+        # carries, and say why the rest could not be checked.
+        validation = validate.validate_image(out / "dump.img").to_dict()
+        validation["checks"].append({"name": "ground-truth", "ok": False, "detail": str(exc)})
     timings = dict(outcome.timings, validate=time.monotonic() - t0)
     scenario_json = json.loads((out / "scenario.json").read_text())
     report = report_mod.build(out, validation, timings, scenario=scenario_json,
