@@ -36,6 +36,8 @@ RESULT_PORT = 0xE9
 
 # PIDs of every QEMU this process started and has not yet seen exit: the leak check reads it.
 LIVE_PIDS: set[int] = set()
+# Every scratch dir this process created; each must be gone once its Machine is shut down.
+SCRATCH_DIRS: list[str] = []
 _LIVE_LOCK = threading.Lock()
 
 
@@ -133,6 +135,7 @@ class Machine:
             raise DumpbedError(f"firmware {firmware} not found")
         self.artifacts.mkdir(parents=True, exist_ok=True)
         self._scratch = tempfile.mkdtemp(prefix="dumpbed-")
+        SCRATCH_DIRS.append(self._scratch)
         qmp_ours, qmp_theirs = socket.socketpair()
         con_ours, con_theirs = socket.socketpair()
         argv = self.argv(qmp_theirs.fileno(), con_theirs.fileno())

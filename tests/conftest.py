@@ -2,16 +2,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from harness import machine
-
-
-def _dumpbed_temp_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("dumpbed-*")}
 
 
 def _qemu_children() -> list[int]:
@@ -34,10 +29,9 @@ def _qemu_children() -> list[int]:
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_behind():
     """Fails the session if a QEMU process or a dumpbed temp dir survives the tests."""
-    temp_before = _dumpbed_temp_dirs()
     yield
     leaked_pids = sorted(machine.LIVE_PIDS | set(_qemu_children()))
-    leaked_dirs = sorted(_dumpbed_temp_dirs() - temp_before)
+    leaked_dirs = [d for d in machine.SCRATCH_DIRS if os.path.exists(d)]
     for pid in leaked_pids:  # stop what we started, by PID, so the next run starts clean
         try:
             os.kill(pid, 9)
