@@ -21,6 +21,7 @@
 #include "dump/writer.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/tsc.h"
+#include "arch/x86/usermode.h"
 #include "dump/dumpsys.h"
 #include "kern/result.h"
 #include "lib/crc.h"
@@ -266,17 +267,18 @@ static void build_directory(struct writer *w)
 	w->hdr.dir_crc = crc32c(dir_buf, w->lay->dir_bytes);
 }
 
-/* Feed body bytes, in order, to the per-chunk CRCs. */
-static void chunk_crc_feed(struct writer *w, const void *buf, uint64_t len)
+/* Feed body bytes, in order, to the per-chunk CRCs. Pure computation: runs in ring 3. */
+static uint64_t chunk_crc_feed_here(uint64_t writer, uint64_t buf, uint64_t len)
 {
-	const uint8_t *p = buf;
+	struct writer *w = (struct writer *)(uintptr_t)writer;
+	const uint8_t *p = (const uint8_t *)(uintptr_t)buf;
 	uint32_t *table = (uint32_t *)crc_table;
 
 	while (len) {
 		uint64_t room = w->lay->chunk_size - w->chunk_fill;
 		uint64_t n = len < room ? len : room;
 
-		w->chunk_crc = crc32c_update(w->chunk_crc, p, n);
+		w->chunk_crc = crc32c_compute(w->chunk_crc, p, n);
 		w->chunk_fill += n;
 		p += n;
 		len -= n;
@@ -286,6 +288,12 @@ static void chunk_crc_feed(struct writer *w, const void *buf, uint64_t len)
 			w->chunk_fill = 0;
 		}
 	}
+	return 0;
+}
+
+static void chunk_crc_feed(struct writer *w, const void *buf, uint64_t len)
+{
+	run_unprivileged(chunk_crc_feed_here, (uintptr_t)w, (uintptr_t)buf, len);
 }
 
 static void chunk_crc_finish(struct writer *w)

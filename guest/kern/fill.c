@@ -5,9 +5,11 @@
 #include "kern/fill.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/paging.h"
+#include "arch/x86/usermode.h"
 #include "kern/memmap.h"
 
-static void fill_range(uint64_t start, uint64_t end, uint64_t seed)
+/* Pure computation: runs in ring 3 (arch/x86/user_entry.S). */
+static uint64_t fill_range(uint64_t start, uint64_t end, uint64_t seed)
 {
 	uint64_t *p = (uint64_t *)(uintptr_t)start;
 	uint64_t *e = (uint64_t *)(uintptr_t)end;
@@ -16,6 +18,7 @@ static void fill_range(uint64_t start, uint64_t end, uint64_t seed)
 	/* addr advances by 8, so the product advances by 8 * FILL_MULTIPLIER (mod 2^64). */
 	for (; p < e; p++, v += 8 * FILL_MULTIPLIER)
 		*p = v ^ seed;
+	return 0;
 }
 
 uint64_t fill_ram(uint64_t seed)
@@ -38,7 +41,7 @@ uint64_t fill_ram(uint64_t seed)
 		/* Only what we can address; the map above 4 GiB is extended at boot. */
 		if (!paging_is_mapped(start, end - start))
 			continue;
-		fill_range(start, end, seed);
+		run_unprivileged(fill_range, start, end, seed);
 		total += end - start;
 	}
 	return total;

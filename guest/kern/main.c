@@ -13,6 +13,7 @@
 #include "arch/x86/paging.h"
 #include "arch/x86/pic.h"
 #include "arch/x86/tsc.h"
+#include "arch/x86/usermode.h"
 #include "bus/pci.h"
 #include "drivers/virtio_blk.h"
 #include "drivers/virtio_pci.h"
@@ -132,6 +133,7 @@ void kernel_main(void)
 	/* Exceptions from here on are caught (and, before READY, reported as boot errors). */
 	gdt_init();
 	idt_init();
+	usermode_init();
 	if (!multiboot_copy(boot_multiboot_magic, boot_multiboot_info, &why))
 		fatal_boot_error(why);
 	cpu_init();

@@ -64,6 +64,8 @@ void shell_print_info(void)
 	printf("cpu: %s family %u model %u, tsc %llu Hz%s, crc32c %s\n", cpu_features.vendor,
 	       cpu_features.family, cpu_features.model, (unsigned long long)tsc_hz,
 	       tsc_calibrated ? "" : " (NOT calibrated)", crc32c_uses_hw() ? "sse4.2" : "table");
+	if (cpu_features.hypervisor)
+		printf("hypervisor: '%s' '%s'\n", cpu_features.hv_vendor[0], cpu_features.hv_vendor[1]);
 	printf("kernel: %#llx-%#llx (text %#lx, rodata %#lx, data+bss %#lx bytes)\n",
 	       (unsigned long long)kstart, (unsigned long long)kend,
 	       (unsigned long)(__text_end - __text_start), (unsigned long)(__rodata_end - __rodata_start),

@@ -15,6 +15,8 @@
 void crc32c_init(void);
 uint32_t crc32c_update(uint32_t crc, const void *buf, size_t len);
 uint32_t crc32c(const void *buf, size_t len);
+/* Same as crc32c_update() but computed in the current ring: for code already in ring 3. */
+uint32_t crc32c_compute(uint32_t crc, const void *buf, size_t len);
 bool crc32c_uses_hw(void);
 /* Known-answer test of both the hardware and the table implementation. */
 bool crc32c_selftest(void);

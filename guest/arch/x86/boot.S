@@ -39,11 +39,11 @@ boot_entry32:
 
 	/* PML4[0] -> PDPT; PDPT[0..3] -> four page directories; each PD maps 1 GiB. */
 	movl $boot_pdpt, %eax
-	orl $(PTE_P | PTE_W), %eax
+	orl $(PTE_P | PTE_W | PTE_U), %eax
 	movl %eax, boot_pml4
 
 	movl $boot_pd, %eax
-	orl $(PTE_P | PTE_W), %eax
+	orl $(PTE_P | PTE_W | PTE_U), %eax
 	xorl %ecx, %ecx
 1:	movl %eax, boot_pdpt(, %ecx, 8)
 	addl $4096, %eax
@@ -55,7 +55,7 @@ boot_entry32:
 	xorl %ecx, %ecx
 2:	movl %ecx, %eax
 	shll $21, %eax
-	orl $(PTE_P | PTE_W | PTE_PS), %eax
+	orl $(PTE_P | PTE_W | PTE_U | PTE_PS), %eax
 	movl %eax, boot_pd(, %ecx, 8)
 	movl %ecx, %eax
 	shrl $11, %eax			/* bits 32+ of the address: ecx >> 11 */
@@ -111,6 +111,8 @@ gdt:
 	.quad 0x00cf93000000ffff	/* 0x10: data, DPL 0, accessed */
 	.quad 0				/* 0x18: TSS (16 bytes), filled by gdt_init() */
 	.quad 0
+	.quad 0x00cff3000000ffff	/* 0x28: data, DPL 3, accessed */
+	.quad 0x00affb000000ffff	/* 0x30: 64-bit code, DPL 3, accessed */
 gdt_end:
 
 	.globl gdt_descriptor

@@ -4,6 +4,7 @@
 
 #define PTE_P		0x001
 #define PTE_W		0x002
+#define PTE_U		0x004
 #define PTE_PWT		0x008
 #define PTE_PCD		0x010
 #define PTE_PS		0x080

@@ -26,6 +26,20 @@ void cpu_init(void)
 	if (cpu_features.family >= 6)
 		cpu_features.model |= ((r.a >> 16) & 0xf) << 4;
 
+	cpu_features.hypervisor = r.c & (1u << 31);
+	if (cpu_features.hypervisor) {
+		for (int i = 0; i < 2; i++) {
+			struct cpuid_regs h = cpuid(0x40000000u + 0x100u * i, 0);
+
+			memcpy(cpu_features.hv_vendor[i] + 0, &h.b, 4);
+			memcpy(cpu_features.hv_vendor[i] + 4, &h.c, 4);
+			memcpy(cpu_features.hv_vendor[i] + 8, &h.d, 4);
+			for (int k = 0; k < 12; k++)
+				if (cpu_features.hv_vendor[i][k] < 0x20 || cpu_features.hv_vendor[i][k] > 0x7e)
+					cpu_features.hv_vendor[i][k] = '\0';
+		}
+	}
+
 	max_ext = cpuid(0x80000000u, 0).a;
 	if (max_ext >= 0x80000001u)
 		cpu_features.pdpe1gb = cpuid(0x80000001u, 0).d & (1u << 26);

@@ -111,7 +111,9 @@ struct cpu_features {
 	bool apic;		/* CPUID.1:EDX[9] */
 	bool fxsr;		/* CPUID.1:EDX[24] */
 	bool pdpe1gb;		/* CPUID.80000001h:EDX[26] */
+	bool hypervisor;	/* CPUID.1:ECX[31] */
 	char vendor[13];
+	char hv_vendor[2][13];	/* signatures at leaves 0x40000000 and 0x40000100 */
 	uint32_t family, model, stepping;
 };
 

@@ -5,6 +5,7 @@
  */
 #include "arch/x86/gdt.h"
 #include "arch/x86/cpu.h"
+#include "arch/x86/usermode.h"
 #include "lib/string.h"
 
 struct tss64 {
@@ -37,7 +38,8 @@ void gdt_init(void)
 	tss.ist[IST_NMI - 1] = nmi_stack_top_addr;
 	tss.ist[IST_DF - 1] = (uint64_t)(df_stack + sizeof(df_stack));
 	tss.ist[IST_MC - 1] = (uint64_t)(mc_stack + sizeof(mc_stack));
-	tss.iomap_base = sizeof(tss);	/* no I/O permission bitmap */
+	tss.rsp[0] = (uint64_t)ring0_stack_top;	/* entries from ring 3 */
+	tss.iomap_base = sizeof(tss);	/* no I/O permission bitmap: ring 3 has no port access */
 
 	/* 64-bit available TSS descriptor (type 9), present, DPL 0: 16 bytes. */
 	gdt[KERNEL_TSS / 8] = (limit & 0xffff) | ((base & 0xffffff) << 16) | (0x89ull << 40) |

@@ -9,6 +9,7 @@
 #include "arch/x86/gdt.h"
 #include "arch/x86/idt.h"
 #include "arch/x86/trap.h"
+#include "arch/x86/usermode.h"
 
 struct idt_gate {
 	uint16_t offset_low;
@@ -62,6 +63,8 @@ void idt_init(void)
 			ist = IST_MC;
 		idt_set_gate(vec, (uint64_t)(trap_stubs + vec * TRAP_STUB_SIZE), ist);
 	}
+	/* #UD first checks for the way back from ring 3 (arch/x86/user_entry.S). */
+	idt_set_gate(VEC_UD, (uint64_t)user_ud_entry, 0);
 	idt_load(idt, sizeof(idt) - 1);
 }
 

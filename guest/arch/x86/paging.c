@@ -34,7 +34,7 @@ static uint64_t *pd_for(uint64_t phys, bool allocate)
 			return 0;
 		pd = high_pd_pool[high_pd_used++];
 		memset(pd, 0, 4096);
-		boot_pdpt[slot] = (uint64_t)pd | PTE_P | PTE_W;
+		boot_pdpt[slot] = (uint64_t)pd | PTE_P | PTE_W | PTE_U;
 	}
 	return (uint64_t *)(boot_pdpt[slot] & ~0xfffull);
 }
@@ -59,7 +59,7 @@ bool paging_map_identity(uint64_t phys, uint64_t len, bool uncached)
 			ok = false;
 			break;
 		}
-		pd[(a / PAGE_2M) % 512] = a | PTE_P | PTE_W | PTE_PS | (uncached ? PTE_PCD | PTE_PWT : 0);
+		pd[(a / PAGE_2M) % 512] = a | PTE_P | PTE_W | PTE_U | PTE_PS | (uncached ? PTE_PCD | PTE_PWT : 0);
 	}
 	flush_tlb();
 	return ok;

@@ -16,6 +16,7 @@
 #define TRAP_FRAME_SIZE		176
 
 #define VEC_NMI		2
+#define VEC_UD		6
 #define VEC_DF		8
 #define VEC_PF		14
 #define VEC_MC		18

@@ -1,0 +1,38 @@
+/* Ring 3 execution of pure functions (see arch/x86/user_entry.S for why). */
+#ifndef ARCH_X86_USERMODE_H
+#define ARCH_X86_USERMODE_H
+
+#define USER_DS			0x2b	/* GDT 0x28 | RPL 3 */
+#define USER_CS			0x33	/* GDT 0x30 | RPL 3 */
+#define KERNEL_DS_SELECTOR	0x10
+#define USER_STACK_SIZE		(16 * 1024)
+/* Exceptions taken in ring 3 land on this stack (TSS rsp0), and so does the crash handler
+ * and the dump they start. */
+#define RING0_STACK_SIZE	(16 * 1024)
+
+#ifndef __ASSEMBLER__
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef uint64_t (*user_fn)(uint64_t a0, uint64_t a1, uint64_t a2);
+
+/* Runs fn(a0, a1, a2) in ring 3 and returns its result. fn must only compute on memory:
+ * no I/O, no privileged instructions, no calls to user_call(). */
+uint64_t user_call(user_fn fn, uint64_t a0, uint64_t a1, uint64_t a2);
+
+/* Set by usermode_init() (after the GDT, TSS and IDT); before that, fn runs directly. */
+extern bool usermode_ready;
+
+/* Call after gdt_init() and idt_init(). */
+void usermode_init(void);
+
+static inline uint64_t run_unprivileged(user_fn fn, uint64_t a0, uint64_t a1, uint64_t a2)
+{
+	return usermode_ready ? user_call(fn, a0, a1, a2) : fn(a0, a1, a2);
+}
+
+void user_ud_entry(void);
+extern char ring0_stack_top[];
+#endif
+
+#endif
