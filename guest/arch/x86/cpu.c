@@ -28,8 +28,13 @@ void cpu_init(void)
 
 	cpu_features.hypervisor = r.c & (1u << 31);
 	if (cpu_features.hypervisor) {
+		uint32_t max_hv = cpuid(0x40000000u, 0).a;
+
 		for (int i = 0; i < 2; i++) {
 			struct cpuid_regs h = cpuid(0x40000000u + 0x100u * i, 0);
+
+			if (i && max_hv < 0x40000100u && cpuid(0x40000100u, 0).a < 0x40000100u)
+				break;	/* no second signature block */
 
 			memcpy(cpu_features.hv_vendor[i] + 0, &h.b, 4);
 			memcpy(cpu_features.hv_vendor[i] + 4, &h.c, 4);
