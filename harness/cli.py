@@ -35,6 +35,9 @@ def cmd_run(args) -> int:
     from harness.memory import parse_size
     from harness.run import Scenario, run_and_validate
 
+    from harness.crash import get as get_crash
+
+    get_crash(args.crash)  # an unknown name is refused before anything is created
     out = Path(args.out) if args.out else _default_out(args.disk, args.crash)
     scenario = Scenario(out_dir=out, disk=args.disk, crash=args.crash, memory_bytes=parse_size(args.memory),
                         accel=args.accel, firmware=args.firmware, block_size=args.block_size,

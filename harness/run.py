@@ -70,11 +70,11 @@ def prepare_out_dir(out_dir: Path) -> Path:
 
 
 def run(scenario: Scenario) -> RunOutcome:
-    out = prepare_out_dir(scenario.out_dir)
     if scenario.disk != "virtio-blk":
         raise DumpbedError(f"unknown disk type {scenario.disk!r} (available: virtio-blk)")
     crash = crash_mod.get(scenario.crash)
     accel = accel_mod.choose(scenario.accel)
+    out = prepare_out_dir(scenario.out_dir)
     limits = _timeouts(accel, scenario.memory_bytes)
     kernel = images.build_guest()
 
