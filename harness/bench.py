@@ -9,6 +9,7 @@ Figures are reported as ratios so that machines can be compared.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import subprocess
@@ -44,6 +45,16 @@ def host_write_mib_s(directory: Path, nbytes: int) -> float:
     return count * REQUEST_BYTES / MIB / float(match.group(1))
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 class _QemuDumpTimer:
     """on_paused hook: time QEMU's own dump-guest-memory of the stopped guest."""
 
@@ -76,7 +87,7 @@ def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = Fa
     qemu_speed = qemu_dump.bytes / MIB / qemu_dump.seconds if qemu_dump.seconds else 0.0
     result = {
         "verdict": rep["verdict"],
-        "machine": {"host": platform.node(), "cpu": platform.processor() or platform.machine(),
+        "machine": {"host": platform.node(), "cpu": _cpu_model(), "cores": os.cpu_count(),
                     "accel": outcome.accel, "memory_bytes": memory_bytes},
         "dump_bytes": dump_bytes,
         "dump_mib_s": dump_speed,
