@@ -61,8 +61,7 @@ def cmd_validate(args) -> int:
         report = report_mod.build(path, validation, {"validate": time.monotonic() - t0}, scenario=scenario)
     elif path.is_file():
         validation = validate.validate_image(path).to_dict()
-        report = report_mod.build(path.parent / "-", validation, {"validate": time.monotonic() - t0})
-        report["artifacts"] = {"dump_image": str(path)}
+        report = report_mod.build(None, validation, {"validate": time.monotonic() - t0})
     else:
         raise DumpbedError(f"{path}: no such run directory or image")
     return _emit(report, args.json)

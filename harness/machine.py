@@ -81,7 +81,7 @@ class Machine:
 
     def __init__(self, config: MachineConfig, artifacts_dir: Path):
         self.config = config
-        self.artifacts = Path(artifacts_dir)
+        self.artifacts = Path(artifacts_dir).resolve()  # QEMU runs in a scratch cwd
         self.process: Optional[subprocess.Popen] = None
         self.qmp: Optional[QmpSession] = None
         self.console: Optional[Console] = None

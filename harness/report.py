@@ -45,11 +45,19 @@ def guest_result_check(run_dir: Path, exit_status: Optional[int] = None) -> dict
     return {"name": "guest-result", "ok": ok, "detail": detail}
 
 
-def build(run_dir: Path, validation: dict, timings: dict[str, float], *, scenario: Optional[dict] = None,
-          exit_status: Optional[int] = None, problem: Optional[str] = None) -> dict[str, Any]:
+def build(run_dir: Optional[Path], validation: dict, timings: dict[str, float], *,
+          scenario: Optional[dict] = None, exit_status: Optional[int] = None,
+          problem: Optional[str] = None) -> dict[str, Any]:
+    """The report of a run directory, or of a bare image when run_dir is None."""
     checks = list(validation["checks"])
-    if (run_dir / "result.log").exists():
+    artifacts = {}
+    if run_dir is not None:
+        run_dir = Path(run_dir).resolve()
         checks.append(guest_result_check(run_dir, exit_status))
+        artifacts = {k: str(run_dir / f) for k, f in ARTIFACT_FILES.items()
+                     if (run_dir / f).exists() or k == "report"}
+    elif validation.get("image"):
+        artifacts = {"dump_image": str(Path(validation["image"]).resolve())}
     dump = validation.get("dump", {})
     verdict_ok = problem is None and all(c["ok"] for c in checks) and dump.get("status") == "complete"
     seconds = timings.get("crash_to_dump_done")
@@ -64,8 +72,7 @@ def build(run_dir: Path, validation: dict, timings: dict[str, float], *, scenari
         "content": validation.get("content"),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "throughput_mib_s": throughput,
-        "artifacts": {k: str(run_dir / f) for k, f in ARTIFACT_FILES.items() if (run_dir / f).exists()
-                      or k == "report"},
+        "artifacts": artifacts,
     }
 
 

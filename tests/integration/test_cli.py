@@ -22,8 +22,11 @@ def dumpbed(*args: str, cwd=None) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def good_run(tmp_path_factory, guest_kernel) -> Path:
-    out = tmp_path_factory.mktemp("cli") / "run"
-    proc = dumpbed("run", "--disk", "virtio-blk", "--crash", "nmi", "--memory", "64M", "--out", str(out), "--json")
+    base = tmp_path_factory.mktemp("cli")
+    out = base / "run"
+    # A relative --out, as a person types it: QEMU itself runs in another directory.
+    proc = dumpbed("run", "--disk", "virtio-blk", "--crash", "nmi", "--memory", "64M", "--out", "run", "--json",
+                   cwd=base)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
 
