@@ -1,0 +1,121 @@
+/*
+ * The host bus adapter interface of the SCSI layer, shaped after illumos' scsi_hba_tran(9S).
+ *
+ * The target driver (sd) builds a scsi_pkt with scsi_init_pkt()/scsi_setup_cdb() and hands it
+ * to the HBA through tran_start. With FLAG_NOINTR set (the dump path and scsi_poll()), the HBA
+ * runs the command to completion by polling its own registers, interrupts left off, bounded by
+ * pkt_time, and tran_start returns only once pkt_reason/pkt_scbp are final. Without it (runtime
+ * I/O), the HBA may return at once and later call pkt_comp from its interrupt handler.
+ *
+ * Memory is identity-mapped: a pointer is its physical address.
+ */
+#ifndef SCSI_HBA_H
+#define SCSI_HBA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct scsi_hba;
+struct scsi_pkt;
+
+struct scsi_address {
+	struct scsi_hba *a_hba;
+	uint16_t a_target;
+	uint16_t a_lun;
+};
+
+/* tran_start return values */
+#define TRAN_ACCEPT		0
+#define TRAN_BUSY		1	/* no resources now: try again */
+#define TRAN_BADPKT		2	/* the packet is malformed or exceeds the HBA's limits */
+#define TRAN_FATAL_ERROR	3	/* the HBA or the bus is gone */
+
+/* pkt_flags */
+#define FLAG_NOINTR		0x0001	/* complete before returning, by polling */
+#define FLAG_DATA_OUT		0x0002	/* host to device (a write) */
+#define FLAG_DATA_IN		0x0004	/* device to host (a read) */
+
+/* pkt_reason: how the transport ended the command (independent of the SCSI status) */
+#define CMD_CMPLT		0	/* the target returned a status byte in pkt_scbp */
+#define CMD_INCOMPLETE		1	/* selection failed / the target did not answer */
+#define CMD_TRAN_ERR		2	/* transport or DMA error */
+#define CMD_RESET		3	/* the command was lost to a reset */
+#define CMD_ABORTED		4
+#define CMD_TIMEOUT		5	/* pkt_time elapsed; the HBA has aborted or reset */
+#define CMD_DEV_GONE		6
+
+/* SCSI status byte values (pkt_scbp) */
+#define STATUS_GOOD		0x00
+#define STATUS_CHECK		0x02
+#define STATUS_BUSY		0x08
+#define STATUS_RESERVATION	0x18
+#define STATUS_QFULL		0x28
+
+/* tran_reset levels */
+#define RESET_LUN		0
+#define RESET_TARGET		1
+#define RESET_ALL		2	/* the whole bus */
+
+#define SCSI_MAX_CDB		16
+#define SCSI_SENSE_LEN		96
+#define SCSI_MAX_SGL		32
+
+struct scsi_sgl {
+	uint64_t addr;			/* physical */
+	uint32_t len;
+};
+
+struct scsi_pkt {
+	struct scsi_address pkt_address;
+	uint8_t pkt_cdbp[SCSI_MAX_CDB];
+	uint8_t pkt_cdblen;
+	uint32_t pkt_flags;
+	uint32_t pkt_time;		/* milliseconds the command may take */
+	struct scsi_sgl pkt_sgl[SCSI_MAX_SGL];	/* data, already within the HBA's dma limits */
+	int pkt_sgl_count;
+	uint32_t pkt_datalen;		/* sum of the sgl lengths */
+	/* results, filled by the HBA */
+	uint8_t pkt_reason;
+	uint8_t pkt_scbp;		/* SCSI status byte */
+	uint32_t pkt_resid;		/* bytes not transferred */
+	uint8_t pkt_sense[SCSI_SENSE_LEN];	/* autosense data, if the HBA got it */
+	uint32_t pkt_sense_len;		/* 0 when the HBA has no autosense */
+	void (*pkt_comp)(struct scsi_pkt *pkt);	/* runtime completion callback, or NULL */
+	void *pkt_private;		/* for the target driver */
+	void *pkt_ha_private;		/* for the HBA: its preallocated per-packet state */
+};
+
+/* What the HBA can do with DMA: the packet layer bounces data that lies outside it. */
+struct scsi_dma_limits {
+	uint64_t dma_addr_max;		/* highest physical address the HBA can reach (e.g. 4 GiB - 1) */
+	uint32_t max_xfer;		/* bytes per command */
+	uint32_t max_segs;		/* sgl entries per command (<= SCSI_MAX_SGL) */
+	uint32_t max_seg_len;		/* bytes per sgl entry */
+};
+
+struct scsi_hba_tran {
+	const char *tran_name;
+	int (*tran_start)(struct scsi_address *ap, struct scsi_pkt *pkt);
+	int (*tran_reset)(struct scsi_address *ap, int level);		/* 1 on success */
+	int (*tran_abort)(struct scsi_address *ap, struct scsi_pkt *pkt);	/* 1 on success */
+	/* Dump time: stop runtime I/O and interrupts, forget in-flight commands (never complete
+	 * or requeue them), make the HBA ready for polled FLAG_NOINTR commands. 0 or errno. */
+	int (*tran_quiesce)(struct scsi_hba *hba);
+	void (*tran_print_info)(struct scsi_hba *hba);
+};
+
+struct scsi_hba {
+	const struct scsi_hba_tran *tran;
+	struct scsi_dma_limits limits;
+	uint16_t max_target;		/* targets 0 .. max_target-1 */
+	uint16_t max_lun;
+	uint16_t initiator_id;		/* the HBA's own SCSI ID on a parallel bus */
+	void *hba_private;
+	const char *name;		/* e.g. "virtio-scsi 00:03.0" */
+};
+
+/* Each HBA driver probes the PCI functions it knows and registers what it finds. */
+int scsi_hba_register(struct scsi_hba *hba);
+struct scsi_hba *scsi_hba_find(const char *driver_name, int index);
+
+#endif
