@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from harness.errors import DumpbedError
+from harness.topology import DISK_KINDS
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -41,7 +42,9 @@ def cmd_run(args) -> int:
     out = Path(args.out) if args.out else _default_out(args.disk, args.crash)
     scenario = Scenario(out_dir=out, disk=args.disk, crash=args.crash, memory_bytes=parse_size(args.memory),
                         accel=args.accel, firmware=args.firmware, block_size=args.block_size,
-                        fill=not args.no_fill)
+                        fill=not args.no_fill, target=args.target, lun=args.lun,
+                        disk_size=parse_size(args.disk_size) if args.disk_size else None,
+                        other_disks=args.other_disks, workload=args.workload, stop_disk=args.stop_disk)
     if not args.json:
         print(f"dumpbed: running {args.disk}/{args.crash} with {args.memory} of RAM; artifacts in {out}",
               file=sys.stderr)
@@ -84,7 +87,8 @@ def cmd_list(args) -> int:
         for crash in CRASHES.values():
             print(f"{crash.name:12} {crash.description}")
     else:
-        print("virtio-blk   virtio-blk-pci (modern), polled dump path")
+        for name, description in DISK_KINDS.items():
+            print(f"{name:12} {description}")
     return EXIT_PASS
 
 
@@ -106,12 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="boot a guest, crash it, let it dump, validate the dump")
-    run.add_argument("--disk", default="virtio-blk", choices=["virtio-blk"])
+    run.add_argument("--disk", default="virtio-blk", choices=list(DISK_KINDS))
     run.add_argument("--crash", default="nmi")
     run.add_argument("--memory", default="256M", help="guest RAM, e.g. 64M, 1G (default 256M)")
     run.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
     run.add_argument("--firmware", default="qboot", choices=["qboot", "seabios"])
     run.add_argument("--block-size", type=int, default=512, choices=[512, 4096])
+    run.add_argument("--disk-size", help="dump disk size (default: just enough); the data partition takes the rest")
+    run.add_argument("--target", type=int, default=0, help="SCSI target of the dump disk (default 0)")
+    run.add_argument("--lun", type=int, default=0, help="SCSI LUN of the dump disk (default 0)")
+    run.add_argument("--other-disks", type=int, default=0, metavar="N",
+                     help="N more disks on the same controller; the dump must not touch them")
+    run.add_argument("--workload", action="store_true", help="keep runtime I/O in flight when the crash lands")
+    run.add_argument("--stop-disk", action="store_true",
+                     help="stop the dump disk (START STOP UNIT) before the crash; the dump must start it")
     run.add_argument("--no-fill", action="store_true", help="leave free RAM unpatterned (mostly zeros)")
     run.add_argument("--out", help="artifacts directory (default runs/DATE-TIME-DISK-CRASH)")
     run.add_argument("--json", action="store_true", help="print report.json instead of the table")

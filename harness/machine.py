@@ -42,38 +42,16 @@ _LIVE_LOCK = threading.Lock()
 
 
 @dataclass
-class Disk:
-    """A disk the guest sees. `kind` is the QEMU device model."""
-
-    image: Path
-    kind: str = "virtio-blk"
-    block_size: int = 512
-    node: str = "dumpdisk"
-
-    def argv(self) -> list[str]:
-        if self.kind != "virtio-blk":
-            raise DumpbedError(f"unknown disk kind {self.kind!r}")
-        blockdev = {
-            "driver": "raw",
-            "node-name": self.node,
-            "file": {"driver": "file", "filename": str(self.image), "cache": {"direct": False}},
-        }
-        device = (
-            f"virtio-blk-pci,drive={self.node},id={self.node}-dev,disable-legacy=on,"
-            f"logical_block_size={self.block_size},physical_block_size={self.block_size}"
-        )
-        return ["-blockdev", json.dumps(blockdev, separators=(",", ":")), "-device", device]
-
-
-@dataclass
 class MachineConfig:
     kernel: Path
     cmdline: str
     memory_bytes: int
     accel: str  # "kvm" or "tcg", already chosen
     firmware: str = "qboot"
-    disks: list[Disk] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)  # disk and controller arguments (topology)
     extra_args: list[str] = field(default_factory=list)
+    # QEMU trace events to log to qemu-trace.log (e.g. each write command a disk receives).
+    trace_events: list[str] = field(default_factory=list)
 
 
 class Machine:
@@ -118,8 +96,11 @@ class Machine:
             raise DumpbedError(f"unknown firmware {c.firmware!r} (choose qboot or seabios)")
         if firmware:
             argv += ["-bios", firmware]
-        for disk in c.disks:
-            argv += disk.argv()
+        argv += c.devices
+        if c.trace_events:
+            for event in c.trace_events:
+                argv += ["-trace", f"enable={event}"]
+            argv += ["-D", str(self.artifacts / "qemu-trace.log")]
         return argv + c.extra_args
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -18,11 +18,15 @@ from harness import groundtruth, images, resultchan
 from harness.deadline import WaitTimeout
 from harness.errors import DumpbedError
 from harness.layout import DiskLayout
-from harness.machine import Disk, Machine, MachineConfig
+from harness import writelog
+from harness.machine import Machine, MachineConfig
+from harness.topology import MAX_TARGET, DiskSpec, Topology
 
 EXIT_COMPLETE = 67  # guest wrote 0x21 to isa-debug-exit: (0x21 << 1) | 1
 EXIT_FAILED = 69
 GIB = 1 << 30
+MIB = 1 << 20
+OTHER_DISK_RAM = 16 * MIB  # the other disks get a small layout of their own
 
 
 @dataclass
@@ -34,6 +38,12 @@ class Scenario:
     accel: str = "auto"
     firmware: str = "qboot"
     block_size: int = 512
+    disk_size: Optional[int] = None  # the dump disk's size; default: just enough for the dump
+    target: int = 0  # SCSI target and LUN of the dump disk
+    lun: int = 0
+    other_disks: int = 0  # more disks on the same controller, canary-checked, never written
+    workload: bool = False  # runtime I/O in flight on the dump disk's controller at the crash
+    stop_disk: bool = False  # leave the dump disk stopped (START STOP UNIT) before the crash
     fill: bool = True
     # Called while the VM is stopped after the ground truth is taken, before the crash.
     on_paused: Optional[Callable[[Machine], None]] = field(default=None, repr=False)
@@ -70,8 +80,6 @@ def prepare_out_dir(out_dir: Path) -> Path:
 
 
 def run(scenario: Scenario) -> RunOutcome:
-    if scenario.disk != "virtio-blk":
-        raise DumpbedError(f"unknown disk type {scenario.disk!r} (available: virtio-blk)")
     crash = crash_mod.get(scenario.crash)
     accel = accel_mod.choose(scenario.accel)
     out = prepare_out_dir(scenario.out_dir)
@@ -80,25 +88,25 @@ def run(scenario: Scenario) -> RunOutcome:
 
     dump_id = secrets.token_hex(16)
     fill_seed = secrets.token_hex(8) if scenario.fill else None
-    layout = DiskLayout.for_dump(scenario.memory_bytes, block_size=scenario.block_size,
-                                 canary_seed=secrets.randbits(32))
-    image = out / "dump.img"
-    images.create_dump_disk(image, layout)
-    layout.save(out / "layout.json")
+    topology = make_disks(scenario, out)
 
-    cmdline = f"dumpdev=virtio-blk dumpid={dump_id} iotimeout={limits['io_ms']}"
+    cmdline = f"dumpdev={topology.dumpdev()} dumpid={dump_id} iotimeout={limits['io_ms']}"
     cmdline += f" fill={fill_seed}" if fill_seed else " fill=off"
+    if scenario.workload:
+        cmdline += " workload=on"
     (out / "scenario.json").write_text(json.dumps({
         "version": 1, "disk": scenario.disk, "crash": scenario.crash,
         "memory_bytes": scenario.memory_bytes, "accel": accel, "firmware": scenario.firmware,
         "block_size": scenario.block_size, "dump_id": dump_id, "fill_seed": fill_seed,
-        "cmdline": cmdline,
+        "workload": scenario.workload, "stop_disk": scenario.stop_disk,
+        "topology": topology.to_json(), "cmdline": cmdline,
     }, indent=1) + "\n")
 
     config = MachineConfig(
         kernel=kernel, cmdline=cmdline, memory_bytes=scenario.memory_bytes, accel=accel,
-        firmware=scenario.firmware,
-        disks=[Disk(image=image.resolve(), kind="virtio-blk", block_size=scenario.block_size)],
+        firmware=scenario.firmware, devices=topology.qemu_args(),
+        trace_events=writelog.trace_events(scenario.disk),
+        extra_args=["-msg", "timestamp=on"],  # trace lines carry the host time: before/after the crash
     )
     result_log = out / "result.log"
     timings: dict[str, float] = {}
@@ -112,6 +120,8 @@ def run(scenario: Scenario) -> RunOutcome:
         resultchan.wait_for(result_log, "READY", limits["boot"], machine.is_running,
                             "the guest to boot (READY on the result channel)")
         timings["boot"] = time.monotonic() - t0
+        if scenario.stop_disk:
+            _console_command(machine, "stop-disk", limits["boot"])
 
         machine.stop()
         groundtruth.take(machine, out / "snapshot", scenario.memory_bytes)
@@ -119,6 +129,7 @@ def run(scenario: Scenario) -> RunOutcome:
             scenario.on_paused(machine)
         t_crash = time.monotonic()
         crash.inject(machine)
+        (out / "timeline.json").write_text(json.dumps({"crash_injected": time.time()}) + "\n")
         machine.cont()
         guest_result = resultchan.wait_for(result_log, "DONE", limits["dump"], machine.is_running,
                                            "the guest to finish its dump (DONE on the result channel)")
@@ -130,6 +141,42 @@ def run(scenario: Scenario) -> RunOutcome:
     finally:
         machine.shutdown()
     return RunOutcome(scenario, accel, dump_id, timings, machine.exit_status, guest_result, problem)
+
+
+def make_disks(scenario: Scenario, out: Path) -> Topology:
+    """Create the dump disk (dump.img + layout.json) and any others (diskN.img + diskN.layout.json)."""
+    seed = secrets.randbits(32)
+    layout = DiskLayout.for_dump(scenario.memory_bytes, block_size=scenario.block_size, canary_seed=seed)
+    if scenario.disk_size is not None:
+        if scenario.disk_size < layout.size_bytes:
+            raise DumpbedError(f"--disk-size {scenario.disk_size} is too small for a dump of this guest's "
+                               f"RAM: at least {layout.size_bytes} bytes")
+        # The data partition takes the extra room, so a big disk puts the dump partition at high LBAs.
+        extra = (scenario.disk_size - layout.size_bytes) // MIB * MIB
+        layout = DiskLayout.for_dump(scenario.memory_bytes, block_size=scenario.block_size,
+                                     canary_seed=seed, data_bytes=MIB + extra)
+    layouts = {"layout.json": layout}
+    dump_disk = DiskSpec(out / layout.image, "disk0", scenario.block_size, scenario.target, scenario.lun)
+    free_targets = [t for t in range(MAX_TARGET.get(scenario.disk, 1 << 16)) if t != scenario.target]
+    others = []
+    for n in range(1, scenario.other_disks + 1):
+        other = DiskLayout.for_dump(OTHER_DISK_RAM, block_size=scenario.block_size,
+                                    canary_seed=secrets.randbits(32), image=f"disk{n}.img")
+        layouts[f"disk{n}.layout.json"] = other
+        target = free_targets[(n - 1) % len(free_targets)] if scenario.disk in MAX_TARGET else 0
+        others.append(DiskSpec(out / other.image, f"disk{n}", scenario.block_size, target, scenario.lun))
+    topology = Topology(scenario.disk, dump_disk, others)  # validates targets and LUNs first
+    for name, disk_layout in layouts.items():
+        images.create_dump_disk(out / disk_layout.image, disk_layout)
+        disk_layout.save(out / name)
+    return topology
+
+
+def _console_command(machine: Machine, command: str, timeout: float) -> None:
+    """Type a shell command and wait for the next prompt."""
+    mark = machine.console.mark()
+    machine.console.send(command + "\r")
+    machine.console.wait_for(r"dumpbed> ", timeout, since=mark)
 
 
 def _save_diagnostics(machine: Machine, out: Path, problem: str) -> None:

@@ -20,8 +20,9 @@ from harness.checks_canary import check_canary
 from harness.checks_content import ContentStats, Snapshot, check_content
 from harness.dumpfmt import ComponentKind, ComponentStatus, CrashReason, HeaderStatus
 from harness.errors import DumpbedError
+from harness.writelog import check_write_sizes
 
-CHECK_ORDER = ("format", "chunk-crc", "content", "crash-record", "canary", "completeness")
+CHECK_ORDER = ("format", "chunk-crc", "content", "crash-record", "canary", "completeness", "write-sizes")
 # The RAM that must be dumped: 99% of the reference size, less 1 MiB for what no memory map
 # offers as usable RAM (the legacy hole below 1 MiB, firmware-reserved ranges).
 RAM_COVERAGE = 0.99
@@ -131,8 +132,32 @@ def validate_run(run_dir: str | Path) -> Validation:
             "crash-record": check_crash_record(dump, registers, scenario["crash"]),
             "canary": check_canary(dump, image, layout),
             "completeness": check_completeness(dump, scenario["memory_bytes"], "memory_bytes"),
+            "write-sizes": check_write_sizes(run_dir, dump, layout, scenario),
         }
+    checks["canary"] = _with_other_disks(checks["canary"], run_dir)
     return Validation([checks[n] for n in CHECK_ORDER], dump, stats, str(image_path))
+
+
+def _with_other_disks(dump_disk: Check, run_dir: Path) -> Check:
+    """The canary of every other disk of the run (diskN.layout.json): no dump may touch them."""
+    problems = list(dump_disk.problems) if not dump_disk.ok else []
+    layouts = sorted(run_dir.glob("disk*.layout.json"))
+    for path in layouts:
+        other = layout_mod.load(path)
+        image_path = run_dir / other.image
+        if not image_path.is_file():
+            problems.append(f"{other.image}: image missing")
+            continue
+        with _open(image_path) as image:
+            none = dumpfmt.read(image, other.dump_offset, other.dump_size, other.block_size)
+            if none.status != "none":
+                problems.append(f"{other.image}: holds a dump ({none.status}); only the dump disk may")
+            result = check_canary(none, image, other)
+        problems += [f"{other.image}: {p}" for p in result.problems]
+    if not layouts:
+        return dump_disk
+    detail = dump_disk.detail + f"; {len(layouts)} other disk(s) untouched"
+    return make_check("canary", problems, detail)
 
 
 def validate_image(image_path: str | Path) -> Validation:

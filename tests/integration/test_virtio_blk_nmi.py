@@ -14,7 +14,8 @@ def assert_passed(report: dict) -> None:
     assert report["verdict"] == "pass", f"problem={report['problem']} failed={failed}"
     assert report["dump"]["status"] == "complete"
     names = {c["name"] for c in report["checks"]}
-    assert {"format", "content", "crash-record", "canary", "chunk-crc", "guest-result"} <= names
+    assert {"format", "content", "crash-record", "canary", "chunk-crc", "completeness", "write-sizes",
+            "guest-result"} <= names
 
 
 @pytest.mark.parametrize("accel", accel_params())
@@ -46,3 +47,10 @@ def test_nmi_dump_4096_byte_blocks(tmp_path, guest_kernel):
     _, report = run_and_validate(
         Scenario(out_dir=tmp_path / "run", memory_bytes=64 * MIB, accel="auto", block_size=4096))
     assert_passed(report)
+
+
+def test_other_virtio_blk_disks_are_left_alone(tmp_path, guest_kernel):
+    _, report = run_and_validate(
+        Scenario(out_dir=tmp_path / "run", memory_bytes=64 * MIB, accel="auto", other_disks=2))
+    assert_passed(report)
+    assert "2 other disk(s) untouched" in next(c for c in report["checks"] if c["name"] == "canary")["detail"]

@@ -422,9 +422,11 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
 
     if opts.state == "in-progress":
         run.set_header(body_written=written)
+        _write_trace(run, run_dir, up(body_offset + written))
         return run
     if opts.state == "failed":
         run.set_header(status=FAILED, body_written=written, failure=5, failure_offset=body_offset + written)
+        _write_trace(run, run_dir, up(body_offset + written))
         return run
 
     run.header["body_written"] = body_bytes
@@ -433,4 +435,20 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
     run.header["crc_table_crc"] = table_crc
     run.write_part(end_offset, run.end_marker())
     run.set_header(status=COMPLETE)
+    _write_trace(run, run_dir, end_offset + PAGE)
     return run
+
+
+CRASH_TIME = 1_800_000_000.0
+
+
+def _write_trace(run: Run, run_dir: Path, extent_end: int) -> None:
+    """What QEMU's trace would log for this dump: virtio-blk write commands after the crash, in
+    transfers of at most max_transfer, then the trailer block (harness/writelog.py reads it)."""
+    step = run.header["max_transfer"]
+    spans = [(o, min(step, extent_end - o)) for o in range(LEADER, extent_end, step)]
+    spans.append((run.part_bytes - run.block_size, run.block_size))
+    lines = [f"1@{CRASH_TIME + 1 + i / 1000:.6f}:virtio_blk_handle_write vdev 0x1 req 0x2 "
+             f"sector {(run.part_offset + o) // 512} nsectors {n // 512}" for i, (o, n) in enumerate(spans)]
+    (run_dir / "qemu-trace.log").write_text("\n".join(lines) + "\n")
+    (run_dir / "timeline.json").write_text(json.dumps({"crash_injected": CRASH_TIME}) + "\n")

@@ -1,0 +1,129 @@
+"""The `write-sizes` oracle: every write the guest issued to its disks after the crash, as QEMU
+saw it, lies inside the dump partition and obeys the DUMPQUERY transfer limits.
+
+QEMU logs each command its disk devices receive through trace events (log backend, `-D
+qemu-trace.log`, with `-msg timestamp=on` so each line carries the host time):
+
+    virtio-blk:  virtio_blk_handle_write vdev P req P sector S nsectors N      (512-byte sectors)
+    SCSI:        scsi_req_parsed target T lun L tag X command C dir D length BYTES
+                 scsi_req_parsed_lba target T lun L tag X command C lba LBA  (follows the former)
+
+These are device-level events, one per guest command, before the block layer splits or merges
+anything, so the sizes are the guest's own.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from harness import dumpfmt
+from harness.checks_base import Check, make_check
+from harness.layout import DiskLayout
+
+TRACE_FILE = "qemu-trace.log"
+SCSI_WRITE_OPCODES = {0x0A: "WRITE(6)", 0x2A: "WRITE(10)", 0xAA: "WRITE(12)", 0x8A: "WRITE(16)",
+                      0x2E: "WRITE AND VERIFY(10)", 0x8E: "WRITE AND VERIFY(16)",
+                      0x41: "WRITE SAME(10)", 0x93: "WRITE SAME(16)"}
+
+_PREFIX = r"^(?:\d+@(?P<time>\d+\.\d+):)?"
+_VIRTIO_BLK = re.compile(_PREFIX + r"virtio_blk_handle_write \S+ \S+ \S+ \S+ sector (?P<sector>\d+) nsectors (?P<n>\d+)")
+_SCSI_PARSED = re.compile(_PREFIX + r"scsi_req_parsed target (?P<t>\d+) lun (?P<l>\d+) tag (?P<tag>\d+) "
+                          r"command (?P<cmd>\d+) dir (?P<dir>\d+) length (?P<len>\d+)")
+_SCSI_LBA = re.compile(_PREFIX + r"scsi_req_parsed_lba target (?P<t>\d+) lun (?P<l>\d+) tag (?P<tag>\d+) "
+                       r"command (?P<cmd>\d+) lba (?P<lba>\d+)")
+
+
+def trace_events(disk_kind: str) -> list[str]:
+    if disk_kind == "virtio-blk":
+        return ["virtio_blk_handle_write"]
+    return ["scsi_req_parsed", "scsi_req_parsed_lba"]
+
+
+@dataclass
+class Write:
+    time: Optional[float]
+    target: int
+    lun: int
+    offset: int  # byte offset on the disk
+    length: int
+    command: str
+
+
+def parse(path: Path, disk_kind: str, block_size: int) -> list[Write]:
+    """Every write command in the trace log, in order."""
+    writes: list[Write] = []
+    pending: dict[tuple[int, int, int], tuple[int, int]] = {}  # (t, l, tag) -> (opcode, bytes)
+    with open(path, encoding="ascii", errors="replace") as f:
+        for line in f:
+            if disk_kind == "virtio-blk":
+                m = _VIRTIO_BLK.match(line)
+                if m:
+                    writes.append(Write(_time(m), 0, 0, int(m["sector"]) * 512, int(m["n"]) * 512,
+                                        "VIRTIO_BLK_T_OUT"))
+                continue
+            m = _SCSI_PARSED.match(line)
+            if m:
+                pending[(int(m["t"]), int(m["l"]), int(m["tag"]))] = (int(m["cmd"]), int(m["len"]))
+                continue
+            m = _SCSI_LBA.match(line)
+            if m:
+                key = (int(m["t"]), int(m["l"]), int(m["tag"]))
+                opcode, nbytes = pending.pop(key, (int(m["cmd"]), 0))
+                if opcode in SCSI_WRITE_OPCODES:
+                    writes.append(Write(_time(m), key[0], key[1], int(m["lba"]) * block_size, nbytes,
+                                        SCSI_WRITE_OPCODES[opcode]))
+    return writes
+
+
+def _time(match: re.Match) -> Optional[float]:
+    return float(match["time"]) if match["time"] else None
+
+
+def check_write_sizes(run_dir: Path, dump: dumpfmt.Dump, layout: DiskLayout, scenario: dict) -> Check:
+    run_dir = Path(run_dir)
+    trace = run_dir / TRACE_FILE
+    if not trace.exists():
+        return Check("write-sizes", False, f"{TRACE_FILE} missing: QEMU logged no writes")
+    topology = scenario.get("topology") or {"kind": scenario["disk"], "dump_disk": {"target": 0, "lun": 0}}
+    kind = topology["kind"]
+    dump_t, dump_l = topology["dump_disk"]["target"], topology["dump_disk"]["lun"]
+    writes = parse(trace, kind, layout.block_size)
+    crash_time = _crash_time(run_dir)
+    after = [w for w in writes if crash_time is None or w.time is None or w.time >= crash_time]
+    header = dump.header
+    if header is None:
+        return Check("write-sizes", False, "no valid dump header: the DUMPQUERY limits are unknown")
+    lo, hi = header.min_transfer, header.max_transfer
+    if lo == 0 or hi < lo:
+        return Check("write-sizes", False, f"the header's DUMPQUERY limits are impossible (min {lo}, max {hi})")
+    start, end = layout.dump_offset, layout.dump_offset + layout.dump_size
+
+    problems = []
+    for w in after:
+        where = f"{w.command} of {w.length} bytes at disk offset 0x{w.offset:x}"
+        if (w.target, w.lun) != (dump_t, dump_l):
+            problems.append(f"{where} went to target {w.target} LUN {w.lun}, not the dump disk")
+        elif not (start <= w.offset and w.offset + w.length <= end):
+            problems.append(f"{where} lies outside the dump partition [0x{start:x}, 0x{end:x})")
+        elif w.length == 0 or w.length % lo or w.length > hi:
+            problems.append(f"{where} breaks the DUMPQUERY limits (min {lo}, max {hi}, "
+                            f"a multiple of min)")
+        elif (w.offset - start) % lo:
+            problems.append(f"{where} is not aligned to min_transfer {lo} in the partition")
+    if not after and dump.status != "none":
+        problems.append("no write was logged after the crash, yet the disk holds a dump")
+    sizes = sorted({w.length for w in after})
+    ok_detail = (f"{len(after)} writes after the crash, all inside the dump partition; sizes "
+                 f"{sizes[0] if sizes else 0}..{sizes[-1] if sizes else 0} bytes within DUMPQUERY "
+                 f"min {lo} / max {hi}; {len(writes) - len(after)} writes before the crash")
+    return make_check("write-sizes", problems, ok_detail)
+
+
+def _crash_time(run_dir: Path) -> Optional[float]:
+    try:
+        return float(json.loads((run_dir / "timeline.json").read_text())["crash_injected"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

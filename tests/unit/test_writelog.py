@@ -1,0 +1,106 @@
+"""The write-sizes oracle: QEMU's log of the guest's write commands after the crash."""
+from __future__ import annotations
+
+import json
+
+from harness import writelog
+from harness.validate import validate_run
+
+
+def failed(v):
+    return {c.name for c in v.checks if not c.ok}
+
+
+def append_trace(run, line: str) -> None:
+    with open(run.dir / "qemu-trace.log", "a") as f:
+        f.write(line + "\n")
+
+
+def blk_write(run, part_offset: int, nbytes: int, t: float = 1_800_000_100.0) -> str:
+    sector = (run.part_offset + part_offset) // 512
+    return f"1@{t:.6f}:virtio_blk_handle_write vdev 0x1 req 0x2 sector {sector} nsectors {nbytes // 512}"
+
+
+def test_good_run_passes_write_sizes(good_run):
+    check = validate_run(good_run.dir).check("write-sizes")
+    assert check.ok, check.detail
+    assert "writes after the crash" in check.detail
+
+
+def test_write_outside_the_partition_fails_only_write_sizes(good_run):
+    append_trace(good_run, blk_write(good_run, good_run.part_bytes, 4096))
+    v = validate_run(good_run.dir)
+    assert failed(v) == {"write-sizes"}
+    assert "outside the dump partition" in v.check("write-sizes").detail
+
+
+def test_write_before_the_partition_fails(good_run):
+    append_trace(good_run, blk_write(good_run, -4096, 4096))
+    assert failed(validate_run(good_run.dir)) == {"write-sizes"}
+
+
+def test_write_larger_than_max_transfer_fails(good_run):
+    big = good_run.header["max_transfer"] * 2
+    append_trace(good_run, blk_write(good_run, 1 << 20, big))
+    v = validate_run(good_run.dir)
+    assert failed(v) == {"write-sizes"}
+    assert "DUMPQUERY limits" in v.check("write-sizes").detail
+
+
+def test_write_not_a_multiple_of_min_transfer_fails(make_run):
+    run = make_run(block_size=4096)
+    append_trace(run, blk_write(run, 1 << 20, 512))
+    assert failed(validate_run(run.dir)) == {"write-sizes"}
+
+
+def test_writes_before_the_crash_are_runtime_io_and_ignored(good_run):
+    append_trace(good_run, blk_write(good_run, -(1 << 20), 512, t=1_700_000_000.0))
+    assert validate_run(good_run.dir).check("write-sizes").ok
+
+
+def test_missing_trace_fails(good_run):
+    (good_run.dir / "qemu-trace.log").unlink()
+    assert failed(validate_run(good_run.dir)) == {"write-sizes"}
+
+
+def test_empty_trace_for_an_existing_dump_fails(good_run):
+    (good_run.dir / "qemu-trace.log").write_text("")
+    v = validate_run(good_run.dir)
+    assert failed(v) == {"write-sizes"}
+    assert "no write was logged" in v.check("write-sizes").detail
+
+
+def test_scsi_trace_is_parsed_to_byte_offsets(tmp_path):
+    log = tmp_path / "t.log"
+    log.write_text(
+        "7@100.000001:scsi_req_parsed target 1 lun 0 tag 5 command 138 dir 2 length 1048576\n"
+        "7@100.000002:scsi_req_parsed_lba target 1 lun 0 tag 5 command 138 lba 4294967296\n"
+        "7@100.000003:scsi_req_parsed target 1 lun 0 tag 6 command 40 dir 1 length 4096\n"
+        "7@100.000004:scsi_req_parsed_lba target 1 lun 0 tag 6 command 40 lba 8\n"
+        "7@100.000005:scsi_req_parsed target 1 lun 0 tag 7 command 42 dir 2 length 8192\n"
+        "7@100.000006:scsi_req_parsed_lba target 1 lun 0 tag 7 command 42 lba 16\n")
+    writes = writelog.parse(log, "virtio-scsi", 512)
+    assert [(w.command, w.target, w.offset, w.length) for w in writes] == [
+        ("WRITE(16)", 1, 4294967296 * 512, 1048576),  # a READ(10) in between is not a write
+        ("WRITE(10)", 1, 16 * 512, 8192),
+    ]
+    assert writes[0].time == 100.000002
+
+
+def test_scsi_write_to_another_disk_fails(good_run):
+    scenario = json.loads((good_run.dir / "scenario.json").read_text())
+    scenario["disk"] = "virtio-scsi"
+    scenario["topology"] = {"kind": "virtio-scsi", "dump_disk": {"target": 0, "lun": 0}, "other_disks": []}
+    (good_run.dir / "scenario.json").write_text(json.dumps(scenario))
+    lines = []
+    for i, w in enumerate(writelog.parse(good_run.dir / "qemu-trace.log", "virtio-blk", 512)):
+        lba = w.offset // good_run.block_size
+        lines.append(f"1@{w.time:.6f}:scsi_req_parsed target 0 lun 0 tag {i} command 42 dir 2 length {w.length}")
+        lines.append(f"1@{w.time:.6f}:scsi_req_parsed_lba target 0 lun 0 tag {i} command 42 lba {lba}")
+    (good_run.dir / "qemu-trace.log").write_text("\n".join(lines) + "\n")
+    assert validate_run(good_run.dir).check("write-sizes").ok
+    append_trace(good_run, "1@1800000200.000000:scsi_req_parsed target 3 lun 0 tag 99 command 42 dir 2 length 512")
+    append_trace(good_run, "1@1800000200.000000:scsi_req_parsed_lba target 3 lun 0 tag 99 command 42 lba 0")
+    v = validate_run(good_run.dir)
+    assert failed(v) == {"write-sizes"}
+    assert "target 3" in v.check("write-sizes").detail
