@@ -18,7 +18,7 @@ from harness import groundtruth, images, resultchan
 from harness.deadline import WaitTimeout
 from harness.errors import DumpbedError
 from harness.layout import DiskLayout
-from harness import writelog
+from harness import irqwatch, writelog
 from harness.machine import Machine, MachineConfig
 from harness.topology import MAX_TARGET, DiskSpec, Topology
 
@@ -105,7 +105,7 @@ def run(scenario: Scenario) -> RunOutcome:
     config = MachineConfig(
         kernel=kernel, cmdline=cmdline, memory_bytes=scenario.memory_bytes, accel=accel,
         firmware=scenario.firmware, devices=topology.qemu_args(),
-        trace_events=writelog.trace_events(scenario.disk),
+        trace_events=writelog.trace_events(scenario.disk) + irqwatch.TRACE_EVENTS,
         extra_args=["-msg", "timestamp=on"],  # trace lines carry the host time: before/after the crash
     )
     result_log = out / "result.log"
@@ -131,9 +131,13 @@ def run(scenario: Scenario) -> RunOutcome:
         crash.inject(machine)
         (out / "timeline.json").write_text(json.dumps({"crash_injected": time.time()}) + "\n")
         machine.cont()
-        guest_result = resultchan.wait_for(result_log, "DONE", limits["dump"], machine.is_running,
-                                           "the guest to finish its dump (DONE on the result channel)")
-        machine.wait_exit(10)
+        sampler = irqwatch.RflagsSampler(machine, out).start()
+        try:
+            guest_result = resultchan.wait_for(result_log, "DONE", limits["dump"], machine.is_running,
+                                               "the guest to finish its dump (DONE on the result channel)")
+            machine.wait_exit(10)
+        finally:
+            sampler.stop()
         timings["crash_to_dump_done"] = time.monotonic() - t_crash
     except (WaitTimeout, resultchan.GuestGone) as exc:
         problem = str(exc)

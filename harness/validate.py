@@ -20,9 +20,11 @@ from harness.checks_canary import check_canary
 from harness.checks_content import ContentStats, Snapshot, check_content
 from harness.dumpfmt import ComponentKind, ComponentStatus, CrashReason, HeaderStatus
 from harness.errors import DumpbedError
-from harness.writelog import check_write_sizes
+from harness.irqwatch import check_no_interrupts
+from harness.writelog import check_write_sizes, crash_time
 
-CHECK_ORDER = ("format", "chunk-crc", "content", "crash-record", "canary", "completeness", "write-sizes")
+CHECK_ORDER = ("format", "chunk-crc", "content", "crash-record", "canary", "completeness", "write-sizes",
+               "no-interrupts")
 # The RAM that must be dumped: 99% of the reference size, less 1 MiB for what no memory map
 # offers as usable RAM (the legacy hole below 1 MiB, firmware-reserved ranges).
 RAM_COVERAGE = 0.99
@@ -133,6 +135,7 @@ def validate_run(run_dir: str | Path) -> Validation:
             "canary": check_canary(dump, image, layout),
             "completeness": check_completeness(dump, scenario["memory_bytes"], "memory_bytes"),
             "write-sizes": check_write_sizes(run_dir, dump, layout, scenario),
+            "no-interrupts": check_no_interrupts(run_dir, crash_time(run_dir)),
         }
     checks["canary"] = _with_other_disks(checks["canary"], run_dir)
     return Validation([checks[n] for n in CHECK_ORDER], dump, stats, str(image_path))

@@ -91,8 +91,8 @@ def check_write_sizes(run_dir: Path, dump: dumpfmt.Dump, layout: DiskLayout, sce
     kind = topology["kind"]
     dump_t, dump_l = topology["dump_disk"]["target"], topology["dump_disk"]["lun"]
     writes = parse(trace, kind, layout.block_size)
-    crash_time = _crash_time(run_dir)
-    after = [w for w in writes if crash_time is None or w.time is None or w.time >= crash_time]
+    crashed_at = crash_time(run_dir)
+    after = [w for w in writes if crashed_at is None or w.time is None or w.time >= crashed_at]
     header = dump.header
     if header is None:
         return Check("write-sizes", False, "no valid dump header: the DUMPQUERY limits are unknown")
@@ -122,7 +122,7 @@ def check_write_sizes(run_dir: Path, dump: dumpfmt.Dump, layout: DiskLayout, sce
     return make_check("write-sizes", problems, ok_detail)
 
 
-def _crash_time(run_dir: Path) -> Optional[float]:
+def crash_time(run_dir: Path) -> Optional[float]:
     try:
         return float(json.loads((run_dir / "timeline.json").read_text())["crash_injected"])
     except (OSError, ValueError, KeyError, TypeError):

@@ -452,3 +452,6 @@ def _write_trace(run: Run, run_dir: Path, extent_end: int) -> None:
              f"sector {(run.part_offset + o) // 512} nsectors {n // 512}" for i, (o, n) in enumerate(spans)]
     (run_dir / "qemu-trace.log").write_text("\n".join(lines) + "\n")
     (run_dir / "timeline.json").write_text(json.dumps({"crash_injected": CRASH_TIME}) + "\n")
+    # RFLAGS as the harness samples them during the dump: IF (bit 9) clear, as a polled dump keeps it.
+    samples = [{"t": CRASH_TIME + 0.01 * i, "rflags": 0x86, "rip": 0x104000 + i} for i in range(1, 6)]
+    (run_dir / "irq-samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in samples))

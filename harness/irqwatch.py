@@ -1,0 +1,118 @@
+"""Host-side evidence that the guest took no interrupts while it dumped.
+
+Two sources, both outside the guest:
+- RFLAGS sampled through the monitor (`info registers`) every few milliseconds from the crash
+  to the end of the dump: IF (bit 9) must be 0 in every sample. This works under TCG and KVM.
+- QEMU trace events of interrupt sources after the crash: a virtio device deciding to
+  interrupt (`virtio_notify`, `virtio_notify_irqfd`), the LSI chip raising its IRQ line
+  (`lsi_update_irq` level 1), and, where QEMU emulates the interrupt controllers itself (TCG),
+  the 8259 handing a vector to the CPU (`pic_interrupt`) and IOAPIC/MSI deliveries to the local
+  APIC (`apic_deliver_irq`). Under KVM those two live in the kernel and are not traced.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from harness.checks_base import Check, make_check
+from harness.errors import DumpbedError
+
+SAMPLES_FILE = "irq-samples.jsonl"
+TRACE_EVENTS = ["virtio_notify", "virtio_notify_irqfd", "lsi_update_irq", "pic_interrupt", "apic_deliver_irq"]
+RFLAGS_IF = 1 << 9
+_RFL = re.compile(r"RFL=([0-9a-fA-F]+)")
+_RIP = re.compile(r"RIP=([0-9a-fA-F]+)")
+_EVENT = re.compile(r"^(?:\d+@(?P<time>\d+\.\d+):)?(?P<name>\w+) ?(?P<args>.*)$")
+
+
+class RflagsSampler:
+    """Samples CPU 0's RFLAGS through HMP on a thread until stopped or QEMU goes away."""
+
+    def __init__(self, machine, run_dir: Path, interval: float = 0.01):
+        self._machine = machine
+        self._interval = interval
+        self._out = open(Path(run_dir) / SAMPLES_FILE, "a", encoding="ascii")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rflags-sampler", daemon=True)
+
+    def start(self) -> "RflagsSampler":
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                text = self._machine.qmp.hmp("info registers", timeout=2)
+            except (DumpbedError, AttributeError):
+                break  # QEMU exited (the guest is done) or is being shut down
+            rfl, rip = _RFL.search(text), _RIP.search(text)
+            if rfl:
+                sample = {"t": time.time(), "rflags": int(rfl.group(1), 16),
+                          "rip": int(rip.group(1), 16) if rip else None}
+                self._out.write(json.dumps(sample) + "\n")
+                self._out.flush()
+            self._stop.wait(self._interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self._out.close()
+
+
+def _samples(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / SAMPLES_FILE
+    if not path.exists():
+        return []
+    samples = []
+    for line in path.read_text(encoding="ascii", errors="replace").splitlines():
+        try:
+            sample = json.loads(line)
+            samples.append({"t": float(sample["t"]), "rflags": int(sample["rflags"]), "rip": sample.get("rip")})
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line when QEMU exited mid-sample
+    return samples
+
+
+def _interrupt_events(run_dir: Path) -> list[tuple[Optional[float], str]]:
+    path = Path(run_dir) / "qemu-trace.log"
+    if not path.exists():
+        return []
+    events = []
+    with open(path, encoding="ascii", errors="replace") as f:
+        for line in f:
+            m = _EVENT.match(line.strip())
+            if not m or m["name"] not in TRACE_EVENTS:
+                continue
+            if m["name"] == "lsi_update_irq" and not m["args"].startswith("Update IRQ level 1"):
+                continue  # the line going low, or staying low, is not an interrupt
+            events.append((float(m["time"]) if m["time"] else None, f"{m['name']} {m['args']}".strip()))
+    return events
+
+
+def check_no_interrupts(run_dir: Path, crash_time: Optional[float]) -> Check:
+    if crash_time is None:
+        return Check("no-interrupts", False, "timeline.json missing: the crash instant is unknown")
+    samples = [s for s in _samples(run_dir) if s["t"] >= crash_time]
+    events = _interrupt_events(run_dir)
+    before = [e for e in events if e[0] is not None and e[0] < crash_time]
+    after = [e for e in events if e[0] is None or e[0] >= crash_time]
+
+    problems = []
+    if not samples:
+        problems.append("no RFLAGS sample was taken during the dump: no evidence either way")
+    with_if = [s for s in samples if s["rflags"] & RFLAGS_IF]
+    if with_if:
+        s = with_if[0]
+        rip = f" at RIP 0x{s['rip']:x}" if s.get("rip") is not None else ""
+        problems.append(f"RFLAGS.IF was 1 in {len(with_if)} of {len(samples)} samples during the dump "
+                        f"(first: RFLAGS 0x{s['rflags']:x}{rip}, {s['t'] - crash_time:.3f}s after the crash)")
+    if after:
+        problems.append(f"{len(after)} interrupt events after the crash, first: {after[0][1]}")
+    detail = (f"IF=0 in all {len(samples)} RFLAGS samples during the dump; no interrupt source fired after "
+              f"the crash ({len(before)} interrupt events before it)")
+    return make_check("no-interrupts", problems, detail)

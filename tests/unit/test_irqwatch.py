@@ -1,0 +1,71 @@
+"""The no-interrupts oracle: RFLAGS samples and interrupt trace events after the crash."""
+from __future__ import annotations
+
+import json
+
+from harness.validate import validate_run
+
+CRASH = 1_800_000_000.0
+
+
+def failed(v):
+    return {c.name for c in v.checks if not c.ok}
+
+
+def add_sample(run, rflags: int, t: float = CRASH + 0.5) -> None:
+    with open(run.dir / "irq-samples.jsonl", "a") as f:
+        f.write(json.dumps({"t": t, "rflags": rflags, "rip": 0x101234}) + "\n")
+
+
+def add_trace(run, line: str) -> None:
+    with open(run.dir / "qemu-trace.log", "a") as f:
+        f.write(line + "\n")
+
+
+def test_good_run_passes(good_run):
+    check = validate_run(good_run.dir).check("no-interrupts")
+    assert check.ok and "IF=0 in all 5 RFLAGS samples" in check.detail
+
+
+def test_interrupts_enabled_during_the_dump_fail(good_run):
+    add_sample(good_run, 0x286)  # IF set
+    v = validate_run(good_run.dir)
+    assert failed(v) == {"no-interrupts"}
+    assert "RFLAGS.IF was 1 in 1 of 6 samples" in v.check("no-interrupts").detail
+
+
+def test_interrupts_enabled_before_the_crash_are_fine(good_run):
+    add_sample(good_run, 0x286, t=CRASH - 1)
+    assert validate_run(good_run.dir).check("no-interrupts").ok
+
+
+def test_no_samples_is_no_evidence(good_run):
+    (good_run.dir / "irq-samples.jsonl").write_text("")
+    v = validate_run(good_run.dir)
+    assert failed(v) == {"no-interrupts"}
+    assert "no RFLAGS sample" in v.check("no-interrupts").detail
+
+
+def test_a_device_interrupt_after_the_crash_fails(good_run):
+    add_trace(good_run, f"1@{CRASH + 0.2:.6f}:virtio_notify vdev 0x1 vq 0x2")
+    v = validate_run(good_run.dir)
+    assert failed(v) == {"no-interrupts"}
+    assert "virtio_notify" in v.check("no-interrupts").detail
+
+
+def test_lsi_irq_line_raised_fails_lowered_does_not(good_run):
+    add_trace(good_run, f"1@{CRASH + 0.2:.6f}:lsi_update_irq Update IRQ level 0 dstat 0x00 sist 0x000x00")
+    assert validate_run(good_run.dir).check("no-interrupts").ok
+    add_trace(good_run, f"1@{CRASH + 0.3:.6f}:lsi_update_irq Update IRQ level 1 dstat 0x04 sist 0x000x00")
+    assert failed(validate_run(good_run.dir)) == {"no-interrupts"}
+
+
+def test_interrupt_events_before_the_crash_are_runtime_io(good_run):
+    add_trace(good_run, f"1@{CRASH - 0.2:.6f}:pic_interrupt irq 11 intno 43")
+    check = validate_run(good_run.dir).check("no-interrupts")
+    assert check.ok and "1 interrupt events before it" in check.detail
+
+
+def test_cpu_taking_a_pic_interrupt_after_the_crash_fails(good_run):
+    add_trace(good_run, f"1@{CRASH + 0.2:.6f}:pic_interrupt irq 11 intno 43")
+    assert failed(validate_run(good_run.dir)) == {"no-interrupts"}
