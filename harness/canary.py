@@ -49,14 +49,26 @@ def expected(offset: int, length: int, seed: int) -> bytes:
 def fill(image_path: str | Path, layout: DiskLayout) -> None:
     """Write the canary over the whole image (created or resized to layout.size_bytes)."""
     path = Path(image_path)
-    total_sectors = layout.size_bytes // SECTOR
     mode = "r+b" if path.exists() else "w+b"
     with open(path, mode, buffering=0) as f:  # unbuffered: big writes go straight to the kernel
-        f.truncate(layout.size_bytes)
-        f.seek(0)
-        for first in range(0, total_sectors, _CHUNK_SECTORS):
-            count = min(_CHUNK_SECTORS, total_sectors - first)
-            f.write(memoryview(_sectors(first, count, layout.canary_seed)).cast("B"))
+        f.truncate(layout.size_bytes)  # holes stay holes: a sparse file
+        for start, end in written_ranges(layout):
+            f.seek(start)
+            for first in range(start // SECTOR, end // SECTOR, _CHUNK_SECTORS):
+                count = min(_CHUNK_SECTORS, end // SECTOR - first)
+                f.write(memoryview(_sectors(first, count, layout.canary_seed)).cast("B"))
+
+
+def written_ranges(layout: DiskLayout) -> list[tuple[int, int]]:
+    """The disk minus its holes: where fill() puts the canary."""
+    ranges, pos = [], 0
+    for start, end in layout.holes:
+        if start > pos:
+            ranges.append((pos, start))
+        pos = end
+    if pos < layout.size_bytes:
+        ranges.append((pos, layout.size_bytes))
+    return ranges
 
 
 @dataclass(frozen=True)

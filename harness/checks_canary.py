@@ -58,7 +58,13 @@ def check_canary(dump: dumpfmt.Dump, image: dumpfmt.Image, layout: DiskLayout) -
         )
 
     extent, how = dump_extent_on_disk(dump)
-    skip = sorted([(r.offset, r.end) for r in regions] + extent)
+    skip = sorted([(r.offset, r.end) for r in regions] + extent + list(layout.holes))
+    for start, end in layout.holes:
+        data_at = image.first_data(start, end)
+        if data_at is None:
+            continue
+        problems.append(f"the hole at disk offset 0x{start:x} holds data from 0x{data_at:x} "
+                        f"({where(layout, data_at // SECTOR)}): something wrote there")
     ranges, pos = [], 0
     for start, end in skip:
         if start > pos:

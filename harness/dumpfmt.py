@@ -455,6 +455,22 @@ class Image:
             return bytes(self._buf[offset:offset + length])
         return os.pread(self._fd, min(length, self.size - offset), offset)
 
+    def first_data(self, start: int, end: int) -> int | None:
+        """Where [start, end) first holds allocated data (a file: SEEK_DATA; a buffer: a
+        non-zero byte), or None if the range is still a hole."""
+        end = min(end, self.size)
+        if start >= end:
+            return None
+        if self._fd is None:
+            view = memoryview(self._buf)[start:end]
+            nonzero = np.flatnonzero(np.frombuffer(view, np.uint8))
+            return start + int(nonzero[0]) if len(nonzero) else None
+        try:
+            found = os.lseek(self._fd, start, os.SEEK_DATA)
+        except OSError:  # ENXIO: nothing but hole from start to the end of the file
+            return None
+        return found if found < end else None
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()

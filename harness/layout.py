@@ -35,6 +35,7 @@ ALIGNMENT = MiB
 _DUMP_METADATA_BYTES = 64 * KiB + 4 * KiB + MiB + 260 * KiB + 4 * KiB + 4 * KiB
 # Body allowance beyond RAM: page rounding of areas, the crash record, small components.
 _BODY_FIXED_MARGIN = 4 * MiB
+SPARSE_DATA_BYTES = 1 << 30  # a data partition larger than this is left as a hole
 
 
 class LayoutError(DumpbedError):
@@ -69,6 +70,9 @@ class DiskLayout:
     image: str = "dump.img"
     format: str = "raw"
     version: int = 1
+    # Byte ranges the harness never writes (no canary) and that must stay unallocated in the
+    # sparse image: how a disk of several TiB is checked without writing TiBs of canary.
+    holes: tuple[tuple[int, int], ...] = ()
 
     # -- geometry ---------------------------------------------------------------------------
 
@@ -122,6 +126,7 @@ class DiskLayout:
             "canary_seed": self.canary_seed,
             "disk_guid": self.disk_guid,
             "partitions": [p.to_dict() for p in self.partitions],
+            "holes": [list(h) for h in self.holes],
         }
 
     @classmethod
@@ -166,6 +171,7 @@ class DiskLayout:
             canary_seed=get(data, "canary_seed", int, ""),
             disk_guid=_normal_guid(get(data, "disk_guid", str, ""), f"{source}: disk_guid"),
             partitions=tuple(parts),
+            holes=_holes(data.get("holes", []), source),
         )
         layout.check(source)
         return layout
@@ -203,6 +209,14 @@ class DiskLayout:
             if first <= last:
                 raise LayoutError(f"{source}: partitions {name!r} and {other!r} overlap")
         self.dump_partition  # raises unless exactly one
+        dump_start, dump_end = self.partition_span(self.dump_partition)
+        previous_end = 0
+        for start, end in self.holes:
+            if not (previous_end <= start < end <= self.size_bytes) or start % MiB or end % MiB:
+                raise LayoutError(f"{source}: hole [{start}, {end}) is not a sorted, MiB-aligned range of the disk")
+            if start < dump_end and dump_start < end:
+                raise LayoutError(f"{source}: hole [{start}, {end}) overlaps the dump partition")
+            previous_end = end
 
     # -- construction -----------------------------------------------------------------------
 
@@ -250,6 +264,8 @@ class DiskLayout:
                 dump_start // b, dump_end // b - 1,
             ),
         )
+        # A big data partition is left sparse: canary on its first and last MiB only.
+        holes = ((data_start + MiB, data_end - MiB),) if data_end - data_start > SPARSE_DATA_BYTES else ()
         layout = cls(
             size_bytes=size,
             block_size=block_size,
@@ -257,12 +273,22 @@ class DiskLayout:
             disk_guid=derived_guid(canary_seed, "disk"),
             partitions=partitions,
             image=image,
+            holes=holes,
         )
         layout.check("for_dump")
         return layout
 
     def save(self, path: str | Path) -> None:
         save(self, path)
+
+
+def _holes(raw: object, source: str) -> tuple[tuple[int, int], ...]:
+    if not isinstance(raw, list) or not all(
+        isinstance(h, list) and len(h) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in h)
+        for h in raw
+    ):
+        raise LayoutError(f"{source}: holes must be a list of [start, end] integer pairs")
+    return tuple((h[0], h[1]) for h in raw)
 
 
 def derived_guid(seed: int, what: str) -> str:

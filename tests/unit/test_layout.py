@@ -57,7 +57,7 @@ def test_save_load_round_trip_matches_artifacts_doc(tmp_path):
     path = tmp_path / "layout.json"
     layout_mod.save(lay, path)
     data = json.loads(path.read_text())
-    assert set(data) == {"version", "image", "format", "size_bytes", "block_size", "canary_seed", "disk_guid", "partitions"}
+    assert set(data) == {"version", "image", "format", "size_bytes", "block_size", "canary_seed", "disk_guid", "partitions", "holes"}
     assert data["version"] == 1 and data["format"] == "raw" and data["image"] == "dump.img"
     assert set(data["partitions"][1]) == {"name", "type_guid", "unique_guid", "first_lba", "last_lba"}
     assert layout_mod.load(path) == lay
