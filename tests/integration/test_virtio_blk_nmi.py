@@ -54,3 +54,10 @@ def test_other_virtio_blk_disks_are_left_alone(tmp_path, guest_kernel):
         Scenario(out_dir=tmp_path / "run", memory_bytes=64 * MIB, accel="auto", other_disks=2))
     assert_passed(report)
     assert "2 other disk(s) untouched" in next(c for c in report["checks"] if c["name"] == "canary")["detail"]
+
+
+def test_dump_partition_beyond_lba_2_32_on_a_sparse_disk(tmp_path, guest_kernel):
+    _, report = run_and_validate(
+        Scenario(out_dir=tmp_path / "run", memory_bytes=64 * MIB, accel="auto", disk_size=3 << 40))
+    assert_passed(report)
+    assert report["dump"]["partition_offset"] // 512 >= 1 << 32
