@@ -97,7 +97,12 @@ def cmd_bench(args) -> int:
     from harness.memory import parse_size
 
     out = Path(args.out) if args.out else _default_out("bench")
-    result = bench.run_bench(out, memory_bytes=parse_size(args.memory), accel=args.accel, keep=args.keep)
+    disks = tuple(args.disks.split(",")) if args.disks else bench.BENCH_DISKS
+    for disk in disks:
+        if disk not in DISK_KINDS:
+            raise DumpbedError(f"unknown disk type {disk!r} (available: {', '.join(DISK_KINDS)})")
+    result = bench.run_bench(out, memory_bytes=parse_size(args.memory), accel=args.accel, keep=args.keep,
+                             disks=disks)
     if args.json:
         print(json.dumps(result, indent=1))
     else:
@@ -147,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
     bench.add_argument("--out", help="artifacts directory (default runs/DATE-TIME-bench)")
     bench.add_argument("--keep", action="store_true", help="keep the multi-GiB images afterwards")
+    bench.add_argument("--disks", help="comma-separated disk types (default: virtio-blk,virtio-scsi,lsi)")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=cmd_bench)
     return parser
