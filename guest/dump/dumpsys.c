@@ -122,6 +122,8 @@ void dumpsys_print_config(void)
 	       (unsigned long long)dev->part_bytes);
 	printf("  transfers: min %u, max %u bytes; I/O timeout %u ms\n", query.min_tsize,
 	       query.max_tsize, boot_config.iotimeout_ms);
+	if (dev->print_info)
+		dev->print_info(dev->softc);
 	printf("  components:\n");
 	dmp_collect(&collection);
 	for (uint32_t i = 0; i < collection.ncomponents; i++) {

@@ -1,4 +1,4 @@
-/* Kernel command line: dumpdev, dumpid, fill, iotimeout (docs/guest-interface.md). */
+/* Kernel command line: dumpdev, workload, dumpid, fill, iotimeout (docs/guest-interface.md). */
 #include "kern/cmdline.h"
 #include "lib/hex.h"
 #include "lib/printf.h"
@@ -13,23 +13,63 @@ static bool word_is(const char *key, size_t klen, const char *name)
 	return klen == strlen(name) && strncmp(key, name, klen) == 0;
 }
 
+/* Up to `max` ':'-separated decimal fields after the device name, each within its limit. */
+static bool parse_fields(const char *v, size_t vlen, int max, const uint64_t *limit, int *out)
+{
+	int n = 0;
+
+	while (vlen) {
+		size_t len = 0;
+		uint64_t x;
+
+		if (*v != ':' || n == max)
+			return false;
+		v++;
+		vlen--;
+		while (len < vlen && v[len] != ':')
+			len++;
+		if (!parse_u64_dec(v, len, &x) || x > limit[n])
+			return false;
+		out[n++] = (int)x;
+		v += len;
+		vlen -= len;
+	}
+	return true;
+}
+
 static bool parse_dumpdev(const char *v, size_t vlen)
 {
-	static const char prefix[] = "virtio-blk";
-	size_t plen = sizeof(prefix) - 1;
-	uint64_t n = 0;
+	static const struct {
+		const char *name;
+		enum dumpdev_kind kind;
+		int fields;		/* N, or N:T:L */
+	} kinds[] = {
+		{ "virtio-blk", DUMPDEV_VIRTIO_BLK, 1 },
+		{ "virtio-scsi", DUMPDEV_VIRTIO_SCSI, 3 },
+		{ "lsi", DUMPDEV_LSI, 3 },
+	};
+	static const uint64_t limit[3] = { 31, 255, 16383 };	/* N, T, L */
 
-	if (vlen >= sizeof(boot_config.dumpdev) || vlen < plen || strncmp(v, prefix, plen) != 0)
+	if (vlen >= sizeof(boot_config.dumpdev))
 		return false;
-	if (vlen > plen) {
-		if (v[plen] != ':' || !parse_u64_dec(v + plen + 1, vlen - plen - 1, &n) || n > 31)
+	for (unsigned i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		size_t plen = strlen(kinds[i].name);
+		int f[3] = { 0, 0, 0 };
+
+		if (vlen < plen || strncmp(v, kinds[i].name, plen) != 0 || (vlen > plen && v[plen] != ':'))
+			continue;
+		if (!parse_fields(v + plen, vlen - plen, kinds[i].fields, limit, f))
 			return false;
+		memcpy(boot_config.dumpdev, v, vlen);
+		boot_config.dumpdev[vlen] = '\0';
+		boot_config.dumpdev_kind = kinds[i].kind;
+		boot_config.dumpdev_index = f[0];
+		boot_config.dumpdev_target = f[1];
+		boot_config.dumpdev_lun = f[2];
+		boot_config.dumpdev_set = true;
+		return true;
 	}
-	memcpy(boot_config.dumpdev, v, vlen);
-	boot_config.dumpdev[vlen] = '\0';
-	boot_config.dumpdev_index = (int)n;
-	boot_config.dumpdev_set = true;
-	return true;
+	return false;
 }
 
 bool cmdline_parse(const char *p, const char **why)
@@ -79,6 +119,15 @@ bool cmdline_parse(const char *p, const char **why)
 				boot_config.fill = true;
 			} else {
 				*why = "bad-fill";
+				return false;
+			}
+		} else if (word_is(word, klen, "workload")) {
+			if (vlen == 2 && strncmp(val, "on", 2) == 0) {
+				boot_config.workload = true;
+			} else if (vlen == 3 && strncmp(val, "off", 3) == 0) {
+				boot_config.workload = false;
+			} else {
+				*why = "bad-workload";
 				return false;
 			}
 		} else if (word_is(word, klen, "iotimeout")) {

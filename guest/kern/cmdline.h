@@ -6,10 +6,20 @@
 
 #define IOTIMEOUT_DEFAULT_MS 10000
 
+enum dumpdev_kind {
+	DUMPDEV_VIRTIO_BLK,		/* virtio-blk[:N] */
+	DUMPDEV_VIRTIO_SCSI,		/* virtio-scsi[:N[:T[:L]]] */
+	DUMPDEV_LSI,			/* lsi[:N[:T[:L]]] */
+};
+
 struct boot_config {
 	bool dumpdev_set;		/* dumpdev= given */
-	char dumpdev[32];		/* its value, e.g. "virtio-blk" or "virtio-blk:1" */
-	int dumpdev_index;		/* N of virtio-blk:N, 0 for plain virtio-blk */
+	char dumpdev[32];		/* its value, e.g. "virtio-blk" or "virtio-scsi:0:1:0" */
+	enum dumpdev_kind dumpdev_kind;
+	int dumpdev_index;		/* N: the N-th such function / HBA, 0 by default */
+	int dumpdev_target;		/* T: SCSI target, 0 by default */
+	int dumpdev_lun;		/* L: SCSI LUN, 0 by default */
+	bool workload;			/* workload=on */
 	uint8_t dump_id[16];		/* dumpid=, all zero by default */
 	bool fill;			/* fill=SEED given (not "off") */
 	uint64_t fill_seed;

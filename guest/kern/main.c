@@ -17,6 +17,7 @@
 #include "bus/pci.h"
 #include "drivers/virtio_blk.h"
 #include "drivers/virtio_pci.h"
+#include "drivers/virtio_scsi.h"
 #include "dump/components.h"
 #include "dump/dumpsys.h"
 #include "dump/gpt.h"
@@ -33,6 +34,8 @@
 #include "lib/printf.h"
 #include "lib/serial.h"
 #include "lib/string.h"
+#include "scsi/scsi.h"
+#include "scsi/sd.h"
 
 #define GIB			(1ull << 30)
 #define PCI_HOLE_MIN		0xe0000000ull	/* i440fx: RAM below 4 GiB never goes past this */
@@ -46,6 +49,11 @@ static struct dumpdev dump_dev;
 static int vblk_read_blocks(void *ctx, uint64_t lba, void *buf, uint32_t nblocks)
 {
 	return virtio_blk_read(ctx, lba, buf, nblocks);
+}
+
+static int sd_read_blocks(void *ctx, uint64_t lba, void *buf, uint32_t nblocks)
+{
+	return sd_read(ctx, lba, buf, nblocks);
 }
 
 static void setup_paging(void)
@@ -71,15 +79,48 @@ static void setup_paging(void)
 		paging_set_uncached(hole, 4 * GIB - hole);
 }
 
-static void setup_dump_device(void)
+/* The disk is up: find the dump partition and make it the dump device. */
+static void configure_dump_partition(struct gpt_disk *disk, dddump_fn dddump, void *softc,
+				     void (*print_info)(const void *softc))
+{
+	struct gpt_partition part;
+	const char *why;
+	char guid[37];
+	int err;
+
+	err = gpt_find_partition(disk, gpt_dumpbed_dump_type, &part, &why);
+	if (err) {
+		gpt_guid_to_text(gpt_dumpbed_dump_type, guid);
+		printf("dumpdev=%s: no usable dump partition (type %s): %s (%s)\n", boot_config.dumpdev,
+		       guid, why, errno_name(err));
+		fatal_boot_error(why);
+	}
+
+	strlcpy(dump_dev.name, boot_config.dumpdev, sizeof(dump_dev.name));
+	dump_dev.dddump = dddump;
+	dump_dev.softc = softc;
+	dump_dev.block_size = disk->block_size;
+	dump_dev.part_lba = part.first_lba;
+	dump_dev.part_blocks = part.last_lba - part.first_lba + 1;
+	dump_dev.part_bytes = dump_dev.part_blocks * disk->block_size;
+	dump_dev.print_info = print_info;
+
+	err = dumpsys_configure(&dump_dev, &why);
+	if (err) {
+		printf("dumpdev=%s: %s: %s\n", boot_config.dumpdev, why, errno_name(err));
+		fatal_boot_error(why);
+	}
+	printf("dump device %s: partition %u '%s', blocks %llu-%llu of %u bytes\n", dump_dev.name,
+	       part.index, part.name, (unsigned long long)part.first_lba,
+	       (unsigned long long)part.last_lba, disk->block_size);
+}
+
+static void setup_virtio_blk_dump_device(void)
 {
 	static const uint16_t ids[] = { VIRTIO_BLK_PCI_DEVICE_MODERN, VIRTIO_BLK_PCI_DEVICE_TRANSITIONAL };
 	struct pci_dev *pci = pci_find(VIRTIO_PCI_VENDOR, ids, 2, boot_config.dumpdev_index);
 	struct virtio_blk *vblk;
 	struct gpt_disk disk;
-	struct gpt_partition part;
-	const char *why;
-	char guid[37];
 	int err;
 
 	if (!pci) {
@@ -97,31 +138,47 @@ static void setup_dump_device(void)
 	disk.read = vblk_read_blocks;
 	disk.block_size = virtio_blk_block_size(vblk);
 	disk.nblocks = virtio_blk_capacity_blocks(vblk);
-	err = gpt_find_partition(&disk, gpt_dumpbed_dump_type, &part, &why);
+	configure_dump_partition(&disk, virtio_blk_dddump, vblk, virtio_blk_print_info);
+}
+
+/* A SCSI disk: the N-th HBA of that driver, target T, LUN L, driven by sd. */
+static void setup_scsi_dump_device(void)
+{
+	const char *driver = boot_config.dumpdev_kind == DUMPDEV_LSI ? "lsi53c895a" : VIRTIO_SCSI_TRAN_NAME;
+	struct scsi_hba *hba;
+	struct sd_unit *un;
+	struct gpt_disk disk;
+	int err;
+
+	scsi_hba_probe_all();
+	hba = scsi_hba_find(driver, boot_config.dumpdev_index);
+	if (!hba) {
+		printf("dumpdev=%s: no %s HBA number %d (%d HBAs registered)\n", boot_config.dumpdev,
+		       driver, boot_config.dumpdev_index, scsi_hba_count());
+		fatal_boot_error("dumpdev-not-found");
+	}
+	err = sd_attach(hba, (uint16_t)boot_config.dumpdev_target, (uint16_t)boot_config.dumpdev_lun,
+			boot_config.iotimeout_ms, &un);
 	if (err) {
-		gpt_guid_to_text(gpt_dumpbed_dump_type, guid);
-		printf("dumpdev=%s: no usable dump partition (type %s): %s (%s)\n", boot_config.dumpdev,
-		       guid, why, errno_name(err));
-		fatal_boot_error(why);
+		printf("dumpdev=%s: no usable disk at %s target %d LUN %d: %s\n", boot_config.dumpdev,
+		       hba->name ? hba->name : driver, boot_config.dumpdev_target, boot_config.dumpdev_lun,
+		       errno_name(err));
+		fatal_boot_error(err == ENODEV ? "dumpdev-not-found" : "dumpdev-init-failed");
 	}
 
-	strlcpy(dump_dev.name, boot_config.dumpdev, sizeof(dump_dev.name));
-	dump_dev.dddump = virtio_blk_dddump;
-	dump_dev.softc = vblk;
-	dump_dev.block_size = disk.block_size;
-	dump_dev.part_lba = part.first_lba;
-	dump_dev.part_blocks = part.last_lba - part.first_lba + 1;
-	dump_dev.part_bytes = dump_dev.part_blocks * disk.block_size;
-	dump_dev.print_info = virtio_blk_print_info;
+	disk.ctx = un;
+	disk.read = sd_read_blocks;
+	disk.block_size = sd_block_size(un);
+	disk.nblocks = sd_capacity_blocks(un);
+	configure_dump_partition(&disk, sd_dddump, un, sd_print_info);
+}
 
-	err = dumpsys_configure(&dump_dev, &why);
-	if (err) {
-		printf("dumpdev=%s: %s: %s\n", boot_config.dumpdev, why, errno_name(err));
-		fatal_boot_error(why);
-	}
-	printf("dump device %s: partition %u '%s', blocks %llu-%llu of %u bytes\n", dump_dev.name,
-	       part.index, part.name, (unsigned long long)part.first_lba,
-	       (unsigned long long)part.last_lba, disk.block_size);
+static void setup_dump_device(void)
+{
+	if (boot_config.dumpdev_kind == DUMPDEV_VIRTIO_BLK)
+		setup_virtio_blk_dump_device();
+	else
+		setup_scsi_dump_device();
 }
 
 void kernel_main(void)

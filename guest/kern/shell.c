@@ -16,24 +16,50 @@
 #include "kern/memmap.h"
 #include "lib/console.h"
 #include "lib/crc.h"
+#include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
+#include "scsi/sd.h"
 
 #define LINE_MAX 128
 
 struct command {
 	const char *name;
 	const char *help;
-	void (*run)(void);
+	void (*run)(const char *args);
 };
 
-static void cmd_help(void);
-static void cmd_info(void) { shell_print_info(); }
-static void cmd_dump(void) { dumpsys_print_config(); }
-static void cmd_panic(void) { panic("requested from the console"); }
-static void cmd_reboot(void) { reboot(); }
+static void cmd_help(const char *args);
+static void cmd_info(const char *args) { shell_print_info(); }
+static void cmd_dump(const char *args) { dumpsys_print_config(); }
+static void cmd_panic(const char *args) { panic("requested from the console"); }
+static void cmd_reboot(const char *args) { reboot(); }
 
-static void cmd_nmi(void)
+/* The dump device's sd unit, if the dump device is a SCSI disk. */
+static struct sd_unit *dump_sd_unit(void)
+{
+	if (!dump_device || dump_device->dddump != sd_dddump) {
+		printf("the dump device is not a SCSI disk\n");
+		return 0;
+	}
+	return dump_device->softc;
+}
+
+static void cmd_stop_disk(const char *args)
+{
+	struct sd_unit *un = dump_sd_unit();
+	int err;
+
+	if (!un)
+		return;
+	err = sd_start_stop(un, false);
+	if (err)
+		printf("START STOP UNIT (stop) failed: %s\n", errno_name(err));
+	else
+		printf("dump disk stopped (START STOP UNIT, start=0); a dump starts it again\n");
+}
+
+static void cmd_nmi(const char *args)
 {
 	printf("sending an NMI to myself\n");
 	apic_self_nmi();
@@ -48,10 +74,11 @@ static const struct command commands[] = {
 	{ "dump", "show the dump configuration and planned layout", cmd_dump },
 	{ "panic", "crash now (reason PANIC) and dump", cmd_panic },
 	{ "nmi", "crash through a self-NMI from the local APIC and dump", cmd_nmi },
+	{ "stop-disk", "stop the SCSI dump disk (START STOP UNIT, start=0)", cmd_stop_disk },
 	{ "reboot", "reset the machine", cmd_reboot },
 };
 
-static void cmd_help(void)
+static void cmd_help(const char *args)
 {
 	for (unsigned i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		printf("  %-8s %s\n", commands[i].name, commands[i].help);
@@ -98,7 +125,7 @@ void shell_print_info(void)
 
 static void run_line(char *line)
 {
-	char *p = line, *end;
+	char *p = line, *end, *args;
 
 	while (isspace(*p))
 		p++;
@@ -107,9 +134,18 @@ static void run_line(char *line)
 		*--end = '\0';
 	if (!*p)
 		return;
+	/* The first word names the command; the rest (blanks skipped) are its arguments. */
+	args = p;
+	while (*args && !isspace(*args))
+		args++;
+	if (*args) {
+		*args++ = '\0';
+		while (isspace(*args))
+			args++;
+	}
 	for (unsigned i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(p, commands[i].name) == 0) {
-			commands[i].run();
+			commands[i].run(args);
 			return;
 		}
 	printf("unknown command '%s' (try help)\n", p);
