@@ -9,6 +9,7 @@
 #include "arch/x86/cpu.h"
 #include "arch/x86/tsc.h"
 #include "bus/pci.h"
+#include "drivers/lsi53c895a.h"
 #include "dump/dumpsys.h"
 #include "kern/cmdline.h"
 #include "kern/crash.h"
@@ -19,6 +20,7 @@
 #include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
+#include "scsi/scsi.h"
 #include "scsi/sd.h"
 
 #define LINE_MAX 128
@@ -59,6 +61,22 @@ static void cmd_stop_disk(const char *args)
 		printf("dump disk stopped (START STOP UNIT, start=0); a dump starts it again\n");
 }
 
+/* lsi-selftest [HBA [TARGET]]: exercise an LSI 53C895A and a disk behind it (see the driver). */
+static void cmd_lsi_selftest(const char *args)
+{
+	int v[2] = { 0, 0 };
+
+	for (int i = 0; i < 2 && *args; i++) {
+		v[i] = 0;
+		while (isdigit(*args) && v[i] < 1000)
+			v[i] = v[i] * 10 + (*args++ - '0');
+		while (isspace(*args))
+			args++;
+	}
+	scsi_hba_probe_all();
+	lsi53c895a_selftest(v[0], v[1]);
+}
+
 static void cmd_nmi(const char *args)
 {
 	printf("sending an NMI to myself\n");
@@ -75,6 +93,8 @@ static const struct command commands[] = {
 	{ "panic", "crash now (reason PANIC) and dump", cmd_panic },
 	{ "nmi", "crash through a self-NMI from the local APIC and dump", cmd_nmi },
 	{ "stop-disk", "stop the SCSI dump disk (START STOP UNIT, start=0)", cmd_stop_disk },
+	{ "lsi-selftest", "[N [T]]: test LSI HBA N, target T (writes 256 KiB at 512 KiB, restored)",
+	  cmd_lsi_selftest },
 	{ "reboot", "reset the machine", cmd_reboot },
 };
 
