@@ -266,7 +266,7 @@ struct lsi_softc {
 	uint64_t deadline;
 
 	uint64_t commands, polled_commands, completions, timeouts, sel_timeouts, mismatches,
-		 disconnects, errors, bus_resets, chip_resets, bdrs;
+		 errors, bus_resets, chip_resets, bdrs, quiesces;
 	uint8_t last_dstat, last_sist0, last_sist1;
 	uint32_t last_dsps;
 
@@ -960,11 +960,21 @@ static int lsi_tran_quiesce(struct scsi_hba *hba)
 {
 	struct lsi_softc *sc = hba->hba_private;
 	uint64_t flags = irq_save();
+	bool busy = sc->state != LSI_IDLE || (rd8(sc, ISTAT1) & ISTAT1_SRUN) ||
+		    (rd8(sc, SCNTL1) & SCNTL1_CON);
 
 	sc->quiesced = true;	/* first: runtime commands stop here */
 	sc->active = 0;		/* forgotten: never completed, never requeued */
 	sc->state = LSI_IDLE;
-	lsi_recover(sc);
+	sc->quiesces++;
+	if (busy) {
+		/* A command was on the bus (the crash interrupted it): targets must drop it. */
+		lsi_recover(sc);
+	} else {
+		/* Idle chip, free bus: a chip reset is enough, no bus reset settle time. */
+		lsi_stop_scripts(sc);
+		lsi_chip_init(sc);
+	}
 	sc->broken = (rd8(sc, ISTAT1) & ISTAT1_SRUN) != 0;
 	irq_restore(flags);
 	return sc->broken ? EIO : 0;
@@ -984,12 +994,14 @@ static void lsi_tran_print_info(struct scsi_hba *hba)
 	       sc->broken ? ", BROKEN" : "", sc->last_dstat, sc->last_sist0, sc->last_sist1,
 	       sc->last_dsps);
 	printf("  commands %llu (polled %llu), completed %llu, timeouts %llu, selection timeouts %llu, "
-	       "phase mismatches %llu, errors %llu, bus resets %llu, chip resets %llu, BDRs %llu\n",
+	       "phase mismatches %llu, errors %llu, bus resets %llu, chip resets %llu, BDRs %llu, "
+	       "quiesces %llu\n",
 	       (unsigned long long)sc->commands, (unsigned long long)sc->polled_commands,
 	       (unsigned long long)sc->completions, (unsigned long long)sc->timeouts,
 	       (unsigned long long)sc->sel_timeouts, (unsigned long long)sc->mismatches,
 	       (unsigned long long)sc->errors, (unsigned long long)sc->bus_resets,
-	       (unsigned long long)sc->chip_resets, (unsigned long long)sc->bdrs);
+	       (unsigned long long)sc->chip_resets, (unsigned long long)sc->bdrs,
+	       (unsigned long long)sc->quiesces);
 }
 
 static const struct scsi_hba_tran lsi_tran = {
