@@ -27,9 +27,8 @@
  *    MA and stops: the C side records DBC/DSP and restarts the SCRIPTS at the status phase.
  *  - Selection of a missing target raises STO (SIST1) and stops at the next bus instruction.
  *  - Only LUN 0 exists (QEMU's bus has max_lun 0), targets 0-6; no tags are used.
- *  - A SCSI bus reset (SCNTL1 RST) cancels every request the chip holds; a soft reset
- *    (ISTAT SRST) also resets the SCRIPTS engine's private state (a pending WAIT RESELECT,
- *    queued message bytes), so error recovery does both, bus reset first.
+ *  - A SCSI bus reset (SCNTL1 RST) cancels every request the chip holds (error recovery and
+ *    quiesce use it); a soft reset (ISTAT SRST) is only safe at attach (see lsi_chip_init).
  *  - Register accesses are byte-wide inside QEMU; wider ones are split low byte first, so a
  *    32-bit write of DSP starts the SCRIPTS after all four bytes are in.
  */
@@ -513,16 +512,26 @@ static void lsi_clear_status(struct lsi_softc *sc)
 	}
 }
 
-/* Soft reset and program the chip: our ID, async narrow transfers, no interrupts, SCRIPTS
- * started by writing DSP, phase mismatches in data moves jump to L_PM. */
-static void lsi_chip_init(struct lsi_softc *sc)
+/*
+ * Program the chip: our ID, async narrow transfers, no interrupts, SCRIPTS started by writing
+ * DSP, phase mismatches in data moves jump to L_PM.
+ *
+ * The soft reset (ISTAT SRST) is for attach only. QEMU 7.2 leaks its request record when a
+ * disconnected command fails before reselecting (lsi_command_complete frees only the
+ * connected one), and a later SRST then trips an assertion in lsi_soft_reset that takes the
+ * whole VM down. Later recoveries rewrite every register instead; the bus reset before them
+ * has cancelled what QEMU held, and the next selection clears its SCRIPTS wait state.
+ */
+static void lsi_chip_init(struct lsi_softc *sc, bool soft_reset)
 {
 	pci_set_command_bits(sc->pci, PCI_COMMAND_MEMORY | PCI_COMMAND_IO | PCI_COMMAND_MASTER |
 					      PCI_COMMAND_INTX_DISABLE, 0);
-	wr8(sc, ISTAT, ISTAT_SRST);
-	udelay(10);
-	wr8(sc, ISTAT, 0);
-	udelay(10);
+	if (soft_reset) {
+		wr8(sc, ISTAT, ISTAT_SRST);
+		udelay(10);
+		wr8(sc, ISTAT, 0);
+		udelay(10);
+	}
 	sc->chip_resets++;
 
 	wr8(sc, DIEN, 0);
@@ -577,7 +586,7 @@ static void lsi_recover(struct lsi_softc *sc)
 {
 	lsi_stop_scripts(sc);
 	lsi_bus_reset(sc);
-	lsi_chip_init(sc);
+	lsi_chip_init(sc, false);
 }
 
 static void lsi_start_scripts(struct lsi_softc *sc, uint32_t entry)
@@ -662,8 +671,15 @@ static bool lsi_is_data_move(struct lsi_softc *sc, uint32_t addr)
 	       (addr >= out && addr < out + 8u * LSI_NSEG && (addr - out) % 8 == 0);
 }
 
+/* What a finished command leaves to clean up. */
+enum lsi_cleanup {
+	CLEAN_NONE,		/* the SCRIPTS ended where they should: bus free */
+	CLEAN_CHIP,		/* bus free, but the SCRIPTS engine's state is suspect */
+	CLEAN_BUS,		/* a target may still hold the nexus: bus reset, chip reset */
+};
+
 /* The packet is over: results in, the HBA idle. Runtime packets go to pkt_comp. */
-static void lsi_finish(struct lsi_softc *sc, uint8_t reason, bool recover)
+static void lsi_finish(struct lsi_softc *sc, uint8_t reason, enum lsi_cleanup cleanup)
 {
 	struct scsi_pkt *pkt = sc->active;
 	bool data_done = false;
@@ -678,7 +694,7 @@ static void lsi_finish(struct lsi_softc *sc, uint8_t reason, bool recover)
 	} else {
 		if (reason == CMD_CMPLT) {	/* "done" without a status byte: not believable */
 			reason = CMD_TRAN_ERR;
-			recover = true;
+			cleanup = CLEAN_BUS;
 		}
 		pkt->pkt_scbp = 0;
 		pkt->pkt_resid = pkt->pkt_datalen;
@@ -686,8 +702,12 @@ static void lsi_finish(struct lsi_softc *sc, uint8_t reason, bool recover)
 	}
 	pkt->pkt_reason = reason;
 	pkt->pkt_sense_len = 0;		/* no autosense: the packet layer asks for it */
-	if (recover)
+	if (cleanup == CLEAN_BUS) {
 		lsi_recover(sc);
+	} else if (cleanup == CLEAN_CHIP) {
+		lsi_stop_scripts(sc);
+		lsi_chip_init(sc, false);
+	}
 	sc->active = 0;
 	sc->state = LSI_IDLE;
 	pkt->pkt_ha_private = 0;
@@ -710,7 +730,7 @@ static int lsi_service(struct lsi_softc *sc)
 	if (!(istat & (ISTAT_DIP | ISTAT_SIP))) {
 		if (deadline_passed(sc->deadline)) {
 			sc->timeouts++;
-			lsi_finish(sc, CMD_TIMEOUT, true);
+			lsi_finish(sc, CMD_TIMEOUT, CLEAN_BUS);
 			return 1;
 		}
 		return 0;
@@ -726,28 +746,28 @@ static int lsi_service(struct lsi_softc *sc)
 	sc->last_sist1 = sist1;
 
 	if (sist0 & SIST0_RST) {		/* somebody reset the bus under us */
-		lsi_finish(sc, CMD_RESET, false);
+		lsi_finish(sc, CMD_RESET, CLEAN_CHIP);
 		return 1;
 	}
 	if (sist1 & SIST1_STO) {		/* nobody at that ID */
 		sc->sel_timeouts++;
-		lsi_finish(sc, CMD_INCOMPLETE, false);
+		lsi_finish(sc, CMD_INCOMPLETE, CLEAN_NONE);
 		return 1;
 	}
 	if ((sist0 & (SIST0_UDC | SIST0_SGE | SIST0_PAR)) ||
 	    (dstat & (DSTAT_IID | DSTAT_BF | DSTAT_MDPE))) {
-		lsi_finish(sc, CMD_TRAN_ERR, true);
+		lsi_finish(sc, CMD_TRAN_ERR, CLEAN_BUS);
 		return 1;
 	}
 	if (dstat & DSTAT_SIR) {
 		dsps = rd32(sc, DSPS);
 		sc->last_dsps = dsps;
 		if (dsps == INT_DONE) {
-			lsi_finish(sc, CMD_CMPLT, false);
+			lsi_finish(sc, CMD_CMPLT, CLEAN_NONE);
 			return 1;
 		}
 		/* INT_BAD_PHASE, INT_DATA_AGAIN, INT_OVERRUN, INT_BAD_MSG, INT_RESELECTED, ... */
-		lsi_finish(sc, CMD_TRAN_ERR, true);
+		lsi_finish(sc, CMD_TRAN_ERR, CLEAN_BUS);
 		return 1;
 	}
 	if (sist0 & SIST0_MA) {
@@ -755,7 +775,7 @@ static int lsi_service(struct lsi_softc *sc)
 		 * on an entry boundary): note where, clear the FIFOs, go on with status. */
 		dsp = rd32(sc, DSP);
 		if (!lsi_is_data_move(sc, dsp - 8)) {
-			lsi_finish(sc, CMD_TRAN_ERR, true);
+			lsi_finish(sc, CMD_TRAN_ERR, CLEAN_BUS);
 			return 1;
 		}
 		sc->mismatches++;
@@ -768,7 +788,7 @@ static int lsi_service(struct lsi_softc *sc)
 		return 0;
 	}
 	if (dstat & DSTAT_ABRT) {		/* not ours: somebody aborted the SCRIPTS */
-		lsi_finish(sc, CMD_ABORTED, true);
+		lsi_finish(sc, CMD_ABORTED, CLEAN_BUS);
 		return 1;
 	}
 	/* Nothing that ends the command (e.g. a stray GEN/HTH): keep waiting. */
@@ -902,7 +922,7 @@ static int lsi_send_bdr(struct lsi_softc *sc, uint16_t target, uint16_t lun)
 static void lsi_drop_active(struct lsi_softc *sc, uint8_t reason)
 {
 	if (sc->state == LSI_CMD)
-		lsi_finish(sc, reason, false);
+		lsi_finish(sc, reason, CLEAN_NONE);
 }
 
 static int lsi_tran_reset(struct scsi_address *ap, int level)
@@ -950,7 +970,7 @@ static int lsi_tran_abort(struct scsi_address *ap, struct scsi_pkt *pkt)
 		 * ABORT message, which the chip cannot send to a connected target we no longer
 		 * drive) cancels it. Best effort: the bus. */
 		lsi_stop_scripts(sc);
-		lsi_finish(sc, CMD_ABORTED, true);
+		lsi_finish(sc, CMD_ABORTED, CLEAN_BUS);
 	}
 	irq_restore(flags);
 	return 1;
@@ -973,7 +993,7 @@ static int lsi_tran_quiesce(struct scsi_hba *hba)
 	} else {
 		/* Idle chip, free bus: a chip reset is enough, no bus reset settle time. */
 		lsi_stop_scripts(sc);
-		lsi_chip_init(sc);
+		lsi_chip_init(sc, false);
 	}
 	sc->broken = (rd8(sc, ISTAT1) & ISTAT1_SRUN) != 0;
 	irq_restore(flags);
@@ -994,7 +1014,7 @@ static void lsi_tran_print_info(struct scsi_hba *hba)
 	       sc->broken ? ", BROKEN" : "", sc->last_dstat, sc->last_sist0, sc->last_sist1,
 	       sc->last_dsps);
 	printf("  commands %llu (polled %llu), completed %llu, timeouts %llu, selection timeouts %llu, "
-	       "phase mismatches %llu, errors %llu, bus resets %llu, chip resets %llu, BDRs %llu, "
+	       "phase mismatches %llu, errors %llu, bus resets %llu, chip reinits %llu, BDRs %llu, "
 	       "quiesces %llu\n",
 	       (unsigned long long)sc->commands, (unsigned long long)sc->polled_commands,
 	       (unsigned long long)sc->completions, (unsigned long long)sc->timeouts,
@@ -1030,7 +1050,7 @@ static int lsi_attach(struct lsi_softc *sc, struct pci_dev *pci)
 		return ENXIO;
 	if (!lsi_build_scripts(sc))
 		return ENOSPC;
-	lsi_chip_init(sc);
+	lsi_chip_init(sc, true);
 	if (rd8(sc, SCID) != (SCID_RRE | LSI_HOST_ID))
 		return EIO;		/* no chip answering there */
 
@@ -1166,6 +1186,20 @@ static bool st_good(const struct scsi_pkt *pkt)
 	return pkt->pkt_reason == CMD_CMPLT && pkt->pkt_scbp == STATUS_GOOD;
 }
 
+/* A check on a command's outcome: on failure, say how the command ended. */
+static void st_check_pkt(const struct scsi_pkt *pkt, bool ok, const char *what)
+{
+	char buf[200];
+
+	if (ok || st_good(pkt)) {
+		st_check(ok, what);
+		return;
+	}
+	snprintf(buf, sizeof(buf), "%s [%s, status 0x%02x, resid %u]", what,
+		 scsi_reason_str(pkt->pkt_reason), pkt->pkt_scbp, pkt->pkt_resid);
+	st_check(false, buf);
+}
+
 static void st_sense(struct scsi_hba *hba, int target, uint8_t *key, uint8_t *asc)
 {
 	static uint8_t sense[18];
@@ -1253,7 +1287,7 @@ int lsi53c895a_selftest(int index, int target)
 	snprintf(msg, sizeof(msg), "INQUIRY: type %u '%.8s' '%.16s' '%.4s', %u bytes, resid %u",
 		 inq[0] & 0x1f, (char *)inq + 8, (char *)inq + 16, (char *)inq + 32,
 		 (unsigned)inq[4] + 5, pkt->pkt_resid);
-	st_check(st_good(pkt) && pkt->pkt_resid == sizeof(inq) - ((unsigned)inq[4] + 5), msg);
+	st_check_pkt(pkt, st_good(pkt) && pkt->pkt_resid == sizeof(inq) - ((unsigned)inq[4] + 5), msg);
 
 	memset(cdb, 0, 10);
 	cdb[0] = 0x25;
@@ -1261,7 +1295,7 @@ int lsi53c895a_selftest(int index, int target)
 	lba = (uint32_t)cap[0] << 24 | (uint32_t)cap[1] << 16 | (uint32_t)cap[2] << 8 | cap[3];
 	bs = (uint32_t)cap[4] << 24 | (uint32_t)cap[5] << 16 | (uint32_t)cap[6] << 8 | cap[7];
 	snprintf(msg, sizeof(msg), "READ CAPACITY(10): %u blocks of %u bytes", lba + 1, bs);
-	st_check(st_good(pkt) && (bs == 512 || bs == 4096), msg);
+	st_check_pkt(pkt, st_good(pkt) && (bs == 512 || bs == 4096), msg);
 	if (!st_good(pkt) || (bs != 512 && bs != 4096) ||
 	    (uint64_t)(lba + 1) * bs < ST_OFFSET + ST_RW_BYTES + (1u << 20)) {
 		printf("lsi-selftest: no usable disk, stopping\n");
@@ -1274,51 +1308,56 @@ int lsi53c895a_selftest(int index, int target)
 	st_rw10(cdb, 0x28, 0, (uint16_t)nblk);
 	t0 = rdtsc();
 	pkt = st_cmd(hba, target, cdb, 10, FLAG_DATA_IN, a, ST_READ_BYTES, 8, 5000);
-	snprintf(msg, sizeof(msg), "READ(10) 2 MiB in 8 pieces, %llu us", (unsigned long long)tsc_to_us(rdtsc() - t0));
-	st_check(st_good(pkt) && pkt->pkt_resid == 0 && memcmp(a + bs, "EFI PART", 8) == 0, msg);
+	snprintf(msg, sizeof(msg), "READ(10) 2 MiB in 8 pieces, %llu us",
+		 (unsigned long long)tsc_to_us(rdtsc() - t0));
+	st_check_pkt(pkt, st_good(pkt) && pkt->pkt_resid == 0 && memcmp(a + bs, "EFI PART", 8) == 0,
+		     msg);
 	pkt = st_cmd(hba, target, cdb, 10, FLAG_DATA_IN, b, ST_READ_BYTES, 1, 5000);
-	st_check(st_good(pkt) && memcmp(a, b, ST_READ_BYTES) == 0, "READ(10) 2 MiB in 1 piece, same data");
+	st_check_pkt(pkt, st_good(pkt) && memcmp(a, b, ST_READ_BYTES) == 0,
+		     "READ(10) 2 MiB in 1 piece, same data");
 
 	/* Short transfers: the target has one block, we offer two. */
 	st_rw10(cdb, 0x28, 1, 1);
 	pkt = st_cmd(hba, target, cdb, 10, FLAG_DATA_IN, b, 2 * bs, 1, 2000);
 	snprintf(msg, sizeof(msg), "short READ in one move (mid-move mismatch): resid %u", pkt->pkt_resid);
-	st_check(st_good(pkt) && pkt->pkt_resid == bs && memcmp(b, "EFI PART", 8) == 0, msg);
+	st_check_pkt(pkt, st_good(pkt) && pkt->pkt_resid == bs && memcmp(b, "EFI PART", 8) == 0, msg);
 	pkt = st_cmd(hba, target, cdb, 10, FLAG_DATA_IN, b, 3 * bs, 3, 2000);
 	snprintf(msg, sizeof(msg), "short READ, three odd moves (mismatch in the first): resid %u",
 		 pkt->pkt_resid);
-	st_check(st_good(pkt) && pkt->pkt_resid == 2 * bs, msg);
+	st_check_pkt(pkt, st_good(pkt) && pkt->pkt_resid == 2 * bs, msg);
 	resets = lsi_softc[index].mismatches;
 	pkt = st_cmd(hba, target, cdb, 10, FLAG_DATA_IN, b, 3 * bs, -3, 2000);
-	snprintf(msg, sizeof(msg), "short READ, three block moves (mismatch at the second's start): resid %u",
+	snprintf(msg, sizeof(msg), "short READ, three block moves (mismatch at the 2nd's start): resid %u",
 		 pkt->pkt_resid);
-	st_check(st_good(pkt) && pkt->pkt_resid == 2 * bs && lsi_softc[index].mismatches == resets + 1, msg);
+	st_check_pkt(pkt, st_good(pkt) && pkt->pkt_resid == 2 * bs &&
+			       lsi_softc[index].mismatches == resets + 1, msg);
 
 	/* Non-destructive round trip outside any partition. */
 	lba = ST_OFFSET / bs;
 	nblk = ST_RW_BYTES / bs;
 	st_rw10(cdb, 0x28, lba, (uint16_t)nblk);
 	pkt = st_cmd(hba, target, cdb, 10, FLAG_DATA_IN, save, ST_RW_BYTES, 2, 5000);
-	st_check(st_good(pkt), "READ(10) 256 KiB at 512 KiB (saved)");
+	st_check_pkt(pkt, st_good(pkt), "READ(10) 256 KiB at 512 KiB (saved)");
 	if (st_good(pkt)) {
 		for (uint32_t i = 0; i < ST_RW_BYTES; i++)
 			a[i] = (uint8_t)(i * 7 + (i >> 9) + 0x5a);
 		st_rw10(cdb, 0x2a, lba, (uint16_t)nblk);
 		pkt = st_cmd(hba, target, cdb, 10, FLAG_DATA_OUT, a, ST_RW_BYTES, 3, 5000);
-		st_check(st_good(pkt) && pkt->pkt_resid == 0, "WRITE(10) 256 KiB pattern in 3 pieces");
+		st_check_pkt(pkt, st_good(pkt) && pkt->pkt_resid == 0, "WRITE(10) 256 KiB pattern in 3 pieces");
 		memset(b, 0, ST_RW_BYTES);
 		st_rw10(cdb, 0x28, lba, (uint16_t)nblk);
 		pkt = st_cmd(hba, target, cdb, 10, FLAG_DATA_IN, b, ST_RW_BYTES, 5, 5000);
-		st_check(st_good(pkt) && memcmp(a, b, ST_RW_BYTES) == 0, "READ(10) 256 KiB in 5 pieces, pattern back");
+		st_check_pkt(pkt, st_good(pkt) && memcmp(a, b, ST_RW_BYTES) == 0,
+			     "READ(10) 256 KiB in 5 pieces, pattern back");
 		memset(cdb, 0, 10);
 		cdb[0] = 0x35;
 		pkt = st_cmd(hba, target, cdb, 10, 0, 0, 0, 0, 5000);
-		st_check(st_good(pkt), "SYNCHRONIZE CACHE(10) (no data, completes later)");
+		st_check_pkt(pkt, st_good(pkt), "SYNCHRONIZE CACHE(10) (no data, completes later)");
 		st_rw10(cdb, 0x2a, lba, (uint16_t)nblk);
 		pkt = st_cmd(hba, target, cdb, 10, FLAG_DATA_OUT, save, ST_RW_BYTES, 1, 5000);
 		st_rw10(cdb, 0x28, lba, (uint16_t)nblk);
 		pkt = st_cmd(hba, target, cdb, 10, FLAG_DATA_IN, b, ST_RW_BYTES, 1, 5000);
-		st_check(st_good(pkt) && memcmp(save, b, ST_RW_BYTES) == 0, "original data restored");
+		st_check_pkt(pkt, st_good(pkt) && memcmp(save, b, ST_RW_BYTES) == 0, "original data restored");
 	}
 
 	/* Resets: BUS DEVICE RESET, then the whole bus (the target reports UNIT ATTENTION). */
@@ -1338,12 +1377,13 @@ int lsi53c895a_selftest(int index, int target)
 	/* A command that cannot finish in time: abort, bus reset, and the next one works. */
 	st_rw10(cdb, 0x28, 0, (uint16_t)(ST_SCRATCH_BYTES / bs));
 	pkt = st_cmd(hba, target, cdb, 10, FLAG_DATA_IN, mem, ST_SCRATCH_BYTES, 4, 1);
-	snprintf(msg, sizeof(msg), "READ(10) 8 MiB with pkt_time 1 ms: %s", scsi_reason_str(pkt->pkt_reason));
+	snprintf(msg, sizeof(msg), "READ(10) 8 MiB with pkt_time 1 ms: %s",
+		 scsi_reason_str(pkt->pkt_reason));
 	st_check(pkt->pkt_reason == CMD_TIMEOUT || st_good(pkt), msg);
 	st_check(st_ready(hba, target, 0), "TEST UNIT READY after it");
 	st_rw10(cdb, 0x28, 1, 1);
 	pkt = st_cmd(hba, target, cdb, 10, FLAG_DATA_IN, b, bs, 1, 2000);
-	st_check(st_good(pkt) && memcmp(b, "EFI PART", 8) == 0, "READ(10) after it");
+	st_check_pkt(pkt, st_good(pkt) && memcmp(b, "EFI PART", 8) == 0, "READ(10) after it");
 
 	hba->tran->tran_print_info(hba);
 	printf("lsi-selftest: %s (%d failure%s)\n", st_failures ? "FAILED" : "passed", st_failures,
