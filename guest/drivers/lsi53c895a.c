@@ -17,6 +17,9 @@
  *    disconnect / WAIT RESELECT, and a data phase is entered at most once per command.
  *  - After a disconnect SSTAT1 reads phase 0 (DATA OUT): phases are only tested while
  *    connected.
+ *  - A READ that fails while the target is disconnected ends WAIT RESELECT with the bus in
+ *    STATUS and no IDENTIFY (and QEMU leaks its request record): after WAIT RESELECT the
+ *    SCRIPTS follow whatever phase the bus is in.
  *  - A command without data that does not complete at once (SYNCHRONIZE CACHE) leaves the
  *    bus in a fake DATA IN phase until it completes; a zero-length DATA IN move waits for it.
  *  - A short transfer (target done before the moves are) is a phase mismatch. In the middle
