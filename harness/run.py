@@ -6,6 +6,7 @@ and makes sure that whatever happens QEMU is gone and the artifacts are on disk.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,8 @@ EXIT_COMPLETE = 67  # guest wrote 0x21 to isa-debug-exit: (0x21 << 1) | 1
 EXIT_FAILED = 69
 GIB = 1 << 30
 MIB = 1 << 20
-OTHER_DISK_RAM = 16 * MIB  # the other disks get a small layout of their own
+OTHER_DISK_RAM = 16 * MIB
+PROMPT = r"dumpbed> "  # the other disks get a small layout of their own
 
 
 @dataclass
@@ -177,10 +179,11 @@ def make_disks(scenario: Scenario, out: Path) -> Topology:
 
 
 def _console_command(machine: Machine, command: str, timeout: float) -> None:
-    """Type a shell command and wait for the next prompt."""
+    """Type a shell command at the prompt and wait until it has run (the prompt after its echo)."""
+    machine.console.wait_for(PROMPT, timeout)  # the shell is listening
     mark = machine.console.mark()
     machine.console.send(command + "\r")
-    machine.console.wait_for(r"dumpbed> ", timeout, since=mark)
+    machine.console.wait_for(re.escape(command) + r"[\s\S]*?" + PROMPT, timeout, since=mark)
 
 
 def _save_diagnostics(machine: Machine, out: Path, problem: str) -> None:

@@ -1,0 +1,75 @@
+"""SCSI disks: sd + scsi_poll on virtio-scsi and on the LSI 53C895A, with the same oracles."""
+from __future__ import annotations
+
+import pytest
+
+from harness import validate
+from harness.run import Scenario, run_and_validate
+from tests.integration.conftest import accel_params
+from tests.integration.test_virtio_blk_nmi import assert_passed
+
+MIB = 1 << 20
+HBAS = ["virtio-scsi", "lsi"]
+
+
+def check(report: dict, name: str) -> dict:
+    return next(c for c in report["checks"] if c["name"] == name)
+
+
+@pytest.mark.parametrize("accel", accel_params())
+@pytest.mark.parametrize("block_size", [512, 4096])
+@pytest.mark.parametrize("hba", HBAS)
+def test_scsi_nmi_dump(tmp_path, guest_kernel, hba, block_size, accel):
+    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk=hba, memory_bytes=64 * MIB,
+                                          accel=accel, block_size=block_size))
+    assert_passed(report)
+    assert "no-interrupts" in {c["name"] for c in report["checks"]}
+
+
+@pytest.mark.parametrize("hba", HBAS)
+def test_write16_beyond_lba_2_32(tmp_path, guest_kernel, hba):
+    out = tmp_path / "run"
+    _, report = run_and_validate(Scenario(out_dir=out, disk=hba, memory_bytes=64 * MIB, accel="auto",
+                                          disk_size=3 << 40))
+    assert_passed(report)
+    assert report["dump"]["partition_offset"] // 512 >= 1 << 32
+    assert " command 138 " in (out / "qemu-trace.log").read_text()  # WRITE(16) reached the disk
+
+
+@pytest.mark.parametrize("hba", HBAS)
+def test_stopped_disk_is_started_by_the_dump(tmp_path, guest_kernel, hba):
+    out = tmp_path / "run"
+    _, report = run_and_validate(Scenario(out_dir=out, disk=hba, memory_bytes=64 * MIB, accel="auto",
+                                          stop_disk=True))
+    assert_passed(report)
+    trace = (out / "qemu-trace.log").read_text()
+    assert " command 27 " in trace  # START STOP UNIT (0x1b): stopped before the crash, started by the dump
+
+
+@pytest.mark.parametrize("hba", HBAS)
+def test_other_disks_on_the_hba_are_left_alone(tmp_path, guest_kernel, hba):
+    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk=hba, memory_bytes=64 * MIB,
+                                          accel="auto", target=2, other_disks=2))
+    assert_passed(report)
+    assert "2 other disk(s) untouched" in check(report, "canary")["detail"]
+
+
+def test_lsi_dumps_memory_above_4g_through_a_bounce_buffer(tmp_path, guest_kernel):
+    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk="lsi", memory_bytes=5 << 30,
+                                          accel="auto"))
+    assert_passed(report)
+    assert any(a["phys_addr"] >= 4 << 30 for a in report["dump"]["areas"])
+
+
+def test_a_damaged_scsi_dump_fails(tmp_path, guest_kernel):
+    out = tmp_path / "run"
+    _, report = run_and_validate(Scenario(out_dir=out, disk="virtio-scsi", memory_bytes=64 * MIB, accel="auto"))
+    assert_passed(report)
+    offset = report["dump"]["partition_offset"] + 8 * MIB
+    with open(out / "dump.img", "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 0x40]))
+    v = validate.validate_run(out)
+    assert not v.ok and "chunk-crc" in v.failed
