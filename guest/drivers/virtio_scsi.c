@@ -197,11 +197,11 @@ static void irq_restore(uint64_t flags)
  * addressing, 0x40 in the top bits, for LUNs from 256 on; QEMU accepts it for all). */
 static void encode_lun(uint8_t lun[8], uint16_t target, uint16_t l)
 {
-	memset(lun, 0, 8);
 	lun[0] = 1;
 	lun[1] = (uint8_t)target;
 	lun[2] = l < 256 ? 0 : (uint8_t)(0x40 | (l >> 8));
 	lun[3] = (uint8_t)l;
+	lun[4] = lun[5] = lun[6] = lun[7] = 0;
 }
 
 /* ---- bring-up ---------------------------------------------------------------------------- */
@@ -645,13 +645,18 @@ static int vscsi_start(struct scsi_address *ap, struct scsi_pkt *pkt)
 		return TRAN_BUSY;
 	}
 
-	memset(&s->req, 0, sizeof(s->req));
+	/* Field by field rather than memset (see scsi_init_pkt). */
 	encode_lun(s->req.lun, ap->a_target, ap->a_lun);
 	s->tag = ++vs->next_tag;
 	s->req.id = s->tag;
 	s->req.task_attr = VIRTIO_SCSI_S_SIMPLE;
-	memcpy(s->req.cdb, pkt->pkt_cdbp, pkt->pkt_cdblen);
-	memset(&s->resp, 0, sizeof(s->resp));
+	s->req.prio = 0;
+	s->req.crn = 0;
+	for (int k = 0; k < VIRTIO_SCSI_CDB_SIZE; k += 8)
+		*(uint64_t *)(s->req.cdb + k) = k < SCSI_MAX_CDB ? *(const uint64_t *)(pkt->pkt_cdbp + k) : 0;
+	s->resp.sense_len = 0;
+	s->resp.residual = 0;
+	s->resp.status = 0;
 	s->resp.response = RESPONSE_UNWRITTEN;
 	s->polled = polled;
 	s->pkt = pkt;

@@ -78,7 +78,9 @@ bool bioinit_iov(struct buf *bp, uint32_t flags, const struct iovec *iov, int io
 
 #define SCSI_PKT_POOL		12	/* packets in all */
 #define SCSI_PKT_DUMP_RESERVE	4	/* of which runtime (interrupt) I/O may never take these */
-#define SCSI_BOUNCE_SIZE	(128u * 1024)	/* per bounce buffer; two: runtime and polled */
+/* One bounce buffer, shared: at run time only boot-time reads and the workload use packets
+ * with data, and the dump path reclaims it (scsi_pkt_reclaim_all) after the HBA's quiesce. */
+#define SCSI_BOUNCE_SIZE	(128u * 1024)
 
 /*
  * A packet for the LUN at `ap`, carrying data from bp (from bp->b_done on; NULL: no data),
@@ -147,7 +149,7 @@ extern struct scsi_pkt_stats scsi_pkt_stats;
  */
 void scsi_pkt_reclaim_all(void);
 
-/* Packets and bounce buffers in use (runtime), for the console. */
+/* Packets in use, for the console. */
 int scsi_pkt_in_use(void);
 
 /* Human-readable names, for messages. */

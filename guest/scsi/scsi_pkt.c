@@ -10,6 +10,7 @@
 #include "scsi/scsi.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/tsc.h"
+#include "arch/x86/usermode.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
@@ -22,19 +23,17 @@
 #define BACKOFF_MAX_US		200000
 #define REQUEST_SENSE_TIME_MS	2000
 
-enum { BOUNCE_NONE = -1, BOUNCE_RUNTIME = 0, BOUNCE_POLLED = 1 };
-
 struct pkt_slot {
 	struct scsi_pkt pkt;		/* first: a packet pointer is a slot pointer */
 	bool in_use;
-	int bounce;			/* which bounce buffer carries the data, or BOUNCE_NONE */
+	bool bounce;			/* the data goes through the bounce buffer */
 	struct buf *bp;
 	uint64_t bp_off;		/* where in bp the mapped data starts */
 };
 
 static struct pkt_slot pool[SCSI_PKT_POOL];
-static uint8_t bounce_buf[2][SCSI_BOUNCE_SIZE] __attribute__((aligned(4096)));
-static bool bounce_busy[2];
+static uint8_t bounce_buf[SCSI_BOUNCE_SIZE] __attribute__((aligned(4096)));
+static bool bounce_busy;
 
 struct scsi_poll_stat scsi_poll_last;
 struct scsi_pkt_stats scsi_pkt_stats;
@@ -81,6 +80,15 @@ bool bioinit_iov(struct buf *bp, uint32_t flags, const struct iovec *iov, int io
 	return true;
 }
 
+/* A pure copy, run in ring 3: on hosts that emulate guest supervisor code instruction by
+ * instruction (docs/guest.md, "Ring 3"), a bounce buffer's worth of rep movsb in ring 0 takes
+ * a tenth of a second. */
+static uint64_t copy_unprivileged(uint64_t dst, uint64_t src, uint64_t len)
+{
+	memcpy((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, len);
+	return 0;
+}
+
 /* Copy between bp's data at [off, off+len) and a flat buffer. */
 static void buf_copy(struct buf *bp, uint64_t off, uint8_t *flat, uint64_t len, bool to_flat)
 {
@@ -97,9 +105,9 @@ static void buf_copy(struct buf *bp, uint64_t off, uint8_t *flat, uint64_t len, 
 		if (n > len)
 			n = len;
 		if (to_flat)
-			memcpy(flat, p, n);
+			run_unprivileged(copy_unprivileged, (uintptr_t)flat, (uintptr_t)p, n);
 		else
-			memcpy(p, flat, n);
+			run_unprivileged(copy_unprivileged, (uintptr_t)p, (uintptr_t)flat, n);
 		flat += n;
 		len -= n;
 		off = 0;
@@ -187,10 +195,10 @@ done:
 }
 
 /* Map through a bounce buffer (contiguous, in .bss below 4 GiB). */
-static uint32_t map_bounce(struct scsi_pkt *pkt, const struct scsi_dma_limits *lim, int which,
-			   uint64_t want, uint32_t granule)
+static uint32_t map_bounce(struct scsi_pkt *pkt, const struct scsi_dma_limits *lim, uint64_t want,
+			   uint32_t granule)
 {
-	uint64_t addr = (uintptr_t)bounce_buf[which];
+	uint64_t addr = (uintptr_t)bounce_buf;
 	uint64_t n = want < SCSI_BOUNCE_SIZE ? want : SCSI_BOUNCE_SIZE;
 	uint64_t room = (uint64_t)lim->max_segs * lim->max_seg_len;
 
@@ -245,8 +253,18 @@ struct scsi_pkt *scsi_init_pkt(struct scsi_address *ap, struct buf *bp, int cmdl
 	irq_restore(flags);
 
 	pkt = &s->pkt;
-	memset(pkt, 0, sizeof(*pkt));
-	s->bounce = BOUNCE_NONE;
+	/* Field by field, not memset: on hosts that emulate ring 0 string instructions byte by
+	 * byte, clearing the whole packet (sgl, sense) costs more than the command. */
+	pkt->pkt_sgl_count = 0;
+	pkt->pkt_datalen = 0;
+	pkt->pkt_reason = CMD_INCOMPLETE;
+	pkt->pkt_scbp = 0;
+	pkt->pkt_resid = 0;
+	pkt->pkt_sense_len = 0;
+	pkt->pkt_comp = 0;
+	pkt->pkt_private = 0;
+	pkt->pkt_ha_private = 0;
+	s->bounce = false;
 	s->bp = bp;
 	s->bp_off = bp ? bp->b_done : 0;
 	pkt->pkt_address = *ap;
@@ -264,19 +282,17 @@ struct scsi_pkt *scsi_init_pkt(struct scsi_address *ap, struct buf *bp, int cmdl
 			want = lim->max_xfer;
 		mapped = map_direct(pkt, lim, bp, bp->b_done, want, granule, &blocked);
 		if (mapped == 0 && blocked) {
-			int which = polled ? BOUNCE_POLLED : BOUNCE_RUNTIME;
-
 			flags = irq_save();
-			if (bounce_busy[which]) {
+			if (bounce_busy) {
 				irq_restore(flags);
 				goto fail;
 			}
-			bounce_busy[which] = true;
+			bounce_busy = true;
 			irq_restore(flags);
-			s->bounce = which;
-			mapped = map_bounce(pkt, lim, which, want, granule);
+			s->bounce = true;
+			mapped = map_bounce(pkt, lim, want, granule);
 			if (mapped && (bp->b_flags & B_WRITE))
-				buf_copy(bp, bp->b_done, bounce_buf[which], mapped, true);
+				buf_copy(bp, bp->b_done, bounce_buf, mapped, true);
 			scsi_pkt_stats.bounced_bytes += mapped;
 		}
 		if (mapped == 0)
@@ -303,15 +319,15 @@ void scsi_destroy_pkt(struct scsi_pkt *pkt)
 	if (!pkt)
 		return;
 	s = slot_of(pkt);
-	if (s->bounce != BOUNCE_NONE) {
+	if (s->bounce) {
 		/* A read that completed: its data is in the bounce buffer. */
 		if (s->bp && (s->bp->b_flags & B_READ) && pkt->pkt_reason == CMD_CMPLT &&
 		    pkt->pkt_scbp == STATUS_GOOD)
-			buf_copy(s->bp, s->bp_off, bounce_buf[s->bounce], pkt->pkt_datalen, false);
+			buf_copy(s->bp, s->bp_off, bounce_buf, pkt->pkt_datalen, false);
 		flags = irq_save();
-		bounce_busy[s->bounce] = false;
+		bounce_busy = false;
 		irq_restore(flags);
-		s->bounce = BOUNCE_NONE;
+		s->bounce = false;
 	}
 	flags = irq_save();
 	s->in_use = false;
@@ -322,9 +338,9 @@ void scsi_pkt_reclaim_all(void)
 {
 	for (int i = 0; i < SCSI_PKT_POOL; i++) {
 		pool[i].in_use = false;
-		pool[i].bounce = BOUNCE_NONE;
+		pool[i].bounce = false;
 	}
-	bounce_busy[0] = bounce_busy[1] = false;
+	bounce_busy = false;
 }
 
 int scsi_pkt_in_use(void)

@@ -245,6 +245,10 @@ int sd_attach(struct scsi_hba *hba, uint16_t target, uint16_t lun, uint32_t time
 		return err;
 	if (un->block_size < 512 || un->block_size > 4096 || (un->block_size & (un->block_size - 1)))
 		return ENOTSUP;
+	/* One command must be able to carry a block of contiguous memory. */
+	if (hba->limits.max_xfer < un->block_size ||
+	    (uint64_t)hba->limits.max_segs * hba->limits.max_seg_len < un->block_size)
+		return ENOTSUP;
 	read_write_protect(un);
 	nunits++;
 	*out = un;
