@@ -832,6 +832,14 @@ int virtio_scsi_enable_interrupts(struct scsi_hba *hba, uint8_t vector)
 	return 0;
 }
 
+void virtio_scsi_mute(struct scsi_hba *hba)
+{
+	struct virtio_scsi *vs = hba->hba_private;
+
+	WRITE_ONCE(vs->reqq.mem->avail.flags, VIRTQ_AVAIL_F_NO_INTERRUPT);
+	mb();
+}
+
 void virtio_scsi_intr(struct scsi_hba *hba)
 {
 	struct virtio_scsi *vs = hba->hba_private;

@@ -22,6 +22,10 @@ int virtio_scsi_probe(void);
  */
 int virtio_scsi_enable_interrupts(struct scsi_hba *hba, uint8_t vector);
 
+/* Crash time, before anything else: ask the request queue not to interrupt (a store to the
+ * avail ring's flags; no device access). DUMPSTART's tran_quiesce does the rest. */
+void virtio_scsi_mute(struct scsi_hba *hba);
+
 /* The interrupt handler for that vector: reap the used ring, complete runtime packets through
  * pkt_comp. The caller sends the local APIC EOI. */
 void virtio_scsi_intr(struct scsi_hba *hba);

@@ -20,6 +20,12 @@ bool crash_dump_armed;
 
 static volatile int crash_depth;
 static char panic_message[128];
+static void (*mute_hook)(void);
+
+void crash_set_mute_hook(void (*fn)(void))
+{
+	mute_hook = fn;
+}
 
 static const char *const exception_names[32] = {
 	"#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
@@ -152,6 +158,10 @@ void trap_dispatch(struct trap_frame *f)
 		guest_exit(EXIT_DUMP_FAILED);
 	}
 	capture(f, tsc);
+	/* Interrupts are off for good; devices that could still raise one are told not to,
+	 * before the (slow) console output. */
+	if (mute_hook)
+		mute_hook();
 	print_crash(f);
 
 	if (!crash_dump_armed) {

@@ -16,4 +16,8 @@ void panic(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)))
 
 const char *crash_reason_name(uint32_t reason);
 
+/* A driver that enabled a device interrupt (the runtime workload) registers how to silence
+ * it; the crash handler calls it first thing, before printing anything. One hook. */
+void crash_set_mute_hook(void (*fn)(void));
+
 #endif

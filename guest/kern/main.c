@@ -29,6 +29,7 @@
 #include "kern/multiboot.h"
 #include "kern/result.h"
 #include "kern/shell.h"
+#include "kern/workload.h"
 #include "lib/crc.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
@@ -240,6 +241,17 @@ void kernel_main(void)
 		printf("fill: %llu bytes with seed %016llx in %llu ms\n", (unsigned long long)bytes,
 		       (unsigned long long)boot_config.fill_seed,
 		       (unsigned long long)(tsc_to_us(rdtsc() - t0) / 1000));
+	}
+
+	if (boot_config.workload) {
+		const char *wl_why = "";
+
+		err = workload_start(&wl_why);
+		if (err) {
+			printf("workload=on: cannot start: %s (%s)\n", wl_why, errno_name(err));
+			fatal_boot_error("workload-unavailable");
+		}
+		printf("workload: interrupt-driven I/O on the dump disk's data partition\n");
 	}
 
 	crash_dump_armed = true;

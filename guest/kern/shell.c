@@ -14,7 +14,9 @@
 #include "kern/cmdline.h"
 #include "kern/crash.h"
 #include "kern/exit.h"
+#include "kern/irq.h"
 #include "kern/memmap.h"
+#include "kern/workload.h"
 #include "lib/console.h"
 #include "lib/crc.h"
 #include "lib/errno.h"
@@ -61,6 +63,30 @@ static void cmd_stop_disk(const char *args)
 		printf("dump disk stopped (START STOP UNIT, start=0); a dump starts it again\n");
 }
 
+/* workload on|off: interrupt-driven I/O on the SCSI dump disk while the shell idles. */
+static void cmd_workload(const char *args)
+{
+	const char *why = "";
+	int err;
+
+	if (strcmp(args, "on") == 0) {
+		err = workload_start(&why);
+		if (err)
+			printf("workload: cannot start: %s (%s)\n", why, errno_name(err));
+		else
+			printf("workload: running (interrupts on while the shell idles)\n");
+	} else if (strcmp(args, "off") == 0) {
+		workload_stop();
+		printf("workload: stopped\n");
+	} else if (!*args) {
+		printf("workload: %s, %llu device interrupts, %llu spurious\n",
+		       workload_running() ? "on" : "off", (unsigned long long)irq_device_count,
+		       (unsigned long long)irq_spurious_count);
+	} else {
+		printf("usage: workload on|off\n");
+	}
+}
+
 /* lsi-selftest [HBA [TARGET]]: exercise an LSI 53C895A and a disk behind it (see the driver). */
 static void cmd_lsi_selftest(const char *args)
 {
@@ -93,6 +119,7 @@ static const struct command commands[] = {
 	{ "panic", "crash now (reason PANIC) and dump", cmd_panic },
 	{ "nmi", "crash through a self-NMI from the local APIC and dump", cmd_nmi },
 	{ "stop-disk", "stop the SCSI dump disk (START STOP UNIT, start=0)", cmd_stop_disk },
+	{ "workload", "[on|off]: interrupt-driven I/O on the SCSI dump disk while idle", cmd_workload },
 	{ "lsi-selftest", "[N [T]]: test LSI HBA N, target T (writes 256 KiB at 512 KiB, restored)",
 	  cmd_lsi_selftest },
 	{ "reboot", "reset the machine", cmd_reboot },
@@ -179,12 +206,20 @@ void shell_run(void)
 
 	printf("dumpbed> ");
 	for (;;) {
-		int c = console_getc();
+		int c;
 
+		/* With the workload on, the idle loop is where its interrupts are taken: IF = 1
+		 * here and only here (commands run with IF = 0). */
+		if (workload_running()) {
+			workload_idle();
+			irq_on();
+		}
+		c = console_getc();
 		if (c < 0) {
 			cpu_relax();
 			continue;
 		}
+		irq_off();
 		if (c == '\n' && after_cr) {	/* the \n of a \r\n pair */
 			after_cr = false;
 			continue;

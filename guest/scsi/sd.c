@@ -22,7 +22,6 @@
 #define START_STOP_TIME_MS	60000	/* spinning up takes time on real disks */
 
 #define WL_SLOTS		3	/* workload commands in flight */
-#define WL_BLOCKS_MAX		16	/* per command */
 
 struct sd_workload;
 
@@ -496,6 +495,9 @@ int sd_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 		}
 		/* From here on no runtime command completes or is requeued. */
 		un->dumping = true;
+		if (un->wl && sd_workload_in_flight(un))
+			printf("sd: %d runtime commands in flight at the crash: dropped by the quiesce\n",
+			       sd_workload_in_flight(un));
 		err = hba->tran->tran_quiesce(hba);
 		/* Whatever the interrupted kernel held (packets, bounce buffers) is ours now. */
 		scsi_pkt_reclaim_all();
@@ -593,14 +595,217 @@ void sd_print_info(const void *softc)
 
 /* ---- runtime workload ---------------------------------------------------------------------- */
 
-int sd_workload_start(struct sd_unit *un, uint64_t lba, uint64_t nblocks)
+/*
+ * Interrupt-driven I/O that is in flight whenever the machine idles: each slot READs a chunk
+ * of the region, then WRITEs the same bytes back (the disk's contents never change, so the
+ * canary oracle still holds), then moves on to the next chunk. Completions arrive through the
+ * HBA's interrupt handler (pkt_comp, interrupt context); a slot that could not be restarted
+ * there (no packet, HBA busy) is restarted from the idle loop (sd_workload_kick). Once the dump
+ * has started (`dumping`), a completion - there should be none after tran_quiesce - is dropped:
+ * never requeued.
+ */
+#define WL_CHUNK_BYTES		8192
+
+struct wl_slot {
+	struct sd_unit *un;
+	struct scsi_pkt *pkt;		/* in flight, or NULL */
+	struct buf bp;
+	uint64_t chunk;			/* chunk number within the region */
+	bool writing;			/* the WRITE-back of what the READ brought */
+	bool idle;			/* needs a (re)start from the idle loop */
+};
+
+struct sd_workload {
+	volatile bool running;
+	uint64_t first, nblocks;	/* the region, absolute blocks */
+	uint32_t chunk_blocks;
+	uint64_t nchunks, next_chunk;
+	struct wl_slot slot[WL_SLOTS];
+	uint64_t reads, writes, errors, restarts, dropped, bytes;
+};
+
+static struct sd_workload workload;
+static uint8_t wl_buf[WL_SLOTS][WL_CHUNK_BYTES] __attribute__((aligned(4096)));
+
+static uint64_t wl_irq_save(void)
 {
-	(void)un;
-	(void)lba;
-	(void)nblocks;
-	return ENOTSUP;
+	uint64_t flags;
+
+	__asm__ __volatile__("pushfq; popq %0; cli" : "=r"(flags) : : "memory");
+	return flags;
 }
 
-void sd_workload_stop(struct sd_unit *un) { (void)un; }
-bool sd_workload_running(const struct sd_unit *un) { (void)un; return false; }
-void sd_workload_print(const struct sd_unit *un) { (void)un; }
+static void wl_irq_restore(uint64_t flags)
+{
+	if (flags & 0x200)
+		__asm__ __volatile__("sti" : : : "memory");
+}
+
+static void wl_done(struct scsi_pkt *pkt);
+
+/* A chunk no other slot is working on. */
+static uint64_t wl_pick_chunk(struct sd_workload *w, struct wl_slot *me)
+{
+	for (uint64_t tries = 0; tries < w->nchunks; tries++) {
+		uint64_t c = w->next_chunk;
+		bool taken = false;
+
+		w->next_chunk = (w->next_chunk + 1) % w->nchunks;
+		for (int i = 0; i < WL_SLOTS; i++)
+			if (&w->slot[i] != me && !w->slot[i].idle && w->slot[i].chunk == c)
+				taken = true;
+		if (!taken)
+			return c;
+	}
+	return me->chunk;
+}
+
+/* Start the slot's next command (IF = 0: from the handler, or the idle loop with it off). */
+static void wl_issue(struct sd_workload *w, struct wl_slot *s)
+{
+	struct sd_unit *un = s->un;
+	struct scsi_pkt *pkt;
+	uint64_t lba = w->first + s->chunk * w->chunk_blocks;
+
+	bioinit(&s->bp, s->writing ? B_WRITE : B_READ, wl_buf[s - w->slot],
+		(uint64_t)w->chunk_blocks * un->block_size);
+	pkt = scsi_init_pkt(&un->addr, &s->bp, CDB_GROUP4, 0, 0, un->block_size);
+	if (!pkt) {
+		s->idle = true;
+		return;
+	}
+	scsi_setup_cdb(pkt, s->writing ? SCMD_WRITE_G1 : SCMD_READ_G1, lba, w->chunk_blocks, 0);
+	pkt->pkt_time = un->timeout_ms;
+	pkt->pkt_comp = wl_done;
+	pkt->pkt_private = s;
+	s->pkt = pkt;
+	s->idle = false;
+	if (un->addr.a_hba->tran->tran_start(&un->addr, pkt) != TRAN_ACCEPT) {
+		s->pkt = 0;
+		s->idle = true;
+		scsi_destroy_pkt(pkt);
+	}
+}
+
+/* Completion, in interrupt context. */
+static void wl_done(struct scsi_pkt *pkt)
+{
+	struct wl_slot *s = pkt->pkt_private;
+	struct sd_workload *w = &workload;
+	bool ok = pkt->pkt_reason == CMD_CMPLT && pkt->pkt_scbp == STATUS_GOOD && pkt->pkt_resid == 0;
+
+	s->pkt = 0;
+	scsi_destroy_pkt(pkt);
+	if (s->un->dumping || !w->running) {
+		/* The dump owns the disk now (or the workload was stopped): never requeue. */
+		w->dropped++;
+		s->idle = true;
+		return;
+	}
+	if (!ok) {
+		/* A failed READ must not be written back; start over on another chunk. */
+		w->errors++;
+		s->writing = false;
+		s->chunk = wl_pick_chunk(w, s);
+	} else if (!s->writing) {
+		w->reads++;
+		s->writing = true;
+	} else {
+		w->writes++;
+		w->bytes += (uint64_t)w->chunk_blocks * s->un->block_size;
+		s->writing = false;
+		s->chunk = wl_pick_chunk(w, s);
+	}
+	wl_issue(w, s);
+}
+
+int sd_workload_start(struct sd_unit *un, uint64_t lba, uint64_t nblocks)
+{
+	struct sd_workload *w = &workload;
+	uint64_t flags;
+
+	if (w->running)
+		return un->wl ? 0 : EBUSY;
+	for (int i = 0; i < WL_SLOTS; i++)
+		if (w->slot[i].pkt)
+			return EBUSY;	/* the last stop has not drained yet */
+	if (un->dumping)
+		return EINVAL;
+	/* Never the dump partition. */
+	if (lba + nblocks > un->nblocks || (un->part_blocks && lba < un->part_lba + un->part_blocks &&
+					    un->part_lba < lba + nblocks))
+		return EINVAL;
+	w->first = lba;
+	w->nblocks = nblocks;
+	w->chunk_blocks = WL_CHUNK_BYTES / un->block_size;
+	w->nchunks = nblocks / w->chunk_blocks;
+	if (w->nchunks < 2 * WL_SLOTS)
+		return ENOSPC;
+	w->next_chunk = 0;
+	un->wl = w;
+	flags = wl_irq_save();
+	w->running = true;
+	for (int i = 0; i < WL_SLOTS; i++) {
+		struct wl_slot *s = &w->slot[i];
+
+		s->un = un;
+		s->pkt = 0;
+		s->writing = false;
+		s->idle = true;
+		s->chunk = wl_pick_chunk(w, s);
+		wl_issue(w, s);
+	}
+	wl_irq_restore(flags);
+	return 0;
+}
+
+void sd_workload_kick(struct sd_unit *un)
+{
+	struct sd_workload *w = &workload;
+	uint64_t flags;
+
+	if (!w->running || un->dumping)
+		return;
+	flags = wl_irq_save();
+	for (int i = 0; i < WL_SLOTS; i++) {
+		struct wl_slot *s = &w->slot[i];
+
+		if (s->idle && !s->pkt) {
+			w->restarts++;
+			wl_issue(w, s);
+		}
+	}
+	wl_irq_restore(flags);
+}
+
+void sd_workload_stop(struct sd_unit *un)
+{
+	workload.running = false;	/* completions no longer requeue */
+}
+
+bool sd_workload_running(const struct sd_unit *un)
+{
+	return workload.running;
+}
+
+int sd_workload_in_flight(const struct sd_unit *un)
+{
+	int n = 0;
+
+	for (int i = 0; i < WL_SLOTS; i++)
+		n += workload.slot[i].pkt != 0;
+	return n;
+}
+
+void sd_workload_print(const struct sd_unit *un)
+{
+	const struct sd_workload *w = &workload;
+
+	printf("  workload %s: blocks %llu-%llu in %u-block chunks, %d in flight; reads %llu, "
+	       "writes %llu (%llu bytes), errors %llu, restarts %llu, dropped %llu\n",
+	       w->running ? "on" : "off", (unsigned long long)w->first,
+	       (unsigned long long)(w->first + w->nblocks - 1), w->chunk_blocks,
+	       sd_workload_in_flight(un), (unsigned long long)w->reads, (unsigned long long)w->writes,
+	       (unsigned long long)w->bytes, (unsigned long long)w->errors,
+	       (unsigned long long)w->restarts, (unsigned long long)w->dropped);
+}

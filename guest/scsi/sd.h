@@ -45,11 +45,15 @@ void sd_print_info(const void *softc);
 /*
  * Runtime workload: interrupt-driven READ then WRITE-back of the same data (so the disk
  * contents never change) over [lba, lba + nblocks) - a region outside the dump partition -
- * kept in flight continuously. Needs HBA interrupts (virtio-scsi: MSI-X).
+ * kept in flight continuously. The HBA's interrupts must be routed (kern/workload.c).
  */
 int sd_workload_start(struct sd_unit *un, uint64_t lba, uint64_t nblocks);
+/* Restart slots the completion path could not (no packet or HBA slot free at the time). */
+void sd_workload_kick(struct sd_unit *un);
+/* Completions stop requeueing; what is in flight still completes (sd_workload_in_flight). */
 void sd_workload_stop(struct sd_unit *un);
 bool sd_workload_running(const struct sd_unit *un);
+int sd_workload_in_flight(const struct sd_unit *un);
 void sd_workload_print(const struct sd_unit *un);
 
 #endif
