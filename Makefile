@@ -39,6 +39,7 @@ demo: setup
 	$(VENV)/bin/dumpbed run --disk virtio-blk --crash nmi --memory 256M
 
 test: setup
+	@mkdir -p runs
 	$(PY) -m pytest -q --junitxml=runs/junit.xml --basetemp=runs/pytest-tmp
 
 test-unit: setup
