@@ -44,7 +44,8 @@ def cmd_run(args) -> int:
                         accel=args.accel, firmware=args.firmware, block_size=args.block_size,
                         fill=not args.no_fill, target=args.target, lun=args.lun,
                         disk_size=parse_size(args.disk_size) if args.disk_size else None,
-                        other_disks=args.other_disks, workload=args.workload, stop_disk=args.stop_disk)
+                        other_disks=args.other_disks, workload=args.workload, stop_disk=args.stop_disk,
+                        guest_args=args.guest_arg)
     if not args.json:
         print(f"dumpbed: running {args.disk}/{args.crash} with {args.memory} of RAM; artifacts in {out}",
               file=sys.stderr)
@@ -130,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stop-disk", action="store_true",
                      help="stop the dump disk (START STOP UNIT) before the crash; the dump must start it")
     run.add_argument("--no-fill", action="store_true", help="leave free RAM unpatterned (mostly zeros)")
+    run.add_argument("--guest-arg", action="append", default=[], metavar="KEY=VALUE",
+                     help="an extra guest kernel command-line word (repeatable), e.g. testfault=irq-on")
     run.add_argument("--out", help="artifacts directory (default runs/DATE-TIME-DISK-CRASH)")
     run.add_argument("--json", action="store_true", help="print report.json instead of the table")
     run.set_defaults(func=cmd_run)

@@ -30,11 +30,18 @@ _EVENT = re.compile(r"^(?:\d+@(?P<time>\d+\.\d+):)?(?P<name>\w+) ?(?P<args>.*)$"
 
 
 class RflagsSampler:
-    """Samples CPU 0's RFLAGS through HMP on a thread until stopped or QEMU goes away."""
+    """Samples CPU 0's RFLAGS through HMP on a thread until stopped or QEMU goes away.
 
-    def __init__(self, machine, run_dir: Path, interval: float = 0.01):
+    Under KVM `info registers` pulls the registers out of the kernel with the vCPU kicked out,
+    so a sample is exact. Under TCG the monitor reads them while the vCPU thread runs and can
+    catch a half-updated RFLAGS (seen: 0x1bbb, reserved bits set), so there each sample is
+    taken with the VM stopped for a moment; TCG's virtual TSC stops too, so the guest's
+    deadlines do not notice."""
+
+    def __init__(self, machine, run_dir: Path, interval: float = 0.01, pause: bool = False):
         self._machine = machine
         self._interval = interval
+        self._pause = pause
         self._out = open(Path(run_dir) / SAMPLES_FILE, "a", encoding="ascii")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rflags-sampler", daemon=True)
@@ -46,7 +53,7 @@ class RflagsSampler:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                text = self._machine.qmp.hmp("info registers", timeout=2)
+                text = self._read_registers()
             except (DumpbedError, AttributeError):
                 break  # QEMU exited (the guest is done) or is being shut down
             rfl, rip = _RFL.search(text), _RIP.search(text)
@@ -56,6 +63,16 @@ class RflagsSampler:
                 self._out.write(json.dumps(sample) + "\n")
                 self._out.flush()
             self._stop.wait(self._interval)
+
+    def _read_registers(self) -> str:
+        qmp = self._machine.qmp
+        if not self._pause:
+            return qmp.hmp("info registers", timeout=2)
+        qmp.command("stop", timeout=2)
+        try:
+            return qmp.hmp("info registers", timeout=2)
+        finally:
+            qmp.command("cont", timeout=2)
 
     def stop(self) -> None:
         self._stop.set()

@@ -45,6 +45,8 @@ class Scenario:
     lun: int = 0
     other_disks: int = 0  # more disks on the same controller, canary-checked, never written
     workload: bool = False  # runtime I/O in flight on the dump disk's controller at the crash
+    workload_seconds: float = 1.0  # how long the workload runs between READY and the crash
+    guest_args: list[str] = field(default_factory=list)  # extra kernel command-line words
     stop_disk: bool = False  # leave the dump disk stopped (START STOP UNIT) before the crash
     fill: bool = True
     # Called while the VM is stopped after the ground truth is taken, before the crash.
@@ -99,6 +101,10 @@ def run(scenario: Scenario) -> RunOutcome:
     cmdline += f" fill={fill_seed}" if fill_seed else " fill=off"
     if scenario.workload:
         cmdline += " workload=on"
+    for word in scenario.guest_args:
+        if "=" not in word or " " in word:
+            raise DumpbedError(f"guest argument {word!r} is not KEY=VALUE")
+        cmdline += f" {word}"
     (out / "scenario.json").write_text(json.dumps({
         "version": 1, "disk": scenario.disk, "crash": scenario.crash,
         "memory_bytes": scenario.memory_bytes, "accel": accel, "firmware": scenario.firmware,
@@ -127,6 +133,8 @@ def run(scenario: Scenario) -> RunOutcome:
         timings["boot"] = time.monotonic() - t0
         if scenario.stop_disk:
             _console_command(machine, "stop-disk", limits["boot"])
+        if scenario.workload:
+            time.sleep(scenario.workload_seconds)  # let runtime I/O pile up before the crash
 
         machine.stop()
         groundtruth.take(machine, out / "snapshot", scenario.memory_bytes)
@@ -136,7 +144,7 @@ def run(scenario: Scenario) -> RunOutcome:
         crash.inject(machine)
         (out / "timeline.json").write_text(json.dumps({"crash_injected": time.time()}) + "\n")
         machine.cont()
-        sampler = irqwatch.RflagsSampler(machine, out).start()
+        sampler = irqwatch.RflagsSampler(machine, out, pause=accel == "tcg").start()
         try:
             guest_result = resultchan.wait_for(result_log, "DONE", limits["dump"], machine.is_running,
                                                "the guest to finish its dump (DONE on the result channel)")

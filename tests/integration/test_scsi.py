@@ -73,3 +73,13 @@ def test_a_damaged_scsi_dump_fails(tmp_path, guest_kernel):
         f.write(bytes([byte ^ 0x40]))
     v = validate.validate_run(out)
     assert not v.ok and "chunk-crc" in v.failed
+
+
+@pytest.mark.parametrize("accel", accel_params())
+def test_crash_during_runtime_io_on_virtio_scsi(tmp_path, guest_kernel, accel):
+    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk="virtio-scsi", memory_bytes=64 * MIB,
+                                          accel=accel, workload=True))
+    assert_passed(report)
+    writes = check(report, "write-sizes")["detail"]
+    before = int(writes.split("; ")[-1].split()[0])
+    assert before > 0, writes  # interrupt-driven I/O was in flight when the crash landed
