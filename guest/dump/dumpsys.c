@@ -15,6 +15,7 @@
 #include "lib/string.h"
 
 struct dumpdev *dump_device;
+bool dump_testfault_irq_on;
 static struct dmp_query query;
 static struct dmp_collection collection;
 static struct dump_layout plan;
@@ -65,6 +66,8 @@ void dump_system(const struct crash_record *cr)
 		printf("no dump device configured: nothing written\n");
 		guest_exit(EXIT_NO_DUMP_DEVICE);
 	}
+	/* testfault=irq-on: the rings DUMPSTART builds ask for interrupts. */
+	dump_testfault_irq_on = boot_config.testfault_irq_on;
 	printf("dump: to %s, partition at block %llu, %llu blocks of %u bytes\n", dev->name,
 	       (unsigned long long)dev->part_lba, (unsigned long long)dev->part_blocks,
 	       dev->block_size);
@@ -74,6 +77,13 @@ void dump_system(const struct crash_record *cr)
 		printf("dump: DUMPSTART failed: %s (device status 0x%x)\n", errno_name(err),
 		       stat.device_status);
 		report_failure(err, "start", 0);
+	}
+	if (dump_testfault_irq_on) {
+		/* Deliberately wrong (a test of the host's no-interrupts oracle): the rest of the
+		 * dump runs with IF = 1. The PICs stay masked and the workload's interrupt source
+		 * was quiesced by DUMPSTART, so nothing is expected to arrive. */
+		printf("dump: testfault=irq-on: interrupts enabled for the dump\n");
+		__asm__ __volatile__("sti" ::: "memory");
 	}
 	err = devdump_query(dev, &query);
 	if (err)

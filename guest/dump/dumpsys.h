@@ -7,6 +7,10 @@
 #include "dump/dumpdev.h"
 #include "dump/format.h"
 
+/* Set at the start of the crash-time sequence with testfault=irq-on: queues the dump path
+ * sets up leave their device interrupts on (no VIRTQ_AVAIL_F_NO_INTERRUPT). */
+extern bool dump_testfault_irq_on;
+
 /* The configured dump device, NULL if none. */
 extern struct dumpdev *dump_device;
 

@@ -1,4 +1,5 @@
-/* Kernel command line: dumpdev, workload, dumpid, fill, iotimeout (docs/guest-interface.md). */
+/* Kernel command line: dumpdev, workload, dumpid, fill, iotimeout, testfault
+ * (docs/guest-interface.md). */
 #include "kern/cmdline.h"
 #include "lib/hex.h"
 #include "lib/printf.h"
@@ -138,6 +139,13 @@ bool cmdline_parse(const char *p, const char **why)
 				return false;
 			}
 			boot_config.iotimeout_ms = (uint32_t)ms;
+		} else if (word_is(word, klen, "testfault")) {
+			if (vlen == 6 && strncmp(val, "irq-on", 6) == 0) {
+				boot_config.testfault_irq_on = true;
+			} else {
+				*why = "bad-testfault";
+				return false;
+			}
 		} else {
 			printf("cmdline: ignoring unknown parameter '%.*s'\n", (int)wlen, word);
 		}
