@@ -6,9 +6,12 @@
  * one command at a time per HBA, described by a command block (struct lsi_ccb) that DSA points
  * at and that the SCRIPTS reach with table-indirect moves. The C side fills the block, patches
  * two jumps that enter the data moves, writes DSP, and then polls ISTAT for the INT that ends
- * the program (or for a SCSI/DMA interrupt) against a TSC deadline. Chip interrupts (DIEN,
- * SIEN0/1) are never enabled: the PCI INTx line stays low. Runtime packets (no FLAG_NOINTR)
- * are started the same way and completed by lsi53c895a_intr(), called from a poll loop.
+ * the program (or for a SCSI/DMA interrupt) against a TSC deadline. Runtime packets (no
+ * FLAG_NOINTR) are started the same way and completed by lsi53c895a_intr(), called from a poll
+ * loop or, for the runtime workload, from the interrupt handler: lsi53c895a_enable_interrupts()
+ * turns on the chip's interrupt enables (DIEN, SIEN0/1: only conditions that end or stop a
+ * command) and its PCI INTx. Otherwise, and from the crash on (lsi53c895a_mute, tran_quiesce),
+ * they are off and the INTx line stays low.
  *
  * What QEMU's emulation dictates (read from hw/scsi/lsi53c895a.c):
  *  - A READ that goes to the disk makes the target disconnect right after the CDB (MESSAGE IN
@@ -99,6 +102,11 @@
 #define  DCNTL_COM	0x01	/* no 53C700 compatibility (SFBR untouched on reselection) */
 #define SIEN0		0x40
 #define SIEN1		0x41
+/* The interrupt enables of the runtime workload: whatever ends or stops a command. Not CMP,
+ * SEL, RSL, GEN, HTH (QEMU would stop the SCRIPTS on those once enabled). */
+#define DIEN_RUNTIME	(DSTAT_IID | DSTAT_SIR | DSTAT_ABRT | DSTAT_BF | DSTAT_MDPE)
+#define SIEN0_RUNTIME	(SIST0_PAR | SIST0_RST | SIST0_UDC | SIST0_SGE | SIST0_MA)
+#define SIEN1_RUNTIME	SIST1_STO
 #define SIST0		0x42
 #define  SIST0_PAR	0x01
 #define  SIST0_RST	0x02	/* SCSI reset seen */
@@ -254,6 +262,7 @@ struct lsi_softc {
 	uint16_t iobase;		/* ... through the I/O BAR0 */
 	bool broken;
 	bool quiesced;
+	volatile bool intr_on;		/* runtime interrupts enabled (chip enables + INTx) */
 
 	uint32_t *script;		/* = script_mem */
 	uint32_t script_bytes;
@@ -268,7 +277,7 @@ struct lsi_softc {
 	uint64_t deadline;
 
 	uint64_t commands, polled_commands, completions, timeouts, sel_timeouts, mismatches,
-		 errors, bus_resets, chip_resets, bdrs, quiesces;
+		 errors, bus_resets, chip_resets, bdrs, quiesces, interrupts, idle_interrupts;
 	uint8_t last_dstat, last_sist0, last_sist1;
 	uint32_t last_dsps;
 
@@ -527,8 +536,11 @@ static void lsi_clear_status(struct lsi_softc *sc)
  */
 static void lsi_chip_init(struct lsi_softc *sc, bool soft_reset)
 {
+	bool intr = sc->intr_on;
+
 	pci_set_command_bits(sc->pci, PCI_COMMAND_MEMORY | PCI_COMMAND_IO | PCI_COMMAND_MASTER |
-					      PCI_COMMAND_INTX_DISABLE, 0);
+					      (intr ? 0 : PCI_COMMAND_INTX_DISABLE),
+			     intr ? PCI_COMMAND_INTX_DISABLE : 0);
 	if (soft_reset) {
 		wr8(sc, ISTAT, ISTAT_SRST);
 		udelay(10);
@@ -556,6 +568,12 @@ static void lsi_chip_init(struct lsi_softc *sc, bool soft_reset)
 	wr8(sc, CCNTL0, CCNTL0_ENPMJ);
 	wr32(sc, DSA, phys32(&sc->ccb));
 	lsi_clear_status(sc);
+	if (intr) {
+		/* Runtime interrupts survive recoveries (enabled after the status is cleared). */
+		wr8(sc, DIEN, DIEN_RUNTIME);
+		wr8(sc, SIEN0, SIEN0_RUNTIME);
+		wr8(sc, SIEN1, SIEN1_RUNTIME);
+	}
 }
 
 /* Stop the SCRIPTS wherever they are: SIGP wakes a WAIT RESELECT (QEMU would otherwise
@@ -885,10 +903,52 @@ int lsi53c895a_intr(struct scsi_hba *hba)
 	uint64_t flags = irq_save();
 	int done = 0;
 
-	if (sc->state == LSI_CMD && !sc->active_polled)
+	sc->interrupts++;
+	if (sc->state == LSI_CMD && !sc->active_polled) {
 		done = lsi_service(sc);
+	} else if (sc->state == LSI_IDLE && (rd8(sc, ISTAT) & (ISTAT_DIP | ISTAT_SIP))) {
+		/* Status nobody waits for (left by a polled command's recovery, say): read it, so
+		 * that a level-triggered line does not stay up. */
+		sc->idle_interrupts++;
+		lsi_clear_status(sc);
+	}
 	irq_restore(flags);
 	return done;
+}
+
+struct pci_dev *lsi53c895a_pci(struct scsi_hba *hba)
+{
+	return ((struct lsi_softc *)hba->hba_private)->pci;
+}
+
+int lsi53c895a_enable_interrupts(struct scsi_hba *hba)
+{
+	struct lsi_softc *sc = hba->hba_private;
+	uint64_t flags;
+
+	if (sc->broken || sc->quiesced)
+		return EIO;
+	flags = irq_save();
+	sc->intr_on = true;
+	pci_set_command_bits(sc->pci, 0, PCI_COMMAND_INTX_DISABLE);
+	wr8(sc, DIEN, DIEN_RUNTIME);
+	wr8(sc, SIEN0, SIEN0_RUNTIME);
+	wr8(sc, SIEN1, SIEN1_RUNTIME);
+	irq_restore(flags);
+	return 0;
+}
+
+/* Crash time, before anything slow: register writes only. The enables first (QEMU lowers the
+ * line as soon as nothing enabled is pending), then INTx off for good measure. */
+void lsi53c895a_mute(struct scsi_hba *hba)
+{
+	struct lsi_softc *sc = hba->hba_private;
+
+	sc->intr_on = false;
+	wr8(sc, DIEN, 0);
+	wr8(sc, SIEN0, 0);
+	wr8(sc, SIEN1, 0);
+	pci_set_command_bits(sc->pci, PCI_COMMAND_INTX_DISABLE, 0);
 }
 
 /* BUS DEVICE RESET to `target`: 1 if the target took the message. */
@@ -983,9 +1043,11 @@ static int lsi_tran_quiesce(struct scsi_hba *hba)
 {
 	struct lsi_softc *sc = hba->hba_private;
 	uint64_t flags = irq_save();
-	bool busy = sc->state != LSI_IDLE || (rd8(sc, ISTAT1) & ISTAT1_SRUN) ||
-		    (rd8(sc, SCNTL1) & SCNTL1_CON);
+	bool busy;
 
+	lsi53c895a_mute(hba);	/* interrupts off for good (chip init keeps them off) */
+	busy = sc->state != LSI_IDLE || (rd8(sc, ISTAT1) & ISTAT1_SRUN) ||
+	       (rd8(sc, SCNTL1) & SCNTL1_CON);
 	sc->quiesced = true;	/* first: runtime commands stop here */
 	sc->active = 0;		/* forgotten: never completed, never requeued */
 	sc->state = LSI_IDLE;
@@ -1011,11 +1073,12 @@ static void lsi_tran_print_info(struct scsi_hba *hba)
 	       sc->mmio ? "mmio" : "io", sc->mmio ? (unsigned long)sc->mmio : (unsigned long)sc->iobase,
 	       sc->label[L_START], sc->script_bytes,
 	       phys32(&sc->ccb), LSI_HOST_ID);
-	printf("  state %s%s%s, interrupts off (polled); last dstat 0x%02x sist0 0x%02x sist1 0x%02x "
-	       "dsps 0x%08x\n",
+	printf("  state %s%s%s, %s; last dstat 0x%02x sist0 0x%02x sist1 0x%02x dsps 0x%08x\n",
 	       sc->state == LSI_IDLE ? "idle" : "command", sc->quiesced ? ", quiesced" : "",
-	       sc->broken ? ", BROKEN" : "", sc->last_dstat, sc->last_sist0, sc->last_sist1,
-	       sc->last_dsps);
+	       sc->broken ? ", BROKEN" : "", sc->intr_on ? "interrupts on (runtime)" : "interrupts off (polled)",
+	       sc->last_dstat, sc->last_sist0, sc->last_sist1, sc->last_dsps);
+	printf("  interrupts taken %llu (%llu with nothing in flight)\n",
+	       (unsigned long long)sc->interrupts, (unsigned long long)sc->idle_interrupts);
 	printf("  commands %llu (polled %llu), completed %llu, timeouts %llu, selection timeouts %llu, "
 	       "phase mismatches %llu, errors %llu, bus resets %llu, chip reinits %llu, BDRs %llu, "
 	       "quiesces %llu\n",

@@ -1,7 +1,8 @@
 /*
  * Device interrupts, for the runtime workload only (docs/guest.md, "SCSI"): one vector for a
- * device's MSI-X message plus the local APIC's spurious vector. Nothing else ever interrupts
- * this kernel; the crash path runs with IF = 0 from the NMI on and never returns.
+ * device's MSI-X message or level-triggered I/O APIC pin, plus the local APIC's spurious
+ * vector. Nothing else ever interrupts this kernel; the crash path runs with IF = 0 from the
+ * NMI on and never returns.
  */
 #ifndef KERN_IRQ_H
 #define KERN_IRQ_H

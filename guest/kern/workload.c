@@ -1,15 +1,20 @@
 /*
- * Runtime workload glue (see kern/workload.h): route the virtio-scsi request queue's MSI-X
- * message to IRQ_VECTOR_DEVICE, find the data partition, start sd's workload.
+ * Runtime workload glue (see kern/workload.h): route the HBA's interrupt to IRQ_VECTOR_DEVICE
+ * (virtio-scsi: the request queue's MSI-X message; LSI 53C895A: its PCI INTx line through the
+ * PIIX3's PIRQ routing to an ISA IRQ and the I/O APIC pin of that number, level-triggered;
+ * the 8259s stay masked), find the data partition, start sd's workload.
  *
  * At a crash the NMI handler runs with IF = 0 and never returns; the first thing it does
- * (crash_mute_devices, before anything slow) is to tell the request queue not to interrupt, so
- * a command that completes between the crash and DUMPSTART raises nothing. DUMPSTART then
- * quiesces the HBA (device reset, MSI-X off, fresh queues) and sd drops, never requeues,
- * anything that was in flight.
+ * (the mute hook, before anything slow) is to silence the HBA: virtio-scsi's request queue is
+ * told not to interrupt; the LSI chip's interrupt enables go off (its line drops) and its
+ * I/O APIC pin is masked. So a command that completes between the crash and DUMPSTART raises
+ * nothing. DUMPSTART then quiesces the HBA and sd drops, never requeues, anything that was in
+ * flight.
  */
 #include "kern/workload.h"
+#include "arch/x86/ioapic.h"
 #include "arch/x86/tsc.h"
+#include "drivers/lsi53c895a.h"
 #include "drivers/virtio_scsi.h"
 #include "dump/dumpsys.h"
 #include "dump/gpt.h"
@@ -23,6 +28,7 @@
 #define WORKLOAD_REGION_BYTES	(1u << 20)	/* the data partition's first MiB: always allocated,
 						 * even on the harness's sparse multi-TiB disks */
 #define STOP_WAIT_MS		2000
+#define LSI_FALLBACK_IRQ	11	/* when the firmware left the PIRQ unrouted (qboot) */
 
 /* 0fc63daf-8483-4772-8e79-3d69d8477de4 (Linux filesystem data), GPT byte order. */
 static const uint8_t linux_data_type[16] = {
@@ -32,17 +38,54 @@ static const uint8_t linux_data_type[16] = {
 
 static struct sd_unit *wl_unit;
 static struct scsi_hba *wl_hba;
+static bool wl_lsi;		/* the HBA is an LSI 53C895A (else virtio-scsi) */
+static int wl_pin = -1;		/* its I/O APIC pin */
 static bool routed;
 
 static void device_interrupt(void *arg)
 {
-	virtio_scsi_intr(arg);
+	if (wl_lsi)
+		(void)lsi53c895a_intr(arg);
+	else
+		virtio_scsi_intr(arg);
 }
 
 static void mute_at_crash(void)
 {
-	if (wl_hba)
+	if (!wl_hba)
+		return;
+	if (wl_lsi) {
+		lsi53c895a_mute(wl_hba);
+		if (wl_pin >= 0)
+			ioapic_mask(wl_pin);
+	} else {
 		virtio_scsi_mute(wl_hba);
+	}
+}
+
+/* The LSI HBA's INTx: PIRQ -> ISA IRQ -> I/O APIC pin, level, masked until the chip is set. */
+static int route_lsi(struct scsi_hba *hba, const char **why)
+{
+	int irq = pci_intx_to_isa_irq(lsi53c895a_pci(hba), LSI_FALLBACK_IRQ);
+
+	if (irq < 0) {
+		*why = "cannot route the HBA's INTx (no interrupt pin or no PIIX3)";
+		return ENODEV;
+	}
+	if (!ioapic_route_level(irq, IRQ_VECTOR_DEVICE)) {
+		*why = "no I/O APIC pin for the HBA's IRQ";
+		return ENODEV;
+	}
+	wl_pin = irq;
+	crash_set_mute_hook(mute_at_crash);	/* before anything can interrupt */
+	if (lsi53c895a_enable_interrupts(hba)) {
+		*why = "the HBA refused to enable interrupts";
+		return EIO;
+	}
+	ioapic_unmask(irq);
+	printf("workload: %s INTx on ISA IRQ %d, I/O APIC pin %d, vector %#x (level)\n", hba->name,
+	       irq, irq, IRQ_VECTOR_DEVICE);
+	return 0;
 }
 
 static int gpt_read(void *ctx, uint64_t lba, void *buf, uint32_t nblocks)
@@ -66,8 +109,9 @@ int workload_start(const char **why)
 	}
 	un = dump_device->softc;
 	hba = sd_hba(un);
-	if (strcmp(hba->tran->tran_name, VIRTIO_SCSI_TRAN_NAME) != 0) {
-		*why = "interrupt-driven I/O is only implemented for virtio-scsi";
+	if (strcmp(hba->tran->tran_name, VIRTIO_SCSI_TRAN_NAME) != 0 &&
+	    strcmp(hba->tran->tran_name, LSI_TRAN_NAME) != 0) {
+		*why = "interrupt-driven I/O is only implemented for virtio-scsi and lsi53c895a";
 		return ENOTSUP;
 	}
 	if (sd_workload_running(un))
@@ -92,17 +136,26 @@ int workload_start(const char **why)
 		blocks = WORKLOAD_REGION_BYTES / disk.block_size;
 
 	if (!routed) {
+		wl_lsi = strcmp(hba->tran->tran_name, LSI_TRAN_NAME) == 0;
+		wl_hba = hba;
 		err = irq_init();
-		if (!err) {
-			irq_set_device_handler(device_interrupt, hba);
-			err = virtio_scsi_enable_interrupts(hba, IRQ_VECTOR_DEVICE);
-		}
 		if (err) {
-			*why = "cannot route the HBA's MSI-X message";
+			*why = "no local APIC for the device vector";
 			return err;
 		}
-		wl_hba = hba;
-		crash_set_mute_hook(mute_at_crash);
+		irq_set_device_handler(device_interrupt, hba);
+		if (wl_lsi) {
+			err = route_lsi(hba, why);
+			if (err)
+				return err;
+		} else {
+			err = virtio_scsi_enable_interrupts(hba, IRQ_VECTOR_DEVICE);
+			if (err) {
+				*why = "cannot route the HBA's MSI-X message";
+				return err;
+			}
+			crash_set_mute_hook(mute_at_crash);
+		}
 		routed = true;
 	}
 	wl_unit = un;

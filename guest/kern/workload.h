@@ -1,8 +1,9 @@
 /*
  * The runtime workload (workload=on, shell `workload on|off`): interrupt-driven I/O on the
  * SCSI dump disk's HBA, kept in flight while the machine idles, so a crash lands in the middle
- * of it. Only for a dump disk on virtio-scsi (MSI-X); the region is the first MiB of the data
- * partition, never the dump partition, and every block written is written back unchanged.
+ * of it. For a dump disk on virtio-scsi (MSI-X) or the LSI 53C895A (INTx via the I/O APIC);
+ * the region is the first MiB of the data partition, never the dump partition, and every
+ * block written is written back unchanged.
  */
 #ifndef KERN_WORKLOAD_H
 #define KERN_WORKLOAD_H
