@@ -307,6 +307,27 @@ static void chunk_crc_finish(struct writer *w)
 	}
 }
 
+/*
+ * dst = the first `copy` bytes at src, then zeros up to `len` bytes (the third argument packs
+ * len << 32 | copy; len is at most STAGE_SIZE). Runs in ring 3 (docs/guest.md, "Ring 3"): on kvm-pvm ring 0's
+ * rep movsb is emulated byte by byte, which made the staging copy of the .data/.bss area cost
+ * about 1.5 us a byte. Staging buffers, source areas and the string functions are all
+ * identity-mapped and user-accessible.
+ */
+static uint64_t stage_copy_here(uint64_t dst, uint64_t src, uint64_t lens)
+{
+	uint64_t copy = lens & 0xffffffffu, len = lens >> 32;
+
+	memcpy((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, copy);
+	memset((uint8_t *)(uintptr_t)dst + copy, 0, len - copy);
+	return 0;
+}
+
+static void stage_copy(void *dst, uint64_t src, uint64_t copy, uint64_t len)
+{
+	run_unprivileged(stage_copy_here, (uintptr_t)dst, src, len << 32 | copy);
+}
+
 static int write_area(struct writer *w, const struct dmp_area *a, uint64_t disk_offset)
 {
 	uint64_t rounded = round_page(a->len);
@@ -330,8 +351,7 @@ static int write_area(struct writer *w, const struct dmp_area *a, uint64_t disk_
 			if (n > STAGE_SIZE)
 				n = STAGE_SIZE;
 			copy = a->len - pos < n ? a->len - pos : n;
-			memcpy(stage_buf, (const void *)(uintptr_t)(a->phys + pos), copy);
-			memset(stage_buf + copy, 0, n - copy);
+			stage_copy(stage_buf, a->phys + pos, copy, n);
 			iov[iovcnt++] = (struct iovec){ stage_buf, n };
 		} else {
 			uint64_t direct = pos < full ? (full - pos < n ? full - pos : n) : 0;
@@ -342,8 +362,7 @@ static int write_area(struct writer *w, const struct dmp_area *a, uint64_t disk_
 				/* The last page: the data's tail, then zeros to the page boundary. */
 				uint64_t tail = a->len - full;
 
-				memcpy(tail_page, (const void *)(uintptr_t)(a->phys + full), tail);
-				memset(tail_page + tail, 0, DUMP_PAGE - tail);
+				stage_copy(tail_page, a->phys + full, tail, DUMP_PAGE);
 				iov[iovcnt++] = (struct iovec){ tail_page, DUMP_PAGE };
 			}
 		}
