@@ -76,10 +76,25 @@ def test_a_damaged_scsi_dump_fails(tmp_path, guest_kernel):
 
 
 @pytest.mark.parametrize("accel", accel_params())
-def test_crash_during_runtime_io_on_virtio_scsi(tmp_path, guest_kernel, accel):
-    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk="virtio-scsi", memory_bytes=64 * MIB,
+@pytest.mark.parametrize("hba", HBAS)
+def test_crash_during_runtime_io(tmp_path, guest_kernel, hba, accel):
+    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk=hba, memory_bytes=64 * MIB,
                                           accel=accel, workload=True))
     assert_passed(report)
     writes = check(report, "write-sizes")["detail"]
     before = int(writes.split("; ")[-1].split()[0])
     assert before > 0, writes  # interrupt-driven I/O was in flight when the crash landed
+
+
+@pytest.mark.parametrize("accel", accel_params())
+@pytest.mark.parametrize("disk", ["virtio-blk", "virtio-scsi"])
+def test_no_interrupts_fails_when_the_guest_leaves_them_on(tmp_path, guest_kernel, disk, accel):
+    """testfault=irq-on: the guest dumps with IF=1 and its rings' interrupts on; the dump itself
+    is complete, and only the no-interrupts oracle may object."""
+    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk=disk, memory_bytes=64 * MIB,
+                                          accel=accel, guest_args=["testfault=irq-on"]))
+    assert report["dump"]["status"] == "complete"
+    assert report["verdict"] == "fail"
+    failed = {c["name"] for c in report["checks"] if not c["ok"]}
+    assert failed == {"no-interrupts"}, report["checks"]
+    assert "RFLAGS.IF was 1" in check(report, "no-interrupts")["detail"]

@@ -36,9 +36,15 @@ user_call:
 	movq %rdx, %rsi
 	movq %rcx, %rdx
 
+	/* Ring 3 runs with the caller's IF (always 0, except under testfault=irq-on), IOPL=0. */
+	movq user_saved_ksp(%rip), %r11
+	movq (%r11), %r11		/* the flags pushfq saved */
+	andq $0x200, %r11
+	orq $0x2, %r11
+
 	pushq $USER_DS			/* ss */
 	pushq $user_stack_top		/* rsp */
-	pushq $0x2			/* rflags: IF=0, IOPL=0 */
+	pushq %r11			/* rflags */
 	pushq $USER_CS			/* cs */
 	pushq $user_trampoline		/* rip */
 	iretq
