@@ -40,7 +40,10 @@ demo: setup
 
 test: setup
 	@mkdir -p runs
-	$(PY) -m pytest -q --junitxml=runs/junit.xml --basetemp=runs/pytest-tmp
+	@# A basetemp of our own, so no other pytest on the box can clear it mid-run; pytest keeps
+	@# an explicit basetemp, so it is removed here (GiBs of images), whatever the outcome.
+	$(PY) -m pytest -q --junitxml=runs/junit.xml --basetemp=runs/pytest-tmp; \
+	  status=$$?; rm -rf runs/pytest-tmp; exit $$status
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit
