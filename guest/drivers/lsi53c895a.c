@@ -289,20 +289,6 @@ struct lsi_softc {
 static struct lsi_softc lsi_softc[LSI_MAX_HBAS];
 static int lsi_count;
 
-/* The SCSI layer may complete runtime packets from interrupt handlers. */
-static inline uint64_t irq_save(void)
-{
-	uint64_t flags;
-
-	__asm__ __volatile__("pushfq; popq %0; cli" : "=r"(flags) : : "memory");
-	return flags;
-}
-
-static inline void irq_restore(uint64_t flags)
-{
-	if (flags & 0x200)
-		__asm__ __volatile__("sti" : : : "memory");
-}
 
 /* ---- register access --------------------------------------------------------------------- */
 

@@ -17,6 +17,7 @@
  * and rebuilds the queues from scratch, with every interrupt source off: whatever was in
  * flight is gone and can neither complete nor be requeued.
  */
+#include "arch/x86/cpu.h"
 #include "drivers/virtio_scsi.h"
 #include "arch/x86/apic.h"
 #include "arch/x86/io.h"
@@ -178,20 +179,6 @@ static struct virtq_memory rings[VSCSI_MAX][2];
 static int nadapters;
 
 static const struct scsi_hba_tran vscsi_tran;
-
-static uint64_t irq_save(void)
-{
-	uint64_t flags;
-
-	__asm__ __volatile__("pushfq; popq %0; cli" : "=r"(flags) : : "memory");
-	return flags;
-}
-
-static void irq_restore(uint64_t flags)
-{
-	if (flags & 0x200)
-		__asm__ __volatile__("sti" : : : "memory");
-}
 
 /* The single-level LUN structure virtio-scsi uses: 1, target, then the LUN (flat space
  * addressing, 0x40 in the top bits, for LUNs from 256 on; QEMU accepts it for all). */

@@ -7,6 +7,7 @@
  * bounded by pkt_time inside the HBA, backoff delays are TSC busy-waits, and the whole call by
  * SCSI_POLL_BUDGET attempts' worth of pkt_time.
  */
+#include "arch/x86/cpu.h"
 #include "scsi/scsi.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/tsc.h"
@@ -38,20 +39,6 @@ static bool bounce_busy;
 struct scsi_poll_stat scsi_poll_last;
 struct scsi_pkt_stats scsi_pkt_stats;
 
-/* Runtime completions (interrupt handlers) allocate and free packets too. */
-static inline uint64_t irq_save(void)
-{
-	uint64_t flags;
-
-	__asm__ __volatile__("pushfq; popq %0; cli" : "=r"(flags) : : "memory");
-	return flags;
-}
-
-static inline void irq_restore(uint64_t flags)
-{
-	if (flags & 0x200)
-		__asm__ __volatile__("sti" : : : "memory");
-}
 
 void bioinit(struct buf *bp, uint32_t flags, void *addr, uint64_t len)
 {

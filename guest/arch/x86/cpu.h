@@ -121,4 +121,20 @@ extern struct cpu_features cpu_features;
 
 void cpu_init(void);
 
+/* Interrupts off, returning the flags to give irq_restore(): for the few places the runtime
+ * (interrupt-driven) I/O paths share state with their interrupt handlers. */
+static inline uint64_t irq_save(void)
+{
+	uint64_t flags;
+
+	__asm__ __volatile__("pushfq; popq %0; cli" : "=r"(flags) : : "memory");
+	return flags;
+}
+
+static inline void irq_restore(uint64_t flags)
+{
+	if (flags & 0x200)
+		__asm__ __volatile__("sti" : : : "memory");
+}
+
 #endif
