@@ -8,6 +8,7 @@
 #include "arch/x86/cpu.h"
 #include "arch/x86/gdt.h"
 #include "arch/x86/idt.h"
+#include "arch/x86/io.h"
 #include "arch/x86/trap.h"
 #include "arch/x86/usermode.h"
 
@@ -30,17 +31,21 @@ struct idt_pointer {
 
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 
-static void idt_set_gate(int vec, uint64_t handler, int ist)
+void idt_set_gate(int vec, uint64_t handler, int ist)
 {
 	struct idt_gate *g = &idt[vec];
 
+	/* The present bit goes last: a gate being rewritten is never half valid. */
+	g->type_attr = 0;
+	barrier();
 	g->offset_low = handler & 0xffff;
 	g->selector = KERNEL_CS;
 	g->ist = ist & 7;
-	g->type_attr = GATE_INTERRUPT_DPL0;
 	g->offset_mid = (handler >> 16) & 0xffff;
 	g->offset_high = handler >> 32;
 	g->reserved = 0;
+	barrier();
+	g->type_attr = GATE_INTERRUPT_DPL0;
 }
 
 static void idt_load(const void *base, uint16_t limit)
