@@ -1,89 +1,100 @@
 /*
- * The master dump table, after AIX dmp_ctl(): components register a dump routine; at dump
- * time each routine is called with DMPRTN_START and returns its component dump table (cdt),
- * a list of memory areas. DMPRTN_ESTIMATE asks for the size it would dump, DMPRTN_DONE tells
- * it the dump is over. A routine that returns NULL for DMPRTN_START is left out (EXCLUDED).
+ * The master dump table, after AIX dmp_ctl() (docs/components.md is the contract).
+ *
+ * Components register a dump routine with DMPCTL_ADD. At dump time the facility calls each
+ * routine with DMPRTN_START; it returns a component dump table: a classic one (struct cdt,
+ * DMP_MAGIC) or an unlimited one (struct cdt_u, DMP_MAGIC_U, and the routine is called again
+ * with DMPRTN_AGAIN until it returns NULL). DMPRTN_ESTIMATE asks for the size it would dump,
+ * DMPRTN_DONE tells it the dump is over.
  */
 #ifndef DUMP_DUMPTABLE_H
 #define DUMP_DUMPTABLE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
-#define DMP_MAX_COMPONENTS	16
-#define DMP_MAX_AREAS		160
+#define DMP_MAX_COMPONENTS	32
+#define DMP_MAX_AREAS		1024
+#define DMP_MAX_CALLS		1024
+#define DMP_MAX_VIOLATIONS	16
 #define DMP_NAME_LEN		32
 #define DMP_AREA_NAME_LEN	24
 
+#define DMPC_MAGIC1		0x444d5043u	/* "CPMD" little-endian: a dmpctl_data */
+#define DMP_MAGIC		0x43445421u	/* a classic component dump table */
+#define DMP_MAGIC_U		0x43445455u	/* an unlimited component dump table */
+
+/* dmpc_flags */
+#define DMPFUNC_CALL_ON_RESTART	0x1
+#define DMPFUNC_GLOBAL_BUFFER	0x2
+#define DMPC_GLOBAL_BUFFER	DMPFUNC_GLOBAL_BUFFER	/* the reference's example spells it so */
+
+/* cdt_entry.d_flags */
 #define CDT_VOLATILE		0x1	/* the guest changes this memory while dumping it */
-
-struct cdt_entry {
-	char name[DMP_AREA_NAME_LEN];
-	uint64_t addr;		/* physical (= virtual, identity mapped) */
-	uint64_t len;
-	uint32_t flags;
-};
-
-struct cdt {
-	char name[DMP_NAME_LEN];
-	uint32_t kind;		/* COMPONENT_KIND_* of dump/format.h */
-	uint32_t num_entries;
-	const struct cdt_entry *entries;
-};
+#define CDT_STAGED		0x2	/* produced at dump time in a global or staging buffer */
 
 enum dmprtn_op {
 	DMPRTN_START = 1,
+	DMPRTN_AGAIN,
 	DMPRTN_DONE,
 	DMPRTN_ESTIMATE,
 };
 
-/* For DMPRTN_ESTIMATE, `estimate` receives the byte count and the return value is ignored. */
-typedef const struct cdt *(*dmp_routine)(int op, uint64_t *estimate);
-
 enum dmpctl_op {
 	DMPCTL_ADD = 1,
 	DMPCTL_DEL,
+	DMPCTL_RTNFAILURE,
 };
+
+struct cdt_entry {
+	char d_name[DMP_AREA_NAME_LEN];
+	uint64_t d_len;
+	void *d_ptr;		/* physical = virtual (identity mapped) */
+	uint32_t d_flags;	/* CDT_* */
+};
+
+/* dumpbed addition: what kind of component a table describes (format.h COMPONENT_KIND_*). */
+struct cdt_head {
+	uint32_t cdt_magic;	/* DMP_MAGIC */
+	char cdt_name[DMP_NAME_LEN];
+	uint32_t cdt_kind;	/* 0 means COMPONENT_KIND_OTHER */
+	uint32_t cdt_len;	/* bytes of the whole table: head + entries */
+};
+
+struct cdt {
+	struct cdt_head cdt_head;
+	struct cdt_entry cdt_entry[];
+};
+
+#define NUM_ENTRIES(cp) \
+	(((cp)->cdt_head.cdt_len - sizeof(struct cdt_head)) / sizeof(struct cdt_entry))
+
+struct cdt_u {
+	uint32_t cdtu_magic;	/* DMP_MAGIC_U */
+	char cdtu_name[DMP_NAME_LEN];
+	uint32_t cdtu_nentries;
+	struct cdt_entry *cdtu_entries;
+};
+
+typedef uint64_t dmp_sizeest_t;
+
+typedef void *(*dmp_func_t)(int op, void *buf);
 
 struct dmpctl_data {
-	const char *name;
-	dmp_routine func;
+	uint32_t dmpc_magic;	/* DMPC_MAGIC1 */
+	int dmpc_flags;		/* DMPFUNC_* */
+	dmp_func_t dmpc_func;
+	size_t dmpc_bsize;	/* global buffer bytes, with DMPFUNC_GLOBAL_BUFFER */
+	const char *dmpc_name;	/* dumpbed: the component's name in the directory */
+	/* DMPCTL_RTNFAILURE */
+	int dmpcf_rV;
+	void *dmpcf_vaddr;
+	uint64_t dmpcf_handle;
 };
 
-int dmp_ctl(int op, const struct dmpctl_data *parm);
+int dmp_ctl(int op, struct dmpctl_data *parmp);
 
-/* What the dump will contain: filled at dump time, in registration order. */
-struct dmp_component {
-	char name[DMP_NAME_LEN];
-	uint32_t kind;
-	uint32_t status;	/* COMPONENT_DUMPED / EXCLUDED / FAILED */
-	uint32_t reason;	/* errno for EXCLUDED / FAILED */
-	uint32_t first_area;
-	uint32_t area_count;
-	dmp_routine func;
-};
-
-struct dmp_area {
-	char name[DMP_AREA_NAME_LEN];
-	uint64_t phys;
-	uint64_t len;
-	uint32_t component;
-	uint32_t flags;		/* AREA_FLAG_* of dump/format.h */
-};
-
-struct dmp_collection {
-	uint32_t ncomponents;
-	uint32_t nareas;
-	struct dmp_component components[DMP_MAX_COMPONENTS];
-	struct dmp_area areas[DMP_MAX_AREAS];
-};
-
-/* Call every routine with DMPRTN_START and check what it returned. */
-void dmp_collect(struct dmp_collection *c);
-/* Call every routine that gave data with DMPRTN_DONE. */
-void dmp_done(const struct dmp_collection *c);
-/* Sum of every routine's estimate. */
-uint64_t dmp_estimate(void);
-int dmp_count(void);
-const char *dmp_name(int i);
+/* The global buffer (NULL until requested) and its size. */
+void *dmp_global_buffer(size_t *bytes);
 
 #endif

@@ -26,6 +26,16 @@ struct boot_config {
 	uint32_t iotimeout_ms;		/* iotimeout=, per device request */
 	bool testfault_irq_on;		/* testfault=irq-on: dump with IF = 1 and device
 					 * interrupts left on (to show the host's oracle failing) */
+	/* dumpdev2=: the secondary dump device (restart target), same syntax as dumpdev= */
+	bool dumpdev2_set;
+	char dumpdev2[32];
+	enum dumpdev_kind dumpdev2_kind;
+	int dumpdev2_index;
+	int dumpdev2_target;
+	int dumpdev2_lun;
+	uint32_t dump_level;		/* dumplevel=0..9, CD_LVL_NORMAL (3) by default */
+	char components[256];		/* components=LIST (docs/components.md), "default" by default */
+	uint64_t pinpool_bytes;		/* pinpool=SIZE, 0: the default size */
 };
 
 extern struct boot_config boot_config;

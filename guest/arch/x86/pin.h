@@ -1,0 +1,42 @@
+/*
+ * Pinned memory, after AIX pin()/unpin(), and its enforcement while a dump runs
+ * (docs/components.md, "Pinned memory"): the dump-time page tables map only pinned memory
+ * (writable) and the areas being dumped (read-only); any other touch faults, and the fault
+ * comes back to the innermost pin_guarded_call() as a recorded violation.
+ */
+#ifndef ARCH_X86_PIN_H
+#define ARCH_X86_PIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Pin / unpin a range (page granular, reference counted). 0, EINVAL or ENOMEM. */
+int pin(const void *addr, uint64_t len);
+int unpin(const void *addr, uint64_t len);
+/* Physical ranges (device registers): the same, by address. */
+int pin_phys(uint64_t phys, uint64_t len);
+int unpin_phys(uint64_t phys, uint64_t len);
+bool pin_is_pinned(uint64_t phys, uint64_t len);
+
+/* Dump time: switch to page tables mapping only pinned memory. 0 or ENOMEM. */
+int pin_enforce_begin(void);
+/* Map an area being dumped read-only (pinned pages stay writable). 0, EFAULT if not RAM-like
+ * (unmapped before enforcement), ENOMEM if out of page tables. */
+int pin_map_dumped(uint64_t phys, uint64_t len);
+/* Back to the normal identity map. */
+void pin_enforce_end(void);
+bool pin_enforcing(void);
+
+typedef uint64_t (*pin_guarded_fn)(uint64_t a0, uint64_t a1, uint64_t a2);
+/*
+ * fn(a0, a1, a2), with a pinning violation inside it caught: then dmp_note_violation() has
+ * been called, *violated is true and 0 is returned. Nests (the facility guards each routine
+ * call; dumpsys guards the whole dump on a device).
+ */
+uint64_t pin_guarded_call(pin_guarded_fn fn, uint64_t a0, uint64_t a1, uint64_t a2,
+			  bool *violated);
+
+/* Called from the page-fault path; returns only if the fault is not a pinning violation. */
+void pin_check_fault(uint64_t cr2, uint64_t rip, uint64_t error_code);
+
+#endif
