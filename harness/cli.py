@@ -36,16 +36,17 @@ def cmd_run(args) -> int:
     from harness.memory import parse_size
     from harness.run import Scenario, run_and_validate
 
-    from harness.crash import get as get_crash
+    from harness.run import check_scenario
 
-    get_crash(args.crash)  # an unknown name is refused before anything is created
     out = Path(args.out) if args.out else _default_out(args.disk, args.crash)
     scenario = Scenario(out_dir=out, disk=args.disk, crash=args.crash, memory_bytes=parse_size(args.memory),
                         accel=args.accel, firmware=args.firmware, block_size=args.block_size,
                         fill=not args.no_fill, target=args.target, lun=args.lun,
                         disk_size=parse_size(args.disk_size) if args.disk_size else None,
                         other_disks=args.other_disks, workload=args.workload, stop_disk=args.stop_disk,
-                        guest_args=args.guest_arg)
+                        guest_args=args.guest_arg, level=args.level, components=args.components,
+                        secondary=args.secondary, faults=args.fault)
+    check_scenario(scenario)  # bad options are refused before anything is created
     if not args.json:
         print(f"dumpbed: running {args.disk}/{args.crash} with {args.memory} of RAM; artifacts in {out}",
               file=sys.stderr)
@@ -83,10 +84,20 @@ def cmd_show(args) -> int:
 
 def cmd_list(args) -> int:
     from harness.crash import CRASHES
+    from harness.faults import FAULTS
 
     if args.what == "crashes":
         for crash in CRASHES.values():
             print(f"{crash.name:12} {crash.description}")
+    elif args.what == "faults":
+        for name, description in FAULTS.items():
+            print(f"{name:12} {description}")
+    elif args.what == "components":
+        from harness import samples
+
+        default = set(samples.resolve_components("default"))
+        for name in samples.SAMPLE_NAMES:
+            print(f"{name:16} {'default' if name in default else 'all only'}")
     else:
         for name, description in DISK_KINDS.items():
             print(f"{name:12} {description}")
@@ -131,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stop-disk", action="store_true",
                      help="stop the dump disk (START STOP UNIT) before the crash; the dump must start it")
     run.add_argument("--no-fill", action="store_true", help="leave free RAM unpatterned (mostly zeros)")
+    run.add_argument("--level", type=int, default=3, metavar="0..9",
+                     help="dump detail level of the RAS components (default 3, CD_LVL_NORMAL)")
+    run.add_argument("--components", default="default", metavar="LIST",
+                     help="enabled sample components: default, all, none or a comma list "
+                          "(dumpbed list components)")
+    run.add_argument("--secondary", choices=list(DISK_KINDS), metavar="DISK",
+                     help="a secondary dump device of this disk type: the dump restarts there if the primary fails")
+    run.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                     help="a fault during the dump (dumpbed list faults), e.g. eio-at=40")
     run.add_argument("--guest-arg", action="append", default=[], metavar="KEY=VALUE",
                      help="an extra guest kernel command-line word (repeatable), e.g. testfault=irq-on")
     run.add_argument("--out", help="artifacts directory (default runs/DATE-TIME-DISK-CRASH)")
@@ -146,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("image")
     show.set_defaults(func=cmd_show)
 
-    lst = sub.add_parser("list", help="list crash kinds or disk types")
-    lst.add_argument("what", choices=["crashes", "disks"])
+    lst = sub.add_parser("list", help="list crash kinds, faults, sample components or disk types")
+    lst.add_argument("what", choices=["crashes", "faults", "components", "disks"])
     lst.set_defaults(func=cmd_list)
 
     bench = sub.add_parser("bench", help="dump throughput against the host's own write and dump speeds")

@@ -15,7 +15,8 @@ from typing import Callable, Optional
 
 from harness import accel as accel_mod
 from harness import crash as crash_mod
-from harness import groundtruth, images, resultchan
+from harness import faults as faults_mod
+from harness import groundtruth, images, resultchan, samples
 from harness.deadline import WaitTimeout
 from harness.errors import DumpbedError
 from harness.layout import DiskLayout
@@ -49,6 +50,10 @@ class Scenario:
     guest_args: list[str] = field(default_factory=list)  # extra kernel command-line words
     stop_disk: bool = False  # leave the dump disk stopped (START STOP UNIT) before the crash
     fill: bool = True
+    level: int = 3  # the dump detail level of the RAS components (CD_LVL_NORMAL)
+    components: str = "default"  # the enabled sample components (docs/components.md)
+    secondary: Optional[str] = None  # the secondary dump device's disk kind, if any
+    faults: list[str] = field(default_factory=list)  # --fault specs (harness/faults.py)
     # Called while the VM is stopped after the ground truth is taken, before the crash.
     on_paused: Optional[Callable[[Machine], None]] = field(default=None, repr=False)
 
@@ -86,7 +91,20 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
+def check_scenario(scenario: Scenario) -> tuple[list[str], list[faults_mod.Fault]]:
+    """Refuse bad options before anything is created; returns the components and faults."""
+    crash_mod.get(scenario.crash)
+    if not 0 <= scenario.level <= 9:
+        raise DumpbedError(f"--level {scenario.level}: the dump detail level is 0..9")
+    components = list(samples.resolve_components(scenario.components))
+    faults = [faults_mod.parse(spec) for spec in scenario.faults]
+    if len({f.name for f in faults}) != len(faults):
+        raise DumpbedError("each fault kind may be given once")
+    return components, faults
+
+
 def run(scenario: Scenario) -> RunOutcome:
+    components, faults = check_scenario(scenario)
     crash = crash_mod.get(scenario.crash)
     accel = accel_mod.choose(scenario.accel)
     out = prepare_out_dir(scenario.out_dir)
@@ -95,9 +113,12 @@ def run(scenario: Scenario) -> RunOutcome:
 
     dump_id = secrets.token_hex(16)
     fill_seed = secrets.token_hex(8) if scenario.fill else None
-    topology = make_disks(scenario, out)
+    topology = make_disks(scenario, out, faults)
 
     cmdline = f"dumpdev={topology.dumpdev()} dumpid={dump_id} iotimeout={limits['io_ms']}"
+    if topology.dumpdev2():
+        cmdline += f" dumpdev2={topology.dumpdev2()}"
+    cmdline += f" dumplevel={scenario.level} components={','.join(components) or 'none'}"
     cmdline += f" fill={fill_seed}" if fill_seed else " fill=off"
     if scenario.workload:
         cmdline += " workload=on"
@@ -111,12 +132,16 @@ def run(scenario: Scenario) -> RunOutcome:
         "block_size": scenario.block_size, "dump_id": dump_id, "fill_seed": fill_seed,
         "workload": scenario.workload, "stop_disk": scenario.stop_disk,
         "topology": topology.to_json(), "cmdline": cmdline,
+        "level": scenario.level, "components": components,
+        "secondary": scenario.secondary, "faults": [str(f) for f in faults],
+        # A device failure mid-dump with a secondary configured: the dump restarts there.
+        "restart_expected": scenario.secondary is not None and any(f.name == "eio-at" for f in faults),
     }, indent=1) + "\n")
 
     config = MachineConfig(
         kernel=kernel, cmdline=cmdline, memory_bytes=scenario.memory_bytes, accel=accel,
         firmware=scenario.firmware, devices=topology.qemu_args(),
-        trace_events=writelog.trace_events(scenario.disk) + irqwatch.TRACE_EVENTS,
+        trace_events=writelog.trace_events(scenario.disk, scenario.secondary or scenario.disk) + irqwatch.TRACE_EVENTS,
         extra_args=["-msg", "timestamp=on"],  # trace lines carry the host time: before/after the crash
     )
     result_log = out / "result.log"
@@ -162,8 +187,9 @@ def run(scenario: Scenario) -> RunOutcome:
     return RunOutcome(scenario, accel, dump_id, timings, machine.exit_status, guest_result, problem)
 
 
-def make_disks(scenario: Scenario, out: Path) -> Topology:
-    """Create the dump disk (dump.img + layout.json) and any others (diskN.img + diskN.layout.json)."""
+def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.Fault]] = None) -> Topology:
+    """Create the dump disk (dump.img + layout.json), any others (diskN.img + diskN.layout.json)
+    and the secondary dump disk (secondary.img + secondary.layout.json)."""
     seed = secrets.randbits(32)
     layout = DiskLayout.for_dump(scenario.memory_bytes, block_size=scenario.block_size, canary_seed=seed)
     if scenario.disk_size is not None:
@@ -175,7 +201,9 @@ def make_disks(scenario: Scenario, out: Path) -> Topology:
         layout = DiskLayout.for_dump(scenario.memory_bytes, block_size=scenario.block_size,
                                      canary_seed=seed, data_bytes=MIB + extra)
     layouts = {"layout.json": layout}
-    dump_disk = DiskSpec(out / layout.image, "disk0", scenario.block_size, scenario.target, scenario.lun)
+    eio = [f for f in faults or [] if f.name == "eio-at"]
+    dump_disk = DiskSpec(out / layout.image, "disk0", scenario.block_size, scenario.target, scenario.lun,
+                         blkdebug=faults_mod.blkdebug_options(eio[0]) if eio else None)
     free_targets = [t for t in range(MAX_TARGET.get(scenario.disk, 1 << 16)) if t != scenario.target]
     others = []
     for n in range(1, scenario.other_disks + 1):
@@ -184,7 +212,20 @@ def make_disks(scenario: Scenario, out: Path) -> Topology:
         layouts[f"disk{n}.layout.json"] = other
         target = free_targets[(n - 1) % len(free_targets)] if scenario.disk in MAX_TARGET else 0
         others.append(DiskSpec(out / other.image, f"disk{n}", scenario.block_size, target, scenario.lun))
-    topology = Topology(scenario.disk, dump_disk, others)  # validates targets and LUNs first
+    secondary = None
+    if scenario.secondary is not None:
+        second = DiskLayout.for_dump(scenario.memory_bytes, block_size=scenario.block_size,
+                                     canary_seed=secrets.randbits(32), image="secondary.img")
+        layouts["secondary.layout.json"] = second
+        # A target no primary-side disk uses, even on an HBA of its own: the write log tells
+        # SCSI disks apart by target and LUN only.
+        used = {d.target for d in [dump_disk, *others]}
+        target = next((t for t in range(MAX_TARGET.get(scenario.secondary, 1)) if t not in used), -1)
+        if scenario.secondary not in MAX_TARGET:
+            target = 0
+        secondary = DiskSpec(out / second.image, "disk-secondary", scenario.block_size, target, 0)
+    # Validates kinds, targets and LUNs before any image is created.
+    topology = Topology(scenario.disk, dump_disk, others, scenario.secondary, secondary)
     for name, disk_layout in layouts.items():
         images.create_dump_disk(out / disk_layout.image, disk_layout)
         disk_layout.save(out / name)

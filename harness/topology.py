@@ -1,14 +1,17 @@
 """Which disks the guest sees and on which controller: the QEMU devices and the guest's dumpdev.
 
 A topology is one dump disk, optionally with more disks on the same controller (each canary
-checked, none may be written by the dump). virtio-blk disks are one PCI function each; SCSI
-disks are scsi-hd devices on one HBA (virtio-scsi or the LSI 53C895A), at a target and LUN.
+checked, none may be written by the dump), and optionally a secondary dump device of any kind
+(the restart target). virtio-blk disks are one PCI function each; SCSI disks are scsi-hd
+devices on an HBA (virtio-scsi or the LSI 53C895A), at a target and LUN. A secondary disk of
+the primary's kind shares its controller; of another SCSI kind it gets an HBA of its own.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from harness.errors import DumpbedError
 
@@ -29,6 +32,7 @@ class DiskSpec:
     block_size: int = 512
     target: int = 0
     lun: int = 0
+    blkdebug: Optional[dict] = None  # faults.blkdebug_options(): a blkdebug node under the raw node
 
 
 @dataclass
@@ -36,53 +40,91 @@ class Topology:
     kind: str
     dump_disk: DiskSpec
     other_disks: list[DiskSpec] = field(default_factory=list)
+    secondary_kind: Optional[str] = None  # the secondary dump device's kind, if there is one
+    secondary_disk: Optional[DiskSpec] = None
 
     def __post_init__(self):
-        if self.kind not in DISK_KINDS:
-            raise DumpbedError(f"unknown disk type {self.kind!r} (available: {', '.join(DISK_KINDS)})")
-        seen = set()
-        for disk in self.disks:
-            if self.kind in HBA_DEVICE:
-                if not 0 <= disk.target < MAX_TARGET[self.kind]:
-                    raise DumpbedError(f"{self.kind}: target {disk.target} out of range 0..{MAX_TARGET[self.kind] - 1}")
-                if not 0 <= disk.lun <= MAX_LUN[self.kind]:
-                    raise DumpbedError(f"{self.kind}: LUN {disk.lun} out of range 0..{MAX_LUN[self.kind]}")
+        for kind in (self.kind, self.secondary_kind or self.kind):
+            if kind not in DISK_KINDS:
+                raise DumpbedError(f"unknown disk type {kind!r} (available: {', '.join(DISK_KINDS)})")
+        if (self.secondary_kind is None) != (self.secondary_disk is None):
+            raise DumpbedError("a secondary dump device needs both a kind and a disk")
+        for kind, disks in self._by_controller():
+            seen = set()
+            for disk in disks:
+                if kind not in HBA_DEVICE:
+                    continue
+                if not 0 <= disk.target < MAX_TARGET[kind]:
+                    raise DumpbedError(f"{kind}: target {disk.target} out of range 0..{MAX_TARGET[kind] - 1}")
+                if not 0 <= disk.lun <= MAX_LUN[kind]:
+                    raise DumpbedError(f"{kind}: LUN {disk.lun} out of range 0..{MAX_LUN[kind]}")
                 if (disk.target, disk.lun) in seen:
-                    raise DumpbedError(f"{self.kind}: two disks at target {disk.target} LUN {disk.lun}")
+                    raise DumpbedError(f"{kind}: two disks at target {disk.target} LUN {disk.lun}")
                 seen.add((disk.target, disk.lun))
 
     @property
     def disks(self) -> list[DiskSpec]:
-        return [self.dump_disk, *self.other_disks]
+        """Every disk, the secondary last."""
+        return [self.dump_disk, *self.other_disks, *([self.secondary_disk] if self.secondary_disk else [])]
+
+    @property
+    def secondary_shares_controller(self) -> bool:
+        return self.secondary_kind == self.kind
+
+    def _by_controller(self) -> list[tuple[str, list[DiskSpec]]]:
+        primary = [self.dump_disk, *self.other_disks]
+        if self.secondary_disk is None:
+            return [(self.kind, primary)]
+        if self.secondary_shares_controller:
+            return [(self.kind, primary + [self.secondary_disk])]
+        return [(self.kind, primary), (self.secondary_kind, [self.secondary_disk])]
 
     def dumpdev(self) -> str:
         """The guest's dumpdev= value (docs/guest-interface.md)."""
-        if self.kind == "virtio-blk":
-            return "virtio-blk:0"  # the dump disk is the first virtio-blk function
-        return f"{self.kind}:0:{self.dump_disk.target}:{self.dump_disk.lun}"
+        return self._guest_name(self.kind, self.dump_disk, 0)
+
+    def dumpdev2(self) -> Optional[str]:
+        """The guest's dumpdev2= value: the secondary dump device, or None."""
+        if self.secondary_disk is None:
+            return None
+        # Same kind: virtio-blk functions are found in creation order, the secondary's is last.
+        index = 1 + len(self.other_disks) if self.secondary_shares_controller else 0
+        return self._guest_name(self.secondary_kind, self.secondary_disk, index)
+
+    @staticmethod
+    def _guest_name(kind: str, disk: DiskSpec, virtio_blk_index: int) -> str:
+        if kind == "virtio-blk":
+            return f"virtio-blk:{virtio_blk_index}"
+        return f"{kind}:0:{disk.target}:{disk.lun}"  # the first HBA of that kind
 
     def qemu_args(self) -> list[str]:
         args: list[str] = []
-        if self.kind in HBA_DEVICE:
-            args += ["-device", f"{HBA_DEVICE[self.kind]},id=hba0"]
-        for disk in self.disks:
-            blockdev = {
-                "driver": "raw",
-                "node-name": disk.node,
-                "file": {"driver": "file", "filename": str(Path(disk.image).resolve()),
-                         "cache": {"direct": False}},
-            }
-            args += ["-blockdev", json.dumps(blockdev, separators=(",", ":"))]
-            sizes = f"logical_block_size={disk.block_size},physical_block_size={disk.block_size}"
-            if self.kind == "virtio-blk":
-                args += ["-device", f"virtio-blk-pci,drive={disk.node},id={disk.node}-dev,disable-legacy=on,{sizes}"]
-            else:
-                args += ["-device", f"scsi-hd,bus=hba0.0,drive={disk.node},id={disk.node}-dev,"
-                                    f"scsi-id={disk.target},lun={disk.lun},{sizes}"]
+        for n, (kind, disks) in enumerate(self._by_controller()):
+            if kind in HBA_DEVICE:
+                args += ["-device", f"{HBA_DEVICE[kind]},id=hba{n}"]
+            for disk in disks:
+                args += self._disk_args(kind, disk, f"hba{n}")
+        return args
+
+    @staticmethod
+    def _disk_args(kind: str, disk: DiskSpec, hba: str) -> list[str]:
+        image = {"driver": "file", "filename": str(Path(disk.image).resolve()), "cache": {"direct": False}}
+        file_node = dict(disk.blkdebug, image=image) if disk.blkdebug else image
+        blockdev = {"driver": "raw", "node-name": disk.node, "file": file_node}
+        args = ["-blockdev", json.dumps(blockdev, separators=(",", ":"))]
+        sizes = f"logical_block_size={disk.block_size},physical_block_size={disk.block_size}"
+        if kind == "virtio-blk":
+            args += ["-device", f"virtio-blk-pci,drive={disk.node},id={disk.node}-dev,disable-legacy=on,{sizes}"]
+        else:
+            args += ["-device", f"scsi-hd,bus={hba}.0,drive={disk.node},id={disk.node}-dev,"
+                                f"scsi-id={disk.target},lun={disk.lun},{sizes}"]
         return args
 
     def to_json(self) -> dict:
         def one(d: DiskSpec) -> dict:
             return {"image": Path(d.image).name, "node": d.node, "block_size": d.block_size,
                     "target": d.target, "lun": d.lun}
-        return {"kind": self.kind, "dump_disk": one(self.dump_disk), "other_disks": [one(d) for d in self.other_disks]}
+        out = {"kind": self.kind, "dump_disk": one(self.dump_disk), "other_disks": [one(d) for d in self.other_disks]}
+        if self.secondary_disk is not None:
+            out["secondary"] = dict(one(self.secondary_disk), kind=self.secondary_kind)
+        return out

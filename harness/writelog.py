@@ -10,6 +10,11 @@ qemu-trace.log`, with `-msg timestamp=on` so each line carries the host time):
 
 These are device-level events, one per guest command, before the block layer splits or merges
 anything, so the sizes are the guest's own.
+
+With a secondary dump device each write is attributed to its device: SCSI disks by target and
+LUN (the harness gives every dump disk its own), virtio-blk disks by the device pointer in
+the event: the first virtio-blk device written after the crash is the primary, because the
+dump always starts there.
 """
 from __future__ import annotations
 
@@ -29,17 +34,19 @@ SCSI_WRITE_OPCODES = {0x0A: "WRITE(6)", 0x2A: "WRITE(10)", 0xAA: "WRITE(12)", 0x
                       0x41: "WRITE SAME(10)", 0x93: "WRITE SAME(16)"}
 
 _PREFIX = r"^(?:\d+@(?P<time>\d+\.\d+):)?"
-_VIRTIO_BLK = re.compile(_PREFIX + r"virtio_blk_handle_write \S+ \S+ \S+ \S+ sector (?P<sector>\d+) nsectors (?P<n>\d+)")
+_VIRTIO_BLK = re.compile(_PREFIX + r"virtio_blk_handle_write vdev (?P<vdev>\S+) \S+ \S+ sector (?P<sector>\d+) "
+                         r"nsectors (?P<n>\d+)")
 _SCSI_PARSED = re.compile(_PREFIX + r"scsi_req_parsed target (?P<t>\d+) lun (?P<l>\d+) tag (?P<tag>\d+) "
                           r"command (?P<cmd>\d+) dir (?P<dir>\d+) length (?P<len>\d+)")
 _SCSI_LBA = re.compile(_PREFIX + r"scsi_req_parsed_lba target (?P<t>\d+) lun (?P<l>\d+) tag (?P<tag>\d+) "
                        r"command (?P<cmd>\d+) lba (?P<lba>\d+)")
 
 
-def trace_events(disk_kind: str) -> list[str]:
-    if disk_kind == "virtio-blk":
-        return ["virtio_blk_handle_write"]
-    return ["scsi_req_parsed", "scsi_req_parsed_lba"]
+def trace_events(*disk_kinds: str) -> list[str]:
+    events = []
+    for kind in dict.fromkeys(disk_kinds):
+        events += ["virtio_blk_handle_write"] if kind == "virtio-blk" else ["scsi_req_parsed", "scsi_req_parsed_lba"]
+    return list(dict.fromkeys(events))
 
 
 @dataclass
@@ -50,20 +57,34 @@ class Write:
     offset: int  # byte offset on the disk
     length: int
     command: str
+    vdev: str = ""  # virtio-blk: QEMU's device pointer, which tells disks apart
+
+
+@dataclass
+class DumpTarget:
+    """A dump device as the write log needs it: where its writes land and what limits hold."""
+    role: str  # "primary" or "secondary"
+    kind: str
+    target: int
+    lun: int
+    layout: DiskLayout
+    dump: dumpfmt.Dump
 
 
 def parse(path: Path, disk_kind: str, block_size: int) -> list[Write]:
-    """Every write command in the trace log, in order."""
+    """Every write command in the trace log to a disk of `disk_kind`'s family ("any": both), in order."""
     writes: list[Write] = []
     pending: dict[tuple[int, int, int], tuple[int, int]] = {}  # (t, l, tag) -> (opcode, bytes)
     with open(path, encoding="ascii", errors="replace") as f:
         for line in f:
-            if disk_kind == "virtio-blk":
+            if disk_kind in ("virtio-blk", "any"):
                 m = _VIRTIO_BLK.match(line)
                 if m:
                     writes.append(Write(_time(m), 0, 0, int(m["sector"]) * 512, int(m["n"]) * 512,
-                                        "VIRTIO_BLK_T_OUT"))
-                continue
+                                        "VIRTIO_BLK_T_OUT", m["vdev"]))
+                    continue
+                if disk_kind == "virtio-blk":
+                    continue
             m = _SCSI_PARSED.match(line)
             if m:
                 pending[(int(m["t"]), int(m["l"]), int(m["tag"]))] = (int(m["cmd"]), int(m["len"]))
@@ -82,44 +103,88 @@ def _time(match: re.Match) -> Optional[float]:
     return float(match["time"]) if match["time"] else None
 
 
-def check_write_sizes(run_dir: Path, dump: dumpfmt.Dump, layout: DiskLayout, scenario: dict) -> Check:
-    run_dir = Path(run_dir)
+def check_write_sizes(run_dir: Path, dump: dumpfmt.Dump, layout: DiskLayout, scenario: dict,
+                      secondary: Optional[tuple[DiskLayout, dumpfmt.Dump]] = None) -> Check:
+    """The dump disk's writes (and the secondary's, given its layout and dump)."""
+    topology = scenario.get("topology") or {"kind": scenario["disk"], "dump_disk": {"target": 0, "lun": 0}}
+    targets = [DumpTarget("primary", topology["kind"], topology["dump_disk"]["target"],
+                          topology["dump_disk"]["lun"], layout, dump)]
+    if secondary is not None and topology.get("secondary"):
+        sec = topology["secondary"]
+        targets.append(DumpTarget("secondary", sec["kind"], sec["target"], sec["lun"], *secondary))
+    return check_device_writes(Path(run_dir), targets)
+
+
+def check_device_writes(run_dir: Path, targets: list[DumpTarget]) -> Check:
     trace = run_dir / TRACE_FILE
     if not trace.exists():
         return Check("write-sizes", False, f"{TRACE_FILE} missing: QEMU logged no writes")
-    topology = scenario.get("topology") or {"kind": scenario["disk"], "dump_disk": {"target": 0, "lun": 0}}
-    kind = topology["kind"]
-    dump_t, dump_l = topology["dump_disk"]["target"], topology["dump_disk"]["lun"]
-    writes = parse(trace, kind, layout.block_size)
+    kinds = {t.kind for t in targets}
+    family = "any" if len({k == "virtio-blk" for k in kinds}) > 1 else targets[0].kind
+    writes = parse(trace, family, targets[0].layout.block_size)
     crashed_at = crash_time(run_dir)
     after = [w for w in writes if crashed_at is None or w.time is None or w.time >= crashed_at]
-    header = dump.header
+
+    problems: list[str] = []
+    by_target = _attribute(after, targets, problems)
+    details = []
+    for t in targets:
+        mine = by_target[t.role]
+        label = f"{t.role}: " if len(targets) > 1 else ""
+        problems += [label + p for p in _device_problems(t, mine)]
+        sizes = sorted({w.length for w in mine})
+        h = t.dump.header
+        limits = f"DUMPQUERY min {h.min_transfer} / max {h.max_transfer}" if h else "no header"
+        details.append(f"{label}{len(mine)} writes after the crash, all inside the dump partition; sizes "
+                       f"{sizes[0] if sizes else 0}..{sizes[-1] if sizes else 0} bytes within {limits}")
+    ok_detail = "; ".join(details) + f"; {len(writes) - len(after)} writes before the crash"
+    return make_check("write-sizes", problems, ok_detail)
+
+
+def _attribute(writes: list[Write], targets: list[DumpTarget], problems: list[str]) -> dict[str, list[Write]]:
+    """Which dump device each write went to; writes to no dump device are problems."""
+    out: dict[str, list[Write]] = {t.role: [] for t in targets}
+    scsi = {(t.target, t.lun): t.role for t in targets if t.kind != "virtio-blk"}
+    blk_roles = [t.role for t in targets if t.kind == "virtio-blk"]  # primary first
+    vdevs: dict[str, str] = {}
+    for w in writes:
+        where = f"{w.command} of {w.length} bytes at disk offset 0x{w.offset:x}"
+        if w.command == "VIRTIO_BLK_T_OUT":
+            if w.vdev not in vdevs and len(vdevs) < len(blk_roles):
+                vdevs[w.vdev] = blk_roles[len(vdevs)]
+            role = vdevs.get(w.vdev)
+            if role is None:
+                problems.append(f"{where} went to a virtio-blk disk that is not a dump device")
+                continue
+        else:
+            role = scsi.get((w.target, w.lun))
+            if role is None:
+                problems.append(f"{where} went to target {w.target} LUN {w.lun}, not a dump disk")
+                continue
+        out[role].append(w)
+    return out
+
+
+def _device_problems(t: DumpTarget, writes: list[Write]) -> list[str]:
+    header = t.dump.header
     if header is None:
-        return Check("write-sizes", False, "no valid dump header: the DUMPQUERY limits are unknown")
+        return [f"{len(writes)} writes but no valid dump header"] if writes else []
     lo, hi = header.min_transfer, header.max_transfer
     if lo == 0 or hi < lo:
-        return Check("write-sizes", False, f"the header's DUMPQUERY limits are impossible (min {lo}, max {hi})")
-    start, end = layout.dump_offset, layout.dump_offset + layout.dump_size
-
+        return [f"the header's DUMPQUERY limits are impossible (min {lo}, max {hi})"]
+    start, end = t.layout.dump_offset, t.layout.dump_offset + t.layout.dump_size
     problems = []
-    for w in after:
+    for w in writes:
         where = f"{w.command} of {w.length} bytes at disk offset 0x{w.offset:x}"
-        if (w.target, w.lun) != (dump_t, dump_l):
-            problems.append(f"{where} went to target {w.target} LUN {w.lun}, not the dump disk")
-        elif not (start <= w.offset and w.offset + w.length <= end):
+        if not (start <= w.offset and w.offset + w.length <= end):
             problems.append(f"{where} lies outside the dump partition [0x{start:x}, 0x{end:x})")
         elif w.length == 0 or w.length % lo or w.length > hi:
-            problems.append(f"{where} breaks the DUMPQUERY limits (min {lo}, max {hi}, "
-                            f"a multiple of min)")
+            problems.append(f"{where} breaks the DUMPQUERY limits (min {lo}, max {hi}, a multiple of min)")
         elif (w.offset - start) % lo:
             problems.append(f"{where} is not aligned to min_transfer {lo} in the partition")
-    if not after and dump.status != "none":
+    if not writes and t.dump.status != "none":
         problems.append("no write was logged after the crash, yet the disk holds a dump")
-    sizes = sorted({w.length for w in after})
-    ok_detail = (f"{len(after)} writes after the crash, all inside the dump partition; sizes "
-                 f"{sizes[0] if sizes else 0}..{sizes[-1] if sizes else 0} bytes within DUMPQUERY "
-                 f"min {lo} / max {hi}; {len(writes) - len(after)} writes before the crash")
-    return make_check("write-sizes", problems, ok_detail)
+    return problems
 
 
 def crash_time(run_dir: Path) -> Optional[float]:
