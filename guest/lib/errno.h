@@ -3,10 +3,12 @@
 #ifndef LIB_ERRNO_H
 #define LIB_ERRNO_H
 
+#define EPERM		1
 #define ENOENT		2
 #define EIO		5
 #define ENXIO		6
 #define E2BIG		7
+#define ENOMEM		12
 #define EFAULT		14
 #define EBUSY		16
 #define EEXIST		17
