@@ -156,6 +156,7 @@ def run(scenario: Scenario) -> RunOutcome:
         resultchan.wait_for(result_log, "READY", limits["boot"], machine.is_running,
                             "the guest to boot (READY on the result channel)")
         timings["boot"] = time.monotonic() - t0
+        capture_estimates(machine, out, limits["boot"])
         if scenario.stop_disk:
             _console_command(machine, "stop-disk", limits["boot"])
         if scenario.workload:
@@ -232,12 +233,34 @@ def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.F
     return topology
 
 
-def _console_command(machine: Machine, command: str, timeout: float) -> None:
-    """Type a shell command at the prompt and wait until it has run (the prompt after its echo)."""
+def _console_command(machine: Machine, command: str, timeout: float) -> str:
+    """Type a shell command at the prompt, wait until it has run (the prompt after its echo)
+    and return what it printed."""
     machine.console.wait_for(PROMPT, timeout)  # the shell is listening
     mark = machine.console.mark()
     machine.console.send(command + "\r")
-    machine.console.wait_for(re.escape(command) + r"[\s\S]*?" + PROMPT, timeout, since=mark)
+    match = machine.console.wait_for(re.escape(command) + r"(?P<output>[\s\S]*?)" + PROMPT, timeout, since=mark)
+    return match["output"]
+
+
+_ESTIMATE_LINE = re.compile(r"^ESTIMATE level=(?P<level>\d+) total=(?P<total>\d+)(?P<rest>(?: \S+=\d+)*)\s*$", re.M)
+
+
+def parse_estimates(output: str) -> dict[str, dict]:
+    """The shell's `estimate` lines (docs/components.md) as {level: {"total": n, "components": {name: n}}}."""
+    estimates = {}
+    for m in _ESTIMATE_LINE.finditer(output):
+        parts = dict(word.split("=", 1) for word in m["rest"].split())
+        estimates[m["level"]] = {"total": int(m["total"]), "components": {k: int(v) for k, v in parts.items()}}
+    return estimates
+
+
+def capture_estimates(machine: Machine, out: Path, timeout: float) -> None:
+    """Before any crash, the facility's estimate for every level: estimates.json."""
+    estimates = parse_estimates(_console_command(machine, "estimate", timeout))
+    if len(estimates) != 10:
+        raise DumpbedError(f"the guest's estimate command printed {len(estimates)} of the 10 levels")
+    (out / "estimates.json").write_text(json.dumps(estimates, indent=1) + "\n")
 
 
 def _save_diagnostics(machine: Machine, out: Path, problem: str) -> None:

@@ -1,0 +1,165 @@
+"""The dump facility on real guests (docs/components.md): sample components, levels, estimates,
+pinning violations, and the restart on a secondary dump device.
+
+Each scenario is judged by the harness's own oracles (protocol, completeness, sample-data,
+devices, ...); the assertions here add what each scenario is about, read from the dump itself.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness import dumpfmt, samples, writelog
+from harness.run import Scenario, run_and_validate
+from tests.integration.conftest import accel_params
+
+MIB = 1 << 20
+EFAULT, EIO, ENODATA = 14, 5, 61
+DUMPED, EXCLUDED, FAILED, DISABLED = 1, 2, 3, 4
+CALL_ON_RESTART, TABLE_REUSED, PIN_VIOLATION, RTNFAILURE = 1 << 0, 1 << 10, 1 << 8, 1 << 7
+START, AGAIN, DONE = 1, 2, 3
+
+
+def failed_checks(report: dict) -> list[str]:
+    return [f"{c['name']}: {c['detail']}" for c in report["checks"] if not c["ok"]]
+
+
+def assert_passed(report: dict) -> None:
+    assert report["verdict"] == "pass", f"problem={report['problem']} failed={failed_checks(report)}"
+    names = {c["name"] for c in report["checks"]}
+    assert {"protocol", "completeness", "sample-data"} <= names, names
+
+
+def by_name(dump: dumpfmt.Dump) -> dict:
+    return {c.name: c for c in dump.components}
+
+
+def run(tmp_path, name="run", **kw):
+    kw.setdefault("memory_bytes", 64 * MIB)
+    kw.setdefault("accel", "auto")
+    out = tmp_path / name
+    outcome, report = run_and_validate(Scenario(out_dir=out, **kw))
+    return out, outcome, report
+
+
+@pytest.mark.parametrize("accel", accel_params())
+def test_default_samples_at_the_normal_level(tmp_path, guest_kernel, accel):
+    out, _, report = run(tmp_path, accel=accel)
+    assert_passed(report)
+    dump = dumpfmt.read_image(out / "dump.img")
+    names = [c.name for c in dump.components]
+    assert names == [*samples.BUILTIN_NAMES, *samples.resolve_components("default")]
+    assert dump.header.level == 3
+    comps = by_name(dump)
+    assert comps["ras-negative"].status == EXCLUDED and comps["ras-negative"].reason == ENODATA
+    assert comps["ras-off"].status == DISABLED
+    assert comps["smp-rtnfail"].status == FAILED and comps["smp-rtnfail"].flags & RTNFAILURE
+    assert comps["smp-rtnfail"].failure_handle == 0xD0B5EDF00D and comps["smp-rtnfail"].failure_rv == -5
+    # The estimates the shell gave before the crash are the ones the dump recorded.
+    before = json.loads((out / "estimates.json").read_text())["3"]["components"]
+    for c in dump.components:
+        if c.name in before and c.status != DISABLED:
+            assert c.estimate_bytes == before[c.name], c.name
+
+
+@pytest.mark.parametrize("level", range(10))
+def test_every_level_dumps_within_its_estimate(tmp_path, guest_kernel, level):
+    out, _, report = run(tmp_path, memory_bytes=32 * MIB, level=level)
+    assert_passed(report)
+    dump = dumpfmt.read_image(out / "dump.img")
+    comps = by_name(dump)
+    assert len(dump.component_areas(comps["ras-levels"])) == level + 1
+    for c in dump.components:
+        assert c.dumped_bytes <= c.estimate_bytes or c.status in (DISABLED,), c.name
+    assert dump.header.level == level
+
+
+def test_no_sample_components(tmp_path, guest_kernel):
+    out, _, report = run(tmp_path, components="none")
+    assert_passed(report)
+    assert [c.name for c in dumpfmt.read_image(out / "dump.img").components] == list(samples.BUILTIN_NAMES)
+
+
+def test_a_pinning_violation_is_caught_and_recorded(tmp_path, guest_kernel):
+    out, _, report = run(tmp_path, components="all")
+    assert_passed(report)  # the violation is what the scenario expects, and the dump completes
+    dump = dumpfmt.read_image(out / "dump.img")
+    assert dump.status == "complete"
+    pin = by_name(dump)["smp-pinviolator"]
+    assert pin.status == FAILED and pin.reason == EFAULT and pin.flags & PIN_VIOLATION
+    index = [c.name for c in dump.components].index("smp-pinviolator")
+    assert [v.component for v in dump.violations] == [index]
+
+
+# --- restart on a secondary device --------------------------------------------------------
+
+
+def ram_write_index(out) -> tuple[int, int, int]:
+    """From a clean run: the 1-based numbers of the first and last write into the ram area
+    (the write sequence of a configuration is deterministic), and the number of writes."""
+    scenario = json.loads((out / "scenario.json").read_text())
+    dump = dumpfmt.read_image(out / "dump.img")
+    layout = json.loads((out / "layout.json").read_text())
+    base = layout["dump_offset"]
+    ram = by_name(dump)["ram"]
+    areas = dump.component_areas(ram)
+    lo, hi = base + areas[0].disk_offset  # area offsets are partition offsets, base + areas[-1].disk_offset + areas[-1].length
+    writes = writelog.parse(out / writelog.TRACE_FILE, "any", scenario["block_size"])
+    crashed = writelog.crash_time(out)
+    after = [w for w in writes if crashed is None or w.time is None or w.time >= crashed]
+    numbers = [n for n, w in enumerate(after, 1) if lo <= w.offset < hi]
+    return numbers[0], numbers[-1], len(after)
+
+
+@pytest.mark.parametrize("primary,secondary", [("virtio-blk", "lsi"), ("virtio-blk", "virtio-blk"),
+                                               ("virtio-scsi", "virtio-scsi")])
+def test_restart_on_the_secondary_device(tmp_path, guest_kernel, primary, secondary):
+    clean_out, _, clean = run(tmp_path, "clean", disk=primary, secondary=secondary)
+    assert_passed(clean)  # without a fault the secondary stays untouched (devices oracle)
+    first_ram, last_ram, total = ram_write_index(clean_out)
+
+    # Fail after every component has been called once: near the end of the body.
+    out, _, report = run(tmp_path, "late", disk=primary, secondary=secondary,
+                         faults=[f"eio-at={last_ram}"])
+    assert_passed(report)
+    devices = {d["role"]: d for d in report["devices"]}
+    assert devices["primary"]["status"] == "partial" and devices["primary"]["generation"] == 1
+    assert devices["secondary"]["status"] == "complete" and devices["secondary"]["generation"] == 2
+    dump = dumpfmt.read_image(out / "secondary.img")
+    assert dump.header.generation == 2 and dump.header.restart_error == EIO
+    called_again = {dump.components[c.component].name for c in dump.calls if c.generation == 2 and c.op == START}
+    for c in dump.components:
+        if c.status in (DISABLED, EXCLUDED):
+            continue
+        if c.flags & CALL_ON_RESTART:
+            assert c.name in called_again and not c.flags & TABLE_REUSED, c.name
+        else:
+            assert c.name not in called_again and c.flags & TABLE_REUSED, c.name
+    assert called_again, "no component asked to be called on restart"
+
+
+def test_restart_before_the_samples_were_reached_calls_them_once(tmp_path, guest_kernel):
+    """A failure in the middle of the ram area: components after it are first called in
+    generation 2, each exactly once."""
+    clean_out, _, clean = run(tmp_path, "clean", secondary="lsi")
+    assert_passed(clean)
+    first_ram, last_ram, _ = ram_write_index(clean_out)
+    out, _, report = run(tmp_path, "mid", secondary="lsi", faults=[f"eio-at={(first_ram + last_ram) // 2}"])
+    assert_passed(report)
+    dump = dumpfmt.read_image(out / "secondary.img")
+    starts = {}
+    for call in dump.calls:
+        if call.op == START:
+            starts.setdefault(dump.components[call.component].name, []).append(call.generation)
+    order = [c.name for c in dump.components]
+    after_ram = order[order.index("ram") + 1:]
+    for name in after_ram:
+        if by_name(dump)[name].status != DISABLED:
+            assert starts.get(name) == [2], (name, starts.get(name))
+
+
+def test_primary_failure_without_a_secondary_is_partial(tmp_path, guest_kernel):
+    out, _, report = run(tmp_path, faults=["eio-at=5"])
+    assert report["verdict"] == "fail"
+    assert report["dump"]["status"] == "partial"
