@@ -42,6 +42,7 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/io.h"
+#include "arch/x86/pin.h"
 #include "arch/x86/tsc.h"
 #include "bus/pci.h"
 #include "kern/memmap.h"
@@ -1076,6 +1077,25 @@ static void lsi_tran_print_info(struct scsi_hba *hba)
 	       (unsigned long long)sc->quiesces);
 }
 
+/* DUMPINIT / DUMPTERM: the operating registers (256 bytes of BAR1) when the chip is driven
+ * through memory space; port I/O needs nothing pinned. The SCRIPTS and the ccb are in .bss. */
+#define LSI_REG_WINDOW	0x100
+
+static int lsi_tran_dump_pin(struct scsi_hba *hba)
+{
+	struct lsi_softc *sc = hba->hba_private;
+
+	return sc->mmio ? pin_phys(sc->mmio, LSI_REG_WINDOW) : 0;
+}
+
+static void lsi_tran_dump_unpin(struct scsi_hba *hba)
+{
+	struct lsi_softc *sc = hba->hba_private;
+
+	if (sc->mmio)
+		unpin_phys(sc->mmio, LSI_REG_WINDOW);
+}
+
 static const struct scsi_hba_tran lsi_tran = {
 	.tran_name = LSI_TRAN_NAME,
 	.tran_start = lsi_tran_start,
@@ -1083,6 +1103,8 @@ static const struct scsi_hba_tran lsi_tran = {
 	.tran_abort = lsi_tran_abort,
 	.tran_quiesce = lsi_tran_quiesce,
 	.tran_print_info = lsi_tran_print_info,
+	.tran_dump_pin = lsi_tran_dump_pin,
+	.tran_dump_unpin = lsi_tran_dump_unpin,
 };
 
 /* ---- probe ------------------------------------------------------------------------------- */

@@ -14,6 +14,7 @@
 #include "drivers/virtio_blk.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/io.h"
+#include "arch/x86/pin.h"
 #include "arch/x86/tsc.h"
 #include "drivers/virtio_pci.h"
 #include "lib/errno.h"
@@ -378,6 +379,36 @@ static bool in_kernel_rw(const void *p, size_t len)
 	return (uintptr_t)p >= (uintptr_t)__data_start && (uintptr_t)p + len <= (uintptr_t)__bss_end;
 }
 
+/*
+ * DUMPINIT pins what DUMPWRITE touches besides the kernel image (which is always pinned):
+ * the device's registers - and, for the record, its state and ring. DUMPTERM unpins them.
+ * While the dump runs (arch/x86/pin.h) nothing else is mapped.
+ */
+static int pin_dump_path(struct virtio_blk *d)
+{
+	int err;
+
+	err = pin(d, sizeof(*d));
+	if (err)
+		return err;
+	err = pin(&vblk_ring, sizeof(vblk_ring));
+	if (!err) {
+		err = virtio_pci_pin_registers(&d->vp);
+		if (err)
+			unpin(&vblk_ring, sizeof(vblk_ring));
+	}
+	if (err)
+		unpin(d, sizeof(*d));
+	return err;
+}
+
+static void unpin_dump_path(struct virtio_blk *d)
+{
+	virtio_pci_unpin_registers(&d->vp);
+	unpin(&vblk_ring, sizeof(vblk_ring));
+	unpin(d, sizeof(*d));
+}
+
 static int dump_write(struct virtio_blk *d, struct dumpdev *dev, struct uio *uio,
 		      struct dumpio_stat *st)
 {
@@ -448,10 +479,17 @@ int virtio_blk_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 			fill_stat(d, st, EROFS, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
 			return EROFS;
 		}
-		/* "Pin": everything the dump path uses is static and in the volatile area. */
+		/* Everything the dump path uses is static and in the volatile area. */
 		if (!in_kernel_rw(d, sizeof(*d)) || !in_kernel_rw(&vblk_ring, sizeof(vblk_ring))) {
 			fill_stat(d, st, EFAULT, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
 			return EFAULT;
+		}
+		if (!d->dump_ready) {
+			err = pin_dump_path(d);
+			if (err) {
+				fill_stat(d, st, err, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
+				return err;
+			}
 		}
 		d->dump_ready = true;
 		return 0;
@@ -501,6 +539,8 @@ int virtio_blk_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 		return err;
 
 	case DUMPTERM:
+		if (d->dump_ready)
+			unpin_dump_path(d);
 		d->dump_active = false;
 		d->dump_ready = false;
 		return 0;

@@ -8,6 +8,7 @@
 #include "drivers/virtio_pci.h"
 #include "dump/dumpsys.h"
 #include "arch/x86/io.h"
+#include "arch/x86/pin.h"
 #include "arch/x86/tsc.h"
 #include "lib/errno.h"
 #include "lib/string.h"
@@ -74,8 +75,10 @@ int virtio_pci_attach(struct virtio_pci *vp, struct pci_dev *pci)
 			continue;
 		if (type == VIRTIO_PCI_CAP_COMMON_CFG && !vp->common) {
 			vp->common = addr;
+			vp->common_len = len;
 		} else if (type == VIRTIO_PCI_CAP_NOTIFY_CFG && !vp->notify_base) {
 			vp->notify_base = addr;
+			vp->notify_len = len;
 			vp->notify_off_multiplier = pci_cfg_read32(pci, cap + CAP_NOTIFY_MULT);
 		} else if (type == VIRTIO_PCI_CAP_ISR_CFG && !vp->isr) {
 			vp->isr = addr;
@@ -87,6 +90,33 @@ int virtio_pci_attach(struct virtio_pci *vp, struct pci_dev *pci)
 	if (!vp->common || !vp->notify_base || !vp->device_cfg)
 		return ENODEV;
 	return 0;
+}
+
+int virtio_pci_pin_registers(const struct virtio_pci *vp)
+{
+	int err;
+
+	err = pin_phys(vp->common, vp->common_len);
+	if (err)
+		return err;
+	err = pin_phys(vp->notify_base, vp->notify_len ? vp->notify_len : 2);
+	if (err) {
+		unpin_phys(vp->common, vp->common_len);
+		return err;
+	}
+	err = pin_phys(vp->device_cfg, vp->device_cfg_len ? vp->device_cfg_len : 4);
+	if (err) {
+		unpin_phys(vp->notify_base, vp->notify_len ? vp->notify_len : 2);
+		unpin_phys(vp->common, vp->common_len);
+	}
+	return err;
+}
+
+void virtio_pci_unpin_registers(const struct virtio_pci *vp)
+{
+	unpin_phys(vp->device_cfg, vp->device_cfg_len ? vp->device_cfg_len : 4);
+	unpin_phys(vp->notify_base, vp->notify_len ? vp->notify_len : 2);
+	unpin_phys(vp->common, vp->common_len);
 }
 
 uint8_t virtio_pci_status(const struct virtio_pci *vp)

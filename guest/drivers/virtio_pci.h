@@ -13,7 +13,9 @@
 struct virtio_pci {
 	struct pci_dev *pci;
 	uintptr_t common;		/* struct virtio_pci_common_cfg */
+	uint32_t common_len;
 	uintptr_t notify_base;
+	uint32_t notify_len;
 	uint32_t notify_off_multiplier;
 	uintptr_t isr;
 	uintptr_t device_cfg;
@@ -42,6 +44,12 @@ void virtio_pci_driver_ok(struct virtio_pci *vp);
 uint8_t virtio_pci_status(const struct virtio_pci *vp);
 void virtio_pci_notify(const struct virtio_pci *vp, const struct virtq *vq);
 bool virtio_pci_has_feature(const struct virtio_pci *vp, unsigned bit);
+
+/* DUMPINIT / DUMPTERM: pin (unpin) the register blocks the dump path uses - common
+ * configuration, notify area, device configuration (arch/x86/pin.h). 0 or pin_phys's error;
+ * on error nothing stays pinned. */
+int virtio_pci_pin_registers(const struct virtio_pci *vp);
+void virtio_pci_unpin_registers(const struct virtio_pci *vp);
 
 /* Device-specific configuration, read consistently (config_generation checked). */
 uint32_t virtio_pci_cfg_read32(const struct virtio_pci *vp, uint32_t off);

@@ -764,6 +764,22 @@ static void vscsi_print_info(struct scsi_hba *hba)
 	       (unsigned long long)vs->dropped_at_quiesce);
 }
 
+/* DUMPINIT / DUMPTERM: the dump path touches the common configuration, the notify area and
+ * the device configuration (bring_up); the MSI-X table is only masked through config space. */
+static int vscsi_dump_pin(struct scsi_hba *hba)
+{
+	struct virtio_scsi *vs = hba->hba_private;
+
+	return virtio_pci_pin_registers(&vs->vp);
+}
+
+static void vscsi_dump_unpin(struct scsi_hba *hba)
+{
+	struct virtio_scsi *vs = hba->hba_private;
+
+	virtio_pci_unpin_registers(&vs->vp);
+}
+
 static const struct scsi_hba_tran vscsi_tran = {
 	.tran_name = VIRTIO_SCSI_TRAN_NAME,
 	.tran_start = vscsi_start,
@@ -771,6 +787,8 @@ static const struct scsi_hba_tran vscsi_tran = {
 	.tran_abort = vscsi_abort,
 	.tran_quiesce = vscsi_quiesce,
 	.tran_print_info = vscsi_print_info,
+	.tran_dump_pin = vscsi_dump_pin,
+	.tran_dump_unpin = vscsi_dump_unpin,
 };
 
 /* ---- runtime interrupts -------------------------------------------------------------------- */

@@ -8,6 +8,7 @@
 
 #include "kern/crash.h"
 #include "arch/x86/cpu.h"
+#include "arch/x86/pin.h"
 #include "arch/x86/trap.h"
 #include "dump/dumpsys.h"
 #include "kern/exit.h"
@@ -149,6 +150,11 @@ void trap_dispatch(struct trap_frame *f)
 	uint64_t tsc = rdtsc();
 
 	irq_disable();
+	/* While the dump enforces pinning, a page fault may be a pinning violation: then it is
+	 * recorded and execution resumes at the innermost pin_guarded_call() (no IRET, NMIs
+	 * stay blocked), before crash_depth counts it as a nested crash. */
+	if (f->vector == VEC_PF)
+		pin_check_fault(read_cr2(), f->rip, f->error_code);
 	if (crash_depth++) {
 		/* A fault inside the crash path: the first crash's record stays as it was. */
 		printf("\n*** nested crash: vector %llu at rip %#llx while handling a crash\n",

@@ -102,6 +102,12 @@ struct scsi_hba_tran {
 	 * or requeue them), make the HBA ready for polled FLAG_NOINTR commands. 0 or errno. */
 	int (*tran_quiesce)(struct scsi_hba *hba);
 	void (*tran_print_info)(struct scsi_hba *hba);
+	/* DUMPINIT / DUMPTERM of a disk on this HBA: pin (unpin) the HBA's registers that the
+	 * dump path touches (arch/x86/pin.h; its static state is in the always pinned kernel
+	 * image). Once per DUMPINIT, reference counted. NULL: nothing pinned - then the dump
+	 * faults on the first register access. 0 or errno; on error nothing stays pinned. */
+	int (*tran_dump_pin)(struct scsi_hba *hba);
+	void (*tran_dump_unpin)(struct scsi_hba *hba);
 };
 
 struct scsi_hba {

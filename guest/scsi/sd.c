@@ -466,11 +466,19 @@ int sd_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 			fill_stat(un, st, EROFS, DUMPIO_OP_NONE, 0);
 			return EROFS;
 		}
-		/* "Pin": the unit, the HBA and its driver state are static, in .data/.bss. */
+		/* The unit, the HBA and its driver state are static, in .data/.bss (the kernel
+		 * image, always pinned); the HBA pins the registers its dump path uses. */
 		if (!in_kernel_rw(un, sizeof(*un)) || !in_kernel_rw(hba, sizeof(*hba)) ||
 		    !hba->tran->tran_quiesce) {
 			fill_stat(un, st, EFAULT, DUMPIO_OP_NONE, 0);
 			return EFAULT;
+		}
+		if (!un->dump_ready && hba->tran->tran_dump_pin) {
+			err = hba->tran->tran_dump_pin(hba);
+			if (err) {
+				fill_stat(un, st, err, DUMPIO_OP_NONE, 0);
+				return err;
+			}
 		}
 		un->part_lba = dev->part_lba;
 		un->part_blocks = dev->part_blocks;
@@ -538,6 +546,8 @@ int sd_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 		return 0;
 
 	case DUMPTERM:
+		if (un->dump_ready && hba->tran->tran_dump_unpin)
+			hba->tran->tran_dump_unpin(hba);
 		un->dump_active = false;
 		un->dump_ready = false;
 		return 0;

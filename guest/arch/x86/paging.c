@@ -89,6 +89,13 @@ bool paging_is_mapped(uint64_t phys, uint64_t len)
 	return true;
 }
 
+uint64_t paging_pde(uint64_t phys)
+{
+	uint64_t *pd = pd_for(phys, false);
+
+	return pd ? pd[(phys / PAGE_2M) % 512] : 0;
+}
+
 uint64_t paging_mapped_limit(void)
 {
 	uint64_t a = 0;

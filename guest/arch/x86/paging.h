@@ -17,4 +17,8 @@ uint64_t paging_mapped_limit(void);
 /* True if every byte of [phys, phys+len) is mapped. */
 bool paging_is_mapped(uint64_t phys, uint64_t len);
 
+/* The normal identity map's page directory entry (a 2 MiB page) for the region holding
+ * `phys`, 0 if it is not mapped. For arch/x86/pin.c, which copies its cache attributes. */
+uint64_t paging_pde(uint64_t phys);
+
 #endif
