@@ -1,4 +1,4 @@
-/* The components every dump contains, as component dump tables for the master dump table. */
+/* The components every dump contains, as dmp_ctl routines with classic component dump tables. */
 #include "dump/components.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/paging.h"
@@ -6,59 +6,91 @@
 #include "dump/format.h"
 #include "kern/crash.h"
 #include "kern/memmap.h"
+#include "lib/pinpool.h"
 #include "lib/printf.h"
 #include "lib/string.h"
 
 #define RAM_AREAS_MAX 64
 
-static struct cdt_entry crash_entries[1];
-static struct cdt crash_cdt;
-static struct cdt_entry kernel_entries[3];
-static struct cdt kernel_cdt;
-static struct cdt_entry ram_entries[RAM_AREAS_MAX];
-static struct cdt ram_cdt;
+/* A classic table with room for N entries, laid out as struct cdt. */
+#define CDT_STORAGE(n) struct { struct cdt_head head; struct cdt_entry entries[n]; }
 
-static uint64_t cdt_bytes(const struct cdt *t)
+static CDT_STORAGE(1) crash_table;
+static CDT_STORAGE(3) kernel_table;
+static CDT_STORAGE(RAM_AREAS_MAX) ram_table;
+static dmp_sizeest_t crash_estimate, kernel_estimate, ram_estimate;
+
+_Static_assert(offsetof(__typeof__(ram_table), entries) == offsetof(struct cdt, cdt_entry),
+	       "storage laid out as struct cdt");
+
+static struct cdt *as_cdt(void *storage)
 {
-	uint64_t total = 0;
+	return storage;
+}
 
-	for (uint32_t i = 0; i < t->num_entries; i++)
-		total += t->entries[i].len;
+static dmp_sizeest_t cdt_bytes(struct cdt *t)
+{
+	dmp_sizeest_t total = 0;
+
+	for (uint32_t i = 0; i < NUM_ENTRIES(t); i++)
+		total += t->cdt_entry[i].d_len;
 	return total;
 }
 
-static const struct cdt *crash_record_routine(int op, uint64_t *estimate)
+/* The tables never change after boot: START hands out the same one every time. */
+static void *answer(int op, struct cdt *t, dmp_sizeest_t *estimate)
 {
-	if (op == DMPRTN_ESTIMATE && estimate)
-		*estimate = cdt_bytes(&crash_cdt);
-	return &crash_cdt;
+	switch (op) {
+	case DMPRTN_START:
+		return t;
+	case DMPRTN_ESTIMATE:
+		*estimate = cdt_bytes(t);
+		return estimate;
+	default:
+		return 0;
+	}
 }
 
-static const struct cdt *kernel_routine(int op, uint64_t *estimate)
+static void *crash_record_routine(int op, void *buf)
 {
-	if (op == DMPRTN_ESTIMATE && estimate)
-		*estimate = cdt_bytes(&kernel_cdt);
-	return &kernel_cdt;
+	return answer(op, as_cdt(&crash_table), &crash_estimate);
 }
 
-static const struct cdt *ram_routine(int op, uint64_t *estimate)
+static void *kernel_routine(int op, void *buf)
 {
-	if (op == DMPRTN_ESTIMATE && estimate)
-		*estimate = cdt_bytes(&ram_cdt);
-	return ram_cdt.num_entries ? &ram_cdt : 0;
+	return answer(op, as_cdt(&kernel_table), &kernel_estimate);
 }
 
-static void set_entry(struct cdt_entry *e, const char *name, uint64_t addr, uint64_t len,
-		      uint32_t flags)
+static void *ram_routine(int op, void *buf)
 {
-	strncpy_pad(e->name, name, sizeof(e->name));
-	e->addr = addr;
-	e->len = len;
-	e->flags = flags;
+	/* No RAM outside the image and the pool: nothing to dump. */
+	if (op == DMPRTN_START && NUM_ENTRIES(as_cdt(&ram_table)) == 0)
+		return 0;
+	return answer(op, as_cdt(&ram_table), &ram_estimate);
+}
+
+static void table_init(struct cdt *t, const char *name, uint32_t kind)
+{
+	t->cdt_head.cdt_magic = DMP_MAGIC;
+	strncpy_pad(t->cdt_head.cdt_name, name, sizeof(t->cdt_head.cdt_name));
+	t->cdt_head.cdt_kind = kind;
+	t->cdt_head.cdt_len = sizeof(struct cdt_head);
+}
+
+static void table_add(struct cdt *t, const char *name, uint64_t addr, uint64_t len, uint32_t flags)
+{
+	struct cdt_entry *e = &t->cdt_entry[NUM_ENTRIES(t)];
+
+	strncpy_pad(e->d_name, name, sizeof(e->d_name));
+	e->d_ptr = (void *)(uintptr_t)addr;
+	e->d_len = len;
+	e->d_flags = flags;
+	t->cdt_head.cdt_len += sizeof(struct cdt_entry);
 }
 
 static void add_ram(uint64_t start, uint64_t end)
 {
+	struct cdt *t = as_cdt(&ram_table);
 	char name[DMP_AREA_NAME_LEN];
 
 	if (start >= end)
@@ -68,60 +100,72 @@ static void add_ram(uint64_t start, uint64_t end)
 		       (unsigned long long)start, (unsigned long long)end);
 		return;
 	}
-	if (ram_cdt.num_entries == RAM_AREAS_MAX) {
+	if (NUM_ENTRIES(t) == RAM_AREAS_MAX) {
 		printf("dump: too many RAM regions, %#llx-%#llx left out\n", (unsigned long long)start,
 		       (unsigned long long)end);
 		return;
 	}
-	snprintf(name, sizeof(name), "ram%u", ram_cdt.num_entries);
-	set_entry(&ram_entries[ram_cdt.num_entries++], name, start, end - start, 0);
+	snprintf(name, sizeof(name), "ram%u", (unsigned)NUM_ENTRIES(t));
+	table_add(t, name, start, end - start, 0);
+}
+
+/* [start, end) minus the holes (sorted by address, disjoint). */
+static void add_ram_minus(uint64_t start, uint64_t end, const uint64_t (*holes)[2], int nholes)
+{
+	for (int h = 0; h < nholes && start < end; h++) {
+		if (holes[h][1] <= start || holes[h][0] >= end)
+			continue;
+		add_ram(start, holes[h][0] > start ? holes[h][0] : start);
+		start = holes[h][1];
+	}
+	add_ram(start, end);
 }
 
 static void build_tables(void)
 {
 	uint64_t kstart = (uintptr_t)__kernel_start, kend = (uintptr_t)__kernel_end;
+	uint64_t holes[2][2] = { { kstart, kend } };
+	uint64_t pool_base, pool_bytes;
+	int nholes = 1;
+	struct cdt *t;
 
-	strncpy_pad(crash_cdt.name, "crash-record", sizeof(crash_cdt.name));
-	crash_cdt.kind = COMPONENT_KIND_CRASH_RECORD;
-	set_entry(&crash_entries[0], "crash-record", (uintptr_t)&crash_record, sizeof(crash_record),
-		  CDT_VOLATILE);
-	crash_cdt.entries = crash_entries;
-	crash_cdt.num_entries = 1;
+	t = as_cdt(&crash_table);
+	table_init(t, "crash-record", COMPONENT_KIND_CRASH_RECORD);
+	table_add(t, "crash-record", (uintptr_t)&crash_record, sizeof(crash_record), CDT_VOLATILE);
 
-	strncpy_pad(kernel_cdt.name, "kernel", sizeof(kernel_cdt.name));
-	kernel_cdt.kind = COMPONENT_KIND_KERNEL;
-	set_entry(&kernel_entries[0], "text", (uintptr_t)__text_start,
-		  (uintptr_t)__text_end - (uintptr_t)__text_start, 0);
-	set_entry(&kernel_entries[1], "rodata", (uintptr_t)__rodata_start,
+	t = as_cdt(&kernel_table);
+	table_init(t, "kernel", COMPONENT_KIND_KERNEL);
+	table_add(t, "text", (uintptr_t)__text_start, (uintptr_t)__text_end - (uintptr_t)__text_start, 0);
+	table_add(t, "rodata", (uintptr_t)__rodata_start,
 		  (uintptr_t)__rodata_end - (uintptr_t)__rodata_start, 0);
-	set_entry(&kernel_entries[2], "data+bss", (uintptr_t)__data_start,
-		  kend - (uintptr_t)__data_start, CDT_VOLATILE);
-	kernel_cdt.entries = kernel_entries;
-	kernel_cdt.num_entries = 3;
+	table_add(t, "data+bss", (uintptr_t)__data_start, kend - (uintptr_t)__data_start, CDT_VOLATILE);
 
-	strncpy_pad(ram_cdt.name, "ram", sizeof(ram_cdt.name));
-	ram_cdt.kind = COMPONENT_KIND_RAM;
-	ram_cdt.entries = ram_entries;
-	ram_cdt.num_entries = 0;
+	/* The kernel image is its own component; the pinned pool holds the dump's own buffers. */
+	if (pinpool_range(&pool_base, &pool_bytes)) {
+		int at = pool_base < kstart ? 0 : 1;
+
+		holes[1][0] = holes[0][0];
+		holes[1][1] = holes[0][1];
+		holes[at][0] = pool_base;
+		holes[at][1] = pool_base + pool_bytes;
+		nholes = 2;
+	}
+	t = as_cdt(&ram_table);
+	table_init(t, "ram", COMPONENT_KIND_RAM);
 	for (int i = 0; i < memmap_count(); i++) {
 		const struct mem_region *r = memmap_region(i);
-		uint64_t start = r->base, end = r->base + r->len;
 
-		if (r->type != MMAP_TYPE_USABLE)
-			continue;
-		/* The kernel image is its own component. */
-		if (start < kend && kstart < end) {
-			add_ram(start, kstart);
-			add_ram(kend, end);
-		} else {
-			add_ram(start, end);
-		}
+		if (r->type == MMAP_TYPE_USABLE)
+			add_ram_minus(r->base, r->base + r->len, holes, nholes);
 	}
 }
 
 int dump_components_register(void)
 {
-	static const struct dmpctl_data builtins[] = {
+	static const struct {
+		const char *name;
+		dmp_func_t func;
+	} builtins[] = {
 		{ "crash-record", crash_record_routine },
 		{ "kernel", kernel_routine },
 		{ "ram", ram_routine },
@@ -129,7 +173,12 @@ int dump_components_register(void)
 
 	build_tables();
 	for (unsigned i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
-		int err = dmp_ctl(DMPCTL_ADD, &builtins[i]);
+		struct dmpctl_data d = {
+			.dmpc_magic = DMPC_MAGIC1,
+			.dmpc_func = builtins[i].func,
+			.dmpc_name = builtins[i].name,
+		};
+		int err = dmp_ctl(DMPCTL_ADD, &d);
 
 		if (err)
 			return err;

@@ -1,126 +1,94 @@
-/* The master dump table: registration and collection of component dump tables. */
+/*
+ * dmp_ctl(): the dmp_ctl side of the master dump table (docs/components.md), and the global
+ * buffer. The table itself is the facility's registry (dump/registry.h), shared with the RAS
+ * components so that both kinds are dumped in registration order.
+ */
 #include "dump/dumptable.h"
-#include "arch/x86/paging.h"
-#include "dump/format.h"
+#include "dump/registry.h"
 #include "lib/errno.h"
+#include "lib/pinpool.h"
 #include "lib/string.h"
 
-static struct dmpctl_data table[DMP_MAX_COMPONENTS];
-static int ntable;
+#define DMPFUNC_KNOWN	(DMPFUNC_CALL_ON_RESTART | DMPFUNC_GLOBAL_BUFFER)
 
-int dmp_ctl(int op, const struct dmpctl_data *parm)
+/* Allocated at configuration time only, from the pinned pool; never shrinks. */
+static void *global_buf;
+static size_t global_bytes;
+
+/* Make the global buffer at least `bytes` long. A larger request reallocates: nobody has
+ * data in it outside a dump, so nothing is copied. */
+static int global_buffer_reserve(size_t bytes)
+{
+	void *nb;
+
+	if (bytes <= global_bytes)
+		return 0;
+	nb = pinpool_alloc(bytes);
+	if (!nb)
+		return ENOMEM;
+	if (global_buf)
+		pinpool_free(global_buf);
+	global_buf = nb;
+	global_bytes = bytes;
+	return 0;
+}
+
+static int dmpctl_add(const struct dmpctl_data *p)
+{
+	struct dmp_reg r;
+	int err;
+
+	if (p->dmpc_magic != DMPC_MAGIC1 || !p->dmpc_func || (p->dmpc_flags & ~DMPFUNC_KNOWN) ||
+	    ((p->dmpc_flags & DMPFUNC_GLOBAL_BUFFER) && p->dmpc_bsize == 0) ||
+	    !dmp_registry_name_ok(p->dmpc_name))
+		return EINVAL;
+	if (dmp_registry_find_func(p->dmpc_func) >= 0)
+		return EEXIST;
+	if (dmp_nregistry == DMP_MAX_COMPONENTS)
+		return ENOMEM;
+	if (p->dmpc_flags & DMPFUNC_GLOBAL_BUFFER) {
+		err = global_buffer_reserve(p->dmpc_bsize);
+		if (err)
+			return err;
+	}
+
+	memset(&r, 0, sizeof(r));
+	strncpy_pad(r.name, p->dmpc_name, sizeof(r.name));
+	r.func = p->dmpc_func;
+	r.dmpc_flags = p->dmpc_flags;
+	r.bsize = (p->dmpc_flags & DMPFUNC_GLOBAL_BUFFER) ? p->dmpc_bsize : 0;
+	return dmp_registry_add(&r);
+}
+
+int dmp_ctl(int op, struct dmpctl_data *parmp)
 {
 	int i;
 
-	if (!parm || !parm->func)
+	if (!parmp)
 		return EINVAL;
-	for (i = 0; i < ntable; i++)
-		if (table[i].func == parm->func)
-			break;
-
 	switch (op) {
 	case DMPCTL_ADD:
-		if (i < ntable)
-			return EEXIST;
-		if (ntable == DMP_MAX_COMPONENTS)
-			return ENOSPC;
-		table[ntable++] = *parm;
-		return 0;
+		return dmpctl_add(parmp);
 	case DMPCTL_DEL:
-		if (i == ntable)
+		i = parmp->dmpc_func ? dmp_registry_find_func(parmp->dmpc_func) : -1;
+		if (i < 0)
 			return EINVAL;
-		memmove(&table[i], &table[i + 1], (size_t)(ntable - i - 1) * sizeof(table[0]));
-		ntable--;
+		/* The global buffer stays: it is pinned for the life of the system. */
+		dmp_registry_remove(i);
 		return 0;
+	case DMPCTL_RTNFAILURE:
+		if (!parmp->dmpc_func || dmp_registry_find_func(parmp->dmpc_func) < 0)
+			return EINVAL;
+		return dmp_report_failure(parmp->dmpc_func, parmp->dmpcf_rV,
+					  (uint64_t)(uintptr_t)parmp->dmpcf_vaddr, parmp->dmpcf_handle);
 	default:
 		return EINVAL;
 	}
 }
 
-int dmp_count(void)
+void *dmp_global_buffer(size_t *bytes)
 {
-	return ntable;
-}
-
-const char *dmp_name(int i)
-{
-	return i >= 0 && i < ntable ? table[i].name : 0;
-}
-
-uint64_t dmp_estimate(void)
-{
-	uint64_t total = 0;
-
-	for (int i = 0; i < ntable; i++) {
-		uint64_t e = 0;
-
-		table[i].func(DMPRTN_ESTIMATE, &e);
-		total += e;
-	}
-	return total;
-}
-
-/* An area is dumpable if it is non-empty and entirely mapped (the writer reads it). */
-static int check_cdt(const struct cdt *t, uint32_t room)
-{
-	if (t->num_entries == 0 || !t->entries)
-		return ENODATA;
-	if (t->num_entries > room)
-		return E2BIG;
-	for (uint32_t k = 0; k < t->num_entries; k++) {
-		const struct cdt_entry *e = &t->entries[k];
-
-		if (e->len == 0 || e->addr + e->len < e->addr || !paging_is_mapped(e->addr, e->len))
-			return EFAULT;
-	}
-	return 0;
-}
-
-void dmp_collect(struct dmp_collection *c)
-{
-	c->ncomponents = 0;
-	c->nareas = 0;
-	for (int i = 0; i < ntable; i++) {
-		struct dmp_component *comp = &c->components[c->ncomponents];
-		const struct cdt *t = table[i].func(DMPRTN_START, 0);
-		int err;
-
-		memset(comp, 0, sizeof(*comp));
-		strncpy_pad(comp->name, table[i].name, sizeof(comp->name));
-		comp->func = table[i].func;
-		comp->kind = COMPONENT_KIND_OTHER;
-		comp->first_area = c->nareas;
-		c->ncomponents++;
-
-		if (!t) {
-			comp->status = COMPONENT_EXCLUDED;
-			comp->reason = ENODATA;
-			continue;
-		}
-		comp->kind = t->kind;
-		err = check_cdt(t, DMP_MAX_AREAS - c->nareas);
-		if (err) {
-			comp->status = COMPONENT_FAILED;
-			comp->reason = (uint32_t)err;
-			continue;
-		}
-		comp->status = COMPONENT_DUMPED;
-		comp->area_count = t->num_entries;
-		for (uint32_t k = 0; k < t->num_entries; k++) {
-			struct dmp_area *a = &c->areas[c->nareas++];
-
-			strncpy_pad(a->name, t->entries[k].name, sizeof(a->name));
-			a->phys = t->entries[k].addr;
-			a->len = t->entries[k].len;
-			a->component = c->ncomponents - 1;
-			a->flags = (t->entries[k].flags & CDT_VOLATILE) ? AREA_FLAG_VOLATILE : 0;
-		}
-	}
-}
-
-void dmp_done(const struct dmp_collection *c)
-{
-	for (uint32_t i = 0; i < c->ncomponents; i++)
-		if (c->components[i].status == COMPONENT_DUMPED)
-			c->components[i].func(DMPRTN_DONE, 0);
+	if (bytes)
+		*bytes = global_bytes;
+	return global_buf;
 }
