@@ -11,12 +11,23 @@
  * sets up leave their device interrupts on (no VIRTQ_AVAIL_F_NO_INTERRUPT). */
 extern bool dump_testfault_irq_on;
 
-/* The configured dump device, NULL if none. */
+/* The configured dump devices, NULL if none: primary (dumpdev=) and secondary (dumpdev2=,
+ * where the dump restarts when a write to the primary fails). */
 extern struct dumpdev *dump_device;
+extern struct dumpdev *dump_device2;
 
-/* Boot time: DUMPINIT and DUMPQUERY on `dev` and make it the dump device. */
-int dumpsys_configure(struct dumpdev *dev, const char **why);
-const struct dmp_query *dumpsys_query(void);
+/*
+ * Make `dev` the dump device of `role` (DUMP_ROLE_PRIMARY / DUMP_ROLE_SECONDARY): DUMPINIT and
+ * DUMPQUERY. A device it replaces gets DUMPTERM afterwards (only once the new one is ready);
+ * on failure the new one gets DUMPTERM if DUMPINIT had succeeded, and the old one stays.
+ */
+int dumpsys_configure(struct dumpdev *dev, uint32_t role, const char **why);
+/* `role` stops having a dump device: DUMPTERM (before the device may be closed). */
+void dumpsys_unconfigure(uint32_t role);
+/* Every configured dump device stops being one (e.g. before a reboot or a fatal boot error). */
+void dumpsys_terminate_all(void);
+const struct dmp_query *dumpsys_query(void);		/* the primary's */
+const struct dmp_query *dumpsys_query_role(uint32_t role);
 
 /* Crash time: write the system dump, report DONE, exit. Never returns. */
 void dump_system(const struct crash_record *cr) __attribute__((noreturn));

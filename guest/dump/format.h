@@ -1,5 +1,5 @@
 /*
- * On-disk structures of dump format version 1 (docs/dump-format.md). Every offset is a byte
+ * On-disk structures of dump format version 2 (docs/dump-format.md). Every offset is a byte
  * offset from the start of the dump partition; every integer is little-endian (native here).
  */
 #ifndef DUMP_FORMAT_H
@@ -9,18 +9,31 @@
 #include <stdint.h>
 
 #define DUMP_PAGE		4096u
-#define DUMP_VERSION		1u
+#define DUMP_VERSION		2u
 #define DUMP_HEADER_SIZE	512u
 #define DUMP_LEADER_OFFSET	65536u
 #define DUMP_DIR_OFFSET		69632u
 #define DUMP_NREGS		32
 #define DUMP_CHUNK_SIZE_MIN	65536u
 #define DUMP_CRC_TABLE_MAX	(256u * 1024)
-#define DUMP_PROGRESS_STEP	(64ull << 20)
+#define DUMP_PROGRESS_STEP	(64ull << 20)	/* a checkpoint after every 64 MiB of body */
+
+/* The writer's limits, which fix the directory slot's capacity (Layout). */
+#define DUMP_DIR_MAX_COMPONENTS	32u
+#define DUMP_DIR_MAX_AREAS	1024u
+#define DUMP_DIR_MAX_CALLS	1024u
+#define DUMP_DIR_MAX_VIOLATIONS	16u
+#define DUMP_DIR_BYTES \
+	((64u + 128u * DUMP_DIR_MAX_COMPONENTS + 64u * DUMP_DIR_MAX_AREAS + \
+	  24u * DUMP_DIR_MAX_CALLS + 32u * DUMP_DIR_MAX_VIOLATIONS + 4095u) & ~4095u)
+_Static_assert(DUMP_DIR_BYTES == 98304, "dir_bytes as docs/dump-format.md says");
 
 #define DUMP_STATUS_IN_PROGRESS	1u
 #define DUMP_STATUS_COMPLETE	2u
 #define DUMP_STATUS_FAILED	3u
+
+#define DUMP_ROLE_PRIMARY	1u
+#define DUMP_ROLE_SECONDARY	2u
 
 #define CRASH_REASON_NMI	1u
 #define CRASH_REASON_PANIC	2u
@@ -35,8 +48,39 @@
 #define COMPONENT_DUMPED	1u
 #define COMPONENT_EXCLUDED	2u
 #define COMPONENT_FAILED	3u
+#define COMPONENT_DISABLED	4u
+#define COMPONENT_PENDING	5u
+
+/* Component entry flags (the DMPF_* of dump/facility.h are the same bits). */
+#define COMPONENT_FLAG_CALL_ON_RESTART	(1u << 0)
+#define COMPONENT_FLAG_GLOBAL_BUFFER	(1u << 1)
+#define COMPONENT_FLAG_RAS		(1u << 2)
+#define COMPONENT_FLAG_UNLIMITED	(1u << 3)
+#define COMPONENT_FLAG_PRIVATE_STAGING	(1u << 4)
+#define COMPONENT_FLAG_SHARED_STAGING	(1u << 5)
+#define COMPONENT_FLAG_SERIALIO		(1u << 6)
+#define COMPONENT_FLAG_RTNFAILURE	(1u << 7)
+#define COMPONENT_FLAG_PIN_VIOLATION	(1u << 8)
+#define COMPONENT_FLAG_ENDED_EARLY	(1u << 9)
+#define COMPONENT_FLAG_TABLE_REUSED	(1u << 10)
 
 #define AREA_FLAG_VOLATILE	1u
+#define AREA_FLAG_STAGED	2u
+
+/* Call records: op and outcome (the DMPCALL_* of dump/facility.h are the same values). */
+#define CALL_OP_START		1u
+#define CALL_OP_AGAIN		2u
+#define CALL_OP_DONE		3u
+#define CALL_OP_ESTIMATE	4u
+#define CALL_OUTCOME_TABLE	1u
+#define CALL_OUTCOME_NONE	2u
+#define CALL_OUTCOME_NEGATIVE	3u
+#define CALL_OUTCOME_FAULT	4u
+#define CALL_OUTCOME_VALUE	5u
+#define CALL_OUTCOME_ACK	6u
+#define CALL_OUTCOME_BAD	7u
+
+#define VIOLATION_NO_COMPONENT	0xffffffffu
 
 /* Register order of the header and the crash record. */
 enum dump_reg {
@@ -49,8 +93,8 @@ enum dump_reg {
 
 struct dump_header {
 	char magic[8];			/* "DBEDDUMP" */
-	uint32_t version;
-	uint32_t header_size;
+	uint32_t version;		/* 2 */
+	uint32_t header_size;		/* 512 */
 	uint32_t block_size;
 	uint32_t status;
 	uint8_t dump_id[16];
@@ -76,15 +120,20 @@ struct dump_header {
 	uint32_t area_count;
 	uint32_t max_transfer;
 	uint32_t min_transfer;
-	uint32_t reserved164;
+	uint32_t level;
 	uint64_t failure_offset;
 	uint64_t ram_bytes;
 	uint64_t tsc_hz;
 	uint64_t tsc_crash;
 	uint64_t tsc_done;
-	uint64_t reserved208;
+	uint64_t estimate_bytes;
 	uint64_t registers[DUMP_NREGS];
-	uint8_t reserved472[36];
+	uint32_t chunks_sealed;
+	uint32_t device_role;
+	uint32_t restart_error;
+	uint32_t reserved484;
+	uint64_t restart_offset;
+	uint8_t reserved496[12];
 	uint32_t header_crc;		/* CRC32C of bytes 0..507 */
 } __attribute__((packed));
 
@@ -92,9 +141,16 @@ struct dump_dir_header {
 	char magic[8];			/* "DBEDDIR\0" */
 	uint32_t component_count;
 	uint32_t area_count;
-	uint32_t component_entry_size;	/* 64 */
+	uint32_t component_entry_size;	/* 128 */
 	uint32_t area_entry_size;	/* 64 */
-	uint8_t zero[40];
+	uint32_t call_count;
+	uint32_t call_entry_size;	/* 24 */
+	uint32_t violation_count;
+	uint32_t violation_entry_size;	/* 32 */
+	uint32_t level;
+	uint32_t generation;
+	uint64_t estimate_bytes;
+	uint64_t zero;
 } __attribute__((packed));
 
 struct dump_component_entry {
@@ -105,7 +161,16 @@ struct dump_component_entry {
 	uint32_t first_area;
 	uint32_t area_count;
 	uint32_t flags;
-	uint64_t reserved;
+	uint32_t level;
+	uint32_t table_generation;
+	uint64_t estimate_bytes;
+	uint64_t dumped_bytes;
+	int32_t failure_rv;
+	uint32_t staging_bytes;
+	uint64_t failure_vaddr;
+	uint64_t failure_handle;
+	uint64_t global_buffer_bytes;
+	uint8_t zero[16];
 } __attribute__((packed));
 
 struct dump_area_entry {
@@ -114,8 +179,28 @@ struct dump_area_entry {
 	uint64_t length;
 	uint64_t disk_offset;
 	uint32_t component;
-	uint32_t flags;
-	uint64_t reserved;
+	uint32_t flags;			/* AREA_FLAG_* */
+	uint64_t zero;
+} __attribute__((packed));
+
+struct dump_call_record {
+	uint32_t component;
+	uint8_t op;			/* CALL_OP_* */
+	uint8_t generation;
+	uint8_t outcome;		/* CALL_OUTCOME_* */
+	uint8_t zero;
+	uint32_t entries;
+	uint32_t level;
+	int64_t value;
+} __attribute__((packed));
+
+struct dump_violation_record {
+	uint64_t address;
+	uint64_t rip;
+	uint32_t error_code;
+	uint32_t component;		/* VIOLATION_NO_COMPONENT: the facility or a driver */
+	uint32_t op;
+	uint32_t generation;
 } __attribute__((packed));
 
 struct dump_end_marker {
@@ -149,45 +234,130 @@ struct crash_record {
 	_Static_assert(offsetof(struct type, field) == (off), #type "." #field " at " #off)
 
 _Static_assert(sizeof(struct dump_header) == 512, "header size");
+FMT_CHECK(dump_header, magic, 0);
+FMT_CHECK(dump_header, version, 8);
+FMT_CHECK(dump_header, header_size, 12);
+FMT_CHECK(dump_header, block_size, 16);
 FMT_CHECK(dump_header, status, 20);
 FMT_CHECK(dump_header, dump_id, 24);
 FMT_CHECK(dump_header, generation, 40);
+FMT_CHECK(dump_header, crash_reason, 44);
+FMT_CHECK(dump_header, crash_vector, 48);
 FMT_CHECK(dump_header, failure, 52);
 FMT_CHECK(dump_header, crash_error_code, 56);
+FMT_CHECK(dump_header, crash_fault_addr, 64);
 FMT_CHECK(dump_header, partition_bytes, 72);
 FMT_CHECK(dump_header, dir_offset, 80);
+FMT_CHECK(dump_header, dir_bytes, 88);
 FMT_CHECK(dump_header, dir_crc, 92);
 FMT_CHECK(dump_header, crc_table_offset, 96);
+FMT_CHECK(dump_header, crc_table_bytes, 104);
 FMT_CHECK(dump_header, crc_table_crc, 108);
 FMT_CHECK(dump_header, body_offset, 112);
+FMT_CHECK(dump_header, body_bytes, 120);
 FMT_CHECK(dump_header, body_written, 128);
 FMT_CHECK(dump_header, end_offset, 136);
 FMT_CHECK(dump_header, chunk_size, 144);
+FMT_CHECK(dump_header, component_count, 148);
+FMT_CHECK(dump_header, area_count, 152);
 FMT_CHECK(dump_header, max_transfer, 156);
 FMT_CHECK(dump_header, min_transfer, 160);
+FMT_CHECK(dump_header, level, 164);
 FMT_CHECK(dump_header, failure_offset, 168);
 FMT_CHECK(dump_header, ram_bytes, 176);
+FMT_CHECK(dump_header, tsc_hz, 184);
+FMT_CHECK(dump_header, tsc_crash, 192);
 FMT_CHECK(dump_header, tsc_done, 200);
+FMT_CHECK(dump_header, estimate_bytes, 208);
 FMT_CHECK(dump_header, registers, 216);
-FMT_CHECK(dump_header, reserved472, 472);
+FMT_CHECK(dump_header, chunks_sealed, 472);
+FMT_CHECK(dump_header, device_role, 476);
+FMT_CHECK(dump_header, restart_error, 480);
+FMT_CHECK(dump_header, reserved484, 484);
+FMT_CHECK(dump_header, restart_offset, 488);
+FMT_CHECK(dump_header, reserved496, 496);
 FMT_CHECK(dump_header, header_crc, 508);
+
 _Static_assert(sizeof(struct dump_dir_header) == 64, "dir header size");
-_Static_assert(sizeof(struct dump_component_entry) == 64, "component entry size");
+FMT_CHECK(dump_dir_header, magic, 0);
+FMT_CHECK(dump_dir_header, component_count, 8);
+FMT_CHECK(dump_dir_header, area_count, 12);
+FMT_CHECK(dump_dir_header, component_entry_size, 16);
+FMT_CHECK(dump_dir_header, area_entry_size, 20);
+FMT_CHECK(dump_dir_header, call_count, 24);
+FMT_CHECK(dump_dir_header, call_entry_size, 28);
+FMT_CHECK(dump_dir_header, violation_count, 32);
+FMT_CHECK(dump_dir_header, violation_entry_size, 36);
+FMT_CHECK(dump_dir_header, level, 40);
+FMT_CHECK(dump_dir_header, generation, 44);
+FMT_CHECK(dump_dir_header, estimate_bytes, 48);
+FMT_CHECK(dump_dir_header, zero, 56);
+
+_Static_assert(sizeof(struct dump_component_entry) == 128, "component entry size");
+FMT_CHECK(dump_component_entry, name, 0);
 FMT_CHECK(dump_component_entry, kind, 32);
+FMT_CHECK(dump_component_entry, status, 36);
+FMT_CHECK(dump_component_entry, reason, 40);
 FMT_CHECK(dump_component_entry, first_area, 44);
+FMT_CHECK(dump_component_entry, area_count, 48);
 FMT_CHECK(dump_component_entry, flags, 52);
+FMT_CHECK(dump_component_entry, level, 56);
+FMT_CHECK(dump_component_entry, table_generation, 60);
+FMT_CHECK(dump_component_entry, estimate_bytes, 64);
+FMT_CHECK(dump_component_entry, dumped_bytes, 72);
+FMT_CHECK(dump_component_entry, failure_rv, 80);
+FMT_CHECK(dump_component_entry, staging_bytes, 84);
+FMT_CHECK(dump_component_entry, failure_vaddr, 88);
+FMT_CHECK(dump_component_entry, failure_handle, 96);
+FMT_CHECK(dump_component_entry, global_buffer_bytes, 104);
+FMT_CHECK(dump_component_entry, zero, 112);
+
 _Static_assert(sizeof(struct dump_area_entry) == 64, "area entry size");
+FMT_CHECK(dump_area_entry, name, 0);
 FMT_CHECK(dump_area_entry, phys_addr, 24);
+FMT_CHECK(dump_area_entry, length, 32);
 FMT_CHECK(dump_area_entry, disk_offset, 40);
 FMT_CHECK(dump_area_entry, component, 48);
 FMT_CHECK(dump_area_entry, flags, 52);
+FMT_CHECK(dump_area_entry, zero, 56);
+
+_Static_assert(sizeof(struct dump_call_record) == 24, "call record size");
+FMT_CHECK(dump_call_record, component, 0);
+FMT_CHECK(dump_call_record, op, 4);
+FMT_CHECK(dump_call_record, generation, 5);
+FMT_CHECK(dump_call_record, outcome, 6);
+FMT_CHECK(dump_call_record, zero, 7);
+FMT_CHECK(dump_call_record, entries, 8);
+FMT_CHECK(dump_call_record, level, 12);
+FMT_CHECK(dump_call_record, value, 16);
+
+_Static_assert(sizeof(struct dump_violation_record) == 32, "violation record size");
+FMT_CHECK(dump_violation_record, address, 0);
+FMT_CHECK(dump_violation_record, rip, 8);
+FMT_CHECK(dump_violation_record, error_code, 16);
+FMT_CHECK(dump_violation_record, component, 20);
+FMT_CHECK(dump_violation_record, op, 24);
+FMT_CHECK(dump_violation_record, generation, 28);
+
 _Static_assert(sizeof(struct dump_end_marker) == 4096, "end marker size");
+FMT_CHECK(dump_end_marker, magic, 0);
+FMT_CHECK(dump_end_marker, version, 8);
+FMT_CHECK(dump_end_marker, generation, 12);
 FMT_CHECK(dump_end_marker, dump_id, 16);
 FMT_CHECK(dump_end_marker, body_bytes, 32);
 FMT_CHECK(dump_end_marker, nchunks, 40);
 FMT_CHECK(dump_end_marker, crc_table_crc, 44);
+FMT_CHECK(dump_end_marker, zero, 48);
 FMT_CHECK(dump_end_marker, crc, 4092);
+
 _Static_assert(sizeof(struct crash_record) == 1024, "crash record size");
+FMT_CHECK(crash_record, magic, 0);
+FMT_CHECK(crash_record, version, 8);
+FMT_CHECK(crash_record, crash_reason, 12);
+FMT_CHECK(crash_record, crash_vector, 16);
+FMT_CHECK(crash_record, cpu, 20);
+FMT_CHECK(crash_record, crash_error_code, 24);
+FMT_CHECK(crash_record, crash_fault_addr, 32);
 FMT_CHECK(crash_record, tsc_crash, 40);
 FMT_CHECK(crash_record, registers, 48);
 FMT_CHECK(crash_record, zero, 304);
