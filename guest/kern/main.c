@@ -32,6 +32,7 @@
 #include "kern/workload.h"
 #include "lib/crc.h"
 #include "lib/errno.h"
+#include "lib/pinpool.h"
 #include "lib/printf.h"
 #include "lib/serial.h"
 #include "lib/string.h"
@@ -216,6 +217,8 @@ void kernel_main(void)
 	if (memmap_usable_bytes() == 0)
 		fatal_boot_error("no-usable-ram");
 	setup_paging();
+	if (pinpool_init())
+		fatal_boot_error("pinpool");
 	apic_init();
 
 	window = memmap_low_ram_end();
