@@ -1,5 +1,5 @@
-/* Kernel command line: dumpdev, workload, dumpid, fill, iotimeout, testfault
- * (docs/guest-interface.md). */
+/* Kernel command line: dumpdev, dumpdev2, dumplevel, components, pinpool, workload, dumpid,
+ * fill, iotimeout, testfault (docs/guest-interface.md). */
 #include "kern/cmdline.h"
 #include "lib/hex.h"
 #include "lib/printf.h"
@@ -7,6 +7,8 @@
 
 struct boot_config boot_config = {
 	.iotimeout_ms = IOTIMEOUT_DEFAULT_MS,
+	.dump_level = 3,		/* CD_LVL_NORMAL */
+	.components = "default",
 };
 
 static bool word_is(const char *key, size_t klen, const char *name)
@@ -38,7 +40,9 @@ static bool parse_fields(const char *v, size_t vlen, int max, const uint64_t *li
 	return true;
 }
 
-static bool parse_dumpdev(const char *v, size_t vlen)
+/* A dump device: "virtio-blk[:N]", "virtio-scsi[:N[:T[:L]]]" or "lsi[:N[:T[:L]]]". */
+static bool parse_dumpdev(const char *v, size_t vlen, char *name, size_t name_size,
+			  enum dumpdev_kind *kind, int *index, int *target, int *lun)
 {
 	static const struct {
 		const char *name;
@@ -51,7 +55,7 @@ static bool parse_dumpdev(const char *v, size_t vlen)
 	};
 	static const uint64_t limit[3] = { 31, 255, 16383 };	/* N, T, L */
 
-	if (vlen >= sizeof(boot_config.dumpdev))
+	if (vlen >= name_size)
 		return false;
 	for (unsigned i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		size_t plen = strlen(kinds[i].name);
@@ -61,16 +65,64 @@ static bool parse_dumpdev(const char *v, size_t vlen)
 			continue;
 		if (!parse_fields(v + plen, vlen - plen, kinds[i].fields, limit, f))
 			return false;
-		memcpy(boot_config.dumpdev, v, vlen);
-		boot_config.dumpdev[vlen] = '\0';
-		boot_config.dumpdev_kind = kinds[i].kind;
-		boot_config.dumpdev_index = f[0];
-		boot_config.dumpdev_target = f[1];
-		boot_config.dumpdev_lun = f[2];
-		boot_config.dumpdev_set = true;
+		memcpy(name, v, vlen);
+		name[vlen] = '\0';
+		*kind = kinds[i].kind;
+		*index = f[0];
+		*target = f[1];
+		*lun = f[2];
 		return true;
 	}
 	return false;
+}
+
+/* components=: "all", "none", "default", or names [a-z0-9-] separated by commas. */
+static bool parse_components(const char *v, size_t vlen)
+{
+	size_t name = 0;
+
+	if (vlen == 0 || vlen >= sizeof(boot_config.components))
+		return false;
+	for (size_t i = 0; i < vlen; i++) {
+		char c = v[i];
+
+		if (c == ',') {
+			if (name == 0)
+				return false;	/* an empty name */
+			name = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') {
+			name++;
+		} else {
+			return false;
+		}
+	}
+	if (name == 0)
+		return false;
+	memcpy(boot_config.components, v, vlen);
+	boot_config.components[vlen] = '\0';
+	return true;
+}
+
+/* pinpool=: bytes, with an optional K, M or G suffix (powers of 1024); not 0. */
+static bool parse_size(const char *v, size_t vlen, uint64_t *out)
+{
+	unsigned shift = 0;
+	uint64_t x;
+
+	if (vlen > 1) {
+		switch (v[vlen - 1]) {
+		case 'K': case 'k': shift = 10; break;
+		case 'M': case 'm': shift = 20; break;
+		case 'G': case 'g': shift = 30; break;
+		default: break;
+		}
+		if (shift)
+			vlen--;
+	}
+	if (!parse_u64_dec(v, vlen, &x) || x == 0 || x > (~0ull >> shift))
+		return false;
+	*out = x << shift;
+	return true;
 }
 
 bool cmdline_parse(const char *p, const char **why)
@@ -104,8 +156,37 @@ bool cmdline_parse(const char *p, const char **why)
 		first = false;
 
 		if (word_is(word, klen, "dumpdev")) {
-			if (!parse_dumpdev(val, vlen)) {
+			if (!parse_dumpdev(val, vlen, boot_config.dumpdev, sizeof(boot_config.dumpdev),
+					   &boot_config.dumpdev_kind, &boot_config.dumpdev_index,
+					   &boot_config.dumpdev_target, &boot_config.dumpdev_lun)) {
 				*why = "bad-dumpdev";
+				return false;
+			}
+			boot_config.dumpdev_set = true;
+		} else if (word_is(word, klen, "dumpdev2")) {
+			if (!parse_dumpdev(val, vlen, boot_config.dumpdev2, sizeof(boot_config.dumpdev2),
+					   &boot_config.dumpdev2_kind, &boot_config.dumpdev2_index,
+					   &boot_config.dumpdev2_target, &boot_config.dumpdev2_lun)) {
+				*why = "bad-dumpdev2";
+				return false;
+			}
+			boot_config.dumpdev2_set = true;
+		} else if (word_is(word, klen, "dumplevel")) {
+			uint64_t level;
+
+			if (!parse_u64_dec(val, vlen, &level) || level > 9) {
+				*why = "bad-dumplevel";
+				return false;
+			}
+			boot_config.dump_level = (uint32_t)level;
+		} else if (word_is(word, klen, "components")) {
+			if (!parse_components(val, vlen)) {
+				*why = "bad-components";
+				return false;
+			}
+		} else if (word_is(word, klen, "pinpool")) {
+			if (!parse_size(val, vlen, &boot_config.pinpool_bytes)) {
+				*why = "bad-pinpool";
 				return false;
 			}
 		} else if (word_is(word, klen, "dumpid")) {

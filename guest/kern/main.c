@@ -20,6 +20,7 @@
 #include "drivers/virtio_scsi.h"
 #include "dump/components.h"
 #include "dump/dumpsys.h"
+#include "dump/ras.h"
 #include "dump/gpt.h"
 #include "kern/cmdline.h"
 #include "kern/crash.h"
@@ -28,6 +29,7 @@
 #include "kern/memmap.h"
 #include "kern/multiboot.h"
 #include "kern/result.h"
+#include "kern/samples.h"
 #include "kern/shell.h"
 #include "kern/workload.h"
 #include "lib/crc.h"
@@ -46,7 +48,27 @@
 
 void kernel_main(void);
 
-static struct dumpdev dump_dev;
+/* A dump device as the command line names it (dumpdev= or dumpdev2=), and its storage. */
+struct dumpdev_spec {
+	const char *key;		/* "dumpdev" / "dumpdev2" */
+	const char *value;		/* e.g. "virtio-blk:1" */
+	enum dumpdev_kind kind;
+	int index, target, lun;
+	uint32_t role;			/* DUMP_ROLE_* */
+	const char *not_found;		/* boot error words */
+	const char *init_failed;
+	struct dumpdev dev;
+};
+
+static struct dumpdev_spec dump_specs[2];
+
+/* A boot error once a dump device may be configured: the devices stop being dump targets
+ * (DUMPTERM releases what DUMPINIT pinned) before the guest goes away. */
+static void __attribute__((noreturn)) dump_setup_error(const char *why)
+{
+	dumpsys_terminate_all();
+	fatal_boot_error(why);
+}
 
 static int vblk_read_blocks(void *ctx, uint64_t lba, void *buf, uint32_t nblocks)
 {
@@ -81,10 +103,12 @@ static void setup_paging(void)
 		paging_set_uncached(hole, 4 * GIB - hole);
 }
 
-/* The disk is up: find the dump partition and make it the dump device. */
-static void configure_dump_partition(struct gpt_disk *disk, dddump_fn dddump, void *softc,
+/* The disk is up: find the dump partition and make it the dump device of sp's role. */
+static void configure_dump_partition(struct dumpdev_spec *sp, struct gpt_disk *disk,
+				     dddump_fn dddump, void *softc,
 				     void (*print_info)(const void *softc))
 {
+	struct dumpdev *dev = &sp->dev;
 	struct gpt_partition part;
 	const char *why;
 	char guid[37];
@@ -93,94 +117,128 @@ static void configure_dump_partition(struct gpt_disk *disk, dddump_fn dddump, vo
 	err = gpt_find_partition(disk, gpt_dumpbed_dump_type, &part, &why);
 	if (err) {
 		gpt_guid_to_text(gpt_dumpbed_dump_type, guid);
-		printf("dumpdev=%s: no usable dump partition (type %s): %s (%s)\n", boot_config.dumpdev,
+		printf("%s=%s: no usable dump partition (type %s): %s (%s)\n", sp->key, sp->value,
 		       guid, why, errno_name(err));
-		fatal_boot_error(why);
+		dump_setup_error(why);
 	}
 
-	strlcpy(dump_dev.name, boot_config.dumpdev, sizeof(dump_dev.name));
-	dump_dev.dddump = dddump;
-	dump_dev.softc = softc;
-	dump_dev.block_size = disk->block_size;
-	dump_dev.part_lba = part.first_lba;
-	dump_dev.part_blocks = part.last_lba - part.first_lba + 1;
-	dump_dev.part_bytes = dump_dev.part_blocks * disk->block_size;
-	dump_dev.print_info = print_info;
+	strlcpy(dev->name, sp->value, sizeof(dev->name));
+	dev->dddump = dddump;
+	dev->softc = softc;
+	dev->block_size = disk->block_size;
+	dev->part_lba = part.first_lba;
+	dev->part_blocks = part.last_lba - part.first_lba + 1;
+	dev->part_bytes = dev->part_blocks * disk->block_size;
+	dev->print_info = print_info;
 
-	err = dumpsys_configure(&dump_dev, &why);
+	err = dumpsys_configure(dev, sp->role, &why);
 	if (err) {
-		printf("dumpdev=%s: %s: %s\n", boot_config.dumpdev, why, errno_name(err));
-		fatal_boot_error(why);
+		printf("%s=%s: %s: %s\n", sp->key, sp->value, why, errno_name(err));
+		dump_setup_error(why);
 	}
-	printf("dump device %s: partition %u '%s', blocks %llu-%llu of %u bytes\n", dump_dev.name,
-	       part.index, part.name, (unsigned long long)part.first_lba,
-	       (unsigned long long)part.last_lba, disk->block_size);
+	printf("%s dump device %s: partition %u '%s', blocks %llu-%llu of %u bytes\n",
+	       sp->role == DUMP_ROLE_PRIMARY ? "primary" : "secondary", dev->name, part.index,
+	       part.name, (unsigned long long)part.first_lba, (unsigned long long)part.last_lba,
+	       disk->block_size);
 }
 
-static void setup_virtio_blk_dump_device(void)
+static void setup_virtio_blk_dump_device(struct dumpdev_spec *sp)
 {
 	static const uint16_t ids[] = { VIRTIO_BLK_PCI_DEVICE_MODERN, VIRTIO_BLK_PCI_DEVICE_TRANSITIONAL };
-	struct pci_dev *pci = pci_find(VIRTIO_PCI_VENDOR, ids, 2, boot_config.dumpdev_index);
+	struct pci_dev *pci = pci_find(VIRTIO_PCI_VENDOR, ids, 2, sp->index);
 	struct virtio_blk *vblk;
 	struct gpt_disk disk;
 	int err;
 
 	if (!pci) {
-		printf("dumpdev=%s: no such virtio-blk function\n", boot_config.dumpdev);
-		fatal_boot_error("dumpdev-not-found");
+		printf("%s=%s: no such virtio-blk function\n", sp->key, sp->value);
+		dump_setup_error(sp->not_found);
 	}
 	err = virtio_blk_attach(pci, boot_config.iotimeout_ms, &vblk);
 	if (err) {
-		printf("dumpdev=%s: virtio-blk at %02x:%02x.%x failed to start: %s\n", boot_config.dumpdev,
+		printf("%s=%s: virtio-blk at %02x:%02x.%x failed to start: %s\n", sp->key, sp->value,
 		       pci->bus, pci->dev, pci->fn, errno_name(err));
-		fatal_boot_error("dumpdev-init-failed");
+		dump_setup_error(sp->init_failed);
 	}
 
 	disk.ctx = vblk;
 	disk.read = vblk_read_blocks;
 	disk.block_size = virtio_blk_block_size(vblk);
 	disk.nblocks = virtio_blk_capacity_blocks(vblk);
-	configure_dump_partition(&disk, virtio_blk_dddump, vblk, virtio_blk_print_info);
+	configure_dump_partition(sp, &disk, virtio_blk_dddump, vblk, virtio_blk_print_info);
 }
 
 /* A SCSI disk: the N-th HBA of that driver, target T, LUN L, driven by sd. */
-static void setup_scsi_dump_device(void)
+static void setup_scsi_dump_device(struct dumpdev_spec *sp)
 {
-	const char *driver = boot_config.dumpdev_kind == DUMPDEV_LSI ? "lsi53c895a" : VIRTIO_SCSI_TRAN_NAME;
+	const char *driver = sp->kind == DUMPDEV_LSI ? "lsi53c895a" : VIRTIO_SCSI_TRAN_NAME;
 	struct scsi_hba *hba;
 	struct sd_unit *un;
 	struct gpt_disk disk;
 	int err;
 
 	scsi_hba_probe_all();
-	hba = scsi_hba_find(driver, boot_config.dumpdev_index);
+	hba = scsi_hba_find(driver, sp->index);
 	if (!hba) {
-		printf("dumpdev=%s: no %s HBA number %d (%d HBAs registered)\n", boot_config.dumpdev,
-		       driver, boot_config.dumpdev_index, scsi_hba_count());
-		fatal_boot_error("dumpdev-not-found");
+		printf("%s=%s: no %s HBA number %d (%d HBAs registered)\n", sp->key, sp->value,
+		       driver, sp->index, scsi_hba_count());
+		dump_setup_error(sp->not_found);
 	}
-	err = sd_attach(hba, (uint16_t)boot_config.dumpdev_target, (uint16_t)boot_config.dumpdev_lun,
-			boot_config.iotimeout_ms, &un);
+	err = sd_attach(hba, (uint16_t)sp->target, (uint16_t)sp->lun, boot_config.iotimeout_ms, &un);
 	if (err) {
-		printf("dumpdev=%s: no usable disk at %s target %d LUN %d: %s\n", boot_config.dumpdev,
-		       hba->name ? hba->name : driver, boot_config.dumpdev_target, boot_config.dumpdev_lun,
-		       errno_name(err));
-		fatal_boot_error(err == ENODEV ? "dumpdev-not-found" : "dumpdev-init-failed");
+		printf("%s=%s: no usable disk at %s target %d LUN %d: %s\n", sp->key, sp->value,
+		       hba->name ? hba->name : driver, sp->target, sp->lun, errno_name(err));
+		dump_setup_error(err == ENODEV ? sp->not_found : sp->init_failed);
 	}
 
 	disk.ctx = un;
 	disk.read = sd_read_blocks;
 	disk.block_size = sd_block_size(un);
 	disk.nblocks = sd_capacity_blocks(un);
-	configure_dump_partition(&disk, sd_dddump, un, sd_print_info);
+	configure_dump_partition(sp, &disk, sd_dddump, un, sd_print_info);
 }
 
-static void setup_dump_device(void)
+/* The same discovery for either role: any disk kind. */
+static void setup_dump_device(struct dumpdev_spec *sp)
 {
-	if (boot_config.dumpdev_kind == DUMPDEV_VIRTIO_BLK)
-		setup_virtio_blk_dump_device();
+	if (sp->kind == DUMPDEV_VIRTIO_BLK)
+		setup_virtio_blk_dump_device(sp);
 	else
-		setup_scsi_dump_device();
+		setup_scsi_dump_device(sp);
+}
+
+/* dumpdev= (primary) and dumpdev2= (secondary: where the dump restarts). */
+static void setup_dump_devices(void)
+{
+	struct dumpdev_spec *p = &dump_specs[0], *s = &dump_specs[1];
+
+	*p = (struct dumpdev_spec){
+		.key = "dumpdev", .value = boot_config.dumpdev, .kind = boot_config.dumpdev_kind,
+		.index = boot_config.dumpdev_index, .target = boot_config.dumpdev_target,
+		.lun = boot_config.dumpdev_lun, .role = DUMP_ROLE_PRIMARY,
+		.not_found = "dumpdev-not-found", .init_failed = "dumpdev-init-failed",
+	};
+	*s = (struct dumpdev_spec){
+		.key = "dumpdev2", .value = boot_config.dumpdev2, .kind = boot_config.dumpdev2_kind,
+		.index = boot_config.dumpdev2_index, .target = boot_config.dumpdev2_target,
+		.lun = boot_config.dumpdev2_lun, .role = DUMP_ROLE_SECONDARY,
+		.not_found = "dumpdev2-not-found", .init_failed = "dumpdev2-init-failed",
+	};
+
+	if (!boot_config.dumpdev_set) {
+		if (boot_config.dumpdev2_set)
+			printf("dumpdev2= without dumpdev=: ignored\n");
+		printf("no dumpdev= on the command line: a crash will only be reported\n");
+		return;
+	}
+	if (boot_config.dumpdev2_set && s->kind == p->kind && s->index == p->index &&
+	    (s->kind == DUMPDEV_VIRTIO_BLK || (s->target == p->target && s->lun == p->lun))) {
+		printf("dumpdev2=%s names the same disk as dumpdev=%s\n", s->value, p->value);
+		fatal_boot_error("dumpdev2-same-disk");
+	}
+	setup_dump_device(p);
+	if (boot_config.dumpdev2_set)
+		setup_dump_device(s);
 }
 
 void kernel_main(void)
@@ -227,14 +285,20 @@ void kernel_main(void)
 		window = PCI_HOLE_MIN;
 	pci_init(window, PCI_MMIO_END);
 
-	if (boot_config.dumpdev_set)
-		setup_dump_device();
-	else
-		printf("no dumpdev= on the command line: a crash will only be reported\n");
+	setup_dump_devices();
 
 	err = dump_components_register();
 	if (err)
-		fatal_boot_error("dump-components");
+		dump_setup_error("dump-components");
+
+	/* ---- sample components (kern/samples.h), registered after the built-ins ---- */
+	err = samples_register(boot_config.components);
+	if (err) {
+		printf("components=%s: %s\n", boot_config.components, errno_name(err));
+		dump_setup_error("bad-components");
+	}
+	/* dumplevel=: every RAS component gets RASCD_SDMP_LVL before a crash can happen. */
+	ras_admin_level_all(boot_config.dump_level);
 
 	shell_print_info();
 
@@ -259,14 +323,17 @@ void kernel_main(void)
 
 	crash_dump_armed = true;
 	if (dump_device)
-		result_line("READY ram=%llu dumpdev=%s part_lba=%llu part_blocks=%llu block=%u max_transfer=%u",
+		result_line("READY ram=%llu dumpdev=%s part_lba=%llu part_blocks=%llu block=%u max_transfer=%u"
+			    " dumpdev2=%s level=%u",
 			    (unsigned long long)memmap_usable_bytes(), dump_device->name,
 			    (unsigned long long)dump_device->part_lba,
 			    (unsigned long long)dump_device->part_blocks, dump_device->block_size,
-			    dumpsys_query()->max_tsize);
+			    dumpsys_query()->max_tsize, dump_device2 ? dump_device2->name : "none",
+			    boot_config.dump_level);
 	else
-		result_line("READY ram=%llu dumpdev=none part_lba=0 part_blocks=0 block=0 max_transfer=0",
-			    (unsigned long long)memmap_usable_bytes());
+		result_line("READY ram=%llu dumpdev=none part_lba=0 part_blocks=0 block=0 max_transfer=0"
+			    " dumpdev2=none level=%u",
+			    (unsigned long long)memmap_usable_bytes(), boot_config.dump_level);
 	printf("dumpbed guest ready\n");
 	shell_run();
 }
