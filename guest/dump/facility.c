@@ -39,6 +39,7 @@ struct comp_rt {
 	uint64_t staging_bytes;
 	uint32_t cfg_flags;		/* flags known before any call */
 	bool restart;			/* call on restart: asked for or assumed */
+	bool unlimited;			/* it returned an unlimited table */
 	bool reached;			/* generation 1 began collecting it */
 	bool got_table;			/* a call returned a table: it gets DONE */
 	bool negative;			/* a RAS call returned negative: no FINISHED */
@@ -455,6 +456,7 @@ static int table_call(uint32_t ci, uint8_t op, struct call_ctx *cx)
 		/* Unlimited: it will be asked again, and again on a restart. */
 		c->flags |= DMPF_UNLIMITED | DMPF_CALL_ON_RESTART;
 		rt->restart = true;
+		rt->unlimited = true;
 	} else {
 		c->kind = tbl.kind;
 	}
@@ -542,11 +544,13 @@ static int collect_replayed(uint32_t ci, const struct dmp_sink *sink)
 		return 0;
 	c->flags |= DMPF_TABLE_REUSED;
 	rt->stop = false;
+	/* A fault here is charged to the component, as if START had returned this table now. */
 	cur_comp = (int)ci;
 	cur_call = -1;
-	cur_op = 0;
+	cur_op = DMPCALL_START;
 	err = pin_guarded_call(read_saved, (uintptr_t)rt->saved, 0, 0, &violated);
 	cur_comp = -1;
+	cur_op = 0;
 	if (violated)
 		return 0;
 	if (err) {
@@ -572,7 +576,9 @@ static void restart_reset(void)
 			continue;
 		c->status = COMPONENT_PENDING;
 		c->reason = 0;
-		c->flags = rt->cfg_flags | (rt->restart ? DMPF_CALL_ON_RESTART : 0);
+		/* Generation 1's AGAIN records stay: so does what they imply. */
+		c->flags = rt->cfg_flags | (rt->restart ? DMPF_CALL_ON_RESTART : 0) |
+			   (rt->unlimited ? DMPF_UNLIMITED : 0);
 		c->failure_rv = 0;
 		c->failure_vaddr = 0;
 		c->failure_handle = 0;
@@ -661,8 +667,11 @@ void dmp_begin(uint32_t level)
 				c->staging_bytes = (uint32_t)rb->shared_request;
 				rt->staging = ras_shared_staging(&rt->staging_bytes);
 			}
-			if (!rb->enabled)
+			if (!rb->enabled) {
+				/* Never called: no level it is dumped at. */
 				c->status = COMPONENT_DISABLED;
+				c->level = 0;
+			}
 		} else {
 			rt->func = reg->func;
 			if (reg->dmpc_flags & DMPFUNC_CALL_ON_RESTART)
