@@ -11,11 +11,15 @@
 #include "bus/pci.h"
 #include "drivers/lsi53c895a.h"
 #include "dump/dumpsys.h"
+#include "dump/facility.h"
+#include "dump/ras.h"
+#include "dump/registry.h"
 #include "kern/cmdline.h"
 #include "kern/crash.h"
 #include "kern/exit.h"
 #include "kern/irq.h"
 #include "kern/memmap.h"
+#include "kern/selftest.h"
 #include "kern/workload.h"
 #include "lib/console.h"
 #include "lib/crc.h"
@@ -112,10 +116,147 @@ static void cmd_nmi(const char *args)
 	printf("no NMI arrived (is the local APIC present?)\n");
 }
 
+/* A decimal number 0..CD_LVL_MAX and nothing else; -1 otherwise. */
+static int parse_level(const char *s)
+{
+	int v = 0;
+
+	if (!isdigit(*s))
+		return -1;
+	while (isdigit(*s) && v <= CD_LVL_MAX)
+		v = v * 10 + (*s++ - '0');
+	return *s || v > CD_LVL_MAX ? -1 : v;
+}
+
+/* estimate [LEVEL]: what each enabled component would dump at that level (every level
+ * without an argument), one line per level: ESTIMATE level=N total=BYTES name=BYTES ... */
+static char estimate_line[64 * DMP_MAX_COMPONENTS];
+static size_t estimate_len;
+
+static void estimate_each(const char *name, uint64_t bytes)
+{
+	int n;
+
+	if (estimate_len >= sizeof(estimate_line))
+		return;
+	n = snprintf(estimate_line + estimate_len, sizeof(estimate_line) - estimate_len, " %s=%llu",
+		     name, (unsigned long long)bytes);
+	if (n > 0)
+		estimate_len += (size_t)n;
+}
+
+static void print_estimate(uint32_t level)
+{
+	uint64_t total;
+
+	estimate_len = 0;
+	estimate_line[0] = '\0';
+	total = dmp_estimate_at(level, estimate_each);
+	printf("ESTIMATE level=%u total=%llu%s\n", level, (unsigned long long)total, estimate_line);
+}
+
+static void cmd_estimate(const char *args)
+{
+	int level;
+
+	if (!*args) {
+		for (uint32_t v = 0; v <= CD_LVL_MAX; v++)
+			print_estimate(v);
+		return;
+	}
+	level = parse_level(args);
+	if (level < 0)
+		printf("usage: estimate [LEVEL], LEVEL 0..%d\n", CD_LVL_MAX);
+	else
+		print_estimate((uint32_t)level);
+}
+
+/* dumpctl: the registered components; dumpctl level N | on NAME | off NAME: the
+ * administrator's settings, sent to the RAS components' callbacks. */
+static void dumpctl_list(void)
+{
+	for (int i = 0; i < dmp_nregistry; i++) {
+		const struct dmp_reg *r = &dmp_registry[i];
+		const struct ras_block *rb = r->rb;
+
+		if (!rb) {
+			printf("  %-18.32s dmp_ctl flags=%#x%s%s", r->name, r->dmpc_flags,
+			       r->dmpc_flags & DMPFUNC_CALL_ON_RESTART ? " call-on-restart" : "",
+			       r->dmpc_flags & DMPFUNC_GLOBAL_BUFFER ? " global-buffer" : "");
+			if (r->bsize)
+				printf(" bsize=%llu", (unsigned long long)r->bsize);
+			printf("\n");
+			continue;
+		}
+		printf("  %-18.32s ras     %s level=%u", r->name, rb->enabled ? "on " : "off", rb->level);
+		if (rb->staging_bytes)
+			printf(" private-staging=%llu", (unsigned long long)rb->staging_bytes);
+		if (rb->shared_request)
+			printf(" shared-staging=%llu", (unsigned long long)rb->shared_request);
+		printf("%s%s%s\n", rb->call_on_restart ? " call-on-restart" : "",
+		       rb->serialio ? " serialio" : "", rb->customized ? "" : " (not customized)");
+	}
+}
+
+static void cmd_dumpctl(const char *args)
+{
+	const char *name;
+	int level, i, err;
+	bool on;
+
+	if (!*args) {
+		dumpctl_list();
+		return;
+	}
+	if (strncmp(args, "level", 5) == 0 && isspace(args[5])) {
+		level = parse_level(args + 6);
+		if (level < 0) {
+			printf("usage: dumpctl level N, N 0..%d\n", CD_LVL_MAX);
+			return;
+		}
+		ras_admin_level_all((uint32_t)level);
+		printf("dumpctl: level %d sent to every RAS component\n", level);
+		return;
+	}
+	on = strncmp(args, "on", 2) == 0 && isspace(args[2]);
+	if (!on && !(strncmp(args, "off", 3) == 0 && isspace(args[3]))) {
+		printf("usage: dumpctl [level N | on NAME | off NAME]\n");
+		return;
+	}
+	name = args + (on ? 2 : 3);
+	while (isspace(*name))
+		name++;
+	i = dmp_registry_find_name(name);
+	if (i < 0) {
+		printf("dumpctl: no component '%s'\n", name);
+		return;
+	}
+	if (!dmp_registry[i].rb) {
+		printf("dumpctl: %s is a dmp_ctl routine: only RAS components are switched on and off\n",
+		       name);
+		return;
+	}
+	err = ras_admin_enable(dmp_registry[i].rb, on);
+	if (err)
+		printf("dumpctl: %s: %s\n", name, errno_name(err));
+	else
+		printf("dumpctl: %s is %s\n", name, dmp_registry[i].rb->enabled ? "on" : "off");
+}
+
+static void cmd_selftest(const char *args)
+{
+	selftest_run();
+}
+
 static const struct command commands[] = {
 	{ "help", "list commands", cmd_help },
 	{ "info", "memory map, PCI devices, dump device", cmd_info },
 	{ "dump", "show the dump configuration and planned layout", cmd_dump },
+	{ "dumpctl", "[level N | on NAME | off NAME]: components, their settings; change them",
+	  cmd_dumpctl },
+	{ "estimate", "[LEVEL]: each component's dump estimate at LEVEL (every level 0..9)",
+	  cmd_estimate },
+	{ "selftest", "the dump facility's API self-tests (SELFTEST lines)", cmd_selftest },
 	{ "panic", "crash now (reason PANIC) and dump", cmd_panic },
 	{ "nmi", "crash through a self-NMI from the local APIC and dump", cmd_nmi },
 	{ "stop-disk", "stop the SCSI dump disk (START STOP UNIT, start=0)", cmd_stop_disk },
@@ -128,7 +269,7 @@ static const struct command commands[] = {
 static void cmd_help(const char *args)
 {
 	for (unsigned i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		printf("  %-8s %s\n", commands[i].name, commands[i].help);
+		printf("  %-12s %s\n", commands[i].name, commands[i].help);
 }
 
 void shell_print_info(void)
