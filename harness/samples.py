@@ -58,7 +58,7 @@ class Flag(IntFlag):
     TABLE_REUSED = 1 << 10
 
 
-ALL_FLAGS = Flag(0x7FF)
+ALL_FLAGS = 0x7FF  # every defined bit, as a plain int (~ on an IntFlag drops unknown bits)
 
 
 class Op(IntEnum):
