@@ -337,8 +337,8 @@ def _sample(name: str, v: int) -> ExpectedComponent:
                                  areas=_areas(short, [4096] * 8), estimate=12 * 4096,
                                  collection=_unlimited(8, 4, end), negative_value=-2)
     if name == "ras-off":
-        # Never called: no level it was dumped at, no estimate asked (level left unchecked).
-        return ExpectedComponent(name, Kind.OTHER, Status.DISABLED, flags=ras, areas=(), estimate=0)
+        # Never called: dumped at no level (0), no estimate asked (0).
+        return ExpectedComponent(name, Kind.OTHER, Status.DISABLED, flags=ras, level=0, areas=(), estimate=0)
     if name == "smp-pinviolator":
         return ExpectedComponent(name, Kind.OTHER, Status.FAILED, EFAULT, flags=Flag.PIN_VIOLATION, level=0,
                                  areas=(), estimate=4096, collection=(Call(Op.START, Outcome.FAULT),), violations=1)

@@ -249,10 +249,25 @@ def test_expectation_from_scenario():
     assert e.samples == ("smp-classic", "ras-off") and e.level == 7 and e.restart_expected
     assert [c.name for c in e.components] == ["crash-record", "kernel", "ram", "smp-classic", "ras-off"]
     assert expectation_from_scenario({"components": []}).level == 3
+    # a --components spec instead of the resolved list (tests/support/synth.py writes one)
+    assert expectation_from_scenario({"components": "default"}).samples == samples.SAMPLE_NAMES[:-1]
+    assert expectation_from_scenario({"components": ""}).samples == ()
+
+
+def test_staged_area_may_or_may_not_carry_volatile():
+    dump, expect = facility(["smp-global"])
+    dump.area("glb.0").flags = 2  # STAGED alone: "it is VOLATILE too" read as implied
+    assert component_problems(dump, expect) == []
+
+
+def test_disabled_component_level_is_0():
+    dump, expect = facility(["ras-off"])
+    dump.comp("ras-off").level = 3
+    assert "ras-off: level 3, expected 0" in joined(component_problems(dump, expect))
 
 
 @pytest.mark.parametrize("scenario", [
-    {"components": "smp-classic"}, {"components": ["smp-bogus"]}, {"components": ["ras-off", "ras-off"]},
+    {"components": "smp-bogus"}, {"components": 7}, {"components": ["smp-bogus"]}, {"components": ["ras-off", "ras-off"]},
     {"components": [], "level": 10}, {"components": [], "level": "3"}, {"components": [], "level": True},
     {"components": [], "restart_expected": True}, {"components": [], "secondary": 3},
     {"components": [], "restart_expected": "yes", "secondary": "lsi"},
@@ -712,7 +727,7 @@ def test_completeness_staged_flags():
     dump.area("glb.0").flags = 1
     dump.area("cls.0").flags = 2
     text = joined(component_problems(dump, expect))
-    assert "smp-global: area glb.0 flags 0x1, staged data needs STAGED|VOLATILE" in text
+    assert "smp-global: area glb.0 flags 0x1: not STAGED" in text
     assert "smp-classic: area cls.0 is STAGED" in text
 
 
