@@ -405,7 +405,14 @@ static uint64_t build_directory_here(uint64_t writer, uint64_t unused1, uint64_t
 		e->reason = sc->status == COMPONENT_DUMPED ? 0 : sc->reason;
 		e->area_count = sc->area_count;
 		e->dumped_bytes = bytes;
-		e->table_generation = sc->area_count ? sc->table_generation : 0;
+		/* Set by the facility once the component is done; for one still being written
+		 * (its areas so far, in a checkpoint or a FAILED dump), the generation at work. */
+		if (!sc->area_count)
+			e->table_generation = 0;
+		else if (sc->table_generation)
+			e->table_generation = sc->table_generation;
+		else
+			e->table_generation = (sc->flags & DMPF_TABLE_REUSED) ? 1 : w->hdr.generation;
 		listed += sc->area_count;
 		expect = at;
 	}
