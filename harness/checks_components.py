@@ -504,8 +504,8 @@ def _compare(name: str, actual: list[Call], expected: list[Call], what: str) -> 
 
 
 def _compare_prefix(name: str, actual: list[Call], expected: list[Call], what: str) -> list[str]:
-    return _compare(name, actual, expected[:len(actual)], what) if len(actual) <= len(expected) else \
-        _compare(name, actual, expected, what)
+    """`actual` may stop early (a dump cut short), but may not differ or go on."""
+    return _compare(name, actual, expected[:len(actual)] if len(actual) <= len(expected) else expected, what)
 
 
 def _value_problems(model: ExpectedComponent, calls: list[_Rec], level: int) -> list[str]:

@@ -14,7 +14,7 @@ depend on the reader's enums.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum, IntFlag
 from functools import lru_cache
 from typing import NamedTuple
@@ -348,18 +348,9 @@ def _sample(name: str, v: int) -> ExpectedComponent:
 def expected_sample(name: str, level: int) -> ExpectedComponent:
     """One sample at level `level`; its estimate is what it dumps unless the page says otherwise."""
     model = _sample(name, level)
-    if model.estimate is None:
-        model = _replace(model, estimate=model.dumped)
-    if model.staging_bytes is None:
-        model = _replace(model, staging_bytes=0)
-    if model.global_buffer_bytes is None:
-        model = _replace(model, global_buffer_bytes=0)
-    return model
-
-
-def _replace(model: ExpectedComponent, **changes) -> ExpectedComponent:
-    from dataclasses import replace
-    return replace(model, **changes)
+    estimate = model.dumped if model.estimate is None else model.estimate
+    return replace(model, estimate=estimate, staging_bytes=model.staging_bytes or 0,
+                   global_buffer_bytes=model.global_buffer_bytes or 0)
 
 
 def expected_builtin(name: str) -> ExpectedComponent:

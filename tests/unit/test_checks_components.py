@@ -267,7 +267,8 @@ def test_disabled_component_level_is_0():
 
 
 @pytest.mark.parametrize("scenario", [
-    {"components": "smp-bogus"}, {"components": 7}, {"components": ["smp-bogus"]}, {"components": ["ras-off", "ras-off"]},
+    {"components": "smp-bogus"}, {"components": 7}, {"components": ["smp-bogus"]},
+    {"components": ["ras-off", "ras-off"]},
     {"components": [], "level": 10}, {"components": [], "level": "3"}, {"components": [], "level": True},
     {"components": [], "restart_expected": True}, {"components": [], "secondary": 3},
     {"components": [], "restart_expected": "yes", "secondary": "lsi"},
