@@ -354,10 +354,11 @@ def _table_generation_problems(comp, start1: bool, start2: bool) -> list[str]:
 
 def _done_problems(dump, comp, calls: list[_Rec], generation: int) -> list[str]:
     """DONE exactly once, as its last call, in the last generation, for a component that gave
-    data and never returned a negative value."""
+    data and whose START or AGAIN never returned a negative value (reference 003: "not issued
+    if a prior START or AGAIN call returned a negative value"; a negative ESTIMATE does not count)."""
     dones = [c for c in calls if c.op == Op.DONE]
     gave = any(c.outcome == Outcome.TABLE for c in calls)
-    negative = any(c.outcome == Outcome.NEGATIVE for c in calls)
+    negative = any(c.outcome == Outcome.NEGATIVE and c.op in COLLECT_OPS for c in calls)
     problems = []
     if len(dones) > 1:
         problems.append(f"{len(dones)} DONE calls, expected one")

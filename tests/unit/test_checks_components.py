@@ -327,6 +327,15 @@ def test_protocol_done_after_negative():
     assert_fails(check_protocol(dump, expect), "ras-negative: DONE/ACK (call record", "returned a negative value")
 
 
+def test_protocol_negative_estimate_does_not_cancel_done():
+    dump, expect = facility(["ras-levels"])
+    est = dump.calls_of("ras-levels", Op.ESTIMATE)[0]
+    est.outcome, est.value = Outcome.NEGATIVE, -1
+    dump.comp("ras-levels").estimate_bytes = dump.comp("ras-levels").dumped_bytes
+    assert check_protocol(dump, None).ok, problems_of(check_protocol(dump, None))
+    assert_fails(check_protocol(dump, expect), "ras-levels: call 0 is ESTIMATE/NEGATIVE")
+
+
 def test_protocol_done_for_ended_early():
     dump, expect = facility()
     dump.calls.append(FCall(0, dump.comp("ras-early").index, Op.DONE, 1, Outcome.ACK, 0, 3, 0))
