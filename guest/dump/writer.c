@@ -60,7 +60,8 @@ struct writer {
 	uint64_t max_piece;		/* max_transfer rounded down to a page */
 	struct dump_header hdr;		/* the constant fields; the rest is filled when sealed */
 	const char *role;		/* "primary" / "secondary", for the console */
-	uint64_t cur_offset;		/* the write in progress */
+	uint64_t cur_offset;		/* the write in progress (in_write) */
+	bool in_write;			/* inside the driver's DUMPWRITE */
 	uint64_t extent_end;		/* no write may end past this (the dump extent so far) */
 
 	/* The body. */
@@ -155,7 +156,7 @@ void dump_writer_note_failure(int err, const char *stage, uint64_t offset, bool 
 
 uint64_t dump_writer_current_offset(void)
 {
-	return W.cur_offset;
+	return W.in_write ? W.cur_offset : 0;
 }
 
 /*
@@ -187,7 +188,9 @@ static int write_at(struct writer *w, uint64_t off, struct iovec *iov, int iovcn
 		fail(w, EINVAL, stage, off, false);
 		return EINVAL;
 	}
+	w->in_write = true;
 	err = devdump_write(w->dev, off, iov, iovcnt, fsync, &w->stat);
+	w->in_write = false;
 	if (err)
 		fail(w, err, w->stat.op == DUMPIO_OP_FLUSH ? "flush" : stage, off, true);
 	return err;
@@ -591,9 +594,10 @@ static int checkpoint(struct writer *w)
 	header_seal(w, DUMP_STATUS_IN_PROGRESS);
 	err = write_leader(w, "progress-leader");
 	if (!err)
-		result_line("PROGRESS written=%llu total=%llu device=%s generation=%u",
+		result_line("PROGRESS written=%llu total=%llu body=%llu device=%s generation=%u",
 			    (unsigned long long)w->disk_body,
-			    (unsigned long long)w->hdr.estimate_bytes, w->role, w->hdr.generation);
+			    (unsigned long long)w->hdr.estimate_bytes,
+			    (unsigned long long)w->body_pos, w->role, w->hdr.generation);
 	return err;
 }
 

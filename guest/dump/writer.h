@@ -71,7 +71,7 @@ int dump_writer_finish(void);
  * collection's own error); the first failure recorded is kept. */
 void dump_writer_note_failure(int err, const char *stage, uint64_t offset, bool device);
 
-/* Offset of the write in progress (or the last one issued): for a pinning violation. */
+/* Offset of the write in progress, 0 outside a write: for a pinning violation. */
 uint64_t dump_writer_current_offset(void);
 
 /* After a failure: the directory and table as at the last completed area, then the leader and
