@@ -295,7 +295,7 @@ void kernel_main(void)
 	err = samples_register(boot_config.components);
 	if (err) {
 		printf("components=%s: %s\n", boot_config.components, errno_name(err));
-		dump_setup_error("bad-components");
+		dump_setup_error(err == EINVAL ? "bad-components" : "components-failed");
 	}
 	/* dumplevel=: every RAS component gets RASCD_SDMP_LVL before a crash can happen. */
 	ras_admin_level_all(boot_config.dump_level);
