@@ -110,12 +110,18 @@ static void add_ram(uint64_t start, uint64_t end)
 }
 
 /* [start, end) minus the holes (sorted by address, disjoint). */
+static uint64_t pool_base, pool_bytes;
+
+/* RAM minus the holes, in address order. The pinned pool is RAM too, so it is dumped in its
+ * place as an area of its own, VOLATILE: its staging buffers are filled after the crash. */
 static void add_ram_minus(uint64_t start, uint64_t end, const uint64_t (*holes)[2], int nholes)
 {
 	for (int h = 0; h < nholes && start < end; h++) {
 		if (holes[h][1] <= start || holes[h][0] >= end)
 			continue;
 		add_ram(start, holes[h][0] > start ? holes[h][0] : start);
+		if (pool_bytes && holes[h][0] == pool_base && NUM_ENTRIES(as_cdt(&ram_table)) < RAM_AREAS_MAX)
+			table_add(as_cdt(&ram_table), "pinpool", pool_base, pool_bytes, CDT_VOLATILE);
 		start = holes[h][1];
 	}
 	add_ram(start, end);
@@ -125,7 +131,6 @@ static void build_tables(void)
 {
 	uint64_t kstart = (uintptr_t)__kernel_start, kend = (uintptr_t)__kernel_end;
 	uint64_t holes[2][2] = { { kstart, kend } };
-	uint64_t pool_base, pool_bytes;
 	int nholes = 1;
 	struct cdt *t;
 
@@ -140,7 +145,8 @@ static void build_tables(void)
 		  (uintptr_t)__rodata_end - (uintptr_t)__rodata_start, 0);
 	table_add(t, "data+bss", (uintptr_t)__data_start, kend - (uintptr_t)__data_start, CDT_VOLATILE);
 
-	/* The kernel image is its own component; the pinned pool holds the dump's own buffers. */
+	/* The kernel image is its own component; the pinned pool is an area of its own. */
+	pool_bytes = 0;
 	if (pinpool_range(&pool_base, &pool_bytes)) {
 		int at = pool_base < kstart ? 0 : 1;
 
