@@ -63,10 +63,12 @@ const char *errno_name(int err)
 {
 	switch (err) {
 	case 0: return "OK";
+	case EPERM: return "EPERM";
 	case ENOENT: return "ENOENT";
 	case EIO: return "EIO";
 	case ENXIO: return "ENXIO";
 	case E2BIG: return "E2BIG";
+	case ENOMEM: return "ENOMEM";
 	case EFAULT: return "EFAULT";
 	case EBUSY: return "EBUSY";
 	case EEXIST: return "EEXIST";
