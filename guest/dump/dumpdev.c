@@ -3,9 +3,37 @@
 #include "lib/errno.h"
 #include "lib/string.h"
 
+/*
+ * The devices with a DUMPINIT outstanding: DUMPTERM goes only to those, once (it releases what
+ * DUMPINIT pinned; a second one would unpin twice).
+ */
+#define DEVDUMP_MAX_INIT 4
+static struct dumpdev *initialized[DEVDUMP_MAX_INIT];
+
+static int init_slot(const struct dumpdev *dev)
+{
+	for (int i = 0; i < DEVDUMP_MAX_INIT; i++)
+		if (initialized[i] == dev)
+			return i;
+	return -1;
+}
+
 int devdump_init(struct dumpdev *dev, struct dumpio_stat *st)
 {
-	return dev->dddump(dev, 0, DUMPINIT, st);
+	int slot = init_slot(dev), err;
+
+	if (slot >= 0)
+		return 0;	/* already a dump target */
+	slot = init_slot(0);
+	if (slot < 0) {
+		memset(st, 0, sizeof(*st));
+		st->error = EBUSY;
+		return EBUSY;
+	}
+	err = dev->dddump(dev, 0, DUMPINIT, st);
+	if (!err)
+		initialized[slot] = dev;
+	return err;
 }
 
 int devdump_query(struct dumpdev *dev, struct dmp_query *q)
@@ -52,5 +80,10 @@ int devdump_end(struct dumpdev *dev, struct dumpio_stat *st)
 
 int devdump_term(struct dumpdev *dev)
 {
+	int slot = init_slot(dev);
+
+	if (slot < 0)
+		return 0;	/* no DUMPINIT outstanding: nothing to release */
+	initialized[slot] = 0;
 	return dev->dddump(dev, 0, DUMPTERM, 0);
 }
