@@ -66,6 +66,19 @@ enum sample_id {
 	S_EARLY, S_OFF, S_PINVIOLATOR, NSAMPLES
 };
 
+/* What each sample is, and what it is set to (RAS: as its callback last set it). */
+struct sample_state {
+	const char *name;
+	const char *interface;		/* "dmp_ctl" or "ras" */
+	const char *features;
+	bool registered;
+	bool ras;
+	ras_block_t rb;
+	bool enabled;
+	uint32_t level;
+	size_t global_request;		/* its DMPCTL_ADD dmpc_bsize, 0 if none */
+};
+
 struct sample {
 	struct sample_state st;
 	const char *shortname;
@@ -850,21 +863,4 @@ int samples_register(const char *components_list)
 		printf(", smp-pinviolator writes to %#llx", (unsigned long long)pin_victim);
 	printf("\n");
 	return 0;
-}
-
-int samples_count(void)
-{
-	return NSAMPLES;
-}
-
-const struct sample_state *samples_state(int i)
-{
-	return i >= 0 && i < NSAMPLES ? &samples[i].st : 0;
-}
-
-ras_block_t samples_ras_block(const char *name)
-{
-	int i = find_sample(name, strlen(name));
-
-	return i >= 0 && samples[i].st.registered && samples[i].st.ras ? samples[i].st.rb : 0;
 }

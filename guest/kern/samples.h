@@ -6,11 +6,7 @@
 #ifndef KERN_SAMPLES_H
 #define KERN_SAMPLES_H
 
-#include <stdbool.h>
-#include <stddef.h>
 #include <stdint.h>
-
-#include "dump/ras.h"
 
 /*
  * Register the samples named by `components_list` (the components= value: comma-separated
@@ -25,23 +21,5 @@ int samples_register(const char *components_list);
  */
 uint64_t samples_seed(const char *name, uint32_t k);
 void pattern_fill_seed(uint64_t seed, void *dst, uint64_t len);
-
-/* For the shell (dumpctl) and the self-tests: what each sample is and what it is set to. */
-struct sample_state {
-	const char *name;
-	const char *interface;		/* "dmp_ctl" or "ras" */
-	const char *features;		/* e.g. "classic", "unlimited,shared-staging" */
-	bool registered;
-	bool ras;
-	ras_block_t rb;			/* RAS samples, once registered */
-	bool enabled;			/* RAS: as its callback last set it */
-	uint32_t level;			/* RAS: as its callback last set it (CD_LVL_NORMAL first) */
-	size_t global_request;		/* its DMPCTL_ADD dmpc_bsize, 0 if none */
-};
-
-int samples_count(void);
-const struct sample_state *samples_state(int i);
-/* The RAS block of a registered RAS sample called `name`, or NULL. */
-ras_block_t samples_ras_block(const char *name);
 
 #endif

@@ -13,7 +13,8 @@
  *   - the shared staging buffer keeps its largest size while any requirement remains: with the
  *     ras-shared sample registered, ras-shared-largest leaves it 12 KiB larger (ras-shared only
  *     uses what it asked for). Without another requirement it is released again.
- * The pool-exhaustion tests run after both, take every free page of the pinned pool with
+ * A dry start of a dump (dmp_begin, then dmp_finish: ESTIMATE calls only, nothing written)
+ * shows what a dump records at its start. The pool-exhaustion tests run after both, take every free page of the pinned pool with
  * pinpool_alloc() and give them all back, so nothing they did outlives them.
  */
 #include "kern/selftest.h"
@@ -26,7 +27,6 @@
 #include "dump/format.h"
 #include "dump/ras.h"
 #include "dump/registry.h"
-#include "kern/samples.h"
 #include "lib/errno.h"
 #include "lib/pinpool.h"
 #include "lib/printf.h"
