@@ -240,7 +240,7 @@ def _console_command(machine: Machine, command: str, timeout: float) -> str:
     mark = machine.console.mark()
     machine.console.send(command + "\r")
     match = machine.console.wait_for(re.escape(command) + r"(?P<output>[\s\S]*?)" + PROMPT, timeout, since=mark)
-    return match["output"]
+    return match["output"].decode("utf-8", "replace")
 
 
 _ESTIMATE_LINE = re.compile(r"^ESTIMATE level=(?P<level>\d+) total=(?P<total>\d+)(?P<rest>(?: \S+=\d+)*)\s*$", re.M)
