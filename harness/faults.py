@@ -44,8 +44,7 @@ def blkdebug_options(fault: Fault) -> dict:
     state k to k+1 until state N, where the error rule is armed on each write from then on.
     """
     n = fault.value
-    return {
-        "driver": "blkdebug",
-        "set-state": [{"event": "write_aio", "state": k, "new_state": k + 1} for k in range(1, n)],
-        "inject-error": [{"event": "write_aio", "state": n, "errno": EIO}],
-    }
+    options: dict = {"driver": "blkdebug", "inject-error": [{"event": "write_aio", "state": n, "errno": EIO}]}
+    if n > 1:  # QEMU refuses an empty set-state list
+        options["set-state"] = [{"event": "write_aio", "state": k, "new_state": k + 1} for k in range(1, n)]
+    return options

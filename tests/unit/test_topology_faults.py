@@ -57,6 +57,7 @@ def test_eio_at_builds_a_blkdebug_state_machine():
     options = faults.blkdebug_options(fault)
     assert [r["state"] for r in options["set-state"]] == [1, 2]
     assert options["inject-error"] == [{"event": "write_aio", "state": 3, "errno": 5}]
+    assert "set-state" not in faults.blkdebug_options(faults.parse("eio-at=1"))
     t = Topology("virtio-blk", DiskSpec(Path("/tmp/d.img"), "disk0", blkdebug=options))
     node = json.loads(next(a for a in t.qemu_args() if a.startswith("{")))
     assert node["file"]["driver"] == "blkdebug" and node["file"]["image"]["driver"] == "file"
