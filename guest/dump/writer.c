@@ -10,13 +10,20 @@
  *   3. (the facility's DONE calls, recorded in the directory);
  *   4. the CRC table and the directory, final; 5. the end marker, flush;
  *   6. the final leader (COMPLETE) and the identical trailer, flush.
- * On a failure: the table and directory as at the last completed area, then the leader and the
- * trailer with status FAILED, as far as the device allows.
+ * On a failure: the table and directory as far as the body was written (the area in progress
+ * with the length written), then the leader and the trailer with status FAILED, as far as the
+ * device allows.
  *
- * What a checkpoint describes: only components whose status is final, and their areas, which
- * form a prefix of the body; body_written is that prefix's length and chunks_sealed the chunks
- * wholly inside it (the table on disk holds exactly those, zeros after). An area or component
- * still being written is not described until the checkpoint after it.
+ * What a checkpoint describes: the components reached so far with the areas completely
+ * written (the facility counts an area once the sink returned; a component being written is
+ * DUMPED with its areas so far), which form a prefix of the body; body_written is that
+ * prefix's length and chunks_sealed the chunks wholly inside it (the table on disk holds
+ * exactly those, zeros after). A 64 MiB checkpoint falls inside an area: it lists that area
+ * with the length written so far (a page multiple), so body_written there is the 64 MiB
+ * multiple and a leader on disk is never more than 64 MiB behind the body written. A FAILED
+ * directory does the same with the writes that succeeded (so it never describes less than a
+ * checkpoint before it); the final directory lists whole areas. Components not reached, and
+ * everything after the one being written, are PENDING.
  *
  * Non-volatile memory is written straight from where it lies; only the partial last page of an
  * area goes through a small zeroed buffer (areas are padded to a page). Volatile and staged
@@ -68,6 +75,9 @@ struct writer {
 	uint64_t body_pos;		/* bytes of body written (areas padded to pages) */
 	uint64_t next_checkpoint;	/* body_pos of the next 64 MiB checkpoint */
 	uint32_t areas_written;		/* areas of this generation completely written */
+	const struct dmp_area *cur_area; /* the area being written, NULL between areas */
+	uint64_t cur_done;		/* its bytes on disk (page multiple) */
+	bool partial_ok;		/* this checkpoint may describe cur_area as far as written */
 	uint32_t chunk_crc;		/* running CRC32C register of the current chunk */
 	uint64_t chunk_fill;		/* bytes of the current chunk fed so far */
 	uint32_t chunks_sealed;		/* entries computed in crc_table[] */
@@ -347,6 +357,11 @@ static uint64_t build_directory_here(uint64_t writer, uint64_t unused1, uint64_t
 	uint64_t expect = w->lay->body_offset;
 	uint32_t listed = 0;
 	bool stop = false;
+	/* A mid-area checkpoint: the area being written, described as far as it is on disk. */
+	const struct dmp_area *pa = w->partial_ok ? w->cur_area : 0;
+	uint32_t pi = pa ? (uint32_t)(pa - s->areas) : 0;
+	uint64_t plen = 0;
+	bool pused = false;
 	struct dump_dir_header *dh = (void *)dir_buf;
 	struct dump_component_entry *ce;
 	struct dump_area_entry *ae;
@@ -357,12 +372,21 @@ static uint64_t build_directory_here(uint64_t writer, uint64_t unused1, uint64_t
 		written = DUMP_DIR_MAX_AREAS;
 	memset(dir_buf, 0, sizeof(dir_buf));
 
+	if (pa && (pa < s->areas || pi != s->nareas || pi != written || pi >= DUMP_DIR_MAX_AREAS ||
+		   w->cur_done == 0))
+		pa = 0;
+	if (pa)
+		plen = pa->len < w->cur_done ? pa->len : w->cur_done;
+
 	/* Which components are described, and how many areas that makes. */
 	ce = (void *)(dir_buf + sizeof(*dh));
 	for (uint32_t c = 0; c < ncomp; c++) {
 		const struct dmp_component *sc = &s->components[c];
 		struct dump_component_entry *e = &ce[c];
-		bool ok = !stop && sc->status >= COMPONENT_DUMPED && sc->status <= COMPONENT_FAILED;
+		bool mine = pa && pa->component == c;	/* its area is being written */
+		bool ok = !stop && ((sc->status >= COMPONENT_DUMPED && sc->status <= COMPONENT_FAILED) ||
+				    (mine && sc->status == COMPONENT_PENDING));
+		uint32_t count = sc->area_count;
 		uint64_t bytes = 0, at = expect;
 
 		memcpy(e->name, sc->name, sizeof(e->name));
@@ -394,6 +418,13 @@ static uint64_t build_directory_here(uint64_t writer, uint64_t unused1, uint64_t
 				}
 			}
 		}
+		if (ok && mine && sc->first_area + sc->area_count == pi && pi == listed + count &&
+		    pa->disk_offset == at) {
+			count++;
+			bytes += plen;
+			at += round_page(plen);
+			pused = true;
+		}
 		if (sc->status == COMPONENT_DISABLED) {
 			e->status = COMPONENT_DISABLED;
 			continue;
@@ -404,20 +435,22 @@ static uint64_t build_directory_here(uint64_t writer, uint64_t unused1, uint64_t
 			e->status = COMPONENT_PENDING;
 			continue;
 		}
-		e->status = sc->status;
-		e->reason = sc->status == COMPONENT_DUMPED ? 0 : sc->reason;
-		e->area_count = sc->area_count;
+		e->status = sc->status == COMPONENT_PENDING ? COMPONENT_DUMPED : sc->status;
+		e->reason = e->status == COMPONENT_DUMPED ? 0 : sc->reason;
+		e->area_count = count;
 		e->dumped_bytes = bytes;
 		/* Set by the facility once the component is done; for one still being written
 		 * (its areas so far, in a checkpoint or a FAILED dump), the generation at work. */
-		if (!sc->area_count)
+		if (!count)
 			e->table_generation = 0;
 		else if (sc->table_generation)
 			e->table_generation = sc->table_generation;
 		else
 			e->table_generation = (sc->flags & DMPF_TABLE_REUSED) ? 1 : w->hdr.generation;
-		listed += sc->area_count;
+		listed += count;
 		expect = at;
+		if (mine)
+			stop = true;	/* the components after it are not reached yet */
 	}
 
 	ae = (void *)(dir_buf + sizeof(*dh) + sizeof(*ce) * ncomp);
@@ -429,7 +462,7 @@ static uint64_t build_directory_here(uint64_t writer, uint64_t unused1, uint64_t
 			flags |= AREA_FLAG_VOLATILE;	/* staged data is volatile too */
 		memcpy(ae[i].name, a->name, sizeof(ae[i].name));
 		ae[i].phys_addr = a->phys;
-		ae[i].length = a->len;
+		ae[i].length = pused && i == pi ? plen : a->len;
 		ae[i].disk_offset = a->disk_offset;
 		ae[i].component = a->component;
 		ae[i].flags = flags;
@@ -648,9 +681,12 @@ static int write_area(struct writer *w, const struct dmp_area *a, uint64_t disk_
 			return err;
 		pos += n;
 		w->body_pos += n;
+		w->cur_done = pos;
 		if (w->body_pos == w->next_checkpoint) {
 			w->next_checkpoint += DUMP_PROGRESS_STEP;
+			w->partial_ok = true;
 			err = checkpoint(w);
+			w->partial_ok = false;
 			if (err)
 				return err;
 		}
@@ -675,9 +711,12 @@ static int sink_area(void *ctx, struct dmp_area *a)
 	}
 	a->disk_offset = l->body_offset + w->body_pos;
 	w->extent_end = a->disk_offset + rounded;
+	w->cur_area = a;
+	w->cur_done = 0;
 	err = write_area(w, a, a->disk_offset);
 	if (err)
-		return err;
+		return err;	/* cur_area stays: the FAILED directory lists what of it was written */
+	w->cur_area = 0;
 	w->areas_written++;
 	return 0;
 }
@@ -766,6 +805,7 @@ int dump_writer_finish(void)
 		return w->res->error;
 
 	/* 4. the table and the directory, final */
+	w->partial_ok = false;
 	chunk_crc_finish(w);
 	w->body_bytes = w->body_pos;
 	w->nchunks = (uint32_t)((w->body_bytes + l->chunk_size - 1) / l->chunk_size);
@@ -823,6 +863,9 @@ void dump_writer_write_failed(void)
 
 	if (!w->active || !w->res || !w->res->error)
 		return;
+	/* As far as the body was written: the area in progress with the length written, like a
+	 * 64 MiB checkpoint (never less than a leader on disk already described). */
+	w->partial_ok = true;
 	printf("dump: %s device failed in %s at offset %llu: %s (device status 0x%x, request status 0x%x)\n",
 	       w->role, w->res->stage, (unsigned long long)w->res->offset, errno_name(w->res->error),
 	       w->stat.device_status, w->stat.request_status);

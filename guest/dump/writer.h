@@ -6,8 +6,8 @@
  *   dmp_finish()             (the facility's DONE calls, recorded in the directory)
  *   dump_writer_finish()     final table, directory, end marker, flush, leader, trailer, flush
  *
- * or, after a failure, dump_writer_write_failed(): the directory and table as at the last
- * completed area, then the FAILED leader and trailer, as far as the device allows.
+ * or, after a failure, dump_writer_write_failed(): the directory and table as far as the body
+ * was written, then the FAILED leader and trailer, as far as the device allows.
  */
 #ifndef DUMP_WRITER_H
 #define DUMP_WRITER_H
@@ -74,8 +74,9 @@ void dump_writer_note_failure(int err, const char *stage, uint64_t offset, bool 
 /* Offset of the write in progress, 0 outside a write: for a pinning violation. */
 uint64_t dump_writer_current_offset(void);
 
-/* After a failure: the directory and table as at the last completed area, then the leader and
- * the trailer with status FAILED, each as far as the device allows. */
+/* After a failure: the directory and table as far as the body was written (the area in
+ * progress with the length written so far), then the leader and the trailer with status
+ * FAILED, each as far as the device allows. */
 void dump_writer_write_failed(void);
 
 #endif
