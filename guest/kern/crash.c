@@ -164,6 +164,7 @@ void trap_dispatch(struct trap_frame *f)
 		guest_exit(EXIT_DUMP_FAILED);
 	}
 	capture(f, tsc);
+	pin_abandon();
 	/* Interrupts are off for good; devices that could still raise one are told not to,
 	 * before the (slow) console output. */
 	if (mute_hook)

@@ -36,6 +36,7 @@
 #include "arch/x86/paging.h"
 #include "arch/x86/usermode.h"
 #include "dump/facility.h"
+#include "lib/errno.h"
 #include "lib/printf.h"
 
 #define PAGE		4096ull
@@ -480,6 +481,14 @@ void pin_check_fault(uint64_t cr2, uint64_t rip, uint64_t error_code)
 		dmp_note_violation(cr2, rip, (uint32_t)error_code);
 	in_check = false;
 	pin_longjmp(g, 1);
+}
+
+void pin_abandon(void)
+{
+	pin_enforce_end();
+	nguards = 0;
+	in_check = false;
+	quiet = false;
 }
 
 /* ---- self-test -------------------------------------------------------------------------- */

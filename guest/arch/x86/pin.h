@@ -10,12 +10,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "lib/errno.h"
-
-#ifndef ENOMEM
-#define ENOMEM		12	/* Linux's value, as lib/errno.h's others */
-#endif
-
 /* Pin / unpin a range (page granular, reference counted). 0, EINVAL or ENOMEM. */
 int pin(const void *addr, uint64_t len);
 int unpin(const void *addr, uint64_t len);
@@ -44,6 +38,10 @@ uint64_t pin_guarded_call(pin_guarded_fn fn, uint64_t a0, uint64_t a1, uint64_t 
 
 /* Called from the page-fault path; returns only if the fault is not a pinning violation. */
 void pin_check_fault(uint64_t cr2, uint64_t rip, uint64_t error_code);
+
+/* The first crash: forget enforcement and guards left from before it (an NMI that landed in
+ * pin_selftest()), so the dump starts from the normal map and its own guards only. */
+void pin_abandon(void);
 
 /*
  * Self-test (for the shell's `selftest`; not while a dump runs): with enforcement on, a read
