@@ -1,11 +1,13 @@
-"""Reader of the dumpbed dump format, version 1 (docs/dump-format.md). Pure: no QEMU.
+"""Reader of the dumpbed dump format, version 2 (docs/dump-format.md). Pure: no QEMU.
 
 read() parses a dump partition into dataclasses and classifies the dump as none / partial /
 corrupt / complete exactly as the spec's last section says. It never raises on what it finds
 on the disk: every problem becomes a Finding, in the order it was found, so the first
 inconsistency can be named. Hostile input is bounded: every size and count is checked
-against the partition before anything is allocated or looped over, and big regions (the
-directory, the body) are read a few MiB at a time.
+against the partition (and the reader's limits) before anything is allocated or looped over,
+and big regions (the directory slot, the body) are read a few MiB at a time.
+
+The directory's records and their rules are in harness/dumpdir.py; this module re-exports them.
 """
 
 from __future__ import annotations
@@ -21,29 +23,50 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
+from harness import dumpdir
+from harness.dumpdir import (  # noqa: F401  (re-exported)
+    AREA_ENTRY_SIZE,
+    CALL_ENTRY_SIZE,
+    COMPONENT_ENTRY_SIZE,
+    CRASH_RECORD_BYTES,
+    DIR_HEADER_SIZE,
+    DIR_MAGIC,
+    MAX_DIRECTORY_ENTRIES,
+    NO_COMPONENT,
+    VIOLATION_ENTRY_SIZE,
+    Area,
+    AreaFlag,
+    CallOp,
+    CallOutcome,
+    CallRecord,
+    Component,
+    ComponentFlag,
+    ComponentKind,
+    ComponentStatus,
+    DirectoryHeader,
+    Violation,
+    enum_name,
+    round_up,
+)
+
 KiB = 1 << 10
 MiB = 1 << 20
 PAGE = 4096
 HEADER_SIZE = 512
 LEADER_OFFSET = 65536
 DIR_OFFSET = 69632
-VERSION = 1
-ENTRY_SIZE = 64
-DIR_HEADER_SIZE = 64
-CRASH_RECORD_BYTES = 1024
+VERSION = 2
 BLOCK_SIZES = (512, 4096)
 WRITER_CHUNK_SIZE = 65536
 WRITER_TABLE_LIMIT = 256 * KiB
 NO_VECTOR = 0xFFFFFFFF
 NMI_VECTOR = 2
-AREA_VOLATILE = 1
-# Reader limit: directories with more entries are rejected (a real dump has tens).
-MAX_DIRECTORY_ENTRIES = 65536
+MAX_LEVEL = 9
+AREA_VOLATILE = AreaFlag.VOLATILE
 MAX_LISTED_BAD_CHUNKS = 64
 _STEP = 8 * MiB  # bytes read at a time from big regions
 
 HEADER_MAGIC = b"DBEDDUMP"
-DIR_MAGIC = b"DBEDDIR\0"
 END_MAGIC = b"DBEDEND\0"
 CRASH_MAGIC = b"DBCRASH\0"
 
@@ -67,44 +90,28 @@ class CrashReason(IntEnum):
     EXCEPTION = 3
 
 
-class ComponentKind(IntEnum):
-    CRASH_RECORD = 1
-    KERNEL = 2
-    RAM = 3
-    OTHER = 4
-
-
-class ComponentStatus(IntEnum):
-    DUMPED = 1
-    EXCLUDED = 2
-    FAILED = 3
-
-
-def enum_name(enum: type[IntEnum], value: int) -> str:
-    try:
-        return enum(value).name
-    except ValueError:
-        return f"unknown({value})"
+class DeviceRole(IntEnum):
+    PRIMARY = 1
+    SECONDARY = 2
 
 
 def crc32c(data: bytes) -> int:
     return google_crc32c.value(bytes(data))
 
 
-def round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
-
-
-def writer_chunk_size(body_bytes: int) -> int:
-    """The chunk size the spec's writer picks: 64 KiB, doubled while the table would exceed 256 KiB."""
+def writer_chunk_size(partition_bytes: int) -> int:
+    """The chunk size the partition size fixes: 64 KiB, doubled while the table for the whole
+    partition would exceed 256 KiB."""
     size = WRITER_CHUNK_SIZE
-    while 4 * -(-body_bytes // size) > WRITER_TABLE_LIMIT:
+    while round_up(4 * -(-partition_bytes // size), PAGE) > WRITER_TABLE_LIMIT:
         size *= 2
     return size
 
 
-def crc_table_bytes_for(nchunks: int) -> int:
-    return max(PAGE, round_up(4 * nchunks, PAGE))
+def crc_table_bytes_for(partition_bytes: int) -> int:
+    """The CRC table slot's capacity for a partition (at least one page)."""
+    chunks = -(-partition_bytes // writer_chunk_size(partition_bytes))
+    return max(PAGE, round_up(4 * chunks, PAGE))
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,10 +125,11 @@ _HEADER_FIELDS = (
     ("dir_offset", "Q"), ("dir_bytes", "I"), ("dir_crc", "I"), ("crc_table_offset", "Q"),
     ("crc_table_bytes", "I"), ("crc_table_crc", "I"), ("body_offset", "Q"), ("body_bytes", "Q"),
     ("body_written", "Q"), ("end_offset", "Q"), ("chunk_size", "I"), ("component_count", "I"),
-    ("area_count", "I"), ("max_transfer", "I"), ("min_transfer", "I"), ("reserved_164", "I"),
+    ("area_count", "I"), ("max_transfer", "I"), ("min_transfer", "I"), ("level", "I"),
     ("failure_offset", "Q"), ("ram_bytes", "Q"), ("tsc_hz", "Q"), ("tsc_crash", "Q"),
-    ("tsc_done", "Q"), ("reserved_208", "Q"), ("registers", "32Q"), ("reserved_472", "36s"),
-    ("header_crc", "I"),
+    ("tsc_done", "Q"), ("estimate_bytes", "Q"), ("registers", "32Q"), ("chunks_sealed", "I"),
+    ("device_role", "I"), ("restart_error", "I"), ("reserved_484", "I"), ("restart_offset", "Q"),
+    ("reserved_496", "12s"), ("header_crc", "I"),
 )
 _HEADER = struct.Struct("<" + "".join(f for _, f in _HEADER_FIELDS))
 assert _HEADER.size == HEADER_SIZE
@@ -180,15 +188,20 @@ class Header:
     area_count: int
     max_transfer: int
     min_transfer: int
-    reserved_164: int
+    level: int
     failure_offset: int
     ram_bytes: int
     tsc_hz: int
     tsc_crash: int
     tsc_done: int
-    reserved_208: int
+    estimate_bytes: int
     registers: tuple[int, ...]
-    reserved_472: bytes
+    chunks_sealed: int
+    device_role: int
+    restart_error: int
+    reserved_484: int
+    restart_offset: int
+    reserved_496: bytes
     header_crc: int
 
     @classmethod
@@ -213,6 +226,10 @@ class Header:
         return self.magic == HEADER_MAGIC and self.version == VERSION and self.header_size == HEADER_SIZE and self.crc_ok
 
     @property
+    def complete(self) -> bool:
+        return self.status == HeaderStatus.COMPLETE
+
+    @property
     def status_name(self) -> str:
         return enum_name(HeaderStatus, self.status)
 
@@ -221,54 +238,28 @@ class Header:
         return enum_name(CrashReason, self.crash_reason)
 
     @property
+    def device_role_name(self) -> str:
+        return enum_name(DeviceRole, self.device_role)
+
+    @property
     def nchunks(self) -> int:
+        """Chunks of the finished body (0 until COMPLETE: body_bytes is 0)."""
         if self.chunk_size <= 0:
             return 0
         return -(-self.body_bytes // self.chunk_size)
 
+    @property
+    def body_end(self) -> int:
+        """Partition offset where the body described so far ends."""
+        return self.end_offset if self.complete else self.body_offset + self.body_written
+
+    @property
+    def sealed_chunks(self) -> int:
+        """Chunks whose CRC the table vouches for."""
+        return self.nchunks if self.complete else self.chunks_sealed
+
     def register_dict(self) -> dict[str, int]:
         return {name: value for name, value in zip(REGISTER_NAMES, self.registers) if name != "reserved"}
-
-
-@dataclass(frozen=True)
-class Component:
-    index: int
-    name: str
-    kind: int
-    status: int
-    reason: int
-    first_area: int
-    area_count: int
-    flags: int
-    reserved: int
-
-    @property
-    def kind_name(self) -> str:
-        return enum_name(ComponentKind, self.kind)
-
-    @property
-    def status_name(self) -> str:
-        return enum_name(ComponentStatus, self.status)
-
-
-@dataclass(frozen=True)
-class Area:
-    index: int
-    name: str
-    phys_addr: int
-    length: int
-    disk_offset: int
-    component: int
-    flags: int
-    reserved: int
-
-    @property
-    def volatile(self) -> bool:
-        return bool(self.flags & AREA_VOLATILE)
-
-    @property
-    def padded_length(self) -> int:
-        return round_up(self.length, PAGE)
 
 
 @dataclass(frozen=True)
@@ -358,29 +349,41 @@ class Dump:
     header: Header | None = None  # the header the layout was read from (leader, or a valid trailer)
     geometry_ok: bool = False
     directory_ok: bool = False
+    directory_header: DirectoryHeader | None = None
     components: list[Component] = field(default_factory=list)
     areas: list[Area] = field(default_factory=list)
-    crc_table: tuple[int, ...] | None = None
+    calls: list[CallRecord] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    crc_table: tuple[int, ...] | None = None  # the valid entries (the first chunks_sealed)
     crc_table_ok: bool = False
     end_marker: EndMarker | None = None
     end_marker_ok: bool = False
-    chunks_verified: bool = False
-    chunk_count: int = 0
+    chunks_verified: bool = False  # every sealed chunk was checked against the table
+    chunk_count: int = 0  # chunks checked
     bad_chunks: list[BadChunk] = field(default_factory=list)
     bad_chunk_count: int = 0
     crash_record: CrashRecord | None = None
 
     @property
+    def complete_header(self) -> bool:
+        return self.header is not None and self.header.complete
+
+    @property
     def extent(self) -> list[tuple[int, int]] | None:
-        """Partition ranges [start, end) the writer may write: leader slot .. end marker, and the
-        trailer block. None when no header says where the dump ends."""
+        """Partition ranges [start, end) the writer may have written: from the leader slot to
+        the end marker (while in progress: to body_written, and for a FAILED dump to the end
+        of the write that failed), and the trailer block. None when no header says where."""
         h = self.header
         if h is None or not self.geometry_ok:
             return None
-        return [
-            (LEADER_OFFSET, h.end_offset + PAGE),
-            (self.partition_bytes - self.block_size, self.partition_bytes),
-        ]
+        trailer = self.partition_bytes - self.block_size
+        if h.complete:
+            end = h.end_offset + PAGE
+        else:
+            end = h.body_offset + h.body_written
+            if h.status == HeaderStatus.FAILED and h.failure_offset >= end:
+                end = min(trailer, h.failure_offset + max(h.max_transfer, self.block_size))
+        return [(LEADER_OFFSET, end), (trailer, self.partition_bytes)]
 
     @property
     def extent_bytes(self) -> int:
@@ -407,17 +410,27 @@ class Dump:
     def component_areas(self, component: Component) -> list[Area]:
         return [a for a in self.areas if a.component == component.index]
 
+    def component_calls(self, component: Component) -> list[CallRecord]:
+        return [r for r in self.calls if r.component == component.index]
+
+    def component_violations(self, component: Component) -> list[Violation]:
+        return [v for v in self.violations if v.component == component.index]
+
     def area_written(self, area: Area) -> bool:
-        """True when every chunk the area touches lies within body_written."""
+        """True when the area's padded data lies within the body written (body_written)."""
         h = self.header
         if h is None or not self.geometry_ok:
             return False
-        written_end = h.body_offset + h.body_written
-        if area.padded_length == 0:
-            return area.disk_offset <= written_end
-        last_chunk = (area.disk_offset + area.padded_length - 1 - h.body_offset) // h.chunk_size
-        chunk_end = min(h.body_offset + (last_chunk + 1) * h.chunk_size, h.end_offset)
-        return chunk_end <= written_end
+        return h.body_offset <= area.disk_offset and area.disk_offset + area.padded_length <= h.body_end
+
+    def area_vouched(self, area: Area) -> bool:
+        """True when every chunk of the area is sealed and was verified good."""
+        h = self.header
+        if not self.area_written(area) or not self.chunks_verified or self.bad_chunk_count:
+            return False
+        end = area.disk_offset + max(area.padded_length, 1)
+        last_chunk = (end - 1 - h.body_offset) // h.chunk_size
+        return last_chunk < h.sealed_chunks
 
 
 # --------------------------------------------------------------------------------------------
@@ -584,11 +597,11 @@ class _Reader:
             if self.choose_geometry():
                 self.read_directory()
                 self.check_padding()
-                if d.header.status == HeaderStatus.COMPLETE:
-                    self.read_crc_table()
+                self.read_crc_table()
+                if d.header.complete:
                     self.read_end_marker()
-                    if self.verify_chunks:
-                        self.check_chunks()
+                if self.verify_chunks:
+                    self.check_chunks()
                 self.read_crash_record()
         self.classify()
         return d
@@ -620,7 +633,8 @@ class _Reader:
     def header_valid(self, h: Header, which: str, stage: str, offset: int) -> bool:
         ok = True
         if h.version != VERSION:
-            self.note(stage, f"{which}: version {h.version}, expected {VERSION}", offset + 8)
+            old = " (this reader reads version 2 only)" if h.version == 1 else ""
+            self.note(stage, f"{which}: version {h.version}, expected {VERSION}{old}", offset + 8)
             ok = False
         if h.header_size != HEADER_SIZE:
             self.note(stage, f"{which}: header_size {h.header_size}, expected {HEADER_SIZE}", offset + 12)
@@ -641,8 +655,7 @@ class _Reader:
         b = d.block_size
         off = d.partition_bytes - b
         leader = d.leader
-        status = leader.status if leader else None
-        wants_trailer = status == HeaderStatus.COMPLETE
+        wants_trailer = leader is not None and leader.complete
         if off < LEADER_OFFSET + PAGE:
             self.note(STAGE_TRAILER, f"partition of {d.partition_bytes} bytes has no room for a trailer")
             return
@@ -689,34 +702,58 @@ class _Reader:
             bad(f"block_size {h.block_size} (512 or 4096)", 16)
         if h.status not in HeaderStatus._value2member_map_:
             bad(f"status {h.status} unknown", 20)
-        if h.generation < 1:
-            bad("generation 0 (the first dump is 1)", 40)
+        self.check_crash_fields(h, bad)
+        self.check_failure_fields(h, bad)
+        self.check_restart_fields(h, bad)
+        if h.max_transfer and h.min_transfer > h.max_transfer:
+            bad(f"min_transfer {h.min_transfer} > max_transfer {h.max_transfer}", 156)
+        if h.level > MAX_LEVEL:
+            bad(f"level {h.level} (0..9)", 164)
+        if h.registers[31]:
+            bad("register slot 31 (reserved) not zero", 216 + 31 * 8)
+        if h.reserved_484:
+            bad("reserved field at 484 not zero", 484)
+        if h.reserved_496 != bytes(12):
+            bad("reserved bytes 496..507 not zero", 496)
+
+    @staticmethod
+    def check_crash_fields(h: Header, bad) -> None:
         if h.crash_reason not in CrashReason._value2member_map_:
             bad(f"crash_reason {h.crash_reason} unknown", 44)
         if h.crash_reason == CrashReason.NMI and h.crash_vector != NMI_VECTOR:
             bad(f"crash_vector {h.crash_vector} for an NMI (expected 2)", 48)
         elif h.crash_vector > 255 and h.crash_vector != NO_VECTOR:
             bad(f"crash_vector {h.crash_vector} is no x86 vector", 48)
+
+    @staticmethod
+    def check_failure_fields(h: Header, bad) -> None:
+        if h.status == HeaderStatus.FAILED and not h.failure:
+            bad("FAILED with failure 0 (the errno that ended the dump)", 52)
         if h.status != HeaderStatus.FAILED and (h.failure or h.failure_offset):
             bad(f"failure {h.failure} / failure_offset {h.failure_offset} set, but status is {h.status_name}", 52)
         if h.failure_offset >= max(h.partition_bytes, 1) and h.failure_offset:
             bad(f"failure_offset 0x{h.failure_offset:x} beyond the partition", 168)
-        if h.status == HeaderStatus.COMPLETE and h.body_written != h.body_bytes:
-            bad(f"COMPLETE with body_written {h.body_written} != body_bytes {h.body_bytes}", 128)
-        if h.status == HeaderStatus.IN_PROGRESS and h.crc_table_crc != 0:
-            bad(f"IN_PROGRESS with crc_table_crc 0x{h.crc_table_crc:08x} (0 until the table is written)", 108)
-        if h.body_written > h.body_bytes:
-            bad(f"body_written {h.body_written} > body_bytes {h.body_bytes}", 128)
-        if h.max_transfer and h.min_transfer > h.max_transfer:
-            bad(f"min_transfer {h.min_transfer} > max_transfer {h.max_transfer}", 156)
-        if h.reserved_164:
-            bad("reserved field at 164 not zero", 164)
-        if h.reserved_208:
-            bad("reserved field at 208 not zero", 208)
-        if h.registers[31]:
-            bad("register slot 31 (reserved) not zero", 216 + 31 * 8)
-        if h.reserved_472 != bytes(36):
-            bad("reserved bytes 472..507 not zero", 472)
+
+    @staticmethod
+    def check_restart_fields(h: Header, bad) -> None:
+        """generation 1 is the primary's first dump; generation 2 the restart on the secondary."""
+        if h.generation not in (1, 2):
+            bad(f"generation {h.generation} (1, or 2 for the dump restarted on the secondary)", 40)
+        if h.device_role not in DeviceRole._value2member_map_:
+            bad(f"device_role {h.device_role} unknown (1 primary, 2 secondary)", 476)
+        elif h.generation == 2 and h.device_role != DeviceRole.SECONDARY:
+            bad("generation 2 on the primary device (a restarted dump is written to the secondary)", 476)
+        elif h.generation == 1 and h.device_role != DeviceRole.PRIMARY:
+            bad("generation 1 on the secondary device (the secondary holds only a restarted dump)", 476)
+        if h.generation == 2:
+            if not h.restart_error:
+                bad("generation 2 with restart_error 0 (the errno that ended generation 1)", 480)
+            if h.restart_offset < LEADER_OFFSET:
+                bad(f"generation 2 with restart_offset 0x{h.restart_offset:x} (a write on the primary is "
+                    f"at or after 0x{LEADER_OFFSET:x})", 488)
+        elif h.restart_error or h.restart_offset:
+            bad(f"restart_error {h.restart_error} / restart_offset 0x{h.restart_offset:x} in generation "
+                f"{h.generation} (0 unless restarted)", 480)
 
     def check_geometry(self, h: Header) -> bool:
         """Every location and size in the header, against each other and the partition.
@@ -724,6 +761,15 @@ class _Reader:
         d = self.dump
         stage = STAGE_LEADER if h is d.leader else STAGE_TRAILER
         which = "leader" if h is d.leader else "trailer"
+        problems = self.slot_problems(h)
+        problems += self.body_problems(h) if h.complete else self.progress_problems(h)
+        for p in problems:
+            self.note(stage, f"{which}: {p}")
+        return not problems
+
+    def slot_problems(self, h: Header) -> list[str]:
+        """The leader, directory and table slots; the chunk size the partition fixes."""
+        d = self.dump
         problems = []
         if h.partition_bytes != d.partition_bytes:
             problems.append(f"partition_bytes {h.partition_bytes}, the partition is {d.partition_bytes}")
@@ -732,155 +778,100 @@ class _Reader:
         entries = h.component_count + h.area_count
         if entries > MAX_DIRECTORY_ENTRIES:
             problems.append(f"{h.component_count} components + {h.area_count} areas exceed the reader's limit")
-        if h.dir_bytes % PAGE or h.dir_bytes < round_up(DIR_HEADER_SIZE + ENTRY_SIZE * entries, PAGE):
+        needed = round_up(DIR_HEADER_SIZE + COMPONENT_ENTRY_SIZE * h.component_count + AREA_ENTRY_SIZE * h.area_count,
+                          PAGE)
+        if h.dir_bytes % PAGE or h.dir_bytes < needed:
             problems.append(
                 f"dir_bytes {h.dir_bytes} is not a page multiple holding {h.component_count} components "
                 f"and {h.area_count} areas"
             )
         if h.crc_table_offset != h.dir_offset + h.dir_bytes:
             problems.append(f"crc_table_offset {h.crc_table_offset} != dir_offset + dir_bytes")
-        if h.body_bytes % PAGE:
-            problems.append(f"body_bytes {h.body_bytes} not a page multiple")
-        if h.chunk_size != writer_chunk_size(h.body_bytes):
-            problems.append(
-                f"chunk_size {h.chunk_size}, the spec's writer uses {writer_chunk_size(h.body_bytes)} "
-                f"for {h.body_bytes} body bytes"
-            )
-        elif h.crc_table_bytes != crc_table_bytes_for(h.nchunks):
-            problems.append(f"crc_table_bytes {h.crc_table_bytes} for {h.nchunks} chunks")
+        chunk = writer_chunk_size(d.partition_bytes)
+        if h.chunk_size != chunk:
+            problems.append(f"chunk_size {h.chunk_size}, a partition of {d.partition_bytes} bytes has {chunk}")
+        table = crc_table_bytes_for(d.partition_bytes)
+        if h.crc_table_bytes != table:
+            problems.append(f"crc_table_bytes {h.crc_table_bytes}, a partition of {d.partition_bytes} bytes "
+                            f"has {table}")
         if h.body_offset != h.crc_table_offset + h.crc_table_bytes:
             problems.append(f"body_offset {h.body_offset} != crc_table_offset + crc_table_bytes")
+        return problems
+
+    def body_problems(self, h: Header) -> list[str]:
+        """A COMPLETE dump: the body, the end marker, every chunk sealed."""
+        problems = []
+        if h.body_bytes % PAGE:
+            problems.append(f"body_bytes {h.body_bytes} not a page multiple")
+        if h.body_written != h.body_bytes:
+            problems.append(f"COMPLETE with body_written {h.body_written} != body_bytes {h.body_bytes}")
         if h.end_offset != h.body_offset + h.body_bytes:
             problems.append(f"end_offset {h.end_offset} != body_offset + body_bytes")
-        if h.end_offset + PAGE > d.partition_bytes - d.block_size:
+        if h.end_offset + PAGE > self.dump.partition_bytes - self.dump.block_size:
             problems.append(f"dump ends at {h.end_offset + PAGE}, beyond the trailer block")
-        for p in problems:
-            self.note(stage, f"{which}: {p}")
-        return not problems
+        elif h.chunks_sealed != h.nchunks:
+            problems.append(f"COMPLETE with chunks_sealed {h.chunks_sealed}, the body has {h.nchunks} chunks")
+        return problems
+
+    def progress_problems(self, h: Header) -> list[str]:
+        """An IN_PROGRESS or FAILED dump: no body size or end yet; body_written and the sealed
+        chunks within the partition."""
+        problems = []
+        if h.body_bytes or h.end_offset:
+            problems.append(f"{h.status_name} with body_bytes {h.body_bytes} / end_offset {h.end_offset} "
+                            f"(0 until COMPLETE)")
+        if h.body_written % PAGE:
+            problems.append(f"body_written {h.body_written} not a page multiple")
+        if h.body_offset + h.body_written + PAGE > self.dump.partition_bytes - self.dump.block_size:
+            problems.append(f"body_written {h.body_written} leaves no room for the end marker and trailer")
+        elif h.chunk_size and h.chunks_sealed > h.body_written // h.chunk_size:
+            problems.append(f"chunks_sealed {h.chunks_sealed}, but body_written {h.body_written} fills only "
+                            f"{h.body_written // h.chunk_size} chunks")
+        return problems
 
     # -- directory and body ------------------------------------------------------------------
+
+    def directory_context(self) -> dumpdir.Context:
+        h = self.dump.header
+        return dumpdir.Context(
+            offset=h.dir_offset, dir_bytes=h.dir_bytes, component_count=h.component_count,
+            area_count=h.area_count, level=h.level, generation=h.generation, estimate_bytes=h.estimate_bytes,
+            body_offset=h.body_offset, body_end=h.body_end, complete=h.complete,
+        )
 
     def read_directory(self) -> None:
         d, h = self.dump, self.dump.header
         first_finding = len(d.findings)
-        note = lambda msg, at=None: self.note(STAGE_STRUCTURE, f"directory: {msg}", at)
+        note = lambda msg, at=None: self.note(STAGE_STRUCTURE, msg, at)
         crc = self.part.crc(h.dir_offset, h.dir_bytes)
         if crc is None:
-            note("beyond the end of the image", h.dir_offset)
+            note("directory: beyond the end of the image", h.dir_offset)
             return
         if crc != h.dir_crc:
-            note(f"CRC32C 0x{crc:08x}, header says 0x{h.dir_crc:08x}", h.dir_offset)
-        cc, ac = h.component_count, h.area_count
-        used = DIR_HEADER_SIZE + ENTRY_SIZE * (cc + ac)
-        raw = self.part.read(h.dir_offset, used)
-        magic, dcc, dac, csize, asize = struct.unpack_from("<8sIIII", raw)
-        if magic != DIR_MAGIC:
-            note(f"magic {magic!r}, expected {DIR_MAGIC!r}", h.dir_offset)
-        if (dcc, dac) != (cc, ac):
-            note(f"counts {dcc} components / {dac} areas, header says {cc} / {ac}", h.dir_offset + 8)
-        if (csize, asize) != (ENTRY_SIZE, ENTRY_SIZE):
-            note(f"entry sizes {csize} / {asize}, expected 64 / 64", h.dir_offset + 16)
-        if raw[24:DIR_HEADER_SIZE] != bytes(DIR_HEADER_SIZE - 24):
-            note("header bytes 24..63 not zero", h.dir_offset + 24)
+            note(f"directory: CRC32C 0x{crc:08x}, header says 0x{h.dir_crc:08x}", h.dir_offset)
+        ctx = self.directory_context()
+        dh = dumpdir.parse_header(self.part.read(h.dir_offset, DIR_HEADER_SIZE))
+        d.directory_header = dh
+        if not dumpdir.check_header(dh, ctx, note):
+            return
+        used = dh.used_bytes  # bounded: MAX_DIRECTORY_ENTRIES records, within dir_bytes
+        directory = dumpdir.parse_records(self.part.read(h.dir_offset, used), dh, ctx, note)
         bad = self.part.first_nonzero(h.dir_offset + used, h.dir_bytes - used)
         if bad:
-            note(f"{_zero_problem(bad)} after the last entry", bad[1])
-
-        for i, values in enumerate(struct.iter_unpack("<32sIIIIIIQ", raw[DIR_HEADER_SIZE:DIR_HEADER_SIZE + ENTRY_SIZE * cc])):
-            name, kind, status, reason, first, count, flags, reserved = values
-            at = h.dir_offset + DIR_HEADER_SIZE + ENTRY_SIZE * i
-            text = self.check_name(name, f"component {i}", at)
-            d.components.append(Component(i, text, kind, status, reason, first, count, flags, reserved))
-        area_base = DIR_HEADER_SIZE + ENTRY_SIZE * cc
-        for i, values in enumerate(struct.iter_unpack("<24sQQQIIQ", raw[area_base:used])):
-            name, phys, length, disk_offset, comp, flags, reserved = values
-            at = h.dir_offset + area_base + ENTRY_SIZE * i
-            text = self.check_name(name, f"area {i}", at)
-            d.areas.append(Area(i, text, phys, length, disk_offset, comp, flags, reserved))
-        self.check_components()
-        self.check_areas()
+            note(f"directory: {_zero_problem(bad)} after the last record", bad[1])
+        d.components, d.areas = directory.components, directory.areas
+        d.calls, d.violations = directory.calls, directory.violations
+        dumpdir.check(directory, ctx, note)
+        self.check_violations_against_header()
         d.directory_ok = len(d.findings) == first_finding
 
-    def check_name(self, raw: bytes, what: str, at: int) -> str:
-        text = raw.split(b"\0", 1)[0]
-        if any(c >= 0x80 for c in raw) or raw[len(text):] != bytes(len(raw) - len(text)):
-            self.note(STAGE_STRUCTURE, f"directory: {what} name {raw!r} is not NUL-padded ASCII", at)
-        return text.decode("ascii", "replace")
-
-    def check_components(self) -> None:
-        d = self.dump
-        ac = len(d.areas)
-        crash_records = 0
-        # Area ranges must not overlap, so together they claim at most ac entries; when they
-        # claim more, walking every range could take components x areas steps: don't.
-        claimed = sum(c.area_count for c in d.components)
-        walk_areas = claimed <= ac
-        if not walk_areas:
-            self.note(STAGE_STRUCTURE, f"directory: components claim {claimed} area entries, there are {ac}")
-        for c in d.components:
-            bad = lambda msg: self.note(STAGE_STRUCTURE, f"component {c.index} ({c.name}): {msg}")
-            if c.kind not in ComponentKind._value2member_map_:
-                bad(f"kind {c.kind} unknown")
-            if c.status not in ComponentStatus._value2member_map_:
-                bad(f"status {c.status} unknown")
-            if c.status == ComponentStatus.DUMPED and c.reason:
-                bad(f"DUMPED with reason {c.reason}")
-            if c.status != ComponentStatus.DUMPED and c.area_count:
-                bad(f"{c.status_name} but has {c.area_count} areas (only DUMPED components have areas)")
-            if c.flags:
-                bad(f"flags 0x{c.flags:x} (0 in version 1)")
-            if c.reserved:
-                bad("reserved field not zero")
-            in_range = c.area_count == 0 or c.first_area + c.area_count <= ac
-            if not in_range:
-                bad(f"areas {c.first_area}..{c.first_area + c.area_count - 1} beyond the {ac} area entries")
-            elif walk_areas:
-                for a in d.areas[c.first_area:c.first_area + c.area_count]:
-                    if a.component != c.index:
-                        bad(f"its area {a.index} ({a.name}) names component {a.component}")
-            if c.kind == ComponentKind.CRASH_RECORD:
-                crash_records += 1
-                if c.status == ComponentStatus.DUMPED:
-                    if c.area_count != 1 or not in_range or d.areas[c.first_area].length != CRASH_RECORD_BYTES:
-                        bad(f"a crash record is one area of {CRASH_RECORD_BYTES} bytes")
-                    elif not d.areas[c.first_area].volatile:
-                        bad("the crash record area is not marked VOLATILE")
-        if crash_records > 1:
-            self.note(STAGE_STRUCTURE, f"directory: {crash_records} CRASH_RECORD components")
-
-    def check_areas(self) -> None:
-        d, h = self.dump, self.dump.header
-        expected = h.body_offset
-        comps = d.components
-        for a in d.areas:
-            bad = lambda msg: self.note(STAGE_STRUCTURE, f"area {a.index} ({a.name}): {msg}", a.disk_offset)
-            if a.component >= len(comps):
-                bad(f"component {a.component} does not exist")
-            else:
-                c = comps[a.component]
-                if not c.first_area <= a.index < c.first_area + c.area_count:
-                    bad(f"outside the area range of its component {c.index} ({c.name})")
-            if a.flags & ~AREA_VOLATILE:
-                bad(f"flags 0x{a.flags:x} (only bit 0, VOLATILE, is defined)")
-            if a.reserved:
-                bad("reserved field not zero")
-            if a.phys_addr + a.length > 1 << 64:
-                bad("phys_addr + length overflows 64 bits")
-            if a.disk_offset != expected:
-                bad(f"disk_offset 0x{a.disk_offset:x}, expected 0x{expected:x} (areas are back to back)")
-                expected = None
-                break
-            expected = a.disk_offset + a.padded_length
-            if expected > h.end_offset:
-                bad(f"ends at 0x{expected:x}, beyond the body end 0x{h.end_offset:x}")
-                expected = None
-                break
-        if expected is not None and expected != h.end_offset:
-            self.note(
-                STAGE_STRUCTURE,
-                f"areas fill {expected - h.body_offset} body bytes, header says body_bytes {h.body_bytes}",
-                expected,
-            )
+    def check_violations_against_header(self) -> None:
+        """A fault in the facility or a driver fails the dump on its device."""
+        h = self.dump.header
+        for v in self.dump.violations:
+            if v.component == NO_COMPONENT and v.generation == h.generation and h.complete:
+                self.note(STAGE_STRUCTURE, f"violation {v.index} (address 0x{v.address:x}): a fault in the facility "
+                          f"or a driver in generation {v.generation}, yet the dump is COMPLETE")
 
     def check_padding(self) -> None:
         """The bytes between an area's data and the next page boundary are zero."""
@@ -897,8 +888,13 @@ class _Reader:
     # -- CRC table, end marker, chunks -------------------------------------------------------
 
     def read_crc_table(self) -> None:
+        """The table slot must match crc_table_crc. A partial dump with no chunk sealed may not
+        have written its table yet: then there is nothing to check."""
         d, h = self.dump, self.dump.header
-        n = h.nchunks
+        n = h.sealed_chunks
+        if not h.complete and n == 0:
+            d.crc_table, d.crc_table_ok = (), True
+            return
         raw = self.part.read(h.crc_table_offset, h.crc_table_bytes)  # at most 256 KiB (geometry)
         if raw is None:
             self.note(STAGE_STRUCTURE, "CRC table: beyond the end of the image", h.crc_table_offset)
@@ -913,7 +909,7 @@ class _Reader:
             )
             ok = False
         tail = raw[4 * n:]
-        if tail.count(0) != len(tail):
+        if h.complete and tail.count(0) != len(tail):
             at = 4 * n + next(i for i, c in enumerate(tail) if c)
             self.note(STAGE_STRUCTURE, f"CRC table: nonzero byte after the {n} entries", h.crc_table_offset + at)
             ok = False
@@ -938,7 +934,7 @@ class _Reader:
         if m.computed_crc != crc:
             note(f"CRC32C 0x{m.computed_crc:08x}, marker says 0x{crc:08x}", PAGE - 4)
         if version != VERSION:
-            note(f"version {version}", 8)
+            note(f"version {version}, expected {VERSION}", 8)
         if generation != h.generation:
             note(f"generation {generation}, header says {h.generation}", 12)
         if dump_id != h.dump_id:
@@ -955,17 +951,18 @@ class _Reader:
         d.end_marker_ok = len(d.findings) == first
 
     def check_chunks(self) -> None:
+        """Every sealed chunk (all of a COMPLETE dump's) against its CRC table entry."""
         d, h = self.dump, self.dump.header
         if not d.crc_table_ok:
             return
-        cs = h.chunk_size
-        d.chunk_count = h.nchunks
+        cs, sealed = h.chunk_size, h.sealed_chunks
+        body_end = h.body_offset + sealed * cs if not h.complete else h.end_offset
         # Read a few MiB at a time, a whole number of chunks each (or one chunk in pieces,
-        # for the big chunks of huge bodies).
+        # for the big chunks of huge partitions).
         per_step = max(1, _STEP // cs)
-        for first in range(0, h.nchunks, per_step):
+        for first in range(0, sealed, per_step):
             step_off = h.body_offset + first * cs
-            step_len = min(per_step * cs, h.end_offset - step_off)
+            step_len = min(per_step * cs, body_end - step_off)
             if cs > _STEP:
                 crc = self.part.crc(step_off, step_len)
                 actual = None if crc is None else [crc]
@@ -976,20 +973,21 @@ class _Reader:
                 ]
             if actual is None:
                 self.note(STAGE_CHUNK, f"body beyond the end of the image from chunk {first}", step_off)
-                d.bad_chunk_count += h.nchunks - first
+                d.bad_chunk_count += sealed - first
                 return
             for k, crc in enumerate(actual, first):
                 if crc != d.crc_table[k]:
-                    self.bad_chunk(k, crc)
+                    self.bad_chunk(k, crc, body_end)
+        d.chunk_count = sealed
         d.chunks_verified = True
 
-    def bad_chunk(self, k: int, actual: int) -> None:
+    def bad_chunk(self, k: int, actual: int, body_end: int) -> None:
         d, h = self.dump, self.dump.header
         d.bad_chunk_count += 1
         if len(d.bad_chunks) >= MAX_LISTED_BAD_CHUNKS:
             return
         start = h.body_offset + k * h.chunk_size
-        end = min(start + h.chunk_size, h.end_offset)
+        end = min(start + h.chunk_size, body_end)
         areas = tuple(
             a.name or f"area {a.index}" for a in self.areas_between(start, end)
         )
@@ -1034,7 +1032,7 @@ class _Reader:
         if magic != CRASH_MAGIC:
             note(f"magic {magic!r}, expected {CRASH_MAGIC!r}")
         if version != VERSION:
-            note(f"version {version}", 8)
+            note(f"version {version}, expected {VERSION}", 8)
         if cpu != 0:
             note(f"cpu {cpu}, expected 0", 20)
         if raw[304:512] != bytes(208):
@@ -1055,6 +1053,8 @@ class _Reader:
     # -- classification ----------------------------------------------------------------------
 
     def classify(self) -> None:
+        """The spec's last section. The crash record's findings do not change the class (they
+        are the crash-record check's)."""
         d = self.dump
         stages = lambda *s: [f for f in d.findings if f.stage in s]
         leader = d.leader
@@ -1062,35 +1062,33 @@ class _Reader:
             d.status = "none"
             d.reason = d.first_inconsistency = "no dump header magic in the leader slot"
             return
-        first_leader = stages(STAGE_LEADER)
-        if first_leader:
-            self.corrupt(first_leader[0])
-            return
-        if leader.status in (HeaderStatus.IN_PROGRESS, HeaderStatus.FAILED):
-            first_trailer = stages(STAGE_TRAILER)
-            if first_trailer:
-                self.corrupt(first_trailer[0])
+        # The leader's own problems name the dump best, then the trailer's, then the rest.
+        for stage in (STAGE_LEADER, STAGE_TRAILER, STAGE_STRUCTURE, STAGE_CHUNK):
+            first = stages(stage)
+            if first:
+                self.corrupt(first[0])
                 return
+        if leader.status in (HeaderStatus.IN_PROGRESS, HeaderStatus.FAILED):
             d.status = "partial"
-            if leader.status == HeaderStatus.FAILED:
-                d.reason = (
-                    f"dump FAILED: errno {leader.failure} at partition offset 0x{leader.failure_offset:x}, "
-                    f"{leader.body_written} of {leader.body_bytes} body bytes written"
-                )
-            else:
-                d.reason = f"dump IN_PROGRESS: {leader.body_written} of {leader.body_bytes} body bytes written"
+            d.reason = self.partial_reason(leader)
             return
         # COMPLETE (any other status was a leader finding)
-        first = stages(STAGE_LEADER, STAGE_TRAILER, STAGE_STRUCTURE, STAGE_CHUNK)
-        if first:
-            self.corrupt(first[0])
-            return
         if not d.chunks_verified:
             d.status = "corrupt"
             d.reason = d.first_inconsistency = "chunk CRCs not verified"
             return
         d.status = "complete"
         d.reason = f"complete: {leader.body_bytes} body bytes, {d.chunk_count} chunks verified"
+
+    def partial_reason(self, h: Header) -> str:
+        d = self.dump
+        pending = sum(1 for c in d.components if c.status == ComponentStatus.PENDING)
+        progress = (f"{h.body_written} body bytes written in {len(d.areas)} areas, {h.chunks_sealed} chunks sealed"
+                    f"{' and verified' if d.chunks_verified and h.chunks_sealed else ''}, "
+                    f"{pending} components PENDING")
+        if h.status == HeaderStatus.FAILED:
+            return f"dump FAILED: errno {h.failure} at partition offset 0x{h.failure_offset:x}; {progress}"
+        return f"dump IN_PROGRESS: {progress}"
 
     def corrupt(self, finding: Finding) -> None:
         self.dump.status = "corrupt"

@@ -89,10 +89,7 @@ def render(report: dict, console: Optional[Console] = None) -> None:
             f"memory={scenario.get('memory_bytes', 0) // MIB} MiB accel={scenario.get('accel')} "
             f"firmware={scenario.get('firmware')} block={scenario.get('block_size')}")
     dump = report.get("dump") or {}
-    line = f"[bold]dump[/] status={dump.get('status')} bytes={dump.get('bytes')}"
-    if dump.get("first_inconsistency"):
-        line += f" first inconsistency: {dump['first_inconsistency']}"
-    console.print(line)
+    _render_dump(dump, console)
     content = report.get("content") or {}
     if content.get("ram_bytes"):
         console.print(
@@ -119,3 +116,33 @@ def render(report: dict, console: Optional[Console] = None) -> None:
         failed = [c["name"] for c in report["checks"] if not c["ok"]]
         why = ", ".join(failed) or f"dump status {dump.get('status')}"
         console.print(f"[bold red]FAIL[/] ({why})")
+
+
+def _render_dump(dump: dict, console: Console) -> None:
+    """The dump summary: classification, generation and device, level and estimate, each
+    component (status, flags, level, estimate vs dumped, calls), the pinning violations."""
+    line = f"[bold]dump[/] status={dump.get('status')} bytes={dump.get('bytes')}"
+    if dump.get("generation") is not None:
+        line += (f" generation={dump['generation']} device={dump.get('device_role')} level={dump.get('level')} "
+                 f"estimate={dump.get('estimate_bytes')}")
+    if dump.get("restart_error"):
+        line += f" restart: errno {dump['restart_error']} at primary offset 0x{dump.get('restart_offset') or 0:x}"
+    if dump.get("first_inconsistency"):
+        line += f" first inconsistency: {dump['first_inconsistency']}"
+    console.print(line)
+    components = dump.get("components") or []
+    if components:
+        table = Table(show_header=True, header_style="bold", title="components")
+        for col in ("component", "status", "flags", "level", "estimate", "dumped", "areas", "calls"):
+            table.add_column(col, overflow="fold")
+        for c in components:
+            status = c.get("status", "?") + (f" ({c['reason']})" if c.get("reason") else "")
+            table.add_row(str(c.get("name")), status, "|".join(c.get("flags") or []) or "-", str(c.get("level", "")),
+                          str(c.get("estimate_bytes", "")), str(c.get("dumped_bytes", c.get("bytes", ""))),
+                          str(c.get("areas", "")), str(c.get("calls", "")))
+        console.print(table)
+    for v in dump.get("violations") or []:
+        who = "the facility or a driver" if v.get("component") is None else f"component {v['component']}"
+        console.print(f"[bold red]pinning violation[/] at 0x{v.get('address', 0):x} (rip 0x{v.get('rip', 0):x}, "
+                      f"error code 0x{v.get('error_code', 0):x}) by {who}, op {v.get('op')}, "
+                      f"generation {v.get('generation')}")

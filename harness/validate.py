@@ -3,6 +3,9 @@
     validate_run(run_dir)      every check, against scenario.json, layout.json and snapshot/
     validate_image(image_path) what the image alone carries (partition found through its GPT)
 
+The component oracles (protocol, sample-data, the components' part of completeness) are
+harness/checks_components.py's; this module wires them in with the scenario's expectation.
+
 Each check is a Check {name, ok, detail}. Every byte of the dump disk is covered by one:
 GPT regions (canary: byte-for-byte against the regenerated GPT), sectors outside the dump
 extent (canary), leader and trailer (format: header CRC, zero padding, identical), directory,
@@ -23,8 +26,13 @@ from harness.errors import DumpbedError
 from harness.irqwatch import check_no_interrupts
 from harness.writelog import check_write_sizes, crash_time
 
-CHECK_ORDER = ("format", "chunk-crc", "content", "crash-record", "canary", "completeness", "write-sizes",
-               "no-interrupts")
+try:  # the component oracles (protocol, sample-data, the components' part of completeness)
+    from harness import checks_components
+except ImportError:  # pragma: no cover - only while the module is being written
+    checks_components = None
+
+CHECK_ORDER = ("format", "chunk-crc", "content", "sample-data", "crash-record", "protocol", "canary",
+               "completeness", "write-sizes", "no-interrupts")
 # The RAM that must be dumped: 99% of the reference size, less 1 MiB for what no memory map
 # offers as usable RAM (the legacy hole below 1 MiB, firmware-reserved ranges).
 RAM_COVERAGE = 0.99
@@ -69,13 +77,6 @@ class Validation:
 
 def dump_summary(d: dumpfmt.Dump) -> dict:
     h = d.header
-    components = []
-    for c in d.components:
-        areas = d.component_areas(c)
-        components.append({
-            "index": c.index, "name": c.name, "kind": c.kind_name, "status": c.status_name,
-            "reason": c.reason, "areas": len(areas), "bytes": sum(a.length for a in areas),
-        })
     return {
         "status": d.status,
         "reason": d.reason,
@@ -85,6 +86,11 @@ def dump_summary(d: dumpfmt.Dump) -> dict:
         "dump_id": d.dump_id.hex() if d.dump_id is not None else None,
         "header_status": h.status_name if h else None,
         "crash_reason": h.reason_name if h else None,
+        "device_role": h.device_role_name if h else None,
+        "restart_error": h.restart_error if h else None,
+        "restart_offset": h.restart_offset if h else None,
+        "level": h.level if h else None,
+        "estimate_bytes": h.estimate_bytes if h else None,
         "block_size": d.block_size,
         "partition_offset": d.partition_offset,
         "partition_bytes": d.partition_bytes,
@@ -92,19 +98,43 @@ def dump_summary(d: dumpfmt.Dump) -> dict:
         "body_written": h.body_written if h else None,
         "chunk_size": h.chunk_size if h else None,
         "chunks": h.nchunks if h else None,
+        "chunks_sealed": h.chunks_sealed if h else None,
         "bad_chunks": d.bad_chunk_count,
-        "components": components,
+        "components": [_component_summary(d, c) for c in d.components],
         "areas": [
             {
                 "index": a.index, "name": a.name, "component": a.component, "phys_addr": a.phys_addr,
-                "length": a.length, "disk_offset": a.disk_offset, "volatile": a.volatile,
+                "length": a.length, "disk_offset": a.disk_offset, "volatile": a.volatile, "staged": a.staged,
             }
             for a in d.areas
+        ],
+        "calls": len(d.calls),
+        "violations": [
+            {"index": v.index, "address": v.address, "rip": v.rip, "error_code": v.error_code,
+             "component": v.component if v.component != dumpfmt.NO_COMPONENT else None, "op": v.op_name,
+             "generation": v.generation}
+            for v in d.violations
         ],
         "findings": [
             {"check": f.check, "message": f.message, "offset": f.offset} for f in d.findings[:MAX_FINDINGS_IN_DICT]
         ],
     }
+
+
+def _component_summary(d: dumpfmt.Dump, c: dumpfmt.Component) -> dict:
+    areas = d.component_areas(c)
+    out = {
+        "index": c.index, "name": c.name, "kind": c.kind_name, "status": c.status_name,
+        "reason": c.reason, "areas": len(areas), "bytes": sum(a.length for a in areas),
+        "flags": c.flag_names, "level": c.level, "table_generation": c.table_generation,
+        "estimate_bytes": c.estimate_bytes, "dumped_bytes": c.dumped_bytes,
+        "calls": len(d.component_calls(c)),
+    }
+    if c.staging_bytes or c.global_buffer_bytes:
+        out.update(staging_bytes=c.staging_bytes, global_buffer_bytes=c.global_buffer_bytes)
+    if c.has(dumpfmt.ComponentFlag.RTNFAILURE):
+        out.update(failure_rv=c.failure_rv, failure_vaddr=c.failure_vaddr, failure_handle=c.failure_handle)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,6 +154,7 @@ def validate_run(run_dir: str | Path) -> Validation:
     if not image_path.is_file():
         raise DumpbedError(f"{image_path}: dump image missing")
 
+    expect = expectation(scenario)
     with Snapshot.load(run_dir / "snapshot") as snapshot, _open(image_path) as image:
         dump = dumpfmt.read(image, layout.dump_offset, layout.dump_size, layout.block_size)
         content, stats = check_content(dump, image, snapshot, scenario["memory_bytes"])
@@ -131,9 +162,11 @@ def validate_run(run_dir: str | Path) -> Validation:
             "format": check_format(dump, scenario["dump_id"]),
             "chunk-crc": check_chunks(dump),
             "content": content,
+            "sample-data": check_sample_data(dump, image, expect),
             "crash-record": check_crash_record(dump, registers, scenario["crash"]),
+            "protocol": check_protocol(dump, expect),
             "canary": check_canary(dump, image, layout),
-            "completeness": check_completeness(dump, scenario["memory_bytes"], "memory_bytes"),
+            "completeness": check_completeness(dump, scenario["memory_bytes"], "memory_bytes", expect),
             "write-sizes": check_write_sizes(run_dir, dump, layout, scenario),
             "no-interrupts": check_no_interrupts(run_dir, crash_time(run_dir)),
         }
@@ -165,8 +198,9 @@ def _with_other_disks(dump_disk: Check, run_dir: Path) -> Check:
 
 def validate_image(image_path: str | Path) -> Validation:
     """The checks an image carries by itself: format (no dump id to compare), chunk-crc,
-    crash-record (header against the record; no snapshot), completeness (against the
-    header's ram_bytes). The dump partition is found through the image's GPT."""
+    sample-data (any sample component's areas against the pattern), crash-record (header
+    against the record; no snapshot), protocol (the generic call rules), completeness (against
+    the header's ram_bytes). The dump partition is found through the image's GPT."""
     image_path = Path(image_path)
     if not image_path.is_file():
         raise DumpbedError(f"{image_path}: no such image")
@@ -174,13 +208,15 @@ def validate_image(image_path: str | Path) -> Validation:
     offset, size = info.dump_span()
     with _open(image_path) as image:
         dump = dumpfmt.read(image, offset, size, info.block_size)
-    ram = dump.header.ram_bytes if dump.header else 0
-    checks = [
-        check_format(dump, None),
-        check_chunks(dump),
-        check_crash_record(dump, None, None),
-        check_completeness(dump, ram, "the header's ram_bytes"),
-    ]
+        ram = dump.header.ram_bytes if dump.header else 0
+        checks = [
+            check_format(dump, None),
+            check_chunks(dump),
+            check_sample_data(dump, image, None),
+            check_crash_record(dump, None, None),
+            check_protocol(dump, None),
+            check_completeness(dump, ram, "the header's ram_bytes"),
+        ]
     return Validation(checks, dump, None, str(image_path))
 
 
@@ -230,6 +266,34 @@ def load_registers(path: Path) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------------------------
+# The component oracles (harness/checks_components.py)
+# --------------------------------------------------------------------------------------------
+
+
+def expectation(scenario: dict):
+    """The scenario's samples, level and restart; None for a scenario that predates them."""
+    if checks_components is None:
+        return None
+    return checks_components.expectation_from_scenario(scenario)
+
+
+def check_protocol(dump: dumpfmt.Dump, expect) -> Check:
+    if dump.status == "none":
+        return Check("protocol", False, "no dump: no call records")
+    if checks_components is None:
+        return Check("protocol", False, "harness.checks_components is missing: the call protocol is not checked")
+    return checks_components.check_protocol(dump, expect)
+
+
+def check_sample_data(dump: dumpfmt.Dump, image: dumpfmt.Image, expect) -> Check:
+    if dump.status == "none":
+        return Check("sample-data", False, "no dump: no sample data")
+    if checks_components is None:
+        return Check("sample-data", False, "harness.checks_components is missing: sample data is not checked")
+    return checks_components.check_sample_data(dump, image, expect)
+
+
+# --------------------------------------------------------------------------------------------
 # Checks
 # --------------------------------------------------------------------------------------------
 
@@ -247,34 +311,43 @@ def check_format(dump: dumpfmt.Dump, dump_id: bytes | None) -> Check:
     if h is not None and dump_id is not None and h.dump_id != dump_id:
         problems.append(f"dump_id {h.dump_id.hex()}, the scenario gave {dump_id.hex()}")
     id_note = ", dump id matches the scenario" if dump_id is not None else ""
+    where = f", {h.device_role_name.lower()} device" if h else ""
     ok_detail = (
         f"leader and trailer valid and identical, status COMPLETE, generation {h.generation if h else '?'}"
-        f"{id_note}; directory, CRC table and end marker valid; {len(dump.components)} components, "
-        f"{len(dump.areas)} areas, extent {dump.extent_bytes} bytes"
+        f"{where}{id_note}; directory, CRC table and end marker valid; {len(dump.components)} components, "
+        f"{len(dump.areas)} areas, {len(dump.calls)} calls, {len(dump.violations)} violations, "
+        f"extent {dump.extent_bytes} bytes"
     )
     return make_check("format", problems, ok_detail)
 
 
 def check_chunks(dump: dumpfmt.Dump) -> Check:
+    """Every chunk of a COMPLETE body against the CRC table. A partial dump fails it: its
+    sealed chunks are checked (a bad one is named), but no table vouches for a whole body."""
+    h = dump.header
     if not dump.chunks_verified:
         own = dump.findings_for("chunk-crc")
         if own:
             why = str(own[0])
         elif dump.status == "none":
             why = "no dump"
-        elif dump.header is None or not dump.geometry_ok:
+        elif h is None or not dump.geometry_ok:
             why = "no valid header"
-        elif dump.header.status != HeaderStatus.COMPLETE:
-            why = f"dump is {dump.header.status_name}: no CRC table vouches for the body"
-        else:
+        elif not dump.crc_table_ok:
             why = "the CRC table is invalid"
+        else:
+            why = "the reader was told not to"
         return Check("chunk-crc", False, f"chunk CRCs not verified: {why}")
     problems = [bc.describe() for bc in dump.bad_chunks]
     if dump.bad_chunk_count > len(dump.bad_chunks):
         problems.append(f"{dump.bad_chunk_count - len(dump.bad_chunks)} more bad chunks")
     if problems:
         problems[0] = f"{dump.bad_chunk_count} of {dump.chunk_count} chunks bad, first: {problems[0]}"
-    h = dump.header
+    elif not h.complete:
+        problems.append(
+            f"dump is {h.status_name}: the {h.chunks_sealed} sealed chunks of {h.chunk_size} bytes match the CRC "
+            f"table, but no table vouches for a finished body"
+        )
     return make_check("chunk-crc", problems, f"{dump.chunk_count} chunks of {h.chunk_size} bytes match the CRC table")
 
 
@@ -305,11 +378,14 @@ def check_crash_record(dump: dumpfmt.Dump, registers: dict[str, int] | None, cra
     return make_check("crash-record", problems, ok_detail)
 
 
-def check_completeness(dump: dumpfmt.Dump, ram_reference: int, reference_name: str) -> Check:
+def check_completeness(dump: dumpfmt.Dump, ram_reference: int, reference_name: str, expect=None) -> Check:
     """Every component DUMPED with areas, areas as the spec lays them out, the whole body
-    written, one crash record, and the RAM+KERNEL areas covering the RAM: at least 99% of the
-    reference size less 1 MiB (the legacy hole and firmware-reserved ranges are not usable
-    RAM). The kernel is counted with RAM because it is RAM the guest dumps separately."""
+    written, one crash record, estimates that cover what was dumped, and the RAM+KERNEL areas
+    covering the RAM: at least 99% of the reference size less 1 MiB (the legacy hole and
+    firmware-reserved ranges are not usable RAM). The kernel is counted with RAM because it is
+    RAM the guest dumps separately. With a scenario that names sample components, the
+    components are also held against the samples' model (harness/checks_components.py):
+    there, a sample's expected status (FAILED, EXCLUDED, DISABLED) is no problem."""
     h = dump.header
     if h is None or not dump.geometry_ok:
         return Check("completeness", False, "no valid header")
@@ -318,13 +394,13 @@ def check_completeness(dump: dumpfmt.Dump, ram_reference: int, reference_name: s
         problems.append("the directory is invalid (see format): components and areas not trusted")
     if not dump.components:
         problems.append("no components")
-    for c in dump.components:
-        if c.status != ComponentStatus.DUMPED:
-            problems.append(f"component {c.name}: {c.status_name} (reason {c.reason})")
-        elif c.area_count == 0:
-            problems.append(f"component {c.name}: DUMPED without areas")
-    if h.body_written != h.body_bytes:
-        problems.append(f"body_written {h.body_written} of body_bytes {h.body_bytes}")
+    problems += _status_problems(dump, expect)
+    if not h.complete:
+        problems.append(f"the dump is {h.status_name}: body_written {h.body_written}, no end marker")
+    if expect is None:  # else component_problems checks the estimates, for every component
+        problems += _estimate_problems(dump)
+    elif checks_components is not None:
+        problems += checks_components.component_problems(dump, expect)
     dumped = [c for c in dump.components if c.status == ComponentStatus.DUMPED]
     crash_records = [c for c in dumped if c.kind == ComponentKind.CRASH_RECORD]
     if len(crash_records) != 1:
@@ -339,8 +415,39 @@ def check_completeness(dump: dumpfmt.Dump, ram_reference: int, reference_name: s
             f"RAM and KERNEL areas hold {covered} bytes, need {needed} "
             f"(99% of {reference_name} {ram_reference}, less 1 MiB)"
         )
+    model = f"; {len(expect.samples)} samples as the model says" if expect is not None else ""
     ok_detail = (
-        f"{len(dump.components)} components all DUMPED, {len(dump.areas)} areas in order, body fully written; "
-        f"RAM+KERNEL areas {covered} bytes >= {needed} (99% of {reference_name} {ram_reference} less 1 MiB)"
+        f"{len(dump.components)} components as expected, {len(dump.areas)} areas in order, body fully written, "
+        f"estimates {h.estimate_bytes} bytes cover them; RAM+KERNEL areas {covered} bytes >= {needed} "
+        f"(99% of {reference_name} {ram_reference} less 1 MiB){model}"
     )
     return make_check("completeness", problems, ok_detail)
+
+
+def _status_problems(dump: dumpfmt.Dump, expect) -> list[str]:
+    """Components not DUMPED, or DUMPED without areas. The samples the scenario names are
+    judged by the model instead (their expected status may be FAILED, EXCLUDED, DISABLED)."""
+    modelled = set(expect.samples) if expect is not None else set()
+    problems = []
+    for c in dump.components:
+        if c.name in modelled and c.status != ComponentStatus.PENDING:
+            continue
+        if c.status != ComponentStatus.DUMPED:
+            problems.append(f"component {c.name}: {c.status_name} (reason {c.reason})")
+        elif c.area_count == 0:
+            problems.append(f"component {c.name}: DUMPED without areas")
+    return problems
+
+
+def _estimate_problems(dump: dumpfmt.Dump) -> list[str]:
+    """Every DUMPED component's estimate covers what it dumped; the header's estimate is the
+    sum of the components'."""
+    problems = [
+        f"component {c.name}: estimate_bytes {c.estimate_bytes} below dumped_bytes {c.dumped_bytes}"
+        for c in dump.components
+        if c.status == ComponentStatus.DUMPED and c.estimate_bytes < c.dumped_bytes
+    ]
+    total = sum(c.estimate_bytes for c in dump.components)
+    if dump.header.estimate_bytes != total:
+        problems.append(f"header estimate_bytes {dump.header.estimate_bytes}, the components' estimates sum to {total}")
+    return problems

@@ -1,13 +1,19 @@
 """Synthetic dumpbed runs for unit tests.
 
-A second, minimal writer of docs/dump-format.md, written from the page with its own offset
-tables (it shares no format code with harness/dumpfmt.py), plus the artifacts of a run
+A second, minimal writer of docs/dump-format.md (version 2), written from the page with its own
+offset tables (it shares no format code with harness/dumpfmt.py), plus the artifacts of a run
 (docs/artifacts.md): scenario.json, layout.json, snapshot/, dump.img. The disk itself is
 prepared with the harness's own canary and GPT writers, as a real run would.
 
     run = synth.make_run(tmp_path)                 # a complete, valid dump of 8 MiB of RAM
     run.flip(run.area_disk_offset("ram-high") + 7) # damage one byte of an area
     run.reseal()                                   # recompute every CRC so only content differs
+    run.patch_component(2, status=synth.PENDING)   # rewrite one directory field, resealed
+
+Options give the other shapes a writer leaves: a partial dump (state="in-progress"/"failed",
+cut at an area boundary, the component in progress PENDING with its areas so far), a dump
+restarted on the secondary (generation=2), the sample components of docs/components.md
+(samples="default"), extra components with any flags, calls and violations.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import json
 import random
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import google_crc32c
@@ -29,6 +35,8 @@ MiB = 1 << 20
 PAGE = 4096
 LEADER = 65536
 DIR_AT = 69632
+# The writer's directory slot: 32 components, 1024 areas, 1024 calls, 16 violations.
+WRITER_DIR_BYTES = 98304
 
 REGISTERS = [
     "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13",
@@ -36,7 +44,8 @@ REGISTERS = [
     "cr2", "cr3", "cr4", "efer",
 ]
 
-# Header fields as (offset, struct format, name), typed from the spec's table.
+# Header fields as (offset, struct format, name), typed from the spec's table (reserved fields
+# are left zero).
 HEADER_FIELDS = [
     (0, "8s", "magic"), (8, "I", "version"), (12, "I", "header_size"), (16, "I", "block_size"),
     (20, "I", "status"), (24, "16s", "dump_id"), (40, "I", "generation"), (44, "I", "crash_reason"),
@@ -46,21 +55,62 @@ HEADER_FIELDS = [
     (104, "I", "crc_table_bytes"), (108, "I", "crc_table_crc"), (112, "Q", "body_offset"),
     (120, "Q", "body_bytes"), (128, "Q", "body_written"), (136, "Q", "end_offset"),
     (144, "I", "chunk_size"), (148, "I", "component_count"), (152, "I", "area_count"),
-    (156, "I", "max_transfer"), (160, "I", "min_transfer"), (168, "Q", "failure_offset"),
-    (176, "Q", "ram_bytes"), (184, "Q", "tsc_hz"), (192, "Q", "tsc_crash"), (200, "Q", "tsc_done"),
+    (156, "I", "max_transfer"), (160, "I", "min_transfer"), (164, "I", "level"),
+    (168, "Q", "failure_offset"), (176, "Q", "ram_bytes"), (184, "Q", "tsc_hz"), (192, "Q", "tsc_crash"),
+    (200, "Q", "tsc_done"), (208, "Q", "estimate_bytes"), (472, "I", "chunks_sealed"),
+    (476, "I", "device_role"), (480, "I", "restart_error"), (488, "Q", "restart_offset"),
 ]
 REGISTERS_AT = 216
 HEADER_CRC_AT = 508
 
+# Directory records: field -> (offset in the record, struct format)
+DIR_HEADER_FIELDS = {
+    "magic": (0, "8s"), "component_count": (8, "I"), "area_count": (12, "I"), "component_entry_size": (16, "I"),
+    "area_entry_size": (20, "I"), "call_count": (24, "I"), "call_entry_size": (28, "I"),
+    "violation_count": (32, "I"), "violation_entry_size": (36, "I"), "level": (40, "I"), "generation": (44, "I"),
+    "estimate_bytes": (48, "Q"), "zero": (56, "Q"),
+}
+COMPONENT_FIELDS = {
+    "name": (0, "32s"), "kind": (32, "I"), "status": (36, "I"), "reason": (40, "I"), "first_area": (44, "I"),
+    "area_count": (48, "I"), "flags": (52, "I"), "level": (56, "I"), "table_generation": (60, "I"),
+    "estimate_bytes": (64, "Q"), "dumped_bytes": (72, "Q"), "failure_rv": (80, "i"), "staging_bytes": (84, "I"),
+    "failure_vaddr": (88, "Q"), "failure_handle": (96, "Q"), "global_buffer_bytes": (104, "Q"), "zero": (112, "16s"),
+}
+AREA_FIELDS = {
+    "name": (0, "24s"), "phys_addr": (24, "Q"), "length": (32, "Q"), "disk_offset": (40, "Q"),
+    "component": (48, "I"), "flags": (52, "I"), "zero": (56, "Q"),
+}
+CALL_FIELDS = {
+    "component": (0, "I"), "op": (4, "B"), "generation": (5, "B"), "outcome": (6, "B"), "zero": (7, "B"),
+    "entries": (8, "I"), "level": (12, "I"), "value": (16, "q"),
+}
+VIOLATION_FIELDS = {
+    "address": (0, "Q"), "rip": (8, "Q"), "error_code": (16, "I"), "component": (20, "I"), "op": (24, "I"),
+    "generation": (28, "I"),
+}
+
 IN_PROGRESS, COMPLETE, FAILED = 1, 2, 3
 NMI, PANIC, EXCEPTION = 1, 2, 3
 CRASH_RECORD, KERNEL, RAM, OTHER = 1, 2, 3, 4
-DUMPED, EXCLUDED, COMP_FAILED = 1, 2, 3
-VOLATILE = 1
+DUMPED, EXCLUDED, COMP_FAILED, DISABLED, PENDING = 1, 2, 3, 4, 5
+VOLATILE, STAGED = 1, 2
+PRIMARY, SECONDARY = 1, 2
+# component flags
+CALL_ON_RESTART, GLOBAL_BUFFER, RAS, UNLIMITED = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+PRIVATE_STAGING, SHARED_STAGING, SERIALIO, RTNFAILURE = 1 << 4, 1 << 5, 1 << 6, 1 << 7
+PIN_VIOLATION, ENDED_EARLY, TABLE_REUSED = 1 << 8, 1 << 9, 1 << 10
+# flags known when the component registers (the others come from its calls)
+REGISTRATION_FLAGS = CALL_ON_RESTART | GLOBAL_BUFFER | RAS | PRIVATE_STAGING | SHARED_STAGING | SERIALIO
+# calls
+START, AGAIN, DONE, ESTIMATE = 1, 2, 3, 4
+TABLE, NONE, NEGATIVE, FAULT, VALUE, ACK, BAD = 1, 2, 3, 4, 5, 6, 7
+NO_COMPONENT = 0xFFFFFFFF
+EIO, EFAULT, EINVAL, ENOSPC, ENODATA = 5, 14, 22, 28, 61
 
 FILL_MULTIPLIER = 0x9E3779B97F4A7C15
 LOW_RAM_END = 0x9F000  # the snapshot's first region: [0, 636 KiB)
 HIGH_RAM_START = MiB  # the second: [1 MiB, ram_bytes)
+SAMPLE_BSS = 0x300000  # where the samples' .bss areas live (inside ram-high)
 
 
 def crc32c(data: bytes) -> int:
@@ -71,14 +121,63 @@ def up(value: int, multiple: int = PAGE) -> int:
     return (value + multiple - 1) // multiple * multiple
 
 
+# --------------------------------------------------------------------------------------------
+# The sample pattern (docs/components.md), written from the page
+# --------------------------------------------------------------------------------------------
+
+
+def pattern(component: str, k: int, length: int) -> bytes:
+    """The first `length` bytes of the pattern stream of area k of component `component`."""
+    mask = (1 << 64) - 1
+    x = ((crc32c(component.encode()) << 32) | k) ^ 0x9E3779B97F4A7C15
+    words = []
+    for _ in range(up(length, 8) // 8):
+        x ^= x >> 12
+        x ^= (x << 25) & mask
+        x ^= x >> 27
+        words.append((x * 0x2545F4914F6CDD1D) & mask)
+    return struct.pack(f"<{len(words)}Q", *words)[:length]
+
+
+# --------------------------------------------------------------------------------------------
+# What the synthetic facility collects
+# --------------------------------------------------------------------------------------------
+
+
 @dataclass
 class SArea:
     name: str
     phys: int
     length: int
     volatile: bool = False
+    staged: bool = False  # STAGED (and VOLATILE): produced at dump time
+    pattern: tuple[str, int] | None = None  # (component name, k): data is the sample pattern
     data: bytes = b""  # what goes on disk; filled in by make_run
     disk_offset: int = 0
+
+    @property
+    def flags(self) -> int:
+        return (VOLATILE if self.volatile or self.staged else 0) | (STAGED if self.staged else 0)
+
+
+@dataclass
+class SCall:
+    op: int
+    outcome: int
+    entries: int = 0
+    value: int = 0
+    generation: int = 1
+    level: int | None = None  # None: the component's level for RAS calls and ESTIMATE, else 0
+
+
+@dataclass
+class SViolation:
+    address: int
+    rip: int
+    error_code: int
+    component: int  # index, or NO_COMPONENT
+    op: int
+    generation: int = 1
 
 
 @dataclass
@@ -88,6 +187,45 @@ class SComponent:
     status: int = DUMPED
     reason: int = 0
     areas: list[SArea] = field(default_factory=list)
+    flags: int = 0
+    level: int = 0
+    estimate: int | None = None  # None: what it dumps (0 for DISABLED)
+    calls: list[SCall] | None = None  # START/AGAIN calls; None: one START returning its table
+    done_call: bool | None = None  # a DONE / FINISHED call at the end; None: when it gave data
+    failure_rv: int = 0
+    failure_vaddr: int = 0
+    failure_handle: int = 0
+    staging_bytes: int = 0
+    global_buffer_bytes: int = 0
+    restart_asked: bool = False  # CALL_ON_RESTART asked for (not only assumed)
+    table_generation: int | None = None  # None: the generation whose calls produced its areas
+
+    def collection_calls(self) -> list[SCall]:
+        if self.calls is not None:
+            return list(self.calls)
+        if self.status == DISABLED:
+            return []
+        if self.status == EXCLUDED:
+            return [SCall(START, NEGATIVE if self.flags & RAS else NONE, value=-1 if self.flags & RAS else 0)]
+        return [SCall(START, TABLE, entries=len(self.areas))]
+
+    def gets_done_call(self) -> bool:
+        if self.done_call is not None:
+            return self.done_call
+        return self.status in (DUMPED, COMP_FAILED) and bool(self.areas) and not any(
+            c.outcome in (NEGATIVE, FAULT) for c in self.collection_calls())
+
+    def estimate_bytes(self) -> int:
+        if self.estimate is not None:
+            return self.estimate
+        return 0 if self.status == DISABLED else sum(a.length for a in self.areas)
+
+    def pending_flags(self) -> int:
+        """Its flags before it is reached: what registration said."""
+        flags = self.flags & REGISTRATION_FLAGS
+        if not self.restart_asked and not self.flags & (PRIVATE_STAGING | SHARED_STAGING) and self.flags & UNLIMITED:
+            flags &= ~CALL_ON_RESTART  # assumed only once it returns an unlimited table
+        return flags
 
 
 @dataclass
@@ -96,12 +234,19 @@ class Options:
     ram_bytes: int = 8 * MiB
     crash: str = "nmi"
     state: str = "complete"  # complete | in-progress | failed | none
-    body_written: int | None = None  # for in-progress / failed; default: half the body, page aligned
+    body_written: int | None = None  # partial: cut at the last area boundary at or below; default half
+    spill: int = 0  # failed: bytes of the next area written past body_written before the failing write
+    failure: int = EIO  # failed: the errno
     canary_seed: int = 0x5EED1234
     fill_seed: int = 0x0123456789ABCDEF
-    generation: int = 1
+    generation: int = 1  # 2: the dump restarted on the secondary
+    restart_reached: int = 2  # generation 2: components 0..N had their calls in generation 1
+    level: int = 3
+    samples: str | list[str] | None = None  # "default", "all" or names: docs/components.md's samples
     seed: int = 1  # everything else random (dump id, registers, low RAM, volatile data)
     extra_components: list = field(default_factory=list)  # SComponents appended to the directory
+    violations: list = field(default_factory=list)  # SViolations
+    dir_bytes: int = WRITER_DIR_BYTES
 
 
 @dataclass
@@ -116,13 +261,15 @@ class Run:
     header: dict
     registers: list[int]  # 32 values, header order
     components: list[SComponent]
+    violations: list[SViolation] = field(default_factory=list)
     dir_bytes: int = 0
     table_offset: int = 0
     table_bytes: int = 0
     body_offset: int = 0
-    body_bytes: int = 0
+    body_bytes: int = 0  # the whole body; header body_bytes is 0 unless COMPLETE
     end_offset: int = 0
     chunk_size: int = 0
+    listed: int = 0  # areas the directory lists (all, unless partial)
 
     # -- addressing -----------------------------------------------------------------------
 
@@ -130,8 +277,15 @@ class Run:
     def areas(self) -> list[SArea]:
         return [a for c in self.components for a in c.areas]
 
+    @property
+    def listed_areas(self) -> list[SArea]:
+        return self.areas[:self.listed]
+
     def area(self, name: str) -> SArea:
         return next(a for a in self.areas if a.name == name)
+
+    def component(self, name: str) -> SComponent:
+        return next(c for c in self.components if c.name == name)
 
     def area_disk_offset(self, name: str) -> int:
         """Disk (image) offset of an area's first data byte."""
@@ -149,13 +303,37 @@ class Run:
     def dump_id(self) -> bytes:
         return self.header["dump_id"]
 
+    @property
+    def complete(self) -> bool:
+        return self.header["status"] == COMPLETE
+
+    @property
+    def body_end(self) -> int:
+        return self.body_offset + self.header["body_written"]
+
+    @property
+    def nchunks(self) -> int:
+        return -(-self.body_bytes // self.chunk_size)
+
     def component_entry_at(self, index: int) -> int:
         """Partition offset of component entry `index` in the directory."""
-        return DIR_AT + 64 + 64 * index
+        return DIR_AT + 64 + 128 * index
 
     def area_entry_at(self, index: int) -> int:
         """Partition offset of area entry `index` in the directory."""
-        return DIR_AT + 64 + 64 * len(self.components) + 64 * index
+        return DIR_AT + 64 + 128 * len(self.components) + 64 * index
+
+    def call_entry_at(self, index: int) -> int:
+        return self.area_entry_at(self.listed) + 24 * index
+
+    def violation_entry_at(self, index: int) -> int:
+        return self.call_entry_at(len(self.call_records())) + 32 * index
+
+    def violation_records(self) -> list[SViolation]:
+        """The violations of the components reached so far (and of the facility)."""
+        entries = self.component_entries()
+        return [v for v in self.violations
+                if v.component == NO_COMPONENT or entries[v.component]["status"] != PENDING]
 
     def area_index(self, name: str) -> int:
         return [a.name for a in self.areas].index(name)
@@ -183,6 +361,40 @@ class Run:
     def read_part(self, offset: int, length: int) -> bytes:
         return self.read(self.part_offset + offset, length)
 
+    # -- damage: rewrite one record field, resealed -----------------------------------------
+
+    def patch(self, offset: int, fmt: str, value) -> None:
+        """Pack value at a partition offset of the directory, then reseal every CRC."""
+        raw = bytearray(struct.calcsize("<" + fmt))
+        struct.pack_into("<" + fmt, raw, 0, value)
+        self.write_part(offset, bytes(raw))
+        self.reseal()
+
+    def _patch_record(self, base: int, table: dict, fields: dict) -> None:
+        for name, value in fields.items():
+            off, fmt = table[name]
+            if isinstance(value, str):
+                value = value.encode()
+            raw = bytearray(struct.calcsize("<" + fmt))
+            struct.pack_into("<" + fmt, raw, 0, value)
+            self.write_part(base + off, bytes(raw))
+        self.reseal()
+
+    def patch_dir_header(self, **fields) -> None:
+        self._patch_record(DIR_AT, DIR_HEADER_FIELDS, fields)
+
+    def patch_component(self, index: int, **fields) -> None:
+        self._patch_record(self.component_entry_at(index), COMPONENT_FIELDS, fields)
+
+    def patch_area(self, index: int, **fields) -> None:
+        self._patch_record(self.area_entry_at(index), AREA_FIELDS, fields)
+
+    def patch_call(self, index: int, **fields) -> None:
+        self._patch_record(self.call_entry_at(index), CALL_FIELDS, fields)
+
+    def patch_violation(self, index: int, **fields) -> None:
+        self._patch_record(self.violation_entry_at(index), VIOLATION_FIELDS, fields)
+
     # -- the writer ------------------------------------------------------------------------
 
     def header_bytes(self) -> bytes:
@@ -201,61 +413,145 @@ class Run:
         if self.options.state in ("complete", "failed"):
             self.write_trailer()
 
-    def directory_bytes(self) -> bytes:
-        comps, areas = self.components, self.areas
-        raw = bytearray(self.dir_bytes)
-        struct.pack_into("<8sIIII", raw, 0, b"DBEDDIR\0", len(comps), len(areas), 64, 64)
-        first = 0
-        for i, c in enumerate(comps):
-            struct.pack_into(
-                "<32sIIIII", raw, 64 + 64 * i, c.name.encode(), c.kind, c.status, c.reason, first, len(c.areas)
+    def component_entries(self) -> list[dict]:
+        """Every component entry as the directory lists it now: final for the components done;
+        PENDING (with its areas so far) for the one in progress and PENDING for those after."""
+        entries, first, in_progress = [], 0, False
+        for c in self.components:
+            n = len(c.areas)
+            listed = max(0, min(n, self.listed - first))
+            done = not in_progress and listed == n
+            entry = dict(
+                name=c.name, kind=c.kind, status=c.status, reason=c.reason, first_area=first, area_count=listed,
+                flags=c.flags, level=c.level, table_generation=self.table_generation(c) if listed else 0,
+                estimate_bytes=c.estimate_bytes(), dumped_bytes=sum(a.length for a in c.areas[:listed]),
+                failure_rv=c.failure_rv, staging_bytes=c.staging_bytes, failure_vaddr=c.failure_vaddr,
+                failure_handle=c.failure_handle, global_buffer_bytes=c.global_buffer_bytes,
             )
-            first += len(c.areas)
-        base = 64 + 64 * len(comps)
-        index = 0
-        for ci, c in enumerate(comps):
-            for a in c.areas:
-                struct.pack_into(
-                    "<24sQQQII", raw, base + 64 * index, a.name.encode(), a.phys, a.length, a.disk_offset, ci,
-                    VOLATILE if a.volatile else 0,
-                )
-                index += 1
+            if not done and c.status != DISABLED:
+                entry.update(status=PENDING, reason=0, failure_rv=0, failure_vaddr=0, failure_handle=0)
+                entry["flags"] = (c.flags & ~(RTNFAILURE | PIN_VIOLATION | ENDED_EARLY)) if listed else c.pending_flags()
+                in_progress = True
+            entries.append(entry)
+            first += listed
+        return entries
+
+    def table_generation(self, c: SComponent) -> int:
+        if c.table_generation is not None:
+            return c.table_generation
+        if self.header["generation"] == 2 and c.flags & TABLE_REUSED:
+            return 1
+        return self.header["generation"]
+
+    def call_records(self) -> list[dict]:
+        """ESTIMATE calls (generation 1), each reached component's calls in order (generation 1,
+        then 2 for a restart), and the DONE calls of a finished dump."""
+        level = self.header["level"]
+        entries = self.component_entries()
+        records = []
+
+        def add(i: int, call: SCall, generation: int) -> None:
+            c = self.components[i]
+            lvl = call.level
+            if lvl is None:  # ESTIMATE passes the dump level; RAS calls the component's level
+                lvl = level if call.op == ESTIMATE else c.level if c.flags & RAS else 0
+            records.append(dict(component=i, op=call.op, generation=generation, outcome=call.outcome,
+                                entries=call.entries, level=lvl, value=call.value))
+
+        for i, c in enumerate(self.components):
+            if c.status != DISABLED:
+                add(i, SCall(ESTIMATE, VALUE, value=c.estimate_bytes()), 1)
+        generation = self.header["generation"]
+        if generation == 2:
+            for i, c in enumerate(self.components[:self.options.restart_reached + 1]):
+                for call in c.collection_calls():
+                    add(i, call, 1)
+        for i, (c, e) in enumerate(zip(self.components, entries)):
+            if e["status"] == PENDING and not e["area_count"]:
+                break
+            if c.flags & TABLE_REUSED:
+                continue
+            for call in c.collection_calls():
+                if e["status"] == PENDING and call.outcome in (NEGATIVE, FAULT, NONE):
+                    continue
+                add(i, replace(call, generation=generation), generation)
+        if self.header["status"] == COMPLETE:
+            for i, c in enumerate(self.components):
+                if c.gets_done_call():
+                    add(i, SCall(DONE, ACK), generation)
+        return records
+
+    def directory_bytes(self) -> bytes:
+        comps, areas = self.component_entries(), self.listed_areas
+        calls, violations = self.call_records(), self.violation_records()
+        raw = bytearray(self.dir_bytes)
+        h = self.header
+        struct.pack_into("<8sIIIIIIIIIIQ", raw, 0, b"DBEDDIR\0", len(comps), len(areas), 128, 64, len(calls), 24,
+                         len(violations), 32, h["level"], h["generation"], h["estimate_bytes"])
+        pos = 64
+        for e in comps:
+            values = [e[name] for name in COMPONENT_FIELDS if name != "zero"]
+            values[0] = values[0].encode()
+            struct.pack_into("<32sIIIIIIIIQQiIQQQ", raw, pos, *values)
+            pos += 128
+        owner = [i for i, c in enumerate(self.components) for _ in c.areas]
+        for i, a in enumerate(areas):
+            struct.pack_into("<24sQQQII", raw, pos, a.name.encode(), a.phys, a.length, a.disk_offset, owner[i], a.flags)
+            pos += 64
+        for r in calls:
+            struct.pack_into("<IBBBBIIq", raw, pos, r["component"], r["op"], r["generation"], r["outcome"], 0,
+                             r["entries"], r["level"], r["value"])
+            pos += 24
+        for v in violations:
+            struct.pack_into("<QQIIII", raw, pos, v.address, v.rip, v.error_code, v.component, v.op, v.generation)
+            pos += 32
+        assert pos <= self.dir_bytes
         return bytes(raw)
 
+    def sealed(self) -> int:
+        return self.nchunks if self.complete else self.header["body_written"] // self.chunk_size
+
     def chunk_table(self) -> tuple[bytes, int]:
-        """The CRC table computed from the body as it is on disk now, and its CRC."""
+        """The CRC table of the sealed chunks as the body is on disk now, and its CRC."""
         crcs = []
-        for off in range(self.body_offset, self.end_offset, self.chunk_size):
-            crcs.append(crc32c(self.read_part(off, min(self.chunk_size, self.end_offset - off))))
+        end = self.end_offset if self.complete else self.body_end
+        for k in range(self.sealed()):
+            off = self.body_offset + k * self.chunk_size
+            crcs.append(crc32c(self.read_part(off, min(self.chunk_size, end - off))))
         table = struct.pack(f"<{len(crcs)}I", *crcs)
         table += bytes(self.table_bytes - len(table))
         return table, crc32c(table)
 
     def end_marker(self) -> bytes:
-        nchunks = (self.body_bytes + self.chunk_size - 1) // self.chunk_size
         raw = bytearray(PAGE)
         struct.pack_into(
-            "<8sII16sQII", raw, 0, b"DBEDEND\0", 1, self.header["generation"], self.header["dump_id"],
-            self.body_bytes, nchunks, self.header["crc_table_crc"],
+            "<8sII16sQII", raw, 0, b"DBEDEND\0", 2, self.header["generation"], self.header["dump_id"],
+            self.body_bytes, self.nchunks, self.header["crc_table_crc"],
         )
         struct.pack_into("<I", raw, PAGE - 4, crc32c(raw[:PAGE - 4]))
         return bytes(raw)
 
+    def write_table(self) -> None:
+        """A partial dump writes its table slot once the first chunk is sealed."""
+        table, table_crc = self.chunk_table()
+        self.header["crc_table_crc"] = table_crc
+        if self.complete or self.sealed():
+            self.write_part(self.table_offset, table)
+
     def reseal(self) -> None:
         """Recompute the directory CRC, the chunk table, the end marker and both headers from
-        what is on disk, so that CRC-based checks pass whatever was changed in the body."""
+        what is on disk, so that CRC-based checks pass whatever was changed."""
         self.header["dir_crc"] = crc32c(self.read_part(DIR_AT, self.dir_bytes))
-        table, table_crc = self.chunk_table()
-        self.write_part(self.table_offset, table)
-        self.header["crc_table_crc"] = table_crc
-        self.write_part(self.end_offset, self.end_marker())
+        self.write_table()
+        if self.complete:
+            self.write_part(self.end_offset, self.end_marker())
         self.set_header()
 
     def crash_record(self) -> bytes:
         h = self.header
         raw = bytearray(1024)
         struct.pack_into(
-            "<8sIIIIQQQ", raw, 0, b"DBCRASH\0", 1, h["crash_reason"], h["crash_vector"], 0,
+            "<8sIIIIQQQ", raw, 0, b"DBCRASH\0", 2, h["crash_reason"], h["crash_vector"], 0,
             h["crash_error_code"], h["crash_fault_addr"], h["tsc_crash"],
         )
         struct.pack_into("<32Q", raw, 48, *self.registers)
@@ -278,6 +574,117 @@ def pack_header(header: dict, registers: list[int]) -> bytes:
     return bytes(raw)
 
 
+# --------------------------------------------------------------------------------------------
+# The sample components of docs/components.md
+# --------------------------------------------------------------------------------------------
+
+SAMPLE_ORDER = ["smp-classic", "smp-unlimited", "smp-global", "ras-levels", "ras-private", "ras-shared",
+                "smp-rtnfail", "ras-negative", "ras-early", "ras-off", "smp-pinviolator"]
+SHORT = {"smp-classic": "cls", "smp-unlimited": "unl", "smp-global": "glb", "ras-levels": "lvl",
+         "ras-private": "prv", "ras-shared": "shr", "smp-rtnfail": "rtf", "ras-negative": "neg",
+         "ras-early": "erl", "ras-off": "off", "smp-pinviolator": "pin"}
+
+
+def sample_names(samples: str | list[str]) -> list[str]:
+    if isinstance(samples, list):
+        return [n for n in SAMPLE_ORDER if n in samples]
+    if samples == "all":
+        return list(SAMPLE_ORDER)
+    if samples == "default":
+        return [n for n in SAMPLE_ORDER if n != "smp-pinviolator"]
+    if samples == "none":
+        return []
+    return [n for n in SAMPLE_ORDER if n in samples.split(",")]
+
+
+class _Placer:
+    """Addresses for the samples' .bss areas and their staging buffers (the pinned pool)."""
+
+    def __init__(self, ram_bytes: int):
+        self.bss = SAMPLE_BSS
+        self.pool = ram_bytes - 2 * MiB
+
+    def in_bss(self, length: int) -> int:
+        at = self.bss
+        self.bss = up(at + length, 64)
+        return at
+
+    def in_pool(self, length: int) -> int:
+        at = self.pool
+        self.pool = up(at + length)
+        return at
+
+
+def _tables(areas: list[SArea], per_table: int, ras: bool, level: int) -> list[SCall]:
+    """START and AGAIN calls handing out `areas` per_table at a time, then the AGAIN with no more."""
+    calls = []
+    for i in range(0, len(areas), per_table):
+        calls.append(SCall(START if i == 0 else AGAIN, TABLE, entries=len(areas[i:i + per_table])))
+    calls.append(SCall(AGAIN, NONE))
+    return calls
+
+
+def sample_components(names: list[str], level: int, ram_bytes: int) -> tuple[list[SComponent], list]:
+    """The samples as docs/components.md describes them at level `level`, and the pinning
+    violations they cause (component indices relative to the first sample)."""
+    place = _Placer(ram_bytes)
+    comps, violations = [], []
+    v = level
+
+    def bss_areas(name: str, lengths: list[int]) -> list[SArea]:
+        return [SArea(f"{SHORT[name]}.{k}", place.in_bss(n), n, pattern=(name, k)) for k, n in enumerate(lengths)]
+
+    def staged_area(name: str, length: int) -> SArea:
+        return SArea(f"{SHORT[name]}.0", place.in_pool(length), length, staged=True, pattern=(name, 0))
+
+    for name in names:
+        if name == "smp-classic":
+            c = SComponent(name, OTHER, areas=bss_areas(name, [4096, 10000, 512]))
+        elif name == "smp-unlimited":
+            areas = bss_areas(name, [64 + 8 * (k % 16) for k in range(300)])
+            c = SComponent(name, OTHER, areas=areas, flags=UNLIMITED | CALL_ON_RESTART,
+                           calls=_tables(areas, 16, False, 0))
+        elif name == "smp-global":
+            c = SComponent(name, OTHER, areas=[staged_area(name, 12288)], flags=GLOBAL_BUFFER | CALL_ON_RESTART,
+                           global_buffer_bytes=16384, restart_asked=True)
+        elif name == "ras-levels":
+            c = SComponent(name, OTHER, areas=bss_areas(name, [1024 * (k + 1) for k in range(v + 1)]),
+                           flags=RAS | SERIALIO, level=v)
+        elif name == "ras-private":
+            c = SComponent(name, OTHER, areas=[staged_area(name, 16384 * (v + 1))],
+                           flags=RAS | PRIVATE_STAGING | CALL_ON_RESTART, level=v, staging_bytes=262144)
+        elif name == "ras-shared":
+            areas = bss_areas(name, [2048] * (4 * (v + 1)))
+            c = SComponent(name, OTHER, areas=areas, flags=RAS | SHARED_STAGING | UNLIMITED | CALL_ON_RESTART,
+                           level=v, staging_bytes=65536, calls=_tables(areas, 3, True, v))
+        elif name == "smp-rtnfail":
+            c = SComponent(name, OTHER, COMP_FAILED, EIO, areas=bss_areas(name, [4096]), flags=RTNFAILURE,
+                           failure_rv=-5, failure_vaddr=0xFFFF800000ABC000, failure_handle=0xD0B5EDF00D)
+        elif name == "ras-negative":
+            c = SComponent(name, OTHER, EXCLUDED, ENODATA, flags=RAS, level=v, estimate=4096,
+                           calls=[SCall(START, NEGATIVE, value=-1)])
+        elif name == "ras-early":
+            areas = bss_areas(name, [4096] * 8)
+            c = SComponent(name, OTHER, areas=areas, flags=RAS | UNLIMITED | ENDED_EARLY | CALL_ON_RESTART, level=v,
+                           estimate=12 * 4096, calls=[SCall(START, TABLE, 4), SCall(AGAIN, TABLE, 4),
+                                                      SCall(AGAIN, NEGATIVE, value=-2)])
+        elif name == "ras-off":
+            c = SComponent(name, OTHER, DISABLED, flags=RAS)
+        elif name == "smp-pinviolator":
+            c = SComponent(name, OTHER, COMP_FAILED, EFAULT, flags=PIN_VIOLATION, estimate=4096,
+                           calls=[SCall(START, FAULT)])
+            violations.append(SViolation(0x7000, 0xFFFFFFFF80104321, 0x3, len(comps), START))
+        else:
+            raise ValueError(f"synth: no sample {name!r}")
+        comps.append(c)
+    return comps, violations
+
+
+# --------------------------------------------------------------------------------------------
+# A whole run
+# --------------------------------------------------------------------------------------------
+
+
 def _fill_words(start: int, end: int, seed: int) -> bytes:
     """The guest's RAM fill pattern (guest-interface.md) for [start, end), 8-byte aligned."""
     addrs = np.arange(start, end, 8, dtype=np.uint64)
@@ -286,14 +693,16 @@ def _fill_words(start: int, end: int, seed: int) -> bytes:
     return words.astype("<u8").tobytes()
 
 
-def _snapshot(run_dir: Path, ram_bytes: int, opts: Options, rng: random.Random) -> dict[int, bytes]:
-    """Write snapshot/ (memory.json, two raw regions) and return {phys: bytes}."""
+def _snapshot(run_dir: Path, ram_bytes: int, opts: Options, rng: random.Random,
+              patterned: list[SArea]) -> dict[int, bytes]:
+    """Write snapshot/ (memory.json, two raw regions) and return {phys: bytes}. Sample areas
+    in .bss hold their pattern at the crash instant."""
     snap = run_dir / "snapshot"
     snap.mkdir(parents=True, exist_ok=True)
-    regions = {
-        0: rng.randbytes(LOW_RAM_END),
-        HIGH_RAM_START: _fill_words(HIGH_RAM_START, ram_bytes, opts.fill_seed),
-    }
+    high = bytearray(_fill_words(HIGH_RAM_START, ram_bytes, opts.fill_seed))
+    for a in patterned:
+        high[a.phys - HIGH_RAM_START:a.phys - HIGH_RAM_START + a.length] = pattern(*a.pattern, a.length)
+    regions = {0: rng.randbytes(LOW_RAM_END), HIGH_RAM_START: bytes(high)}
     entries = []
     for phys, data in regions.items():
         name = f"mem-{phys:016x}.bin"
@@ -310,10 +719,31 @@ def _memory(regions: dict[int, bytes], phys: int, length: int) -> bytes:
     raise ValueError(f"synth: 0x{phys:x}+{length} not in the snapshot")
 
 
+def builtin_components(ram: int, as_the_guest: bool = False) -> list[SComponent]:
+    """crash, kernel, ram and log; as_the_guest: the guest's three built-ins (crash-record,
+    kernel, ram), which the samples' model expects before the samples."""
+    comps = [
+        SComponent("crash-record" if as_the_guest else "crash", CRASH_RECORD, areas=[SArea("crash-record", 0x9E000, 1024, volatile=True)]),
+        SComponent("kernel", KERNEL, areas=[
+            SArea("kernel-text", 0x100000, 0x20123),
+            SArea("kernel-data", 0x121000, 0x1F000),
+        ]),
+        SComponent("ram", RAM, areas=[
+            SArea("ram-low", 0, 0x9E000),
+            SArea("stack", 0x140000, 0x8000, volatile=True),
+            SArea("ram-high", 0x148000, ram - 0x148000),
+        ]),
+        SComponent("log", OTHER, areas=[SArea("console-log", 0x9E400, 3000)]),
+    ]
+    return comps[:3] if as_the_guest else comps
+
+
 def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
     """Write a complete artifacts directory for one synthetic run and return its description."""
     opts = options or Options()
     for key, value in overrides.items():
+        if not hasattr(opts, key):
+            raise TypeError(f"synth: no option {key!r}")
         setattr(opts, key, value)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -326,7 +756,20 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
     image = run_dir / layout.image
     canary.fill(image, layout)
     gpt.write(image, layout)
-    regions = _snapshot(run_dir, ram, opts, rng)
+
+    components = builtin_components(ram, as_the_guest=bool(opts.samples))
+    violations = list(opts.violations)
+    if opts.samples:
+        samples, sample_violations = sample_components(sample_names(opts.samples), opts.level, ram)
+        for v in sample_violations:
+            v.component += len(components)
+        components += samples
+        violations += sample_violations
+    components += list(opts.extra_components)
+    if opts.generation == 2:
+        _mark_restart(components, opts.restart_reached)
+    patterned = [a for c in components for a in c.areas if a.pattern and not a.staged]
+    regions = _snapshot(run_dir, ram, opts, rng, patterned)
 
     registers = [rng.getrandbits(64) for _ in range(31)] + [0]
     for name, value in (("cs", 0x8), ("ss", 0x10), ("ds", 0x10), ("es", 0x10), ("fs", 0), ("gs", 0),
@@ -342,52 +785,48 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
         "firmware": "qboot", "dump_id": dump_id.hex(), "fill_seed": f"{opts.fill_seed:016x}",
         "cmdline": f"dumpdev=virtio-blk dumpid={dump_id.hex()} fill={opts.fill_seed:016x}",
     }
+    if opts.samples:
+        scenario.update(level=opts.level, components=opts.samples if isinstance(opts.samples, str)
+                        else ",".join(opts.samples))
+    if opts.generation == 2:
+        scenario.update(secondary="virtio-blk", restart_expected=True)
     (run_dir / "scenario.json").write_text(json.dumps(scenario, indent=1))
 
-    components = [
-        SComponent("crash", CRASH_RECORD, areas=[SArea("crash-record", 0x9E000, 1024, volatile=True)]),
-        SComponent("kernel", KERNEL, areas=[
-            SArea("kernel-text", 0x100000, 0x20123),
-            SArea("kernel-data", 0x121000, 0x1F000),
-        ]),
-        SComponent("ram", RAM, areas=[
-            SArea("ram-low", 0, 0x9E000),
-            SArea("stack", 0x140000, 0x8000, volatile=True),
-            SArea("ram-high", 0x148000, ram - 0x148000),
-        ]),
-        SComponent("log", OTHER, areas=[SArea("console-log", 0x9E400, 3000)]),
-    ] + list(opts.extra_components)
     part_offset, part_bytes = layout.dump_offset, layout.dump_size
-    nareas = sum(len(c.areas) for c in components)
-    dir_bytes = up(64 + 64 * (len(components) + nareas))
+    dir_bytes = opts.dir_bytes
     body_bytes = sum(up(a.length) for c in components for a in c.areas)
     chunk = 65536
-    while 4 * -(-body_bytes // chunk) > 256 * KiB:
+    while up(4 * -(-part_bytes // chunk)) > 256 * KiB:
         chunk *= 2
-    nchunks = -(-body_bytes // chunk)
-    table_bytes = max(PAGE, up(4 * nchunks))
+    table_bytes = max(PAGE, up(4 * -(-part_bytes // chunk)))
     table_offset = DIR_AT + dir_bytes
     body_offset = table_offset + table_bytes
     end_offset = body_offset + body_bytes
+    assert end_offset + PAGE <= part_bytes - opts.block_size, "synth: the partition is too small"
 
     run = Run(
         dir=run_dir, image=image, layout=layout, options=opts, part_offset=part_offset,
         part_bytes=part_bytes, block_size=opts.block_size, header={}, registers=registers,
-        components=components, dir_bytes=dir_bytes, table_offset=table_offset, table_bytes=table_bytes,
-        body_offset=body_offset, body_bytes=body_bytes, end_offset=end_offset, chunk_size=chunk,
+        components=components, violations=violations, dir_bytes=dir_bytes, table_offset=table_offset,
+        table_bytes=table_bytes, body_offset=body_offset, body_bytes=body_bytes, end_offset=end_offset,
+        chunk_size=chunk, listed=sum(len(c.areas) for c in components),
     )
     run.header = {
-        "magic": b"DBEDDUMP", "version": 1, "header_size": 512, "block_size": opts.block_size,
+        "magic": b"DBEDDUMP", "version": 2, "header_size": 512, "block_size": opts.block_size,
         "status": IN_PROGRESS, "dump_id": dump_id, "generation": opts.generation,
         "crash_reason": reason, "crash_vector": vector, "failure": 0,
         "crash_error_code": 0 if reason == NMI else 2, "crash_fault_addr": 0 if reason == NMI else 0xDEAD000,
         "partition_bytes": part_bytes, "dir_offset": DIR_AT, "dir_bytes": dir_bytes, "dir_crc": 0,
         "crc_table_offset": table_offset, "crc_table_bytes": table_bytes, "crc_table_crc": 0,
-        "body_offset": body_offset, "body_bytes": body_bytes, "body_written": 0, "end_offset": end_offset,
-        "chunk_size": chunk, "component_count": len(components), "area_count": nareas,
-        "max_transfer": 128 * KiB, "min_transfer": opts.block_size, "failure_offset": 0,
+        "body_offset": body_offset, "body_bytes": 0, "body_written": 0, "end_offset": 0,
+        "chunk_size": chunk, "component_count": len(components), "area_count": 0,
+        "max_transfer": 128 * KiB, "min_transfer": opts.block_size, "level": opts.level, "failure_offset": 0,
         "ram_bytes": ram - (HIGH_RAM_START - LOW_RAM_END), "tsc_hz": 2_000_000_000,
         "tsc_crash": 123_456_789_000, "tsc_done": 123_999_999_000,
+        "estimate_bytes": sum(c.estimate_bytes() for c in components), "chunks_sealed": 0,
+        "device_role": SECONDARY if opts.generation == 2 else PRIMARY,
+        "restart_error": EIO if opts.generation == 2 else 0,
+        "restart_offset": 0x2345000 if opts.generation == 2 else 0,
     }
 
     offset = body_offset
@@ -397,7 +836,9 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
             offset += up(a.length)
             if a.name == "crash-record":
                 continue
-            if a.volatile:
+            if a.pattern:
+                a.data = pattern(*a.pattern, a.length)
+            elif a.volatile:
                 a.data = rng.randbytes(a.length)  # the guest changed it after the crash
             else:
                 a.data = _memory(regions, a.phys, a.length)
@@ -406,37 +847,51 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
 
     if opts.state == "none":
         return run
-
-    run.header["dir_crc"] = crc32c(run.directory_bytes())
-    run.write_leader()
-    run.write_part(DIR_AT, run.directory_bytes())
-
-    written = body_bytes
-    if opts.state in ("in-progress", "failed"):
-        written = opts.body_written if opts.body_written is not None else up(body_bytes // 2)
-    for a in run.areas:  # the body, area by area, only as far as body_written
-        padded = a.data + bytes(up(a.length) - a.length)
-        keep = max(0, min(len(padded), body_offset + written - a.disk_offset))
-        if keep:
-            run.write_part(a.disk_offset, padded[:keep])
-
-    if opts.state == "in-progress":
-        run.set_header(body_written=written)
-        _write_trace(run, run_dir, up(body_offset + written))
-        return run
-    if opts.state == "failed":
-        run.set_header(status=FAILED, body_written=written, failure=5, failure_offset=body_offset + written)
-        _write_trace(run, run_dir, up(body_offset + written))
-        return run
-
-    run.header["body_written"] = body_bytes
-    table, table_crc = run.chunk_table()
-    run.write_part(table_offset, table)
-    run.header["crc_table_crc"] = table_crc
-    run.write_part(end_offset, run.end_marker())
-    run.set_header(status=COMPLETE)
-    _write_trace(run, run_dir, end_offset + PAGE)
+    _write(run, opts)
     return run
+
+
+def _mark_restart(components: list[SComponent], reached: int) -> None:
+    """Generation 2: components reached in generation 1 that are not called on restart reuse
+    the table saved in generation 1."""
+    for c in components[:reached + 1]:
+        if not c.flags & CALL_ON_RESTART and c.status not in (DISABLED, EXCLUDED):
+            c.flags |= TABLE_REUSED
+
+
+def _write(run: Run, opts: Options) -> None:
+    """The stream, as the disk holds it at the end: body areas, table, directory, end marker,
+    leader and trailer (the checkpoints in between leave nothing else behind)."""
+    body_offset = run.body_offset
+    if opts.state in ("in-progress", "failed"):
+        cut = opts.body_written if opts.body_written is not None else up(run.body_bytes // 2)
+        run.listed = sum(1 for a in run.areas if a.disk_offset + up(a.length) <= body_offset + cut)
+    written = sum(up(a.length) for a in run.listed_areas)
+    run.header.update(area_count=run.listed, body_written=written)
+    for a in run.listed_areas:
+        run.write_part(a.disk_offset, a.data + bytes(up(a.length) - a.length))
+    spill = opts.spill if opts.state == "failed" else 0
+    if spill:
+        nxt = run.areas[run.listed]
+        run.write_part(nxt.disk_offset, (nxt.data + bytes(up(nxt.length) - nxt.length))[:spill])
+
+    if opts.state == "complete":
+        run.header.update(status=COMPLETE, body_bytes=run.body_bytes, end_offset=run.end_offset,
+                          chunks_sealed=run.nchunks)
+    else:
+        run.header["chunks_sealed"] = written // run.chunk_size
+    run.write_table()
+    run.write_part(DIR_AT, run.directory_bytes())
+    run.header["dir_crc"] = crc32c(run.read_part(DIR_AT, run.dir_bytes))
+    if opts.state == "complete":
+        run.write_part(run.end_offset, run.end_marker())
+        run.set_header()
+        _write_trace(run, run.dir, run.end_offset + PAGE)
+        return
+    if opts.state == "failed":
+        run.header.update(status=FAILED, failure=opts.failure, failure_offset=body_offset + written + spill)
+    run.set_header()
+    _write_trace(run, run.dir, up(body_offset + written + spill))
 
 
 CRASH_TIME = 1_800_000_000.0

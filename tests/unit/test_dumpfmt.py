@@ -30,12 +30,22 @@ def test_round_trip(good_run_any_block):
     assert h.register_dict() == {n: run.registers[i] for i, n in enumerate(synth.REGISTERS)}
     assert h.status_name == "COMPLETE" and h.reason_name == "NMI"
 
-    assert [(c.name, c.kind, c.status, c.area_count) for c in d.components] == [
-        (c.name, c.kind, c.status, len(c.areas)) for c in run.components
+    assert [(c.name, c.kind, c.status, c.area_count, c.flags, c.level, c.table_generation, c.estimate_bytes,
+             c.dumped_bytes) for c in d.components] == [
+        (c.name, c.kind, c.status, len(c.areas), c.flags, c.level, 1, sum(a.length for a in c.areas),
+         sum(a.length for a in c.areas)) for c in run.components
     ]
-    assert [(a.name, a.phys_addr, a.length, a.disk_offset, a.volatile) for a in d.areas] == [
-        (a.name, a.phys, a.length, a.disk_offset, a.volatile) for a in run.areas
+    assert [(a.name, a.phys_addr, a.length, a.disk_offset, a.volatile, a.flags) for a in d.areas] == [
+        (a.name, a.phys, a.length, a.disk_offset, a.volatile, a.flags) for a in run.areas
     ]
+    assert [(r.component, r.op, r.generation, r.outcome, r.entries, r.level, r.value) for r in d.calls] == [
+        (r["component"], r["op"], r["generation"], r["outcome"], r["entries"], r["level"], r["value"])
+        for r in run.call_records()
+    ]
+    assert [r.op_name for r in d.calls] == ["ESTIMATE"] * 4 + ["START"] * 4 + ["DONE"] * 4
+    assert d.violations == [] and d.directory_header.call_count == 12
+    assert (h.level, h.estimate_bytes, h.chunks_sealed, h.device_role_name, h.restart_error) == (
+        3, sum(a.length for a in run.areas), d.chunk_count, "PRIMARY", 0)
     first = 0
     for c in d.components:
         assert c.first_area == first and all(a.component == c.index for a in d.component_areas(c))
@@ -44,8 +54,8 @@ def test_round_trip(good_run_any_block):
     assert len(d.crc_table) == -(-run.body_bytes // run.chunk_size) == d.chunk_count
     assert d.chunks_verified and d.bad_chunk_count == 0
     m = d.end_marker
-    assert (m.magic, m.generation, m.dump_id, m.body_bytes, m.nchunks) == (
-        b"DBEDEND\0", 1, run.dump_id, run.body_bytes, len(d.crc_table))
+    assert (m.magic, m.version, m.generation, m.dump_id, m.body_bytes, m.nchunks) == (
+        b"DBEDEND\0", 2, 1, run.dump_id, run.body_bytes, len(d.crc_table))
     rec = d.crash_record
     assert rec.magic == b"DBCRASH\0" and list(rec.registers) == run.registers
     assert (rec.crash_reason, rec.crash_vector, rec.tsc_crash) == (1, 2, run.header["tsc_crash"])
@@ -71,16 +81,24 @@ def test_header_field_names_by_offset():
     assert dumpfmt.header_field_at(30) == "dump_id"
     assert dumpfmt.header_field_at(128) == "body_written"
     assert dumpfmt.header_field_at(216 + 16 * 8 + 3) == "registers[16] (rip)"
-    assert dumpfmt.header_field_at(480) == "reserved_472"
+    assert dumpfmt.header_field_at(164) == "level"
+    assert dumpfmt.header_field_at(210) == "estimate_bytes"
+    assert dumpfmt.header_field_at(472) == "chunks_sealed"
+    assert dumpfmt.header_field_at(477) == "device_role"
+    assert dumpfmt.header_field_at(480) == "restart_error"
+    assert dumpfmt.header_field_at(486) == "reserved_484"
+    assert dumpfmt.header_field_at(490) == "restart_offset"
+    assert dumpfmt.header_field_at(500) == "reserved_496"
     assert dumpfmt.header_field_at(511) == "header_crc"
 
 
-@pytest.mark.parametrize("body,chunk", [
-    (0, 65536), (4096, 65536), (4 << 30, 65536), ((4 << 30) + 4096, 131072), (9 << 30, 262144),
+@pytest.mark.parametrize("partition,chunk,table", [
+    (0, 65536, 4096), (14 << 20, 65536, 4096), (4 << 30, 65536, 256 << 10), ((4 << 30) + 4096, 131072, 132 << 10),
+    (9 << 30, 262144, 144 << 10),
 ])
-def test_writer_chunk_size(body, chunk):
-    assert dumpfmt.writer_chunk_size(body) == chunk
-    assert 4 * -(-body // chunk) <= 256 * 1024
+def test_chunk_size_and_table_from_the_partition_size(partition, chunk, table):
+    assert dumpfmt.writer_chunk_size(partition) == chunk
+    assert dumpfmt.crc_table_bytes_for(partition) == table
 
 
 # -- classification ------------------------------------------------------------------------
@@ -97,20 +115,46 @@ def test_none_when_nothing_was_written(make_run):
 def test_partial_in_progress(make_run):
     run = make_run(state="in-progress", body_written=3 * 65536)
     d = read(run)
-    assert d.status == "partial" and d.first_inconsistency is None
-    assert "IN_PROGRESS" in d.reason and "196608 of" in d.reason
-    assert d.trailer is None and d.crc_table is None and not d.chunks_verified
-    written = {a.name: d.area_written(a) for a in d.areas}
-    # crash-record, kernel-text end within 196608 body bytes; kernel-data does not.
-    assert written["crash-record"] and written["kernel-text"] and not written["kernel-data"]
-    assert not written["ram-high"] and not written["console-log"]
+    assert d.status == "partial" and d.first_inconsistency is None, d.findings
+    # cut at the last area boundary: crash-record (4096) + kernel-text (0x21000) = 0x22000
+    assert d.reason == ("dump IN_PROGRESS: 139264 body bytes written in 2 areas, 2 chunks sealed and verified, "
+                        "3 components PENDING")
+    h = d.header
+    assert (h.body_written, h.body_bytes, h.end_offset, h.chunks_sealed) == (0x22000, 0, 0, 2)
+    assert d.trailer is None and d.end_marker is None
+    assert d.chunks_verified and d.chunk_count == 2 and len(d.crc_table) == 2
+    assert [a.name for a in d.areas] == ["crash-record", "kernel-text"]
+    assert all(d.area_written(a) for a in d.areas)
+    # the kernel is the component in progress: PENDING with its first area; ram and log not reached
+    assert [(c.name, c.status_name, c.area_count) for c in d.components] == [
+        ("crash", "DUMPED", 1), ("kernel", "PENDING", 1), ("ram", "PENDING", 0), ("log", "PENDING", 0)]
+    assert d.area_vouched(d.areas[0]) and not d.area_vouched(d.areas[1])  # kernel-text ends in chunk 2
+    assert d.extent == [(65536, run.body_offset + 0x22000), (run.part_bytes - 512, run.part_bytes)]
+    assert [r.op_name for r in d.calls] == ["ESTIMATE"] * 4 + ["START"] * 2
+
+
+def test_partial_before_any_chunk_is_sealed_has_no_table_to_check(make_run):
+    run = make_run(state="in-progress", body_written=0)
+    assert run.read_part(run.table_offset, 8) != bytes(8)  # the slot still holds the canary
+    d = read(run)
+    assert d.status == "partial" and d.header.chunks_sealed == 0 and d.crc_table == ()
+    assert [c.status_name for c in d.components] == ["PENDING"] * 4 and d.areas == []
+
+
+def test_partial_failed_mid_area_extends_the_extent_to_the_failed_write(make_run):
+    run = make_run(state="failed", spill=5000)
+    d = read(run)
+    assert d.status == "partial", d.findings
+    h = d.header
+    assert h.failure_offset == h.body_offset + h.body_written + 5000
+    assert d.extent[0] == (65536, h.failure_offset + h.max_transfer)
 
 
 def test_partial_failed_with_identical_trailer(make_run):
     run = make_run(state="failed", block_size=4096)
     d = read(run)
     assert d.status == "partial" and d.trailer_matches
-    assert "FAILED: errno 5 at partition offset" in d.reason
+    assert d.reason.startswith("dump FAILED: errno 5 at partition offset")
 
 
 def test_partial_failed_without_trailer(make_run):
@@ -136,11 +180,72 @@ def test_in_progress_with_a_stale_trailer_is_corrupt(make_run):
     assert d.status == "corrupt" and "generation" in d.first_inconsistency
 
 
-def test_in_progress_with_table_crc_is_corrupt(make_run):
+def test_partial_with_a_bad_table_crc_is_corrupt(make_run):
     run = make_run(state="in-progress")
     run.set_header(crc_table_crc=0x1234)
     d = read(run)
-    assert d.status == "corrupt" and "crc_table_crc" in d.first_inconsistency
+    assert d.status == "corrupt" and d.first_inconsistency.startswith("CRC table: CRC32C")
+
+
+def test_partial_with_a_bad_sealed_chunk_is_corrupt(make_run):
+    run = make_run(state="failed")
+    run.flip(run.area_disk_offset("ram-low") + 10)
+    d = read(run)
+    assert d.status == "corrupt" and d.bad_chunk_count == 1
+    assert d.first_inconsistency.startswith("chunk 4 at partition offset") and "ram-low" in d.first_inconsistency
+
+
+def test_partial_chunks_sealed_beyond_body_written_is_corrupt(make_run):
+    run = make_run(state="failed")
+    run.set_header(chunks_sealed=run.header["chunks_sealed"] + 1)
+    d = read(run)
+    assert d.status == "corrupt"
+    assert d.first_inconsistency == (f"leader: chunks_sealed 15, but body_written {run.header['body_written']} "
+                                     f"fills only 14 chunks")
+
+
+def test_partial_unsealed_damage_is_not_a_chunk_finding(make_run):
+    """Past the sealed chunks no CRC vouches: damage there is found only by content."""
+    run = make_run(state="failed")  # 946176 body bytes: 14 chunks sealed, stack ends in chunk 14
+    run.flip(run.part_offset + run.body_offset + 14 * 65536 + 5)
+    d = read(run)
+    by_name = {a.name: a for a in d.areas}
+    assert d.status == "partial" and d.bad_chunk_count == 0
+    assert d.area_vouched(by_name["ram-low"]) and not d.area_vouched(by_name["stack"])
+    assert d.area_written(by_name["stack"])
+
+
+@pytest.mark.parametrize("change,expect", [
+    (dict(body_bytes=4096), "FAILED with body_bytes 4096 / end_offset 0 (0 until COMPLETE)"),
+    (dict(end_offset=1 << 20), "end_offset 1048576"),
+    (dict(body_written=4097), "body_written 4097 not a page multiple"),
+    (dict(body_written=1 << 40), "leaves no room for the end marker"),
+    (dict(failure=0), "FAILED with failure 0"),
+])
+def test_partial_header_rules(make_run, change, expect):
+    run = make_run(state="failed")
+    run.set_header(**change)
+    d = read(run)
+    assert d.status == "corrupt" and expect in d.first_inconsistency, d.findings
+
+
+def test_partial_areas_must_end_at_body_written(make_run):
+    run = make_run(state="failed")
+    run.set_header(body_written=run.header["body_written"] + 65536, chunks_sealed=0)
+    d = read(run)
+    assert d.status == "corrupt"
+    assert d.first_inconsistency.startswith("areas fill 946176 body bytes, header says body_written 1011712")
+
+
+def test_pending_only_for_the_component_in_progress(make_run):
+    run = make_run(state="failed")
+    run.patch_component(1, status=synth.PENDING)  # the kernel, done, said PENDING with its areas
+    d = read(run)
+    assert d.status == "corrupt"
+    assert "component 1 (kernel): PENDING with areas, but a later component has areas too" in d.first_inconsistency
+    good = make_run()
+    good.patch_component(3, status=synth.PENDING, area_count=0, table_generation=0, dumped_bytes=0)
+    assert any("PENDING in a COMPLETE dump" in f.message for f in read(good).findings)
 
 
 def test_complete_without_trailer_is_corrupt(good_run):
@@ -214,20 +319,29 @@ def test_padding_damage_resealed_is_a_format_finding(good_run):
 
 @pytest.mark.parametrize("change,expect", [
     (dict(dir_offset=73728), "dir_offset 73728"),
-    (dict(chunk_size=131072), "chunk_size 131072"),
+    (dict(chunk_size=131072), "chunk_size 131072, a partition of 14680064 bytes has 65536"),
     (dict(chunk_size=65537), "chunk_size 65537"),
+    (dict(chunks_sealed=121), "COMPLETE with chunks_sealed 121, the body has 122 chunks"),
     (dict(partition_bytes=1 << 40), "partition_bytes"),
     (dict(end_offset=1 << 30), "end_offset"),
     (dict(body_bytes=(1 << 63)), "body_bytes"),
-    (dict(crc_table_bytes=8192), "crc_table_bytes 8192"),
+    (dict(crc_table_bytes=8192), "crc_table_bytes 8192, a partition of 14680064 bytes has 4096"),
     (dict(block_size=4096), "block_size 4096, but the device's block size is 512"),
     (dict(crash_vector=3), "crash_vector 3 for an NMI"),
     (dict(crash_reason=9), "crash_reason 9"),
     (dict(failure=5), "failure 5"),
     (dict(status=9), "status 9"),
-    (dict(generation=0), "generation 0"),
+    (dict(generation=0), "generation 0 (1, or 2 for the dump restarted on the secondary)"),
+    (dict(generation=3), "generation 3"),
     (dict(body_written=4096), "COMPLETE with body_written 4096"),
-    (dict(version=2), "leader: version 2"),
+    (dict(version=1), "leader: version 1, expected 2"),
+    (dict(version=3), "leader: version 3, expected 2"),
+    (dict(level=10), "level 10 (0..9)"),
+    (dict(device_role=0), "device_role 0 unknown"),
+    (dict(device_role=2), "generation 1 on the secondary device"),
+    (dict(generation=2), "generation 2 on the primary device"),
+    (dict(restart_error=5), "restart_error 5 / restart_offset 0x0 in generation 1"),
+    (dict(restart_offset=0x10000), "restart_offset 0x10000 in generation 1"),
     (dict(header_size=256), "header_size 256"),
     (dict(min_transfer=1 << 20), "min_transfer"),
     (dict(area_count=1 << 31), "exceed the reader's limit"),
@@ -255,88 +369,204 @@ def test_counts_disagreeing_with_the_directory(good_run):
 def test_reserved_fields_must_be_zero(good_run):
     run = good_run
     raw = bytearray(run.header_bytes())
-    raw[480] = 1
+    raw[500] = 1
     struct.pack_into("<I", raw, 508, synth.crc32c(raw[:508]))
     run.write(run.leader_at, raw)
     run.write(run.trailer_at, raw)
     d = read(run)
-    assert d.status == "corrupt" and d.first_inconsistency == "leader: reserved bytes 472..507 not zero"
+    assert d.status == "corrupt" and d.first_inconsistency == "leader: reserved bytes 496..507 not zero"
+    raw[500], raw[485] = 0, 1
+    struct.pack_into("<I", raw, 508, synth.crc32c(raw[:508]))
+    run.write(run.leader_at, raw)
+    run.write(run.trailer_at, raw)
+    assert read(run).first_inconsistency == "leader: reserved field at 484 not zero"
 
 
-def _patch_dir(run, offset, fmt, value):
-    raw = bytearray(run.read_part(offset, struct.calcsize("<" + fmt)))
-    struct.pack_into("<" + fmt, raw, 0, value)
-    run.write_part(offset, bytes(raw))
-    run.reseal()
+def test_a_version_1_dump_is_corrupt(good_run):
+    """A dump of the previous format: the header CRC is right, the version is not."""
+    run = good_run
+    run.header["version"] = 1
+    run.set_header()
+    d = read(run)
+    assert d.status == "corrupt" and d.header is None and d.components == []
+    assert d.first_inconsistency == "leader: version 1, expected 2 (this reader reads version 2 only)"
+
+
+@pytest.mark.parametrize("role,error,offset,expect", [
+    (2, 5, 0x2345000, None),
+    (1, 5, 0x2345000, "leader: generation 2 on the primary device"),
+    (2, 0, 0x2345000, "leader: generation 2 with restart_error 0"),
+    (2, 5, 0, "leader: generation 2 with restart_offset 0x0"),
+])
+def test_restart_fields(make_run, role, error, offset, expect):
+    run = make_run(generation=2)
+    run.set_header(device_role=role, restart_error=error, restart_offset=offset)
+    d = read(run)
+    if expect is None:
+        assert d.status == "complete" and d.header.device_role_name == "SECONDARY", d.findings
+        assert (d.header.restart_error, d.header.restart_offset) == (5, 0x2345000)
+    else:
+        assert d.status == "corrupt" and d.first_inconsistency.startswith(expect)
+
+
+def test_restarted_dump_round_trip(make_run):
+    run = make_run(generation=2, samples="default")
+    d = read(run)
+    assert d.status == "complete" and d.generation == 2 and d.findings == []
+    reused = [c.name for c in d.components if c.has(dumpfmt.ComponentFlag.TABLE_REUSED)]
+    assert reused == ["crash-record", "kernel", "ram"]
+    assert all(c.table_generation == 1 for c in d.components[:3])
+    assert {c.table_generation for c in d.components[3:] if c.area_count} == {2}
+    assert {r.generation for r in d.calls} == {1, 2} and d.end_marker.generation == 2
+    assert d.directory_header.generation == 2
 
 
 @pytest.mark.parametrize("patch,expect", [
-    (("comp", 0, 32, "I", 9), "component 0 (crash): kind 9 unknown"),
-    (("comp", 1, 36, "I", 2), "component 1 (kernel): EXCLUDED but has 2 areas"),
-    (("comp", 1, 40, "I", 5), "component 1 (kernel): DUMPED with reason 5"),
-    (("comp", 2, 44, "I", 4), "component 2 (ram): its area 6 (console-log) names component 3"),
-    (("comp", 3, 48, "I", 9), "beyond the 7 area entries"),
-    (("comp", 3, 52, "I", 1), "flags 0x1"),
-    (("comp", 0, 0, "4s", b"a\0b\0"), "not NUL-padded ASCII"),
-    (("comp", 0, 0, "4s", b"\xffab\0"), "not NUL-padded ASCII"),
-    (("area", 2, 40, "Q", 0x99000), "area 2 (kernel-data): disk_offset 0x99000"),
-    (("area", 2, 32, "Q", 0x1E000), "area 3 (ram-low): disk_offset"),
-    (("area", 6, 32, "Q", 1 << 62), "beyond the body end"),
-    (("area", 6, 32, "Q", 0), "areas fill 7991296 body bytes, header says body_bytes 7995392"),
-    (("area", 5, 48, "I", 0), "outside the area range of its component 0"),
-    (("area", 5, 48, "I", 40), "component 40 does not exist"),
-    (("area", 0, 52, "I", 0), "crash record area is not marked VOLATILE"),
-    (("area", 0, 32, "Q", 2048), "one area of 1024 bytes"),
-    (("area", 3, 52, "I", 2), "flags 0x2"),
-    (("area", 3, 56, "Q", 1), "reserved field not zero"),
-    (("area", 3, 24, "Q", (1 << 64) - 4096), "overflows 64 bits"),
-    (("dir", 0, 0, "8s", b"DBEDDIRX"), "directory: magic"),
-    (("dir", 0, 16, "I", 128), "entry sizes 128"),
-    (("dir", 0, 40, "I", 1), "header bytes 24..63 not zero"),
-    (("dir", 0, 4000, "I", 1), "nonzero byte at partition offset 0x11fa0 after the last entry"),
+    (("comp", 0, dict(kind=9)), "component 0 (crash): kind 9 unknown"),
+    (("comp", 0, dict(status=9)), "component 0 (crash): status 9 unknown"),
+    (("comp", 1, dict(status=2)), "component 1 (kernel): EXCLUDED but has 2 areas"),
+    (("comp", 1, dict(status=4)), "component 1 (kernel): DISABLED but has 2 areas"),
+    (("comp", 1, dict(reason=5)), "component 1 (kernel): DUMPED with reason 5"),
+    (("comp", 1, dict(status=3)), "component 1 (kernel): FAILED with reason 0"),
+    (("comp", 2, dict(first_area=4)), "component 2 (ram): first_area 4, expected 3"),
+    (("comp", 3, dict(area_count=9)), "components claim 15 area entries, there are 7"),
+    (("comp", 3, dict(flags=0x800)), "component 3 (log): flags 0x800: bits 0x800 undefined"),
+    (("comp", 3, dict(flags=0x10)), "flags PRIVATE_STAGING on a dmp_ctl component (RAS only)"),
+    (("comp", 3, dict(flags=0x2)), "GLOBAL_BUFFER flag and global_buffer_bytes 0 disagree"),
+    (("comp", 3, dict(flags=0x80)), "RTNFAILURE but DUMPED"),
+    (("comp", 3, dict(flags=0x100)), "PIN_VIOLATION but DUMPED"),
+    (("comp", 3, dict(flags=0x201)), "ENDED_EARLY without UNLIMITED"),
+    (("comp", 3, dict(flags=0x8)), "UNLIMITED without CALL_ON_RESTART"),
+    (("comp", 3, dict(flags=0x400)), "TABLE_REUSED in a generation 1 dump"),
+    (("comp", 3, dict(level=2)), "level 2 on a dmp_ctl component"),
+    (("comp", 3, dict(flags=0x4, level=10)), "level 10 (0..9)"),
+    (("comp", 3, dict(table_generation=0)), "1 areas but table_generation 0"),
+    (("comp", 3, dict(table_generation=2)), "table_generation 2, the dump is generation 1"),
+    (("comp", 3, dict(dumped_bytes=4096)), "component 3 (log): dumped_bytes 4096, its areas hold 3000"),
+    (("comp", 3, dict(failure_handle=7)), "failure_rv / failure_vaddr / failure_handle set without RTNFAILURE"),
+    (("comp", 3, dict(staging_bytes=7)), "staging flags and staging_bytes 7 disagree"),
+    (("comp", 3, dict(zero=b"\1")), "component 3 (log): bytes 112..127 not zero"),
+    (("comp", 0, dict(name=b"a\0b\0")), "not NUL-padded ASCII"),
+    (("comp", 0, dict(name=b"\xffab\0")), "not NUL-padded ASCII"),
+    (("area", 2, dict(disk_offset=0x99000)), "area 2 (kernel-data): disk_offset 0x99000"),
+    (("area", 2, dict(length=0x1E000)), "area 3 (ram-low): disk_offset"),
+    (("area", 6, dict(length=1 << 62)), "beyond the body written"),
+    (("area", 6, dict(length=0)), "area 6 (console-log): length 0"),
+    (("area", 5, dict(component=0)), "outside the area range of its component 0"),
+    (("area", 5, dict(component=40)), "component 40 does not exist"),
+    (("area", 0, dict(flags=0)), "crash record area is not marked VOLATILE"),
+    (("area", 0, dict(length=2048)), "one area of 1024 bytes"),
+    (("area", 3, dict(flags=4)), "flags 0x4 (bits 0 VOLATILE and 1 STAGED are defined)"),
+    (("area", 3, dict(flags=2)), "area 3 (ram-low): STAGED, but component 2 (ram) has no global buffer"),
+    (("area", 3, dict(zero=1)), "area 3 (ram-low): bytes 56..63 not zero"),
+    (("area", 3, dict(phys_addr=(1 << 64) - 4096)), "overflows 64 bits"),
+    (("call", 0, dict(component=4)), "call 0 (ESTIMATE of component 4): component 4 does not exist"),
+    (("call", 4, dict(op=9)), "call 4 (unknown(9) of component 0): op 9 unknown"),
+    (("call", 4, dict(outcome=8)), "call 4 (START of component 0): outcome 8 unknown"),
+    (("call", 4, dict(outcome=6)), "call 4 (START of component 0): outcome ACK for a START call"),
+    (("call", 8, dict(outcome=5)), "call 8 (DONE of component 0): outcome VALUE for a DONE call"),
+    (("call", 4, dict(zero=1)), "call 4: byte 7 not zero"),
+    (("call", 8, dict(entries=3)), "entries 3 with outcome ACK"),
+    (("call", 0, dict(outcome=3)), "NEGATIVE with value 1024"),
+    (("call", 0, dict(value=-3)), "estimate -3 is negative"),
+    (("call", 4, dict(value=3)), "value 3 with outcome TABLE"),
+    (("call", 4, dict(level=12)), "level 12 (0..9)"),
+    (("call", 4, dict(generation=2)), "call 4 (START of component 0): generation 2, the dump is generation 1"),
+    (("call", 4, dict(generation=0)), "generation 0, the dump is generation 1"),
+    (("dir", 0, dict(magic=b"DBEDDIRX")), "directory: magic"),
+    (("dir", 0, dict(component_entry_size=64)), "entry sizes 64 / 64 / 24 / 32"),
+    (("dir", 0, dict(call_entry_size=32)), "entry sizes 128 / 64 / 32 / 32"),
+    (("dir", 0, dict(violation_entry_size=24)), "entry sizes 128 / 64 / 24 / 24"),
+    (("dir", 0, dict(level=4)), "directory: level 4, header says 3"),
+    (("dir", 0, dict(generation=2)), "directory: generation 2, header says 1"),
+    (("dir", 0, dict(estimate_bytes=5)), "directory: estimate_bytes 5, header says"),
+    (("dir", 0, dict(zero=1)), "header bytes 56..63 not zero"),
+    (("dir", 0, dict(call_count=11)), "directory: nonzero byte at partition offset"),
+    (("dir", 0, dict(call_count=13)), "call 12 (unknown(0) of component 0): op 0 unknown"),
+    (("dir", 0, dict(call_count=5000)), "need 121024 bytes, the slot has dir_bytes 98304"),
+    (("dir", 0, dict(call_count=0xFFFFFFFF)), "exceed the reader's limit of 65536 records"),
+    (("dir", 0, dict(violation_count=1)), "violation 0 (address 0x0): generation 0, the dump is generation 1"),
+    (("dir", 0, dict(violation_count=1 << 20)), "exceed the reader's limit of 65536 records"),
 ])
 def test_directory_violations(good_run, patch, expect):
     run = good_run
-    kind, index, field, fmt, value = patch
-    base = {"comp": run.component_entry_at, "area": run.area_entry_at, "dir": lambda i: synth.DIR_AT}[kind](index)
-    _patch_dir(run, base + field, fmt, value)
+    kind, index, fields = patch
+    getattr(run, {"comp": "patch_component", "area": "patch_area", "call": "patch_call"}.get(kind, "patch_dir_header"))(
+        *([index] if kind != "dir" else []), **fields)
     d = read(run)
     assert d.status == "corrupt" and not d.directory_ok
     assert any(expect in f.message for f in d.findings), [f.message for f in d.findings]
 
 
-def test_crash_record_findings_do_not_change_classification(good_run):
-    run = good_run
-    raw = bytearray(run.area("crash-record").data)
-    struct.pack_into("<Q", raw, 48 + 16 * 8, 0x1234)  # rip
-    raw[20] = 1  # cpu
-    run.set_crash_record(bytes(raw))
-    run.reseal()
-    d = read(run)
-    assert d.status == "complete"
-    messages = [f.message for f in d.findings_for("crash-record")]
-    assert messages[0] == "crash record: cpu 1, expected 0"
-    assert messages[1].startswith("crash record: register rip 0x1234, header says")
-
-
-def test_extra_excluded_component_is_format_valid(make_run):
-    run = make_run(extra_components=[synth.SComponent("nic", synth.OTHER, synth.EXCLUDED, reason=19)])
-    d = read(run)
-    assert d.status == "complete"
-    assert d.components[-1].status_name == "EXCLUDED" and d.components[-1].reason == 19
-
-
-def test_skip_chunk_verification(good_run):
-    d = read(good_run, verify_chunks=False)
-    assert d.status == "corrupt" and d.first_inconsistency == "chunk CRCs not verified"
-
-
-@pytest.mark.parametrize("step", [16384, 65536, 3 * 65536])
-def test_chunks_checked_whatever_the_read_step(good_run, monkeypatch, step):
-    """Chunks bigger than the read step are CRCed in pieces (huge bodies have huge chunks)."""
-    monkeypatch.setattr(dumpfmt, "_STEP", step)
-    assert read(good_run).status == "complete"
-    good_run.flip(good_run.area_disk_offset("ram-high") + 70000)
+def test_directory_beyond_its_slot_is_not_parsed(good_run):
+    good_run.patch_dir_header(call_count=5000)
     d = read(good_run)
-    assert d.bad_chunk_count == 1 and d.bad_chunks[0].areas == ("ram-high",)
-    assert d.findings_for("chunk-crc")[0].offset == d.bad_chunks[0].offset
+    assert d.calls == [] and d.components == []
+    assert d.first_inconsistency.startswith("directory: 4 components, 7 areas, 5000 calls and 0 violations need")
+
+
+def test_dir_bytes_larger_than_the_writers_is_accepted(make_run):
+    run = make_run(dir_bytes=2 * 98304)
+    assert read(run).status == "complete"
+
+
+def test_dir_bytes_too_small_for_the_counts(good_run):
+    good_run.set_header(area_count=2000)
+    d = read(good_run)
+    assert d.status == "corrupt"
+    assert d.first_inconsistency == "leader: dir_bytes 98304 is not a page multiple holding 4 components and 2000 areas"
+
+
+def test_violation_records_round_trip(make_run):
+    run = make_run(samples="all")
+    d = read(run)
+    assert d.status == "complete", d.findings
+    (v,) = d.violations
+    c = d.components[v.component]
+    assert (c.name, c.status_name, c.reason) == ("smp-pinviolator", "FAILED", 14)
+    assert (v.address, v.error_code, v.op_name, v.generation) == (0x7000, 3, "START", 1)
+    assert c.has(dumpfmt.ComponentFlag.PIN_VIOLATION) and c.flag_names == ["PIN_VIOLATION"]
+
+
+@pytest.mark.parametrize("fields,expect", [
+    (dict(component=99), "violation 0 (address 0x7000): component 99 does not exist"),
+    (dict(op=0), "violation 0 (address 0x7000): op 0 unknown (a component's call has one)"),
+    (dict(op=7), "op 7 unknown"),
+    (dict(generation=2), "generation 2, the dump is generation 1"),
+    (dict(component=synth.NO_COMPONENT), "op 1 without a component"),
+])
+def test_violation_record_rules(make_run, fields, expect):
+    run = make_run(samples=["smp-pinviolator"])
+    run.patch_violation(0, **fields)
+    d = read(run)
+    assert d.status == "corrupt" and any(expect in f.message for f in d.findings), [f.message for f in d.findings]
+
+
+def test_a_facility_violation_cannot_end_in_a_complete_dump(make_run):
+    v = synth.SViolation(0x7000, 0x1234, 3, synth.NO_COMPONENT, 0)
+    assert read(make_run(violations=[v], state="failed")).status == "partial"
+    d = read(make_run(violations=[v]))
+    assert d.status == "corrupt"
+    assert d.first_inconsistency == ("violation 0 (address 0x7000): a fault in the facility or a driver in "
+                                     "generation 1, yet the dump is COMPLETE")
+
+
+def test_sample_components_round_trip(make_run):
+    run = make_run(samples="all", level=5)
+    d = read(run)
+    assert d.status == "complete", d.findings
+    by_name = {c.name: c for c in d.components}
+    F = dumpfmt.ComponentFlag
+    assert by_name["ras-off"].status == dumpfmt.ComponentStatus.DISABLED
+    assert by_name["ras-negative"].status_name == "EXCLUDED" and by_name["ras-negative"].reason == 61
+    assert by_name["ras-levels"].level == 5 and by_name["ras-levels"].area_count == 6
+    assert by_name["ras-early"].flags == F.RAS | F.UNLIMITED | F.ENDED_EARLY | F.CALL_ON_RESTART
+    rtf = by_name["smp-rtnfail"]
+    assert (rtf.failure_rv, rtf.failure_handle, rtf.status_name) == (-5, 0xD0B5EDF00D, "FAILED")
+    assert by_name["smp-global"].global_buffer_bytes == 16384
+    assert by_name["ras-private"].staging_bytes == 262144
+    staged = [a.name for a in d.areas if a.staged]
+    assert staged == ["glb.0", "prv.0"] and all(a.volatile for a in d.areas if a.staged)
+    negative = [r for r in d.calls if r.outcome == dumpfmt.CallOutcome.NEGATIVE]
+    assert [r.value for r in negative] == [-1, -2]
+    assert d.header.estimate_bytes == sum(c.estimate_bytes for c in d.components)

@@ -1,6 +1,7 @@
 """Hostile input: whatever is on the disk, the reader and the oracles record findings and
 return, in bounded time; nothing raises."""
 
+import struct
 import time
 
 import pytest
@@ -100,12 +101,38 @@ def test_random_headers_with_valid_crc(shared, data):
             assert d.status == "complete"
 
 
+@pytest.fixture(scope="module")
+def shared_samples(tmp_path_factory):
+    """A dump with every kind of record: samples, calls, a violation."""
+    return synth.make_run(tmp_path_factory.mktemp("hostile") / "run", samples="all")
+
+
+def _used_directory_bytes(run) -> int:
+    d = read(run).directory_header
+    return d.used_bytes
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=_FIXTURE_OK)
+@given(data=st.data())
+def test_random_records_with_valid_crcs(shared_samples, data):
+    """Junk inside the records (counts, entries, calls, violations), every CRC right."""
+    run = shared_samples
+    used = _used_directory_bytes(run)
+    size = data.draw(st.integers(1, 64), label="bytes")
+    start = data.draw(st.integers(0, used - size), label="start")
+    _survive_directory_junk(run, data, start, size)
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=_FIXTURE_OK)
 @given(data=st.data())
 def test_random_directory_with_valid_crcs(shared, data):
     run = shared
     size = data.draw(st.integers(1, run.dir_bytes), label="bytes")
     start = data.draw(st.integers(0, run.dir_bytes - size), label="start")
+    _survive_directory_junk(run, data, start, size)
+
+
+def _survive_directory_junk(run, data, start, size):
     junk = data.draw(st.binary(min_size=size, max_size=size), label="junk")
     directory = bytearray(run.read_part(synth.DIR_AT, run.dir_bytes))
     directory[start:start + size] = junk
@@ -184,21 +211,25 @@ def test_huge_but_consistent_directory_is_bounded(make_run):
     """60000 entries, every size consistent and every CRC right: parsed in bounded time."""
     run = make_run()
     cc = ac = 30000
-    dir_bytes = synth.up(64 + 64 * (cc + ac))
+    dir_bytes = synth.up(64 + 128 * cc + 64 * ac)
     table_offset = synth.DIR_AT + dir_bytes
     body_offset = table_offset + 4096
-    run.write_part(synth.DIR_AT, bytes(dir_bytes + 4096))
+    directory = bytearray(dir_bytes)  # a valid directory header, records all zero
+    h = run.header
+    struct.pack_into("<8sIIIIIIIIIIQ", directory, 0, b"DBEDDIR\0", cc, ac, 128, 64, 0, 24, 0, 32, h["level"],
+                     h["generation"], h["estimate_bytes"])
+    run.write_part(synth.DIR_AT, bytes(directory) + bytes(4096))
     run.header.update(
-        component_count=cc, area_count=ac, dir_bytes=dir_bytes, dir_crc=synth.crc32c(bytes(dir_bytes)),
+        component_count=cc, area_count=ac, dir_bytes=dir_bytes, dir_crc=synth.crc32c(directory),
         crc_table_offset=table_offset, crc_table_bytes=4096, crc_table_crc=synth.crc32c(bytes(4096)),
-        body_offset=body_offset, body_bytes=0, body_written=0, end_offset=body_offset,
+        body_offset=body_offset, body_bytes=0, body_written=0, end_offset=body_offset, chunks_sealed=0,
     )
     run.set_header()
     t = time.perf_counter()
     d = read(run)
     assert time.perf_counter() - t < 3
     assert d.status == "corrupt" and len(d.components) == cc and len(d.areas) == ac
-    assert d.first_inconsistency.startswith("directory: magic")
+    assert d.first_inconsistency == f"directory: components claim 0 area entries, there are {ac}"
 
 
 @pytest.mark.parametrize("cc,ac", [(1 << 20, 0), (0xFFFFFFFF, 0xFFFFFFFF), (40000, 40000)])
@@ -227,22 +258,22 @@ def test_tiny_partition(good_run):
 
 def test_components_all_claiming_all_areas_is_bounded(make_run):
     """Every component claims every area: checked without components x areas steps."""
-    import struct
-
     run = make_run()
     cc = ac = 30000
-    dir_bytes = synth.up(64 + 64 * (cc + ac))
+    dir_bytes = synth.up(64 + 128 * cc + 64 * ac)
     directory = bytearray(dir_bytes)
-    struct.pack_into("<8sIIII", directory, 0, b"DBEDDIR\0", cc, ac, 64, 64)
+    h = run.header
+    struct.pack_into("<8sIIIIIIIIIIQ", directory, 0, b"DBEDDIR\0", cc, ac, 128, 64, 0, 24, 0, 32, h["level"],
+                     h["generation"], h["estimate_bytes"])
     for i in range(cc):
-        struct.pack_into("<32sIIIII", directory, 64 + 64 * i, b"c", synth.CRASH_RECORD, 1, 0, 0, ac)
+        struct.pack_into("<32sIIIII", directory, 64 + 128 * i, b"c", synth.CRASH_RECORD, 1, 0, 0, ac)
     table_offset = synth.DIR_AT + dir_bytes
     body_offset = table_offset + 4096
     run.write_part(synth.DIR_AT, bytes(directory) + bytes(4096))
     run.header.update(
         component_count=cc, area_count=ac, dir_bytes=dir_bytes, dir_crc=synth.crc32c(directory),
         crc_table_offset=table_offset, crc_table_bytes=4096, crc_table_crc=synth.crc32c(bytes(4096)),
-        body_offset=body_offset, body_bytes=0, body_written=0, end_offset=body_offset,
+        body_offset=body_offset, body_bytes=0, body_written=0, end_offset=body_offset, chunks_sealed=0,
     )
     run.set_header()
     t = time.perf_counter()

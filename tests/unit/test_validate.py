@@ -40,8 +40,13 @@ def test_to_dict_is_json(good_run):
     assert dump["status"] == "complete" and dump["first_inconsistency"] is None
     assert dump["bytes"] == good_run.end_offset + 4096 - 65536 + 512
     assert dump["generation"] == 1 and dump["dump_id"] == good_run.dump_id.hex()
+    assert (dump["device_role"], dump["restart_error"], dump["level"], dump["chunks_sealed"]) == ("PRIMARY", 0, 3, 122)
     assert [c["name"] for c in dump["components"]] == ["crash", "kernel", "ram", "log"]
-    assert len(dump["areas"]) == 7 and dump["areas"][4]["volatile"] is True
+    log = dump["components"][3]
+    assert (log["status"], log["flags"], log["estimate_bytes"], log["dumped_bytes"], log["calls"]) == (
+        "DUMPED", [], 3000, 3000, 3)
+    assert dump["calls"] == 12 and dump["violations"] == []
+    assert len(dump["areas"]) == 7 and dump["areas"][4]["volatile"] is True and dump["areas"][4]["staged"] is False
     assert d["content"]["bytes_checked"] > 0 and 0 < d["content"]["checked_fraction"] < 1
 
 
@@ -269,10 +274,24 @@ def test_partial_dumps_fail_but_compare_what_was_written(make_run):
     assert not v.ok and v.dump.status == "partial"
     assert failed(v) == {"format", "chunk-crc", "completeness"}
     assert v.check("format").detail.startswith("leader status FAILED: dump FAILED: errno 5")
-    assert v.content.bytes_unwritten > 0 and v.content.bytes_checked > 0
-    # damage to a written area is still found
+    assert v.check("chunk-crc").detail.startswith("dump is FAILED: the 14 sealed chunks of 65536 bytes match")
+    completeness = v.check("completeness").problems
+    assert completeness[:2] == ["component ram: PENDING (reason 0)", "component log: PENDING (reason 0)"]
+    assert "the dump is FAILED: body_written 946176, no end marker" in completeness
+    assert v.content.bytes_checked > 0
+    # damage to a written area is still found, by its chunk CRC and by content
     run.flip(run.area_disk_offset("kernel-text") + 1)
-    assert "content" in failed(validate_run(run.dir))
+    v = validate_run(run.dir)
+    assert {"content", "chunk-crc"} <= failed(v) and v.dump.status == "corrupt"
+
+
+def test_partial_damage_past_the_sealed_chunks_is_found_by_content(make_run):
+    run = make_run(state="failed", body_written=0xDF000)  # ends with ram-low, 13 chunks sealed
+    run.flip(run.area_disk_offset("ram-low") + 0x97000)  # body offset 0xd8000: chunk 13, not sealed
+    v = validate_run(run.dir)
+    assert v.dump.header.chunks_sealed == 13
+    assert v.dump.status == "partial" and "content" in failed(v)
+    assert v.check("content").detail.startswith("area 3 (ram-low): first mismatch")
 
 
 def test_no_dump(make_run):
@@ -303,7 +322,8 @@ def test_empty_image(good_run):
 
 def test_validate_image(good_run_any_block):
     v = validate_image(good_run_any_block.image)
-    assert v.ok and [c.name for c in v.checks] == ["format", "chunk-crc", "crash-record", "completeness"]
+    assert v.ok and [c.name for c in v.checks] == ["format", "chunk-crc", "sample-data", "crash-record", "protocol",
+                                                   "completeness"]
     assert "dump id" not in v.check("format").detail and v.content is None
 
 
@@ -394,3 +414,82 @@ def test_no_dump_on_a_truncated_image_names_the_missing_header(make_run):
     v = validate_run(run.dir)
     assert v.check("format").problems[0] == "no dump: no header magic in the leader slot"
     assert any("truncated" in p for p in v.check("format").problems)
+
+
+# -- the component oracles and the v2 completeness rules ------------------------------------------
+
+
+def test_samples_run_passes_everything(make_run):
+    run = make_run(samples="all", level=5)
+    v = validate_run(run.dir)
+    assert v.ok, [(c.name, c.detail) for c in v.checks if not c.ok]
+    assert v.check("protocol").detail.endswith("11 samples called as the model says")
+    assert v.check("sample-data").detail.startswith("344 areas")
+    assert "11 samples as the model says" in v.check("completeness").detail
+
+
+def test_restarted_samples_run_passes_everything(make_run):
+    run = make_run(samples="default", generation=2)
+    v = validate_run(run.dir)
+    assert v.ok, [(c.name, c.detail) for c in v.checks if not c.ok]
+    assert v.to_dict()["dump"]["device_role"] == "SECONDARY"
+
+
+def test_sample_data_only(make_run):
+    run = make_run(samples="default")
+    a = run.area("glb.0")  # staged: not compared with the snapshot, only with the pattern
+    run.flip(run.part_offset + a.disk_offset + 100)
+    run.reseal()
+    v = validate_run(run.dir)
+    assert failed(v) == {"sample-data"}, [c.detail for c in v.checks]
+    assert v.check("sample-data").detail.startswith("sample area glb.0")
+
+
+def test_protocol_only(make_run):
+    run = make_run(samples="default")
+    done = [i for i, r in enumerate(run.call_records()) if r["op"] == synth.DONE][-1]
+    run.patch_call(done, outcome=synth.FAULT)  # a fault without PIN_VIOLATION: format allows the pair
+    v = validate_run(run.dir)
+    assert failed(v) == {"protocol"}, [c.detail for c in v.checks]
+    assert v.dump.status == "complete"
+
+
+def test_completeness_only_missing_sample(make_run):
+    run = make_run(samples=["smp-classic"])
+    scenario = json.loads((run.dir / "scenario.json").read_text())
+    scenario["components"] = "smp-classic,ras-levels"
+    (run.dir / "scenario.json").write_text(json.dumps(scenario))
+    v = validate_run(run.dir)
+    assert "completeness" in failed(v)
+    assert "component ras-levels missing from the directory" in v.check("completeness").problems
+
+
+def test_completeness_only_estimate_below_dumped(make_run):
+    nic = synth.SComponent("nic", synth.OTHER, areas=[synth.SArea("nic-ring", 0x9E800, 512, volatile=True)],
+                           estimate=100)
+    v = validate_run(make_run(extra_components=[nic]).dir)
+    assert failed(v) == {"completeness"}
+    assert v.check("completeness").detail == "component nic: estimate_bytes 100 below dumped_bytes 512"
+
+
+def test_completeness_only_header_estimate_not_the_sum(good_run):
+    run = good_run
+    run.header["estimate_bytes"] += 4096
+    run.patch_dir_header(estimate_bytes=run.header["estimate_bytes"])
+    v = validate_run(run.dir)
+    assert failed(v) == {"completeness"}
+    assert v.check("completeness").detail.startswith(
+        f"header estimate_bytes {run.header['estimate_bytes']}, the components' estimates sum to")
+
+
+def test_a_version_1_image_is_rejected(good_run):
+    good_run.set_header(version=1)
+    v = validate_run(good_run.dir)
+    assert not v.ok and v.dump.status == "corrupt"
+    assert v.check("format").detail.startswith("leader: version 1, expected 2")
+
+
+def test_protocol_and_sample_data_without_a_dump(make_run):
+    v = validate_run(make_run(state="none").dir)
+    assert v.check("protocol").detail == "no dump: no call records"
+    assert v.check("sample-data").detail == "no dump: no sample data"
