@@ -86,9 +86,18 @@ struct virtio_blk {
 	uint64_t requests, bytes, flushes, stale_completions, timeouts;
 };
 
-static struct virtio_blk vblk;
-static struct virtq_memory vblk_ring;
-static bool vblk_in_use;
+/* Two instances: the primary dump device and a secondary one (or a workload disk). Each owns
+ * its ring; everything is static so the dump path allocates nothing. */
+#define VBLK_MAX_DEVICES	2
+
+static struct virtio_blk vblk[VBLK_MAX_DEVICES];
+static struct virtq_memory vblk_ring[VBLK_MAX_DEVICES];
+static bool vblk_in_use[VBLK_MAX_DEVICES];
+
+static struct virtq_memory *ring_of(struct virtio_blk *d)
+{
+	return &vblk_ring[d - vblk];
+}
 
 static uint64_t wanted_features(void)
 {
@@ -107,7 +116,7 @@ static int bring_up(struct virtio_blk *d)
 	err = virtio_pci_negotiate(&d->vp, wanted_features());
 	if (err)
 		return err;
-	err = virtio_pci_setup_queue(&d->vp, &d->vq, 0, &vblk_ring, VBLK_QUEUE_SIZE);
+	err = virtio_pci_setup_queue(&d->vp, &d->vq, 0, ring_of(d), VBLK_QUEUE_SIZE);
 	if (err)
 		return err;
 	for (int i = 0; i < VBLK_SLOTS; i++)
@@ -164,10 +173,13 @@ static void read_config(struct virtio_blk *d)
 
 int virtio_blk_attach(struct pci_dev *pci, uint32_t io_timeout_ms, struct virtio_blk **out)
 {
-	struct virtio_blk *d = &vblk;
-	int err;
+	struct virtio_blk *d = 0;
+	int err, n;
 
-	if (vblk_in_use)
+	for (n = 0; n < VBLK_MAX_DEVICES && !d; n++)
+		if (!vblk_in_use[n])
+			d = &vblk[n];
+	if (!d)
 		return EBUSY;
 	memset(d, 0, sizeof(*d));
 	d->timeout_ms = io_timeout_ms;
@@ -180,7 +192,7 @@ int virtio_blk_attach(struct pci_dev *pci, uint32_t io_timeout_ms, struct virtio
 	read_config(d);
 	if (d->block_size < SECTOR_SIZE || d->block_size > 4096 || (d->block_size & (d->block_size - 1)))
 		return ENOTSUP;
-	vblk_in_use = true;
+	vblk_in_use[d - vblk] = true;
 	*out = d;
 	return 0;
 }
@@ -391,11 +403,11 @@ static int pin_dump_path(struct virtio_blk *d)
 	err = pin(d, sizeof(*d));
 	if (err)
 		return err;
-	err = pin(&vblk_ring, sizeof(vblk_ring));
+	err = pin(ring_of(d), sizeof(*ring_of(d)));
 	if (!err) {
 		err = virtio_pci_pin_registers(&d->vp);
 		if (err)
-			unpin(&vblk_ring, sizeof(vblk_ring));
+			unpin(ring_of(d), sizeof(*ring_of(d)));
 	}
 	if (err)
 		unpin(d, sizeof(*d));
@@ -405,7 +417,7 @@ static int pin_dump_path(struct virtio_blk *d)
 static void unpin_dump_path(struct virtio_blk *d)
 {
 	virtio_pci_unpin_registers(&d->vp);
-	unpin(&vblk_ring, sizeof(vblk_ring));
+	unpin(ring_of(d), sizeof(*ring_of(d)));
 	unpin(d, sizeof(*d));
 }
 
@@ -480,7 +492,7 @@ int virtio_blk_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 			return EROFS;
 		}
 		/* Everything the dump path uses is static and in the volatile area. */
-		if (!in_kernel_rw(d, sizeof(*d)) || !in_kernel_rw(&vblk_ring, sizeof(vblk_ring))) {
+		if (!in_kernel_rw(d, sizeof(*d)) || !in_kernel_rw(ring_of(d), sizeof(*ring_of(d)))) {
 			fill_stat(d, st, EFAULT, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
 			return EFAULT;
 		}
