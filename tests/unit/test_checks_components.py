@@ -878,3 +878,67 @@ def test_hostile_fields_give_problems_not_exceptions(seed):
     for check in (check_protocol(dump, expect), check_sample_data(dump, dump.image, expect)):
         assert all(isinstance(p, str) and "\n" not in p for p in check.problems)
     assert all(isinstance(p, str) for p in component_problems(dump, expect))
+
+
+# --------------------------------------------------------------------------------------------
+# The real reader on tests/support/synth.py's runs (a second writer of the same pages)
+# --------------------------------------------------------------------------------------------
+
+
+def read_run(run):
+    import json
+
+    from harness import dumpfmt
+    expect = expectation_from_scenario(json.loads((run.dir / "scenario.json").read_text()))
+    image = dumpfmt.open_image(run.image)
+    dump = dumpfmt.read(image, run.layout.dump_offset, run.layout.dump_size, run.layout.block_size)
+    return dump, image, expect
+
+
+SYNTH_PIN_GEN2 = pytest.mark.xfail(strict=True, reason=(
+    "synth: smp-pinviolator first called in generation 2 keeps a violation record of generation 1"))
+SYNTH_PIN_REUSED = pytest.mark.xfail(strict=True, reason=(
+    "synth: smp-pinviolator reached in generation 1 (START faulted, no table) is marked TABLE_REUSED "
+    "with table_generation 0; the reader calls that corrupt"))
+
+
+@pytest.mark.parametrize("options", [
+    dict(samples="all", level=0), dict(samples="all", level=9), dict(samples="default", generation=2),
+    dict(samples="default", generation=2, restart_reached=0), dict(samples="default", generation=2, restart_reached=9),
+    pytest.param(dict(samples="all", generation=2, restart_reached=9), marks=SYNTH_PIN_GEN2),
+    pytest.param(dict(samples="all", generation=2, restart_reached=13), marks=SYNTH_PIN_REUSED),
+])
+def test_synth_runs_pass(make_run, options):
+    dump, image, expect = read_run(make_run(**options))
+    with image:
+        assert dump.status == "complete", dump.reason
+        assert check_protocol(dump, expect).ok, problems_of(check_protocol(dump, expect))
+        assert component_problems(dump, expect) == []
+        assert check_sample_data(dump, image, expect).ok
+
+
+def test_synth_broken_call_and_component_records(make_run):
+    run = make_run(samples="all")
+    dump, image, expect = read_run(run)
+    image.close()
+    calls = run.call_records()
+    names = [c.name for c in dump.components]
+    unl_again = [i for i, r in enumerate(calls) if names[r["component"]] == "smp-unlimited" and r["op"] == Op.AGAIN]
+    run.patch_call(unl_again[-1], outcome=Outcome.TABLE, entries=16)  # its tables never end
+    run.patch_component(names.index("smp-rtnfail"), failure_handle=0xD0B5EDF00E)
+    dump, image, expect = read_run(run)
+    with image:
+        assert_fails(check_protocol(dump, expect), "smp-unlimited: its unlimited tables never ended",
+                     "smp-unlimited: call 20 is AGAIN/TABLE/16, the model expects AGAIN/NONE")
+        assert "smp-rtnfail: failure_handle 0xd0b5edf00e, the model reports 0xd0b5edf00d" in \
+            component_problems(dump, expect)
+
+
+def test_synth_flipped_sample_byte(make_run):
+    run = make_run(samples=["ras-shared"], level=1)
+    a = run.area("shr.6")
+    run.flip(run.part_offset + a.disk_offset + 2047)
+    run.reseal()
+    dump, image, expect = read_run(run)
+    with image:
+        assert_fails(check_sample_data(dump, image, expect), "sample area shr.6", "offset 2047 (0x7ff)")
