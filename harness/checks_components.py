@@ -322,7 +322,8 @@ def _restart_call_problems(dump, comp, calls: list[_Rec], generation: int) -> li
     reused = bool(comp.flags & Flag.TABLE_REUSED)
     if start1 and start2 and not restart:
         problems.append("called again (START) in generation 2 without CALL_ON_RESTART")
-    if generation == 2 and _is_complete(dump.header) and not start2 and (restart or not start1):
+    faulted1 = any(c.outcome == Outcome.FAULT and c.generation == 1 for c in calls)
+    if generation == 2 and _is_complete(dump.header) and not start2 and (restart or not start1) and not faulted1:
         why = "it has CALL_ON_RESTART" if restart else "generation 1 never reached it"
         problems.append(f"not called in generation 2, though {why}")
     if reused:
@@ -358,7 +359,9 @@ def _done_problems(dump, comp, calls: list[_Rec], generation: int) -> list[str]:
     if a prior START or AGAIN call returned a negative value"; a negative ESTIMATE does not count)."""
     dones = [c for c in calls if c.op == Op.DONE]
     gave = any(c.outcome == Outcome.TABLE for c in calls)
-    negative = any(c.outcome == Outcome.NEGATIVE and c.op in COLLECT_OPS for c in calls)
+    # A routine whose call faulted is never called again (docs/components.md), like one that
+    # returned a negative value.
+    negative = any(c.outcome in (Outcome.NEGATIVE, Outcome.FAULT) and c.op in COLLECT_OPS for c in calls)
     problems = []
     if len(dones) > 1:
         problems.append(f"{len(dones)} DONE calls, expected one")
@@ -372,7 +375,7 @@ def _done_problems(dump, comp, calls: list[_Rec], generation: int) -> list[str]:
         if done.generation != generation:
             problems.append(f"{done}: DONE in generation {done.generation} of a generation-{generation} dump")
     if not dones and gave and not negative and _is_complete(dump.header):
-        problems.append("no DONE call, though it gave data and never returned a negative value")
+        problems.append("no DONE call, though it gave data and never returned a negative value or faulted")
     return problems
 
 
@@ -412,6 +415,11 @@ def _violation_problems(dump, records: list[_Rec], generation: int) -> list[str]
             continue
         key = (v.component, v.op, v.generation)
         recorded.add(key)
+        if v.op == 0:  # a fault while replaying a saved table: no routine call was in progress
+            comp = dump.components[v.component]
+            if not (comp.flags & Flag.TABLE_REUSED and v.generation == 2):
+                problems.append(f"{where}: names {comp.name} but no call (op 0), and it replayed no table")
+            continue
         if key not in faults:
             problems.append(f"{where}: no FAULT call of {dump.components[v.component].name} with op "
                             f"{_enum_name(Op, v.op)} in generation {v.generation} matches it")

@@ -544,10 +544,10 @@ static int collect_replayed(uint32_t ci, const struct dmp_sink *sink)
 		return 0;
 	c->flags |= DMPF_TABLE_REUSED;
 	rt->stop = false;
-	/* A fault here is charged to the component, as if START had returned this table now. */
+	/* A fault here is charged to the component; op 0: no routine call was in progress. */
 	cur_comp = (int)ci;
 	cur_call = -1;
-	cur_op = DMPCALL_START;
+	cur_op = 0;
 	err = pin_guarded_call(read_saved, (uintptr_t)rt->saved, 0, 0, &violated);
 	cur_comp = -1;
 	cur_op = 0;

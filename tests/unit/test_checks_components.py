@@ -895,18 +895,10 @@ def read_run(run):
     return dump, image, expect
 
 
-SYNTH_PIN_GEN2 = pytest.mark.xfail(strict=True, reason=(
-    "synth: smp-pinviolator first called in generation 2 keeps a violation record of generation 1"))
-SYNTH_PIN_REUSED = pytest.mark.xfail(strict=True, reason=(
-    "synth: smp-pinviolator reached in generation 1 (START faulted, no table) is marked TABLE_REUSED "
-    "with table_generation 0; the reader calls that corrupt"))
-
-
 @pytest.mark.parametrize("options", [
     dict(samples="all", level=0), dict(samples="all", level=9), dict(samples="default", generation=2),
     dict(samples="default", generation=2, restart_reached=0), dict(samples="default", generation=2, restart_reached=9),
-    pytest.param(dict(samples="all", generation=2, restart_reached=9), marks=SYNTH_PIN_GEN2),
-    pytest.param(dict(samples="all", generation=2, restart_reached=13), marks=SYNTH_PIN_REUSED),
+    dict(samples="all", generation=2, restart_reached=9), dict(samples="all", generation=2, restart_reached=13),
 ])
 def test_synth_runs_pass(make_run, options):
     dump, image, expect = read_run(make_run(**options))
