@@ -378,12 +378,8 @@ def _name(raw: bytes, what: str, at: int, note: Note) -> str:
 def check(d: Directory, ctx: Context, note: Note) -> None:
     """Every rule of the page that ties records to each other and to the header."""
     ranges_ok = _check_area_ranges(d, note)
-    with_areas = [c.index for c in d.components if c.area_count]
     for c in d.components:
         _check_component(c, d, ctx, ranges_ok, note)
-        if c.status == ComponentStatus.PENDING and c.area_count and c.index != with_areas[-1]:
-            _component_note(c, note)("PENDING with areas, but a later component has areas too "
-                                     "(only the component in progress may be)")
     _check_crash_record(d, ranges_ok, note)
     _check_areas(d, ctx, note)
     _check_calls(d, ctx, note)
@@ -428,8 +424,10 @@ def _check_component(c: Component, d: Directory, ctx: Context, ranges_ok: bool, 
             bad(f"{c.status_name} with reason 0 (an errno is required)")
     elif c.reason:
         bad(f"{c.status_name} with reason {c.reason} (only FAILED and EXCLUDED have one)")
-    if c.status in (S.EXCLUDED, S.DISABLED) and c.area_count:
-        bad(f"{c.status_name} but has {c.area_count} areas")
+    if c.status in (S.EXCLUDED, S.DISABLED, S.PENDING) and c.area_count:
+        bad(f"{c.status_name} but has {c.area_count} areas (a component being written is listed DUMPED "
+            f"or FAILED with its areas so far)" if c.status == S.PENDING else
+            f"{c.status_name} but has {c.area_count} areas")
     if c.status == S.PENDING and ctx.complete:
         bad("PENDING in a COMPLETE dump (every component is reached)")
     if c.status == S.DISABLED and not c.has(F.RAS):

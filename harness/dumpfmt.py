@@ -64,6 +64,7 @@ NMI_VECTOR = 2
 MAX_LEVEL = 9
 AREA_VOLATILE = AreaFlag.VOLATILE
 MAX_LISTED_BAD_CHUNKS = 64
+CHECKPOINT_BYTES = 64 * MiB  # the writer checkpoints at every 64 MiB of body
 _STEP = 8 * MiB  # bytes read at a time from big regions
 
 HEADER_MAGIC = b"DBEDDUMP"
@@ -371,8 +372,9 @@ class Dump:
     @property
     def extent(self) -> list[tuple[int, int]] | None:
         """Partition ranges [start, end) the writer may have written: from the leader slot to
-        the end marker (while in progress: to body_written, and for a FAILED dump to the end
-        of the write that failed), and the trailer block. None when no header says where."""
+        the end marker (for an IN_PROGRESS or FAILED leader: to 64 MiB past its body_written,
+        and for a FAILED one to the end of the write that failed), and the trailer block.
+        None when no header says where."""
         h = self.header
         if h is None or not self.geometry_ok:
             return None
@@ -380,7 +382,8 @@ class Dump:
         if h.complete:
             end = h.end_offset + PAGE
         else:
-            end = h.body_offset + h.body_written
+            # The leader may lag the writes by less than a checkpoint's 64 MiB of body.
+            end = min(h.body_offset + h.body_written + CHECKPOINT_BYTES, trailer)
             if h.status == HeaderStatus.FAILED and h.failure_offset >= end:
                 end = min(trailer, h.failure_offset + max(h.max_transfer, self.block_size))
         return [(LEADER_OFFSET, end), (trailer, self.partition_bytes)]
@@ -888,13 +891,11 @@ class _Reader:
     # -- CRC table, end marker, chunks -------------------------------------------------------
 
     def read_crc_table(self) -> None:
-        """The table slot must match crc_table_crc. A partial dump with no chunk sealed may not
-        have written its table yet: then there is nothing to check."""
+        """The table slot must match crc_table_crc (the writer zeroes the whole slot before its
+        first leader). Its first sealed_chunks entries are valid; a COMPLETE table has zeros
+        after them."""
         d, h = self.dump, self.dump.header
         n = h.sealed_chunks
-        if not h.complete and n == 0:
-            d.crc_table, d.crc_table_ok = (), True
-            return
         raw = self.part.read(h.crc_table_offset, h.crc_table_bytes)  # at most 256 KiB (geometry)
         if raw is None:
             self.note(STAGE_STRUCTURE, "CRC table: beyond the end of the image", h.crc_table_offset)
@@ -1085,7 +1086,7 @@ class _Reader:
         pending = sum(1 for c in d.components if c.status == ComponentStatus.PENDING)
         progress = (f"{h.body_written} body bytes written in {len(d.areas)} areas, {h.chunks_sealed} chunks sealed"
                     f"{' and verified' if d.chunks_verified and h.chunks_sealed else ''}, "
-                    f"{pending} components PENDING")
+                    f"{pending} component{'' if pending == 1 else 's'} PENDING")
         if h.status == HeaderStatus.FAILED:
             return f"dump FAILED: errno {h.failure} at partition offset 0x{h.failure_offset:x}; {progress}"
         return f"dump IN_PROGRESS: {progress}"

@@ -11,7 +11,7 @@ prepared with the harness's own canary and GPT writers, as a real run would.
     run.patch_component(2, status=synth.PENDING)   # rewrite one directory field, resealed
 
 Options give the other shapes a writer leaves: a partial dump (state="in-progress"/"failed",
-cut at an area boundary, the component in progress PENDING with its areas so far), a dump
+cut at an area boundary, the component being written DUMPED with its areas so far), a dump
 restarted on the secondary (generation=2), the sample components of docs/components.md
 (samples="default"), extra components with any flags, calls and violations.
 """
@@ -415,7 +415,7 @@ class Run:
 
     def component_entries(self) -> list[dict]:
         """Every component entry as the directory lists it now: final for the components done;
-        PENDING (with its areas so far) for the one in progress and PENDING for those after."""
+        DUMPED with its areas so far for the one being written; PENDING for those after."""
         entries, first, in_progress = [], 0, False
         for c in self.components:
             n = len(c.areas)
@@ -428,9 +428,13 @@ class Run:
                 failure_rv=c.failure_rv, staging_bytes=c.staging_bytes, failure_vaddr=c.failure_vaddr,
                 failure_handle=c.failure_handle, global_buffer_bytes=c.global_buffer_bytes,
             )
-            if not done and c.status != DISABLED:
-                entry.update(status=PENDING, reason=0, failure_rv=0, failure_vaddr=0, failure_handle=0)
-                entry["flags"] = (c.flags & ~(RTNFAILURE | PIN_VIOLATION | ENDED_EARLY)) if listed else c.pending_flags()
+            if not done and c.status != DISABLED and listed:  # being written: DUMPED, its areas so far
+                entry.update(status=DUMPED, reason=0, failure_rv=0, failure_vaddr=0, failure_handle=0,
+                             flags=c.flags & ~(RTNFAILURE | PIN_VIOLATION | ENDED_EARLY))
+                in_progress = True
+            elif not done and c.status != DISABLED:
+                entry.update(status=PENDING, reason=0, failure_rv=0, failure_vaddr=0, failure_handle=0,
+                             flags=c.pending_flags())
                 in_progress = True
             entries.append(entry)
             first += listed
@@ -467,19 +471,27 @@ class Run:
                 for call in c.collection_calls():
                     add(i, call, 1)
         for i, (c, e) in enumerate(zip(self.components, entries)):
-            if e["status"] == PENDING and not e["area_count"]:
+            if e["status"] == PENDING:
                 break
-            if c.flags & TABLE_REUSED:
-                continue
-            for call in c.collection_calls():
-                if e["status"] == PENDING and call.outcome in (NEGATIVE, FAULT, NONE):
-                    continue
-                add(i, replace(call, generation=generation), generation)
+            being_written = e["area_count"] < len(c.areas)
+            if self.called_in(i, generation):
+                for call in c.collection_calls():
+                    if being_written and call.outcome in (NEGATIVE, FAULT, NONE):
+                        continue  # its data has not ended yet
+                    add(i, replace(call, generation=generation), generation)
+            if being_written:
+                break
         if self.header["status"] == COMPLETE:
             for i, c in enumerate(self.components):
                 if c.gets_done_call():
                     add(i, SCall(DONE, ACK), generation)
         return records
+
+    def called_in(self, index: int, generation: int) -> bool:
+        """Routines are called once per dump: in generation 2 only those generation 1 did not
+        reach, and those called on restart."""
+        reached_before = generation == 2 and index <= self.options.restart_reached
+        return not reached_before or bool(self.components[index].flags & CALL_ON_RESTART)
 
     def directory_bytes(self) -> bytes:
         comps, areas = self.component_entries(), self.listed_areas
@@ -532,11 +544,10 @@ class Run:
         return bytes(raw)
 
     def write_table(self) -> None:
-        """A partial dump writes its table slot once the first chunk is sealed."""
+        """The whole table slot: the sealed entries, zeros after (the slot is zeroed first)."""
         table, table_crc = self.chunk_table()
         self.header["crc_table_crc"] = table_crc
-        if self.complete or self.sealed():
-            self.write_part(self.table_offset, table)
+        self.write_part(self.table_offset, table)
 
     def reseal(self) -> None:
         """Recompute the directory CRC, the chunk table, the end marker and both headers from
@@ -767,7 +778,7 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
         violations += sample_violations
     components += list(opts.extra_components)
     if opts.generation == 2:
-        _mark_restart(components, opts.restart_reached)
+        _mark_restart(components, violations, opts.restart_reached)
     patterned = [a for c in components for a in c.areas if a.pattern and not a.staged]
     regions = _snapshot(run_dir, ram, opts, rng, patterned)
 
@@ -851,12 +862,16 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
     return run
 
 
-def _mark_restart(components: list[SComponent], reached: int) -> None:
+def _mark_restart(components: list[SComponent], violations: list[SViolation], reached: int) -> None:
     """Generation 2: components reached in generation 1 that are not called on restart reuse
-    the table saved in generation 1."""
+    the table saved in generation 1 (if they gave one); the violations of the components first
+    called in generation 2 happen there."""
     for c in components[:reached + 1]:
-        if not c.flags & CALL_ON_RESTART and c.status not in (DISABLED, EXCLUDED):
+        if not c.flags & CALL_ON_RESTART and c.status not in (DISABLED, EXCLUDED) and c.areas:
             c.flags |= TABLE_REUSED
+    for v in violations:
+        if v.component != NO_COMPONENT and (v.component > reached or components[v.component].flags & CALL_ON_RESTART):
+            v.generation = 2
 
 
 def _write(run: Run, opts: Options) -> None:

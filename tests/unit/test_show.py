@@ -78,4 +78,4 @@ def test_report_renders_the_v2_dump_summary(make_run):
     assert "generation=2 device=SECONDARY level=3" in text
     assert "restart: errno 5 at primary offset 0x2345000" in text
     assert "ras-negative" in text and "EXCLUDED (61)" in text
-    assert "pinning violation at 0x7000" in text and "op START, generation 1" in text
+    assert "pinning violation at 0x7000" in text and "op START, generation 2" in text
