@@ -489,9 +489,9 @@ class Run:
 
     def called_in(self, index: int, generation: int) -> bool:
         """Routines are called once per dump: in generation 2 only those generation 1 did not
-        reach, and those called on restart."""
+        reach, and those called on restart (unless a call of theirs faulted)."""
         reached_before = generation == 2 and index <= self.options.restart_reached
-        return not reached_before or bool(self.components[index].flags & CALL_ON_RESTART)
+        return not reached_before or _called_on_restart(self.components[index])
 
     def directory_bytes(self) -> bytes:
         comps, areas = self.component_entries(), self.listed_areas
@@ -870,8 +870,13 @@ def _mark_restart(components: list[SComponent], violations: list[SViolation], re
         if not c.flags & CALL_ON_RESTART and c.status not in (DISABLED, EXCLUDED) and c.areas:
             c.flags |= TABLE_REUSED
     for v in violations:
-        if v.component != NO_COMPONENT and (v.component > reached or components[v.component].flags & CALL_ON_RESTART):
+        if v.component != NO_COMPONENT and (v.component > reached or _called_on_restart(components[v.component])):
             v.generation = 2
+
+
+def _called_on_restart(c: SComponent) -> bool:
+    """CALL_ON_RESTART, and no call of it faulted (a faulted routine is never called again)."""
+    return bool(c.flags & CALL_ON_RESTART) and not any(call.outcome == FAULT for call in c.collection_calls())
 
 
 def _write(run: Run, opts: Options) -> None:

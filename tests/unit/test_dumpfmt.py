@@ -472,7 +472,7 @@ def test_violation_records_round_trip(make_run):
 
 @pytest.mark.parametrize("fields,expect", [
     (dict(component=99), "violation 0 (address 0x7000): component 99 does not exist"),
-    (dict(op=0), "violation 0 (address 0x7000): op 0 unknown (a component's call has one)"),
+    (dict(op=0), "violation 0 (address 0x7000): op 0 against component 3 in generation 1"),
     (dict(op=7), "op 7 unknown"),
     (dict(generation=2), "generation 2, the dump is generation 1"),
     (dict(component=synth.NO_COMPONENT), "op 1 without a component"),
@@ -482,6 +482,14 @@ def test_violation_record_rules(make_run, fields, expect):
     run.patch_violation(0, **fields)
     d = read(run)
     assert d.status == "corrupt" and any(expect in f.message for f in d.findings), [f.message for f in d.findings]
+
+
+def test_a_fault_replaying_a_saved_table_has_no_op(make_run):
+    run = make_run(samples=["smp-classic"], generation=2, restart_reached=3,
+                   violations=[synth.SViolation(0x7000, 0x1234, 1, 3, 0, generation=2)])
+    d = read(run)
+    assert d.violations[0].op_name == "none" and d.violations[0].component == 3
+    assert not any("violation" in f.message for f in d.findings), d.findings
 
 
 def test_a_facility_violation_cannot_end_in_a_complete_dump(make_run):
