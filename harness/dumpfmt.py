@@ -751,7 +751,7 @@ class _Reader:
         if h.generation == 2:
             if not h.restart_error:
                 bad("generation 2 with restart_error 0 (the errno that ended generation 1)", 480)
-            if h.restart_offset < LEADER_OFFSET:
+            if 0 < h.restart_offset < LEADER_OFFSET:
                 bad(f"generation 2 with restart_offset 0x{h.restart_offset:x} (a write on the primary is "
                     f"at or after 0x{LEADER_OFFSET:x})", 488)
         elif h.restart_error or h.restart_offset:

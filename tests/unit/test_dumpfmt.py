@@ -336,9 +336,10 @@ def test_a_version_1_dump_is_corrupt(good_run):
 
 @pytest.mark.parametrize("role,error,offset,expect", [
     (2, 5, 0x2345000, None),
+    (2, 5, 0, None),  # no write had failed (0: none)
     (1, 5, 0x2345000, "leader: generation 2 on the primary device"),
     (2, 0, 0x2345000, "leader: generation 2 with restart_error 0"),
-    (2, 5, 0, "leader: generation 2 with restart_offset 0x0"),
+    (2, 5, 0x1000, "leader: generation 2 with restart_offset 0x1000"),
 ])
 def test_restart_fields(make_run, role, error, offset, expect):
     run = make_run(generation=2)
@@ -346,7 +347,7 @@ def test_restart_fields(make_run, role, error, offset, expect):
     d = read(run)
     if expect is None:
         assert d.status == "complete" and d.header.device_role_name == "SECONDARY", d.findings
-        assert (d.header.restart_error, d.header.restart_offset) == (5, 0x2345000)
+        assert (d.header.restart_error, d.header.restart_offset) == (5, offset)
     else:
         assert d.status == "corrupt" and d.first_inconsistency.startswith(expect)
 
