@@ -69,6 +69,7 @@ def build(run_dir: Optional[Path], validation: dict, timings: dict[str, float], 
         "accel": (scenario or {}).get("accel"),
         "checks": checks,
         "dump": dump,
+        "devices": validation.get("devices") or [],
         "content": validation.get("content"),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "throughput_mib_s": throughput,
@@ -90,6 +91,7 @@ def render(report: dict, console: Optional[Console] = None) -> None:
             f"firmware={scenario.get('firmware')} block={scenario.get('block_size')}")
     dump = report.get("dump") or {}
     _render_dump(dump, console)
+    _render_devices(report.get("devices") or [], console)
     content = report.get("content") or {}
     if content.get("ram_bytes"):
         console.print(
@@ -116,6 +118,18 @@ def render(report: dict, console: Optional[Console] = None) -> None:
         failed = [c["name"] for c in report["checks"] if not c["ok"]]
         why = ", ".join(failed) or f"dump status {dump.get('status')}"
         console.print(f"[bold red]FAIL[/] ({why})")
+
+
+def _render_devices(devices: list[dict], console: Console) -> None:
+    """With a secondary dump device: each device's dump status and generation."""
+    if len(devices) < 2:
+        return
+    for d in devices:
+        line = (f"[bold]device[/] {d['role']} ({d['kind']}): {d['status']}"
+                + (f", generation {d['generation']}, header {d['header_status']}" if d.get("generation") else ""))
+        if d.get("failure"):
+            line += f", failed with errno {d['failure']}"
+        console.print(line)
 
 
 def _render_dump(dump: dict, console: Console) -> None:

@@ -14,22 +14,22 @@ CRC table and end marker (format: their CRCs), the body (chunk-crc; content for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import dumpfmt, gpt, layout as layout_mod
 from harness.checks_base import Check, load_json, make_check, require_int
 from harness.checks_canary import check_canary
 from harness.checks_content import ContentStats, Snapshot, check_content
+from harness.devices import check_devices, dump_devices, dump_of_record
+from harness.devices import summary as device_summary
 from harness.dumpfmt import ComponentKind, ComponentStatus, CrashReason, HeaderStatus
 from harness.errors import DumpbedError
 from harness.irqwatch import check_no_interrupts
 from harness.writelog import check_write_sizes, crash_time
 
-try:  # the component oracles (protocol, sample-data, the components' part of completeness)
-    from harness import checks_components
-except ImportError:  # pragma: no cover - only while the module is being written
-    checks_components = None
+from harness import checks_components
 
 CHECK_ORDER = ("format", "chunk-crc", "content", "sample-data", "crash-record", "protocol", "canary",
                "completeness", "write-sizes", "no-interrupts")
@@ -47,6 +47,7 @@ class Validation:
     dump: dumpfmt.Dump
     content: ContentStats | None = None
     image: str = ""
+    devices: list[dict] = field(default_factory=list)  # each dump device's status and generation
 
     @property
     def ok(self) -> bool:
@@ -72,6 +73,7 @@ class Validation:
             "checks": [c.to_dict() for c in self.checks],
             "dump": self.dump_summary(),
             "content": self.content.to_dict() if self.content else None,
+            "devices": self.devices,
         }
 
 
@@ -143,21 +145,32 @@ def _component_summary(d: dumpfmt.Dump, c: dumpfmt.Component) -> dict:
 
 
 def validate_run(run_dir: str | Path) -> Validation:
-    """Run every oracle on the artifacts directory of a run (docs/artifacts.md)."""
+    """Run every oracle on the artifacts directory of a run (docs/artifacts.md).
+
+    With a secondary dump device, each device's dump is read; the content oracles judge the
+    dump of record (the secondary's once the dump restarted there), the canary and write-size
+    oracles cover both disks, and the `devices` oracle says whether each holds what it should."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DumpbedError(f"{run_dir}: not a directory")
     scenario = load_scenario(run_dir / "scenario.json")
-    layout = layout_mod.load(run_dir / "layout.json")
     registers = load_registers(run_dir / "snapshot" / "registers.json")
-    image_path = run_dir / layout.image
-    if not image_path.is_file():
-        raise DumpbedError(f"{image_path}: dump image missing")
+    targets = dump_devices(run_dir, scenario)
+    for target in targets:
+        if not target.image.is_file():
+            raise DumpbedError(f"{target.image}: {target.role} dump image missing")
 
     expect = expectation(scenario)
-    with Snapshot.load(run_dir / "snapshot") as snapshot, _open(image_path) as image:
-        dump = dumpfmt.read(image, layout.dump_offset, layout.dump_size, layout.block_size)
+    with ExitStack() as stack:
+        snapshot = stack.enter_context(Snapshot.load(run_dir / "snapshot"))
+        images = {t.role: stack.enter_context(_open(t.image)) for t in targets}
+        dumps = {t.role: dumpfmt.read(images[t.role], t.layout.dump_offset, t.layout.dump_size,
+                                      t.layout.block_size) for t in targets}
+        record = dump_of_record(dumps)
+        by_role = {t.role: t for t in targets}
+        dump, image, layout = dumps[record], images[record], by_role[record].layout
         content, stats = check_content(dump, image, snapshot, scenario["memory_bytes"])
+        secondary = (by_role["secondary"].layout, dumps["secondary"]) if "secondary" in dumps else None
         checks = {
             "format": check_format(dump, scenario["dump_id"]),
             "chunk-crc": check_chunks(dump),
@@ -165,13 +178,27 @@ def validate_run(run_dir: str | Path) -> Validation:
             "sample-data": check_sample_data(dump, image, expect),
             "crash-record": check_crash_record(dump, registers, scenario["crash"]),
             "protocol": check_protocol(dump, expect),
-            "canary": check_canary(dump, image, layout),
+            "canary": _canary_of_devices(targets, dumps, images),
             "completeness": check_completeness(dump, scenario["memory_bytes"], "memory_bytes", expect),
-            "write-sizes": check_write_sizes(run_dir, dump, layout, scenario),
+            "write-sizes": check_write_sizes(run_dir, dumps["primary"], by_role["primary"].layout, scenario,
+                                             secondary),
             "no-interrupts": check_no_interrupts(run_dir, crash_time(run_dir)),
         }
+        if secondary is not None:
+            checks["devices"] = check_devices(dumps, bool(scenario.get("restart_expected")))
     checks["canary"] = _with_other_disks(checks["canary"], run_dir)
-    return Validation([checks[n] for n in CHECK_ORDER], dump, stats, str(image_path))
+    order = [*CHECK_ORDER, *(["devices"] if "devices" in checks else [])]
+    summaries = [device_summary(t.role, t.kind, dumps[t.role]) for t in targets]
+    return Validation([checks[n] for n in order], dump, stats, str(by_role[record].image), summaries)
+
+
+def _canary_of_devices(targets, dumps: dict, images: dict) -> Check:
+    """The canary of every dump device: nothing outside its own dump extent changed."""
+    results = {t.role: check_canary(dumps[t.role], images[t.role], t.layout) for t in targets}
+    if len(results) == 1:
+        return results["primary"]
+    problems = [f"{role}: {p}" for role, r in results.items() for p in r.problems]
+    return make_check("canary", problems, "; ".join(f"{role}: {r.detail}" for role, r in results.items()))
 
 
 def _with_other_disks(dump_disk: Check, run_dir: Path) -> Check:
@@ -272,24 +299,18 @@ def load_registers(path: Path) -> dict[str, int]:
 
 def expectation(scenario: dict):
     """The scenario's samples, level and restart; None for a scenario that predates them."""
-    if checks_components is None:
-        return None
     return checks_components.expectation_from_scenario(scenario)
 
 
 def check_protocol(dump: dumpfmt.Dump, expect) -> Check:
     if dump.status == "none":
         return Check("protocol", False, "no dump: no call records")
-    if checks_components is None:
-        return Check("protocol", False, "harness.checks_components is missing: the call protocol is not checked")
     return checks_components.check_protocol(dump, expect)
 
 
 def check_sample_data(dump: dumpfmt.Dump, image: dumpfmt.Image, expect) -> Check:
     if dump.status == "none":
         return Check("sample-data", False, "no dump: no sample data")
-    if checks_components is None:
-        return Check("sample-data", False, "harness.checks_components is missing: sample data is not checked")
     return checks_components.check_sample_data(dump, image, expect)
 
 
