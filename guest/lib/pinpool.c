@@ -44,12 +44,17 @@ int pinpool_init(void)
 		return ENOMEM;
 	}
 	size = boot_config.pinpool_bytes;
-	if (!size) {
+	if (size) {
+		/* An explicit size is a minimum: round it up, never down to an empty pool. */
+		size = (size + SIZE_ALIGN - 1) & ~(SIZE_ALIGN - 1);
+	} else {
 		size = memmap_usable_bytes() / 4;
 		if (size > DEFAULT_MAX)
 			size = DEFAULT_MAX;
+		size &= ~(SIZE_ALIGN - 1);
+		if (!size)
+			size = SIZE_ALIGN;
 	}
-	size &= ~(SIZE_ALIGN - 1);
 
 	end = top->base + top->len;
 	if (end > LOW_4G)
