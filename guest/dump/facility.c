@@ -12,6 +12,7 @@
 #include "dump/format.h"
 #include "dump/ras.h"
 #include "dump/registry.h"
+#include "kern/memmap.h"
 #include "lib/errno.h"
 #include "lib/string.h"
 
@@ -263,7 +264,10 @@ static int emit_table(uint32_t ci, int call, const struct dmp_sink *sink)
 		else if (e->d_flags & CDT_VOLATILE)
 			a->flags = AREA_FLAG_VOLATILE;
 
-		err = pin_map_dumped(a->phys, a->len);
+		/* Only RAM or pinned memory is dumped: never device registers or holes, which the
+		 * identity map covers too. */
+		err = memmap_is_usable(a->phys, a->len) || pin_is_pinned(a->phys, a->len) ?
+		      pin_map_dumped(a->phys, a->len) : EFAULT;
 		if (err) {
 			/* Not RAM: the table was bad after all. */
 			fail(ci, err == EFAULT ? EINVAL : (uint32_t)err);

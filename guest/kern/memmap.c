@@ -44,6 +44,22 @@ uint64_t memmap_usable_bytes(void)
 	return total;
 }
 
+bool memmap_is_usable(uint64_t phys, uint64_t len)
+{
+	uint64_t end = phys + len;
+
+	if (end < phys)
+		return false;
+	/* The regions are sorted: walk them, each usable one extending the covered prefix. */
+	for (int i = 0; i < nregions && phys < end; i++) {
+		const struct mem_region *r = &regions[i];
+
+		if (r->type == MMAP_TYPE_USABLE && r->base <= phys && phys < r->base + r->len)
+			phys = r->base + r->len;
+	}
+	return phys >= end;
+}
+
 uint64_t memmap_low_ram_end(void)
 {
 	uint64_t end = 0;
