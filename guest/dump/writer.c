@@ -35,6 +35,7 @@
  * driver. All state is static (.bss): nothing is allocated after the crash.
  */
 #include "dump/writer.h"
+#include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/tsc.h"
 #include "arch/x86/usermode.h"
@@ -45,7 +46,7 @@
 #include "lib/printf.h"
 #include "lib/string.h"
 
-#define STAGE_SIZE	(16 * 1024)
+#define STAGE_SIZE	(64 * 1024)
 
 _Static_assert(DMP_MAX_COMPONENTS <= DUMP_DIR_MAX_COMPONENTS, "directory holds every component");
 _Static_assert(DMP_MAX_AREAS <= DUMP_DIR_MAX_AREAS, "directory holds every area");
@@ -636,11 +637,25 @@ static int checkpoint(struct writer *w)
 
 /* --- the body ------------------------------------------------------------------------- */
 
+/*
+ * Memory that changes while it is being written must be copied first, so that what is CRC-ed
+ * is what the device reads. Only the kernel image changes under the writer's feet (its own
+ * state, stacks, rings); other volatile memory (the pinned pool, staged data) changed after
+ * the crash but holds still while the writer reads it, and goes straight to the device.
+ */
+static bool changes_while_written(const struct dmp_area *a)
+{
+	uint64_t kstart = (uintptr_t)__kernel_start, kend = (uintptr_t)__kernel_end;
+
+	return (a->flags & (AREA_FLAG_VOLATILE | AREA_FLAG_STAGED)) && a->phys < kend &&
+	       kstart < a->phys + a->len;
+}
+
 static int write_area(struct writer *w, const struct dmp_area *a, uint64_t disk_offset)
 {
 	uint64_t rounded = round_page(a->len);
 	uint64_t full = a->len & ~(uint64_t)(DUMP_PAGE - 1);	/* whole pages of data */
-	bool staged = a->flags & (AREA_FLAG_VOLATILE | AREA_FLAG_STAGED);
+	bool staged = changes_while_written(a);
 
 	for (uint64_t pos = 0; pos < rounded;) {
 		uint64_t to_checkpoint = w->next_checkpoint - w->body_pos;
