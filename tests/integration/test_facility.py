@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from harness import dumpfmt, samples, writelog
+from harness import dumpfmt, layout, samples, writelog
 from harness.run import Scenario, run_and_validate
 from tests.integration.conftest import accel_params
 
@@ -100,7 +100,7 @@ def write_numbers(out, component: str | None = None) -> list[int]:
     numbers of the writes after the crash that land in a component's areas, or in the body."""
     scenario = json.loads((out / "scenario.json").read_text())
     dump = dumpfmt.read_image(out / "dump.img")
-    base = json.loads((out / "layout.json").read_text())["dump_offset"]  # area offsets are partition offsets
+    base = layout.load(out / "layout.json").dump_offset  # area offsets are partition offsets
     if component is None:
         lo, hi = base + dump.header.body_offset, base + dump.header.end_offset
     else:
