@@ -11,6 +11,7 @@
 #include "lib/string.h"
 
 #define RAM_AREAS_MAX 64
+#define POOL_BLOCKS_MAX 16	/* allocated blocks listed one by one; past that, one area */
 
 /* A classic table with room for N entries, laid out as struct cdt. */
 #define CDT_STORAGE(n) struct { struct cdt_head head; struct cdt_entry entries[n]; }
@@ -61,8 +62,12 @@ static void *kernel_routine(int op, void *buf)
 	return answer(op, as_cdt(&kernel_table), &kernel_estimate);
 }
 
+static void build_ram_table(void);
+
 static void *ram_routine(int op, void *buf)
 {
+	if (op == DMPRTN_START || op == DMPRTN_ESTIMATE)
+		build_ram_table();
 	/* No RAM outside the image and the pool: nothing to dump. */
 	if (op == DMPRTN_START && NUM_ENTRIES(as_cdt(&ram_table)) == 0)
 		return 0;
@@ -112,6 +117,33 @@ static void add_ram(uint64_t start, uint64_t end)
 /* [start, end) minus the holes (sorted by address, disjoint). */
 static uint64_t pool_base, pool_bytes;
 
+/*
+ * The pinned pool is RAM too: its free pages are plain RAM areas (nobody writes them after
+ * the crash), its allocated blocks (staging and global buffers, filled after the crash) areas
+ * of their own, VOLATILE.
+ */
+static void add_pool_block(uint64_t start, uint64_t bytes)
+{
+	if (bytes && NUM_ENTRIES(as_cdt(&ram_table)) < RAM_AREAS_MAX)
+		table_add(as_cdt(&ram_table), "pinpool", start, bytes, CDT_VOLATILE);
+}
+
+static void add_pool(void)
+{
+	uint64_t blocks[POOL_BLOCKS_MAX][2], at = pool_base, end = pool_base + pool_bytes;
+	int n = pinpool_blocks(blocks, POOL_BLOCKS_MAX);
+
+	for (int i = 0; i < n && i < POOL_BLOCKS_MAX; i++) {
+		add_ram(at, blocks[i][0]);
+		add_pool_block(at = blocks[i][0], blocks[i][1]);
+		at += blocks[i][1];
+	}
+	if (n > POOL_BLOCKS_MAX)
+		add_pool_block(at, end - at);	/* too many blocks to list: the rest is volatile */
+	else
+		add_ram(at, end);
+}
+
 /* RAM minus the holes, in address order. The pinned pool is RAM too, so it is dumped in its
  * place as an area of its own, VOLATILE: its staging buffers are filled after the crash. */
 static void add_ram_minus(uint64_t start, uint64_t end, const uint64_t (*holes)[2], int nholes)
@@ -120,11 +152,29 @@ static void add_ram_minus(uint64_t start, uint64_t end, const uint64_t (*holes)[
 		if (holes[h][1] <= start || holes[h][0] >= end)
 			continue;
 		add_ram(start, holes[h][0] > start ? holes[h][0] : start);
-		if (pool_bytes && holes[h][0] == pool_base && NUM_ENTRIES(as_cdt(&ram_table)) < RAM_AREAS_MAX)
-			table_add(as_cdt(&ram_table), "pinpool", pool_base, pool_bytes, CDT_VOLATILE);
+		if (pool_bytes && holes[h][0] == pool_base)
+			add_pool();
 		start = holes[h][1];
 	}
 	add_ram(start, end);
+}
+
+static uint64_t ram_holes[2][2];
+static int ram_nholes;
+
+/* Rebuilt each time the routine is asked: the pool's blocks are final only once the
+ * components have registered (and nothing is allocated after the crash). */
+static void build_ram_table(void)
+{
+	struct cdt *t = as_cdt(&ram_table);
+
+	table_init(t, "ram", COMPONENT_KIND_RAM);
+	for (int i = 0; i < memmap_count(); i++) {
+		const struct mem_region *r = memmap_region(i);
+
+		if (r->type == MMAP_TYPE_USABLE)
+			add_ram_minus(r->base, r->base + r->len, (const uint64_t (*)[2])ram_holes, ram_nholes);
+	}
 }
 
 static void build_tables(void)
@@ -156,14 +206,12 @@ static void build_tables(void)
 		holes[at][1] = pool_base + pool_bytes;
 		nholes = 2;
 	}
-	t = as_cdt(&ram_table);
-	table_init(t, "ram", COMPONENT_KIND_RAM);
-	for (int i = 0; i < memmap_count(); i++) {
-		const struct mem_region *r = memmap_region(i);
-
-		if (r->type == MMAP_TYPE_USABLE)
-			add_ram_minus(r->base, r->base + r->len, holes, nholes);
-	}
+	ram_holes[0][0] = holes[0][0];
+	ram_holes[0][1] = holes[0][1];
+	ram_holes[1][0] = holes[1][0];
+	ram_holes[1][1] = holes[1][1];
+	ram_nholes = nholes;
+	build_ram_table();
 }
 
 int dump_components_register(void)

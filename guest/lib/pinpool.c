@@ -131,6 +131,15 @@ bool pinpool_range(uint64_t *base, uint64_t *bytes)
 	return pool_pages != 0;
 }
 
+int pinpool_blocks(uint64_t (*out)[2], int max)
+{
+	for (int i = 0; i < nblocks && i < max; i++) {
+		out[i][0] = pool_base + blocks[i].first * PAGE;
+		out[i][1] = blocks[i].pages * PAGE;
+	}
+	return nblocks;
+}
+
 uint64_t pinpool_free_bytes(void)
 {
 	uint64_t used = 0;

@@ -24,5 +24,8 @@ int pinpool_free(void *p);
 bool pinpool_range(uint64_t *base, uint64_t *bytes);
 /* Bytes not allocated. */
 uint64_t pinpool_free_bytes(void);
+/* The allocated blocks, in address order, as (physical address, bytes): fills at most `max`,
+ * returns how many there are. */
+int pinpool_blocks(uint64_t (*out)[2], int max);
 
 #endif
