@@ -22,7 +22,7 @@ from harness.checks_base import Check, make_check
 from harness.errors import DumpbedError
 from harness.samples import (
     ALL_FLAGS, AREA_STAGED, CD_LVL_NORMAL, EIO, ERRNO_NAMES, MAX_LEVEL, NO_COMPONENT,
-    SAMPLE_NAMES, Call, Expectation, ExpectedComponent, Flag, Kind, Op, Outcome, Status, pattern,
+    BUILTIN_NAMES, SAMPLE_NAMES, Call, Expectation, ExpectedComponent, Flag, Kind, Op, Outcome, Status, pattern,
     resolve_components,
 )
 
@@ -72,6 +72,25 @@ def expectation_from_scenario(scenario: dict) -> Expectation | None:
     if restart and secondary is None:
         raise DumpbedError("scenario expects a restart but names no secondary dump device")
     return Expectation.of(names, level, secondary, restart)
+
+
+def expectation_from_dump(dump) -> Expectation | None:
+    """For a bare image (no scenario) of the dumpbed guest (its built-ins listed first): the
+    sample components the dump lists, at the level and generation its header gives, are judged
+    against the model. None when the header or directory cannot be trusted, the dump is not
+    the dumpbed guest's, or the names are not the samples' in order."""
+    if _untrusted(dump) is not None:
+        return None
+    listed = [c.name for c in dump.components]
+    if listed[:len(BUILTIN_NAMES)] != list(BUILTIN_NAMES):
+        return None  # not the dumpbed guest's facility: only the generic rules apply
+    names = [n for n in listed if n in SAMPLE_NAMES]
+    level = getattr(dump.header, "level", CD_LVL_NORMAL)
+    if names != [n for n in SAMPLE_NAMES if n in names] or len(set(names)) != len(names) or \
+            not 0 <= level <= MAX_LEVEL:
+        return None
+    restarted = getattr(dump.header, "generation", 1) == 2
+    return Expectation.of(names, level, "unknown" if restarted else None, restarted)
 
 
 # --------------------------------------------------------------------------------------------

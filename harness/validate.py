@@ -225,9 +225,10 @@ def _with_other_disks(dump_disk: Check, run_dir: Path) -> Check:
 
 def validate_image(image_path: str | Path) -> Validation:
     """The checks an image carries by itself: format (no dump id to compare), chunk-crc,
-    sample-data (any sample component's areas against the pattern), crash-record (header
-    against the record; no snapshot), protocol (the generic call rules), completeness (against
-    the header's ram_bytes). The dump partition is found through the image's GPT."""
+    sample-data, protocol and the components' completeness (the sample components the dump
+    lists, judged against the model at the header's level), crash-record (header against the
+    record; no snapshot), completeness (RAM against the header's ram_bytes). The dump
+    partition is found through the image's GPT."""
     image_path = Path(image_path)
     if not image_path.is_file():
         raise DumpbedError(f"{image_path}: no such image")
@@ -236,13 +237,14 @@ def validate_image(image_path: str | Path) -> Validation:
     with _open(image_path) as image:
         dump = dumpfmt.read(image, offset, size, info.block_size)
         ram = dump.header.ram_bytes if dump.header else 0
+        expect = checks_components.expectation_from_dump(dump)
         checks = [
             check_format(dump, None),
             check_chunks(dump),
-            check_sample_data(dump, image, None),
+            check_sample_data(dump, image, expect),
             check_crash_record(dump, None, None),
-            check_protocol(dump, None),
-            check_completeness(dump, ram, "the header's ram_bytes"),
+            check_protocol(dump, expect),
+            check_completeness(dump, ram, "the header's ram_bytes", expect),
         ]
     return Validation(checks, dump, None, str(image_path))
 

@@ -493,3 +493,25 @@ def test_protocol_and_sample_data_without_a_dump(make_run):
     v = validate_run(make_run(state="none").dir)
     assert v.check("protocol").detail == "no dump: no call records"
     assert v.check("sample-data").detail == "no dump: no sample data"
+
+
+# --- a bare image of the dumpbed guest: its sample components are judged by the model ---------
+
+
+def test_a_bare_guest_image_is_judged_against_the_samples_model(make_run):
+    run = make_run(samples="all", level=7)
+    v = validate_image(run.image)
+    assert v.ok, [f"{c.name}: {c.detail}" for c in v.checks if not c.ok]
+    assert "samples called as the model says" in v.check("protocol").detail
+
+
+def test_a_bare_guest_image_with_a_wrong_sample_status_fails_completeness(make_run):
+    run = make_run(samples="default")
+    rtnfail = [c.name for c in run.components].index("smp-rtnfail")
+    run.patch_component(rtnfail, status=1, reason=0)  # DUMPED, as if RTNFAILURE were never reported
+    assert "completeness" in failed(validate_image(run.image))
+
+
+def test_a_bare_image_of_another_guest_gets_only_the_generic_rules(good_run):
+    v = validate_image(good_run.image)
+    assert v.ok and "samples called as the model says" not in v.check("protocol").detail
