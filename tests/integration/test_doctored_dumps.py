@@ -18,8 +18,9 @@ from harness.run import Scenario, run_and_validate
 MIB = 1 << 20
 DIR_AT = 69632
 LEADER_AT = 65536
-START, AGAIN, DONE = 1, 2, 3
-DUMPED = 1
+START, DONE, ESTIMATE = 1, 3, 4
+VALUE = 5
+EIO = 5
 
 
 def crc32c(data: bytes) -> int:
@@ -107,11 +108,13 @@ def test_the_restarted_run_passes_every_oracle(restarted_run):
 
 
 def test_protocol_fails_when_a_done_call_is_missing(restarted_run):
+    """The DONE record turned into an ESTIMATE answered (a well-formed record, wrong protocol)."""
     doctor, dump = secondary_doctor(restarted_run)
     done = next(c for c in dump.calls if c.op == DONE)
-    with doctor.changed(call_entry_at(dump, done.index) + 4, bytes([AGAIN])):
+    with doctor.changed(call_entry_at(dump, done.index) + 4, bytes([ESTIMATE, done.generation, VALUE])):
+        assert dumpfmt.read(doctor.image, doctor.part, doctor.part_bytes, doctor.block).status == "complete"
         result = check(restarted_run, "protocol")
-    assert not result.ok and dump.components[done.component].name in result.detail
+    assert not result.ok and dump.components[done.component].name in " ".join(result.problems)
 
 
 def test_protocol_fails_when_a_routine_is_called_again_without_call_on_restart(restarted_run):
@@ -123,12 +126,14 @@ def test_protocol_fails_when_a_routine_is_called_again_without_call_on_restart(r
     assert not result.ok
 
 
-def test_completeness_fails_on_a_wrong_component_status(restarted_run):
+def test_completeness_fails_on_a_wrong_exclusion_reason(restarted_run):
+    """ras-negative excluded with EIO instead of ENODATA: a well-formed entry the model refuses."""
     doctor, dump = secondary_doctor(restarted_run)
-    rtnfail = next(c for c in dump.components if c.name == "smp-rtnfail")
-    with doctor.changed(DIR_AT + 64 + 128 * rtnfail.index + 36, struct.pack("<I", DUMPED)):
+    negative = next(c for c in dump.components if c.name == "ras-negative")
+    with doctor.changed(DIR_AT + 64 + 128 * negative.index + 40, struct.pack("<I", EIO)):
+        assert dumpfmt.read(doctor.image, doctor.part, doctor.part_bytes, doctor.block).status == "complete"
         result = check(restarted_run, "completeness")
-    assert not result.ok and "smp-rtnfail" in result.detail
+    assert not result.ok and "ras-negative" in " ".join(result.problems)
 
 
 def test_completeness_fails_when_the_estimate_is_below_the_dumped_bytes(restarted_run):
@@ -136,7 +141,8 @@ def test_completeness_fails_when_the_estimate_is_below_the_dumped_bytes(restarte
     classic = next(c for c in dump.components if c.name == "smp-classic")
     with doctor.changed(DIR_AT + 64 + 128 * classic.index + 64, struct.pack("<Q", classic.dumped_bytes - 1)):
         result = check(restarted_run, "completeness")
-    assert not result.ok and "smp-classic" in result.detail
+    assert not result.ok and f"smp-classic: estimate_bytes {classic.dumped_bytes - 1} below dumped_bytes" in \
+        " ".join(result.problems)
 
 
 def test_sample_data_fails_on_a_changed_byte(restarted_run):
@@ -147,7 +153,7 @@ def test_sample_data_fails_on_a_changed_byte(restarted_run):
     flipped = bytes([doctor.read(offset, 1)[0] ^ 0x40])
     with doctor.changed(offset, flipped, reseal=False):
         result = check(restarted_run, "sample-data")
-    assert not result.ok and area.name in result.detail
+    assert not result.ok and area.name in " ".join(result.problems)
 
 
 def test_devices_fails_when_the_secondary_claims_generation_1(restarted_run):
