@@ -22,6 +22,7 @@
 #include <stdarg.h>
 
 #include "arch/x86/pin.h"
+#include "dump/dumpsys.h"
 #include "dump/dumptable.h"
 #include "dump/facility.h"
 #include "dump/format.h"
@@ -922,6 +923,38 @@ static void test_pool_exhausted(void)
 
 /* ---- cleanup ---------------------------------------------------------------------------------- */
 
+/*
+ * Reference 000: DUMPINIT pins what the driver's dump path needs, DUMPTERM unpins it. The
+ * primary dump device is terminated and initialised again: the pinned pages drop, then come
+ * back to the same count (and the device is a dump device again, as before).
+ */
+static void test_dumpterm_unpins(void)
+{
+	struct dumpdev *dev = dump_device;
+	struct dumpio_stat st;
+	struct dmp_query q;
+	uint64_t before, after_term, after_init;
+	int err;
+
+	if (!dev) {
+		result("dumpterm-unpins", true, "no dump device configured: nothing to terminate");
+		return;
+	}
+	before = pin_pinned_pages();
+	err = devdump_term(dev);
+	after_term = pin_pinned_pages();
+	memset(&st, 0, sizeof(st));
+	if (!err)
+		err = devdump_init(dev, &st);
+	if (!err)
+		err = devdump_query(dev, &q);
+	after_init = pin_pinned_pages();
+	result("dumpterm-unpins", !err && after_term < before && after_init == before,
+	       "%s: %llu pinned pages, %llu after DUMPTERM, %llu after DUMPINIT again (%s)", dev->name,
+	       (unsigned long long)before, (unsigned long long)after_term, (unsigned long long)after_init,
+	       errno_name(err));
+}
+
 static void test_unregister(void)
 {
 	int n0 = dmp_nregistry, e1 = ras_unregister(rb_a), e2 = rb_b ? ras_unregister(rb_b) : 0,
@@ -968,6 +1001,7 @@ int selftest_run(void)
 
 	err = pin_selftest();
 	result("pin-selftest", err == 0, "pin_selftest(): %d", err);
+	test_dumpterm_unpins();
 
 	/* Everything private is gone and the real registrations are as they were. The pool lost
 	 * only what the global and shared buffers grew by. */

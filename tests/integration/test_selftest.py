@@ -80,6 +80,7 @@ SELFTEST_NAMES = [
     # cleanup, pinning
     "ras-unregister",
     "pin-selftest",
+    "dumpterm-unpins",
     "registrations-untouched",
 ]
 

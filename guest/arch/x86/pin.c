@@ -263,6 +263,15 @@ bool pin_is_pinned(uint64_t phys, uint64_t len)
 	return covered(s, e) == e - s;
 }
 
+uint64_t pin_pinned_pages(void)
+{
+	uint64_t pages = 0;
+
+	for (int i = 0; i < nranges; i++)
+		pages += (ranges[i].end - ranges[i].start) / 4096;
+	return pages;
+}
+
 /* ---- the dump-time page tables ---------------------------------------------------------- */
 
 static uint64_t *alloc_table(uint64_t (*pool)[512], int *used, int max)

@@ -17,6 +17,8 @@ int unpin(const void *addr, uint64_t len);
 int pin_phys(uint64_t phys, uint64_t len);
 int unpin_phys(uint64_t phys, uint64_t len);
 bool pin_is_pinned(uint64_t phys, uint64_t len);
+/* How many pages are pinned (for the self-tests: DUMPINIT pins, DUMPTERM unpins). */
+uint64_t pin_pinned_pages(void);
 
 /* Dump time: switch to page tables mapping only pinned memory. 0 or ENOMEM. */
 int pin_enforce_begin(void);
