@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from harness.errors import DumpbedError
 from harness.machine import Machine
@@ -14,7 +14,10 @@ class Crash:
     description: str
     reason: int  # the crash_reason the dump header must carry (docs/dump-format.md)
     vector: int
-    inject: Callable[[Machine], None]
+    inject: Callable[[Machine], None]  # called with the VM stopped, after the ground truth
+    # Called while the VM still runs, before it is stopped for the ground truth (e.g. type a
+    # console command without its Enter, which inject() then sends).
+    prepare: Optional[Callable[[Machine], None]] = None
 
 
 def _inject_nmi(machine: Machine) -> None:

@@ -162,6 +162,8 @@ def run(scenario: Scenario) -> RunOutcome:
         if scenario.workload:
             time.sleep(scenario.workload_seconds)  # let runtime I/O pile up before the crash
 
+        if crash.prepare:
+            crash.prepare(machine)
         machine.stop()
         groundtruth.take(machine, out / "snapshot", scenario.memory_bytes)
         if scenario.on_paused:
