@@ -89,3 +89,31 @@ def check_canary(dump: dumpfmt.Dump, image: dumpfmt.Image, layout: DiskLayout) -
         f"({how})"
     )
     return make_check("canary", problems, ok_detail)
+
+
+def check_unchanged_since(dump: dumpfmt.Dump, image: dumpfmt.Image, before: dumpfmt.Image,
+                          layout: DiskLayout) -> Check:
+    """`stale` (docs/faults.md): the disk held an older dump before the run. Every sector
+    outside the new dump's extent must still hold what it held then: the older dump's bytes,
+    the canary, the GPT."""
+    extent, how = dump_extent_on_disk(dump)
+    ranges, pos = [], 0
+    for start, end in sorted(extent):
+        if start > pos:
+            ranges.append((pos, start))
+        pos = max(pos, end)
+    if pos < layout.size_bytes:
+        ranges.append((pos, layout.size_bytes))
+    checked, step = 0, 1 << 20
+    for start, end in ranges:
+        for at in range(start, end, step):
+            n = min(step, end - at)
+            got, was = image.read(at, n), before.read(at, n)
+            if got != was:
+                diff = np.frombuffer(got.ljust(n, b"\0"), np.uint8) != np.frombuffer(was.ljust(n, b"\0"), np.uint8)
+                first = at + int(np.flatnonzero(diff)[0])
+                return Check("canary", False, f"sector {first // SECTOR} ({where(layout, first // SECTOR)}), outside "
+                                              f"the new dump's extent, changed since before the run")
+            checked += n
+    return Check("canary", True, f"{checked // SECTOR} sectors outside the new dump's extent ({how}) are as they "
+                                 f"were before the run (the older dump, the canary, the GPT)")

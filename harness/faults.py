@@ -1,44 +1,165 @@
-"""Faults injected into the dump disk while the guest dumps (`dumpbed run --fault`).
+"""Faults during the dump (`dumpbed run --fault SPEC`, listed by `dumpbed list faults`).
 
-A fault is data (a name, its parameter, what it does) plus what it changes in the topology.
-`eio-at=N` puts a blkdebug node between the dump disk's raw format node and its file: the
-N-th write request to reach the disk and every one after it fail with EIO, as a device that
-dies mid-dump would. With a secondary dump device that is the restart scenario.
+A fault is data: a name, an optional value, a trigger point, what it does, and what the
+scenario must then expect (docs/faults.md). SPEC is `NAME[=VALUE][@WHEN]`, WHEN being `wN`
+(once the host has seen N writes to the dump disk after the crash, in qemu-trace.log) or `P%`
+(once the guest's PROGRESS lines report P% of its estimate written). The harness acts at or
+just after that point: it polls, so the dump may have gone a little further.
+
+Setup faults change the machine before it starts: `eio-at=N` puts a blkdebug node between the
+dump disk's raw format node and its file (the N-th write and every later one fail with EIO, as a
+dying device would); `enospc=P` sizes the dump partition at P% of what the dump needs; `stale`
+first leaves a complete dump of an earlier run on the disk. Live faults act on the running
+machine over QMP, or on the QEMU process: pause, reset, kill, unplug, slow.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Optional
 
 from harness.errors import DumpbedError
 
 EIO = 5
 MAX_EIO_AT = 100_000  # one blkdebug set-state rule per write before the failing one
 
-FAULTS = {
-    "eio-at": "eio-at=N: the N-th write to the primary dump disk, and every later one, fails with EIO (blkdebug)",
-}
+
+@dataclass(frozen=True)
+class FaultKind:
+    name: str
+    description: str
+    value_name: Optional[str]  # what =VALUE means; None: the fault takes no value
+    default_value: Optional[int]
+    default_when: Optional[str]  # None: a setup fault, no trigger
+    outcome: str  # the dump the scenario expects: complete / partial
+    guest_result: Optional[str]  # the guest's DONE status: complete / failed, or None (no DONE)
+    disks: tuple[str, ...] = ("virtio-blk", "virtio-scsi", "lsi")
+
+
+KINDS = {k.name: k for k in [
+    FaultKind("eio-at", "the N-th write to the primary dump disk, and every later one, fails with EIO "
+              "(blkdebug); with --secondary the dump restarts there", "N", None, None, "partial", "failed"),
+    FaultKind("enospc", "the dump partition holds only P% of what the dump needs: a short dump",
+              "P", 50, None, "partial", "failed"),
+    FaultKind("pause", "the VM is stopped for S seconds mid-dump, then continued", "S", 2, "50%",
+              "complete", "complete"),
+    FaultKind("reset", "system_reset mid-dump: the machine reboots, the dump is cut short", None, None, "50%",
+              "partial", None),
+    FaultKind("kill", "QEMU is killed with SIGKILL mid-dump", None, None, "50%", "partial", None),
+    FaultKind("unplug", "the dump disk is removed mid-dump (device_del of its scsi-hd): the guest's "
+              "bounded waits expire", None, None, "50%", "partial", "failed", disks=("virtio-scsi", "lsi")),
+    FaultKind("slow", "the dump disk is throttled to R MiB/s of writes (block_set_io_throttle) from "
+              "the crash on", "R", 16, None, "complete", "complete"),
+    FaultKind("stale", "the dump partition first receives a complete dump of an earlier run; the new "
+              "dump is then cut short (QEMU killed)", None, None, "w3", "partial", None),
+]}
+FAULTS = {k.name: k.description for k in KINDS.values()}
+_WHEN = re.compile(r"^(?:w(?P<writes>\d+)|(?P<percent>\d+(?:\.\d+)?)%)$")
 
 
 @dataclass(frozen=True)
 class Fault:
     name: str
-    value: int
+    value: Optional[int] = None
+    when: Optional[str] = None  # "wN" or "P%", for live faults
+
+    @property
+    def kind(self) -> FaultKind:
+        return KINDS[self.name]
+
+    @property
+    def after_writes(self) -> Optional[int]:
+        m = _WHEN.match(self.when or "")
+        return int(m["writes"]) if m and m["writes"] else None
+
+    @property
+    def at_fraction(self) -> Optional[float]:
+        m = _WHEN.match(self.when or "")
+        return float(m["percent"]) / 100 if m and m["percent"] else None
 
     def __str__(self) -> str:
-        return f"{self.name}={self.value}"
+        text = self.name + (f"={self.value}" if self.value is not None else "")
+        return text + (f"@{self.when}" if self.when else "")
 
 
 def parse(spec: str) -> Fault:
-    name, sep, value = spec.partition("=")
-    if name not in FAULTS:
-        raise DumpbedError(f"unknown fault {name!r} (available: {', '.join(FAULTS)})")
-    if not sep or not value.isdigit() or not 1 <= int(value) <= MAX_EIO_AT:
-        raise DumpbedError(f"fault {spec!r}: expected {name}=N with N from 1 to {MAX_EIO_AT}")
-    return Fault(name, int(value))
+    head, _, when = spec.partition("@")
+    name, sep, value = head.partition("=")
+    kind = KINDS.get(name)
+    if kind is None:
+        raise DumpbedError(f"unknown fault {name!r} (available: {', '.join(KINDS)})")
+    if kind.value_name is None and sep:
+        raise DumpbedError(f"fault {spec!r}: {name} takes no value")
+    if kind.value_name is not None:
+        if not sep and kind.default_value is None:
+            raise DumpbedError(f"fault {spec!r}: expected {name}={kind.value_name}")
+        if sep and not value.isdigit():
+            raise DumpbedError(f"fault {spec!r}: expected {name}={kind.value_name} with {kind.value_name} "
+                               "a positive integer")
+    number = int(value) if sep else kind.default_value
+    _check_value(spec, kind, number)
+    if when and kind.default_when is None:
+        raise DumpbedError(f"fault {spec!r}: {name} is set up before the run and takes no @WHEN")
+    when = when or kind.default_when
+    if when is not None:
+        m = _WHEN.match(when)
+        if not m or (m["writes"] and int(m["writes"]) < 1) or (m["percent"] and not 0 < float(m["percent"]) < 100):
+            raise DumpbedError(f"fault {spec!r}: @WHEN must be wN (N >= 1 writes) or P% (0 < P < 100)")
+    return Fault(name, number, when)
+
+
+def _check_value(spec: str, kind: FaultKind, number: Optional[int]) -> None:
+    limits = {"eio-at": (1, MAX_EIO_AT), "enospc": (1, 99), "pause": (1, 60), "slow": (1, 10_000)}
+    if number is None or kind.name not in limits:
+        return
+    lo, hi = limits[kind.name]
+    if not lo <= number <= hi:
+        raise DumpbedError(f"fault {spec!r}: expected {kind.name}={kind.value_name} with {kind.value_name} "
+                           f"from {lo} to {hi}")
+
+
+def check_combination(faults: list[Fault], disk: str, secondary: Optional[str]) -> None:
+    """One fault of each kind, on disks it applies to; refused before anything is created."""
+    names = [f.name for f in faults]
+    if len(set(names)) != len(names):
+        raise DumpbedError("each fault kind may be given once")
+    live = [f for f in faults if f.kind.default_when is not None and f.name != "stale"]
+    if len(live) > 1:
+        raise DumpbedError(f"at most one live fault per run ({', '.join(str(f) for f in live)})")
+    for f in faults:
+        if disk not in f.kind.disks:
+            raise DumpbedError(f"fault {f.name} needs a dump disk of type {' or '.join(f.kind.disks)} "
+                               f"(QEMU's pc machine unplugs a PCI disk only with the guest's ACPI help)")
+    if "stale" in names and live:
+        raise DumpbedError("stale cuts the new dump short itself: it takes no other live fault")
+
+
+def expected_outcome(faults: list[Fault], secondary: Optional[str]) -> str:
+    """The dump the scenario must end with (docs/faults.md): the worst the faults imply."""
+    outcome = "complete"
+    for f in faults:
+        if f.name == "eio-at" and secondary is not None:
+            continue  # the dump restarts on the secondary and completes there
+        if f.kind.outcome == "partial":
+            outcome = "partial"
+    return outcome
+
+
+def expected_guest_result(faults: list[Fault], secondary: Optional[str]) -> Optional[str]:
+    """The status of the guest's DONE line, or None when QEMU ends before any (kill, reset)."""
+    result: Optional[str] = "complete"
+    for f in faults:
+        if f.name == "eio-at" and secondary is not None:
+            continue
+        if f.kind.guest_result is None:
+            return None
+        if f.kind.guest_result == "failed":
+            result = "failed"
+    return result
 
 
 def blkdebug_options(fault: Fault) -> dict:
-    """The blkdebug node's rules (without its image).
+    """The eio-at blkdebug node's rules (without its image).
 
     blkdebug counts nothing itself, but it has a state machine: every write_aio event moves
     state k to k+1 until state N, where the error rule is armed on each write from then on.

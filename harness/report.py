@@ -8,7 +8,7 @@ from typing import Any, Optional
 from rich.console import Console
 from rich.table import Table
 
-from harness import resultchan
+from harness import outcome, resultchan
 
 MIB = 1 << 20
 ARTIFACT_FILES = {
@@ -28,16 +28,25 @@ ARTIFACT_FILES = {
 }
 
 
-def guest_result_check(run_dir: Path, exit_status: Optional[int] = None) -> dict:
-    """What the guest itself said about its dump, and how QEMU ended."""
+def guest_result_check(run_dir: Path, exit_status: Optional[int] = None, expect: Optional[str] = "complete") -> dict:
+    """What the guest itself said about its dump, and how QEMU ended, against what the scenario
+    expects: DONE status=complete, DONE status=failed, or no DONE at all (expect None: QEMU was
+    killed or reset before the guest could say anything)."""
     done = [line for line in resultchan.read_lines(run_dir / "result.log") if line.word == "DONE"]
+    if expect is None:
+        if done:
+            return {"name": "guest-result", "ok": False,
+                    "detail": f"the guest reported {done[-1].raw.removeprefix('DUMPBED ')}, but the fault ends QEMU "
+                              "before it can"}
+        return {"name": "guest-result", "ok": True,
+                "detail": f"no DONE, as expected: QEMU ended mid-dump (exit status {exit_status})"}
     if not done:
         return {"name": "guest-result", "ok": False, "detail": "the guest never reported DONE"}
     line = done[-1]
-    ok = line.fields.get("status") == "complete"
+    ok = line.fields.get("status") == expect
     detail = line.raw.removeprefix("DUMPBED ")
     if exit_status is not None:
-        expected = 67 if ok else 69
+        expected = 67 if line.fields.get("status") == "complete" else 69
         detail += f"; QEMU exit status {exit_status}"
         if exit_status != expected:
             ok = False
@@ -53,17 +62,18 @@ def build(run_dir: Optional[Path], validation: dict, timings: dict[str, float], 
     artifacts = {}
     if run_dir is not None:
         run_dir = Path(run_dir).resolve()
-        checks.append(guest_result_check(run_dir, exit_status))
+        expect_guest = (scenario or {}).get("expect_guest_result", "complete")
+        checks.append(guest_result_check(run_dir, exit_status, expect_guest))
         artifacts = {k: str(run_dir / f) for k, f in ARTIFACT_FILES.items()
                      if (run_dir / f).exists() or k == "report"}
     elif validation.get("image"):
         artifacts = {"dump_image": str(Path(validation["image"]).resolve())}
     dump = validation.get("dump", {})
-    verdict_ok = problem is None and all(c["ok"] for c in checks) and dump.get("status") == "complete"
+    judged = outcome.verdict(checks, dump, scenario, problem)
     seconds = timings.get("crash_to_dump_done")
     throughput = round(dump.get("bytes", 0) / MIB / seconds, 2) if seconds else None
     return {
-        "verdict": "pass" if verdict_ok else "fail",
+        **judged,
         "problem": problem,
         "scenario": scenario,
         "accel": (scenario or {}).get("accel"),
@@ -92,6 +102,9 @@ def render(report: dict, console: Optional[Console] = None) -> None:
     dump = report.get("dump") or {}
     _render_dump(dump, console)
     _render_devices(report.get("devices") or [], console)
+    if report.get("outcome"):
+        console.print(f"[bold]outcome[/] {report['outcome']} (expected {report.get('expected_outcome')})"
+                      + (f": {report['outcome_why']}" if report.get("outcome_why") else ""))
     content = report.get("content") or {}
     if content.get("ram_bytes"):
         console.print(
@@ -116,7 +129,11 @@ def render(report: dict, console: Optional[Console] = None) -> None:
         console.print("[bold green]PASS[/]")
     else:
         failed = [c["name"] for c in report["checks"] if not c["ok"]]
-        why = ", ".join(failed) or f"dump status {dump.get('status')}"
+        why = ", ".join(failed)
+        if report.get("outcome") != report.get("expected_outcome", "complete"):
+            why = ", ".join(filter(None, [why, f"outcome {report.get('outcome')}, expected "
+                                                f"{report.get('expected_outcome')}"]))
+        why = why or f"dump status {dump.get('status')}"
         console.print(f"[bold red]FAIL[/] ({why})")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,8 @@ from harness import groundtruth, images, resultchan, samples
 from harness.deadline import WaitTimeout
 from harness.errors import DumpbedError
 from harness.layout import DiskLayout
-from harness import irqwatch, writelog
+from harness import faultrun, irqwatch, writelog
+from harness import layout as layout_mod
 from harness.machine import Machine, MachineConfig
 from harness.topology import MAX_TARGET, DiskSpec, Topology
 
@@ -98,8 +100,7 @@ def check_scenario(scenario: Scenario) -> tuple[list[str], list[faults_mod.Fault
         raise DumpbedError(f"--level {scenario.level}: the dump detail level is 0..9")
     components = list(samples.resolve_components(scenario.components))
     faults = [faults_mod.parse(spec) for spec in scenario.faults]
-    if len({f.name for f in faults}) != len(faults):
-        raise DumpbedError("each fault kind may be given once")
+    faults_mod.check_combination(faults, scenario.disk, scenario.secondary)
     return components, faults
 
 
@@ -109,11 +110,15 @@ def run(scenario: Scenario) -> RunOutcome:
     accel = accel_mod.choose(scenario.accel)
     out = prepare_out_dir(scenario.out_dir)
     limits = _timeouts(accel, scenario.memory_bytes)
+    limits["dump"] += crash.extra_seconds  # e.g. a hang: the watchdog's timeout comes first
     kernel = images.build_guest()
 
     dump_id = secrets.token_hex(16)
     fill_seed = secrets.token_hex(8) if scenario.fill else None
-    topology = make_disks(scenario, out, faults)
+    stale = any(f.name == "stale" for f in faults)
+    if stale:
+        _previous_dump(scenario, out)
+    topology = make_disks(scenario, out, faults, reuse_dump_disk=stale)
 
     cmdline = f"dumpdev={topology.dumpdev()} dumpid={dump_id} iotimeout={limits['io_ms']}"
     if topology.dumpdev2():
@@ -136,13 +141,19 @@ def run(scenario: Scenario) -> RunOutcome:
         "secondary": scenario.secondary, "faults": [str(f) for f in faults],
         # A device failure mid-dump with a secondary configured: the dump restarts there.
         "restart_expected": scenario.secondary is not None and any(f.name == "eio-at" for f in faults),
+        # What the run must end with (docs/faults.md): the dump's classification, and the
+        # guest's DONE status (null: QEMU ends before the guest can say anything).
+        "expect": faults_mod.expected_outcome(faults, scenario.secondary),
+        "expect_guest_result": faults_mod.expected_guest_result(faults, scenario.secondary),
+        "stale_previous": "previous" if stale else None,
     }, indent=1) + "\n")
 
     config = MachineConfig(
         kernel=kernel, cmdline=cmdline, memory_bytes=scenario.memory_bytes, accel=accel,
         firmware=scenario.firmware, devices=topology.qemu_args(),
         trace_events=writelog.trace_events(scenario.disk, scenario.secondary or scenario.disk) + irqwatch.TRACE_EVENTS,
-        extra_args=["-msg", "timestamp=on"],  # trace lines carry the host time: before/after the crash
+        # trace lines carry the host time: before/after the crash; the crash may need devices
+        extra_args=["-msg", "timestamp=on", *crash.qemu_args],
     )
     result_log = out / "result.log"
     timings: dict[str, float] = {}
@@ -168,17 +179,28 @@ def run(scenario: Scenario) -> RunOutcome:
         groundtruth.take(machine, out / "snapshot", scenario.memory_bytes)
         if scenario.on_paused:
             scenario.on_paused(machine)
+        slow = next((f for f in faults if f.name == "slow"), None)
+        if slow:
+            faultrun.throttle(machine, slow.value)
+            limits["dump"] += scenario.memory_bytes / (slow.value * MIB) * 1.5
         t_crash = time.monotonic()
         crash.inject(machine)
-        (out / "timeline.json").write_text(json.dumps({"crash_injected": time.time()}) + "\n")
+        crash_epoch = time.time()
+        (out / "timeline.json").write_text(json.dumps({"crash_injected": crash_epoch}) + "\n")
         machine.cont()
         # Under TCG each sample stops the VM for a moment: sample less often there.
         sampler = irqwatch.RflagsSampler(machine, out, interval=0.05 if accel == "tcg" else 0.01,
                                          pause=accel == "tcg").start()
         try:
-            guest_result = resultchan.wait_for(result_log, "DONE", limits["dump"], machine.is_running,
-                                               "the guest to finish its dump (DONE on the result channel)")
-            machine.wait_exit(10)
+            if crash.during_dump:  # e.g. the nested crash's second NMI
+                crash.during_dump(machine, result_log, limits["dump"])
+            live = next((f for f in faults if f.when is not None), None)
+            if live is not None:
+                fault_log = _live_fault(live, machine, out, scenario, crash_epoch, limits)
+            if live is None or live.name in ("pause", "unplug") or not fault_log.fired:
+                guest_result = resultchan.wait_for(result_log, "DONE", limits["dump"], machine.is_running,
+                                                   "the guest to finish its dump (DONE on the result channel)")
+                machine.wait_exit(10)
         finally:
             sampler.stop()
         timings["crash_to_dump_done"] = time.monotonic() - t_crash
@@ -190,20 +212,63 @@ def run(scenario: Scenario) -> RunOutcome:
     return RunOutcome(scenario, accel, dump_id, timings, machine.exit_status, guest_result, problem)
 
 
-def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.Fault]] = None) -> Topology:
+def _live_fault(fault: faults_mod.Fault, machine: Machine, out: Path, scenario: Scenario, crash_epoch: float,
+                limits: dict) -> faultrun.FaultLog:
+    """Wait for the fault's point, do it, and keep what happened in fault.json."""
+    part_offset = layout_mod.load(out / "layout.json").dump_offset
+    progress = faultrun.DumpProgress(out, scenario.disk, scenario.block_size, crash_epoch, part_offset)
+    log = faultrun.wait_for_trigger(fault, progress, machine, limits["dump"])
+    try:
+        if log.fired:
+            faultrun.act(fault, machine, log)
+            if fault.name == "reset":
+                # The machine reboots into the guest, which boots again and idles: its second
+                # READY shows the reset took, and that nothing else touched the disk.
+                faultrun.wait_for_lines(out / "result.log", "READY", 2, limits["boot"],
+                                        "the guest to boot again after system_reset (a second READY)")
+                log.events.append("the guest booted again after the reset")
+    finally:
+        log.save(out)
+    return log
+
+
+def _previous_dump(scenario: Scenario, out: Path) -> None:
+    """`stale`: a complete dump of an earlier run, left on the disk the new run will use."""
+    previous = Scenario(out_dir=out / "previous", disk=scenario.disk, crash="nmi",
+                        memory_bytes=scenario.memory_bytes, accel=scenario.accel, firmware=scenario.firmware,
+                        block_size=scenario.block_size, target=scenario.target, lun=scenario.lun,
+                        level=scenario.level, components=scenario.components)
+    _, report = run_and_validate(previous)
+    if report["verdict"] != "pass":
+        raise DumpbedError(f"stale: the earlier run that leaves a dump on the disk failed: see {out / 'previous'}")
+    for name in ("dump.img", "layout.json"):
+        shutil.copyfile(out / "previous" / name, out / name)
+    # What the disk held before the new run: the canary oracle compares the sectors outside
+    # the new dump with it (the old dump's must still be there, untouched).
+    shutil.copyfile(out / "dump.img", out / "before.img")
+
+
+def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.Fault]] = None,
+               reuse_dump_disk: bool = False) -> Topology:
     """Create the dump disk (dump.img + layout.json), any others (diskN.img + diskN.layout.json)
-    and the secondary dump disk (secondary.img + secondary.layout.json)."""
+    and the secondary dump disk (secondary.img + secondary.layout.json). With reuse_dump_disk,
+    dump.img and layout.json are already there (`stale`)."""
     seed = secrets.randbits(32)
-    layout = DiskLayout.for_dump(scenario.memory_bytes, block_size=scenario.block_size, canary_seed=seed)
+    enospc = next((f for f in faults or [] if f.name == "enospc"), None)
+    # enospc: a dump partition sized for P% of the RAM, so the dump cannot fit.
+    sized_for = scenario.memory_bytes * enospc.value // 100 if enospc else scenario.memory_bytes
+    layout = DiskLayout.for_dump(sized_for, block_size=scenario.block_size, canary_seed=seed)
     if scenario.disk_size is not None:
         if scenario.disk_size < layout.size_bytes:
             raise DumpbedError(f"--disk-size {scenario.disk_size} is too small for a dump of this guest's "
                                f"RAM: at least {layout.size_bytes} bytes")
         # The data partition takes the extra room, so a big disk puts the dump partition at high LBAs.
         extra = (scenario.disk_size - layout.size_bytes) // MIB * MIB
-        layout = DiskLayout.for_dump(scenario.memory_bytes, block_size=scenario.block_size,
+        layout = DiskLayout.for_dump(sized_for, block_size=scenario.block_size,
                                      canary_seed=seed, data_bytes=MIB + extra)
-    layouts = {"layout.json": layout}
+    if reuse_dump_disk:
+        layout = layout_mod.load(out / "layout.json")
+    layouts = {} if reuse_dump_disk else {"layout.json": layout}
     eio = [f for f in faults or [] if f.name == "eio-at"]
     dump_disk = DiskSpec(out / layout.image, "disk0", scenario.block_size, scenario.target, scenario.lun,
                          blkdebug=faults_mod.blkdebug_options(eio[0]) if eio else None)
