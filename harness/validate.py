@@ -18,6 +18,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import crash as crash_mod
 from harness import dumpfmt, gpt, layout as layout_mod
 from harness.checks_base import Check, load_json, make_check, require_int
 from harness.checks_canary import check_canary
@@ -37,7 +38,6 @@ CHECK_ORDER = ("format", "chunk-crc", "content", "sample-data", "crash-record", 
 # offers as usable RAM (the legacy hole below 1 MiB, firmware-reserved ranges).
 RAM_COVERAGE = 0.99
 RAM_ALLOWANCE = 1 << 20
-CRASH_REASONS = {"nmi": CrashReason.NMI, "panic": CrashReason.PANIC}
 MAX_FINDINGS_IN_DICT = 100
 
 
@@ -176,7 +176,7 @@ def validate_run(run_dir: str | Path) -> Validation:
             "chunk-crc": check_chunks(dump),
             "content": content,
             "sample-data": check_sample_data(dump, image, expect),
-            "crash-record": check_crash_record(dump, registers, scenario["crash"]),
+            "crash-record": check_crash_record(dump, registers, scenario["crash"], run_dir),
             "protocol": check_protocol(dump, expect),
             "canary": _canary_of_devices(targets, dumps, images),
             "completeness": check_completeness(dump, scenario["memory_bytes"], "memory_bytes", expect),
@@ -374,31 +374,107 @@ def check_chunks(dump: dumpfmt.Dump) -> Check:
     return make_check("chunk-crc", problems, f"{dump.chunk_count} chunks of {h.chunk_size} bytes match the CRC table")
 
 
-def check_crash_record(dump: dumpfmt.Dump, registers: dict[str, int] | None, crash: str | None) -> Check:
-    """Header registers = the host's registers at the crash instant; the crash reason fits the
-    crash injected; the crash record equals the header."""
+def check_crash_record(dump: dumpfmt.Dump, registers: dict[str, int] | None, crash,
+                       run_dir: Path | None = None) -> Check:
+    """The header says what the harness injected, and its registers are the CPU state QEMU
+    reported; the crash record equals the header.
+
+    `crash` is a recipe name (harness/crash.py) or a Crash: its reason, vector, error code and
+    faulting address must be the header's; the registers it names (all of the snapshot for an
+    NMI at the idle guest) must equal the ground truth; the recorded rip must lie in the guest
+    function that raised the crash and CR2 where the recipe says (symbols saved in the run
+    directory from the kernel that ran); the nested recipe's second NMI must have been injected
+    and noted by the guest as ignored."""
     h = dump.header
     if h is None:
         return Check("crash-record", False, "no valid header")
+    recipe = _crash_recipe(crash)
     problems: list[str] = []
     compared = 0
     if registers is not None:
+        names = recipe.same_registers if recipe is not None and recipe.same_registers is not None else None
         for name, value in h.register_dict().items():
-            if name in registers:
+            if name in registers and (names is None or name in names):
                 compared += 1
                 if registers[name] != value:
                     problems.append(f"register {name}: dump 0x{value:x}, snapshot 0x{registers[name]:x}")
         if compared == 0:
             problems.append("no register of the header is in the snapshot's registers.json")
-    expected_reason = CRASH_REASONS.get(crash) if crash else None
-    if expected_reason is not None and h.crash_reason != expected_reason:
-        problems.append(f"crash reason {h.reason_name}, the scenario's crash {crash!r} means {expected_reason.name}")
+    if recipe is not None:
+        problems += _cause_problems(h, recipe, run_dir)
     if dump.crash_record is None:
         problems.append("no crash record (no written CRASH_RECORD area of 1024 bytes)")
     problems += [str(f) for f in dump.findings_for("crash-record")]
     what = f"{compared} registers equal the snapshot, " if registers is not None else ""
-    ok_detail = f"{what}crash reason {h.reason_name} (vector {h.crash_vector}), crash record equals the header"
+    cause = ""
+    if h.crash_reason == CrashReason.EXCEPTION:
+        cause = f", error code 0x{h.crash_error_code:x}, fault address 0x{h.crash_fault_addr:x}"
+    if recipe is not None and recipe.rip_in:
+        cause += f", rip 0x{h.register_dict()['rip']:x} in {recipe.rip_in}"
+    ok_detail = (f"{what}crash reason {h.reason_name} (vector {h.crash_vector}{cause}) as the "
+                 f"{recipe.name if recipe else 'unknown'} crash means, crash record equals the header")
     return make_check("crash-record", problems, ok_detail)
+
+
+def _crash_recipe(crash):
+    if crash is None or isinstance(crash, crash_mod.Crash):
+        return crash
+    return crash_mod.CRASHES.get(crash)
+
+
+def _cause_problems(h, recipe, run_dir: Path | None) -> list[str]:
+    """The header's crash fields against the recipe's expectation."""
+    problems = []
+    if h.crash_reason != recipe.reason:
+        problems.append(f"crash reason {h.reason_name}, the {recipe.name!r} crash means "
+                        f"{CrashReason(recipe.reason).name}")
+    for field_name, label in (("vector", "crash_vector"), ("error_code", "crash_error_code"),
+                              ("fault_addr", "crash_fault_addr")):
+        want, got = getattr(recipe, field_name), getattr(h, label)
+        if got != want:
+            problems.append(f"{label} 0x{got:x}, the {recipe.name!r} crash means 0x{want:x}")
+    regs = h.register_dict()
+    needed = recipe.needed_symbols()
+    symbols = crash_mod.load_symbols(run_dir) if needed else {}
+    if needed and symbols is None:
+        problems.append(f"no {crash_mod.SYMBOLS_FILE} in the run directory: cannot place rip/cr2")
+        symbols = {}
+    if recipe.rip_in and recipe.rip_in in symbols:
+        start, size = symbols[recipe.rip_in]
+        if recipe.rip_is_return:
+            inside, shown = start < regs["rip"] <= start + size, f"(0x{start:x}, 0x{start + size:x}] (a return address)"
+        else:
+            inside, shown = start <= regs["rip"] < start + max(size, 1), f"[0x{start:x}, 0x{start + size:x})"
+        if not inside:
+            problems.append(f"rip 0x{regs['rip']:x} is not in {recipe.rip_in} {shown}")
+    if recipe.cr2_in and all(n in symbols for n in recipe.cr2_in):
+        lo, hi = symbols[recipe.cr2_in[0]][0], symbols[recipe.cr2_in[1]][0]
+        if not lo <= regs["cr2"] < hi:
+            problems.append(f"cr2 0x{regs['cr2']:x} is not in [{recipe.cr2_in[0]}, {recipe.cr2_in[1]}) "
+                            f"= [0x{lo:x}, 0x{hi:x})")
+    if recipe.rsp_is and recipe.rsp_is in symbols and regs["rsp"] != symbols[recipe.rsp_is][0]:
+        problems.append(f"rsp 0x{regs['rsp']:x}, the {recipe.name!r} crash means {recipe.rsp_is} "
+                        f"0x{symbols[recipe.rsp_is][0]:x}")
+    if recipe.during_dump is not None:
+        problems += _nested_problems(run_dir)
+    return problems
+
+
+def _nested_problems(run_dir: Path | None) -> list[str]:
+    """The second NMI went in while the dump ran, and the guest noted it and ignored it."""
+    if run_dir is None:
+        return ["no run directory: cannot tell whether the second NMI was injected"]
+    if not (Path(run_dir) / crash_mod.NESTED_FILE).is_file():
+        return [f"no {crash_mod.NESTED_FILE}: the second NMI was never injected"]
+    try:
+        console = (Path(run_dir) / "console.log").read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return ["no console.log: cannot see the guest's note of the second NMI"]
+    crash_at = console.find("*** CRASH")
+    note_at = console.find(crash_mod.NESTED_NOTE, max(crash_at, 0))
+    if crash_at < 0 or note_at < 0:
+        return [f"the console shows no {crash_mod.NESTED_NOTE!r} after the crash: the second NMI was not seen"]
+    return []
 
 
 def check_completeness(dump: dumpfmt.Dump, ram_reference: int, reference_name: str, expect=None) -> Check:

@@ -8,11 +8,14 @@
 
 #include "kern/crash.h"
 #include "arch/x86/cpu.h"
+#include "arch/x86/gdt.h"
+#include "arch/x86/io.h"
 #include "arch/x86/pin.h"
 #include "arch/x86/trap.h"
 #include "dump/dumpsys.h"
 #include "kern/exit.h"
 #include "kern/result.h"
+#include "lib/console.h"
 #include "lib/printf.h"
 #include "lib/string.h"
 
@@ -20,6 +23,7 @@ struct crash_record crash_record;
 bool crash_dump_armed;
 
 static volatile int crash_depth;
+static volatile uint32_t nested_nmis;
 static char panic_message[128];
 static void (*mute_hook)(void);
 
@@ -150,6 +154,9 @@ void trap_dispatch(struct trap_frame *f)
 	uint64_t tsc = rdtsc();
 
 	irq_disable();
+	/* From now on an NMI (possible after any IRETQ, e.g. a ring-3 trip) gets its own stack. */
+	if (!crash_depth)
+		gdt_nmi_stack_for_nested();
 	/* While the dump enforces pinning, a page fault may be a pinning violation: then it is
 	 * recorded and execution resumes at the innermost pin_guarded_call() (no IRET, NMIs
 	 * stay blocked), before crash_depth counts it as a nested crash. */
@@ -184,6 +191,101 @@ void trap_dispatch(struct trap_frame *f)
 			    crash_record.crash_vector);
 
 	dump_system(&crash_record);
+}
+
+/*
+ * An NMI. The first is a crash. One that arrives while a crash is handled (a second watchdog
+ * expiry, a second inject-nmi: the dump's ring-3 trips end with IRETQ, which unblocks NMIs)
+ * must neither start a second dump nor disturb the first: it is counted, noted on the console
+ * (COM1 only, a line of its own; never on the result channel, whose lines it could split)
+ * and ignored: nmi_entry returns to the dump with IRETQ.
+ */
+void nmi_dispatch(struct trap_frame *f)
+{
+	static const char note[] = "\n*** NMI during the crash dump: ignored (nested NMI ";
+	uint32_t n;
+	char digits[12];
+	int i = sizeof(digits);
+
+	if (!crash_depth)
+		trap_dispatch(f);
+	n = ++nested_nmis;
+	console_write(note, sizeof(note) - 1);
+	digits[--i] = '\n';
+	digits[--i] = ')';
+	do {
+		digits[--i] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n && i > 0);
+	console_write(digits + i, sizeof(digits) - (size_t)i);
+}
+
+uint32_t crash_nested_nmis(void)
+{
+	return nested_nmis;
+}
+
+/* ---- deliberate crashes for the shell (docs/guest-interface.md, "Console") -------------------
+ * Each raises its exception inside its own function, so the harness can check that the
+ * recorded rip lies in it (guest/build/dumpbed-guest.elf64's symbols). If the exception does
+ * not come, they return and the shell says so. */
+
+void crash_test_divide_error(void)
+{
+	__asm__ __volatile__("xorl %%ecx, %%ecx\n\t"
+			     "movl $1, %%eax\n\t"
+			     "xorl %%edx, %%edx\n\t"
+			     "divl %%ecx"
+			     : : : "rax", "rcx", "rdx", "memory");
+}
+
+void crash_test_invalid_opcode(void)
+{
+	__asm__ __volatile__("ud2" : : : "memory");
+}
+
+void crash_test_general_protection(void)
+{
+	/* A selector past the GDT's limit: #GP with the selector as error code. */
+	__asm__ __volatile__("movl %0, %%eax\n\t"
+			     "movl %%eax, %%ds\n\t"
+			     "movl %1, %%eax\n\t"
+			     "movl %%eax, %%ds"
+			     : : "i"(CRASH_TEST_GP_SELECTOR), "i"(KERNEL_DS) : "rax", "memory");
+}
+
+void crash_test_page_fault(void)
+{
+	/* A write (error code 0x2: not present, write, supervisor) where nothing is mapped. */
+	*(volatile uint64_t *)CRASH_TEST_PF_ADDR = 0;
+}
+
+void crash_test_stack_overflow(void)
+{
+	/* Push until the kernel stack runs into its guard page: the #PF cannot be delivered on
+	 * that stack either, so the CPU raises #DF (on its IST stack). */
+	__asm__ __volatile__("1:\tpushq $0\n\t"
+			     "jmp 1b"
+			     : : : "memory");
+}
+
+/* ib700 (QEMU's ISA watchdog): a write to 0x443 arms it for time_map[value & 15] seconds
+ * (30, 28, .. 2, 0), a write to 0x441 disarms it. On a machine without one these ports are
+ * unassigned and the writes do nothing. */
+#define IB700_DISABLE	0x441
+#define IB700_ENABLE	0x443
+
+void crash_test_hang(unsigned seconds)
+{
+	uint8_t code;
+
+	if (seconds > 30)
+		seconds = 30;
+	code = (uint8_t)(15 - (seconds + 1) / 2);
+	outb(IB700_ENABLE, code);
+	irq_disable();
+	for (;;)
+		cpu_relax();
 }
 
 void panic(const char *fmt, ...)

@@ -116,6 +116,60 @@ static void cmd_nmi(const char *args)
 	printf("no NMI arrived (is the local APIC present?)\n");
 }
 
+/* The deliberate exceptions (kern/crash.c). They return only if the exception did not come. */
+static void no_exception(const char *what)
+{
+	printf("no %s was raised\n", what);
+}
+
+static void cmd_divide_error(const char *args)
+{
+	crash_test_divide_error();
+	no_exception("#DE");
+}
+
+static void cmd_invalid_opcode(const char *args)
+{
+	crash_test_invalid_opcode();
+	no_exception("#UD");
+}
+
+static void cmd_general_protection(const char *args)
+{
+	crash_test_general_protection();
+	no_exception("#GP");
+}
+
+static void cmd_page_fault(const char *args)
+{
+	crash_test_page_fault();
+	no_exception("#PF");
+}
+
+static void cmd_double_fault(const char *args)
+{
+	crash_test_stack_overflow();
+	no_exception("#DF");
+}
+
+/* hang [SECONDS]: arm the ib700 watchdog (default 2 s) and spin with interrupts off. */
+static void cmd_hang(const char *args)
+{
+	unsigned seconds = 2;
+
+	if (isdigit(*args)) {
+		seconds = 0;
+		while (isdigit(*args) && seconds < 100)
+			seconds = seconds * 10 + (unsigned)(*args++ - '0');
+	}
+	if (*args || seconds < 2 || seconds > 30 || seconds % 2) {
+		printf("hang [SECONDS]: SECONDS is even, 2..30\n");
+		return;
+	}
+	printf("hanging with interrupts off; the ib700 watchdog expires in %u s\n", seconds);
+	crash_test_hang(seconds);
+}
+
 /* A decimal number 0..CD_LVL_MAX and nothing else; -1 otherwise. */
 static int parse_level(const char *s)
 {
@@ -259,6 +313,16 @@ static const struct command commands[] = {
 	{ "selftest", "the dump facility's API self-tests (SELFTEST lines)", cmd_selftest },
 	{ "panic", "crash now (reason PANIC) and dump", cmd_panic },
 	{ "nmi", "crash through a self-NMI from the local APIC and dump", cmd_nmi },
+	{ "divide-error", "crash with #DE (divide by zero)", cmd_divide_error },
+	{ "invalid-opcode", "crash with #UD (ud2)", cmd_invalid_opcode },
+	{ "general-protection", "crash with #GP (a selector past the GDT, error code 0x80)",
+	  cmd_general_protection },
+	{ "page-fault", "crash with #PF (a write to unmapped 0xdead0000bad, error code 0x2)",
+	  cmd_page_fault },
+	{ "double-fault", "overflow the kernel stack into its guard page: #PF, then #DF",
+	  cmd_double_fault },
+	{ "hang", "[SECONDS]: arm the ib700 watchdog (2 s), spin with interrupts off",
+	  cmd_hang },
 	{ "stop-disk", "stop the SCSI dump disk (START STOP UNIT, start=0)", cmd_stop_disk },
 	{ "workload", "[on|off]: interrupt-driven I/O on the SCSI dump disk while idle", cmd_workload },
 	{ "lsi-selftest", "[N [T]]: test LSI HBA N, target T (writes 256 KiB at 512 KiB, restored)",

@@ -139,7 +139,13 @@ boot_pdpt:
 boot_pd:
 	.skip 4 * 4096
 
-	.align 16
+	/* The page below the kernel stack is left unmapped (paging_guard_kernel_stack()): a
+	 * stack overflow faults there, and since the #PF cannot be pushed either, becomes a #DF
+	 * on its own IST stack. */
+	.align 4096
+	.globl boot_stack_guard
+boot_stack_guard:
+	.skip 4096
 	.globl boot_stack_bottom, boot_stack_top
 boot_stack_bottom:
 	.skip BOOT_STACK_SIZE

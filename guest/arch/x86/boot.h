@@ -27,6 +27,7 @@ extern uint64_t boot_pml4[512];
 extern uint64_t boot_pdpt[512];
 extern uint64_t boot_pd[4 * 512];
 extern char boot_stack_bottom[], boot_stack_top[];
+extern char boot_stack_guard[];	/* 4 KiB, unmapped once paging_guard_kernel_stack() ran */
 extern uint32_t boot_multiboot_magic, boot_multiboot_info;
 
 /* Image bounds from linker.ld. */

@@ -5,6 +5,7 @@
  */
 #include "arch/x86/gdt.h"
 #include "arch/x86/cpu.h"
+#include "arch/x86/paging.h"
 #include "arch/x86/usermode.h"
 #include "lib/string.h"
 
@@ -19,13 +20,17 @@ struct tss64 {
 } __attribute__((packed));
 
 #define NMI_STACK_SIZE	(16 * 1024)
+#define DF_STACK_SIZE	(16 * 1024)	/* the dump of a double fault runs on it */
 #define SMALL_IST_SIZE	(4 * 1024)
 
 extern uint64_t gdt[];
 
 static struct tss64 tss __attribute__((aligned(64)));
 char nmi_stack_bottom[NMI_STACK_SIZE] __attribute__((aligned(16)));
-static char df_stack[SMALL_IST_SIZE] __attribute__((aligned(16)));
+static char df_stack[DF_STACK_SIZE] __attribute__((aligned(16)));
+/* NMIs that arrive while a crash is handled (kern/crash.c: counted and ignored) run here, never
+ * on the stack the dump runs on (which, for an NMI crash, is the NMI stack above). */
+static char nested_nmi_stack[SMALL_IST_SIZE] __attribute__((aligned(16)));
 static char mc_stack[SMALL_IST_SIZE] __attribute__((aligned(16)));
 #define nmi_stack_top_addr ((uint64_t)(nmi_stack_bottom + NMI_STACK_SIZE))
 
@@ -47,4 +52,12 @@ void gdt_init(void)
 	gdt[KERNEL_TSS / 8 + 1] = base >> 32;
 
 	__asm__ __volatile__("ltr %w0" : : "r"((uint16_t)KERNEL_TSS) : "memory");
+
+	/* A kernel stack overflow faults on the guard page and becomes a #DF on df_stack. */
+	paging_guard_kernel_stack();
+}
+
+void gdt_nmi_stack_for_nested(void)
+{
+	tss.ist[IST_NMI - 1] = (uint64_t)(nested_nmi_stack + sizeof(nested_nmi_stack));
 }

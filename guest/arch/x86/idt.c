@@ -68,6 +68,8 @@ void idt_init(void)
 			ist = IST_MC;
 		idt_set_gate(vec, (uint64_t)(trap_stubs + vec * TRAP_STUB_SIZE), ist);
 	}
+	/* An NMI during a crash returns (arch/x86/trap_entry.S). */
+	idt_set_gate(VEC_NMI, (uint64_t)nmi_entry, IST_NMI);
 	/* #UD first checks for the way back from ring 3 (arch/x86/user_entry.S). */
 	idt_set_gate(VEC_UD, (uint64_t)user_ud_entry, 0);
 	idt_load(idt, sizeof(idt) - 1);

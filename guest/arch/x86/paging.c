@@ -17,6 +17,8 @@
 #define PDPT_SLOTS	512		/* one PDPT: 512 GiB */
 
 static uint64_t high_pd_pool[HIGH_PD_POOL][512] __attribute__((aligned(4096)));
+/* The 4 KiB page table of the 2 MiB region holding the kernel stack's guard page. */
+static uint64_t guard_pt[512] __attribute__((aligned(4096)));
 static int high_pd_used;
 
 static uint64_t *pd_for(uint64_t phys, bool allocate)
@@ -87,6 +89,31 @@ bool paging_is_mapped(uint64_t phys, uint64_t len)
 			return false;
 	}
 	return true;
+}
+
+/*
+ * The page under the kernel stack (boot_stack_guard, boot.S) becomes not present: the 2 MiB
+ * page holding it is split into 4 KiB pages with the same attributes, all present but that
+ * one. A kernel stack overflow then faults there instead of overwriting .bss below, and
+ * because the CPU cannot push the #PF frame either, it turns into a #DF (IST stack, gdt.c).
+ * paging_pde() and paging_is_mapped() still see the region as mapped (the PDE is present):
+ * the guard page is part of the kernel image, pinned, and dumped with .bss through the
+ * dump-time map (arch/x86/pin.c), which maps every pinned page.
+ */
+void paging_guard_kernel_stack(void)
+{
+	uint64_t guard = (uint64_t)boot_stack_guard;
+	uint64_t region = guard & ~(PAGE_2M - 1);
+	uint64_t *pde = &boot_pd[region / PAGE_2M];
+	uint64_t attrs = *pde & (PTE_P | PTE_W | PTE_U | PTE_PWT | PTE_PCD);
+
+	if (guard >= LOW_MAPPED || !(*pde & PTE_P) || !(*pde & PTE_PS))
+		return;
+	for (int i = 0; i < 512; i++)
+		guard_pt[i] = (region + (uint64_t)i * 4096) | attrs;
+	guard_pt[(guard - region) / 4096] = 0;
+	*pde = (uint64_t)guard_pt | PTE_P | PTE_W | PTE_U;
+	flush_tlb();
 }
 
 uint64_t paging_pde(uint64_t phys)

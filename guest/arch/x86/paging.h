@@ -21,4 +21,7 @@ bool paging_is_mapped(uint64_t phys, uint64_t len);
  * `phys`, 0 if it is not mapped. For arch/x86/pin.c, which copies its cache attributes. */
 uint64_t paging_pde(uint64_t phys);
 
+/* Unmap the 4 KiB guard page under the kernel stack (boot_stack_guard). */
+void paging_guard_kernel_stack(void);
+
 #endif

@@ -40,6 +40,9 @@ _Static_assert(__builtin_offsetof(struct trap_frame, ss) == TRAP_FRAME_SS, "ss")
 extern char trap_stubs[];
 
 void trap_dispatch(struct trap_frame *frame) __attribute__((noreturn));
+/* The NMI vector: a crash, or (during one) counted and ignored; then it returns to nmi_entry. */
+void nmi_dispatch(struct trap_frame *frame);
+void nmi_entry(void);
 void crash_panic_enter(void) __attribute__((noreturn));
 #endif
 

@@ -5,8 +5,8 @@
  * (error code, then vector number) and jumps to trap_common, which pushes all general
  * purpose registers and calls trap_dispatch(struct trap_frame *) in C. Nothing here returns:
  * in this kernel every exception and every NMI is a crash, so the interrupted state is
- * recorded exactly as the CPU left it and never resumed (no IRET, so NMIs stay blocked for
- * the whole dump).
+ * recorded exactly as the CPU left it and never resumed. The one exception is an NMI that
+ * arrives during a crash (nmi_entry below): it is ignored and the crash path resumes.
  *
  * Frame layout (low to high addresses), see struct trap_frame in arch/x86/trap.h:
  *   rax rbx rcx rdx rsi rdi rbp r8..r15, vector, error_code, rip, cs, rflags, rsp, ss
@@ -65,6 +65,42 @@ trap_common:
 1:	cli
 	hlt
 	jmp 1b
+
+/*
+ * NMI entry (IST stack). The first NMI is a crash like any exception. An NMI that arrives while
+ * a crash is being handled (NMIs are unblocked by the IRETQ of every ring-3 trip the dump makes)
+ * is counted and ignored by nmi_dispatch(), which then returns here: the registers go back and
+ * IRETQ resumes the dump. By then the TSS gives NMIs a stack of their own (gdt.c), so this frame
+ * never overwrites the dump's.
+ */
+	.globl nmi_entry
+nmi_entry:
+	pushq $0			/* no error code */
+	pushq $VEC_NMI
+	cld
+	push_gprs
+	movq %rsp, %rdi
+	movq %rsp, %rbx			/* saved above; restored by the pops */
+	andq $-16, %rsp
+	call nmi_dispatch		/* returns only for an NMI during a crash */
+	movq %rbx, %rsp
+	popq %rax
+	popq %rbx
+	popq %rcx
+	popq %rdx
+	popq %rsi
+	popq %rdi
+	popq %rbp
+	popq %r8
+	popq %r9
+	popq %r10
+	popq %r11
+	popq %r12
+	popq %r13
+	popq %r14
+	popq %r15
+	addq $16, %rsp			/* vector, error code */
+	iretq
 
 /*
  * void crash_panic_enter(void): build the frame an interrupt taken at our return address
