@@ -21,7 +21,7 @@ from pathlib import Path
 from harness import crash as crash_mod
 from harness import dumpfmt, gpt, layout as layout_mod
 from harness.checks_base import Check, load_json, make_check, require_int
-from harness.checks_canary import check_canary
+from harness.checks_canary import check_canary, check_unchanged_since
 from harness.checks_content import ContentStats, Snapshot, check_content
 from harness.devices import check_devices, dump_devices, dump_of_record
 from harness.devices import summary as device_summary
@@ -161,6 +161,7 @@ def validate_run(run_dir: str | Path) -> Validation:
             raise DumpbedError(f"{target.image}: {target.role} dump image missing")
 
     expect = expectation(scenario)
+    partial = scenario.get("expect") == "partial"
     with ExitStack() as stack:
         snapshot = stack.enter_context(Snapshot.load(run_dir / "snapshot"))
         images = {t.role: stack.enter_context(_open(t.image)) for t in targets}
@@ -172,14 +173,16 @@ def validate_run(run_dir: str | Path) -> Validation:
         content, stats = check_content(dump, image, snapshot, scenario["memory_bytes"])
         secondary = (by_role["secondary"].layout, dumps["secondary"]) if "secondary" in dumps else None
         checks = {
-            "format": check_format(dump, scenario["dump_id"]),
-            "chunk-crc": check_chunks(dump),
+            "format": check_format(dump, scenario["dump_id"], partial),
+            "chunk-crc": check_chunks(dump, partial),
             "content": content,
             "sample-data": check_sample_data(dump, image, expect),
             "crash-record": check_crash_record(dump, registers, scenario["crash"], run_dir),
             "protocol": check_protocol(dump, expect),
-            "canary": _canary_of_devices(targets, dumps, images),
-            "completeness": check_completeness(dump, scenario["memory_bytes"], "memory_bytes", expect),
+            "canary": (_canary_since_before(run_dir, dump, image, layout) if scenario.get("stale_previous")
+                       else _canary_of_devices(targets, dumps, images)),
+            "completeness": (check_partial_completeness(dump) if partial else
+                             check_completeness(dump, scenario["memory_bytes"], "memory_bytes", expect)),
             "write-sizes": check_write_sizes(run_dir, dumps["primary"], by_role["primary"].layout, scenario,
                                              secondary),
             "no-interrupts": check_no_interrupts(run_dir, crash_time(run_dir)),
@@ -190,6 +193,14 @@ def validate_run(run_dir: str | Path) -> Validation:
     order = [*CHECK_ORDER, *(["devices"] if "devices" in checks else [])]
     summaries = [device_summary(t.role, t.kind, dumps[t.role]) for t in targets]
     return Validation([checks[n] for n in order], dump, stats, str(by_role[record].image), summaries)
+
+
+def _canary_since_before(run_dir: Path, dump: dumpfmt.Dump, image: dumpfmt.Image, layout) -> Check:
+    before = run_dir / "before.img"
+    if not before.is_file():
+        return Check("canary", False, "before.img missing: what the disk held before the run is unknown")
+    with _open(before) as was:
+        return check_unchanged_since(dump, image, was, layout)
 
 
 def _canary_of_devices(targets, dumps: dict, images: dict) -> Check:
@@ -321,20 +332,26 @@ def check_sample_data(dump: dumpfmt.Dump, image: dumpfmt.Image, expect) -> Check
 # --------------------------------------------------------------------------------------------
 
 
-def check_format(dump: dumpfmt.Dump, dump_id: bytes | None) -> Check:
-    """Headers, CRCs, leader == trailer, geometry, zero regions, end marker, dump id."""
+def check_format(dump: dumpfmt.Dump, dump_id: bytes | None, partial_expected: bool = False) -> Check:
+    """Headers, CRCs, leader == trailer, geometry, zero regions, end marker, dump id. When the
+    scenario expects a partial dump (docs/faults.md), a consistent partial dump passes."""
     problems = [str(f) for f in dump.findings_for("format")]
     h = dump.header
     if dump.status == "none":
         problems = ["no dump: no header magic in the leader slot"] + [
             p for p in problems if not p.startswith("no dump header magic")
         ]
-    elif h is not None and h.status != HeaderStatus.COMPLETE:
+    elif h is not None and h.status != HeaderStatus.COMPLETE and not (partial_expected and dump.status == "partial"):
         problems.insert(0, f"leader status {h.status_name}: {dump.reason}")
     if h is not None and dump_id is not None and h.dump_id != dump_id:
         problems.append(f"dump_id {h.dump_id.hex()}, the scenario gave {dump_id.hex()}")
     id_note = ", dump id matches the scenario" if dump_id is not None else ""
     where = f", {h.device_role_name.lower()} device" if h else ""
+    if dump.status == "partial" and h is not None:
+        return make_check("format", problems, (
+            f"a consistent partial dump: leader {h.status_name}, generation {h.generation}{where}{id_note}; "
+            f"directory and CRC table as the leader says; body_written {h.body_written} bytes, "
+            f"{h.chunks_sealed} chunks sealed; {len(dump.components)} components, {len(dump.areas)} areas listed"))
     ok_detail = (
         f"leader and trailer valid and identical, status COMPLETE, generation {h.generation if h else '?'}"
         f"{where}{id_note}; directory, CRC table and end marker valid; {len(dump.components)} components, "
@@ -344,7 +361,7 @@ def check_format(dump: dumpfmt.Dump, dump_id: bytes | None) -> Check:
     return make_check("format", problems, ok_detail)
 
 
-def check_chunks(dump: dumpfmt.Dump) -> Check:
+def check_chunks(dump: dumpfmt.Dump, partial_expected: bool = False) -> Check:
     """Every chunk of a COMPLETE body against the CRC table. A partial dump fails it: its
     sealed chunks are checked (a bad one is named), but no table vouches for a whole body."""
     h = dump.header
@@ -366,6 +383,9 @@ def check_chunks(dump: dumpfmt.Dump) -> Check:
         problems.append(f"{dump.bad_chunk_count - len(dump.bad_chunks)} more bad chunks")
     if problems:
         problems[0] = f"{dump.bad_chunk_count} of {dump.chunk_count} chunks bad, first: {problems[0]}"
+    elif not h.complete and partial_expected:
+        return make_check("chunk-crc", [], f"partial dump: the {h.chunks_sealed} sealed chunks of {h.chunk_size} "
+                                           f"bytes match the CRC table")
     elif not h.complete:
         problems.append(
             f"dump is {h.status_name}: the {h.chunks_sealed} sealed chunks of {h.chunk_size} bytes match the CRC "
@@ -409,8 +429,12 @@ def check_crash_record(dump: dumpfmt.Dump, registers: dict[str, int] | None, cra
     cause = ""
     if h.crash_reason == CrashReason.EXCEPTION:
         cause = f", error code 0x{h.crash_error_code:x}, fault address 0x{h.crash_fault_addr:x}"
-    if recipe is not None and recipe.rip_in:
-        cause += f", rip 0x{h.register_dict()['rip']:x} in {recipe.rip_in}"
+    if recipe is not None and recipe.needed_symbols():
+        placed = crash_mod.load_symbols(run_dir) is not None
+        if recipe.rip_in:
+            cause += f", rip 0x{h.register_dict()['rip']:x} {'in' if placed else 'not placed in'} {recipe.rip_in}"
+        if not placed:
+            cause += f" (no {crash_mod.SYMBOLS_FILE})"
     ok_detail = (f"{what}crash reason {h.reason_name} (vector {h.crash_vector}{cause}) as the "
                  f"{recipe.name if recipe else 'unknown'} crash means, crash record equals the header")
     return make_check("crash-record", problems, ok_detail)
@@ -426,7 +450,7 @@ def _cause_problems(h, recipe, run_dir: Path | None) -> list[str]:
     """The header's crash fields against the recipe's expectation."""
     problems = []
     if h.crash_reason != recipe.reason:
-        problems.append(f"crash reason {h.reason_name}, the {recipe.name!r} crash means "
+        problems.append(f"crash reason {h.reason_name}, the scenario's crash {recipe.name!r} means "
                         f"{CrashReason(recipe.reason).name}")
     for field_name, label in (("vector", "crash_vector"), ("error_code", "crash_error_code"),
                               ("fault_addr", "crash_fault_addr")):
@@ -436,8 +460,7 @@ def _cause_problems(h, recipe, run_dir: Path | None) -> list[str]:
     regs = h.register_dict()
     needed = recipe.needed_symbols()
     symbols = crash_mod.load_symbols(run_dir) if needed else {}
-    if needed and symbols is None:
-        problems.append(f"no {crash_mod.SYMBOLS_FILE} in the run directory: cannot place rip/cr2")
+    if symbols is None:  # a run made before recipes saved them (or a synthetic one)
         symbols = {}
     if recipe.rip_in and recipe.rip_in in symbols:
         start, size = symbols[recipe.rip_in]
@@ -475,6 +498,32 @@ def _nested_problems(run_dir: Path | None) -> list[str]:
     if crash_at < 0 or note_at < 0:
         return [f"the console shows no {crash_mod.NESTED_NOTE!r} after the crash: the second NMI was not seen"]
     return []
+
+
+def usable_parts(dump: dumpfmt.Dump) -> tuple[list[str], int, int]:
+    """Of a partial dump: the components all of whose areas were written within the sealed
+    chunks (so their CRCs vouch for them), and how many areas are, of how many listed."""
+    h = dump.header
+    sealed_end = h.body_offset + h.chunks_sealed * h.chunk_size if h else 0
+
+    def vouched(a) -> bool:
+        return a.disk_offset + a.length <= sealed_end or (h.complete if h else False)
+
+    usable = [c.name for c in dump.components
+              if c.status == ComponentStatus.DUMPED and dump.component_areas(c)
+              and all(vouched(a) for a in dump.component_areas(c))]
+    return usable, sum(1 for a in dump.areas if vouched(a)), len(dump.areas)
+
+
+def check_partial_completeness(dump: dumpfmt.Dump) -> Check:
+    """For a scenario that expects a partial dump: what is usable (docs/faults.md, "Outcomes")."""
+    h = dump.header
+    if h is None or not dump.geometry_ok or dump.status != "partial":
+        return Check("completeness", False, f"a partial dump was expected, the disk holds: {dump.status}")
+    usable, good, listed = usable_parts(dump)
+    return make_check("completeness", [], (
+        f"partial, as expected: {good} of {listed} listed areas within the {h.chunks_sealed} sealed "
+        f"chunks; usable components: {', '.join(usable) or 'none'}"))
 
 
 def check_completeness(dump: dumpfmt.Dump, ram_reference: int, reference_name: str, expect=None) -> Check:
