@@ -826,7 +826,7 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
         "magic": b"DBEDDUMP", "version": 2, "header_size": 512, "block_size": opts.block_size,
         "status": IN_PROGRESS, "dump_id": dump_id, "generation": opts.generation,
         "crash_reason": reason, "crash_vector": vector, "failure": 0,
-        "crash_error_code": 0 if reason == NMI else 2, "crash_fault_addr": 0 if reason == NMI else 0xDEAD000,
+        "crash_error_code": 2 if reason == EXCEPTION else 0, "crash_fault_addr": 0xDEAD000 if reason == EXCEPTION else 0,
         "partition_bytes": part_bytes, "dir_offset": DIR_AT, "dir_bytes": dir_bytes, "dir_crc": 0,
         "crc_table_offset": table_offset, "crc_table_bytes": table_bytes, "crc_table_crc": 0,
         "body_offset": body_offset, "body_bytes": 0, "body_written": 0, "end_offset": 0,
