@@ -184,7 +184,7 @@ def check_content(
                 f"{label}: first mismatch at phys 0x{addr:x} (disk offset 0x{disk:x}): dump 0x{got:02x}, "
                 f"snapshot 0x{want:02x}; {area_bad} bytes differ"
             )
-    if stats.bytes_checked == 0 and not problems:
+    if stats.bytes_checked == 0 and not problems and dump.header.complete:
         problems.append("no non-volatile area was written: nothing compared")
     partial = f"; {stats.bytes_unwritten} bytes beyond body_written not compared" if stats.bytes_unwritten else ""
     ok_detail = (

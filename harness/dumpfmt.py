@@ -347,6 +347,7 @@ class Dump:
     leader: Header | None = None
     trailer: Header | None = None  # None when the trailer block has no header magic
     trailer_matches: bool = False
+    stale_trailer: Header | None = None  # an older dump's trailer under an unfinished leader
     header: Header | None = None  # the header the layout was read from (leader, or a valid trailer)
     geometry_ok: bool = False
     directory_ok: bool = False
@@ -668,7 +669,13 @@ class _Reader:
                 why = "beyond the end of the image" if raw is None else "no header magic"
                 self.note(STAGE_TRAILER, f"trailer block: {why}, but the leader is COMPLETE", off)
             return
-        d.trailer = Header.parse(raw)
+        trailer = Header.parse(raw)
+        if (leader is not None and leader.valid and not leader.complete and trailer.valid
+                and trailer.dump_id != leader.dump_id):
+            # An older dump's trailer: the new dump, cut short, never reached its own.
+            d.stale_trailer = trailer
+            return
+        d.trailer = trailer
         d.trailer_matches = d.trailer.raw == leader.raw
         if not d.trailer_matches:
             at = next(i for i in range(HEADER_SIZE) if d.trailer.raw[i] != leader.raw[i])

@@ -123,7 +123,7 @@ def act(fault: Fault, machine: Machine, log: FaultLog) -> None:
         machine.kill()
         log.action = f"SIGKILL to QEMU (exit status {machine.exit_status})"
     elif fault.name == "unplug":
-        machine.qmp.command("device_del", id="disk0-dev")
+        machine.qmp.command("device_del", {"id": "disk0-dev"})
         log.action = "device_del of the dump disk (disk0-dev)"
     else:
         raise DumpbedError(f"fault {fault.name} is not a live fault")
@@ -140,5 +140,5 @@ def wait_for_lines(path: Path, word: str, count: int, timeout: float, what: str)
 
 def throttle(machine: Machine, mib_per_s: int) -> None:
     """`slow`: every write to the dump disk limited to mib_per_s (QMP wants all six limits)."""
-    machine.qmp.command("block_set_io_throttle", id="disk0-dev", bps=0, bps_rd=0, bps_wr=mib_per_s * MIB,
-                        iops=0, iops_rd=0, iops_wr=0)
+    machine.qmp.command("block_set_io_throttle", {"id": "disk0-dev", "bps": 0, "bps_rd": 0, "bps_wr": mib_per_s * MIB,
+                        "iops": 0, "iops_rd": 0, "iops_wr": 0})

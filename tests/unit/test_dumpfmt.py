@@ -521,3 +521,27 @@ def test_sample_components_round_trip(make_run):
     negative = [r for r in d.calls if r.outcome == dumpfmt.CallOutcome.NEGATIVE]
     assert [r.value for r in negative] == [-1, -2]
     assert d.header.estimate_bytes == sum(c.estimate_bytes for c in d.components)
+
+
+# --- an older dump's trailer under an unfinished leader (the `stale` fault) --------------------
+
+
+def _older_trailer(run, same_id: bool) -> bytes:
+    header = dict(run.header, status=2)  # COMPLETE
+    if not same_id:
+        header["dump_id"] = bytes(reversed(run.header["dump_id"]))
+    return synth.pack_header(header, run.registers).ljust(run.block_size, b"\0")
+
+
+def test_an_older_dumps_trailer_under_an_unfinished_leader_is_ignored(make_run):
+    run = make_run(state="in-progress")
+    run.write(run.trailer_at, _older_trailer(run, same_id=False))
+    dump = dumpfmt.read_image(run.image)
+    assert dump.status == "partial", dump.reason
+    assert dump.trailer is None and dump.stale_trailer is not None
+
+
+def test_a_complete_trailer_of_the_same_dump_under_an_unfinished_leader_is_corrupt(make_run):
+    run = make_run(state="in-progress")
+    run.write(run.trailer_at, _older_trailer(run, same_id=True))
+    assert dumpfmt.read_image(run.image).status == "corrupt"
