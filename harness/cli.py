@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from harness.errors import DumpbedError
+from harness.errors import DumpbedError, describe_os_error
 from harness.topology import DISK_KINDS
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
@@ -181,16 +183,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP: unwind like Ctrl-C, so every finally (QEMU shutdown) runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_terminate(signum, frame):
+    # A second signal must not interrupt the cleanup the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    raise _Terminated(signum)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    previous = {sig: signal.signal(sig, _on_terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return args.func(args)
     except DumpbedError as exc:
         print(f"dumpbed: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as exc:  # full disk, permissions, a vanished file: environment, not a bug
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"dumpbed: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(f"dumpbed: error: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except subprocess.TimeoutExpired as exc:
+        cmd = exc.cmd[0] if isinstance(exc.cmd, (list, tuple)) else exc.cmd
+        print(f"dumpbed: error: timed out after {exc.timeout:g}s waiting for {cmd}", file=sys.stderr)
         return EXIT_ERROR
     except json.JSONDecodeError as exc:
         print(f"dumpbed: error: malformed JSON in an artifact: {exc}", file=sys.stderr)
@@ -198,6 +219,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("dumpbed: interrupted", file=sys.stderr)
         return 130
+    except _Terminated as exc:
+        print(f"dumpbed: terminated by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return 128 + exc.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -2,26 +2,34 @@
 
 A reader thread owns the pexpect spawn and keeps reading whether or not anyone waits: QEMU's
 16550 stops accepting bytes when its chardev is full, and a guest printing during its dump would
-then stall. Waiters search the accumulated text under a condition variable.
+then stall. Waiters search the accumulated text under a condition variable. The reader keeps
+draining even when the log cannot be written (a full disk): the error is kept in `log_error`.
 """
 from __future__ import annotations
 
 import re
 import socket
+import struct
 import threading
+from typing import Optional
 
 import pexpect
 import pexpect.fdpexpect
 
 from harness.deadline import Deadline
+from harness.errors import DumpbedError
+
+SEND_TIMEOUT = 10.0  # QEMU not taking typed input for this long is a hang, not back-pressure
 
 
 class Console:
     def __init__(self, sock: socket.socket, log_path: str):
         self._sock = sock
+        # A blocking send to a QEMU that stopped reading would wait forever: bound it.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(SEND_TIMEOUT), 0))
         self._log = open(log_path, "wb")
+        self.log_error: Optional[str] = None
         self._child = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=None, logfile=None)
-        self._child.logfile_read = self._log
         self._text = bytearray()
         self._cond = threading.Condition()
         self._closed = False
@@ -37,12 +45,22 @@ class Console:
                 continue
             except (pexpect.EOF, OSError, ValueError):
                 break
+            self._write_log(data)
             with self._cond:
                 self._text += data
                 self._cond.notify_all()
         with self._cond:
             self.eof = True
             self._cond.notify_all()
+
+    def _write_log(self, data: bytes) -> None:
+        if self.log_error is not None:
+            return
+        try:
+            self._log.write(data)
+            self._log.flush()
+        except (OSError, ValueError) as exc:  # full disk, or closed under us at shutdown
+            self.log_error = str(exc)
 
     @property
     def text(self) -> str:
@@ -63,12 +81,17 @@ class Console:
                 match = regex.search(self._text, since)
                 if match:
                     return match
-                if deadline.expired or self.eof:
+                if self.eof:
+                    raise deadline.aborted("the console closed (QEMU exited)")
+                if deadline.expired:
                     raise deadline.timeout()
                 self._cond.wait(min(0.2, deadline.remaining()))
 
     def send(self, text: str) -> None:
-        self._child.send(text.encode())
+        try:
+            self._child.send(text.encode())
+        except OSError as exc:  # EAGAIN after SEND_TIMEOUT, or EPIPE once QEMU is gone
+            raise DumpbedError(f"cannot type {text.strip()!r} at the console: {exc.strerror or exc}") from None
 
     def tail(self, nbytes: int = 2000) -> str:
         with self._cond:
@@ -77,5 +100,8 @@ class Console:
     def close(self) -> None:
         self._closed = True
         self._thread.join(2)
-        self._log.close()
+        try:
+            self._log.close()
+        except OSError:
+            pass  # the last flush failed (full disk): already in log_error
         self._sock.close()

@@ -1,5 +1,32 @@
 """Errors the harness reports to the user as one line (exit code 2), never as a traceback."""
+from __future__ import annotations
+
+import functools
+import subprocess
 
 
 class DumpbedError(Exception):
     """A usage or environment problem: bad input, missing tool, QEMU refusing to start."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """'No space left on device: /path', in one line."""
+    what = exc.strerror or str(exc)
+    return f"{what}: {exc.filename}" if exc.filename else what
+
+
+def environment_errors(func):
+    """Turn the host's own failures (a full disk, a vanished file, a tool that never returns)
+    into DumpbedError, so callers of the Python API see one kind of error, as the CLI does."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except OSError as exc:
+            raise DumpbedError(describe_os_error(exc)) from exc
+        except subprocess.TimeoutExpired as exc:
+            cmd = exc.cmd[0] if isinstance(exc.cmd, (list, tuple)) else exc.cmd
+            raise DumpbedError(f"timed out after {exc.timeout:g}s waiting for {cmd} to finish") from exc
+
+    return wrapper

@@ -49,6 +49,7 @@ class QmpSession:
 
     def __init__(self, sock: socket.socket, transcript_path: str, connect_timeout: float = 10.0):
         self._transcript = open(transcript_path, "a", encoding="utf-8")
+        self.transcript_error: Optional[str] = None
         self._transcript_lock = threading.Lock()
         self._events: collections.deque = collections.deque(maxlen=self.EVENT_HISTORY)
         self._events_cond = threading.Condition()
@@ -69,11 +70,20 @@ class QmpSession:
     def _record(self, direction: str, msg: Any) -> None:
         line = json.dumps({"t": round(time.time(), 6), "dir": direction, "msg": msg}, default=str)
         with self._transcript_lock:
-            if not self._transcript.closed:
+            if self._transcript.closed or self.transcript_error is not None:
+                return
+            try:
                 self._transcript.write(line + "\n")
                 self._transcript.flush()
+            except OSError as exc:
+                # A full disk must not break the session (this runs inside qemu.qmp's reader):
+                # keep talking to QEMU, stop transcribing, remember why.
+                self.transcript_error = str(exc)
 
     def _run(self, coro, timeout: float, what: str):
+        if self._loop.is_closed() or not self._loop.is_running():
+            coro.close()
+            raise QmpError(f"QMP {what}: the session is closed")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result(timeout)
@@ -143,4 +153,7 @@ class QmpSession:
         if not self._loop.is_running():
             self._loop.close()
         with self._transcript_lock:
-            self._transcript.close()
+            try:
+                self._transcript.close()
+            except OSError:
+                pass  # the last flush failed (full disk)

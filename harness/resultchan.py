@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from harness.deadline import Deadline
+from harness.deadline import Deadline, WaitAborted
 
 
 @dataclass
@@ -56,9 +56,9 @@ def wait_for(path: Path, word: str, timeout: float, alive: Callable[[], bool],
             for line in read_lines(path):  # one last look: the line may race the exit
                 if line.word == word:
                     return line
-            raise GuestGone(f"QEMU exited before the guest's {word} line")
-        time.sleep(0.02)
+            raise GuestGone(f"QEMU exited while waiting for {deadline.what}", deadline.what)
+        time.sleep(min(0.02, max(deadline.remaining(), 0.001)))
 
 
-class GuestGone(Exception):
-    """QEMU exited while we were waiting for a result line."""
+class GuestGone(WaitAborted):
+    """QEMU exited while we were waiting for a result line (`what` names the line)."""

@@ -18,8 +18,8 @@ from harness import accel as accel_mod
 from harness import crash as crash_mod
 from harness import faults as faults_mod
 from harness import groundtruth, images, resultchan, samples
-from harness.deadline import WaitTimeout
-from harness.errors import DumpbedError
+from harness.deadline import WaitAborted, WaitTimeout
+from harness.errors import DumpbedError, describe_os_error, environment_errors
 from harness.layout import DiskLayout
 from harness import faultrun, irqwatch, writelog
 from harness import layout as layout_mod
@@ -104,6 +104,7 @@ def check_scenario(scenario: Scenario) -> tuple[list[str], list[faults_mod.Fault
     return components, faults
 
 
+@environment_errors  # a full disk or a hung tool is a DumpbedError here too, never an OSError
 def run(scenario: Scenario) -> RunOutcome:
     components, faults = check_scenario(scenario)
     crash = crash_mod.get(scenario.crash)
@@ -204,9 +205,8 @@ def run(scenario: Scenario) -> RunOutcome:
         finally:
             sampler.stop()
         timings["crash_to_dump_done"] = time.monotonic() - t_crash
-    except (WaitTimeout, resultchan.GuestGone) as exc:
-        problem = str(exc)
-        _save_diagnostics(machine, out, problem)
+    except (DumpbedError, OSError) as exc:  # WaitTimeout and GuestGone are DumpbedErrors
+        problem = _run_failure(machine, out, exc)
     finally:
         machine.shutdown()
     return RunOutcome(scenario, accel, dump_id, timings, machine.exit_status, guest_result, problem)
@@ -330,17 +330,62 @@ def capture_estimates(machine: Machine, out: Path, timeout: float) -> None:
     (out / "estimates.json").write_text(json.dumps(estimates, indent=1) + "\n")
 
 
-def _save_diagnostics(machine: Machine, out: Path, problem: str) -> None:
-    """Before tearing QEMU down after a failure, keep what explains it."""
+def _run_failure(machine: Machine, out: Path, exc: BaseException) -> str:
+    """A failure while QEMU ran: diagnostics first (QEMU is still up), then what it was.
+
+    Returns the problem when the run ended badly on the guest's side (a wait timed out, the
+    guest exited early): the report carries it. Raises DumpbedError, one line for the CLI's
+    exit status 2, when QEMU or the host failed: QEMU killed or exiting on its own, a QMP
+    command refused, a full disk. A launch failure is already such an error."""
+    if not machine.launched:
+        raise exc
+    message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+    timed_out = isinstance(exc, WaitTimeout) and not isinstance(exc, WaitAborted)
+    # EOF on QMP or the console can arrive a moment before QEMU's exit status does.
+    died = machine.died(grace=0.0 if timed_out else 1.0)
+    saved = _save_diagnostics(machine, out, message)
+    where = f"diagnostics in {saved}" if isinstance(saved, Path) else f"diagnostics not saved: {saved}"
+    if died:
+        during = f"while waiting for {exc.what}" if isinstance(exc, WaitAborted) and exc.what else f"({message})"
+        raise DumpbedError(f"QEMU {died} {during}; {where}") from None
+    if isinstance(exc, WaitTimeout):
+        return f"{message}; {where}"
+    raise DumpbedError(f"{message}; {where}") from None
+
+
+def _save_diagnostics(machine: Machine, out: Path, problem: str):
+    """Before tearing QEMU down after a failure, keep what explains it: how QEMU stands, its
+    registers (if it still answers), the console, the result channel and QEMU's stderr.
+    Returns the file's path, or why it could not be written (it never raises)."""
     lines = [f"problem: {problem}", f"qemu: {machine.stderr_summary()}"]
     if machine.is_running() and machine.qmp is not None:
         try:
-            lines += ["", "registers:", machine.qmp.hmp("info registers", timeout=5)]
+            lines += ["", "registers:", machine.qmp.hmp("info registers", timeout=5).rstrip()]
         except DumpbedError as exc:
-            lines.append(f"registers unavailable: {exc}")
+            lines += ["", f"registers unavailable: {exc}"]
+    else:
+        lines += ["", "registers unavailable: QEMU is not running"]
     if machine.console is not None:
-        lines += ["", "console tail:", machine.console.tail()]
-    (out / "diagnostics.txt").write_text("\n".join(lines) + "\n")
+        lines += ["", "console tail:", machine.console.tail().rstrip()]
+    else:
+        try:
+            lines += ["", "console tail:", (out / "console.log").read_text(errors="replace")[-2000:].rstrip()]
+        except OSError:
+            pass
+    try:
+        result_lines = (out / "result.log").read_text(errors="replace").splitlines()[-10:]
+        lines += ["", "result channel tail:", *result_lines]
+    except OSError:
+        pass
+    lines += ["", "qemu stderr tail:", machine.stderr_tail(20) or "(empty)"]
+    if machine.qmp is not None:
+        lines += ["", "last QMP events:", *(json.dumps(e) for e in machine.qmp.events()[-10:])]
+    path = out / "diagnostics.txt"
+    try:
+        path.write_text("\n".join(lines) + "\n")
+    except OSError as exc:
+        return describe_os_error(exc)
+    return path
 
 
 def run_and_validate(scenario: Scenario) -> tuple[RunOutcome, dict]:
