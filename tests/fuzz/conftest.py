@@ -1,0 +1,109 @@
+"""Fixtures of the fuzz tests: real dumps made once per session, synthetic ones, and the
+hypothesis profiles (docs/fuzzing.md).
+
+Profiles: "fuzz" (the default, what `make test` runs: a bounded number of examples, the
+whole directory in about a minute) and "fuzz-long" (`make fuzz`: DUMPBED_FUZZ=long, many
+times more examples, each under a deadline). A test asks for fuzz_settings(weight): the
+active profile's example count scaled by the weight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+
+import synth  # noqa: E402
+
+from harness.run import Scenario, run_and_validate  # noqa: E402
+
+from .bench import Device, make_device  # noqa: E402
+
+MiB = 1 << 20
+
+settings.register_profile(
+    "fuzz", max_examples=24, deadline=None, derandomize=False, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "fuzz-long", max_examples=1500, deadline=15_000, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+PROFILE = "fuzz-long" if os.environ.get("DUMPBED_FUZZ", "") == "long" else "fuzz"
+
+
+def fuzz_settings(weight: float = 1.0):
+    """The active fuzz profile with its example count scaled by weight (at least 1)."""
+    profile = settings.get_profile(PROFILE)
+    return settings(profile, max_examples=max(1, round(profile.max_examples * weight)))
+
+
+def pytest_report_header(config):
+    return f"dumpbed fuzz profile: {PROFILE} ({settings.get_profile(PROFILE).max_examples} examples per unit weight)"
+
+
+# --------------------------------------------------------------------------------------------
+# Dumps
+# --------------------------------------------------------------------------------------------
+
+
+def _real_run(out: Path, **options) -> tuple[Path, dict]:
+    _, report = run_and_validate(Scenario(out_dir=out, memory_bytes=32 * MiB, accel="auto", components="all",
+                                          **options))
+    return out, report
+
+
+@pytest.fixture(scope="session")
+def real_runs(tmp_path_factory):
+    """Two real guests' runs: a clean one (a complete dump with every sample component), and
+    one restarted on an lsi secondary after the 40th write to the primary failed (a partial
+    generation-1 primary, a complete generation-2 secondary)."""
+    given = os.environ.get("DUMPBED_FUZZ_RUNS")
+    if given:  # runs made earlier (clean/ and restart/, as below): no guest booted
+        given = Path(given)
+        restart_passes = json.loads((given / "restart" / "report.json").read_text())["verdict"] == "pass"
+        return {"clean": given / "clean", "restart": given / "restart", "restart_passes": restart_passes}
+    base = tmp_path_factory.mktemp("fuzz-real")
+    clean, report = _real_run(base / "clean")
+    if report["verdict"] != "pass":
+        pytest.fail(f"the real clean run did not pass: {[c for c in report['checks'] if not c['ok']]}")
+    restart, report = _real_run(base / "restart", secondary="lsi", faults=["eio-at=40"])
+    return {"clean": clean, "restart": restart, "restart_passes": report["verdict"] == "pass"}
+
+
+def _synth(base: Path, name: str, **options) -> Path:
+    run = synth.make_run(base / name / "src", **options)
+    return run.dir
+
+
+@pytest.fixture(scope="session")
+def devices(real_runs, tmp_path_factory) -> dict[str, Device]:
+    """Every device to fuzz, by name, each on a working copy of its run."""
+    work = tmp_path_factory.mktemp("fuzz-work")
+    s = tmp_path_factory.mktemp("fuzz-synth")
+    devs = [
+        make_device("real-clean", real_runs["clean"], work / "clean"),
+        make_device("real-restart-primary", real_runs["restart"], work / "restart"),
+        make_device("real-restart-secondary", real_runs["restart"], work / "restart", "secondary.layout.json",
+                    role="secondary"),
+        make_device("synth-samples", _synth(s, "samples", samples="all"), work / "synth-samples"),
+        make_device("synth-4096", _synth(s, "b4096", block_size=4096, seed=2), work / "synth-4096"),
+        make_device("synth-failed", _synth(s, "failed", state="failed", spill=8192, samples="default"),
+                    work / "synth-failed"),
+        make_device("synth-gen2", _synth(s, "gen2", generation=2, samples="all"), work / "synth-gen2"),
+    ]
+    by_name = {d.name: d for d in devs}
+    assert by_name["real-clean"].complete and by_name["real-clean"].run_passes
+    assert by_name["real-restart-secondary"].complete
+    return by_name
+
+
+@pytest.fixture(scope="session")
+def pool(devices) -> list[Device]:
+    return list(devices.values())
