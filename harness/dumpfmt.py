@@ -715,8 +715,7 @@ class _Reader:
         self.check_crash_fields(h, bad)
         self.check_failure_fields(h, bad)
         self.check_restart_fields(h, bad)
-        if h.max_transfer and h.min_transfer > h.max_transfer:
-            bad(f"min_transfer {h.min_transfer} > max_transfer {h.max_transfer}", 156)
+        self.check_transfer_fields(h, bad)
         if h.level > MAX_LEVEL:
             bad(f"level {h.level} (0..9)", 164)
         if h.registers[31]:
@@ -725,6 +724,19 @@ class _Reader:
             bad("reserved field at 484 not zero", 484)
         if h.reserved_496 != bytes(12):
             bad("reserved bytes 496..507 not zero", 496)
+
+    @staticmethod
+    def check_transfer_fields(h: Header, bad) -> None:
+        """The writes that put this header on disk were whole blocks between min_transfer and
+        max_transfer: a block fits (max_transfer >= B), min_transfer is no more than
+        max_transfer and not 0, and once the trailer (one block) is written, at most B."""
+        b = h.block_size if h.block_size in BLOCK_SIZES else 512
+        if h.min_transfer == 0 or h.min_transfer > h.max_transfer:
+            bad(f"min_transfer {h.min_transfer} / max_transfer {h.max_transfer} (0 < min <= max)", 156)
+        elif h.max_transfer < b:
+            bad(f"max_transfer {h.max_transfer} below the block size {b} (no write fits)", 156)
+        elif h.status == HeaderStatus.COMPLETE and h.min_transfer > b:
+            bad(f"min_transfer {h.min_transfer} above the block size {b}, yet the trailer block was written", 160)
 
     @staticmethod
     def check_crash_fields(h: Header, bad) -> None:

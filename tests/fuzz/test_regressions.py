@@ -20,4 +20,16 @@ def read(run):
     return dumpfmt.read(run.image, run.part_offset, run.part_bytes, run.block_size)
 
 
-
+@pytest.mark.parametrize("change,expect", [
+    (dict(max_transfer=0), "min_transfer 512 / max_transfer 0"),
+    (dict(max_transfer=511, min_transfer=256), "max_transfer 511 below the block size 512"),
+    (dict(min_transfer=0), "min_transfer 0 / max_transfer"),
+    (dict(min_transfer=4096), "min_transfer 4096 above the block size 512"),
+])
+def test_impossible_transfer_limits_are_corrupt(run, change, expect):
+    """A resealed header with DUMPQUERY limits no write of the dump could have kept to passed
+    validate_image (the reader only compared min with a nonzero max)."""
+    run.set_header(**change)
+    d = read(run)
+    assert d.status == "corrupt" and expect in d.first_inconsistency, d.findings
+    assert not validate_image(run.image).ok
