@@ -493,6 +493,8 @@ def _check_component_values(c: Component, ctx: Context, bad) -> None:
         bad(f"DISABLED with table_generation {c.table_generation} (never called: 0)")
     elif c.area_count and not c.table_generation:
         bad(f"{c.area_count} areas but table_generation 0")
+    elif not c.area_count and c.table_generation:
+        bad(f"no areas but table_generation {c.table_generation} (0 if no calls produced areas)")
     if c.status == S.DISABLED and (c.estimate_bytes or c.level):
         bad("DISABLED but has an estimate or a level (it is never called)")
 

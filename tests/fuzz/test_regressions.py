@@ -33,3 +33,13 @@ def test_impossible_transfer_limits_are_corrupt(run, change, expect):
     d = read(run)
     assert d.status == "corrupt" and expect in d.first_inconsistency, d.findings
     assert not validate_image(run.image).ok
+
+
+def test_table_generation_without_areas_is_corrupt(run):
+    """An EXCLUDED component (no areas) with table_generation 1 passed: only the converse was
+    checked."""
+    excluded = next(i for i, c in enumerate(run.components) if c.status == synth.EXCLUDED)
+    run.patch_component(excluded, table_generation=1)
+    d = read(run)
+    assert d.status == "corrupt" and "no areas but table_generation 1" in d.first_inconsistency
+    assert not validate_image(run.image).ok and not validate_run(run.dir).ok
