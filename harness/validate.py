@@ -563,6 +563,8 @@ def check_completeness(dump: dumpfmt.Dump, ram_reference: int, reference_name: s
             f"RAM and KERNEL areas hold {covered} bytes, need {needed} "
             f"(99% of {reference_name} {ram_reference}, less 1 MiB)"
         )
+    if covered > h.ram_bytes:  # dumped RAM lies within the usable RAM the header names
+        problems.append(f"RAM and KERNEL areas hold {covered} bytes, more than the header's ram_bytes {h.ram_bytes}")
     model = f"; {len(expect.samples)} samples as the model says" if expect is not None else ""
     ok_detail = (
         f"{len(dump.components)} components as expected, {len(dump.areas)} areas in order, body fully written, "

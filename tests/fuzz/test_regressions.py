@@ -43,3 +43,14 @@ def test_table_generation_without_areas_is_corrupt(run):
     d = read(run)
     assert d.status == "corrupt" and "no areas but table_generation 1" in d.first_inconsistency
     assert not validate_image(run.image).ok and not validate_run(run.dir).ok
+
+
+@pytest.mark.parametrize("ram_bytes", [0, 4096])
+def test_ram_bytes_below_the_ram_dumped_fails_completeness(run, ram_bytes):
+    """A header naming less usable RAM than its RAM areas hold passed validate_image (the 99%
+    coverage it is judged against shrinks with it) and validate_run (which ignored it)."""
+    run.set_header(ram_bytes=ram_bytes)
+    assert read(run).status == "complete"
+    for v in (validate_image(run.image), validate_run(run.dir)):
+        c = v.check("completeness")
+        assert not c.ok and f"more than the header's ram_bytes {ram_bytes}" in c.detail
