@@ -48,6 +48,10 @@ def check_canary(dump: dumpfmt.Dump, image: dumpfmt.Image, layout: DiskLayout) -
         got = image.read(r.offset, len(r.data))
         if got == r.data:
             continue
+        if len(got) < len(r.data) and r.data.startswith(got):  # what is there is right; the rest is missing
+            problems.append(f"{r.name}: missing from disk offset 0x{r.offset + len(got):x} (the image is "
+                            f"{image.size} bytes)")
+            continue
         got = got + bytes(len(r.data) - len(got))
         diff = np.frombuffer(got, np.uint8) != np.frombuffer(r.data, np.uint8)
         first = int(np.flatnonzero(diff)[0])

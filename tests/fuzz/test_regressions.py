@@ -54,3 +54,13 @@ def test_ram_bytes_below_the_ram_dumped_fails_completeness(run, ram_bytes):
     for v in (validate_image(run.image), validate_run(run.dir)):
         c = v.check("completeness")
         assert not c.ok and f"more than the header's ram_bytes {ram_bytes}" in c.detail
+
+
+@pytest.mark.parametrize("size", [604, 512, 1024 + 17])
+def test_image_cut_inside_the_gpt_fails_the_canary(run, size):
+    """An image cut inside its GPT, where the bytes left equal the GPT's: the canary oracle
+    raised IndexError looking for a differing byte."""
+    os.truncate(run.image, size)
+    v = validate_run(run.dir)
+    c = v.check("canary")
+    assert not c.ok and any("missing from disk offset" in p for p in c.problems), c.problems
