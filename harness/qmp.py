@@ -91,7 +91,7 @@ class QmpSession:
             future.cancel()
             raise QmpError(f"QMP: timed out after {timeout:g}s waiting for {what}") from None
         except ExecuteError as exc:
-            raise QmpError(f"QMP {what} failed: {exc.error_class}: {exc.error.desc}") from None
+            raise QmpError(f"QMP {what} failed: {exc.error_class}: {exc}") from None
         except QmpError:
             raise
         except Exception as exc:  # connection reset, EOF, state errors from qemu.qmp

@@ -114,6 +114,11 @@ def run(scenario: Scenario) -> RunOutcome:
     limits["dump"] += crash.extra_seconds  # e.g. a hang: the watchdog's timeout comes first
     kernel = images.build_guest()
 
+    if any(f.name == "unplug" for f in faults):
+        # Every request to the removed disk times out in the guest, and it still tries its
+        # FAILED headers: shorter waits, and the harness's deadline allows for a dozen.
+        limits["io_ms"] //= 5
+        limits["dump"] += 12 * limits["io_ms"] / 1000
     dump_id = secrets.token_hex(16)
     fill_seed = secrets.token_hex(8) if scenario.fill else None
     stale = any(f.name == "stale" for f in faults)
@@ -182,7 +187,7 @@ def run(scenario: Scenario) -> RunOutcome:
             scenario.on_paused(machine)
         slow = next((f for f in faults if f.name == "slow"), None)
         if slow:
-            faultrun.throttle(machine, slow.value)
+            faultrun.throttle(machine, scenario.disk, slow.value)
             limits["dump"] += scenario.memory_bytes / (slow.value * MIB) * 1.5
         t_crash = time.monotonic()
         crash.inject(machine)
@@ -340,6 +345,11 @@ def _run_failure(machine: Machine, out: Path, exc: BaseException) -> str:
     if not machine.launched:
         raise exc
     message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+    try:  # QEMU says only "An IO error has occurred" when a pmemsave fills the disk
+        if shutil.disk_usage(out).free < MIB and "No space left" not in message:
+            message += f" (the filesystem of {out} is full)"
+    except OSError:
+        pass
     timed_out = isinstance(exc, WaitTimeout) and not isinstance(exc, WaitAborted)
     # EOF on QMP or the console can arrive a moment before QEMU's exit status does.
     died = machine.died(grace=0.0 if timed_out else 1.0)
