@@ -138,7 +138,9 @@ def wait_for_lines(path: Path, word: str, count: int, timeout: float, what: str)
         time.sleep(POLL * 10)
 
 
-def throttle(machine: Machine, mib_per_s: int) -> None:
-    """`slow`: every write to the dump disk limited to mib_per_s (QMP wants all six limits)."""
-    machine.qmp.command("block_set_io_throttle", {"id": "disk0-dev", "bps": 0, "bps_rd": 0, "bps_wr": mib_per_s * MIB,
+def throttle(machine: Machine, disk_kind: str, mib_per_s: int) -> None:
+    """`slow`: every write to the dump disk limited to mib_per_s (QMP wants all six limits).
+    The block backend of a virtio-blk disk hangs off the proxy's inner virtio device."""
+    device = "/machine/peripheral/disk0-dev/virtio-backend" if disk_kind == "virtio-blk" else "disk0-dev"
+    machine.qmp.command("block_set_io_throttle", {"id": device, "bps": 0, "bps_rd": 0, "bps_wr": mib_per_s * MIB,
                         "iops": 0, "iops_rd": 0, "iops_wr": 0})

@@ -51,7 +51,7 @@ KINDS = {k.name: k for k in [
     FaultKind("slow", "the dump disk is throttled to R MiB/s of writes (block_set_io_throttle) from "
               "the crash on", "R", 16, None, "complete", "complete"),
     FaultKind("stale", "the dump partition first receives a complete dump of an earlier run; the new "
-              "dump is then cut short (QEMU killed)", None, None, "w3", "partial", None),
+              "dump is then cut short (QEMU killed)", None, None, "w8", "partial", None),
 ]}
 FAULTS = {k.name: k.description for k in KINDS.values()}
 _WHEN = re.compile(r"^(?:w(?P<writes>\d+)|(?P<percent>\d+(?:\.\d+)?)%)$")
