@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 HOST_PACKAGES := qemu-system-x86 qemu-utils
 
-.PHONY: setup host-deps venv guest demo test test-unit test-integration bench clean
+.PHONY: setup host-deps venv guest demo test test-unit test-integration fuzz bench clean
 
 setup: host-deps venv guest
 
@@ -47,6 +47,13 @@ test: setup
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit
+
+# The fuzz tests with the long profile (docs/fuzzing.md): ~60 times the examples `make test`
+# runs, each under a deadline. FUZZ_ARGS passes more pytest options (e.g. -x, -k truncation).
+fuzz: setup
+	@mkdir -p runs
+	DUMPBED_FUZZ=long $(PY) -m pytest -q tests/fuzz --basetemp=runs/fuzz-tmp $(FUZZ_ARGS); \
+	  status=$$?; rm -rf runs/fuzz-tmp; exit $$status
 
 bench: setup
 	$(VENV)/bin/dumpbed bench

@@ -28,11 +28,11 @@ from .bench import Device, make_device  # noqa: E402
 MiB = 1 << 20
 
 settings.register_profile(
-    "fuzz", max_examples=24, deadline=None, derandomize=False, print_blob=True,
+    "fuzz", max_examples=25, deadline=None, derandomize=False, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(
-    "fuzz-long", max_examples=1500, deadline=15_000, print_blob=True,
+    "fuzz-long", max_examples=1000, deadline=15_000, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 PROFILE = "fuzz-long" if os.environ.get("DUMPBED_FUZZ", "") == "long" else "fuzz"
