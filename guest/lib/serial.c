@@ -18,7 +18,9 @@
 #define LSR_DATA_READY	0x01
 #define LSR_THR_EMPTY	0x20
 
-#define TX_TIMEOUT_US	10000	/* one byte takes 87 us at 115200 baud */
+/* One byte takes 87 us at 115200 baud, but a loaded host may not read the other end for a
+ * while: wait up to half a second once, then drop bytes until the UART drains again. */
+#define TX_TIMEOUT_US	500000
 
 static bool present;
 static bool stalled;	/* last byte timed out: do not wait again until the UART recovers */
