@@ -89,11 +89,13 @@ def cmd_list(args) -> int:
     from harness.faults import FAULTS
 
     if args.what == "crashes":
+        width = max(len(name) for name in CRASHES) + 2
         for crash in CRASHES.values():
-            print(f"{crash.name:12} {crash.description}")
+            print(f"{crash.name:{width}}{crash.description}")
     elif args.what == "faults":
+        width = max(len(name) for name in FAULTS) + 2
         for name, description in FAULTS.items():
-            print(f"{name:12} {description}")
+            print(f"{name:{width}}{description}")
     elif args.what == "components":
         from harness import samples
 
