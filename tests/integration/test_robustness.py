@@ -101,6 +101,14 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def _describe(pid: int) -> str:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return f"state {_state(pid)}, ppid {Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[1]}: {cmdline[:300]}"
+    except OSError:
+        return "gone"
+
+
 def _qemu_pid(out: Path) -> Optional[int]:
     try:
         return int((out / "qemu.pid").read_text())
@@ -119,7 +127,8 @@ def _assert_nothing_left(tmp_path: Path, out: Path, qemu_started: bool = True) -
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not _alive(pid), f"QEMU pid {pid} is still running"
-    assert not _processes_mentioning(str(out)), f"processes still using {out}"
+    others = {p: _describe(p) for p in _processes_mentioning(str(out))}
+    assert not others, f"processes still using {out}: {others}"
     scratch = tmp_path / "tmpdir"
     left = sorted(p.name for p in scratch.iterdir()) if os.path.isdir(scratch) else []
     assert not left, f"left in TMPDIR: {left}"
