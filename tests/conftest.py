@@ -9,28 +9,39 @@ import pytest
 from harness import machine
 
 
-def _qemu_children() -> list[int]:
-    """QEMU processes whose parent is this pytest process."""
+def _proc_stat(pid: str) -> tuple[str, int, str]:
+    """(comm, ppid, state) of a process, from /proc/PID/stat."""
+    stat = (Path("/proc") / pid / "stat").read_text()
+    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+    state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+    return comm, int(ppid), state
+
+
+def _qemu_processes(basetemp: str) -> list[int]:
+    """Live QEMU processes that are this pytest's children, or whose command line names the
+    session's base temp dir (a QEMU of a `dumpbed run` subprocess, orphaned if it leaked)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
-        except OSError:
+            comm, ppid, state = _proc_stat(entry.name)
+            if not comm.startswith("qemu-system") or state == "Z":
+                continue
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError):
             continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if ppid == os.getpid() and comm.startswith("qemu-system"):
+        if ppid == os.getpid() or basetemp in cmdline:
             found.append(int(entry.name))
     return found
 
 
 @pytest.fixture(scope="session", autouse=True)
-def nothing_left_behind():
+def nothing_left_behind(tmp_path_factory):
     """Fails the session if a QEMU process or a dumpbed temp dir survives the tests."""
+    basetemp = str(tmp_path_factory.getbasetemp())
     yield
-    leaked_pids = sorted(machine.LIVE_PIDS | set(_qemu_children()))
+    leaked_pids = sorted(machine.LIVE_PIDS | set(_qemu_processes(basetemp)))
     leaked_dirs = [d for d in machine.SCRATCH_DIRS if os.path.exists(d)]
     for pid in leaked_pids:  # stop what we started, by PID, so the next run starts clean
         try:
