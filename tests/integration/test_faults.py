@@ -8,6 +8,7 @@ import json
 import pytest
 
 from harness import dumpfmt, faults
+from harness.crash import CRASHES
 from harness.run import Scenario, run_and_validate
 
 MIB = 1 << 20
@@ -88,3 +89,13 @@ def test_eio_at_with_a_secondary_completes_there(tmp_path, guest_kernel):
     assert report["verdict"] == "pass", explain(report)
     assert report["outcome"] == "complete"
     assert {d["role"]: d["generation"] for d in report["devices"]} == {"primary": 1, "secondary": 2}
+
+
+@pytest.mark.parametrize("fault,outcome", [("kill@50%", "partial"), ("pause=1@50%", "complete")],
+                         ids=["kill", "pause"])
+@pytest.mark.parametrize("crash", [name for name in CRASHES if name != "nmi"])
+def test_every_crash_kind_under_a_fault(tmp_path, guest_kernel, crash, fault, outcome):
+    """Each crash kind with a fault that cuts its dump short, and one it must survive."""
+    out, report = run(tmp_path, "virtio-blk", [fault], crash=crash)
+    assert report["verdict"] == "pass", explain(report)
+    assert report["outcome"] == outcome
