@@ -77,6 +77,7 @@ def build(run_dir: Optional[Path], validation: dict, timings: dict[str, float], 
         "problem": problem,
         "scenario": scenario,
         "accel": (scenario or {}).get("accel"),
+        "fault": _fault_log(run_dir),
         "checks": checks,
         "dump": dump,
         "devices": validation.get("devices") or [],
@@ -85,6 +86,16 @@ def build(run_dir: Optional[Path], validation: dict, timings: dict[str, float], 
         "throughput_mib_s": throughput,
         "artifacts": artifacts,
     }
+
+
+def _fault_log(run_dir: Optional[Path]) -> Optional[dict]:
+    """What the run's fault did (fault.json), if it had one."""
+    if run_dir is None or not (Path(run_dir) / "fault.json").is_file():
+        return None
+    try:
+        return json.loads((Path(run_dir) / "fault.json").read_text())
+    except (OSError, ValueError):
+        return {"note": "fault.json unreadable"}
 
 
 def save(report: dict, run_dir: Path) -> None:
@@ -102,6 +113,10 @@ def render(report: dict, console: Optional[Console] = None) -> None:
     dump = report.get("dump") or {}
     _render_dump(dump, console)
     _render_devices(report.get("devices") or [], console)
+    fault = report.get("fault")
+    if fault:
+        console.print(f"[bold]fault[/] {fault.get('fault')}: " + (fault.get("action") or "")
+                      + (f" ({fault['note']})" if fault.get("note") else ""))
     if report.get("outcome"):
         console.print(f"[bold]outcome[/] {report['outcome']} (expected {report.get('expected_outcome')})"
                       + (f": {report['outcome_why']}" if report.get("outcome_why") else ""))

@@ -214,7 +214,30 @@ def run(scenario: Scenario) -> RunOutcome:
         problem = _run_failure(machine, out, exc)
     finally:
         machine.shutdown()
+    eio = next((f for f in faults if f.name == "eio-at"), None)
+    if eio is not None:
+        _name_failing_write(eio, out, scenario)
     return RunOutcome(scenario, accel, dump_id, timings, machine.exit_status, guest_result, problem)
+
+
+def _name_failing_write(fault: faults_mod.Fault, out: Path, scenario: Scenario) -> None:
+    """eio-at: the write that failed first, as QEMU saw it (fault.json), so the report can
+    name the first block the dump lost."""
+    log = faultrun.FaultLog(str(fault))
+    part_offset = layout_mod.load(out / "layout.json").dump_offset
+    crashed = writelog.crash_time(out)
+    if (out / writelog.TRACE_FILE).exists():
+        writes = [w for w in writelog.parse(out / writelog.TRACE_FILE, scenario.disk, scenario.block_size)
+                  if crashed is None or w.time is None or w.time >= crashed]
+        log.writes_seen = len(writes)
+        if len(writes) >= fault.value:
+            w = writes[fault.value - 1]
+            log.fired = True
+            log.action = (f"write {fault.value} failed with EIO: {w.length} bytes at partition offset "
+                          f"{w.offset - part_offset} (block {(w.offset - part_offset) // scenario.block_size})")
+        else:
+            log.note = f"only {len(writes)} writes reached the disk: the fault never fired"
+    log.save(out)
 
 
 def _live_fault(fault: faults_mod.Fault, machine: Machine, out: Path, scenario: Scenario, crash_epoch: float,
