@@ -129,10 +129,13 @@ def act(fault: Fault, machine: Machine, log: FaultLog) -> None:
         raise DumpbedError(f"fault {fault.name} is not a live fault")
 
 
-def wait_for_lines(path: Path, word: str, count: int, timeout: float, what: str) -> None:
-    """Until the result channel holds `count` lines with WORD (e.g. a second READY)."""
+def wait_for_lines(path: Path, word: str, count: int, timeout: float, alive, what: str) -> None:
+    """Until the result channel holds `count` lines with WORD (e.g. a second READY); a
+    DumpbedError at once if QEMU ends first."""
     deadline = Deadline(timeout, what)
     while sum(1 for line in resultchan.read_lines(path) if line.word == word) < count:
+        if not alive():
+            raise DumpbedError(f"QEMU ended while waiting for {what}")
         if deadline.expired:
             raise deadline.timeout()
         time.sleep(POLL * 10)

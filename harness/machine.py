@@ -104,6 +104,12 @@ def qemu_error_line(stderr_text: str) -> Optional[str]:
     return "; ".join([message] + lines[first + 1 :])[:500]
 
 
+def require_qemu() -> None:
+    """QEMU is on PATH, or a one-line DumpbedError saying how to get it."""
+    if shutil.which(QEMU_BINARY) is None:
+        raise DumpbedError(f"{QEMU_BINARY} not found on PATH: install qemu-system-x86 (make setup does)")
+
+
 @dataclass
 class MachineConfig:
     kernel: Path
@@ -172,8 +178,7 @@ class Machine:
         """Start QEMU paused and connect QMP and the console. On any failure QEMU is gone and
         the scratch dir removed before the error propagates."""
         c = self.config
-        if shutil.which(QEMU_BINARY) is None:
-            raise DumpbedError(f"{QEMU_BINARY} not found on PATH: install qemu-system-x86 (make setup does)")
+        require_qemu()
         if not Path(c.kernel).is_file():
             raise DumpbedError(f"guest kernel {c.kernel} not found: build it with make -C guest")
         firmware = firmware_path(c.firmware)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import outcome, resultchan
+from harness.errors import DumpbedError
 
 MIB = 1 << 20
 ARTIFACT_FILES = {
@@ -99,7 +100,10 @@ def _fault_log(run_dir: Optional[Path]) -> Optional[dict]:
 
 
 def save(report: dict, run_dir: Path) -> None:
-    (run_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    try:
+        (run_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    except OSError as exc:  # a full disk: the report is still returned and printed
+        raise DumpbedError(f"cannot write {run_dir / 'report.json'}: {exc.strerror or exc}") from None
 
 
 def render(report: dict, console: Optional[Console] = None) -> None:

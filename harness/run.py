@@ -23,7 +23,7 @@ from harness.errors import DumpbedError, describe_os_error, environment_errors
 from harness.layout import DiskLayout
 from harness import faultrun, irqwatch, writelog
 from harness import layout as layout_mod
-from harness.machine import Machine, MachineConfig
+from harness.machine import Machine, MachineConfig, require_qemu
 from harness.topology import MAX_TARGET, DiskSpec, Topology
 
 EXIT_COMPLETE = 67  # guest wrote 0x21 to isa-debug-exit: (0x21 << 1) | 1
@@ -109,6 +109,7 @@ def run(scenario: Scenario) -> RunOutcome:
     components, faults = check_scenario(scenario)
     crash = crash_mod.get(scenario.crash)
     accel = accel_mod.choose(scenario.accel)
+    require_qemu()  # before any disk image is built
     out = prepare_out_dir(scenario.out_dir)
     limits = _timeouts(accel, scenario.memory_bytes)
     limits["dump"] += crash.extra_seconds  # e.g. a hang: the watchdog's timeout comes first
@@ -252,7 +253,7 @@ def _live_fault(fault: faults_mod.Fault, machine: Machine, out: Path, scenario: 
             if fault.name == "reset":
                 # The machine reboots into the guest, which boots again and idles: its second
                 # READY shows the reset took, and that nothing else touched the disk.
-                faultrun.wait_for_lines(out / "result.log", "READY", 2, limits["boot"],
+                faultrun.wait_for_lines(out / "result.log", "READY", 2, limits["boot"], machine.is_running,
                                         "the guest to boot again after system_reset (a second READY)")
                 log.events.append("the guest booted again after the reset")
     finally:
