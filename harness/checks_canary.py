@@ -115,6 +115,7 @@ def check_unchanged_since(dump: dumpfmt.Dump, image: dumpfmt.Image, before: dump
             got, was = image.read(at, n), before.read(at, n)
             if got != was:
                 diff = np.frombuffer(got.ljust(n, b"\0"), np.uint8) != np.frombuffer(was.ljust(n, b"\0"), np.uint8)
+                diff[min(len(got), len(was)):] |= len(got) != len(was)  # a truncated image differs where it ends
                 first = at + int(np.flatnonzero(diff)[0])
                 return Check("canary", False, f"sector {first // SECTOR} ({where(layout, first // SECTOR)}), outside "
                                               f"the new dump's extent, changed since before the run")

@@ -169,9 +169,11 @@ def check_content(
                 stats.bytes_checked += length
                 if dumped == truth:
                     continue
-                if len(dumped) < length:  # past the end of a truncated image
-                    dumped += bytes(length - len(dumped))
+                present = len(dumped)
+                if present < length:  # past the end of a truncated image
+                    dumped += bytes(length - present)
                 diff = np.frombuffer(dumped, np.uint8) != np.frombuffer(truth, np.uint8)
+                diff[present:] = True  # missing bytes differ, even where the snapshot holds zeros
                 area_bad += int(np.count_nonzero(diff))
                 if first_bad is None:
                     i = int(np.flatnonzero(diff)[0])

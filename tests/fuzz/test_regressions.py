@@ -64,3 +64,22 @@ def test_image_cut_inside_the_gpt_fails_the_canary(run, size):
     v = validate_run(run.dir)
     c = v.check("canary")
     assert not c.ok and any("missing from disk offset" in p for p in c.problems), c.problems
+
+
+def test_image_cut_where_the_snapshot_holds_zeros_fails_content(run):
+    """An image cut inside an area whose RAM, from the cut on, is zeros in the snapshot: the
+    content oracle padded the missing bytes with zeros, found no difference and raised
+    IndexError naming the first one."""
+    area = run.area("ram-high")
+    cut = area.length // 2
+    tail = area.length - cut
+    run.write_part(area.disk_offset + cut, bytes(tail))  # the dump holds zeros there ...
+    snap = run.dir / "snapshot" / f"mem-{synth.HIGH_RAM_START:016x}.bin"
+    with open(snap, "r+b") as f:  # ... as the snapshot does
+        f.seek(area.phys + cut - synth.HIGH_RAM_START)
+        f.write(bytes(tail))
+    run.reseal()
+    assert validate_run(run.dir).ok
+    os.truncate(run.image, run.part_offset + area.disk_offset + cut)
+    c = validate_run(run.dir).check("content")
+    assert not c.ok and "ram-high" in c.detail
