@@ -55,6 +55,12 @@ fuzz: setup
 	DUMPBED_FUZZ=long $(PY) -m pytest -q tests/fuzz --basetemp=runs/fuzz-tmp $(FUZZ_ARGS); \
 	  status=$$?; rm -rf runs/fuzz-tmp; exit $$status
 
+# docs/faults.md's whole matrix: every crash kind x fault x disk (about 200 runs).
+matrix: setup
+	@mkdir -p runs
+	DUMPBED_FULL_MATRIX=1 $(PY) -m pytest -q tests/integration/test_faults.py -k test_fault_matrix \
+	  --basetemp=runs/matrix-tmp; status=$$?; rm -rf runs/matrix-tmp; exit $$status
+
 bench: setup
 	$(VENV)/bin/dumpbed bench
 

@@ -4,6 +4,7 @@ leak guard (tests/conftest.py) checks that no QEMU process, socket or temp dir i
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -42,10 +43,17 @@ def applicable(fault: str, disk: str) -> bool:
     return disk in faults.parse(fault).kind.disks  # unplug needs a SCSI disk (docs/faults.md)
 
 
-@pytest.mark.parametrize("fault,outcome,disk", [
-    pytest.param(f, o, d, id=f"{f.split('=')[0].split('@')[0]}-{d}") for f, o in MATRIX for d in DISKS if applicable(f, d)])
-def test_fault_matrix(tmp_path, guest_kernel, disk, fault, outcome):
-    out, report = run(tmp_path, disk, [fault])
+# `make matrix` (DUMPBED_FULL_MATRIX=1): every crash kind x fault x disk; `make test`: every
+# fault x disk with the NMI, and every crash kind with two faults (below).
+FULL = bool(os.environ.get("DUMPBED_FULL_MATRIX"))
+MATRIX_CRASHES = list(CRASHES) if FULL else ["nmi"]
+
+
+@pytest.mark.parametrize("crash,fault,outcome,disk", [
+    pytest.param(c, f, o, d, id=f"{c}-{f.split('=')[0].split('@')[0]}-{d}")
+    for c in MATRIX_CRASHES for f, o in MATRIX for d in DISKS if applicable(f, d)])
+def test_fault_matrix(tmp_path, guest_kernel, crash, disk, fault, outcome):
+    out, report = run(tmp_path, disk, [fault], crash=crash)
     assert report["verdict"] == "pass", explain(report)
     assert report["outcome"] == outcome
     if "@" in fault:
