@@ -30,19 +30,33 @@ class DumpProgress:
     def __init__(self, out: Path, disk_kind: str, block_size: int, crash_time: float, part_offset: int):
         self.trace = out / writelog.TRACE_FILE
         self.result_log = out / "result.log"
-        self.disk_kind = disk_kind
-        self.block_size = block_size
         self.crash_time = crash_time
         self.part_offset = part_offset
+        # The trace is read incrementally: each poll parses only the lines added since the last.
+        self._parser = writelog.WriteParser(disk_kind, block_size)
+        self._read_to = 0
+        self._partial = ""
+        self._count = 0
+        self._furthest = 0  # end of the furthest write into the partition, partition-relative
 
-    def _writes(self) -> list:
+    def _update(self) -> None:
         if not self.trace.exists():
-            return []
-        return [w for w in writelog.parse(self.trace, self.disk_kind, self.block_size)
-                if w.time is None or w.time >= self.crash_time]
+            return
+        with open(self.trace, encoding="ascii", errors="replace") as f:
+            f.seek(self._read_to)
+            text = self._partial + f.read()
+            self._read_to = f.tell()
+        lines = text.split("\n")
+        self._partial = lines.pop()  # a line without its newline is still being written
+        for line in lines:
+            w = self._parser.line(line)
+            if w is not None and (w.time is None or w.time >= self.crash_time):
+                self._count += 1
+                self._furthest = max(self._furthest, w.offset + w.length - self.part_offset)
 
     def writes(self) -> int:
-        return len(self._writes())
+        self._update()
+        return self._count
 
     def fraction(self) -> float:
         """Of the guest's estimate (its PROGRESS total): the furthest the dump has written into
@@ -61,8 +75,8 @@ class DumpProgress:
         if total > 0:
             # Body offsets start after the leader slot, directory and table slots: a small
             # head start, which makes this fraction err early rather than late.
-            ends = [w.offset + w.length - self.part_offset for w in self._writes()]
-            best = max([best] + [e / total for e in ends if e > 0])
+            self._update()
+            best = max(best, self._furthest / total)
         return min(best, 1.0)
 
     def done(self) -> bool:

@@ -34,22 +34,24 @@ class FaultKind:
     outcome: str  # the dump the scenario expects: complete / partial
     guest_result: Optional[str]  # the guest's DONE status: complete / failed, or None (no DONE)
     disks: tuple[str, ...] = ("virtio-blk", "virtio-scsi", "lsi")
+    value_range: tuple[int, int] = (1, 1)  # the values =VALUE may take
 
 
 KINDS = {k.name: k for k in [
     FaultKind("eio-at", "the N-th write to the primary dump disk, and every later one, fails with EIO "
-              "(blkdebug); with --secondary the dump restarts there", "N", None, None, "partial", "failed"),
+              "(blkdebug); with --secondary the dump restarts there", "N", None, None, "partial", "failed",
+              value_range=(1, MAX_EIO_AT)),
     FaultKind("enospc", "the dump partition holds only P% of what the dump needs: a short dump",
-              "P", 50, None, "partial", "failed"),
+              "P", 50, None, "partial", "failed", value_range=(1, 99)),
     FaultKind("pause", "the VM is stopped for S seconds mid-dump, then continued", "S", 2, "50%",
-              "complete", "complete"),
+              "complete", "complete", value_range=(1, 60)),
     FaultKind("reset", "system_reset mid-dump: the machine reboots, the dump is cut short", None, None, "50%",
               "partial", None),
     FaultKind("kill", "QEMU is killed with SIGKILL mid-dump", None, None, "50%", "partial", None),
     FaultKind("unplug", "the dump disk is removed mid-dump (device_del of its scsi-hd): the guest's "
               "bounded waits expire", None, None, "50%", "partial", "failed", disks=("virtio-scsi", "lsi")),
     FaultKind("slow", "the dump disk is throttled to R MiB/s of writes (block_set_io_throttle) from "
-              "the crash on", "R", 16, None, "complete", "complete"),
+              "the crash on", "R", 16, None, "complete", "complete", value_range=(1, 10_000)),
     FaultKind("stale", "the dump partition first receives a complete dump of an earlier run; the new "
               "dump is then cut short (QEMU killed)", None, None, "w8", "partial", None),
 ]}
@@ -109,10 +111,9 @@ def parse(spec: str) -> Fault:
 
 
 def _check_value(spec: str, kind: FaultKind, number: Optional[int]) -> None:
-    limits = {"eio-at": (1, MAX_EIO_AT), "enospc": (1, 99), "pause": (1, 60), "slow": (1, 10_000)}
-    if number is None or kind.name not in limits:
+    if number is None or kind.value_name is None:
         return
-    lo, hi = limits[kind.name]
+    lo, hi = kind.value_range
     if not lo <= number <= hi:
         raise DumpbedError(f"fault {spec!r}: expected {kind.name}={kind.value_name} with {kind.value_name} "
                            f"from {lo} to {hi}")

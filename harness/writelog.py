@@ -71,32 +71,42 @@ class DumpTarget:
     dump: dumpfmt.Dump
 
 
+class WriteParser:
+    """Trace lines to Writes, one line at a time (a SCSI command spans two lines), so that a
+    log still being written can be read incrementally."""
+
+    def __init__(self, disk_kind: str, block_size: int):
+        self.disk_kind = disk_kind  # a family ("virtio-blk" or a SCSI kind), or "any"
+        self.block_size = block_size
+        self.pending: dict[tuple[int, int, int], tuple[int, int]] = {}  # (t, l, tag) -> (opcode, bytes)
+
+    def line(self, line: str) -> Optional[Write]:
+        if self.disk_kind in ("virtio-blk", "any"):
+            m = _VIRTIO_BLK.match(line)
+            if m:
+                return Write(_time(m), 0, 0, int(m["sector"]) * 512, int(m["n"]) * 512, "VIRTIO_BLK_T_OUT",
+                             m["vdev"])
+            if self.disk_kind == "virtio-blk":
+                return None
+        m = _SCSI_PARSED.match(line)
+        if m:
+            self.pending[(int(m["t"]), int(m["l"]), int(m["tag"]))] = (int(m["cmd"]), int(m["len"]))
+            return None
+        m = _SCSI_LBA.match(line)
+        if m:
+            key = (int(m["t"]), int(m["l"]), int(m["tag"]))
+            opcode, nbytes = self.pending.pop(key, (int(m["cmd"]), 0))
+            if opcode in SCSI_WRITE_OPCODES:
+                return Write(_time(m), key[0], key[1], int(m["lba"]) * self.block_size, nbytes,
+                             SCSI_WRITE_OPCODES[opcode])
+        return None
+
+
 def parse(path: Path, disk_kind: str, block_size: int) -> list[Write]:
     """Every write command in the trace log to a disk of `disk_kind`'s family ("any": both), in order."""
-    writes: list[Write] = []
-    pending: dict[tuple[int, int, int], tuple[int, int]] = {}  # (t, l, tag) -> (opcode, bytes)
+    parser = WriteParser(disk_kind, block_size)
     with open(path, encoding="ascii", errors="replace") as f:
-        for line in f:
-            if disk_kind in ("virtio-blk", "any"):
-                m = _VIRTIO_BLK.match(line)
-                if m:
-                    writes.append(Write(_time(m), 0, 0, int(m["sector"]) * 512, int(m["n"]) * 512,
-                                        "VIRTIO_BLK_T_OUT", m["vdev"]))
-                    continue
-                if disk_kind == "virtio-blk":
-                    continue
-            m = _SCSI_PARSED.match(line)
-            if m:
-                pending[(int(m["t"]), int(m["l"]), int(m["tag"]))] = (int(m["cmd"]), int(m["len"]))
-                continue
-            m = _SCSI_LBA.match(line)
-            if m:
-                key = (int(m["t"]), int(m["l"]), int(m["tag"]))
-                opcode, nbytes = pending.pop(key, (int(m["cmd"]), 0))
-                if opcode in SCSI_WRITE_OPCODES:
-                    writes.append(Write(_time(m), key[0], key[1], int(m["lba"]) * block_size, nbytes,
-                                        SCSI_WRITE_OPCODES[opcode]))
-    return writes
+        return [w for w in map(parser.line, f) if w is not None]
 
 
 def _time(match: re.Match) -> Optional[float]:

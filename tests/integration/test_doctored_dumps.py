@@ -23,10 +23,6 @@ VALUE = 5
 EIO = 5
 
 
-def crc32c(data: bytes) -> int:
-    return dumpfmt.crc32c(data)
-
-
 class Doctor:
     """Rewrites bytes of a dump partition and reseals the directory and header CRCs."""
 
@@ -46,8 +42,8 @@ class Doctor:
     def reseal(self) -> None:
         header = bytearray(self.read(LEADER_AT, 512))
         dir_bytes = struct.unpack_from("<I", header, 88)[0]
-        struct.pack_into("<I", header, 92, crc32c(self.read(DIR_AT, dir_bytes)))
-        struct.pack_into("<I", header, 508, crc32c(bytes(header[:508])))
+        struct.pack_into("<I", header, 92, dumpfmt.crc32c(self.read(DIR_AT, dir_bytes)))
+        struct.pack_into("<I", header, 508, dumpfmt.crc32c(bytes(header[:508])))
         self.write(LEADER_AT, bytes(header))
         self.write(self.part_bytes - self.block, bytes(header))  # the trailer equals the leader
 

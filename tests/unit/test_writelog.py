@@ -104,3 +104,24 @@ def test_scsi_write_to_another_disk_fails(good_run):
     v = validate_run(good_run.dir)
     assert failed(v) == {"write-sizes"}
     assert "target 3" in v.check("write-sizes").detail
+
+
+def test_dump_progress_reads_the_trace_incrementally(tmp_path):
+    """A fault's trigger polls a trace QEMU is still writing: each poll reads only what is
+    new, and a line cut in half is counted once it is whole."""
+    from harness.faultrun import DumpProgress
+
+    (tmp_path / "result.log").write_text("")
+    line = "1@{t}:virtio_blk_handle_write vdev 0x1 req 0x2 sector {s} nsectors 8\n"
+    trace = tmp_path / "qemu-trace.log"
+    trace.write_text(line.format(t="5.0", s=0) + line.format(t="20.0", s=4096))
+    progress = DumpProgress(tmp_path, "virtio-blk", 512, crash_time=10.0, part_offset=1 << 20)
+    assert progress.writes() == 1  # the one before the crash is runtime I/O
+    whole = line.format(t="21.0", s=8192)
+    with open(trace, "a") as f:
+        f.write(whole[:30])
+    assert progress.writes() == 1
+    with open(trace, "a") as f:
+        f.write(whole[30:])
+    assert progress.writes() == 2
+    assert progress._furthest == 8192 * 512 + 4096 - (1 << 20)
