@@ -21,7 +21,7 @@ from harness import groundtruth, images, resultchan, samples
 from harness.deadline import WaitAborted, WaitTimeout
 from harness.errors import DumpbedError, describe_os_error, environment_errors
 from harness.layout import DiskLayout
-from harness import faultrun, irqwatch, writelog
+from harness import blklog, cmdlog, faultrun, irqwatch, writelog
 from harness import layout as layout_mod
 from harness.machine import Machine, MachineConfig, require_qemu
 from harness.topology import MAX_TARGET, DiskSpec, Topology
@@ -158,7 +158,9 @@ def run(scenario: Scenario) -> RunOutcome:
     config = MachineConfig(
         kernel=kernel, cmdline=cmdline, memory_bytes=scenario.memory_bytes, accel=accel,
         firmware=scenario.firmware, devices=topology.qemu_args(),
-        trace_events=writelog.trace_events(scenario.disk, scenario.secondary or scenario.disk) + irqwatch.TRACE_EVENTS,
+        trace_events=list(dict.fromkeys(
+            writelog.trace_events(scenario.disk, scenario.secondary or scenario.disk)
+            + cmdlog.trace_events(scenario.disk, scenario.secondary or scenario.disk) + irqwatch.TRACE_EVENTS)),
         # trace lines carry the host time: before/after the crash; the crash may need devices
         extra_args=["-msg", "timestamp=on", *crash.qemu_args],
     )
@@ -186,6 +188,9 @@ def run(scenario: Scenario) -> RunOutcome:
         groundtruth.take(machine, out / "snapshot", scenario.memory_bytes)
         if scenario.on_paused:
             scenario.on_paused(machine)
+        # From the crash on, every byte the guest writes to its result channel is traced with
+        # the host time: QUIESCED and DONE take their place among the device's commands.
+        machine.qmp.command("trace-event-set-state", {"name": cmdlog.RESULT_EVENT, "enable": True})
         slow = next((f for f in faults if f.name == "slow"), None)
         if slow:
             faultrun.throttle(machine, scenario.disk, slow.value)
@@ -300,7 +305,8 @@ def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.F
     layouts = {} if reuse_dump_disk else {"layout.json": layout}
     eio = [f for f in faults or [] if f.name == "eio-at"]
     dump_disk = DiskSpec(out / layout.image, "disk0", scenario.block_size, scenario.target, scenario.lun,
-                         blkdebug=faults_mod.blkdebug_options(eio[0]) if eio else None)
+                         blkdebug=faults_mod.blkdebug_options(eio[0]) if eio else None,
+                         write_log=blklog.log_path(out / layout.image))
     free_targets = [t for t in range(MAX_TARGET.get(scenario.disk, 1 << 16)) if t != scenario.target]
     others = []
     for n in range(1, scenario.other_disks + 1):
@@ -320,12 +326,16 @@ def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.F
         target = next((t for t in range(MAX_TARGET.get(scenario.secondary, 1)) if t not in used), -1)
         if scenario.secondary not in MAX_TARGET:
             target = 0
-        secondary = DiskSpec(out / second.image, "disk-secondary", scenario.block_size, target, 0)
+        secondary = DiskSpec(out / second.image, "disk-secondary", scenario.block_size, target, 0,
+                             write_log=blklog.log_path(out / second.image))
     # Validates kinds, targets and LUNs before any image is created.
     topology = Topology(scenario.disk, dump_disk, others, scenario.secondary, secondary)
     for name, disk_layout in layouts.items():
         images.create_dump_disk(out / disk_layout.image, disk_layout)
         disk_layout.save(out / name)
+    for disk in topology.disks:
+        if disk.write_log is not None:
+            disk.write_log.write_bytes(b"")  # blklogwrites opens it; a stale one never survives
     return topology
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from harness import blklog
 from harness.errors import DumpbedError
 
 DISK_KINDS = {
@@ -33,6 +34,7 @@ class DiskSpec:
     target: int = 0
     lun: int = 0
     blkdebug: Optional[dict] = None  # faults.blkdebug_options(): a blkdebug node under the raw node
+    write_log: Optional[Path] = None  # a dump disk's write log (harness/blklog.py), or None
 
 
 @dataclass
@@ -107,8 +109,25 @@ class Topology:
         return args
 
     @staticmethod
-    def _disk_args(kind: str, disk: DiskSpec, hba: str) -> list[str]:
-        image = {"driver": "file", "filename": str(Path(disk.image).resolve()), "cache": {"direct": False}}
+    def _file_node(disk: DiskSpec) -> dict:
+        """The node under the disk's raw format node: its image file, or, for a dump disk, the
+        image behind a blklogwrites node that logs every write and flush with its data.
+
+        The guest's flushes reach blklogwrites (which logs them) but not the host's disk
+        (no-flush): what a flush means to the device is judged from the log, and an fdatasync
+        per flush would only make the dump slower."""
+        def file(path: Path, no_flush: bool) -> dict:
+            return {"driver": "file", "filename": str(Path(path).resolve()),
+                    "cache": {"direct": False, "no-flush": no_flush}}
+
+        if disk.write_log is None:
+            return file(disk.image, False)
+        return {"driver": "blklogwrites", "file": file(disk.image, True), "log": file(disk.write_log, True),
+                "log-sector-size": blklog.SECTOR_SIZE}
+
+    @classmethod
+    def _disk_args(cls, kind: str, disk: DiskSpec, hba: str) -> list[str]:
+        image = cls._file_node(disk)
         file_node = dict(disk.blkdebug, image=image) if disk.blkdebug else image
         blockdev = {"driver": "raw", "node-name": disk.node, "file": file_node}
         args = ["-blockdev", json.dumps(blockdev, separators=(",", ":"))]
