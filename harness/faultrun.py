@@ -1,9 +1,14 @@
-"""Live faults during the dump: watch the dump's progress from the host and act at the chosen
-point (harness/faults.py says what each fault is and when it fires).
+"""Faults during the dump, on the running machine (harness/faults.py says what each fault is).
 
-Progress is read from two places the guest cannot fake for us: QEMU's own trace of the write
-commands the dump disk received (qemu-trace.log, flushed line by line), and the guest's
-PROGRESS lines on the result channel (written / estimate).
+At the crash, with the VM stopped, the fault's blkdebug rules are put under the dump disk
+(`arm`): a blkdebug node over the disk's write-log node, and the disk's raw node reopened onto
+it, so that blkdebug counts the dump's writes from there on. A live fault's rule fails its write
+once and the disk stops the VM on a write error (werror=stop), so QEMU stops exactly at that
+write, before it reaches the disk; `wait_for_trigger` sees QEMU's BLOCK_IO_ERROR event and `act`
+does the fault to the stopped machine. Nothing is polled: the point is the write itself.
+
+What happened is kept in fault.json; after the run, `landed` tells from the device's write log
+which write the fault stopped and what had reached the disk by then.
 """
 from __future__ import annotations
 
@@ -13,74 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from harness import resultchan, writelog
+from harness import resultchan
 from harness.deadline import Deadline
 from harness.errors import DumpbedError
-from harness.faults import Fault
+from harness.faults import Fault, blkdebug_rules
 from harness.machine import Machine
+from harness.topology import log_node
 
 POLL = 0.01
 MIB = 1 << 20
-
-
-class DumpProgress:
-    """How far the dump has got, as the host sees it: write commands after the crash, and the
-    fraction the guest last reported."""
-
-    def __init__(self, out: Path, disk_kind: str, block_size: int, crash_time: float, part_offset: int):
-        self.trace = out / writelog.TRACE_FILE
-        self.result_log = out / "result.log"
-        self.crash_time = crash_time
-        self.part_offset = part_offset
-        # The trace is read incrementally: each poll parses only the lines added since the last.
-        self._parser = writelog.WriteParser(disk_kind, block_size)
-        self._read_to = 0
-        self._partial = ""
-        self._count = 0
-        self._furthest = 0  # end of the furthest write into the partition, partition-relative
-
-    def _update(self) -> None:
-        if not self.trace.exists():
-            return
-        with open(self.trace, encoding="ascii", errors="replace") as f:
-            f.seek(self._read_to)
-            text = self._partial + f.read()
-            self._read_to = f.tell()
-        lines = text.split("\n")
-        self._partial = lines.pop()  # a line without its newline is still being written
-        for line in lines:
-            w = self._parser.line(line)
-            if w is not None and (w.time is None or w.time >= self.crash_time):
-                self._count += 1
-                self._furthest = max(self._furthest, w.offset + w.length - self.part_offset)
-
-    def writes(self) -> int:
-        self._update()
-        return self._count
-
-    def fraction(self) -> float:
-        """Of the guest's estimate (its PROGRESS total): the furthest the dump has written into
-        the partition, as QEMU saw it, or what the guest last reported, whichever is further.
-        The guest reports only at checkpoints; the writes show every step."""
-        best, total = 0.0, 0
-        for line in resultchan.read_lines(self.result_log):
-            if line.word != "PROGRESS":
-                continue
-            try:
-                written, total = int(line.fields["written"]), int(line.fields["total"])
-            except (KeyError, ValueError):
-                continue
-            if total > 0:
-                best = max(best, written / total)
-        if total > 0:
-            # Body offsets start after the leader slot, directory and table slots: a small
-            # head start, which makes this fraction err early rather than late.
-            self._update()
-            best = max(best, self._furthest / total)
-        return min(best, 1.0)
-
-    def done(self) -> bool:
-        return any(line.word == "DONE" for line in resultchan.read_lines(self.result_log))
 
 
 @dataclass
@@ -88,57 +34,78 @@ class FaultLog:
     """What happened to the fault: saved as fault.json beside the other artifacts."""
     fault: str
     fired: bool = False
-    writes_seen: Optional[int] = None
-    fraction_seen: Optional[float] = None
+    armed: str = ""  # the rule put under the disk at the crash
     seconds_after_crash: Optional[float] = None
     action: str = ""
     note: str = ""
+    stopped_write: str = ""  # the write the trigger stopped, from the device's logs (after the run)
+    writes_landed: Optional[int] = None  # dump writes on the disk when the fault fired
     events: list[str] = field(default_factory=list)
 
     def save(self, out: Path) -> None:
         (out / "fault.json").write_text(json.dumps(self.__dict__, indent=1) + "\n")
 
 
-def wait_for_trigger(fault: Fault, progress: DumpProgress, machine: Machine, timeout: float) -> FaultLog:
-    """Poll until the fault's point is reached; the log says where, or why it never was."""
+def fault_node(node: str) -> str:
+    return f"{node}-fault"
+
+
+def arm(fault: Fault, machine: Machine, node: str, sector: Optional[int] = None) -> str:
+    """Put the fault's blkdebug rules between the disk's raw node and its write-log node (the VM
+    is stopped: no request is in flight). Returns a description of the rule."""
+    rules = blkdebug_rules(fault, sector)
+    machine.qmp.command("blockdev-add", {"driver": "blkdebug", "node-name": fault_node(node),
+                                         "image": log_node(node), **rules})
+    machine.qmp.command("blockdev-reopen", {"options": [{"driver": "raw", "node-name": node,
+                                                         "file": fault_node(node)}]})
+    if fault.name == "eio-at":
+        return f"write {fault.value} after the crash and every later one fail with EIO"
+    if sector is not None:
+        return f"the first write reaching disk sector {sector} ({fault.when} of the estimate) stops the VM"
+    return f"write {fault.after_writes} after the crash stops the VM"
+
+
+def wait_for_trigger(fault: Fault, machine: Machine, node: str, result_log: Path, timeout: float) -> FaultLog:
+    """Until QEMU stops on the trigger's write (BLOCK_IO_ERROR on the dump disk), the guest says
+    DONE, or QEMU ends; the log says which."""
     log = FaultLog(str(fault))
-    what = (f"{fault.after_writes} writes to the dump disk" if fault.after_writes is not None
-            else f"{fault.at_fraction:.0%} of the dump on the result channel")
-    deadline = Deadline(timeout, f"the fault {fault}'s trigger ({what})")
+    deadline = Deadline(timeout, f"the fault {fault}'s trigger (QEMU stopping on its write)")
     t0 = time.monotonic()
     while True:
-        writes, fraction = progress.writes(), progress.fraction()
-        reached = (writes >= fault.after_writes if fault.after_writes is not None
-                   else fraction >= fault.at_fraction)
-        if reached:
-            log.fired, log.writes_seen, log.fraction_seen = True, writes, round(fraction, 4)
+        stops = [e for e in machine.qmp.events("BLOCK_IO_ERROR")
+                 if e.get("data", {}).get("node-name") == node and e["data"].get("action") == "stop"]
+        if stops:
+            log.fired = True
             log.seconds_after_crash = round(time.monotonic() - t0, 3)
+            log.events.append(f"QEMU stopped on a write to {node}: {stops[0]['data'].get('reason')}")
             return log
-        if progress.done() or not machine.is_running():
-            log.writes_seen, log.fraction_seen = writes, round(fraction, 4)
-            log.note = f"the dump ended before {what}: the fault never fired"
+        if any(line.word == "DONE" for line in resultchan.read_lines(result_log)) or not machine.is_running():
+            log.note = f"the dump ended before the fault's point ({fault.when}): the fault never fired"
             return log
         if deadline.expired:
             raise deadline.timeout()
         time.sleep(POLL)
 
 
-def act(fault: Fault, machine: Machine, log: FaultLog) -> None:
-    """Do the live fault to the running machine."""
+def act(fault: Fault, machine: Machine, disk_device: str, log: FaultLog) -> None:
+    """Do the live fault to the machine, stopped on the trigger's write. What happens to that
+    write: pause retries it on `cont` (the rule failed it once); reset and unplug drop it with
+    the device; kill drops it with QEMU."""
     if fault.name == "pause":
-        machine.stop()
         time.sleep(fault.value)
         machine.cont()
-        log.action = f"stopped the VM for {fault.value} s, then continued"
+        log.action = f"the VM stayed stopped {fault.value} s on the write, then continued (the write retried)"
     elif fault.name == "reset":
         machine.qmp.command("system_reset")
-        log.action = "system_reset"
+        machine.cont()
+        log.action = "system_reset with the VM stopped on the write, then cont"
     elif fault.name in ("kill", "stale"):
         machine.kill()
-        log.action = f"SIGKILL to QEMU (exit status {machine.exit_status})"
+        log.action = f"SIGKILL to QEMU, stopped on the write (exit status {machine.exit_status})"
     elif fault.name == "unplug":
-        machine.qmp.command("device_del", {"id": "disk0-dev"})
-        log.action = "device_del of the dump disk (disk0-dev)"
+        machine.qmp.command("device_del", {"id": disk_device})
+        machine.cont()
+        log.action = f"device_del of the dump disk ({disk_device}) with the VM stopped on the write, then cont"
     else:
         raise DumpbedError(f"fault {fault.name} is not a live fault")
 

@@ -1,16 +1,17 @@
 """Faults during the dump (`dumpbed run --fault SPEC`, listed by `dumpbed list faults`).
 
 A fault is data: a name, an optional value, a trigger point, what it does, and what the
-scenario must then expect (docs/faults.md). SPEC is `NAME[=VALUE][@WHEN]`, WHEN being `wN`
-(once the host has seen N writes to the dump disk after the crash, in qemu-trace.log) or `P%`
-(once the guest's PROGRESS lines report P% of its estimate written). The harness acts at or
-just after that point: it polls, so the dump may have gone a little further.
+scenario must then expect (docs/faults.md). SPEC is `NAME[=VALUE][@WHEN]`, WHEN being `wN` (the
+N-th write the dump disk's backend receives after the crash) or `P%` (the first write that
+reaches P% of the guest's estimate into the dump's body). The point is exact: QEMU stops the VM
+on that very write, before it reaches the disk (blkdebug_rules), and the harness acts then.
 
-Setup faults change the machine before it starts: `eio-at=N` puts a blkdebug node between the
-dump disk's raw format node and its file (the N-th write and every later one fail with EIO, as a
-dying device would); `enospc=P` sizes the dump partition at P% of what the dump needs; `stale`
-first leaves a complete dump of an earlier run on the disk. Live faults act on the running
-machine over QMP, or on the QEMU process: pause, reset, kill, unplug, slow.
+Every blkdebug rule is armed at the crash, so only the dump's writes count (never the runtime
+workload's): `eio-at=N` makes the N-th write after the crash and every later one fail with EIO, as
+a dying device would; `enospc=P` sizes the dump partition at P% of what the dump needs; `stale`
+first leaves a complete dump of an earlier run on the disk. Live faults act on the stopped
+machine over QMP, or on the QEMU process: pause, reset, kill, unplug; `slow` throttles from the
+crash on.
 """
 from __future__ import annotations
 
@@ -133,6 +134,9 @@ def check_combination(faults: list[Fault], disk: str, secondary: Optional[str]) 
                                f"(QEMU's pc machine unplugs a PCI disk only with the guest's ACPI help)")
     if "stale" in names and live:
         raise DumpbedError("stale cuts the new dump short itself: it takes no other live fault")
+    if "eio-at" in names and (live or "stale" in names):
+        raise DumpbedError("eio-at reports its failed writes to the guest, a live fault stops the VM at its "
+                           "write: one or the other")
 
 
 def expected_outcome(faults: list[Fault], secondary: Optional[str]) -> str:
@@ -159,14 +163,42 @@ def expected_guest_result(faults: list[Fault], secondary: Optional[str]) -> Opti
     return result
 
 
-def blkdebug_options(fault: Fault) -> dict:
-    """The eio-at blkdebug node's rules (without its image).
+def blkdebug_rules(fault: Fault, sector: Optional[int] = None) -> dict:
+    """The rules of the blkdebug node the harness puts under the dump disk at the crash
+    (harness/faultrun.py arms it), so that writes are counted from the crash on.
 
-    blkdebug counts nothing itself, but it has a state machine: every write_aio event moves
-    state k to k+1 until state N, where the error rule is armed on each write from then on.
+    blkdebug counts nothing itself, but it has a state machine: every write_aio event (one per
+    write the disk's backend receives) moves state k to k+1 until state N, where the error rule
+    waits. `eio-at=N`: the N-th write and every later one fail (reported to the guest, as a dying
+    device). A live fault's trigger: the N-th write (`@wN`), or the first write that reaches
+    `sector` (`@P%`), fails once; the disk is set to stop the VM on a write error (werror=stop),
+    so QEMU stops with that write parked in the device, not yet on the disk, and the harness
+    acts at exactly that point.
     """
-    n = fault.value
-    options: dict = {"driver": "blkdebug", "inject-error": [{"event": "write_aio", "state": n, "errno": EIO}]}
+    if fault.name != "eio-at" and sector is not None:
+        return {"inject-error": [{"event": "write_aio", "sector": sector, "errno": EIO, "once": True}]}
+    n = fault.value if fault.name == "eio-at" else fault.after_writes
+    error: dict = {"event": "write_aio", "state": n, "errno": EIO}
+    if fault.name != "eio-at":
+        error["once"] = True
+    rules: dict = {"inject-error": [error]}
     if n > 1:  # QEMU refuses an empty set-state list
-        options["set-state"] = [{"event": "write_aio", "state": k, "new_state": k + 1} for k in range(1, n)]
-    return options
+        rules["set-state"] = [{"event": "write_aio", "state": k, "new_state": k + 1} for k in range(1, n)]
+    return rules
+
+
+WRITER_DIR_BYTES = 98304  # a directory slot (docs/dump-format.md, "Layout")
+LEADER_OFFSET, DIR_OFFSET = 65536, 69632
+
+
+def body_offset_for(partition_bytes: int) -> int:
+    """Where the dumpbed guest's body starts in a partition of this size (docs/dump-format.md,
+    "Layout": the leader page, two directory slots, two CRC table slots)."""
+    from harness.dumpfmt import crc_table_bytes_for
+
+    return DIR_OFFSET + 2 * WRITER_DIR_BYTES + 2 * crc_table_bytes_for(partition_bytes)
+
+
+def trigger_sector(fault: Fault, dump_offset: int, body_offset: int, estimate_bytes: int) -> int:
+    """`@P%`: the disk sector P% of the guest's estimate into the dump's body."""
+    return (dump_offset + body_offset + int(estimate_bytes * fault.at_fraction)) // 512

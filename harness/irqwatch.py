@@ -69,10 +69,14 @@ class RflagsSampler:
         if not self._pause:
             return qmp.hmp("info registers", timeout=2)
         qmp.command("stop", timeout=2)
+        # Continue only a VM this sample stopped: one that QEMU stopped on a fault's write
+        # (status io-error) stays stopped for the fault.
+        mine = qmp.command("query-status", timeout=2).get("status") == "paused"
         try:
             return qmp.hmp("info registers", timeout=2)
         finally:
-            qmp.command("cont", timeout=2)
+            if mine:
+                qmp.command("cont", timeout=2)
 
     def stop(self) -> None:
         self._stop.set()

@@ -21,7 +21,7 @@ from harness import groundtruth, images, resultchan, samples
 from harness.deadline import WaitAborted, WaitTimeout
 from harness.errors import DumpbedError, describe_os_error, environment_errors
 from harness.layout import DiskLayout
-from harness import blklog, cmdlog, faultrun, irqwatch, writelog
+from harness import blklog, cmdlog, dumpio, faultrun, irqwatch, writelog
 from harness import layout as layout_mod
 from harness.machine import Machine, MachineConfig, require_qemu
 from harness.topology import MAX_TARGET, DiskSpec, Topology
@@ -32,6 +32,7 @@ GIB = 1 << 30
 MIB = 1 << 20
 OTHER_DISK_RAM = 16 * MIB
 PROMPT = r"dumpbed> "  # the other disks get a small layout of their own
+DUMP_NODE = "disk0"  # the dump disk's node name (its device is DUMP_NODE-dev)
 
 
 @dataclass
@@ -191,6 +192,7 @@ def run(scenario: Scenario) -> RunOutcome:
         # From the crash on, every byte the guest writes to its result channel is traced with
         # the host time: QUIESCED and DONE take their place among the device's commands.
         machine.qmp.command("trace-event-set-state", {"name": cmdlog.RESULT_EVENT, "enable": True})
+        armed = _arm_fault(faults, machine, out, scenario)
         slow = next((f for f in faults if f.name == "slow"), None)
         if slow:
             faultrun.throttle(machine, scenario.disk, slow.value)
@@ -208,7 +210,7 @@ def run(scenario: Scenario) -> RunOutcome:
                 crash.during_dump(machine, result_log, limits["dump"])
             live = next((f for f in faults if f.when is not None), None)
             if live is not None:
-                fault_log = _live_fault(live, machine, out, scenario, crash_epoch, limits)
+                fault_log = _live_fault(live, machine, out, armed, limits)
             if live is None or live.name in ("pause", "unplug") or not fault_log.fired:
                 guest_result = resultchan.wait_for(result_log, "DONE", limits["dump"], machine.is_running,
                                                    "the guest to finish its dump (DONE on the result channel)")
@@ -220,41 +222,60 @@ def run(scenario: Scenario) -> RunOutcome:
         problem = _run_failure(machine, out, exc)
     finally:
         machine.shutdown()
-    eio = next((f for f in faults if f.name == "eio-at"), None)
-    if eio is not None:
-        _name_failing_write(eio, out, scenario)
+    if armed:
+        _where_the_fault_hit(out, scenario, armed)
     return RunOutcome(scenario, accel, dump_id, timings, machine.exit_status, guest_result, problem)
 
 
-def _name_failing_write(fault: faults_mod.Fault, out: Path, scenario: Scenario) -> None:
-    """eio-at: the write that failed first, as QEMU saw it (fault.json), so the report can
-    name the first block the dump lost."""
-    log = faultrun.FaultLog(str(fault))
-    part_offset = layout_mod.load(out / "layout.json").dump_offset
+def _arm_fault(faults: list[faults_mod.Fault], machine: Machine, out: Path,
+               scenario: Scenario) -> Optional[tuple[str, str]]:
+    """At the crash, the VM stopped: the blkdebug rules of eio-at or of a live fault's trigger
+    under the dump disk, counting from here (harness/faultrun.py). Returns (fault, rule)."""
+    fault = next((f for f in faults if f.name == "eio-at" or f.when is not None), None)
+    if fault is None:
+        return None
+    sector = None
+    if fault.at_fraction is not None:
+        dump_layout = layout_mod.load(out / "layout.json")
+        estimates = json.loads((out / "estimates.json").read_text())
+        sector = faults_mod.trigger_sector(fault, dump_layout.dump_offset,
+                                           faults_mod.body_offset_for(dump_layout.dump_size),
+                                           estimates[str(scenario.level)]["total"])
+    return str(fault), faultrun.arm(fault, machine, DUMP_NODE, sector)
+
+
+def _where_the_fault_hit(out: Path, scenario: Scenario, armed: tuple[str, str]) -> None:
+    """After the run, from the device's own logs: the first dump write that did not reach the
+    disk (the one the rule failed or stopped) and how many had (fault.json)."""
+    path = out / "fault.json"
+    log = faultrun.FaultLog(**json.loads(path.read_text())) if path.exists() else \
+        faultrun.FaultLog(armed[0], armed=armed[1])
     crashed = writelog.crash_time(out)
-    if (out / writelog.TRACE_FILE).exists():
-        writes = [w for w in writelog.parse(out / writelog.TRACE_FILE, scenario.disk, scenario.block_size)
-                  if crashed is None or w.time is None or w.time >= crashed]
-        log.writes_seen = len(writes)
-        if len(writes) >= fault.value:
-            w = writes[fault.value - 1]
+    dump_layout = layout_mod.load(out / "layout.json")
+    if crashed is not None:
+        io = dumpio.load("primary", out / dump_layout.image, scenario.disk, scenario.target, scenario.lun, 0,
+                         dump_layout.dump_offset, dump_layout.dump_size, crashed,
+                         cmdlog.read(out, scenario.block_size))
+        landed = sum(len(w.entries) for w in io.writes)
+        stopped = next((w for w in io.writes if sum(e.length for e in w.entries) < w.length), None)
+        log.writes_landed = landed
+        if stopped is not None:
+            done = sum(e.length for e in stopped.entries)
             log.fired = True
-            log.action = (f"write {fault.value} failed with EIO: {w.length} bytes at partition offset "
-                          f"{w.offset - part_offset} (block {(w.offset - part_offset) // scenario.block_size})")
-        else:
-            log.note = f"only {len(writes)} writes reached the disk: the fault never fired"
+            log.stopped_write = (f"the dump's write {landed + 1} did not reach the disk: {stopped.describe(crashed)}"
+                                 + (f", of which {done} bytes had" if done else "")
+                                 + f" (partition block {(stopped.offset + done) // scenario.block_size})")
     log.save(out)
 
 
-def _live_fault(fault: faults_mod.Fault, machine: Machine, out: Path, scenario: Scenario, crash_epoch: float,
+def _live_fault(fault: faults_mod.Fault, machine: Machine, out: Path, armed: tuple[str, str],
                 limits: dict) -> faultrun.FaultLog:
-    """Wait for the fault's point, do it, and keep what happened in fault.json."""
-    part_offset = layout_mod.load(out / "layout.json").dump_offset
-    progress = faultrun.DumpProgress(out, scenario.disk, scenario.block_size, crash_epoch, part_offset)
-    log = faultrun.wait_for_trigger(fault, progress, machine, limits["dump"])
+    """Wait for the fault's write, do it, and keep what happened in fault.json."""
+    log = faultrun.wait_for_trigger(fault, machine, DUMP_NODE, out / "result.log", limits["dump"])
+    log.armed = armed[1]
     try:
         if log.fired:
-            faultrun.act(fault, machine, log)
+            faultrun.act(fault, machine, f"{DUMP_NODE}-dev", log)
             if fault.name == "reset":
                 # The machine reboots into the guest, which boots again and idles: its second
                 # READY shows the reset took, and that nothing else touched the disk.
@@ -303,10 +324,9 @@ def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.F
     if reuse_dump_disk:
         layout = layout_mod.load(out / "layout.json")
     layouts = {} if reuse_dump_disk else {"layout.json": layout}
-    eio = [f for f in faults or [] if f.name == "eio-at"]
-    dump_disk = DiskSpec(out / layout.image, "disk0", scenario.block_size, scenario.target, scenario.lun,
-                         blkdebug=faults_mod.blkdebug_options(eio[0]) if eio else None,
-                         write_log=blklog.log_path(out / layout.image))
+    dump_disk = DiskSpec(out / layout.image, DUMP_NODE, scenario.block_size, scenario.target, scenario.lun,
+                         write_log=blklog.log_path(out / layout.image),
+                         stop_on_write_error=any(f.when is not None for f in faults or []))
     free_targets = [t for t in range(MAX_TARGET.get(scenario.disk, 1 << 16)) if t != scenario.target]
     others = []
     for n in range(1, scenario.other_disks + 1):

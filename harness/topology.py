@@ -26,6 +26,11 @@ MAX_TARGET = {"virtio-scsi": 255, "lsi": 7}  # QEMU's lsi53c895a bus: 7 targets 
 MAX_LUN = {"virtio-scsi": 16383, "lsi": 0}  # and LUN 0 only
 
 
+def log_node(node: str) -> str:
+    """The node name of a dump disk's blklogwrites node."""
+    return f"{node}-log"
+
+
 @dataclass
 class DiskSpec:
     image: Path
@@ -33,8 +38,8 @@ class DiskSpec:
     block_size: int = 512
     target: int = 0
     lun: int = 0
-    blkdebug: Optional[dict] = None  # faults.blkdebug_options(): a blkdebug node under the raw node
     write_log: Optional[Path] = None  # a dump disk's write log (harness/blklog.py), or None
+    stop_on_write_error: bool = False  # werror=stop: a fault's trigger stops the VM at its write
 
 
 @dataclass
@@ -111,7 +116,9 @@ class Topology:
     @staticmethod
     def _file_node(disk: DiskSpec) -> dict:
         """The node under the disk's raw format node: its image file, or, for a dump disk, the
-        image behind a blklogwrites node that logs every write and flush with its data.
+        image behind a blklogwrites node ("NODE-log") that logs every write and flush with its
+        data. The harness may put a blkdebug node between the raw node and that one at the crash
+        (harness/faultrun.py).
 
         The guest's flushes reach blklogwrites (which logs them) but not the host's disk
         (no-flush): what a flush means to the device is judged from the log, and an fdatasync
@@ -122,16 +129,16 @@ class Topology:
 
         if disk.write_log is None:
             return file(disk.image, False)
-        return {"driver": "blklogwrites", "file": file(disk.image, True), "log": file(disk.write_log, True),
-                "log-sector-size": blklog.SECTOR_SIZE}
+        return {"driver": "blklogwrites", "node-name": log_node(disk.node), "file": file(disk.image, True),
+                "log": file(disk.write_log, True), "log-sector-size": blklog.SECTOR_SIZE}
 
     @classmethod
     def _disk_args(cls, kind: str, disk: DiskSpec, hba: str) -> list[str]:
-        image = cls._file_node(disk)
-        file_node = dict(disk.blkdebug, image=image) if disk.blkdebug else image
-        blockdev = {"driver": "raw", "node-name": disk.node, "file": file_node}
+        blockdev = {"driver": "raw", "node-name": disk.node, "file": cls._file_node(disk)}
         args = ["-blockdev", json.dumps(blockdev, separators=(",", ":"))]
         sizes = f"logical_block_size={disk.block_size},physical_block_size={disk.block_size}"
+        if disk.stop_on_write_error:
+            sizes += ",werror=stop"
         if kind == "virtio-blk":
             args += ["-device", f"virtio-blk-pci,drive={disk.node},id={disk.node}-dev,disable-legacy=on,{sizes}"]
         else:

@@ -1,0 +1,171 @@
+"""The dump partition as it stood after some of the writes in the device's write log.
+
+A DiskState is a scratch copy of the partition's content before the dump's first write (the
+final image, with every range the log wrote put back to what it held before: its canary, or
+the earlier image a `stale` run started from), on which logged writes are applied in any order
+and undone. It reads like an image, so the reader classifies it as it would a disk
+(harness/dumpfmt.py); chunk CRCs are cached per chunk and recomputed only where a write landed,
+so classifying thousands of states costs what the writes changed, not the body's size each time.
+
+The copy lives in a scratch file (memory-mapped): memory stays bounded by what the page cache
+keeps, whatever the partition's size.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional
+
+import google_crc32c
+import numpy as np
+
+from harness import blklog, dumpfmt
+
+_STEP = 8 << 20
+
+
+class DiskState(dumpfmt.Image):
+    """Partition-relative: offset 0 is the partition's first byte."""
+
+    def __init__(self, final_image: Path, partition_offset: int, partition_bytes: int,
+                 initial: Callable[[int, int], bytes], writes: list[blklog.Entry], log: blklog.LogData,
+                 scratch_dir: Optional[Path] = None):
+        self.partition_offset = partition_offset
+        self.size = partition_bytes
+        self._log = log
+        self._tmpdir = tempfile.mkdtemp(prefix="dumpbed-replay-", dir=scratch_dir)
+        path = Path(self._tmpdir) / "partition"
+        try:
+            with open(final_image, "rb") as src, open(path, "wb") as dst:
+                src.seek(partition_offset)
+                left = partition_bytes
+                while left:
+                    chunk = src.read(min(_STEP, left))
+                    if not chunk:
+                        break
+                    dst.write(chunk)
+                    left -= len(chunk)
+                dst.truncate(partition_bytes)
+            self._file = open(path, "r+b")
+            self._map = mmap.mmap(self._file.fileno(), partition_bytes)
+        except BaseException:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            raise
+        # Put back what every logged range held before the dump.
+        for start, end in _merged((w.offset - partition_offset, w.end - partition_offset) for w in writes):
+            for pos in range(start, end, _STEP):
+                n = min(_STEP, end - pos)
+                self._map[pos:pos + n] = initial(partition_offset + pos, n)
+        self._buf = self._map
+        self._fd = None
+        self._file_handle = None
+        self.applied: set[int] = set()  # log entry indexes applied
+        self._undo: list[tuple[int, int, bytes]] = []
+        self._crc_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def apply(self, entry: blklog.Entry, undoable: bool = False) -> None:
+        start = entry.offset - self.partition_offset
+        data = self._log.read(entry, 0, entry.length)
+        if undoable:
+            self._undo.append((entry.index, start, bytes(self._map[start:start + entry.length])))
+        self._map[start:start + entry.length] = data
+        self.applied.add(entry.index)
+        self._invalidate(start, start + entry.length)
+
+    def mark(self) -> int:
+        """A point to undo back to."""
+        return len(self._undo)
+
+    def undo_to(self, mark: int) -> None:
+        while len(self._undo) > mark:
+            index, start, old = self._undo.pop()
+            self._map[start:start + len(old)] = old
+            self.applied.discard(index)
+            self._invalidate(start, start + len(old))
+
+    # -- the image interface the reader uses ----------------------------------------------
+
+    def read(self, offset: int, length: int) -> bytes:
+        if offset < 0 or length <= 0 or offset >= self.size:
+            return b""
+        return bytes(self._map[offset:offset + length])
+
+    def first_data(self, start: int, end: int):
+        end = min(end, self.size)
+        if start >= end:
+            return None
+        nonzero = np.flatnonzero(np.frombuffer(self._map, np.uint8, end - start, start))
+        return start + int(nonzero[0]) if len(nonzero) else None
+
+    def chunk_crcs(self, offset: int, chunk_size: int, count: int, end: int) -> Optional[list[int]]:
+        """CRC32C of chunks [offset + k*chunk_size, ...) for k < count, the last one ending at
+        `end`; served from the cache, recomputed where a write changed a chunk."""
+        if offset < 0 or end > self.size or count <= 0 or chunk_size <= 0:
+            return None if end > self.size else []
+        key = (offset, chunk_size)
+        if key not in self._crc_cache:
+            slots = max(1, -(-(self.size - offset) // chunk_size))
+            self._crc_cache[key] = (np.zeros(slots, np.uint32), np.zeros(slots, bool))
+        crcs, valid = self._crc_cache[key]
+        out = []
+        for k in range(count):
+            lo = offset + k * chunk_size
+            hi = min(lo + chunk_size, end)
+            if hi - lo != chunk_size or k >= len(crcs):  # a short last chunk: not cached
+                out.append(google_crc32c.value(self._map[lo:hi]))
+                continue
+            if not valid[k]:
+                crcs[k] = google_crc32c.value(self._map[lo:hi])
+                valid[k] = True
+            out.append(int(crcs[k]))
+        return out
+
+    def _invalidate(self, start: int, end: int) -> None:
+        for (offset, chunk_size), (_, valid) in self._crc_cache.items():
+            first = max(0, (start - offset) // chunk_size)
+            last = (end - 1 - offset) // chunk_size
+            if last >= 0 and first < len(valid):
+                valid[first:last + 1] = False
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._file.close()
+            self._map = None
+        shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def __enter__(self) -> "DiskState":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _merged(ranges) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def same_bytes(state: DiskState, image_path: Path, partition_offset: int) -> Optional[int]:
+    """Where the state first differs from the image's partition, or None if they are equal."""
+    with open(image_path, "rb") as f:
+        for pos in range(0, state.size, _STEP):
+            n = min(_STEP, state.size - pos)
+            actual = os.pread(f.fileno(), n, partition_offset + pos)
+            mine = state._map[pos:pos + n]
+            if actual != mine:
+                a = np.frombuffer(actual, np.uint8)
+                b = np.frombuffer(mine, np.uint8)[:len(a)]
+                diff = np.flatnonzero(a != b) if len(a) == len(b) else np.array([min(len(a), len(b))])
+                return pos + int(diff[0]) if len(diff) else pos + len(a)
+    return None
