@@ -1,9 +1,10 @@
-"""The component directory of dump format version 2 (docs/dump-format.md, "Component directory").
+"""The component directory of dump format version 3 (docs/dump-format.md, "Component directory").
 
-Records, their codes, and the rules that tie them together. parse() turns the bytes of the
-directory slot into a Directory and reports every rule broken through a `note(message,
-offset)` callback; it never raises on what the bytes say. The reader (harness/dumpfmt.py) reads
-the slot, bounds its size first, and turns the notes into findings.
+Records, their codes, and the rules that tie them together. parse_header()/parse_records()
+turn the bytes of the directory slot the leader names into a Directory, and check() reports
+every rule broken through a `note(message, offset)` callback; nothing here raises on what the
+bytes say. The reader (harness/dumpfmt.py) picks the slot, bounds its size first, and turns the
+notes into findings.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class ComponentStatus(IntEnum):
     FAILED = 3
     DISABLED = 4
     PENDING = 5
+    PARTIAL = 6  # being collected when the directory was written: its areas so far
 
 
 class ComponentFlag(IntFlag):
@@ -425,11 +427,13 @@ def _check_component(c: Component, d: Directory, ctx: Context, ranges_ok: bool, 
     elif c.reason:
         bad(f"{c.status_name} with reason {c.reason} (only FAILED and EXCLUDED have one)")
     if c.status in (S.EXCLUDED, S.DISABLED, S.PENDING) and c.area_count:
-        bad(f"{c.status_name} but has {c.area_count} areas (a component being written is listed DUMPED "
-            f"or FAILED with its areas so far)" if c.status == S.PENDING else
+        bad(f"{c.status_name} but has {c.area_count} areas (a component being collected is listed PARTIAL "
+            f"with its areas so far)" if c.status == S.PENDING else
             f"{c.status_name} but has {c.area_count} areas")
     if c.status == S.PENDING and ctx.complete:
         bad("PENDING in a COMPLETE dump (every component is reached)")
+    if c.status == S.PARTIAL and ctx.complete:
+        bad("PARTIAL in a COMPLETE dump (every component's collection ended)")
     if c.status == S.DISABLED and not c.has(F.RAS):
         bad("DISABLED but not a RAS component (only RAS components are switched off)")
     _check_component_flags(c, ctx, bad)
@@ -483,20 +487,21 @@ def _check_component_flags(c: Component, ctx: Context, bad) -> None:
 
 def _check_component_values(c: Component, ctx: Context, bad) -> None:
     S = ComponentStatus
+    # level: a RAS component's detail level (0..9) in every status but DISABLED, where it was
+    # never called and has none (0); a dmp_ctl routine has no level (0).
     if c.level > MAX_LEVEL:
         bad(f"level {c.level} (0..9)")
     if c.level and not c.has(ComponentFlag.RAS):
         bad(f"level {c.level} on a dmp_ctl component (0 unless RAS)")
-    if c.table_generation > ctx.generation:
-        bad(f"table_generation {c.table_generation}, the dump is generation {ctx.generation}")
-    if c.status == S.DISABLED and c.table_generation:
-        bad(f"DISABLED with table_generation {c.table_generation} (never called: 0)")
-    elif c.area_count and not c.table_generation:
-        bad(f"{c.area_count} areas but table_generation 0")
-    elif not c.area_count and c.table_generation:
-        bad(f"no areas but table_generation {c.table_generation} (0 if no calls produced areas)")
     if c.status == S.DISABLED and (c.estimate_bytes or c.level):
         bad("DISABLED but has an estimate or a level (it is never called)")
+    # table_generation: the generation whose calls produced its areas; 0 exactly when it has none.
+    if c.table_generation > ctx.generation:
+        bad(f"table_generation {c.table_generation}, the dump is generation {ctx.generation}")
+    if c.area_count and not c.table_generation:
+        bad(f"{c.area_count} areas but table_generation 0")
+    elif not c.area_count and c.table_generation:
+        bad(f"no areas but table_generation {c.table_generation} (0 when it lists no areas)")
 
 
 def _check_crash_record(d: Directory, ranges_ok: bool, note: Note) -> None:
@@ -529,6 +534,8 @@ def _check_areas(d: Directory, ctx: Context, note: Note) -> None:
             bad(f"STAGED, but component {c.index} ({c.name}) has no global buffer or staging space")
         if a.flags & ~AREA_FLAGS_DEFINED:
             bad(f"flags 0x{a.flags:x} (bits 0 VOLATILE and 1 STAGED are defined)")
+        elif a.flags & AreaFlag.STAGED and not a.flags & AreaFlag.VOLATILE:
+            bad("STAGED without VOLATILE (staged data was not in memory at the crash)")
         if a.length == 0:
             bad("length 0 (an entry of length 0 is a bad table)")
         if a.phys_addr + a.length > 1 << 64:

@@ -42,6 +42,7 @@ class Status(IntEnum):
     FAILED = 3
     DISABLED = 4
     PENDING = 5
+    PARTIAL = 6  # being collected when the directory was written (never in a COMPLETE dump)
 
 
 class Flag(IntFlag):
