@@ -1,11 +1,18 @@
-"""Reader of the dumpbed dump format, version 2 (docs/dump-format.md). Pure: no QEMU.
+"""Reader of the dumpbed dump format, version 3 (docs/dump-format.md). Pure: no QEMU.
 
-read() parses a dump partition into dataclasses and classifies the dump as none / partial /
-corrupt / complete exactly as the spec's last section says. It never raises on what it finds
-on the disk: every problem becomes a Finding, in the order it was found, so the first
-inconsistency can be named. Hostile input is bounded: every size and count is checked
-against the partition (and the reader's limits) before anything is allocated or looped over,
-and big regions (the directory slot, the body) are read a few MiB at a time.
+read() parses a dump partition into dataclasses and classifies the dump as none /
+unsupported / partial / corrupt / complete exactly as the spec's last section says. It never
+raises on what it finds on the disk: every problem becomes a Finding, in the order it was
+found, so the first inconsistency can be named. Hostile input is bounded: every size and
+count is checked against the partition (and the reader's limits) before anything is allocated
+or looped over, and big regions (the directory slot, the body) are read a few MiB at a time.
+
+Version 3 keeps two directory slots and two CRC table slots; the leader names the one it
+vouches for (`slot`), or none yet (0). The reader reads only what the leader vouches for: the
+other slot holds an earlier checkpoint (or nothing) and is never looked at.
+
+The chunk CRCs of the body come from Image.chunk_crcs(), which a subclass may serve from a
+cache (a caller that classifies many states of one disk need not re-read the body each time).
 
 The directory's records and their rules are in harness/dumpdir.py; this module re-exports them.
 """
@@ -55,7 +62,8 @@ PAGE = 4096
 HEADER_SIZE = 512
 LEADER_OFFSET = 65536
 DIR_OFFSET = 69632
-VERSION = 2
+VERSION = 3
+SLOTS = (1, 2)  # the directory and CRC table slots a leader may name (0: none yet)
 BLOCK_SIZES = (512, 4096)
 WRITER_CHUNK_SIZE = 65536
 WRITER_TABLE_LIMIT = 256 * KiB
@@ -129,7 +137,7 @@ _HEADER_FIELDS = (
     ("area_count", "I"), ("max_transfer", "I"), ("min_transfer", "I"), ("level", "I"),
     ("failure_offset", "Q"), ("ram_bytes", "Q"), ("tsc_hz", "Q"), ("tsc_crash", "Q"),
     ("tsc_done", "Q"), ("estimate_bytes", "Q"), ("registers", "32Q"), ("chunks_sealed", "I"),
-    ("device_role", "I"), ("restart_error", "I"), ("reserved_484", "I"), ("restart_offset", "Q"),
+    ("device_role", "I"), ("restart_error", "I"), ("slot", "I"), ("restart_offset", "Q"),
     ("reserved_496", "12s"), ("header_crc", "I"),
 )
 _HEADER = struct.Struct("<" + "".join(f for _, f in _HEADER_FIELDS))
@@ -200,7 +208,7 @@ class Header:
     chunks_sealed: int
     device_role: int
     restart_error: int
-    reserved_484: int
+    slot: int
     restart_offset: int
     reserved_496: bytes
     header_crc: int
@@ -223,8 +231,15 @@ class Header:
 
     @property
     def valid(self) -> bool:
-        """Valid in the spec's sense: magic, version (and size) and CRC."""
+        """A header of this version: magic, version, size and CRC (the field rules aside)."""
         return self.magic == HEADER_MAGIC and self.version == VERSION and self.header_size == HEADER_SIZE and self.crc_ok
+
+    @property
+    def of_another_version(self) -> bool:
+        """A valid header of another version: the magic, header_size and CRC at 508 that every
+        dumpbed version shares, and a version other than this reader's."""
+        return (self.magic == HEADER_MAGIC and self.version != VERSION and self.header_size == HEADER_SIZE
+                and self.crc_ok)
 
     @property
     def complete(self) -> bool:
@@ -256,8 +271,24 @@ class Header:
 
     @property
     def sealed_chunks(self) -> int:
-        """Chunks whose CRC the table vouches for."""
-        return self.nchunks if self.complete else self.chunks_sealed
+        """Chunks whose CRC the table vouches for (= nchunks when COMPLETE, a field rule)."""
+        return self.chunks_sealed
+
+    @property
+    def sealed_end(self) -> int:
+        """Partition offset where the sealed chunks end (the last, short chunk of a COMPLETE
+        body ends with it)."""
+        return self.end_offset if self.complete else self.body_offset + self.chunks_sealed * self.chunk_size
+
+    @property
+    def dir_slot_offset(self) -> int:
+        """Partition offset of the directory slot this header names (slot 1 or 2)."""
+        return self.dir_offset + (self.slot - 1) * self.dir_bytes
+
+    @property
+    def table_slot_offset(self) -> int:
+        """Partition offset of the CRC table slot this header names (slot 1 or 2)."""
+        return self.crc_table_offset + (self.slot - 1) * self.crc_table_bytes
 
     def register_dict(self) -> dict[str, int]:
         return {name: value for name, value in zip(REGISTER_NAMES, self.registers) if name != "reserved"}
@@ -340,15 +371,17 @@ class Dump:
     partition_bytes: int
     block_size: int
     image_bytes: int
-    status: str = "none"  # none / partial / corrupt / complete
+    status: str = "none"  # none / unsupported / partial / corrupt / complete
     reason: str = ""  # one line: why this classification
-    first_inconsistency: str | None = None
+    first_inconsistency: str | None = None  # corrupt: the first one found (none: why there is no dump)
     findings: list[Finding] = field(default_factory=list)
-    leader: Header | None = None
-    trailer: Header | None = None  # None when the trailer block has no header magic
+    version: int | None = None  # the leader's format version, when it has the header magic
+    leader: Header | None = None  # parsed whenever the leader slot has the header magic
+    trailer: Header | None = None  # the trailer of this dump, when the trailer block holds one
     trailer_matches: bool = False
-    stale_trailer: Header | None = None  # an older dump's trailer under an unfinished leader
-    header: Header | None = None  # the header the layout was read from (leader, or a valid trailer)
+    stale_trailer: Header | None = None  # another dump's trailer under an unfinished leader: ignored
+    header: Header | None = None  # the header the layout was read from (the leader, or for the
+    # diagnosis of a damaged leader a valid trailer); None for none and unsupported dumps
     geometry_ok: bool = False
     directory_ok: bool = False
     directory_header: DirectoryHeader | None = None
@@ -371,11 +404,17 @@ class Dump:
         return self.header is not None and self.header.complete
 
     @property
+    def slot(self) -> int | None:
+        """The directory and table slot the header vouches for (0: none yet)."""
+        return self.header.slot if self.header else None
+
+    @property
     def extent(self) -> list[tuple[int, int]] | None:
-        """Partition ranges [start, end) the writer may have written: from the leader slot to
-        the end marker (for an IN_PROGRESS or FAILED leader: to 64 MiB past its body_written,
-        and for a FAILED one to the end of the write that failed), and the trailer block.
-        None when no header says where."""
+        """Partition ranges [start, end) the writer may have written, as the page's "The dump
+        extent" says: from the leader slot to the end marker for a COMPLETE leader, to 64 MiB
+        of body past its body_written for an IN_PROGRESS or FAILED one (the leader on disk lags
+        the writes by less than a checkpoint; slot 0 included), and the trailer block. None
+        when no header of this dump says where (a none dump: nothing was written)."""
         h = self.header
         if h is None or not self.geometry_ok:
             return None
@@ -383,10 +422,7 @@ class Dump:
         if h.complete:
             end = h.end_offset + PAGE
         else:
-            # The leader may lag the writes by less than a checkpoint's 64 MiB of body.
             end = min(h.body_offset + h.body_written + CHECKPOINT_BYTES, trailer)
-            if h.status == HeaderStatus.FAILED and h.failure_offset >= end:
-                end = min(trailer, h.failure_offset + max(h.max_transfer, self.block_size))
         return [(LEADER_OFFSET, end), (trailer, self.partition_bytes)]
 
     @property
@@ -427,14 +463,13 @@ class Dump:
             return False
         return h.body_offset <= area.disk_offset and area.disk_offset + area.padded_length <= h.body_end
 
+    def area_sealed(self, area: Area) -> bool:
+        """True when the area lies in chunks the header seals (their CRCs vouch for it)."""
+        return self.area_written(area) and area.disk_offset + area.padded_length <= self.header.sealed_end
+
     def area_vouched(self, area: Area) -> bool:
-        """True when every chunk of the area is sealed and was verified good."""
-        h = self.header
-        if not self.area_written(area) or not self.chunks_verified or self.bad_chunk_count:
-            return False
-        end = area.disk_offset + max(area.padded_length, 1)
-        last_chunk = (end - 1 - h.body_offset) // h.chunk_size
-        return last_chunk < h.sealed_chunks
+        """True when the area lies in sealed chunks and they were verified good."""
+        return self.area_sealed(area) and self.chunks_verified and not self.bad_chunk_count
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,6 +506,34 @@ class Image:
         if self._buf is not None:
             return bytes(self._buf[offset:offset + length])
         return os.pread(self._fd, min(length, self.size - offset), offset)
+
+    def chunk_crcs(self, offset: int, chunk_size: int, count: int, end: int) -> list[int] | None:
+        """CRC32C of each of the first `count` chunks of the body [offset, end) of the image cut
+        in chunk_size pieces (the last may be shorter: it ends at `end`); None if the image
+        ends before the last of them does.
+
+        The reader's only way to the body's chunks: a subclass may serve them from a cache
+        (keyed by offset and chunk_size, the CRC of a chunk never changes while its bytes do
+        not). This one reads a few MiB at a time."""
+        if count <= 0:
+            return []
+        stop = min(end, offset + count * chunk_size)
+        if offset < 0 or chunk_size <= 0 or stop <= offset + (count - 1) * chunk_size or stop > self.size:
+            return None
+        crcs: list[int] = []
+        if chunk_size > _STEP:  # the big chunks of huge partitions: each in pieces
+            for k in range(count):
+                start = offset + k * chunk_size
+                crc, chunk_end = 0, min(start + chunk_size, stop)
+                for pos in range(start, chunk_end, _STEP):
+                    crc = google_crc32c.extend(crc, self.read(pos, min(_STEP, chunk_end - pos)))
+                crcs.append(crc)
+            return crcs
+        per_step = _STEP // chunk_size * chunk_size  # a whole number of chunks at a time
+        for pos in range(offset, stop, per_step):
+            data = self.read(pos, min(per_step, stop - pos))
+            crcs += [google_crc32c.value(data[rel:rel + chunk_size]) for rel in range(0, len(data), chunk_size)]
+        return crcs
 
     def first_data(self, start: int, end: int) -> int | None:
         """Where [start, end) first holds allocated data (a file: SEEK_DATA; a buffer: a
@@ -529,6 +592,12 @@ class _Partition:
             crc = google_crc32c.extend(crc, self.image.read(self.offset + pos, min(_STEP, off + n - pos)))
         return crc
 
+    def chunk_crcs(self, off: int, chunk_size: int, count: int, end: int) -> list[int] | None:
+        """Image.chunk_crcs of partition offsets; None when [off, end) leaves the partition."""
+        if off < 0 or end > self.size:
+            return None
+        return self.image.chunk_crcs(self.offset + off, chunk_size, count, self.offset + end)
+
     def first_nonzero(self, off: int, n: int) -> tuple[str, int] | None:
         """None if [off, off+n) is all zero, else ("nonzero", offset) or ("missing", offset)."""
         for pos in range(off, off + n, _STEP):
@@ -552,30 +621,43 @@ def read(
     partition_bytes: int,
     block_size: int | None = None,
     verify_chunks: bool = True,
+    dump_id: bytes | None = None,
 ) -> Dump:
     """Parse and classify the dump in the partition [partition_offset, +partition_bytes) of an
     image (path, open file, mmap, bytes or Image). block_size is the device's logical block
-    size when known (it locates the trailer and must equal the header's)."""
+    size when known (it locates the trailer and must equal the header's). dump_id is the dump
+    the caller looks for (the harness gives its run's): a valid leader of another dump makes
+    the dump none."""
     if isinstance(source, Image):
-        return _Reader(source, partition_offset, partition_bytes, block_size, verify_chunks).run()
+        return _Reader(source, partition_offset, partition_bytes, block_size, verify_chunks, dump_id).run()
     with Image(source) as image:
-        return _Reader(image, partition_offset, partition_bytes, block_size, verify_chunks).run()
+        return _Reader(image, partition_offset, partition_bytes, block_size, verify_chunks, dump_id).run()
 
 
-def read_image(image_path: str | Path, verify_chunks: bool = True) -> Dump:
+def read_image(image_path: str | Path, verify_chunks: bool = True, dump_id: bytes | None = None) -> Dump:
     """Find the dump partition through the image's GPT and read it (GptError if there is none)."""
     from harness import gpt
 
     offset, size, block = gpt.find_dump_partition(image_path)
-    return read(image_path, offset, size, block, verify_chunks)
+    return read(image_path, offset, size, block, verify_chunks, dump_id)
+
+
+def another_dump(found: bytes, wanted: bytes | None) -> str | None:
+    """Why a header with dump id `found` is not the dump looked for (None: it is, or no id was
+    given). The one place of the rule "another dump's leader is no dump of this run"."""
+    if wanted is None or found == wanted:
+        return None
+    return f"the leader is a valid header of another dump (dump id {found.hex()}): no dump with id {wanted.hex()}"
 
 
 class _Reader:
-    def __init__(self, image: Image, offset: int, size: int, block_size: int | None, verify_chunks: bool):
+    def __init__(self, image: Image, offset: int, size: int, block_size: int | None, verify_chunks: bool,
+                 dump_id: bytes | None):
         self.part = _Partition(image, offset, max(0, size))
         self.expected_block = block_size
         self.verify_chunks = verify_chunks
-        self.magic_found = False
+        self.wanted_id = dump_id
+        self.settled: tuple[str, str] | None = None  # (status, reason) of a none or unsupported dump
         self.dump = Dump(
             partition_offset=offset,
             partition_bytes=size,
@@ -596,49 +678,66 @@ class _Reader:
                 f"image is {self.part.image.size} bytes but the partition ends at "
                 f"{self.part.offset + d.partition_bytes}: truncated",
             )
-        if self.read_leader():
+        self.read_leader()
+        if self.settled is None and d.leader is not None:
             self.read_trailer()
             if self.choose_geometry():
-                self.read_directory()
-                self.check_padding()
-                self.read_crc_table()
-                if d.header.complete:
-                    self.read_end_marker()
-                if self.verify_chunks:
-                    self.check_chunks()
-                self.read_crash_record()
+                self.read_vouched()
         self.classify()
         return d
 
+    def read_vouched(self) -> None:
+        """What the header vouches for: directory and table slot `slot`, the body's sealed
+        chunks, the end marker when COMPLETE. The first leader (slot 0) vouches for nothing
+        else: there is no directory, table or sealed chunk to read yet."""
+        d = self.dump
+        if d.header.slot == 0:
+            d.directory_ok = d.crc_table_ok = d.chunks_verified = True
+            d.crc_table = ()
+            return
+        self.read_directory()
+        self.check_padding()
+        self.read_crc_table()
+        if d.header.complete:
+            self.read_end_marker()
+        if self.verify_chunks:
+            self.check_chunks()
+        self.read_crash_record()
+
     # -- leader and trailer ------------------------------------------------------------------
 
-    def read_leader(self) -> bool:
+    def read_leader(self) -> None:
         d = self.dump
         magic = self.part.read(LEADER_OFFSET, 8)
-        self.magic_found = magic == HEADER_MAGIC
-        if not self.magic_found:
-            self.note(STAGE_LEADER, "no dump header magic in the leader slot", LEADER_OFFSET)
-            return False
+        if magic != HEADER_MAGIC:
+            self.settled = ("none", "no dump header magic in the leader slot")
+            return
         raw = self.part.read(LEADER_OFFSET, HEADER_SIZE)
         if raw is None:
             self.note(STAGE_LEADER, "leader header truncated by the end of the image", LEADER_OFFSET)
-            return False
-        d.leader = Header.parse(raw)
-        if not self.header_valid(d.leader, "leader", STAGE_LEADER, LEADER_OFFSET):
-            return True
+            return
+        h = d.leader = Header.parse(raw)
+        d.version = h.version
+        if h.of_another_version:
+            self.settled = ("unsupported", f"a version {h.version} dump: this reader reads version {VERSION} only")
+            return
+        if not self.header_valid(h, "leader", STAGE_LEADER, LEADER_OFFSET):
+            return  # corrupt; a valid trailer may still tell where things are (choose_geometry)
+        other = another_dump(h.dump_id, self.wanted_id)
+        if other:
+            self.settled = ("none", other)
+            return
         bad = self.part.first_nonzero(LEADER_OFFSET + HEADER_SIZE, PAGE - HEADER_SIZE)
         if bad:
             self.note(STAGE_LEADER, f"leader slot: {_zero_problem(bad)} after the header", bad[1])
-        if self.expected_block is None and d.leader.block_size in BLOCK_SIZES:
-            d.block_size = d.leader.block_size
-        self.check_header_fields(d.leader, "leader", STAGE_LEADER)
-        return True
+        if self.expected_block is None and h.block_size in BLOCK_SIZES:
+            self.dump.block_size = h.block_size
+        self.check_header_fields(h, "leader", STAGE_LEADER)
 
     def header_valid(self, h: Header, which: str, stage: str, offset: int) -> bool:
         ok = True
         if h.version != VERSION:
-            old = " (this reader reads version 2 only)" if h.version == 1 else ""
-            self.note(stage, f"{which}: version {h.version}, expected {VERSION}{old}", offset + 8)
+            self.note(stage, f"{which}: version {h.version}, expected {VERSION}", offset + 8)
             ok = False
         if h.header_size != HEADER_SIZE:
             self.note(stage, f"{which}: header_size {h.header_size}, expected {HEADER_SIZE}", offset + 12)
@@ -658,32 +757,69 @@ class _Reader:
             d.block_size = 512
         b = d.block_size
         off = d.partition_bytes - b
-        leader = d.leader
-        wants_trailer = leader is not None and leader.complete
         if off < LEADER_OFFSET + PAGE:
             self.note(STAGE_TRAILER, f"partition of {d.partition_bytes} bytes has no room for a trailer")
             return
         raw = self.part.read(off, b)
-        if raw is None or raw[:8] != HEADER_MAGIC:
-            if wants_trailer:
-                why = "beyond the end of the image" if raw is None else "no header magic"
-                self.note(STAGE_TRAILER, f"trailer block: {why}, but the leader is COMPLETE", off)
+        trailer = Header.parse(raw) if raw is not None and raw[:8] == HEADER_MAGIC else None
+        leader = d.leader if d.leader.valid else None
+        if leader is None:
+            # The leader is damaged (corrupt): a valid trailer of the dump looked for still
+            # tells where things are, for the diagnosis.
+            if trailer is not None and trailer.valid and not another_dump(trailer.dump_id, self.wanted_id):
+                d.trailer = trailer
             return
-        trailer = Header.parse(raw)
-        if (leader is not None and leader.valid and not leader.complete and trailer.valid
-                and trailer.dump_id != leader.dump_id):
-            # An older dump's trailer: the new dump, cut short, never reached its own.
+        if leader.complete:
+            self.check_final_trailer(leader, trailer, raw, off)
+        else:
+            self.check_early_trailer(leader, trailer, raw, off)
+
+    def check_final_trailer(self, leader: Header, trailer: Header | None, raw: bytes | None, off: int) -> None:
+        """A COMPLETE leader is the commit: the trailer written before it is byte-identical."""
+        d = self.dump
+        if trailer is None:
+            why = "beyond the end of the image" if raw is None else "no header magic"
+            self.note(STAGE_TRAILER, f"trailer block: {why}, but the leader is COMPLETE", off)
+            return
+        d.trailer = trailer
+        d.trailer_matches = trailer.raw == leader.raw
+        if not d.trailer_matches:
+            self.note_difference(trailer, leader, "the leader", off)
+        self.check_trailer_padding(off)
+
+    def check_early_trailer(self, leader: Header, trailer: Header | None, raw: bytes | None, off: int) -> None:
+        """An IN_PROGRESS or FAILED leader needs no trailer. A valid trailer of this dump is
+        COMPLETE (the final leader had not landed) or FAILED, never IN_PROGRESS; under a FAILED
+        leader a FAILED trailer is identical to it. Anything else in the block is ignored: a
+        block without a valid header, another dump's trailer (an older dump's)."""
+        d = self.dump
+        if trailer is None or not trailer.valid:
+            return
+        if trailer.dump_id != leader.dump_id:
             d.stale_trailer = trailer
             return
         d.trailer = trailer
-        d.trailer_matches = d.trailer.raw == leader.raw
-        if not d.trailer_matches:
-            at = next(i for i in range(HEADER_SIZE) if d.trailer.raw[i] != leader.raw[i])
-            self.note(
-                STAGE_TRAILER,
-                f"trailer differs from the leader at byte {at} ({header_field_at(at)})",
-                off + at,
-            )
+        d.trailer_matches = trailer.raw == leader.raw
+        if d.trailer_matches:
+            self.check_trailer_padding(off)
+            return
+        if trailer.status == HeaderStatus.IN_PROGRESS:
+            self.note(STAGE_TRAILER, "trailer of this dump is IN_PROGRESS (a trailer is written COMPLETE or FAILED)",
+                      off + 20)
+        elif trailer.status == HeaderStatus.FAILED and leader.status == HeaderStatus.FAILED:
+            self.note_difference(trailer, leader, "the FAILED leader", off)
+        else:
+            self.check_header_fields(trailer, "trailer", STAGE_TRAILER)
+            for p in self.geometry_problems(trailer):
+                self.note(STAGE_TRAILER, f"trailer: {p}", off)
+        self.check_trailer_padding(off)
+
+    def note_difference(self, trailer: Header, leader: Header, what: str, off: int) -> None:
+        at = next(i for i in range(HEADER_SIZE) if trailer.raw[i] != leader.raw[i])
+        self.note(STAGE_TRAILER, f"trailer differs from {what} at byte {at} ({header_field_at(at)})", off + at)
+
+    def check_trailer_padding(self, off: int) -> None:
+        b = self.dump.block_size
         bad = self.part.first_nonzero(off + HEADER_SIZE, b - HEADER_SIZE)
         if bad:
             self.note(STAGE_TRAILER, f"trailer block: {_zero_problem(bad)} after the header", bad[1])
@@ -693,17 +829,21 @@ class _Reader:
         d = self.dump
         if d.leader.valid:
             d.header = d.leader
-        elif d.trailer is not None and d.trailer.valid:
-            # The leader is damaged; the trailer still tells where things are, for diagnosis.
+            which, stage = "leader", STAGE_LEADER
+        elif d.trailer is not None:
             d.header = d.trailer
-            self.check_header_fields(d.trailer, "trailer", STAGE_TRAILER)
+            which, stage = "trailer", STAGE_TRAILER
+            self.check_header_fields(d.trailer, which, stage)
         else:
             return False
-        d.geometry_ok = self.check_geometry(d.header)
+        problems = self.geometry_problems(d.header)
+        for p in problems:
+            self.note(stage, f"{which}: {p}")
+        d.geometry_ok = not problems
         return d.geometry_ok
 
     def check_header_fields(self, h: Header, which: str, stage: str) -> None:
-        """Field rules that do not locate anything (geometry is check_geometry's)."""
+        """Field rules that do not locate anything (geometry_problems has those)."""
         base = LEADER_OFFSET if which == "leader" else self.dump.partition_bytes - self.dump.block_size
         bad = lambda msg, at: self.note(stage, f"{which}: {msg}", base + at)
         if self.expected_block is not None and h.block_size != self.expected_block:
@@ -718,10 +858,12 @@ class _Reader:
         self.check_transfer_fields(h, bad)
         if h.level > MAX_LEVEL:
             bad(f"level {h.level} (0..9)", 164)
+        if h.ram_bytes == 0:
+            bad("ram_bytes 0 (the usable RAM of the guest's memory map is never none)", 176)
+        if h.tsc_done < h.tsc_crash:
+            bad(f"tsc_done {h.tsc_done} before tsc_crash {h.tsc_crash}", 200)
         if h.registers[31]:
             bad("register slot 31 (reserved) not zero", 216 + 31 * 8)
-        if h.reserved_484:
-            bad("reserved field at 484 not zero", 484)
         if h.reserved_496 != bytes(12):
             bad("reserved bytes 496..507 not zero", 496)
 
@@ -777,19 +919,14 @@ class _Reader:
             bad(f"restart_error {h.restart_error} / restart_offset 0x{h.restart_offset:x} in generation "
                 f"{h.generation} (0 unless restarted)", 480)
 
-    def check_geometry(self, h: Header) -> bool:
-        """Every location and size in the header, against each other and the partition.
-        Nothing is read beyond the header unless all of these hold."""
-        d = self.dump
-        stage = STAGE_LEADER if h is d.leader else STAGE_TRAILER
-        which = "leader" if h is d.leader else "trailer"
-        problems = self.slot_problems(h)
+    def geometry_problems(self, h: Header) -> list[str]:
+        """Every location and size in the header, against each other and the partition, and
+        the slot it names. Nothing is read beyond the header unless all of these hold."""
+        problems = self.layout_problems(h) + self.slot_problems(h)
         problems += self.body_problems(h) if h.complete else self.progress_problems(h)
-        for p in problems:
-            self.note(stage, f"{which}: {p}")
-        return not problems
+        return problems
 
-    def slot_problems(self, h: Header) -> list[str]:
+    def layout_problems(self, h: Header) -> list[str]:
         """The leader, directory and table slots; the chunk size the partition fixes."""
         d = self.dump
         problems = []
@@ -807,8 +944,8 @@ class _Reader:
                 f"dir_bytes {h.dir_bytes} is not a page multiple holding {h.component_count} components "
                 f"and {h.area_count} areas"
             )
-        if h.crc_table_offset != h.dir_offset + h.dir_bytes:
-            problems.append(f"crc_table_offset {h.crc_table_offset} != dir_offset + dir_bytes")
+        if h.crc_table_offset != h.dir_offset + 2 * h.dir_bytes:
+            problems.append(f"crc_table_offset {h.crc_table_offset} != dir_offset + 2 x dir_bytes (two slots)")
         chunk = writer_chunk_size(d.partition_bytes)
         if h.chunk_size != chunk:
             problems.append(f"chunk_size {h.chunk_size}, a partition of {d.partition_bytes} bytes has {chunk}")
@@ -816,9 +953,27 @@ class _Reader:
         if h.crc_table_bytes != table:
             problems.append(f"crc_table_bytes {h.crc_table_bytes}, a partition of {d.partition_bytes} bytes "
                             f"has {table}")
-        if h.body_offset != h.crc_table_offset + h.crc_table_bytes:
-            problems.append(f"body_offset {h.body_offset} != crc_table_offset + crc_table_bytes")
+        if h.body_offset != h.crc_table_offset + 2 * h.crc_table_bytes:
+            problems.append(f"body_offset {h.body_offset} != crc_table_offset + 2 x crc_table_bytes (two slots)")
+        elif h.body_offset + PAGE > d.partition_bytes - d.block_size:
+            problems.append(f"body_offset {h.body_offset}: no room for an end marker and the trailer (a partition "
+                            f"that small gets no write)")
         return problems
+
+    @staticmethod
+    def slot_problems(h: Header) -> list[str]:
+        """slot is 1 or 2 when COMPLETE, 0 (the first leader: nothing written it vouches for)
+        otherwise too; with slot 0 every figure of the directory and the body is 0."""
+        if h.slot not in (0, *SLOTS):
+            return [f"slot {h.slot} (0, 1 or 2)"]
+        if h.slot == 0 and h.complete:
+            return ["COMPLETE with slot 0 (a COMPLETE leader names its final directory and table)"]
+        if h.slot == 0:
+            figures = ("dir_crc", "crc_table_crc", "component_count", "area_count", "body_written", "chunks_sealed")
+            set_ = [f"{name} {getattr(h, name)}" for name in figures if getattr(h, name)]
+            if set_:
+                return [f"slot 0 with {', '.join(set_)} (0 until a directory is written)"]
+        return []
 
     def body_problems(self, h: Header) -> list[str]:
         """A COMPLETE dump: the body, the end marker, every chunk sealed."""
@@ -836,8 +991,8 @@ class _Reader:
         return problems
 
     def progress_problems(self, h: Header) -> list[str]:
-        """An IN_PROGRESS or FAILED dump: no body size or end yet; body_written and the sealed
-        chunks within the partition."""
+        """An IN_PROGRESS or FAILED dump: no body size or end yet; body_written within the
+        partition and its whole chunks, exactly, sealed."""
         problems = []
         if h.body_bytes or h.end_offset:
             problems.append(f"{h.status_name} with body_bytes {h.body_bytes} / end_offset {h.end_offset} "
@@ -846,9 +1001,9 @@ class _Reader:
             problems.append(f"body_written {h.body_written} not a page multiple")
         if h.body_offset + h.body_written + PAGE > self.dump.partition_bytes - self.dump.block_size:
             problems.append(f"body_written {h.body_written} leaves no room for the end marker and trailer")
-        elif h.chunk_size and h.chunks_sealed > h.body_written // h.chunk_size:
-            problems.append(f"chunks_sealed {h.chunks_sealed}, but body_written {h.body_written} fills only "
-                            f"{h.body_written // h.chunk_size} chunks")
+        elif h.chunk_size and h.chunks_sealed != h.body_written // h.chunk_size:
+            problems.append(f"chunks_sealed {h.chunks_sealed}, but body_written {h.body_written} fills "
+                            f"{h.body_written // h.chunk_size} chunks (each whole chunk written is sealed)")
         return problems
 
     # -- directory and body ------------------------------------------------------------------
@@ -856,7 +1011,7 @@ class _Reader:
     def directory_context(self) -> dumpdir.Context:
         h = self.dump.header
         return dumpdir.Context(
-            offset=h.dir_offset, dir_bytes=h.dir_bytes, component_count=h.component_count,
+            offset=h.dir_slot_offset, dir_bytes=h.dir_bytes, component_count=h.component_count,
             area_count=h.area_count, level=h.level, generation=h.generation, estimate_bytes=h.estimate_bytes,
             body_offset=h.body_offset, body_end=h.body_end, complete=h.complete,
         )
@@ -865,20 +1020,21 @@ class _Reader:
         d, h = self.dump, self.dump.header
         first_finding = len(d.findings)
         note = lambda msg, at=None: self.note(STAGE_STRUCTURE, msg, at)
-        crc = self.part.crc(h.dir_offset, h.dir_bytes)
+        at = h.dir_slot_offset
+        crc = self.part.crc(at, h.dir_bytes)
         if crc is None:
-            note("directory: beyond the end of the image", h.dir_offset)
+            note(f"directory slot {h.slot}: beyond the end of the image", at)
             return
         if crc != h.dir_crc:
-            note(f"directory: CRC32C 0x{crc:08x}, header says 0x{h.dir_crc:08x}", h.dir_offset)
+            note(f"directory slot {h.slot}: CRC32C 0x{crc:08x}, header says 0x{h.dir_crc:08x}", at)
         ctx = self.directory_context()
-        dh = dumpdir.parse_header(self.part.read(h.dir_offset, DIR_HEADER_SIZE))
+        dh = dumpdir.parse_header(self.part.read(at, DIR_HEADER_SIZE))
         d.directory_header = dh
         if not dumpdir.check_header(dh, ctx, note):
             return
         used = dh.used_bytes  # bounded: MAX_DIRECTORY_ENTRIES records, within dir_bytes
-        directory = dumpdir.parse_records(self.part.read(h.dir_offset, used), dh, ctx, note)
-        bad = self.part.first_nonzero(h.dir_offset + used, h.dir_bytes - used)
+        directory = dumpdir.parse_records(self.part.read(at, used), dh, ctx, note)
+        bad = self.part.first_nonzero(at + used, h.dir_bytes - used)
         if bad:
             note(f"directory: {_zero_problem(bad)} after the last record", bad[1])
         d.components, d.areas = directory.components, directory.areas
@@ -910,28 +1066,26 @@ class _Reader:
     # -- CRC table, end marker, chunks -------------------------------------------------------
 
     def read_crc_table(self) -> None:
-        """The table slot must match crc_table_crc (the writer zeroes the whole slot before its
-        first leader). Its first sealed_chunks entries are valid; a COMPLETE table has zeros
-        after them."""
+        """Table slot `slot` must match crc_table_crc. Its first chunks_sealed entries are valid,
+        every entry after them is zero (partial or complete)."""
         d, h = self.dump, self.dump.header
-        n = h.sealed_chunks
-        raw = self.part.read(h.crc_table_offset, h.crc_table_bytes)  # at most 256 KiB (geometry)
+        n = h.chunks_sealed
+        at = h.table_slot_offset
+        raw = self.part.read(at, h.crc_table_bytes)  # at most 256 KiB (geometry)
         if raw is None:
-            self.note(STAGE_STRUCTURE, "CRC table: beyond the end of the image", h.crc_table_offset)
+            self.note(STAGE_STRUCTURE, f"CRC table slot {h.slot}: beyond the end of the image", at)
             return
         crc = crc32c(raw)
         ok = True
         if crc != h.crc_table_crc:
-            self.note(
-                STAGE_STRUCTURE,
-                f"CRC table: CRC32C 0x{crc:08x}, header says 0x{h.crc_table_crc:08x}",
-                h.crc_table_offset,
-            )
+            self.note(STAGE_STRUCTURE, f"CRC table slot {h.slot}: CRC32C 0x{crc:08x}, header says "
+                                       f"0x{h.crc_table_crc:08x}", at)
             ok = False
         tail = raw[4 * n:]
-        if h.complete and tail.count(0) != len(tail):
-            at = 4 * n + next(i for i, c in enumerate(tail) if c)
-            self.note(STAGE_STRUCTURE, f"CRC table: nonzero byte after the {n} entries", h.crc_table_offset + at)
+        if tail.count(0) != len(tail):
+            pos = 4 * n + next(i for i, c in enumerate(tail) if c)
+            self.note(STAGE_STRUCTURE, f"CRC table slot {h.slot}: entry {pos // 4} not zero, past the {n} sealed "
+                                       f"entries", at + pos)
             ok = False
         d.crc_table = struct.unpack_from(f"<{n}I", raw)
         d.crc_table_ok = ok
@@ -971,33 +1125,23 @@ class _Reader:
         d.end_marker_ok = len(d.findings) == first
 
     def check_chunks(self) -> None:
-        """Every sealed chunk (all of a COMPLETE dump's) against its CRC table entry."""
+        """Every sealed chunk (all of a COMPLETE dump's) against its CRC table entry, the CRCs
+        from the image's chunk_crcs()."""
         d, h = self.dump, self.dump.header
         if not d.crc_table_ok:
             return
-        cs, sealed = h.chunk_size, h.sealed_chunks
-        body_end = h.body_offset + sealed * cs if not h.complete else h.end_offset
-        # Read a few MiB at a time, a whole number of chunks each (or one chunk in pieces,
-        # for the big chunks of huge partitions).
-        per_step = max(1, _STEP // cs)
-        for first in range(0, sealed, per_step):
-            step_off = h.body_offset + first * cs
-            step_len = min(per_step * cs, body_end - step_off)
-            if cs > _STEP:
-                crc = self.part.crc(step_off, step_len)
-                actual = None if crc is None else [crc]
-            else:
-                data = self.part.read(step_off, step_len)
-                actual = None if data is None else [
-                    google_crc32c.value(data[rel:rel + cs]) for rel in range(0, step_len, cs)
-                ]
-            if actual is None:
-                self.note(STAGE_CHUNK, f"body beyond the end of the image from chunk {first}", step_off)
-                d.bad_chunk_count += sealed - first
-                return
-            for k, crc in enumerate(actual, first):
-                if crc != d.crc_table[k]:
-                    self.bad_chunk(k, crc, body_end)
+        sealed, end = h.chunks_sealed, h.sealed_end
+        actual = self.part.chunk_crcs(h.body_offset, h.chunk_size, sealed, end)
+        if actual is None:
+            present = self.part.image.size - (self.part.offset + h.body_offset)
+            first = min(sealed, max(0, present // h.chunk_size))
+            self.note(STAGE_CHUNK, f"body beyond the end of the image from chunk {first}",
+                      h.body_offset + first * h.chunk_size)
+            d.bad_chunk_count += sealed - first
+            return
+        for k, crc in enumerate(actual):
+            if crc != d.crc_table[k]:
+                self.bad_chunk(k, crc, end)
         d.chunk_count = sealed
         d.chunks_verified = True
 
@@ -1076,18 +1220,18 @@ class _Reader:
         """The spec's last section. The crash record's findings do not change the class (they
         are the crash-record check's)."""
         d = self.dump
-        stages = lambda *s: [f for f in d.findings if f.stage in s]
-        leader = d.leader
-        if leader is None and not self.magic_found:
-            d.status = "none"
-            d.reason = d.first_inconsistency = "no dump header magic in the leader slot"
+        if self.settled is not None:  # none, or unsupported: nothing of it was read
+            d.status, d.reason = self.settled
+            if d.status == "none":
+                d.first_inconsistency = d.reason
             return
         # The leader's own problems name the dump best, then the trailer's, then the rest.
         for stage in (STAGE_LEADER, STAGE_TRAILER, STAGE_STRUCTURE, STAGE_CHUNK):
-            first = stages(stage)
+            first = [f for f in d.findings if f.stage == stage]
             if first:
                 self.corrupt(first[0])
                 return
+        leader = d.leader
         if leader.status in (HeaderStatus.IN_PROGRESS, HeaderStatus.FAILED):
             d.status = "partial"
             d.reason = self.partial_reason(leader)
@@ -1102,10 +1246,17 @@ class _Reader:
 
     def partial_reason(self, h: Header) -> str:
         d = self.dump
-        pending = sum(1 for c in d.components if c.status == ComponentStatus.PENDING)
-        progress = (f"{h.body_written} body bytes written in {len(d.areas)} areas, {h.chunks_sealed} chunks sealed"
-                    f"{' and verified' if d.chunks_verified and h.chunks_sealed else ''}, "
-                    f"{pending} component{'' if pending == 1 else 's'} PENDING")
+        if h.slot == 0:
+            progress = "slot 0: the dump has begun, no directory yet (nothing usable)"
+        else:
+            count = lambda status: sum(1 for c in d.components if c.status == status)
+            pending, partial = count(ComponentStatus.PENDING), count(ComponentStatus.PARTIAL)
+            progress = (f"slot {h.slot}: {h.body_written} body bytes written in {len(d.areas)} areas, "
+                        f"{h.chunks_sealed} chunks sealed{' and verified' if d.chunks_verified and h.chunks_sealed else ''}, "
+                        f"{pending} component{'' if pending == 1 else 's'} PENDING"
+                        + (f", {partial} PARTIAL" if partial else ""))
+        if d.trailer is not None and d.trailer.complete:
+            progress += "; the trailer is COMPLETE (the final leader had not landed)"
         if h.status == HeaderStatus.FAILED:
             return f"dump FAILED: errno {h.failure} at partition offset 0x{h.failure_offset:x}; {progress}"
         return f"dump IN_PROGRESS: {progress}"
