@@ -1,25 +1,40 @@
 """What a run ended with, against what its scenario expected (docs/faults.md, "Outcomes").
 
-Every dump is classified complete, partial, corrupt or none (harness/dumpfmt.py). A dump whose
-id is not this run's is none: an older dump left on the disk is never taken for the new one.
-The verdict is pass only when the classification is the one the scenario expects and every
-oracle that applies passes.
+Every dump is classified complete, partial, unsupported, corrupt or none (harness/dumpfmt.py).
+The reader, given the run's dump id, reads another dump's leader as none: an older dump left on
+the disk is never taken for the new one. The verdict is pass only when the classification is
+the one the scenario expects and every oracle that applies passes.
 """
 from __future__ import annotations
 
 from typing import Optional
 
-OUTCOMES = ("complete", "partial", "corrupt", "none")
+from harness.dumpfmt import another_dump
+
+OUTCOMES = ("complete", "partial", "unsupported", "corrupt", "none")
 
 
 def actual(dump: dict, scenario: Optional[dict]) -> tuple[str, str]:
-    """(classification, why) of the dump of record."""
+    """(classification, why) of the dump of record (validate's dump summary)."""
     status = dump.get("status") or "none"
-    want_id = (scenario or {}).get("dump_id")
-    if status != "none" and want_id and dump.get("dump_id") and dump["dump_id"] != want_id:
-        return "none", f"the disk holds a {status} dump of another run (dump id {dump['dump_id']})"
+    found = _id_bytes(dump.get("dump_id"))
+    if status != "none" and found is not None:
+        # A dump read without the run's id (the reader names it none when given the id).
+        other = another_dump(found, _id_bytes((scenario or {}).get("dump_id")))
+        if other:
+            return "none", f"a {status} dump: {other}"
     why = dump.get("first_inconsistency") if status == "corrupt" else dump.get("reason")
     return status, why or ""
+
+
+def _id_bytes(value) -> Optional[bytes]:
+    """A dump id as the summary (hex) or a loaded scenario (bytes) holds it; None if unusable."""
+    if isinstance(value, bytes):
+        return value
+    try:
+        return bytes.fromhex(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def expected(scenario: Optional[dict]) -> str:

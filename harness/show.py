@@ -12,7 +12,8 @@ from rich.text import Text
 
 from harness import dumpfmt, gpt
 
-_STATUS_STYLE = {"complete": "bold green", "partial": "bold yellow", "corrupt": "bold red", "none": "bold"}
+_STATUS_STYLE = {"complete": "bold green", "partial": "bold yellow", "corrupt": "bold red", "none": "bold",
+                 "unsupported": "bold magenta"}
 
 
 def render(dump: dumpfmt.Dump) -> Group:
@@ -26,6 +27,9 @@ def render(dump: dumpfmt.Dump) -> Group:
         f"block size {dump.block_size}; image {dump.image_bytes} bytes"
     ))
 
+    if dump.header is None and dump.leader is not None:
+        # None (another dump's leader) or unsupported (another version): what the leader says of itself.
+        parts.append(Text(f"leader: version {dump.leader.version}, dump_id {dump.leader.dump_id.hex()}"))
     h = dump.header
     if h is not None:
         which = "leader" if h is dump.leader else "trailer (the leader is invalid)"
@@ -48,8 +52,11 @@ def render(dump: dumpfmt.Dump) -> Group:
             ("estimate", f"{h.estimate_bytes} bytes"),
             ("block_size", h.block_size),
             ("partition_bytes", h.partition_bytes),
-            ("directory", f"offset {_hex(h.dir_offset)}, {h.dir_bytes} bytes, crc {h.dir_crc:08x}"),
-            ("crc table", f"offset {_hex(h.crc_table_offset)}, {h.crc_table_bytes} bytes, crc {h.crc_table_crc:08x}"),
+            ("slot", _slot(h)),
+            ("directory", f"slots at {_hex(h.dir_offset)} and {_hex(h.dir_offset + h.dir_bytes)}, {h.dir_bytes} "
+                          f"bytes each, crc {h.dir_crc:08x}"),
+            ("crc table", f"slots at {_hex(h.crc_table_offset)} and {_hex(h.crc_table_offset + h.crc_table_bytes)}, "
+                          f"{h.crc_table_bytes} bytes each, crc {h.crc_table_crc:08x}"),
             ("body", f"offset {_hex(h.body_offset)}, {h.body_bytes} bytes, written {h.body_written}"),
             ("end_offset", _hex(h.end_offset)),
             ("chunks", f"{h.nchunks} of {h.chunk_size} bytes, {h.chunks_sealed} sealed"),
@@ -58,7 +65,7 @@ def render(dump: dumpfmt.Dump) -> Group:
             ("transfer", f"min {h.min_transfer}, max {h.max_transfer}"),
             ("ram_bytes", h.ram_bytes),
             ("tsc", f"{h.tsc_hz} Hz, crash {h.tsc_crash}, done {h.tsc_done}" + _seconds(h)),
-            ("trailer", "identical" if dump.trailer_matches else ("differs" if dump.trailer else "absent")),
+            ("trailer", _trailer(dump)),
             ("rip / rsp", f"{_hex(h.registers[16])} / {_hex(h.registers[7])}"),
         ]
         for name, value in rows:
@@ -178,6 +185,22 @@ def show(image_path: str | Path, partition: tuple[int, int, int] | None = None, 
     if print_it:
         Console().print(render(dump))
     return text
+
+
+def _slot(h: dumpfmt.Header) -> str:
+    if h.slot == 0:
+        return "0 (the first leader: no directory or table yet)"
+    if h.slot in dumpfmt.SLOTS:
+        return f"{h.slot} (directory at {_hex(h.dir_slot_offset)}, table at {_hex(h.table_slot_offset)})"
+    return f"{h.slot} (no such slot)"
+
+
+def _trailer(dump: dumpfmt.Dump) -> str:
+    if dump.trailer is None:
+        return "another dump's (ignored)" if dump.stale_trailer is not None else "absent"
+    if dump.trailer_matches:
+        return "identical"
+    return f"differs ({dump.trailer.status_name})"
 
 
 def _hex(value: int) -> str:

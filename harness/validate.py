@@ -6,10 +6,14 @@
 The component oracles (protocol, sample-data, the components' part of completeness) are
 harness/checks_components.py's; this module wires them in with the scenario's expectation.
 
-Each check is a Check {name, ok, detail}. Every byte of the dump disk is covered by one:
-GPT regions (canary: byte-for-byte against the regenerated GPT), sectors outside the dump
-extent (canary), leader and trailer (format: header CRC, zero padding, identical), directory,
-CRC table and end marker (format: their CRCs), the body (chunk-crc; content for the data).
+Each check is a Check {name, ok, detail}. Every byte of the dump disk a check can judge is
+covered by one: GPT regions (canary: byte-for-byte against the regenerated GPT), sectors
+outside the dump extent (canary), leader and trailer (format: header CRC, zero padding,
+identical), the directory and CRC table slot the leader names and the end marker (format: their
+CRCs), the body (chunk-crc; content for the data). The other slot holds an earlier checkpoint
+that no leader on disk vouches for: nothing can judge it (docs/dump-format.md, "Durability").
+
+A dump of another format version is "unsupported": every check says so, none calls it corrupt.
 """
 
 from __future__ import annotations
@@ -83,6 +87,8 @@ def dump_summary(d: dumpfmt.Dump) -> dict:
         "status": d.status,
         "reason": d.reason,
         "first_inconsistency": d.first_inconsistency,
+        "version": d.version,
+        "slot": d.slot,
         "bytes": d.extent_bytes,
         "generation": d.generation,
         "dump_id": d.dump_id.hex() if d.dump_id is not None else None,
@@ -166,7 +172,7 @@ def validate_run(run_dir: str | Path) -> Validation:
         snapshot = stack.enter_context(Snapshot.load(run_dir / "snapshot"))
         images = {t.role: stack.enter_context(_open(t.image)) for t in targets}
         dumps = {t.role: dumpfmt.read(images[t.role], t.layout.dump_offset, t.layout.dump_size,
-                                      t.layout.block_size) for t in targets}
+                                      t.layout.block_size, dump_id=scenario["dump_id"]) for t in targets}
         record = dump_of_record(dumps)
         by_role = {t.role: t for t in targets}
         dump, image, layout = dumps[record], images[record], by_role[record].layout
@@ -235,7 +241,7 @@ def _with_other_disks(dump_disk: Check, run_dir: Path) -> Check:
 
 
 def validate_image(image_path: str | Path) -> Validation:
-    """The checks an image carries by itself: format (no dump id to compare), chunk-crc,
+    """The checks an image carries by itself: format (no dump id to look for), chunk-crc,
     sample-data, protocol and the components' completeness (the sample components the dump
     lists, judged against the model at the header's level), crash-record (header against the
     record; no snapshot), completeness (RAM against the header's ram_bytes). The dump
@@ -333,38 +339,47 @@ def check_sample_data(dump: dumpfmt.Dump, image: dumpfmt.Image, expect) -> Check
 
 
 def check_format(dump: dumpfmt.Dump, dump_id: bytes | None, partial_expected: bool = False) -> Check:
-    """Headers, CRCs, leader == trailer, geometry, zero regions, end marker, dump id. When the
-    scenario expects a partial dump (docs/faults.md), a consistent partial dump passes."""
+    """Headers, CRCs, leader and trailer, geometry, the slot the leader names, zero regions,
+    end marker, dump id. When the scenario expects a partial dump (docs/faults.md), a consistent
+    partial dump passes. A dump of another version fails as unsupported, never as corrupt."""
     problems = [str(f) for f in dump.findings_for("format")]
-    h = dump.header
     if dump.status == "none":
-        problems = ["no dump: no header magic in the leader slot"] + [
-            p for p in problems if not p.startswith("no dump header magic")
-        ]
-    elif h is not None and h.status != HeaderStatus.COMPLETE and not (partial_expected and dump.status == "partial"):
+        return make_check("format", [f"no dump: {dump.reason}", *problems], "")
+    if dump.status == "unsupported":
+        return make_check("format", [f"unsupported dump: {dump.reason}", *problems], "")
+    h = dump.header
+    if h is not None and h.status != HeaderStatus.COMPLETE and not (partial_expected and dump.status == "partial"):
         problems.insert(0, f"leader status {h.status_name}: {dump.reason}")
-    if h is not None and dump_id is not None and h.dump_id != dump_id:
-        problems.append(f"dump_id {h.dump_id.hex()}, the scenario gave {dump_id.hex()}")
+    other = dumpfmt.another_dump(h.dump_id, dump_id) if h is not None else None
+    if other:  # a dump read without the id looked for
+        problems.append(other)
     id_note = ", dump id matches the scenario" if dump_id is not None else ""
     where = f", {h.device_role_name.lower()} device" if h else ""
-    if dump.status == "partial" and h is not None:
+    if dump.status == "partial" and h.slot == 0:
+        return make_check("format", problems, (
+            f"a consistent partial dump: leader {h.status_name} with slot 0 (the dump has begun, no directory yet), "
+            f"generation {h.generation}{where}{id_note}"))
+    if dump.status == "partial":
         return make_check("format", problems, (
             f"a consistent partial dump: leader {h.status_name}, generation {h.generation}{where}{id_note}; "
-            f"directory and CRC table as the leader says; body_written {h.body_written} bytes, "
+            f"directory and CRC table slot {h.slot} as the leader says; body_written {h.body_written} bytes, "
             f"{h.chunks_sealed} chunks sealed; {len(dump.components)} components, {len(dump.areas)} areas listed"))
     ok_detail = (
         f"leader and trailer valid and identical, status COMPLETE, generation {h.generation if h else '?'}"
-        f"{where}{id_note}; directory, CRC table and end marker valid; {len(dump.components)} components, "
-        f"{len(dump.areas)} areas, {len(dump.calls)} calls, {len(dump.violations)} violations, "
-        f"extent {dump.extent_bytes} bytes"
+        f"{where}{id_note}; directory and CRC table slot {h.slot if h else '?'}, end marker valid; "
+        f"{len(dump.components)} components, {len(dump.areas)} areas, {len(dump.calls)} calls, "
+        f"{len(dump.violations)} violations, extent {dump.extent_bytes} bytes"
     )
     return make_check("format", problems, ok_detail)
 
 
 def check_chunks(dump: dumpfmt.Dump, partial_expected: bool = False) -> Check:
-    """Every chunk of a COMPLETE body against the CRC table. A partial dump fails it: its
-    sealed chunks are checked (a bad one is named), but no table vouches for a whole body."""
+    """Every chunk of a COMPLETE body against the CRC table. A partial dump fails it unless a
+    partial dump is expected: its sealed chunks are checked (a bad one is named), but no table
+    vouches for a whole body."""
     h = dump.header
+    if dump.status == "unsupported":
+        return Check("chunk-crc", False, f"chunk CRCs not verified: unsupported dump ({dump.reason})")
     if not dump.chunks_verified:
         own = dump.findings_for("chunk-crc")
         if own:
@@ -381,16 +396,14 @@ def check_chunks(dump: dumpfmt.Dump, partial_expected: bool = False) -> Check:
     problems = [bc.describe() for bc in dump.bad_chunks]
     if dump.bad_chunk_count > len(dump.bad_chunks):
         problems.append(f"{dump.bad_chunk_count - len(dump.bad_chunks)} more bad chunks")
+    sealed = (f"the {h.chunks_sealed} sealed chunks of {h.chunk_size} bytes match the CRC table" if h.slot
+              else "no chunk sealed yet (slot 0)")
     if problems:
         problems[0] = f"{dump.bad_chunk_count} of {dump.chunk_count} chunks bad, first: {problems[0]}"
     elif not h.complete and partial_expected:
-        return make_check("chunk-crc", [], f"partial dump: the {h.chunks_sealed} sealed chunks of {h.chunk_size} "
-                                           f"bytes match the CRC table")
+        return make_check("chunk-crc", [], f"partial dump: {sealed}")
     elif not h.complete:
-        problems.append(
-            f"dump is {h.status_name}: the {h.chunks_sealed} sealed chunks of {h.chunk_size} bytes match the CRC "
-            f"table, but no table vouches for a finished body"
-        )
+        problems.append(f"dump is {h.status_name}: {sealed}, but no table vouches for a finished body")
     return make_check("chunk-crc", problems, f"{dump.chunk_count} chunks of {h.chunk_size} bytes match the CRC table")
 
 
@@ -504,19 +517,17 @@ def _nested_problems(run_dir: Path | None) -> list[str]:
     return []
 
 
-def usable_parts(dump: dumpfmt.Dump) -> tuple[list[str], int, int]:
-    """Of a partial dump: the components all of whose areas were written within the sealed
-    chunks (so their CRCs vouch for them), and how many areas are, of how many listed."""
-    h = dump.header
-    sealed_end = h.body_offset + h.chunks_sealed * h.chunk_size if h else 0
-
-    def vouched(a) -> bool:
-        return a.disk_offset + a.length <= sealed_end or (h.complete if h else False)
-
+def usable_parts(dump: dumpfmt.Dump) -> tuple[list[str], list[str], int, int]:
+    """Of a partial dump (docs/dump-format.md, "Status"): the usable components, DUMPED ones
+    every area of which lies in the chunks the leader seals (their CRCs vouch for them); the
+    PARTIAL ones, usable in part only (their areas are as good as the chunks that hold them);
+    and how many listed areas lie in sealed chunks, of how many listed."""
+    sealed = [a for a in dump.areas if dump.area_sealed(a)]
     usable = [c.name for c in dump.components
               if c.status == ComponentStatus.DUMPED and dump.component_areas(c)
-              and all(vouched(a) for a in dump.component_areas(c))]
-    return usable, sum(1 for a in dump.areas if vouched(a)), len(dump.areas)
+              and all(dump.area_sealed(a) for a in dump.component_areas(c))]
+    in_part = [c.name for c in dump.components if c.status == ComponentStatus.PARTIAL]
+    return usable, in_part, len(sealed), len(dump.areas)
 
 
 def check_partial_completeness(dump: dumpfmt.Dump) -> Check:
@@ -524,10 +535,13 @@ def check_partial_completeness(dump: dumpfmt.Dump) -> Check:
     h = dump.header
     if h is None or not dump.geometry_ok or dump.status != "partial":
         return Check("completeness", False, f"a partial dump was expected, the disk holds: {dump.status}")
-    usable, good, listed = usable_parts(dump)
+    if h.slot == 0:
+        return Check("completeness", True, "partial, as expected: the dump has begun (slot 0), nothing usable yet")
+    usable, in_part, sealed, listed = usable_parts(dump)
+    part = f"; in part only (PARTIAL): {', '.join(in_part)}" if in_part else ""
     return make_check("completeness", [], (
-        f"partial, as expected: {good} of {listed} listed areas within the {h.chunks_sealed} sealed "
-        f"chunks; usable components: {', '.join(usable) or 'none'}"))
+        f"partial, as expected: {sealed} of {listed} listed areas within the {h.chunks_sealed} sealed "
+        f"chunks; usable components: {', '.join(usable) or 'none'}{part}"))
 
 
 def check_completeness(dump: dumpfmt.Dump, ram_reference: int, reference_name: str, expect=None) -> Check:
