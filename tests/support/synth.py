@@ -1,6 +1,6 @@
 """Synthetic dumpbed runs for unit tests.
 
-A second, minimal writer of docs/dump-format.md (version 2), written from the page with its own
+A second, minimal writer of docs/dump-format.md (version 3), written from the page with its own
 offset tables (it shares no format code with harness/dumpfmt.py), plus the artifacts of a run
 (docs/artifacts.md): scenario.json, layout.json, snapshot/, dump.img. The disk itself is
 prepared with the harness's own canary and GPT writers, as a real run would.
@@ -10,10 +10,16 @@ prepared with the harness's own canary and GPT writers, as a real run would.
     run.reseal()                                   # recompute every CRC so only content differs
     run.patch_component(2, status=synth.PENDING)   # rewrite one directory field, resealed
 
-Options give the other shapes a writer leaves: a partial dump (state="in-progress"/"failed",
-cut at an area boundary, the component being written DUMPED with its areas so far), a dump
-restarted on the secondary (generation=2), the sample components of docs/components.md
-(samples="default"), extra components with any flags, calls and violations.
+The disk is left as the write order leaves it: the leader names the slot the writer's
+alternation gives it (slot 1 for the first checkpoint, then 2, 1, ...; `slot=` chooses), the
+other slot holds the checkpoint before it (run.previous; untouched when there was none).
+
+Options give the other shapes a writer leaves: a partial dump (state="in-progress"/"failed":
+the leader describes the body up to an area boundary, or exactly with cut_inside=True; the
+component being collected PARTIAL with its areas so far; `spill` bytes written after what the
+leader describes; slot=0: the first leader only), a dump restarted on the secondary
+(generation=2), the sample components of docs/components.md (samples="default"), extra
+components with any flags, calls and violations.
 """
 
 from __future__ import annotations
@@ -44,8 +50,8 @@ REGISTERS = [
     "cr2", "cr3", "cr4", "efer",
 ]
 
-# Header fields as (offset, struct format, name), typed from the spec's table (reserved fields
-# are left zero).
+# Header fields as (offset, struct format, name), typed from the spec's table (the reserved
+# bytes 496..507 are left zero).
 HEADER_FIELDS = [
     (0, "8s", "magic"), (8, "I", "version"), (12, "I", "header_size"), (16, "I", "block_size"),
     (20, "I", "status"), (24, "16s", "dump_id"), (40, "I", "generation"), (44, "I", "crash_reason"),
@@ -58,7 +64,7 @@ HEADER_FIELDS = [
     (156, "I", "max_transfer"), (160, "I", "min_transfer"), (164, "I", "level"),
     (168, "Q", "failure_offset"), (176, "Q", "ram_bytes"), (184, "Q", "tsc_hz"), (192, "Q", "tsc_crash"),
     (200, "Q", "tsc_done"), (208, "Q", "estimate_bytes"), (472, "I", "chunks_sealed"),
-    (476, "I", "device_role"), (480, "I", "restart_error"), (488, "Q", "restart_offset"),
+    (476, "I", "device_role"), (480, "I", "restart_error"), (484, "I", "slot"), (488, "Q", "restart_offset"),
 ]
 REGISTERS_AT = 216
 HEADER_CRC_AT = 508
@@ -89,10 +95,12 @@ VIOLATION_FIELDS = {
     "generation": (28, "I"),
 }
 
+VERSION = 3
+CHECKPOINT = 64 * MiB  # the writer checkpoints at every 64 MiB of body
 IN_PROGRESS, COMPLETE, FAILED = 1, 2, 3
 NMI, PANIC, EXCEPTION = 1, 2, 3
 CRASH_RECORD, KERNEL, RAM, OTHER = 1, 2, 3, 4
-DUMPED, EXCLUDED, COMP_FAILED, DISABLED, PENDING = 1, 2, 3, 4, 5
+DUMPED, EXCLUDED, COMP_FAILED, DISABLED, PENDING, PARTIAL = 1, 2, 3, 4, 5, 6
 VOLATILE, STAGED = 1, 2
 PRIMARY, SECONDARY = 1, 2
 # component flags
@@ -234,9 +242,14 @@ class Options:
     ram_bytes: int = 8 * MiB
     crash: str = "nmi"
     state: str = "complete"  # complete | in-progress | failed | none
-    body_written: int | None = None  # partial: cut at the last area boundary at or below; default half
-    spill: int = 0  # failed: bytes of the next area written past body_written before the failing write
+    body_written: int | None = None  # partial: the body the leader describes, cut at the last area
+    # boundary at or below (cut_inside: exactly, the area in progress listed with what was written);
+    # default half the body
+    cut_inside: bool = False
+    spill: int = 0  # partial: body bytes written past what the leader describes (the leader lags)
     failure: int = EIO  # failed: the errno
+    slot: int | None = None  # the slot the leader names; None: as the writer's alternation gives;
+    # 0 (partial only): the first leader, nothing else vouched for
     canary_seed: int = 0x5EED1234
     fill_seed: int = 0x0123456789ABCDEF
     generation: int = 1  # 2: the dump restarted on the secondary
@@ -249,6 +262,22 @@ class Options:
     dir_bytes: int = WRITER_DIR_BYTES
 
 
+@dataclass(frozen=True)
+class Point:
+    """A state a leader can vouch for: `body` bytes of body described; the first `done`
+    components finished (their final entries), the next being collected (PARTIAL with its areas
+    so far, the last one cut where the body ends; PENDING if it has none yet), the rest PENDING."""
+
+    body: int
+    done: int
+    status: int = IN_PROGRESS
+
+    @property
+    def key(self) -> tuple[int, int, bool]:
+        """Order of the writes: the final ones (COMPLETE) after every checkpoint."""
+        return (self.body, self.done, self.status == COMPLETE)
+
+
 @dataclass
 class Run:
     dir: Path
@@ -258,18 +287,19 @@ class Run:
     part_offset: int
     part_bytes: int
     block_size: int
-    header: dict
+    header: dict  # the leader's fields
     registers: list[int]  # 32 values, header order
     components: list[SComponent]
     violations: list[SViolation] = field(default_factory=list)
     dir_bytes: int = 0
-    table_offset: int = 0
+    table_offset: int = 0  # crc_table_offset: table slot 1
     table_bytes: int = 0
     body_offset: int = 0
     body_bytes: int = 0  # the whole body; header body_bytes is 0 unless COMPLETE
     end_offset: int = 0
     chunk_size: int = 0
-    listed: int = 0  # areas the directory lists (all, unless partial)
+    point: Point = Point(0, 0)  # what the leader vouches for
+    previous: Point | None = None  # the checkpoint before it, in the other slot (None: never written)
 
     # -- addressing -----------------------------------------------------------------------
 
@@ -278,8 +308,16 @@ class Run:
         return [a for c in self.components for a in c.areas]
 
     @property
+    def slot(self) -> int:
+        return self.header["slot"]
+
+    @property
     def listed_areas(self) -> list[SArea]:
-        return self.areas[:self.listed]
+        return self.areas_at(self.point)
+
+    @property
+    def listed(self) -> int:
+        return len(self.listed_areas)
 
     def area(self, name: str) -> SArea:
         return next(a for a in self.areas if a.name == name)
@@ -315,13 +353,31 @@ class Run:
     def nchunks(self) -> int:
         return -(-self.body_bytes // self.chunk_size)
 
+    def dir_slot_at(self, slot: int) -> int:
+        """Partition offset of directory slot 1 or 2."""
+        return DIR_AT + (slot - 1) * self.dir_bytes
+
+    def table_slot_at(self, slot: int) -> int:
+        """Partition offset of CRC table slot 1 or 2."""
+        return self.table_offset + (slot - 1) * self.table_bytes
+
+    @property
+    def dir_at(self) -> int:
+        """Partition offset of the directory slot the leader names (slot 1's for slot 0)."""
+        return self.dir_slot_at(self.slot or 1)
+
+    @property
+    def table_at(self) -> int:
+        """Partition offset of the table slot the leader names (slot 1's for slot 0)."""
+        return self.table_slot_at(self.slot or 1)
+
     def component_entry_at(self, index: int) -> int:
-        """Partition offset of component entry `index` in the directory."""
-        return DIR_AT + 64 + 128 * index
+        """Partition offset of component entry `index` in the leader's directory."""
+        return self.dir_at + 64 + 128 * index
 
     def area_entry_at(self, index: int) -> int:
-        """Partition offset of area entry `index` in the directory."""
-        return DIR_AT + 64 + 128 * len(self.components) + 64 * index
+        """Partition offset of area entry `index` in the leader's directory."""
+        return self.dir_at + 64 + 128 * len(self.components) + 64 * index
 
     def call_entry_at(self, index: int) -> int:
         return self.area_entry_at(self.listed) + 24 * index
@@ -329,14 +385,41 @@ class Run:
     def violation_entry_at(self, index: int) -> int:
         return self.call_entry_at(len(self.call_records())) + 32 * index
 
-    def violation_records(self) -> list[SViolation]:
-        """The violations of the components reached so far (and of the facility)."""
-        entries = self.component_entries()
-        return [v for v in self.violations
-                if v.component == NO_COMPONENT or entries[v.component]["status"] != PENDING]
-
     def area_index(self, name: str) -> int:
         return [a.name for a in self.areas].index(name)
+
+    # -- the states a leader vouches for ----------------------------------------------------
+
+    def component_ends(self) -> list[int]:
+        """Body bytes written when each component is finished."""
+        ends, pos = [], 0
+        for c in self.components:
+            pos += sum(up(a.length) for a in c.areas)
+            ends.append(pos)
+        return ends
+
+    def point_at(self, body: int, status: int = IN_PROGRESS) -> Point:
+        """The state at `body` bytes of body: every component whose areas all lie within it is
+        finished (those without areas after it too)."""
+        return Point(body, sum(1 for end in self.component_ends() if end <= body), status)
+
+    def checkpoints(self) -> list[Point]:
+        """Every checkpoint of the write order, in order: after each component, and at each
+        64 MiB of body inside an area."""
+        ends = self.component_ends()
+        points = {Point(end, i + 1) for i, end in enumerate(ends)}
+        points |= {self.point_at(m) for m in range(CHECKPOINT, self.body_bytes, CHECKPOINT) if m not in ends}
+        return sorted(points, key=lambda p: p.key)
+
+    def areas_at(self, point: Point) -> list[SArea]:
+        """The areas a directory at `point` lists; the last cut where the described body ends."""
+        end = self.body_offset + point.body
+        listed = []
+        for a in self.areas:
+            if a.disk_offset >= end:
+                break
+            listed.append(a if a.disk_offset + up(a.length) <= end else replace(a, length=end - a.disk_offset))
+        return listed
 
     # -- raw access ------------------------------------------------------------------------
 
@@ -381,7 +464,7 @@ class Run:
         self.reseal()
 
     def patch_dir_header(self, **fields) -> None:
-        self._patch_record(DIR_AT, DIR_HEADER_FIELDS, fields)
+        self._patch_record(self.dir_at, DIR_HEADER_FIELDS, fields)
 
     def patch_component(self, index: int, **fields) -> None:
         self._patch_record(self.component_entry_at(index), COMPONENT_FIELDS, fields)
@@ -413,31 +496,52 @@ class Run:
         if self.options.state in ("complete", "failed"):
             self.write_trailer()
 
-    def component_entries(self) -> list[dict]:
-        """Every component entry as the directory lists it now: final for the components done;
-        DUMPED with its areas so far for the one being written; PENDING for those after."""
-        entries, first, in_progress = [], 0, False
-        for c in self.components:
-            n = len(c.areas)
-            listed = max(0, min(n, self.listed - first))
-            done = not in_progress and listed == n
+    def header_at(self, point: Point, slot: int) -> dict:
+        """The leader that vouches for `point` in `slot` (its CRCs as the slot is on disk now)."""
+        h = dict(self.header, status=point.status, slot=slot, failure=0, failure_offset=0)
+        complete = point.status == COMPLETE
+        h.update(body_bytes=self.body_bytes if complete else 0, end_offset=self.end_offset if complete else 0)
+        if slot == 0:
+            return dict(h, dir_crc=0, crc_table_crc=0, component_count=0, area_count=0, body_written=0,
+                        chunks_sealed=0)
+        return dict(
+            h, body_written=point.body, component_count=len(self.components), area_count=len(self.areas_at(point)),
+            chunks_sealed=self.nchunks if complete else point.body // self.chunk_size,
+            dir_crc=crc32c(self.read_part(self.dir_slot_at(slot), self.dir_bytes)),
+            crc_table_crc=crc32c(self.read_part(self.table_slot_at(slot), self.table_bytes)),
+        )
+
+    def previous_leader(self) -> bytes:
+        """The leader of the checkpoint in the other slot (IN_PROGRESS): what the leader slot
+        held before the leader on disk now was written."""
+        return pack_header(self.header_at(self.previous, 3 - self.slot), self.registers)
+
+    def component_entries(self, point: Point | None = None) -> list[dict]:
+        """Every component entry as a directory at `point` (default: the leader's) lists it:
+        final for the components done; PARTIAL with its areas so far for the one being
+        collected; PENDING for those not reached (DISABLED ones stay DISABLED)."""
+        point = point or self.point
+        listed = self.areas_at(point)  # a prefix of the areas, in component order
+        entries, first, start = [], 0, 0
+        for i, c in enumerate(self.components):
+            areas = listed[start:start + len(c.areas)]
+            start += len(c.areas)
             entry = dict(
-                name=c.name, kind=c.kind, status=c.status, reason=c.reason, first_area=first, area_count=listed,
-                flags=c.flags, level=c.level, table_generation=self.table_generation(c) if listed else 0,
-                estimate_bytes=c.estimate_bytes(), dumped_bytes=sum(a.length for a in c.areas[:listed]),
+                name=c.name, kind=c.kind, status=c.status, reason=c.reason, first_area=first, area_count=len(areas),
+                flags=c.flags, level=c.level, table_generation=self.table_generation(c) if areas else 0,
+                estimate_bytes=c.estimate_bytes(), dumped_bytes=sum(a.length for a in areas),
                 failure_rv=c.failure_rv, staging_bytes=c.staging_bytes, failure_vaddr=c.failure_vaddr,
                 failure_handle=c.failure_handle, global_buffer_bytes=c.global_buffer_bytes,
             )
-            if not done and c.status != DISABLED and listed:  # being written: DUMPED, its areas so far
-                entry.update(status=DUMPED, reason=0, failure_rv=0, failure_vaddr=0, failure_handle=0,
-                             flags=c.flags & ~(RTNFAILURE | PIN_VIOLATION | ENDED_EARLY))
-                in_progress = True
-            elif not done and c.status != DISABLED:
-                entry.update(status=PENDING, reason=0, failure_rv=0, failure_vaddr=0, failure_handle=0,
-                             flags=c.pending_flags())
-                in_progress = True
+            if i >= point.done and c.status != DISABLED:
+                unset = dict(reason=0, failure_rv=0, failure_vaddr=0, failure_handle=0)
+                if areas:  # being collected: its areas so far, what only its end decides not yet known
+                    entry.update(status=PARTIAL, flags=c.flags & ~(RTNFAILURE | PIN_VIOLATION | ENDED_EARLY),
+                                 **unset)
+                else:
+                    entry.update(status=PENDING, flags=c.pending_flags(), **unset)
             entries.append(entry)
-            first += listed
+            first += len(areas)
         return entries
 
     def table_generation(self, c: SComponent) -> int:
@@ -447,11 +551,12 @@ class Run:
             return 1
         return self.header["generation"]
 
-    def call_records(self) -> list[dict]:
+    def call_records(self, point: Point | None = None) -> list[dict]:
         """ESTIMATE calls (generation 1), each reached component's calls in order (generation 1,
         then 2 for a restart), and the DONE calls of a finished dump."""
+        point = point or self.point
         level = self.header["level"]
-        entries = self.component_entries()
+        entries = self.component_entries(point)
         records = []
 
         def add(i: int, call: SCall, generation: int) -> None:
@@ -473,15 +578,15 @@ class Run:
         for i, (c, e) in enumerate(zip(self.components, entries)):
             if e["status"] == PENDING:
                 break
-            being_written = e["area_count"] < len(c.areas)
+            collecting = e["status"] == PARTIAL
             if self.called_in(i, generation):
                 for call in c.collection_calls():
-                    if being_written and call.outcome in (NEGATIVE, FAULT, NONE):
+                    if collecting and call.outcome in (NEGATIVE, FAULT, NONE):
                         continue  # its data has not ended yet
                     add(i, replace(call, generation=generation), generation)
-            if being_written:
+            if collecting:
                 break
-        if self.header["status"] == COMPLETE:
+        if point.status == COMPLETE:
             for i, c in enumerate(self.components):
                 if c.gets_done_call():
                     add(i, SCall(DONE, ACK), generation)
@@ -493,9 +598,16 @@ class Run:
         reached_before = generation == 2 and index <= self.options.restart_reached
         return not reached_before or _called_on_restart(self.components[index])
 
-    def directory_bytes(self) -> bytes:
-        comps, areas = self.component_entries(), self.listed_areas
-        calls, violations = self.call_records(), self.violation_records()
+    def violation_records(self, point: Point | None = None) -> list[SViolation]:
+        """The violations of the components reached so far (and of the facility)."""
+        entries = self.component_entries(point)
+        return [v for v in self.violations
+                if v.component == NO_COMPONENT or entries[v.component]["status"] != PENDING]
+
+    def directory_bytes(self, point: Point | None = None) -> bytes:
+        point = point or self.point
+        comps, areas = self.component_entries(point), self.areas_at(point)
+        calls, violations = self.call_records(point), self.violation_records(point)
         raw = bytearray(self.dir_bytes)
         h = self.header
         struct.pack_into("<8sIIIIIIIIIIQ", raw, 0, b"DBEDDIR\0", len(comps), len(areas), 128, 64, len(calls), 24,
@@ -521,39 +633,47 @@ class Run:
         return bytes(raw)
 
     def sealed(self) -> int:
-        return self.nchunks if self.complete else self.header["body_written"] // self.chunk_size
+        return self.header["chunks_sealed"]
 
-    def chunk_table(self) -> tuple[bytes, int]:
-        """The CRC table of the sealed chunks as the body is on disk now, and its CRC."""
+    def chunk_table(self, point: Point | None = None) -> bytes:
+        """A table slot at `point`: the CRCs of its sealed chunks as the body is on disk now,
+        zeros after."""
+        point = point or self.point
+        complete = point.status == COMPLETE
+        end = self.end_offset if complete else self.body_offset + point.body
         crcs = []
-        end = self.end_offset if self.complete else self.body_end
-        for k in range(self.sealed()):
+        for k in range(self.nchunks if complete else point.body // self.chunk_size):
             off = self.body_offset + k * self.chunk_size
             crcs.append(crc32c(self.read_part(off, min(self.chunk_size, end - off))))
         table = struct.pack(f"<{len(crcs)}I", *crcs)
-        table += bytes(self.table_bytes - len(table))
-        return table, crc32c(table)
+        return table + bytes(self.table_bytes - len(table))
 
     def end_marker(self) -> bytes:
         raw = bytearray(PAGE)
         struct.pack_into(
-            "<8sII16sQII", raw, 0, b"DBEDEND\0", 2, self.header["generation"], self.header["dump_id"],
+            "<8sII16sQII", raw, 0, b"DBEDEND\0", VERSION, self.header["generation"], self.header["dump_id"],
             self.body_bytes, self.nchunks, self.header["crc_table_crc"],
         )
         struct.pack_into("<I", raw, PAGE - 4, crc32c(raw[:PAGE - 4]))
         return bytes(raw)
 
+    def write_slot(self, point: Point, slot: int) -> None:
+        """Table and directory slot `slot` as a checkpoint (or the final writes) at `point`."""
+        self.write_part(self.table_slot_at(slot), self.chunk_table(point))
+        self.write_part(self.dir_slot_at(slot), self.directory_bytes(point))
+
     def write_table(self) -> None:
-        """The whole table slot: the sealed entries, zeros after (the slot is zeroed first)."""
-        table, table_crc = self.chunk_table()
-        self.header["crc_table_crc"] = table_crc
-        self.write_part(self.table_offset, table)
+        """The leader's table slot from the body on disk now, and its CRC in the header."""
+        table = self.chunk_table()
+        self.header["crc_table_crc"] = crc32c(table)
+        self.write_part(self.table_at, table)
 
     def reseal(self) -> None:
         """Recompute the directory CRC, the chunk table, the end marker and both headers from
         what is on disk, so that CRC-based checks pass whatever was changed."""
-        self.header["dir_crc"] = crc32c(self.read_part(DIR_AT, self.dir_bytes))
-        self.write_table()
+        if self.slot:
+            self.header["dir_crc"] = crc32c(self.read_part(self.dir_at, self.dir_bytes))
+            self.write_table()
         if self.complete:
             self.write_part(self.end_offset, self.end_marker())
         self.set_header()
@@ -562,7 +682,7 @@ class Run:
         h = self.header
         raw = bytearray(1024)
         struct.pack_into(
-            "<8sIIIIQQQ", raw, 0, b"DBCRASH\0", 2, h["crash_reason"], h["crash_vector"], 0,
+            "<8sIIIIQQQ", raw, 0, b"DBCRASH\0", VERSION, h["crash_reason"], h["crash_vector"], 0,
             h["crash_error_code"], h["crash_fault_addr"], h["tsc_crash"],
         )
         struct.pack_into("<32Q", raw, 48, *self.registers)
@@ -810,8 +930,8 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
     while up(4 * -(-part_bytes // chunk)) > 256 * KiB:
         chunk *= 2
     table_bytes = max(PAGE, up(4 * -(-part_bytes // chunk)))
-    table_offset = DIR_AT + dir_bytes
-    body_offset = table_offset + table_bytes
+    table_offset = DIR_AT + 2 * dir_bytes  # two directory slots, then two table slots
+    body_offset = table_offset + 2 * table_bytes
     end_offset = body_offset + body_bytes
     assert end_offset + PAGE <= part_bytes - opts.block_size, "synth: the partition is too small"
 
@@ -820,10 +940,10 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
         part_bytes=part_bytes, block_size=opts.block_size, header={}, registers=registers,
         components=components, violations=violations, dir_bytes=dir_bytes, table_offset=table_offset,
         table_bytes=table_bytes, body_offset=body_offset, body_bytes=body_bytes, end_offset=end_offset,
-        chunk_size=chunk, listed=sum(len(c.areas) for c in components),
+        chunk_size=chunk,
     )
     run.header = {
-        "magic": b"DBEDDUMP", "version": 2, "header_size": 512, "block_size": opts.block_size,
+        "magic": b"DBEDDUMP", "version": VERSION, "header_size": 512, "block_size": opts.block_size,
         "status": IN_PROGRESS, "dump_id": dump_id, "generation": opts.generation,
         "crash_reason": reason, "crash_vector": vector, "failure": 0,
         "crash_error_code": 2 if reason == EXCEPTION else 0, "crash_fault_addr": 0xDEAD000 if reason == EXCEPTION else 0,
@@ -837,7 +957,7 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
         "estimate_bytes": sum(c.estimate_bytes() for c in components), "chunks_sealed": 0,
         "device_role": SECONDARY if opts.generation == 2 else PRIMARY,
         "restart_error": EIO if opts.generation == 2 else 0,
-        "restart_offset": 0x2345000 if opts.generation == 2 else 0,
+        "restart_offset": 0x2345000 if opts.generation == 2 else 0, "slot": 0,
     }
 
     offset = body_offset
@@ -880,38 +1000,56 @@ def _called_on_restart(c: SComponent) -> bool:
 
 
 def _write(run: Run, opts: Options) -> None:
-    """The stream, as the disk holds it at the end: body areas, table, directory, end marker,
-    leader and trailer (the checkpoints in between leave nothing else behind)."""
+    """The disk as the write order leaves it when the leader on disk vouches for run.point: the
+    body described (and `spill` bytes more, written after it), the checkpoint before it in the
+    other slot, its own table and directory slot, the end marker when COMPLETE, the trailer
+    (COMPLETE, or FAILED like the leader) and the leader."""
     body_offset = run.body_offset
-    if opts.state in ("in-progress", "failed"):
-        cut = opts.body_written if opts.body_written is not None else up(run.body_bytes // 2)
-        run.listed = sum(1 for a in run.areas if a.disk_offset + up(a.length) <= body_offset + cut)
-    written = sum(up(a.length) for a in run.listed_areas)
-    run.header.update(area_count=run.listed, body_written=written)
-    for a in run.listed_areas:
-        run.write_part(a.disk_offset, a.data + bytes(up(a.length) - a.length))
-    spill = opts.spill if opts.state == "failed" else 0
-    if spill:
-        nxt = run.areas[run.listed]
-        run.write_part(nxt.disk_offset, (nxt.data + bytes(up(nxt.length) - nxt.length))[:spill])
-
     if opts.state == "complete":
-        run.header.update(status=COMPLETE, body_bytes=run.body_bytes, end_offset=run.end_offset,
-                          chunks_sealed=run.nchunks)
+        run.point = Point(run.body_bytes, len(run.components), COMPLETE)
     else:
-        run.header["chunks_sealed"] = written // run.chunk_size
-    run.write_table()
-    run.write_part(DIR_AT, run.directory_bytes())
-    run.header["dir_crc"] = crc32c(run.read_part(DIR_AT, run.dir_bytes))
+        status = FAILED if opts.state == "failed" else IN_PROGRESS
+        want = opts.body_written if opts.body_written is not None else up(run.body_bytes // 2)
+        cut = min(want // PAGE * PAGE, run.body_bytes) if opts.cut_inside else \
+            max([end for end in _area_ends(run) if end <= want], default=0)
+        run.point = run.point_at(0 if opts.slot == 0 else cut, status)
+    # Checkpoints alternate between the slots, slot 1 first; the leader's is the next one.
+    before = [p for p in run.checkpoints() if p.key < run.point.key]
+    slot = opts.slot if opts.slot is not None else 1 + len(before) % 2
+    run.previous = before[-1] if before and slot else None
+
+    spill = opts.spill if opts.state != "complete" else 0
+    _write_body(run, run.point.body + spill)
+    if run.previous is not None:
+        run.write_slot(run.previous, 3 - slot)
+    if slot:
+        run.write_slot(run.point, slot)
     if opts.state == "complete":
+        run.header.update(run.header_at(run.point, slot))
         run.write_part(run.end_offset, run.end_marker())
         run.set_header()
         _write_trace(run, run.dir, run.end_offset + PAGE)
         return
+    run.header.update(run.header_at(run.point, slot))
     if opts.state == "failed":
-        run.header.update(status=FAILED, failure=opts.failure, failure_offset=body_offset + written + spill)
+        run.header.update(failure=opts.failure, failure_offset=body_offset + run.point.body + spill)
     run.set_header()
-    _write_trace(run, run.dir, up(body_offset + written + spill))
+    _write_trace(run, run.dir, up(body_offset + run.point.body + spill))
+
+
+def _area_ends(run: Run) -> list[int]:
+    """Body bytes at the end of each area."""
+    return [a.disk_offset + up(a.length) - run.body_offset for a in run.areas]
+
+
+def _write_body(run: Run, nbytes: int) -> None:
+    """The first nbytes of the body, areas back to back, each padded with zeros."""
+    for a in run.areas:
+        start = a.disk_offset - run.body_offset
+        if start >= nbytes:
+            break
+        padded = a.data + bytes(up(a.length) - a.length)
+        run.write_part(a.disk_offset, padded[:nbytes - start])
 
 
 CRASH_TIME = 1_800_000_000.0
