@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import canary, dumpfmt, gpt
+from typing import Optional
+
+from harness import blklog, canary, dumpfmt, gpt
 from harness.checks_base import Check, make_check
 from harness.layout import DiskLayout
 
@@ -38,7 +40,45 @@ def where(layout: DiskLayout, sector: int) -> str:
     return f"disk offset 0x{offset:x}, outside the partitions"
 
 
-def check_canary(dump: dumpfmt.Dump, image: dumpfmt.Image, layout: DiskLayout) -> Check:
+def runtime_writes(log: Optional[blklog.WriteLog], layout: DiskLayout) -> tuple[list[blklog.Entry], list[blklog.Entry]]:
+    """The writes outside the dump partition in a disk's write log: those that landed before the
+    dump's first write (runtime I/O, legitimately on the disk) and those that landed after it
+    (runtime I/O the driver let through after the dump began)."""
+    if log is None:
+        return [], []
+    start, end = layout.dump_offset, layout.dump_offset + layout.dump_size
+    writes = log.writes
+    first_dump = next((i for i, e in enumerate(writes) if start <= e.offset and e.end <= end), len(writes))
+    outside = lambda e: e.end <= start or e.offset >= end  # noqa: E731
+    return ([e for e in writes[:first_dump] if outside(e)], [e for e in writes[first_dump:] if outside(e)])
+
+
+def _runtime_problems(image: dumpfmt.Image, log: blklog.WriteLog, early: list[blklog.Entry], late: list[blklog.Entry],
+                      layout: DiskLayout) -> tuple[list[str], list[tuple[int, int]]]:
+    """The ranges runtime writes put on the disk must hold exactly what the last of them wrote
+    there (replayed from the write log); a runtime write after the dump began is damage."""
+    problems = [f"{e.describe()} ({where(layout, e.offset // SECTOR)}) reached the disk after the dump's first write: "
+                f"runtime I/O was not stopped" for e in late[:3]]
+    if len(late) > 3:
+        problems.append(f"{len(late) - 3} more runtime writes after the dump began")
+    expected: dict[int, bytes] = {}  # sector -> its bytes after the runtime writes, in log order
+    with log.opener() as data:
+        for e in early:
+            chunk = data.read(e, 0, e.length)
+            for k in range(0, e.length, SECTOR):
+                expected[(e.offset + k) // SECTOR] = chunk[k:k + SECTOR]
+    bad = [s for s in sorted(expected) if image.read(s * SECTOR, SECTOR) != expected[s]]
+    if bad:
+        problems.append(f"{len(bad)} sectors written by runtime I/O before the crash no longer hold what it wrote, "
+                        f"first: sector {bad[0]} ({where(layout, bad[0])})")
+    ranges = [(s * SECTOR, (s + 1) * SECTOR) for s in sorted(expected)]
+    return problems, ranges
+
+
+def check_canary(dump: dumpfmt.Dump, image: dumpfmt.Image, layout: DiskLayout,
+                 log: Optional[blklog.WriteLog] = None) -> Check:
+    """With the disk's write log, sectors that runtime I/O wrote before the dump began are held
+    to what it wrote instead of their canary."""
     problems: list[str] = []
     if image.size != layout.size_bytes:
         problems.append(f"image is {image.size} bytes, layout.json says {layout.size_bytes}")
@@ -62,7 +102,13 @@ def check_canary(dump: dumpfmt.Dump, image: dumpfmt.Image, layout: DiskLayout) -
         )
 
     extent, how = dump_extent_on_disk(dump)
-    skip = sorted([(r.offset, r.end) for r in regions] + extent + list(layout.holes))
+    early, late = runtime_writes(log, layout)
+    runtime_ranges: list[tuple[int, int]] = []
+    if early or late:
+        runtime_problems, runtime_ranges = _runtime_problems(image, log, early, late, layout)
+        problems += runtime_problems
+        how += f"; {len(early)} runtime writes before the dump replayed from the write log"
+    skip = sorted([(r.offset, r.end) for r in regions] + extent + list(layout.holes) + runtime_ranges)
     for start, end in layout.holes:
         data_at = image.first_data(start, end)
         if data_at is None:

@@ -163,6 +163,27 @@ def expected_guest_result(faults: list[Fault], secondary: Optional[str]) -> Opti
     return result
 
 
+def expected_where_fired(faults: list[Fault], secondary: Optional[str], fired: bool,
+                         last_leader: Optional[str]) -> tuple[str, Optional[str], str]:
+    """The outcome and DONE status a run must end with, given where its fault actually hit:
+    (outcome, guest_result, why). `last_leader` is the status of the last leader of the dump
+    that reached the disk of record (from its write log), None if none did.
+
+    A fault that never fired (the dump ended first) expects what a run without it expects. One
+    that cut the dump short expects what the disk then holds by the format's rules: no leader of
+    the dump (the cut came before the first leader landed): none; a COMPLETE leader (after the
+    commit): complete; else partial."""
+    cut = [f for f in faults if f.kind.outcome == "partial" and f.name != "enospc"]
+    if not fired or not cut or (secondary is not None and all(f.name == "eio-at" for f in cut)):
+        kept = [f for f in faults if f not in cut]
+        why = "the fault never fired" if cut and not fired else "as the scenario declares"
+        return expected_outcome(kept, secondary), expected_guest_result(kept, secondary), why
+    outcome = {None: "none", "COMPLETE": "complete"}.get(last_leader, "partial")
+    why = (f"{cut[0]} hit before any leader of the dump landed" if last_leader is None
+           else f"{cut[0]} hit after the dump's last {last_leader} leader landed")
+    return outcome, expected_guest_result(faults, secondary), why
+
+
 def blkdebug_rules(fault: Fault, sector: Optional[int] = None) -> dict:
     """The rules of the blkdebug node the harness puts under the dump disk at the crash
     (harness/faultrun.py arms it), so that writes are counted from the crash on.

@@ -607,8 +607,12 @@ void sd_print_info(const void *softc)
 
 /*
  * Interrupt-driven I/O that is in flight whenever the machine idles: each slot READs a chunk
- * of the region, then WRITEs the same bytes back (the disk's contents never change, so the
- * canary oracle still holds), then moves on to the next chunk. Completions arrive through the
+ * of the region into its buffer, stamps every block of it with a new request number (the first
+ * 16 bytes of each 512 bytes: "DBWL", u32 request number, u64 disk byte offset), WRITEs it back,
+ * then moves on to the next chunk. So the buffers (ordinary, non-volatile memory) and the
+ * region change with every request: a runtime READ that lands after the crash changes memory
+ * the dump compares with the snapshot, and a runtime WRITE that lands after the dump began
+ * shows in the device's write log (the canary oracle knows what the runtime wrote before). Completions arrive through the
  * HBA's interrupt handler (pkt_comp, interrupt context); a slot that could not be restarted
  * there (no packet, HBA busy) is restarted from the idle loop (sd_workload_kick). Once the dump
  * has started (`dumping`), a completion - there should be none after tran_quiesce - is dropped:
@@ -630,6 +634,7 @@ struct sd_workload {
 	uint64_t first, nblocks;	/* the region, absolute blocks */
 	uint32_t chunk_blocks;
 	uint64_t nchunks, next_chunk;
+	uint32_t stamp;			/* request number of the last write */
 	struct wl_slot slot[WL_SLOTS];
 	uint64_t reads, writes, errors, restarts, dropped, bytes;
 };
@@ -670,12 +675,29 @@ static uint64_t wl_pick_chunk(struct sd_workload *w, struct wl_slot *me)
 	return me->chunk;
 }
 
+/* A new request number in every 512 bytes of the chunk about to be written. */
+static void wl_stamp(struct sd_workload *w, uint8_t *buf, uint64_t lba, uint32_t block_size)
+{
+	uint64_t at = lba * block_size;
+
+	w->stamp++;
+	for (uint32_t off = 0; off < WL_CHUNK_BYTES; off += 512) {
+		uint64_t *p = (uint64_t *)(buf + off);
+
+		p[0] = 0x4c574244ull | (uint64_t)w->stamp << 32;	/* "DBWL", request number */
+		p[1] = at + off;
+	}
+}
+
 /* Start the slot's next command (IF = 0: from the handler, or the idle loop with it off). */
 static void wl_issue(struct sd_workload *w, struct wl_slot *s)
 {
 	struct sd_unit *un = s->un;
 	struct scsi_pkt *pkt;
 	uint64_t lba = w->first + s->chunk * w->chunk_blocks;
+
+	if (s->writing)
+		wl_stamp(w, wl_buf[s - w->slot], lba, un->block_size);
 
 	bioinit(&s->bp, s->writing ? B_WRITE : B_READ, wl_buf[s - w->slot],
 		(uint64_t)w->chunk_blocks * un->block_size);
