@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import dumpfmt, layout as layout_mod, validate
-from harness.dumpfmt import DIR_OFFSET, HEADER_SIZE, LEADER_OFFSET, PAGE, HeaderStatus
+from harness.dumpfmt import HEADER_SIZE, LEADER_OFFSET, PAGE
 
 DIR_HEADER = 64
 
@@ -40,7 +40,7 @@ class Device:
     size: int = 0
     regions: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> disk [start, end)
     extent: list[tuple[int, int]] = field(default_factory=list)  # disk ranges of the dump extent
-    vouched: list[tuple[int, int]] = field(default_factory=list)  # disk ranges the dump's CRCs vouch for
+    vouched: list[tuple[int, int]] = field(default_factory=list)  # disk ranges the leader vouches for
 
     def __repr__(self) -> str:
         return f"Device({self.name})"
@@ -86,7 +86,8 @@ def make_device(name: str, run_dir: Path, work: Path, layout_name: str = "layout
 
 
 def _describe(dev: Device) -> None:
-    """Regions of the pristine dump (disk offsets), its extent and what its CRCs vouch for."""
+    """Regions of the pristine dump (disk offsets), its extent and what its leader vouches for
+    (docs/dump-format.md, "Durability")."""
     d, h = dev.original, dev.original.header
     p, b = dev.part_offset, dev.block_size
     r = dev.regions
@@ -96,21 +97,29 @@ def _describe(dev: Device) -> None:
     r["trailer"] = dev.part(dev.part_bytes - b, dev.part_bytes)
     r["after-partition"] = (p + dev.part_bytes, dev.size)
     if h is None:
+        dev.regions = {k: v for k, v in r.items() if v[1] > v[0]}
         return
     r["header"] = dev.part(LEADER_OFFSET, LEADER_OFFSET + HEADER_SIZE)
     r["leader-slot"] = dev.part(LEADER_OFFSET + HEADER_SIZE, LEADER_OFFSET + PAGE)
-    dh = d.directory_header
-    pos = DIR_OFFSET
-    r["dir-header"] = dev.part(pos, pos + DIR_HEADER)
-    pos += DIR_HEADER
-    for name, count, size in (("components", len(d.components), 128), ("areas", len(d.areas), 64),
-                              ("calls", len(d.calls), 24), ("violations", len(d.violations), 32)):
-        r[name] = dev.part(pos, pos + count * size)
-        pos += count * size
-    r["dir-tail"] = dev.part(pos, DIR_OFFSET + h.dir_bytes)
-    sealed = h.sealed_chunks
-    r["crc-entries"] = dev.part(h.crc_table_offset, h.crc_table_offset + 4 * sealed)
-    r["crc-tail"] = dev.part(h.crc_table_offset + 4 * sealed, h.body_offset)
+    vouched = [dev.part(LEADER_OFFSET, LEADER_OFFSET + PAGE)]
+    if h.slot:
+        pos = h.dir_slot_offset
+        r["dir-header"] = dev.part(pos, pos + DIR_HEADER)
+        pos += DIR_HEADER
+        for name, count, size in (("components", len(d.components), 128), ("areas", len(d.areas), 64),
+                                  ("calls", len(d.calls), 24), ("violations", len(d.violations), 32)):
+            r[name] = dev.part(pos, pos + count * size)
+            pos += count * size
+        r["dir-tail"] = dev.part(pos, h.dir_slot_offset + h.dir_bytes)
+        table = h.table_slot_offset
+        r["crc-entries"] = dev.part(table, table + 4 * h.chunks_sealed)
+        r["crc-tail"] = dev.part(table + 4 * h.chunks_sealed, table + h.crc_table_bytes)
+        other = 3 - h.slot  # an earlier checkpoint's: no leader on disk vouches for it
+        r["other-dir"] = dev.part(h.dir_offset + (other - 1) * h.dir_bytes, h.dir_offset + other * h.dir_bytes)
+        r["other-table"] = dev.part(h.crc_table_offset + (other - 1) * h.crc_table_bytes,
+                                    h.crc_table_offset + other * h.crc_table_bytes)
+        vouched += [dev.part(h.dir_slot_offset, h.dir_slot_offset + h.dir_bytes),
+                    dev.part(table, table + h.crc_table_bytes), dev.part(h.body_offset, h.sealed_end)]
     r["body"] = dev.part(h.body_offset, h.body_end)
     crash = next((a for a in d.areas if a.name == "crash-record"), None)
     if crash is not None:
@@ -122,15 +131,12 @@ def _describe(dev: Device) -> None:
     if h.complete:
         r["end-marker"] = dev.part(h.end_offset, h.end_offset + PAGE)
         r["after-end"] = dev.part(h.end_offset + PAGE, dev.part_bytes - b)
+        vouched += [r["end-marker"], r["trailer"]]
+    elif d.trailer is not None and d.trailer_matches:
+        vouched.append(r["trailer"])
     dev.regions = {k: v for k, v in r.items() if v[1] > v[0]}
     dev.extent = [dev.part(s, e) for s, e in d.extent or []]
-    if h.complete:
-        dev.vouched = list(dev.extent)
-    else:
-        dev.vouched = [dev.part(LEADER_OFFSET, h.body_offset + sealed * h.chunk_size)]
-        if d.trailer is not None and d.trailer_matches:
-            dev.vouched.append(r["trailer"])
-    assert dh is not None
+    dev.vouched = [v for v in vouched if v[1] > v[0]]
 
 
 class Bench:
@@ -201,7 +207,7 @@ class Bench:
         struct.pack_into("<" + fmt, raw, 0, value)
         self.write(p + offset, bytes(raw))
         header = bytearray(self.dev.header_bytes())
-        struct.pack_into("<I", header, 92, dumpfmt.crc32c(self.read(p + DIR_OFFSET, h.dir_bytes)))
+        struct.pack_into("<I", header, 92, dumpfmt.crc32c(self.read(p + h.dir_slot_offset, h.dir_bytes)))
         self.reseal_header(bytes(header), trailer)
 
     # -- what changed ----------------------------------------------------------------------

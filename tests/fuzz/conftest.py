@@ -1,6 +1,9 @@
 """Fixtures of the fuzz tests: real dumps made once per session, synthetic ones, and the
 hypothesis profiles (docs/fuzzing.md).
 
+Every fuzz test runs twice: on the synthetic devices ([synth], no guest booted: `-k synth`)
+and on the real guests' devices ([real]).
+
 Profiles: "fuzz" (the default, what `make test` runs: a bounded number of examples, the
 whole directory in about a minute) and "fuzz-long" (`make fuzz`: DUMPBED_FUZZ=long, many
 times more examples, each under a deadline). A test asks for fuzz_settings(weight): the
@@ -82,26 +85,50 @@ def _synth(base: Path, name: str, **options) -> Path:
     return run.dir
 
 
-@pytest.fixture(scope="session")
-def devices(real_runs, tmp_path_factory) -> dict[str, Device]:
-    """Every device to fuzz, by name, each on a working copy of its run."""
+def synth_devices(tmp_path_factory) -> list[Device]:
+    """Synthetic v3 dumps (tests/support/synth.py), each with its own dump id: every sample, 4096-byte
+    blocks, a FAILED dump with a write past its leader, a dump cut short before its first
+    checkpoint (slot 0), a partial dump whose final leader had not landed (the trailer COMPLETE,
+    the leader the last checkpoint's), a generation-2 dump."""
     work = tmp_path_factory.mktemp("fuzz-work")
     s = tmp_path_factory.mktemp("fuzz-synth")
+    landed = synth.make_run(s / "unlanded" / "src", samples="default", seed=6)
+    landed.write(landed.leader_at, landed.previous_leader())
+    return [
+        make_device("synth-samples", _synth(s, "samples", samples="all", seed=1), work / "synth-samples"),
+        make_device("synth-4096", _synth(s, "b4096", block_size=4096, seed=2), work / "synth-4096"),
+        make_device("synth-failed", _synth(s, "failed", state="failed", spill=8192, samples="default", seed=3),
+                    work / "synth-failed"),
+        make_device("synth-begun", _synth(s, "begun", state="in-progress", slot=0, spill=65536, seed=4),
+                    work / "synth-begun"),
+        make_device("synth-unlanded", landed.dir, work / "synth-unlanded"),
+        make_device("synth-gen2", _synth(s, "gen2", generation=2, samples="all", seed=5), work / "synth-gen2"),
+    ]
+
+
+def real_devices(real_runs, tmp_path_factory) -> list[Device]:
+    work = tmp_path_factory.mktemp("fuzz-work")
     devs = [
         make_device("real-clean", real_runs["clean"], work / "clean"),
         make_device("real-restart-primary", real_runs["restart"], work / "restart"),
         make_device("real-restart-secondary", real_runs["restart"], work / "restart", "secondary.layout.json",
                     role="secondary"),
-        make_device("synth-samples", _synth(s, "samples", samples="all"), work / "synth-samples"),
-        make_device("synth-4096", _synth(s, "b4096", block_size=4096, seed=2), work / "synth-4096"),
-        make_device("synth-failed", _synth(s, "failed", state="failed", spill=8192, samples="default"),
-                    work / "synth-failed"),
-        make_device("synth-gen2", _synth(s, "gen2", generation=2, samples="all"), work / "synth-gen2"),
     ]
     by_name = {d.name: d for d in devs}
     assert by_name["real-clean"].complete and by_name["real-clean"].run_passes
     assert by_name["real-restart-secondary"].complete
-    return by_name
+    return devs
+
+
+@pytest.fixture(scope="session", params=["synth", "real"])
+def devices(request, tmp_path_factory) -> dict[str, Device]:
+    """Every device to fuzz, by name, each on a working copy of its run: the synthetic ones, or
+    the real guests' (booted once per session, only when asked for)."""
+    if request.param == "synth":
+        devs = synth_devices(tmp_path_factory)
+    else:
+        devs = real_devices(request.getfixturevalue("real_runs"), tmp_path_factory)
+    return {d.name: d for d in devs}
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,16 @@
    MEMORY_BOUND bytes (the peak resident set, measured with /proc/self/clear_refs and VmHWM;
    tracemalloc where that is unavailable).
 3. Never a pass for a damaged dump:
-   - a dump any of whose bytes inside its (pristine) extent changed is never classified
+   - a dump any of whose bytes its (pristine) leader vouches for changed is never classified
      "complete" by the reader (unless the mutation resealed CRCs on purpose), and
      validate_image never passes it;
-   - validate_run never passes a run that passed before, once a byte of its complete dump's
-     disk changed anywhere (the canary covers what lies outside the extent); for a partial
-     dump (the primary of a restarted run) once a byte changed that its CRCs vouch for or
-     that lies outside its extent. The rest of a partial dump's extent is body the writer may
-     have written after its last checkpoint: nothing vouches for it, so changing it may pass.
+   - validate_run never passes a run that passed before, once a byte changed that its leader
+     vouches for or that lies outside its extent (the canary covers that), resealed or not for
+     a complete dump. What the leader vouches for (docs/dump-format.md, "Durability"): the
+     leader slot, directory and table slot `slot`, the body's sealed chunks, and when COMPLETE
+     the end marker and the trailer. The rest of the extent is the other slot (an earlier
+     checkpoint's) and, in a partial dump, body the writer may have written after its last
+     checkpoint: nothing vouches for it, so changing it may pass.
    A mutation that changes no byte (a zeroed range already zero, two equal blocks swapped)
    is held to 1 and 2 only.
 """
@@ -37,7 +39,7 @@ TIME_BOUND = float(os.environ.get("DUMPBED_FUZZ_TIME_BOUND", "10"))
 # Peak growth of the resident set during one call. The reader reads big regions 8 MiB at a
 # time; validate_run also holds the snapshot (32 MiB of guest RAM for the real runs).
 MEMORY_BOUND = {"read": 96 * MiB, "validate_image": 96 * MiB, "validate_run": 192 * MiB, "cli": 96 * MiB}
-STATUSES = {"none", "partial", "corrupt", "complete"}
+STATUSES = {"none", "unsupported", "partial", "corrupt", "complete"}
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
@@ -108,8 +110,7 @@ def hold(bench: Bench, mutations, run: bool = True) -> dict[str, Outcome]:
     dev = bench.dev
     resealed = any(m.resealed for m in mutations)
     plausible = any(getattr(m, "plausible", False) for m in mutations)
-    in_extent = bench.changed_within(dev.extent or [dev.regions["anywhere"]])
-    anywhere = bench.changed()
+    in_vouched = bench.changed_within(dev.vouched or [dev.regions["anywhere"]])
 
     r = guarded("read", lambda: read(dev))
     assert r.error is None, f"the reader raised {r.error!r}"
@@ -122,20 +123,17 @@ def hold(bench: Bench, mutations, run: bool = True) -> dict[str, Outcome]:
         assert vi.value.dump.status in STATUSES
         if vi.value.ok:
             assert vi.value.dump.status == "complete"
-    if in_extent and not plausible:
+    if in_vouched and not plausible:
         if not resealed:
-            assert dump.status != "complete", f"damaged inside the extent, yet read as complete: {dump.reason}"
-        assert not passed(vi), "damaged inside the extent, yet validate_image passes"
+            assert dump.status != "complete", f"damaged where the leader vouches, yet read as complete: {dump.reason}"
+        assert not passed(vi), "damaged where the leader vouches, yet validate_image passes"
     if run:
         vr = guarded("validate_run", lambda: validate.validate_run(dev.run_dir))
         outcomes["validate_run"] = vr
         if vr.error is None and vr.value.ok:
             assert vr.value.dump.status == "complete"
-        if dev.run_passes and anywhere and not plausible:
-            if dev.complete:
-                must_fail = True
-            else:  # a partial dump: what its CRCs vouch for, and what lies outside its extent
-                must_fail = not resealed and bench.changed_within(dev.vouched + _outside(dev))
+        if dev.run_passes and not plausible:
+            must_fail = (dev.complete or not resealed) and bench.changed_within(dev.vouched + _outside(dev))
             if must_fail:
                 assert not passed(vr), "the run's disk was damaged, yet validate_run passes"
     return outcomes

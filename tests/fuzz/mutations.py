@@ -142,7 +142,8 @@ class DirectoryField:
 # --------------------------------------------------------------------------------------------
 
 TARGETED = ("header", "leader-slot", "dir-header", "components", "areas", "calls", "violations", "dir-tail",
-            "crc-entries", "crc-tail", "body", "crash-record", "area-padding", "end-marker", "trailer")
+            "crc-entries", "crc-tail", "other-dir", "other-table", "body", "crash-record", "area-padding",
+            "end-marker", "trailer")
 
 
 def region_names(dev: Device, names=None) -> list[str]:
@@ -222,7 +223,7 @@ HEADER_SIZE_FIELDS = [
     "block_size", "partition_bytes", "dir_offset", "dir_bytes", "crc_table_offset", "crc_table_bytes",
     "body_offset", "body_bytes", "body_written", "end_offset", "chunk_size", "component_count", "area_count",
     "max_transfer", "min_transfer", "level", "failure_offset", "ram_bytes", "estimate_bytes", "chunks_sealed",
-    "generation", "status", "restart_offset", "header_size", "version",
+    "generation", "status", "restart_offset", "header_size", "version", "slot",
 ]
 # From the synthetic writer's own table of the spec (not the reader's).
 _HEADER_AT = {name: (off, fmt) for off, fmt, name in synth.HEADER_FIELDS if fmt in ("I", "Q")}
@@ -323,6 +324,8 @@ _RECORD_SIZE = {"dir-header": 64, "components": 128, "areas": 64, "calls": 24, "
 
 def directory_fields(dev: Device):
     kinds = [f for f in DIRECTORY_FIELDS if f[0] in dev.regions]
+    if not kinds:  # a leader with slot 0 vouches for no directory: its header is what there is
+        return header_fields(dev)
 
     @st.composite
     def one(draw):

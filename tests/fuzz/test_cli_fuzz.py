@@ -1,5 +1,5 @@
 """`dumpbed validate IMAGE` on hostile images: exit 0, 1 or 2, one line on error, never a
-traceback; it passes (0) only when the image is undamaged inside its dump extent."""
+traceback; it passes (0) only when the image is undamaged where its leader vouches."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _mutate(devices, pool, data) -> tuple[Bench, object]:
 
 def _may_pass(bench: Bench, mut) -> bool:
     dev = bench.dev
-    damaged = bench.changed_within(dev.extent or [dev.regions["anywhere"]]) and not getattr(mut, "plausible", False)
+    damaged = bench.changed_within(dev.vouched or [dev.regions["anywhere"]]) and not getattr(mut, "plausible", False)
     return dev.image_passes and not damaged
 
 
