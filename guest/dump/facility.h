@@ -17,7 +17,8 @@
 
 #include "dump/dumptable.h"
 
-/* dmp_component.status: COMPONENT_* of dump/format.h (DUMPED .. PENDING). */
+/* dmp_component.status: COMPONENT_* of dump/format.h (DUMPED .. PENDING; PARTIAL is only the
+ * writer's word, in a directory written while the component is being collected). */
 
 /* dmp_component.flags */
 #define DMPF_CALL_ON_RESTART	(1u << 0)

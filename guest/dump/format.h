@@ -1,6 +1,8 @@
 /*
- * On-disk structures of dump format version 2 (docs/dump-format.md). Every offset is a byte
+ * On-disk structures of dump format version 3 (docs/dump-format.md). Every offset is a byte
  * offset from the start of the dump partition; every integer is little-endian (native here).
+ * The directory and the CRC table have two slots each (1 and 2); a header names the one it
+ * vouches for in `slot` (0: none yet).
  */
 #ifndef DUMP_FORMAT_H
 #define DUMP_FORMAT_H
@@ -9,7 +11,7 @@
 #include <stdint.h>
 
 #define DUMP_PAGE		4096u
-#define DUMP_VERSION		2u
+#define DUMP_VERSION		3u
 #define DUMP_HEADER_SIZE	512u
 #define DUMP_LEADER_OFFSET	65536u
 #define DUMP_DIR_OFFSET		69632u
@@ -17,12 +19,14 @@
 #define DUMP_CHUNK_SIZE_MIN	65536u
 #define DUMP_CRC_TABLE_MAX	(256u * 1024)
 #define DUMP_PROGRESS_STEP	(64ull << 20)	/* a checkpoint after every 64 MiB of body */
+#define DUMP_SLOTS		2u		/* directory and table slots: a leader names 1, 2 or 0 */
 
 /* The writer's limits, which fix the directory slot's capacity (Layout). */
 #define DUMP_DIR_MAX_COMPONENTS	32u
 #define DUMP_DIR_MAX_AREAS	1024u
 #define DUMP_DIR_MAX_CALLS	1024u
 #define DUMP_DIR_MAX_VIOLATIONS	16u
+/* The capacity of one directory slot. */
 #define DUMP_DIR_BYTES \
 	((64u + 128u * DUMP_DIR_MAX_COMPONENTS + 64u * DUMP_DIR_MAX_AREAS + \
 	  24u * DUMP_DIR_MAX_CALLS + 32u * DUMP_DIR_MAX_VIOLATIONS + 4095u) & ~4095u)
@@ -50,6 +54,7 @@ _Static_assert(DUMP_DIR_BYTES == 98304, "dir_bytes as docs/dump-format.md says")
 #define COMPONENT_FAILED	3u
 #define COMPONENT_DISABLED	4u
 #define COMPONENT_PENDING	5u
+#define COMPONENT_PARTIAL	6u	/* being collected when the directory was written */
 
 /* Component entry flags (the DMPF_* of dump/facility.h are the same bits). */
 #define COMPONENT_FLAG_CALL_ON_RESTART	(1u << 0)
@@ -93,7 +98,7 @@ enum dump_reg {
 
 struct dump_header {
 	char magic[8];			/* "DBEDDUMP" */
-	uint32_t version;		/* 2 */
+	uint32_t version;		/* 3 */
 	uint32_t header_size;		/* 512 */
 	uint32_t block_size;
 	uint32_t status;
@@ -105,33 +110,33 @@ struct dump_header {
 	uint64_t crash_error_code;
 	uint64_t crash_fault_addr;
 	uint64_t partition_bytes;
-	uint64_t dir_offset;
-	uint32_t dir_bytes;
-	uint32_t dir_crc;
-	uint64_t crc_table_offset;
-	uint32_t crc_table_bytes;
-	uint32_t crc_table_crc;
-	uint64_t body_offset;
-	uint64_t body_bytes;
-	uint64_t body_written;
-	uint64_t end_offset;
+	uint64_t dir_offset;		/* directory slot 1; slot 2 follows it */
+	uint32_t dir_bytes;		/* one slot */
+	uint32_t dir_crc;		/* of directory slot `slot` */
+	uint64_t crc_table_offset;	/* table slot 1 = dir_offset + 2 x dir_bytes; slot 2 follows */
+	uint32_t crc_table_bytes;	/* one slot */
+	uint32_t crc_table_crc;		/* of table slot `slot` */
+	uint64_t body_offset;		/* crc_table_offset + 2 x crc_table_bytes */
+	uint64_t body_bytes;		/* 0 until COMPLETE */
+	uint64_t body_written;		/* durable and described by directory slot `slot` */
+	uint64_t end_offset;		/* 0 until COMPLETE */
 	uint32_t chunk_size;
 	uint32_t component_count;
 	uint32_t area_count;
 	uint32_t max_transfer;
 	uint32_t min_transfer;
 	uint32_t level;
-	uint64_t failure_offset;
+	uint64_t failure_offset;	/* FAILED: the offset the failure concerns, else 0 */
 	uint64_t ram_bytes;
 	uint64_t tsc_hz;
 	uint64_t tsc_crash;
 	uint64_t tsc_done;
 	uint64_t estimate_bytes;
 	uint64_t registers[DUMP_NREGS];
-	uint32_t chunks_sealed;
+	uint32_t chunks_sealed;		/* floor(body_written / chunk_size); nchunks when COMPLETE */
 	uint32_t device_role;
 	uint32_t restart_error;
-	uint32_t reserved484;
+	uint32_t slot;			/* the slot vouched for: 1 or 2, 0 none yet */
 	uint64_t restart_offset;
 	uint8_t reserved496[12];
 	uint32_t header_crc;		/* CRC32C of bytes 0..507 */
@@ -205,12 +210,12 @@ struct dump_violation_record {
 
 struct dump_end_marker {
 	char magic[8];			/* "DBEDEND\0" */
-	uint32_t version;
+	uint32_t version;		/* 3 */
 	uint32_t generation;
 	uint8_t dump_id[16];
 	uint64_t body_bytes;
 	uint32_t nchunks;
-	uint32_t crc_table_crc;
+	uint32_t crc_table_crc;		/* as the COMPLETE header's */
 	uint8_t zero[4092 - 48];
 	uint32_t crc;			/* CRC32C of bytes 0..4091 */
 } __attribute__((packed));
@@ -273,7 +278,7 @@ FMT_CHECK(dump_header, registers, 216);
 FMT_CHECK(dump_header, chunks_sealed, 472);
 FMT_CHECK(dump_header, device_role, 476);
 FMT_CHECK(dump_header, restart_error, 480);
-FMT_CHECK(dump_header, reserved484, 484);
+FMT_CHECK(dump_header, slot, 484);
 FMT_CHECK(dump_header, restart_offset, 488);
 FMT_CHECK(dump_header, reserved496, 496);
 FMT_CHECK(dump_header, header_crc, 508);

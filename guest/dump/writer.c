@@ -1,29 +1,31 @@
 /*
- * The streaming writer of dump format v2 (docs/dump-format.md).
+ * The streaming writer of dump format v3 (docs/dump-format.md).
  *
- * Write order, each write waiting for the previous one:
- *   1. the CRC table slot (zeros: stale bytes of an older dump must not stay in it), the
- *      directory (every component PENDING or DISABLED), the leader (IN_PROGRESS, body_written 0);
+ * The directory and the CRC table have two slots each; a leader names the slot it vouches
+ * for (0: none yet). The writer fills only the slot that no leader on disk may name, makes it
+ * durable, and only then writes a leader naming it, so whatever prefix of the writes reaches
+ * the disk, its leader vouches for durable bytes only (format, "Durability").
+ *
+ * Write order, each step waiting for the previous one; "(flush)": DUMP_FSYNC on that write:
+ *   1. the first leader: IN_PROGRESS, slot 0 (flush);
  *   2. each area the facility hands to the sink, at once, at the end of the body, in transfers
- *      of at most max_transfer that never cross a 64 MiB boundary of the body; a checkpoint
- *      (changed CRC table pages, directory, leader) after every component and at every 64 MiB;
- *   3. (the facility's DONE calls, recorded in the directory);
- *   4. the CRC table and the directory, final; 5. the end marker, flush;
- *   6. the final leader (COMPLETE) and the identical trailer, flush.
- * On a failure: the table and directory as far as the body was written (the area in progress
- * with the length written), then the leader and the trailer with status FAILED, as far as the
- * device allows.
+ *      of at most max_transfer that never cross a 64 MiB boundary of the body;
+ *   3. a checkpoint after every component and at every 64 MiB of body: in the free slot, the
+ *      table pages that changed since that slot was last written (all of it the first time),
+ *      then the directory (flush); then the leader naming that slot (flush);
+ *   4. (the facility's DONE calls, recorded in the directory);
+ *   5. the final table and directory in the free slot, the end marker (flush), the trailer
+ *      COMPLETE (flush), the final leader, identical to it (flush): the commit.
+ * On a failure, as far as the device allows: the free slot describing the body that completed
+ * (flush); the FAILED leader naming it, or, if it could not be written, the slot and figures
+ * of the last durable leader (flush); then the identical trailer (flush).
  *
- * What a checkpoint describes: the components reached so far with the areas completely
- * written (the facility counts an area once the sink returned; a component being written is
- * DUMPED with its areas so far), which form a prefix of the body; body_written is that
- * prefix's length and chunks_sealed the chunks wholly inside it (the table on disk holds
- * exactly those, zeros after). A 64 MiB checkpoint falls inside an area: it lists that area
- * with the length written so far (a page multiple), so body_written there is the 64 MiB
- * multiple and a leader on disk is never more than 64 MiB behind the body written. A FAILED
- * directory does the same with the writes that succeeded (so it never describes less than a
- * checkpoint before it); the final directory lists whole areas. Components not reached, and
- * everything after the one being written, are PENDING.
+ * What a directory describes: exactly the body written so far (made durable by the slot's
+ * flush). Components the facility is done with have their final status and areas; the one
+ * being collected is PARTIAL with the areas written so far (at a 64 MiB checkpoint, or a
+ * failure inside an area, that area as far as its writes completed, a page multiple); later
+ * ones are PENDING. Its table slot holds the chunks wholly inside that body (all nchunks when
+ * final) and zeros after: chunks_sealed.
  *
  * Non-volatile memory is written straight from where it lies; only the partial last page of an
  * area goes through a small zeroed buffer (areas are padded to a page). Volatile and staged
@@ -31,8 +33,10 @@
  * buffer first: what is CRC-ed is exactly what is written. The copies, every CRC and the
  * directory build run in ring 3 (docs/guest.md, "Ring 3").
  *
- * Every write is checked against the dump extent and the partition here, and again by the
- * driver. All state is static (.bss): nothing is allocated after the crash.
+ * Every write is checked here (and again by the driver) against the partition, the transfer
+ * limits and the dump extent the last durable leader allows; it never touches a slot a leader
+ * on disk may name, nor body already written. All state is static (.bss): nothing is
+ * allocated after the crash.
  */
 #include "dump/writer.h"
 #include "arch/x86/boot.h"
@@ -58,6 +62,20 @@ _Static_assert(CALL_OP_ESTIMATE == DMPCALL_ESTIMATE && CALL_OUTCOME_BAD == DMPCA
 	       "call codes agree");
 _Static_assert(VIOLATION_NO_COMPONENT == DMP_NO_COMPONENT, "no-component marker agrees");
 
+/*
+ * What one directory + table slot holds on disk, as this dump wrote it: the figures a leader
+ * naming it carries. slots[0] stands for "no slot" (all zero: the first leader's figures).
+ */
+struct slot {
+	bool valid;			/* written whole by this dump, its last writes completed */
+	uint32_t entries;		/* table entries it holds; the rest of the table slot is zero */
+	uint32_t table_crc;
+	uint32_t dir_crc;
+	uint32_t components;
+	uint32_t areas;
+	uint64_t body;			/* the body its directory describes */
+};
+
 struct writer {
 	struct dumpdev *dev;
 	struct dump_layout *lay;
@@ -70,7 +88,16 @@ struct writer {
 	const char *role;		/* "primary" / "secondary", for the console */
 	uint64_t cur_offset;		/* the write in progress (in_write) */
 	bool in_write;			/* inside the driver's DUMPWRITE */
-	uint64_t extent_end;		/* no write may end past this (the dump extent so far) */
+
+	/* The slots, and the leaders that name them. */
+	struct slot slots[1 + DUMP_SLOTS];
+	int leader;			/* slot named by the last durable leader; -1: none yet */
+	int unsure;			/* slot named by a leader whose write or flush failed: that
+					 * leader may be on disk as well (-1: none) */
+
+	/* Where the facility is. */
+	uint32_t comps_done;		/* components before this one are finished */
+	bool collecting;		/* the next component that is not DISABLED is being collected */
 
 	/* The body. */
 	uint64_t body_pos;		/* bytes of body written (areas padded to pages) */
@@ -78,24 +105,17 @@ struct writer {
 	uint32_t areas_written;		/* areas of this generation completely written */
 	const struct dmp_area *cur_area; /* the area being written, NULL between areas */
 	uint64_t cur_done;		/* its bytes on disk (page multiple) */
-	bool partial_ok;		/* this checkpoint may describe cur_area as far as written */
 	uint32_t chunk_crc;		/* running CRC32C register of the current chunk */
 	uint64_t chunk_fill;		/* bytes of the current chunk fed so far */
-	uint32_t chunks_sealed;		/* entries computed in crc_table[] */
+	uint32_t chunks_sealed;		/* entries in crc_table[] (zeros after them); fed before
+					 * their write, so cut back after a failure */
 
 	/* The directory as last built (dir_buf). */
+	bool built_ok;			/* the facility's areas are the body, in order */
 	uint32_t built_components;
 	uint32_t built_areas;
 	uint64_t built_body;		/* the body it describes */
 	uint32_t built_crc;
-
-	/* What is on disk. */
-	uint32_t disk_dir_crc;
-	uint32_t disk_components;
-	uint32_t disk_areas;
-	uint64_t disk_body;
-	uint32_t disk_published;	/* table entries on disk; zeros after them */
-	uint32_t disk_table_crc;
 	uint64_t body_bytes;		/* final */
 	uint32_t nchunks;		/* final */
 };
@@ -105,7 +125,6 @@ static struct dump_layout layout;
 static struct dmp_sink sink;
 static uint8_t dir_buf[DUMP_DIR_BYTES] __attribute__((aligned(4096)));
 static uint8_t crc_table[DUMP_CRC_TABLE_MAX] __attribute__((aligned(4096)));
-static uint8_t table_tail[DUMP_PAGE] __attribute__((aligned(4096)));
 static uint8_t header_block[DUMP_PAGE] __attribute__((aligned(4096)));
 static uint8_t tail_page[DUMP_PAGE] __attribute__((aligned(4096)));
 static uint8_t stage_buf[STAGE_SIZE] __attribute__((aligned(4096)));
@@ -137,8 +156,8 @@ int dump_layout_plan(uint64_t partition_bytes, uint32_t block_size, struct dump_
 		l->chunk_size *= 2;
 	}
 	l->crc_table_bytes = (uint32_t)(table < DUMP_PAGE ? DUMP_PAGE : table);
-	l->crc_table_offset = l->dir_offset + l->dir_bytes;
-	l->body_offset = l->crc_table_offset + l->crc_table_bytes;
+	l->crc_table_offset = l->dir_offset + DUMP_SLOTS * (uint64_t)l->dir_bytes;
+	l->body_offset = l->crc_table_offset + DUMP_SLOTS * (uint64_t)l->crc_table_bytes;
 	l->trailer_offset = partition_bytes >= block_size ? partition_bytes - block_size : 0;
 
 	/* Room for the empty dump: the slots, an end marker and the trailer. */
@@ -147,6 +166,26 @@ int dump_layout_plan(uint64_t partition_bytes, uint32_t block_size, struct dump_
 		return ENOSPC;
 	l->body_room = l->trailer_offset - DUMP_PAGE - l->body_offset;
 	return 0;
+}
+
+/* Slot s (1 or 2) of the directory and of the table. */
+static uint64_t dir_slot_offset(const struct dump_layout *l, int s)
+{
+	return l->dir_offset + (uint64_t)(s - 1) * l->dir_bytes;
+}
+
+static uint64_t table_slot_offset(const struct dump_layout *l, int s)
+{
+	return l->crc_table_offset + (uint64_t)(s - 1) * l->crc_table_bytes;
+}
+
+/* The slot to fill next: the one no leader that may be on disk names. 0 if there is none: no
+ * leader is durable yet, or a leader write failed and either slot may be named. */
+static int free_slot(const struct writer *w)
+{
+	if (w->leader < 0 || w->unsure >= 0)
+		return 0;
+	return w->leader == 1 ? 2 : 1;
 }
 
 static void fail(struct writer *w, int err, const char *stage, uint64_t offset, bool device)
@@ -170,11 +209,40 @@ uint64_t dump_writer_current_offset(void)
 	return W.in_write ? W.cur_offset : 0;
 }
 
+/* Whether [off, end) touches directory or table slot s (none for s < 1). */
+static bool touches_slot(const struct dump_layout *l, int s, uint64_t off, uint64_t end)
+{
+	uint64_t d, t;
+
+	if (s < 1)
+		return false;
+	d = dir_slot_offset(l, s);
+	t = table_slot_offset(l, s);
+	return (off < d + l->dir_bytes && d < end) || (off < t + l->crc_table_bytes && t < end);
+}
+
+/*
+ * The end of the dump extent as the last durable leader tells it (format, "The dump extent"):
+ * before the first, the leader slot alone (the writer's first write is its leader). Nothing is
+ * written after a COMPLETE leader.
+ */
+static uint64_t extent_end(const struct writer *w)
+{
+	const struct dump_layout *l = w->lay;
+	uint64_t end;
+
+	if (w->leader < 0)
+		return DUMP_LEADER_OFFSET + DUMP_PAGE;
+	end = l->body_offset + w->slots[w->leader].body + DUMP_PROGRESS_STEP;
+	return end < l->trailer_offset ? end : l->trailer_offset;
+}
+
 /*
  * The one place a write leaves the writer. Check 1 of 2 (the driver does check 2): the write
- * is block aligned, within the transfer limits, inside the partition, and inside the dump
- * extent so far [65536, extent_end) without touching the trailer block, or exactly the
- * trailer block.
+ * is block aligned, within the transfer limits, inside the partition, and either inside the
+ * dump extent [65536, extent_end) - not touching a slot a leader on disk may name, nor the
+ * body already written (it is written once) - or exactly the trailer block, once a leader is
+ * durable.
  */
 static int write_at(struct writer *w, uint64_t off, struct iovec *iov, int iovcnt, bool fsync,
 		    const char *stage)
@@ -188,8 +256,10 @@ static int write_at(struct writer *w, uint64_t off, struct iovec *iov, int iovcn
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
 	end = off + total;
-	in_extent = off >= DUMP_LEADER_OFFSET && end <= w->extent_end && end <= l->trailer_offset;
-	is_trailer = off == l->trailer_offset && total == bs;
+	in_extent = off >= DUMP_LEADER_OFFSET && end <= extent_end(w) &&
+		    !touches_slot(l, w->leader, off, end) && !touches_slot(l, w->unsure, off, end) &&
+		    !(end > l->body_offset && off < l->body_offset + w->body_pos);
+	is_trailer = off == l->trailer_offset && total == bs && w->leader >= 0;
 	w->cur_offset = off;
 	if (total == 0 || off % bs || total % bs || total < w->min_transfer ||
 	    total > w->hdr.max_transfer || end < off || end > l->partition_bytes ||
@@ -292,6 +362,18 @@ static void chunk_crc_finish(struct writer *w)
 	}
 }
 
+/* After a failure: the chunks fed for a write that did not complete are not sealed. */
+static void chunk_crc_cut_back(struct writer *w)
+{
+	uint32_t keep = (uint32_t)(w->body_pos / w->lay->chunk_size);
+	uint32_t max = w->lay->crc_table_bytes / 4;
+	uint32_t have = w->chunks_sealed < max ? w->chunks_sealed : max;
+
+	if (have > keep)
+		stage_copy(crc_table + (uint64_t)keep * 4, 0, 0, (uint64_t)(have - keep) * 4);
+	w->chunks_sealed = keep;
+}
+
 /* CRC32C of the table slot holding the first `entries` entries, then zeros. Ring 3. */
 static uint64_t table_crc_here(uint64_t entries, uint64_t slot_bytes, uint64_t unused)
 {
@@ -306,44 +388,15 @@ static uint64_t table_crc_here(uint64_t entries, uint64_t slot_bytes, uint64_t u
 	return ~c;
 }
 
-/*
- * Publish the first `entries` entries: write the table pages that changed since the last
- * time (entries beyond `entries` stay zero on disk: the page holding the boundary goes out
- * through a masked copy).
- */
-static int write_table(struct writer *w, uint32_t entries)
-{
-	const struct dump_layout *l = w->lay;
-	uint64_t first, end, full_end;
-	int err = 0;
-
-	if (entries <= w->disk_published)
-		return 0;
-	first = (uint64_t)w->disk_published * 4 & ~(uint64_t)(DUMP_PAGE - 1);
-	end = (uint64_t)entries * 4;
-	full_end = end & ~(uint64_t)(DUMP_PAGE - 1);
-	if (full_end > first)
-		err = write_buffer(w, l->crc_table_offset + first, crc_table + first, full_end - first,
-				   false, "crc-table");
-	if (!err && end > full_end) {
-		stage_copy(table_tail, (uintptr_t)(crc_table + full_end), end - full_end, DUMP_PAGE);
-		err = write_buffer(w, l->crc_table_offset + full_end, table_tail, DUMP_PAGE, false,
-				   "crc-table");
-	}
-	if (err)
-		return err;
-	w->disk_published = entries;
-	w->disk_table_crc = (uint32_t)run_unprivileged(table_crc_here, entries, l->crc_table_bytes, 0);
-	return 0;
-}
-
 /* --- the directory -------------------------------------------------------------------- */
 
 /*
- * Build the directory from the facility's state (dmp_state), describing only what has been
- * written: the components whose status is final and whose areas are all written, in order;
- * the first component that is not (in progress, or not reached) and every later one are
- * PENDING without areas (DISABLED ones stay DISABLED). Pure memory work: runs in ring 3.
+ * Build the directory of the body written so far from the facility's state (dmp_state):
+ * the components before comps_done with their final status and areas; the one being collected
+ * PARTIAL (or FAILED / EXCLUDED, already decided) with the areas written so far, the area in
+ * progress as far as its writes completed; every later one PENDING without areas (DISABLED
+ * ones stay DISABLED). built_ok says the areas listed are exactly the ones written, back to
+ * back from body_offset. Pure memory work: runs in ring 3.
  */
 static uint64_t build_directory_here(uint64_t writer, uint64_t unused1, uint64_t unused2)
 {
@@ -355,14 +408,13 @@ static uint64_t build_directory_here(uint64_t writer, uint64_t unused1, uint64_t
 	uint32_t nviol = s->nviolations < DUMP_DIR_MAX_VIOLATIONS ? s->nviolations
 								   : DUMP_DIR_MAX_VIOLATIONS;
 	uint32_t written = w->areas_written < s->nareas ? w->areas_written : s->nareas;
-	uint64_t expect = w->lay->body_offset;
-	uint32_t listed = 0;
-	bool stop = false;
-	/* A mid-area checkpoint: the area being written, described as far as it is on disk. */
-	const struct dmp_area *pa = w->partial_ok ? w->cur_area : 0;
-	uint32_t pi = pa ? (uint32_t)(pa - s->areas) : 0;
+	uint64_t at = w->lay->body_offset;
+	uint32_t listed = 0, whole = 0, open = ncomp;
+	bool ok = w->areas_written == written;
+	/* The area in progress (a 64 MiB checkpoint, a failure): listed as far as written. */
+	const struct dmp_area *pa = w->cur_area && w->cur_done ? w->cur_area : 0;
+	uint32_t pi = DUMP_DIR_MAX_AREAS;	/* its index, once listed */
 	uint64_t plen = 0;
-	bool pused = false;
 	struct dump_dir_header *dh = (void *)dir_buf;
 	struct dump_component_entry *ce;
 	struct dump_area_entry *ae;
@@ -372,23 +424,18 @@ static uint64_t build_directory_here(uint64_t writer, uint64_t unused1, uint64_t
 	if (written > DUMP_DIR_MAX_AREAS)
 		written = DUMP_DIR_MAX_AREAS;
 	memset(dir_buf, 0, sizeof(dir_buf));
+	/* The component being collected: the facility goes on with the next one not DISABLED. */
+	if (w->collecting)
+		for (open = w->comps_done;
+		     open < ncomp && s->components[open].status == COMPONENT_DISABLED; open++)
+			;
 
-	if (pa && (pa < s->areas || pi != s->nareas || pi != written || pi >= DUMP_DIR_MAX_AREAS ||
-		   w->cur_done == 0))
-		pa = 0;
-	if (pa)
-		plen = pa->len < w->cur_done ? pa->len : w->cur_done;
-
-	/* Which components are described, and how many areas that makes. */
 	ce = (void *)(dir_buf + sizeof(*dh));
 	for (uint32_t c = 0; c < ncomp; c++) {
 		const struct dmp_component *sc = &s->components[c];
 		struct dump_component_entry *e = &ce[c];
-		bool mine = pa && pa->component == c;	/* its area is being written */
-		bool ok = !stop && ((sc->status >= COMPONENT_DUMPED && sc->status <= COMPONENT_FAILED) ||
-				    (mine && sc->status == COMPONENT_PENDING));
-		uint32_t count = sc->area_count;
-		uint64_t bytes = 0, at = expect;
+		uint32_t count = 0;
+		uint64_t bytes = 0;
 
 		memcpy(e->name, sc->name, sizeof(e->name));
 		e->kind = sc->kind;
@@ -402,46 +449,50 @@ static uint64_t build_directory_here(uint64_t writer, uint64_t unused1, uint64_t
 		e->global_buffer_bytes = sc->global_buffer_bytes;
 		e->first_area = listed;
 
-		if (ok && sc->area_count) {
-			/* Its areas must be the next ones written, back to back. */
-			if (sc->first_area != listed || sc->area_count > written - listed) {
-				ok = false;
-			} else {
-				for (uint32_t k = 0; k < sc->area_count; k++) {
-					const struct dmp_area *a = &s->areas[listed + k];
-
-					if (a->component != c || a->disk_offset != at) {
-						ok = false;
-						break;
-					}
-					bytes += a->len;
-					at += round_page(a->len);
-				}
-			}
-		}
-		if (ok && mine && sc->first_area + sc->area_count == pi && pi == listed + count &&
-		    pa->disk_offset == at) {
-			count++;
-			bytes += plen;
-			at += round_page(plen);
-			pused = true;
-		}
 		if (sc->status == COMPONENT_DISABLED) {
 			e->status = COMPONENT_DISABLED;
 			continue;
 		}
-		if (!ok) {
-			/* Not reached, in progress, or not all written: PENDING, no areas. */
-			stop = true;
-			e->status = COMPONENT_PENDING;
+		if (c < w->comps_done)
+			e->status = sc->status == COMPONENT_PENDING ? COMPONENT_DUMPED : sc->status;
+		else if (c == open)
+			e->status = sc->status == COMPONENT_FAILED || sc->status == COMPONENT_EXCLUDED ?
+				    sc->status : COMPONENT_PARTIAL;
+		else
+			e->status = COMPONENT_PENDING;	/* not reached: no areas */
+		if (e->status == COMPONENT_PENDING)
 			continue;
+		if (e->status == COMPONENT_FAILED || e->status == COMPONENT_EXCLUDED)
+			e->reason = sc->reason;
+
+		/* Its areas are the next ones written, back to back. */
+		if (sc->area_count && (sc->first_area != listed || listed > written ||
+				       sc->area_count > written - listed))
+			ok = false;
+		for (uint32_t k = 0; ok && k < sc->area_count; k++) {
+			const struct dmp_area *a = &s->areas[listed + k];
+
+			if (a->component != c || a->disk_offset != at) {
+				ok = false;
+				break;
+			}
+			bytes += a->len;
+			at += round_page(a->len);
+			count++;
 		}
-		e->status = sc->status == COMPONENT_PENDING ? COMPONENT_DUMPED : sc->status;
-		e->reason = e->status == COMPONENT_DUMPED ? 0 : sc->reason;
+		whole += count;
+		if (ok && c == open && pa && pa == &s->areas[listed + count] && pa->component == c &&
+		    pa->disk_offset == at && listed + count < DUMP_DIR_MAX_AREAS) {
+			pi = listed + count;
+			plen = pa->len < w->cur_done ? pa->len : w->cur_done;
+			bytes += plen;
+			at += round_page(plen);
+			count++;
+		}
 		e->area_count = count;
 		e->dumped_bytes = bytes;
-		/* Set by the facility once the component is done; for one still being written
-		 * (its areas so far, in a checkpoint or a FAILED dump), the generation at work. */
+		/* Set by the facility once the component is done; for one still being collected,
+		 * the generation at work (1 for a replayed table). */
 		if (!count)
 			e->table_generation = 0;
 		else if (sc->table_generation)
@@ -449,10 +500,9 @@ static uint64_t build_directory_here(uint64_t writer, uint64_t unused1, uint64_t
 		else
 			e->table_generation = (sc->flags & DMPF_TABLE_REUSED) ? 1 : w->hdr.generation;
 		listed += count;
-		expect = at;
-		if (mine)
-			stop = true;	/* the components after it are not reached yet */
 	}
+	if (whole != written || (pa && pi == DUMP_DIR_MAX_AREAS))
+		ok = false;	/* an area written that no component lists */
 
 	ae = (void *)(dir_buf + sizeof(*dh) + sizeof(*ce) * ncomp);
 	for (uint32_t i = 0; i < listed; i++) {
@@ -463,7 +513,7 @@ static uint64_t build_directory_here(uint64_t writer, uint64_t unused1, uint64_t
 			flags |= AREA_FLAG_VOLATILE;	/* staged data is volatile too */
 		memcpy(ae[i].name, a->name, sizeof(ae[i].name));
 		ae[i].phys_addr = a->phys;
-		ae[i].length = pused && i == pi ? plen : a->len;
+		ae[i].length = i == pi ? plen : a->len;
 		ae[i].disk_offset = a->disk_offset;
 		ae[i].component = a->component;
 		ae[i].flags = flags;
@@ -507,71 +557,142 @@ static uint64_t build_directory_here(uint64_t writer, uint64_t unused1, uint64_t
 	dh->generation = w->hdr.generation;
 	dh->estimate_bytes = w->hdr.estimate_bytes;
 
+	w->built_ok = ok;
 	w->built_components = ncomp;
 	w->built_areas = listed;
-	w->built_body = expect - w->lay->body_offset;
+	w->built_body = at - w->lay->body_offset;
 	w->built_crc = ~crc32c_compute(CRC32C_INIT, dir_buf, sizeof(dir_buf));
 	return 0;
 }
 
-static void build_directory(struct writer *w)
+/*
+ * The directory for slot s (0: there is no free slot), describing exactly the body written
+ * so far, with the table entries the slot will hold: all nchunks when final, else the chunks
+ * wholly inside that body. EFAULT (stage directory) if the facility's state and the body
+ * disagree.
+ */
+static int describe(struct writer *w, int s, bool final)
 {
+	const struct dump_layout *l = w->lay;
+	uint32_t want = final ? w->nchunks : (uint32_t)(w->body_pos / l->chunk_size);
+
+	if (!s) {
+		printf("dump: no directory slot is free\n");
+		fail(w, EFAULT, "directory", 0, false);
+		return EFAULT;
+	}
 	/* The level, generation and estimate may only be known now (dmp_begin ran before). */
 	w->hdr.level = dmp_state.level;
 	w->hdr.estimate_bytes = dmp_state.estimate_bytes;
 	run_unprivileged(build_directory_here, (uintptr_t)w, 0, 0);
+	if (w->built_ok && w->built_body == w->body_pos && w->chunks_sealed == want &&
+	    (uint64_t)want * 4 <= l->crc_table_bytes)
+		return 0;
+	printf("dump: the directory describes %llu of %llu body bytes, %u of %u chunks sealed\n",
+	       (unsigned long long)w->built_body, (unsigned long long)w->body_pos,
+	       w->chunks_sealed, want);
+	fail(w, EFAULT, "directory", dir_slot_offset(l, s), false);
+	return EFAULT;
 }
 
-static int write_directory(struct writer *w)
+/*
+ * Slot s (a free one) gets the directory in dir_buf and the first chunks_sealed table
+ * entries: the table pages that differ from what s holds (the whole table slot the first
+ * time: an older dump's bytes may be there), then the whole directory, its last write with a
+ * flush when `flush` (which makes the body written before it durable too).
+ */
+static int write_slot(struct writer *w, int s, bool flush)
 {
-	int err = write_buffer(w, w->lay->dir_offset, dir_buf, w->lay->dir_bytes, false, "directory");
+	const struct dump_layout *l = w->lay;
+	struct slot *sl = &w->slots[s];
+	uint32_t entries = w->chunks_sealed;
+	uint64_t from = 0, to = l->crc_table_bytes;
+	int err = 0;
 
+	if (sl->valid) {
+		/* Entries [lo, hi) differ; their pages go out whole, from crc_table[], which is
+		 * zero past chunks_sealed (hi < the slot's entries after a failure: a short chunk
+		 * the final table sealed is not sealed in a FAILED one). */
+		uint32_t lo = sl->entries < entries ? sl->entries : entries;
+		uint32_t hi = sl->entries < entries ? entries : sl->entries;
+
+		from = (uint64_t)lo * 4 & ~(uint64_t)(DUMP_PAGE - 1);
+		to = lo == hi ? from : round_page((uint64_t)hi * 4);
+	}
+	sl->valid = false;	/* until both writes completed */
+	if (to > from)
+		err = write_buffer(w, table_slot_offset(l, s) + from, crc_table + from, to - from,
+				   false, "crc-table");
+	if (!err)
+		err = write_buffer(w, dir_slot_offset(l, s), dir_buf, l->dir_bytes, flush,
+				   "directory");
 	if (err)
 		return err;
-	w->disk_dir_crc = w->built_crc;
-	w->disk_components = w->built_components;
-	w->disk_areas = w->built_areas;
-	w->disk_body = w->built_body;
+	sl->valid = true;
+	sl->entries = entries;
+	sl->table_crc = (uint32_t)run_unprivileged(table_crc_here, entries, l->crc_table_bytes, 0);
+	sl->dir_crc = w->built_crc;
+	sl->components = w->built_components;
+	sl->areas = w->built_areas;
+	sl->body = w->built_body;
 	return 0;
 }
 
 /* --- headers -------------------------------------------------------------------------- */
 
-/* The header describing what is on disk, in header_block. */
-static void header_seal(struct writer *w, uint32_t status)
+/* The header vouching for slot s (with its figures; slot 0: none), in header_block. */
+static void header_seal(struct writer *w, uint32_t status, int s)
 {
 	struct dump_header *h = &w->hdr;
-	uint32_t sealed = (uint32_t)(w->disk_body / w->lay->chunk_size);
+	const struct slot *sl = &w->slots[s];
+	bool complete = status == DUMP_STATUS_COMPLETE, failed = status == DUMP_STATUS_FAILED;
 
 	h->status = status;
-	h->dir_crc = w->disk_dir_crc;
-	h->component_count = w->disk_components;
-	h->area_count = w->disk_areas;
-	h->crc_table_crc = w->disk_table_crc;
-	h->body_written = w->disk_body;
-	if (status == DUMP_STATUS_COMPLETE) {
-		h->body_bytes = w->body_bytes;
-		h->end_offset = w->lay->body_offset + w->body_bytes;
-		h->chunks_sealed = w->nchunks;
-	} else {
-		h->body_bytes = 0;
-		h->end_offset = 0;
-		h->chunks_sealed = w->disk_published < sealed ? w->disk_published : sealed;
-	}
+	h->slot = (uint32_t)s;
+	h->dir_crc = sl->dir_crc;
+	h->crc_table_crc = sl->table_crc;
+	h->component_count = sl->components;
+	h->area_count = sl->areas;
+	h->body_written = sl->body;
+	h->chunks_sealed = sl->entries;	/* floor(body / chunk_size); nchunks in the final slot */
+	h->body_bytes = complete ? sl->body : 0;
+	h->end_offset = complete ? w->lay->body_offset + sl->body : 0;
+	h->failure = failed ? (uint32_t)w->res->error : 0;
+	h->failure_offset = failed ? w->res->offset : 0;
 	h->tsc_done = rdtsc();
 	h->header_crc = crc32c(h, offsetof(struct dump_header, header_crc));
 	memset(header_block, 0, sizeof(header_block));
 	memcpy(header_block, h, sizeof(*h));
 }
 
-static int write_leader(struct writer *w, const char *stage)
+/* header_block to the leader slot (flush). Until that is done, the disk may hold this leader
+ * or the one before. */
+static int put_leader(struct writer *w, int s, const char *stage)
 {
-	return write_buffer(w, DUMP_LEADER_OFFSET, header_block, DUMP_PAGE, false, stage);
+	int err;
+
+	w->unsure = s;
+	err = write_buffer(w, DUMP_LEADER_OFFSET, header_block, DUMP_PAGE, true, stage);
+	if (err)
+		return err;
+	w->leader = s;
+	w->unsure = -1;
+	return 0;
 }
 
-static int write_trailer(struct writer *w, bool fsync, const char *stage)
+/* header_block to the trailer block (flush). */
+static int put_trailer(struct writer *w, const char *stage)
 {
-	return write_buffer(w, w->lay->trailer_offset, header_block, w->lay->block_size, fsync, stage);
+	return write_buffer(w, w->lay->trailer_offset, header_block, w->lay->block_size, true,
+			    stage);
+}
+
+static void progress(struct writer *w)
+{
+	result_line("PROGRESS written=%llu total=%llu body=%llu device=%s generation=%u",
+		    (unsigned long long)w->slots[w->leader].body,
+		    (unsigned long long)w->hdr.estimate_bytes,
+		    (unsigned long long)w->body_pos, w->role, w->hdr.generation);
 }
 
 static void header_init(struct writer *w, const struct dmp_query *q, const struct crash_record *cr,
@@ -614,24 +735,21 @@ static void header_init(struct writer *w, const struct dmp_query *q, const struc
 	}
 }
 
-/* Table pages that changed, directory, leader (IN_PROGRESS): each describes the body before. */
+/* A checkpoint: the free slot describing the body so far (flush), then the leader naming it
+ * (flush). */
 static int checkpoint(struct writer *w)
 {
-	int err;
+	int s = free_slot(w);
+	int err = describe(w, s, false);
 
-	build_directory(w);
-	err = write_table(w, (uint32_t)(w->built_body / w->lay->chunk_size));
 	if (!err)
-		err = write_directory(w);
+		err = write_slot(w, s, true);
 	if (err)
 		return err;
-	header_seal(w, DUMP_STATUS_IN_PROGRESS);
-	err = write_leader(w, "progress-leader");
+	header_seal(w, DUMP_STATUS_IN_PROGRESS, s);
+	err = put_leader(w, s, "progress-leader");
 	if (!err)
-		result_line("PROGRESS written=%llu total=%llu body=%llu device=%s generation=%u",
-			    (unsigned long long)w->disk_body,
-			    (unsigned long long)w->hdr.estimate_bytes,
-			    (unsigned long long)w->body_pos, w->role, w->hdr.generation);
+		progress(w);
 	return err;
 }
 
@@ -698,10 +816,10 @@ static int write_area(struct writer *w, const struct dmp_area *a, uint64_t disk_
 		w->body_pos += n;
 		w->cur_done = pos;
 		if (w->body_pos == w->next_checkpoint) {
+			/* Inside the area: the directory lists it as far as written, its
+			 * component PARTIAL. */
 			w->next_checkpoint += DUMP_PROGRESS_STEP;
-			w->partial_ok = true;
 			err = checkpoint(w);
-			w->partial_ok = false;
 			if (err)
 				return err;
 		}
@@ -718,6 +836,7 @@ static int sink_area(void *ctx, struct dmp_area *a)
 
 	if (w->res->error)
 		return w->res->error;
+	/* The area, the end marker and the trailer must still fit. */
 	if (a->len > l->body_room || rounded > l->body_room || w->body_pos > l->body_room - rounded) {
 		printf("dump: no room for area %.24s (%llu bytes) at body offset %llu: partition full\n",
 		       a->name, (unsigned long long)a->len, (unsigned long long)w->body_pos);
@@ -725,7 +844,6 @@ static int sink_area(void *ctx, struct dmp_area *a)
 		return ENOSPC;
 	}
 	a->disk_offset = l->body_offset + w->body_pos;
-	w->extent_end = a->disk_offset + rounded;
 	w->cur_area = a;
 	w->cur_done = 0;
 	err = write_area(w, a, a->disk_offset);
@@ -739,10 +857,16 @@ static int sink_area(void *ctx, struct dmp_area *a)
 static int sink_component_done(void *ctx, uint32_t index)
 {
 	struct writer *w = ctx;
+	int err;
 
 	if (w->res->error)
 		return w->res->error;
-	return checkpoint(w);
+	w->comps_done = index + 1;
+	/* The facility goes on to the next component only once this checkpoint is done. */
+	w->collecting = false;
+	err = checkpoint(w);
+	w->collecting = err == 0;
+	return err;
 }
 
 const struct dmp_sink *dump_writer_sink(void)
@@ -768,6 +892,8 @@ int dump_writer_begin(struct dumpdev *dev, const struct dmp_query *q,
 	w->role = p->device_role == DUMP_ROLE_SECONDARY ? "secondary" : "primary";
 	w->min_transfer = q->min_tsize;
 	w->max_piece = q->max_tsize & ~(uint64_t)(DUMP_PAGE - 1);
+	w->leader = -1;
+	w->unsure = -1;
 	w->chunk_crc = CRC32C_INIT;
 	w->next_checkpoint = DUMP_PROGRESS_STEP;
 	sink.area = sink_area;
@@ -776,9 +902,10 @@ int dump_writer_begin(struct dumpdev *dev, const struct dmp_query *q,
 
 	err = dump_layout_plan(dev->part_bytes, dev->block_size, &layout);
 	if (err) {
+		/* ENOSPC: where the body, which would have been empty, would have begun. */
 		printf("dump: partition of %llu bytes is too small for an empty dump\n",
 		       (unsigned long long)dev->part_bytes);
-		fail(w, err, "plan", 0, false);
+		fail(w, err, "plan", layout.body_offset, false);
 		return err;
 	}
 	if (w->max_piece == 0 || q->min_tsize != dev->block_size || q->min_tsize > DUMP_PAGE ||
@@ -788,7 +915,6 @@ int dump_writer_begin(struct dumpdev *dev, const struct dmp_query *q,
 	}
 	header_init(w, q, cr, p);
 	w->active = true;
-	w->extent_end = layout.body_offset;
 
 	printf("dump: %s %s, generation %u, level %u, %u components, estimate %llu bytes;"
 	       " body at %llu, room %llu, chunk %u\n",
@@ -796,15 +922,18 @@ int dump_writer_begin(struct dumpdev *dev, const struct dmp_query *q,
 	       (unsigned long long)dmp_state.estimate_bytes, (unsigned long long)layout.body_offset,
 	       (unsigned long long)layout.body_room, layout.chunk_size);
 
-	/* 1. the table slot (zeros), the directory, the leader */
+	/* The slots are written from crc_table[], which must be zero past chunks_sealed. */
 	stage_copy(crc_table, 0, 0, layout.crc_table_bytes);
-	err = write_buffer(w, layout.crc_table_offset, crc_table, layout.crc_table_bytes, false,
-			   "crc-table");
+
+	/* 1. the first leader, naming no slot: this dump claims the leader slot before it
+	 * touches anything an older dump's leader may vouch for */
+	header_seal(w, DUMP_STATUS_IN_PROGRESS, 0);
+	err = put_leader(w, 0, "progress-leader");
 	if (err)
 		return err;
-	w->disk_published = 0;
-	w->disk_table_crc = (uint32_t)run_unprivileged(table_crc_here, 0, layout.crc_table_bytes, 0);
-	return checkpoint(w);
+	progress(w);
+	w->collecting = true;
+	return 0;
 }
 
 int dump_writer_finish(void)
@@ -812,34 +941,26 @@ int dump_writer_finish(void)
 	struct writer *w = &W;
 	const struct dump_layout *l = w->lay;
 	uint64_t start = rdtsc();
-	int err;
+	int s, err;
 
 	if (!w->active)
 		return w->res ? w->res->error : EINVAL;
 	if (w->res->error)
 		return w->res->error;
 
-	/* 4. the table and the directory, final */
-	w->partial_ok = false;
+	/* 5. the table (every chunk, the short last one too) and the directory, final, in the
+	 * free slot; the end marker (flush) */
+	w->collecting = false;
 	chunk_crc_finish(w);
 	w->body_bytes = w->body_pos;
 	w->nchunks = (uint32_t)((w->body_bytes + l->chunk_size - 1) / l->chunk_size);
-	build_directory(w);
-	if (w->chunks_sealed != w->nchunks || w->built_body != w->body_bytes) {
-		printf("dump: the directory describes %llu of %llu body bytes, %u of %u chunks sealed\n",
-		       (unsigned long long)w->built_body, (unsigned long long)w->body_bytes,
-		       w->chunks_sealed, w->nchunks);
-		fail(w, EFAULT, "directory", l->dir_offset, false);
-		return EFAULT;
-	}
-	err = write_table(w, w->nchunks);
+	s = free_slot(w);
+	err = describe(w, s, true);
 	if (!err)
-		err = write_directory(w);
+		err = write_slot(w, s, false);
 	if (err)
 		return err;
 
-	/* 5. end marker, flush */
-	w->extent_end = l->body_offset + w->body_bytes + DUMP_PAGE;
 	memset(&end_marker, 0, sizeof(end_marker));
 	memcpy(end_marker.magic, "DBEDEND", 8);
 	end_marker.version = DUMP_VERSION;
@@ -847,18 +968,19 @@ int dump_writer_finish(void)
 	memcpy(end_marker.dump_id, w->hdr.dump_id, 16);
 	end_marker.body_bytes = w->body_bytes;
 	end_marker.nchunks = w->nchunks;
-	end_marker.crc_table_crc = w->disk_table_crc;
+	end_marker.crc_table_crc = w->slots[s].table_crc;
 	end_marker.crc = crc32c(&end_marker, offsetof(struct dump_end_marker, crc));
 	err = write_buffer(w, l->body_offset + w->body_bytes, &end_marker, DUMP_PAGE, true,
 			   "end-marker");
 	if (err)
 		return err;
 
-	/* 6. final leader and trailer, identical, flush */
-	header_seal(w, DUMP_STATUS_COMPLETE);
-	err = write_leader(w, "final-leader");
+	/* The trailer, COMPLETE (flush); then the final leader, the same header (flush): the
+	 * commit. Before it lands the dump reads partial, after it complete. */
+	header_seal(w, DUMP_STATUS_COMPLETE, s);
+	err = put_trailer(w, "trailer");
 	if (!err)
-		err = write_trailer(w, true, "trailer");
+		err = put_leader(w, s, "final-leader");
 	if (err)
 		return err;
 
@@ -866,7 +988,7 @@ int dump_writer_finish(void)
 			       l->block_size;
 	w->res->body_bytes = w->body_bytes;
 	printf("dump: complete on the %s device, %u areas, %llu bytes of body; final writes %llu ms\n",
-	       w->role, w->disk_areas, (unsigned long long)w->body_bytes,
+	       w->role, w->slots[s].areas, (unsigned long long)w->body_bytes,
 	       (unsigned long long)(tsc_to_us(rdtsc() - start) / 1000));
 	return 0;
 }
@@ -874,35 +996,45 @@ int dump_writer_finish(void)
 void dump_writer_write_failed(void)
 {
 	struct writer *w = &W;
-	int err;
+	int s, named, err;
 
 	if (!w->active || !w->res || !w->res->error)
 		return;
-	/* As far as the body was written: the area in progress with the length written, like a
-	 * 64 MiB checkpoint (never less than a leader on disk already described). */
-	w->partial_ok = true;
 	printf("dump: %s device failed in %s at offset %llu: %s (device status 0x%x, request status 0x%x)\n",
 	       w->role, w->res->stage, (unsigned long long)w->res->offset, errno_name(w->res->error),
 	       w->stat.device_status, w->stat.request_status);
-	w->res->body_bytes = w->disk_body;
+	chunk_crc_cut_back(w);
 
-	/* The table and the directory as at the last completed area (not past the extent). */
-	build_directory(w);
-	err = write_table(w, (uint32_t)(w->built_body / w->lay->chunk_size));
-	if (!err)
-		err = write_directory(w);
-	if (err)
-		printf("dump: the failed dump's directory could not be written: %s\n", errno_name(err));
+	/* The free slot describing the body that completed (the area in progress as far as its
+	 * writes completed, its component PARTIAL), made durable. No slot is free before the
+	 * first leader is durable, nor after a leader write failed (that leader may name either
+	 * slot); then, or if the slot cannot be written, the FAILED leader carries the slot and
+	 * figures of the last durable leader. */
+	named = w->leader < 0 ? 0 : w->leader;
+	s = free_slot(w);
+	if (s) {
+		err = describe(w, s, false);
+		if (!err)
+			err = write_slot(w, s, true);
+		if (!err)
+			named = s;
+		else
+			printf("dump: the failed dump's directory could not be written: %s\n",
+			       errno_name(err));
+	}
 
-	/* Best effort: each may fail too; neither changes the reported failure. */
-	w->hdr.failure = (uint32_t)w->res->error;
-	w->hdr.failure_offset = w->res->offset;
-	header_seal(w, DUMP_STATUS_FAILED);
-	err = write_leader(w, "failed-leader");
-	if (err)
+	/* The FAILED leader (flush), then the identical trailer (flush); their own failures are
+	 * printed, not reported (the first failure stands). Each step waits for the one before:
+	 * no trailer when its leader did not land (with no leader of this dump on disk, the
+	 * trailer block is outside the dump). */
+	w->res->body_bytes = w->slots[named].body;
+	header_seal(w, DUMP_STATUS_FAILED, named);
+	err = put_leader(w, named, "failed-leader");
+	if (err) {
 		printf("dump: FAILED leader not written: %s\n", errno_name(err));
-	err = write_trailer(w, true, "failed-trailer");
+		return;
+	}
+	err = put_trailer(w, "failed-trailer");
 	if (err)
 		printf("dump: FAILED trailer not written: %s\n", errno_name(err));
-	w->res->body_bytes = w->disk_body;
 }
