@@ -76,6 +76,7 @@ class _Sweep:
         self.dump_id = dump_id
         self.final = final
         self.rng = random.Random(seed)
+        self.cache = dumpfmt.ReadCache()
         self.tally = Tally()
         self.label = f"{io.role}: " if io.role != "primary" else ""
         part = io.partition_offset
@@ -92,7 +93,7 @@ class _Sweep:
             self.tally.problems.append(self.label + text)
 
     def classify(self, what: Callable[[], str]) -> dumpfmt.Dump:
-        d = dumpfmt.read(self.state, 0, self.state.size, self.block_size, dump_id=self.dump_id)
+        d = dumpfmt.read(self.state, 0, self.state.size, self.block_size, dump_id=self.dump_id, cache=self.cache)
         self.tally.count(d.status)
         if d.status in ("corrupt", "unsupported"):
             self.problem(f"{what()} reads {d.status}: {d.reason}")
@@ -189,9 +190,8 @@ class _Sweep:
         for t in points:
             finished = [i for i, u in enumerate(self.units)
                         if u.command is None or (u.command.finished is not None and u.command.finished <= t)]
-            before = t - 1e-9 if t != float("inf") else t  # just before this flush finishes
-            durable = {i for i in finished if self.units[i].command is not None
-                       and self.io.durable(self.units[i].command, before)}
+            durable = {i for i in finished if self.units[i].command is not None  # just before t
+                       and self.io.durable(self.units[i].command, t, strictly_before=True)}
             pending = [i for i in finished if i not in durable]
             if len(pending) < 2 or budget <= 0:
                 continue
@@ -200,17 +200,59 @@ class _Sweep:
                 state.apply(self.units[base].entry)
                 base += 1
             rest = sorted(i for i in durable if i >= base)
-            subsets = [[i for i in pending if i != j] for j in pending] + [[j] for j in pending]
-            subsets += [[i for i in pending if self.rng.random() < 0.5] for _ in range(RANDOM_SUBSETS)]
-            for subset in subsets[:budget]:
-                mark = state.mark()
-                for i in sorted(rest + subset):
-                    state.apply(self.units[i].entry, undoable=True)
-                missing = [self.units[i] for i in pending if i not in subset]
-                self.tally.reordered += 1
-                self.classify(lambda s=subset, m=missing, t=t: self._describe_subset(s, m, t))
-                state.undo_to(mark)
-            budget -= min(budget, len(subsets))
+            budget -= self._group(state, rest, pending, t, budget)
+
+    def _group(self, state: DiskState, rest: list[int], pending: list[int], t: float, budget: int) -> int:
+        """The states of one group: the durable writes (`rest` beyond the applied prefix), then
+        each pending write alone, each one left out, and random subsets. Returns the states made."""
+        made = 0
+        outer = state.mark()
+        for i in rest:
+            state.apply(self.units[i].entry, undoable=True)
+
+        def one(subset: list[int]) -> None:
+            nonlocal made
+            missing = [self.units[i] for i in pending if i not in subset]
+            self.tally.reordered += 1
+            made += 1
+            self.classify(lambda s=subset, m=missing: self._describe_subset(s, m, t))
+
+        for j in pending:  # each alone
+            if made >= budget:
+                break
+            mark = state.mark()
+            state.apply(self.units[j].entry, undoable=True)
+            one([j])
+            state.undo_to(mark)
+        if made < budget and self._disjoint(pending + rest):
+            # Each left out: all applied once, then each one's range put back in turn.
+            mark = state.mark()
+            for i in pending:
+                state.apply(self.units[i].entry, undoable=True)
+            for j in pending:
+                if made >= budget:
+                    break
+                data = state.swap_out(self.units[j].entry, mark)
+                one([i for i in pending if i != j])
+                state.swap_in(self.units[j].entry, data)
+            state.undo_to(mark)
+        randoms = [[i for i in pending if self.rng.random() < 0.5] for _ in range(RANDOM_SUBSETS)]
+        if not self._disjoint(pending + rest):
+            randoms = [[i for i in pending if i != j] for j in pending] + randoms
+        for subset in randoms:
+            if made >= budget:
+                break
+            mark = state.mark()
+            for i in subset:
+                state.apply(self.units[i].entry, undoable=True)
+            one(subset)
+            state.undo_to(mark)
+        state.undo_to(outer)
+        return made
+
+    def _disjoint(self, indexes: list[int]) -> bool:
+        ranges = sorted((self.units[i].entry.offset, self.units[i].entry.end) for i in indexes)
+        return all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:]))
 
     def _describe_subset(self, subset: list[int], missing: list[Unit], t: float) -> str:
         when = ("at the end" if t == float("inf")

@@ -622,16 +622,17 @@ def read(
     block_size: int | None = None,
     verify_chunks: bool = True,
     dump_id: bytes | None = None,
+    cache: ReadCache | None = None,
 ) -> Dump:
     """Parse and classify the dump in the partition [partition_offset, +partition_bytes) of an
     image (path, open file, mmap, bytes or Image). block_size is the device's logical block
     size when known (it locates the trailer and must equal the header's). dump_id is the dump
     the caller looks for (the harness gives its run's): a valid leader of another dump makes
-    the dump none."""
+    the dump none. A cache shared by reads of one partition saves re-parsing what they share."""
     if isinstance(source, Image):
-        return _Reader(source, partition_offset, partition_bytes, block_size, verify_chunks, dump_id).run()
+        return _Reader(source, partition_offset, partition_bytes, block_size, verify_chunks, dump_id, cache).run()
     with Image(source) as image:
-        return _Reader(image, partition_offset, partition_bytes, block_size, verify_chunks, dump_id).run()
+        return _Reader(image, partition_offset, partition_bytes, block_size, verify_chunks, dump_id, cache).run()
 
 
 def read_image(image_path: str | Path, verify_chunks: bool = True, dump_id: bytes | None = None) -> Dump:
@@ -650,9 +651,18 @@ def another_dump(found: bytes, wanted: bytes | None) -> str | None:
     return f"the leader is a valid header of another dump (dump id {found.hex()}): no dump with id {wanted.hex()}"
 
 
+class ReadCache:
+    """What one read may hand to the next of the same partition: the crash-consistency oracle
+    reads thousands of states of one disk, most sharing their directory slot byte for byte."""
+
+    def __init__(self):
+        self.directories: dict = {}
+
+
 class _Reader:
     def __init__(self, image: Image, offset: int, size: int, block_size: int | None, verify_chunks: bool,
-                 dump_id: bytes | None):
+                 dump_id: bytes | None, cache: ReadCache | None = None):
+        self.cache = cache
         self.part = _Partition(image, offset, max(0, size))
         self.expected_block = block_size
         self.verify_chunks = verify_chunks
@@ -1028,25 +1038,40 @@ class _Reader:
         if crc != h.dir_crc:
             note(f"directory slot {h.slot}: CRC32C 0x{crc:08x}, header says 0x{h.dir_crc:08x}", at)
         ctx = self.directory_context()
+        key = (crc, ctx)  # the same slot bytes under the same header read the same
+        if self.cache is not None and key in self.cache.directories:
+            dh, directory, notes = self.cache.directories[key]
+            d.directory_header = dh
+            d.findings += notes
+        else:
+            dh, directory = self.parse_directory(at, ctx, note)
+            if self.cache is not None:
+                self.cache.directories[key] = (dh, directory, d.findings[first_finding:])
+        if directory is not None:
+            d.components, d.areas = directory.components, directory.areas
+            d.calls, d.violations = directory.calls, directory.violations
+            d.directory_ok = len(d.findings) == first_finding
+
+    def parse_directory(self, at: int, ctx: dumpdir.Context, note):
+        """The directory slot's records and their rules; (header, Directory or None)."""
+        h = self.dump.header
         dh = dumpdir.parse_header(self.part.read(at, DIR_HEADER_SIZE))
-        d.directory_header = dh
+        self.dump.directory_header = dh
         if not dumpdir.check_header(dh, ctx, note):
-            return
+            return dh, None
         used = dh.used_bytes  # bounded: MAX_DIRECTORY_ENTRIES records, within dir_bytes
         directory = dumpdir.parse_records(self.part.read(at, used), dh, ctx, note)
         bad = self.part.first_nonzero(at + used, h.dir_bytes - used)
         if bad:
             note(f"directory: {_zero_problem(bad)} after the last record", bad[1])
-        d.components, d.areas = directory.components, directory.areas
-        d.calls, d.violations = directory.calls, directory.violations
         dumpdir.check(directory, ctx, note)
-        self.check_violations_against_header()
-        d.directory_ok = len(d.findings) == first_finding
+        self.check_violations_against_header(directory)
+        return dh, directory
 
-    def check_violations_against_header(self) -> None:
+    def check_violations_against_header(self, directory) -> None:
         """A fault in the facility or a driver fails the dump on its device."""
         h = self.dump.header
-        for v in self.dump.violations:
+        for v in directory.violations:
             if v.component == NO_COMPONENT and v.generation == h.generation and h.complete:
                 self.note(STAGE_STRUCTURE, f"violation {v.index} (address 0x{v.address:x}): a fault in the facility "
                           f"or a driver in generation {v.generation}, yet the dump is COMPLETE")

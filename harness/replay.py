@@ -77,6 +77,24 @@ class DiskState(dumpfmt.Image):
         self.applied.add(entry.index)
         self._invalidate(start, start + entry.length)
 
+    def swap_out(self, entry: blklog.Entry, mark: int) -> bytes:
+        """Put back, for a moment, what `entry`'s range held before it was applied (its undo
+        record lies after `mark`); returns its bytes so that swap_in can restore them. For a
+        write that no other applied write overlaps."""
+        start = entry.offset - self.partition_offset
+        old = next(o for i, st, o in self._undo[mark:] if i == entry.index)
+        now = bytes(self._map[start:start + entry.length])
+        self._map[start:start + entry.length] = old
+        self.applied.discard(entry.index)
+        self._invalidate(start, start + entry.length)
+        return now
+
+    def swap_in(self, entry: blklog.Entry, data: bytes) -> None:
+        start = entry.offset - self.partition_offset
+        self._map[start:start + entry.length] = data
+        self.applied.add(entry.index)
+        self._invalidate(start, start + entry.length)
+
     def mark(self) -> int:
         """A point to undo back to."""
         return len(self._undo)
@@ -112,17 +130,15 @@ class DiskState(dumpfmt.Image):
             slots = max(1, -(-(self.size - offset) // chunk_size))
             self._crc_cache[key] = (np.zeros(slots, np.uint32), np.zeros(slots, bool))
         crcs, valid = self._crc_cache[key]
-        out = []
-        for k in range(count):
+        full = min(count, len(crcs), max(0, (end - offset) // chunk_size))
+        for k in np.flatnonzero(~valid[:full]):
+            lo = offset + int(k) * chunk_size
+            crcs[k] = google_crc32c.value(self._map[lo:lo + chunk_size])
+        valid[:full] = True
+        out = crcs[:full].tolist()
+        for k in range(full, count):  # a short last chunk: not cached
             lo = offset + k * chunk_size
-            hi = min(lo + chunk_size, end)
-            if hi - lo != chunk_size or k >= len(crcs):  # a short last chunk: not cached
-                out.append(google_crc32c.value(self._map[lo:hi]))
-                continue
-            if not valid[k]:
-                crcs[k] = google_crc32c.value(self._map[lo:hi])
-                valid[k] = True
-            out.append(int(crcs[k]))
+            out.append(google_crc32c.value(self._map[lo:min(lo + chunk_size, end)]))
         return out
 
     def _invalidate(self, start: int, end: int) -> None:
