@@ -30,7 +30,7 @@ from typing import Optional
 
 from harness import dumpfmt
 from harness.checks_base import Check, make_check
-from harness.dumpio import DeviceIO, DumpCommand
+from harness.dumpio import DeviceIO, DumpCommand, header_written
 
 LEADER = dumpfmt.LEADER_OFFSET
 
@@ -78,13 +78,7 @@ class _Geometry:
 
 
 def _header_of(io: DeviceIO, w: DumpCommand) -> Optional[dumpfmt.Header]:
-    if not w.entries or io.log is None:
-        return None
-    raw = io.log.data(w.entries[0], 0, min(dumpfmt.HEADER_SIZE, w.entries[0].length))
-    if len(raw) < dumpfmt.HEADER_SIZE:
-        return None
-    h = dumpfmt.Header.parse(raw)
-    return h if h.valid else None
+    return header_written(io, w)
 
 
 def device_problems(io: DeviceIO, done_time: Optional[float], expect_done: bool) -> tuple[list[str], str]:

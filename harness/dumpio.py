@@ -152,3 +152,36 @@ def load(role: str, image: Path, kind: str, target: int, lun: int, nth_virtio_bl
     path = blklog.log_path(image)
     log = blklog.read(path) if path.exists() else None
     return build(role, disk, cmds, log, partition_offset, partition_bytes, crash_time)
+
+
+def header_written(io: DeviceIO, w: DumpCommand):
+    """The dumpfmt.Header a landed write at the leader or trailer put on the disk, or None when
+    its bytes are not a valid header."""
+    from harness import dumpfmt
+
+    if not w.entries or io.log is None or w.entries[0].length < dumpfmt.HEADER_SIZE:
+        return None
+    h = dumpfmt.Header.parse(io.log.data(w.entries[0], 0, dumpfmt.HEADER_SIZE))
+    return h if h.valid else None
+
+
+def last_leader(io: DeviceIO, dump_id: bytes):
+    """The last leader of this dump (its id) that reached the disk, or None."""
+    from harness import dumpfmt
+
+    for w in reversed(io.writes):
+        if w.offset == dumpfmt.LEADER_OFFSET and w.landed:
+            h = header_written(io, w)
+            if h is not None and h.dump_id == dump_id:
+                return h
+    return None
+
+
+def first_lost_write(io: DeviceIO) -> Optional[tuple[DumpCommand, int]]:
+    """The first dump write that did not (wholly) reach the disk, with the partition offset of
+    its first byte that did not: where a failing device or a fault's trigger hit."""
+    for w in io.writes:
+        done = sum(e.length for e in w.entries)
+        if done < w.length:
+            return w, w.offset + done
+    return None

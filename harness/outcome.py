@@ -37,12 +37,19 @@ def _id_bytes(value) -> Optional[bytes]:
         return None
 
 
-def expected(scenario: Optional[dict]) -> str:
+def expected(scenario: Optional[dict], expectation: Optional[dict] = None) -> str:
+    """The outcome the run must end with: the validation's (it follows where a fault hit), else
+    the scenario's declaration."""
+    if expectation and expectation.get("outcome"):
+        return expectation["outcome"]
     return (scenario or {}).get("expect") or "complete"
 
 
-def verdict(checks: list[dict], dump: dict, scenario: Optional[dict], problem: Optional[str]) -> dict:
+def verdict(checks: list[dict], dump: dict, scenario: Optional[dict], problem: Optional[str],
+            expectation: Optional[dict] = None) -> dict:
     got, why = actual(dump, scenario)
-    want = expected(scenario)
+    want = expected(scenario, expectation)
     ok = problem is None and got == want and all(c["ok"] for c in checks)
-    return {"verdict": "pass" if ok else "fail", "outcome": got, "expected_outcome": want, "outcome_why": why}
+    failed = [c["name"] for c in checks if not c["ok"]]
+    return {"verdict": "pass" if ok else "fail", "outcome": got, "expected_outcome": want, "outcome_why": why,
+            "expectation_why": (expectation or {}).get("why"), "first_failed": failed[0] if failed else None}

@@ -8,7 +8,7 @@ from typing import Any, Optional
 from rich.console import Console
 from rich.table import Table
 
-from harness import outcome, resultchan
+from harness import outcome
 from harness.errors import DumpbedError
 
 MIB = 1 << 20
@@ -29,32 +29,6 @@ ARTIFACT_FILES = {
 }
 
 
-def guest_result_check(run_dir: Path, exit_status: Optional[int] = None, expect: Optional[str] = "complete") -> dict:
-    """What the guest itself said about its dump, and how QEMU ended, against what the scenario
-    expects: DONE status=complete, DONE status=failed, or no DONE at all (expect None: QEMU was
-    killed or reset before the guest could say anything)."""
-    done = [line for line in resultchan.read_lines(run_dir / "result.log") if line.word == "DONE"]
-    if expect is None:
-        if done:
-            return {"name": "guest-result", "ok": False,
-                    "detail": f"the guest reported {done[-1].raw.removeprefix('DUMPBED ')}, but the fault ends QEMU "
-                              "before it can"}
-        return {"name": "guest-result", "ok": True,
-                "detail": f"no DONE, as expected: QEMU ended mid-dump (exit status {exit_status})"}
-    if not done:
-        return {"name": "guest-result", "ok": False, "detail": "the guest never reported DONE"}
-    line = done[-1]
-    ok = line.fields.get("status") == expect
-    detail = line.raw.removeprefix("DUMPBED ")
-    if exit_status is not None:
-        expected = 67 if line.fields.get("status") == "complete" else 69
-        detail += f"; QEMU exit status {exit_status}"
-        if exit_status != expected:
-            ok = False
-            detail += f" (expected {expected})"
-    return {"name": "guest-result", "ok": ok, "detail": detail}
-
-
 def build(run_dir: Optional[Path], validation: dict, timings: dict[str, float], *,
           scenario: Optional[dict] = None, exit_status: Optional[int] = None,
           problem: Optional[str] = None) -> dict[str, Any]:
@@ -63,14 +37,12 @@ def build(run_dir: Optional[Path], validation: dict, timings: dict[str, float], 
     artifacts = {}
     if run_dir is not None:
         run_dir = Path(run_dir).resolve()
-        expect_guest = (scenario or {}).get("expect_guest_result", "complete")
-        checks.append(guest_result_check(run_dir, exit_status, expect_guest))
         artifacts = {k: str(run_dir / f) for k, f in ARTIFACT_FILES.items()
                      if (run_dir / f).exists() or k == "report"}
     elif validation.get("image"):
         artifacts = {"dump_image": str(Path(validation["image"]).resolve())}
     dump = validation.get("dump", {})
-    judged = outcome.verdict(checks, dump, scenario, problem)
+    judged = outcome.verdict(checks, dump, scenario, problem, validation.get("expected"))
     seconds = timings.get("crash_to_dump_done")
     throughput = round(dump.get("bytes", 0) / MIB / seconds, 2) if seconds else None
     return {

@@ -222,6 +222,7 @@ def run(scenario: Scenario) -> RunOutcome:
         problem = _run_failure(machine, out, exc)
     finally:
         machine.shutdown()
+    _save_exit_status(out, machine.exit_status)
     if armed:
         _where_the_fault_hit(out, scenario, armed)
     return RunOutcome(scenario, accel, dump_id, timings, machine.exit_status, guest_result, problem)
@@ -242,6 +243,18 @@ def _arm_fault(faults: list[faults_mod.Fault], machine: Machine, out: Path,
                                            faults_mod.body_offset_for(dump_layout.dump_size),
                                            estimates[str(scenario.level)]["total"])
     return str(fault), faultrun.arm(fault, machine, DUMP_NODE, sector)
+
+
+def _save_exit_status(out: Path, status: Optional[int]) -> None:
+    """QEMU's exit status beside the crash time (timeline.json): the guest-result oracle holds
+    the DONE line to it when the run is validated again from its artifacts."""
+    path = out / "timeline.json"
+    try:
+        timeline = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # the run broke before the crash
+    timeline["qemu_exit_status"] = status
+    path.write_text(json.dumps(timeline) + "\n")
 
 
 def _where_the_fault_hit(out: Path, scenario: Scenario, armed: tuple[str, str]) -> None:

@@ -18,17 +18,26 @@ A dump of another format version is "unsupported": every check says so, none cal
 
 from __future__ import annotations
 
+import json
+import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
+from harness import canary, cmdlog, dumpio
 from harness import crash as crash_mod
 from harness import dumpfmt, gpt, layout as layout_mod
+from harness import faults as faults_mod
 from harness.checks_base import Check, load_json, make_check, require_int
 from harness.checks_canary import check_canary, check_unchanged_since
+from harness.checks_consistency import check_consistency
 from harness.checks_content import ContentStats, Snapshot, check_content
+from harness.checks_guest_result import check_guest_result
+from harness.checks_write_order import check_write_order
 from harness.devices import check_devices, dump_devices, dump_of_record
 from harness.devices import summary as device_summary
+from harness.dumpio import first_lost_write
 from harness.dumpfmt import ComponentKind, ComponentStatus, CrashReason, HeaderStatus
 from harness.errors import DumpbedError
 from harness.irqwatch import check_no_interrupts
@@ -36,8 +45,12 @@ from harness.writelog import check_write_sizes, crash_time
 
 from harness import checks_components
 
-CHECK_ORDER = ("format", "chunk-crc", "content", "sample-data", "crash-record", "protocol", "canary",
-               "completeness", "write-sizes", "no-interrupts")
+# In the order of the data flow: what the device was told (write-sizes, write-order), what else it
+# touched (canary), whether every state it passed through reads (consistency), then the dump as
+# read (format, chunk-crc, completeness) and its contents against the ground truth, and last what
+# the guest said. A report names the first failing check in this order: the cause, not its echoes.
+CHECK_ORDER = ("write-sizes", "write-order", "canary", "consistency", "format", "chunk-crc", "completeness",
+               "content", "sample-data", "crash-record", "protocol", "no-interrupts", "guest-result")
 # The RAM that must be dumped: 99% of the reference size, less 1 MiB for what no memory map
 # offers as usable RAM (the legacy hole below 1 MiB, firmware-reserved ranges).
 RAM_COVERAGE = 0.99
@@ -52,6 +65,8 @@ class Validation:
     content: ContentStats | None = None
     image: str = ""
     devices: list[dict] = field(default_factory=list)  # each dump device's status and generation
+    # What the run must end with: {"outcome", "guest", "why"} (run_expectation), None for an image
+    expected: Optional[dict] = None
 
     @property
     def ok(self) -> bool:
@@ -78,6 +93,7 @@ class Validation:
             "dump": self.dump_summary(),
             "content": self.content.to_dict() if self.content else None,
             "devices": self.devices,
+            "expected": self.expected,
         }
 
 
@@ -167,7 +183,11 @@ def validate_run(run_dir: str | Path) -> Validation:
             raise DumpbedError(f"{target.image}: {target.role} dump image missing")
 
     expect = expectation(scenario)
-    partial = scenario.get("expect") == "partial"
+    crashed = crash_time(run_dir)
+    cmds = cmdlog.read(run_dir, targets[0].layout.block_size)
+    ios = {t.role: _device_io(t, scenario, cmds, crashed, targets) for t in targets}
+    expected = run_expectation(run_dir, scenario, ios)
+    partial = expected["outcome"] == "partial"
     with ExitStack() as stack:
         snapshot = stack.enter_context(Snapshot.load(run_dir / "snapshot"))
         images = {t.role: stack.enter_context(_open(t.image)) for t in targets}
@@ -178,27 +198,104 @@ def validate_run(run_dir: str | Path) -> Validation:
         dump, image, layout = dumps[record], images[record], by_role[record].layout
         content, stats = check_content(dump, image, snapshot, scenario["memory_bytes"])
         secondary = (by_role["secondary"].layout, dumps["secondary"]) if "secondary" in dumps else None
+        done = cmds.result("DONE")
+        order = [ios[t.role] for t in targets if ios[t.role] is not None]
+        lost = first_lost_write(ios[record]) if ios[record] is not None else None
         checks = {
+            "write-sizes": check_write_sizes(run_dir, dumps["primary"], by_role["primary"].layout, scenario,
+                                             secondary),
+            "write-order": (check_write_order(order, done[0].time if done else None, expected["guest"] is not None)
+                            if order else Check("write-order", False, "no command log: QEMU's trace is missing")),
+            "canary": (_canary_since_before(run_dir, dump, image, layout) if scenario.get("stale_previous")
+                       else _canary_of_devices(targets, dumps, images, ios)),
+            "consistency": _consistency(targets, ios, dumps, scenario, run_dir),
             "format": check_format(dump, scenario["dump_id"], partial),
             "chunk-crc": check_chunks(dump, partial),
+            "completeness": (check_partial_completeness(dump) if partial else
+                             check_completeness(dump, scenario["memory_bytes"], "memory_bytes", expect)),
             "content": content,
             "sample-data": check_sample_data(dump, image, expect),
             "crash-record": check_crash_record(dump, registers, scenario["crash"], run_dir, partial),
             "protocol": check_protocol(dump, expect),
-            "canary": (_canary_since_before(run_dir, dump, image, layout) if scenario.get("stale_previous")
-                       else _canary_of_devices(targets, dumps, images)),
-            "completeness": (check_partial_completeness(dump) if partial else
-                             check_completeness(dump, scenario["memory_bytes"], "memory_bytes", expect)),
-            "write-sizes": check_write_sizes(run_dir, dumps["primary"], by_role["primary"].layout, scenario,
-                                             secondary),
-            "no-interrupts": check_no_interrupts(run_dir, crash_time(run_dir)),
+            "no-interrupts": check_no_interrupts(run_dir, crashed),
+            "guest-result": check_guest_result(run_dir, expected["guest"], qemu_exit_status(run_dir), dump,
+                                               lost[1] if lost else None),
         }
         if secondary is not None:
             checks["devices"] = check_devices(dumps, bool(scenario.get("restart_expected")))
     checks["canary"] = _with_other_disks(checks["canary"], run_dir)
-    order = [*CHECK_ORDER, *(["devices"] if "devices" in checks else [])]
+    order_names = [*CHECK_ORDER, *(["devices"] if "devices" in checks else [])]
     summaries = [device_summary(t.role, t.kind, dumps[t.role]) for t in targets]
-    return Validation([checks[n] for n in order], dump, stats, str(by_role[record].image), summaries)
+    return Validation([checks[n] for n in order_names], dump, stats, str(by_role[record].image), summaries,
+                      expected)
+
+
+def _device_io(target, scenario: dict, cmds, crashed: Optional[float], targets) -> Optional[dumpio.DeviceIO]:
+    """A dump device's I/O after the crash (harness/dumpio.py), or None without a crash time."""
+    if crashed is None:
+        return None
+    topology = scenario.get("topology") or {}
+    disk = (topology.get("secondary") if target.role == "secondary" else topology.get("dump_disk")) or {}
+    # virtio-blk dump disks are told apart by the order they are written in: the primary first.
+    before = sum(1 for t in targets if t.kind == "virtio-blk" and t.role == "primary" and target.role == "secondary")
+    return dumpio.load(target.role, target.image, target.kind, disk.get("target", 0), disk.get("lun", 0), before,
+                       target.layout.dump_offset, target.layout.dump_size, crashed, cmds)
+
+
+def run_expectation(run_dir: Path, scenario: dict, ios: dict) -> dict:
+    """What the run must end with (docs/faults.md, "Outcomes"): the scenario's declaration, or,
+    when its fault cut the dump short, what the disk holds by where the fault hit (the last
+    leader of the dump that reached the disk of record, from its write log)."""
+    faults = [faults_mod.parse(f) for f in scenario.get("faults") or []]
+    declared = {"outcome": scenario.get("expect") or "complete",
+                "guest": scenario.get("expect_guest_result", "complete"), "why": "as the scenario declares"}
+    if not faults:
+        return declared
+    fault_log = _fault_log(run_dir)
+    fired = bool(fault_log.get("fired"))
+    secondary = ios.get("secondary")
+    io = secondary if secondary is not None and secondary.writes else ios.get("primary")
+    leader = dumpio.last_leader(io, scenario["dump_id"]) if io is not None else None
+    outcome, guest, why = faults_mod.expected_where_fired(faults, scenario.get("secondary"), fired,
+                                                          leader.status_name if leader else None)
+    return {"outcome": outcome, "guest": guest, "why": why}
+
+
+def _fault_log(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "fault.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def qemu_exit_status(run_dir: Path) -> Optional[int]:
+    try:
+        status = json.loads((run_dir / "timeline.json").read_text()).get("qemu_exit_status")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return status if isinstance(status, int) else None
+
+
+def _consistency(targets, ios: dict, dumps: dict, scenario: dict, run_dir: Path) -> Check:
+    devices = []
+    for t in targets:
+        io = ios[t.role]
+        if io is None:
+            return Check("consistency", False, "timeline.json missing: the crash instant is unknown")
+        devices.append((io, t.image, t.layout.block_size, dumps[t.role], _initial_content(t, run_dir, scenario)))
+    return check_consistency(devices, scenario["dump_id"], scratch_dir=run_dir)
+
+
+def _initial_content(target, run_dir: Path, scenario: dict):
+    """What the disk held before the run: its canary, or the earlier run's disk (`stale`)."""
+    before = run_dir / "before.img"
+    if target.role == "primary" and scenario.get("stale_previous") and before.is_file():
+        def read_before(offset: int, length: int) -> bytes:
+            with open(before, "rb") as f:
+                return os.pread(f.fileno(), length, offset)
+        return read_before
+    seed = target.layout.canary_seed
+    return lambda offset, length: canary.expected(offset, length, seed)
 
 
 def _canary_since_before(run_dir: Path, dump: dumpfmt.Dump, image: dumpfmt.Image, layout) -> Check:
@@ -209,9 +306,11 @@ def _canary_since_before(run_dir: Path, dump: dumpfmt.Dump, image: dumpfmt.Image
         return check_unchanged_since(dump, image, was, layout)
 
 
-def _canary_of_devices(targets, dumps: dict, images: dict) -> Check:
-    """The canary of every dump device: nothing outside its own dump extent changed."""
-    results = {t.role: check_canary(dumps[t.role], images[t.role], t.layout) for t in targets}
+def _canary_of_devices(targets, dumps: dict, images: dict, ios: dict) -> Check:
+    """The canary of every dump device: nothing outside its own dump extent changed (runtime
+    I/O before the dump held to what its write log says it wrote)."""
+    results = {t.role: check_canary(dumps[t.role], images[t.role], t.layout,
+                                    ios[t.role].log if ios.get(t.role) is not None else None) for t in targets}
     if len(results) == 1:
         return results["primary"]
     problems = [f"{role}: {p}" for role, r in results.items() for p in r.problems]
