@@ -45,10 +45,10 @@ class Unit:
     """One write that landed: a log entry, with the device command it belongs to."""
     entry: blklog.Entry
     command: Optional[DumpCommand]
+    t0: float = 0.0  # the crash instant: command times are shown after it
 
     def describe(self) -> str:
-        rel = self.command.describe() if self.command is not None else self.entry.describe()
-        return rel
+        return self.command.describe(self.t0) if self.command is not None else self.entry.describe()
 
 
 @dataclass
@@ -176,7 +176,7 @@ class _Sweep:
             return
         for u in self.units[:k - 1]:
             if u.command is not None and u.command is not commit and not self.io.durable(u.command, commit.issued):
-                self.problem(f"the disk reads complete once {commit.describe()} lands, which was taken before "
+                self.problem(f"the disk reads complete once {commit.describe(self.io.crash_time)} lands, which was taken before "
                              f"{u.describe()} was durable: complete before the final flush")
                 return
 
@@ -267,7 +267,7 @@ def _units(io: DeviceIO) -> list[Unit]:
     owner = {id(e): c for c in io.commands for e in c.entries}
     entries = [e for c in io.commands for e in c.entries] + list(io.unmatched_entries)
     entries.sort(key=lambda e: e.index)
-    return [Unit(e, owner.get(id(e))) for e in entries]
+    return [Unit(e, owner.get(id(e)), io.crash_time) for e in entries]
 
 
 def check_device(io: DeviceIO, final_image: Path, block_size: int, dump_id: bytes, final: dumpfmt.Dump,

@@ -44,8 +44,8 @@ class _Header:
 
     def label(self) -> str:
         if self.h is None:
-            return f"{self.where} write #{self.write.index} (not a valid header)"
-        return (f"{self.where} write #{self.write.index} ({self.h.status_name}, slot {self.h.slot}, "
+            return f"{self.where} (write {self.write.number}: not a valid header)"
+        return (f"{self.where} (write {self.write.number}: {self.h.status_name}, slot {self.h.slot}, "
                 f"body_written {self.h.body_written})")
 
 

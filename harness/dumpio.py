@@ -25,6 +25,7 @@ class DumpCommand:
     """A write or flush the dump device took after the crash."""
     index: int  # position among the device's post-crash writes and flushes, in the order taken
     kind: str  # "write" or "flush"
+    number: int  # 1-based among the commands of its kind (the dump's write 1, 2, ...)
     offset: int  # partition offset (writes; 0 for a flush)
     length: int
     issued: float
@@ -43,13 +44,14 @@ class DumpCommand:
     def describe(self, t0: float = 0.0) -> str:
         when = f", taken at +{(self.issued - t0) * 1000:.2f} ms"
         if self.kind == "flush":
-            return f"flush #{self.index}{when}"
-        return f"write #{self.index} of {self.length} bytes at partition offset 0x{self.offset:x}{when}"
+            return f"flush {self.number}{when}"
+        return f"write {self.number} of {self.length} bytes at partition offset 0x{self.offset:x}{when}"
 
 
 @dataclass
 class DeviceIO:
     role: str
+    disk: Optional[str]  # the command log's name of the disk (cmdlog: "vblk:VDEV", "scsi:T:L")
     partition_offset: int
     partition_bytes: int
     crash_time: float
@@ -123,7 +125,8 @@ def build(role: str, disk: Optional[str], cmds: cmdlog.CommandLog, log: Optional
             continue
         offset = c.offset - start if c.kind == "write" else 0
         ok = c.completed is not None and (c.status in (None, 0))
-        commands.append(DumpCommand(len(commands), c.kind, offset, c.length, c.issued, c.completed, ok))
+        number = 1 + sum(1 for x in commands if x.kind == c.kind)
+        commands.append(DumpCommand(len(commands), c.kind, number, offset, c.length, c.issued, c.completed, ok))
 
     unmatched: list[blklog.Entry] = []
     if log is not None:
@@ -142,7 +145,7 @@ def build(role: str, disk: Optional[str], cmds: cmdlog.CommandLog, log: Optional
             owner.entries.append(e)
             if sum(x.length for x in owner.entries) >= owner.length:
                 pending.remove(owner)
-    return DeviceIO(role, partition_offset, partition_bytes, crash_time, commands, log, unmatched, outside)
+    return DeviceIO(role, disk, partition_offset, partition_bytes, crash_time, commands, log, unmatched, outside)
 
 
 def load(role: str, image: Path, kind: str, target: int, lun: int, nth_virtio_blk: int,

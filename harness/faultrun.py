@@ -21,7 +21,7 @@ from typing import Optional
 from harness import resultchan
 from harness.deadline import Deadline
 from harness.errors import DumpbedError
-from harness.faults import Fault, blkdebug_rules
+from harness.faults import Fault, blkdebug_rules, hold_rules
 from harness.machine import Machine
 from harness.topology import log_node
 
@@ -108,6 +108,62 @@ def act(fault: Fault, machine: Machine, disk_device: str, log: FaultLog) -> None
         log.action = f"device_del of the dump disk ({disk_device}) with the VM stopped on the write, then cont"
     else:
         raise DumpbedError(f"fault {fault.name} is not a live fault")
+
+
+# hold-runtime: the workload's region (docs/guest-interface.md, `workload`): the data
+# partition's first MiB, in requests of 8 KiB.
+WORKLOAD_REGION_BYTES = 1 << 20
+WORKLOAD_REQUEST_BYTES = 8192
+
+
+def hold_runtime(machine: Machine, node: str, region_offset: int, timeout: float, log: FaultLog) -> None:
+    """Make the next runtime requests fail so that the disk (rerror/werror=stop) parks them and
+    QEMU stops the VM, with the workload's I/O held in the device: returns once stopped."""
+    rules = hold_rules(region_offset // 512, WORKLOAD_REGION_BYTES // 512, WORKLOAD_REQUEST_BYTES // 512)
+    machine.qmp.command("blockdev-add", {"driver": "blkdebug", "node-name": fault_node(node),
+                                         "image": log_node(node), **rules})
+    machine.qmp.command("blockdev-reopen", {"options": [{"driver": "raw", "node-name": node,
+                                                         "file": fault_node(node)}]})
+    event = machine.qmp.wait_event("BLOCK_IO_ERROR", timeout)
+    deadline = Deadline(10, "QEMU to stop on the held runtime request")
+    while _status(machine) != "io-error":
+        if deadline.expired:
+            raise deadline.timeout()
+        time.sleep(POLL)
+    log.fired = True
+    log.armed = "every runtime read and write of the workload's region fails, so the device parks it"
+    log.events.append(f"QEMU stopped on a runtime {event['data'].get('operation')}: it is held in the device")
+
+
+def ride_out_until_quiesced(machine: Machine, node: str, result_log: Path, timeout: float, log: FaultLog) -> None:
+    """After the crash: each `cont` makes the device retry what it holds, which fails again and
+    stops the VM again; keep continuing until the guest says QUIESCED (its DUMPSTART ended the
+    runtime commands, or says it did), then release: the rules go and the VM goes on. A driver
+    that left them in the device sees them finish now, mid-dump."""
+    deadline = Deadline(timeout, "the guest's QUIESCED after the crash (runtime requests held)")
+    stops = 0
+    while not any(line.word == "QUIESCED" for line in resultchan.read_lines(result_log)):
+        if not machine.is_running():
+            raise DumpbedError("QEMU ended while the runtime requests were held")
+        if _status(machine) == "io-error":
+            stops += 1
+            machine.cont()
+        if deadline.expired:
+            raise deadline.timeout()
+        time.sleep(POLL / 10)
+    machine.qmp.command("blockdev-reopen", {"options": [{"driver": "raw", "node-name": node,
+                                                         "file": log_node(node)}]})
+    released = _status(machine) == "io-error"
+    if released:
+        machine.cont()
+    log.action = (f"the device retried the held requests {stops} times before the guest's QUIESCED (each failed "
+                  f"and stopped the VM again); then the rule went" +
+                  ("; the VM was stopped on a held request again: continued, the request let through"
+                   if released else ""))
+
+
+def _status(machine: Machine) -> str:
+    return machine.qmp.command("query-status").get("status", "")
 
 
 def wait_for_lines(path: Path, word: str, count: int, timeout: float, alive, what: str) -> None:

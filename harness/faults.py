@@ -55,7 +55,13 @@ KINDS = {k.name: k for k in [
               "the crash on", "R", 16, None, "complete", "complete", value_range=(1, 10_000)),
     FaultKind("stale", "the dump partition first receives a complete dump of an earlier run; the new "
               "dump is then cut short (QEMU killed)", None, None, "w8", "partial", None),
+    FaultKind("hold-runtime", "runtime reads and writes of the workload are parked in the device across the "
+              "crash (a failing backend with rerror/werror=stop) and released once the guest says DUMPSTART "
+              "quiesced the device: a driver that did not abort or reset them sees them finish mid-dump",
+              None, None, None, "complete", "complete", disks=("virtio-scsi", "lsi")),
 ]}
+# Faults whose trigger stops the VM with a request parked in the device (werror/rerror=stop).
+STOPPING = ("pause", "reset", "kill", "unplug", "stale", "hold-runtime")
 FAULTS = {k.name: k.description for k in KINDS.values()}
 _WHEN = re.compile(r"^(?:w(?P<writes>\d+)|(?P<percent>\d+(?:\.\d+)?)%)$")
 
@@ -134,6 +140,8 @@ def check_combination(faults: list[Fault], disk: str, secondary: Optional[str]) 
                                f"(QEMU's pc machine unplugs a PCI disk only with the guest's ACPI help)")
     if "stale" in names and live:
         raise DumpbedError("stale cuts the new dump short itself: it takes no other live fault")
+    if "hold-runtime" in names and len(names) > 1:
+        raise DumpbedError("hold-runtime takes no other fault (it holds the device's runtime requests itself)")
     if "eio-at" in names and (live or "stale" in names):
         raise DumpbedError("eio-at reports its failed writes to the guest, a live fault stops the VM at its "
                            "write: one or the other")
@@ -218,6 +226,15 @@ def body_offset_for(partition_bytes: int) -> int:
     from harness.dumpfmt import crc_table_bytes_for
 
     return DIR_OFFSET + 2 * WRITER_DIR_BYTES + 2 * crc_table_bytes_for(partition_bytes)
+
+
+def hold_rules(first_sector: int, sectors: int, step: int) -> dict:
+    """hold-runtime: every read and write touching [first_sector, +sectors) of the disk fails
+    (each request of the workload covers one of the sectors `step` apart), so the disk, set to
+    stop on errors, parks it and stops the VM."""
+    rules = [{"event": event, "sector": s, "errno": EIO}
+             for s in range(first_sector, first_sector + sectors, step) for event in ("read_aio", "write_aio")]
+    return {"inject-error": rules}
 
 
 def trigger_sector(fault: Fault, dump_offset: int, body_offset: int, estimate_bytes: int) -> int:

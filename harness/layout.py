@@ -105,6 +105,14 @@ class DiskLayout:
         return self.dump_partition.first_lba * self.block_size
 
     @property
+    def data_offset(self) -> int:
+        """Byte offset of the data partition (where the runtime workload reads and writes)."""
+        found = [p for p in self.partitions if p.name == DATA_PARTITION_NAME]
+        if len(found) != 1:
+            raise LayoutError(f"layout has {len(found)} data partitions, need 1")
+        return found[0].first_lba * self.block_size
+
+    @property
     def dump_size(self) -> int:
         """Size of the dump partition in bytes."""
         p = self.dump_partition

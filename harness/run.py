@@ -185,6 +185,11 @@ def run(scenario: Scenario) -> RunOutcome:
 
         if crash.prepare:
             crash.prepare(machine)
+        hold = next((f for f in faults if f.name == "hold-runtime"), None)
+        hold_log = faultrun.FaultLog(str(hold)) if hold else None
+        if hold:  # QEMU stops by itself, runtime requests parked in the device
+            data_offset = layout_mod.load(out / "layout.json").data_offset
+            faultrun.hold_runtime(machine, DUMP_NODE, data_offset, limits["boot"], hold_log)
         machine.stop()
         groundtruth.take(machine, out / "snapshot", scenario.memory_bytes)
         if scenario.on_paused:
@@ -206,6 +211,11 @@ def run(scenario: Scenario) -> RunOutcome:
         sampler = irqwatch.RflagsSampler(machine, out, interval=0.05 if accel == "tcg" else 0.01,
                                          pause=accel == "tcg").start()
         try:
+            if hold:
+                try:
+                    faultrun.ride_out_until_quiesced(machine, DUMP_NODE, result_log, limits["dump"], hold_log)
+                finally:
+                    hold_log.save(out)
             if crash.during_dump:  # e.g. the nested crash's second NMI
                 crash.during_dump(machine, result_log, limits["dump"])
             live = next((f for f in faults if f.when is not None), None)
@@ -275,7 +285,7 @@ def _where_the_fault_hit(out: Path, scenario: Scenario, armed: tuple[str, str]) 
         if stopped is not None:
             done = sum(e.length for e in stopped.entries)
             log.fired = True
-            log.stopped_write = (f"the dump's write {landed + 1} did not reach the disk: {stopped.describe(crashed)}"
+            log.stopped_write = (f"{stopped.describe(crashed)} did not reach the disk"
                                  + (f", of which {done} bytes had" if done else "")
                                  + f" (partition block {(stopped.offset + done) // scenario.block_size})")
     log.save(out)
@@ -339,7 +349,7 @@ def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.F
     layouts = {} if reuse_dump_disk else {"layout.json": layout}
     dump_disk = DiskSpec(out / layout.image, DUMP_NODE, scenario.block_size, scenario.target, scenario.lun,
                          write_log=blklog.log_path(out / layout.image),
-                         stop_on_write_error=any(f.when is not None for f in faults or []))
+                         stop_on_error=any(f.name in faults_mod.STOPPING for f in faults or []))
     free_targets = [t for t in range(MAX_TARGET.get(scenario.disk, 1 << 16)) if t != scenario.target]
     others = []
     for n in range(1, scenario.other_disks + 1):

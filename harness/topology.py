@@ -39,7 +39,7 @@ class DiskSpec:
     target: int = 0
     lun: int = 0
     write_log: Optional[Path] = None  # a dump disk's write log (harness/blklog.py), or None
-    stop_on_write_error: bool = False  # werror=stop: a fault's trigger stops the VM at its write
+    stop_on_error: bool = False  # werror/rerror=stop: a fault's failed request stops the VM, parked
 
 
 @dataclass
@@ -137,8 +137,8 @@ class Topology:
         blockdev = {"driver": "raw", "node-name": disk.node, "file": cls._file_node(disk)}
         args = ["-blockdev", json.dumps(blockdev, separators=(",", ":"))]
         sizes = f"logical_block_size={disk.block_size},physical_block_size={disk.block_size}"
-        if disk.stop_on_write_error:
-            sizes += ",werror=stop"
+        if disk.stop_on_error:
+            sizes += ",werror=stop,rerror=stop"
         if kind == "virtio-blk":
             args += ["-device", f"virtio-blk-pci,drive={disk.node},id={disk.node}-dev,disable-legacy=on,{sizes}"]
         else:

@@ -34,6 +34,7 @@ from harness.checks_canary import check_canary, check_unchanged_since
 from harness.checks_consistency import check_consistency
 from harness.checks_content import ContentStats, Snapshot, check_content
 from harness.checks_guest_result import check_guest_result
+from harness.checks_runtime_io import check_runtime_io
 from harness.checks_write_order import check_write_order
 from harness.devices import check_devices, dump_devices, dump_of_record
 from harness.devices import summary as device_summary
@@ -49,7 +50,7 @@ from harness import checks_components
 # touched (canary), whether every state it passed through reads (consistency), then the dump as
 # read (format, chunk-crc, completeness) and its contents against the ground truth, and last what
 # the guest said. A report names the first failing check in this order: the cause, not its echoes.
-CHECK_ORDER = ("write-sizes", "write-order", "canary", "consistency", "format", "chunk-crc", "completeness",
+CHECK_ORDER = ("write-sizes", "runtime-io", "write-order", "canary", "consistency", "format", "chunk-crc", "completeness",
                "content", "sample-data", "crash-record", "protocol", "no-interrupts", "guest-result")
 # The RAM that must be dumped: 99% of the reference size, less 1 MiB for what no memory map
 # offers as usable RAM (the legacy hole below 1 MiB, firmware-reserved ranges).
@@ -204,6 +205,9 @@ def validate_run(run_dir: str | Path) -> Validation:
         checks = {
             "write-sizes": check_write_sizes(run_dir, dumps["primary"], by_role["primary"].layout, scenario,
                                              secondary),
+            "runtime-io": check_runtime_io(cmds, crashed, ios["primary"].disk if ios["primary"] else None,
+                                           (by_role["primary"].layout.dump_offset,
+                                            by_role["primary"].layout.dump_offset + by_role["primary"].layout.dump_size)),
             "write-order": (check_write_order(order, done[0].time if done else None, expected["guest"] is not None)
                             if order else Check("write-order", False, "no command log: QEMU's trace is missing")),
             "canary": (_canary_since_before(run_dir, dump, image, layout) if scenario.get("stale_previous")

@@ -20,6 +20,7 @@
 #include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
+#include "lib/testfault.h"
 
 #define VIRTIO_BLK_F_SIZE_MAX	1
 #define VIRTIO_BLK_F_SEG_MAX	2
@@ -237,12 +238,12 @@ static void fill_stat(struct virtio_blk *d, struct dumpio_stat *st, int err, enu
 }
 
 /*
- * One request, start to finish. `iov` may be NULL for FLUSH. For reads the device writes the
- * data buffers. Returns 0, EIO (device said no, or needs reset), ETIMEDOUT, EBUSY (every slot
- * abandoned), or EINVAL (more segments than the device takes).
+ * Post one request: a free slot's descriptors, the ring entry, the doorbell. `iov` may be NULL
+ * for FLUSH. Returns the slot, or -EBUSY (every slot abandoned) or -EINVAL (more segments than
+ * the device takes).
  */
-static int do_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
-		      const struct iovec *iov, int iovcnt, uint8_t *status_out)
+static int submit_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
+			  const struct iovec *iov, int iovcnt)
 {
 	struct virtq *vq = &d->vq;
 	struct virtq_desc *desc = vq->mem->desc;
@@ -250,11 +251,8 @@ static int do_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
 	uint16_t head, n;
 	uint32_t data_segs = 0;
 	uint16_t data_flags = type == VIRTIO_BLK_T_IN ? VIRTQ_DESC_F_WRITE : 0;
-	uint64_t deadline;
-	unsigned long polls = 0;
 	int slot;
 
-	*status_out = STATUS_UNWRITTEN;
 	reap_completions(d);
 	for (slot = 0; slot < VBLK_SLOTS; slot++)
 		if (d->slots[slot].state == SLOT_FREE || d->slots[slot].state == SLOT_DONE) {
@@ -262,7 +260,7 @@ static int do_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
 			break;
 		}
 	if (!s)
-		return EBUSY;
+		return -EBUSY;
 
 	head = (uint16_t)(slot * d->desc_per_slot);
 	n = head;
@@ -280,7 +278,7 @@ static int do_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
 			uint32_t len = left < d->size_max ? (uint32_t)left : d->size_max;
 
 			if (++data_segs > d->max_data_segs)
-				return EINVAL;
+				return -EINVAL;
 			n++;
 			desc[n] = (struct virtq_desc){ p, len, VIRTQ_DESC_F_NEXT | data_flags, n + 1 };
 			p += len;
@@ -297,8 +295,19 @@ static int do_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
 	WRITE_ONCE(vq->mem->avail.idx, vq->avail_idx);
 	virtio_pci_notify(&d->vp, vq);
 	d->requests++;
+	return slot;
+}
 
-	deadline = deadline_after_ms(d->timeout_ms);
+/*
+ * Poll until the device gives the slot's request back, against a TSC deadline. Returns 0, EIO
+ * (device said no, or needs reset) or ETIMEDOUT; the device's status byte in *status_out.
+ */
+static int wait_request(struct virtio_blk *d, int slot, uint8_t *status_out)
+{
+	struct vblk_slot *s = &d->slots[slot];
+	uint64_t deadline = deadline_after_ms(d->timeout_ms);
+	unsigned long polls = 0;
+
 	for (;;) {
 		reap_completions(d);
 		if (s->state == SLOT_DONE)
@@ -321,6 +330,42 @@ static int do_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
 	*status_out = READ_ONCE(s->status);
 	s->state = SLOT_FREE;
 	return *status_out == VIRTIO_BLK_S_OK ? 0 : EIO;
+}
+
+/*
+ * One request, start to finish. For reads the device writes the data buffers. Returns 0, EIO,
+ * ETIMEDOUT, EBUSY (every slot abandoned), or EINVAL (more segments than the device takes).
+ */
+static int do_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
+		      const struct iovec *iov, int iovcnt, uint8_t *status_out)
+{
+	int slot;
+
+	*status_out = STATUS_UNWRITTEN;
+	slot = submit_request(d, type, sector, iov, iovcnt);
+	if (slot < 0)
+		return -slot;
+	return wait_request(d, slot, status_out);
+}
+
+/*
+ * testfault=no-wait (deliberately wrong): post the request and return as if it were done; a
+ * slot is reused once the device has given it back (waiting for that, boundedly, is all the
+ * waiting there is).
+ */
+static int post_request_only(struct virtio_blk *d, uint32_t type, uint64_t sector,
+			     const struct iovec *iov, int iovcnt)
+{
+	uint64_t deadline = deadline_after_ms(d->timeout_ms);
+	int slot;
+
+	while ((slot = submit_request(d, type, sector, iov, iovcnt)) == -EBUSY && !deadline_passed(deadline)) {
+		for (int i = 0; i < VBLK_SLOTS; i++)
+			if (d->slots[i].state == SLOT_INFLIGHT)
+				d->slots[i].state = SLOT_ABANDONED;	/* freed when it comes back */
+		cpu_relax();
+	}
+	return slot < 0 ? -slot : 0;
 }
 
 int virtio_blk_read(struct virtio_blk *d, uint64_t lba, void *buf, uint32_t nblocks)
@@ -355,6 +400,8 @@ static int do_flush(struct virtio_blk *d, uint8_t *status)
 	*status = STATUS_UNWRITTEN;
 	if (!d->has_flush)
 		return 0;	/* no volatile cache to flush: writes are durable on completion */
+	if (testfault(TF_NO_FLUSH))
+		return 0;	/* deliberately wrong: the write cache is never flushed */
 	d->flushes++;
 	err = do_request(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0, status);
 	if (!err)
@@ -421,6 +468,49 @@ static void unpin_dump_path(struct virtio_blk *d)
 	unpin(d, sizeof(*d));
 }
 
+/*
+ * The deliberately wrong DUMPWRITEs of testfault=no-wait and testfault=early-flush (lib/testfault.h):
+ * no-wait posts the write (and its flush) and returns without waiting for the device;
+ * early-flush posts the flush right behind the write, before the write has completed, so the
+ * flush need not cover it.
+ */
+static int dump_write_wrongly(struct virtio_blk *d, struct dumpdev *dev, struct uio *uio,
+			      struct dumpio_stat *st, uint64_t total)
+{
+	uint64_t sector = (dev->part_lba * d->block_size + uio->uio_offset) / SECTOR_SIZE;
+	bool flush = (uio->uio_fmode & DUMP_FSYNC) && d->has_flush;
+	uint8_t status = STATUS_UNWRITTEN;
+	int err = 0;
+
+	if (testfault(TF_NO_WAIT)) {
+		if (total)
+			err = post_request_only(d, VIRTIO_BLK_T_OUT, sector, uio->uio_iov, uio->uio_iovcnt);
+		if (!err && flush)
+			err = post_request_only(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	} else {
+		int w = submit_request(d, VIRTIO_BLK_T_OUT, sector, uio->uio_iov, uio->uio_iovcnt);
+		int f = w < 0 ? w : submit_request(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+
+		err = w < 0 ? -w : wait_request(d, w, &status);
+		if (f >= 0) {
+			uint8_t flush_status;
+			int ferr = wait_request(d, f, &flush_status);
+
+			err = err ? err : ferr;
+		} else if (!err) {
+			err = -f;
+		}
+	}
+	if (err) {
+		fill_stat(d, st, err, DUMPIO_OP_WRITE, status, uio->uio_offset);
+		return err;
+	}
+	d->bytes += total;
+	d->unflushed = !flush;
+	uio->uio_resid = 0;
+	return 0;
+}
+
 static int dump_write(struct virtio_blk *d, struct dumpdev *dev, struct uio *uio,
 		      struct dumpio_stat *st)
 {
@@ -444,6 +534,8 @@ static int dump_write(struct virtio_blk *d, struct dumpdev *dev, struct uio *uio
 		return EINVAL;
 	}
 
+	if (testfault(TF_NO_WAIT) || (testfault(TF_EARLY_FLUSH) && total && (uio->uio_fmode & DUMP_FSYNC)))
+		return dump_write_wrongly(d, dev, uio, st, total);
 	if (total) {
 		uint64_t sector = (dev->part_lba * d->block_size + uio->uio_offset) / SECTOR_SIZE;
 

@@ -9,6 +9,7 @@
 #include "lib/pinpool.h"
 #include "lib/printf.h"
 #include "lib/string.h"
+#include "lib/testfault.h"
 
 #define RAM_AREAS_MAX 64
 #define POOL_BLOCKS_MAX 16	/* allocated blocks listed one by one; past that, one area */
@@ -172,8 +173,13 @@ static void build_ram_table(void)
 	for (int i = 0; i < memmap_count(); i++) {
 		const struct mem_region *r = memmap_region(i);
 
+		uint64_t base = r->base;
+
+		/* testfault=skip-low (deliberately wrong): the RAM below 1 MiB is left out. */
+		if (testfault(TF_SKIP_LOW) && base < 0x100000)
+			base = r->base + r->len < 0x100000 ? r->base + r->len : 0x100000;
 		if (r->type == MMAP_TYPE_USABLE)
-			add_ram_minus(r->base, r->base + r->len, (const uint64_t (*)[2])ram_holes, ram_nholes);
+			add_ram_minus(base, r->base + r->len, (const uint64_t (*)[2])ram_holes, ram_nholes);
 	}
 }
 

@@ -14,6 +14,7 @@
  * dump on that device with EFAULT, stage "pinning" (the facility catches the routines' own).
  */
 #include "dump/dumpsys.h"
+#include "lib/testfault.h"
 #include "arch/x86/pin.h"
 #include "arch/x86/tsc.h"
 #include "dump/facility.h"
@@ -138,8 +139,11 @@ static void record(struct dump_result *r, int err, const char *stage, uint64_t o
 static void __attribute__((noreturn)) report_failure(const struct dump_result *r,
 						      const struct dump_target *t, uint32_t generation)
 {
+	/* testfault=wrong-report (deliberately wrong): a block past where the failure was. */
+	uint64_t offset = r->offset + (testfault(TF_WRONG_REPORT) ? t->dev->block_size : 0);
+
 	result_line("DONE status=failed error=%d stage=%s offset=%llu device=%s generation=%u",
-		    r->error, r->stage, (unsigned long long)r->offset, t->role_name, generation);
+		    r->error, r->stage, (unsigned long long)offset, t->role_name, generation);
 	guest_exit(EXIT_DUMP_FAILED);
 }
 
@@ -158,6 +162,9 @@ static int start_device(struct dump_target *t, struct dump_result *r)
 		record(r, err, "start", 0, true);
 		return err;
 	}
+	/* The driver says the device holds nothing of the runtime any more: from here on, the host
+	 * holds it to that (no runtime command may finish, no interrupt source may fire). */
+	result_line("QUIESCED device=%s", t->role_name);
 	if (dump_testfault_irq_on) {
 		/* Deliberately wrong (a test of the host's no-interrupts oracle): the rest of the
 		 * dump runs with IF = 1. The PICs stay masked and the workload's interrupt source
@@ -263,7 +270,7 @@ void dump_system(const struct crash_record *cr)
 		guest_exit(EXIT_NO_DUMP_DEVICE);
 	}
 	/* testfault=irq-on: the rings DUMPSTART builds ask for interrupts. */
-	dump_testfault_irq_on = boot_config.testfault_irq_on;
+	dump_testfault_irq_on = testfault(TF_IRQ_ON);
 	memset(results, 0, sizeof(results));
 	if (start_device(t, r))
 		report_failure(r, t, generation);

@@ -49,6 +49,7 @@
 #include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
+#include "lib/testfault.h"
 
 #define STAGE_SIZE	(64 * 1024)
 
@@ -185,6 +186,8 @@ static int free_slot(const struct writer *w)
 {
 	if (w->leader < 0 || w->unsure >= 0)
 		return 0;
+	if (testfault(TF_IN_PLACE) && w->leader > 0)
+		return w->leader;	/* deliberately wrong: the slot the leader on disk vouches for */
 	return w->leader == 1 ? 2 : 1;
 }
 
@@ -257,7 +260,8 @@ static int write_at(struct writer *w, uint64_t off, struct iovec *iov, int iovcn
 		total += iov[i].iov_len;
 	end = off + total;
 	in_extent = off >= DUMP_LEADER_OFFSET && end <= extent_end(w) &&
-		    !touches_slot(l, w->leader, off, end) && !touches_slot(l, w->unsure, off, end) &&
+		    ((!touches_slot(l, w->leader, off, end) && !touches_slot(l, w->unsure, off, end)) ||
+		     testfault(TF_IN_PLACE)) &&
 		    !(end > l->body_offset && off < l->body_offset + w->body_pos);
 	is_trailer = off == l->trailer_offset && total == bs && w->leader >= 0;
 	w->cur_offset = off;
@@ -765,8 +769,10 @@ static bool changes_while_written(const struct dmp_area *a)
 {
 	uint64_t kstart = (uintptr_t)__kernel_start, kend = (uintptr_t)__kernel_end;
 
-	return (a->flags & (AREA_FLAG_VOLATILE | AREA_FLAG_STAGED)) && a->phys < kend &&
-	       kstart < a->phys + a->len;
+	/* Every area of the kernel image is staged, not only its VOLATILE dump-path state: its
+	 * non-volatile bytes equal the snapshot, so the staging path itself is held to the ground
+	 * truth (a copy from the wrong place shows in the content oracle). */
+	return a->phys < kend && kstart < a->phys + a->len;
 }
 
 static int write_area(struct writer *w, const struct dmp_area *a, uint64_t disk_offset)
@@ -792,7 +798,8 @@ static int write_area(struct writer *w, const struct dmp_area *a, uint64_t disk_
 			if (n > STAGE_SIZE)
 				n = STAGE_SIZE;
 			copy = a->len - pos < n ? a->len - pos : n;
-			stage_copy(stage_buf, a->phys + pos, copy, n);
+			/* testfault=stage-stuck (deliberately wrong): the copy never advances. */
+			stage_copy(stage_buf, a->phys + (testfault(TF_STAGE_STUCK) ? 0 : pos), copy, n);
 			iov[iovcnt++] = (struct iovec){ stage_buf, n };
 		} else {
 			uint64_t direct = pos < full ? (full - pos < n ? full - pos : n) : 0;
@@ -961,6 +968,14 @@ int dump_writer_finish(void)
 	if (err)
 		return err;
 
+	if (testfault(TF_LEADER_FIRST)) {
+		/* Deliberately wrong: the commit before what it vouches for (the slot above is not
+		 * flushed, the end marker and the trailer not written yet). */
+		header_seal(w, DUMP_STATUS_COMPLETE, s);
+		err = put_leader(w, s, "final-leader");
+		if (err)
+			return err;
+	}
 	memset(&end_marker, 0, sizeof(end_marker));
 	memcpy(end_marker.magic, "DBEDEND", 8);
 	end_marker.version = DUMP_VERSION;
@@ -978,8 +993,9 @@ int dump_writer_finish(void)
 	/* The trailer, COMPLETE (flush); then the final leader, the same header (flush): the
 	 * commit. Before it lands the dump reads partial, after it complete. */
 	header_seal(w, DUMP_STATUS_COMPLETE, s);
-	err = put_trailer(w, "trailer");
-	if (!err)
+	if (testfault(TF_LEADER_FIRST))
+		err = put_trailer(w, "trailer");	/* the leader went out first, above */
+	else if (!(err = put_trailer(w, "trailer")))
 		err = put_leader(w, s, "final-leader");
 	if (err)
 		return err;

@@ -1,6 +1,7 @@
 /* Kernel command line: dumpdev, dumpdev2, dumplevel, components, pinpool, workload, dumpid,
  * fill, iotimeout, testfault (docs/guest-interface.md). */
 #include "kern/cmdline.h"
+#include "lib/testfault.h"
 #include "lib/hex.h"
 #include "lib/printf.h"
 #include "lib/string.h"
@@ -221,9 +222,7 @@ bool cmdline_parse(const char *p, const char **why)
 			}
 			boot_config.iotimeout_ms = (uint32_t)ms;
 		} else if (word_is(word, klen, "testfault")) {
-			if (vlen == 6 && strncmp(val, "irq-on", 6) == 0) {
-				boot_config.testfault_irq_on = true;
-			} else {
+			if (!testfault_parse(val, vlen)) {
 				*why = "bad-testfault";
 				return false;
 			}

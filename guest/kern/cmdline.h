@@ -24,8 +24,6 @@ struct boot_config {
 	bool fill;			/* fill=SEED given (not "off") */
 	uint64_t fill_seed;
 	uint32_t iotimeout_ms;		/* iotimeout=, per device request */
-	bool testfault_irq_on;		/* testfault=irq-on: dump with IF = 1 and device
-					 * interrupts left on (to show the host's oracle failing) */
 	/* dumpdev2=: the secondary dump device (restart target), same syntax as dumpdev= */
 	bool dumpdev2_set;
 	char dumpdev2[32];

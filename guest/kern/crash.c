@@ -18,6 +18,7 @@
 #include "lib/console.h"
 #include "lib/printf.h"
 #include "lib/string.h"
+#include "lib/testfault.h"
 
 struct crash_record crash_record;
 bool crash_dump_armed;
@@ -114,6 +115,8 @@ static void capture(const struct trap_frame *f, uint64_t tsc)
 		r->crash_fault_addr = regs[REG_CR2];
 	if (cpu_features.fxsr)
 		__asm__ __volatile__("fxsave64 %0" : "=m"(r->fxsave));
+	if (testfault(TF_FPU_CLOBBER))
+		memset(r->fxsave, 0, sizeof(r->fxsave));	/* deliberately wrong */
 }
 
 static void print_crash(const struct trap_frame *f)

@@ -9,6 +9,7 @@
  * sd_dddump() puts the AIX dump protocol (DUMPINIT .. DUMPTERM) on top of it.
  */
 #include "scsi/sd.h"
+#include "lib/testfault.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/tsc.h"
 #include "lib/errno.h"
@@ -340,6 +341,8 @@ int sddump(struct sd_unit *un, void *addr, uint64_t blkno, uint32_t nblk)
 
 static int sd_sync_cache(struct sd_unit *un)
 {
+	if (testfault(TF_NO_FLUSH))
+		return 0;	/* deliberately wrong: the write cache is never flushed */
 	un->syncs++;
 	/* LBA 0, 0 blocks: the whole medium. */
 	return sd_simple(un, SCMD_SYNCHRONIZE_CACHE, 0, 0, 0, 0, 0, 0, 0, 0);

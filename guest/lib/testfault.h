@@ -1,0 +1,41 @@
+/*
+ * Deliberate bugs, one word per class of driver or writer bug (`testfault=WORD[,WORD...]`,
+ * docs/guest-interface.md). Each makes the guest wrong in exactly one way the host's oracles
+ * must catch; the tests run the guest with each and show the oracle failing. Nothing here is
+ * ever on without the command-line word.
+ *
+ * The table (lib/testfault.c) is the one place a word is defined; code asks testfault(TF_X).
+ */
+#ifndef LIB_TESTFAULT_H
+#define LIB_TESTFAULT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum testfault_bit {
+	TF_IRQ_ON,		/* the dump runs with IF = 1, queues ask for interrupts */
+	TF_NO_FLUSH,		/* DUMP_FSYNC ignored: the device never sees a flush */
+	TF_EARLY_FLUSH,		/* virtio-blk: the flush goes out before the write it follows completed */
+	TF_NO_WAIT,		/* virtio-blk: DUMPWRITE returns without waiting for the device */
+	TF_LEADER_FIRST,	/* writer: the COMPLETE leader before the end marker and the trailer */
+	TF_IN_PLACE,		/* writer: checkpoints rewrite the slot the leader on disk names */
+	TF_MASK_ONLY,		/* DUMPSTART masks interrupts but neither resets nor aborts anything */
+	TF_STAGE_STUCK,		/* writer: a staged copy never advances its source */
+	TF_SKIP_LOW,		/* the RAM component leaves out the RAM below 1 MiB */
+	TF_FPU_CLOBBER,		/* the crash record's FXSAVE image is zeroed after it was saved */
+	TF_WRONG_REPORT,	/* DONE status=failed names the wrong offset */
+	TF_COUNT,
+};
+
+extern uint32_t testfaults;
+
+static inline bool testfault(enum testfault_bit bit)
+{
+	return (testfaults >> bit) & 1u;
+}
+
+/* Turn on the faults a comma-separated list names; false (nothing changed) on an unknown word. */
+bool testfault_parse(const char *list, size_t len);
+
+#endif
