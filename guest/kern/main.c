@@ -26,6 +26,7 @@
 #include "kern/crash.h"
 #include "kern/exit.h"
 #include "kern/fill.h"
+#include "kern/fpu_pattern.h"
 #include "kern/memmap.h"
 #include "kern/multiboot.h"
 #include "kern/result.h"
@@ -309,6 +310,9 @@ void kernel_main(void)
 		       (unsigned long long)boot_config.fill_seed,
 		       (unsigned long long)(tsc_to_us(rdtsc() - t0) / 1000));
 	}
+
+	/* Last thing before READY but the workload: an x87/SSE state the crash record must hold. */
+	fpu_pattern_load(boot_config.fill ? boot_config.fill_seed : 0);
 
 	if (boot_config.workload) {
 		const char *wl_why = "";
