@@ -35,6 +35,27 @@ def parse_info_registers(text: str) -> dict[str, int]:
     return regs
 
 
+FPU_FILE = "fpu.json"
+_FPU_CONTROL = re.compile(r"\bFCW=([0-9a-fA-F]+) FSW=([0-9a-fA-F]+) \[ST=\d\] FTW=([0-9a-fA-F]+) MXCSR=([0-9a-fA-F]+)")
+_FPR = re.compile(r"\bFPR(\d)=([0-9a-fA-F]{16}) ([0-9a-fA-F]{4})")
+_XMM = re.compile(r"\bXMM(\d\d)=([0-9a-fA-F]{16}) ([0-9a-fA-F]{16})")
+
+
+def parse_fpu(text: str) -> dict:
+    """CPU 0's x87/SSE state from `info registers` (QEMU prints it with CPU_DUMP_FPU): FCW, FSW,
+    the abridged tag byte FTW (bit i: physical register i holds a value), MXCSR, the eight
+    physical x87 registers FPR0..7 as [mantissa, sign+exponent] and XMM0..15 as [high, low]
+    64-bit halves. {} when the text has none (no SSE, or AVX shown as YMM instead)."""
+    control = _FPU_CONTROL.search(text)
+    fpr = {int(i): [int(lo, 16), int(hi, 16)] for i, lo, hi in _FPR.findall(text)}
+    xmm = {int(i): [int(hi, 16), int(lo, 16)] for i, hi, lo in _XMM.findall(text)}
+    if not control or len(fpr) != 8 or len(xmm) != 16:
+        return {}
+    fcw, fsw, ftw, mxcsr = (int(v, 16) for v in control.groups())
+    return {"fcw": fcw, "fsw": fsw, "ftw": ftw, "mxcsr": mxcsr,
+            "fpr": [fpr[i] for i in range(8)], "xmm": [xmm[i] for i in range(16)]}
+
+
 def take(machine: Machine, snapshot_dir: Path, ram_bytes: int) -> dict:
     """Save RAM (pmemsave, one file per region) and registers. The VM must be stopped."""
     snapshot_dir.mkdir(parents=True, exist_ok=True)
@@ -52,4 +73,5 @@ def take(machine: Machine, snapshot_dir: Path, ram_bytes: int) -> dict:
     (snapshot_dir / "info-registers.txt").write_text(text)
     registers = parse_info_registers(text)
     (snapshot_dir / "registers.json").write_text(json.dumps(registers, indent=1) + "\n")
+    (snapshot_dir / FPU_FILE).write_text(json.dumps(parse_fpu(text), indent=1) + "\n")
     return registers

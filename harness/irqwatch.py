@@ -115,13 +115,18 @@ def _interrupt_events(run_dir: Path) -> list[tuple[Optional[float], str]]:
     return events
 
 
-def check_no_interrupts(run_dir: Path, crash_time: Optional[float]) -> Check:
+def check_no_interrupts(run_dir: Path, crash_time: Optional[float], quiesced_at: Optional[float] = None) -> Check:
+    """RFLAGS.IF must be 0 in every sample from the crash on; interrupt sources must stay silent
+    from the guest's QUIESCED on (`quiesced_at`, the crash instant when unknown): until the
+    driver's DUMPSTART has quiesced the device, a runtime command may still complete and its
+    device raise an interrupt the crash handler never takes (IF is 0 from the crash)."""
     if crash_time is None:
         return Check("no-interrupts", False, "timeline.json missing: the crash instant is unknown")
     samples = [s for s in _samples(run_dir) if s["t"] >= crash_time]
     events = _interrupt_events(run_dir)
-    before = [e for e in events if e[0] is not None and e[0] < crash_time]
-    after = [e for e in events if e[0] is None or e[0] >= crash_time]
+    since = quiesced_at if quiesced_at is not None else crash_time
+    before = [e for e in events if e[0] is not None and e[0] < since]
+    after = [e for e in events if e[0] is None or e[0] >= since]
 
     problems = []
     if not samples:
@@ -132,8 +137,9 @@ def check_no_interrupts(run_dir: Path, crash_time: Optional[float]) -> Check:
         rip = f" at RIP 0x{s['rip']:x}" if s.get("rip") is not None else ""
         problems.append(f"RFLAGS.IF was 1 in {len(with_if)} of {len(samples)} samples during the dump "
                         f"(first: RFLAGS 0x{s['rflags']:x}{rip}, {s['t'] - crash_time:.3f}s after the crash)")
+    when = "the guest's QUIESCED" if quiesced_at is not None else "the crash"
     if after:
-        problems.append(f"{len(after)} interrupt events after the crash, first: {after[0][1]}")
+        problems.append(f"{len(after)} interrupt events after {when}, first: {after[0][1]}")
     detail = (f"IF=0 in all {len(samples)} RFLAGS samples during the dump; no interrupt source fired after "
-              f"the crash ({len(before)} interrupt events before it)")
+              f"{when} ({len(before)} interrupt events before it)")
     return make_check("no-interrupts", problems, detail)

@@ -170,6 +170,7 @@ def run(scenario: Scenario) -> RunOutcome:
     guest_result = None
     problem = None
     machine = Machine(config, out)
+    armed = None
     try:
         t0 = time.monotonic()
         machine.launch()

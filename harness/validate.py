@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from harness import canary, cmdlog, dumpio
+from harness import canary, cmdlog, dumpio, fxsave, memmap
 from harness import crash as crash_mod
 from harness import dumpfmt, gpt, layout as layout_mod
 from harness import faults as faults_mod
@@ -52,10 +52,6 @@ from harness import checks_components
 # the guest said. A report names the first failing check in this order: the cause, not its echoes.
 CHECK_ORDER = ("write-sizes", "runtime-io", "write-order", "canary", "consistency", "format", "chunk-crc", "completeness",
                "content", "sample-data", "crash-record", "protocol", "no-interrupts", "guest-result")
-# The RAM that must be dumped: 99% of the reference size, less 1 MiB for what no memory map
-# offers as usable RAM (the legacy hole below 1 MiB, firmware-reserved ranges).
-RAM_COVERAGE = 0.99
-RAM_ALLOWANCE = 1 << 20
 MAX_FINDINGS_IN_DICT = 100
 
 
@@ -200,11 +196,12 @@ def validate_run(run_dir: str | Path) -> Validation:
         content, stats = check_content(dump, image, snapshot, scenario["memory_bytes"])
         secondary = (by_role["secondary"].layout, dumps["secondary"]) if "secondary" in dumps else None
         done = cmds.result("DONE")
+        quiesced = next((r.time for r in cmds.result("QUIESCED")), None)
         order = [ios[t.role] for t in targets if ios[t.role] is not None]
         lost = first_lost_write(ios[record]) if ios[record] is not None else None
         checks = {
             "write-sizes": check_write_sizes(run_dir, dumps["primary"], by_role["primary"].layout, scenario,
-                                             secondary),
+                                             secondary, quiesced),
             "runtime-io": check_runtime_io(cmds, crashed, ios["primary"].disk if ios["primary"] else None,
                                            (by_role["primary"].layout.dump_offset,
                                             by_role["primary"].layout.dump_offset + by_role["primary"].layout.dump_size)),
@@ -216,12 +213,12 @@ def validate_run(run_dir: str | Path) -> Validation:
             "format": check_format(dump, scenario["dump_id"], partial),
             "chunk-crc": check_chunks(dump, partial),
             "completeness": (check_partial_completeness(dump) if partial else
-                             check_completeness(dump, scenario["memory_bytes"], "memory_bytes", expect)),
+                             check_completeness(dump, expect, *_loader_map(snapshot))),
             "content": content,
             "sample-data": check_sample_data(dump, image, expect),
             "crash-record": check_crash_record(dump, registers, scenario["crash"], run_dir, partial),
             "protocol": check_protocol(dump, expect),
-            "no-interrupts": check_no_interrupts(run_dir, crashed),
+            "no-interrupts": check_no_interrupts(run_dir, crashed, quiesced),
             "guest-result": check_guest_result(run_dir, expected["guest"], qemu_exit_status(run_dir), dump,
                                                lost[1] if lost else None),
         }
@@ -232,6 +229,18 @@ def validate_run(run_dir: str | Path) -> Validation:
     summaries = [device_summary(t.role, t.kind, dumps[t.role]) for t in targets]
     return Validation([checks[n] for n in order_names], dump, stats, str(by_role[record].image), summaries,
                       expected)
+
+
+def _loader_map(snapshot: Snapshot) -> tuple[list, str]:
+    """The guest's memory map as QEMU's multiboot loader left it in the snapshot."""
+    def read(phys: int, length: int) -> Optional[bytes]:
+        pieces = list(snapshot.pieces(phys, length))
+        if any(i is None for _, _, i in pieces):
+            return None
+        return b"".join(snapshot.read(i, p, n) for p, n, i in pieces)
+
+    regions, why = memmap.from_multiboot(read)
+    return (regions, "the loader's memory map") if regions else (None, why)
 
 
 def _device_io(target, scenario: dict, cmds, crashed: Optional[float], targets) -> Optional[dumpio.DeviceIO]:
@@ -356,7 +365,6 @@ def validate_image(image_path: str | Path) -> Validation:
     offset, size = info.dump_span()
     with _open(image_path) as image:
         dump = dumpfmt.read(image, offset, size, info.block_size)
-        ram = dump.header.ram_bytes if dump.header else 0
         expect = checks_components.expectation_from_dump(dump)
         checks = [
             check_format(dump, None),
@@ -364,7 +372,7 @@ def validate_image(image_path: str | Path) -> Validation:
             check_sample_data(dump, image, expect),
             check_crash_record(dump, None, None),
             check_protocol(dump, expect),
-            check_completeness(dump, ram, "the header's ram_bytes", expect),
+            check_completeness(dump, expect),
         ]
     return Validation(checks, dump, None, str(image_path))
 
@@ -543,7 +551,16 @@ def check_crash_record(dump: dumpfmt.Dump, registers: dict[str, int] | None, cra
     if dump.crash_record is None and not unwritten:
         problems.append("no crash record (no written CRASH_RECORD area of 1024 bytes)")
     problems += [str(f) for f in dump.findings_for("crash-record")]
-    what = f"{compared} registers equal the snapshot, " if registers is not None else ""
+    fpu_note = ""
+    if registers is not None and dump.crash_record is not None:
+        fpu = _snapshot_fpu(run_dir)
+        if fpu is None:
+            problems.append(f"no x87/SSE state in the snapshot ({groundtruth_fpu_file()}): the FXSAVE image "
+                            f"cannot be compared")
+        else:
+            problems += fxsave.problems(dump.crash_record.fxsave, fpu, stack_order=_accel(run_dir) == "kvm")
+            fpu_note = "the FXSAVE image (FCW, FSW, FTW, MXCSR, ST0..7, XMM0..15) equals QEMU's, "
+    what = f"{compared} registers equal the snapshot, {fpu_note}" if registers is not None else ""
     cause = ""
     if h.crash_reason == CrashReason.EXCEPTION:
         cause = f", error code 0x{h.crash_error_code:x}, fault address 0x{h.crash_fault_addr:x}"
@@ -558,6 +575,31 @@ def check_crash_record(dump: dumpfmt.Dump, registers: dict[str, int] | None, cra
     ok_detail = (f"{what}crash reason {h.reason_name} (vector {h.crash_vector}{cause}) as the "
                  f"{recipe.name if recipe else 'unknown'} crash means, {record}")
     return make_check("crash-record", problems, ok_detail)
+
+
+def _accel(run_dir: Path | None) -> Optional[str]:
+    try:
+        return json.loads((Path(run_dir) / "scenario.json").read_text()).get("accel")
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def groundtruth_fpu_file() -> str:
+    return "snapshot/fpu.json"
+
+
+def _snapshot_fpu(run_dir: Path | None) -> Optional[dict]:
+    """The x87/SSE state QEMU reported at the crash instant, or None."""
+    if run_dir is None:
+        return None
+    try:
+        fpu = json.loads((Path(run_dir) / groundtruth_fpu_file()).read_text())
+    except (OSError, ValueError):
+        return None
+    keys = {"fcw", "fsw", "ftw", "mxcsr", "fpr", "xmm"}
+    if not isinstance(fpu, dict) or set(fpu) != keys or len(fpu["fpr"]) != 8 or len(fpu["xmm"]) != 16:
+        return None
+    return fpu
 
 
 def _crash_recipe(crash):
@@ -647,14 +689,16 @@ def check_partial_completeness(dump: dumpfmt.Dump) -> Check:
         f"chunks; usable components: {', '.join(usable) or 'none'}{part}"))
 
 
-def check_completeness(dump: dumpfmt.Dump, ram_reference: int, reference_name: str, expect=None) -> Check:
+def check_completeness(dump: dumpfmt.Dump, expect=None, memory_map: Optional[list] = None,
+                       map_source: str = "") -> Check:
     """Every component DUMPED with areas, areas as the spec lays them out, the whole body
-    written, one crash record, estimates that cover what was dumped, and the RAM+KERNEL areas
-    covering the RAM: at least 99% of the reference size less 1 MiB (the legacy hole and
-    firmware-reserved ranges are not usable RAM). The kernel is counted with RAM because it is
-    RAM the guest dumps separately. With a scenario that names sample components, the
-    components are also held against the samples' model (harness/checks_components.py):
-    there, a sample's expected status (FAILED, EXCLUDED, DISABLED) is no problem."""
+    written, one crash record, estimates that cover what was dumped, and the RAM and KERNEL
+    areas covering exactly the usable RAM (docs/dump-format.md, "Completeness"): each usable byte
+    of the loader's memory map once (`memory_map`, read from the snapshot: harness/memmap.py),
+    nothing else; without a map (a bare image), as many bytes as the header's ram_bytes, once.
+    With a scenario that names sample components, the components are also held against the
+    samples' model (harness/checks_components.py): there, a sample's expected status (FAILED,
+    EXCLUDED, DISABLED) is no problem."""
     h = dump.header
     if h is None or not dump.geometry_ok:
         return Check("completeness", False, "no valid header")
@@ -676,23 +720,41 @@ def check_completeness(dump: dumpfmt.Dump, ram_reference: int, reference_name: s
         problems.append(f"{len(crash_records)} dumped CRASH_RECORD components, expected 1")
     if not any(c.kind == ComponentKind.RAM for c in dumped):
         problems.append("no RAM component")
-    ram_kinds = {c.index for c in dumped if c.kind in (ComponentKind.RAM, ComponentKind.KERNEL)}
-    covered = sum(a.length for a in dump.areas if a.component in ram_kinds)
-    needed = max(0, int(ram_reference * RAM_COVERAGE) - RAM_ALLOWANCE)
-    if covered < needed:
-        problems.append(
-            f"RAM and KERNEL areas hold {covered} bytes, need {needed} "
-            f"(99% of {reference_name} {ram_reference}, less 1 MiB)"
-        )
-    if covered > h.ram_bytes:  # dumped RAM lies within the usable RAM the header names
-        problems.append(f"RAM and KERNEL areas hold {covered} bytes, more than the header's ram_bytes {h.ram_bytes}")
+    ram_problems, ram_detail = _ram_coverage(dump, dumped, memory_map, map_source)
+    problems += ram_problems
     model = f"; {len(expect.samples)} samples as the model says" if expect is not None else ""
     ok_detail = (
         f"{len(dump.components)} components as expected, {len(dump.areas)} areas in order, body fully written, "
-        f"estimates {h.estimate_bytes} bytes cover them; RAM+KERNEL areas {covered} bytes >= {needed} "
-        f"(99% of {reference_name} {ram_reference} less 1 MiB){model}"
+        f"estimates {h.estimate_bytes} bytes cover them; {ram_detail}{model}"
     )
     return make_check("completeness", problems, ok_detail)
+
+
+def _ram_coverage(dump: dumpfmt.Dump, dumped: list, memory_map: Optional[list], map_source: str) -> tuple[list[str], str]:
+    """The RAM and KERNEL areas against the usable RAM: each byte once, nothing else."""
+    h = dump.header
+    kinds = {c.index for c in dumped if c.kind in (ComponentKind.RAM, ComponentKind.KERNEL)}
+    areas = sorted((a.phys_addr, a.phys_addr + a.length, a.name) for a in dump.areas if a.component in kinds)
+    problems = [f"RAM areas {a[2]} and {b[2]} overlap at 0x{b[0]:x}" for a, b in zip(areas, areas[1:]) if b[0] < a[1]]
+    covered = memmap.merged((start, end) for start, end, _ in areas)
+    total = sum(end - start for start, end in covered)
+    if memory_map is None:
+        if map_source:  # a run, whose snapshot should hold the map: why it does not
+            problems.append(f"{map_source}: the usable RAM the dump must cover is unknown")
+        if total != h.ram_bytes:
+            problems.append(f"RAM and KERNEL areas hold {total} bytes, the header's ram_bytes is {h.ram_bytes}")
+        return problems, f"RAM+KERNEL areas {total} bytes, each once, = the header's ram_bytes (no memory map)"
+    usable = memmap.usable(memory_map)
+    usable_bytes = sum(end - start for start, end in usable)
+    for start, end in memmap.minus(usable, covered)[:4]:
+        problems.append(f"usable RAM [0x{start:x}, 0x{end:x}) ({end - start} bytes, {map_source}) is in no RAM or "
+                        f"KERNEL area: the dump left it out")
+    for start, end in memmap.minus(covered, usable)[:4]:
+        problems.append(f"RAM or KERNEL areas cover [0x{start:x}, 0x{end:x}), which {map_source} does not call usable")
+    if h.ram_bytes != usable_bytes:
+        problems.append(f"the header's ram_bytes is {h.ram_bytes}, the usable RAM of {map_source} is {usable_bytes}")
+    return problems, (f"RAM+KERNEL areas cover the {len(usable)} usable regions of {map_source} exactly "
+                      f"({usable_bytes} bytes, each once)")
 
 
 def _status_problems(dump: dumpfmt.Dump, expect) -> list[str]:

@@ -114,7 +114,8 @@ def _time(match: re.Match) -> Optional[float]:
 
 
 def check_write_sizes(run_dir: Path, dump: dumpfmt.Dump, layout: DiskLayout, scenario: dict,
-                      secondary: Optional[tuple[DiskLayout, dumpfmt.Dump]] = None) -> Check:
+                      secondary: Optional[tuple[DiskLayout, dumpfmt.Dump]] = None,
+                      quiesced_at: Optional[float] = None) -> Check:
     """The dump disk's writes (and the secondary's, given its layout and dump)."""
     topology = scenario.get("topology") or {"kind": scenario["disk"], "dump_disk": {"target": 0, "lun": 0}}
     targets = [DumpTarget("primary", topology["kind"], topology["dump_disk"]["target"],
@@ -122,10 +123,14 @@ def check_write_sizes(run_dir: Path, dump: dumpfmt.Dump, layout: DiskLayout, sce
     if secondary is not None and topology.get("secondary"):
         sec = topology["secondary"]
         targets.append(DumpTarget("secondary", sec["kind"], sec["target"], sec["lun"], *secondary))
-    return check_device_writes(Path(run_dir), targets)
+    return check_device_writes(Path(run_dir), targets, quiesced_at)
 
 
-def check_device_writes(run_dir: Path, targets: list[DumpTarget]) -> Check:
+def check_device_writes(run_dir: Path, targets: list[DumpTarget], quiesced_at: Optional[float] = None) -> Check:
+    """quiesced_at: when the guest said DUMPSTART had quiesced the primary (its QUIESCED line).
+    Writes the device takes between the crash and then, outside every dump partition, are runtime
+    writes the guest had made available before the crash (the device takes them when the VM goes
+    on); the runtime-io oracle judges those. Everything else after the crash is the dump's."""
     trace = run_dir / TRACE_FILE
     if not trace.exists():
         return Check("write-sizes", False, f"{TRACE_FILE} missing: QEMU logged no writes")
@@ -134,6 +139,9 @@ def check_device_writes(run_dir: Path, targets: list[DumpTarget]) -> Check:
     writes = parse(trace, family, targets[0].layout.block_size)
     crashed_at = crash_time(run_dir)
     after = [w for w in writes if crashed_at is None or w.time is None or w.time >= crashed_at]
+    late_runtime = [w for w in after if quiesced_at is not None and w.time is not None and w.time < quiesced_at
+                    and not any(_in_partition(w, t) for t in targets)]
+    after = [w for w in after if w not in late_runtime]
 
     problems: list[str] = []
     by_target = _attribute(after, targets, problems)
@@ -147,8 +155,14 @@ def check_device_writes(run_dir: Path, targets: list[DumpTarget]) -> Check:
         limits = f"DUMPQUERY min {h.min_transfer} / max {h.max_transfer}" if h else "no header"
         details.append(f"{label}{len(mine)} writes after the crash, all inside the dump partition; sizes "
                        f"{sizes[0] if sizes else 0}..{sizes[-1] if sizes else 0} bytes within {limits}")
-    ok_detail = "; ".join(details) + f"; {len(writes) - len(after)} writes before the crash"
+    late = f", {len(late_runtime)} runtime writes taken before the guest's QUIESCED" if late_runtime else ""
+    ok_detail = "; ".join(details) + f"; {len(writes) - len(after) - len(late_runtime)} writes before the crash{late}"
     return make_check("write-sizes", problems, ok_detail)
+
+
+def _in_partition(w: Write, t: DumpTarget) -> bool:
+    start = t.layout.dump_offset
+    return start <= w.offset and w.offset + w.length <= start + t.layout.dump_size
 
 
 def _attribute(writes: list[Write], targets: list[DumpTarget], problems: list[str]) -> dict[str, list[Write]]:
