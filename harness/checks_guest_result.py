@@ -25,10 +25,25 @@ WRITE_STAGES = {"crc-table", "directory", "progress-leader", "body", "end-marker
 
 
 def check_guest_result(run_dir: Path, expect: Optional[str], exit_status: Optional[int], dump: dumpfmt.Dump,
-                       lost_write_offset: Optional[int]) -> Check:
+                       lost_write_offset: Optional[int], primary: Optional[dumpfmt.Dump] = None,
+                       primary_lost_offset: Optional[int] = None) -> Check:
     """expect: "complete", "failed", or None (no DONE: QEMU ends first). lost_write_offset: the
-    partition offset at which the device first failed a dump write (from its logs), or None."""
-    done = [line for line in resultchan.read_lines(Path(run_dir) / "result.log") if line.word == "DONE"]
+    partition offset at which the device of record first failed a dump write (from its logs),
+    or None. After a restart, `dump` is the secondary's, `primary` the primary's dump and
+    `primary_lost_offset` where the primary's device failed: the RESTART line must name that
+    failure, as must the primary's FAILED header and the secondary's restart fields."""
+    lines = resultchan.read_lines(Path(run_dir) / "result.log")
+    restart_problems = []
+    for line in (l for l in lines if l.word == "RESTART"):
+        restart_problems += [f"RESTART: {p}" for p in _failure_problems(line.fields, primary, primary_lost_offset,
+                                                                         generation=1)]
+        h = dump.header
+        if h is not None and h.generation == 2:
+            for field, value in (("error", h.restart_error), ("offset", h.restart_offset)):
+                if str(value) != line.fields.get(field):
+                    restart_problems.append(f"RESTART says {field}={line.fields.get(field)}, the secondary's "
+                                            f"header says restart_{'error' if field == 'error' else 'offset'} {value}")
+    done = [line for line in lines if line.word == "DONE"]
     if expect is None:
         if done:
             return Check("guest-result", False, f"the guest reported {done[-1].raw.removeprefix('DUMPBED ')}, but the "
@@ -46,31 +61,34 @@ def check_guest_result(run_dir: Path, expect: Optional[str], exit_status: Option
         problems.append(f"QEMU exit status {exit_status}, but DONE status={status} means {EXIT_OF.get(status)}")
     if status == "failed":
         problems += _failure_problems(line.fields, dump, lost_write_offset)
+    problems += restart_problems
     exit_note = f"; QEMU exit status {exit_status}" if exit_status is not None else ""
     agree = " (errno and offset as the disk records them)" if status == "failed" else ""
     return make_check("guest-result", problems, f"{said}{exit_note}{agree}")
 
 
-def _failure_problems(fields: dict, dump: dumpfmt.Dump, lost_write_offset: Optional[int]) -> list[str]:
+def _failure_problems(fields: dict, dump: Optional[dumpfmt.Dump], lost_write_offset: Optional[int],
+                      generation: Optional[int] = None) -> list[str]:
     problems = []
     try:
         error, offset = int(fields["error"]), int(fields["offset"])
+        generation = generation or int(fields.get("generation", 0))
     except (KeyError, ValueError):
-        return [f"DONE status=failed without a numeric error= and offset= ({fields})"]
+        return [f"a failure without a numeric error= and offset= ({fields})"]
     stage = fields.get("stage", "")
-    h = dump.header
-    if h is not None and h.status == dumpfmt.HeaderStatus.FAILED and h.generation == int(fields.get("generation", 0)):
+    h = dump.header if dump is not None else None
+    if h is not None and h.status == dumpfmt.HeaderStatus.FAILED and h.generation == generation:
         if h.failure != error:
-            problems.append(f"DONE says error={error}, the FAILED header's failure is {h.failure}")
+            problems.append(f"error={error}, but the FAILED header's failure is {h.failure}")
         if h.failure_offset != offset:
-            problems.append(f"DONE says offset={offset}, the FAILED header's failure_offset is {h.failure_offset}")
+            problems.append(f"offset={offset}, but the FAILED header's failure_offset is {h.failure_offset}")
     if lost_write_offset is not None and stage in WRITE_STAGES:
         # The write the device failed: the guest's offset is the start of its DUMPWRITE, which
         # holds that byte.
         if not offset <= lost_write_offset < offset + max(h.max_transfer if h else 0, 1):
-            problems.append(f"DONE says the failure was at offset {offset} (stage {stage}), but the device failed "
+            problems.append(f"the failure is said to be at offset {offset} (stage {stage}), but the device failed "
                             f"the write at partition offset {lost_write_offset}")
     elif lost_write_offset is not None and stage not in WRITE_STAGES:
-        problems.append(f"the device failed the dump's write at partition offset {lost_write_offset}, but DONE "
-                        f"reports stage {stage!r}, not a write")
+        problems.append(f"the device failed the dump's write at partition offset {lost_write_offset}, but the "
+                        f"failure is reported at stage {stage!r}, not a write")
     return problems

@@ -220,7 +220,8 @@ def validate_run(run_dir: str | Path) -> Validation:
             "protocol": check_protocol(dump, expect),
             "no-interrupts": check_no_interrupts(run_dir, crashed, quiesced),
             "guest-result": check_guest_result(run_dir, expected["guest"], qemu_exit_status(run_dir), dump,
-                                               lost[1] if lost else None),
+                                               lost[1] if lost else None, dumps["primary"],
+                                               _lost_offset(ios.get("primary"))),
         }
         if secondary is not None:
             checks["devices"] = check_devices(dumps, bool(scenario.get("restart_expected")))
@@ -229,6 +230,11 @@ def validate_run(run_dir: str | Path) -> Validation:
     summaries = [device_summary(t.role, t.kind, dumps[t.role]) for t in targets]
     return Validation([checks[n] for n in order_names], dump, stats, str(by_role[record].image), summaries,
                       expected)
+
+
+def _lost_offset(io: Optional[dumpio.DeviceIO]) -> Optional[int]:
+    lost = first_lost_write(io) if io is not None else None
+    return lost[1] if lost else None
 
 
 def _loader_map(snapshot: Snapshot) -> tuple[list, str]:
