@@ -21,7 +21,7 @@ EXIT_OF = {"complete": 67, "failed": 69}
 # The stages a write failure is reported under (the writer's own stages): the others (start,
 # query, pinning, plan, collect, end, nested) concern no single write on the disk.
 WRITE_STAGES = {"crc-table", "directory", "progress-leader", "body", "end-marker", "final-leader", "trailer",
-                "flush", "failed-leader", "failed-trailer"}
+                "flush"}
 
 
 def check_guest_result(run_dir: Path, expect: Optional[str], exit_status: Optional[int], dump: dumpfmt.Dump,
