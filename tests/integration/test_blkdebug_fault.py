@@ -17,7 +17,7 @@ def test_the_nth_write_and_every_later_one_fail(tmp_path, n):
         pytest.fail("qemu-io not found: make setup installs qemu-utils")
     image = tmp_path / "d.img"
     image.write_bytes(bytes(1 << 20))
-    node = dict(faults.blkdebug_options(faults.parse(f"eio-at={n}")),
+    node = dict(faults.blkdebug_rules(faults.parse(f"eio-at={n}")), driver="blkdebug",
                 image={"driver": "file", "filename": str(image)})
     spec = "json:" + json.dumps({"driver": "raw", "file": node})
     commands = []
@@ -31,3 +31,35 @@ def test_the_nth_write_and_every_later_one_fail(tmp_path, n):
     data = image.read_bytes()
     assert data[: (n - 1) * 4096] == b"\x5a" * ((n - 1) * 4096)
     assert data[(n - 1) * 4096: 10 * 4096] == bytes((10 - n + 1) * 4096)
+
+
+def _qemu_io(image, node_rules, writes):
+    node = dict(node_rules, driver="blkdebug", image={"driver": "file", "filename": str(image)})
+    spec = "json:" + json.dumps({"driver": "raw", "file": node})
+    commands = []
+    for offset in writes:
+        commands += ["-c", f"write -P 0x5a {offset} 4096"]
+    out = subprocess.run(["qemu-io", *commands, spec], capture_output=True, text=True, timeout=60)
+    return [line.startswith("wrote") for line in (out.stdout + out.stderr).splitlines()
+            if line.startswith(("wrote", "write failed"))]
+
+
+@pytest.mark.parametrize("n", [1, 4])
+def test_a_live_trigger_fails_exactly_the_nth_write_once(tmp_path, n):
+    """@wN: the N-th write fails, once (the device retries it after the fault: werror=stop)."""
+    image = tmp_path / "d.img"
+    image.write_bytes(bytes(1 << 20))
+    ok = _qemu_io(image, faults.blkdebug_rules(faults.parse(f"kill@w{n}")), [i * 4096 for i in range(8)])
+    assert ok == [i != n - 1 for i in range(8)]
+
+
+def test_a_percent_trigger_fails_the_first_write_reaching_its_sector(tmp_path):
+    """@P%: the first write that touches the sector, once; writes before and after it land."""
+    image = tmp_path / "d.img"
+    image.write_bytes(bytes(1 << 20))
+    sector = faults.trigger_sector(faults.parse("kill@50%"), 0, 8192, 2 * 65536)
+    assert sector == (8192 + 65536) // 512
+    offsets = [8192 + i * 4096 for i in range(32)]
+    ok = _qemu_io(image, faults.blkdebug_rules(faults.parse("kill@50%"), sector), offsets + [65536 + 8192])
+    hit = [i for i, o in enumerate(offsets) if o <= sector * 512 < o + 4096]
+    assert ok == [i not in hit for i in range(32)] + [True]

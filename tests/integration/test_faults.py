@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from harness import dumpfmt, faults
+from harness import blklog, dumpfmt, faults, layout
 from harness.crash import CRASHES
 from harness.run import Scenario, run_and_validate
 
@@ -64,6 +64,7 @@ def test_fault_matrix(tmp_path, guest_kernel, crash, disk, fault, outcome):
 def test_a_partial_dump_lists_what_is_usable(tmp_path, guest_kernel):
     out, report = run(tmp_path, "virtio-blk", ["kill@50%"])
     assert report["verdict"] == "pass", explain(report)
+    assert report["outcome"] == "partial"
     completeness = next(c for c in report["checks"] if c["name"] == "completeness")
     assert "usable components: crash-record" in completeness["detail"]
     content = next(c for c in report["checks"] if c["name"] == "content")
@@ -107,3 +108,55 @@ def test_every_crash_kind_under_a_fault(tmp_path, guest_kernel, crash, fault, ou
     out, report = run(tmp_path, "virtio-blk", [fault], crash=crash)
     assert report["verdict"] == "pass", explain(report)
     assert report["outcome"] == outcome
+
+
+@pytest.mark.parametrize("disk", ["virtio-scsi", "lsi"])
+def test_runtime_requests_held_across_the_crash_are_ended_by_a_correct_driver(tmp_path, guest_kernel, disk):
+    """hold-runtime: the workload's requests parked in the device at the crash and released after
+    the guest's QUIESCED; the reference drivers abort or reset them, so nothing finishes late."""
+    out, report = run(tmp_path, disk, ["hold-runtime"], workload=True)
+    assert report["verdict"] == "pass", explain(report)
+    log = json.loads((out / "fault.json").read_text())
+    assert log["fired"] and "held in the device" in " ".join(log["events"]), log
+    runtime = next(c for c in report["checks"] if c["name"] == "runtime-io")
+    assert "still held by the device at the crash" in runtime["detail"]
+    assert not runtime["detail"].startswith("0 runtime"), runtime
+
+
+def _dump_writes(out) -> int:
+    """The writes the dump's disk received in its partition (its write log)."""
+    lay = layout.load(out / "layout.json")
+    log = blklog.read(out / "dump.writes")
+    return sum(1 for e in log.writes if lay.dump_offset <= e.offset < lay.dump_offset + lay.dump_size)
+
+
+@pytest.mark.parametrize("n,outcome", [(1, "none"), (2, "partial"), (7, "partial")])
+def test_kill_stops_at_exactly_the_nth_write(tmp_path, guest_kernel, n, outcome):
+    """QEMU stops on the trigger's write itself: n-1 writes of the dump landed, not one more; at
+    the first write (the first leader) no dump of the run is on the disk."""
+    out, report = run(tmp_path, "virtio-blk", [f"kill@w{n}"])
+    assert report["verdict"] == "pass", explain(report)
+    log = json.loads((out / "fault.json").read_text())
+    assert log["fired"] and log["writes_landed"] == n - 1, log
+    assert _dump_writes(out) == n - 1
+    assert report["outcome"] == report["expected_outcome"] == outcome
+    assert f"write {n} of" in log["stopped_write"], log
+
+
+def test_kill_at_every_point_of_a_dump(tmp_path, guest_kernel):
+    """A sweep of kill points over one whole dump (every write in `make matrix`, a sample here,
+    the last writes always: between the trailer and the final leader, and after the commit):
+    each ends with the outcome the format's rules give for where it hit, and passes."""
+    base, report = run(tmp_path / "base", "virtio-blk", [])
+    assert report["verdict"] == "pass", explain(report)
+    total = _dump_writes(base)
+    points = range(1, total + 2) if FULL else sorted({1, 2, 3, total // 3, total // 2, total - 2, total - 1,
+                                                      total, total + 1})
+    seen = {}
+    for n in points:
+        out, report = run(tmp_path / f"w{n}", "virtio-blk", [f"kill@w{n}"])
+        assert report["verdict"] == "pass", f"kill@w{n} of {total}: {explain(report)}"
+        seen[n] = report["outcome"]
+    assert seen[1] == "none" and seen[2] == "partial"
+    assert seen[total] == "partial"  # the final leader itself stopped: the trailer is there, not the commit
+    assert seen[total + 1] == "complete"  # never fired: the dump ended first

@@ -1,0 +1,55 @@
+"""Every oracle shown failing on a guest with a deliberate bug of one class (`testfault=WORD`,
+docs/guest-interface.md), and the report naming first the check earliest in the data flow.
+
+Each bug is one a driver or writer author makes: never flushing, flushing before the write it
+must cover completed, not waiting for the device, committing before what the commit vouches
+for, rewriting what the leader on disk vouches for, leaving runtime commands in the device,
+dumping the wrong bytes, leaving RAM out, losing the FPU state, misreporting a failure. The
+same scenarios without the word pass (the good guest: tests/integration/test_faults.py and the
+disk tests), so what fails here is the bug, not the scenario.
+"""
+from __future__ import annotations
+
+import pytest
+
+from harness.run import Scenario, run_and_validate
+from harness.validate import CHECK_ORDER
+
+MIB = 1 << 20
+
+# word, disk, other scenario settings, the checks that must fail (the first one first)
+CASES = [
+    ("no-flush", "virtio-blk", {}, ["write-order", "consistency"]),
+    ("no-flush", "virtio-scsi", {}, ["write-order", "consistency"]),
+    # The device must be slow for the bug to show: the write still in flight when the flush
+    # (early-flush) or the guest's DONE (no-wait) comes.
+    ("early-flush", "virtio-blk", {"faults": ["slow=16"]}, ["write-order"]),
+    ("no-wait", "virtio-blk", {"faults": ["slow=16"]}, ["write-order"]),
+    ("leader-first", "virtio-blk", {}, ["write-order", "consistency"]),
+    ("in-place", "virtio-blk", {}, ["write-order", "consistency"]),
+    ("in-place", "lsi", {}, ["write-order", "consistency"]),
+    ("mask-only", "virtio-scsi", {"workload": True, "faults": ["hold-runtime"]}, ["runtime-io"]),
+    ("mask-only", "lsi", {"workload": True, "faults": ["hold-runtime"]}, ["runtime-io"]),
+    ("stage-stuck", "virtio-blk", {}, ["content"]),
+    ("skip-low", "virtio-blk", {}, ["completeness"]),
+    ("fpu-clobber", "virtio-blk", {}, ["crash-record"]),
+    ("wrong-report", "virtio-blk", {"faults": ["eio-at=30"]}, ["guest-result"]),
+    ("irq-on", "virtio-scsi", {}, ["no-interrupts"]),
+]
+
+
+@pytest.mark.parametrize("word,disk,settings,failing", [
+    pytest.param(*case, id=f"{case[0]}-{case[1]}") for case in CASES])
+def test_a_broken_guest_fails_the_oracle_for_its_bug(tmp_path, guest_kernel, word, disk, settings, failing):
+    scenario = Scenario(out_dir=tmp_path / "run", disk=disk, memory_bytes=32 * MIB, accel="auto",
+                        guest_args=[f"testfault={word}"], **settings)
+    _, report = run_and_validate(scenario)
+    failed = [c["name"] for c in report["checks"] if not c["ok"]]
+    details = {c["name"]: c["detail"] for c in report["checks"] if not c["ok"]}
+    assert report["verdict"] == "fail", f"testfault={word} passed: {report['outcome_why']}"
+    for name in failing:
+        assert name in failed, f"testfault={word}: {name} passed; failed: {details}"
+    # The root first: nothing earlier in the data flow fails than the first check named.
+    assert failed[0] == min(failed, key=CHECK_ORDER.index)
+    assert report["first_failed"] == failed[0]
+    assert CHECK_ORDER.index(failed[0]) <= CHECK_ORDER.index(failing[0]), details
