@@ -16,16 +16,19 @@
 #include "kern/exit.h"
 #include "kern/result.h"
 #include "lib/console.h"
+#include "lib/dumpstate.h"
 #include "lib/printf.h"
 #include "lib/string.h"
 #include "lib/testfault.h"
 
-struct crash_record crash_record;
-bool crash_dump_armed;
+/* Written by the crash path: dump path state (lib/dumpstate.h). panic() formats its message
+ * after the host's ground truth of a crash typed at the console. */
+struct crash_record crash_record __dumpstate;
+static volatile int crash_depth __dumpstate;
+static volatile uint32_t nested_nmis __dumpstate;
+static char panic_message[128] __dumpstate;
 
-static volatile int crash_depth;
-static volatile uint32_t nested_nmis;
-static char panic_message[128];
+bool crash_dump_armed;
 static void (*mute_hook)(void);
 
 void crash_set_mute_hook(void (*fn)(void))

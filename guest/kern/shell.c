@@ -23,6 +23,7 @@
 #include "kern/workload.h"
 #include "lib/console.h"
 #include "lib/crc.h"
+#include "lib/dumpstate.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
@@ -345,10 +346,12 @@ void shell_print_info(void)
 	       tsc_calibrated ? "" : " (NOT calibrated)", crc32c_uses_hw() ? "sse4.2" : "table");
 	if (cpu_features.hypervisor)
 		printf("hypervisor: '%s' '%s'\n", cpu_features.hv_vendor[0], cpu_features.hv_vendor[1]);
-	printf("kernel: %#llx-%#llx (text %#lx, rodata %#lx, data+bss %#lx bytes)\n",
+	printf("kernel: %#llx-%#llx (text %#lx, rodata %#lx, data+bss %#lx bytes, of which dumpstate "
+	       "%#lx at %#lx)\n",
 	       (unsigned long long)kstart, (unsigned long long)kend,
 	       (unsigned long)(__text_end - __text_start), (unsigned long)(__rodata_end - __rodata_start),
-	       (unsigned long)(__kernel_end - __data_start));
+	       (unsigned long)(__kernel_end - __data_start),
+	       (unsigned long)(__dumpstate_end - __dumpstate_start), (unsigned long)(uintptr_t)__dumpstate_start);
 	printf("memory map (%llu bytes usable):\n", (unsigned long long)memmap_usable_bytes());
 	for (int i = 0; i < memmap_count(); i++) {
 		const struct mem_region *r = memmap_region(i);
@@ -431,9 +434,15 @@ void shell_run(void)
 		}
 		after_cr = c == '\r';
 		if (c == '\r' || c == '\n') {
+			/* The command runs on a copy: `line` changes only while it is typed, so a
+			 * crash the command causes finds it as the host's ground truth (taken
+			 * before the Enter) does; the copy is on the kernel stack, dump path state. */
+			char cmd[LINE_MAX];
+
 			console_putc('\n');
-			line[len] = '\0';
-			run_line(line);
+			memcpy(cmd, line, len);
+			cmd[len] = '\0';
+			run_line(cmd);
 			len = 0;
 			printf("dumpbed> ");
 		} else if (c == 0x7f || c == 0x08) {

@@ -6,6 +6,7 @@
 #include "lib/serial.h"
 #include "arch/x86/io.h"
 #include "arch/x86/tsc.h"
+#include "lib/dumpstate.h"
 
 #define REG_DATA	0
 #define REG_IER		1
@@ -23,7 +24,9 @@
 #define TX_TIMEOUT_US	500000
 
 static bool present;
-static bool stalled;	/* last byte timed out: do not wait again until the UART recovers */
+/* Last byte timed out: do not wait again until the UART recovers. Written by every byte the
+ * crash path prints: dump path state (lib/dumpstate.h). */
+static bool stalled __dumpstate;
 
 void serial_init(void)
 {

@@ -3,8 +3,8 @@
  * EAX = multiboot magic and EBX = physical address of the multiboot info.
  *
  * We record both, zero .bss, identity-map the first 4 GiB with 2 MiB pages, enter long mode
- * and call kernel_main(). Everything written here (page tables, stack, GDT) lives in
- * .data/.bss, which the dump treats as volatile.
+ * and call kernel_main(). What is written here (page tables, GDT) holds still from then on,
+ * except the kernel stack, which is dump path state (lib/dumpstate.h).
  */
 #include "arch/x86/boot.h"
 
@@ -103,7 +103,9 @@ long_mode_entry:
 	.section .data
 	.align 16
 	/* The CPU writes the accessed bit of descriptors and the busy bit of the TSS
-	 * descriptor: the GDT must be in writable (volatile) memory. */
+	 * descriptor: the GDT must be in writable memory. Every descriptor is marked accessed
+	 * already and ltr (boot) sets the busy bit, so after boot nothing writes it: it is not
+	 * dump path state, and the dump compares it with memory at the crash. */
 	.globl gdt
 gdt:
 	.quad 0				/* null */
@@ -141,11 +143,17 @@ boot_pd:
 
 	/* The page below the kernel stack is left unmapped (paging_guard_kernel_stack()): a
 	 * stack overflow faults there, and since the #PF cannot be pushed either, becomes a #DF
-	 * on its own IST stack. */
+	 * on its own IST stack. linker.ld puts it right under the kernel stack, the first thing
+	 * in the dump path's state (a crash typed at the console runs its handler and the dump
+	 * on this stack): the guard is never written, the stack is. */
+	.section .bss.kstack_guard, "aw", @nobits
 	.align 4096
 	.globl boot_stack_guard
 boot_stack_guard:
 	.skip 4096
+
+	.section .bss.dumpstate.kstack, "aw", @nobits
+	.align 4096
 	.globl boot_stack_bottom, boot_stack_top
 boot_stack_bottom:
 	.skip BOOT_STACK_SIZE

@@ -7,6 +7,7 @@
 #include "arch/x86/cpu.h"
 #include "arch/x86/paging.h"
 #include "arch/x86/usermode.h"
+#include "lib/dumpstate.h"
 #include "lib/string.h"
 
 struct tss64 {
@@ -25,13 +26,16 @@ struct tss64 {
 
 extern uint64_t gdt[];
 
-static struct tss64 tss __attribute__((aligned(64)));
-char nmi_stack_bottom[NMI_STACK_SIZE] __attribute__((aligned(16)));
-static char df_stack[DF_STACK_SIZE] __attribute__((aligned(16)));
+/* All dump path state (lib/dumpstate.h): the crash path points the NMI IST entry at the
+ * nested-NMI stack and pin.c rsp0 at its own stack; the crash handler and the dump run on the
+ * IST stacks. */
+static struct tss64 tss __dumpstate __attribute__((aligned(64)));
+char nmi_stack_bottom[NMI_STACK_SIZE] __dumpstate __attribute__((aligned(16)));
+static char df_stack[DF_STACK_SIZE] __dumpstate __attribute__((aligned(16)));
 /* NMIs that arrive while a crash is handled (kern/crash.c: counted and ignored) run here, never
  * on the stack the dump runs on (which, for an NMI crash, is the NMI stack above). */
-static char nested_nmi_stack[SMALL_IST_SIZE] __attribute__((aligned(16)));
-static char mc_stack[SMALL_IST_SIZE] __attribute__((aligned(16)));
+static char nested_nmi_stack[SMALL_IST_SIZE] __dumpstate __attribute__((aligned(16)));
+static char mc_stack[SMALL_IST_SIZE] __dumpstate __attribute__((aligned(16)));
 #define nmi_stack_top_addr ((uint64_t)(nmi_stack_bottom + NMI_STACK_SIZE))
 
 void gdt_init(void)

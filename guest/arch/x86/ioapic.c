@@ -4,6 +4,7 @@
 #include "arch/x86/io.h"
 #include "arch/x86/paging.h"
 #include "bus/pci.h"
+#include "lib/dumpstate.h"
 
 #define IOAPIC_BASE		0xfec00000u	/* QEMU's (and the MP/ACPI tables') default */
 #define IOREGSEL		0x00
@@ -21,7 +22,9 @@
 #define ELCR2			0x4d1
 
 static bool mapped;
-static uint32_t rte_low[256];	/* what we wrote: no read-modify-write in NMI context */
+/* What we wrote: no read-modify-write in NMI context. Dump path state (lib/dumpstate.h): the
+ * crash's mute hook masks the workload's pin. */
+static uint32_t rte_low[256] __dumpstate;
 
 static void ioapic_write(uint8_t reg, uint32_t v)
 {

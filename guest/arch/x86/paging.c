@@ -1,13 +1,20 @@
 /*
  * Identity paging. boot.S maps the first 4 GiB with 2 MiB pages; memory above that (RAM of a
  * large guest, or a 64-bit BAR placed high by firmware) is mapped here on demand from a small
- * static pool of page directories, each covering 1 GiB. All paging structures live in .bss:
- * the CPU sets accessed/dirty bits in them while the dump runs, so they must be in the
- * kernel's volatile area.
+ * static pool of page directories, each covering 1 GiB. All paging structures live in .bss.
+ *
+ * The CPU sets accessed and dirty bits in them. Through this map the crash path touches only
+ * the kernel image and device registers, whose 2 MiB entries were accessed and dirtied at
+ * boot, and from pin_enforce_begin() on the dump runs on its own tables (arch/x86/pin.c;
+ * should they fail, it reads RAM through these): so these hold still from the crash on and
+ * are compared with the snapshot - all but guard_pt. It maps the kernel image's 2 MiB region
+ * around the stack guard page in 4 KiB pages, some of which the crash path is the first to
+ * touch (the IST stacks, the dump-time tables), so it is dump path state (lib/dumpstate.h).
  */
 #include "arch/x86/paging.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
+#include "lib/dumpstate.h"
 #include "lib/string.h"
 
 #define PAGE_2M		(2ull << 20)
@@ -18,7 +25,7 @@
 
 static uint64_t high_pd_pool[HIGH_PD_POOL][512] __attribute__((aligned(4096)));
 /* The 4 KiB page table of the 2 MiB region holding the kernel stack's guard page. */
-static uint64_t guard_pt[512] __attribute__((aligned(4096)));
+static uint64_t guard_pt[512] __dumpstate __attribute__((aligned(4096)));
 static int high_pd_used;
 
 static uint64_t *pd_for(uint64_t phys, bool allocate)
@@ -97,8 +104,9 @@ bool paging_is_mapped(uint64_t phys, uint64_t len)
  * one. A kernel stack overflow then faults there instead of overwriting .bss below, and
  * because the CPU cannot push the #PF frame either, it turns into a #DF (IST stack, gdt.c).
  * paging_pde() and paging_is_mapped() still see the region as mapped (the PDE is present):
- * the guard page is part of the kernel image, pinned, and dumped with .bss through the
- * dump-time map (arch/x86/pin.c), which maps every pinned page.
+ * the guard page is part of the kernel image, pinned, and dumped (at the end of the kernel's
+ * `data` area, just under the dump path's state) through the dump-time map (arch/x86/pin.c),
+ * which maps every pinned page.
  */
 void paging_guard_kernel_stack(void)
 {

@@ -36,6 +36,7 @@
 #include "arch/x86/paging.h"
 #include "arch/x86/usermode.h"
 #include "dump/facility.h"
+#include "lib/dumpstate.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
 
@@ -80,25 +81,31 @@ static struct pin_range ranges[PIN_MAX_RANGES];
 static int nranges;
 static bool image_pinned;
 
-static uint64_t ept_pml4[512] __attribute__((aligned(4096)));
-static uint64_t ept_pdpt[512] __attribute__((aligned(4096)));
-static uint64_t ept_pd[PIN_PD_POOL][512] __attribute__((aligned(4096)));
-static uint64_t ept_pt[PIN_PT_POOL][512] __attribute__((aligned(4096)));
-static int pd_used, pt_used;
+/*
+ * Everything below is written after the crash (the pin table above is not: nothing is pinned
+ * or unpinned while the dump runs), so it is dump path state (lib/dumpstate.h): the dump-time
+ * page tables (the CPU sets accessed and dirty bits in them too), the enforcement state, the
+ * fault stack, the guards, the violation record; pin_abandon() resets the rest at the crash.
+ */
+static uint64_t ept_pml4[512] __dumpstate __attribute__((aligned(4096)));
+static uint64_t ept_pdpt[512] __dumpstate __attribute__((aligned(4096)));
+static uint64_t ept_pd[PIN_PD_POOL][512] __dumpstate __attribute__((aligned(4096)));
+static uint64_t ept_pt[PIN_PT_POOL][512] __dumpstate __attribute__((aligned(4096)));
+static int pd_used __dumpstate, pt_used __dumpstate;
 
-static volatile bool enforcing;
-static uint64_t saved_cr3, saved_cr0, saved_rsp0;
-static char fault_stack[FAULT_STACK_SIZE] __attribute__((aligned(16)));
+static volatile bool enforcing __dumpstate;
+static uint64_t saved_cr3 __dumpstate, saved_cr0 __dumpstate, saved_rsp0 __dumpstate;
+static char fault_stack[FAULT_STACK_SIZE] __dumpstate __attribute__((aligned(16)));
 
-static struct pin_jmp guards[PIN_MAX_GUARDS];
-static volatile int nguards;
-static volatile bool in_check;
+static struct pin_jmp guards[PIN_MAX_GUARDS] __dumpstate;
+static volatile int nguards __dumpstate;
+static volatile bool in_check __dumpstate;
 
 /* What the last violation was (for pin_selftest), and whether to record violations at all
  * (the self-test's own are not the facility's business). */
-static volatile uint64_t last_addr, last_error;
-static volatile uint32_t violation_count;
-static volatile bool quiet;
+static volatile uint64_t last_addr __dumpstate, last_error __dumpstate;
+static volatile uint32_t violation_count __dumpstate;
+static volatile bool quiet __dumpstate;
 
 /* ---- the pin table --------------------------------------------------------------------- */
 

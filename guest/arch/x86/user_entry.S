@@ -12,7 +12,7 @@
  * ring 3, restores the kernel stack saved at entry and returns from user_call() with the
  * function's result in rax. (An exception is the one way back from ring 3 that every
  * hypervisor must deliver faithfully; PVM mishandles SYSCALL and INT n from a guest that is not
- * PVM-aware.) Not reentrant; every stack used lives in .bss.
+ * PVM-aware.) Not reentrant; every stack used lives in .bss (the dump path's state).
  */
 #include "arch/x86/trap.h"
 #include "arch/x86/usermode.h"
@@ -76,7 +76,8 @@ user_ud_entry:
 	ret
 1:	jmp trap_stubs + 6 * TRAP_STUB_SIZE	/* any other #UD is a crash */
 
-	.section .bss
+	/* All of it is written by the dump's ring-3 trips: dump path state (lib/dumpstate.h). */
+	.section .bss.dumpstate, "aw", @nobits
 	.align 16
 user_saved_ksp:
 	.skip 8
