@@ -47,6 +47,7 @@
 #include "bus/pci.h"
 #include "kern/memmap.h"
 #include "lib/errno.h"
+#include "lib/dumpstate.h"
 #include "lib/printf.h"
 #include "lib/string.h"
 #include "lib/testfault.h"
@@ -288,7 +289,8 @@ struct lsi_softc {
 	struct lsi_ccb ccb;
 };
 
-static struct lsi_softc lsi_softc[LSI_MAX_HBAS];
+/* The dump path's state (lib/dumpstate.h): a command patches the SCRIPTS and fills the CCB. */
+static struct lsi_softc lsi_softc[LSI_MAX_HBAS] __dumpstate;
 static int lsi_count;
 
 

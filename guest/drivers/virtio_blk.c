@@ -5,18 +5,19 @@
  * caller's memory (identity mapped: virtual = physical), and a one-byte status descriptor the
  * device writes. We submit, ring the doorbell, then poll the used ring against a TSC deadline.
  *
- * All request state is preallocated in .bss: a few request slots, each owning a fixed range of
- * descriptors, a header and a status byte. The dump path never allocates. A request that times
+ * All request state is preallocated in .bss, in the dump path's state (lib/dumpstate.h): the
+ * softc and the ring. A few request slots, each owning a fixed range of descriptors, a header
+ * and a status byte. The dump path never allocates. A request that times
  * out is abandoned (its slot stays reserved until the device gives it back), so a later request
  * - e.g. the FAILED header - can still go out on another slot without any risk of mistaking
  * the late completion of the old one for its own.
  */
 #include "drivers/virtio_blk.h"
-#include "arch/x86/boot.h"
 #include "arch/x86/io.h"
 #include "arch/x86/pin.h"
 #include "arch/x86/tsc.h"
 #include "drivers/virtio_pci.h"
+#include "lib/dumpstate.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
@@ -91,8 +92,8 @@ struct virtio_blk {
  * its ring; everything is static so the dump path allocates nothing. */
 #define VBLK_MAX_DEVICES	2
 
-static struct virtio_blk vblk[VBLK_MAX_DEVICES];
-static struct virtq_memory vblk_ring[VBLK_MAX_DEVICES];
+static struct virtio_blk vblk[VBLK_MAX_DEVICES] __dumpstate;
+static struct virtq_memory vblk_ring[VBLK_MAX_DEVICES] __dumpstate;
 static bool vblk_in_use[VBLK_MAX_DEVICES];
 
 static struct virtq_memory *ring_of(struct virtio_blk *d)
@@ -432,12 +433,6 @@ void virtio_blk_print_info(const void *softc)
 	       (unsigned long long)d->stale_completions);
 }
 
-/* Everything the dump path touches must be kernel .data/.bss: nothing else may change. */
-static bool in_kernel_rw(const void *p, size_t len)
-{
-	return (uintptr_t)p >= (uintptr_t)__data_start && (uintptr_t)p + len <= (uintptr_t)__bss_end;
-}
-
 /*
  * DUMPINIT pins what DUMPWRITE touches besides the kernel image (which is always pinned):
  * the device's registers - and, for the record, its state and ring. DUMPTERM unpins them.
@@ -583,8 +578,9 @@ int virtio_blk_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 			fill_stat(d, st, EROFS, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
 			return EROFS;
 		}
-		/* Everything the dump path uses is static and in the volatile area. */
-		if (!in_kernel_rw(d, sizeof(*d)) || !in_kernel_rw(ring_of(d), sizeof(*ring_of(d)))) {
+		/* Everything the dump path writes is static and the dump path's state: the one
+		 * part of the kernel image the dump does not compare with memory at the crash. */
+		if (!in_dumpstate(d, sizeof(*d)) || !in_dumpstate(ring_of(d), sizeof(*ring_of(d)))) {
 			fill_stat(d, st, EFAULT, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
 			return EFAULT;
 		}

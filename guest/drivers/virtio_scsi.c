@@ -25,6 +25,7 @@
 #include "bus/pci.h"
 #include "drivers/virtio_pci.h"
 #include "lib/errno.h"
+#include "lib/dumpstate.h"
 #include "lib/printf.h"
 #include "lib/string.h"
 #include "lib/testfault.h"
@@ -175,8 +176,10 @@ struct virtio_scsi {
 	uint64_t timeouts, tmfs, tmf_failures, bus_resets, quiesces, dropped_at_quiesce;
 };
 
-static struct virtio_scsi adapters[VSCSI_MAX];
-static struct virtq_memory rings[VSCSI_MAX][2];
+/* The dump path's state (lib/dumpstate.h): the softcs and rings polled commands and the
+ * quiesce write. */
+static struct virtio_scsi adapters[VSCSI_MAX] __dumpstate;
+static struct virtq_memory rings[VSCSI_MAX][2] __dumpstate;
 static int nadapters;
 
 static const struct scsi_hba_tran vscsi_tran;

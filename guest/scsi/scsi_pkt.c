@@ -13,6 +13,7 @@
 #include "arch/x86/tsc.h"
 #include "arch/x86/usermode.h"
 #include "lib/errno.h"
+#include "lib/dumpstate.h"
 #include "lib/printf.h"
 #include "lib/string.h"
 
@@ -32,12 +33,14 @@ struct pkt_slot {
 	uint64_t bp_off;		/* where in bp the mapped data starts */
 };
 
-static struct pkt_slot pool[SCSI_PKT_POOL];
-static uint8_t bounce_buf[SCSI_BOUNCE_SIZE] __attribute__((aligned(4096)));
-static bool bounce_busy;
+/* The dump path's state (lib/dumpstate.h): every command of the dump takes a packet, maybe the
+ * bounce buffer, and updates the statistics. */
+static struct pkt_slot pool[SCSI_PKT_POOL] __dumpstate;
+static uint8_t bounce_buf[SCSI_BOUNCE_SIZE] __dumpstate __attribute__((aligned(4096)));
+static bool bounce_busy __dumpstate;
 
-struct scsi_poll_stat scsi_poll_last;
-struct scsi_pkt_stats scsi_pkt_stats;
+struct scsi_poll_stat scsi_poll_last __dumpstate;
+struct scsi_pkt_stats scsi_pkt_stats __dumpstate;
 
 
 void bioinit(struct buf *bp, uint32_t flags, void *addr, uint64_t len)

@@ -10,9 +10,9 @@
  */
 #include "scsi/sd.h"
 #include "lib/testfault.h"
-#include "arch/x86/boot.h"
 #include "arch/x86/tsc.h"
 #include "lib/errno.h"
+#include "lib/dumpstate.h"
 #include "lib/printf.h"
 #include "lib/string.h"
 
@@ -54,7 +54,8 @@ struct sd_unit {
 	struct sd_workload *wl;
 };
 
-static struct sd_unit units[SD_MAX_UNITS];
+/* The dump path's state (lib/dumpstate.h): DUMPSTART..DUMPEND update the unit. */
+static struct sd_unit units[SD_MAX_UNITS] __dumpstate;
 static int nunits;
 static uint8_t sd_scratch[512] __attribute__((aligned(64)));
 
@@ -350,11 +351,6 @@ static int sd_sync_cache(struct sd_unit *un)
 
 /* ---- the dump protocol --------------------------------------------------------------------- */
 
-static bool in_kernel_rw(const void *p, size_t len)
-{
-	return (uintptr_t)p >= (uintptr_t)__data_start && (uintptr_t)p + len <= (uintptr_t)__bss_end;
-}
-
 /*
  * The largest DUMPWRITE: the HBA's max_xfer, what its scatter/gather list takes for
  * page-aligned data in up to two pieces (the writer's data plus a tail page), and 4 MiB;
@@ -469,9 +465,10 @@ int sd_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 			fill_stat(un, st, EROFS, DUMPIO_OP_NONE, 0);
 			return EROFS;
 		}
-		/* The unit, the HBA and its driver state are static, in .data/.bss (the kernel
-		 * image, always pinned); the HBA pins the registers its dump path uses. */
-		if (!in_kernel_rw(un, sizeof(*un)) || !in_kernel_rw(hba, sizeof(*hba)) ||
+		/* The unit, the HBA and its driver state are static, the dump path's state (in the
+		 * kernel image, always pinned, and the one part of it the dump does not compare
+		 * with memory at the crash); the HBA pins the registers its dump path uses. */
+		if (!in_dumpstate(un, sizeof(*un)) || !in_dumpstate(hba, sizeof(*hba)) ||
 		    !hba->tran->tran_quiesce) {
 			fill_stat(un, st, EFAULT, DUMPIO_OP_NONE, 0);
 			return EFAULT;
@@ -642,7 +639,10 @@ struct sd_workload {
 	uint64_t reads, writes, errors, restarts, dropped, bytes;
 };
 
-static struct sd_workload workload;
+/* The workload's bookkeeping is the dump path's state (DUMPSTART stops it and drops its
+ * packets); its buffers are not: the dump compares them with memory at the crash, so a
+ * runtime READ that lands after the crash shows there. */
+static struct sd_workload workload __dumpstate;
 static uint8_t wl_buf[WL_SLOTS][WL_CHUNK_BYTES] __attribute__((aligned(4096)));
 
 static uint64_t wl_irq_save(void)
