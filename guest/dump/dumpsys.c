@@ -23,6 +23,7 @@
 #include "kern/exit.h"
 #include "kern/memmap.h"
 #include "kern/result.h"
+#include "lib/dumpstate.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
@@ -36,14 +37,24 @@ struct dump_target {
 
 struct dumpdev *dump_device;
 struct dumpdev *dump_device2;
-bool dump_testfault_irq_on;
 
+/* The configuration: changed only by dumpsys_configure()/dumpsys_unconfigure(). */
 static struct dump_target targets[2] = {
 	{ .role = DUMP_ROLE_PRIMARY, .role_name = "primary" },
 	{ .role = DUMP_ROLE_SECONDARY, .role_name = "secondary" },
 };
-static struct dumpio_stat stat;
-static struct dump_result results[2];	/* generation 1, generation 2 */
+
+/* Written by the crash-time sequence: dump path state (lib/dumpstate.h). */
+bool dump_testfault_irq_on __dumpstate;
+static struct dumpio_stat stat __dumpstate;
+static struct dump_result results[2] __dumpstate;	/* generation 1, generation 2 */
+/* What DUMPQUERY answered after each device's DUMPSTART; targets[] keeps the configuration's. */
+static struct dmp_query crash_query[2] __dumpstate;
+
+static struct dmp_query *crash_query_of(const struct dump_target *t)
+{
+	return &crash_query[t - targets];
+}
 
 static struct dump_target *target_of(uint32_t role)
 {
@@ -172,8 +183,8 @@ static int start_device(struct dump_target *t, struct dump_result *r)
 		printf("dump: testfault=irq-on: interrupts enabled for the dump\n");
 		__asm__ __volatile__("sti" ::: "memory");
 	}
-	err = devdump_query(t->dev, &t->query);
-	if (!err && !query_ok(t->dev, &t->query))
+	err = devdump_query(t->dev, crash_query_of(t));
+	if (!err && !query_ok(t->dev, crash_query_of(t)))
 		err = EINVAL;
 	if (err) {
 		printf("dump: DUMPQUERY failed on the %s device: %s\n", t->role_name, errno_name(err));
@@ -190,7 +201,7 @@ static struct {
 	struct dump_params params;
 	bool start;		/* DUMPSTART/DUMPQUERY first (the secondary) */
 	bool writing;		/* the writer owns *r (dump_writer_begin was entered) */
-} cx;
+} cx __dumpstate;
 
 /* A whole generation on one device: [start,] header and step 1, the collection. */
 static uint64_t generation_guarded(uint64_t a0, uint64_t a1, uint64_t a2)
@@ -200,7 +211,7 @@ static uint64_t generation_guarded(uint64_t a0, uint64_t a1, uint64_t a2)
 	if (cx.start && start_device(cx.t, cx.r))
 		return 0;
 	cx.writing = true;
-	err = dump_writer_begin(cx.t->dev, &cx.t->query, cx.cr, &cx.params, cx.r);
+	err = dump_writer_begin(cx.t->dev, crash_query_of(cx.t), cx.cr, &cx.params, cx.r);
 	if (err)
 		return 0;
 	err = dmp_collect(cx.params.generation, dump_writer_sink());

@@ -13,6 +13,7 @@
 #include "dump/ras.h"
 #include "dump/registry.h"
 #include "kern/memmap.h"
+#include "lib/dumpstate.h"
 #include "lib/errno.h"
 #include "lib/string.h"
 
@@ -23,7 +24,10 @@ _Static_assert(DMPCALL_ESTIMATE == CALL_OP_ESTIMATE && DMPCALL_BAD == 7, "call c
 struct dmp_reg dmp_registry[DMP_MAX_COMPONENTS];
 int dmp_nregistry;
 
-struct dmp_state dmp_state;
+/* The dump's state, and below the facility's own (rts, the call in progress, the copied
+ * table): written while the dump runs, dump path state (lib/dumpstate.h). The registry above
+ * changes only at configuration time. */
+struct dmp_state dmp_state __dumpstate;
 
 /*
  * Calls other than DONE leave room for one DONE per component, so the last calls of a dump
@@ -50,13 +54,14 @@ struct comp_rt {
 	struct dmp_component after_start;	/* its entry as generation 1's START left it */
 };
 
-static struct comp_rt rts[DMP_MAX_COMPONENTS];
-static bool running;
+static struct comp_rt rts[DMP_MAX_COMPONENTS] __dumpstate;
+static bool running __dumpstate;
 
-/* The routine call (or saved-table read) in progress, for dmp_note_violation(). */
-static int cur_comp = -1;
-static int cur_call = -1;
-static uint32_t cur_op;
+/* The routine call (or saved-table read) in progress, for dmp_note_violation(): -1 for none,
+ * which dmp_begin() sets (before it, with `running` false, there is none either). */
+static int cur_comp __dumpstate;
+static int cur_call __dumpstate;
+static uint32_t cur_op __dumpstate;
 
 /* The table a call returned, copied inside the guard. */
 static struct {
@@ -65,7 +70,7 @@ static struct {
 	uint32_t total;			/* entries the table has */
 	uint32_t n;			/* entries copied (fewer: cut off at the area limit) */
 	struct cdt_entry e[DMP_MAX_AREAS];
-} tbl;
+} tbl __dumpstate;
 
 /* ---- the registry ---------------------------------------------------------------- */
 
@@ -159,21 +164,23 @@ int dmp_report_failure(dmp_func_t func, int rv, uint64_t vaddr, uint64_t handle)
 
 void dmp_note_violation(uint64_t address, uint64_t rip, uint32_t error_code)
 {
+	int comp = running ? cur_comp : -1;
+
 	if (dmp_state.nviolations < DMP_MAX_VIOLATIONS) {
 		struct dmp_violation *v = &dmp_state.violations[dmp_state.nviolations++];
 
 		v->address = address;
 		v->rip = rip;
 		v->error_code = error_code;
-		v->component = cur_comp >= 0 ? (uint32_t)cur_comp : DMP_NO_COMPONENT;
-		v->op = cur_comp >= 0 ? cur_op : 0;
+		v->component = comp >= 0 ? (uint32_t)comp : DMP_NO_COMPONENT;
+		v->op = comp >= 0 ? cur_op : 0;
 		v->generation = dmp_state.generation;
 	}
-	if (cur_comp < 0)
+	if (comp < 0)
 		return;
-	dmp_state.components[cur_comp].flags |= DMPF_PIN_VIOLATION;
-	fail((uint32_t)cur_comp, EFAULT);
-	rts[cur_comp].faulted = true;
+	dmp_state.components[comp].flags |= DMPF_PIN_VIOLATION;
+	fail((uint32_t)comp, EFAULT);
+	rts[comp].faulted = true;
 	if (cur_call >= 0) {
 		dmp_state.calls[cur_call].outcome = DMPCALL_FAULT;
 		dmp_state.calls[cur_call].entries = 0;

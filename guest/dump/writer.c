@@ -27,10 +27,11 @@
  * ones are PENDING. Its table slot holds the chunks wholly inside that body (all nchunks when
  * final) and zeros after: chunks_sealed.
  *
- * Non-volatile memory is written straight from where it lies; only the partial last page of an
- * area goes through a small zeroed buffer (areas are padded to a page). Volatile and staged
- * areas change under our feet (or are reused right after), so they are copied into a staging
- * buffer first: what is CRC-ed is exactly what is written. The copies, every CRC and the
+ * Memory outside the kernel image is written straight from where it lies; only the partial
+ * last page of an area goes through a small zeroed buffer (areas are padded to a page). Areas
+ * inside the kernel image are copied into a staging buffer first: its dump path state changes
+ * under our feet, and what is CRC-ed must be exactly what is written (the rest of the image is
+ * staged too, so that the copy is held to the snapshot). The copies, every CRC and the
  * directory build run in ring 3 (docs/guest.md, "Ring 3").
  *
  * Every write is checked here (and again by the driver) against the partition, the transfer
@@ -46,6 +47,7 @@
 #include "dump/dumpsys.h"
 #include "kern/result.h"
 #include "lib/crc.h"
+#include "lib/dumpstate.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
@@ -121,16 +123,18 @@ struct writer {
 	uint32_t nchunks;		/* final */
 };
 
-static struct writer W;
-static struct dump_layout layout;
-static struct dmp_sink sink;
-static uint8_t dir_buf[DUMP_DIR_BYTES] __attribute__((aligned(4096)));
-static uint8_t crc_table[DUMP_CRC_TABLE_MAX] __attribute__((aligned(4096)));
-static uint8_t header_block[DUMP_PAGE] __attribute__((aligned(4096)));
-static uint8_t tail_page[DUMP_PAGE] __attribute__((aligned(4096)));
-static uint8_t stage_buf[STAGE_SIZE] __attribute__((aligned(4096)));
+/* All written while the dump runs: dump path state (lib/dumpstate.h). */
+static struct writer W __dumpstate;
+static struct dump_layout layout __dumpstate;
+static struct dmp_sink sink __dumpstate;
+static uint8_t dir_buf[DUMP_DIR_BYTES] __dumpstate __attribute__((aligned(4096)));
+static uint8_t crc_table[DUMP_CRC_TABLE_MAX] __dumpstate __attribute__((aligned(4096)));
+static uint8_t header_block[DUMP_PAGE] __dumpstate __attribute__((aligned(4096)));
+static uint8_t tail_page[DUMP_PAGE] __dumpstate __attribute__((aligned(4096)));
+static uint8_t stage_buf[STAGE_SIZE] __dumpstate __attribute__((aligned(4096)));
+static struct dump_end_marker end_marker __dumpstate __attribute__((aligned(4096)));
+/* Only ever read (the CRC of a table slot's zeros): compared like any other kernel data. */
 static uint8_t zero_page[DUMP_PAGE] __attribute__((aligned(4096)));
-static struct dump_end_marker end_marker __attribute__((aligned(4096)));
 
 static uint64_t round_page(uint64_t v)
 {
@@ -761,17 +765,19 @@ static int checkpoint(struct writer *w)
 
 /*
  * Memory that changes while it is being written must be copied first, so that what is CRC-ed
- * is what the device reads. Only the kernel image changes under the writer's feet (its own
- * state, stacks, rings); other volatile memory (the pinned pool, staged data) changed after
- * the crash but holds still while the writer reads it, and goes straight to the device.
+ * is what the device reads. Only the kernel image changes under the writer's feet: the dump
+ * path's state (lib/dumpstate.h: its own state, stacks, rings); other volatile memory (the
+ * pinned pool, staged data) changed after the crash but holds still while the writer reads
+ * it, and goes straight to the device.
  */
 static bool changes_while_written(const struct dmp_area *a)
 {
 	uint64_t kstart = (uintptr_t)__kernel_start, kend = (uintptr_t)__kernel_end;
 
-	/* Every area of the kernel image is staged, not only its VOLATILE dump-path state: its
-	 * non-volatile bytes equal the snapshot, so the staging path itself is held to the ground
-	 * truth (a copy from the wrong place shows in the content oracle). */
+	/* Every area of the kernel image is staged, not only the VOLATILE dump path state: the
+	 * rest of the image (text, rodata, and .data/.bss outside the dumpstate range) equals
+	 * the snapshot, so the staging path itself is held to the ground truth (a copy from the
+	 * wrong place shows in the content oracle). */
 	return a->phys < kend && kstart < a->phys + a->len;
 }
 

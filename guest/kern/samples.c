@@ -5,10 +5,13 @@
  * dump from the component names alone.
  *
  * Data the samples keep in .bss is filled with the pattern when the sample is registered (it is
- * in memory at the crash, like any kernel data); staged data (the global buffer, a private
- * staging buffer) is generated at START time into the buffer the facility passed. Tables live in
- * .bss (part of the pinned kernel image), except ras-shared's, which live in the shared staging
- * buffer as the reference intends it to be used (metadata only).
+ * in memory at the crash, like any kernel data, and compared with it); staged data (the global
+ * buffer, a private staging buffer) is generated at START time into the buffer the facility
+ * passed. Tables live in .bss (part of the pinned kernel image), except ras-shared's, which
+ * live in the shared staging buffer as the reference intends it to be used (metadata only).
+ * What the routines write while the dump runs - the tables they build at START or AGAIN, their
+ * positions, their DONE counts - is dump path state (lib/dumpstate.h); what they set up at
+ * registration is not.
  */
 #include "kern/samples.h"
 #include "arch/x86/boot.h"
@@ -18,6 +21,7 @@
 #include "kern/memmap.h"
 #include "kern/multiboot.h"
 #include "lib/crc.h"
+#include "lib/dumpstate.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
@@ -84,7 +88,6 @@ struct sample {
 	const char *shortname;
 	bool in_default;
 	uint32_t crc;			/* crc32c(name): the high half of every area's seed */
-	uint32_t finished;		/* DONE / FINISHED calls seen (for the console) */
 };
 
 static struct sample samples[NSAMPLES] = {
@@ -100,6 +103,9 @@ static struct sample samples[NSAMPLES] = {
 	[S_OFF]		= { { "ras-off", "ras", "switched-off" }, "off", true },
 	[S_PINVIOLATOR]	= { { "smp-pinviolator", "dmp_ctl", "classic,pin-violation" }, "pin", false },
 };
+
+/* DONE / FINISHED calls seen, per sample: counted while the dump runs. */
+static uint32_t finished[NSAMPLES] __dumpstate;
 
 static uint64_t seed_of(enum sample_id id, uint32_t k)
 {
@@ -167,7 +173,7 @@ static void *cls_routine(int op, void *buf)
 	case DMPRTN_ESTIMATE:
 		return &cls_estimate;
 	case DMPRTN_DONE:
-		samples[S_CLASSIC].finished++;
+		finished[S_CLASSIC]++;
 		return 0;
 	default:
 		return 0;
@@ -183,9 +189,9 @@ static void *cls_routine(int op, void *buf)
 
 static uint8_t unl_data[UNL_BYTES] __attribute__((aligned(PAGE)));
 static uint32_t unl_offset[UNL_AREAS];
-static struct cdt_u unl_cdt;
-static struct cdt_entry unl_entry[UNL_PER_TABLE];
-static uint32_t unl_next;	/* first area of the next table */
+static struct cdt_u unl_cdt __dumpstate;
+static struct cdt_entry unl_entry[UNL_PER_TABLE] __dumpstate;
+static uint32_t unl_next __dumpstate;	/* first area of the next table */
 static dmp_sizeest_t unl_estimate;
 
 static void unl_setup(void)
@@ -227,7 +233,7 @@ static void *unl_routine(int op, void *buf)
 	case DMPRTN_ESTIMATE:
 		return &unl_estimate;
 	case DMPRTN_DONE:
-		samples[S_UNLIMITED].finished++;
+		finished[S_UNLIMITED]++;
 		return 0;
 	default:
 		return 0;
@@ -239,7 +245,7 @@ static void *unl_routine(int op, void *buf)
 #define GLB_BSIZE	16384u
 #define GLB_BYTES	12288u
 
-static CDT_STORAGE(1) glb_cdt;
+static CDT_STORAGE(1) glb_cdt __dumpstate;
 static dmp_sizeest_t glb_estimate = GLB_BYTES;
 
 static void *glb_routine(int op, void *buf)
@@ -257,7 +263,7 @@ static void *glb_routine(int op, void *buf)
 	case DMPRTN_ESTIMATE:
 		return &glb_estimate;
 	case DMPRTN_DONE:
-		samples[S_GLOBAL].finished++;
+		finished[S_GLOBAL]++;
 		return 0;
 	default:
 		return 0;
@@ -293,7 +299,7 @@ static bool ras_admin_cmd(struct sample *s, ras_block_t rb, int cmd, void *arg, 
 			s->st.level = level;
 		return true;
 	case RASCD_SDMP_FINISHED:
-		s->finished++;
+		finished[s - samples]++;
 		*rc = 0;
 		return true;
 	default:
@@ -309,7 +315,7 @@ static bool ras_admin_cmd(struct sample *s, ras_block_t rb, int cmd, void *arg, 
 #define LVL_BYTES	LVL_OFF(LVL_AREAS)
 
 static uint8_t lvl_data[LVL_BYTES] __attribute__((aligned(PAGE)));
-static CDT_STORAGE(LVL_AREAS) lvl_cdt;
+static CDT_STORAGE(LVL_AREAS) lvl_cdt __dumpstate;
 
 static void lvl_setup(void)
 {
@@ -350,7 +356,7 @@ static long lvl_callback(ras_block_t rb, int cmd, void *arg, void *priv)
 #define PRV_STAGING	262144u
 #define PRV_BYTES(v)	(16384u * ((v) + 1))
 
-static CDT_STORAGE(1) prv_cdt;
+static CDT_STORAGE(1) prv_cdt __dumpstate;
 
 static long prv_callback(ras_block_t rb, int cmd, void *arg, void *priv)
 {
@@ -401,7 +407,7 @@ struct shr_meta {
 _Static_assert(sizeof(struct shr_meta) <= SHR_STAGING, "ras-shared's metadata fits its request");
 
 static uint8_t shr_data[SHR_MAX_AREAS * SHR_LEN] __attribute__((aligned(PAGE)));
-static struct shr_meta *shr_meta_at_start;	/* in case AGAIN comes without the buffer */
+static struct shr_meta *shr_meta_at_start __dumpstate;	/* in case AGAIN comes without the buffer */
 
 static void shr_setup(void)
 {
@@ -467,7 +473,7 @@ static uint8_t rtf_data[4096] __attribute__((aligned(PAGE)));
 static uint8_t rtf_missing[512];
 static CDT_STORAGE(1) rtf_cdt;
 static dmp_sizeest_t rtf_estimate = sizeof(rtf_data);
-static int rtf_report_result = -1;	/* what the last RTNFAILURE report returned */
+static int rtf_report_result __dumpstate;	/* what the last RTNFAILURE report returned */
 
 static void *rtf_routine(int op, void *buf);
 
@@ -496,7 +502,7 @@ static void *rtf_routine(int op, void *buf)
 	case DMPRTN_ESTIMATE:
 		return &rtf_estimate;
 	case DMPRTN_DONE:
-		samples[S_RTNFAIL].finished++;
+		finished[S_RTNFAIL]++;
 		return 0;
 	default:
 		return 0;
@@ -531,9 +537,9 @@ static long neg_callback(ras_block_t rb, int cmd, void *arg, void *priv)
 #define ERL_AREAS	(ERL_PER_TABLE * ERL_TABLES)
 
 static uint8_t erl_data[ERL_AREAS][4096] __attribute__((aligned(PAGE)));
-static struct cdt_u erl_cdt;
-static struct cdt_entry erl_entry[ERL_PER_TABLE];
-static uint32_t erl_tables;		/* tables handed out in this dump */
+static struct cdt_u erl_cdt __dumpstate;
+static struct cdt_entry erl_entry[ERL_PER_TABLE] __dumpstate;
+static uint32_t erl_tables __dumpstate;	/* tables handed out in this dump */
 
 static void erl_setup(void)
 {
@@ -665,7 +671,7 @@ static void *pin_routine(int op, void *buf)
 	case DMPRTN_ESTIMATE:
 		return &pin_estimate;
 	case DMPRTN_DONE:
-		samples[S_PINVIOLATOR].finished++;
+		finished[S_PINVIOLATOR]++;
 		return 0;
 	default:
 		return 0;
