@@ -6,6 +6,7 @@
 #include "dump/format.h"
 #include "kern/crash.h"
 #include "kern/memmap.h"
+#include "lib/dumpstate.h"
 #include "lib/pinpool.h"
 #include "lib/printf.h"
 #include "lib/string.h"
@@ -18,9 +19,10 @@
 #define CDT_STORAGE(n) struct { struct cdt_head head; struct cdt_entry entries[n]; }
 
 static CDT_STORAGE(1) crash_table;
-static CDT_STORAGE(3) kernel_table;
-static CDT_STORAGE(RAM_AREAS_MAX) ram_table;
-static dmp_sizeest_t crash_estimate, kernel_estimate, ram_estimate;
+static CDT_STORAGE(5) kernel_table;
+/* Rebuilt, and the estimates answered, while the dump runs: dump path state. */
+static CDT_STORAGE(RAM_AREAS_MAX) ram_table __dumpstate;
+static dmp_sizeest_t crash_estimate __dumpstate, kernel_estimate __dumpstate, ram_estimate __dumpstate;
 
 _Static_assert(offsetof(__typeof__(ram_table), entries) == offsetof(struct cdt, cdt_entry),
 	       "storage laid out as struct cdt");
@@ -183,6 +185,13 @@ static void build_ram_table(void)
 	}
 }
 
+static void add_kernel_area(struct cdt *t, const char *name, const char *start, const char *end,
+			    uint32_t flags)
+{
+	if (end > start)
+		table_add(t, name, (uintptr_t)start, (uintptr_t)(end - start), flags);
+}
+
 static void build_tables(void)
 {
 	uint64_t kstart = (uintptr_t)__kernel_start, kend = (uintptr_t)__kernel_end;
@@ -194,12 +203,16 @@ static void build_tables(void)
 	table_init(t, "crash-record", COMPONENT_KIND_CRASH_RECORD);
 	table_add(t, "crash-record", (uintptr_t)&crash_record, sizeof(crash_record), CDT_VOLATILE);
 
+	/* The kernel image, page aligned throughout: everything but the dump path's own state
+	 * (lib/dumpstate.h) holds still from the crash on and is compared with the snapshot;
+	 * `data` is .data and the stack guard page, `bss` the rest of .bss. */
 	t = as_cdt(&kernel_table);
 	table_init(t, "kernel", COMPONENT_KIND_KERNEL);
-	table_add(t, "text", (uintptr_t)__text_start, (uintptr_t)__text_end - (uintptr_t)__text_start, 0);
-	table_add(t, "rodata", (uintptr_t)__rodata_start,
-		  (uintptr_t)__rodata_end - (uintptr_t)__rodata_start, 0);
-	table_add(t, "data+bss", (uintptr_t)__data_start, kend - (uintptr_t)__data_start, CDT_VOLATILE);
+	add_kernel_area(t, "text", __text_start, __text_end, 0);
+	add_kernel_area(t, "rodata", __rodata_start, __rodata_end, 0);
+	add_kernel_area(t, "data", __data_start, __dumpstate_start, 0);
+	add_kernel_area(t, "dumpstate", __dumpstate_start, __dumpstate_end, CDT_VOLATILE);
+	add_kernel_area(t, "bss", __dumpstate_end, __kernel_end, 0);
 
 	/* The kernel image is its own component; the pinned pool is an area of its own. */
 	pool_bytes = 0;
