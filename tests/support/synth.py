@@ -5,6 +5,16 @@ offset tables (it shares no format code with harness/dumpfmt.py), plus the artif
 (docs/artifacts.md): scenario.json, layout.json, snapshot/, dump.img. The disk itself is
 prepared with the harness's own canary and GPT writers, as a real run would.
 
+The image is made by playing the writer's write sequence ("Write order": the first leader,
+the body, a checkpoint after each component and at each 64 MiB of body, the final writes or the
+failure path) through one Recorder, which applies each write to the image and records it. From
+that record come the evidence QEMU keeps of a real run (write_evidence): the write log
+(dump.writes, as blklogwrites writes it), qemu-trace.log (each write and flush the device took
+and finished, the result channel's bytes after the crash), result.log and timeline.json. So a
+synthetic run passes every oracle, write order and crash consistency included, and damage done
+to its image afterwards is also a disk its write log does not explain. run.ops is the record
+(Io steps); tests rewrite the evidence from an edited copy of it.
+
     run = synth.make_run(tmp_path)                 # a complete, valid dump of 8 MiB of RAM
     run.flip(run.area_disk_offset("ram-high") + 7) # damage one byte of an area
     run.reseal()                                   # recompute every CRC so only content differs
@@ -20,10 +30,25 @@ component being collected PARTIAL with its areas so far; `spill` bytes written a
 leader describes; slot=0: the first leader only), a dump restarted on the secondary
 (generation=2), the sample components of docs/components.md (samples="default"), extra
 components with any flags, calls and violations.
+
+How each state ends, and what the scenario then declares (`expect`, `expect_guest_result`, no
+faults: harness/validate.py's run_expectation takes the declaration as it is):
+
+- complete: the final writes, DONE status=complete, QEMU exit status 67; expects complete.
+- in-progress: a checkpoint at the point (or the first leader only, slot=0), `spill` body bytes
+  after it, then nothing: QEMU ended as a kill ends it (no DONE, exit status null); expects
+  partial and no DONE. A point between two of the writer's checkpoints (an area boundary, or
+  cut_inside) gets a checkpoint of its own: a writer checkpointing there keeps every rule.
+- failed: the device fails the write after the body written (an errno other than ENOSPC; with
+  slot=0 the slot write fails too, so the FAILED leader keeps slot 0), then the failure path:
+  the slot (flush), the FAILED leader (flush), the trailer (flush); DONE status=failed with the
+  header's errno and failure_offset, exit status 69; expects partial and DONE status=failed.
+- none: nothing written, no trace or timeline (as before the oracles that read them existed).
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import random
 import struct
@@ -118,6 +143,12 @@ EIO, EFAULT, EINVAL, ENOSPC, ENODATA = 5, 14, 22, 28, 61
 FILL_MULTIPLIER = 0x9E3779B97F4A7C15
 LOW_RAM_END = 0x9F000  # the snapshot's first region: [0, 636 KiB)
 HIGH_RAM_START = MiB  # the second: [1 MiB, ram_bytes)
+# QEMU's multiboot loader leaves its information at 0x9500 (flags at +0, bit 6: a memory map;
+# mmap_length at +44, mmap_addr at +48) and the memory map at 0x9000 (entries of u32 size 20,
+# u64 base, u64 length, u32 type): the usable RAM the dump must cover, in the snapshot.
+MBI_AT, MMAP_AT, MBI_FLAG_MMAP = 0x9500, 0x9000, 1 << 6
+E820_USABLE, E820_RESERVED = 1, 2
+FPU_FILE = "fpu.json"  # the x87/SSE state QEMU reported at the crash (beside registers.json)
 SAMPLE_BSS = 0x300000  # where the samples' .bss areas live (inside ram-high)
 
 
@@ -300,6 +331,7 @@ class Run:
     chunk_size: int = 0
     point: Point = Point(0, 0)  # what the leader vouches for
     previous: Point | None = None  # the checkpoint before it, in the other slot (None: never written)
+    ops: list = field(default_factory=list, repr=False)  # the dump's I/O and result lines in order (Io)
 
     # -- addressing -----------------------------------------------------------------------
 
@@ -694,6 +726,13 @@ class Run:
         a.data = raw
         self.write_part(a.disk_offset, raw)
 
+    def replay(self) -> None:
+        """Play the writer's writes again with the areas' data as it is now (a test changed an
+        area's `data`, or the crash record), and write the evidence anew: the run stays one a
+        writer made, every oracle sees it so (reseal() instead only makes the CRCs agree with
+        bytes changed under the write log)."""
+        _write(self, self.options)
+
 
 def pack_header(header: dict, registers: list[int]) -> bytes:
     """512 header bytes from a dict of every HEADER_FIELDS name, with a fresh CRC."""
@@ -824,16 +863,67 @@ def _fill_words(start: int, end: int, seed: int) -> bytes:
     return words.astype("<u8").tobytes()
 
 
+def usable_ram(components: list[SComponent]) -> list[tuple[int, int]]:
+    """The usable regions of the synthetic machine's memory map: exactly what its RAM and KERNEL
+    components' areas cover (docs/dump-format.md, "Completeness"), merged."""
+    merged: list[list[int]] = []
+    for start, end in sorted((a.phys, a.phys + a.length) for c in components if c.kind in (RAM, KERNEL)
+                             for a in c.areas):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(start, end) for start, end in merged]
+
+
+def loader_memory_map(usable: list[tuple[int, int]]) -> tuple[bytes, bytes]:
+    """(the multiboot information, the memory map) as QEMU's loader lays them out: the usable
+    regions, and the holes between them reserved."""
+    entries, pos = [], 0
+    for start, end in usable:
+        if start > pos:
+            entries.append((pos, start - pos, E820_RESERVED))
+        entries.append((start, end - start, E820_USABLE))
+        pos = end
+    mmap = b"".join(struct.pack("<IQQI", 20, base, length, kind) for base, length, kind in entries)
+    mbi = bytearray(52)
+    struct.pack_into("<I", mbi, 0, MBI_FLAG_MMAP)
+    struct.pack_into("<II", mbi, 44, len(mmap), MMAP_AT)
+    return bytes(mbi), mmap
+
+
+def fpu_state(fxsave: bytes, stack_order: bool = False) -> dict:
+    """The x87/SSE state QEMU reports (fpu.json) that an FXSAVE image (docs/dump-format.md,
+    "Crash record") saved: FCW, FSW, the abridged tag byte FTW, MXCSR, the eight x87 registers as
+    [mantissa, sign+exponent] (physical R0..R7 as TCG prints them: ST(j) is R((TOP + j) mod 8),
+    TOP in FSW bits 11..13; in stack order as KVM does) and XMM0..15 as [high, low]."""
+    fcw, fsw, ftw = struct.unpack_from("<HHB", fxsave, 0)
+    mxcsr, = struct.unpack_from("<I", fxsave, 24)
+    top = (fsw >> 11) & 7
+    fpr: list = [None] * 8
+    for j in range(8):
+        mantissa, upper = struct.unpack_from("<QH", fxsave, 32 + 16 * j)
+        fpr[j if stack_order else (top + j) & 7] = [mantissa, upper]
+    xmm = [list(reversed(struct.unpack_from("<QQ", fxsave, 160 + 16 * i))) for i in range(16)]
+    return {"fcw": fcw, "fsw": fsw, "ftw": ftw, "mxcsr": mxcsr, "fpr": fpr, "xmm": xmm}
+
+
 def _snapshot(run_dir: Path, ram_bytes: int, opts: Options, rng: random.Random,
-              patterned: list[SArea]) -> dict[int, bytes]:
+              patterned: list[SArea], usable: list[tuple[int, int]]) -> dict[int, bytes]:
     """Write snapshot/ (memory.json, two raw regions) and return {phys: bytes}. Sample areas
-    in .bss hold their pattern at the crash instant."""
+    in .bss hold their pattern at the crash instant; low RAM holds the loader's multiboot
+    information and memory map (`usable`)."""
     snap = run_dir / "snapshot"
     snap.mkdir(parents=True, exist_ok=True)
     high = bytearray(_fill_words(HIGH_RAM_START, ram_bytes, opts.fill_seed))
     for a in patterned:
         high[a.phys - HIGH_RAM_START:a.phys - HIGH_RAM_START + a.length] = pattern(*a.pattern, a.length)
-    regions = {0: rng.randbytes(LOW_RAM_END), HIGH_RAM_START: bytes(high)}
+    low = bytearray(rng.randbytes(LOW_RAM_END))
+    mbi, mmap = loader_memory_map(usable)
+    assert MMAP_AT + len(mmap) <= MBI_AT
+    low[MMAP_AT:MMAP_AT + len(mmap)] = mmap
+    low[MBI_AT:MBI_AT + len(mbi)] = mbi
+    regions = {0: bytes(low), HIGH_RAM_START: bytes(high)}
     entries = []
     for phys, data in regions.items():
         name = f"mem-{phys:016x}.bin"
@@ -900,7 +990,8 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
     if opts.generation == 2:
         _mark_restart(components, violations, opts.restart_reached)
     patterned = [a for c in components for a in c.areas if a.pattern and not a.staged]
-    regions = _snapshot(run_dir, ram, opts, rng, patterned)
+    usable = usable_ram(components)
+    regions = _snapshot(run_dir, ram, opts, rng, patterned, usable)
 
     registers = [rng.getrandbits(64) for _ in range(31)] + [0]
     for name, value in (("cs", 0x8), ("ss", 0x10), ("ds", 0x10), ("es", 0x10), ("fs", 0), ("gs", 0),
@@ -921,6 +1012,13 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
                         else ",".join(opts.samples))
     if opts.generation == 2:
         scenario.update(secondary="virtio-blk", restart_expected=True)
+    # What the run must end with, declared as a real run declares it (harness/validate.py's
+    # run_expectation): a dump cut short is partial, with a DONE status=failed (the writer's
+    # failure path) or none at all (QEMU ended mid-dump, as a kill does).
+    scenario.update(faults=[], **{
+        "in-progress": dict(expect="partial", expect_guest_result=None),
+        "failed": dict(expect="partial", expect_guest_result="failed"),
+    }.get(opts.state, dict(expect="complete", expect_guest_result="complete")))
     (run_dir / "scenario.json").write_text(json.dumps(scenario, indent=1))
 
     part_offset, part_bytes = layout.dump_offset, layout.dump_size
@@ -952,7 +1050,7 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
         "body_offset": body_offset, "body_bytes": 0, "body_written": 0, "end_offset": 0,
         "chunk_size": chunk, "component_count": len(components), "area_count": 0,
         "max_transfer": 128 * KiB, "min_transfer": opts.block_size, "level": opts.level, "failure_offset": 0,
-        "ram_bytes": ram - (HIGH_RAM_START - LOW_RAM_END), "tsc_hz": 2_000_000_000,
+        "ram_bytes": sum(end - start for start, end in usable), "tsc_hz": 2_000_000_000,
         "tsc_crash": 123_456_789_000, "tsc_done": 123_999_999_000,
         "estimate_bytes": sum(c.estimate_bytes() for c in components), "chunks_sealed": 0,
         "device_role": SECONDARY if opts.generation == 2 else PRIMARY,
@@ -974,6 +1072,8 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
             else:
                 a.data = _memory(regions, a.phys, a.length)
     run.area("crash-record").data = run.crash_record()
+    fpu = fpu_state(run.crash_record()[512:1024], stack_order=scenario["accel"] == "kvm")
+    (run_dir / "snapshot" / FPU_FILE).write_text(json.dumps(fpu, indent=1))
     assert offset == end_offset
 
     if opts.state == "none":
@@ -1000,11 +1100,12 @@ def _called_on_restart(c: SComponent) -> bool:
 
 
 def _write(run: Run, opts: Options) -> None:
-    """The disk as the write order leaves it when the leader on disk vouches for run.point: the
-    body described (and `spill` bytes more, written after it), the checkpoint before it in the
-    other slot, its own table and directory slot, the end marker when COMPLETE, the trailer
-    (COMPLETE, or FAILED like the leader) and the leader."""
-    body_offset = run.body_offset
+    """Play the v3 writer's writes (docs/dump-format.md, "Write order") up to where the state
+    leaves the disk: the leader vouching for run.point, the body described (and `spill` bytes
+    more, written after it), the checkpoint before it in the other slot, the end marker, trailer
+    and final leader of a COMPLETE dump, the failure path of a FAILED one. Every write goes
+    through one Recorder, which applies it to the image and records it; the evidence QEMU keeps
+    of the run (write log, trace, result channel) is then written from that record."""
     if opts.state == "complete":
         run.point = Point(run.body_bytes, len(run.components), COMPLETE)
     else:
@@ -1013,28 +1114,68 @@ def _write(run: Run, opts: Options) -> None:
         cut = min(want // PAGE * PAGE, run.body_bytes) if opts.cut_inside else \
             max([end for end in _area_ends(run) if end <= want], default=0)
         run.point = run.point_at(0 if opts.slot == 0 else cut, status)
-    # Checkpoints alternate between the slots, slot 1 first; the leader's is the next one.
+    # Checkpoints alternate between the slots, slot 1 first; the leader's is the next one (a
+    # slot chosen with `slot=` is the one an alternation that started on the other slot gives).
     before = [p for p in run.checkpoints() if p.key < run.point.key]
     slot = opts.slot if opts.slot is not None else 1 + len(before) % 2
     run.previous = before[-1] if before and slot else None
-
     spill = opts.spill if opts.state != "complete" else 0
-    _write_body(run, run.point.body + spill)
-    if run.previous is not None:
-        run.write_slot(run.previous, 3 - slot)
+
+    rec = Recorder(run)
+    h = run.header
+    rec.say(f"CRASH reason={CRASH_NAMES[h['crash_reason']]} " +
+            (f"vector=0x{h['crash_vector']:x}" if h["crash_vector"] == 0xFFFFFFFF else f"vector={h['crash_vector']}"))
+    rec.say(f"QUIESCED device={rec.device}")
+    if h["generation"] == 2:  # generation 1 ran on the primary, which this run does not model
+        rec.say(f"RESTART from=primary to=secondary error={h['restart_error']} stage=body "
+                f"offset={h['restart_offset']}")
+    rec.leader(run.header_at(Point(0, 0), 0))  # the first leader: slot 0
+    rec.flush()
+    rec.progress(0)
     if slot:
-        run.write_slot(run.point, slot)
+        for i, p in enumerate(before):
+            rec.body(p.body)
+            rec.checkpoint(p, slot if (len(before) - i) % 2 == 0 else 3 - slot)
+    point = run.point
     if opts.state == "complete":
-        run.header.update(run.header_at(run.point, slot))
-        run.write_part(run.end_offset, run.end_marker())
-        run.set_header()
-        _write_trace(run, run.dir, run.end_offset + PAGE)
-        return
-    run.header.update(run.header_at(run.point, slot))
-    if opts.state == "failed":
-        run.header.update(failure=opts.failure, failure_offset=body_offset + run.point.body + spill)
-    run.set_header()
-    _write_trace(run, run.dir, up(body_offset + run.point.body + spill))
+        rec.body(point.body)
+        rec.slot(point, slot)  # the final table and directory ...
+        run.header.update(run.header_at(point, slot))
+        rec.write(run.end_offset, run.end_marker(), "end marker")  # ... and the end marker
+        rec.flush()
+        rec.trailer(run.header)
+        rec.flush()
+        rec.leader(run.header)  # the commit
+        rec.flush()
+        rec.say(f"DONE status=complete bytes={run.end_offset + PAGE - LEADER + run.block_size} "
+                f"device={rec.device} generation={h['generation']}")
+    elif opts.state == "in-progress":
+        if slot:
+            rec.body(point.body)
+            rec.checkpoint(point, slot)
+        rec.body(point.body + spill)  # written after the last leader; then QEMU ends (no DONE)
+        run.header.update(run.header_at(point, slot))
+    else:
+        rec.body(point.body)
+        rec.body(point.body + spill)
+        failure_offset = run.body_offset + point.body + spill
+        stage = "body"
+        if opts.failure != ENOSPC:  # a device error: the device failed the next write
+            stage = rec.fail_next_write()
+        if slot:  # the failure path: the slot the leader on disk does not name (flush) ...
+            rec.slot(point, slot)
+            rec.flush()
+        elif opts.failure != ENOSPC:  # ... which the failing device refused: the leader keeps slot 0
+            rec.fail(run.table_slot_at(1), min(run.table_bytes, run.header["max_transfer"]), "slot 1")
+        run.header.update(run.header_at(point, slot), failure=opts.failure, failure_offset=failure_offset)
+        rec.leader(run.header)  # ... the FAILED leader (flush), the trailer identical to it (flush)
+        rec.flush()
+        rec.trailer(run.header)
+        rec.flush()
+        rec.say(f"DONE status=failed error={opts.failure} stage={stage} offset={failure_offset} "
+                f"device={rec.device} generation={h['generation']}")
+    run.ops = rec.ops
+    write_evidence(run)
 
 
 def _area_ends(run: Run) -> list[int]:
@@ -1042,29 +1183,203 @@ def _area_ends(run: Run) -> list[int]:
     return [a.disk_offset + up(a.length) - run.body_offset for a in run.areas]
 
 
-def _write_body(run: Run, nbytes: int) -> None:
-    """The first nbytes of the body, areas back to back, each padded with zeros."""
-    for a in run.areas:
+# --------------------------------------------------------------------------------------------
+# The writer's I/O, and the evidence QEMU keeps of it
+# --------------------------------------------------------------------------------------------
+
+CRASH_TIME = 1_800_000_000.0  # when the harness injected the crash (timeline.json)
+TICK = 10e-6  # between two trace events: every step of the dump takes its own time
+VDEV = "0x1"  # QEMU's pointer to the dump disk's virtio-blk device
+WRITE_REQ, FLUSH_REQ = "0x2", "0x3"  # the flush's request is never announced as a read or write
+RESULT_MR = "0x5"  # the isa-debugcon memory region
+VIRTIO_BLK_S_IOERR = 1
+CRASH_NAMES = {NMI: "nmi", PANIC: "panic", EXCEPTION: "exception"}
+EXIT_STATUS = {"complete": 67, "failed": 69}  # isa-debug-exit: (0x21 or 0x22) << 1 | 1
+BLKLOG_MAGIC, BLKLOG_SECTOR = 0x6A736677736872, 512  # dm-log-writes, as QEMU's blklogwrites writes it
+BLKLOG_FLUSH = 1
+
+
+@dataclass
+class Io:
+    """One step of the dump as the device and the result channel see it, in order."""
+    kind: str  # "write" (landed), "failed" (the device failed it: nothing landed), "flush", "line"
+    offset: int = 0  # write, failed: partition offset
+    length: int = 0  # write, failed
+    data: bytes | memoryview = b""  # write: what landed
+    what: str = ""  # write, failed: "leader", "trailer", "slot 1", "slot 2", "body", "end marker"
+    text: str = ""  # line: a result-channel line ("DUMPBED WORD ..."), without its newline
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+class Recorder:
+    """The synthetic writer's device: each write lands on the image at once (so the next step
+    reads the disk as it is) and is recorded with its data, beside flushes, writes the device
+    failed and the guest's result-channel lines. Transfers are whole blocks of at most
+    max_transfer; body transfers never cross an area's end or a 64 MiB boundary of the body."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.ops: list[Io] = []
+        self.body_done = 0  # body bytes written so far
+        self.device = "secondary" if run.header["device_role"] == SECONDARY else "primary"
+        self._starts = [a.disk_offset - run.body_offset for a in run.areas]
+
+    def write(self, offset: int, data: bytes | memoryview, what: str) -> None:
+        step = self.run.header["max_transfer"]
+        data = memoryview(data)
+        for at in range(0, len(data), step):
+            piece = data[at:at + step]
+            assert len(piece) % self.run.block_size == 0 and (offset + at) % self.run.block_size == 0
+            self.run.write_part(offset + at, piece)
+            self.ops.append(Io("write", offset + at, len(piece), piece, what))
+
+    def fail(self, offset: int, length: int, what: str) -> None:
+        self.ops.append(Io("failed", offset, length, what=what))
+
+    def flush(self) -> None:
+        self.ops.append(Io("flush"))
+
+    def say(self, text: str) -> None:
+        self.ops.append(Io("line", text="DUMPBED " + text))
+
+    def leader(self, header: dict) -> None:
+        self.write(LEADER, pack_header(header, self.run.registers) + bytes(PAGE - 512), "leader")
+
+    def trailer(self, header: dict) -> None:
+        run = self.run
+        self.write(run.part_bytes - run.block_size, pack_header(header, run.registers) + bytes(run.block_size - 512),
+                   "trailer")
+
+    def slot(self, point: Point, slot: int) -> None:
+        """Table slot (whole) and directory slot `slot` as a directory at `point` describes them."""
+        run = self.run
+        self.write(run.table_slot_at(slot), run.chunk_table(point), f"slot {slot}")
+        self.write(run.dir_slot_at(slot), run.directory_bytes(point), f"slot {slot}")
+
+    def checkpoint(self, point: Point, slot: int) -> None:
+        """The slot (flush), then the leader naming it (flush)."""
+        self.slot(point, slot)
+        self.flush()
+        header = self.run.header_at(point, slot)
+        self.leader(header)
+        self.flush()
+        self.progress(header["body_written"])
+
+    def progress(self, written: int) -> None:
+        h = self.run.header
+        self.say(f"PROGRESS written={written} total={h['estimate_bytes']} body={self.body_done} "
+                 f"device={self.device} generation={h['generation']}")
+
+    def _next_transfer(self, upto: int) -> tuple[int, int, SArea]:
+        """The body range [pos, end) of the next transfer towards `upto`, and its area."""
+        run, pos = self.run, self.body_done
+        a = run.areas[bisect.bisect_right(self._starts, pos) - 1]
         start = a.disk_offset - run.body_offset
-        if start >= nbytes:
-            break
-        padded = a.data + bytes(up(a.length) - a.length)
-        run.write_part(a.disk_offset, padded[:nbytes - start])
+        end = min(start + up(a.length), upto, (pos // CHECKPOINT + 1) * CHECKPOINT, pos + run.header["max_transfer"])
+        return pos, end, a
+
+    def body(self, upto: int) -> None:
+        """The body up to `upto` bytes (a block multiple, within the body), areas padded with zeros."""
+        run = self.run
+        upto = min(up(upto, run.block_size), run.body_bytes)
+        while self.body_done < upto:
+            pos, end, a = self._next_transfer(upto)
+            lo, hi = pos - (a.disk_offset - run.body_offset), end - (a.disk_offset - run.body_offset)
+            if hi <= len(a.data):
+                data = memoryview(a.data)[lo:hi]
+            else:
+                data = bytes(a.data[lo:hi]) + bytes(hi - max(lo, len(a.data)))
+            self.write(run.body_offset + pos, data, "body")
+            self.body_done = end
+
+    def fail_next_write(self) -> str:
+        """The device fails the writer's next write (nothing of it lands); returns the stage the
+        guest reports: the body's next transfer, or the end marker once the body is all written."""
+        run = self.run
+        if self.body_done < run.body_bytes:
+            pos, end, _ = self._next_transfer(run.body_bytes)
+            self.fail(run.body_offset + pos, end - pos, "body")
+            return "body"
+        self.fail(run.end_offset, PAGE, "end marker")
+        return "end-marker"
 
 
-CRASH_TIME = 1_800_000_000.0
+def write_evidence(run: Run, ops: list[Io] | None = None) -> None:
+    """What QEMU and the harness keep of a run whose dump made `ops` (default: run.ops): the
+    write log (write_log), qemu-trace.log (the device's commands and the result channel's bytes
+    after the crash, one trace event each), result.log, timeline.json (the crash instant, QEMU's
+    exit status: 67 complete, 69 failed, null when QEMU ended with no DONE) and the RFLAGS
+    samples taken during the dump.
+
+    Tests rewrite the evidence from an edited list of ops to show the oracles failing on it
+    (the image is not touched)."""
+    ops = run.ops if ops is None else ops
+    write_log(run, ops)
+    write_trace(run, ops)
 
 
-def _write_trace(run: Run, run_dir: Path, extent_end: int) -> None:
-    """What QEMU's trace would log for this dump: virtio-blk write commands after the crash, in
-    transfers of at most max_transfer, then the trailer block (harness/writelog.py reads it)."""
-    step = run.header["max_transfer"]
-    spans = [(o, min(step, extent_end - o)) for o in range(LEADER, extent_end, step)]
-    spans.append((run.part_bytes - run.block_size, run.block_size))
-    lines = [f"1@{CRASH_TIME + 1 + i / 1000:.6f}:virtio_blk_handle_write vdev 0x1 req 0x2 "
-             f"sector {(run.part_offset + o) // 512} nsectors {n // 512}" for i, (o, n) in enumerate(spans)]
-    (run_dir / "qemu-trace.log").write_text("\n".join(lines) + "\n")
-    (run_dir / "timeline.json").write_text(json.dumps({"crash_injected": CRASH_TIME}) + "\n")
+def write_log(run: Run, ops: list[Io] | None = None) -> None:
+    """dump.writes beside the image, as QEMU's blklogwrites writes it (harness/blklog.py): a
+    superblock, then every write that landed with its data and each flush that had a write to
+    flush, in completion order."""
+    ops = run.ops if ops is None else ops
+    part, sector = run.part_offset, BLKLOG_SECTOR
+    entries, dirty = 0, False
+    with open(run.image.with_suffix(".writes"), "wb") as log:
+        log.write(bytes(sector))
+        for op in ops:
+            if op.kind == "write":
+                head = struct.pack("<QQQQ", (part + op.offset) // sector, op.length // sector, 0, 0)
+                log.write(head.ljust(sector, b"\0"))
+                log.write(op.data)
+                entries, dirty = entries + 1, True
+            elif op.kind == "flush" and dirty:  # QEMU flushes (and logs) only when a write came since
+                log.write(struct.pack("<QQQQ", 0, 0, BLKLOG_FLUSH, 0).ljust(sector, b"\0"))
+                entries, dirty = entries + 1, False
+        log.seek(0)
+        log.write(struct.pack("<QQQI", BLKLOG_MAGIC, 1, entries, sector))
+
+
+def write_trace(run: Run, ops: list[Io] | None = None) -> None:
+    """qemu-trace.log, result.log, timeline.json and irq-samples.jsonl for `ops` (write_evidence)."""
+    ops = run.ops if ops is None else ops
+    part = run.part_offset
+    trace: list[str] = []
+
+    def event(text: str) -> None:  # each event TICK after the one before, from a millisecond after the crash
+        trace.append(f"1@{CRASH_TIME + 0.001 + (len(trace) + 1) * TICK:.6f}:{text}")
+
+    done = None
+    for op in ops:
+        if op.kind in ("write", "failed"):
+            event(f"virtio_queue_notify vdev {VDEV} n 0 vq 0x3")
+            event(f"virtio_blk_handle_write vdev {VDEV} req {WRITE_REQ} sector {(part + op.offset) // 512} "
+                  f"nsectors {op.length // 512}")
+            status = 0 if op.kind == "write" else VIRTIO_BLK_S_IOERR
+            event(f"virtio_blk_req_complete vdev {VDEV} req {WRITE_REQ} status {status}")
+        elif op.kind == "flush":
+            event(f"virtio_queue_notify vdev {VDEV} n 0 vq 0x3")
+            event(f"virtio_blk_req_complete vdev {VDEV} req {FLUSH_REQ} status 0")
+        elif op.kind == "line":
+            for ch in op.text + "\n":
+                event(f"memory_region_ops_write cpu 0 mr {RESULT_MR} addr 0xe9 value 0x{ord(ch):x} size 1 "
+                      f"name 'isa-debugcon'")
+            if op.text.startswith("DUMPBED DONE "):
+                done = op.text.split()[2].removeprefix("status=")
+    end = CRASH_TIME + 0.001 + len(trace) * TICK  # the last event: DONE's newline, or the last write
+    (run.dir / "qemu-trace.log").write_text("\n".join(trace) + "\n")
+
+    h = run.header
+    ready = (f"READY ram={h['ram_bytes']} dumpdev=virtio-blk:0 part_lba={run.part_offset // run.block_size} "
+             f"part_blocks={run.part_bytes // run.block_size} block={run.block_size} max_transfer={h['max_transfer']} "
+             f"dumpdev2={'virtio-blk:1' if h['generation'] == 2 else 'none'} level={h['level']}")
+    lines = ["DUMPBED " + ready] + [op.text for op in ops if op.kind == "line"]
+    (run.dir / "result.log").write_text("".join(line + "\n" for line in lines))
+    timeline = {"crash_injected": CRASH_TIME, "qemu_exit_status": EXIT_STATUS.get(done)}
+    (run.dir / "timeline.json").write_text(json.dumps(timeline) + "\n")
     # RFLAGS as the harness samples them during the dump: IF (bit 9) clear, as a polled dump keeps it.
-    samples = [{"t": CRASH_TIME + 0.01 * i, "rflags": 0x86, "rip": 0x104000 + i} for i in range(1, 6)]
-    (run_dir / "irq-samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in samples))
+    samples = [{"t": CRASH_TIME + (end - CRASH_TIME) * i / 6, "rflags": 0x86, "rip": 0x104000 + i} for i in range(1, 6)]
+    (run.dir / "irq-samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in samples))
