@@ -259,9 +259,8 @@ def test_tiny_partition(good_run):
     assert any("no room for a trailer" in f.message for f in d.findings)
 
 
-def test_components_all_claiming_all_areas_is_bounded(make_run):
-    """Every component claims every area: checked without components x areas steps."""
-    run = make_run()
+def _every_component_claims_every_area(run) -> tuple[int, int]:
+    """30000 components each claiming all 30000 areas, every CRC right; returns the counts."""
     cc = ac = 30000
     dir_bytes = synth.up(64 + 128 * cc + 64 * ac)
     directory = bytearray(dir_bytes)
@@ -279,9 +278,28 @@ def test_components_all_claiming_all_areas_is_bounded(make_run):
         body_offset=body_offset, body_bytes=0, body_written=0, end_offset=body_offset, chunks_sealed=0,
     )
     run.set_header()
+    return cc, ac
+
+
+def test_components_all_claiming_all_areas_is_bounded(make_run):
+    """Every component claims every area: checked without components x areas steps."""
+    run = make_run()
+    cc, ac = _every_component_claims_every_area(run)
     t = time.process_time()
     d = read(run)
     assert time.process_time() - t < 10
     assert d.status == "corrupt"
     assert d.first_inconsistency == f"directory: components claim {cc * ac} area entries, there are {ac}"
+    t = time.process_time()
+    assert not validate_image(run.image).ok and time.process_time() - t < 15
+
+
+@pytest.mark.xfail(reason="harness/checks_consistency.py lists the areas of every DUMPED component of the final "
+                          "dump even when it is corrupt (_Sweep.final_dumped): components x areas steps, about 17 "
+                          "CPU seconds here (the bound is 15): an oracle bug, reported; the test stays to show it",
+                   strict=False)
+def test_components_all_claiming_all_areas_is_bounded_in_validate_run(make_run):
+    """The same directory through validate_run, whose consistency oracle reads it as the final dump."""
+    run = make_run()
+    _every_component_claims_every_area(run)
     survive(run)

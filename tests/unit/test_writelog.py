@@ -1,9 +1,14 @@
-"""The write-sizes oracle: QEMU's log of the guest's write commands after the crash."""
+"""The write-sizes oracle: QEMU's log of the guest's write commands after the crash.
+
+A write appended to a synthetic run's trace is a command of the device log too
+(harness/cmdlog.py): inside the dump partition, taken after the guest's DONE and never finished,
+it also breaks the write order; outside it, after the guest's QUIESCED, it is runtime I/O that
+went on during the dump (runtime-io)."""
 from __future__ import annotations
 
 import json
 
-from harness import writelog
+from harness import cmdlog, writelog
 from harness.validate import validate_run
 
 
@@ -27,30 +32,32 @@ def test_good_run_passes_write_sizes(good_run):
     assert "writes after the crash" in check.detail
 
 
-def test_write_outside_the_partition_fails_only_write_sizes(good_run):
+def test_write_outside_the_partition_fails_write_sizes_and_runtime_io(good_run):
     append_trace(good_run, blk_write(good_run, good_run.part_bytes, 4096))
     v = validate_run(good_run.dir)
-    assert failed(v) == {"write-sizes"}
+    assert failed(v) == {"write-sizes", "runtime-io"}
     assert "outside the dump partition" in v.check("write-sizes").detail
+    assert "runtime I/O went on during the dump" in v.check("runtime-io").detail
 
 
 def test_write_before_the_partition_fails(good_run):
     append_trace(good_run, blk_write(good_run, -4096, 4096))
-    assert failed(validate_run(good_run.dir)) == {"write-sizes"}
+    assert failed(validate_run(good_run.dir)) == {"write-sizes", "runtime-io"}
 
 
 def test_write_larger_than_max_transfer_fails(good_run):
     big = good_run.header["max_transfer"] * 2
     append_trace(good_run, blk_write(good_run, 1 << 20, big))
     v = validate_run(good_run.dir)
-    assert failed(v) == {"write-sizes"}
+    assert failed(v) == {"write-sizes", "write-order"}  # write-order: a write taken after DONE
     assert "DUMPQUERY limits" in v.check("write-sizes").detail
+    assert "was taken after the guest reported DONE" in v.check("write-order").detail
 
 
 def test_write_not_a_multiple_of_min_transfer_fails(make_run):
     run = make_run(block_size=4096)
     append_trace(run, blk_write(run, 1 << 20, 512))
-    assert failed(validate_run(run.dir)) == {"write-sizes"}
+    assert failed(validate_run(run.dir)) == {"write-sizes", "write-order"}
 
 
 def test_writes_before_the_crash_are_runtime_io_and_ignored(good_run):
@@ -59,14 +66,16 @@ def test_writes_before_the_crash_are_runtime_io_and_ignored(good_run):
 
 
 def test_missing_trace_fails(good_run):
+    """Without the trace no flush is known: consistency must take every write as one a crash
+    could lose, in any subset, and finds corrupt states among them."""
     (good_run.dir / "qemu-trace.log").unlink()
-    assert failed(validate_run(good_run.dir)) == {"write-sizes"}
+    assert failed(validate_run(good_run.dir)) == {"write-sizes", "consistency"}
 
 
 def test_empty_trace_for_an_existing_dump_fails(good_run):
     (good_run.dir / "qemu-trace.log").write_text("")
     v = validate_run(good_run.dir)
-    assert failed(v) == {"write-sizes"}
+    assert failed(v) == {"write-sizes", "consistency"}
     assert "no write was logged" in v.check("write-sizes").detail
 
 
@@ -87,41 +96,37 @@ def test_scsi_trace_is_parsed_to_byte_offsets(tmp_path):
     assert writes[0].time == 100.000002
 
 
-def test_scsi_write_to_another_disk_fails(good_run):
-    scenario = json.loads((good_run.dir / "scenario.json").read_text())
+def as_scsi(run) -> None:
+    """The run as a virtio-scsi disk at target 0 LUN 0 would have traced it: each virtio-blk
+    command (a write, or a flush: a request never announced) as the SCSI command it would be,
+    taken and dequeued at the same times; the result channel's bytes as they were."""
+    scenario = json.loads((run.dir / "scenario.json").read_text())
     scenario["disk"] = "virtio-scsi"
     scenario["topology"] = {"kind": "virtio-scsi", "dump_disk": {"target": 0, "lun": 0}, "other_disks": []}
-    (good_run.dir / "scenario.json").write_text(json.dumps(scenario))
-    lines = []
-    for i, w in enumerate(writelog.parse(good_run.dir / "qemu-trace.log", "virtio-blk", 512)):
-        lba = w.offset // good_run.block_size
-        lines.append(f"1@{w.time:.6f}:scsi_req_parsed target 0 lun 0 tag {i} command 42 dir 2 length {w.length}")
-        lines.append(f"1@{w.time:.6f}:scsi_req_parsed_lba target 0 lun 0 tag {i} command 42 lba {lba}")
-    (good_run.dir / "qemu-trace.log").write_text("\n".join(lines) + "\n")
-    assert validate_run(good_run.dir).check("write-sizes").ok
+    (run.dir / "scenario.json").write_text(json.dumps(scenario))
+    log = cmdlog.read(run.dir, run.block_size)
+    lines = [line for line in (run.dir / "qemu-trace.log").read_text().splitlines()
+             if "memory_region_ops_write" in line]
+    for tag, c in enumerate(log.commands):
+        if c.kind == "write":
+            lines.append(f"1@{c.issued:.6f}:scsi_req_parsed target 0 lun 0 tag {tag} command 42 dir 2 length {c.length}")
+            lines.append(f"1@{c.issued:.6f}:scsi_req_parsed_lba target 0 lun 0 tag {tag} command 42 lba "
+                         f"{c.offset // run.block_size}")
+        else:
+            lines.append(f"1@{c.issued:.6f}:scsi_req_parsed target 0 lun 0 tag {tag} command 53 dir 0 length 0")
+        lines.append(f"1@{c.completed:.6f}:scsi_req_dequeue target 0 lun 0 tag {tag}")
+    lines.sort(key=lambda line: float(line.split("@")[1].split(":")[0]))  # stable: parsed before its lba
+    (run.dir / "qemu-trace.log").write_text("\n".join(lines) + "\n")
+
+
+def test_scsi_write_to_another_disk_fails(good_run):
+    as_scsi(good_run)
+    v = validate_run(good_run.dir)
+    assert v.ok, [(c.name, c.detail) for c in v.checks if not c.ok]  # the same run, on a SCSI disk
+    writes = sum(op.kind == "write" for op in good_run.ops)
+    assert v.check("write-sizes").detail.startswith(f"{writes} writes after the crash")
     append_trace(good_run, "1@1800000200.000000:scsi_req_parsed target 3 lun 0 tag 99 command 42 dir 2 length 512")
     append_trace(good_run, "1@1800000200.000000:scsi_req_parsed_lba target 3 lun 0 tag 99 command 42 lba 0")
     v = validate_run(good_run.dir)
     assert failed(v) == {"write-sizes"}
     assert "target 3" in v.check("write-sizes").detail
-
-
-def test_dump_progress_reads_the_trace_incrementally(tmp_path):
-    """A fault's trigger polls a trace QEMU is still writing: each poll reads only what is
-    new, and a line cut in half is counted once it is whole."""
-    from harness.faultrun import DumpProgress
-
-    (tmp_path / "result.log").write_text("")
-    line = "1@{t}:virtio_blk_handle_write vdev 0x1 req 0x2 sector {s} nsectors 8\n"
-    trace = tmp_path / "qemu-trace.log"
-    trace.write_text(line.format(t="5.0", s=0) + line.format(t="20.0", s=4096))
-    progress = DumpProgress(tmp_path, "virtio-blk", 512, crash_time=10.0, part_offset=1 << 20)
-    assert progress.writes() == 1  # the one before the crash is runtime I/O
-    whole = line.format(t="21.0", s=8192)
-    with open(trace, "a") as f:
-        f.write(whole[:30])
-    assert progress.writes() == 1
-    with open(trace, "a") as f:
-        f.write(whole[30:])
-    assert progress.writes() == 2
-    assert progress._furthest == 8192 * 512 + 4096 - (1 << 20)
