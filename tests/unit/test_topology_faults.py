@@ -53,14 +53,58 @@ def test_unknown_secondary_kind():
 
 
 def test_eio_at_builds_a_blkdebug_state_machine():
+    """eio-at=N: a state machine counting write_aio events from the crash (the rules are armed
+    then, under the running disk: harness/faultrun.py), the N-th write and every later one failing."""
     fault = faults.parse("eio-at=3")
-    options = faults.blkdebug_options(fault)
-    assert [r["state"] for r in options["set-state"]] == [1, 2]
-    assert options["inject-error"] == [{"event": "write_aio", "state": 3, "errno": 5}]
-    assert "set-state" not in faults.blkdebug_options(faults.parse("eio-at=1"))
-    t = Topology("virtio-blk", DiskSpec(Path("/tmp/d.img"), "disk0", blkdebug=options))
+    rules = faults.blkdebug_rules(fault)
+    assert set(rules) == {"inject-error", "set-state"}  # rules only: the node is added at the crash
+    assert rules["set-state"] == [{"event": "write_aio", "state": 1, "new_state": 2},
+                                  {"event": "write_aio", "state": 2, "new_state": 3}]
+    assert rules["inject-error"] == [{"event": "write_aio", "state": 3, "errno": 5}]  # not once: every later one
+    assert faults.blkdebug_rules(faults.parse("eio-at=1")) == {  # QEMU refuses an empty set-state list
+        "inject-error": [{"event": "write_aio", "state": 1, "errno": 5}]}
+    # Nothing of blkdebug is in the disk's boot-time nodes: the dump disk's raw node sits on its
+    # write log's blklogwrites node, which the fault node is put under at the crash.
+    t = Topology("virtio-blk", DiskSpec(Path("/tmp/d.img"), "disk0", write_log=Path("/tmp/d.writes")))
     node = json.loads(next(a for a in t.qemu_args() if a.startswith("{")))
-    assert node["file"]["driver"] == "blkdebug" and node["file"]["image"]["driver"] == "file"
+    assert node["file"]["driver"] == "blklogwrites" and node["file"]["node-name"] == "disk0-log"
+    assert "blkdebug" not in json.dumps(node)
+
+
+def test_a_live_fault_after_n_writes_stops_on_exactly_that_write():
+    """@wN: the N-th write after the crash fails once (the disk stops the VM on it, parked)."""
+    rules = faults.blkdebug_rules(faults.parse("kill@w4"))
+    assert rules["inject-error"] == [{"event": "write_aio", "state": 4, "errno": 5, "once": True}]
+    assert [(r["state"], r["new_state"]) for r in rules["set-state"]] == [(1, 2), (2, 3), (3, 4)]
+    assert faults.blkdebug_rules(faults.parse("reset@w1")) == {
+        "inject-error": [{"event": "write_aio", "state": 1, "errno": 5, "once": True}]}
+
+
+def test_a_live_fault_at_a_percentage_stops_on_the_write_reaching_its_sector():
+    """@P%: the first write that reaches the sector P% of the estimate into the body, once."""
+    fault = faults.parse("kill@25%")
+    assert fault.at_fraction == 0.25 and fault.after_writes is None
+    dump_offset, partition_bytes, estimate = 2 << 20, 76 << 20, 10_000_000
+    body = faults.body_offset_for(partition_bytes)
+    sector = faults.trigger_sector(fault, dump_offset, body, estimate)
+    assert sector == (dump_offset + body + 2_500_000) // 512
+    assert faults.blkdebug_rules(fault, sector) == {
+        "inject-error": [{"event": "write_aio", "sector": sector, "errno": 5, "once": True}]}
+    # eio-at counts writes whatever sector it is given
+    assert faults.blkdebug_rules(faults.parse("eio-at=2"), sector)["inject-error"][0]["state"] == 2
+
+
+@pytest.mark.parametrize("ram_bytes", [8 << 20, 96 << 20])
+def test_the_trigger_lands_in_the_body_the_writer_lays_out(make_run, ram_bytes):
+    """body_offset_for (the harness's) and the synthetic writer (its own tables, from
+    docs/dump-format.md) agree on where the body starts; a P% trigger lands in a body write."""
+    run = make_run(ram_bytes=ram_bytes)
+    assert faults.body_offset_for(run.part_bytes) == run.body_offset
+    fault = faults.parse("kill@50%")
+    sector = faults.trigger_sector(fault, run.part_offset, run.body_offset, run.header["estimate_bytes"])
+    byte = sector * 512 - run.part_offset
+    hit = [op for op in run.ops if op.kind == "write" and op.offset <= byte < op.end]
+    assert hit and {op.what for op in hit} == {"body"}
 
 
 @pytest.mark.parametrize("spec,message", [
