@@ -28,8 +28,9 @@ CASES = [
     ("leader-first", "virtio-blk", {}, ["write-order", "consistency"]),
     ("in-place", "virtio-blk", {}, ["write-order", "consistency"]),
     ("in-place", "lsi", {}, ["write-order", "consistency"]),
+    # (Not on the LSI: QEMU's LSI model itself drops the held untagged command when the dump's
+    # first command selects the same LUN, an overlapped command in SCSI's terms.)
     ("mask-only", "virtio-scsi", {"workload": True, "faults": ["hold-runtime"]}, ["runtime-io"]),
-    ("mask-only", "lsi", {"workload": True, "faults": ["hold-runtime"]}, ["runtime-io"]),
     ("stage-stuck", "virtio-blk", {}, ["content"]),
     ("skip-low", "virtio-blk", {}, ["completeness"]),
     ("fpu-clobber", "virtio-blk", {}, ["crash-record"]),
