@@ -147,14 +147,18 @@ static void record(struct dump_result *r, int err, const char *stage, uint64_t o
 	r->device_error = device;
 }
 
+/* The offset DONE and RESTART report: the failure's (testfault=wrong-report, deliberately
+ * wrong: a block past it). */
+static uint64_t reported_offset(const struct dump_result *r, const struct dump_target *t)
+{
+	return r->offset + (testfault(TF_WRONG_REPORT) ? t->dev->block_size : 0);
+}
+
 static void __attribute__((noreturn)) report_failure(const struct dump_result *r,
 						      const struct dump_target *t, uint32_t generation)
 {
-	/* testfault=wrong-report (deliberately wrong): a block past where the failure was. */
-	uint64_t offset = r->offset + (testfault(TF_WRONG_REPORT) ? t->dev->block_size : 0);
-
 	result_line("DONE status=failed error=%d stage=%s offset=%llu device=%s generation=%u",
-		    r->error, r->stage, (unsigned long long)offset, t->role_name, generation);
+		    r->error, r->stage, (unsigned long long)reported_offset(r, t), t->role_name, generation);
 	guest_exit(EXIT_DUMP_FAILED);
 }
 
@@ -312,7 +316,7 @@ void dump_system(const struct crash_record *cr)
 		guarded(failed_guarded, 0, r1);
 		end_device(t, r1);
 		result_line("RESTART from=%s to=%s error=%d stage=%s offset=%llu", t->role_name,
-			    targets[1].role_name, r1->error, r1->stage, (unsigned long long)r1->offset);
+			    targets[1].role_name, r1->error, r1->stage, (unsigned long long)reported_offset(r1, t));
 
 		t = &targets[1];
 		r = &results[1];

@@ -35,6 +35,7 @@ CASES = [
     ("skip-low", "virtio-blk", {}, ["completeness"]),
     ("fpu-clobber", "virtio-blk", {}, ["crash-record"]),
     ("wrong-report", "virtio-blk", {"faults": ["eio-at=30"]}, ["guest-result"]),
+    ("wrong-report", "lsi", {"faults": ["eio-at=30"], "secondary": "virtio-blk"}, ["guest-result"]),
     ("irq-on", "virtio-scsi", {}, ["no-interrupts"]),
 ]
 
