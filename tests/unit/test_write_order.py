@@ -1,0 +1,186 @@
+"""The write-order oracle (harness/checks_write_order.py) on synthetic runs: the writer's writes and
+flushes as the device logs them (tests/support/synth.py records them as it plays the v3 write
+order) keep every durability rule of docs/dump-format.md; the same run with its evidence
+rewritten to break one rule fails it.
+
+Each broken run keeps its image: only the device's logs (write log and trace) and the result
+channel are rewritten from an edited copy of the writer's steps (synth.write_evidence)."""
+
+from __future__ import annotations
+
+import pytest
+import synth
+
+from harness import checks_write_order, cmdlog, dumpio, writelog
+from harness.validate import validate_run
+
+MiB = 1 << 20
+
+
+def failed(v) -> set[str]:
+    return {c.name for c in v.checks if not c.ok}
+
+
+def all_problems(run) -> list[str]:
+    """Every problem of the write order on the run's device (the check keeps the first 20)."""
+    cmds = cmdlog.read(run.dir, run.block_size)
+    io = dumpio.load("primary", run.image, "virtio-blk", 0, 0, 0, run.part_offset, run.part_bytes,
+                     writelog.crash_time(run.dir), cmds)
+    done = cmds.result("DONE")
+    return checks_write_order.device_problems(io, done[0].time if done else None, True)[0]
+
+
+def index(ops, kind: str, what: str = "", nth: int = 0) -> int:
+    """Position of the nth step of this kind (and `what`, for writes) in ops (negative nth: from the end)."""
+    found = [i for i, op in enumerate(ops) if op.kind == kind and (not what or op.what == what)]
+    return found[nth]
+
+
+@pytest.mark.parametrize("options", [
+    dict(), dict(block_size=4096), dict(samples="all", level=5), dict(samples="default", generation=2),
+    dict(slot=2), dict(ram_bytes=96 * MiB), dict(state="in-progress"), dict(state="in-progress", spill=65536),
+    dict(state="failed"), dict(state="failed", spill=8192, cut_inside=True, body_written=0x100000),
+    dict(state="in-progress", slot=0, spill=3 * 65536), dict(state="failed", slot=0, spill=3 * 65536),
+], ids=["complete", "b4096", "samples", "restarted", "slot2", "checkpoint-at-64MiB", "in-progress", "spill",
+        "failed", "failed-inside-an-area", "begun", "failed-begun"])
+def test_a_synthetic_run_keeps_every_rule(make_run, options):
+    run = make_run(**options)
+    v = validate_run(run.dir)
+    assert failed(v) == set(), [(c.name, c.detail) for c in v.checks if not c.ok]
+    detail = v.check("write-order").detail
+    landed = sum(op.kind == "write" for op in run.ops)  # a write the device failed changed nothing
+    flushes = sum(op.kind == "flush" for op in run.ops)
+    assert detail.startswith(f"{landed} writes and {flushes} flushes after the crash")
+    leaders = [op for op in run.ops if op.kind == "write" and op.what == "leader"]
+    assert f"{len(leaders)} leaders" in detail
+    last = {"complete": "COMPLETE", "in-progress": "IN_PROGRESS", "failed": "FAILED"}[options.get("state", "complete")]
+    assert f"the last {last}" in detail
+    if options.get("state") != "in-progress":
+        assert detail.endswith("every write and flush finished before DONE")
+
+
+def test_the_leaders_alternate_between_the_slots(make_run):
+    """The first leader names no slot; the checkpoints take slot 1, then 2, 1, ...; the final
+    leader the slot after the last checkpoint's."""
+    run = make_run()  # 4 components: 4 checkpoints (1, 2, 1, 2), the final writes in slot 1
+    v = validate_run(run.dir)
+    assert "6 leaders (slots 12121), the last COMPLETE" in v.check("write-order").detail
+
+
+def test_without_flushes_nothing_is_durable(make_run):
+    """A driver that never flushes: no leader of the dump is ever durable, so every write after
+    the first leader breaks rule 1, and every header vouches for writes that may be lost."""
+    run = make_run()
+    synth.write_evidence(run, [op for op in run.ops if op.kind != "flush"])
+    v = validate_run(run.dir)
+    assert {"write-order", "consistency"} <= failed(v)
+    assert v.check("write-order").detail.startswith("write 2 of 4096 bytes at partition offset 0x43000")
+    problems = all_problems(run)
+    others = sum(op.kind == "write" and op.what != "leader" for op in run.ops)  # leaders may come first
+    assert sum(p.endswith("was taken before any leader of this dump was durable") for p in problems) == others
+    assert any("was taken at" in p and "before the slot 1 write" in p for p in problems)
+    assert problems[-1].startswith("the final leader") and problems[-1].endswith(
+        "was not durable when the guest reported DONE (no flush after it had finished)")
+
+
+def test_a_leader_before_its_slot_is_flushed_fails(make_run):
+    """The first checkpoint's flush left out: its leader is taken while the slot it names (and
+    the body it vouches for) may still be lost."""
+    run = make_run()
+    ops = list(run.ops)
+    leader = index(ops, "write", "leader", 1)  # the first checkpoint's leader
+    assert ops[leader - 1].kind == "flush" and ops[leader - 2].what == "slot 1"
+    del ops[leader - 1]
+    synth.write_evidence(run, ops)
+    v = validate_run(run.dir)
+    assert failed(v) == {"write-order", "consistency"}
+    problems = v.check("write-order").problems
+    leader = "the leader (write 5: IN_PROGRESS, slot 1, body_written 4096) was taken at"
+    assert len(problems) == 3 and all(p.startswith(leader) for p in problems)
+    # the table and directory slot writes, and the body it vouches for (the crash record)
+    assert [p.split(" ms before the ")[1].split(" write ")[0] for p in problems] == ["slot 1", "slot 1", "body"]
+    assert all(p.endswith("was durable") for p in problems)
+    # and the consistency oracle finds the disk that the flush had to prevent: the leader landed, the slot not
+    assert "reads corrupt: directory slot 1: CRC32C" in v.check("consistency").detail
+
+
+def test_a_slot_written_while_a_leader_naming_it_may_be_on_disk_fails(make_run):
+    """The second checkpoint writes slot 1 again (the alternation broken): the leader on disk
+    names slot 1."""
+    run = make_run()
+    ops = list(run.ops)
+    second = index(ops, "write", "leader", 2)  # the second checkpoint's leader, naming slot 2
+    slot_writes = [i for i in range(second) if ops[i].what == "slot 2"]
+    for i in slot_writes:  # the same bytes, into slot 1
+        op = ops[i]
+        offset = op.offset - run.dir_bytes if op.offset < run.table_offset else op.offset - run.table_bytes
+        ops[i] = synth.Io("write", offset, op.length, op.data, "slot 1")
+    synth.write_evidence(run, ops)
+    v = validate_run(run.dir)
+    assert "write-order" in failed(v)
+    assert any("writes slot 1 while the leader" in p and "slot 1" in p and "may still be on disk" in p
+               for p in v.check("write-order").problems)
+
+
+def test_a_body_write_logged_twice_fails(make_run):
+    """The same body transfer twice (the same bytes: the disk ends as it would have): no byte of
+    the body is written twice."""
+    run = make_run()
+    ops = list(run.ops)
+    body = index(ops, "write", "body", 3)
+    ops.insert(body + 1, ops[body])
+    synth.write_evidence(run, ops)
+    v = validate_run(run.dir)
+    assert failed(v) == {"write-order"}  # the same bytes twice: every state of the disk still reads
+    problem, = v.check("write-order").problems
+    assert problem.endswith("already wrote (the body is written once)")
+    assert f"at partition offset 0x{ops[body].offset:x}" in problem
+
+
+def test_a_write_the_device_took_but_that_is_missing_from_the_write_log_fails(make_run):
+    """A body write the trace shows completed, whose bytes the write log does not hold (the
+    image does): every header after it vouches for body nothing was written to."""
+    run = make_run()
+    victim = run.ops[index(run.ops, "write", "body", 5)]
+    synth.write_log(run, [op for op in run.ops if op is not victim])
+    v = validate_run(run.dir)
+    assert "write-order" in failed(v)
+    problems = v.check("write-order").problems
+    assert all(f"but nothing was written at 0x{victim.offset:x} before it" in p for p in problems)
+    assert any(p.startswith("the trailer (") for p in problems) and len(problems) >= 3
+
+
+@pytest.mark.parametrize("before", ["the last flush", "the final leader"])
+def test_done_before_the_last_write_completed_fails(make_run, before):
+    """The guest says DONE while the commit is still on its way: the final leader is not durable."""
+    run = make_run()
+    ops = list(run.ops)
+    done = ops.pop()
+    assert done.text.startswith("DUMPBED DONE status=complete")
+    ops.insert(len(ops) - (1 if before == "the last flush" else 2), done)
+    synth.write_evidence(run, ops)
+    v = validate_run(run.dir)
+    assert failed(v) == {"write-order"}
+    problems = v.check("write-order").problems
+    late = "flush 12" if before == "the last flush" else "write 83 of 4096 bytes at partition offset 0x10000"
+    assert problems[0].startswith(late) and problems[0].endswith("was taken after the guest reported DONE")
+    assert problems[1].startswith("the final leader (leader (write 83: COMPLETE")
+    assert problems[1].endswith("was not durable when the guest reported DONE (no flush after it had finished)")
+
+
+def test_done_while_the_final_flush_is_in_flight_fails(make_run):
+    """The final flush was taken before DONE but finished only after the DONE line's first byte
+    (its completion moved to the end of the trace)."""
+    run = make_run()
+    trace = (run.dir / "qemu-trace.log").read_text().splitlines()
+    last = max(i for i, line in enumerate(trace) if f"virtio_blk_req_complete vdev {synth.VDEV} req {synth.FLUSH_REQ}"
+               in line)
+    completion = trace.pop(last).split(":", 1)[1]
+    end = float(trace[-1].split("@")[1].split(":")[0])
+    trace.append(f"1@{end + synth.TICK:.6f}:{completion}")
+    (run.dir / "qemu-trace.log").write_text("\n".join(trace) + "\n")
+    v = validate_run(run.dir)
+    assert failed(v) == {"write-order"}
+    problems = v.check("write-order").problems
+    assert problems[0].startswith("flush 12, taken at") and "ms after the guest reported DONE" in problems[0]
+    assert "was not durable when the guest reported DONE" in problems[1]
