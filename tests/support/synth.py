@@ -1125,10 +1125,11 @@ def _write(run: Run, opts: Options) -> None:
     h = run.header
     rec.say(f"CRASH reason={CRASH_NAMES[h['crash_reason']]} " +
             (f"vector=0x{h['crash_vector']:x}" if h["crash_vector"] == 0xFFFFFFFF else f"vector={h['crash_vector']}"))
-    rec.say(f"QUIESCED device={rec.device}")
-    if h["generation"] == 2:  # generation 1 ran on the primary, which this run does not model
+    rec.say("QUIESCED device=primary")
+    if h["generation"] == 2:  # generation 1 ran on the primary, whose disk this run does not model
         rec.say(f"RESTART from=primary to=secondary error={h['restart_error']} stage=body "
                 f"offset={h['restart_offset']}")
+        rec.say("QUIESCED device=secondary")
     rec.leader(run.header_at(Point(0, 0), 0))  # the first leader: slot 0
     rec.flush()
     rec.progress(0)
