@@ -255,8 +255,9 @@ static int submit_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
 	int slot;
 
 	reap_completions(d);
+	/* A DONE slot's completion is not consumed yet: its waiter still needs it. */
 	for (slot = 0; slot < VBLK_SLOTS; slot++)
-		if (d->slots[slot].state == SLOT_FREE || d->slots[slot].state == SLOT_DONE) {
+		if (d->slots[slot].state == SLOT_FREE) {
 			s = &d->slots[slot];
 			break;
 		}
@@ -360,10 +361,14 @@ static int post_request_only(struct virtio_blk *d, uint32_t type, uint64_t secto
 	uint64_t deadline = deadline_after_ms(d->timeout_ms);
 	int slot;
 
+	/* Nobody waits for what this posted: a request given back is free, one in flight will be. */
 	while ((slot = submit_request(d, type, sector, iov, iovcnt)) == -EBUSY && !deadline_passed(deadline)) {
-		for (int i = 0; i < VBLK_SLOTS; i++)
-			if (d->slots[i].state == SLOT_INFLIGHT)
+		for (int i = 0; i < VBLK_SLOTS; i++) {
+			if (d->slots[i].state == SLOT_DONE)
+				d->slots[i].state = SLOT_FREE;
+			else if (d->slots[i].state == SLOT_INFLIGHT)
 				d->slots[i].state = SLOT_ABANDONED;	/* freed when it comes back */
+		}
 		cpu_relax();
 	}
 	return slot < 0 ? -slot : 0;
@@ -466,8 +471,8 @@ static void unpin_dump_path(struct virtio_blk *d)
 /*
  * The deliberately wrong DUMPWRITEs of testfault=no-wait and testfault=early-flush (lib/testfault.h):
  * no-wait posts the write (and its flush) and returns without waiting for the device;
- * early-flush posts the flush right behind the write, before the write has completed, so the
- * flush need not cover it.
+ * early-flush posts the flush before the write has completed (before it is even posted), so the
+ * flush does not cover it.
  */
 static int dump_write_wrongly(struct virtio_blk *d, struct dumpdev *dev, struct uio *uio,
 			      struct dumpio_stat *st, uint64_t total)
@@ -483,8 +488,11 @@ static int dump_write_wrongly(struct virtio_blk *d, struct dumpdev *dev, struct 
 		if (!err && flush)
 			err = post_request_only(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
 	} else {
-		int w = submit_request(d, VIRTIO_BLK_T_OUT, sector, uio->uio_iov, uio->uio_iovcnt);
-		int f = w < 0 ? w : submit_request(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+		/* The flush goes on the ring first: the device takes it before the write, so it can
+		 * never cover it (posting it right behind the write loses the same race, only not
+		 * every time). */
+		int f = submit_request(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+		int w = f < 0 ? f : submit_request(d, VIRTIO_BLK_T_OUT, sector, uio->uio_iov, uio->uio_iovcnt);
 
 		err = w < 0 ? -w : wait_request(d, w, &status);
 		if (f >= 0) {
