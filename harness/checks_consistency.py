@@ -85,8 +85,7 @@ class _Sweep:
         self._starts = [r[0] for r in self._by_offset]
         self._writers_of: dict[tuple[int, int], list[Unit]] = {}
         # For each area-sized question "is this range final?": the units that write it.
-        self.final_dumped = {c.name: [(a.name, a.phys_addr, a.length, a.disk_offset) for a in final.component_areas(c)]
-                             for c in final.components if c.status == dumpfmt.ComponentStatus.DUMPED}
+        self.final_dumped = _dumped_areas(final)
 
     def problem(self, text: str) -> None:
         if len(self.tally.problems) < 50:
@@ -131,7 +130,7 @@ class _Sweep:
         for c in d.components:
             if c.status != dumpfmt.ComponentStatus.DUMPED or self.final.status not in ("complete", "partial"):
                 continue
-            mine = [(a.name, a.phys_addr, a.length, a.disk_offset) for a in d.component_areas(c)]
+            mine = _dumped_areas(d, c.index)
             if self.final_dumped.get(c.name) != mine and self.final.status == "complete":
                 self.problem(f"{what()} reads partial and calls component {c.name} DUMPED with {len(mine)} areas, "
                              f"but the complete dump lists it with {len(self.final_dumped.get(c.name) or [])}")
@@ -263,6 +262,19 @@ class _Sweep:
         return f"the disk {when} with {len(subset)} of the {len(subset) + len(missing)} unflushed writes applied"
 
 
+def _dumped_areas(d: dumpfmt.Dump, only: Optional[int] = None):
+    """{name of a DUMPED component: [(area name, phys, length, disk offset)]} in one pass over
+    the areas (a hostile directory may list tens of thousands of each); with `only`, that
+    component's list."""
+    by_index: dict[int, list] = {}
+    for a in d.areas:
+        if only is None or a.component == only:
+            by_index.setdefault(a.component, []).append((a.name, a.phys_addr, a.length, a.disk_offset))
+    if only is not None:
+        return by_index.get(only, [])
+    return {c.name: by_index.get(c.index, []) for c in d.components if c.status == dumpfmt.ComponentStatus.DUMPED}
+
+
 def _units(io: DeviceIO) -> list[Unit]:
     owner = {id(e): c for c in io.commands for e in c.entries}
     entries = [e for c in io.commands for e in c.entries] + list(io.unmatched_entries)
@@ -278,19 +290,17 @@ def check_device(io: DeviceIO, final_image: Path, block_size: int, dump_id: byte
         t.problems.append(f"{io.role}: no write log ({blklog.LOG_SUFFIX}): the disk's states cannot be rebuilt")
         return t, ""
     units = _units(io)
-    entries = [u.entry for u in units]
     seed = int.from_bytes(dump_id[:8], "little") if dump_id else 0
     with io.log.opener() as data:
-        with DiskState(final_image, io.partition_offset, io.partition_bytes, initial, entries, data,
-                       scratch_dir) as state:
+        with DiskState(io.partition_offset, io.partition_bytes, initial, data, scratch_dir) as state:
             sweep = _Sweep(io, state, units, block_size, dump_id, final, seed)
             sweep.prefixes()
             differs = same_bytes(state, final_image, io.partition_offset)
             if differs is not None:
-                sweep.problem(f"the write log does not explain the final disk: it differs at partition offset "
-                              f"0x{differs:x} (a write that landed without being logged?)")
-        with DiskState(final_image, io.partition_offset, io.partition_bytes, initial, entries, data,
-                       scratch_dir) as state:
+                sweep.problem(f"the write log does not explain the final disk: replayed on the disk as it was "
+                              f"before the run, it differs from the image at partition offset 0x{differs:x} "
+                              f"(a change that no logged write made)")
+        with DiskState(io.partition_offset, io.partition_bytes, initial, data, scratch_dir) as state:
             sweep.reorders(state)
     t = sweep.tally
     label = f"{io.role}: " if io.role != "primary" else ""

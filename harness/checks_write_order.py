@@ -219,7 +219,12 @@ def check_write_order(devices: list[DeviceIO], done_time: Optional[float], expec
             e = io.unmatched_entries[0]
             problems.append(f"{io.role}: {len(io.unmatched_entries)} writes landed in the dump partition that the "
                             f"device's command log does not account for, first: {e.describe()}")
-    if not any(io.writes for io in devices):
+        unlogged = [w for w in io.writes if w.ok and w.finished is not None
+                    and sum(e.length for e in w.entries) < w.length]
+        if unlogged:
+            problems.append(f"{io.role}: the device finished {unlogged[0].describe(io.crash_time)} without an error, "
+                            f"but its bytes are not (all) in the write log ({len(unlogged)} such writes)")
+    if not any(io.writes for io in devices) and not problems:
         return Check("write-order", True, "no dump writes after the crash")
     done = "; every write and flush finished before DONE" if done_time is not None else ""
     return make_check("write-order", problems, "; ".join(seen) + "; each header taken after what it vouches "

@@ -1,9 +1,8 @@
 """The dump partition as it stood after some of the writes in the device's write log.
 
-A DiskState is a scratch copy of the partition's content before the dump's first write (the
-final image, with every range the log wrote put back to what it held before: its canary, or
-the earlier image a `stale` run started from), on which logged writes are applied in any order
-and undone. It reads like an image, so the reader classifies it as it would a disk
+A DiskState is a scratch copy of the partition's content before the run (its canary, or the
+earlier image a `stale` run started from), on which logged writes are applied in any order and
+undone; after all of them it must equal the final image. It reads like an image, so the reader classifies it as it would a disk
 (harness/dumpfmt.py); chunk CRCs are cached per chunk and recomputed only where a write landed,
 so classifying thousands of states costs what the writes changed, not the body's size each time.
 
@@ -30,35 +29,24 @@ _STEP = 8 << 20
 class DiskState(dumpfmt.Image):
     """Partition-relative: offset 0 is the partition's first byte."""
 
-    def __init__(self, final_image: Path, partition_offset: int, partition_bytes: int,
-                 initial: Callable[[int, int], bytes], writes: list[blklog.Entry], log: blklog.LogData,
-                 scratch_dir: Optional[Path] = None):
+    def __init__(self, partition_offset: int, partition_bytes: int, initial: Callable[[int, int], bytes],
+                 log: blklog.LogData, scratch_dir: Optional[Path] = None):
         self.partition_offset = partition_offset
         self.size = partition_bytes
         self._log = log
         self._tmpdir = tempfile.mkdtemp(prefix="dumpbed-replay-", dir=scratch_dir)
         path = Path(self._tmpdir) / "partition"
         try:
-            with open(final_image, "rb") as src, open(path, "wb") as dst:
-                src.seek(partition_offset)
-                left = partition_bytes
-                while left:
-                    chunk = src.read(min(_STEP, left))
-                    if not chunk:
-                        break
-                    dst.write(chunk)
-                    left -= len(chunk)
-                dst.truncate(partition_bytes)
+            # The whole partition as it was before the run (not the final image with the logged
+            # ranges put back): a byte that changed without a logged write then shows too.
+            with open(path, "wb") as dst:
+                for pos in range(0, partition_bytes, _STEP):
+                    dst.write(initial(partition_offset + pos, min(_STEP, partition_bytes - pos)))
             self._file = open(path, "r+b")
             self._map = mmap.mmap(self._file.fileno(), partition_bytes)
         except BaseException:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             raise
-        # Put back what every logged range held before the dump.
-        for start, end in _merged((w.offset - partition_offset, w.end - partition_offset) for w in writes):
-            for pos in range(start, end, _STEP):
-                n = min(_STEP, end - pos)
-                self._map[pos:pos + n] = initial(partition_offset + pos, n)
         self._buf = self._map
         self._fd = None
         self._file_handle = None

@@ -294,10 +294,6 @@ def test_components_all_claiming_all_areas_is_bounded(make_run):
     assert not validate_image(run.image).ok and time.process_time() - t < 15
 
 
-@pytest.mark.xfail(reason="harness/checks_consistency.py lists the areas of every DUMPED component of the final "
-                          "dump even when it is corrupt (_Sweep.final_dumped): components x areas steps, about 17 "
-                          "CPU seconds here (the bound is 15): an oracle bug, reported; the test stays to show it",
-                   strict=False)
 def test_components_all_claiming_all_areas_is_bounded_in_validate_run(make_run):
     """The same directory through validate_run, whose consistency oracle reads it as the final dump."""
     run = make_run()
