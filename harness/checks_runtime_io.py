@@ -71,7 +71,8 @@ def check_runtime_io(cmds: cmdlog.CommandLog, crash_time: Optional[float], disk:
                             f"device completed it on its own")
     start, end = partition
     if quiesced is not None:
-        late = [c for c in mine if c.issued > quiesced and c.kind in ("read", "write")
+        rebooted = cmds.rebooted_after(quiesced)
+        late = [c for c in mine if quiesced < c.issued < rebooted and c.kind in ("read", "write")
                 and (c.offset is None or not (start <= c.offset and c.offset + c.length <= end))]
         for c in late[:MAX_SHOWN]:
             problems.append(f"{c.describe()} outside the dump partition was taken "

@@ -81,7 +81,8 @@ def _header_of(io: DeviceIO, w: DumpCommand) -> Optional[dumpfmt.Header]:
     return header_written(io, w)
 
 
-def device_problems(io: DeviceIO, done_time: Optional[float], expect_done: bool) -> tuple[list[str], str]:
+def device_problems(io: DeviceIO, done_time: Optional[float], expect_done: bool,
+                    done_failed: bool = False) -> tuple[list[str], str]:
     """The rules for one device; returns (problems, a summary of what was seen)."""
     t0 = io.crash_time
     label = f"{io.role}: " if io.role != "primary" else ""
@@ -116,7 +117,7 @@ def device_problems(io: DeviceIO, done_time: Optional[float], expect_done: bool)
     problems += [label + p for p in _body_written_once(body_ranges, t0)]
     for hdr in headers:
         problems += [label + p for p in _vouch_rule(io, geo, hdr, writes, t0)]
-    problems += [label + p for p in _done_rule(io, headers, done_time, expect_done, t0)]
+    problems += [label + p for p in _done_rule(io, headers, done_time, expect_done, t0, done_failed)]
     leaders = [h for h in headers if h.where == "leader"]
     slots = [h.h.slot for h in leaders if h.h is not None and h.h.slot]
     final = leaders[-1].h.status_name if leaders and leaders[-1].h is not None else "none"
@@ -187,13 +188,16 @@ def _vouch_rule(io: DeviceIO, geo: _Geometry, hdr: _Header, writes: list[DumpCom
 
 
 def _done_rule(io: DeviceIO, headers: list[_Header], done_time: Optional[float], expect_done: bool,
-               t0: float) -> list[str]:
-    """Rule 5: nothing in flight when the guest says DONE; the final leader durable by then."""
+               t0: float, done_failed: bool = False) -> list[str]:
+    """Rule 5: nothing in flight when the guest says DONE; the final leader durable by then.
+    After DONE status=failed a command may still be in flight: the guest gave up on it (its
+    bounded wait expired, the device is gone) and says so."""
     if done_time is None:
         return ["the guest's DONE line was expected but its time is unknown (result channel not traced)"] \
             if expect_done else []
     problems = []
-    late = [c for c in io.commands if c.issued < done_time and (c.finished is None or c.finished > done_time)]
+    late = [c for c in io.commands if c.issued < done_time and (c.finished is None or c.finished > done_time)
+            and not done_failed]
     for c in late[:3]:
         when = "never finished" if c.finished is None else f"finished {(c.finished - done_time) * 1000:.2f} ms after"
         problems.append(f"{c.describe(t0)} {when} the guest reported DONE")
@@ -207,11 +211,12 @@ def _done_rule(io: DeviceIO, headers: list[_Header], done_time: Optional[float],
     return problems
 
 
-def check_write_order(devices: list[DeviceIO], done_time: Optional[float], expect_done: bool) -> Check:
+def check_write_order(devices: list[DeviceIO], done_time: Optional[float], expect_done: bool,
+                      done_failed: bool = False) -> Check:
     problems: list[str] = []
     seen: list[str] = []
     for io in devices:
-        p, s = device_problems(io, done_time, expect_done)
+        p, s = device_problems(io, done_time, expect_done, done_failed)
         problems += p
         if s:
             seen.append(s)

@@ -21,6 +21,7 @@ The trace events, by device family (the events each disk kind needs: `trace_even
                  scsi_req_cancel target T lun L tag G                                        dropped
                  virtio_scsi_tmf_req lun=L tag=G subtype=S                                   task management
                  lsi_reset / lsi_do_msgout_abort / _busdevicereset / _clearqueue             the LSI's
+    any          guest_cpu_reset                                                             a reboot
 
 virtio-blk has no event for a flush being taken: a request that completes without having been
 announced as a read or a write is a flush (the dump path sends no other kind), taken at the
@@ -50,6 +51,8 @@ VIRTIO_BLK_EVENTS = ["virtio_blk_handle_write", "virtio_blk_handle_read", "virti
 SCSI_EVENTS = ["scsi_req_parsed", "scsi_req_parsed_lba", "scsi_req_dequeue", "scsi_req_cancel",
                "virtio_scsi_tmf_req", "virtio_set_status", "lsi_reset", "lsi_do_msgout_abort",
                "lsi_do_msgout_busdevicereset", "lsi_do_msgout_clearqueue"]
+# A CPU reset (system_reset, a reboot): what the devices do after it is the next boot's.
+RESET_EVENT = "guest_cpu_reset"
 # Switched on over QMP at the crash (trace-event-set-state): every MMIO/PIO write the guest
 # makes, of which the harness keeps the bytes written to the result channel.
 RESULT_EVENT = "memory_region_ops_write"
@@ -60,7 +63,7 @@ def trace_events(*disk_kinds: str) -> list[str]:
     events: list[str] = []
     for kind in disk_kinds:
         events += VIRTIO_BLK_EVENTS if kind == "virtio-blk" else SCSI_EVENTS
-    return list(dict.fromkeys(events))
+    return list(dict.fromkeys(events + [RESET_EVENT]))
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Command:
     completed: Optional[float] = None
     cancelled: Optional[float] = None
     status: Optional[int] = None
+    retries: int = 0  # times the device took it again after parking it (a stop on error)
 
     @property
     def end(self) -> Optional[float]:
@@ -115,12 +119,18 @@ class CommandLog:
     events: list[DeviceEvent] = field(default_factory=list)
     result_lines: list[ResultLine] = field(default_factory=list)
     result_traced: bool = False  # the result channel's bytes were traced (from the crash on)
+    cpu_resets: list[float] = field(default_factory=list)
 
     def of_disk(self, disk: str) -> list[Command]:
         return [c for c in self.commands if c.disk == disk]
 
     def result(self, word: str) -> list[ResultLine]:
         return [r for r in self.result_lines if r.word == word]
+
+    def rebooted_after(self, t: float) -> float:
+        """When the CPU was reset after `t` (system_reset, a reboot: what the devices do from then
+        on is the next boot's, not the dump's); infinity if it was not."""
+        return next((r for r in self.cpu_resets if r > t), float("inf"))
 
 
 _LINE = re.compile(r"^(?:\d+@(?P<time>\d+\.\d+):)?(?P<event>\w+) ?(?P<args>.*)$")
@@ -172,7 +182,12 @@ class _Builder:
         self._vblk_rw(t, a, "read", "VIRTIO_BLK_T_IN")
 
     def _vblk_rw(self, t, a, kind, opcode):
-        self.add(f"vblk:{a['vdev']}", a["req"], kind, opcode, _int(a["sector"]) * 512, _int(a["nsectors"]) * 512, t)
+        disk, offset, length = f"vblk:{a['vdev']}", _int(a["sector"]) * 512, _int(a["nsectors"]) * 512
+        held = self.open.get((disk, a["req"]))
+        if held is not None and (held.kind, held.offset, held.length) == (kind, offset, length):
+            held.retries += 1  # the device retried a request it had parked (rerror/werror=stop)
+            return
+        self.add(disk, a["req"], kind, opcode, offset, length, t)
 
     def on_virtio_queue_notify(self, t, a):
         self.notified[a["vdev"]] = t
@@ -230,6 +245,9 @@ class _Builder:
 
     def on_lsi_do_msgout_clearqueue(self, t, a):
         self.log.events.append(DeviceEvent(t, "LSI CLEAR QUEUE message", "scsi:*", True))
+
+    def on_guest_cpu_reset(self, t, a):
+        self.log.cpu_resets.append(t)
 
     # the result channel
     def on_memory_region_ops_write(self, t, a):

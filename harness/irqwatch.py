@@ -115,18 +115,19 @@ def _interrupt_events(run_dir: Path) -> list[tuple[Optional[float], str]]:
     return events
 
 
-def check_no_interrupts(run_dir: Path, crash_time: Optional[float], quiesced_at: Optional[float] = None) -> Check:
+def check_no_interrupts(run_dir: Path, crash_time: Optional[float], quiesced_at: Optional[float] = None,
+                        until: float = float("inf")) -> Check:
     """RFLAGS.IF must be 0 in every sample from the crash on; interrupt sources must stay silent
     from the guest's QUIESCED on (`quiesced_at`, the crash instant when unknown): until the
     driver's DUMPSTART has quiesced the device, a runtime command may still complete and its
     device raise an interrupt the crash handler never takes (IF is 0 from the crash)."""
     if crash_time is None:
         return Check("no-interrupts", False, "timeline.json missing: the crash instant is unknown")
-    samples = [s for s in _samples(run_dir) if s["t"] >= crash_time]
+    samples = [s for s in _samples(run_dir) if crash_time <= s["t"] < until]
     events = _interrupt_events(run_dir)
     since = quiesced_at if quiesced_at is not None else crash_time
     before = [e for e in events if e[0] is not None and e[0] < since]
-    after = [e for e in events if e[0] is None or e[0] >= since]
+    after = [e for e in events if e[0] is None or since <= e[0] < until]  # until: a reset rebooted the guest
 
     problems = []
     if not samples:

@@ -46,6 +46,10 @@ from harness.writelog import check_write_sizes, crash_time
 
 from harness import checks_components
 
+# The checks of a dump's contents: with no dump of the run expected (a fault before its first
+# leader landed), there is nothing for them to judge.
+NOTHING_TO_JUDGE_WITHOUT_A_DUMP = ("format", "chunk-crc", "completeness", "content", "sample-data", "crash-record",
+                                   "protocol")
 # In the order of the data flow: what the device was told (write-sizes, write-order), what else it
 # touched (canary), whether every state it passed through reads (consistency), then the dump as
 # read (format, chunk-crc, completeness) and its contents against the ground truth, and last what
@@ -205,7 +209,8 @@ def validate_run(run_dir: str | Path) -> Validation:
             "runtime-io": check_runtime_io(cmds, crashed, ios["primary"].disk if ios["primary"] else None,
                                            (by_role["primary"].layout.dump_offset,
                                             by_role["primary"].layout.dump_offset + by_role["primary"].layout.dump_size)),
-            "write-order": (check_write_order(order, done[0].time if done else None, expected["guest"] is not None)
+            "write-order": (check_write_order(order, done[0].time if done else None, expected["guest"] is not None,
+                                              bool(done) and done[0].fields.get("status") == "failed")
                             if order else Check("write-order", False, "no command log: QEMU's trace is missing")),
             "canary": (_canary_since_before(run_dir, dump, image, layout) if scenario.get("stale_previous")
                        else _canary_of_devices(targets, dumps, images, ios)),
@@ -218,13 +223,19 @@ def validate_run(run_dir: str | Path) -> Validation:
             "sample-data": check_sample_data(dump, image, expect),
             "crash-record": check_crash_record(dump, registers, scenario["crash"], run_dir, partial),
             "protocol": check_protocol(dump, expect),
-            "no-interrupts": check_no_interrupts(run_dir, crashed, quiesced),
+            "no-interrupts": check_no_interrupts(run_dir, crashed, quiesced,
+                                                 cmds.rebooted_after(crashed) if crashed else float("inf")),
             "guest-result": check_guest_result(run_dir, expected["guest"], qemu_exit_status(run_dir), dump,
                                                lost[1] if lost else None, dumps["primary"],
                                                _lost_offset(ios.get("primary"))),
         }
         if secondary is not None:
             checks["devices"] = check_devices(dumps, bool(scenario.get("restart_expected")))
+    if expected["outcome"] == "none" and dump.status == "none":
+        # No dump of this run, as the fault's point says: nothing of the dump to judge. The
+        # device-side checks (writes, order, canary, consistency) and the guest's word still apply.
+        for name in NOTHING_TO_JUDGE_WITHOUT_A_DUMP:
+            checks[name] = Check(name, True, f"no dump of this run, as expected ({expected['why']}): nothing to judge")
     checks["canary"] = _with_other_disks(checks["canary"], run_dir)
     order_names = [*CHECK_ORDER, *(["devices"] if "devices" in checks else [])]
     summaries = [device_summary(t.role, t.kind, dumps[t.role]) for t in targets]

@@ -191,12 +191,15 @@ def _attribute(writes: list[Write], targets: list[DumpTarget], problems: list[st
 
 def _device_problems(t: DumpTarget, writes: list[Write]) -> list[str]:
     header = t.dump.header
+    start, end = t.layout.dump_offset, t.layout.dump_offset + t.layout.dump_size
     if header is None:
-        return [f"{len(writes)} writes but no valid dump header"] if writes else []
+        # No header says the limits (the dump never got its first leader on the disk): every
+        # write must still lie inside the partition.
+        return [f"{w.command} of {w.length} bytes at disk offset 0x{w.offset:x} lies outside the dump partition "
+                f"[0x{start:x}, 0x{end:x})" for w in writes if not (start <= w.offset and w.offset + w.length <= end)]
     lo, hi = header.min_transfer, header.max_transfer
     if lo == 0 or hi < lo:
         return [f"the header's DUMPQUERY limits are impossible (min {lo}, max {hi})"]
-    start, end = t.layout.dump_offset, t.layout.dump_offset + t.layout.dump_size
     problems = []
     for w in writes:
         where = f"{w.command} of {w.length} bytes at disk offset 0x{w.offset:x}"

@@ -16,7 +16,6 @@ from harness import dumpfmt, layout, validate, writelog
 from harness.run import Scenario, run_and_validate
 
 MIB = 1 << 20
-DIR_AT = 69632
 LEADER_AT = 65536
 START, DONE, ESTIMATE = 1, 3, 4
 VALUE = 5
@@ -39,10 +38,18 @@ class Doctor:
             f.seek(self.part + offset)
             f.write(data)
 
+    @property
+    def dir_at(self) -> int:
+        """The directory slot the leader names (format v3: slot 1 at dir_offset, slot 2 after it)."""
+        header = self.read(LEADER_AT, 512)
+        dir_offset, dir_bytes = struct.unpack_from("<QI", header, 80)
+        slot, = struct.unpack_from("<I", header, 484)
+        return dir_offset + (slot - 1) * dir_bytes
+
     def reseal(self) -> None:
         header = bytearray(self.read(LEADER_AT, 512))
         dir_bytes = struct.unpack_from("<I", header, 88)[0]
-        struct.pack_into("<I", header, 92, dumpfmt.crc32c(self.read(DIR_AT, dir_bytes)))
+        struct.pack_into("<I", header, 92, dumpfmt.crc32c(self.read(self.dir_at, dir_bytes)))
         struct.pack_into("<I", header, 508, dumpfmt.crc32c(bytes(header[:508])))
         self.write(LEADER_AT, bytes(header))
         self.write(self.part_bytes - self.block, bytes(header))  # the trailer equals the leader
@@ -93,8 +100,8 @@ def check(run_dir, name: str):
     return validate.validate_run(run_dir).check(name)
 
 
-def call_entry_at(dump: dumpfmt.Dump, index: int) -> int:
-    return DIR_AT + 64 + 128 * len(dump.components) + 64 * len(dump.areas) + 24 * index
+def call_entry_at(doctor: Doctor, dump: dumpfmt.Dump, index: int) -> int:
+    return doctor.dir_at + 64 + 128 * len(dump.components) + 64 * len(dump.areas) + 24 * index
 
 
 def test_the_restarted_run_passes_every_oracle(restarted_run):
@@ -107,7 +114,7 @@ def test_protocol_fails_when_a_done_call_is_missing(restarted_run):
     """The DONE record turned into an ESTIMATE answered (a well-formed record, wrong protocol)."""
     doctor, dump = secondary_doctor(restarted_run)
     done = next(c for c in dump.calls if c.op == DONE)
-    with doctor.changed(call_entry_at(dump, done.index) + 4, bytes([ESTIMATE, done.generation, VALUE])):
+    with doctor.changed(call_entry_at(doctor, dump, done.index) + 4, bytes([ESTIMATE, done.generation, VALUE])):
         assert dumpfmt.read(doctor.image, doctor.part, doctor.part_bytes, doctor.block).status == "complete"
         result = check(restarted_run, "protocol")
     assert not result.ok and dump.components[done.component].name in " ".join(result.problems)
@@ -117,7 +124,7 @@ def test_protocol_fails_when_a_routine_is_called_again_without_call_on_restart(r
     doctor, dump = secondary_doctor(restarted_run)
     classic = next(c for c in dump.components if c.name == "smp-classic")
     start = next(c for c in dump.calls if c.component == classic.index and c.op == START)
-    with doctor.changed(call_entry_at(dump, start.index) + 5, bytes([2])):  # its START, now in generation 2
+    with doctor.changed(call_entry_at(doctor, dump, start.index) + 5, bytes([2])):  # its START, now in generation 2
         result = check(restarted_run, "protocol")
     assert not result.ok
 
@@ -126,7 +133,7 @@ def test_completeness_fails_on_a_wrong_exclusion_reason(restarted_run):
     """ras-negative excluded with EIO instead of ENODATA: a well-formed entry the model refuses."""
     doctor, dump = secondary_doctor(restarted_run)
     negative = next(c for c in dump.components if c.name == "ras-negative")
-    with doctor.changed(DIR_AT + 64 + 128 * negative.index + 40, struct.pack("<I", EIO)):
+    with doctor.changed(doctor.dir_at + 64 + 128 * negative.index + 40, struct.pack("<I", EIO)):
         assert dumpfmt.read(doctor.image, doctor.part, doctor.part_bytes, doctor.block).status == "complete"
         result = check(restarted_run, "completeness")
     assert not result.ok and "ras-negative" in " ".join(result.problems)
@@ -135,7 +142,7 @@ def test_completeness_fails_on_a_wrong_exclusion_reason(restarted_run):
 def test_completeness_fails_when_the_estimate_is_below_the_dumped_bytes(restarted_run):
     doctor, dump = secondary_doctor(restarted_run)
     classic = next(c for c in dump.components if c.name == "smp-classic")
-    with doctor.changed(DIR_AT + 64 + 128 * classic.index + 64, struct.pack("<Q", classic.dumped_bytes - 1)):
+    with doctor.changed(doctor.dir_at + 64 + 128 * classic.index + 64, struct.pack("<Q", classic.dumped_bytes - 1)):
         result = check(restarted_run, "completeness")
     assert not result.ok and f"smp-classic: estimate_bytes {classic.dumped_bytes - 1} below dumped_bytes" in \
         " ".join(result.problems)

@@ -87,7 +87,8 @@ def test_a_wrong_expectation_fails_the_verdict(tmp_path, guest_kernel):
     from harness import report as report_mod, validate
 
     scenario = json.loads((out / "scenario.json").read_text())
-    scenario["expect"] = "complete"
+    scenario["expect"] = "complete"  # and no fault to tell where it hit: the declaration stands
+    scenario["faults"] = []
     (out / "scenario.json").write_text(json.dumps(scenario))
     again = report_mod.build(out, validate.validate_run(out).to_dict(), {}, scenario=scenario)
     assert again["verdict"] == "fail" and again["outcome"] == "partial"
