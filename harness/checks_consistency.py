@@ -211,10 +211,10 @@ class _Sweep:
 
         def one(subset: list[int]) -> None:
             nonlocal made
-            missing = [self.units[i] for i in pending if i not in subset]
             self.tally.reordered += 1
             made += 1
-            self.classify(lambda s=subset, m=missing: self._describe_subset(s, m, t))
+            self.classify(lambda s=subset: self._describe_subset(
+                s, [self.units[i] for i in pending if i not in set(s)], t))
 
         for j in pending:  # each alone
             if made >= budget:
