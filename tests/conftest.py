@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,23 @@ def nothing_left_behind(tmp_path_factory):
             pass
     assert not leaked_pids, f"QEMU processes left running: {leaked_pids}"
     assert not leaked_dirs, f"temp dirs left behind: {leaked_dirs}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if report.when == "call":
+        item.stash[_PASSED] = report.passed
+
+
+_PASSED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(autouse=True)
+def a_passing_tests_directory_goes_at_once(request, tmp_path):
+    """A run directory holds GiBs (the disk image, its write log, the RAM snapshot): a passing
+    test's goes when it ends, so the suite's disk use is that of its largest test, not of all of
+    them; a failing test's stays for the post-mortem (pytest's basetemp, removed by make test)."""
+    yield
+    if request.node.stash.get(_PASSED, False):
+        shutil.rmtree(tmp_path, ignore_errors=True)

@@ -69,13 +69,15 @@ def test_missing_trace_fails(good_run):
     """Without the trace no flush is known: consistency must take every write as one a crash
     could lose, in any subset, and finds corrupt states among them."""
     (good_run.dir / "qemu-trace.log").unlink()
-    assert failed(validate_run(good_run.dir)) == {"write-sizes", "consistency"}
+    v = validate_run(good_run.dir)
+    assert failed(v) == {"write-sizes", "write-order", "consistency"}
+    assert "that the device's command log does not account for" in v.check("write-order").detail
 
 
 def test_empty_trace_for_an_existing_dump_fails(good_run):
     (good_run.dir / "qemu-trace.log").write_text("")
     v = validate_run(good_run.dir)
-    assert failed(v) == {"write-sizes", "consistency"}
+    assert failed(v) == {"write-sizes", "write-order", "consistency"}
     assert "no write was logged" in v.check("write-sizes").detail
 
 
