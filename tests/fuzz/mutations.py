@@ -257,8 +257,8 @@ def header_value_plausible(name: str, value: int, dev: Device) -> bool:
         return value >= max(b, h.min_transfer)
     if name == "min_transfer":
         return 0 < value <= min(h.max_transfer, b)
-    if name == "ram_bytes":  # at least the RAM dumped (too much fails the 99% coverage)
-        return value >= ram_dumped(dev)
+    if name == "ram_bytes":  # exactly the RAM dumped: completeness holds RAM areas to it, byte for byte
+        return value == ram_dumped(dev)
     if name == "restart_offset":  # a write on the primary, which the secondary's image cannot see
         return h.generation == 2 and (value == 0 or value >= LEADER_OFFSET)
     return False
