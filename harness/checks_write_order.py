@@ -199,8 +199,9 @@ def _done_rule(io: DeviceIO, headers: list[_Header], done_time: Optional[float],
     late = [c for c in io.commands if c.issued < done_time and (c.finished is None or c.finished > done_time)
             and not done_failed]
     for c in late[:3]:
-        when = "never finished" if c.finished is None else f"finished {(c.finished - done_time) * 1000:.2f} ms after"
-        problems.append(f"{c.describe(t0)} {when} the guest reported DONE")
+        when = ("never finished, though the guest had reported DONE" if c.finished is None
+                else f"finished {(c.finished - done_time) * 1000:.2f} ms after the guest reported DONE")
+        problems.append(f"{c.describe(t0)} {when}")
     after = [c for c in io.commands if c.issued >= done_time]
     if after:
         problems.append(f"{after[0].describe(t0)} was taken after the guest reported DONE")

@@ -94,7 +94,8 @@ def render(report: dict, console: Optional[Console] = None) -> None:
         console.print(f"[bold]fault[/] {fault.get('fault')}: " + (fault.get("action") or "")
                       + (f" ({fault['note']})" if fault.get("note") else ""))
     if report.get("outcome"):
-        console.print(f"[bold]outcome[/] {report['outcome']} (expected {report.get('expected_outcome')})"
+        console.print(f"[bold]outcome[/] {report['outcome']} (expected {report.get('expected_outcome')}"
+                      + (f", {report['expectation_why']}" if report.get("expectation_why") else "") + ")"
                       + (f": {report['outcome_why']}" if report.get("outcome_why") else ""))
     content = report.get("content") or {}
     if content.get("ram_bytes"):
@@ -119,8 +120,12 @@ def render(report: dict, console: Optional[Console] = None) -> None:
     if report["verdict"] == "pass":
         console.print("[bold green]PASS[/]")
     else:
-        failed = [c["name"] for c in report["checks"] if not c["ok"]]
-        why = ", ".join(failed)
+        failed = [c for c in report["checks"] if not c["ok"]]
+        # The root first: the failing check earliest in the data flow, with its detail; the
+        # others after it are often its echoes.
+        why = f"{failed[0]['name']} first: {failed[0].get('detail', '')}" if failed else ""
+        if len(failed) > 1:
+            why += f"; then {', '.join(c['name'] for c in failed[1:])}"
         if report.get("outcome") != report.get("expected_outcome", "complete"):
             why = ", ".join(filter(None, [why, f"outcome {report.get('outcome')}, expected "
                                                 f"{report.get('expected_outcome')}"]))

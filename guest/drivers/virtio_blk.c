@@ -470,7 +470,8 @@ static void unpin_dump_path(struct virtio_blk *d)
 
 /*
  * The deliberately wrong DUMPWRITEs of testfault=no-wait and testfault=early-flush (lib/testfault.h):
- * no-wait posts the write (and its flush) and returns without waiting for the device;
+ * no-wait posts a write that asks for a flush (the headers, the last writes of the dump) and its
+ * flush and returns without waiting for the device;
  * early-flush posts the flush before the write has completed (before it is even posted), so the
  * flush does not cover it.
  */
@@ -537,7 +538,7 @@ static int dump_write(struct virtio_blk *d, struct dumpdev *dev, struct uio *uio
 		return EINVAL;
 	}
 
-	if (testfault(TF_NO_WAIT) || (testfault(TF_EARLY_FLUSH) && total && (uio->uio_fmode & DUMP_FSYNC)))
+	if ((testfault(TF_NO_WAIT) || (testfault(TF_EARLY_FLUSH) && total)) && (uio->uio_fmode & DUMP_FSYNC))
 		return dump_write_wrongly(d, dev, uio, st, total);
 	if (total) {
 		uint64_t sector = (dev->part_lba * d->block_size + uio->uio_offset) / SECTOR_SIZE;
