@@ -294,14 +294,20 @@ def check_device(io: DeviceIO, final_image: Path, block_size: int, dump_id: byte
     with io.log.opener() as data:
         with DiskState(io.partition_offset, io.partition_bytes, initial, data, scratch_dir) as state:
             sweep = _Sweep(io, state, units, block_size, dump_id, final, seed)
-            sweep.prefixes()
+            # First whether the log explains the disk at all: if not, its states are not the
+            # disk's, and the sweep would judge something that never was.
+            for u in units:
+                state.apply(u.entry)
             differs = same_bytes(state, final_image, io.partition_offset)
             if differs is not None:
                 sweep.problem(f"the write log does not explain the final disk: replayed on the disk as it was "
                               f"before the run, it differs from the image at partition offset 0x{differs:x} "
-                              f"(a change that no logged write made)")
-        with DiskState(io.partition_offset, io.partition_bytes, initial, data, scratch_dir) as state:
-            sweep.reorders(state)
+                              f"(a change that no logged write made); its states were not examined")
+            else:
+                state.reset()
+                sweep.prefixes()
+                state.reset()
+                sweep.reorders(state)
     t = sweep.tally
     label = f"{io.role}: " if io.role != "primary" else ""
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(t.by_status.items()))

@@ -50,6 +50,8 @@ class DiskState(dumpfmt.Image):
         self._buf = self._map
         self._fd = None
         self._file_handle = None
+        self._initial = initial
+        self._touched: list[tuple[int, int]] = []  # ranges writes changed since the last reset
         self.applied: set[int] = set()  # log entry indexes applied
         self._undo: list[tuple[int, int, bytes]] = []
         self._crc_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -63,7 +65,20 @@ class DiskState(dumpfmt.Image):
             self._undo.append((entry.index, start, bytes(self._map[start:start + entry.length])))
         self._map[start:start + entry.length] = data
         self.applied.add(entry.index)
+        self._touched.append((start, start + entry.length))
         self._invalidate(start, start + entry.length)
+
+    def reset(self) -> None:
+        """Back to the partition as it was before the run: only the ranges writes changed are
+        put back, so this costs what was written, not the partition's size."""
+        for start, end in _merged(self._touched):
+            for pos in range(start, end, _STEP):
+                n = min(_STEP, end - pos)
+                self._map[pos:pos + n] = self._initial(self.partition_offset + pos, n)
+            self._invalidate(start, end)
+        self._touched.clear()
+        self._undo.clear()
+        self.applied.clear()
 
     def swap_out(self, entry: blklog.Entry, mark: int) -> bytes:
         """Put back, for a moment, what `entry`'s range held before it was applied (its undo

@@ -116,8 +116,10 @@ def test_a_write_log_missing_a_slot_write_the_image_holds_fails(make_run):
     v = validate_run(run.dir)
     assert "consistency" in failed(v)
     problems = v.check("consistency").problems
-    assert problems[0].startswith(f"the disk after 82 of 82 writes reads corrupt: directory slot {run.slot}: CRC32C")
-    assert problems[-1].startswith("the write log does not explain the final disk: replayed on the disk as it was before the run, it differs from the image at partition offset 0x1")
+    # The log no longer explains the disk: its states would not be the disk's, so none is judged.
+    assert problems == [f"the write log does not explain the final disk: replayed on the disk as it was before the "
+                        f"run, it differs from the image at partition offset 0x{victim.offset + 12:x} (a change that "
+                        f"no logged write made); its states were not examined"]
 
 
 def test_a_write_log_missing_a_body_write_the_image_holds_fails(make_run):
@@ -129,8 +131,7 @@ def test_a_write_log_missing_a_body_write_the_image_holds_fails(make_run):
     v = validate_run(run.dir)
     assert "consistency" in failed(v)
     problems = v.check("consistency").problems
-    assert problems[0].startswith("the disk after 73 of 82 writes reads corrupt: chunk")  # the body's hole
-    assert any(p.startswith("the write log does not explain the final disk") for p in problems)
+    assert len(problems) == 1 and problems[0].startswith("the write log does not explain the final disk")
 
 
 def test_an_image_changed_after_the_dump_is_not_explained_by_its_log(good_run):
@@ -140,7 +141,8 @@ def test_an_image_changed_after_the_dump_is_not_explained_by_its_log(good_run):
     v = validate_run(run.dir)
     assert v.check("consistency").problems == [
         f"the write log does not explain the final disk: replayed on the disk as it was before the run, it "
-        f"differs from the image at partition offset 0x{at:x} (a change that no logged write made)"]
+        f"differs from the image at partition offset 0x{at:x} (a change that no logged write made); its states "
+        f"were not examined"]
 
 
 def test_a_body_write_logged_twice_with_the_same_bytes_leaves_every_state_readable(make_run):
