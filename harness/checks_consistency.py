@@ -32,7 +32,7 @@ from typing import Callable, Optional
 from harness import blklog, dumpfmt
 from harness.checks_base import Check, make_check
 from harness.dumpio import DeviceIO, DumpCommand
-from harness.replay import DiskState, same_bytes
+from harness.replay import DiskState, same_bytes, touches
 
 MAX_PREFIX_STATES = 4000  # every boundary up to this many writes; sampled beyond
 MAX_REORDER_STATES = 3000  # per device
@@ -57,6 +57,7 @@ class Tally:
     prefix: int = 0
     reordered: int = 0
     groups: int = 0
+    read: int = 0  # states the reader actually read (the others changed no byte it looked at)
     by_status: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     first_complete: Optional[int] = None  # prefix length at which the disk first read complete
@@ -77,6 +78,9 @@ class _Sweep:
         self.final = final
         self.rng = random.Random(seed)
         self.cache = dumpfmt.ReadCache()
+        self._last: Optional[dumpfmt.Dump] = None  # the last state the reader read, and what it read
+        self._last_reads: list[tuple[int, int]] = []
+        self._changed: list[tuple[int, int]] = []  # bytes changed since
         self.tally = Tally()
         self.label = f"{io.role}: " if io.role != "primary" else ""
         part = io.partition_offset
@@ -92,7 +96,18 @@ class _Sweep:
             self.tally.problems.append(self.label + text)
 
     def classify(self, what: Callable[[], str]) -> dumpfmt.Dump:
-        d = dumpfmt.read(self.state, 0, self.state.size, self.block_size, dump_id=self.dump_id, cache=self.cache)
+        """The reader's verdict on the state, and the checks of its claims. The reader is a
+        function of the bytes it reads: when no byte it read for the last state it classified
+        has changed since, the verdict is the same, and it is not asked again."""
+        self._changed += self.state.take_changes()
+        if self._last is None or touches(self._changed, self._last_reads):
+            self.state.record_reads()
+            self._last = dumpfmt.read(self.state, 0, self.state.size, self.block_size, dump_id=self.dump_id,
+                                      cache=self.cache)
+            self._last_reads = self.state.recorded_reads()
+            self._changed = []
+            self.tally.read += 1
+        d = self._last
         self.tally.count(d.status)
         if d.status in ("corrupt", "unsupported"):
             self.problem(f"{what()} reads {d.status}: {d.reason}")
@@ -312,7 +327,7 @@ def check_device(io: DeviceIO, final_image: Path, block_size: int, dump_id: byte
     label = f"{io.role}: " if io.role != "primary" else ""
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(t.by_status.items()))
     summary = (f"{label}{t.states} states of {len(units)} writes ({t.prefix} at write boundaries, {t.reordered} "
-               f"reordered within {t.groups} groups of unflushed writes): {statuses}")
+               f"reordered within {t.groups} groups of unflushed writes; {t.read} read anew): {statuses}")
     return t, summary
 
 

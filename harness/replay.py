@@ -11,6 +11,7 @@ keeps, whatever the partition's size.
 """
 from __future__ import annotations
 
+import bisect
 import mmap
 import os
 import shutil
@@ -52,6 +53,8 @@ class DiskState(dumpfmt.Image):
         self._file_handle = None
         self._initial = initial
         self._touched: list[tuple[int, int]] = []  # ranges writes changed since the last reset
+        self._changes: list[tuple[int, int]] = []  # ranges changed since take_changes()
+        self._reads: Optional[list[tuple[int, int]]] = None  # ranges read while recording
         self.applied: set[int] = set()  # log entry indexes applied
         self._undo: list[tuple[int, int, bytes]] = []
         self._crc_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -114,12 +117,16 @@ class DiskState(dumpfmt.Image):
     def read(self, offset: int, length: int) -> bytes:
         if offset < 0 or length <= 0 or offset >= self.size:
             return b""
+        if self._reads is not None:
+            self._reads.append((offset, offset + length))
         return bytes(self._map[offset:offset + length])
 
     def first_data(self, start: int, end: int):
         end = min(end, self.size)
         if start >= end:
             return None
+        if self._reads is not None:
+            self._reads.append((start, end))
         nonzero = np.flatnonzero(np.frombuffer(self._map, np.uint8, end - start, start))
         return start + int(nonzero[0]) if len(nonzero) else None
 
@@ -128,6 +135,8 @@ class DiskState(dumpfmt.Image):
         `end`; served from the cache, recomputed where a write changed a chunk."""
         if offset < 0 or end > self.size or count <= 0 or chunk_size <= 0:
             return None if end > self.size else []
+        if self._reads is not None:
+            self._reads.append((offset, min(end, offset + count * chunk_size)))
         key = (offset, chunk_size)
         if key not in self._crc_cache:
             slots = max(1, -(-(self.size - offset) // chunk_size))
@@ -144,7 +153,21 @@ class DiskState(dumpfmt.Image):
             out.append(google_crc32c.value(self._map[lo:min(lo + chunk_size, end)]))
         return out
 
+    def take_changes(self) -> list[tuple[int, int]]:
+        """The ranges whose bytes may have changed since the last call."""
+        changes, self._changes = self._changes, []
+        return changes
+
+    def record_reads(self) -> None:
+        self._reads = []
+
+    def recorded_reads(self) -> list[tuple[int, int]]:
+        """The ranges read since record_reads(), merged."""
+        reads, self._reads = self._reads or [], None
+        return _merged(reads)
+
     def _invalidate(self, start: int, end: int) -> None:
+        self._changes.append((start, end))
         for (offset, chunk_size), (_, valid) in self._crc_cache.items():
             first = max(0, (start - offset) // chunk_size)
             last = (end - 1 - offset) // chunk_size
@@ -188,3 +211,15 @@ def same_bytes(state: DiskState, image_path: Path, partition_offset: int) -> Opt
                 diff = np.flatnonzero(a != b) if len(a) == len(b) else np.array([min(len(a), len(b))])
                 return pos + int(diff[0]) if len(diff) else pos + len(a)
     return None
+
+
+def touches(changes: list[tuple[int, int]], ranges: list[tuple[int, int]]) -> bool:
+    """Whether any of `changes` overlaps any of `ranges` (merged and sorted)."""
+    starts = [r[0] for r in ranges]
+    for start, end in changes:
+        i = bisect.bisect_right(starts, start) - 1
+        if i >= 0 and ranges[i][1] > start:
+            return True
+        if i + 1 < len(ranges) and ranges[i + 1][0] < end:
+            return True
+    return False
