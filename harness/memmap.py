@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from harness.ranges import merged
+
 MBI_ADDR = 0x9500
 MMAP_ADDR = 0x9000
 MBI_FLAG_MMAP = 1 << 6
@@ -54,32 +56,6 @@ def from_multiboot(read: Callable[[int, int], Optional[bytes]]) -> tuple[list[Re
             regions.append(Region(base, size_bytes, kind))
         at += size + 4
     return regions, ""
-
-
-def merged(ranges) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for start, end in sorted(ranges):
-        if out and start <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
-        elif end > start:
-            out.append((start, end))
-    return out
-
-
-def minus(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Ranges of a not in b (both merged)."""
-    out = []
-    for start, end in a:
-        pos = start
-        for bs, be in b:
-            if be <= pos or bs >= end:
-                continue
-            if bs > pos:
-                out.append((pos, bs))
-            pos = max(pos, be)
-        if pos < end:
-            out.append((pos, end))
-    return out
 
 
 def usable(regions: list[Region]) -> list[tuple[int, int]]:

@@ -23,6 +23,7 @@ import google_crc32c
 import numpy as np
 
 from harness import blklog, dumpfmt
+from harness.ranges import merged
 
 _STEP = 8 << 20
 
@@ -74,7 +75,7 @@ class DiskState(dumpfmt.Image):
     def reset(self) -> None:
         """Back to the partition as it was before the run: only the ranges writes changed are
         put back, so this costs what was written, not the partition's size."""
-        for start, end in _merged(self._touched):
+        for start, end in merged(self._touched):
             for pos in range(start, end, _STEP):
                 n = min(_STEP, end - pos)
                 self._map[pos:pos + n] = self._initial(self.partition_offset + pos, n)
@@ -164,7 +165,7 @@ class DiskState(dumpfmt.Image):
     def recorded_reads(self) -> list[tuple[int, int]]:
         """The ranges read since record_reads(), merged."""
         reads, self._reads = self._reads or [], None
-        return _merged(reads)
+        return merged(reads)
 
     def _invalidate(self, start: int, end: int) -> None:
         self._changes.append((start, end))
@@ -186,16 +187,6 @@ class DiskState(dumpfmt.Image):
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _merged(ranges) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for start, end in sorted(ranges):
-        if out and start <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
-        else:
-            out.append((start, end))
-    return out
 
 
 def same_bytes(state: DiskState, image_path: Path, partition_offset: int) -> Optional[int]:

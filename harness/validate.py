@@ -27,7 +27,7 @@ from typing import Optional
 
 from harness import canary, cmdlog, dumpio, fxsave, memmap
 from harness import crash as crash_mod
-from harness import dumpfmt, gpt, layout as layout_mod
+from harness import dumpfmt, gpt, layout as layout_mod, ranges
 from harness import faults as faults_mod
 from harness.checks_base import Check, load_json, make_check, require_int
 from harness.checks_canary import check_canary, check_unchanged_since
@@ -753,7 +753,7 @@ def _ram_coverage(dump: dumpfmt.Dump, dumped: list, memory_map: Optional[list], 
     kinds = {c.index for c in dumped if c.kind in (ComponentKind.RAM, ComponentKind.KERNEL)}
     areas = sorted((a.phys_addr, a.phys_addr + a.length, a.name) for a in dump.areas if a.component in kinds)
     problems = [f"RAM areas {a[2]} and {b[2]} overlap at 0x{b[0]:x}" for a, b in zip(areas, areas[1:]) if b[0] < a[1]]
-    covered = memmap.merged((start, end) for start, end, _ in areas)
+    covered = ranges.merged((start, end) for start, end, _ in areas)
     total = sum(end - start for start, end in covered)
     if memory_map is None:
         if map_source:  # a run, whose snapshot should hold the map: why it does not
@@ -763,10 +763,10 @@ def _ram_coverage(dump: dumpfmt.Dump, dumped: list, memory_map: Optional[list], 
         return problems, f"RAM+KERNEL areas {total} bytes, each once, = the header's ram_bytes (no memory map)"
     usable = memmap.usable(memory_map)
     usable_bytes = sum(end - start for start, end in usable)
-    for start, end in memmap.minus(usable, covered)[:4]:
+    for start, end in ranges.minus(usable, covered)[:4]:
         problems.append(f"usable RAM [0x{start:x}, 0x{end:x}) ({end - start} bytes, {map_source}) is in no RAM or "
                         f"KERNEL area: the dump left it out")
-    for start, end in memmap.minus(covered, usable)[:4]:
+    for start, end in ranges.minus(covered, usable)[:4]:
         problems.append(f"RAM or KERNEL areas cover [0x{start:x}, 0x{end:x}), which {map_source} does not call usable")
     if h.ram_bytes != usable_bytes:
         problems.append(f"the header's ram_bytes is {h.ram_bytes}, the usable RAM of {map_source} is {usable_bytes}")

@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import dumpfmt, layout as layout_mod, validate
+from harness import dumpfmt, layout as layout_mod, ranges as ranges_mod, validate
 from harness.dumpfmt import HEADER_SIZE, LEADER_OFFSET, PAGE
 
 DIR_HEADER = 64
@@ -232,7 +232,7 @@ class Bench:
 
     def touched_only(self, ranges: list[tuple[int, int]]) -> bool:
         """Every changed byte lies inside ranges."""
-        outside = _complement(ranges, self.dev.size)
+        outside = ranges_mod.minus([(0, self.dev.size)], ranges_mod.merged(ranges))
         return not self.changed_within(outside)
 
     # -- undo ------------------------------------------------------------------------------
@@ -251,14 +251,3 @@ class Bench:
                 dst.write(src.read(e - s))
         self.touched.clear()
         self.truncated_to = None
-
-
-def _complement(ranges: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
-    out, pos = [], 0
-    for s, e in sorted(ranges):
-        if s > pos:
-            out.append((pos, s))
-        pos = max(pos, e)
-    if pos < size:
-        out.append((pos, size))
-    return out
