@@ -15,7 +15,8 @@ device:
    and for a COMPLETE header the end marker (and, for the leader, the trailer).
 3. A slot is written only while no leader that names it may be on disk: the last durable
    leader and every leader taken after it name the other slot.
-4. No byte of the body is written twice.
+4. No byte of the body is written twice, save by a retry: the same transfer (place, length and
+   bytes, read from the write log) sent again.
 5. Every write and flush finished before the DONE line's first byte reached the result channel,
    and the final leader was durable by then.
 
@@ -114,7 +115,7 @@ def device_problems(io: DeviceIO, done_time: Optional[float], expect_done: bool,
         elif region == "body":
             body_ranges.append((w.offset, w.end, w))
 
-    problems += [label + p for p in _body_written_once(body_ranges, t0)]
+    problems += [label + p for p in _body_written_once(io, body_ranges, t0)]
     for hdr in headers:
         problems += [label + p for p in _vouch_rule(io, geo, hdr, writes, t0)]
     problems += [label + p for p in _done_rule(io, headers, done_time, expect_done, t0, done_failed)]
@@ -139,14 +140,25 @@ def _slot_rule(io: DeviceIO, w: DumpCommand, slot: int, headers: list[_Header], 
             f"(no leader naming the other slot was durable yet)"]
 
 
-def _body_written_once(ranges: list[tuple[int, int, DumpCommand]], t0: float) -> list[str]:
+def _body_written_once(io: DeviceIO, ranges: list[tuple[int, int, DumpCommand]], t0: float) -> list[str]:
     ranges = sorted(ranges, key=lambda r: (r[0], r[2].index))
     problems = []
     for (a0, a1, wa), (b0, b1, wb) in zip(ranges, ranges[1:]):
-        if b0 < a1:
+        if b0 < a1 and not _a_retry(io, wa, wb):
             problems.append(f"{wb.describe(t0)} writes body bytes that {wa.describe(t0)} already wrote "
-                            f"(the body is written once)")
+                            f"(the body is written once; a retry sends the same transfer again)")
     return problems
+
+
+def _a_retry(io: DeviceIO, first: DumpCommand, again: DumpCommand) -> bool:
+    """The same transfer sent again: same place, same length, same bytes (docs/dump-format.md, Body)."""
+    if (first.offset, first.length) != (again.offset, again.length) or io.log is None:
+        return False
+    return _bytes_of(io, first) == _bytes_of(io, again)
+
+
+def _bytes_of(io: DeviceIO, w: DumpCommand) -> bytes:
+    return b"".join(io.log.data(e) for e in w.entries)
 
 
 def _vouch_rule(io: DeviceIO, geo: _Geometry, hdr: _Header, writes: list[DumpCommand], t0: float) -> list[str]:

@@ -17,6 +17,7 @@ The trace events, by device family (the events each disk kind needs: `trace_even
                  virtio_set_status vdev V val X                                              0: reset
     SCSI         scsi_req_parsed target T lun L tag G command C dir D length N               taken
                  scsi_req_parsed_lba target T lun L tag G command C lba X                    its LBA
+                 scsi_req_build_sense target T lun L tag G key K asc A ascq Q                it failed
                  scsi_req_dequeue target T lun L tag G                                       finished
                  scsi_req_cancel target T lun L tag G                                        dropped
                  virtio_scsi_tmf_req lun=L tag=G subtype=S                                   task management
@@ -41,6 +42,7 @@ SCSI_WRITE = {0x0A: "WRITE(6)", 0x2A: "WRITE(10)", 0xAA: "WRITE(12)", 0x8A: "WRI
               0x2E: "WRITE AND VERIFY(10)", 0x8E: "WRITE AND VERIFY(16)",
               0x41: "WRITE SAME(10)", 0x93: "WRITE SAME(16)"}
 SCSI_READ = {0x08: "READ(6)", 0x28: "READ(10)", 0xA8: "READ(12)", 0x88: "READ(16)"}
+CHECK_CONDITION = 0x02
 SCSI_FLUSH = {0x35: "SYNCHRONIZE CACHE(10)", 0x91: "SYNCHRONIZE CACHE(16)"}
 TMF_NAMES = {0: "ABORT TASK", 1: "ABORT TASK SET", 2: "CLEAR ACA", 3: "CLEAR TASK SET", 4: "I_T NEXUS RESET",
              5: "LOGICAL UNIT RESET", 6: "QUERY TASK", 7: "QUERY TASK SET"}
@@ -48,7 +50,7 @@ TMF_ABORTS = {0, 1, 3, 4, 5}  # the ones that end commands
 
 VIRTIO_BLK_EVENTS = ["virtio_blk_handle_write", "virtio_blk_handle_read", "virtio_blk_req_complete",
                      "virtio_queue_notify", "virtio_set_status"]
-SCSI_EVENTS = ["scsi_req_parsed", "scsi_req_parsed_lba", "scsi_req_dequeue", "scsi_req_cancel",
+SCSI_EVENTS = ["scsi_req_parsed", "scsi_req_parsed_lba", "scsi_req_build_sense", "scsi_req_dequeue", "scsi_req_cancel",
                "virtio_scsi_tmf_req", "virtio_set_status", "lsi_reset", "lsi_do_msgout_abort",
                "lsi_do_msgout_busdevicereset", "lsi_do_msgout_clearqueue"]
 # A CPU reset (system_reset, a reboot): what the devices do after it is the next boot's.
@@ -77,7 +79,7 @@ class Command:
     issued: float
     completed: Optional[float] = None
     cancelled: Optional[float] = None
-    status: Optional[int] = None
+    status: Optional[int] = None  # virtio-blk: its status byte; SCSI: 0x02KKAAQQ, CHECK CONDITION and its sense
     retries: int = 0  # times the device took it again after parking it (a stop on error)
 
     @property
@@ -218,6 +220,13 @@ class _Builder:
         cmd = self.open.get((f"scsi:{a['target']}:{a['lun']}", a["tag"]))
         if cmd is not None and cmd.kind in ("write", "read"):
             cmd.offset = _int(a["lba"]) * self.block_size
+
+    def on_scsi_req_build_sense(self, t, a):
+        # A command ending in CHECK CONDITION gets its sense data built first (a failed read or
+        # write: scsi-disk's rw error path, or the bus refusing it); its status is the sense.
+        cmd = self.open.get((f"scsi:{a['target']}:{a['lun']}", a["tag"]))
+        if cmd is not None:
+            cmd.status = CHECK_CONDITION << 24 | _int(a["key"]) << 16 | _int(a["asc"]) << 8 | _int(a["ascq"])
 
     def on_scsi_req_cancel(self, t, a):
         cmd = self.open.get((f"scsi:{a['target']}:{a['lun']}", a["tag"]))

@@ -132,3 +132,19 @@ def test_scsi_write_to_another_disk_fails(good_run):
     v = validate_run(good_run.dir)
     assert failed(v) == {"write-sizes"}
     assert "target 3" in v.check("write-sizes").detail
+
+
+def test_a_scsi_command_with_sense_failed_and_one_without_finished():
+    trace = [
+        "1@10.000001:scsi_req_parsed target 0 lun 0 tag 1 command 42 dir 2 length 4096",
+        "1@10.000002:scsi_req_parsed_lba target 0 lun 0 tag 1 command 42 lba 8",
+        "1@10.000003:scsi_req_parsed target 0 lun 0 tag 2 command 42 dir 2 length 4096",
+        "1@10.000004:scsi_req_parsed_lba target 0 lun 0 tag 2 command 42 lba 16",
+        # EIO through scsi-disk's error path: MEDIUM ERROR, unrecovered read/write error
+        "1@10.000005:scsi_req_build_sense target 0 lun 0 tag 1 key 0x03 asc 0x11 ascq 0x00",
+        "1@10.000006:scsi_req_dequeue target 0 lun 0 tag 1",
+        "1@10.000007:scsi_req_dequeue target 0 lun 0 tag 2",
+    ]
+    failed_write, good_write = cmdlog.parse(trace, 512).commands
+    assert failed_write.status == 0x02031100 and failed_write.completed == 10.000006
+    assert good_write.status is None and good_write.completed == 10.000007
