@@ -54,6 +54,10 @@ def test_a_broken_guest_fails_the_oracle_for_its_bug(tmp_path, guest_kernel, wor
     assert failed[0] == min(failed, key=CHECK_ORDER.index)
     assert report["first_failed"] == failed[0]
     assert CHECK_ORDER.index(failed[0]) <= CHECK_ORDER.index(failing[0]), details
-    if word == "no-wait":  # the guest said DONE with its last writes still in flight
+    if word == "no-wait":
+        # The throttle holds each write while the flush posted behind it passes (QEMU does not
+        # throttle flushes), so some write was not durable when the guest relied on it. Whether
+        # the DONE line also overtakes the last writes is a race in time: the DONE rule is shown
+        # on doctored evidence (tests/unit/test_write_order.py).
         problems = next(c["problems"] for c in report["checks"] if c["name"] == "write-order")
-        assert any("the guest reported DONE" in p or "had reported DONE" in p for p in problems), problems
+        assert any("durable" in p for p in problems), problems
