@@ -16,6 +16,7 @@
 #include "kern/samples.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/pin.h"
+#include "arch/x86/usermode.h"
 #include "dump/dumptable.h"
 #include "dump/ras.h"
 #include "kern/memmap.h"
@@ -43,10 +44,10 @@ uint64_t samples_seed(const char *name, uint32_t k)
 	return (uint64_t)crc32c(name, strlen(name)) << 32 | k;
 }
 
-void pattern_fill_seed(uint64_t seed, void *dst, uint64_t len)
+static uint64_t pattern_fill_here(uint64_t seed, uint64_t dst, uint64_t len)
 {
 	uint64_t x = seed ^ 0x9E3779B97F4A7C15ull;
-	uint8_t *p = dst;
+	uint8_t *p = (uint8_t *)(uintptr_t)dst;
 
 	while (len) {
 		uint64_t word;
@@ -61,6 +62,14 @@ void pattern_fill_seed(uint64_t seed, void *dst, uint64_t len)
 		p += n;
 		len -= n;
 	}
+	return 0;
+}
+
+/* A pure loop over memory: in ring 3, which runs natively where ring 0 is emulated
+ * (arch/x86/user_entry.S); it fills ~150 KiB at boot and the staging buffers in the dump. */
+void pattern_fill_seed(uint64_t seed, void *dst, uint64_t len)
+{
+	run_unprivileged(pattern_fill_here, seed, (uintptr_t)dst, len);
 }
 
 /* ---- bookkeeping ------------------------------------------------------------------------ */
