@@ -55,10 +55,11 @@ fuzz: setup
 	DUMPBED_FUZZ=long $(PY) -m pytest -q tests/fuzz --basetemp=runs/fuzz-tmp $(FUZZ_ARGS); \
 	  status=$$?; rm -rf runs/fuzz-tmp; exit $$status
 
-# docs/faults.md's whole matrix: every crash kind x fault x disk (about 200 runs).
+# The long sweeps (tests marked `matrix`), whole: docs/faults.md's every crash kind x fault x
+# disk (about 200 runs), a kill at every write of a dump, a 5 GiB guest.
 matrix: setup
 	@mkdir -p runs
-	DUMPBED_FULL_MATRIX=1 $(PY) -m pytest -q tests/integration/test_faults.py -k test_fault_matrix \
+	DUMPBED_FULL_MATRIX=1 $(PY) -m pytest -q tests/integration -m matrix \
 	  --basetemp=runs/matrix-tmp; status=$$?; rm -rf runs/matrix-tmp; exit $$status
 
 bench: setup

@@ -42,6 +42,7 @@ def cmd_run(args) -> int:
 
     out = Path(args.out) if args.out else _default_out(args.disk, args.crash)
     scenario = Scenario(out_dir=out, disk=args.disk, crash=args.crash, memory_bytes=parse_size(args.memory),
+                        ram_below_4g=parse_size(args.ram_below_4g) if args.ram_below_4g else None,
                         accel=args.accel, firmware=args.firmware, block_size=args.block_size,
                         fill=not args.no_fill, target=args.target, lun=args.lun,
                         disk_size=parse_size(args.disk_size) if args.disk_size else None,
@@ -134,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--disk", default="virtio-blk", choices=list(DISK_KINDS))
     run.add_argument("--crash", default="nmi")
     run.add_argument("--memory", default="256M", help="guest RAM, e.g. 64M, 1G (default 256M)")
+    run.add_argument("--ram-below-4g", metavar="SIZE",
+                     help="RAM below 4 GiB (QEMU's max-ram-below-4g); the rest of --memory lies above "
+                          "4 GiB, e.g. --memory 96M --ram-below-4g 64M")
     run.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
     run.add_argument("--firmware", default="qboot", choices=["qboot", "seabios"])
     run.add_argument("--block-size", type=int, default=512, choices=[512, 4096])

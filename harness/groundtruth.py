@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Optional
 
 from harness.machine import Machine
 from harness.memory import ram_regions
@@ -56,11 +57,11 @@ def parse_fpu(text: str) -> dict:
             "fpr": [fpr[i] for i in range(8)], "xmm": [xmm[i] for i in range(16)]}
 
 
-def take(machine: Machine, snapshot_dir: Path, ram_bytes: int) -> dict:
+def take(machine: Machine, snapshot_dir: Path, ram_bytes: int, max_below_4g: Optional[int] = None) -> dict:
     """Save RAM (pmemsave, one file per region) and registers. The VM must be stopped."""
     snapshot_dir.mkdir(parents=True, exist_ok=True)
     regions = []
-    for phys, length in ram_regions(ram_bytes):
+    for phys, length in ram_regions(ram_bytes, max_below_4g):
         name = f"mem-{phys:016x}.bin"
         # QEMU writes the file itself: the path must be absolute (its cwd is a scratch dir).
         machine.qmp.command(

@@ -116,6 +116,7 @@ class MachineConfig:
     cmdline: str
     memory_bytes: int
     accel: str  # "kvm" or "tcg", already chosen
+    ram_below_4g: Optional[int] = None  # the pc machine's max-ram-below-4g: the rest lies above 4 GiB
     firmware: str = "qboot"
     devices: list[str] = field(default_factory=list)  # disk and controller arguments (topology)
     extra_args: list[str] = field(default_factory=list)
@@ -145,7 +146,7 @@ class Machine:
         mem_mib = c.memory_bytes // (1024 * 1024)
         argv = [
             QEMU_BINARY,
-            "-machine", "pc",
+            "-machine", "pc" + (f",max-ram-below-4g={c.ram_below_4g}" if c.ram_below_4g else ""),
             "-accel", c.accel,
             "-cpu", accel_mod.cpu_model(c.accel),
             "-smp", "1",

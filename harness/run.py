@@ -31,6 +31,7 @@ EXIT_FAILED = 69
 GIB = 1 << 30
 MIB = 1 << 20
 OTHER_DISK_RAM = 16 * MIB
+RAM_BELOW_4G_MIN = 32 * MIB  # the kernel, its pinned pool and the low-memory areas fit
 PROMPT = r"dumpbed> "  # the other disks get a small layout of their own
 DUMP_NODE = "disk0"  # the dump disk's node name (its device is DUMP_NODE-dev)
 
@@ -41,6 +42,8 @@ class Scenario:
     disk: str = "virtio-blk"
     crash: str = "nmi"
     memory_bytes: int = 256 << 20
+    # QEMU's max-ram-below-4g: RAM past it lies above 4 GiB, so a small guest has high memory
+    ram_below_4g: Optional[int] = None
     accel: str = "auto"
     firmware: str = "qboot"
     block_size: int = 512
@@ -99,6 +102,11 @@ def check_scenario(scenario: Scenario) -> tuple[list[str], list[faults_mod.Fault
     crash_mod.get(scenario.crash)
     if not 0 <= scenario.level <= 9:
         raise DumpbedError(f"--level {scenario.level}: the dump detail level is 0..9")
+    below = scenario.ram_below_4g
+    if below is not None and not (RAM_BELOW_4G_MIN <= below < scenario.memory_bytes and below % (2 * MIB) == 0):
+        raise DumpbedError(f"--ram-below-4g {below // MIB}M: must be a multiple of 2M, at least "
+                           f"{RAM_BELOW_4G_MIN // MIB}M and below the guest's {scenario.memory_bytes // MIB}M "
+                           f"of RAM (the rest lies above 4 GiB)")
     components = list(samples.resolve_components(scenario.components))
     faults = [faults_mod.parse(spec) for spec in scenario.faults]
     faults_mod.check_combination(faults, scenario.disk, scenario.secondary)
@@ -141,7 +149,7 @@ def run(scenario: Scenario) -> RunOutcome:
         cmdline += f" {word}"
     (out / "scenario.json").write_text(json.dumps({
         "version": 1, "disk": scenario.disk, "crash": scenario.crash,
-        "memory_bytes": scenario.memory_bytes, "accel": accel, "firmware": scenario.firmware,
+        "memory_bytes": scenario.memory_bytes, "ram_below_4g": scenario.ram_below_4g, "accel": accel, "firmware": scenario.firmware,
         "block_size": scenario.block_size, "dump_id": dump_id, "fill_seed": fill_seed,
         "workload": scenario.workload, "stop_disk": scenario.stop_disk,
         "topology": topology.to_json(), "cmdline": cmdline,
@@ -158,6 +166,7 @@ def run(scenario: Scenario) -> RunOutcome:
 
     config = MachineConfig(
         kernel=kernel, cmdline=cmdline, memory_bytes=scenario.memory_bytes, accel=accel,
+        ram_below_4g=scenario.ram_below_4g,
         firmware=scenario.firmware, devices=topology.qemu_args(),
         trace_events=list(dict.fromkeys(
             writelog.trace_events(scenario.disk, scenario.secondary or scenario.disk)
@@ -192,7 +201,7 @@ def run(scenario: Scenario) -> RunOutcome:
             data_offset = layout_mod.load(out / "layout.json").data_offset
             faultrun.hold_runtime(machine, DUMP_NODE, data_offset, limits["boot"], hold_log)
         machine.stop()
-        groundtruth.take(machine, out / "snapshot", scenario.memory_bytes)
+        groundtruth.take(machine, out / "snapshot", scenario.memory_bytes, scenario.ram_below_4g)
         if scenario.on_paused:
             scenario.on_paused(machine)
         # From the crash on, every byte the guest writes to its result channel is traced with

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from harness import accel, images
@@ -9,6 +11,12 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+# `make matrix` (DUMPBED_FULL_MATRIX=1) runs the tests marked `matrix` whole; `make test` runs a
+# sample of each sweep, and skips the tests that are too long for it (`matrix_only`).
+FULL = bool(os.environ.get("DUMPBED_FULL_MATRIX"))
+matrix_only = pytest.mark.skipif(not FULL, reason="too long for make test: make matrix runs it")
 
 
 @pytest.fixture(scope="session")

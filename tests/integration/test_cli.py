@@ -108,6 +108,8 @@ def test_any_flipped_byte_in_a_real_dump_disk_fails_validation(good_run, fractio
     ["run", "--memory", "lots"],
     ["run", "--disk", "floppy"],
     ["run", "--crash", "meteor", "--out", "{tmp}/x"],
+    ["run", "--memory", "64M", "--ram-below-4g", "64M", "--out", "{tmp}/x"],
+    ["run", "--memory", "96M", "--ram-below-4g", "33M", "--out", "{tmp}/x"],
     ["validate", "/nonexistent/dir"],
     ["show", "/nonexistent.img"],
     ["validate", "{tmp}/garbage.img"],
@@ -118,3 +120,4 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "x").exists()  # refused before anything was written

@@ -4,13 +4,13 @@ leak guard (tests/conftest.py) checks that no QEMU process, socket or temp dir i
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from harness import blklog, dumpfmt, faults, layout
 from harness.crash import CRASHES
 from harness.run import Scenario, run_and_validate
+from tests.integration.conftest import FULL
 
 MIB = 1 << 20
 DISKS = ["virtio-blk", "virtio-scsi", "lsi"]
@@ -43,12 +43,12 @@ def applicable(fault: str, disk: str) -> bool:
     return disk in faults.parse(fault).kind.disks  # unplug needs a SCSI disk (docs/faults.md)
 
 
-# `make matrix` (DUMPBED_FULL_MATRIX=1): every crash kind x fault x disk; `make test`: every
-# fault x disk with the NMI, and every crash kind with two faults (below).
-FULL = bool(os.environ.get("DUMPBED_FULL_MATRIX"))
+# `make matrix`: every crash kind x fault x disk; `make test`: every fault x disk with the NMI,
+# and every crash kind with two faults (below).
 MATRIX_CRASHES = list(CRASHES) if FULL else ["nmi"]
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("crash,fault,outcome,disk", [
     pytest.param(c, f, o, d, id=f"{c}-{f.split('=')[0].split('@')[0]}-{d}")
     for c in MATRIX_CRASHES for f, o in MATRIX for d in DISKS if applicable(f, d)])
@@ -144,6 +144,7 @@ def test_kill_stops_at_exactly_the_nth_write(tmp_path, guest_kernel, n, outcome)
     assert f"write {n} of" in log["stopped_write"], log
 
 
+@pytest.mark.matrix
 def test_kill_at_every_point_of_a_dump(tmp_path, guest_kernel):
     """A sweep of kill points over one whole dump (every write in `make matrix`, a sample here,
     the last writes always: between the trailer and the final leader, and after the commit):

@@ -5,7 +5,7 @@ import pytest
 
 from harness import validate
 from harness.run import Scenario, run_and_validate
-from tests.integration.conftest import accel_params
+from tests.integration.conftest import accel_params, matrix_only
 from tests.integration.test_virtio_blk_nmi import assert_passed
 
 MIB = 1 << 20
@@ -55,6 +55,18 @@ def test_other_disks_on_the_hba_are_left_alone(tmp_path, guest_kernel, hba):
 
 
 def test_lsi_dumps_memory_above_4g_through_a_bounce_buffer(tmp_path, guest_kernel):
+    """32 of the guest's 96 MiB lie above 4 GiB (QEMU's max-ram-below-4g), out of the LSI's
+    32-bit DMA reach."""
+    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk="lsi", memory_bytes=96 * MIB,
+                                          ram_below_4g=64 * MIB, accel="auto"))
+    assert_passed(report)
+    assert any(a["phys_addr"] >= 4 << 30 for a in report["dump"]["areas"])
+
+
+@pytest.mark.matrix
+@matrix_only
+def test_lsi_dumps_a_5_gib_guest(tmp_path, guest_kernel):
+    """QEMU's own split (3 GiB below 4 GiB, 2 above): a dump past 4 GiB of body offsets."""
     _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk="lsi", memory_bytes=5 << 30,
                                           accel="auto"))
     assert_passed(report)

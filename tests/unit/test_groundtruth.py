@@ -40,6 +40,10 @@ def test_ram_split_matches_pc_machine():
     assert ram_regions(256 << 20) == [(0, 256 << 20)]
     assert ram_regions(0xE0000000 - 4096) == [(0, 0xE0000000 - 4096)]
     assert ram_regions(6 << 30) == [(0, 0xC0000000), (4 << 30, (6 << 30) - 0xC0000000)]
+    # max-ram-below-4g: a small guest with RAM above 4 GiB; a limit above the RAM changes nothing
+    assert ram_regions(96 << 20, 64 << 20) == [(0, 64 << 20), (4 << 30, 32 << 20)]
+    assert ram_regions(64 << 20, 128 << 20) == [(0, 64 << 20)]
+    assert ram_regions(6 << 30, 2 << 30) == [(0, 2 << 30), (4 << 30, 4 << 30)]
 
 
 @pytest.mark.parametrize("text,value", [("256M", 256 << 20), ("1G", 1 << 30), ("64MiB", 64 << 20), ("4096", 4096)])
