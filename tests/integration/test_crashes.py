@@ -24,8 +24,8 @@ def assert_passed(report: dict) -> None:
     assert report["dump"]["status"] == "complete"
 
 
-def crash_record(run_dir, recipe) -> validate.Check:
-    dump = validate.validate_run(run_dir).dump
+def crash_record(dump, run_dir, recipe) -> validate.Check:
+    """The crash-record check alone, on the run's dump (read once) and its files as they are now."""
     registers = validate.load_registers(run_dir / "snapshot" / "registers.json")
     return validate.check_crash_record(dump, registers, recipe, run_dir)
 
@@ -42,7 +42,8 @@ def test_crash_kind(tmp_path, guest_kernel, accel, kind):
     assert_passed(report)
     assert outcome.exit_status == 67
     recipe = crash_mod.get(kind)
-    header = validate.validate_run(run_dir).dump.header
+    dump = validate.validate_run(run_dir).dump
+    header = dump.header
     assert (header.crash_reason, header.crash_vector, header.crash_error_code, header.crash_fault_addr) == (
         recipe.reason, recipe.vector, recipe.error_code, recipe.fault_addr)
     detail = next(c for c in report["checks"] if c["name"] == "crash-record")["detail"]
@@ -53,10 +54,10 @@ def test_crash_kind(tmp_path, guest_kernel, accel, kind):
     wrong = {"vector": recipe.vector ^ 1, "error_code": recipe.error_code ^ 0x10,
              "fault_addr": recipe.fault_addr ^ 0x1000}
     for field, value in wrong.items():
-        check = crash_record(run_dir, dataclasses.replace(recipe, **{field: value}))
+        check = crash_record(dump, run_dir, dataclasses.replace(recipe, **{field: value}))
         assert not check.ok and f"crash_{field}" in " ".join(check.problems), (field, check.problems)
     other = "panic" if kind != "panic" else "nmi"
-    check = crash_record(run_dir, other)
+    check = crash_record(dump, run_dir, other)
     assert not check.ok and "crash_vector" in " ".join(check.problems), check.problems
 
     if recipe.rip_in:  # rip must be in the function: move the function and it is not
@@ -64,20 +65,20 @@ def test_crash_kind(tmp_path, guest_kernel, accel, kind):
         symbols = json.loads(path.read_text())
         symbols[recipe.rip_in]["address"] += 0x1000
         path.write_text(json.dumps(symbols))
-        check = crash_record(run_dir, recipe)
+        check = crash_record(dump, run_dir, recipe)
         assert not check.ok and f"is not in {recipe.rip_in}" in " ".join(check.problems), check.problems
     if recipe.same_registers is not None:  # the registers that must not move, moved
         regs_path = run_dir / "snapshot" / "registers.json"
         regs = json.loads(regs_path.read_text())
         regs["cr3"] ^= 0x1000
         regs_path.write_text(json.dumps(regs))
-        check = crash_record(run_dir, recipe)
+        check = crash_record(dump, run_dir, recipe)
         assert not check.ok and "register cr3" in " ".join(check.problems)
     if kind == "nested":  # no note from the guest: the second NMI was not seen
         console = run_dir / "console.log"
         console.write_bytes(console.read_bytes().replace(crash_mod.NESTED_NOTE.encode(), b"x"))
-        check = crash_record(run_dir, recipe)
+        check = crash_record(dump, run_dir, recipe)
         assert not check.ok and "second NMI was not seen" in " ".join(check.problems)
         (run_dir / crash_mod.NESTED_FILE).unlink()
-        check = crash_record(run_dir, recipe)
+        check = crash_record(dump, run_dir, recipe)
         assert not check.ok and "never injected" in " ".join(check.problems)
