@@ -80,7 +80,9 @@ class _Sweep:
         self.cache = dumpfmt.ReadCache()
         self._last: Optional[dumpfmt.Dump] = None  # the last state the reader read, and what it read
         self._last_reads: list[tuple[int, int]] = []
-        self._changed: list[tuple[int, int]] = []  # bytes changed since
+        self._read_starts: list[int] = []  # their starts, for the bisection of touches()
+        self._stale = False  # a byte changed since
+        self._claims_of: Optional[tuple[dumpfmt.Dump, tuple[set[int], Optional[str]]]] = None
         self.tally = Tally()
         self.label = f"{io.role}: " if io.role != "primary" else ""
         part = io.partition_offset
@@ -99,13 +101,16 @@ class _Sweep:
         """The reader's verdict on the state, and the checks of its claims. The reader is a
         function of the bytes it reads: when no byte it read for the last state it classified
         has changed since, the verdict is the same, and it is not asked again."""
-        self._changed += self.state.take_changes()
-        if self._last is None or touches(self._changed, self._last_reads):
+        # The reads stand until the next read: each change is held against them once.
+        changes = self.state.take_changes()
+        self._stale = self._stale or touches(changes, self._last_reads, self._read_starts)
+        if self._last is None or self._stale:
             self.state.record_reads()
             self._last = dumpfmt.read(self.state, 0, self.state.size, self.block_size, dump_id=self.dump_id,
                                       cache=self.cache)
             self._last_reads = self.state.recorded_reads()
-            self._changed = []
+            self._read_starts = [r[0] for r in self._last_reads]
+            self._stale = False
             self.tally.read += 1
         d = self._last
         self.tally.count(d.status)
@@ -132,24 +137,39 @@ class _Sweep:
         """Units up to and including the first one that made a prefix read complete."""
         return self.tally.first_complete or len(self.units)
 
+    def _partial_claims(self, d: dumpfmt.Dump) -> tuple[set[int], Optional[str]]:
+        """What a partial read claims, worked out once per read: the log entries that write
+        the areas it lists, and the first component it calls DUMPED unlike the final dump."""
+        if self._claims_of is not None and self._claims_of[0] is d:
+            return self._claims_of[1]
+        writers = {u.entry.index for a in d.areas
+                   for u in self._writers(a.disk_offset, a.disk_offset + a.padded_length)}
+        mismatch = None
+        for c in d.components:
+            if c.status != dumpfmt.ComponentStatus.DUMPED or self.final.status != "complete":
+                continue
+            mine = _dumped_areas(d, c.index)
+            if self.final_dumped.get(c.name) != mine:
+                mismatch = (f"reads partial and calls component {c.name} DUMPED with {len(mine)} areas, but the "
+                            f"complete dump lists it with {len(self.final_dumped.get(c.name) or [])}")
+                break
+        self._claims_of = (d, (writers, mismatch))
+        return writers, mismatch
+
     def _check_partial(self, d: dumpfmt.Dump, what: Callable[[], str]) -> None:
         """Every area it lists is final on the disk; every component it calls DUMPED is DUMPED
         in the final dump with the same areas."""
-        for a in d.areas:
-            writers = self._writers(a.disk_offset, a.disk_offset + a.padded_length)
-            lost = next((u for u in writers if u.entry.index not in self.state.applied), None)
-            if lost is not None:
-                self.problem(f"{what()} reads partial and lists area {a.index} ({a.name}) as written, but "
-                             f"{lost.describe()}, which writes its bytes, is not on the disk")
-                return
-        for c in d.components:
-            if c.status != dumpfmt.ComponentStatus.DUMPED or self.final.status not in ("complete", "partial"):
-                continue
-            mine = _dumped_areas(d, c.index)
-            if self.final_dumped.get(c.name) != mine and self.final.status == "complete":
-                self.problem(f"{what()} reads partial and calls component {c.name} DUMPED with {len(mine)} areas, "
-                             f"but the complete dump lists it with {len(self.final_dumped.get(c.name) or [])}")
-                return
+        writers, mismatch = self._partial_claims(d)
+        if not writers <= self.state.applied:  # walk the areas only to say which one
+            for a in d.areas:
+                lost = next((u for u in self._writers(a.disk_offset, a.disk_offset + a.padded_length)
+                             if u.entry.index not in self.state.applied), None)
+                if lost is not None:
+                    self.problem(f"{what()} reads partial and lists area {a.index} ({a.name}) as written, but "
+                                 f"{lost.describe()}, which writes its bytes, is not on the disk")
+                    return
+        if mismatch is not None:
+            self.problem(f"{what()} {mismatch}")
 
     # -- the sweeps ------------------------------------------------------------------------
 
