@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import machine
+from dumpbed.machine import qemu as machine
 
 
 def _proc_stat(pid: str) -> tuple[str, int, str]:

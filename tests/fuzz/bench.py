@@ -18,8 +18,10 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import dumpfmt, layout as layout_mod, ranges as ranges_mod, validate
-from harness.dumpfmt import HEADER_SIZE, LEADER_OFFSET, PAGE
+from dumpbed.images import layout as layout_mod
+from dumpbed.oracles import ranges as ranges_mod, validate
+from dumpbed.reader import dumpfmt
+from dumpbed.reader.dumpfmt import HEADER_SIZE, LEADER_OFFSET, PAGE
 
 DIR_HEADER = 64
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
 import synth  # noqa: E402
 
-from harness.run import Scenario, run_and_validate  # noqa: E402
+from dumpbed.run import Scenario, run_and_validate  # noqa: E402
 
 from .bench import Device, make_device  # noqa: E402
 

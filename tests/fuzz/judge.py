@@ -1,7 +1,7 @@
 """The properties every mutated dump is held to.
 
 1. The reader, validate_image and validate_run return; the only exception they may raise is
-   harness.errors.DumpbedError (input unusable as a whole, e.g. an image with no GPT).
+   dumpbed.errors.DumpbedError (input unusable as a whole, e.g. an image with no GPT).
 2. Each call finishes within TIME_BOUND seconds and grows the process's memory by at most
    MEMORY_BOUND bytes (the peak resident set, measured with /proc/self/clear_refs and VmHWM;
    tracemalloc where that is unavailable).
@@ -29,8 +29,9 @@ import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import dumpfmt, validate
-from harness.errors import DumpbedError
+from dumpbed.errors import DumpbedError
+from dumpbed.oracles import validate
+from dumpbed.reader import dumpfmt
 
 from .bench import Bench
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import synth
 from hypothesis import strategies as st
 
-from harness import dumpfmt
-from harness.dumpfmt import DIR_OFFSET, LEADER_OFFSET, PAGE
+from dumpbed.reader import dumpfmt
+from dumpbed.reader.dumpfmt import DIR_OFFSET, LEADER_OFFSET, PAGE
 
 from .bench import Bench, Device
 

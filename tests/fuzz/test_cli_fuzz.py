@@ -9,10 +9,9 @@ import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
-from harness import cli
+from dumpbed import cli
 
 from . import mutations as m
 from .bench import Bench
@@ -73,7 +72,7 @@ def test_validate_image_command_has_no_traceback(devices, pool, data):
     """The real command, in its own process."""
     bench, mut = _mutate(devices, pool, data)
     try:
-        proc = subprocess.run([sys.executable, "-m", "harness.cli", "validate", str(bench.dev.image)],
+        proc = subprocess.run([sys.executable, "-m", "dumpbed.cli", "validate", str(bench.dev.image)],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode in (0, 1, 2), (proc.returncode, proc.stderr[-2000:])
         assert "Traceback" not in proc.stderr, proc.stderr[-2000:]

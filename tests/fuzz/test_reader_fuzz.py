@@ -7,8 +7,7 @@ the pristine bytes back.
 
 from __future__ import annotations
 
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from . import mutations as m
 from .bench import Bench

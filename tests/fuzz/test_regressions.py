@@ -7,8 +7,8 @@ import os
 import pytest
 import synth
 
-from harness import dumpfmt
-from harness.validate import validate_image, validate_run
+from dumpbed.oracles.validate import validate_image, validate_run
+from dumpbed.reader import dumpfmt
 
 
 @pytest.fixture

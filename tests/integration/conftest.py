@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from harness import accel, images
+from dumpbed.images import build as images
+from dumpbed.machine import accel
 
 
 def pytest_collection_modifyitems(items):

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from harness import faults
+from dumpbed.scenario import faults
 
 
 @pytest.mark.parametrize("n", [1, 3, 7])

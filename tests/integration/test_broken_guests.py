@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.run import Scenario, run_and_validate
-from harness.validate import CHECK_ORDER
+from dumpbed.oracles.validate import CHECK_ORDER
+from dumpbed.run import Scenario, run_and_validate
 
 MIB = 1 << 20
 

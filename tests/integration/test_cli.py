@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from harness import validate
+from dumpbed.oracles import validate
 
-DUMPBED = [sys.executable, "-m", "harness.cli"]
+DUMPBED = [sys.executable, "-m", "dumpbed.cli"]
 
 
 def dumpbed(*args: str, cwd=None) -> subprocess.CompletedProcess:

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from harness import crash as crash_mod
-from harness import validate
-from harness.run import Scenario, run_and_validate
+from dumpbed.oracles import validate
+from dumpbed.run import Scenario, run_and_validate
+from dumpbed.scenario import crash as crash_mod
 from tests.integration.conftest import accel_params
 
 MIB = 1 << 20

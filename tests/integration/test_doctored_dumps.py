@@ -12,8 +12,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from harness import dumpfmt, layout, validate, writelog
-from harness.run import Scenario, run_and_validate
+from dumpbed.capture import writelog
+from dumpbed.images import layout
+from dumpbed.oracles import validate
+from dumpbed.reader import dumpfmt
+from dumpbed.run import Scenario, run_and_validate
 
 MIB = 1 << 20
 LEADER_AT = 65536

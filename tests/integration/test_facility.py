@@ -10,8 +10,11 @@ import json
 
 import pytest
 
-from harness import dumpfmt, layout, samples, writelog
-from harness.run import Scenario, run_and_validate
+from dumpbed.capture import writelog
+from dumpbed.images import layout
+from dumpbed.oracles import samples
+from dumpbed.reader import dumpfmt
+from dumpbed.run import Scenario, run_and_validate
 from tests.integration.conftest import accel_params
 
 MIB = 1 << 20

@@ -7,9 +7,12 @@ import json
 
 import pytest
 
-from harness import blklog, dumpfmt, faults, layout
-from harness.crash import CRASHES
-from harness.run import Scenario, run_and_validate
+from dumpbed.capture import blklog
+from dumpbed.images import layout
+from dumpbed.reader import dumpfmt
+from dumpbed.run import Scenario, run_and_validate
+from dumpbed.scenario import faults
+from dumpbed.scenario.crash import CRASHES
 from tests.integration.conftest import FULL
 
 MIB = 1 << 20
@@ -84,7 +87,8 @@ def test_stale_never_takes_the_old_dump_for_the_new_one(tmp_path, guest_kernel):
 def test_a_wrong_expectation_fails_the_verdict(tmp_path, guest_kernel):
     """The verdict holds the outcome against the expectation: a kill cannot pass as complete."""
     out, report = run(tmp_path, "virtio-blk", ["kill@50%"])
-    from harness import report as report_mod, validate
+    from dumpbed import report as report_mod
+    from dumpbed.oracles import validate
 
     scenario = json.loads((out / "scenario.json").read_text())
     scenario["expect"] = "complete"  # and no fault to tell where it hit: the declaration stands

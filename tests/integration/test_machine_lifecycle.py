@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import machine as machine_mod
-from harness.errors import DumpbedError
-from harness.machine import Machine, MachineConfig
+from dumpbed.errors import DumpbedError
+from dumpbed.machine import qemu as machine_mod
+from dumpbed.machine.qemu import Machine, MachineConfig
 
 
 def _config(kernel, **kw):

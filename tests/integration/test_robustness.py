@@ -21,12 +21,12 @@ from typing import Callable, Optional
 
 import pytest
 
-from harness import machine as machine_mod
-from harness import run as run_mod
-from harness.errors import DumpbedError
-from harness.layout import DiskLayout
+from dumpbed import run as run_mod
+from dumpbed.errors import DumpbedError
+from dumpbed.images.layout import DiskLayout
+from dumpbed.machine import qemu as machine_mod
 
-DUMPBED = [sys.executable, "-m", "harness.cli"]
+DUMPBED = [sys.executable, "-m", "dumpbed.cli"]
 MEMORY = "64M"
 MIB = 1 << 20
 RUN_TIMEOUT = 300  # far above a 64 MiB run under TCG; a hang fails the test instead of the suite

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import validate
-from harness.run import Scenario, run_and_validate
+from dumpbed.oracles import validate
+from dumpbed.run import Scenario, run_and_validate
 from tests.integration.conftest import accel_params, matrix_only
 from tests.integration.test_virtio_blk_nmi import assert_passed
 

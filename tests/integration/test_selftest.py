@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.deadline import WaitTimeout
-from harness.machine import Machine, MachineConfig
+from dumpbed.deadline import WaitTimeout
+from dumpbed.machine.qemu import Machine, MachineConfig
 from tests.integration.conftest import accel_params
 
 MIB = 1 << 20

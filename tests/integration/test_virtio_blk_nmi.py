@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.run import Scenario, run_and_validate
+from dumpbed.run import Scenario, run_and_validate
 from tests.integration.conftest import accel_params
 
 MIB = 1 << 20

@@ -1,7 +1,7 @@
 """Synthetic dumpbed runs for unit tests.
 
 A second, minimal writer of docs/dump-format.md (version 3), written from the page with its own
-offset tables (it shares no format code with harness/dumpfmt.py), plus the artifacts of a run
+offset tables (it shares no format code with harness/dumpbed/reader/dumpfmt.py), plus the artifacts of a run
 (docs/artifacts.md): scenario.json, layout.json, snapshot/, dump.img. The disk itself is
 prepared with the harness's own canary and GPT writers, as a real run would.
 
@@ -32,7 +32,7 @@ leader describes; slot=0: the first leader only), a dump restarted on the second
 components with any flags, calls and violations.
 
 How each state ends, and what the scenario then declares (`expect`, `expect_guest_result`, no
-faults: harness/validate.py's run_expectation takes the declaration as it is):
+faults: harness/dumpbed/oracles/validate.py's run_expectation takes the declaration as it is):
 
 - complete: the final writes, DONE status=complete, QEMU exit status 67; expects complete.
 - in-progress: a checkpoint at the point (or the first leader only, slot=0), `spill` body bytes
@@ -58,8 +58,8 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
-from harness import canary, gpt
-from harness.layout import DiskLayout
+from dumpbed.images import canary, gpt
+from dumpbed.images.layout import DiskLayout
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -1012,7 +1012,7 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
                         else ",".join(opts.samples))
     if opts.generation == 2:
         scenario.update(secondary="virtio-blk", restart_expected=True)
-    # What the run must end with, declared as a real run declares it (harness/validate.py's
+    # What the run must end with, declared as a real run declares it (harness/dumpbed/oracles/validate.py's
     # run_expectation): a dump cut short is partial, with a DONE status=failed (the writer's
     # failure path) or none at all (QEMU ended mid-dump, as a kill does).
     scenario.update(faults=[], **{
@@ -1323,7 +1323,7 @@ def write_evidence(run: Run, ops: list[Io] | None = None) -> None:
 
 
 def write_log(run: Run, ops: list[Io] | None = None) -> None:
-    """dump.writes beside the image, as QEMU's blklogwrites writes it (harness/blklog.py): a
+    """dump.writes beside the image, as QEMU's blklogwrites writes it (harness/dumpbed/capture/blklog.py): a
     superblock, then every write that landed with its data and each flush that had a write to
     flush, in completion order."""
     ops = run.ops if ops is None else ops

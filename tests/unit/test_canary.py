@@ -3,8 +3,8 @@ import time
 
 import pytest
 
-from harness import canary
-from harness.layout import MiB, DiskLayout
+from dumpbed.images import canary
+from dumpbed.images.layout import DiskLayout, MiB
 
 
 def naive_sector(seed: int, sector: int) -> bytes:

@@ -1,4 +1,4 @@
-"""harness/checks_components.py: protocol, the component part of completeness, sample-data.
+"""harness/dumpbed/oracles/components.py: protocol, the component part of completeness, sample-data.
 
 The dumps here are stand-ins with the reader's v2 field names, made by a tiny simulation of the
 facility (`facility()`): a correct dump for any set of samples and level, optionally restarted
@@ -13,12 +13,15 @@ from dataclasses import dataclass, field, fields
 
 import pytest
 
-from harness import samples
-from harness.checks_components import (
-    check_protocol, check_sample_data, component_problems, expectation_from_scenario,
+from dumpbed.errors import DumpbedError
+from dumpbed.oracles import samples
+from dumpbed.oracles.components import (
+    check_protocol,
+    check_sample_data,
+    component_problems,
+    expectation_from_scenario,
 )
-from harness.errors import DumpbedError
-from harness.samples import Expectation, Flag, Op, Outcome, Status
+from dumpbed.oracles.samples import Expectation, Flag, Op, Outcome, Status
 
 PAGE = 4096
 PART = 1 << 20  # partition offset in the image
@@ -888,7 +891,7 @@ def test_hostile_fields_give_problems_not_exceptions(seed):
 def read_run(run):
     import json
 
-    from harness import dumpfmt
+    from dumpbed.reader import dumpfmt
     expect = expectation_from_scenario(json.loads((run.dir / "scenario.json").read_text()))
     image = dumpfmt.open_image(run.image)
     dump = dumpfmt.read(image, run.layout.dump_offset, run.layout.dump_size, run.layout.block_size)

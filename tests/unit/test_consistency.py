@@ -1,4 +1,4 @@
-"""The consistency oracle (harness/checks_consistency.py) on synthetic runs: every disk state the
+"""The consistency oracle (harness/dumpbed/oracles/consistency.py) on synthetic runs: every disk state the
 write log rebuilds (after each write, and the unflushed writes in any subset at each flush) of a
 run that kept the v3 write order reads none, partial or complete as the format promises
 (docs/dump-format.md, "Durability"); evidence of a writer that broke the order shows a state
@@ -14,7 +14,7 @@ import re
 import pytest
 import synth
 
-from harness.validate import validate_run
+from dumpbed.oracles.validate import validate_run
 
 MiB = 1 << 20
 

@@ -1,4 +1,4 @@
-"""The crash recipe table (harness/crash.py) and the crash-record check's use of it."""
+"""The crash recipe table (harness/dumpbed/scenario/crash.py) and the crash-record check's use of it."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 import synth
 
-from harness import crash as crash_mod
-from harness import validate
-from harness.errors import DumpbedError
+from dumpbed.errors import DumpbedError
+from dumpbed.oracles import validate
+from dumpbed.scenario import crash as crash_mod
 
 # docs/dump-format.md: reason 1 NMI / 2 PANIC / 3 EXCEPTION; x86 vectors.
 EXPECTED = {

@@ -5,8 +5,8 @@ import struct
 import pytest
 import synth
 
-from harness import dumpfmt
-from harness.dumpfmt import PAGE
+from dumpbed.reader import dumpfmt
+from dumpbed.reader.dumpfmt import PAGE
 
 
 def read(run, **kw):

@@ -8,10 +8,11 @@ import struct
 import pytest
 import synth
 
-from harness import dumpfmt, outcome, validate
-from harness.dumpfmt import PAGE
-from harness.show import show
-from harness.validate import validate_image, validate_run
+from dumpbed.oracles import validate
+from dumpbed.oracles.validate import validate_image, validate_run
+from dumpbed.reader import dumpfmt, outcome
+from dumpbed.reader.dumpfmt import PAGE
+from dumpbed.reader.show import show
 
 MiB = 1 << 20
 

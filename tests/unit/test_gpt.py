@@ -3,9 +3,9 @@ import zlib
 
 import pytest
 
-from harness import gpt
-from harness.errors import DumpbedError
-from harness.layout import DUMP_PARTITION_TYPE, LINUX_FILESYSTEM_TYPE, MiB, DiskLayout
+from dumpbed.errors import DumpbedError
+from dumpbed.images import gpt
+from dumpbed.images.layout import DUMP_PARTITION_TYPE, LINUX_FILESYSTEM_TYPE, DiskLayout, MiB
 
 
 def test_guid_mixed_endian_known_bytes():

@@ -1,7 +1,8 @@
-from harness.groundtruth import REGISTER_NAMES, parse_info_registers
-from harness.memory import ram_regions, parse_size
 import pytest
-from harness.errors import DumpbedError
+
+from dumpbed.capture.groundtruth import REGISTER_NAMES, parse_info_registers
+from dumpbed.errors import DumpbedError
+from dumpbed.machine.memory import parse_size, ram_regions
 
 SAMPLE = """\
 RAX=0000000000000001 RBX=0000000000000002 RCX=0000000000000003 RDX=0000000000000004

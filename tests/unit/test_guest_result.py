@@ -1,4 +1,4 @@
-"""The guest-result oracle (harness/checks_guest_result.py) on synthetic runs: the guest's DONE line
+"""The guest-result oracle (harness/dumpbed/oracles/guest_result.py) on synthetic runs: the guest's DONE line
 (docs/guest-interface.md) says what the scenario expects, QEMU's exit status agrees with it, and a
 failure is the one the disk records (the FAILED header's errno and failure_offset, the write the
 device failed). A run cut short (no DONE) expects none.
@@ -15,7 +15,7 @@ import json
 import pytest
 import synth
 
-from harness.validate import validate_run
+from dumpbed.oracles.validate import validate_run
 
 
 def failed(v) -> set[str]:

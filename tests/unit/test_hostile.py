@@ -6,11 +6,10 @@ import time
 
 import pytest
 import synth
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from harness import dumpfmt
-from harness.validate import validate_image, validate_run
+from dumpbed.oracles.validate import validate_image, validate_run
+from dumpbed.reader import dumpfmt
 
 STATUSES = {"none", "unsupported", "partial", "corrupt", "complete"}
 _FIXTURE_OK = [HealthCheck.function_scoped_fixture]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from harness.validate import validate_run
+from dumpbed.oracles.validate import validate_run
 
 CRASH = 1_800_000_000.0
 

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from harness import layout as layout_mod
-from harness.errors import DumpbedError
-from harness.layout import DUMP_PARTITION_TYPE, LINUX_FILESYSTEM_TYPE, MiB, DiskLayout, LayoutError
+from dumpbed.errors import DumpbedError
+from dumpbed.images import layout as layout_mod
+from dumpbed.images.layout import DUMP_PARTITION_TYPE, LINUX_FILESYSTEM_TYPE, DiskLayout, LayoutError, MiB
 
 
 @pytest.mark.parametrize("block", [512, 4096])

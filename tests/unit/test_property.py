@@ -6,10 +6,9 @@ explain."""
 
 import pytest
 import synth
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from harness.validate import validate_run
+from dumpbed.oracles.validate import validate_run
 
 
 def _pristine(tmp_path_factory, **options):

@@ -1,7 +1,7 @@
-"""harness.ranges against the plain meaning of its words: sets of byte offsets."""
+"""dumpbed.oracles.ranges against the plain meaning of its words: sets of byte offsets."""
 from hypothesis import given, strategies as st
 
-from harness import ranges
+from dumpbed.oracles import ranges
 
 span = st.tuples(st.integers(0, 64), st.integers(0, 64))
 

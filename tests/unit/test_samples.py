@@ -1,11 +1,11 @@
-"""harness/samples.py: names, --components, the pattern, and the model of the samples."""
+"""harness/dumpbed/oracles/samples.py: names, --components, the pattern, and the model of the samples."""
 
 import google_crc32c
 import pytest
 
-from harness import samples
-from harness.errors import DumpbedError
-from harness.samples import Call, Flag, Op, Outcome, Status
+from dumpbed.errors import DumpbedError
+from dumpbed.oracles import samples
+from dumpbed.oracles.samples import Call, Flag, Op, Outcome, Status
 
 M64 = (1 << 64) - 1
 

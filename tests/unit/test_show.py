@@ -1,7 +1,7 @@
 import pytest
 
-from harness import gpt
-from harness.show import show
+from dumpbed.images import gpt
+from dumpbed.reader.show import show
 
 
 def test_show_complete_dump(good_run):
@@ -67,8 +67,8 @@ def test_report_renders_the_v2_dump_summary(make_run):
 
     from rich.console import Console
 
-    from harness import report
-    from harness.validate import validate_run
+    from dumpbed import report
+    from dumpbed.oracles.validate import validate_run
 
     run = make_run(samples="all", generation=2)
     rep = report.build(run.dir, validate_run(run.dir).to_dict(), {})

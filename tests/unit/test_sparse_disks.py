@@ -5,9 +5,10 @@ import os
 
 import pytest
 
-from harness import canary, dumpfmt, gpt, layout as layout_mod
-from harness.checks_canary import check_canary
-from harness.layout import DiskLayout, LayoutError
+from dumpbed.images import canary, gpt, layout as layout_mod
+from dumpbed.images.layout import DiskLayout, LayoutError
+from dumpbed.oracles.canary import check_canary
+from dumpbed.reader import dumpfmt
 
 MiB, TiB = 1 << 20, 1 << 40
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import faults
-from harness.errors import DumpbedError
-from harness.topology import DiskSpec, Topology
+from dumpbed.errors import DumpbedError
+from dumpbed.images.topology import DiskSpec, Topology
+from dumpbed.scenario import faults
 
 
 def disk(name: str, target: int = 0) -> DiskSpec:
@@ -54,7 +54,7 @@ def test_unknown_secondary_kind():
 
 def test_eio_at_builds_a_blkdebug_state_machine():
     """eio-at=N: a state machine counting write_aio events from the crash (the rules are armed
-    then, under the running disk: harness/faultrun.py), the N-th write and every later one failing."""
+    then, under the running disk: harness/dumpbed/scenario/faultrun.py), the N-th write and every later one failing."""
     fault = faults.parse("eio-at=3")
     rules = faults.blkdebug_rules(fault)
     assert set(rules) == {"inject-error", "set-state"}  # rules only: the node is added at the crash

@@ -12,15 +12,15 @@ import struct
 import pytest
 import synth
 
-from harness import validate
-from harness.errors import DumpbedError
-from harness.validate import validate_image, validate_run
+from dumpbed.errors import DumpbedError
+from dumpbed.oracles import validate
+from dumpbed.oracles.validate import validate_image, validate_run
 
 ALL = set(validate.CHECK_ORDER)
 
 
 # What damage to the image where the dump wrote also fails: the replay of the write log no longer
-# ends in the image (harness/checks_consistency.py).
+# ends in the image (harness/dumpbed/oracles/consistency.py).
 DOCTORED = {"consistency"}
 
 

@@ -1,4 +1,4 @@
-"""The write-order oracle (harness/checks_write_order.py) on synthetic runs: the writer's writes and
+"""The write-order oracle (harness/dumpbed/oracles/write_order.py) on synthetic runs: the writer's writes and
 flushes as the device logs them (tests/support/synth.py records them as it plays the v3 write
 order) keep every durability rule of docs/dump-format.md; the same run with its evidence
 rewritten to break one rule fails it.
@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 import synth
 
-from harness import checks_write_order, cmdlog, dumpio, writelog
-from harness.validate import validate_run
+from dumpbed.capture import cmdlog, writelog
+from dumpbed.oracles import dumpio, write_order as checks_write_order
+from dumpbed.oracles.validate import validate_run
 
 MiB = 1 << 20
 

@@ -1,15 +1,15 @@
 """The write-sizes oracle: QEMU's log of the guest's write commands after the crash.
 
 A write appended to a synthetic run's trace is a command of the device log too
-(harness/cmdlog.py): inside the dump partition, taken after the guest's DONE and never finished,
+(harness/dumpbed/capture/cmdlog.py): inside the dump partition, taken after the guest's DONE and never finished,
 it also breaks the write order; outside it, after the guest's QUIESCED, it is runtime I/O that
 went on during the dump (runtime-io)."""
 from __future__ import annotations
 
 import json
 
-from harness import cmdlog, writelog
-from harness.validate import validate_run
+from dumpbed.capture import cmdlog, writelog
+from dumpbed.oracles.validate import validate_run
 
 
 def failed(v):

@@ -1,0 +1,155 @@
+"""`dumpbed bench`: how fast the guest's polled dump is, against what the host itself can do.
+
+One run measures, side by side: the virtio-blk NMI scenario's dump throughput; the host's own
+sequential write throughput to a raw image in the same directory, through QEMU's block layer
+(`qemu-img bench`, same request size, one request in flight, flushed at the end, as the guest
+does); and QEMU's host-side `dump-guest-memory` of the same guest, taken while it is stopped.
+Figures are reported as ratios so that machines can be compared.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from dumpbed.errors import DumpbedError
+from dumpbed.machine.qemu import Machine
+from dumpbed.run import Scenario, run_and_validate
+
+MIB = 1 << 20
+REQUEST_BYTES = 4 * MIB  # the guest's DUMPQUERY max transfer on virtio-blk
+
+
+def host_write_mib_s(directory: Path, nbytes: int) -> float:
+    image = directory / "bench-host-write.img"
+    count = max(1, nbytes // REQUEST_BYTES)
+    try:
+        subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(image), str(count * REQUEST_BYTES)],
+                       check=True, capture_output=True, timeout=60)
+        proc = subprocess.run(
+            ["qemu-img", "bench", "-w", "-t", "writeback", "-f", "raw", "-s", str(REQUEST_BYTES),
+             "-c", str(count), "-d", "1", f"--flush-interval={count}", "--pattern=0xa5", str(image)],
+            capture_output=True, text=True, timeout=600)
+    finally:
+        image.unlink(missing_ok=True)
+    match = re.search(r"Run completed in ([0-9.]+) seconds", proc.stdout)
+    if proc.returncode != 0 or not match:
+        raise DumpbedError(f"qemu-img bench failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    return count * REQUEST_BYTES / MIB / float(match.group(1))
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+class _QemuDumpTimer:
+    """on_paused hook: time QEMU's own dump-guest-memory of the stopped guest."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.seconds = None
+        self.bytes = 0
+
+    def __call__(self, machine: Machine) -> None:
+        since = len(machine.qmp.events())
+        t0 = time.monotonic()
+        machine.qmp.command("dump-guest-memory",
+                            {"paging": False, "protocol": f"file:{self.path.resolve()}", "detach": True})
+        event = machine.qmp.wait_event("DUMP_COMPLETED", timeout=600, since=since)
+        self.seconds = time.monotonic() - t0
+        if event.get("data", {}).get("error"):
+            raise DumpbedError(f"dump-guest-memory failed: {event['data']['error']}")
+        self.bytes = self.path.stat().st_size
+        self.path.unlink()
+
+
+BENCH_DISKS = ("virtio-blk", "virtio-scsi", "lsi")
+
+
+def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = False,
+              disks: tuple[str, ...] = BENCH_DISKS) -> dict:
+    """One NMI scenario per disk type, each in out/DISK/, beside the host's own figures."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    qemu_dump = _QemuDumpTimer(out / "qemu-dump-guest-memory.elf")
+    rows, accel_used, dump_bytes = [], accel, 0
+    for disk in disks:
+        run_dir = out / disk
+        # No sample components: the figure is the driver's and the writer's, not the samples'
+        # few hundred small areas (docs/benchmarks.md).
+        scenario = Scenario(out_dir=run_dir, disk=disk, memory_bytes=memory_bytes, accel=accel,
+                            components="none", on_paused=qemu_dump if qemu_dump.seconds is None else None)
+        try:
+            outcome, rep = run_and_validate(scenario)
+        except DumpbedError as exc:
+            rows.append({"disk": disk, "verdict": "fail", "error": str(exc)})
+            continue
+        accel_used = outcome.accel
+        dump_bytes = max(dump_bytes, rep["dump"].get("bytes", 0))
+        rows.append({
+            "disk": disk,
+            "verdict": rep["verdict"],
+            "dump_bytes": rep["dump"].get("bytes", 0),
+            "dump_mib_s": rep["throughput_mib_s"] or 0.0,
+            "boot_s": rep["timings"].get("boot"),
+            "crash_to_verdict_s": round(rep["timings"].get("crash_to_dump_done", 0) + rep["timings"]["validate"], 3),
+            # every oracle, the consistency sweep over every disk state among them, in dump MiB/s
+            "validate_s": round(rep["timings"]["validate"], 3),
+            "validate_mib_s": round(rep["dump"].get("bytes", 0) / MIB / rep["timings"]["validate"], 1)
+            if rep["timings"]["validate"] else 0.0,
+            "report": str(run_dir / "report.json"),
+        })
+        if not keep:  # the images are GiB-sized; the figures and logs stay
+            for big in [*run_dir.glob("*.img"), *(run_dir / "snapshot").glob("mem-*.bin")]:
+                big.unlink(missing_ok=True)
+
+    host = host_write_mib_s(out, dump_bytes or memory_bytes)
+    qemu_speed = qemu_dump.bytes / MIB / qemu_dump.seconds if qemu_dump.seconds else 0.0
+    for row in rows:
+        speed = row.get("dump_mib_s", 0.0)
+        row["ratio_to_host_write"] = round(speed / host, 3) if host and speed else None
+        row["ratio_to_qemu_dump"] = round(speed / qemu_speed, 3) if qemu_speed and speed else None
+    result = {
+        "verdict": "pass" if rows and all(r["verdict"] == "pass" for r in rows) else "fail",
+        "machine": {"host": platform.node(), "cpu": _cpu_model(), "cores": os.cpu_count(),
+                    "accel": accel_used, "memory_bytes": memory_bytes},
+        "host_write_mib_s": round(host, 1),
+        "qemu_dump_guest_memory_mib_s": round(qemu_speed, 1),
+        "disks": rows,
+    }
+    (out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def render(result: dict) -> None:
+    m = result["machine"]
+    table = Table(title=f"dumpbed bench: {m['accel']}, {m['memory_bytes'] // MIB} MiB guest, {m['cpu']}")
+    # dump MiB/s, then as a ratio to the host's write speed and to QEMU's dump-guest-memory
+    for column in ("disk", "MiB/s", "x host", "x qemu", "boot s", "to verdict s", "validate MiB/s", "verdict"):
+        table.add_column(column, justify="left" if column in ("disk", "verdict") else "right",
+                         no_wrap=column == "disk")
+    for r in result["disks"]:
+        if "error" in r:
+            table.add_row(r["disk"], "-", "-", "-", "-", "-", "-", f"[red]error[/] {r['error']}")
+            continue
+        table.add_row(r["disk"], f"{r['dump_mib_s']}", f"{r['ratio_to_host_write']}", f"{r['ratio_to_qemu_dump']}",
+                      f"{r['boot_s']}", f"{r['crash_to_verdict_s']}", f"{r['validate_mib_s']}",
+                      "[green]pass[/]" if r["verdict"] == "pass" else "[red]FAIL[/]")
+    Console(width=max(Console().width, 100)).print(table)  # the columns whole, even in a log
+    print(f"x host: ratio to the host's write, qemu-img bench with 4 MiB requests at depth 1: "
+          f"{result['host_write_mib_s']} MiB/s\nx qemu: ratio to QEMU's dump-guest-memory of the same guest: "
+          f"{result['qemu_dump_guest_memory_mib_s']} MiB/s")
+    print("PASS" if result["verdict"] == "pass" else "FAIL (a dump did not validate: see its report)")

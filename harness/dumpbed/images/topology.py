@@ -1,0 +1,156 @@
+"""Which disks the guest sees and on which controller: the QEMU devices and the guest's dumpdev.
+
+A topology is one dump disk, optionally with more disks on the same controller (each canary
+checked, none may be written by the dump), and optionally a secondary dump device of any kind
+(the restart target). virtio-blk disks are one PCI function each; SCSI disks are scsi-hd
+devices on an HBA (virtio-scsi or the LSI 53C895A), at a target and LUN. A secondary disk of
+the primary's kind shares its controller; of another SCSI kind it gets an HBA of its own.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from dumpbed.capture import blklog
+from dumpbed.errors import DumpbedError
+
+DISK_KINDS = {
+    "virtio-blk": "virtio-blk-pci (modern), one PCI function per disk, polled dump path",
+    "virtio-scsi": "scsi-hd on virtio-scsi-pci (modern), sd + scsi_poll dump path",
+    "lsi": "scsi-hd on the LSI 53C895A parallel SCSI HBA, guest SCRIPTS, polled",
+}
+HBA_DEVICE = {"virtio-scsi": "virtio-scsi-pci,disable-legacy=on", "lsi": "lsi53c895a"}
+MAX_TARGET = {"virtio-scsi": 255, "lsi": 7}  # QEMU's lsi53c895a bus: 7 targets (ID 7 is the HBA)
+MAX_LUN = {"virtio-scsi": 16383, "lsi": 0}  # and LUN 0 only
+
+
+def log_node(node: str) -> str:
+    """The node name of a dump disk's blklogwrites node."""
+    return f"{node}-log"
+
+
+@dataclass
+class DiskSpec:
+    image: Path
+    node: str
+    block_size: int = 512
+    target: int = 0
+    lun: int = 0
+    write_log: Optional[Path] = None  # a dump disk's write log (harness/dumpbed/capture/blklog.py), or None
+    stop_on_error: bool = False  # werror/rerror=stop: a fault's failed request stops the VM, parked
+
+
+@dataclass
+class Topology:
+    kind: str
+    dump_disk: DiskSpec
+    other_disks: list[DiskSpec] = field(default_factory=list)
+    secondary_kind: Optional[str] = None  # the secondary dump device's kind, if there is one
+    secondary_disk: Optional[DiskSpec] = None
+
+    def __post_init__(self):
+        for kind in (self.kind, self.secondary_kind or self.kind):
+            if kind not in DISK_KINDS:
+                raise DumpbedError(f"unknown disk type {kind!r} (available: {', '.join(DISK_KINDS)})")
+        if (self.secondary_kind is None) != (self.secondary_disk is None):
+            raise DumpbedError("a secondary dump device needs both a kind and a disk")
+        for kind, disks in self._by_controller():
+            seen = set()
+            for disk in disks:
+                if kind not in HBA_DEVICE:
+                    continue
+                if not 0 <= disk.target < MAX_TARGET[kind]:
+                    raise DumpbedError(f"{kind}: target {disk.target} out of range 0..{MAX_TARGET[kind] - 1}")
+                if not 0 <= disk.lun <= MAX_LUN[kind]:
+                    raise DumpbedError(f"{kind}: LUN {disk.lun} out of range 0..{MAX_LUN[kind]}")
+                if (disk.target, disk.lun) in seen:
+                    raise DumpbedError(f"{kind}: two disks at target {disk.target} LUN {disk.lun}")
+                seen.add((disk.target, disk.lun))
+
+    @property
+    def disks(self) -> list[DiskSpec]:
+        """Every disk, the secondary last."""
+        return [self.dump_disk, *self.other_disks, *([self.secondary_disk] if self.secondary_disk else [])]
+
+    @property
+    def secondary_shares_controller(self) -> bool:
+        return self.secondary_kind == self.kind
+
+    def _by_controller(self) -> list[tuple[str, list[DiskSpec]]]:
+        primary = [self.dump_disk, *self.other_disks]
+        if self.secondary_disk is None:
+            return [(self.kind, primary)]
+        if self.secondary_shares_controller:
+            return [(self.kind, primary + [self.secondary_disk])]
+        return [(self.kind, primary), (self.secondary_kind, [self.secondary_disk])]
+
+    def dumpdev(self) -> str:
+        """The guest's dumpdev= value (docs/guest-interface.md)."""
+        return self._guest_name(self.kind, self.dump_disk, 0)
+
+    def dumpdev2(self) -> Optional[str]:
+        """The guest's dumpdev2= value: the secondary dump device, or None."""
+        if self.secondary_disk is None:
+            return None
+        # Same kind: virtio-blk functions are found in creation order, the secondary's is last.
+        index = 1 + len(self.other_disks) if self.secondary_shares_controller else 0
+        return self._guest_name(self.secondary_kind, self.secondary_disk, index)
+
+    @staticmethod
+    def _guest_name(kind: str, disk: DiskSpec, virtio_blk_index: int) -> str:
+        if kind == "virtio-blk":
+            return f"virtio-blk:{virtio_blk_index}"
+        return f"{kind}:0:{disk.target}:{disk.lun}"  # the first HBA of that kind
+
+    def qemu_args(self) -> list[str]:
+        args: list[str] = []
+        for n, (kind, disks) in enumerate(self._by_controller()):
+            if kind in HBA_DEVICE:
+                args += ["-device", f"{HBA_DEVICE[kind]},id=hba{n}"]
+            for disk in disks:
+                args += self._disk_args(kind, disk, f"hba{n}")
+        return args
+
+    @staticmethod
+    def _file_node(disk: DiskSpec) -> dict:
+        """The node under the disk's raw format node: its image file, or, for a dump disk, the
+        image behind a blklogwrites node ("NODE-log") that logs every write and flush with its
+        data. The harness may put a blkdebug node between the raw node and that one at the crash
+        (harness/dumpbed/scenario/faultrun.py).
+
+        The guest's flushes reach blklogwrites (which logs them) but not the host's disk
+        (no-flush): what a flush means to the device is judged from the log, and an fdatasync
+        per flush would only make the dump slower."""
+        def file(path: Path, no_flush: bool) -> dict:
+            return {"driver": "file", "filename": str(Path(path).resolve()),
+                    "cache": {"direct": False, "no-flush": no_flush}}
+
+        if disk.write_log is None:
+            return file(disk.image, False)
+        return {"driver": "blklogwrites", "node-name": log_node(disk.node), "file": file(disk.image, True),
+                "log": file(disk.write_log, True), "log-sector-size": blklog.SECTOR_SIZE}
+
+    @classmethod
+    def _disk_args(cls, kind: str, disk: DiskSpec, hba: str) -> list[str]:
+        blockdev = {"driver": "raw", "node-name": disk.node, "file": cls._file_node(disk)}
+        args = ["-blockdev", json.dumps(blockdev, separators=(",", ":"))]
+        sizes = f"logical_block_size={disk.block_size},physical_block_size={disk.block_size}"
+        if disk.stop_on_error:
+            sizes += ",werror=stop,rerror=stop"
+        if kind == "virtio-blk":
+            args += ["-device", f"virtio-blk-pci,drive={disk.node},id={disk.node}-dev,disable-legacy=on,{sizes}"]
+        else:
+            args += ["-device", f"scsi-hd,bus={hba}.0,drive={disk.node},id={disk.node}-dev,"
+                                f"scsi-id={disk.target},lun={disk.lun},{sizes}"]
+        return args
+
+    def to_json(self) -> dict:
+        def one(d: DiskSpec) -> dict:
+            return {"image": Path(d.image).name, "node": d.node, "block_size": d.block_size,
+                    "target": d.target, "lun": d.lun}
+        out = {"kind": self.kind, "dump_disk": one(self.dump_disk), "other_disks": [one(d) for d in self.other_disks]}
+        if self.secondary_disk is not None:
+            out["secondary"] = dict(one(self.secondary_disk), kind=self.secondary_kind)
+        return out

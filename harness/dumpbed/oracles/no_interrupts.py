@@ -1,0 +1,76 @@
+"""The `no-interrupts` oracle: the guest took no interrupts while it dumped, from the evidence
+harness/dumpbed/capture/irqwatch.py gathers outside the guest (RFLAGS samples, the trace
+events of interrupt sources).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Optional
+
+from dumpbed.capture.irqwatch import RFLAGS_IF, SAMPLES_FILE, TRACE_EVENTS
+from dumpbed.oracles.base import Check, make_check
+
+_EVENT = re.compile(r"^(?:\d+@(?P<time>\d+\.\d+):)?(?P<name>\w+) ?(?P<args>.*)$")
+
+
+def _samples(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / SAMPLES_FILE
+    if not path.exists():
+        return []
+    samples = []
+    for line in path.read_text(encoding="ascii", errors="replace").splitlines():
+        try:
+            sample = json.loads(line)
+            samples.append({"t": float(sample["t"]), "rflags": int(sample["rflags"]), "rip": sample.get("rip")})
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line when QEMU exited mid-sample
+    return samples
+
+
+def _interrupt_events(run_dir: Path) -> list[tuple[Optional[float], str]]:
+    path = Path(run_dir) / "qemu-trace.log"
+    if not path.exists():
+        return []
+    events = []
+    with open(path, encoding="ascii", errors="replace") as f:
+        for line in f:
+            m = _EVENT.match(line.strip())
+            if not m or m["name"] not in TRACE_EVENTS:
+                continue
+            if m["name"] == "lsi_update_irq" and not m["args"].startswith("Update IRQ level 1"):
+                continue  # the line going low, or staying low, is not an interrupt
+            events.append((float(m["time"]) if m["time"] else None, f"{m['name']} {m['args']}".strip()))
+    return events
+
+
+def check_no_interrupts(run_dir: Path, crash_time: Optional[float], quiesced_at: Optional[float] = None,
+                        until: float = float("inf")) -> Check:
+    """RFLAGS.IF must be 0 in every sample from the crash on; interrupt sources must stay silent
+    from the guest's QUIESCED on (`quiesced_at`, the crash instant when unknown): until the
+    driver's DUMPSTART has quiesced the device, a runtime command may still complete and its
+    device raise an interrupt the crash handler never takes (IF is 0 from the crash)."""
+    if crash_time is None:
+        return Check("no-interrupts", False, "timeline.json missing: the crash instant is unknown")
+    samples = [s for s in _samples(run_dir) if crash_time <= s["t"] < until]
+    events = _interrupt_events(run_dir)
+    since = quiesced_at if quiesced_at is not None else crash_time
+    before = [e for e in events if e[0] is not None and e[0] < since]
+    after = [e for e in events if e[0] is None or since <= e[0] < until]  # until: a reset rebooted the guest
+
+    problems = []
+    if not samples:
+        problems.append("no RFLAGS sample was taken during the dump: no evidence either way")
+    with_if = [s for s in samples if s["rflags"] & RFLAGS_IF]
+    if with_if:
+        s = with_if[0]
+        rip = f" at RIP 0x{s['rip']:x}" if s.get("rip") is not None else ""
+        problems.append(f"RFLAGS.IF was 1 in {len(with_if)} of {len(samples)} samples during the dump "
+                        f"(first: RFLAGS 0x{s['rflags']:x}{rip}, {s['t'] - crash_time:.3f}s after the crash)")
+    when = "the guest's QUIESCED" if quiesced_at is not None else "the crash"
+    if after:
+        problems.append(f"{len(after)} interrupt events after {when}, first: {after[0][1]}")
+    detail = (f"IF=0 in all {len(samples)} RFLAGS samples during the dump; no interrupt source fired after "
+              f"{when} ({len(before)} interrupt events before it)")
+    return make_check("no-interrupts", problems, detail)

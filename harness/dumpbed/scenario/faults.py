@@ -1,0 +1,242 @@
+"""Faults during the dump (`dumpbed run --fault SPEC`, listed by `dumpbed list faults`).
+
+A fault is data: a name, an optional value, a trigger point, what it does, and what the
+scenario must then expect (docs/faults.md). SPEC is `NAME[=VALUE][@WHEN]`, WHEN being `wN` (the
+N-th write the dump disk's backend receives after the crash) or `P%` (the first write that
+reaches P% of the guest's estimate into the dump's body). The point is exact: QEMU stops the VM
+on that very write, before it reaches the disk (blkdebug_rules), and the harness acts then.
+
+Every blkdebug rule is armed at the crash, so only the dump's writes count (never the runtime
+workload's): `eio-at=N` makes the N-th write after the crash and every later one fail with EIO, as
+a dying device would; `enospc=P` sizes the dump partition at P% of what the dump needs; `stale`
+first leaves a complete dump of an earlier run on the disk. Live faults act on the stopped
+machine over QMP, or on the QEMU process: pause, reset, kill, unplug; `slow` throttles from the
+crash on.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from dumpbed.errors import DumpbedError
+
+EIO = 5
+MAX_EIO_AT = 100_000  # one blkdebug set-state rule per write before the failing one
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    name: str
+    description: str
+    value_name: Optional[str]  # what =VALUE means; None: the fault takes no value
+    default_value: Optional[int]
+    default_when: Optional[str]  # None: a setup fault, no trigger
+    outcome: str  # the dump the scenario expects: complete / partial
+    guest_result: Optional[str]  # the guest's DONE status: complete / failed, or None (no DONE)
+    disks: tuple[str, ...] = ("virtio-blk", "virtio-scsi", "lsi")
+    value_range: tuple[int, int] = (1, 1)  # the values =VALUE may take
+
+
+KINDS = {k.name: k for k in [
+    FaultKind("eio-at", "the N-th write to the primary dump disk, and every later one, fails with EIO "
+              "(blkdebug); with --secondary the dump restarts there", "N", None, None, "partial", "failed",
+              value_range=(1, MAX_EIO_AT)),
+    FaultKind("enospc", "the dump partition holds only P% of what the dump needs: a short dump",
+              "P", 50, None, "partial", "failed", value_range=(1, 99)),
+    FaultKind("pause", "the VM is stopped for S seconds mid-dump, then continued", "S", 2, "50%",
+              "complete", "complete", value_range=(1, 60)),
+    FaultKind("reset", "system_reset mid-dump: the machine reboots, the dump is cut short", None, None, "50%",
+              "partial", None),
+    FaultKind("kill", "QEMU is killed with SIGKILL mid-dump", None, None, "50%", "partial", None),
+    FaultKind("unplug", "the dump disk is removed mid-dump (device_del of its scsi-hd): the guest's "
+              "bounded waits expire", None, None, "50%", "partial", "failed", disks=("virtio-scsi", "lsi")),
+    FaultKind("slow", "the dump disk is throttled to R MiB/s of writes (block_set_io_throttle) from "
+              "the crash on", "R", 16, None, "complete", "complete", value_range=(1, 10_000)),
+    FaultKind("stale", "the dump partition first receives a complete dump of an earlier run; the new "
+              "dump is then cut short (QEMU killed)", None, None, "w8", "partial", None),
+    FaultKind("hold-runtime", "runtime reads and writes of the workload are parked in the device across the "
+              "crash (a failing backend with rerror/werror=stop) and released once the guest says DUMPSTART "
+              "quiesced the device: a driver that did not abort or reset them sees them finish mid-dump",
+              None, None, None, "complete", "complete", disks=("virtio-scsi", "lsi")),
+]}
+# Faults whose trigger stops the VM with a request parked in the device (werror/rerror=stop).
+STOPPING = ("pause", "reset", "kill", "unplug", "stale", "hold-runtime")
+FAULTS = {k.name: k.description for k in KINDS.values()}
+_WHEN = re.compile(r"^(?:w(?P<writes>\d+)|(?P<percent>\d+(?:\.\d+)?)%)$")
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    value: Optional[int] = None
+    when: Optional[str] = None  # "wN" or "P%", for live faults
+
+    @property
+    def kind(self) -> FaultKind:
+        return KINDS[self.name]
+
+    @property
+    def after_writes(self) -> Optional[int]:
+        m = _WHEN.match(self.when or "")
+        return int(m["writes"]) if m and m["writes"] else None
+
+    @property
+    def at_fraction(self) -> Optional[float]:
+        m = _WHEN.match(self.when or "")
+        return float(m["percent"]) / 100 if m and m["percent"] else None
+
+    def __str__(self) -> str:
+        text = self.name + (f"={self.value}" if self.value is not None else "")
+        return text + (f"@{self.when}" if self.when else "")
+
+
+def parse(spec: str) -> Fault:
+    head, _, when = spec.partition("@")
+    name, sep, value = head.partition("=")
+    kind = KINDS.get(name)
+    if kind is None:
+        raise DumpbedError(f"unknown fault {name!r} (available: {', '.join(KINDS)})")
+    if kind.value_name is None and sep:
+        raise DumpbedError(f"fault {spec!r}: {name} takes no value")
+    if kind.value_name is not None:
+        if not sep and kind.default_value is None:
+            raise DumpbedError(f"fault {spec!r}: expected {name}={kind.value_name}")
+        if sep and not value.isdigit():
+            raise DumpbedError(f"fault {spec!r}: expected {name}={kind.value_name} with {kind.value_name} "
+                               "a positive integer")
+    number = int(value) if sep else kind.default_value
+    _check_value(spec, kind, number)
+    if when and kind.default_when is None:
+        raise DumpbedError(f"fault {spec!r}: {name} is set up before the run and takes no @WHEN")
+    when = when or kind.default_when
+    if when is not None:
+        m = _WHEN.match(when)
+        if not m or (m["writes"] and int(m["writes"]) < 1) or (m["percent"] and not 0 < float(m["percent"]) < 100):
+            raise DumpbedError(f"fault {spec!r}: @WHEN must be wN (N >= 1 writes) or P% (0 < P < 100)")
+    return Fault(name, number, when)
+
+
+def _check_value(spec: str, kind: FaultKind, number: Optional[int]) -> None:
+    if number is None or kind.value_name is None:
+        return
+    lo, hi = kind.value_range
+    if not lo <= number <= hi:
+        raise DumpbedError(f"fault {spec!r}: expected {kind.name}={kind.value_name} with {kind.value_name} "
+                           f"from {lo} to {hi}")
+
+
+def check_combination(faults: list[Fault], disk: str, secondary: Optional[str]) -> None:
+    """One fault of each kind, on disks it applies to; refused before anything is created."""
+    names = [f.name for f in faults]
+    if len(set(names)) != len(names):
+        raise DumpbedError("each fault kind may be given once")
+    live = [f for f in faults if f.kind.default_when is not None and f.name != "stale"]
+    if len(live) > 1:
+        raise DumpbedError(f"at most one live fault per run ({', '.join(str(f) for f in live)})")
+    for f in faults:
+        if disk not in f.kind.disks:
+            raise DumpbedError(f"fault {f.name} needs a dump disk of type {' or '.join(f.kind.disks)} "
+                               f"(QEMU's pc machine unplugs a PCI disk only with the guest's ACPI help)")
+    if "stale" in names and live:
+        raise DumpbedError("stale cuts the new dump short itself: it takes no other live fault")
+    if "hold-runtime" in names and len(names) > 1:
+        raise DumpbedError("hold-runtime takes no other fault (it holds the device's runtime requests itself)")
+    if "eio-at" in names and (live or "stale" in names):
+        raise DumpbedError("eio-at reports its failed writes to the guest, a live fault stops the VM at its "
+                           "write: one or the other")
+
+
+def expected_outcome(faults: list[Fault], secondary: Optional[str]) -> str:
+    """The dump the scenario must end with (docs/faults.md): the worst the faults imply."""
+    outcome = "complete"
+    for f in faults:
+        if f.name == "eio-at" and secondary is not None:
+            continue  # the dump restarts on the secondary and completes there
+        if f.kind.outcome == "partial":
+            outcome = "partial"
+    return outcome
+
+
+def expected_guest_result(faults: list[Fault], secondary: Optional[str]) -> Optional[str]:
+    """The status of the guest's DONE line, or None when QEMU ends before any (kill, reset)."""
+    result: Optional[str] = "complete"
+    for f in faults:
+        if f.name == "eio-at" and secondary is not None:
+            continue
+        if f.kind.guest_result is None:
+            return None
+        if f.kind.guest_result == "failed":
+            result = "failed"
+    return result
+
+
+def expected_where_fired(faults: list[Fault], secondary: Optional[str], fired: bool,
+                         last_leader: Optional[str]) -> tuple[str, Optional[str], str]:
+    """The outcome and DONE status a run must end with, given where its fault actually hit:
+    (outcome, guest_result, why). `last_leader` is the status of the last leader of the dump
+    that reached the disk of record (from its write log), None if none did.
+
+    A fault that never fired (the dump ended first) expects what a run without it expects. One
+    that cut the dump short expects what the disk then holds by the format's rules: no leader of
+    the dump (the cut came before the first leader landed): none; a COMPLETE leader (after the
+    commit): complete; else partial."""
+    cut = [f for f in faults if f.kind.outcome == "partial" and f.name != "enospc"]
+    if not fired or not cut or (secondary is not None and all(f.name == "eio-at" for f in cut)):
+        kept = [f for f in faults if f not in cut]
+        why = "the fault never fired" if cut and not fired else "as the scenario declares"
+        return expected_outcome(kept, secondary), expected_guest_result(kept, secondary), why
+    outcome = {None: "none", "COMPLETE": "complete"}.get(last_leader, "partial")
+    why = (f"{cut[0]} hit before any leader of the dump landed" if last_leader is None
+           else f"{cut[0]} hit after the dump's last {last_leader} leader landed")
+    return outcome, expected_guest_result(faults, secondary), why
+
+
+def blkdebug_rules(fault: Fault, sector: Optional[int] = None) -> dict:
+    """The rules of the blkdebug node the harness puts under the dump disk at the crash
+    (harness/dumpbed/scenario/faultrun.py arms it), so that writes are counted from the crash on.
+
+    blkdebug counts nothing itself, but it has a state machine: every write_aio event (one per
+    write the disk's backend receives) moves state k to k+1 until state N, where the error rule
+    waits. `eio-at=N`: the N-th write and every later one fail (reported to the guest, as a dying
+    device). A live fault's trigger: the N-th write (`@wN`), or the first write that reaches
+    `sector` (`@P%`), fails once; the disk is set to stop the VM on a write error (werror=stop),
+    so QEMU stops with that write parked in the device, not yet on the disk, and the harness
+    acts at exactly that point.
+    """
+    if fault.name != "eio-at" and sector is not None:
+        return {"inject-error": [{"event": "write_aio", "sector": sector, "errno": EIO, "once": True}]}
+    n = fault.value if fault.name == "eio-at" else fault.after_writes
+    error: dict = {"event": "write_aio", "state": n, "errno": EIO}
+    if fault.name != "eio-at":
+        error["once"] = True
+    rules: dict = {"inject-error": [error]}
+    if n > 1:  # QEMU refuses an empty set-state list
+        rules["set-state"] = [{"event": "write_aio", "state": k, "new_state": k + 1} for k in range(1, n)]
+    return rules
+
+
+WRITER_DIR_BYTES = 98304  # a directory slot (docs/dump-format.md, "Layout")
+LEADER_OFFSET, DIR_OFFSET = 65536, 69632
+
+
+def body_offset_for(partition_bytes: int) -> int:
+    """Where the dumpbed guest's body starts in a partition of this size (docs/dump-format.md,
+    "Layout": the leader page, two directory slots, two CRC table slots)."""
+    from dumpbed.reader.dumpfmt import crc_table_bytes_for
+
+    return DIR_OFFSET + 2 * WRITER_DIR_BYTES + 2 * crc_table_bytes_for(partition_bytes)
+
+
+def hold_rules(first_sector: int, sectors: int, step: int) -> dict:
+    """hold-runtime: every read and write touching [first_sector, +sectors) of the disk fails
+    (each request of the workload covers one of the sectors `step` apart), so the disk, set to
+    stop on errors, parks it and stops the VM."""
+    rules = [{"event": event, "sector": s, "errno": EIO}
+             for s in range(first_sector, first_sector + sectors, step) for event in ("read_aio", "write_aio")]
+    return {"inject-error": rules}
+
+
+def trigger_sector(fault: Fault, dump_offset: int, body_offset: int, estimate_bytes: int) -> int:
+    """`@P%`: the disk sector P% of the guest's estimate into the dump's body."""
+    return (dump_offset + body_offset + int(estimate_bytes * fault.at_fraction)) // 512
