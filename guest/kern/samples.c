@@ -1,7 +1,7 @@
 /*
  * The sample dump components of docs/components.md ("The sample components"). Each one
  * exercises one feature of the facility's interfaces, and every byte it hands to the dump
- * follows the documented pattern, so the harness (harness/samples.py) can predict the whole
+ * follows the documented pattern, so the harness (harness/dumpbed/oracles/samples.py) can predict the whole
  * dump from the component names alone.
  *
  * Data the samples keep in .bss is filled with the pattern when the sample is registered (it is
