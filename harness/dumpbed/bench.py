@@ -22,6 +22,7 @@ from rich.table import Table
 from dumpbed.errors import DumpbedError
 from dumpbed.machine.qemu import Machine
 from dumpbed.run import Scenario, run_and_validate
+from dumpbed.scenario.disks import DISKS
 
 MIB = 1 << 20
 REQUEST_BYTES = 4 * MIB  # the guest's DUMPQUERY max transfer on virtio-blk
@@ -76,7 +77,7 @@ class _QemuDumpTimer:
         self.path.unlink()
 
 
-BENCH_DISKS = ("virtio-blk", "virtio-scsi", "lsi")
+BENCH_DISKS = tuple(DISKS)  # every disk kind, a row each
 
 
 def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = False,

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from dumpbed.errors import DumpbedError, describe_os_error
-from dumpbed.images.topology import DISK_KINDS
+from dumpbed.scenario.disks import DEFAULT as DEFAULT_DISK, DISKS
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -102,8 +102,8 @@ def cmd_list(args) -> int:
         for name in samples.SAMPLE_NAMES:
             print(f"{name:16} {'default' if name in default else 'all only'}")
     else:
-        for name, description in DISK_KINDS.items():
-            print(f"{name:12} {description}")
+        for name, kind in DISKS.items():
+            print(f"{name:12} {kind.description}")
     return EXIT_PASS
 
 
@@ -114,8 +114,8 @@ def cmd_bench(args) -> int:
     out = Path(args.out) if args.out else _default_out("bench")
     disks = tuple(args.disks.split(",")) if args.disks else bench.BENCH_DISKS
     for disk in disks:
-        if disk not in DISK_KINDS:
-            raise DumpbedError(f"unknown disk type {disk!r} (available: {', '.join(DISK_KINDS)})")
+        if disk not in DISKS:
+            raise DumpbedError(f"unknown disk type {disk!r} (available: {', '.join(DISKS)})")
     result = bench.run_bench(out, memory_bytes=parse_size(args.memory), accel=args.accel, keep=args.keep,
                              disks=disks)
     if args.json:
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="boot a guest, crash it, let it dump, validate the dump")
-    run.add_argument("--disk", default="virtio-blk", choices=list(DISK_KINDS))
+    run.add_argument("--disk", default=DEFAULT_DISK, choices=list(DISKS))
     run.add_argument("--crash", default="nmi")
     run.add_argument("--memory", default="256M", help="guest RAM, e.g. 64M, 1G (default 256M)")
     run.add_argument("--ram-below-4g", metavar="SIZE",
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--components", default="default", metavar="LIST",
                      help="enabled sample components: default, all, none or a comma list "
                           "(dumpbed list components)")
-    run.add_argument("--secondary", choices=list(DISK_KINDS), metavar="DISK",
+    run.add_argument("--secondary", choices=list(DISKS), metavar="DISK",
                      help="a secondary dump device of this disk type: the dump restarts there if the primary fails")
     run.add_argument("--fault", action="append", default=[], metavar="SPEC",
                      help="a fault during the dump (dumpbed list faults), e.g. eio-at=40")

@@ -19,11 +19,11 @@ from dumpbed.deadline import WaitAborted, WaitTimeout
 from dumpbed.errors import DumpbedError, describe_os_error, environment_errors
 from dumpbed.images import build as images, layout as layout_mod
 from dumpbed.images.layout import DiskLayout
-from dumpbed.images.topology import MAX_TARGET, DiskSpec, Topology
+from dumpbed.images.topology import DiskSpec, Topology
 from dumpbed.machine import accel as accel_mod, resultchan
 from dumpbed.machine.qemu import Machine, MachineConfig, require_qemu
 from dumpbed.oracles import dumpio, samples
-from dumpbed.scenario import crash as crash_mod, faultrun, faults as faults_mod
+from dumpbed.scenario import crash as crash_mod, disks as disks_mod, faultrun, faults as faults_mod
 
 EXIT_COMPLETE = 67  # guest wrote 0x21 to isa-debug-exit: (0x21 << 1) | 1
 EXIT_FAILED = 69
@@ -38,7 +38,7 @@ DUMP_NODE = "disk0"  # the dump disk's node name (its device is DUMP_NODE-dev)
 @dataclass
 class Scenario:
     out_dir: Path
-    disk: str = "virtio-blk"
+    disk: str = disks_mod.DEFAULT
     crash: str = "nmi"
     memory_bytes: int = 256 << 20
     # QEMU's max-ram-below-4g: RAM past it lies above 4 GiB, so a small guest has high memory
@@ -209,7 +209,7 @@ def run(scenario: Scenario) -> RunOutcome:
         armed = _arm_fault(faults, machine, out, scenario)
         slow = next((f for f in faults if f.name == "slow"), None)
         if slow:
-            faultrun.throttle(machine, scenario.disk, slow.value)
+            faultrun.throttle(machine, scenario.disk, DUMP_NODE, slow.value)
             limits["dump"] += scenario.memory_bytes / (slow.value * MIB) * 1.5
         t_crash = time.monotonic()
         crash.inject(machine)
@@ -359,13 +359,14 @@ def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.F
     dump_disk = DiskSpec(out / layout.image, DUMP_NODE, scenario.block_size, scenario.target, scenario.lun,
                          write_log=blklog.log_path(out / layout.image),
                          stop_on_error=any(f.name in faults_mod.STOPPING for f in faults or []))
-    free_targets = [t for t in range(MAX_TARGET.get(scenario.disk, 1 << 16)) if t != scenario.target]
+    kind = disks_mod.get(scenario.disk)
+    free_targets = [t for t in range(kind.targets) if t != scenario.target] or [0]
     others = []
     for n in range(1, scenario.other_disks + 1):
         other = DiskLayout.for_dump(OTHER_DISK_RAM, block_size=scenario.block_size,
                                     canary_seed=secrets.randbits(32), image=f"disk{n}.img")
         layouts[f"disk{n}.layout.json"] = other
-        target = free_targets[(n - 1) % len(free_targets)] if scenario.disk in MAX_TARGET else 0
+        target = free_targets[(n - 1) % len(free_targets)] if kind.on_hba else 0
         others.append(DiskSpec(out / other.image, f"disk{n}", scenario.block_size, target, scenario.lun))
     secondary = None
     if scenario.secondary is not None:
@@ -375,9 +376,8 @@ def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.F
         # A target no primary-side disk uses, even on an HBA of its own: the write log tells
         # SCSI disks apart by target and LUN only.
         used = {d.target for d in [dump_disk, *others]}
-        target = next((t for t in range(MAX_TARGET.get(scenario.secondary, 1)) if t not in used), -1)
-        if scenario.secondary not in MAX_TARGET:
-            target = 0
+        second_kind = disks_mod.get(scenario.secondary)
+        target = next((t for t in range(second_kind.targets) if t not in used), -1) if second_kind.on_hba else 0
         secondary = DiskSpec(out / second.image, "disk-secondary", scenario.block_size, target, 0,
                              write_log=blklog.log_path(out / second.image))
     # Validates kinds, targets and LUNs before any image is created.

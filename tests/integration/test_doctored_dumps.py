@@ -82,7 +82,7 @@ def restarted_run(tmp_path_factory, guest_kernel):
     dump = dumpfmt.read_image(clean / "dump.img")
     body_lo = layout.load(clean / "layout.json").dump_offset + dump.header.body_offset
     scenario = validate.load_scenario(clean / "scenario.json")
-    writes = writelog.parse(clean / writelog.TRACE_FILE, "any", scenario["block_size"])
+    writes = writelog.parse(clean / writelog.TRACE_FILE, writelog.ANY_BUS, scenario["block_size"])
     crashed = writelog.crash_time(clean)
     after = [w for w in writes if crashed is None or w.time is None or w.time >= crashed]
     last_body = max(n for n, w in enumerate(after, 1) if w.offset >= body_lo and w.offset < body_lo + dump.header.body_bytes)

@@ -109,7 +109,7 @@ def write_numbers(out, component: str | None = None) -> list[int]:
     else:
         areas = dump.component_areas(by_name(dump)[component])
         lo, hi = base + areas[0].disk_offset, base + areas[-1].disk_offset + areas[-1].length
-    writes = writelog.parse(out / writelog.TRACE_FILE, "any", scenario["block_size"])
+    writes = writelog.parse(out / writelog.TRACE_FILE, writelog.ANY_BUS, scenario["block_size"])
     crashed = writelog.crash_time(out)
     after = [w for w in writes if crashed is None or w.time is None or w.time >= crashed]
     return [n for n, w in enumerate(after, 1) if lo <= w.offset < hi]

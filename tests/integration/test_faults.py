@@ -11,7 +11,7 @@ from dumpbed.capture import blklog
 from dumpbed.images import layout
 from dumpbed.reader import dumpfmt
 from dumpbed.run import Scenario, run_and_validate
-from dumpbed.scenario import faults
+from dumpbed.scenario import disks, faults
 from dumpbed.scenario.crash import CRASHES
 from tests.integration.conftest import FULL
 
@@ -43,7 +43,7 @@ def explain(report: dict) -> str:
 
 
 def applicable(fault: str, disk: str) -> bool:
-    return disk in faults.parse(fault).kind.disks  # unplug needs a SCSI disk (docs/faults.md)
+    return disks.get(disk).fault_applies(faults.parse(fault).name) is None  # e.g. unplug: SCSI only
 
 
 # `make matrix`: every crash kind x fault x disk; `make test`: every fault x disk with the NMI,

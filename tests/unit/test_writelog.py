@@ -10,6 +10,7 @@ import json
 
 from dumpbed.capture import cmdlog, writelog
 from dumpbed.oracles.validate import validate_run
+from dumpbed.scenario import disks
 
 
 def failed(v):
@@ -90,7 +91,7 @@ def test_scsi_trace_is_parsed_to_byte_offsets(tmp_path):
         "7@100.000004:scsi_req_parsed_lba target 1 lun 0 tag 6 command 40 lba 8\n"
         "7@100.000005:scsi_req_parsed target 1 lun 0 tag 7 command 42 dir 2 length 8192\n"
         "7@100.000006:scsi_req_parsed_lba target 1 lun 0 tag 7 command 42 lba 16\n")
-    writes = writelog.parse(log, "virtio-scsi", 512)
+    writes = writelog.parse(log, disks.SCSI_BUS, 512)
     assert [(w.command, w.target, w.offset, w.length) for w in writes] == [
         ("WRITE(16)", 1, 4294967296 * 512, 1048576),  # a READ(10) in between is not a write
         ("WRITE(10)", 1, 16 * 512, 8192),

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
+from dumpbed.scenario import disks
+
 TRACE_FILE = "qemu-trace.log"
 RESULT_PORT = 0xE9
 SCSI_WRITE = {0x0A: "WRITE(6)", 0x2A: "WRITE(10)", 0xAA: "WRITE(12)", 0x8A: "WRITE(16)",
@@ -60,11 +62,14 @@ RESET_EVENT = "guest_cpu_reset"
 RESULT_EVENT = "memory_region_ops_write"
 
 
+EVENTS_BY_BUS = {disks.VIRTIO_BLK_BUS: VIRTIO_BLK_EVENTS, disks.SCSI_BUS: SCSI_EVENTS}
+
+
 def trace_events(*disk_kinds: str) -> list[str]:
     """The trace events the command log needs for these disk kinds, from QEMU's start."""
     events: list[str] = []
     for kind in disk_kinds:
-        events += VIRTIO_BLK_EVENTS if kind == "virtio-blk" else SCSI_EVENTS
+        events += EVENTS_BY_BUS[disks.get(kind).bus]
     return list(dict.fromkeys(events + [RESET_EVENT]))
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from dumpbed.scenario import disks
+
 TRACE_FILE = "qemu-trace.log"
 SCSI_WRITE_OPCODES = {0x0A: "WRITE(6)", 0x2A: "WRITE(10)", 0xAA: "WRITE(12)", 0x8A: "WRITE(16)",
                       0x2E: "WRITE AND VERIFY(10)", 0x8E: "WRITE AND VERIFY(16)",
@@ -33,10 +35,15 @@ _SCSI_LBA = re.compile(_PREFIX + r"scsi_req_parsed_lba target (?P<t>\d+) lun (?P
                        r"command (?P<cmd>\d+) lba (?P<lba>\d+)")
 
 
+EVENTS_BY_BUS = {disks.VIRTIO_BLK_BUS: ["virtio_blk_handle_write"],
+                 disks.SCSI_BUS: ["scsi_req_parsed", "scsi_req_parsed_lba"]}
+ANY_BUS = "any"  # a parser for a run whose dump devices are on both buses
+
+
 def trace_events(*disk_kinds: str) -> list[str]:
     events = []
     for kind in dict.fromkeys(disk_kinds):
-        events += ["virtio_blk_handle_write"] if kind == "virtio-blk" else ["scsi_req_parsed", "scsi_req_parsed_lba"]
+        events += EVENTS_BY_BUS[disks.get(kind).bus]
     return list(dict.fromkeys(events))
 
 
@@ -55,18 +62,18 @@ class WriteParser:
     """Trace lines to Writes, one line at a time (a SCSI command spans two lines), so that a
     log still being written can be read incrementally."""
 
-    def __init__(self, disk_kind: str, block_size: int):
-        self.disk_kind = disk_kind  # a family ("virtio-blk" or a SCSI kind), or "any"
+    def __init__(self, bus: str, block_size: int):
+        self.bus = bus  # disks.VIRTIO_BLK_BUS, disks.SCSI_BUS or ANY_BUS
         self.block_size = block_size
         self.pending: dict[tuple[int, int, int], tuple[int, int]] = {}  # (t, l, tag) -> (opcode, bytes)
 
     def line(self, line: str) -> Optional[Write]:
-        if self.disk_kind in ("virtio-blk", "any"):
+        if self.bus in (disks.VIRTIO_BLK_BUS, ANY_BUS):
             m = _VIRTIO_BLK.match(line)
             if m:
                 return Write(_time(m), 0, 0, int(m["sector"]) * 512, int(m["n"]) * 512, "VIRTIO_BLK_T_OUT",
                              m["vdev"])
-            if self.disk_kind == "virtio-blk":
+            if self.bus == disks.VIRTIO_BLK_BUS:
                 return None
         m = _SCSI_PARSED.match(line)
         if m:
@@ -82,9 +89,9 @@ class WriteParser:
         return None
 
 
-def parse(path: Path, disk_kind: str, block_size: int) -> list[Write]:
-    """Every write command in the trace log to a disk of `disk_kind`'s family ("any": both), in order."""
-    parser = WriteParser(disk_kind, block_size)
+def parse(path: Path, bus: str, block_size: int) -> list[Write]:
+    """Every write command in the trace log to a disk on `bus` (ANY_BUS: both), in order."""
+    parser = WriteParser(bus, block_size)
     with open(path, encoding="ascii", errors="replace") as f:
         return [w for w in map(parser.line, f) if w is not None]
 

@@ -15,15 +15,7 @@ from typing import Optional
 
 from dumpbed.capture import blklog
 from dumpbed.errors import DumpbedError
-
-DISK_KINDS = {
-    "virtio-blk": "virtio-blk-pci (modern), one PCI function per disk, polled dump path",
-    "virtio-scsi": "scsi-hd on virtio-scsi-pci (modern), sd + scsi_poll dump path",
-    "lsi": "scsi-hd on the LSI 53C895A parallel SCSI HBA, guest SCRIPTS, polled",
-}
-HBA_DEVICE = {"virtio-scsi": "virtio-scsi-pci,disable-legacy=on", "lsi": "lsi53c895a"}
-MAX_TARGET = {"virtio-scsi": 255, "lsi": 7}  # QEMU's lsi53c895a bus: 7 targets (ID 7 is the HBA)
-MAX_LUN = {"virtio-scsi": 16383, "lsi": 0}  # and LUN 0 only
+from dumpbed.scenario import disks as disks_mod
 
 
 def log_node(node: str) -> str:
@@ -52,19 +44,17 @@ class Topology:
 
     def __post_init__(self):
         for kind in (self.kind, self.secondary_kind or self.kind):
-            if kind not in DISK_KINDS:
-                raise DumpbedError(f"unknown disk type {kind!r} (available: {', '.join(DISK_KINDS)})")
+            disks_mod.get(kind)  # an unknown kind is refused here
         if (self.secondary_kind is None) != (self.secondary_disk is None):
             raise DumpbedError("a secondary dump device needs both a kind and a disk")
         for kind, disks in self._by_controller():
             seen = set()
             for disk in disks:
-                if kind not in HBA_DEVICE:
+                if not disks_mod.get(kind).on_hba:
                     continue
-                if not 0 <= disk.target < MAX_TARGET[kind]:
-                    raise DumpbedError(f"{kind}: target {disk.target} out of range 0..{MAX_TARGET[kind] - 1}")
-                if not 0 <= disk.lun <= MAX_LUN[kind]:
-                    raise DumpbedError(f"{kind}: LUN {disk.lun} out of range 0..{MAX_LUN[kind]}")
+                problem = disks_mod.get(kind).address_problem(disk.target, disk.lun)
+                if problem:
+                    raise DumpbedError(problem)
                 if (disk.target, disk.lun) in seen:
                     raise DumpbedError(f"{kind}: two disks at target {disk.target} LUN {disk.lun}")
                 seen.add((disk.target, disk.lun))
@@ -99,16 +89,15 @@ class Topology:
         return self._guest_name(self.secondary_kind, self.secondary_disk, index)
 
     @staticmethod
-    def _guest_name(kind: str, disk: DiskSpec, virtio_blk_index: int) -> str:
-        if kind == "virtio-blk":
-            return f"virtio-blk:{virtio_blk_index}"
-        return f"{kind}:0:{disk.target}:{disk.lun}"  # the first HBA of that kind
+    def _guest_name(kind: str, disk: DiskSpec, function_index: int) -> str:
+        return disks_mod.get(kind).guest_name(disk.target, disk.lun, function_index)
 
     def qemu_args(self) -> list[str]:
         args: list[str] = []
         for n, (kind, disks) in enumerate(self._by_controller()):
-            if kind in HBA_DEVICE:
-                args += ["-device", f"{HBA_DEVICE[kind]},id=hba{n}"]
+            hba = disks_mod.get(kind).hba_device
+            if hba:
+                args += ["-device", f"{hba},id=hba{n}"]
             for disk in disks:
                 args += self._disk_args(kind, disk, f"hba{n}")
         return args
@@ -139,12 +128,7 @@ class Topology:
         sizes = f"logical_block_size={disk.block_size},physical_block_size={disk.block_size}"
         if disk.stop_on_error:
             sizes += ",werror=stop,rerror=stop"
-        if kind == "virtio-blk":
-            args += ["-device", f"virtio-blk-pci,drive={disk.node},id={disk.node}-dev,disable-legacy=on,{sizes}"]
-        else:
-            args += ["-device", f"scsi-hd,bus={hba}.0,drive={disk.node},id={disk.node}-dev,"
-                                f"scsi-id={disk.target},lun={disk.lun},{sizes}"]
-        return args
+        return args + ["-device", disks_mod.get(kind).disk_device(disk.node, hba, disk.target, disk.lun, sizes)]
 
     def to_json(self) -> dict:
         def one(d: DiskSpec) -> dict:

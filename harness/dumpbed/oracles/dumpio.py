@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from dumpbed.capture import blklog, cmdlog
+from dumpbed.scenario import disks
 
 
 @dataclass
@@ -98,7 +99,7 @@ def disk_ids(commands: list[cmdlog.Command], kind: str, target: int, lun: int, c
     """The command log's name for a dump disk: SCSI disks by target and LUN; virtio-blk disks by
     QEMU's device pointer, the n-th virtio-blk device written after the crash (the dump starts on
     the primary, so it is written first)."""
-    if kind != "virtio-blk":
+    if disks.get(kind).bus == disks.SCSI_BUS:
         return f"scsi:{target}:{lun}"
     seen: list[str] = []
     for c in commands:

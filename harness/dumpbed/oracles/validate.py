@@ -43,7 +43,7 @@ from dumpbed.oracles.write_order import check_write_order
 from dumpbed.oracles.write_sizes import check_write_sizes
 from dumpbed.reader import dumpfmt
 from dumpbed.reader.dumpfmt import ComponentKind, ComponentStatus, CrashReason, HeaderStatus
-from dumpbed.scenario import crash as crash_mod, faults as faults_mod
+from dumpbed.scenario import crash as crash_mod, disks as disks_mod, faults as faults_mod
 
 # The checks of a dump's contents: with no dump of the run expected (a fault before its first
 # leader landed), there is nothing for them to judge.
@@ -266,7 +266,8 @@ def _device_io(target, scenario: dict, cmds, crashed: Optional[float], targets) 
     topology = scenario.get("topology") or {}
     disk = (topology.get("secondary") if target.role == "secondary" else topology.get("dump_disk")) or {}
     # virtio-blk dump disks are told apart by the order they are written in: the primary first.
-    before = sum(1 for t in targets if t.kind == "virtio-blk" and t.role == "primary" and target.role == "secondary")
+    before = sum(1 for t in targets if disks_mod.get(t.kind).bus == disks_mod.VIRTIO_BLK_BUS and t.role == "primary"
+                 and target.role == "secondary")
     return dumpio.load(target.role, target.image, target.kind, disk.get("target", 0), disk.get("lun", 0), before,
                        target.layout.dump_offset, target.layout.dump_size, crashed, cmds)
 

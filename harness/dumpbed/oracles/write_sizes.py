@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from dumpbed.capture.writelog import TRACE_FILE, Write, crash_time, parse
+from dumpbed.capture.writelog import ANY_BUS, TRACE_FILE, Write, crash_time, parse
 from dumpbed.images.layout import DiskLayout
 from dumpbed.oracles.base import Check, make_check
 from dumpbed.reader import dumpfmt
+from dumpbed.scenario import disks
 
 
 @dataclass
@@ -28,6 +29,10 @@ class DumpTarget:
     lun: int
     layout: DiskLayout
     dump: dumpfmt.Dump
+
+    @property
+    def bus(self) -> str:
+        return disks.get(self.kind).bus
 
 
 def check_write_sizes(run_dir: Path, dump: dumpfmt.Dump, layout: DiskLayout, scenario: dict,
@@ -51,9 +56,8 @@ def check_device_writes(run_dir: Path, targets: list[DumpTarget], quiesced_at: O
     trace = run_dir / TRACE_FILE
     if not trace.exists():
         return Check("write-sizes", False, f"{TRACE_FILE} missing: QEMU logged no writes")
-    kinds = {t.kind for t in targets}
-    family = "any" if len({k == "virtio-blk" for k in kinds}) > 1 else targets[0].kind
-    writes = parse(trace, family, targets[0].layout.block_size)
+    buses = {t.bus for t in targets}
+    writes = parse(trace, buses.pop() if len(buses) == 1 else ANY_BUS, targets[0].layout.block_size)
     crashed_at = crash_time(run_dir)
     after = [w for w in writes if crashed_at is None or w.time is None or w.time >= crashed_at]
     late_runtime = [w for w in after if quiesced_at is not None and w.time is not None and w.time < quiesced_at
@@ -85,8 +89,8 @@ def _in_partition(w: Write, t: DumpTarget) -> bool:
 def _attribute(writes: list[Write], targets: list[DumpTarget], problems: list[str]) -> dict[str, list[Write]]:
     """Which dump device each write went to; writes to no dump device are problems."""
     out: dict[str, list[Write]] = {t.role: [] for t in targets}
-    scsi = {(t.target, t.lun): t.role for t in targets if t.kind != "virtio-blk"}
-    blk_roles = [t.role for t in targets if t.kind == "virtio-blk"]  # primary first
+    scsi = {(t.target, t.lun): t.role for t in targets if t.bus == disks.SCSI_BUS}
+    blk_roles = [t.role for t in targets if t.bus == disks.VIRTIO_BLK_BUS]  # primary first
     vdevs: dict[str, str] = {}
     for w in writes:
         where = f"{w.command} of {w.length} bytes at disk offset 0x{w.offset:x}"

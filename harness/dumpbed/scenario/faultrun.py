@@ -23,6 +23,7 @@ from dumpbed.errors import DumpbedError
 from dumpbed.images.topology import log_node
 from dumpbed.machine import resultchan
 from dumpbed.machine.qemu import Machine
+from dumpbed.scenario import disks as disks_mod
 from dumpbed.scenario.faults import Fault, blkdebug_rules, hold_rules
 
 POLL = 0.01
@@ -178,9 +179,9 @@ def wait_for_lines(path: Path, word: str, count: int, timeout: float, alive, wha
         time.sleep(POLL * 10)
 
 
-def throttle(machine: Machine, disk_kind: str, mib_per_s: int) -> None:
-    """`slow`: every write to the dump disk limited to mib_per_s (QMP wants all six limits).
-    The block backend of a virtio-blk disk hangs off the proxy's inner virtio device."""
-    device = "/machine/peripheral/disk0-dev/virtio-backend" if disk_kind == "virtio-blk" else "disk0-dev"
+def throttle(machine: Machine, disk_kind: str, node: str, mib_per_s: int) -> None:
+    """`slow`: every write to the dump disk (on block node `node`) limited to mib_per_s (QMP
+    wants all six limits); the disk kind names the device that holds the block backend."""
+    device = disks_mod.get(disk_kind).throttled_device(node)
     machine.qmp.command("block_set_io_throttle", {"id": device, "bps": 0, "bps_rd": 0, "bps_wr": mib_per_s * MIB,
                         "iops": 0, "iops_rd": 0, "iops_wr": 0})

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from dumpbed.errors import DumpbedError
+from dumpbed.scenario import disks as disks_mod
 
 EIO = 5
 MAX_EIO_AT = 100_000  # one blkdebug set-state rule per write before the failing one
@@ -34,7 +35,6 @@ class FaultKind:
     default_when: Optional[str]  # None: a setup fault, no trigger
     outcome: str  # the dump the scenario expects: complete / partial
     guest_result: Optional[str]  # the guest's DONE status: complete / failed, or None (no DONE)
-    disks: tuple[str, ...] = ("virtio-blk", "virtio-scsi", "lsi")
     value_range: tuple[int, int] = (1, 1)  # the values =VALUE may take
 
 
@@ -50,7 +50,7 @@ KINDS = {k.name: k for k in [
               "partial", None),
     FaultKind("kill", "QEMU is killed with SIGKILL mid-dump", None, None, "50%", "partial", None),
     FaultKind("unplug", "the dump disk is removed mid-dump (device_del of its scsi-hd): the guest's "
-              "bounded waits expire", None, None, "50%", "partial", "failed", disks=("virtio-scsi", "lsi")),
+              "bounded waits expire", None, None, "50%", "partial", "failed"),
     FaultKind("slow", "the dump disk is throttled to R MiB/s of writes (block_set_io_throttle) from "
               "the crash on", "R", 16, None, "complete", "complete", value_range=(1, 10_000)),
     FaultKind("stale", "the dump partition first receives a complete dump of an earlier run; the new "
@@ -58,7 +58,7 @@ KINDS = {k.name: k for k in [
     FaultKind("hold-runtime", "runtime reads and writes of the workload are parked in the device across the "
               "crash (a failing backend with rerror/werror=stop) and released once the guest says DUMPSTART "
               "quiesced the device: a driver that did not abort or reset them sees them finish mid-dump",
-              None, None, None, "complete", "complete", disks=("virtio-scsi", "lsi")),
+              None, None, None, "complete", "complete"),
 ]}
 # Faults whose trigger stops the VM with a request parked in the device (werror/rerror=stop).
 STOPPING = ("pause", "reset", "kill", "unplug", "stale", "hold-runtime")
@@ -135,9 +135,9 @@ def check_combination(faults: list[Fault], disk: str, secondary: Optional[str]) 
     if len(live) > 1:
         raise DumpbedError(f"at most one live fault per run ({', '.join(str(f) for f in live)})")
     for f in faults:
-        if disk not in f.kind.disks:
-            raise DumpbedError(f"fault {f.name} needs a dump disk of type {' or '.join(f.kind.disks)} "
-                               f"(QEMU's pc machine unplugs a PCI disk only with the guest's ACPI help)")
+        why_not = disks_mod.get(disk).fault_applies(f.name)
+        if why_not:
+            raise DumpbedError(f"fault {f.name} does not apply to a {disk} dump disk: {why_not}")
     if "stale" in names and live:
         raise DumpbedError("stale cuts the new dump short itself: it takes no other live fault")
     if "hold-runtime" in names and len(names) > 1:
