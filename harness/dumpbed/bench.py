@@ -23,9 +23,9 @@ from dumpbed.errors import DumpbedError
 from dumpbed.machine.qemu import Machine
 from dumpbed.run import Scenario, run_and_validate
 from dumpbed.scenario.disks import DISKS
+from dumpbed.units import MiB
 
-MIB = 1 << 20
-REQUEST_BYTES = 4 * MIB  # the guest's DUMPQUERY max transfer on virtio-blk
+REQUEST_BYTES = 4 * MiB  # the guest's DUMPQUERY max transfer on virtio-blk
 
 
 def host_write_mib_s(directory: Path, nbytes: int) -> float:
@@ -43,7 +43,7 @@ def host_write_mib_s(directory: Path, nbytes: int) -> float:
     match = re.search(r"Run completed in ([0-9.]+) seconds", proc.stdout)
     if proc.returncode != 0 or not match:
         raise DumpbedError(f"qemu-img bench failed: {proc.stderr.strip() or proc.stdout.strip()}")
-    return count * REQUEST_BYTES / MIB / float(match.group(1))
+    return count * REQUEST_BYTES / MiB / float(match.group(1))
 
 
 def _cpu_model() -> str:
@@ -109,7 +109,7 @@ def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = Fa
             "crash_to_verdict_s": round(rep["timings"].get("crash_to_dump_done", 0) + rep["timings"]["validate"], 3),
             # every oracle, the consistency sweep over every disk state among them, in dump MiB/s
             "validate_s": round(rep["timings"]["validate"], 3),
-            "validate_mib_s": round(rep["dump"].get("bytes", 0) / MIB / rep["timings"]["validate"], 1)
+            "validate_mib_s": round(rep["dump"].get("bytes", 0) / MiB / rep["timings"]["validate"], 1)
             if rep["timings"]["validate"] else 0.0,
             "report": str(run_dir / "report.json"),
         })
@@ -118,7 +118,7 @@ def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = Fa
                 big.unlink(missing_ok=True)
 
     host = host_write_mib_s(out, dump_bytes or memory_bytes)
-    qemu_speed = qemu_dump.bytes / MIB / qemu_dump.seconds if qemu_dump.seconds else 0.0
+    qemu_speed = qemu_dump.bytes / MiB / qemu_dump.seconds if qemu_dump.seconds else 0.0
     for row in rows:
         speed = row.get("dump_mib_s", 0.0)
         row["ratio_to_host_write"] = round(speed / host, 3) if host and speed else None
@@ -137,7 +137,7 @@ def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = Fa
 
 def render(result: dict) -> None:
     m = result["machine"]
-    table = Table(title=f"dumpbed bench: {m['accel']}, {m['memory_bytes'] // MIB} MiB guest, {m['cpu']}")
+    table = Table(title=f"dumpbed bench: {m['accel']}, {m['memory_bytes'] // MiB} MiB guest, {m['cpu']}")
     # dump MiB/s, then as a ratio to the host's write speed and to QEMU's dump-guest-memory
     for column in ("disk", "MiB/s", "x host", "x qemu", "boot s", "to verdict s", "validate MiB/s", "verdict"):
         table.add_column(column, justify="left" if column in ("disk", "verdict") else "right",

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from dumpbed.errors import DumpbedError
 from dumpbed.reader import outcome
+from dumpbed.units import MiB
 
-MIB = 1 << 20
 ARTIFACT_FILES = {
     "qemu_cmdline": "qemu-cmdline.txt",
     "qemu_argv": "qemu-argv.json",
@@ -44,7 +44,7 @@ def build(run_dir: Optional[Path], validation: dict, timings: dict[str, float], 
     dump = validation.get("dump", {})
     judged = outcome.verdict(checks, dump, scenario, problem, validation.get("expected"))
     seconds = timings.get("crash_to_dump_done")
-    throughput = round(dump.get("bytes", 0) / MIB / seconds, 2) if seconds else None
+    throughput = round(dump.get("bytes", 0) / MiB / seconds, 2) if seconds else None
     return {
         **judged,
         "problem": problem,
@@ -84,7 +84,7 @@ def render(report: dict, console: Optional[Console] = None) -> None:
     if scenario:
         console.print(
             f"[bold]scenario[/] disk={scenario.get('disk')} crash={scenario.get('crash')} "
-            f"memory={scenario.get('memory_bytes', 0) // MIB} MiB accel={scenario.get('accel')} "
+            f"memory={scenario.get('memory_bytes', 0) // MiB} MiB accel={scenario.get('accel')} "
             f"firmware={scenario.get('firmware')} block={scenario.get('block_size')}")
     dump = report.get("dump") or {}
     _render_dump(dump, console)
@@ -100,9 +100,9 @@ def render(report: dict, console: Optional[Console] = None) -> None:
     content = report.get("content") or {}
     if content.get("ram_bytes"):
         console.print(
-            f"[bold]content[/] checked {content.get('bytes_checked', 0) / MIB:.1f} MiB "
+            f"[bold]content[/] checked {content.get('bytes_checked', 0) / MiB:.1f} MiB "
             f"({100 * content.get('checked_fraction', 0):.2f}% of RAM), "
-            f"volatile {content.get('bytes_volatile', 0) / MIB:.2f} MiB")
+            f"volatile {content.get('bytes_volatile', 0) / MiB:.2f} MiB")
     table = Table(show_header=True, header_style="bold")
     table.add_column("check")
     table.add_column("result")

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 from dumpbed.capture import blklog, cmdlog, groundtruth, irqwatch, writelog
 from dumpbed.deadline import WaitAborted, WaitTimeout
 from dumpbed.errors import DumpbedError, describe_os_error, environment_errors
+from dumpbed.guest_interface import PROMPT
 from dumpbed.images import build as images, layout as layout_mod
 from dumpbed.images.layout import DiskLayout
 from dumpbed.images.topology import DiskSpec, Topology
@@ -24,14 +25,12 @@ from dumpbed.machine import accel as accel_mod, resultchan
 from dumpbed.machine.qemu import Machine, MachineConfig, require_qemu
 from dumpbed.oracles import dumpio, samples
 from dumpbed.scenario import crash as crash_mod, disks as disks_mod, faultrun, faults as faults_mod
+from dumpbed.units import GiB, MiB
 
 EXIT_COMPLETE = 67  # guest wrote 0x21 to isa-debug-exit: (0x21 << 1) | 1
 EXIT_FAILED = 69
-GIB = 1 << 30
-MIB = 1 << 20
-OTHER_DISK_RAM = 16 * MIB
-RAM_BELOW_4G_MIN = 32 * MIB  # the kernel, its pinned pool and the low-memory areas fit
-PROMPT = r"dumpbed> "  # the other disks get a small layout of their own
+OTHER_DISK_RAM = 16 * MiB
+RAM_BELOW_4G_MIN = 32 * MiB  # the kernel, its pinned pool and the low-memory areas fit
 DUMP_NODE = "disk0"  # the dump disk's node name (its device is DUMP_NODE-dev)
 
 
@@ -80,9 +79,9 @@ def _timeouts(accel: str, memory_bytes: int) -> dict[str, float]:
     The dump deadline assumes a floor on throughput well below anything measured (the LSI
     emulation, the slowest path, dumps 5 GiB at ~50 MiB/s under KVM), so only a hang trips it."""
     slow = 4.0 if accel == "tcg" else 1.0
-    mib = memory_bytes / MIB
+    mib = memory_bytes / MiB
     return {
-        "boot": 30.0 * slow * max(1.0, memory_bytes / GIB),
+        "boot": 30.0 * slow * max(1.0, memory_bytes / GiB),
         "dump": 60.0 + mib / (10.0 / slow),
         "io_ms": int(10_000 * slow),
     }
@@ -102,9 +101,9 @@ def check_scenario(scenario: Scenario) -> tuple[list[str], list[faults_mod.Fault
     if not 0 <= scenario.level <= 9:
         raise DumpbedError(f"--level {scenario.level}: the dump detail level is 0..9")
     below = scenario.ram_below_4g
-    if below is not None and not (RAM_BELOW_4G_MIN <= below < scenario.memory_bytes and below % (2 * MIB) == 0):
-        raise DumpbedError(f"--ram-below-4g {below // MIB}M: must be a multiple of 2M, at least "
-                           f"{RAM_BELOW_4G_MIN // MIB}M and below the guest's {scenario.memory_bytes // MIB}M "
+    if below is not None and not (RAM_BELOW_4G_MIN <= below < scenario.memory_bytes and below % (2 * MiB) == 0):
+        raise DumpbedError(f"--ram-below-4g {below // MiB}M: must be a multiple of 2M, at least "
+                           f"{RAM_BELOW_4G_MIN // MiB}M and below the guest's {scenario.memory_bytes // MiB}M "
                            f"of RAM (the rest lies above 4 GiB)")
     components = list(samples.resolve_components(scenario.components))
     faults = [faults_mod.parse(spec) for spec in scenario.faults]
@@ -210,7 +209,7 @@ def run(scenario: Scenario) -> RunOutcome:
         slow = next((f for f in faults if f.name == "slow"), None)
         if slow:
             faultrun.throttle(machine, scenario.disk, DUMP_NODE, slow.value)
-            limits["dump"] += scenario.memory_bytes / (slow.value * MIB) * 1.5
+            limits["dump"] += scenario.memory_bytes / (slow.value * MiB) * 1.5
         t_crash = time.monotonic()
         crash.inject(machine)
         crash_epoch = time.time()
@@ -350,9 +349,9 @@ def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.F
             raise DumpbedError(f"--disk-size {scenario.disk_size} is too small for a dump of this guest's "
                                f"RAM: at least {layout.size_bytes} bytes")
         # The data partition takes the extra room, so a big disk puts the dump partition at high LBAs.
-        extra = (scenario.disk_size - layout.size_bytes) // MIB * MIB
+        extra = (scenario.disk_size - layout.size_bytes) // MiB * MiB
         layout = DiskLayout.for_dump(sized_for, block_size=scenario.block_size,
-                                     canary_seed=seed, data_bytes=MIB + extra)
+                                     canary_seed=seed, data_bytes=MiB + extra)
     if reuse_dump_disk:
         layout = layout_mod.load(out / "layout.json")
     layouts = {} if reuse_dump_disk else {"layout.json": layout}
@@ -394,10 +393,10 @@ def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.F
 def _console_command(machine: Machine, command: str, timeout: float) -> str:
     """Type a shell command at the prompt, wait until it has run (the prompt after its echo)
     and return what it printed."""
-    machine.console.wait_for(PROMPT, timeout)  # the shell is listening
+    machine.console.wait_for(re.escape(PROMPT), timeout)  # the shell is listening
     mark = machine.console.mark()
     machine.console.send(command + "\r")
-    match = machine.console.wait_for(re.escape(command) + r"(?P<output>[\s\S]*?)" + PROMPT, timeout, since=mark)
+    match = machine.console.wait_for(re.escape(command) + r"(?P<output>[\s\S]*?)" + re.escape(PROMPT), timeout, since=mark)
     return match["output"].decode("utf-8", "replace")
 
 
@@ -432,7 +431,7 @@ def _run_failure(machine: Machine, out: Path, exc: BaseException) -> str:
         raise exc
     message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
     try:  # QEMU says only "An IO error has occurred" when a pmemsave fills the disk
-        if shutil.disk_usage(out).free < MIB and "No space left" not in message:
+        if shutil.disk_usage(out).free < MiB and "No space left" not in message:
             message += f" (the filesystem of {out} is full)"
     except OSError:
         pass

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from dumpbed.images.layout import DiskLayout
+from dumpbed.units import SECTOR
 
-SECTOR = 512
 UNITS_PER_SECTOR = SECTOR // 16
 _WORDS_PER_SECTOR = SECTOR // 8
 _CHUNK_SECTORS = 8192  # 4 MiB per step

@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dumpbed.errors import DumpbedError
-
-MiB = 1 << 20
-KiB = 1 << 10
+from dumpbed.units import KiB, MiB
 
 DUMP_PARTITION_TYPE = "8f3c2a5e-6b1d-4c7e-9a40-d0b3e1f2a7c9"
 DUMP_PARTITION_NAME = "dumpbed-dump"

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-GIB = 1 << 30
-FOUR_GIB = 4 * GIB
+from dumpbed.units import GiB
+
+FOUR_GIB = 4 * GiB
 DEFAULT_MAX_BELOW_4G = 0xE0000000  # 3.5 GiB, the traditional split
 GIGABYTE_ALIGNED_SPLIT = 0xC0000000  # newer machine types move the split to 3 GiB
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dumpbed.errors import DumpbedError
+from dumpbed.guest_interface import errno_name
 from dumpbed.oracles.base import Check, make_check
 from dumpbed.oracles.samples import (
     ALL_FLAGS,
@@ -26,7 +27,6 @@ from dumpbed.oracles.samples import (
     BUILTIN_NAMES,
     CD_LVL_NORMAL,
     EIO,
-    ERRNO_NAMES,
     MAX_LEVEL,
     NO_COMPONENT,
     SAMPLE_NAMES,
@@ -136,7 +136,7 @@ def _enum_name(enum, value) -> str:
 
 
 def _errno(value: int) -> str:
-    return ERRNO_NAMES.get(value, str(value))
+    return errno_name(value)
 
 
 def _flag_names(bits: int) -> str:

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from dumpbed.guest_interface import Errno
 from dumpbed.images import layout as layout_mod
 from dumpbed.images.layout import DiskLayout
 from dumpbed.oracles.base import Check, make_check
 from dumpbed.reader import dumpfmt
 
-EIO = 5
 SECONDARY_LAYOUT = "secondary.layout.json"
 
 
@@ -73,9 +73,9 @@ def check_devices(dumps: dict[str, dumpfmt.Dump], restart_expected: bool) -> Che
         else:
             problems += _expect(secondary, "secondary", {"complete"}, generation=2, device_role=2)
             h = secondary.header
-            if h is not None and getattr(h, "restart_error", None) != EIO:
+            if h is not None and getattr(h, "restart_error", None) != Errno.EIO:
                 problems.append(f"secondary: restart_error {getattr(h, 'restart_error', None)}, "
-                                f"expected {EIO} (EIO, the injected fault)")
+                                f"expected {Errno.EIO} (EIO, the injected fault)")
     else:
         problems += _expect(primary, "primary", {"complete", "partial", "corrupt", "none"}, generation=1,
                             device_role=1, allow_none=True)

@@ -23,6 +23,7 @@ import google_crc32c
 import numpy as np
 
 from dumpbed.errors import DumpbedError
+from dumpbed.guest_interface import Errno
 
 # --------------------------------------------------------------------------------------------
 # Numbers of docs/dump-format.md
@@ -83,12 +84,8 @@ AREA_VOLATILE = 1
 AREA_STAGED = 2
 NO_COMPONENT = 0xFFFFFFFF
 
-# errnos as the guest spells them (guest/lib/errno.h, Linux's numbers)
-EIO = 5
-EFAULT = 14
-EINVAL = 22
-ENODATA = 61
-ERRNO_NAMES = {EIO: "EIO", EFAULT: "EFAULT", EINVAL: "EINVAL", ENODATA: "ENODATA"}
+# errnos as the guest spells them
+EIO, EFAULT, EINVAL, ENODATA = Errno.EIO, Errno.EFAULT, Errno.EINVAL, Errno.ENODATA
 
 CD_LVL_NORMAL = 3
 MAX_LEVEL = 9

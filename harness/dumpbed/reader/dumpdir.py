@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 from typing import Callable
 
-PAGE = 4096
+from dumpbed.guest_interface import Errno
+from dumpbed.units import PAGE
+
 DIR_HEADER_SIZE = 64
 COMPONENT_ENTRY_SIZE = 128
 AREA_ENTRY_SIZE = 64
@@ -28,8 +30,8 @@ MAX_STAGING_BYTES = 32 << 20
 # Reader limit on the records of one directory (the writer's limits total 2096).
 MAX_DIRECTORY_ENTRIES = 65536
 
-# errno values the format names (the guest's lib/errno.h, as Linux's)
-EIO, EFAULT, EINVAL, ENODATA = 5, 14, 22, 61
+# errno values the format names
+EIO, EFAULT, EINVAL, ENODATA = Errno.EIO, Errno.EFAULT, Errno.EINVAL, Errno.ENODATA
 
 
 class ComponentKind(IntEnum):

@@ -40,6 +40,7 @@ from dumpbed.reader.dumpdir import (  # noqa: F401  (re-exported)
     DIR_MAGIC,
     MAX_DIRECTORY_ENTRIES,
     NO_COMPONENT,
+    PAGE,
     VIOLATION_ENTRY_SIZE,
     Area,
     AreaFlag,
@@ -55,10 +56,8 @@ from dumpbed.reader.dumpdir import (  # noqa: F401  (re-exported)
     enum_name,
     round_up,
 )
+from dumpbed.units import KiB, MiB
 
-KiB = 1 << 10
-MiB = 1 << 20
-PAGE = 4096
 HEADER_SIZE = 512
 LEADER_OFFSET = 65536
 DIR_OFFSET = 69632

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from dumpbed.errors import DumpbedError
+from dumpbed.guest_interface import PROMPT
 from dumpbed.machine import resultchan
 from dumpbed.machine.qemu import Machine
 
 NMI, PANIC, EXCEPTION = 1, 2, 3  # crash_reason (docs/dump-format.md)
 NO_VECTOR = 0xFFFFFFFF
-PROMPT = "dumpbed> "
 SYMBOLS_FILE = "crash-symbols.json"  # the guest symbols a recipe needs, from the kernel that ran
 NESTED_FILE = "nested.json"  # what the nested recipe did during the dump
 NESTED_NOTE = "NMI during the crash dump: ignored"  # the guest's console line for it

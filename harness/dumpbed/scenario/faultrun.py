@@ -25,9 +25,9 @@ from dumpbed.machine import resultchan
 from dumpbed.machine.qemu import Machine
 from dumpbed.scenario import disks as disks_mod
 from dumpbed.scenario.faults import Fault, blkdebug_rules, hold_rules
+from dumpbed.units import MiB
 
 POLL = 0.01
-MIB = 1 << 20
 
 
 @dataclass
@@ -183,5 +183,5 @@ def throttle(machine: Machine, disk_kind: str, node: str, mib_per_s: int) -> Non
     """`slow`: every write to the dump disk (on block node `node`) limited to mib_per_s (QMP
     wants all six limits); the disk kind names the device that holds the block backend."""
     device = disks_mod.get(disk_kind).throttled_device(node)
-    machine.qmp.command("block_set_io_throttle", {"id": device, "bps": 0, "bps_rd": 0, "bps_wr": mib_per_s * MIB,
+    machine.qmp.command("block_set_io_throttle", {"id": device, "bps": 0, "bps_rd": 0, "bps_wr": mib_per_s * MiB,
                         "iops": 0, "iops_rd": 0, "iops_wr": 0})

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from dumpbed.errors import DumpbedError
+from dumpbed.guest_interface import Errno
 from dumpbed.scenario import disks as disks_mod
 
-EIO = 5
 MAX_EIO_AT = 100_000  # one blkdebug set-state rule per write before the failing one
 
 
@@ -205,9 +205,9 @@ def blkdebug_rules(fault: Fault, sector: Optional[int] = None) -> dict:
     acts at exactly that point.
     """
     if fault.name != "eio-at" and sector is not None:
-        return {"inject-error": [{"event": "write_aio", "sector": sector, "errno": EIO, "once": True}]}
+        return {"inject-error": [{"event": "write_aio", "sector": sector, "errno": Errno.EIO, "once": True}]}
     n = fault.value if fault.name == "eio-at" else fault.after_writes
-    error: dict = {"event": "write_aio", "state": n, "errno": EIO}
+    error: dict = {"event": "write_aio", "state": n, "errno": Errno.EIO}
     if fault.name != "eio-at":
         error["once"] = True
     rules: dict = {"inject-error": [error]}
@@ -232,7 +232,7 @@ def hold_rules(first_sector: int, sectors: int, step: int) -> dict:
     """hold-runtime: every read and write touching [first_sector, +sectors) of the disk fails
     (each request of the workload covers one of the sectors `step` apart), so the disk, set to
     stop on errors, parks it and stops the VM."""
-    rules = [{"event": event, "sector": s, "errno": EIO}
+    rules = [{"event": event, "sector": s, "errno": Errno.EIO}
              for s in range(first_sector, first_sector + sectors, step) for event in ("read_aio", "write_aio")]
     return {"inject-error": rules}
 

@@ -1,0 +1,34 @@
+"""What docs/guest-interface.md defines that the host speaks: the shell's prompt and the error
+numbers the guest reports (guest/lib/errno.h, Linux's numbers; tests/unit/test_vocabulary.py
+holds them to the header)."""
+from enum import IntEnum
+
+PROMPT = "dumpbed> "  # the guest shell's prompt on the console
+
+
+class Errno(IntEnum):
+    EPERM = 1
+    ENOENT = 2
+    EIO = 5
+    ENXIO = 6
+    E2BIG = 7
+    ENOMEM = 12
+    EFAULT = 14
+    EBUSY = 16
+    EEXIST = 17
+    ENODEV = 19
+    EINVAL = 22
+    ENOSPC = 28
+    EROFS = 30
+    ERANGE = 34
+    ENODATA = 61
+    ENOTSUP = 95
+    ETIMEDOUT = 110
+
+
+def errno_name(value: int) -> str:
+    """EIO for 5; the number itself for one the guest does not define."""
+    try:
+        return Errno(value).name
+    except ValueError:
+        return str(value)
