@@ -93,6 +93,9 @@ def mismatches(format_h: str, errno_h: str) -> list[str]:
     host_regs = [r if r != "reserved" else "reserved31" for r in dumpfmt.REGISTER_NAMES]
     if names != host_regs:
         problems.append(f"enum dump_reg {names} against REGISTER_NAMES {host_regs}")
+    m = re.search(r"_Static_assert\(DUMP_DIR_BYTES == (\d+)", format_h)
+    if not m or int(m.group(1)) != dumpfmt.WRITER_DIR_BYTES:
+        problems.append(f"DUMP_DIR_BYTES: guest {m and m.group(1)}, host {dumpfmt.WRITER_DIR_BYTES}")
     for struct_name, host in SIZES.items():
         m = re.search(rf"sizeof\(struct {struct_name}\) == (\d+)", format_h)
         if not m or int(m.group(1)) != host:
@@ -114,6 +117,7 @@ def test_the_host_speaks_the_guests_headers():
     ("REG_CR3, REG_CR4", "REG_CR4, REG_CR3", "enum dump_reg"),
     ("sizeof(struct dump_area_entry) == 64", "sizeof(struct dump_area_entry) == 72", "dump_area_entry"),
     ("#define ENOSPC\t\t28", "#define ENOSPC\t\t29", "errno.h"),
+    ("DUMP_DIR_BYTES == 98304", "DUMP_DIR_BYTES == 102400", "DUMP_DIR_BYTES"),
 ])
 def test_a_header_that_drifts_is_caught(old, new, what):
     format_h, errno_h = FORMAT_H.read_text(), ERRNO_H.read_text()

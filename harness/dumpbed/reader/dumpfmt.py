@@ -65,6 +65,7 @@ VERSION = 3
 SLOTS = (1, 2)  # the directory and CRC table slots a leader may name (0: none yet)
 BLOCK_SIZES = (512, 4096)
 WRITER_CHUNK_SIZE = 65536
+WRITER_DIR_BYTES = 98304  # the dumpbed guest's directory slot (docs/dump-format.md, "Layout")
 WRITER_TABLE_LIMIT = 256 * KiB
 NO_VECTOR = 0xFFFFFFFF
 NMI_VECTOR = 2

@@ -216,14 +216,10 @@ def blkdebug_rules(fault: Fault, sector: Optional[int] = None) -> dict:
     return rules
 
 
-WRITER_DIR_BYTES = 98304  # a directory slot (docs/dump-format.md, "Layout")
-LEADER_OFFSET, DIR_OFFSET = 65536, 69632
-
-
 def body_offset_for(partition_bytes: int) -> int:
     """Where the dumpbed guest's body starts in a partition of this size (docs/dump-format.md,
     "Layout": the leader page, two directory slots, two CRC table slots)."""
-    from dumpbed.reader.dumpfmt import crc_table_bytes_for
+    from dumpbed.reader.dumpfmt import DIR_OFFSET, WRITER_DIR_BYTES, crc_table_bytes_for
 
     return DIR_OFFSET + 2 * WRITER_DIR_BYTES + 2 * crc_table_bytes_for(partition_bytes)
 
