@@ -122,14 +122,14 @@ def run(scenario: Scenario) -> RunOutcome:
     limits["dump"] += crash.extra_seconds  # e.g. a hang: the watchdog's timeout comes first
     kernel = images.build_guest()
 
-    if any(f.name == "unplug" for f in faults):
+    if any(f.kind.shortens_io_waits for f in faults):
         # Every request to the removed disk times out in the guest, and it still tries its
         # FAILED headers: shorter waits, and the harness's deadline allows for a dozen.
         limits["io_ms"] //= 5
         limits["dump"] += 12 * limits["io_ms"] / 1000
     dump_id = secrets.token_hex(16)
     fill_seed = secrets.token_hex(8) if scenario.fill else None
-    stale = any(f.name == "stale" for f in faults)
+    stale = any(f.kind.previous_dump for f in faults)
     if stale:
         _previous_dump(scenario, out)
     topology = make_disks(scenario, out, faults, reuse_dump_disk=stale)
@@ -154,7 +154,7 @@ def run(scenario: Scenario) -> RunOutcome:
         "level": scenario.level, "components": components,
         "secondary": scenario.secondary, "faults": [str(f) for f in faults],
         # A device failure mid-dump with a secondary configured: the dump restarts there.
-        "restart_expected": scenario.secondary is not None and any(f.name == "eio-at" for f in faults),
+        "restart_expected": scenario.secondary is not None and any(f.kind.fails_device for f in faults),
         # What the run must end with (docs/faults.md): the dump's classification, and the
         # guest's DONE status (null: QEMU ends before the guest can say anything).
         "expect": faults_mod.expected_outcome(faults, scenario.secondary),
@@ -193,7 +193,7 @@ def run(scenario: Scenario) -> RunOutcome:
 
         if crash.prepare:
             crash.prepare(machine)
-        hold = next((f for f in faults if f.name == "hold-runtime"), None)
+        hold = next((f for f in faults if f.kind.holds_runtime), None)
         hold_log = faultrun.FaultLog(str(hold)) if hold else None
         if hold:  # QEMU stops by itself, runtime requests parked in the device
             data_offset = layout_mod.load(out / "layout.json").data_offset
@@ -206,7 +206,7 @@ def run(scenario: Scenario) -> RunOutcome:
         # the host time: QUIESCED and DONE take their place among the device's commands.
         machine.qmp.command("trace-event-set-state", {"name": cmdlog.RESULT_EVENT, "enable": True})
         armed = _arm_fault(faults, machine, out, scenario)
-        slow = next((f for f in faults if f.name == "slow"), None)
+        slow = next((f for f in faults if f.kind.throttles), None)
         if slow:
             faultrun.throttle(machine, scenario.disk, DUMP_NODE, slow.value)
             limits["dump"] += scenario.memory_bytes / (slow.value * MiB) * 1.5
@@ -229,7 +229,8 @@ def run(scenario: Scenario) -> RunOutcome:
             live = next((f for f in faults if f.when is not None), None)
             if live is not None:
                 fault_log = _live_fault(live, machine, out, armed, limits)
-            if live is None or live.name in ("pause", "unplug") or not fault_log.fired:
+            # the guest goes on to its DONE unless the fault ended it (kill, reset: no DONE)
+            if live is None or live.kind.guest_result is not None or not fault_log.fired:
                 guest_result = resultchan.wait_for(result_log, "DONE", limits["dump"], machine.is_running,
                                                    "the guest to finish its dump (DONE on the result channel)")
                 machine.wait_exit(10)
@@ -250,7 +251,7 @@ def _arm_fault(faults: list[faults_mod.Fault], machine: Machine, out: Path,
                scenario: Scenario) -> Optional[tuple[str, str]]:
     """At the crash, the VM stopped: the blkdebug rules of eio-at or of a live fault's trigger
     under the dump disk, counting from here (harness/dumpbed/scenario/faultrun.py). Returns (fault, rule)."""
-    fault = next((f for f in faults if f.name == "eio-at" or f.when is not None), None)
+    fault = next((f for f in faults if f.kind.fails_device or f.when is not None), None)
     if fault is None:
         return None
     sector = None
@@ -307,7 +308,7 @@ def _live_fault(fault: faults_mod.Fault, machine: Machine, out: Path, armed: tup
     try:
         if log.fired:
             faultrun.act(fault, machine, f"{DUMP_NODE}-dev", log)
-            if fault.name == "reset":
+            if fault.kind.reboots:
                 # The machine reboots into the guest, which boots again and idles: its second
                 # READY shows the reset took, and that nothing else touched the disk.
                 faultrun.wait_for_lines(out / "result.log", "READY", 2, limits["boot"], machine.is_running,
@@ -340,7 +341,7 @@ def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.F
     and the secondary dump disk (secondary.img + secondary.layout.json). With reuse_dump_disk,
     dump.img and layout.json are already there (`stale`)."""
     seed = secrets.randbits(32)
-    enospc = next((f for f in faults or [] if f.name == "enospc"), None)
+    enospc = next((f for f in faults or [] if f.kind.sizes_partition), None)
     # enospc: a dump partition sized for P% of the RAM, so the dump cannot fit.
     sized_for = scenario.memory_bytes * enospc.value // 100 if enospc else scenario.memory_bytes
     layout = DiskLayout.for_dump(sized_for, block_size=scenario.block_size, canary_seed=seed)
@@ -357,7 +358,7 @@ def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.F
     layouts = {} if reuse_dump_disk else {"layout.json": layout}
     dump_disk = DiskSpec(out / layout.image, DUMP_NODE, scenario.block_size, scenario.target, scenario.lun,
                          write_log=blklog.log_path(out / layout.image),
-                         stop_on_error=any(f.name in faults_mod.STOPPING for f in faults or []))
+                         stop_on_error=any(f.kind.stops_vm for f in faults or []))
     kind = disks_mod.get(scenario.disk)
     free_targets = [t for t in range(kind.targets) if t != scenario.target] or [0]
     others = []

@@ -114,3 +114,37 @@ def test_the_trigger_lands_in_the_body_the_writer_lays_out(make_run, ram_bytes):
 def test_bad_fault_specs_are_refused(spec, message):
     with pytest.raises(DumpbedError, match=message):
         faults.parse(spec)
+
+
+@pytest.mark.parametrize("specs,message", [
+    (["kill@50%", "pause=1@w9"], "at most one live fault"),
+    (["stale", "kill@50%"], "stale cuts the new dump short itself"),
+    (["hold-runtime", "slow=8"], "hold-runtime takes no other fault"),
+    (["eio-at=20", "reset@w3"], "eio-at reports its failed writes to the guest"),
+    (["eio-at=20", "stale"], "eio-at reports its failed writes to the guest"),
+    (["slow=8", "slow=9"], "each fault kind may be given once"),
+])
+def test_fault_combinations_that_cannot_be_are_refused(specs, message):
+    with pytest.raises(DumpbedError, match=message):
+        faults.check_combination([faults.parse(s) for s in specs], "lsi", None)
+
+
+def test_fault_combinations_that_can_be_pass():
+    for specs in (["eio-at=20", "slow=8"], ["enospc=50", "kill@50%"], ["stale", "slow=8"]):
+        faults.check_combination([faults.parse(s) for s in specs], "lsi", "virtio-blk")
+
+
+def test_no_module_but_the_kinds_names_a_fault():
+    """A fault kind's name as a string anywhere but its entry (and a disk kind's list of the
+    faults it cannot take) is a comparison waiting to happen."""
+    import ast
+
+    import dumpbed
+
+    package = Path(dumpbed.__file__).parent
+    allowed = {package / "scenario" / "faults.py", package / "scenario" / "disks.py"}
+    offenders = [f"{path.relative_to(package)}:{node.lineno}: {node.value!r}"
+                 for path in package.rglob("*.py") if path not in allowed
+                 for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.Constant) and node.value in faults.KINDS]
+    assert not offenders, offenders

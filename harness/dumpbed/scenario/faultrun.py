@@ -59,7 +59,7 @@ def arm(fault: Fault, machine: Machine, node: str, sector: Optional[int] = None)
                                          "image": log_node(node), **rules})
     machine.qmp.command("blockdev-reopen", {"options": [{"driver": "raw", "node-name": node,
                                                          "file": fault_node(node)}]})
-    if fault.name == "eio-at":
+    if fault.kind.fails_device:
         return f"write {fault.value} after the crash and every later one fail with EIO"
     if sector is not None:
         return f"the first write reaching disk sector {sector} ({fault.when} of the estimate) stops the VM"
@@ -89,26 +89,10 @@ def wait_for_trigger(fault: Fault, machine: Machine, node: str, result_log: Path
 
 
 def act(fault: Fault, machine: Machine, disk_device: str, log: FaultLog) -> None:
-    """Do the live fault to the machine, stopped on the trigger's write. What happens to that
-    write: pause retries it on `cont` (the rule failed it once); reset and unplug drop it with
-    the device; kill drops it with QEMU."""
-    if fault.name == "pause":
-        time.sleep(fault.value)
-        machine.cont()
-        log.action = f"the VM stayed stopped {fault.value} s on the write, then continued (the write retried)"
-    elif fault.name == "reset":
-        machine.qmp.command("system_reset")
-        machine.cont()
-        log.action = "system_reset with the VM stopped on the write, then cont"
-    elif fault.name in ("kill", "stale"):
-        machine.kill()
-        log.action = f"SIGKILL to QEMU, stopped on the write (exit status {machine.exit_status})"
-    elif fault.name == "unplug":
-        machine.qmp.command("device_del", {"id": disk_device})
-        machine.cont()
-        log.action = f"device_del of the dump disk ({disk_device}) with the VM stopped on the write, then cont"
-    else:
+    """Do the live fault to the machine, stopped on the trigger's write (its kind's act)."""
+    if fault.kind.act is None:
         raise DumpbedError(f"fault {fault.name} is not a live fault")
+    log.action = fault.kind.act(fault, machine, disk_device)
 
 
 # hold-runtime: the workload's region (docs/guest-interface.md, `workload`): the data

@@ -16,18 +16,49 @@ crash on.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from dumpbed.errors import DumpbedError
 from dumpbed.guest_interface import Errno
 from dumpbed.scenario import disks as disks_mod
 
+if TYPE_CHECKING:
+    from dumpbed.machine.qemu import Machine
+
 MAX_EIO_AT = 100_000  # one blkdebug set-state rule per write before the failing one
+
+
+# The live faults' actions on the machine, stopped on the trigger's write. What happens to that
+# write: pause retries it on `cont` (the rule failed it once); reset and unplug drop it with the
+# device; kill drops it with QEMU. Each returns what it did, for fault.json.
+def _pause(fault: "Fault", machine: "Machine", disk_device: str) -> str:
+    time.sleep(fault.value)
+    machine.cont()
+    return f"the VM stayed stopped {fault.value} s on the write, then continued (the write retried)"
+
+
+def _reset(fault: "Fault", machine: "Machine", disk_device: str) -> str:
+    machine.qmp.command("system_reset")
+    machine.cont()
+    return "system_reset with the VM stopped on the write, then cont"
+
+
+def _kill(fault: "Fault", machine: "Machine", disk_device: str) -> str:
+    machine.kill()
+    return f"SIGKILL to QEMU, stopped on the write (exit status {machine.exit_status})"
+
+
+def _unplug(fault: "Fault", machine: "Machine", disk_device: str) -> str:
+    machine.qmp.command("device_del", {"id": disk_device})
+    machine.cont()
+    return f"device_del of the dump disk ({disk_device}) with the VM stopped on the write, then cont"
 
 
 @dataclass(frozen=True)
 class FaultKind:
+    """One fault kind: what it is, what a run with it expects, and what the run does for it."""
     name: str
     description: str
     value_name: Optional[str]  # what =VALUE means; None: the fault takes no value
@@ -36,32 +67,50 @@ class FaultKind:
     outcome: str  # the dump the scenario expects: complete / partial
     guest_result: Optional[str]  # the guest's DONE status: complete / failed, or None (no DONE)
     value_range: tuple[int, int] = (1, 1)  # the values =VALUE may take
+    # What the run does for it:
+    act: Optional[Callable[["Fault", "Machine", str], str]] = None  # a live fault, on its write
+    stops_vm: bool = False  # the disk stops the VM on a failed request (werror/rerror=stop)
+    cuts: bool = False  # it cuts the dump short where it hits: the outcome follows where that was
+    fails_device: bool = False  # the guest sees its writes fail; with a secondary the dump restarts there
+    reboots: bool = False  # the guest boots again: a second READY shows it took
+    shortens_io_waits: bool = False  # the guest's every request times out: shorter waits
+    previous_dump: bool = False  # the disk first holds a complete dump of an earlier run
+    sizes_partition: bool = False  # =P: the dump partition holds P% of what the dump needs
+    throttles: bool = False  # =R: the dump disk's writes limited to R MiB/s from the crash on
+    holds_runtime: bool = False  # runtime requests parked in the device across the crash
+    alone: bool = False  # takes no other fault
+    own_trigger: bool = False  # a live fault that brings its trigger itself: no other live fault
+
+    @property
+    def live(self) -> bool:
+        return self.default_when is not None
 
 
 KINDS = {k.name: k for k in [
     FaultKind("eio-at", "the N-th write to the primary dump disk, and every later one, fails with EIO "
               "(blkdebug); with --secondary the dump restarts there", "N", None, None, "partial", "failed",
-              value_range=(1, MAX_EIO_AT)),
+              value_range=(1, MAX_EIO_AT), cuts=True, fails_device=True),
     FaultKind("enospc", "the dump partition holds only P% of what the dump needs: a short dump",
-              "P", 50, None, "partial", "failed", value_range=(1, 99)),
+              "P", 50, None, "partial", "failed", value_range=(1, 99), sizes_partition=True),
     FaultKind("pause", "the VM is stopped for S seconds mid-dump, then continued", "S", 2, "50%",
-              "complete", "complete", value_range=(1, 60)),
+              "complete", "complete", value_range=(1, 60), act=_pause, stops_vm=True),
     FaultKind("reset", "system_reset mid-dump: the machine reboots, the dump is cut short", None, None, "50%",
-              "partial", None),
-    FaultKind("kill", "QEMU is killed with SIGKILL mid-dump", None, None, "50%", "partial", None),
+              "partial", None, act=_reset, stops_vm=True, cuts=True, reboots=True),
+    FaultKind("kill", "QEMU is killed with SIGKILL mid-dump", None, None, "50%", "partial", None,
+              act=_kill, stops_vm=True, cuts=True),
     FaultKind("unplug", "the dump disk is removed mid-dump (device_del of its scsi-hd): the guest's "
-              "bounded waits expire", None, None, "50%", "partial", "failed"),
+              "bounded waits expire", None, None, "50%", "partial", "failed", act=_unplug, stops_vm=True,
+              cuts=True, shortens_io_waits=True),
     FaultKind("slow", "the dump disk is throttled to R MiB/s of writes (block_set_io_throttle) from "
-              "the crash on", "R", 16, None, "complete", "complete", value_range=(1, 10_000)),
+              "the crash on", "R", 16, None, "complete", "complete", value_range=(1, 10_000), throttles=True),
     FaultKind("stale", "the dump partition first receives a complete dump of an earlier run; the new "
-              "dump is then cut short (QEMU killed)", None, None, "w8", "partial", None),
+              "dump is then cut short (QEMU killed)", None, None, "w8", "partial", None, act=_kill,
+              stops_vm=True, cuts=True, previous_dump=True, own_trigger=True),
     FaultKind("hold-runtime", "runtime reads and writes of the workload are parked in the device across the "
               "crash (a failing backend with rerror/werror=stop) and released once the guest says DUMPSTART "
               "quiesced the device: a driver that did not abort or reset them sees them finish mid-dump",
-              None, None, None, "complete", "complete"),
+              None, None, None, "complete", "complete", stops_vm=True, holds_runtime=True, alone=True),
 ]}
-# Faults whose trigger stops the VM with a request parked in the device (werror/rerror=stop).
-STOPPING = ("pause", "reset", "kill", "unplug", "stale", "hold-runtime")
 FAULTS = {k.name: k.description for k in KINDS.values()}
 _WHEN = re.compile(r"^(?:w(?P<writes>\d+)|(?P<percent>\d+(?:\.\d+)?)%)$")
 
@@ -131,27 +180,29 @@ def check_combination(faults: list[Fault], disk: str, secondary: Optional[str]) 
     names = [f.name for f in faults]
     if len(set(names)) != len(names):
         raise DumpbedError("each fault kind may be given once")
-    live = [f for f in faults if f.kind.default_when is not None and f.name != "stale"]
+    live = [f for f in faults if f.kind.live and not f.kind.own_trigger]
     if len(live) > 1:
         raise DumpbedError(f"at most one live fault per run ({', '.join(str(f) for f in live)})")
     for f in faults:
         why_not = disks_mod.get(disk).fault_applies(f.name)
         if why_not:
             raise DumpbedError(f"fault {f.name} does not apply to a {disk} dump disk: {why_not}")
-    if "stale" in names and live:
-        raise DumpbedError("stale cuts the new dump short itself: it takes no other live fault")
-    if "hold-runtime" in names and len(names) > 1:
-        raise DumpbedError("hold-runtime takes no other fault (it holds the device's runtime requests itself)")
-    if "eio-at" in names and (live or "stale" in names):
-        raise DumpbedError("eio-at reports its failed writes to the guest, a live fault stops the VM at its "
-                           "write: one or the other")
+    for f in faults:
+        others = [g for g in faults if g is not f]
+        if f.kind.own_trigger and live:
+            raise DumpbedError(f"{f.name} cuts the new dump short itself: it takes no other live fault")
+        if f.kind.alone and others:
+            raise DumpbedError(f"{f.name} takes no other fault (it holds the device's runtime requests itself)")
+        if f.kind.fails_device and any(g.kind.stops_vm for g in others):
+            raise DumpbedError(f"{f.name} reports its failed writes to the guest, a live fault stops the VM at "
+                               "its write: one or the other")
 
 
 def expected_outcome(faults: list[Fault], secondary: Optional[str]) -> str:
     """The dump the scenario must end with (docs/faults.md): the worst the faults imply."""
     outcome = "complete"
     for f in faults:
-        if f.name == "eio-at" and secondary is not None:
+        if f.kind.fails_device and secondary is not None:
             continue  # the dump restarts on the secondary and completes there
         if f.kind.outcome == "partial":
             outcome = "partial"
@@ -162,7 +213,7 @@ def expected_guest_result(faults: list[Fault], secondary: Optional[str]) -> Opti
     """The status of the guest's DONE line, or None when QEMU ends before any (kill, reset)."""
     result: Optional[str] = "complete"
     for f in faults:
-        if f.name == "eio-at" and secondary is not None:
+        if f.kind.fails_device and secondary is not None:
             continue
         if f.kind.guest_result is None:
             return None
@@ -181,8 +232,8 @@ def expected_where_fired(faults: list[Fault], secondary: Optional[str], fired: b
     that cut the dump short expects what the disk then holds by the format's rules: no leader of
     the dump (the cut came before the first leader landed): none; a COMPLETE leader (after the
     commit): complete; else partial."""
-    cut = [f for f in faults if f.kind.outcome == "partial" and f.name != "enospc"]
-    if not fired or not cut or (secondary is not None and all(f.name == "eio-at" for f in cut)):
+    cut = [f for f in faults if f.kind.cuts]
+    if not fired or not cut or (secondary is not None and all(f.kind.fails_device for f in cut)):
         kept = [f for f in faults if f not in cut]
         why = "the fault never fired" if cut and not fired else "as the scenario declares"
         return expected_outcome(kept, secondary), expected_guest_result(kept, secondary), why
@@ -204,11 +255,12 @@ def blkdebug_rules(fault: Fault, sector: Optional[int] = None) -> dict:
     so QEMU stops with that write parked in the device, not yet on the disk, and the harness
     acts at exactly that point.
     """
-    if fault.name != "eio-at" and sector is not None:
+    failing = fault.kind.fails_device  # every write from the N-th on; else a trigger, once
+    if not failing and sector is not None:
         return {"inject-error": [{"event": "write_aio", "sector": sector, "errno": Errno.EIO, "once": True}]}
-    n = fault.value if fault.name == "eio-at" else fault.after_writes
+    n = fault.value if failing else fault.after_writes
     error: dict = {"event": "write_aio", "state": n, "errno": Errno.EIO}
-    if fault.name != "eio-at":
+    if not failing:
         error["once"] = True
     rules: dict = {"inject-error": [error]}
     if n > 1:  # QEMU refuses an empty set-state list
