@@ -36,7 +36,8 @@ def _emit(report: dict, as_json: bool) -> int:
 
 def cmd_run(args) -> int:
     from dumpbed.machine.memory import parse_size
-    from dumpbed.run import Scenario, check_scenario, run_and_validate
+    from dumpbed.run import run_and_validate
+    from dumpbed.scenario.spec import Scenario, check_scenario
 
     out = Path(args.out) if args.out else _default_out(args.disk, args.crash)
     scenario = Scenario(out_dir=out, disk=args.disk, crash=args.crash, memory_bytes=parse_size(args.memory),

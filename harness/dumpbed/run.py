@@ -6,60 +6,29 @@ and makes sure that whatever happens QEMU is gone and the artifacts are on disk.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
-from dumpbed.capture import blklog, cmdlog, groundtruth, irqwatch, writelog
+from dumpbed.capture import cmdlog, groundtruth, irqwatch, writelog
+from dumpbed.capture.estimates import capture_estimates, console_command
 from dumpbed.deadline import WaitAborted, WaitTimeout
 from dumpbed.errors import DumpbedError, describe_os_error, environment_errors
-from dumpbed.guest_interface import PROMPT
 from dumpbed.images import build as images, layout as layout_mod
-from dumpbed.images.layout import DiskLayout
-from dumpbed.images.topology import DiskSpec, Topology
+from dumpbed.images.disks import make_disks
+from dumpbed.images.topology import DUMP_NODE
 from dumpbed.machine import accel as accel_mod, resultchan
 from dumpbed.machine.qemu import Machine, MachineConfig, require_qemu
-from dumpbed.oracles import dumpio, samples
-from dumpbed.scenario import crash as crash_mod, disks as disks_mod, faultrun, faults as faults_mod
+from dumpbed.oracles import dumpio
+from dumpbed.scenario import crash as crash_mod, faultrun, faults as faults_mod
+from dumpbed.scenario.spec import Scenario, check_scenario
 from dumpbed.units import GiB, MiB
 
 EXIT_COMPLETE = 67  # guest wrote 0x21 to isa-debug-exit: (0x21 << 1) | 1
 EXIT_FAILED = 69
-OTHER_DISK_RAM = 16 * MiB
-RAM_BELOW_4G_MIN = 32 * MiB  # the kernel, its pinned pool and the low-memory areas fit
-DUMP_NODE = "disk0"  # the dump disk's node name (its device is DUMP_NODE-dev)
-
-
-@dataclass
-class Scenario:
-    out_dir: Path
-    disk: str = disks_mod.DEFAULT
-    crash: str = "nmi"
-    memory_bytes: int = 256 << 20
-    # QEMU's max-ram-below-4g: RAM past it lies above 4 GiB, so a small guest has high memory
-    ram_below_4g: Optional[int] = None
-    accel: str = "auto"
-    firmware: str = "qboot"
-    block_size: int = 512
-    disk_size: Optional[int] = None  # the dump disk's size; default: just enough for the dump
-    target: int = 0  # SCSI target and LUN of the dump disk
-    lun: int = 0
-    other_disks: int = 0  # more disks on the same controller, canary-checked, never written
-    workload: bool = False  # runtime I/O in flight on the dump disk's controller at the crash
-    workload_seconds: float = 1.0  # how long the workload runs between READY and the crash
-    guest_args: list[str] = field(default_factory=list)  # extra kernel command-line words
-    stop_disk: bool = False  # leave the dump disk stopped (START STOP UNIT) before the crash
-    fill: bool = True
-    level: int = 3  # the dump detail level of the RAS components (CD_LVL_NORMAL)
-    components: str = "default"  # the enabled sample components (docs/components.md)
-    secondary: Optional[str] = None  # the secondary dump device's disk kind, if any
-    faults: list[str] = field(default_factory=list)  # --fault specs (harness/dumpbed/scenario/faults.py)
-    # Called while the VM is stopped after the ground truth is taken, before the crash.
-    on_paused: Optional[Callable[[Machine], None]] = field(default=None, repr=False)
 
 
 @dataclass
@@ -93,22 +62,6 @@ def prepare_out_dir(out_dir: Path) -> Path:
         raise DumpbedError(f"output directory {out_dir} is not empty")
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
-
-
-def check_scenario(scenario: Scenario) -> tuple[list[str], list[faults_mod.Fault]]:
-    """Refuse bad options before anything is created; returns the components and faults."""
-    crash_mod.get(scenario.crash)
-    if not 0 <= scenario.level <= 9:
-        raise DumpbedError(f"--level {scenario.level}: the dump detail level is 0..9")
-    below = scenario.ram_below_4g
-    if below is not None and not (RAM_BELOW_4G_MIN <= below < scenario.memory_bytes and below % (2 * MiB) == 0):
-        raise DumpbedError(f"--ram-below-4g {below // MiB}M: must be a multiple of 2M, at least "
-                           f"{RAM_BELOW_4G_MIN // MiB}M and below the guest's {scenario.memory_bytes // MiB}M "
-                           f"of RAM (the rest lies above 4 GiB)")
-    components = list(samples.resolve_components(scenario.components))
-    faults = [faults_mod.parse(spec) for spec in scenario.faults]
-    faults_mod.check_combination(faults, scenario.disk, scenario.secondary)
-    return components, faults
 
 
 @environment_errors  # a full disk or a hung tool is a DumpbedError here too, never an OSError
@@ -187,7 +140,7 @@ def run(scenario: Scenario) -> RunOutcome:
         timings["boot"] = time.monotonic() - t0
         capture_estimates(machine, out, limits["boot"])
         if scenario.stop_disk:
-            _console_command(machine, "stop-disk", limits["boot"])
+            console_command(machine, "stop-disk", limits["boot"])
         if scenario.workload:
             time.sleep(scenario.workload_seconds)  # let runtime I/O pile up before the crash
 
@@ -333,92 +286,6 @@ def _previous_dump(scenario: Scenario, out: Path) -> None:
     # What the disk held before the new run: the canary oracle compares the sectors outside
     # the new dump with it (the old dump's must still be there, untouched).
     shutil.copyfile(out / "dump.img", out / "before.img")
-
-
-def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.Fault]] = None,
-               reuse_dump_disk: bool = False) -> Topology:
-    """Create the dump disk (dump.img + layout.json), any others (diskN.img + diskN.layout.json)
-    and the secondary dump disk (secondary.img + secondary.layout.json). With reuse_dump_disk,
-    dump.img and layout.json are already there (`stale`)."""
-    seed = secrets.randbits(32)
-    enospc = next((f for f in faults or [] if f.kind.sizes_partition), None)
-    # enospc: a dump partition sized for P% of the RAM, so the dump cannot fit.
-    sized_for = scenario.memory_bytes * enospc.value // 100 if enospc else scenario.memory_bytes
-    layout = DiskLayout.for_dump(sized_for, block_size=scenario.block_size, canary_seed=seed)
-    if scenario.disk_size is not None:
-        if scenario.disk_size < layout.size_bytes:
-            raise DumpbedError(f"--disk-size {scenario.disk_size} is too small for a dump of this guest's "
-                               f"RAM: at least {layout.size_bytes} bytes")
-        # The data partition takes the extra room, so a big disk puts the dump partition at high LBAs.
-        extra = (scenario.disk_size - layout.size_bytes) // MiB * MiB
-        layout = DiskLayout.for_dump(sized_for, block_size=scenario.block_size,
-                                     canary_seed=seed, data_bytes=MiB + extra)
-    if reuse_dump_disk:
-        layout = layout_mod.load(out / "layout.json")
-    layouts = {} if reuse_dump_disk else {"layout.json": layout}
-    dump_disk = DiskSpec(out / layout.image, DUMP_NODE, scenario.block_size, scenario.target, scenario.lun,
-                         write_log=blklog.log_path(out / layout.image),
-                         stop_on_error=any(f.kind.stops_vm for f in faults or []))
-    kind = disks_mod.get(scenario.disk)
-    free_targets = [t for t in range(kind.targets) if t != scenario.target] or [0]
-    others = []
-    for n in range(1, scenario.other_disks + 1):
-        other = DiskLayout.for_dump(OTHER_DISK_RAM, block_size=scenario.block_size,
-                                    canary_seed=secrets.randbits(32), image=f"disk{n}.img")
-        layouts[f"disk{n}.layout.json"] = other
-        target = free_targets[(n - 1) % len(free_targets)] if kind.on_hba else 0
-        others.append(DiskSpec(out / other.image, f"disk{n}", scenario.block_size, target, scenario.lun))
-    secondary = None
-    if scenario.secondary is not None:
-        second = DiskLayout.for_dump(scenario.memory_bytes, block_size=scenario.block_size,
-                                     canary_seed=secrets.randbits(32), image="secondary.img")
-        layouts["secondary.layout.json"] = second
-        # A target no primary-side disk uses, even on an HBA of its own: the write log tells
-        # SCSI disks apart by target and LUN only.
-        used = {d.target for d in [dump_disk, *others]}
-        second_kind = disks_mod.get(scenario.secondary)
-        target = next((t for t in range(second_kind.targets) if t not in used), -1) if second_kind.on_hba else 0
-        secondary = DiskSpec(out / second.image, "disk-secondary", scenario.block_size, target, 0,
-                             write_log=blklog.log_path(out / second.image))
-    # Validates kinds, targets and LUNs before any image is created.
-    topology = Topology(scenario.disk, dump_disk, others, scenario.secondary, secondary)
-    for name, disk_layout in layouts.items():
-        images.create_dump_disk(out / disk_layout.image, disk_layout)
-        disk_layout.save(out / name)
-    for disk in topology.disks:
-        if disk.write_log is not None:
-            disk.write_log.write_bytes(b"")  # blklogwrites opens it; a stale one never survives
-    return topology
-
-
-def _console_command(machine: Machine, command: str, timeout: float) -> str:
-    """Type a shell command at the prompt, wait until it has run (the prompt after its echo)
-    and return what it printed."""
-    machine.console.wait_for(re.escape(PROMPT), timeout)  # the shell is listening
-    mark = machine.console.mark()
-    machine.console.send(command + "\r")
-    match = machine.console.wait_for(re.escape(command) + r"(?P<output>[\s\S]*?)" + re.escape(PROMPT), timeout, since=mark)
-    return match["output"].decode("utf-8", "replace")
-
-
-_ESTIMATE_LINE = re.compile(r"^ESTIMATE level=(?P<level>\d+) total=(?P<total>\d+)(?P<rest>(?: \S+=\d+)*)\s*$", re.M)
-
-
-def parse_estimates(output: str) -> dict[str, dict]:
-    """The shell's `estimate` lines (docs/components.md) as {level: {"total": n, "components": {name: n}}}."""
-    estimates = {}
-    for m in _ESTIMATE_LINE.finditer(output):
-        parts = dict(word.split("=", 1) for word in m["rest"].split())
-        estimates[m["level"]] = {"total": int(m["total"]), "components": {k: int(v) for k, v in parts.items()}}
-    return estimates
-
-
-def capture_estimates(machine: Machine, out: Path, timeout: float) -> None:
-    """Before any crash, the facility's estimate for every level: estimates.json."""
-    estimates = parse_estimates(_console_command(machine, "estimate", timeout))
-    if len(estimates) != 10:
-        raise DumpbedError(f"the guest's estimate command printed {len(estimates)} of the 10 levels")
-    (out / "estimates.json").write_text(json.dumps(estimates, indent=1) + "\n")
 
 
 def _run_failure(machine: Machine, out: Path, exc: BaseException) -> str:

@@ -17,6 +17,8 @@ from dumpbed.capture import blklog
 from dumpbed.errors import DumpbedError
 from dumpbed.scenario import disks as disks_mod
 
+DUMP_NODE = "disk0"  # the dump disk's node name (its device is DUMP_NODE-dev)
+
 
 def log_node(node: str) -> str:
     """The node name of a dump disk's blklogwrites node."""
