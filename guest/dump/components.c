@@ -2,7 +2,9 @@
 #include "dump/components.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/paging.h"
+#include "arch/x86/pin.h"
 #include "dump/dumptable.h"
+#include "dump/facility.h"
 #include "dump/format.h"
 #include "kern/crash.h"
 #include "kern/memmap.h"
@@ -244,6 +246,8 @@ int dump_components_register(void)
 		{ "ram", ram_routine },
 	};
 
+	/* Pinning violations in the dump path are the facility's to record. */
+	pin_set_violation_hook(dmp_note_violation);
 	build_tables();
 	for (unsigned i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
 		struct dmpctl_data d = {

@@ -124,4 +124,18 @@ struct scsi_hba {
 int scsi_hba_register(struct scsi_hba *hba);
 struct scsi_hba *scsi_hba_find(const char *driver_name, int index);
 
+/*
+ * HBA drivers: each declares itself with SCSI_HBA_DRIVER(name, probe), which puts an entry in
+ * the linker set [__hba_drivers_start, __hba_drivers_end) (linker.ld); its probe finds the
+ * adapters it knows and registers each (scsi_hba_register). The SCSI layer never names a
+ * driver: a driver left out of the Makefile is simply not in the set.
+ */
+struct scsi_hba_driver {
+	const char *name;
+	int (*probe)(void);
+};
+#define SCSI_HBA_DRIVER(drv_name, drv_probe)						\
+	static const struct scsi_hba_driver hba_driver_##drv_probe			\
+	__attribute__((used, section(".rodata.hba_drivers"), aligned(8))) = { drv_name, drv_probe }
+
 #endif

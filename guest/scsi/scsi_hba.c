@@ -3,7 +3,6 @@
  * struct scsi_hba per adapter; target drivers find them by driver name and index.
  */
 #include "scsi/scsi.h"
-#include "drivers/virtio_scsi.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
@@ -14,11 +13,8 @@ static struct scsi_hba *hbas[SCSI_MAX_HBAS];
 static int nhbas;
 static bool probed;
 
-/*
- * HBA drivers built in. A driver that is not linked in (its object left out of the Makefile)
- * resolves to NULL through the weak reference and is skipped.
- */
-extern int lsi53c895a_probe(void) __attribute__((weak));
+/* The HBA drivers built in (SCSI_HBA_DRIVER, gathered by linker.ld). */
+extern const struct scsi_hba_driver __hba_drivers_start[], __hba_drivers_end[];
 
 int scsi_hba_register(struct scsi_hba *hba)
 {
@@ -57,7 +53,6 @@ void scsi_hba_probe_all(void)
 	if (probed)
 		return;
 	probed = true;
-	virtio_scsi_probe();
-	if (lsi53c895a_probe)
-		lsi53c895a_probe();
+	for (const struct scsi_hba_driver *d = __hba_drivers_start; d < __hba_drivers_end; d++)
+		d->probe();
 }

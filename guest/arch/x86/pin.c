@@ -18,8 +18,9 @@
  *
  * A page fault with enforcement on, inside a pin_guarded_call(), that is a not-present fault
  * on something the normal map does map, or a write to a read-only (dumped) page, is a pinning
- * violation: it is recorded with dmp_note_violation() and execution continues at the
- * innermost guard (pin_longjmp, arch/x86/jmp.S), which returns 0 with *violated set. There is
+ * violation: it is reported through the violation hook (the facility's dmp_note_violation)
+ * and execution continues at the innermost guard (pin_longjmp, arch/x86/jmp.S), which returns
+ * 0 with *violated set. There is
  * no IRET on that path: NMIs stay blocked for the whole dump.
  *
  * Faults taken in ring 3 land on the TSS's rsp0 stack. Normally that is ring0_stack, which is
@@ -35,7 +36,6 @@
 #include "arch/x86/cpu.h"
 #include "arch/x86/paging.h"
 #include "arch/x86/usermode.h"
-#include "dump/facility.h"
 #include "lib/dumpstate.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
@@ -106,6 +106,13 @@ static volatile bool in_check __dumpstate;
 static volatile uint64_t last_addr __dumpstate, last_error __dumpstate;
 static volatile uint32_t violation_count __dumpstate;
 static volatile bool quiet __dumpstate;
+/* Set once at boot, before any crash: it holds still (not dumpstate). */
+static pin_violation_fn violation_hook;
+
+void pin_set_violation_hook(pin_violation_fn fn)
+{
+	violation_hook = fn;
+}
 
 /* ---- the pin table --------------------------------------------------------------------- */
 
@@ -493,8 +500,8 @@ void pin_check_fault(uint64_t cr2, uint64_t rip, uint64_t error_code)
 	last_addr = cr2;
 	last_error = error_code;
 	violation_count++;
-	if (!quiet)
-		dmp_note_violation(cr2, rip, (uint32_t)error_code);
+	if (!quiet && violation_hook)
+		violation_hook(cr2, rip, (uint32_t)error_code);
 	in_check = false;
 	pin_longjmp(g, 1);
 }

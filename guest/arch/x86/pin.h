@@ -31,12 +31,17 @@ bool pin_enforcing(void);
 
 typedef uint64_t (*pin_guarded_fn)(uint64_t a0, uint64_t a1, uint64_t a2);
 /*
- * fn(a0, a1, a2), with a pinning violation inside it caught: then dmp_note_violation() has
+ * fn(a0, a1, a2), with a pinning violation inside it caught: then the violation hook has
  * been called, *violated is true and 0 is returned. Nests (the facility guards each routine
  * call; dumpsys guards the whole dump on a device).
  */
 uint64_t pin_guarded_call(pin_guarded_fn fn, uint64_t a0, uint64_t a1, uint64_t a2,
 			  bool *violated);
+
+/* Who hears of a pinning violation: the dump facility registers dmp_note_violation() at boot
+ * (arch/ does not call up into dump/). Until then violations are counted only. */
+typedef void (*pin_violation_fn)(uint64_t address, uint64_t rip, uint32_t error_code);
+void pin_set_violation_hook(pin_violation_fn fn);
 
 /* Called from the page-fault path; returns only if the fault is not a pinning violation. */
 void pin_check_fault(uint64_t cr2, uint64_t rip, uint64_t error_code);
