@@ -518,23 +518,13 @@ static int dump_write_wrongly(struct virtio_blk *d, struct dumpdev *dev, struct 
 static int dump_write(struct virtio_blk *d, struct dumpdev *dev, struct uio *uio,
 		      struct dumpio_stat *st)
 {
-	uint64_t total = 0, end;
+	uint64_t total;
 	uint8_t status = STATUS_UNWRITTEN;
 	int err;
 
-	if (!uio || uio->uio_iovcnt < 0 || (uio->uio_iovcnt && !uio->uio_iov)) {
-		fill_stat(d, st, EINVAL, DUMPIO_OP_WRITE, status, uio ? uio->uio_offset : 0);
-		return EINVAL;
-	}
-	for (int i = 0; i < uio->uio_iovcnt; i++)
-		total += uio->uio_iov[i].iov_len;
-
 	/* Bounds and alignment before anything reaches the device. */
-	end = uio->uio_offset + total;
-	if (total != uio->uio_resid || uio->uio_offset % d->block_size || total % d->block_size ||
-	    total > d->max_transfer || end < uio->uio_offset || end > dev->part_bytes ||
-	    (total == 0 && !(uio->uio_fmode & DUMP_FSYNC))) {
-		fill_stat(d, st, EINVAL, DUMPIO_OP_WRITE, status, uio->uio_offset);
+	if (!dumpdev_write_ok(dev, uio, d->block_size, d->max_transfer, &total)) {
+		fill_stat(d, st, EINVAL, DUMPIO_OP_WRITE, status, uio ? uio->uio_offset : 0);
 		return EINVAL;
 	}
 
@@ -577,9 +567,7 @@ int virtio_blk_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 	switch (cmd) {
 	case DUMPINIT:
 		/* The partition must lie on the disk, in whole blocks of this disk. */
-		if (dev->block_size != d->block_size || dev->part_blocks == 0 ||
-		    dev->part_lba + dev->part_blocks > virtio_blk_capacity_blocks(d) ||
-		    dev->part_bytes != dev->part_blocks * d->block_size) {
+		if (!dumpdev_partition_ok(dev, d->block_size, virtio_blk_capacity_blocks(d))) {
 			fill_stat(d, st, EINVAL, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
 			return EINVAL;
 		}

@@ -46,6 +46,30 @@ int devdump_start(struct dumpdev *dev, struct dumpio_stat *st)
 	return dev->dddump(dev, 0, DUMPSTART, st);
 }
 
+bool dumpdev_partition_ok(const struct dumpdev *dev, uint32_t block_size, uint64_t capacity_blocks)
+{
+	return dev->block_size == block_size && dev->part_blocks != 0 &&
+	       dev->part_lba + dev->part_blocks <= capacity_blocks &&
+	       dev->part_bytes == dev->part_blocks * block_size;
+}
+
+bool dumpdev_write_ok(const struct dumpdev *dev, const struct uio *uio, uint32_t block_size,
+		      uint64_t max_transfer, uint64_t *total)
+{
+	uint64_t sum = 0, end;
+
+	*total = 0;
+	if (!uio || uio->uio_iovcnt < 0 || (uio->uio_iovcnt && !uio->uio_iov))
+		return false;
+	for (int i = 0; i < uio->uio_iovcnt; i++)
+		sum += uio->uio_iov[i].iov_len;
+	*total = sum;
+	end = uio->uio_offset + sum;
+	return sum == uio->uio_resid && uio->uio_offset % block_size == 0 && sum % block_size == 0 &&
+	       sum <= max_transfer && end >= uio->uio_offset && end <= dev->part_bytes &&
+	       (sum != 0 || (uio->uio_fmode & DUMP_FSYNC));
+}
+
 int devdump_write(struct dumpdev *dev, uint64_t offset, struct iovec *iov, int iovcnt, bool fsync,
 		  struct dumpio_stat *st)
 {

@@ -21,6 +21,7 @@
 #ifndef DUMP_DUMPDEV_H
 #define DUMP_DUMPDEV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -82,5 +83,17 @@ struct dumpdev {
 	uint64_t part_bytes;		/* part_blocks * block_size */
 	void (*print_info)(const void *softc);	/* driver details for the console, optional */
 };
+
+/*
+ * The checks every disk driver's dddump makes, once (dump/dumpdev.c):
+ * dumpdev_partition_ok: DUMPINIT's, the partition lies on a disk of `capacity_blocks` blocks of
+ *   `block_size` bytes, in whole blocks of that disk.
+ * dumpdev_write_ok: DUMPWRITE's, before anything reaches the device: the uio is well formed, its
+ *   iovecs total uio_resid bytes (returned in *total), whole blocks at a block-aligned offset,
+ *   at most max_transfer bytes, inside the partition; a zero-byte write only to flush.
+ */
+bool dumpdev_partition_ok(const struct dumpdev *dev, uint32_t block_size, uint64_t capacity_blocks);
+bool dumpdev_write_ok(const struct dumpdev *dev, const struct uio *uio, uint32_t block_size,
+		      uint64_t max_transfer, uint64_t *total);
 
 #endif

@@ -398,24 +398,14 @@ static void fill_stat(struct sd_unit *un, struct dumpio_stat *st, int err, enum 
 
 static int dump_write(struct sd_unit *un, struct dumpdev *dev, struct uio *uio, struct dumpio_stat *st)
 {
-	uint64_t total = 0, end;
+	uint64_t total;
 	struct buf b;
 	int err;
 
-	if (!uio || uio->uio_iovcnt < 0 || (uio->uio_iovcnt && !uio->uio_iov)) {
-		fill_stat(un, st, EINVAL, DUMPIO_OP_WRITE, uio ? uio->uio_offset : 0);
-		return EINVAL;
-	}
-	for (int i = 0; i < uio->uio_iovcnt; i++)
-		total += uio->uio_iov[i].iov_len;
-
 	/* Bounds and alignment before anything reaches the disk. */
-	end = uio->uio_offset + total;
-	if (total != uio->uio_resid || uio->uio_offset % un->block_size || total % un->block_size ||
-	    total > un->dump_max_xfer || end < uio->uio_offset || end > dev->part_bytes ||
-	    (total == 0 && !(uio->uio_fmode & DUMP_FSYNC)) ||
+	if (!dumpdev_write_ok(dev, uio, un->block_size, un->dump_max_xfer, &total) ||
 	    !bioinit_iov(&b, B_WRITE, uio->uio_iov, uio->uio_iovcnt)) {
-		fill_stat(un, st, EINVAL, DUMPIO_OP_WRITE, uio->uio_offset);
+		fill_stat(un, st, EINVAL, DUMPIO_OP_WRITE, uio ? uio->uio_offset : 0);
 		return EINVAL;
 	}
 	if (total) {
@@ -455,9 +445,7 @@ int sd_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 
 	switch (cmd) {
 	case DUMPINIT:
-		if (dev->block_size != un->block_size || dev->part_blocks == 0 ||
-		    dev->part_lba + dev->part_blocks > un->nblocks ||
-		    dev->part_bytes != dev->part_blocks * un->block_size) {
+		if (!dumpdev_partition_ok(dev, un->block_size, un->nblocks)) {
 			fill_stat(un, st, EINVAL, DUMPIO_OP_NONE, 0);
 			return EINVAL;
 		}
