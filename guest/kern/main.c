@@ -25,14 +25,14 @@
 #include "kern/cmdline.h"
 #include "kern/crash.h"
 #include "kern/exit.h"
-#include "kern/fill.h"
-#include "kern/fpu_pattern.h"
+#include "test/fill.h"
+#include "test/fpu_pattern.h"
 #include "kern/memmap.h"
 #include "kern/multiboot.h"
 #include "kern/result.h"
-#include "kern/samples.h"
+#include "test/samples.h"
 #include "kern/shell.h"
-#include "kern/workload.h"
+#include "test/workload.h"
 #include "lib/crc.h"
 #include "lib/errno.h"
 #include "lib/pinpool.h"
@@ -292,7 +292,7 @@ void kernel_main(void)
 	if (err)
 		dump_setup_error("dump-components");
 
-	/* ---- sample components (kern/samples.h), registered after the built-ins ---- */
+	/* ---- sample components (test/samples.h), registered after the built-ins ---- */
 	err = samples_register(boot_config.components);
 	if (err) {
 		printf("components=%s: %s\n", boot_config.components, errno_name(err));

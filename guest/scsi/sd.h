@@ -45,7 +45,7 @@ void sd_print_info(const void *softc);
 /*
  * Runtime workload: interrupt-driven READ then WRITE-back of the same data (so the disk
  * contents never change) over [lba, lba + nblocks) - a region outside the dump partition -
- * kept in flight continuously. The HBA's interrupts must be routed (kern/workload.c).
+ * kept in flight continuously. The HBA's interrupts must be routed (test/workload.c).
  */
 int sd_workload_start(struct sd_unit *un, uint64_t lba, uint64_t nblocks);
 /* Restart slots the completion path could not (no packet or HBA slot free at the time). */

@@ -1,4 +1,4 @@
-"""The guest's dump facility API self-tests (`selftest` at the console, guest/kern/selftest.c).
+"""The guest's dump facility API self-tests (`selftest` at the console, guest/test/selftest.c).
 
 The guest is booted once per accelerator for the whole module; each self-test it prints is a
 test case here. SELFTEST_NAMES is the list the guest must print, no more and no fewer: a test

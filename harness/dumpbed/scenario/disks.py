@@ -68,7 +68,7 @@ class DiskKind:
         return self.no_faults.get(fault)
 
 
-_SCSI_ONLY_WORKLOAD = "the guest's interrupt-driven runtime workload drives SCSI HBAs only (guest/kern/workload.c)"
+_SCSI_ONLY_WORKLOAD = "the guest's interrupt-driven runtime workload drives SCSI HBAs only (guest/test/workload.c)"
 
 DISKS: dict[str, DiskKind] = {d.name: d for d in [
     DiskKind("virtio-blk", "virtio-blk-pci (modern), one PCI function per disk, polled dump path",

@@ -1,5 +1,5 @@
-/* The x87/SSE register pattern (kern/fpu_pattern.h). */
-#include "kern/fpu_pattern.h"
+/* The x87/SSE register pattern (test/fpu_pattern.h). */
+#include "test/fpu_pattern.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/usermode.h"
 

@@ -1,5 +1,5 @@
-#ifndef KERN_SELFTEST_H
-#define KERN_SELFTEST_H
+#ifndef TEST_SELFTEST_H
+#define TEST_SELFTEST_H
 
 /*
  * The dump facility's API self-tests (docs/components.md, "Self-tests"), for the shell's

@@ -1,5 +1,5 @@
-#ifndef KERN_FILL_H
-#define KERN_FILL_H
+#ifndef TEST_FILL_H
+#define TEST_FILL_H
 
 #include <stdint.h>
 

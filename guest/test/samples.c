@@ -13,7 +13,7 @@
  * positions, their DONE counts - is dump path state (lib/dumpstate.h); what they set up at
  * registration is not.
  */
-#include "kern/samples.h"
+#include "test/samples.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/pin.h"
 #include "arch/x86/usermode.h"

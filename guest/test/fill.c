@@ -2,7 +2,7 @@
  * The RAM fill pattern: every word unique to its address and to the run, so a dump block
  * written to the wrong place, or not at all, cannot compare equal by accident.
  */
-#include "kern/fill.h"
+#include "test/fill.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/paging.h"
 #include "arch/x86/usermode.h"

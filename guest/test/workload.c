@@ -1,5 +1,5 @@
 /*
- * Runtime workload glue (see kern/workload.h): route the HBA's interrupt to IRQ_VECTOR_DEVICE
+ * Runtime workload glue (see test/workload.h): route the HBA's interrupt to IRQ_VECTOR_DEVICE
  * (virtio-scsi: the request queue's MSI-X message; LSI 53C895A: its PCI INTx line through the
  * PIIX3's PIRQ routing to an ISA IRQ and the I/O APIC pin of that number, level-triggered;
  * the 8259s stay masked), find the data partition, start sd's workload.
@@ -11,7 +11,7 @@
  * nothing. DUMPSTART then quiesces the HBA and sd drops, never requeues, anything that was in
  * flight.
  */
-#include "kern/workload.h"
+#include "test/workload.h"
 #include "arch/x86/ioapic.h"
 #include "arch/x86/tsc.h"
 #include "drivers/lsi53c895a.h"

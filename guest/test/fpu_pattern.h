@@ -1,5 +1,5 @@
-#ifndef KERN_FPU_PATTERN_H
-#define KERN_FPU_PATTERN_H
+#ifndef TEST_FPU_PATTERN_H
+#define TEST_FPU_PATTERN_H
 
 #include <stdint.h>
 

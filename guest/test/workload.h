@@ -5,8 +5,8 @@
  * the region is the first MiB of the data partition, never the dump partition, and every
  * block written is written back unchanged.
  */
-#ifndef KERN_WORKLOAD_H
-#define KERN_WORKLOAD_H
+#ifndef TEST_WORKLOAD_H
+#define TEST_WORKLOAD_H
 
 #include <stdbool.h>
 

@@ -3,8 +3,8 @@
  * the facility's component interfaces, each putting a documented pattern in the dump so the
  * harness can check every byte.
  */
-#ifndef KERN_SAMPLES_H
-#define KERN_SAMPLES_H
+#ifndef TEST_SAMPLES_H
+#define TEST_SAMPLES_H
 
 #include <stdint.h>
 

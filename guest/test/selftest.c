@@ -17,7 +17,7 @@
  * shows what a dump records at its start. The pool-exhaustion tests run after both, take every free page of the pinned pool with
  * pinpool_alloc() and give them all back, so nothing they did outlives them.
  */
-#include "kern/selftest.h"
+#include "test/selftest.h"
 
 #include <stdarg.h>
 
