@@ -39,6 +39,22 @@ def test_interrupts_enabled_before_the_crash_are_fine(good_run):
     assert validate_run(good_run.dir).check("no-interrupts").ok
 
 
+def test_the_window_opens_when_the_guest_takes_the_crash(good_run):
+    """An NMI injected while QEMU holds the VM stopped is taken when the vCPU runs again: samples
+    before the guest's CRASH line are the interrupted kernel's (IF=1 is fine there), samples
+    after it are the dump's."""
+    from dumpbed.capture import cmdlog
+
+    taken = cmdlog.read(good_run.dir, 512).result("CRASH")[0].time
+    assert taken > CRASH
+    add_sample(good_run, 0x286, t=(CRASH + taken) / 2)
+    assert validate_run(good_run.dir).check("no-interrupts").ok
+    add_sample(good_run, 0x286, t=taken + 0.001)
+    v = validate_run(good_run.dir)
+    assert failed(v) == {"no-interrupts"}
+    assert "after the guest took the crash" in v.check("no-interrupts").detail
+
+
 def test_no_samples_is_no_evidence(good_run):
     (good_run.dir / "irq-samples.jsonl").write_text("")
     v = validate_run(good_run.dir)

@@ -46,14 +46,18 @@ def _interrupt_events(run_dir: Path) -> list[tuple[Optional[float], str]]:
 
 
 def check_no_interrupts(run_dir: Path, crash_time: Optional[float], quiesced_at: Optional[float] = None,
-                        until: float = float("inf")) -> Check:
-    """RFLAGS.IF must be 0 in every sample from the crash on; interrupt sources must stay silent
-    from the guest's QUIESCED on (`quiesced_at`, the crash instant when unknown): until the
-    driver's DUMPSTART has quiesced the device, a runtime command may still complete and its
-    device raise an interrupt the crash handler never takes (IF is 0 from the crash)."""
+                        until: float = float("inf"), taken_at: Optional[float] = None) -> Check:
+    """RFLAGS.IF must be 0 in every sample from the moment the guest took the crash (`taken_at`,
+    its CRASH line; the injection instant when unknown): an NMI injected while QEMU holds the VM
+    stopped (hold-runtime parks requests across the crash) is taken only once the vCPU runs again,
+    and the samples before that are the interrupted kernel's, not the dump's. Interrupt sources
+    must stay silent from the guest's QUIESCED on (`quiesced_at`, the crash instant when
+    unknown): until the driver's DUMPSTART has quiesced the device, a runtime command may still
+    complete and its device raise an interrupt the crash handler never takes."""
     if crash_time is None:
         return Check("no-interrupts", False, "timeline.json missing: the crash instant is unknown")
-    samples = [s for s in _samples(run_dir) if crash_time <= s["t"] < until]
+    start = max(crash_time, taken_at) if taken_at is not None else crash_time
+    samples = [s for s in _samples(run_dir) if start <= s["t"] < until]
     events = _interrupt_events(run_dir)
     since = quiesced_at if quiesced_at is not None else crash_time
     before = [e for e in events if e[0] is not None and e[0] < since]
@@ -67,7 +71,7 @@ def check_no_interrupts(run_dir: Path, crash_time: Optional[float], quiesced_at:
         s = with_if[0]
         rip = f" at RIP 0x{s['rip']:x}" if s.get("rip") is not None else ""
         problems.append(f"RFLAGS.IF was 1 in {len(with_if)} of {len(samples)} samples during the dump "
-                        f"(first: RFLAGS 0x{s['rflags']:x}{rip}, {s['t'] - crash_time:.3f}s after the crash)")
+                        f"(first: RFLAGS 0x{s['rflags']:x}{rip}, {s['t'] - start:.3f}s after the guest took the crash)")
     when = "the guest's QUIESCED" if quiesced_at is not None else "the crash"
     if after:
         problems.append(f"{len(after)} interrupt events after {when}, first: {after[0][1]}")
