@@ -109,6 +109,7 @@ def test_any_flipped_byte_in_a_real_dump_disk_fails_validation(good_run, fractio
     ["run", "--crash", "meteor", "--out", "{tmp}/x"],
     ["run", "--memory", "64M", "--ram-below-4g", "64M", "--out", "{tmp}/x"],
     ["run", "--memory", "96M", "--ram-below-4g", "33M", "--out", "{tmp}/x"],
+    ["run", "--disk", "lsi", "--fault", "hold-runtime", "--out", "{tmp}/x"],
     ["validate", "/nonexistent/dir"],
     ["show", "/nonexistent.img"],
     ["validate", "{tmp}/garbage.img"],

@@ -60,4 +60,7 @@ def check_scenario(scenario: Scenario) -> tuple[list[str], list[faults_mod.Fault
     components = list(samples.resolve_components(scenario.components))
     faults = [faults_mod.parse(spec) for spec in scenario.faults]
     faults_mod.check_combination(faults, scenario.disk, scenario.secondary)
+    held = next((f for f in faults if f.kind.holds_runtime), None)
+    if held and not scenario.workload:
+        raise DumpbedError(f"fault {held.name} holds the runtime workload's requests: it needs --workload")
     return components, faults
