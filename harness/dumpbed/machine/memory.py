@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from dumpbed.units import GiB
+from dumpbed.units import GiB, KiB, MiB
 
 FOUR_GIB = 4 * GiB
 DEFAULT_MAX_BELOW_4G = 0xE0000000  # 3.5 GiB, the traditional split
@@ -27,7 +27,7 @@ def parse_size(text: str) -> int:
     """'256M', '1G', '65536' -> bytes (binary units, as QEMU's -m)."""
     from dumpbed.errors import DumpbedError
 
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    units = {"": 1, "K": KiB, "M": MiB, "G": GiB, "T": GiB << 10}
     t = text.strip().upper().removesuffix("B").removesuffix("I")
     number, unit = (t[:-1], t[-1]) if t and t[-1] in units and t[-1] != "" else (t, "")
     try:

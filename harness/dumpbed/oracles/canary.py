@@ -16,8 +16,8 @@ from dumpbed.images import canary, gpt
 from dumpbed.images.layout import DiskLayout
 from dumpbed.oracles.base import Check, make_check
 from dumpbed.reader import dumpfmt
+from dumpbed.units import SECTOR
 
-SECTOR = canary.SECTOR
 
 
 def dump_extent_on_disk(dump: dumpfmt.Dump) -> tuple[list[tuple[int, int]], str]:

@@ -205,11 +205,9 @@ def same_bytes(state: DiskState, image_path: Path, partition_offset: int) -> Opt
     return None
 
 
-def touches(changes: list[tuple[int, int]], ranges: list[tuple[int, int]],
-            starts: Optional[list[int]] = None) -> bool:
+def touches(changes: list[tuple[int, int]], ranges: list[tuple[int, int]], starts: list[int]) -> bool:
     """Whether any of `changes` overlaps any of `ranges` (merged and sorted; `starts`, their
-    starts, when the caller keeps them)."""
-    starts = starts if starts is not None else [r[0] for r in ranges]
+    starts, kept by the caller so a bisection costs no rebuild)."""
     for start, end in changes:
         i = bisect.bisect_right(starts, start) - 1
         if i >= 0 and ranges[i][1] > start:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from dumpbed.errors import DumpbedError
 from dumpbed.guest_interface import Errno
+from dumpbed.reader.dumpfmt import DIR_OFFSET, WRITER_DIR_BYTES, crc_table_bytes_for
 from dumpbed.scenario import disks as disks_mod
 
 if TYPE_CHECKING:
@@ -271,8 +272,6 @@ def blkdebug_rules(fault: Fault, sector: Optional[int] = None) -> dict:
 def body_offset_for(partition_bytes: int) -> int:
     """Where the dumpbed guest's body starts in a partition of this size (docs/dump-format.md,
     "Layout": the leader page, two directory slots, two CRC table slots)."""
-    from dumpbed.reader.dumpfmt import DIR_OFFSET, WRITER_DIR_BYTES, crc_table_bytes_for
-
     return DIR_OFFSET + 2 * WRITER_DIR_BYTES + 2 * crc_table_bytes_for(partition_bytes)
 
 
