@@ -1178,7 +1178,7 @@ int lsi53c895a_probe(void)
 	}
 	return registered;
 }
-SCSI_HBA_DRIVER("lsi53c895a", lsi53c895a_probe);
+SCSI_HBA_DRIVER("lsi53c895a", "lsi", lsi53c895a_probe);
 
 /* ---- console self-test --------------------------------------------------------------------- */
 

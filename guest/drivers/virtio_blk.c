@@ -17,6 +17,7 @@
 #include "arch/x86/pin.h"
 #include "arch/x86/tsc.h"
 #include "drivers/virtio_pci.h"
+#include "dump/dumpdisk.h"
 #include "lib/dumpstate.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
@@ -646,3 +647,33 @@ int virtio_blk_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 		return EINVAL;
 	}
 }
+
+/* dumpdev=virtio-blk[:N]: the N-th virtio-blk function in PCI order. */
+static int vblk_read_blocks(void *softc, uint64_t lba, void *buf, uint32_t nblocks)
+{
+	return virtio_blk_read(softc, lba, buf, nblocks);
+}
+
+static int virtio_blk_dump_attach(int index, uint32_t iotimeout_ms, struct dump_disk *out)
+{
+	static const uint16_t ids[] = { VIRTIO_BLK_PCI_DEVICE_MODERN, VIRTIO_BLK_PCI_DEVICE_TRANSITIONAL };
+	static char where[16];
+	struct pci_dev *pci = pci_find(VIRTIO_PCI_VENDOR, ids, 2, index);
+	struct virtio_blk *d;
+	int err;
+
+	if (!pci)
+		return ENODEV;
+	snprintf(where, sizeof(where), "%02x:%02x.%x", pci->bus, pci->dev, pci->fn);
+	out->where = where;
+	err = virtio_blk_attach(pci, iotimeout_ms, &d);
+	if (err)
+		return err;
+	*out = (struct dump_disk){
+		.softc = d, .block_size = virtio_blk_block_size(d), .nblocks = virtio_blk_capacity_blocks(d),
+		.read = vblk_read_blocks, .dddump = virtio_blk_dddump, .print_info = virtio_blk_print_info,
+		.where = where,
+	};
+	return 0;
+}
+DUMP_DISK_DRIVER("virtio-blk", virtio_blk_dump_attach);

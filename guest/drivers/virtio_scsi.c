@@ -329,7 +329,7 @@ int virtio_scsi_probe(void)
 	}
 	return found;
 }
-SCSI_HBA_DRIVER("virtio-scsi", virtio_scsi_probe);
+SCSI_HBA_DRIVER(VIRTIO_SCSI_TRAN_NAME, "virtio-scsi", virtio_scsi_probe);
 
 /* ---- the rings ----------------------------------------------------------------------------- */
 

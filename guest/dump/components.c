@@ -9,7 +9,7 @@
 #include "kern/crash.h"
 #include "kern/memmap.h"
 #include "lib/dumpstate.h"
-#include "lib/pinpool.h"
+#include "kern/pinpool.h"
 #include "lib/printf.h"
 #include "lib/string.h"
 #include "lib/testfault.h"

@@ -72,6 +72,26 @@ struct dumpio_stat {
 struct dumpdev;
 typedef int (*dddump_fn)(struct dumpdev *dev, struct uio *uio, int cmd, void *arg);
 
+/*
+ * Interrupt-driven runtime I/O of a dump disk, outside the dump: what a system does with the
+ * disk before the crash (the test workload drives it; the hold-runtime fault parks it in the
+ * device across the crash). Optional: NULL when the driver has none. All in disk blocks.
+ *   intr_enable  route the device's interrupt to `vector` and turn it on. 0 or errno.
+ *   intr         the vector's handler (interrupt context, IF = 0): completes requests.
+ *   intr_mute    at a crash, first thing, IF = 0: stop the device interrupting, at once.
+ *                DUMPSTART then forgets whatever was in flight: its `done` is never called.
+ *   submit       start a read or a write of nblocks at lba from/to buf (identity-mapped);
+ *                done(cookie, ok) runs from intr. 0, EBUSY (no free slot now) or errno;
+ *                EINVAL once the disk is dumping or when the range touches the dump partition.
+ */
+struct dumpdev_runtime_io {
+	int (*intr_enable)(void *softc, uint8_t vector);
+	void (*intr)(void *softc);
+	void (*intr_mute)(void *softc);
+	int (*submit)(void *softc, bool write, uint64_t lba, uint32_t nblocks, void *buf,
+		      void (*done)(void *cookie, bool ok), void *cookie);
+};
+
 /* A configured dump target: a disk driver's instance plus the dump partition on it. */
 struct dumpdev {
 	char name[32];			/* as given on the command line, e.g. "virtio-blk" */
@@ -82,6 +102,9 @@ struct dumpdev {
 	uint64_t part_blocks;		/* its length in logical blocks */
 	uint64_t part_bytes;		/* part_blocks * block_size */
 	void (*print_info)(const void *softc);	/* driver details for the console, optional */
+	/* Runtime (polled) reads in disk blocks: 0 or errno. */
+	int (*read)(void *softc, uint64_t lba, void *buf, uint32_t nblocks);
+	const struct dumpdev_runtime_io *runtime_io;	/* NULL: none */
 };
 
 /*

@@ -6,7 +6,7 @@
 #include "dump/dumptable.h"
 #include "dump/registry.h"
 #include "lib/errno.h"
-#include "lib/pinpool.h"
+#include "kern/pinpool.h"
 #include "lib/string.h"
 
 #define DMPFUNC_KNOWN	(DMPFUNC_CALL_ON_RESTART | DMPFUNC_GLOBAL_BUFFER)

@@ -6,7 +6,7 @@
 #include "dump/ras.h"
 #include "dump/registry.h"
 #include "lib/errno.h"
-#include "lib/pinpool.h"
+#include "kern/pinpool.h"
 #include "lib/string.h"
 
 static struct ras_block blocks[DMP_MAX_COMPONENTS];

@@ -1,6 +1,8 @@
 /* Kernel command line: dumpdev, dumpdev2, dumplevel, components, pinpool, workload, dumpid,
  * fill, iotimeout, testfault (docs/guest-interface.md). */
 #include "kern/cmdline.h"
+#include "dump/dumpdisk.h"
+#include "scsi/hba.h"
 #include "lib/testfault.h"
 #include "lib/hex.h"
 #include "lib/printf.h"
@@ -41,40 +43,33 @@ static bool parse_fields(const char *v, size_t vlen, int max, const uint64_t *li
 	return true;
 }
 
-/* A dump device: "virtio-blk[:N]", "virtio-scsi[:N[:T[:L]]]" or "lsi[:N[:T[:L]]]". */
-static bool parse_dumpdev(const char *v, size_t vlen, char *name, size_t name_size,
-			  enum dumpdev_kind *kind, int *index, int *target, int *lun)
+/* A dump device: WORD[:N] for a dump disk driver, WORD[:N[:T[:L]]] for a disk on a SCSI HBA
+ * driver; the word must be a built-in driver's. */
+static bool parse_dumpdev(const char *v, size_t vlen, struct dumpdev_addr *addr)
 {
-	static const struct {
-		const char *name;
-		enum dumpdev_kind kind;
-		int fields;		/* N, or N:T:L */
-	} kinds[] = {
-		{ "virtio-blk", DUMPDEV_VIRTIO_BLK, 1 },
-		{ "virtio-scsi", DUMPDEV_VIRTIO_SCSI, 3 },
-		{ "lsi", DUMPDEV_LSI, 3 },
-	};
 	static const uint64_t limit[3] = { 31, 255, 16383 };	/* N, T, L */
+	size_t wlen = 0;
+	int f[3] = { 0, 0, 0 };
 
-	if (vlen >= name_size)
+	if (vlen >= sizeof(addr->value))
 		return false;
-	for (unsigned i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		size_t plen = strlen(kinds[i].name);
-		int f[3] = { 0, 0, 0 };
-
-		if (vlen < plen || strncmp(v, kinds[i].name, plen) != 0 || (vlen > plen && v[plen] != ':'))
-			continue;
-		if (!parse_fields(v + plen, vlen - plen, kinds[i].fields, limit, f))
-			return false;
-		memcpy(name, v, vlen);
-		name[vlen] = '\0';
-		*kind = kinds[i].kind;
-		*index = f[0];
-		*target = f[1];
-		*lun = f[2];
-		return true;
-	}
-	return false;
+	while (wlen < vlen && v[wlen] != ':')
+		wlen++;
+	if (dump_disk_driver_find(v, wlen))
+		addr->on_hba = false;
+	else if (scsi_hba_driver_by_word(v, wlen))
+		addr->on_hba = true;
+	else
+		return false;
+	if (!parse_fields(v + wlen, vlen - wlen, addr->on_hba ? 3 : 1, limit, f))
+		return false;
+	memcpy(addr->value, v, vlen);
+	addr->value[vlen] = '\0';
+	addr->word_len = wlen;
+	addr->index = f[0];
+	addr->target = f[1];
+	addr->lun = f[2];
+	return true;
 }
 
 /* components=: "all", "none", "default", or names [a-z0-9-] separated by commas. */
@@ -157,17 +152,13 @@ bool cmdline_parse(const char *p, const char **why)
 		first = false;
 
 		if (word_is(word, klen, "dumpdev")) {
-			if (!parse_dumpdev(val, vlen, boot_config.dumpdev, sizeof(boot_config.dumpdev),
-					   &boot_config.dumpdev_kind, &boot_config.dumpdev_index,
-					   &boot_config.dumpdev_target, &boot_config.dumpdev_lun)) {
+			if (!parse_dumpdev(val, vlen, &boot_config.dumpdev)) {
 				*why = "bad-dumpdev";
 				return false;
 			}
 			boot_config.dumpdev_set = true;
 		} else if (word_is(word, klen, "dumpdev2")) {
-			if (!parse_dumpdev(val, vlen, boot_config.dumpdev2, sizeof(boot_config.dumpdev2),
-					   &boot_config.dumpdev2_kind, &boot_config.dumpdev2_index,
-					   &boot_config.dumpdev2_target, &boot_config.dumpdev2_lun)) {
+			if (!parse_dumpdev(val, vlen, &boot_config.dumpdev2)) {
 				*why = "bad-dumpdev2";
 				return false;
 			}

@@ -2,23 +2,25 @@
 #define KERN_CMDLINE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define IOTIMEOUT_DEFAULT_MS 10000
 
-enum dumpdev_kind {
-	DUMPDEV_VIRTIO_BLK,		/* virtio-blk[:N] */
-	DUMPDEV_VIRTIO_SCSI,		/* virtio-scsi[:N[:T[:L]]] */
-	DUMPDEV_LSI,			/* lsi[:N[:T[:L]]] */
+/* A dump device as dumpdev= or dumpdev2= name it: WORD[:N] for a dump disk driver
+ * (dump/dumpdisk.h), WORD[:N[:T[:L]]] for a disk on a SCSI HBA driver (scsi/hba.h). */
+struct dumpdev_addr {
+	char value[32];			/* as given, e.g. "virtio-blk" or "virtio-scsi:0:1:0" */
+	size_t word_len;		/* value[0..word_len) is the driver's word */
+	bool on_hba;			/* the word is a SCSI HBA driver's */
+	int index;			/* N: the N-th such device / HBA, 0 by default */
+	int target;			/* T: SCSI target, 0 by default */
+	int lun;			/* L: SCSI LUN, 0 by default */
 };
 
 struct boot_config {
 	bool dumpdev_set;		/* dumpdev= given */
-	char dumpdev[32];		/* its value, e.g. "virtio-blk" or "virtio-scsi:0:1:0" */
-	enum dumpdev_kind dumpdev_kind;
-	int dumpdev_index;		/* N: the N-th such function / HBA, 0 by default */
-	int dumpdev_target;		/* T: SCSI target, 0 by default */
-	int dumpdev_lun;		/* L: SCSI LUN, 0 by default */
+	struct dumpdev_addr dumpdev;
 	bool workload;			/* workload=on */
 	uint8_t dump_id[16];		/* dumpid=, all zero by default */
 	bool fill;			/* fill=SEED given (not "off") */
@@ -26,11 +28,7 @@ struct boot_config {
 	uint32_t iotimeout_ms;		/* iotimeout=, per device request */
 	/* dumpdev2=: the secondary dump device (restart target), same syntax as dumpdev= */
 	bool dumpdev2_set;
-	char dumpdev2[32];
-	enum dumpdev_kind dumpdev2_kind;
-	int dumpdev2_index;
-	int dumpdev2_target;
-	int dumpdev2_lun;
+	struct dumpdev_addr dumpdev2;
 	uint32_t dump_level;		/* dumplevel=0..9, CD_LVL_NORMAL (3) by default */
 	char components[256];		/* components=LIST (docs/components.md), "default" by default */
 	uint64_t pinpool_bytes;		/* pinpool=SIZE, 0: the default size */

@@ -15,10 +15,8 @@
 #include "arch/x86/tsc.h"
 #include "arch/x86/usermode.h"
 #include "bus/pci.h"
-#include "drivers/virtio_blk.h"
-#include "drivers/virtio_pci.h"
-#include "drivers/virtio_scsi.h"
 #include "dump/components.h"
+#include "dump/dumpdisk.h"
 #include "dump/dumpsys.h"
 #include "dump/ras.h"
 #include "dump/gpt.h"
@@ -35,7 +33,7 @@
 #include "test/workload.h"
 #include "lib/crc.h"
 #include "lib/errno.h"
-#include "lib/pinpool.h"
+#include "kern/pinpool.h"
 #include "lib/printf.h"
 #include "lib/serial.h"
 #include "lib/string.h"
@@ -52,9 +50,7 @@ void kernel_main(void);
 /* A dump device as the command line names it (dumpdev= or dumpdev2=), and its storage. */
 struct dumpdev_spec {
 	const char *key;		/* "dumpdev" / "dumpdev2" */
-	const char *value;		/* e.g. "virtio-blk:1" */
-	enum dumpdev_kind kind;
-	int index, target, lun;
+	const struct dumpdev_addr *addr;
 	uint32_t role;			/* DUMP_ROLE_* */
 	const char *not_found;		/* boot error words */
 	const char *init_failed;
@@ -69,16 +65,6 @@ static void __attribute__((noreturn)) dump_setup_error(const char *why)
 {
 	dumpsys_terminate_all();
 	fatal_boot_error(why);
-}
-
-static int vblk_read_blocks(void *ctx, uint64_t lba, void *buf, uint32_t nblocks)
-{
-	return virtio_blk_read(ctx, lba, buf, nblocks);
-}
-
-static int sd_read_blocks(void *ctx, uint64_t lba, void *buf, uint32_t nblocks)
-{
-	return sd_read(ctx, lba, buf, nblocks);
 }
 
 static void setup_paging(void)
@@ -105,36 +91,38 @@ static void setup_paging(void)
 }
 
 /* The disk is up: find the dump partition and make it the dump device of sp's role. */
-static void configure_dump_partition(struct dumpdev_spec *sp, struct gpt_disk *disk,
-				     dddump_fn dddump, void *softc,
-				     void (*print_info)(const void *softc))
+static void configure_dump_partition(struct dumpdev_spec *sp, const struct dump_disk *disk)
 {
 	struct dumpdev *dev = &sp->dev;
+	struct gpt_disk gdisk = { .ctx = disk->softc, .read = disk->read, .block_size = disk->block_size,
+				  .nblocks = disk->nblocks };
 	struct gpt_partition part;
 	const char *why;
 	char guid[37];
 	int err;
 
-	err = gpt_find_partition(disk, gpt_dumpbed_dump_type, &part, &why);
+	err = gpt_find_partition(&gdisk, gpt_dumpbed_dump_type, &part, &why);
 	if (err) {
 		gpt_guid_to_text(gpt_dumpbed_dump_type, guid);
-		printf("%s=%s: no usable dump partition (type %s): %s (%s)\n", sp->key, sp->value,
+		printf("%s=%s: no usable dump partition (type %s): %s (%s)\n", sp->key, sp->addr->value,
 		       guid, why, errno_name(err));
 		dump_setup_error(why);
 	}
 
-	strlcpy(dev->name, sp->value, sizeof(dev->name));
-	dev->dddump = dddump;
-	dev->softc = softc;
+	strlcpy(dev->name, sp->addr->value, sizeof(dev->name));
+	dev->dddump = disk->dddump;
+	dev->softc = disk->softc;
 	dev->block_size = disk->block_size;
 	dev->part_lba = part.first_lba;
 	dev->part_blocks = part.last_lba - part.first_lba + 1;
 	dev->part_bytes = dev->part_blocks * disk->block_size;
-	dev->print_info = print_info;
+	dev->print_info = disk->print_info;
+	dev->read = disk->read;
+	dev->runtime_io = disk->runtime_io;
 
 	err = dumpsys_configure(dev, sp->role, &why);
 	if (err) {
-		printf("%s=%s: %s: %s\n", sp->key, sp->value, why, errno_name(err));
+		printf("%s=%s: %s: %s\n", sp->key, sp->addr->value, why, errno_name(err));
 		dump_setup_error(why);
 	}
 	printf("%s dump device %s: partition %u '%s', blocks %llu-%llu of %u bytes\n",
@@ -143,69 +131,36 @@ static void configure_dump_partition(struct dumpdev_spec *sp, struct gpt_disk *d
 	       disk->block_size);
 }
 
-static void setup_virtio_blk_dump_device(struct dumpdev_spec *sp)
-{
-	static const uint16_t ids[] = { VIRTIO_BLK_PCI_DEVICE_MODERN, VIRTIO_BLK_PCI_DEVICE_TRANSITIONAL };
-	struct pci_dev *pci = pci_find(VIRTIO_PCI_VENDOR, ids, 2, sp->index);
-	struct virtio_blk *vblk;
-	struct gpt_disk disk;
-	int err;
-
-	if (!pci) {
-		printf("%s=%s: no such virtio-blk function\n", sp->key, sp->value);
-		dump_setup_error(sp->not_found);
-	}
-	err = virtio_blk_attach(pci, boot_config.iotimeout_ms, &vblk);
-	if (err) {
-		printf("%s=%s: virtio-blk at %02x:%02x.%x failed to start: %s\n", sp->key, sp->value,
-		       pci->bus, pci->dev, pci->fn, errno_name(err));
-		dump_setup_error(sp->init_failed);
-	}
-
-	disk.ctx = vblk;
-	disk.read = vblk_read_blocks;
-	disk.block_size = virtio_blk_block_size(vblk);
-	disk.nblocks = virtio_blk_capacity_blocks(vblk);
-	configure_dump_partition(sp, &disk, virtio_blk_dddump, vblk, virtio_blk_print_info);
-}
-
-/* A SCSI disk: the N-th HBA of that driver, target T, LUN L, driven by sd. */
-static void setup_scsi_dump_device(struct dumpdev_spec *sp)
-{
-	const char *driver = sp->kind == DUMPDEV_LSI ? "lsi53c895a" : VIRTIO_SCSI_TRAN_NAME;
-	struct scsi_hba *hba;
-	struct sd_unit *un;
-	struct gpt_disk disk;
-	int err;
-
-	scsi_hba_probe_all();
-	hba = scsi_hba_find(driver, sp->index);
-	if (!hba) {
-		printf("%s=%s: no %s HBA number %d (%d HBAs registered)\n", sp->key, sp->value,
-		       driver, sp->index, scsi_hba_count());
-		dump_setup_error(sp->not_found);
-	}
-	err = sd_attach(hba, (uint16_t)sp->target, (uint16_t)sp->lun, boot_config.iotimeout_ms, &un);
-	if (err) {
-		printf("%s=%s: no usable disk at %s target %d LUN %d: %s\n", sp->key, sp->value,
-		       hba->name ? hba->name : driver, sp->target, sp->lun, errno_name(err));
-		dump_setup_error(err == ENODEV ? sp->not_found : sp->init_failed);
-	}
-
-	disk.ctx = un;
-	disk.read = sd_read_blocks;
-	disk.block_size = sd_block_size(un);
-	disk.nblocks = sd_capacity_blocks(un);
-	configure_dump_partition(sp, &disk, sd_dddump, un, sd_print_info);
-}
-
-/* The same discovery for either role: any disk kind. */
+/* The same discovery for either role and any disk kind: the driver named by the word attaches
+ * its disk (a dump disk driver's, or sd's on a SCSI HBA driver's adapter). */
 static void setup_dump_device(struct dumpdev_spec *sp)
 {
-	if (sp->kind == DUMPDEV_VIRTIO_BLK)
-		setup_virtio_blk_dump_device(sp);
+	const struct dumpdev_addr *a = sp->addr;
+	struct dump_disk disk = { .where = "" };
+	int err;
+
+	if (a->on_hba)
+		err = sd_dump_attach(a->value, a->word_len, a->index, a->target, a->lun,
+				     boot_config.iotimeout_ms, &disk);
 	else
-		setup_scsi_dump_device(sp);
+		err = dump_disk_driver_find(a->value, a->word_len)->attach(a->index, boot_config.iotimeout_ms,
+									   &disk);
+	if (err == ENODEV) {
+		printf("%s=%s: no such device%s%s\n", sp->key, a->value, disk.where[0] ? " at " : "",
+		       disk.where);
+		dump_setup_error(sp->not_found);
+	}
+	if (err) {
+		printf("%s=%s: %s failed to start: %s\n", sp->key, a->value, disk.where, errno_name(err));
+		dump_setup_error(sp->init_failed);
+	}
+	configure_dump_partition(sp, &disk);
+}
+
+static bool same_disk(const struct dumpdev_addr *a, const struct dumpdev_addr *b)
+{
+	return a->word_len == b->word_len && strncmp(a->value, b->value, a->word_len) == 0 &&
+	       a->index == b->index && (!a->on_hba || (a->target == b->target && a->lun == b->lun));
 }
 
 /* dumpdev= (primary) and dumpdev2= (secondary: where the dump restarts). */
@@ -214,15 +169,11 @@ static void setup_dump_devices(void)
 	struct dumpdev_spec *p = &dump_specs[0], *s = &dump_specs[1];
 
 	*p = (struct dumpdev_spec){
-		.key = "dumpdev", .value = boot_config.dumpdev, .kind = boot_config.dumpdev_kind,
-		.index = boot_config.dumpdev_index, .target = boot_config.dumpdev_target,
-		.lun = boot_config.dumpdev_lun, .role = DUMP_ROLE_PRIMARY,
+		.key = "dumpdev", .addr = &boot_config.dumpdev, .role = DUMP_ROLE_PRIMARY,
 		.not_found = "dumpdev-not-found", .init_failed = "dumpdev-init-failed",
 	};
 	*s = (struct dumpdev_spec){
-		.key = "dumpdev2", .value = boot_config.dumpdev2, .kind = boot_config.dumpdev2_kind,
-		.index = boot_config.dumpdev2_index, .target = boot_config.dumpdev2_target,
-		.lun = boot_config.dumpdev2_lun, .role = DUMP_ROLE_SECONDARY,
+		.key = "dumpdev2", .addr = &boot_config.dumpdev2, .role = DUMP_ROLE_SECONDARY,
 		.not_found = "dumpdev2-not-found", .init_failed = "dumpdev2-init-failed",
 	};
 
@@ -232,9 +183,8 @@ static void setup_dump_devices(void)
 		printf("no dumpdev= on the command line: a crash will only be reported\n");
 		return;
 	}
-	if (boot_config.dumpdev2_set && s->kind == p->kind && s->index == p->index &&
-	    (s->kind == DUMPDEV_VIRTIO_BLK || (s->target == p->target && s->lun == p->lun))) {
-		printf("dumpdev2=%s names the same disk as dumpdev=%s\n", s->value, p->value);
+	if (boot_config.dumpdev2_set && same_disk(s->addr, p->addr)) {
+		printf("dumpdev2=%s names the same disk as dumpdev=%s\n", s->addr->value, p->addr->value);
 		fatal_boot_error("dumpdev2-same-disk");
 	}
 	setup_dump_device(p);
@@ -276,7 +226,7 @@ void kernel_main(void)
 	if (memmap_usable_bytes() == 0)
 		fatal_boot_error("no-usable-ram");
 	setup_paging();
-	if (pinpool_init())
+	if (pinpool_init(boot_config.pinpool_bytes))
 		fatal_boot_error("pinpool");
 	apic_init();
 

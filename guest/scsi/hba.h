@@ -108,6 +108,20 @@ struct scsi_hba_tran {
 	 * faults on the first register access. 0 or errno; on error nothing stays pinned. */
 	int (*tran_dump_pin)(struct scsi_hba *hba);
 	void (*tran_dump_unpin)(struct scsi_hba *hba);
+	/*
+	 * Runtime interrupts (for interrupt-driven runtime I/O, e.g. the test workload); all three
+	 * NULL when the HBA has none.
+	 * tran_intr_enable: route the HBA's interrupt to `vector` (its MSI-X message, or INTx through
+	 *   the I/O APIC: bus/pci.h) and turn it on; from then on a command without FLAG_NOINTR may
+	 *   return TRAN_ACCEPT at once and complete later through pkt_comp, called from tran_intr.
+	 *   0 or errno.
+	 * tran_intr: the vector's handler (interrupt context, IF = 0).
+	 * tran_intr_mute: at a crash, first thing, IF = 0: stop the HBA interrupting, at once (no
+	 *   waiting, no allocation, no pkt_comp). DUMPSTART's tran_quiesce does the rest.
+	 */
+	int (*tran_intr_enable)(struct scsi_hba *hba, uint8_t vector);
+	void (*tran_intr)(struct scsi_hba *hba);
+	void (*tran_intr_mute)(struct scsi_hba *hba);
 };
 
 struct scsi_hba {
@@ -125,17 +139,22 @@ int scsi_hba_register(struct scsi_hba *hba);
 struct scsi_hba *scsi_hba_find(const char *driver_name, int index);
 
 /*
- * HBA drivers: each declares itself with SCSI_HBA_DRIVER(name, probe), which puts an entry in
- * the linker set [__hba_drivers_start, __hba_drivers_end) (linker.ld); its probe finds the
- * adapters it knows and registers each (scsi_hba_register). The SCSI layer never names a
- * driver: a driver left out of the Makefile is simply not in the set.
+ * HBA drivers: each declares itself with SCSI_HBA_DRIVER(name, word, probe), which puts an
+ * entry in the linker set [__hba_drivers_start, __hba_drivers_end) (linker.ld); its probe finds
+ * the adapters it knows and registers each (scsi_hba_register) under `name` (its tran_name).
+ * `word` is the dumpdev= word of a disk on such an HBA (word[:N[:T[:L]]]). The SCSI layer never
+ * names a driver: a driver left out of the Makefile is simply not in the set.
  */
 struct scsi_hba_driver {
 	const char *name;
+	const char *dumpdev_word;
 	int (*probe)(void);
 };
-#define SCSI_HBA_DRIVER(drv_name, drv_probe)						\
+#define SCSI_HBA_DRIVER(drv_name, drv_word, drv_probe)					\
 	static const struct scsi_hba_driver hba_driver_##drv_probe			\
-	__attribute__((used, section(".rodata.hba_drivers"), aligned(8))) = { drv_name, drv_probe }
+	__attribute__((used, section(".rodata.hba_drivers"), aligned(8))) = { drv_name, drv_word, drv_probe }
+
+/* The HBA driver whose dumpdev word is v[0..len), or NULL. */
+const struct scsi_hba_driver *scsi_hba_driver_by_word(const char *v, size_t len);
 
 #endif

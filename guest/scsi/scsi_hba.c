@@ -48,6 +48,14 @@ struct scsi_hba *scsi_hba_find(const char *driver_name, int index)
 int scsi_hba_count(void) { return nhbas; }
 struct scsi_hba *scsi_hba_get(int i) { return i >= 0 && i < nhbas ? hbas[i] : 0; }
 
+const struct scsi_hba_driver *scsi_hba_driver_by_word(const char *v, size_t len)
+{
+	for (const struct scsi_hba_driver *d = __hba_drivers_start; d < __hba_drivers_end; d++)
+		if (strlen(d->dumpdev_word) == len && strncmp(d->dumpdev_word, v, len) == 0)
+			return d;
+	return 0;
+}
+
 void scsi_hba_probe_all(void)
 {
 	if (probed)

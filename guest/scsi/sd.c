@@ -9,6 +9,7 @@
  * sd_dddump() puts the AIX dump protocol (DUMPINIT .. DUMPTERM) on top of it.
  */
 #include "scsi/sd.h"
+#include "dump/dumpdisk.h"
 #include "lib/testfault.h"
 #include "arch/x86/tsc.h"
 #include "lib/errno.h"
@@ -543,6 +544,38 @@ int sd_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 	default:
 		return EINVAL;
 	}
+}
+
+static int sd_read_blocks(void *softc, uint64_t lba, void *buf, uint32_t nblocks)
+{
+	return sd_read(softc, lba, buf, nblocks);
+}
+
+int sd_dump_attach(const char *hba_word, size_t word_len, int index, int target, int lun,
+		   uint32_t iotimeout_ms, struct dump_disk *out)
+{
+	const struct scsi_hba_driver *drv = scsi_hba_driver_by_word(hba_word, word_len);
+	struct scsi_hba *hba;
+	struct sd_unit *un;
+	int err;
+
+	if (!drv)
+		return ENODEV;
+	scsi_hba_probe_all();
+	hba = scsi_hba_find(drv->name, index);
+	if (!hba)
+		return ENODEV;
+	out->where = hba->name ? hba->name : drv->name;
+	err = sd_attach(hba, (uint16_t)target, (uint16_t)lun, iotimeout_ms, &un);
+	if (err)
+		return err;
+	out->softc = un;
+	out->block_size = sd_block_size(un);
+	out->nblocks = sd_capacity_blocks(un);
+	out->read = sd_read_blocks;
+	out->dddump = sd_dddump;
+	out->print_info = sd_print_info;
+	return 0;
 }
 
 void sd_print_info(const void *softc)

@@ -42,6 +42,12 @@ int sd_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg);
 /* For the console: HBA, target, LUN, capacity, block size, limits, state. */
 void sd_print_info(const void *softc);
 
+struct dump_disk;
+/* The disk at (target, LUN) of the index-th HBA whose driver has this dumpdev word, attached
+ * as a dump disk (dump/dumpdisk.h): 0, ENODEV (no such HBA or disk) or errno. */
+int sd_dump_attach(const char *hba_word, size_t word_len, int index, int target, int lun,
+		   uint32_t iotimeout_ms, struct dump_disk *out);
+
 /*
  * Runtime workload: interrupt-driven READ then WRITE-back of the same data (so the disk
  * contents never change) over [lba, lba + nblocks) - a region outside the dump partition -

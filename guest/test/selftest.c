@@ -29,7 +29,7 @@
 #include "dump/ras.h"
 #include "dump/registry.h"
 #include "lib/errno.h"
-#include "lib/pinpool.h"
+#include "kern/pinpool.h"
 #include "lib/printf.h"
 #include "lib/string.h"
 

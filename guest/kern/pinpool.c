@@ -1,8 +1,7 @@
 /* The pinned pool: a first-fit page allocator over one pinned range. */
-#include "lib/pinpool.h"
+#include "kern/pinpool.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/pin.h"
-#include "kern/cmdline.h"
 #include "kern/memmap.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
@@ -26,7 +25,7 @@ static uint64_t pool_base, pool_pages;
 static struct block blocks[MAX_BLOCKS];
 static int nblocks;
 
-int pinpool_init(void)
+int pinpool_init(uint64_t bytes)
 {
 	const struct mem_region *top = 0;
 	uint64_t size, start, end, floor;
@@ -43,7 +42,7 @@ int pinpool_init(void)
 		printf("pinpool: no usable RAM below 4 GiB\n");
 		return ENOMEM;
 	}
-	size = boot_config.pinpool_bytes;
+	size = bytes;
 	if (size) {
 		/* An explicit size is a minimum: round it up, never down to an empty pool. */
 		size = (size + SIZE_ALIGN - 1) & ~(SIZE_ALIGN - 1);

@@ -4,15 +4,15 @@
  * facility's global buffer and the RAS staging buffers come from it, at configuration time
  * only: nothing is allocated after a crash.
  */
-#ifndef LIB_PINPOOL_H
-#define LIB_PINPOOL_H
+#ifndef KERN_PINPOOL_H
+#define KERN_PINPOOL_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Carve and pin the pool (boot_config.pinpool_bytes, or the default size). Needs the memory
+/* Carve and pin the pool: at least `bytes` (pinpool=), or the default size for 0. Needs the memory
  * map and paging. 0, ENOMEM if the size does not fit above the kernel image, or pin()'s error. */
-int pinpool_init(void);
+int pinpool_init(uint64_t bytes);
 
 /* `bytes` rounded up to pages, page aligned, first fit; NULL if it does not fit. The contents
  * are whatever was there (the boot fill pattern, a previous user's data). */
