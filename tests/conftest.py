@@ -32,7 +32,8 @@ def _qemu_processes(basetemp: str) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
         except (OSError, ValueError):
             continue
-        if ppid == os.getpid() or basetemp in cmdline:
+        # basetemp + "/": pytest-1 must not claim the QEMUs of a concurrent session's pytest-12
+        if ppid == os.getpid() or basetemp.rstrip("/") + "/" in cmdline:
             found.append(int(entry.name))
     return found
 

@@ -6,8 +6,11 @@
  * aligned (a BAR's alignment is its size) and clear of the BARs already in use.
  */
 #include "bus/pci.h"
+#include "arch/x86/apic.h"
 #include "arch/x86/io.h"
+#include "arch/x86/ioapic.h"
 #include "arch/x86/paging.h"
+#include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
 
@@ -332,4 +335,79 @@ const char *pci_class_name(const struct pci_dev *d)
 	case 0x0c: return "serial-bus";
 	default: return "other";
 	}
+}
+
+/* ---- runtime interrupts -------------------------------------------------------------------- */
+
+int pci_intx_route(struct pci_dev *d, uint8_t vector, int *pin)
+{
+	int irq = pci_intx_to_isa_irq(d, PCI_INTX_FALLBACK_IRQ);
+
+	/* On QEMU's `pc` the I/O APIC's pins 1-15 are the ISA IRQs of the same number. */
+	if (irq < 0 || !ioapic_route_level(irq, vector))
+		return ENODEV;
+	*pin = irq;
+	return 0;
+}
+
+void pci_intx_unmask(int pin)
+{
+	ioapic_unmask(pin);
+}
+
+void pci_intx_mask(int pin)
+{
+	ioapic_mask(pin);
+}
+
+/* The MSI-X capability's registers and a table entry's layout. */
+#define MSIX_CTRL		2
+#define MSIX_TABLE		4
+#define MSIX_CTRL_SIZE		0x07ff	/* table size - 1 */
+#define MSIX_CTRL_MASKALL	0x4000
+#define MSIX_CTRL_ENABLE	0x8000
+#define MSIX_ENTRY_SIZE		16
+#define MSIX_ENTRY_ADDR_LO	0
+#define MSIX_ENTRY_ADDR_HI	4
+#define MSIX_ENTRY_DATA		8
+#define MSIX_ENTRY_VECTOR_CTRL	12
+#define MSIX_VECTOR_MASKED	1
+#define MSI_ADDRESS_BASE	0xfee00000u	/* + destination APIC ID << 12: physical, fixed */
+
+int pci_msix_route(struct pci_dev *d, uint8_t cap, uint16_t entry, uint8_t vector)
+{
+	uint32_t table, bir;
+	uintptr_t e;
+	uint16_t ctl;
+
+	if (!cap)
+		return ENOTSUP;
+	ctl = pci_cfg_read16(d, cap + MSIX_CTRL);
+	if (entry > (ctl & MSIX_CTRL_SIZE))
+		return EINVAL;
+	table = pci_cfg_read32(d, cap + MSIX_TABLE);
+	bir = table & 7;
+	if (bir >= PCI_MAX_BARS || bir >= (uint32_t)d->nbars || d->bar[bir].io || !d->bar[bir].base)
+		return ENXIO;
+	e = (uintptr_t)(d->bar[bir].base + (table & ~7u) + (uint64_t)entry * MSIX_ENTRY_SIZE);
+
+	/* Enabled with the function masked while the entry changes, then unmasked. */
+	pci_cfg_write16(d, cap + MSIX_CTRL, (uint16_t)(ctl | MSIX_CTRL_ENABLE | MSIX_CTRL_MASKALL));
+	mmio_write32(e + MSIX_ENTRY_VECTOR_CTRL, MSIX_VECTOR_MASKED);
+	mmio_write32(e + MSIX_ENTRY_ADDR_LO, MSI_ADDRESS_BASE | (apic_id() << 12));
+	mmio_write32(e + MSIX_ENTRY_ADDR_HI, 0);
+	mmio_write32(e + MSIX_ENTRY_DATA, vector);	/* fixed delivery, edge */
+	mmio_write32(e + MSIX_ENTRY_VECTOR_CTRL, 0);
+	pci_cfg_write16(d, cap + MSIX_CTRL, (uint16_t)((ctl | MSIX_CTRL_ENABLE) & ~MSIX_CTRL_MASKALL));
+	return 0;
+}
+
+void pci_msix_disable(const struct pci_dev *d, uint8_t cap)
+{
+	uint16_t ctl;
+
+	if (!cap)
+		return;
+	ctl = pci_cfg_read16(d, cap + MSIX_CTRL);
+	pci_cfg_write16(d, cap + MSIX_CTRL, (uint16_t)((ctl & ~MSIX_CTRL_ENABLE) | MSIX_CTRL_MASKALL));
 }

@@ -65,4 +65,36 @@ uint8_t pci_find_cap(const struct pci_dev *d, uint8_t cap_id, uint8_t after);
 void pci_set_command_bits(const struct pci_dev *d, uint16_t set, uint16_t clear);
 const char *pci_class_name(const struct pci_dev *d);
 
+/*
+ * Runtime device interrupts (kern/irq.h), for the drivers' interrupt hooks (scsi/hba.h
+ * tran_intr_*, dump/dumpdev.h runtime_io). Nothing here is needed by a dump path: it is polled.
+ *
+ * INTx: pci_intx_route brings the function's interrupt pin through the PIIX3's PIRQ routing
+ * (QEMU's i440FX swizzle) to an ISA IRQ - the firmware's choice, or PCI_INTX_FALLBACK_IRQ,
+ * programmed (and marked level in the ELCR) when the firmware left the PIRQ unrouted, as qboot
+ * does - and to the I/O APIC pin of that ISA IRQ (the same number on QEMU's `pc`): `vector`,
+ * fixed, this CPU, active high, level-triggered, left masked; the 8259s stay masked. 0 with
+ * *pin set, or ENODEV (no interrupt pin, not on bus 0, no PIIX3, no such I/O APIC pin). The
+ * driver turns its device's interrupt on, then calls pci_intx_unmask. pci_intx_mask is safe
+ * at any time, also first thing at a crash in NMI context (two I/O APIC register writes, no
+ * read) - but not from a dump path under pinning enforcement: the I/O APIC is never pinned.
+ */
+#define PCI_INTERRUPT_LINE	0x3c
+#define PCI_INTERRUPT_PIN	0x3d
+#define PCI_INTX_FALLBACK_IRQ	11
+int pci_intx_route(struct pci_dev *d, uint8_t vector, int *pin);
+void pci_intx_unmask(int pin);
+void pci_intx_mask(int pin);
+
+/*
+ * MSI-X: pci_msix_route programs entry `entry` of the table of the MSI-X capability at `cap`
+ * (pci_find_cap(d, PCI_CAP_ID_MSIX, 0)) to deliver `vector` to this CPU's local APIC (fixed,
+ * edge), unmasks that entry and enables MSI-X, function unmasked. Which of the device's
+ * sources signal that entry is the device's business (e.g. virtio's queue vector). 0, ENOTSUP
+ * (no capability), EINVAL (no such entry) or ENXIO (the table is not in an assigned memory
+ * BAR). pci_msix_disable: MSI-X off, function masked (configuration space only).
+ */
+int pci_msix_route(struct pci_dev *d, uint8_t cap, uint16_t entry, uint8_t vector);
+void pci_msix_disable(const struct pci_dev *d, uint8_t cap);
+
 #endif

@@ -12,7 +12,7 @@
 #define LSI_TRAN_NAME			"lsi53c895a"
 
 /* Find every 53C895A function, reset it, load our SCRIPTS and register it as an HBA (polled,
- * chip interrupts off until lsi53c895a_enable_interrupts). Returns the number registered. */
+ * chip interrupts off until tran_intr_enable). Returns the number registered. */
 int lsi53c895a_probe(void);
 
 struct pci_dev;
@@ -26,22 +26,20 @@ struct pci_dev;
  */
 int lsi53c895a_intr(struct scsi_hba *hba);
 
-/* The HBA's PCI function (for routing its INTx). */
-struct pci_dev *lsi53c895a_pci(struct scsi_hba *hba);
-
-/* Runtime workload: turn on the chip's interrupt enables (what ends or stops a command) and
- * its PCI INTx; they survive chip recoveries until lsi53c895a_mute or tran_quiesce. 0 or EIO. */
-int lsi53c895a_enable_interrupts(struct scsi_hba *hba);
-
-/* Crash time (NMI context, first thing): chip interrupt enables off, INTx disabled. */
-void lsi53c895a_mute(struct scsi_hba *hba);
+/* Runtime interrupts are the tran's tran_intr_* hooks (scsi/hba.h): the chip's enables and its
+ * PCI INTx, through the PIIX3 and a level-triggered I/O APIC pin (bus/pci.h). */
 
 /*
- * Console self-test of HBA `index`, target `target` LUN 0: TEST UNIT READY, INQUIRY,
- * READ CAPACITY, then a non-destructive write/read round trip (saved and restored) at byte
- * offset 512 KiB of the disk, which on dumpbed disks lies between the GPT and the first
- * partition. Prints what it does; returns 0 on success.
+ * For the console self-test (test/lsi_selftest.c), which finds HBA N with
+ * scsi_hba_find(LSI_TRAN_NAME, N): the number of HBAs registered, and two of an HBA's
+ * counters - phase mismatches taken (a short transfer in a data move) and SCSI bus resets
+ * issued (recoveries, RESET_ALL, quiesce).
  */
-int lsi53c895a_selftest(int index, int target);
+struct lsi53c895a_stats {
+	uint64_t mismatches;
+	uint64_t bus_resets;
+};
+int lsi53c895a_count(void);
+struct lsi53c895a_stats lsi53c895a_get_stats(struct scsi_hba *hba);
 
 #endif

@@ -3,7 +3,8 @@
  *
  * Requests are a header descriptor (type, sector), data descriptors pointing straight at the
  * caller's memory (identity mapped: virtual = physical), and a one-byte status descriptor the
- * device writes. We submit, ring the doorbell, then poll the used ring against a TSC deadline.
+ * device writes. We submit, ring the doorbell, then poll the used ring against a TSC deadline
+ * (the split virtqueue operations of drivers/virtio_pci.h).
  *
  * All request state is preallocated in .bss, in the dump path's state (lib/dumpstate.h): the
  * softc and the ring. A few request slots, each owning a fixed range of descriptors, a header
@@ -67,6 +68,10 @@ struct vblk_slot {
 	struct virtio_blk_req_hdr hdr;
 	uint8_t status;
 	uint8_t state;
+	/* runtime I/O (dumpdev_runtime_io): completed by vblk_rt_intr through done */
+	bool runtime;
+	void (*done)(void *cookie, bool ok);
+	void *cookie;
 };
 
 struct virtio_blk {
@@ -87,6 +92,13 @@ struct virtio_blk {
 	bool unflushed;		/* writes since the last flush */
 	struct vblk_slot slots[VBLK_SLOTS];
 	uint64_t requests, bytes, flushes, stale_completions, timeouts;
+	/* runtime I/O: MSI-X entry 0 for the queue; nothing runtime from DUMPSTART on */
+	uint8_t msix_cap;
+	bool intr_enabled;
+	uint8_t intr_vector;
+	volatile bool dumping;
+	uint64_t part_lba, part_blocks;	/* the dump partition (DUMPINIT): runtime I/O stays out */
+	uint64_t rt_requests, rt_completions, rt_failures, interrupts, rt_dropped;
 };
 
 /* Two instances: the primary dump device and a secondary one (or a workload disk). Each owns
@@ -113,6 +125,8 @@ static int bring_up(struct virtio_blk *d)
 {
 	int err;
 
+	pci_msix_disable(d->vp.pci, d->msix_cap);	/* runtime interrupts off (config space) */
+	d->intr_enabled = false;
 	err = virtio_pci_reset(&d->vp);
 	if (err)
 		return err;
@@ -122,8 +136,10 @@ static int bring_up(struct virtio_blk *d)
 	err = virtio_pci_setup_queue(&d->vp, &d->vq, 0, ring_of(d), VBLK_QUEUE_SIZE);
 	if (err)
 		return err;
-	for (int i = 0; i < VBLK_SLOTS; i++)
+	for (int i = 0; i < VBLK_SLOTS; i++) {
 		d->slots[i].state = SLOT_FREE;
+		d->slots[i].runtime = false;	/* forgotten: its done is never called */
+	}
 	d->desc_per_slot = d->vq.size / VBLK_SLOTS;
 	if (d->desc_per_slot < 3)
 		return ENOTSUP;
@@ -203,18 +219,12 @@ int virtio_blk_attach(struct pci_dev *pci, uint32_t io_timeout_ms, struct virtio
 /* Consume every used entry the device has published. */
 static void reap_completions(struct virtio_blk *d)
 {
-	struct virtq *vq = &d->vq;
-	uint16_t used_idx = READ_ONCE(vq->mem->used.idx);
+	uint32_t id;
 
-	while (vq->last_used_idx != used_idx) {
-		struct virtq_used_elem e;
-		uint32_t slot;
+	while (virtq_next_used(&d->vq, &id)) {
+		uint32_t slot = id / d->desc_per_slot;
 
-		rmb();	/* the element is read after the index that published it */
-		e = vq->mem->used.ring[vq->last_used_idx & (vq->size - 1)];
-		vq->last_used_idx++;
-		slot = e.id / d->desc_per_slot;
-		if (e.id % d->desc_per_slot || slot >= VBLK_SLOTS) {
+		if (id % d->desc_per_slot || slot >= VBLK_SLOTS) {
 			d->stale_completions++;
 			continue;
 		}
@@ -247,12 +257,10 @@ static void fill_stat(struct virtio_blk *d, struct dumpio_stat *st, int err, enu
 static int submit_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
 			  const struct iovec *iov, int iovcnt)
 {
-	struct virtq *vq = &d->vq;
-	struct virtq_desc *desc = vq->mem->desc;
+	struct virtq_chain ch;
 	struct vblk_slot *s = 0;
-	uint16_t head, n;
 	uint32_t data_segs = 0;
-	uint16_t data_flags = type == VIRTIO_BLK_T_IN ? VIRTQ_DESC_F_WRITE : 0;
+	bool device_writes_data = type == VIRTIO_BLK_T_IN;
 	int slot;
 
 	reap_completions(d);
@@ -265,13 +273,13 @@ static int submit_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
 	if (!s)
 		return -EBUSY;
 
-	head = (uint16_t)(slot * d->desc_per_slot);
-	n = head;
 	s->hdr.type = type;
 	s->hdr.reserved = 0;
 	s->hdr.sector = sector;
 	s->status = STATUS_UNWRITTEN;
-	desc[n] = (struct virtq_desc){ (uintptr_t)&s->hdr, sizeof(s->hdr), VIRTQ_DESC_F_NEXT, n + 1 };
+	/* header, data (max_data_segs <= desc_per_slot - 2), status: the slot's range holds it */
+	virtq_chain_begin(&ch, &d->vq, (uint16_t)(slot * d->desc_per_slot), d->desc_per_slot);
+	virtq_chain_add(&ch, (uintptr_t)&s->hdr, sizeof(s->hdr), false);
 
 	for (int i = 0; i < iovcnt; i++) {
 		uintptr_t p = (uintptr_t)iov[i].iov_base;
@@ -282,23 +290,31 @@ static int submit_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
 
 			if (++data_segs > d->max_data_segs)
 				return -EINVAL;
-			n++;
-			desc[n] = (struct virtq_desc){ p, len, VIRTQ_DESC_F_NEXT | data_flags, n + 1 };
+			virtq_chain_add(&ch, p, len, device_writes_data);
 			p += len;
 			left -= len;
 		}
 	}
-	n++;
-	desc[n] = (struct virtq_desc){ (uintptr_t)&s->status, 1, VIRTQ_DESC_F_WRITE, 0 };
+	virtq_chain_add(&ch, (uintptr_t)&s->status, 1, true);
 
 	s->state = SLOT_INFLIGHT;
-	vq->mem->avail.ring[vq->avail_idx & (vq->size - 1)] = head;
-	wmb();	/* descriptors and ring entry before the index that publishes them */
-	vq->avail_idx++;
-	WRITE_ONCE(vq->mem->avail.idx, vq->avail_idx);
-	virtio_pci_notify(&d->vp, vq);
+	virtq_chain_submit(&d->vp, &ch);
 	d->requests++;
 	return slot;
+}
+
+struct vblk_wait {
+	struct virtio_blk *d;
+	const struct vblk_slot *s;
+};
+
+/* virtq_poll_used's question: is the slot's request back? */
+static bool slot_back(void *arg)
+{
+	struct vblk_wait *w = arg;
+
+	reap_completions(w->d);
+	return w->s->state == SLOT_DONE;
 }
 
 /*
@@ -308,26 +324,14 @@ static int submit_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
 static int wait_request(struct virtio_blk *d, int slot, uint8_t *status_out)
 {
 	struct vblk_slot *s = &d->slots[slot];
-	uint64_t deadline = deadline_after_ms(d->timeout_ms);
-	unsigned long polls = 0;
+	struct vblk_wait w = { d, s };
+	int err = virtq_poll_used(&d->vp, deadline_after_ms(d->timeout_ms), slot_back, &w);
 
-	for (;;) {
-		reap_completions(d);
-		if (s->state == SLOT_DONE)
-			break;
-		if (deadline_passed(deadline)) {
-			s->state = SLOT_ABANDONED;
+	if (err) {
+		s->state = SLOT_ABANDONED;
+		if (err == ETIMEDOUT)
 			d->timeouts++;
-			return ETIMEDOUT;
-		}
-		/* A broken device may never complete: check for NEEDS_RESET now and then (an
-		 * MMIO read is a VM exit, so not on every poll). */
-		if ((++polls & 0xffff) == 0 &&
-		    (virtio_pci_status(&d->vp) & (VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED))) {
-			s->state = SLOT_ABANDONED;
-			return EIO;
-		}
-		cpu_relax();
+		return err;
 	}
 	rmb();	/* the status byte is read after the completion was seen */
 	*status_out = READ_ONCE(s->status);
@@ -437,6 +441,12 @@ void virtio_blk_print_info(const void *softc)
 	       (unsigned long long)d->requests, (unsigned long long)d->bytes,
 	       (unsigned long long)d->flushes, (unsigned long long)d->timeouts,
 	       (unsigned long long)d->stale_completions);
+	if (d->rt_requests)
+		printf("  runtime I/O: MSI-X vector 0x%02x%s; requests %llu, completed %llu, failed %llu, "
+		       "interrupts %llu, dropped %llu\n",
+		       d->intr_vector, d->intr_enabled ? "" : " (off)", (unsigned long long)d->rt_requests,
+		       (unsigned long long)d->rt_completions, (unsigned long long)d->rt_failures,
+		       (unsigned long long)d->interrupts, (unsigned long long)d->rt_dropped);
 }
 
 /*
@@ -589,6 +599,8 @@ int virtio_blk_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 				return err;
 			}
 		}
+		d->part_lba = dev->part_lba;
+		d->part_blocks = dev->part_blocks;
 		d->dump_ready = true;
 		return 0;
 
@@ -602,13 +614,24 @@ int virtio_blk_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 		return 0;
 	}
 
-	case DUMPSTART:
+	case DUMPSTART: {
+		int in_flight = 0;
+
 		if (!d->dump_ready) {
 			fill_stat(d, st, EINVAL, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
 			return EINVAL;
 		}
 		/* Whatever the device was doing is dropped, never resumed: a reset discards it
-		 * and fresh rings guarantee no old completion can be mistaken for ours. */
+		 * and fresh rings guarantee no old completion can be mistaken for ours. Runtime
+		 * requests are forgotten (bring_up), their done never called. */
+		d->dumping = true;
+		for (int i = 0; i < VBLK_SLOTS; i++)
+			if (d->slots[i].runtime && d->slots[i].state != SLOT_FREE)
+				in_flight++;
+		if (in_flight)
+			printf("virtio-blk: %d runtime requests in flight at the crash: dropped by the reset\n",
+			       in_flight);
+		d->rt_dropped += in_flight;
 		err = bring_up(d);
 		if (err) {
 			fill_stat(d, st, err, DUMPIO_OP_RESET, STATUS_UNWRITTEN, 0);
@@ -617,6 +640,7 @@ int virtio_blk_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 		d->dump_active = true;
 		d->unflushed = false;
 		return 0;
+	}
 
 	case DUMPWRITE:
 		if (!d->dump_active) {
@@ -648,6 +672,127 @@ int virtio_blk_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 	}
 }
 
+/* ---- runtime I/O (dumpdev_runtime_io) ------------------------------------------------------ */
+
+/*
+ * Interrupt-driven requests outside the dump (the test workload): submit takes a free slot
+ * (submit_request) and returns; the queue signals MSI-X entry 0 and vblk_rt_intr completes the
+ * runtime slots the device gave back (a polled request's reap may have seen them first: they
+ * wait DONE for the handler). From DUMPSTART on nothing runtime goes out or completes: the
+ * reset forgets the slots.
+ */
+
+/* common configuration registers for MSI-X routing (the transport sets NO_VECTOR) */
+#define COMMON_MSIX		0x10
+#define COMMON_Q_SELECT		0x16
+#define COMMON_Q_MSIX		0x1a
+
+static int vblk_rt_intr_enable(void *softc, uint8_t vector)
+{
+	struct virtio_blk *d = softc;
+	int err;
+
+	if (d->dumping || d->dump_active)
+		return EINVAL;
+	if (!d->msix_cap)
+		d->msix_cap = pci_find_cap(d->vp.pci, PCI_CAP_ID_MSIX, 0);
+	err = pci_msix_route(d->vp.pci, d->msix_cap, 0, vector);
+	if (err)
+		return err;
+	mmio_write16(d->vp.common + COMMON_MSIX, VIRTIO_MSI_NO_VECTOR);
+	mmio_write16(d->vp.common + COMMON_Q_SELECT, 0);
+	mmio_write16(d->vp.common + COMMON_Q_MSIX, 0);
+	if (mmio_read16(d->vp.common + COMMON_Q_MSIX) != 0) {
+		pci_msix_disable(d->vp.pci, d->msix_cap);
+		return EIO;
+	}
+	/* Ask for interrupts on the queue (the transport set NO_INTERRUPT). */
+	WRITE_ONCE(d->vq.mem->avail.flags, 0);
+	mb();
+	d->intr_vector = vector;
+	d->intr_enabled = true;
+	return 0;
+}
+
+/* Crash time, first thing: the queue is told not to interrupt (a store to its avail ring). */
+static void vblk_rt_intr_mute(void *softc)
+{
+	struct virtio_blk *d = softc;
+
+	WRITE_ONCE(d->vq.mem->avail.flags, VIRTQ_AVAIL_F_NO_INTERRUPT);
+	mb();
+}
+
+/* The vector's handler (IF = 0): complete the runtime requests the device gave back. */
+static void vblk_rt_intr(void *softc)
+{
+	struct virtio_blk *d = softc;
+
+	d->interrupts++;
+	if (d->dumping)
+		return;
+	reap_completions(d);
+	for (int i = 0; i < VBLK_SLOTS; i++) {
+		struct vblk_slot *s = &d->slots[i];
+		void (*done)(void *cookie, bool ok);
+		void *cookie;
+		bool ok;
+
+		if (!s->runtime || s->state != SLOT_DONE)
+			continue;
+		rmb();	/* the status byte is read after the completion was seen */
+		ok = READ_ONCE(s->status) == VIRTIO_BLK_S_OK;
+		done = s->done;
+		cookie = s->cookie;
+		s->runtime = false;
+		s->state = SLOT_FREE;
+		if (ok)
+			d->rt_completions++;
+		else
+			d->rt_failures++;
+		done(cookie, ok);	/* may submit again */
+	}
+}
+
+static int vblk_rt_submit(void *softc, bool write, uint64_t lba, uint32_t nblocks, void *buf,
+			  void (*done)(void *cookie, bool ok), void *cookie)
+{
+	struct virtio_blk *d = softc;
+	uint64_t bytes = (uint64_t)nblocks * d->block_size, cap = virtio_blk_capacity_blocks(d), flags;
+	struct iovec iov = { buf, (size_t)bytes };
+	int slot;
+
+	if (d->dumping || d->dump_active || !d->intr_enabled)
+		return EINVAL;
+	if (!done || !buf || nblocks == 0 || lba >= cap || nblocks > cap - lba || bytes > d->max_transfer)
+		return EINVAL;
+	if (d->part_blocks && lba < d->part_lba + d->part_blocks && d->part_lba < lba + nblocks)
+		return EINVAL;	/* never the dump partition */
+	if (write && d->read_only)
+		return EROFS;
+	flags = irq_save();
+	slot = submit_request(d, write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN,
+			      lba * (d->block_size / SECTOR_SIZE), &iov, 1);
+	if (slot < 0) {
+		irq_restore(flags);
+		return -slot;	/* EBUSY: no free slot now */
+	}
+	/* IF = 0: the handler cannot look at the slot before it is marked runtime. */
+	d->slots[slot].done = done;
+	d->slots[slot].cookie = cookie;
+	d->slots[slot].runtime = true;
+	d->rt_requests++;
+	irq_restore(flags);
+	return 0;
+}
+
+static const struct dumpdev_runtime_io vblk_runtime_io = {
+	.intr_enable = vblk_rt_intr_enable,
+	.intr = vblk_rt_intr,
+	.intr_mute = vblk_rt_intr_mute,
+	.submit = vblk_rt_submit,
+};
+
 /* dumpdev=virtio-blk[:N]: the N-th virtio-blk function in PCI order. */
 static int vblk_read_blocks(void *softc, uint64_t lba, void *buf, uint32_t nblocks)
 {
@@ -672,7 +817,7 @@ static int virtio_blk_dump_attach(int index, uint32_t iotimeout_ms, struct dump_
 	*out = (struct dump_disk){
 		.softc = d, .block_size = virtio_blk_block_size(d), .nblocks = virtio_blk_capacity_blocks(d),
 		.read = vblk_read_blocks, .dddump = virtio_blk_dddump, .print_info = virtio_blk_print_info,
-		.where = where,
+		.runtime_io = &vblk_runtime_io, .where = where,
 	};
 	return 0;
 }

@@ -269,3 +269,66 @@ uint64_t virtio_pci_cfg_read64(const struct virtio_pci *vp, uint32_t off)
 	} while (gen != mmio_read8(vp->common + COMMON_CFGGENERATION) && --tries);
 	return v;
 }
+
+/* ---- split virtqueue operations ------------------------------------------------------------ */
+
+void virtq_chain_begin(struct virtq_chain *c, struct virtq *vq, uint16_t head, uint16_t max)
+{
+	c->vq = vq;
+	c->head = head;
+	c->n = 0;
+	c->max = max;
+}
+
+bool virtq_chain_add(struct virtq_chain *c, uint64_t addr, uint32_t len, bool device_writes)
+{
+	uint16_t d;
+
+	if (c->n == c->max)
+		return false;
+	d = (uint16_t)(c->head + c->n++);
+	/* Chained to the next one for now; virtq_chain_submit ends the chain at the last. */
+	c->vq->mem->desc[d] = (struct virtq_desc){ addr, len,
+		(uint16_t)(VIRTQ_DESC_F_NEXT | (device_writes ? VIRTQ_DESC_F_WRITE : 0)), (uint16_t)(d + 1) };
+	return true;
+}
+
+void virtq_chain_submit(const struct virtio_pci *vp, struct virtq_chain *c)
+{
+	struct virtq *vq = c->vq;
+	struct virtq_desc *last = &vq->mem->desc[c->head + c->n - 1];
+
+	last->flags &= (uint16_t)~VIRTQ_DESC_F_NEXT;
+	last->next = 0;
+	vq->mem->avail.ring[vq->avail_idx & (vq->size - 1)] = c->head;
+	wmb();	/* descriptors and ring entry before the index that publishes them */
+	vq->avail_idx++;
+	WRITE_ONCE(vq->mem->avail.idx, vq->avail_idx);
+	virtio_pci_notify(vp, vq);
+}
+
+bool virtq_next_used(struct virtq *vq, uint32_t *id)
+{
+	if (vq->last_used_idx == READ_ONCE(vq->mem->used.idx))
+		return false;
+	rmb();	/* the element is read after the index that published it */
+	*id = vq->mem->used.ring[vq->last_used_idx & (vq->size - 1)].id;
+	vq->last_used_idx++;
+	return true;
+}
+
+int virtq_poll_used(const struct virtio_pci *vp, uint64_t deadline, bool (*back)(void *arg), void *arg)
+{
+	unsigned long polls = 0;
+
+	for (;;) {
+		if (back(arg))
+			return 0;
+		if (deadline_passed(deadline))
+			return ETIMEDOUT;
+		if ((++polls & 0xffff) == 0 &&
+		    (virtio_pci_status(vp) & (VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)))
+			return EIO;
+		cpu_relax();
+	}
+}

@@ -55,4 +55,45 @@ void virtio_pci_unpin_registers(const struct virtio_pci *vp);
 uint32_t virtio_pci_cfg_read32(const struct virtio_pci *vp, uint32_t off);
 uint64_t virtio_pci_cfg_read64(const struct virtio_pci *vp, uint32_t off);
 
+/*
+ * Split virtqueue operations, the one copy both drivers use (virtio-blk, virtio-scsi).
+ *
+ * Adding a request: a driver owns fixed ranges of a queue's descriptors (one per request
+ * slot) and builds each request's chain at the start of its slot's range, with
+ * virtq_chain_begin, then virtq_chain_add for each buffer in the order the device is to see
+ * them (the device-readable ones first); virtq_chain_submit publishes it (the avail ring
+ * entry, then the index that makes it visible) and kicks the device (virtio_pci_notify). The
+ * driver marks its slot busy before submitting: the completion may come at once. Nothing is
+ * allocated: the chain's state is the caller's, the descriptors and rings are the queue's
+ * memory, which a dump driver keeps in its pinned dump state (the kernel image).
+ */
+struct virtq_chain {
+	struct virtq *vq;
+	uint16_t head;		/* the first descriptor: the id the used ring gives back */
+	uint16_t n;		/* descriptors added */
+	uint16_t max;		/* the caller's range: head .. head + max - 1 */
+};
+
+void virtq_chain_begin(struct virtq_chain *c, struct virtq *vq, uint16_t head, uint16_t max);
+/* Append a buffer (a physical address: memory is identity-mapped) that the device reads, or
+ * writes if `device_writes`. false, and nothing added, when the range is full. */
+bool virtq_chain_add(struct virtq_chain *c, uint64_t addr, uint32_t len, bool device_writes);
+/* Publish the chain (at least one buffer) and kick the device. */
+void virtq_chain_submit(const struct virtio_pci *vp, struct virtq_chain *c);
+
+/* Consume the next entry of the used ring, if the device has published one: *id is the head
+ * descriptor of the chain it gave back. */
+bool virtq_next_used(struct virtq *vq, uint32_t *id);
+
+/*
+ * Wait, polling, until the device gives a request back. Each round calls `back(arg)`, which
+ * consumes the used entries (virtq_next_used; the driver's slots change state) and says
+ * whether the awaited request is among those given back. Bounded by `deadline` (TSC,
+ * arch/x86/tsc.h); the device status is read every 65536 rounds (an MMIO read is a VM exit,
+ * so not on every round) and NEEDS_RESET or FAILED ends the wait: a broken device may never
+ * complete. Returns 0, ETIMEDOUT or EIO; after a failure the request is still the device's
+ * (the driver keeps its slot until the device gives it back).
+ */
+int virtq_poll_used(const struct virtio_pci *vp, uint64_t deadline, bool (*back)(void *arg), void *arg);
+
 #endif

@@ -13,7 +13,7 @@
  * late completion can never be taken for a newer command's.
  *
  * FLAG_NOINTR packets are completed by polling the used ring against a TSC deadline. Runtime
- * packets complete from the MSI-X interrupt (virtio_scsi_intr). tran_quiesce resets the device
+ * packets complete from the MSI-X interrupt (vscsi_intr: tran_intr). tran_quiesce resets the device
  * and rebuilds the queues from scratch, with every interrupt source off: whatever was in
  * flight is gone and can neither complete nor be requeued.
  */
@@ -86,14 +86,6 @@
 #define COMMON_MSIX		0x10
 #define COMMON_Q_SELECT		0x16
 #define COMMON_Q_MSIX		0x1a
-
-/* MSI-X capability */
-#define MSIX_CTRL		2
-#define MSIX_TABLE		4
-#define MSIX_CTRL_ENABLE	0x8000
-#define MSIX_CTRL_MASKALL	0x4000
-#define MSIX_ENTRY_SIZE		16
-#define MSIX_VECTOR_CTRL_MASK	1
 
 struct vscsi_cmd_req {
 	uint8_t lun[8];
@@ -183,6 +175,9 @@ static struct virtq_memory rings[VSCSI_MAX][2] __dumpstate;
 static int nadapters;
 
 static const struct scsi_hba_tran vscsi_tran;
+static int vscsi_intr_enable(struct scsi_hba *hba, uint8_t vector);
+static void vscsi_intr(struct scsi_hba *hba);
+static void vscsi_intr_mute(struct scsi_hba *hba);
 
 /* The single-level LUN structure virtio-scsi uses: 1, target, then the LUN (flat space
  * addressing, 0x40 in the top bits, for LUNs from 256 on; QEMU accepts it for all). */
@@ -199,12 +194,7 @@ static void encode_lun(uint8_t lun[8], uint16_t target, uint16_t l)
 
 static void msix_disable(struct virtio_scsi *vs)
 {
-	if (vs->msix_cap) {
-		uint16_t ctl = pci_cfg_read16(vs->vp.pci, vs->msix_cap + MSIX_CTRL);
-
-		pci_cfg_write16(vs->vp.pci, vs->msix_cap + MSIX_CTRL,
-				(uint16_t)((ctl & ~MSIX_CTRL_ENABLE) | MSIX_CTRL_MASKALL));
-	}
+	pci_msix_disable(vs->vp.pci, vs->msix_cap);
 	vs->intr_enabled = false;
 }
 
@@ -336,19 +326,13 @@ SCSI_HBA_DRIVER(VIRTIO_SCSI_TRAN_NAME, "virtio-scsi", virtio_scsi_probe);
 /* Consume every used entry of the request queue; slots change state, nothing else happens. */
 static void reap(struct virtio_scsi *vs)
 {
-	struct virtq *vq = &vs->reqq;
 	uint64_t flags = irq_save();
-	uint16_t used_idx = READ_ONCE(vq->mem->used.idx);
+	uint32_t id;
 
-	while (vq->last_used_idx != used_idx) {
-		struct virtq_used_elem e;
-		uint32_t n;
+	while (virtq_next_used(&vs->reqq, &id)) {
+		uint32_t n = id / vs->desc_per_slot;
 
-		rmb();	/* the element is read after the index that published it */
-		e = vq->mem->used.ring[vq->last_used_idx & (vq->size - 1)];
-		vq->last_used_idx++;
-		n = e.id / vs->desc_per_slot;
-		if (e.id % vs->desc_per_slot || n >= vs->nslots) {
+		if (id % vs->desc_per_slot || n >= vs->nslots) {
 			vs->stale_completions++;
 			continue;
 		}
@@ -409,48 +393,59 @@ static void fill_result(struct virtio_scsi *vs, struct vscsi_slot *s, struct scs
 	}
 }
 
-/* Publish a descriptor chain whose head is `head`. */
-static void publish(struct virtio_scsi *vs, struct virtq *vq, uint16_t head)
-{
-	vq->mem->avail.ring[vq->avail_idx & (vq->size - 1)] = head;
-	wmb();	/* descriptors and ring entry before the index that publishes them */
-	vq->avail_idx++;
-	WRITE_ONCE(vq->mem->avail.idx, vq->avail_idx);
-	virtio_pci_notify(&vs->vp, vq);
-}
+/* virtq_poll_used's question for a command: is its slot back? */
+struct vscsi_wait {
+	struct virtio_scsi *vs;
+	const volatile uint8_t *state;	/* the slot's */
+};
 
-static bool device_failed(struct virtio_scsi *vs)
+static bool cmd_back(void *arg)
 {
-	return virtio_pci_status(&vs->vp) & (VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED);
+	struct vscsi_wait *w = arg;
+
+	reap(w->vs);
+	return *w->state == SLOT_DONE;
 }
 
 /* ---- task management (control queue, always polled) ----------------------------------------- */
+
+/* Reap the control queue (two descriptors per control slot): control slots are owned by a TMF
+ * only while it runs, except those abandoned, which come back here. */
+static void ctrl_reap(struct virtio_scsi *vs)
+{
+	uint32_t id;
+
+	while (virtq_next_used(&vs->ctrlq, &id)) {
+		struct vscsi_ctrl_slot *c = id % 2 == 0 && id / 2 < VSCSI_CTRL_SLOTS ? &vs->ctrl[id / 2] : 0;
+
+		if (c && c->state == SLOT_INFLIGHT)
+			c->state = SLOT_DONE;
+		else if (c && c->state == SLOT_ABANDONED)
+			c->state = SLOT_FREE;
+		else
+			vs->stale_completions++;
+	}
+}
+
+static bool tmf_back(void *arg)
+{
+	struct vscsi_wait *w = arg;
+
+	ctrl_reap(w->vs);
+	return *w->state == SLOT_DONE;
+}
 
 /* One TMF; returns the response code, or RESPONSE_UNWRITTEN if none came in time. */
 static uint8_t do_tmf(struct virtio_scsi *vs, uint32_t subtype, const struct scsi_address *ap,
 		      uint64_t tag, uint32_t timeout_ms)
 {
-	struct virtq *vq = &vs->ctrlq;
-	struct virtq_desc *desc = vq->mem->desc;
 	struct vscsi_ctrl_slot *c = 0;
-	uint64_t deadline;
-	unsigned long polls = 0;
-	uint16_t head;
+	struct virtq_chain ch;
+	struct vscsi_wait w;
+	uint8_t response;
 	int i;
 
-	/* Reap the control queue: control slots are owned by a TMF only while it runs, except
-	 * those abandoned, which come back here. */
-	while (vq->last_used_idx != READ_ONCE(vq->mem->used.idx)) {
-		uint32_t id;
-
-		rmb();
-		id = vq->mem->used.ring[vq->last_used_idx & (vq->size - 1)].id;
-		vq->last_used_idx++;
-		if (id % 2 == 0 && id / 2 < VSCSI_CTRL_SLOTS && vs->ctrl[id / 2].state == SLOT_ABANDONED)
-			vs->ctrl[id / 2].state = SLOT_FREE;
-		else
-			vs->stale_completions++;
-	}
+	ctrl_reap(vs);
 	for (i = 0; i < VSCSI_CTRL_SLOTS; i++)
 		if (vs->ctrl[i].state == SLOT_FREE) {
 			c = &vs->ctrl[i];
@@ -466,38 +461,22 @@ static uint8_t do_tmf(struct virtio_scsi *vs, uint32_t subtype, const struct scs
 	encode_lun(c->req.lun, ap->a_target, ap->a_lun);
 	c->req.id = tag;
 	c->resp.response = RESPONSE_UNWRITTEN;
-	head = (uint16_t)(2 * i);
-	desc[head] = (struct virtq_desc){ (uintptr_t)&c->req, sizeof(c->req), VIRTQ_DESC_F_NEXT, head + 1 };
-	desc[head + 1] = (struct virtq_desc){ (uintptr_t)&c->resp, sizeof(c->resp), VIRTQ_DESC_F_WRITE, 0 };
+	virtq_chain_begin(&ch, &vs->ctrlq, (uint16_t)(2 * i), 2);
+	virtq_chain_add(&ch, (uintptr_t)&c->req, sizeof(c->req), false);
+	virtq_chain_add(&ch, (uintptr_t)&c->resp, sizeof(c->resp), true);
 	c->state = SLOT_INFLIGHT;
-	publish(vs, vq, head);
+	virtq_chain_submit(&vs->vp, &ch);
 
-	deadline = deadline_after_ms(timeout_ms);
-	for (;;) {
-		if (vq->last_used_idx != READ_ONCE(vq->mem->used.idx)) {
-			uint32_t id;
-
-			rmb();
-			id = vq->mem->used.ring[vq->last_used_idx & (vq->size - 1)].id;
-			vq->last_used_idx++;
-			if (id == head) {
-				rmb();
-				c->state = SLOT_FREE;
-				return READ_ONCE(c->resp.response);
-			}
-			if (id % 2 == 0 && id / 2 < VSCSI_CTRL_SLOTS && vs->ctrl[id / 2].state == SLOT_ABANDONED)
-				vs->ctrl[id / 2].state = SLOT_FREE;
-			else
-				vs->stale_completions++;
-			continue;
-		}
-		if (deadline_passed(deadline) || ((++polls & 0xffff) == 0 && device_failed(vs))) {
-			c->state = SLOT_ABANDONED;
-			vs->tmf_failures++;
-			return RESPONSE_UNWRITTEN;
-		}
-		cpu_relax();
+	w = (struct vscsi_wait){ vs, &c->state };
+	if (virtq_poll_used(&vs->vp, deadline_after_ms(timeout_ms), tmf_back, &w)) {
+		c->state = SLOT_ABANDONED;
+		vs->tmf_failures++;
+		return RESPONSE_UNWRITTEN;
 	}
+	rmb();	/* the response is read after the completion that published it */
+	response = READ_ONCE(c->resp.response);
+	c->state = SLOT_FREE;
+	return response;
 }
 
 static bool tmf_ok(uint8_t response)
@@ -535,7 +514,7 @@ static int reset_device(struct virtio_scsi *vs, bool keep_interrupts)
 	vs->broken = err != 0;
 	irq_restore(flags);
 	if (!err && keep_interrupts && had_intr)
-		err = virtio_scsi_enable_interrupts(&vs->hba, vector);
+		err = vscsi_intr_enable(&vs->hba, vector);
 	if (!vs->quiesced)
 		fail_runtime_inflight(vs, lost, nlost);
 	return err;
@@ -557,29 +536,21 @@ static struct vscsi_slot *slot_of_pkt(struct virtio_scsi *vs, struct scsi_pkt *p
 static void wait_polled(struct virtio_scsi *vs, struct vscsi_slot *s, struct scsi_pkt *pkt)
 {
 	uint32_t ms = pkt->pkt_time ? pkt->pkt_time : DEFAULT_TIME_MS;
-	uint64_t deadline = deadline_after_ms(ms);
-	unsigned long polls = 0;
+	struct vscsi_wait w = { vs, &s->state };
+	int err = virtq_poll_used(&vs->vp, deadline_after_ms(ms), cmd_back, &w);
 
-	for (;;) {
-		reap(vs);
-		if (s->state == SLOT_DONE) {
-			fill_result(vs, s, pkt);
-			s->pkt = 0;
-			pkt->pkt_ha_private = 0;
-			s->state = SLOT_FREE;
-			return;
-		}
-		if (deadline_passed(deadline))
-			break;
-		/* A broken device may never answer: look at its status now and then (an MMIO read
-		 * is a VM exit, so not on every poll). */
-		if ((++polls & 0xffff) == 0 && device_failed(vs)) {
-			s->state = SLOT_ABANDONED;
-			s->pkt = 0;
-			pkt->pkt_reason = CMD_TRAN_ERR;
-			return;
-		}
-		cpu_relax();
+	if (!err) {
+		fill_result(vs, s, pkt);
+		s->pkt = 0;
+		pkt->pkt_ha_private = 0;
+		s->state = SLOT_FREE;
+		return;
+	}
+	if (err == EIO) {	/* the device failed (NEEDS_RESET, FAILED): it may never answer */
+		s->state = SLOT_ABANDONED;
+		s->pkt = 0;
+		pkt->pkt_reason = CMD_TRAN_ERR;
+		return;
 	}
 
 	vs->timeouts++;
@@ -600,11 +571,9 @@ static int vscsi_start(struct scsi_address *ap, struct scsi_pkt *pkt)
 	struct virtio_scsi *vs = ap->a_hba->hba_private;
 	const struct scsi_dma_limits *lim = &vs->hba.limits;
 	bool polled = pkt->pkt_flags & FLAG_NOINTR;
-	struct virtq *vq = &vs->reqq;
-	struct virtq_desc *desc = vq->mem->desc;
 	struct vscsi_slot *s = 0;
+	struct virtq_chain ch;
 	uint64_t flags, datalen = 0;
-	uint16_t head, n;
 	int i;
 
 	if (vs->broken)
@@ -655,34 +624,25 @@ static int vscsi_start(struct scsi_address *ap, struct scsi_pkt *pkt)
 	pkt->pkt_ha_private = s;
 	pkt->pkt_reason = CMD_INCOMPLETE;
 
-	/* header, data-out, response, data-in: the device-readable part first */
-	head = (uint16_t)(i * vs->desc_per_slot);
-	n = head;
-	desc[n] = (struct virtq_desc){ (uintptr_t)&s->req, sizeof(s->req), VIRTQ_DESC_F_NEXT, n + 1 };
+	/* header, data-out, response, data-in: the device-readable part first (max_segs <=
+	 * desc_per_slot - 2: the slot's range holds it) */
+	virtq_chain_begin(&ch, &vs->reqq, (uint16_t)(i * vs->desc_per_slot), vs->desc_per_slot);
+	virtq_chain_add(&ch, (uintptr_t)&s->req, sizeof(s->req), false);
 	if (pkt->pkt_flags & FLAG_DATA_OUT)
-		for (int k = 0; k < pkt->pkt_sgl_count; k++) {
-			n++;
-			desc[n] = (struct virtq_desc){ pkt->pkt_sgl[k].addr, pkt->pkt_sgl[k].len,
-						       VIRTQ_DESC_F_NEXT, n + 1 };
-		}
-	n++;
-	desc[n] = (struct virtq_desc){ (uintptr_t)&s->resp, sizeof(s->resp), VIRTQ_DESC_F_WRITE, 0 };
+		for (int k = 0; k < pkt->pkt_sgl_count; k++)
+			virtq_chain_add(&ch, pkt->pkt_sgl[k].addr, pkt->pkt_sgl[k].len, false);
+	virtq_chain_add(&ch, (uintptr_t)&s->resp, sizeof(s->resp), true);
 	if (pkt->pkt_flags & FLAG_DATA_IN)
-		for (int k = 0; k < pkt->pkt_sgl_count; k++) {
-			desc[n].flags |= VIRTQ_DESC_F_NEXT;
-			desc[n].next = n + 1;
-			n++;
-			desc[n] = (struct virtq_desc){ pkt->pkt_sgl[k].addr, pkt->pkt_sgl[k].len,
-						       VIRTQ_DESC_F_WRITE, 0 };
-		}
+		for (int k = 0; k < pkt->pkt_sgl_count; k++)
+			virtq_chain_add(&ch, pkt->pkt_sgl[k].addr, pkt->pkt_sgl[k].len, true);
 
 	s->state = SLOT_INFLIGHT;
-	publish(vs, vq, head);
+	virtq_chain_submit(&vs->vp, &ch);
 	vs->commands++;
 	irq_restore(flags);
 
 	if (!polled)
-		return TRAN_ACCEPT;	/* virtio_scsi_intr completes it */
+		return TRAN_ACCEPT;	/* vscsi_intr completes it */
 	vs->polled_commands++;
 	wait_polled(vs, s, pkt);
 	return TRAN_ACCEPT;
@@ -803,38 +763,27 @@ static const struct scsi_hba_tran vscsi_tran = {
 	.tran_print_info = vscsi_print_info,
 	.tran_dump_pin = vscsi_dump_pin,
 	.tran_dump_unpin = vscsi_dump_unpin,
+	.tran_intr_enable = vscsi_intr_enable,
+	.tran_intr = vscsi_intr,
+	.tran_intr_mute = vscsi_intr_mute,
 };
 
-/* ---- runtime interrupts -------------------------------------------------------------------- */
+/* ---- runtime interrupts (tran_intr_*) ------------------------------------------------------ */
 
-int virtio_scsi_enable_interrupts(struct scsi_hba *hba, uint8_t vector)
+/* MSI-X table entry 0 to `vector`, fixed, edge, this CPU; the request queue signals entry 0,
+ * configuration changes nothing. */
+static int vscsi_intr_enable(struct scsi_hba *hba, uint8_t vector)
 {
 	struct virtio_scsi *vs = hba->hba_private;
-	struct pci_dev *pci = vs->vp.pci;
-	uint32_t table, bir;
-	uintptr_t entry;
-	uint16_t ctl;
+	int err;
 
 	if (!vs->msix_cap)
 		return ENOTSUP;
 	if (vs->quiesced || vs->broken)
 		return EINVAL;
-	table = pci_cfg_read32(pci, vs->msix_cap + MSIX_TABLE);
-	bir = table & 7;
-	if (bir >= PCI_MAX_BARS || pci->bar[bir].io || !pci->bar[bir].base)
-		return ENXIO;
-	entry = (uintptr_t)(pci->bar[bir].base + (table & ~7u));	/* entry 0 */
-
-	/* Entry 0: fixed delivery, edge, to this CPU's local APIC. */
-	ctl = pci_cfg_read16(pci, vs->msix_cap + MSIX_CTRL);
-	pci_cfg_write16(pci, vs->msix_cap + MSIX_CTRL, (uint16_t)(ctl | MSIX_CTRL_ENABLE | MSIX_CTRL_MASKALL));
-	mmio_write32(entry + 12, MSIX_VECTOR_CTRL_MASK);
-	mmio_write32(entry + 0, 0xfee00000u | (apic_id() << 12));
-	mmio_write32(entry + 4, 0);
-	mmio_write32(entry + 8, vector);
-	mmio_write32(entry + 12, 0);
-
-	/* The request queue signals vector 0; configuration changes nothing. */
+	err = pci_msix_route(vs->vp.pci, vs->msix_cap, 0, vector);
+	if (err)
+		return err;
 	mmio_write16(vs->vp.common + COMMON_MSIX, VIRTIO_MSI_NO_VECTOR);
 	mmio_write16(vs->vp.common + COMMON_Q_SELECT, QUEUE_REQUEST);
 	mmio_write16(vs->vp.common + COMMON_Q_MSIX, 0);
@@ -847,11 +796,12 @@ int virtio_scsi_enable_interrupts(struct scsi_hba *hba, uint8_t vector)
 	mb();
 	vs->intr_vector = vector;
 	vs->intr_enabled = true;
-	pci_cfg_write16(pci, vs->msix_cap + MSIX_CTRL, (uint16_t)((ctl | MSIX_CTRL_ENABLE) & ~MSIX_CTRL_MASKALL));
 	return 0;
 }
 
-void virtio_scsi_mute(struct scsi_hba *hba)
+/* Crash time, first thing: ask the request queue not to interrupt (a store to the avail ring's
+ * flags; no device access). DUMPSTART's tran_quiesce does the rest. */
+static void vscsi_intr_mute(struct scsi_hba *hba)
 {
 	struct virtio_scsi *vs = hba->hba_private;
 
@@ -859,7 +809,9 @@ void virtio_scsi_mute(struct scsi_hba *hba)
 	mb();
 }
 
-void virtio_scsi_intr(struct scsi_hba *hba)
+/* The vector's handler: reap the used ring, complete runtime packets through pkt_comp. The
+ * caller sends the local APIC EOI. */
+static void vscsi_intr(struct scsi_hba *hba)
 {
 	struct virtio_scsi *vs = hba->hba_private;
 

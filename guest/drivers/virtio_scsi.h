@@ -15,19 +15,7 @@
  * number registered. */
 int virtio_scsi_probe(void);
 
-/*
- * Runtime interrupts (MSI-X, one vector for the request queue): route the request queue of
- * `hba` to IDT vector `vector` on the boot CPU's local APIC. tran_quiesce turns them off for
- * good. Returns 0 or an errno (ENOTSUP without MSI-X).
- */
-int virtio_scsi_enable_interrupts(struct scsi_hba *hba, uint8_t vector);
-
-/* Crash time, before anything else: ask the request queue not to interrupt (a store to the
- * avail ring's flags; no device access). DUMPSTART's tran_quiesce does the rest. */
-void virtio_scsi_mute(struct scsi_hba *hba);
-
-/* The interrupt handler for that vector: reap the used ring, complete runtime packets through
- * pkt_comp. The caller sends the local APIC EOI. */
-void virtio_scsi_intr(struct scsi_hba *hba);
+/* Runtime interrupts are the tran's tran_intr_* hooks (scsi/hba.h): MSI-X, one vector for the
+ * request queue. */
 
 #endif

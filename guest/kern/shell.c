@@ -1,25 +1,23 @@
 /*
  * The console shell for manual crash-injection sessions. Input is polled from COM1 (there
  * are no interrupts); the loop only touches .bss, so the machine state a crash captures is
- * the same as the one the harness snapshots.
+ * the same as the one the harness snapshots. The commands come from the SHELL_COMMAND linker
+ * set (kern/shell.h): the product's are here, the test fixtures' (crashes, self-tests, the
+ * workload) in test/shell_cmds.c.
  */
 #include "kern/shell.h"
-#include "arch/x86/apic.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/tsc.h"
 #include "bus/pci.h"
-#include "drivers/lsi53c895a.h"
 #include "dump/dumpsys.h"
 #include "dump/facility.h"
 #include "dump/ras.h"
 #include "dump/registry.h"
 #include "kern/cmdline.h"
-#include "kern/crash.h"
 #include "kern/exit.h"
 #include "kern/irq.h"
 #include "kern/memmap.h"
-#include "test/selftest.h"
 #include "test/workload.h"
 #include "lib/console.h"
 #include "lib/crc.h"
@@ -27,149 +25,27 @@
 #include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
-#include "scsi/scsi.h"
-#include "scsi/sd.h"
 
 #define LINE_MAX 128
 
-struct command {
-	const char *name;
-	const char *help;
-	void (*run)(const char *args);
-};
+/* The commands (SHELL_COMMAND, kern/shell.h), in help's order. */
+extern const struct shell_command __shell_commands_start[], __shell_commands_end[];
 
-static void cmd_help(const char *args);
+static void cmd_help(const char *args)
+{
+	for (const struct shell_command *c = __shell_commands_start; c < __shell_commands_end; c++)
+		printf("  %-12s %s\n", c->name, c->help);
+}
+SHELL_COMMAND(010, "help", "list commands", cmd_help);
+
 static void cmd_info(const char *args) { shell_print_info(); }
+SHELL_COMMAND(020, "info", "memory map, PCI devices, dump device", cmd_info);
+
 static void cmd_dump(const char *args) { dumpsys_print_config(); }
-static void cmd_panic(const char *args) { panic("requested from the console"); }
+SHELL_COMMAND(030, "dump", "show the dump configuration and planned layout", cmd_dump);
+
 static void cmd_reboot(const char *args) { reboot(); }
-
-/* The dump device's sd unit, if the dump device is a SCSI disk. */
-static struct sd_unit *dump_sd_unit(void)
-{
-	if (!dump_device || dump_device->dddump != sd_dddump) {
-		printf("the dump device is not a SCSI disk\n");
-		return 0;
-	}
-	return dump_device->softc;
-}
-
-static void cmd_stop_disk(const char *args)
-{
-	struct sd_unit *un = dump_sd_unit();
-	int err;
-
-	if (!un)
-		return;
-	err = sd_start_stop(un, false);
-	if (err)
-		printf("START STOP UNIT (stop) failed: %s\n", errno_name(err));
-	else
-		printf("dump disk stopped (START STOP UNIT, start=0); a dump starts it again\n");
-}
-
-/* workload on|off: interrupt-driven I/O on the SCSI dump disk while the shell idles. */
-static void cmd_workload(const char *args)
-{
-	const char *why = "";
-	int err;
-
-	if (strcmp(args, "on") == 0) {
-		err = workload_start(&why);
-		if (err)
-			printf("workload: cannot start: %s (%s)\n", why, errno_name(err));
-		else
-			printf("workload: running (interrupts on while the shell idles)\n");
-	} else if (strcmp(args, "off") == 0) {
-		workload_stop();
-		printf("workload: stopped\n");
-	} else if (!*args) {
-		printf("workload: %s, %llu device interrupts, %llu spurious\n",
-		       workload_running() ? "on" : "off", (unsigned long long)irq_device_count,
-		       (unsigned long long)irq_spurious_count);
-	} else {
-		printf("usage: workload on|off\n");
-	}
-}
-
-/* lsi-selftest [HBA [TARGET]]: exercise an LSI 53C895A and a disk behind it (see the driver). */
-static void cmd_lsi_selftest(const char *args)
-{
-	int v[2] = { 0, 0 };
-
-	for (int i = 0; i < 2 && *args; i++) {
-		v[i] = 0;
-		while (isdigit(*args) && v[i] < 1000)
-			v[i] = v[i] * 10 + (*args++ - '0');
-		while (isspace(*args))
-			args++;
-	}
-	scsi_hba_probe_all();
-	lsi53c895a_selftest(v[0], v[1]);
-}
-
-static void cmd_nmi(const char *args)
-{
-	printf("sending an NMI to myself\n");
-	apic_self_nmi();
-	/* The NMI is taken at once; if it is not, say so rather than pretend. */
-	udelay(100000);
-	printf("no NMI arrived (is the local APIC present?)\n");
-}
-
-/* The deliberate exceptions (kern/crash.c). They return only if the exception did not come. */
-static void no_exception(const char *what)
-{
-	printf("no %s was raised\n", what);
-}
-
-static void cmd_divide_error(const char *args)
-{
-	crash_test_divide_error();
-	no_exception("#DE");
-}
-
-static void cmd_invalid_opcode(const char *args)
-{
-	crash_test_invalid_opcode();
-	no_exception("#UD");
-}
-
-static void cmd_general_protection(const char *args)
-{
-	crash_test_general_protection();
-	no_exception("#GP");
-}
-
-static void cmd_page_fault(const char *args)
-{
-	crash_test_page_fault();
-	no_exception("#PF");
-}
-
-static void cmd_double_fault(const char *args)
-{
-	crash_test_stack_overflow();
-	no_exception("#DF");
-}
-
-/* hang [SECONDS]: arm the ib700 watchdog (default 2 s) and spin with interrupts off. */
-static void cmd_hang(const char *args)
-{
-	unsigned seconds = 2;
-
-	if (isdigit(*args)) {
-		seconds = 0;
-		while (isdigit(*args) && seconds < 100)
-			seconds = seconds * 10 + (unsigned)(*args++ - '0');
-	}
-	if (*args || seconds < 2 || seconds > 30 || seconds % 2) {
-		printf("hang [SECONDS]: SECONDS is even, 2..30\n");
-		return;
-	}
-	printf("hanging with interrupts off; the ib700 watchdog expires in %u s\n", seconds);
-	crash_test_hang(seconds);
-}
+SHELL_COMMAND(900, "reboot", "reset the machine", cmd_reboot);
 
 /* A decimal number 0..CD_LVL_MAX and nothing else; -1 otherwise. */
 static int parse_level(const char *s)
@@ -225,6 +101,8 @@ static void cmd_estimate(const char *args)
 	else
 		print_estimate((uint32_t)level);
 }
+SHELL_COMMAND(050, "estimate", "[LEVEL]: each component's dump estimate at LEVEL (every level 0..9)",
+	      cmd_estimate);
 
 /* dumpctl: the registered components; dumpctl level N | on NAME | off NAME: the
  * administrator's settings, sent to the RAS components' callbacks. */
@@ -298,44 +176,8 @@ static void cmd_dumpctl(const char *args)
 		printf("dumpctl: %s is %s\n", name, dmp_registry[i].rb->enabled ? "on" : "off");
 }
 
-static void cmd_selftest(const char *args)
-{
-	selftest_run();
-}
-
-static const struct command commands[] = {
-	{ "help", "list commands", cmd_help },
-	{ "info", "memory map, PCI devices, dump device", cmd_info },
-	{ "dump", "show the dump configuration and planned layout", cmd_dump },
-	{ "dumpctl", "[level N | on NAME | off NAME]: components, their settings; change them",
-	  cmd_dumpctl },
-	{ "estimate", "[LEVEL]: each component's dump estimate at LEVEL (every level 0..9)",
-	  cmd_estimate },
-	{ "selftest", "the dump facility's API self-tests (SELFTEST lines)", cmd_selftest },
-	{ "panic", "crash now (reason PANIC) and dump", cmd_panic },
-	{ "nmi", "crash through a self-NMI from the local APIC and dump", cmd_nmi },
-	{ "divide-error", "crash with #DE (divide by zero)", cmd_divide_error },
-	{ "invalid-opcode", "crash with #UD (ud2)", cmd_invalid_opcode },
-	{ "general-protection", "crash with #GP (a selector past the GDT, error code 0x80)",
-	  cmd_general_protection },
-	{ "page-fault", "crash with #PF (a write to unmapped 0xdead0000bad, error code 0x2)",
-	  cmd_page_fault },
-	{ "double-fault", "overflow the kernel stack into its guard page: #PF, then #DF",
-	  cmd_double_fault },
-	{ "hang", "[SECONDS]: arm the ib700 watchdog (2 s), spin with interrupts off",
-	  cmd_hang },
-	{ "stop-disk", "stop the SCSI dump disk (START STOP UNIT, start=0)", cmd_stop_disk },
-	{ "workload", "[on|off]: interrupt-driven I/O on the SCSI dump disk while idle", cmd_workload },
-	{ "lsi-selftest", "[N [T]]: test LSI HBA N, target T (writes 256 KiB at 512 KiB, restored)",
-	  cmd_lsi_selftest },
-	{ "reboot", "reset the machine", cmd_reboot },
-};
-
-static void cmd_help(const char *args)
-{
-	for (unsigned i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		printf("  %-12s %s\n", commands[i].name, commands[i].help);
-}
+SHELL_COMMAND(040, "dumpctl", "[level N | on NAME | off NAME]: components, their settings; change them",
+	      cmd_dumpctl);
 
 void shell_print_info(void)
 {
@@ -376,6 +218,7 @@ void shell_print_info(void)
 		}
 	}
 	dumpsys_print_info();
+	workload_print();
 }
 
 static void run_line(char *line)
@@ -398,9 +241,9 @@ static void run_line(char *line)
 		while (isspace(*args))
 			args++;
 	}
-	for (unsigned i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (strcmp(p, commands[i].name) == 0) {
-			commands[i].run(args);
+	for (const struct shell_command *c = __shell_commands_start; c < __shell_commands_end; c++)
+		if (strcmp(p, c->name) == 0) {
+			c->run(args);
 			return;
 		}
 	printf("unknown command '%s' (try help)\n", p);

@@ -16,6 +16,7 @@ static const char *const words[TF_COUNT] = {
 	[TF_SKIP_LOW] = "skip-low",
 	[TF_FPU_CLOBBER] = "fpu-clobber",
 	[TF_WRONG_REPORT] = "wrong-report",
+	[TF_INTR_UNMASKED] = "intr-unmasked",
 };
 
 bool testfault_parse(const char *list, size_t len)

@@ -1,8 +1,8 @@
 /*
  * sd: SCSI disks, after illumos' sd(4D) as far as a dump device needs it.
  *
- * Everything here is polled through scsi_poll() except the runtime workload (interrupt-driven
- * packets with a completion callback). The dump entry point sddump() follows the Solaris
+ * Everything here is polled through scsi_poll() except runtime I/O (dumpdev_runtime_io:
+ * interrupt-driven packets with a completion callback, over the HBA's tran_intr_* hooks). The dump entry point sddump() follows the Solaris
  * dump(9E) example: partition-relative block numbers, a power-up of a stopped disk first,
  * WRITE through scsi_init_pkt/scsi_setup_cdb/scsi_poll, the `dumping` flag so a runtime
  * command that was in flight at the crash is never completed or requeued, EIO on failure.
@@ -11,6 +11,7 @@
 #include "scsi/sd.h"
 #include "dump/dumpdisk.h"
 #include "lib/testfault.h"
+#include "arch/x86/cpu.h"
 #include "arch/x86/tsc.h"
 #include "lib/errno.h"
 #include "lib/dumpstate.h"
@@ -23,9 +24,18 @@
 #define INQUIRY_LEN		96
 #define START_STOP_TIME_MS	60000	/* spinning up takes time on real disks */
 
-#define WL_SLOTS		3	/* workload commands in flight */
+#define SD_RIO_SLOTS		4	/* runtime requests in flight per unit */
 
-struct sd_workload;
+struct sd_unit;
+
+/* One interrupt-driven runtime request (dumpdev_runtime_io.submit). */
+struct sd_rio {
+	struct sd_unit *un;
+	struct scsi_pkt *pkt;		/* in flight, or NULL */
+	struct buf bp;			/* the packet's data, for its life */
+	void (*done)(void *cookie, bool ok);
+	void *cookie;
+};
 
 struct sd_unit {
 	struct scsi_address addr;
@@ -52,13 +62,19 @@ struct sd_unit {
 	uint8_t last_failed_cdb0;
 	/* statistics */
 	uint64_t commands, failures, dump_writes, dump_bytes, syncs, start_units, stop_units;
-	struct sd_workload *wl;
+	/* runtime I/O: its requests are dropped (never completed) from DUMPSTART on */
+	bool rio_intr;			/* intr_enable succeeded */
+	struct sd_rio rio[SD_RIO_SLOTS];
+	uint64_t rio_submitted, rio_completed, rio_failed, rio_busy, rio_dropped;
 };
 
 /* The dump path's state (lib/dumpstate.h): DUMPSTART..DUMPEND update the unit. */
 static struct sd_unit units[SD_MAX_UNITS] __dumpstate;
 static int nunits;
 static uint8_t sd_scratch[512] __attribute__((aligned(64)));
+
+static int rio_in_flight(const struct sd_unit *un);
+static void rio_forget(struct sd_unit *un);
 
 uint32_t sd_block_size(const struct sd_unit *un) { return un->block_size; }
 uint64_t sd_capacity_blocks(const struct sd_unit *un) { return un->nblocks; }
@@ -492,12 +508,14 @@ int sd_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 		}
 		/* From here on no runtime command completes or is requeued. */
 		un->dumping = true;
-		if (un->wl && sd_workload_in_flight(un))
+		if (rio_in_flight(un))
 			printf("sd: %d runtime commands in flight at the crash: dropped by the quiesce\n",
-			       sd_workload_in_flight(un));
+			       rio_in_flight(un));
 		err = hba->tran->tran_quiesce(hba);
-		/* Whatever the interrupted kernel held (packets, bounce buffers) is ours now. */
+		/* Whatever the interrupted kernel held (packets, bounce buffers) is ours now; the
+		 * runtime requests are forgotten: their `done` is never called. */
 		scsi_pkt_reclaim_all();
+		rio_forget(un);
 		if (err) {
 			fill_stat(un, st, err, DUMPIO_OP_RESET, 0);
 			return err;
@@ -546,6 +564,160 @@ int sd_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 	}
 }
 
+/* ---- runtime I/O (dumpdev_runtime_io) -------------------------------------------------------- */
+
+/*
+ * Interrupt-driven READ/WRITE packets (no FLAG_NOINTR) over the HBA's tran_intr_* hooks: submit
+ * starts one in a free request slot and returns; the HBA's interrupt handler (tran_intr, called
+ * through intr) completes it through pkt_comp = rio_done, which frees the slot and calls the
+ * caller's done. From DUMPSTART on (`dumping`) nothing is submitted and nothing completes: the
+ * quiesce ended whatever was in flight and rio_forget drops the slots; a completion that still
+ * reached rio_done would be dropped, its done never called. The slots live in the unit (the
+ * dump path's state: DUMPSTART writes them).
+ */
+static int rio_in_flight(const struct sd_unit *un)
+{
+	int n = 0;
+
+	for (int i = 0; i < SD_RIO_SLOTS; i++)
+		n += un->rio[i].pkt != 0;
+	return n;
+}
+
+static void rio_forget(struct sd_unit *un)
+{
+	for (int i = 0; i < SD_RIO_SLOTS; i++)
+		if (un->rio[i].pkt) {
+			un->rio[i].pkt = 0;	/* reclaimed with the whole pool: not destroyed */
+			un->rio_dropped++;
+		}
+}
+
+/* pkt_comp: interrupt context (IF = 0), from the HBA's tran_intr. */
+static void rio_done(struct scsi_pkt *pkt)
+{
+	struct sd_rio *r = pkt->pkt_private;
+	struct sd_unit *un = r->un;
+	bool ok = pkt->pkt_reason == CMD_CMPLT && pkt->pkt_scbp == STATUS_GOOD && pkt->pkt_resid == 0;
+
+	if (r->pkt != pkt) {
+		/* Forgotten at DUMPSTART (the pool was reclaimed): not ours to touch. */
+		un->rio_dropped++;
+		return;
+	}
+	r->pkt = 0;
+	scsi_destroy_pkt(pkt);		/* a bounced READ's data is copied out here */
+	if (un->dumping) {
+		un->rio_dropped++;
+		return;
+	}
+	if (ok)
+		un->rio_completed++;
+	else
+		un->rio_failed++;
+	r->done(r->cookie, ok);		/* may submit again: the slot is free */
+}
+
+static int rio_submit(void *softc, bool write, uint64_t lba, uint32_t nblocks, void *buf,
+		      void (*done)(void *cookie, bool ok), void *cookie)
+{
+	struct sd_unit *un = softc;
+	const struct scsi_dma_limits *lim = &un->addr.a_hba->limits;
+	uint64_t bytes = (uint64_t)nblocks * un->block_size, flags;
+	struct scsi_pkt *pkt;
+	struct sd_rio *r = 0;
+	int rc;
+
+	if (un->dumping || un->dump_active || !un->rio_intr)
+		return EINVAL;
+	if (!done || !buf || nblocks == 0 || lba >= un->nblocks || nblocks > un->nblocks - lba)
+		return EINVAL;
+	/* Never the dump partition. */
+	if (un->part_blocks && lba < un->part_lba + un->part_blocks && un->part_lba < lba + nblocks)
+		return EINVAL;
+	if (write && un->write_protected)
+		return EROFS;
+	/* One command carries it (a contiguous buffer: one segment per max_seg_len). */
+	if (bytes > lim->max_xfer || bytes > (uint64_t)lim->max_segs * lim->max_seg_len)
+		return EINVAL;
+
+	flags = irq_save();
+	for (int i = 0; i < SD_RIO_SLOTS; i++)
+		if (!un->rio[i].pkt) {
+			r = &un->rio[i];
+			break;
+		}
+	if (!r) {
+		un->rio_busy++;
+		irq_restore(flags);
+		return EBUSY;
+	}
+	bioinit(&r->bp, write ? B_WRITE : B_READ, buf, bytes);
+	pkt = scsi_init_pkt(&un->addr, &r->bp, CDB_GROUP4, 0, 0, un->block_size);
+	if (!pkt) {
+		/* No runtime packet (or bounce buffer) free now. */
+		un->rio_busy++;
+		irq_restore(flags);
+		return EBUSY;
+	}
+	/* READ(10)/WRITE(10), or (16) past 2^32 blocks. */
+	scsi_setup_cdb(pkt, write ? SCMD_WRITE_G1 : SCMD_READ_G1, lba, nblocks, 0);
+	pkt->pkt_time = un->timeout_ms;
+	pkt->pkt_comp = rio_done;
+	pkt->pkt_private = r;
+	r->un = un;
+	r->done = done;
+	r->cookie = cookie;
+	r->pkt = pkt;
+	rc = un->addr.a_hba->tran->tran_start(&un->addr, pkt);
+	if (rc != TRAN_ACCEPT) {
+		r->pkt = 0;
+		scsi_destroy_pkt(pkt);
+		if (rc == TRAN_BUSY)
+			un->rio_busy++;
+		irq_restore(flags);
+		return rc == TRAN_BUSY ? EBUSY : EIO;
+	}
+	un->rio_submitted++;
+	irq_restore(flags);
+	return 0;
+}
+
+static int rio_intr_enable(void *softc, uint8_t vector)
+{
+	struct sd_unit *un = softc;
+	struct scsi_hba *hba = un->addr.a_hba;
+	int err;
+
+	if (un->dumping)
+		return EINVAL;
+	err = hba->tran->tran_intr_enable(hba, vector);
+	if (!err)
+		un->rio_intr = true;
+	return err;
+}
+
+static void rio_intr(void *softc)
+{
+	struct sd_unit *un = softc;
+
+	un->addr.a_hba->tran->tran_intr(un->addr.a_hba);
+}
+
+static void rio_intr_mute(void *softc)
+{
+	struct sd_unit *un = softc;
+
+	un->addr.a_hba->tran->tran_intr_mute(un->addr.a_hba);
+}
+
+static const struct dumpdev_runtime_io sd_runtime_io = {
+	.intr_enable = rio_intr_enable,
+	.intr = rio_intr,
+	.intr_mute = rio_intr_mute,
+	.submit = rio_submit,
+};
+
 static int sd_read_blocks(void *softc, uint64_t lba, void *buf, uint32_t nblocks)
 {
 	return sd_read(softc, lba, buf, nblocks);
@@ -575,6 +747,9 @@ int sd_dump_attach(const char *hba_word, size_t word_len, int index, int target,
 	out->read = sd_read_blocks;
 	out->dddump = sd_dddump;
 	out->print_info = sd_print_info;
+	/* Interrupt-driven runtime I/O only when the HBA can interrupt. */
+	if (hba->tran->tran_intr_enable && hba->tran->tran_intr && hba->tran->tran_intr_mute)
+		out->runtime_io = &sd_runtime_io;
 	return 0;
 }
 
@@ -620,248 +795,10 @@ void sd_print_info(const void *softc)
 	       (unsigned long long)scsi_pkt_stats.partial_maps);
 	if (hba->tran->tran_print_info)
 		hba->tran->tran_print_info((struct scsi_hba *)hba);
-	if (un->wl)
-		sd_workload_print(un);
-}
-
-/* ---- runtime workload ---------------------------------------------------------------------- */
-
-/*
- * Interrupt-driven I/O that is in flight whenever the machine idles: each slot READs a chunk
- * of the region into its buffer, stamps every block of it with a new request number (the first
- * 16 bytes of each 512 bytes: "DBWL", u32 request number, u64 disk byte offset), WRITEs it back,
- * then moves on to the next chunk. So the buffers (ordinary, non-volatile memory) and the
- * region change with every request: a runtime READ that lands after the crash changes memory
- * the dump compares with the snapshot, and a runtime WRITE that lands after the dump began
- * shows in the device's write log (the canary oracle knows what the runtime wrote before). Completions arrive through the
- * HBA's interrupt handler (pkt_comp, interrupt context); a slot that could not be restarted
- * there (no packet, HBA busy) is restarted from the idle loop (sd_workload_kick). Once the dump
- * has started (`dumping`), a completion - there should be none after tran_quiesce - is dropped:
- * never requeued.
- */
-#define WL_CHUNK_BYTES		8192
-
-struct wl_slot {
-	struct sd_unit *un;
-	struct scsi_pkt *pkt;		/* in flight, or NULL */
-	struct buf bp;
-	uint64_t chunk;			/* chunk number within the region */
-	bool writing;			/* the WRITE-back of what the READ brought */
-	bool idle;			/* needs a (re)start from the idle loop */
-};
-
-struct sd_workload {
-	volatile bool running;
-	uint64_t first, nblocks;	/* the region, absolute blocks */
-	uint32_t chunk_blocks;
-	uint64_t nchunks, next_chunk;
-	uint32_t stamp;			/* request number of the last write */
-	struct wl_slot slot[WL_SLOTS];
-	uint64_t reads, writes, errors, restarts, dropped, bytes;
-};
-
-/* The workload's bookkeeping is the dump path's state (DUMPSTART stops it and drops its
- * packets); its buffers are not: the dump compares them with memory at the crash, so a
- * runtime READ that lands after the crash shows there. */
-static struct sd_workload workload __dumpstate;
-static uint8_t wl_buf[WL_SLOTS][WL_CHUNK_BYTES] __attribute__((aligned(4096)));
-
-static uint64_t wl_irq_save(void)
-{
-	uint64_t flags;
-
-	__asm__ __volatile__("pushfq; popq %0; cli" : "=r"(flags) : : "memory");
-	return flags;
-}
-
-static void wl_irq_restore(uint64_t flags)
-{
-	if (flags & 0x200)
-		__asm__ __volatile__("sti" : : : "memory");
-}
-
-static void wl_done(struct scsi_pkt *pkt);
-
-/* A chunk no other slot is working on. */
-static uint64_t wl_pick_chunk(struct sd_workload *w, struct wl_slot *me)
-{
-	for (uint64_t tries = 0; tries < w->nchunks; tries++) {
-		uint64_t c = w->next_chunk;
-		bool taken = false;
-
-		w->next_chunk = (w->next_chunk + 1) % w->nchunks;
-		for (int i = 0; i < WL_SLOTS; i++)
-			if (&w->slot[i] != me && !w->slot[i].idle && w->slot[i].chunk == c)
-				taken = true;
-		if (!taken)
-			return c;
-	}
-	return me->chunk;
-}
-
-/* A new request number in every 512 bytes of the chunk about to be written. */
-static void wl_stamp(struct sd_workload *w, uint8_t *buf, uint64_t lba, uint32_t block_size)
-{
-	uint64_t at = lba * block_size;
-
-	w->stamp++;
-	for (uint32_t off = 0; off < WL_CHUNK_BYTES; off += 512) {
-		uint64_t *p = (uint64_t *)(buf + off);
-
-		p[0] = 0x4c574244ull | (uint64_t)w->stamp << 32;	/* "DBWL", request number */
-		p[1] = at + off;
-	}
-}
-
-/* Start the slot's next command (IF = 0: from the handler, or the idle loop with it off). */
-static void wl_issue(struct sd_workload *w, struct wl_slot *s)
-{
-	struct sd_unit *un = s->un;
-	struct scsi_pkt *pkt;
-	uint64_t lba = w->first + s->chunk * w->chunk_blocks;
-
-	if (s->writing)
-		wl_stamp(w, wl_buf[s - w->slot], lba, un->block_size);
-
-	bioinit(&s->bp, s->writing ? B_WRITE : B_READ, wl_buf[s - w->slot],
-		(uint64_t)w->chunk_blocks * un->block_size);
-	pkt = scsi_init_pkt(&un->addr, &s->bp, CDB_GROUP4, 0, 0, un->block_size);
-	if (!pkt) {
-		s->idle = true;
-		return;
-	}
-	scsi_setup_cdb(pkt, s->writing ? SCMD_WRITE_G1 : SCMD_READ_G1, lba, w->chunk_blocks, 0);
-	pkt->pkt_time = un->timeout_ms;
-	pkt->pkt_comp = wl_done;
-	pkt->pkt_private = s;
-	s->pkt = pkt;
-	s->idle = false;
-	if (un->addr.a_hba->tran->tran_start(&un->addr, pkt) != TRAN_ACCEPT) {
-		s->pkt = 0;
-		s->idle = true;
-		scsi_destroy_pkt(pkt);
-	}
-}
-
-/* Completion, in interrupt context. */
-static void wl_done(struct scsi_pkt *pkt)
-{
-	struct wl_slot *s = pkt->pkt_private;
-	struct sd_workload *w = &workload;
-	bool ok = pkt->pkt_reason == CMD_CMPLT && pkt->pkt_scbp == STATUS_GOOD && pkt->pkt_resid == 0;
-
-	s->pkt = 0;
-	scsi_destroy_pkt(pkt);
-	if (s->un->dumping || !w->running) {
-		/* The dump owns the disk now (or the workload was stopped): never requeue. */
-		w->dropped++;
-		s->idle = true;
-		return;
-	}
-	if (!ok) {
-		/* A failed READ must not be written back; start over on another chunk. */
-		w->errors++;
-		s->writing = false;
-		s->chunk = wl_pick_chunk(w, s);
-	} else if (!s->writing) {
-		w->reads++;
-		s->writing = true;
-	} else {
-		w->writes++;
-		w->bytes += (uint64_t)w->chunk_blocks * s->un->block_size;
-		s->writing = false;
-		s->chunk = wl_pick_chunk(w, s);
-	}
-	wl_issue(w, s);
-}
-
-int sd_workload_start(struct sd_unit *un, uint64_t lba, uint64_t nblocks)
-{
-	struct sd_workload *w = &workload;
-	uint64_t flags;
-
-	if (w->running)
-		return un->wl ? 0 : EBUSY;
-	for (int i = 0; i < WL_SLOTS; i++)
-		if (w->slot[i].pkt)
-			return EBUSY;	/* the last stop has not drained yet */
-	if (un->dumping)
-		return EINVAL;
-	/* Never the dump partition. */
-	if (lba + nblocks > un->nblocks || (un->part_blocks && lba < un->part_lba + un->part_blocks &&
-					    un->part_lba < lba + nblocks))
-		return EINVAL;
-	w->first = lba;
-	w->nblocks = nblocks;
-	w->chunk_blocks = WL_CHUNK_BYTES / un->block_size;
-	w->nchunks = nblocks / w->chunk_blocks;
-	if (w->nchunks < 2 * WL_SLOTS)
-		return ENOSPC;
-	w->next_chunk = 0;
-	un->wl = w;
-	flags = wl_irq_save();
-	w->running = true;
-	for (int i = 0; i < WL_SLOTS; i++) {
-		struct wl_slot *s = &w->slot[i];
-
-		s->un = un;
-		s->pkt = 0;
-		s->writing = false;
-		s->idle = true;
-		s->chunk = wl_pick_chunk(w, s);
-		wl_issue(w, s);
-	}
-	wl_irq_restore(flags);
-	return 0;
-}
-
-void sd_workload_kick(struct sd_unit *un)
-{
-	struct sd_workload *w = &workload;
-	uint64_t flags;
-
-	if (!w->running || un->dumping)
-		return;
-	flags = wl_irq_save();
-	for (int i = 0; i < WL_SLOTS; i++) {
-		struct wl_slot *s = &w->slot[i];
-
-		if (s->idle && !s->pkt) {
-			w->restarts++;
-			wl_issue(w, s);
-		}
-	}
-	wl_irq_restore(flags);
-}
-
-void sd_workload_stop(struct sd_unit *un)
-{
-	workload.running = false;	/* completions no longer requeue */
-}
-
-bool sd_workload_running(const struct sd_unit *un)
-{
-	return workload.running;
-}
-
-int sd_workload_in_flight(const struct sd_unit *un)
-{
-	int n = 0;
-
-	for (int i = 0; i < WL_SLOTS; i++)
-		n += workload.slot[i].pkt != 0;
-	return n;
-}
-
-void sd_workload_print(const struct sd_unit *un)
-{
-	const struct sd_workload *w = &workload;
-
-	printf("  workload %s: blocks %llu-%llu in %u-block chunks, %d in flight; reads %llu, "
-	       "writes %llu (%llu bytes), errors %llu, restarts %llu, dropped %llu\n",
-	       w->running ? "on" : "off", (unsigned long long)w->first,
-	       (unsigned long long)(w->first + w->nblocks - 1), w->chunk_blocks,
-	       sd_workload_in_flight(un), (unsigned long long)w->reads, (unsigned long long)w->writes,
-	       (unsigned long long)w->bytes, (unsigned long long)w->errors,
-	       (unsigned long long)w->restarts, (unsigned long long)w->dropped);
+	if (un->rio_intr)
+		printf("  runtime I/O: %d in flight; submitted %llu, completed %llu, failed %llu, "
+		       "refused busy %llu, dropped %llu\n",
+		       rio_in_flight(un), (unsigned long long)un->rio_submitted,
+		       (unsigned long long)un->rio_completed, (unsigned long long)un->rio_failed,
+		       (unsigned long long)un->rio_busy, (unsigned long long)un->rio_dropped);
 }

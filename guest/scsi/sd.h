@@ -44,22 +44,9 @@ void sd_print_info(const void *softc);
 
 struct dump_disk;
 /* The disk at (target, LUN) of the index-th HBA whose driver has this dumpdev word, attached
- * as a dump disk (dump/dumpdisk.h): 0, ENODEV (no such HBA or disk) or errno. */
+ * as a dump disk (dump/dumpdisk.h): 0, ENODEV (no such HBA or disk) or errno. Its runtime_io
+ * (interrupt-driven READ/WRITE packets) is set when the HBA has the tran_intr_* hooks. */
 int sd_dump_attach(const char *hba_word, size_t word_len, int index, int target, int lun,
 		   uint32_t iotimeout_ms, struct dump_disk *out);
-
-/*
- * Runtime workload: interrupt-driven READ then WRITE-back of the same data (so the disk
- * contents never change) over [lba, lba + nblocks) - a region outside the dump partition -
- * kept in flight continuously. The HBA's interrupts must be routed (test/workload.c).
- */
-int sd_workload_start(struct sd_unit *un, uint64_t lba, uint64_t nblocks);
-/* Restart slots the completion path could not (no packet or HBA slot free at the time). */
-void sd_workload_kick(struct sd_unit *un);
-/* Completions stop requeueing; what is in flight still completes (sd_workload_in_flight). */
-void sd_workload_stop(struct sd_unit *un);
-bool sd_workload_running(const struct sd_unit *un);
-int sd_workload_in_flight(const struct sd_unit *un);
-void sd_workload_print(const struct sd_unit *un);
 
 #endif

@@ -1,21 +1,23 @@
 /*
- * The runtime workload (workload=on, shell `workload on|off`): interrupt-driven I/O on the
- * SCSI dump disk's HBA, kept in flight while the machine idles, so a crash lands in the middle
- * of it. For a dump disk on virtio-scsi (MSI-X) or the LSI 53C895A (INTx via the I/O APIC);
- * the region is the first MiB of the data partition, never the dump partition, and every
- * block written is written back unchanged.
+ * The runtime workload (workload=on, shell `workload on|off`): interrupt-driven I/O on the dump
+ * disk, kept in flight while the machine idles, so a crash lands in the middle of it. For any
+ * dump disk whose driver offers runtime I/O (dump/dumpdev.h, dumpdev_runtime_io); the region is
+ * the first MiB of the data partition (GPT type Linux data), never the dump partition; each
+ * chunk is read, stamped and written back.
  */
 #ifndef TEST_WORKLOAD_H
 #define TEST_WORKLOAD_H
 
 #include <stdbool.h>
 
-/* 0, or an errno with *why saying what is missing. */
+/* 0, or an errno with *why saying what is missing (one line). */
 int workload_start(const char **why);
 /* Stop requeueing and wait (bounded, interrupts on) for what is in flight. */
 void workload_stop(void);
 bool workload_running(void);
 /* The idle loop's part: restart what the completion path could not. */
 void workload_idle(void);
+/* Its region and counters, one line (nothing if it never started). */
+void workload_print(void);
 
 #endif

@@ -36,6 +36,12 @@ CASES = [
     ("wrong-report", "virtio-blk", {"faults": ["eio-at=30"]}, ["guest-result"]),
     ("wrong-report", "lsi", {"faults": ["eio-at=30"], "secondary": "virtio-blk"}, ["guest-result"]),
     ("irq-on", "virtio-scsi", {}, ["no-interrupts"]),
+    # NVMe: the dump queue interrupting and INTMS clear, IF = 0: QEMU's pin events and the INTMS
+    # the trace follows are the only evidence
+    ("intr-unmasked", "nvme", {}, ["no-interrupts"]),
+    ("no-flush", "nvme", {}, ["write-order", "consistency"]),
+    # IF stays 0: only the adapter's own interrupt source (QEMU's pvscsi_update_irq_level) shows it.
+    ("intr-unmasked", "pvscsi", {}, ["no-interrupts"]),
 ]
 
 

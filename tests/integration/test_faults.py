@@ -16,7 +16,7 @@ from dumpbed.scenario.crash import CRASHES
 from tests.integration.conftest import FULL
 
 MIB = 1 << 20
-DISKS = ["virtio-blk", "virtio-scsi", "lsi"]
+DISKS = list(disks.DISKS)  # every kind: a new entry joins the matrix by itself
 MATRIX = [
     ("eio-at=20", "partial"),
     ("enospc=50", "partial"),
@@ -43,7 +43,8 @@ def explain(report: dict) -> str:
 
 
 def applicable(fault: str, disk: str) -> bool:
-    return disks.get(disk).fault_applies(faults.parse(fault).name) is None  # e.g. unplug: SCSI only
+    f = faults.parse(fault)
+    return disks.get(disk).fault_applies(f.name, f.kind.stops_vm) is None  # e.g. unplug: SCSI only
 
 
 # `make matrix`: every crash kind x fault x disk; `make test`: every fault x disk with the NMI,

@@ -55,7 +55,9 @@ def test_a_kinds_devices_come_from_its_entry(tmp_path):
     for name, kind in disks.DISKS.items():
         disk = DiskSpec(tmp_path / "d.img", "disk0", 512, 0, 0)
         args = " ".join(Topology(name, disk).qemu_args())
-        assert kind.disk_device("disk0", "hba0", 0, 0, "").split(",")[0] in args
+        for device in kind.disk_devices("disk0", "hba0", 0, 0, ""):
+            assert device.split(",")[0] in args
+        assert any(",id=disk0-dev," in d for d in kind.disk_devices("disk0", "hba0", 0, 0, ""))
         if kind.on_hba:
             assert f"{kind.hba_device},id=hba0" in args
         problem = kind.address_problem(kind.targets, 0)

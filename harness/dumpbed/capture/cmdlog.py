@@ -22,7 +22,16 @@ The trace events, by device family (the events each disk kind needs: `trace_even
                  scsi_req_cancel target T lun L tag G                                        dropped
                  virtio_scsi_tmf_req lun=L tag=G subtype=S                                   task management
                  lsi_reset / lsi_do_msgout_abort / _busdevicereset / _clearqueue             the LSI's
+    NVMe         pci_nvme_create_sq create submission queue, addr=A, sqid=S, cqid=C, ...     S completes on C
+                 pci_nvme_io_cmd cid I nsid N sqid S opc O opname 'X'                        taken
+                 pci_nvme_write / _read cid I ... nsid N nlb B count BYTES lba X              its place
+                 pci_nvme_enqueue_req_completion cid I cqid C dw0 . dw1 . status X           finished
+                 pci_nvme_mmio_stopped / pci_nvme_pci_reset                                  a controller reset
     any          guest_cpu_reset                                                             a reboot
+
+NVMe disks are named by namespace id ("nvme:N"; the harness gives each disk its own, so the id
+tells controllers apart), commands by (completion queue, command id): the trace names no
+controller, so two controllers busy at once could be confused (the guest uses one at a time).
 
 virtio-blk has no event for a flush being taken: a request that completes without having been
 announced as a read or a write is a flush (the dump path sends no other kind), taken at the
@@ -55,6 +64,10 @@ VIRTIO_BLK_EVENTS = ["virtio_blk_handle_write", "virtio_blk_handle_read", "virti
 SCSI_EVENTS = ["scsi_req_parsed", "scsi_req_parsed_lba", "scsi_req_build_sense", "scsi_req_dequeue", "scsi_req_cancel",
                "virtio_scsi_tmf_req", "virtio_set_status", "lsi_reset", "lsi_do_msgout_abort",
                "lsi_do_msgout_busdevicereset", "lsi_do_msgout_clearqueue"]
+NVME_EVENTS = ["pci_nvme_create_sq", "pci_nvme_io_cmd", "pci_nvme_write", "pci_nvme_read",
+               "pci_nvme_enqueue_req_completion", "pci_nvme_mmio_stopped", "pci_nvme_pci_reset"]
+NVME_OPCODES = {0x00: ("flush", "NVMe FLUSH"), 0x01: ("write", "NVMe WRITE"), 0x02: ("read", "NVMe READ"),
+                0x08: ("write", "NVMe WRITE ZEROES")}
 # A CPU reset (system_reset, a reboot): what the devices do after it is the next boot's.
 RESET_EVENT = "guest_cpu_reset"
 # Switched on over QMP at the crash (trace-event-set-state): every MMIO/PIO write the guest
@@ -62,7 +75,13 @@ RESET_EVENT = "guest_cpu_reset"
 RESULT_EVENT = "memory_region_ops_write"
 
 
-EVENTS_BY_BUS = {disks.VIRTIO_BLK_BUS: VIRTIO_BLK_EVENTS, disks.SCSI_BUS: SCSI_EVENTS}
+EVENTS_BY_BUS = {disks.VIRTIO_BLK_BUS: VIRTIO_BLK_EVENTS, disks.SCSI_BUS: SCSI_EVENTS,
+                 disks.NVME_BUS: NVME_EVENTS}
+# How the command log names a disk of each bus that is told apart by the device, not by an
+# address the harness gave it: PREFIX + QEMU's device pointer (virtio-blk) or namespace id (NVMe)
+DISK_PREFIX_BY_BUS = {disks.VIRTIO_BLK_BUS: "vblk:", disks.NVME_BUS: "nvme:"}
+# What a reset or abort names as its device ("virtio:VDEV", "scsi:*", "nvme:*")
+NVME_ANY = "nvme:*"
 
 
 def trace_events(*disk_kinds: str) -> list[str]:
@@ -76,7 +95,7 @@ def trace_events(*disk_kinds: str) -> list[str]:
 @dataclass
 class Command:
     seq: int  # order in which the device took it
-    disk: str  # "vblk:VDEV" or "scsi:T:L"
+    disk: str  # "vblk:VDEV", "scsi:T:L" or "nvme:NSID"
     kind: str  # write, flush, read, other
     opcode: str
     offset: Optional[int]  # byte offset on the disk (None: no LBA)
@@ -162,6 +181,8 @@ class _Builder:
         self.open: dict[tuple[str, str], Command] = {}  # (disk, request key) -> command
         self.notified: dict[str, float] = {}  # vdev -> last doorbell
         self.partial_line: list[tuple[float, str]] = []  # result channel bytes of the line so far
+        self.nvme_cq_of_sq: dict[int, int] = {}  # NVMe: submission queue -> its completion queue
+        self.nvme_open: dict[tuple[int, int], Command] = {}  # NVMe: (completion queue, cid) -> command
 
     def add(self, disk: str, key: str, kind: str, opcode: str, offset: Optional[int], length: int, t: float):
         cmd = Command(len(self.log.commands), disk, kind, opcode, offset, length, t)
@@ -259,6 +280,44 @@ class _Builder:
 
     def on_lsi_do_msgout_clearqueue(self, t, a):
         self.log.events.append(DeviceEvent(t, "LSI CLEAR QUEUE message", "scsi:*", True))
+
+    # NVMe
+    def on_pci_nvme_create_sq(self, t, a):
+        self.nvme_cq_of_sq[_int(a["sqid"].rstrip(","))] = _int(a["cqid"].rstrip(","))
+
+    def on_pci_nvme_io_cmd(self, t, a):
+        opcode, sqid, cid = _int(a["opc"]), _int(a["sqid"]), _int(a["cid"])
+        kind, name = NVME_OPCODES.get(opcode, ("other", f"NVMe opcode 0x{opcode:02x}"))
+        key = (self.nvme_cq_of_sq.get(sqid, sqid), cid)
+        cmd = Command(len(self.log.commands), f"nvme:{_int(a['nsid'])}", kind, name, None, 0, t)
+        self.log.commands.append(cmd)
+        self.nvme_open[key] = cmd
+
+    def _nvme_rw(self, a):
+        cid, disk = _int(a["cid"]), f"nvme:{_int(a['nsid'])}"
+        cmd = next((c for (_, i), c in reversed(self.nvme_open.items()) if i == cid and c.disk == disk), None)
+        if cmd is not None:
+            cmd.offset, cmd.length = _int(a["lba"]) * self.block_size, _int(a["count"])
+
+    def on_pci_nvme_write(self, t, a):
+        self._nvme_rw(a)
+
+    def on_pci_nvme_read(self, t, a):
+        self._nvme_rw(a)
+
+    def on_pci_nvme_enqueue_req_completion(self, t, a):
+        cmd = self.nvme_open.pop((_int(a["cqid"]), _int(a["cid"])), None)
+        if cmd is not None:
+            cmd.completed, cmd.status = t, _int(a["status"])
+
+    def on_pci_nvme_mmio_stopped(self, t, a):
+        # CC.EN 1 -> 0: the controller aborts every command it holds, deletes its queues
+        self.log.events.append(DeviceEvent(t, "NVMe controller reset (CC.EN cleared)", NVME_ANY, True))
+        self.nvme_cq_of_sq.clear()
+
+    def on_pci_nvme_pci_reset(self, t, a):
+        self.log.events.append(DeviceEvent(t, "NVMe PCI function level reset", NVME_ANY, True))
+        self.nvme_cq_of_sq.clear()
 
     def on_guest_cpu_reset(self, t, a):
         self.log.cpu_resets.append(t)

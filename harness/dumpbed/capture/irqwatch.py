@@ -5,9 +5,14 @@ Two sources, both outside the guest:
   to the end of the dump: IF (bit 9) must be 0 in every sample. This works under TCG and KVM.
 - QEMU trace events of interrupt sources after the crash: a virtio device deciding to
   interrupt (`virtio_notify`, `virtio_notify_irqfd`), the LSI chip raising its IRQ line
-  (`lsi_update_irq` level 1), and, where QEMU emulates the interrupt controllers itself (TCG),
-  the 8259 handing a vector to the CPU (`pic_interrupt`) and IOAPIC/MSI deliveries to the local
-  APIC (`apic_deliver_irq`). Under KVM those two live in the kernel and are not traced.
+  (`lsi_update_irq` level 1), an NVMe controller raising an MSI-X message or its pin while
+  INTMS leaves that pin's vector unmasked (`pci_nvme_irq_msix`, `pci_nvme_irq_pin`: QEMU traces
+  the pin before it applies the mask, so the mask is followed from `pci_nvme_mmio_intm_set`/
+  `_clr`, cleared by a controller reset), a PVSCSI adapter's interrupt condition coming true
+  (`pvscsi_update_irq_level` level 1, `pvscsi_update_irq_msi`), and, where QEMU emulates the
+  interrupt controllers itself (TCG), the 8259 handing a vector to the CPU (`pic_interrupt`)
+  and IOAPIC/MSI deliveries to the local APIC (`apic_deliver_irq`). Under KVM those two live in
+  the kernel and are not traced.
 """
 from __future__ import annotations
 
@@ -20,7 +25,47 @@ from pathlib import Path
 from dumpbed.errors import DumpbedError
 
 SAMPLES_FILE = "irq-samples.jsonl"
-TRACE_EVENTS = ["virtio_notify", "virtio_notify_irqfd", "lsi_update_irq", "pic_interrupt", "apic_deliver_irq"]
+TRACE_EVENTS = ["virtio_notify", "virtio_notify_irqfd", "lsi_update_irq", "pic_interrupt", "apic_deliver_irq",
+                "pci_nvme_irq_msix", "pci_nvme_irq_pin", "pci_nvme_mmio_intm_set", "pci_nvme_mmio_intm_clr",
+                "pci_nvme_mmio_stopped", "pci_nvme_create_cq", "pci_nvme_enqueue_req_completion",
+                "pvscsi_update_irq_level", "pvscsi_update_irq_msi"]
+_ARG = re.compile(r"(\w+)[= ](0x[0-9a-fA-F]+|\d+)")
+
+
+class InterruptSources:
+    """Which traced events are interrupts the device raised, from the trace lines in order (some
+    sources need state: the NVMe pin mask, which queue a pin interrupt is for)."""
+
+    def __init__(self):
+        self.nvme_mask = 0  # INTMS
+        self.nvme_vector: dict[int, int] = {}  # completion queue -> interrupt vector (ien=1 only)
+        self.nvme_last_cq = 0  # the queue of the last completion, which the pin interrupt is for
+
+    def interrupt(self, name: str, args: str) -> bool:
+        a = {k: int(v, 0) for k, v in _ARG.findall(args)}
+        if name == "lsi_update_irq":
+            return args.startswith("Update IRQ level 1")  # the line going low, or staying low, is not one
+        if name == "pvscsi_update_irq_level":
+            # INTR_STATUS & INTR_MASK, traced on every completion and register write; 0 (masked or
+            # acknowledged) is not an interrupt. 1 is, whether INTx or MSI then carries it.
+            return args.startswith("interrupt level set to 1")
+        if name in ("pci_nvme_mmio_intm_set", "pci_nvme_mmio_intm_clr"):
+            self.nvme_mask = a.get("new_mask", self.nvme_mask)
+            return False
+        if name == "pci_nvme_mmio_stopped":
+            self.nvme_mask, self.nvme_vector = 0, {}  # a controller reset clears INTMS and the queues
+            return False
+        if name == "pci_nvme_create_cq":
+            if a.get("ien"):
+                self.nvme_vector[a.get("cqid", 0)] = a.get("vector", 0)
+            return False
+        if name == "pci_nvme_enqueue_req_completion":
+            self.nvme_last_cq = a.get("cqid", 0)
+            return False
+        if name == "pci_nvme_irq_pin":
+            vector = 0 if self.nvme_last_cq == 0 else self.nvme_vector.get(self.nvme_last_cq, 0)
+            return not (self.nvme_mask >> vector) & 1
+        return name in TRACE_EVENTS
 RFLAGS_IF = 1 << 9
 _RFL = re.compile(r"RFL=([0-9a-fA-F]+)")
 _RIP = re.compile(r"RIP=([0-9a-fA-F]+)")

@@ -6,6 +6,7 @@ qemu-trace.log`, with `-msg timestamp=on` so each line carries the host time):
     virtio-blk:  virtio_blk_handle_write vdev P req P sector S nsectors N      (512-byte sectors)
     SCSI:        scsi_req_parsed target T lun L tag X command C dir D length BYTES
                  scsi_req_parsed_lba target T lun L tag X command C lba LBA  (follows the former)
+    NVMe:        pci_nvme_write cid I opname 'X' nsid N nlb B count BYTES lba 0xLBA
 
 These are device-level events, one per guest command, before the block layer splits or merges
 anything, so the sizes are the guest's own (the `write-sizes` oracle judges them:
@@ -34,10 +35,14 @@ _SCSI_PARSED = re.compile(_PREFIX + r"scsi_req_parsed target (?P<t>\d+) lun (?P<
 _SCSI_LBA = re.compile(_PREFIX + r"scsi_req_parsed_lba target (?P<t>\d+) lun (?P<l>\d+) tag (?P<tag>\d+) "
                        r"command (?P<cmd>\d+) lba (?P<lba>\d+)")
 
+_NVME_WRITE = re.compile(_PREFIX + r"pci_nvme_write cid \d+ opname '(?P<op>[^']*)' nsid (?P<nsid>\d+) nlb \d+ "
+                         r"count (?P<count>\d+) lba (?P<lba>0x[0-9a-fA-F]+|\d+)")
+
 
 EVENTS_BY_BUS = {disks.VIRTIO_BLK_BUS: ["virtio_blk_handle_write"],
-                 disks.SCSI_BUS: ["scsi_req_parsed", "scsi_req_parsed_lba"]}
-ANY_BUS = "any"  # a parser for a run whose dump devices are on both buses
+                 disks.SCSI_BUS: ["scsi_req_parsed", "scsi_req_parsed_lba"],
+                 disks.NVME_BUS: ["pci_nvme_write"]}
+ANY_BUS = "any"  # a parser for a run whose dump devices are on several buses
 
 
 def trace_events(*disk_kinds: str) -> list[str]:
@@ -55,7 +60,8 @@ class Write:
     offset: int  # byte offset on the disk
     length: int
     command: str
-    vdev: str = ""  # virtio-blk: QEMU's device pointer, which tells disks apart
+    vdev: str = ""  # virtio-blk: QEMU's device pointer; NVMe: the namespace id: what tells disks apart
+    bus: str = disks.SCSI_BUS
 
 
 class WriteParser:
@@ -72,9 +78,14 @@ class WriteParser:
             m = _VIRTIO_BLK.match(line)
             if m:
                 return Write(_time(m), 0, 0, int(m["sector"]) * 512, int(m["n"]) * 512, "VIRTIO_BLK_T_OUT",
-                             m["vdev"])
-            if self.bus == disks.VIRTIO_BLK_BUS:
-                return None
+                             m["vdev"], disks.VIRTIO_BLK_BUS)
+        if self.bus in (disks.NVME_BUS, ANY_BUS):
+            m = _NVME_WRITE.match(line)
+            if m:
+                return Write(_time(m), 0, 0, int(m["lba"], 0) * self.block_size, int(m["count"]), m["op"],
+                             m["nsid"], disks.NVME_BUS)
+        if self.bus not in (disks.SCSI_BUS, ANY_BUS):
+            return None
         m = _SCSI_PARSED.match(line)
         if m:
             self.pending[(int(m["t"]), int(m["l"]), int(m["tag"]))] = (int(m["cmd"]), int(m["len"]))

@@ -101,7 +101,7 @@ class Topology:
             if hba:
                 args += ["-device", f"{hba},id=hba{n}"]
             for disk in disks:
-                args += self._disk_args(kind, disk, f"hba{n}")
+                args += self._disk_args(kind, disk, f"hba{n}", self.disks.index(disk))
         return args
 
     @staticmethod
@@ -124,13 +124,15 @@ class Topology:
                 "log": file(disk.write_log, True), "log-sector-size": blklog.SECTOR_SIZE}
 
     @classmethod
-    def _disk_args(cls, kind: str, disk: DiskSpec, hba: str) -> list[str]:
+    def _disk_args(cls, kind: str, disk: DiskSpec, hba: str, number: int) -> list[str]:
         blockdev = {"driver": "raw", "node-name": disk.node, "file": cls._file_node(disk)}
         args = ["-blockdev", json.dumps(blockdev, separators=(",", ":"))]
         sizes = f"logical_block_size={disk.block_size},physical_block_size={disk.block_size}"
         if disk.stop_on_error:
             sizes += ",werror=stop,rerror=stop"
-        return args + ["-device", disks_mod.get(kind).disk_device(disk.node, hba, disk.target, disk.lun, sizes)]
+        for device in disks_mod.get(kind).disk_devices(disk.node, hba, disk.target, disk.lun, sizes, number):
+            args += ["-device", device]
+        return args
 
     def to_json(self) -> dict:
         def one(d: DiskSpec) -> dict:

@@ -95,17 +95,19 @@ class DeviceIO:
 
 
 def disk_ids(commands: list[cmdlog.Command], kind: str, target: int, lun: int, crash_time: float,
-             nth_virtio_blk: int) -> Optional[str]:
-    """The command log's name for a dump disk: SCSI disks by target and LUN; virtio-blk disks by
-    QEMU's device pointer, the n-th virtio-blk device written after the crash (the dump starts on
-    the primary, so it is written first)."""
-    if disks.get(kind).bus == disks.SCSI_BUS:
+             nth_of_bus: int) -> Optional[str]:
+    """The command log's name for a dump disk: SCSI disks by target and LUN; virtio-blk (NVMe)
+    disks by QEMU's device pointer (namespace id), the n-th such device written after the crash
+    (the dump starts on the primary, so it is written first)."""
+    bus = disks.get(kind).bus
+    if bus == disks.SCSI_BUS:
         return f"scsi:{target}:{lun}"
+    prefix = cmdlog.DISK_PREFIX_BY_BUS[bus]
     seen: list[str] = []
     for c in commands:
-        if c.disk.startswith("vblk:") and c.kind == "write" and c.issued >= crash_time and c.disk not in seen:
+        if c.disk.startswith(prefix) and c.kind == "write" and c.issued >= crash_time and c.disk not in seen:
             seen.append(c.disk)
-    return seen[nth_virtio_blk] if nth_virtio_blk < len(seen) else None
+    return seen[nth_of_bus] if nth_of_bus < len(seen) else None
 
 
 def build(role: str, disk: Optional[str], cmds: cmdlog.CommandLog, log: Optional[blklog.WriteLog],
@@ -149,10 +151,10 @@ def build(role: str, disk: Optional[str], cmds: cmdlog.CommandLog, log: Optional
     return DeviceIO(role, disk, partition_offset, partition_bytes, crash_time, commands, log, unmatched, outside)
 
 
-def load(role: str, image: Path, kind: str, target: int, lun: int, nth_virtio_blk: int,
+def load(role: str, image: Path, kind: str, target: int, lun: int, nth_of_bus: int,
          partition_offset: int, partition_bytes: int, crash_time: float, cmds: cmdlog.CommandLog) -> DeviceIO:
-    """One dump device's I/O; nth_virtio_blk: how many virtio-blk dump disks come before it."""
-    disk = disk_ids(cmds.commands, kind, target, lun, crash_time, nth_virtio_blk)
+    """One dump device's I/O; nth_of_bus: how many dump disks of its bus come before it."""
+    disk = disk_ids(cmds.commands, kind, target, lun, crash_time, nth_of_bus)
     path = blklog.log_path(image)
     log = blklog.read(path) if path.exists() else None
     return build(role, disk, cmds, log, partition_offset, partition_bytes, crash_time)

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from dumpbed.capture.irqwatch import RFLAGS_IF, SAMPLES_FILE, TRACE_EVENTS
+from dumpbed.capture.irqwatch import RFLAGS_IF, SAMPLES_FILE, TRACE_EVENTS, InterruptSources
 from dumpbed.oracles.base import Check, make_check
 
 _EVENT = re.compile(r"^(?:\d+@(?P<time>\d+\.\d+):)?(?P<name>\w+) ?(?P<args>.*)$")
@@ -34,13 +34,12 @@ def _interrupt_events(run_dir: Path) -> list[tuple[Optional[float], str]]:
     if not path.exists():
         return []
     events = []
+    sources = InterruptSources()
     with open(path, encoding="ascii", errors="replace") as f:
         for line in f:
             m = _EVENT.match(line.strip())
-            if not m or m["name"] not in TRACE_EVENTS:
+            if not m or m["name"] not in TRACE_EVENTS or not sources.interrupt(m["name"], m["args"]):
                 continue
-            if m["name"] == "lsi_update_irq" and not m["args"].startswith("Update IRQ level 1"):
-                continue  # the line going low, or staying low, is not an interrupt
             events.append((float(m["time"]) if m["time"] else None, f"{m['name']} {m['args']}".strip()))
     return events
 

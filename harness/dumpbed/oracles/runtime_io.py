@@ -28,16 +28,14 @@ from dumpbed.oracles.base import Check, make_check
 MAX_SHOWN = 4
 
 
-def _device_of(disk: str) -> str:
-    """The device a command's disk hangs off, as reset events name it."""
-    return "virtio:" + disk.split(":", 1)[1] if disk.startswith("vblk:") else "scsi"
-
-
 def _covers(event: cmdlog.DeviceEvent, disk: str) -> bool:
+    """Whether a reset or abort ends the commands of `disk` (the device it hangs off)."""
     if not event.ends_commands:
         return False
     if disk.startswith("vblk:"):
-        return event.disk == _device_of(disk)
+        return event.disk == "virtio:" + disk.split(":", 1)[1]
+    if disk.startswith("nvme:"):
+        return event.disk == cmdlog.NVME_ANY  # the trace names no controller
     return event.disk == "scsi:*" or event.disk.startswith("virtio:")  # the HBA's reset
 
 

@@ -266,8 +266,10 @@ def _device_io(target, scenario: dict, cmds, crashed: Optional[float], targets) 
         return None
     topology = scenario.get("topology") or {}
     disk = (topology.get("secondary") if target.role == "secondary" else topology.get("dump_disk")) or {}
-    # virtio-blk dump disks are told apart by the order they are written in: the primary first.
-    before = sum(1 for t in targets if disks_mod.get(t.kind).bus == disks_mod.VIRTIO_BLK_BUS and t.role == "primary"
+    # Disks not addressed by target and LUN are told apart by the order they are written in: the
+    # primary first.
+    bus = disks_mod.get(target.kind).bus
+    before = sum(1 for t in targets if disks_mod.get(t.kind).bus == bus and t.role == "primary"
                  and target.role == "secondary")
     return dumpio.load(target.role, target.image, target.kind, disk.get("target", 0), disk.get("lun", 0), before,
                        target.layout.dump_offset, target.layout.dump_size, crashed, cmds)

@@ -4,8 +4,8 @@ DUMPQUERY transfer limits.
 
 With a secondary dump device each write is attributed to its device: SCSI disks by target and
 LUN (the harness gives every dump disk its own), virtio-blk disks by the device pointer in
-the event: the first virtio-blk device written after the crash is the primary, because the
-dump always starts there.
+the event and NVMe disks by namespace id: the first such device written after the crash is the
+primary, because the dump always starts there.
 """
 from __future__ import annotations
 
@@ -90,16 +90,19 @@ def _attribute(writes: list[Write], targets: list[DumpTarget], problems: list[st
     """Which dump device each write went to; writes to no dump device are problems."""
     out: dict[str, list[Write]] = {t.role: [] for t in targets}
     scsi = {(t.target, t.lun): t.role for t in targets if t.bus == disks.SCSI_BUS}
-    blk_roles = [t.role for t in targets if t.bus == disks.VIRTIO_BLK_BUS]  # primary first
-    vdevs: dict[str, str] = {}
+    devices: dict[tuple[str, str], str] = {}  # (bus, device) -> role
     for w in writes:
         where = f"{w.command} of {w.length} bytes at disk offset 0x{w.offset:x}"
-        if w.command == "VIRTIO_BLK_T_OUT":
-            if w.vdev not in vdevs and len(vdevs) < len(blk_roles):
-                vdevs[w.vdev] = blk_roles[len(vdevs)]
-            role = vdevs.get(w.vdev)
+        if w.bus != disks.SCSI_BUS:
+            # Told apart by the device: the first one of the bus written after the crash is the
+            # first dump device of that bus (the primary, if it is of that bus)
+            roles = [t.role for t in targets if t.bus == w.bus]
+            known = [r for (bus, _), r in devices.items() if bus == w.bus]
+            if (w.bus, w.vdev) not in devices and len(known) < len(roles):
+                devices[(w.bus, w.vdev)] = roles[len(known)]
+            role = devices.get((w.bus, w.vdev))
             if role is None:
-                problems.append(f"{where} went to a virtio-blk disk that is not a dump device")
+                problems.append(f"{where} went to a {w.bus} disk that is not a dump device")
                 continue
         else:
             role = scsi.get((w.target, w.lun))

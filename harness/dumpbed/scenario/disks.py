@@ -9,14 +9,32 @@ kind's name; code asks the entry.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from dumpbed.errors import DumpbedError
 
 # The buses, by the trace vocabulary QEMU's device models speak (harness/dumpbed/capture/cmdlog.py
-# and writelog.py parse each): one virtio-blk PCI function per disk, or scsi-hd on an HBA.
+# and writelog.py parse each): one virtio-blk PCI function per disk, scsi-hd on an HBA, or an
+# NVMe controller with one namespace per disk.
 VIRTIO_BLK_BUS = "virtio-blk"
 SCSI_BUS = "scsi"
+NVME_BUS = "nvme"
+
+
+def _virtio_blk_devices(node: str, hba: str, target: int, lun: int, options: str, number: int) -> list[str]:
+    return [f"virtio-blk-pci,drive={node},id={node}-dev,disable-legacy=on,{options}"]
+
+
+def _scsi_hd_devices(node: str, hba: str, target: int, lun: int, options: str, number: int) -> list[str]:
+    return [f"scsi-hd,bus={hba}.0,drive={node},id={node}-dev,scsi-id={target},lun={lun},{options}"]
+
+
+def _nvme_devices(node: str, hba: str, target: int, lun: int, options: str, number: int) -> list[str]:
+    # A controller of its own per disk (the guest's nvme:N is the N-th controller, and takes its
+    # first namespace); the namespace id is the disk's number + 1, unique in the machine, because
+    # QEMU's trace names the namespace but not the controller
+    return [f"nvme,id={node}-ctrl,serial=dumpbed-{node}",
+            f"nvme-ns,drive={node},id={node}-dev,bus={node}-ctrl,nsid={number + 1},{options}"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +47,11 @@ class DiskKind:
     max_lun: int = 0
     # Faults that cannot apply, with why (docs/faults.md)
     no_faults: dict[str, str] = field(default_factory=dict)
+    # The -device values of one disk: (node, hba id, target, LUN, block options, the disk's number
+    # in the machine) -> -device values
+    devices: Callable[[str, str, int, int, str, int], list[str]] = _scsi_hd_devices
+    # QEMU's device takes werror/rerror=stop: the live faults stop the VM on the write they pick
+    stops_on_error: bool = True
 
     @property
     def on_hba(self) -> bool:
@@ -41,17 +64,16 @@ class DiskKind:
             return f"{self.name}:0:{target}:{lun}"
         return f"{self.name}:{function_index}"
 
-    def disk_device(self, node: str, hba: str, target: int, lun: int, options: str) -> str:
-        """The -device of one disk backed by block node `node` (its id is NODE-dev)."""
-        if self.on_hba:
-            return f"scsi-hd,bus={hba}.0,drive={node},id={node}-dev,scsi-id={target},lun={lun},{options}"
-        return f"virtio-blk-pci,drive={node},id={node}-dev,disable-legacy=on,{options}"
+    def disk_devices(self, node: str, hba: str, target: int, lun: int, options: str, number: int = 0) -> list[str]:
+        """The -device values of one disk backed by block node `node` (the disk's own device has
+        the id NODE-dev); `number`: the disk's place among the machine's disks."""
+        return self.devices(node, hba, target, lun, options, number)
 
     def throttled_device(self, node: str) -> str:
         """The QOM path block_set_io_throttle takes for the disk on node `node`."""
-        if self.on_hba:
-            return f"{node}-dev"
-        return f"/machine/peripheral/{node}-dev/virtio-backend"
+        if self.bus == VIRTIO_BLK_BUS:
+            return f"/machine/peripheral/{node}-dev/virtio-backend"
+        return f"{node}-dev"
 
     def address_problem(self, target: int, lun: int) -> Optional[str]:
         """Why a disk of this kind cannot sit at (target, LUN) on its HBA, or None."""
@@ -63,24 +85,41 @@ class DiskKind:
             return f"{self.name}: LUN {lun} out of range 0..{self.max_lun}"
         return None
 
-    def fault_applies(self, fault: str) -> Optional[str]:
-        """None if the fault applies to this kind, else why not."""
-        return self.no_faults.get(fault)
+    def fault_applies(self, fault: str, stops_vm: bool = False) -> Optional[str]:
+        """None if the fault applies to this kind, else why not. `stops_vm`: the fault stops the
+        VM on a failed write (werror/rerror=stop), which the kind's device must take."""
+        if fault in self.no_faults:
+            return self.no_faults[fault]
+        if stops_vm and not self.stops_on_error:
+            return (f"QEMU's {self.name} device has no werror/rerror=stop, which this fault's trigger needs "
+                    "(the VM stopped on the write it picks)")
+        return None
 
 
-_SCSI_ONLY_WORKLOAD = "the guest's interrupt-driven runtime workload drives SCSI HBAs only (guest/test/workload.c)"
+# The guest runs its runtime workload on virtio-blk too (guest/test/workload.c), and its reset at
+# DUMPSTART ends what the device parked; but QEMU's virtio-blk reset drops parked requests without
+# a trace event, so the command log (capture/cmdlog.py) would take them as never ended.
+_VBLK_HELD_DROP_UNTRACED = ("QEMU's virtio-blk reset drops the requests it parked without a trace event, so the "
+                            "runtime-io oracle cannot see the guest's DUMPSTART end them (capture/cmdlog.py)")
 
 DISKS: dict[str, DiskKind] = {d.name: d for d in [
     DiskKind("virtio-blk", "virtio-blk-pci (modern), one PCI function per disk, polled dump path",
-             VIRTIO_BLK_BUS,
+             VIRTIO_BLK_BUS, devices=_virtio_blk_devices,
              no_faults={"unplug": "QEMU's pc machine unplugs a PCI device only with the guest's ACPI help, "
                                   "which this guest does not give: device_del would never take",
-                        "hold-runtime": _SCSI_ONLY_WORKLOAD}),
+                        "hold-runtime": _VBLK_HELD_DROP_UNTRACED}),
     DiskKind("virtio-scsi", "scsi-hd on virtio-scsi-pci (modern), sd + scsi_poll dump path",
              SCSI_BUS, hba_device="virtio-scsi-pci,disable-legacy=on", targets=255, max_lun=16383),
     # QEMU's lsi53c895a bus: targets 0..6 (ID 7 is the HBA), LUN 0 only
     DiskKind("lsi", "scsi-hd on the LSI 53C895A parallel SCSI HBA, guest SCRIPTS, polled",
              SCSI_BUS, hba_device="lsi53c895a", targets=7, max_lun=0),
+    # QEMU's pvscsi bus: targets 0..64 (its max_target, 64, is inclusive), LUN 0 only
+    DiskKind("pvscsi", "scsi-hd on VMware PVSCSI (pvscsi), request/completion rings, polled",
+             SCSI_BUS, hba_device="pvscsi", targets=65, max_lun=0),
+    DiskKind("nvme", "nvme-ns (namespace 1) on an NVMe controller of its own, polled dump queue, PRPs",
+             NVME_BUS, devices=_nvme_devices, stops_on_error=False,
+             no_faults={"unplug": "QEMU's pc machine unplugs a PCI device only with the guest's ACPI help, "
+                                  "which this guest does not give: device_del would never take"}),
 ]}
 
 

@@ -185,7 +185,7 @@ def check_combination(faults: list[Fault], disk: str, secondary: Optional[str]) 
     if len(live) > 1:
         raise DumpbedError(f"at most one live fault per run ({', '.join(str(f) for f in live)})")
     for f in faults:
-        why_not = disks_mod.get(disk).fault_applies(f.name)
+        why_not = disks_mod.get(disk).fault_applies(f.name, f.kind.stops_vm)
         if why_not:
             raise DumpbedError(f"fault {f.name} does not apply to a {disk} dump disk: {why_not}")
     for f in faults:
