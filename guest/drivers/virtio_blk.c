@@ -12,6 +12,9 @@
  * out is abandoned (its slot stays reserved until the device gives it back), so a later request
  * - e.g. the FAILED header - can still go out on another slot without any risk of mistaking
  * the late completion of the old one for its own.
+ *
+ * Outside the dump, interrupt-driven runtime I/O (dumpdev_runtime_io, for the test workload):
+ * the same slots, completed from the queue's MSI-X interrupt; DUMPSTART's reset forgets them.
  */
 #include "drivers/virtio_blk.h"
 #include "arch/x86/io.h"

@@ -116,7 +116,7 @@ def test_every_crash_kind_under_a_fault(tmp_path, guest_kernel, crash, fault, ou
     assert report["outcome"] == outcome
 
 
-@pytest.mark.parametrize("disk", ["virtio-scsi", "lsi"])
+@pytest.mark.parametrize("disk", [d for d in DISKS if applicable("hold-runtime", d)])
 def test_runtime_requests_held_across_the_crash_are_ended_by_a_correct_driver(tmp_path, guest_kernel, disk):
     """hold-runtime: the workload's requests parked in the device at the crash and released after
     the guest's QUIESCED; the reference drivers abort or reset them, so nothing finishes late."""

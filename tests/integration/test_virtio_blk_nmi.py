@@ -43,19 +43,6 @@ def test_nmi_dump_256m_checks_99_percent_of_ram(tmp_path, guest_kernel):
     assert content["bytes_volatile"] > 0  # the guest declares its own stacks and rings volatile
 
 
-def test_nmi_dump_4096_byte_blocks(tmp_path, guest_kernel):
-    _, report = run_and_validate(
-        Scenario(out_dir=tmp_path / "run", memory_bytes=64 * MIB, accel="auto", block_size=4096))
-    assert_passed(report)
-
-
-def test_other_virtio_blk_disks_are_left_alone(tmp_path, guest_kernel):
-    _, report = run_and_validate(
-        Scenario(out_dir=tmp_path / "run", memory_bytes=64 * MIB, accel="auto", other_disks=2))
-    assert_passed(report)
-    assert "2 other disk(s) untouched" in next(c for c in report["checks"] if c["name"] == "canary")["detail"]
-
-
 def test_dump_partition_beyond_lba_2_32_on_a_sparse_disk(tmp_path, guest_kernel):
     _, report = run_and_validate(
         Scenario(out_dir=tmp_path / "run", memory_bytes=64 * MIB, accel="auto", disk_size=3 << 40))

@@ -62,3 +62,22 @@ def test_a_kinds_devices_come_from_its_entry(tmp_path):
             assert f"{kind.hba_device},id=hba0" in args
         problem = kind.address_problem(kind.targets, 0)
         assert (problem is not None) == kind.on_hba
+
+
+def test_the_fault_table_in_the_docs_is_the_entries():
+    """docs/faults.md's fault x disk table: a column per kind, n/a exactly where an entry says a
+    fault cannot apply."""
+    text = (PACKAGE.parents[1] / "docs" / "faults.md").read_text()
+    lines = text[text.index("| fault \\ disk |"):].splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")][1:]
+    assert header == list(disks.DISKS)
+    for row in lines[2:]:
+        if not row.startswith("|"):
+            break
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        name = cells[0].split()[0]
+        if name not in faults.KINDS:
+            continue
+        for disk, cell in zip(header, cells[1:]):
+            why_not = disks.get(disk).fault_applies(name, faults.KINDS[name].stops_vm)
+            assert (cell == "n/a") == (why_not is not None), f"{name} on {disk}: table {cell!r}, entry {why_not!r}"

@@ -159,6 +159,18 @@ class CommandLog:
         return next((r for r in self.cpu_resets if r > t), float("inf"))
 
 
+def ends_commands_of(event: DeviceEvent, disk: str) -> bool:
+    """Whether a reset or an abort ends the commands of `disk` (it names the device the disk
+    hangs off: its virtio-blk function, the SCSI HBA, any NVMe controller)."""
+    if not event.ends_commands:
+        return False
+    if disk.startswith(DISK_PREFIX_BY_BUS[disks.VIRTIO_BLK_BUS]):
+        return event.disk == "virtio:" + disk.split(":", 1)[1]
+    if disk.startswith(DISK_PREFIX_BY_BUS[disks.NVME_BUS]):
+        return event.disk == NVME_ANY  # the trace names no controller
+    return event.disk == "scsi:*" or event.disk.startswith("virtio:")  # the HBA's reset
+
+
 _LINE = re.compile(r"^(?:\d+@(?P<time>\d+\.\d+):)?(?P<event>\w+) ?(?P<args>.*)$")
 _EQ = re.compile(r"(\w+)=(\S+)")
 _PAIR = re.compile(r"(\w+) ('[^']*'|\S+)")
@@ -212,7 +224,7 @@ class _Builder:
     def _vblk_rw(self, t, a, kind, opcode):
         disk, offset, length = f"vblk:{a['vdev']}", _int(a["sector"]) * 512, _int(a["nsectors"]) * 512
         held = self.open.get((disk, a["req"]))
-        if held is not None and (held.kind, held.offset, held.length) == (kind, offset, length):
+        if held is not None and held.cancelled is None and (held.kind, held.offset, held.length) == (kind, offset, length):
             held.retries += 1  # the device retried a request it had parked (rerror/werror=stop)
             return
         self.add(disk, a["req"], kind, opcode, offset, length, t)
@@ -232,6 +244,12 @@ class _Builder:
     def on_virtio_set_status(self, t, a):
         if _int(a["val"]) == 0:
             self.log.events.append(DeviceEvent(t, f"virtio device reset (vdev {a['vdev']})", f"virtio:{a['vdev']}", True))
+            # virtio-blk's reset first drains what its backend is doing (those complete, traced,
+            # after this line), then drops the requests it parked on an error (werror=stop)
+            # without a trace: until a completion says otherwise, the reset ended them.
+            for (disk, _), cmd in self.open.items():
+                if disk == f"vblk:{a['vdev']}" and cmd.end is None:
+                    cmd.cancelled = t
 
     # SCSI
     def on_scsi_req_parsed(self, t, a):

@@ -28,17 +28,6 @@ from dumpbed.oracles.base import Check, make_check
 MAX_SHOWN = 4
 
 
-def _covers(event: cmdlog.DeviceEvent, disk: str) -> bool:
-    """Whether a reset or abort ends the commands of `disk` (the device it hangs off)."""
-    if not event.ends_commands:
-        return False
-    if disk.startswith("vblk:"):
-        return event.disk == "virtio:" + disk.split(":", 1)[1]
-    if disk.startswith("nvme:"):
-        return event.disk == cmdlog.NVME_ANY  # the trace names no controller
-    return event.disk == "scsi:*" or event.disk.startswith("virtio:")  # the HBA's reset
-
-
 def check_runtime_io(cmds: cmdlog.CommandLog, crash_time: Optional[float], disk: Optional[str],
                      partition: tuple[int, int]) -> Check:
     """disk: the command log's name of the primary dump disk; partition: its [start, end) bytes."""
@@ -64,7 +53,7 @@ def check_runtime_io(cmds: cmdlog.CommandLog, crash_time: Optional[float], disk:
             problems.append(f"{what} {how} {(c.end - quiesced) * 1000:.2f} ms after the guest's QUIESCED: the "
                             f"driver neither aborted nor reset it")
             continue
-        if c.cancelled is None and not any(_covers(e, disk) and e.time <= c.end for e in events):
+        if c.cancelled is None and not any(cmdlog.ends_commands_of(e, disk) and e.time <= c.end for e in events):
             problems.append(f"{what} finished after the crash with no abort or reset of its device before: the "
                             f"device completed it on its own")
     start, end = partition

@@ -96,18 +96,11 @@ class DiskKind:
         return None
 
 
-# The guest runs its runtime workload on virtio-blk too (guest/test/workload.c), and its reset at
-# DUMPSTART ends what the device parked; but QEMU's virtio-blk reset drops parked requests without
-# a trace event, so the command log (capture/cmdlog.py) would take them as never ended.
-_VBLK_HELD_DROP_UNTRACED = ("QEMU's virtio-blk reset drops the requests it parked without a trace event, so the "
-                            "runtime-io oracle cannot see the guest's DUMPSTART end them (capture/cmdlog.py)")
-
 DISKS: dict[str, DiskKind] = {d.name: d for d in [
     DiskKind("virtio-blk", "virtio-blk-pci (modern), one PCI function per disk, polled dump path",
              VIRTIO_BLK_BUS, devices=_virtio_blk_devices,
              no_faults={"unplug": "QEMU's pc machine unplugs a PCI device only with the guest's ACPI help, "
-                                  "which this guest does not give: device_del would never take",
-                        "hold-runtime": _VBLK_HELD_DROP_UNTRACED}),
+                                  "which this guest does not give: device_del would never take"}),
     DiskKind("virtio-scsi", "scsi-hd on virtio-scsi-pci (modern), sd + scsi_poll dump path",
              SCSI_BUS, hba_device="virtio-scsi-pci,disable-legacy=on", targets=255, max_lun=16383),
     # QEMU's lsi53c895a bus: targets 0..6 (ID 7 is the HBA), LUN 0 only
