@@ -339,9 +339,53 @@ const char *pci_class_name(const struct pci_dev *d)
 
 /* ---- runtime interrupts -------------------------------------------------------------------- */
 
+#define PIIX3_PIRQRC		0x60	/* PIRQA..D route control: ISA IRQ, bit 7 = disabled */
+#define PIIX3_PIRQ_DISABLE	0x80
+#define ELCR1			0x4d0
+#define ELCR2			0x4d1
+
+/* A usable ISA IRQ for a PCI line: not the timer, keyboard, cascade, RTC, FPU, or IDE's. */
+static bool isa_irq_ok(int irq)
+{
+	return irq >= 3 && irq <= 15 && irq != 8 && irq != 13 && irq != 14 && irq != 15 && irq != 2;
+}
+
+/*
+ * The ISA IRQ a PCI function's INTx pin reaches through the PIIX3's PIRQ routing: the
+ * firmware's choice if it made one, otherwise `fallback_irq`, which is then programmed (and
+ * marked level-triggered in the ELCR, for the 8259s' sake). -1 without an interrupt pin or a
+ * PIIX3 to route it.
+ */
+static int intx_to_isa_irq(const struct pci_dev *d, int fallback_irq)
+{
+	static const uint16_t piix3[] = { 0x7000 };
+	const struct pci_dev *isa = pci_find(0x8086, piix3, 1, 0);
+	uint8_t pin = pci_cfg_read8(d, PCI_INTERRUPT_PIN), route;
+	int pirq, irq;
+
+	if (pin < 1 || pin > 4 || !isa || d->bus != 0 || !isa_irq_ok(fallback_irq))
+		return -1;
+	/* QEMU's i440FX swizzle (pci_slot_get_pirq): (INTx + slot - 1) mod 4. */
+	pirq = (pin - 1 + d->dev - 1) & 3;
+	route = pci_cfg_read8(isa, (uint8_t)(PIIX3_PIRQRC + pirq));
+	if (!(route & PIIX3_PIRQ_DISABLE) && isa_irq_ok(route & 0x0f)) {
+		irq = route & 0x0f;
+	} else {
+		irq = fallback_irq;
+		pci_cfg_write8(isa, (uint8_t)(PIIX3_PIRQRC + pirq), (uint8_t)irq);
+	}
+	/* Level-triggered for the 8259s too (they stay masked, but say the truth). */
+	if (irq < 8)
+		outb(ELCR1, inb(ELCR1) | (uint8_t)(1u << irq));
+	else
+		outb(ELCR2, inb(ELCR2) | (uint8_t)(1u << (irq - 8)));
+	pci_cfg_write8(d, PCI_INTERRUPT_LINE, (uint8_t)irq);
+	return irq;
+}
+
 int pci_intx_route(struct pci_dev *d, uint8_t vector, int *pin)
 {
-	int irq = pci_intx_to_isa_irq(d, PCI_INTX_FALLBACK_IRQ);
+	int irq = intx_to_isa_irq(d, PCI_INTX_FALLBACK_IRQ);
 
 	/* On QEMU's `pc` the I/O APIC's pins 1-15 are the ISA IRQs of the same number. */
 	if (irq < 0 || !ioapic_route_level(irq, vector))

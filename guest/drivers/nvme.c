@@ -145,7 +145,7 @@ struct nvme_ctrl {
 	uint16_t mqes;			/* entries a queue may have */
 	bool vwc;			/* a volatile write cache: Flush means something */
 	bool broken;			/* a reset did not bring it back */
-	bool dump_ready, dump_active, unflushed;
+	bool dumping;			/* DUMPSTART on: no runtime I/O */
 	bool runtime_queue;		/* queue 1 exists */
 	struct nvme_queue adminq, ioq, dumpq;
 	struct nvme_memory *mem;
@@ -296,7 +296,7 @@ static int create_io_queue(struct nvme_ctrl *c, struct nvme_queue *q, uint16_t q
 static int bring_up(struct nvme_ctrl *c, bool runtime)
 {
 	/* testfault=irq-on and intr-unmasked (deliberately wrong): the dump's interrupts stay on */
-	bool irq_on = c->dump_active && (dump_testfault_irq_on || testfault(TF_INTR_UNMASKED));
+	bool irq_on = c->dumping && (dump_testfault_irq_on || testfault(TF_INTR_UNMASKED));
 	int err;
 
 	c->resets++;
@@ -519,8 +519,6 @@ static int flush(struct nvme_ctrl *c, struct nvme_queue *q, bool runtime)
 	err = run_command(c, q, &e);
 	if (err == ETIMEDOUT)
 		bring_up(c, runtime);
-	if (!err)
-		c->unflushed = false;
 	return err;
 }
 
@@ -575,15 +573,13 @@ void nvme_print_info(const void *softc)
 	       (unsigned long long)c->rt_failed, (unsigned long long)c->rt_dropped);
 }
 
-static void fill_stat(struct nvme_ctrl *c, struct dumpio_stat *st, int err, enum dumpio_op op, uint64_t offset)
+static void dump_status(void *softc, uint32_t *device_status, uint32_t *request_status)
 {
-	if (!st)
-		return;
-	st->error = err;
-	st->op = op;
-	st->device_status = c->broken ? 0xffffffffu : reg_read32(c, REG_CSTS);
-	st->request_status = err && c->last_status ? c->last_status : 0xff;
-	st->failing_offset = offset;
+	struct nvme_ctrl *c = softc;
+
+	*device_status = c->broken ? 0xffffffffu : reg_read32(c, REG_CSTS);
+	if (c->last_status)
+		*request_status = c->last_status;
 }
 
 /* DUMPINIT pins what the dump path touches besides the kernel image (always pinned): the
@@ -614,132 +610,83 @@ static void unpin_dump_path(struct nvme_ctrl *c)
 	unpin(c, sizeof(*c));
 }
 
-static int dump_write(struct nvme_ctrl *c, struct dumpdev *dev, struct uio *uio, struct dumpio_stat *st)
+static int dump_init(void *softc, const struct dumpdev *dev)
 {
-	uint64_t total;
+	struct nvme_ctrl *c = softc;
+
+	if (!in_dumpstate(c, sizeof(*c)) || !in_dumpstate(c->mem, sizeof(*c->mem)) ||
+	    !in_dumpstate(bounce_buf, sizeof(bounce_buf)))
+		return EFAULT;
+	c->part_lba = dev->part_lba;
+	c->part_blocks = dev->part_blocks;
+	return pin_dump_path(c);
+}
+
+static void dump_term(void *softc)
+{
+	unpin_dump_path(softc);
+}
+
+static uint32_t dump_max_transfer(void *softc)
+{
+	return ((struct nvme_ctrl *)softc)->max_transfer;
+}
+
+static int dump_start(void *softc)
+{
+	struct nvme_ctrl *c = softc;
 	int err;
 
-	if (!dumpdev_write_ok(dev, uio, c->block_size, c->max_transfer, &total)) {
-		fill_stat(c, st, EINVAL, DUMPIO_OP_WRITE, uio ? uio->uio_offset : 0);
-		return EINVAL;
+	c->dumping = true;
+	if (testfault(TF_MASK_ONLY)) {
+		/* Deliberately wrong: interrupts masked, the runtime queue and whatever it holds
+		 * left alone; the dump queue made at boot carries on. */
+		reg_write32(c, REG_INTMS, 0xffffffffu);
+		return 0;
 	}
-	if (total) {
-		uint64_t lba = dev->part_lba + uio->uio_offset / c->block_size;
+	/* The runtime queue and everything in it are dropped, never resumed. */
+	err = bring_up(c, false);
+	if (err)
+		c->dumping = false;
+	return err;
+}
 
+static int dump_flush(void *softc)
+{
+	return flush(softc, &((struct nvme_ctrl *)softc)->dumpq, false);
+}
+
+static int dump_write(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total, bool fsync,
+		      enum dumpio_op *op)
+{
+	struct nvme_ctrl *c = softc;
+	uint64_t lba = dev->part_lba + uio->uio_offset / c->block_size;
+	int err;
+
+	if (total) {
 		err = rw(c, &c->dumpq, true, lba, (uint32_t)(total / c->block_size), uio->uio_iov, uio->uio_iovcnt,
 			 false);
-		if (err) {
-			fill_stat(c, st, err, DUMPIO_OP_WRITE, uio->uio_offset);
+		if (err)
 			return err;
-		}
 		c->bytes += total;
-		c->unflushed = true;
 	}
-	if (uio->uio_fmode & DUMP_FSYNC) {
-		err = flush(c, &c->dumpq, false);
-		if (err) {
-			fill_stat(c, st, err, DUMPIO_OP_FLUSH, uio->uio_offset);
-			return err;
-		}
-	}
-	uio->uio_resid = 0;
-	return 0;
+	*op = DUMPIO_OP_FLUSH;
+	return fsync ? dump_flush(c) : 0;
 }
+
+static const struct dumpdev_ops nvme_dump_ops = {
+	.init = dump_init,
+	.term = dump_term,
+	.max_transfer = dump_max_transfer,
+	.start = dump_start,
+	.write = dump_write,
+	.flush = dump_flush,
+	.status = dump_status,
+};
 
 int nvme_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 {
-	struct nvme_ctrl *c = dev ? dev->softc : 0;
-	struct dumpio_stat *st = arg;
-	int err;
-
-	if (!c)
-		return ENODEV;
-	if (cmd != DUMPQUERY && st)
-		memset(st, 0, sizeof(*st));
-
-	switch (cmd) {
-	case DUMPINIT:
-		if (!dumpdev_partition_ok(dev, c->block_size, c->nblocks)) {
-			fill_stat(c, st, EINVAL, DUMPIO_OP_NONE, 0);
-			return EINVAL;
-		}
-		if (!in_dumpstate(c, sizeof(*c)) || !in_dumpstate(c->mem, sizeof(*c->mem)) ||
-		    !in_dumpstate(bounce_buf, sizeof(bounce_buf))) {
-			fill_stat(c, st, EFAULT, DUMPIO_OP_NONE, 0);
-			return EFAULT;
-		}
-		if (!c->dump_ready) {
-			err = pin_dump_path(c);
-			if (err) {
-				fill_stat(c, st, err, DUMPIO_OP_NONE, 0);
-				return err;
-			}
-		}
-		c->part_lba = dev->part_lba;
-		c->part_blocks = dev->part_blocks;
-		c->dump_ready = true;
-		return 0;
-
-	case DUMPQUERY: {
-		struct dmp_query *q = arg;
-
-		if (!c->dump_ready || !q)
-			return EINVAL;
-		q->min_tsize = c->block_size;
-		q->max_tsize = c->max_transfer;
-		return 0;
-	}
-
-	case DUMPSTART:
-		if (!c->dump_ready) {
-			fill_stat(c, st, EINVAL, DUMPIO_OP_NONE, 0);
-			return EINVAL;
-		}
-		c->dump_active = true;
-		c->unflushed = false;
-		if (testfault(TF_MASK_ONLY)) {
-			/* Deliberately wrong: interrupts masked, the runtime queue and whatever it
-			 * holds left alone; the dump queue made at boot carries on. */
-			reg_write32(c, REG_INTMS, 0xffffffffu);
-			return 0;
-		}
-		/* The runtime queue and everything in it are dropped, never resumed. */
-		err = bring_up(c, false);
-		if (err) {
-			c->dump_active = false;
-			fill_stat(c, st, err, DUMPIO_OP_RESET, 0);
-			return err;
-		}
-		return 0;
-
-	case DUMPWRITE:
-		if (!c->dump_active) {
-			fill_stat(c, st, EINVAL, DUMPIO_OP_WRITE, uio ? uio->uio_offset : 0);
-			return EINVAL;
-		}
-		return dump_write(c, dev, uio, st);
-
-	case DUMPEND:
-		if (!c->dump_active)
-			return 0;
-		c->dump_active = false;
-		if (!c->unflushed)
-			return 0;
-		err = flush(c, &c->dumpq, false);
-		if (err)
-			fill_stat(c, st, err, DUMPIO_OP_FLUSH, 0);
-		return err;
-
-	case DUMPTERM:
-		if (c->dump_ready)
-			unpin_dump_path(c);
-		c->dump_active = false;
-		c->dump_ready = false;
-		return 0;
-
-	default:
-		return EINVAL;
-	}
+	return dumpdev_dddump(&nvme_dump_ops, dev, uio, cmd, arg);
 }
 
 /*
@@ -752,7 +699,7 @@ static int rt_intr_enable(void *softc, uint8_t vector)
 	struct nvme_ctrl *c = softc;
 	int err;
 
-	if (!c->runtime_queue || c->dump_active)
+	if (!c->runtime_queue || c->dumping)
 		return EINVAL;
 	if (c->intx_pin < 0) {
 		err = pci_intx_route(c->pci, vector, &c->intx_pin);
@@ -812,7 +759,7 @@ static int rt_submit(void *softc, bool write, uint64_t lba, uint32_t nblocks, vo
 	struct iovec iov = { buf, bytes };
 	int slot = -1;
 
-	if (c->dump_active || !c->runtime_queue || !nblocks || nblocks > 0x10000 || bytes > c->max_transfer ||
+	if (c->dumping || !c->runtime_queue || !nblocks || nblocks > 0x10000 || bytes > c->max_transfer ||
 	    lba + nblocks > c->nblocks || ((uintptr_t)buf & 3))
 		return EINVAL;
 	if (c->part_blocks && lba < c->part_lba + c->part_blocks && c->part_lba < lba + nblocks)

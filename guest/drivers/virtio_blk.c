@@ -90,9 +90,7 @@ struct virtio_blk {
 	uint32_t timeout_ms;
 	bool read_only;
 	bool has_flush;
-	bool dump_ready;	/* DUMPINIT done */
-	bool dump_active;	/* between DUMPSTART and DUMPEND */
-	bool unflushed;		/* writes since the last flush */
+	uint8_t last_status;	/* the dump's last request's status byte (STATUS_UNWRITTEN: none) */
 	struct vblk_slot slots[VBLK_SLOTS];
 	uint64_t requests, bytes, flushes, stale_completions, timeouts;
 	/* runtime I/O: MSI-X entry 0 for the queue; nothing runtime from DUMPSTART on */
@@ -238,18 +236,6 @@ static void reap_completions(struct virtio_blk *d)
 		else
 			d->stale_completions++;
 	}
-}
-
-static void fill_stat(struct virtio_blk *d, struct dumpio_stat *st, int err, enum dumpio_op op,
-		      uint8_t req_status, uint64_t offset)
-{
-	if (!st)
-		return;
-	st->error = err;
-	st->op = op;
-	st->device_status = virtio_pci_status(&d->vp);
-	st->request_status = req_status;
-	st->failing_offset = offset;
 }
 
 /*
@@ -418,8 +404,6 @@ static int do_flush(struct virtio_blk *d, uint8_t *status)
 		return 0;	/* deliberately wrong: the write cache is never flushed */
 	d->flushes++;
 	err = do_request(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0, status);
-	if (!err)
-		d->unflushed = false;
 	return err;
 }
 
@@ -489,12 +473,9 @@ static void unpin_dump_path(struct virtio_blk *d)
  * early-flush posts the flush before the write has completed (before it is even posted), so the
  * flush does not cover it.
  */
-static int dump_write_wrongly(struct virtio_blk *d, struct dumpdev *dev, struct uio *uio,
-			      struct dumpio_stat *st, uint64_t total)
+static int dump_write_wrongly(struct virtio_blk *d, uint64_t sector, const struct uio *uio, uint64_t total)
 {
-	uint64_t sector = (dev->part_lba * d->block_size + uio->uio_offset) / SECTOR_SIZE;
-	bool flush = (uio->uio_fmode & DUMP_FSYNC) && d->has_flush;
-	uint8_t status = STATUS_UNWRITTEN;
+	bool flush = d->has_flush;
 	int err = 0;
 
 	if (testfault(TF_NO_WAIT)) {
@@ -509,7 +490,7 @@ static int dump_write_wrongly(struct virtio_blk *d, struct dumpdev *dev, struct 
 		int f = submit_request(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
 		int w = f < 0 ? f : submit_request(d, VIRTIO_BLK_T_OUT, sector, uio->uio_iov, uio->uio_iovcnt);
 
-		err = w < 0 ? -w : wait_request(d, w, &status);
+		err = w < 0 ? -w : wait_request(d, w, &d->last_status);
 		if (f >= 0) {
 			uint8_t flush_status;
 			int ferr = wait_request(d, f, &flush_status);
@@ -519,160 +500,105 @@ static int dump_write_wrongly(struct virtio_blk *d, struct dumpdev *dev, struct 
 			err = -f;
 		}
 	}
-	if (err) {
-		fill_stat(d, st, err, DUMPIO_OP_WRITE, status, uio->uio_offset);
-		return err;
-	}
-	d->bytes += total;
-	d->unflushed = !flush;
-	uio->uio_resid = 0;
-	return 0;
+	return err;
 }
 
-static int dump_write(struct virtio_blk *d, struct dumpdev *dev, struct uio *uio,
-		      struct dumpio_stat *st)
+/* The dump path's device work (dump/dumpdev.h, struct dumpdev_ops); dumpdev_dddump() runs the
+ * protocol around it. */
+static int dump_init(void *softc, const struct dumpdev *dev)
 {
-	uint64_t total;
-	uint8_t status = STATUS_UNWRITTEN;
+	struct virtio_blk *d = softc;
+
+	if (d->read_only)
+		return EROFS;
+	/* Everything the dump path writes is static and the dump path's state: the one part of
+	 * the kernel image the dump does not compare with memory at the crash. */
+	if (!in_dumpstate(d, sizeof(*d)) || !in_dumpstate(ring_of(d), sizeof(*ring_of(d))))
+		return EFAULT;
+	d->part_lba = dev->part_lba;
+	d->part_blocks = dev->part_blocks;
+	return pin_dump_path(d);
+}
+
+static void dump_term(void *softc)
+{
+	unpin_dump_path(softc);
+}
+
+static uint32_t dump_max_transfer(void *softc)
+{
+	return ((struct virtio_blk *)softc)->max_transfer;
+}
+
+static int dump_start(void *softc)
+{
+	struct virtio_blk *d = softc;
+	int in_flight = 0;
+
+	/* Whatever the device was doing is dropped, never resumed: a reset discards it and fresh
+	 * rings guarantee no old completion can be mistaken for ours. Runtime requests are
+	 * forgotten (bring_up), their done never called. */
+	d->dumping = true;
+	d->last_status = STATUS_UNWRITTEN;
+	for (int i = 0; i < VBLK_SLOTS; i++)
+		if (d->slots[i].runtime && d->slots[i].state != SLOT_FREE)
+			in_flight++;
+	if (in_flight)
+		printf("virtio-blk: %d runtime requests in flight at the crash: dropped by the reset\n", in_flight);
+	d->rt_dropped += in_flight;
+	return bring_up(d);
+}
+
+static int dump_flush(void *softc)
+{
+	struct virtio_blk *d = softc;
+
+	return do_flush(d, &d->last_status);
+}
+
+static int dump_write(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total, bool fsync,
+		      enum dumpio_op *op)
+{
+	struct virtio_blk *d = softc;
+	uint64_t sector = (dev->part_lba * d->block_size + uio->uio_offset) / SECTOR_SIZE;
 	int err;
 
-	/* Bounds and alignment before anything reaches the device. */
-	if (!dumpdev_write_ok(dev, uio, d->block_size, d->max_transfer, &total)) {
-		fill_stat(d, st, EINVAL, DUMPIO_OP_WRITE, status, uio ? uio->uio_offset : 0);
-		return EINVAL;
-	}
-
-	if ((testfault(TF_NO_WAIT) || (testfault(TF_EARLY_FLUSH) && total)) && (uio->uio_fmode & DUMP_FSYNC))
-		return dump_write_wrongly(d, dev, uio, st, total);
-	if (total) {
-		uint64_t sector = (dev->part_lba * d->block_size + uio->uio_offset) / SECTOR_SIZE;
-
-		err = do_request(d, VIRTIO_BLK_T_OUT, sector, uio->uio_iov, uio->uio_iovcnt, &status);
-		if (err) {
-			fill_stat(d, st, err, DUMPIO_OP_WRITE, status, uio->uio_offset);
-			return err;
+	if (fsync && (testfault(TF_NO_WAIT) || (testfault(TF_EARLY_FLUSH) && total))) {
+		err = dump_write_wrongly(d, sector, uio, total);
+	} else {
+		err = total ? do_request(d, VIRTIO_BLK_T_OUT, sector, uio->uio_iov, uio->uio_iovcnt, &d->last_status)
+			    : 0;
+		if (!err && fsync) {
+			*op = DUMPIO_OP_FLUSH;
+			err = dump_flush(d);
 		}
+	}
+	if (!err)
 		d->bytes += total;
-		d->unflushed = true;
-	}
-	if (uio->uio_fmode & DUMP_FSYNC) {
-		err = do_flush(d, &status);
-		if (err) {
-			fill_stat(d, st, err, DUMPIO_OP_FLUSH, status, uio->uio_offset);
-			return err;
-		}
-	}
-	uio->uio_resid = 0;
-	return 0;
+	return err;
 }
+
+static void dump_status(void *softc, uint32_t *device_status, uint32_t *request_status)
+{
+	struct virtio_blk *d = softc;
+
+	*device_status = virtio_pci_status(&d->vp);
+	*request_status = d->last_status;
+}
+
+static const struct dumpdev_ops virtio_blk_dump_ops = {
+	.init = dump_init,
+	.term = dump_term,
+	.max_transfer = dump_max_transfer,
+	.start = dump_start,
+	.write = dump_write,
+	.flush = dump_flush,
+	.status = dump_status,
+};
 
 int virtio_blk_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 {
-	struct virtio_blk *d = dev ? dev->softc : 0;
-	struct dumpio_stat *st = arg;
-	uint8_t status;
-	int err;
-
-	if (!d)
-		return ENODEV;
-	if (cmd != DUMPQUERY && st)
-		memset(st, 0, sizeof(*st));
-
-	switch (cmd) {
-	case DUMPINIT:
-		/* The partition must lie on the disk, in whole blocks of this disk. */
-		if (!dumpdev_partition_ok(dev, d->block_size, virtio_blk_capacity_blocks(d))) {
-			fill_stat(d, st, EINVAL, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
-			return EINVAL;
-		}
-		if (d->read_only) {
-			fill_stat(d, st, EROFS, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
-			return EROFS;
-		}
-		/* Everything the dump path writes is static and the dump path's state: the one
-		 * part of the kernel image the dump does not compare with memory at the crash. */
-		if (!in_dumpstate(d, sizeof(*d)) || !in_dumpstate(ring_of(d), sizeof(*ring_of(d)))) {
-			fill_stat(d, st, EFAULT, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
-			return EFAULT;
-		}
-		if (!d->dump_ready) {
-			err = pin_dump_path(d);
-			if (err) {
-				fill_stat(d, st, err, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
-				return err;
-			}
-		}
-		d->part_lba = dev->part_lba;
-		d->part_blocks = dev->part_blocks;
-		d->dump_ready = true;
-		return 0;
-
-	case DUMPQUERY: {
-		struct dmp_query *q = arg;
-
-		if (!d->dump_ready || !q)
-			return EINVAL;
-		q->min_tsize = d->block_size;
-		q->max_tsize = d->max_transfer;
-		return 0;
-	}
-
-	case DUMPSTART: {
-		int in_flight = 0;
-
-		if (!d->dump_ready) {
-			fill_stat(d, st, EINVAL, DUMPIO_OP_NONE, STATUS_UNWRITTEN, 0);
-			return EINVAL;
-		}
-		/* Whatever the device was doing is dropped, never resumed: a reset discards it
-		 * and fresh rings guarantee no old completion can be mistaken for ours. Runtime
-		 * requests are forgotten (bring_up), their done never called. */
-		d->dumping = true;
-		for (int i = 0; i < VBLK_SLOTS; i++)
-			if (d->slots[i].runtime && d->slots[i].state != SLOT_FREE)
-				in_flight++;
-		if (in_flight)
-			printf("virtio-blk: %d runtime requests in flight at the crash: dropped by the reset\n",
-			       in_flight);
-		d->rt_dropped += in_flight;
-		err = bring_up(d);
-		if (err) {
-			fill_stat(d, st, err, DUMPIO_OP_RESET, STATUS_UNWRITTEN, 0);
-			return err;
-		}
-		d->dump_active = true;
-		d->unflushed = false;
-		return 0;
-	}
-
-	case DUMPWRITE:
-		if (!d->dump_active) {
-			fill_stat(d, st, EINVAL, DUMPIO_OP_WRITE, STATUS_UNWRITTEN, uio ? uio->uio_offset : 0);
-			return EINVAL;
-		}
-		return dump_write(d, dev, uio, st);
-
-	case DUMPEND:
-		if (!d->dump_active)
-			return 0;
-		d->dump_active = false;
-		if (!d->unflushed)
-			return 0;
-		err = do_flush(d, &status);
-		if (err)
-			fill_stat(d, st, err, DUMPIO_OP_FLUSH, status, 0);
-		return err;
-
-	case DUMPTERM:
-		if (d->dump_ready)
-			unpin_dump_path(d);
-		d->dump_active = false;
-		d->dump_ready = false;
-		return 0;
-
-	default:
-		return EINVAL;
-	}
+	return dumpdev_dddump(&virtio_blk_dump_ops, dev, uio, cmd, arg);
 }
 
 /* ---- runtime I/O (dumpdev_runtime_io) ------------------------------------------------------ */
@@ -695,7 +621,7 @@ static int vblk_rt_intr_enable(void *softc, uint8_t vector)
 	struct virtio_blk *d = softc;
 	int err;
 
-	if (d->dumping || d->dump_active)
+	if (d->dumping)
 		return EINVAL;
 	if (!d->msix_cap)
 		d->msix_cap = pci_find_cap(d->vp.pci, PCI_CAP_ID_MSIX, 0);
@@ -765,7 +691,7 @@ static int vblk_rt_submit(void *softc, bool write, uint64_t lba, uint32_t nblock
 	struct iovec iov = { buf, (size_t)bytes };
 	int slot;
 
-	if (d->dumping || d->dump_active || !d->intr_enabled)
+	if (d->dumping || !d->intr_enabled)
 		return EINVAL;
 	if (!done || !buf || nblocks == 0 || lba >= cap || nblocks > cap - lba || bytes > d->max_transfer)
 		return EINVAL;

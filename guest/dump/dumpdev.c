@@ -1,5 +1,7 @@
-/* Calling a driver's dddump() entry point (see dump/dumpdev.h for the protocol). */
+/* A driver's dddump() entry point, around its dumpdev_ops, and calling one (see dump/dumpdev.h
+ * for the protocol). */
 #include "dump/dumpsys.h"
+#include "lib/dumpstate.h"
 #include "lib/errno.h"
 #include "lib/string.h"
 
@@ -68,6 +70,141 @@ bool dumpdev_write_ok(const struct dumpdev *dev, const struct uio *uio, uint32_t
 	return sum == uio->uio_resid && uio->uio_offset % block_size == 0 && sum % block_size == 0 &&
 	       sum <= max_transfer && end >= uio->uio_offset && end <= dev->part_bytes &&
 	       (sum != 0 || (uio->uio_fmode & DUMP_FSYNC));
+}
+
+/*
+ * The protocol's state of each device dumpdev_dddump() serves: DUMPINIT done, between DUMPSTART
+ * and DUMPEND, writes since the last flush. The dump path writes it after the crash, so it is
+ * dump path state (lib/dumpstate.h), apart from the configured struct dumpdev it belongs to.
+ */
+#define DUMPDEV_MAX_STATES 4
+static struct dumpdev_state {
+	const struct dumpdev *dev;
+	bool ready, active, unflushed;
+} states[DUMPDEV_MAX_STATES] __dumpstate;
+
+/* The device's state; a fresh one if it has none and `create`; NULL if none (or no room). */
+static struct dumpdev_state *state_of(const struct dumpdev *dev, bool create)
+{
+	struct dumpdev_state *free = 0;
+
+	for (int i = 0; i < DUMPDEV_MAX_STATES; i++) {
+		if (states[i].dev == dev)
+			return &states[i];
+		if (!states[i].dev && !free)
+			free = &states[i];
+	}
+	if (!create || !free)
+		return 0;
+	*free = (struct dumpdev_state){ .dev = dev };
+	return free;
+}
+
+static int failed(const struct dumpdev_ops *ops, void *sc, struct dumpio_stat *st, int err, enum dumpio_op op,
+		  uint64_t offset)
+{
+	if (st) {
+		st->error = err;
+		st->op = op;
+		st->failing_offset = offset;
+		st->request_status = 0xff;
+		ops->status(sc, &st->device_status, &st->request_status);
+	}
+	return err;
+}
+
+int dumpdev_dddump(const struct dumpdev_ops *ops, struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
+{
+	void *sc = dev ? dev->softc : 0;
+	struct dumpio_stat *st = arg;
+	uint64_t offset = uio ? uio->uio_offset : 0, total;
+	struct dumpdev_state none = { 0 }, *state;
+	enum dumpio_op op;
+	bool fsync;
+	int err;
+
+	if (!sc)
+		return ENODEV;
+	if (cmd != DUMPQUERY && st)
+		memset(st, 0, sizeof(*st));
+	state = state_of(dev, false);
+	if (!state)
+		state = &none;	/* no DUMPINIT yet: not ready, not active */
+
+	switch (cmd) {
+	case DUMPINIT:
+		/* The partition must lie on the disk, in whole blocks of this disk. */
+		if (!dumpdev_partition_ok(dev, dev->block_size, dev->disk_blocks))
+			return failed(ops, sc, st, EINVAL, DUMPIO_OP_NONE, 0);
+		if (state->ready)
+			return 0;
+		state = state_of(dev, true);
+		if (!state)
+			return failed(ops, sc, st, EBUSY, DUMPIO_OP_NONE, 0);
+		err = ops->init(sc, dev);
+		if (err) {
+			state->dev = 0;
+			return failed(ops, sc, st, err, DUMPIO_OP_NONE, 0);
+		}
+		state->ready = true;
+		return 0;
+
+	case DUMPQUERY: {
+		struct dmp_query *q = arg;
+
+		if (!state->ready || !q)
+			return EINVAL;
+		q->min_tsize = dev->block_size;
+		q->max_tsize = ops->max_transfer(sc);
+		return 0;
+	}
+
+	case DUMPSTART:
+		if (!state->ready)
+			return failed(ops, sc, st, EINVAL, DUMPIO_OP_NONE, 0);
+		err = ops->start(sc);
+		if (err)
+			return failed(ops, sc, st, err, DUMPIO_OP_RESET, 0);
+		state->active = true;
+		state->unflushed = false;
+		return 0;
+
+	case DUMPWRITE:
+		if (!state->active)
+			return failed(ops, sc, st, EINVAL, DUMPIO_OP_WRITE, offset);
+		/* Bounds and alignment before anything reaches the device. */
+		if (!dumpdev_write_ok(dev, uio, dev->block_size, ops->max_transfer(sc), &total))
+			return failed(ops, sc, st, EINVAL, DUMPIO_OP_WRITE, offset);
+		fsync = uio->uio_fmode & DUMP_FSYNC;
+		op = total ? DUMPIO_OP_WRITE : DUMPIO_OP_FLUSH;
+		err = ops->write(sc, dev, uio, total, fsync, &op);
+		if (err)
+			return failed(ops, sc, st, err, op, offset);
+		state->unflushed = fsync ? false : state->unflushed || total;
+		uio->uio_resid = 0;
+		return 0;
+
+	case DUMPEND:
+		if (!state->active)
+			return 0;
+		state->active = false;
+		if (!state->unflushed)
+			return 0;
+		err = ops->flush(sc);
+		if (err)
+			return failed(ops, sc, st, err, DUMPIO_OP_FLUSH, 0);
+		state->unflushed = false;
+		return 0;
+
+	case DUMPTERM:
+		if (state->ready)
+			ops->term(sc);
+		*state = (struct dumpdev_state){ 0 };
+		return 0;
+
+	default:
+		return EINVAL;
+	}
 }
 
 int devdump_write(struct dumpdev *dev, uint64_t offset, struct iovec *iov, int iovcnt, bool fsync,

@@ -105,10 +105,47 @@ struct dumpdev {
 	/* Runtime (polled) reads in disk blocks: 0 or errno. */
 	int (*read)(void *softc, uint64_t lba, void *buf, uint32_t nblocks);
 	const struct dumpdev_runtime_io *runtime_io;	/* NULL: none */
+	uint64_t disk_blocks;		/* the whole disk, in logical blocks */
 };
 
 /*
- * The checks every disk driver's dddump makes, once (dump/dumpdev.c):
+ * A disk driver's dump path: the device work only. dumpdev_dddump() (dump/dumpdev.c) is the
+ * dddump entry point around it, once for every driver: the command sequence (DUMPINIT before
+ * DUMPQUERY and DUMPSTART, DUMPWRITE only between DUMPSTART and DUMPEND, DUMPTERM undoing
+ * DUMPINIT once), the checks of every write (dumpdev_write_ok) and of the partition
+ * (dumpdev_partition_ok), a flush at DUMPEND when writes are unflushed, and the dumpio_stat of
+ * every error. Each returns 0 or an errno.
+ *   init          DUMPINIT, the partition checked: what else makes the device unusable as a
+ *                 dump target (EROFS; EFAULT: its dump-path state outside the dumpstate), then
+ *                 pin what the dump path touches (arch/x86/pin.h). Not called again until term.
+ *   term          DUMPTERM: unpin.
+ *   max_transfer  DUMPQUERY's max_tsize (a multiple of the block size), after init.
+ *   start         DUMPSTART: drop whatever the device was doing (reset, abort: nothing of the
+ *                 runtime may complete later) and make it ready for polled writes.
+ *   write         `total` bytes of uio's iovecs at partition offset uio->uio_offset, all
+ *                 checked; with `fsync`, a flush of the device's write cache after them (total
+ *                 is 0 only with fsync: the flush alone). *op: which of the two failed (set to
+ *                 DUMPIO_OP_FLUSH before the flush).
+ *   flush         the device's write cache (0 at once when it has none).
+ *   status        the device's words for a dumpio_stat: its status register, the failed
+ *                 request's status (0xff: none).
+ */
+struct dumpdev_ops {
+	int (*init)(void *softc, const struct dumpdev *dev);
+	void (*term)(void *softc);
+	uint32_t (*max_transfer)(void *softc);
+	int (*start)(void *softc);
+	int (*write)(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total, bool fsync,
+		     enum dumpio_op *op);
+	int (*flush)(void *softc);
+	void (*status)(void *softc, uint32_t *device_status, uint32_t *request_status);
+};
+
+/* The dddump entry point of a driver with these ops (its dddump is a call of this). */
+int dumpdev_dddump(const struct dumpdev_ops *ops, struct dumpdev *dev, struct uio *uio, int cmd, void *arg);
+
+/*
+ * The checks of dumpdev_dddump (dump/dumpdev.c), for a driver that implements dddump itself:
  * dumpdev_partition_ok: DUMPINIT's, the partition lies on a disk of `capacity_blocks` blocks of
  *   `block_size` bytes, in whole blocks of that disk.
  * dumpdev_write_ok: DUMPWRITE's, before anything reaches the device: the uio is well formed, its

@@ -119,6 +119,7 @@ static void configure_dump_partition(struct dumpdev_spec *sp, const struct dump_
 	dev->print_info = disk->print_info;
 	dev->read = disk->read;
 	dev->runtime_io = disk->runtime_io;
+	dev->disk_blocks = disk->nblocks;
 
 	err = dumpsys_configure(dev, sp->role, &why);
 	if (err) {

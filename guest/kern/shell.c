@@ -18,13 +18,15 @@
 #include "kern/exit.h"
 #include "kern/irq.h"
 #include "kern/memmap.h"
-#include "test/workload.h"
 #include "lib/console.h"
 #include "lib/crc.h"
 #include "lib/dumpstate.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
+
+static bool (*idle_hook)(void);
+static void (*info_hook)(void);
 
 #define LINE_MAX 128
 
@@ -218,8 +220,12 @@ void shell_print_info(void)
 		}
 	}
 	dumpsys_print_info();
-	workload_print();
+	if (info_hook)
+		info_hook();
 }
+
+void shell_set_idle_hook(bool (*idle)(void)) { idle_hook = idle; }
+void shell_set_info_hook(void (*print)(void)) { info_hook = print; }
 
 static void run_line(char *line)
 {
@@ -259,12 +265,9 @@ void shell_run(void)
 	for (;;) {
 		int c;
 
-		/* With the workload on, the idle loop is where its interrupts are taken: IF = 1
-		 * here and only here (commands run with IF = 0). */
-		if (workload_running()) {
-			workload_idle();
+		/* Runtime I/O's interrupts are taken here and only here (see shell_set_idle_hook). */
+		if (idle_hook && idle_hook())
 			irq_on();
-		}
 		c = console_getc();
 		if (c < 0) {
 			cpu_relax();

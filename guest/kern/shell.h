@@ -1,11 +1,22 @@
 #ifndef KERN_SHELL_H
 #define KERN_SHELL_H
 
+#include <stdbool.h>
+
 /* The console shell: reads COM1 by polling, forever. */
 void shell_run(void) __attribute__((noreturn));
 
 /* `info`: also printed once at boot. */
 void shell_print_info(void);
+
+/*
+ * Hooks for what runs beside the shell (the test workload, test/workload.c), so the shell names
+ * none of it. The idle hook is called while the shell waits for a key; while it returns true,
+ * the wait runs with IF = 1 (interrupt-driven runtime I/O is taken there and only there:
+ * commands run with IF = 0). The info hook adds lines to `info`. One of each; NULL removes it.
+ */
+void shell_set_idle_hook(bool (*idle)(void));
+void shell_set_info_hook(void (*print)(void));
 
 /*
  * Console commands. Each is declared where it is implemented, with

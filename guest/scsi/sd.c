@@ -54,7 +54,6 @@ struct sd_unit {
 	/* dump */
 	uint64_t part_lba, part_blocks;
 	uint32_t dump_max_xfer;
-	bool dump_ready, dump_active, unflushed;
 	volatile bool dumping;		/* sticky once the dump started: no runtime command
 					 * completes or requeues any more */
 	/* what went wrong last */
@@ -299,8 +298,6 @@ static int sd_rw(struct sd_unit *un, struct buf *bp, uint64_t lba, uint64_t end)
 		}
 		scsi_setup_cdb(pkt, write ? SCMD_WRITE_G1 : SCMD_READ_G1, blk, n, 0);
 		pkt->pkt_time = un->timeout_ms;
-		if (write && un->dump_active)
-			un->dumping = true;	/* as in the Solaris example, around scsi_poll */
 		un->commands++;
 		err = scsi_poll(pkt);
 		if (err && needs_start_unit(&scsi_poll_last)) {
@@ -395,173 +392,118 @@ static uint32_t dump_max_transfer(const struct sd_unit *un)
 	return (uint32_t)max;
 }
 
-static void fill_stat(struct sd_unit *un, struct dumpio_stat *st, int err, enum dumpio_op op,
-		      uint64_t offset)
+/* The dump path's device work (dump/dumpdev.h, struct dumpdev_ops); dumpdev_dddump() runs the
+ * protocol around it. */
+static void dump_status(void *softc, uint32_t *device_status, uint32_t *request_status)
 {
+	const struct sd_unit *un = softc;
 	const struct scsi_poll_stat *f = &un->last_failure;
 
-	if (!st)
-		return;
-	st->error = err;
-	st->op = op;
 	/* SCSI has no device status register: the transport's view of the last failed command
 	 * (pkt_reason << 8 | status byte), and its sense (key << 16 | asc << 8 | ascq). */
-	st->device_status = (uint32_t)f->reason << 8 | f->status;
-	st->request_status = f->sense.valid ? (uint32_t)f->sense.key << 16 | (uint32_t)f->sense.asc << 8 |
-						      f->sense.ascq
-					    : 0xff;
-	st->failing_offset = offset;
+	*device_status = (uint32_t)f->reason << 8 | f->status;
+	if (f->sense.valid)
+		*request_status = (uint32_t)f->sense.key << 16 | (uint32_t)f->sense.asc << 8 | f->sense.ascq;
 }
 
-static int dump_write(struct sd_unit *un, struct dumpdev *dev, struct uio *uio, struct dumpio_stat *st)
+static int dump_init(void *softc, const struct dumpdev *dev)
 {
-	uint64_t total;
-	struct buf b;
+	struct sd_unit *un = softc;
+	struct scsi_hba *hba = un->addr.a_hba;
 	int err;
 
-	/* Bounds and alignment before anything reaches the disk. */
-	if (!dumpdev_write_ok(dev, uio, un->block_size, un->dump_max_xfer, &total) ||
-	    !bioinit_iov(&b, B_WRITE, uio->uio_iov, uio->uio_iovcnt)) {
-		fill_stat(un, st, EINVAL, DUMPIO_OP_WRITE, uio ? uio->uio_offset : 0);
-		return EINVAL;
-	}
-	if (total) {
-		err = sddump_buf(un, &b, uio->uio_offset / un->block_size);
-		if (err) {
-			fill_stat(un, st, err, DUMPIO_OP_WRITE, uio->uio_offset);
+	if (un->write_protected)
+		return EROFS;
+	/* The unit, the HBA and its driver state are static, the dump path's state (in the kernel
+	 * image, always pinned, and the one part of it the dump does not compare with memory at
+	 * the crash); the HBA pins the registers its dump path uses. */
+	if (!in_dumpstate(un, sizeof(*un)) || !in_dumpstate(hba, sizeof(*hba)) || !hba->tran->tran_quiesce)
+		return EFAULT;
+	if (hba->tran->tran_dump_pin) {
+		err = hba->tran->tran_dump_pin(hba);
+		if (err)
 			return err;
-		}
-		un->dump_writes++;
-		un->dump_bytes += total;
-		un->unflushed = true;
 	}
-	if (uio->uio_fmode & DUMP_FSYNC) {
-		err = sd_sync_cache(un);
-		if (err) {
-			fill_stat(un, st, EIO, DUMPIO_OP_FLUSH, uio->uio_offset);
-			return EIO;
-		}
-		un->unflushed = false;
-	}
-	uio->uio_resid = 0;
+	un->part_lba = dev->part_lba;
+	un->part_blocks = dev->part_blocks;
+	un->dump_max_xfer = dump_max_transfer(un);
 	return 0;
 }
 
-int sd_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
+static void dump_term(void *softc)
 {
-	struct sd_unit *un = dev ? dev->softc : 0;
-	struct dumpio_stat *st = arg;
-	struct scsi_hba *hba;
+	struct sd_unit *un = softc;
+	struct scsi_hba *hba = un->addr.a_hba;
+
+	if (hba->tran->tran_dump_unpin)
+		hba->tran->tran_dump_unpin(hba);
+}
+
+static uint32_t dump_query_max(void *softc)
+{
+	return ((struct sd_unit *)softc)->dump_max_xfer;
+}
+
+static int dump_start(void *softc)
+{
+	struct sd_unit *un = softc;
+	struct scsi_hba *hba = un->addr.a_hba;
 	int err;
 
-	if (!un)
-		return ENODEV;
-	hba = un->addr.a_hba;
-	if (cmd != DUMPQUERY && st)
-		memset(st, 0, sizeof(*st));
+	/* From here on no runtime command completes or is requeued. */
+	un->dumping = true;
+	if (rio_in_flight(un))
+		printf("sd: %d runtime commands in flight at the crash: dropped by the quiesce\n", rio_in_flight(un));
+	err = hba->tran->tran_quiesce(hba);
+	/* Whatever the interrupted kernel held (packets, bounce buffers) is ours now; the runtime
+	 * requests are forgotten: their `done` is never called. */
+	scsi_pkt_reclaim_all();
+	rio_forget(un);
+	if (err)
+		return err;
+	/* The quiesce may have reset the bus: take the UNIT ATTENTION, and start the disk if it
+	 * was stopped. */
+	return sd_ready(un) ? EIO : 0;
+}
 
-	switch (cmd) {
-	case DUMPINIT:
-		if (!dumpdev_partition_ok(dev, un->block_size, un->nblocks)) {
-			fill_stat(un, st, EINVAL, DUMPIO_OP_NONE, 0);
+static int dump_flush(void *softc)
+{
+	return sd_sync_cache(softc) ? EIO : 0;
+}
+
+static int dump_write(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total, bool fsync,
+		      enum dumpio_op *op)
+{
+	struct sd_unit *un = softc;
+	struct buf b;
+	int err;
+
+	if (total) {
+		if (!bioinit_iov(&b, B_WRITE, uio->uio_iov, uio->uio_iovcnt))
 			return EINVAL;
-		}
-		if (un->write_protected) {
-			fill_stat(un, st, EROFS, DUMPIO_OP_NONE, 0);
-			return EROFS;
-		}
-		/* The unit, the HBA and its driver state are static, the dump path's state (in the
-		 * kernel image, always pinned, and the one part of it the dump does not compare
-		 * with memory at the crash); the HBA pins the registers its dump path uses. */
-		if (!in_dumpstate(un, sizeof(*un)) || !in_dumpstate(hba, sizeof(*hba)) ||
-		    !hba->tran->tran_quiesce) {
-			fill_stat(un, st, EFAULT, DUMPIO_OP_NONE, 0);
-			return EFAULT;
-		}
-		if (!un->dump_ready && hba->tran->tran_dump_pin) {
-			err = hba->tran->tran_dump_pin(hba);
-			if (err) {
-				fill_stat(un, st, err, DUMPIO_OP_NONE, 0);
-				return err;
-			}
-		}
-		un->part_lba = dev->part_lba;
-		un->part_blocks = dev->part_blocks;
-		un->dump_max_xfer = dump_max_transfer(un);
-		un->dump_ready = true;
-		return 0;
-
-	case DUMPQUERY: {
-		struct dmp_query *q = arg;
-
-		if (!un->dump_ready || !q)
-			return EINVAL;
-		q->min_tsize = un->block_size;
-		q->max_tsize = un->dump_max_xfer;
-		return 0;
-	}
-
-	case DUMPSTART:
-		if (!un->dump_ready) {
-			fill_stat(un, st, EINVAL, DUMPIO_OP_NONE, 0);
-			return EINVAL;
-		}
-		/* From here on no runtime command completes or is requeued. */
-		un->dumping = true;
-		if (rio_in_flight(un))
-			printf("sd: %d runtime commands in flight at the crash: dropped by the quiesce\n",
-			       rio_in_flight(un));
-		err = hba->tran->tran_quiesce(hba);
-		/* Whatever the interrupted kernel held (packets, bounce buffers) is ours now; the
-		 * runtime requests are forgotten: their `done` is never called. */
-		scsi_pkt_reclaim_all();
-		rio_forget(un);
-		if (err) {
-			fill_stat(un, st, err, DUMPIO_OP_RESET, 0);
+		err = sddump_buf(un, &b, uio->uio_offset / un->block_size);
+		if (err)
 			return err;
-		}
-		/* The quiesce may have reset the bus: take the UNIT ATTENTION, and start the disk
-		 * if it was stopped. */
-		err = sd_ready(un);
-		if (err) {
-			fill_stat(un, st, EIO, DUMPIO_OP_RESET, 0);
-			return EIO;
-		}
-		un->dump_active = true;
-		un->unflushed = false;
-		return 0;
-
-	case DUMPWRITE:
-		if (!un->dump_active) {
-			fill_stat(un, st, EINVAL, DUMPIO_OP_WRITE, uio ? uio->uio_offset : 0);
-			return EINVAL;
-		}
-		return dump_write(un, dev, uio, st);
-
-	case DUMPEND:
-		if (!un->dump_active)
-			return 0;
-		un->dump_active = false;
-		if (!un->unflushed)
-			return 0;
-		err = sd_sync_cache(un);
-		if (err) {
-			fill_stat(un, st, EIO, DUMPIO_OP_FLUSH, 0);
-			return EIO;
-		}
-		un->unflushed = false;
-		return 0;
-
-	case DUMPTERM:
-		if (un->dump_ready && hba->tran->tran_dump_unpin)
-			hba->tran->tran_dump_unpin(hba);
-		un->dump_active = false;
-		un->dump_ready = false;
-		return 0;
-
-	default:
-		return EINVAL;
+		un->dump_writes++;
+		un->dump_bytes += total;
 	}
+	*op = DUMPIO_OP_FLUSH;
+	return fsync ? dump_flush(un) : 0;
+}
+
+static const struct dumpdev_ops sd_dump_ops = {
+	.init = dump_init,
+	.term = dump_term,
+	.max_transfer = dump_query_max,
+	.start = dump_start,
+	.write = dump_write,
+	.flush = dump_flush,
+	.status = dump_status,
+};
+
+int sd_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
+{
+	return dumpdev_dddump(&sd_dump_ops, dev, uio, cmd, arg);
 }
 
 /* ---- runtime I/O (dumpdev_runtime_io) -------------------------------------------------------- */
@@ -628,7 +570,7 @@ static int rio_submit(void *softc, bool write, uint64_t lba, uint32_t nblocks, v
 	struct sd_rio *r = 0;
 	int rc;
 
-	if (un->dumping || un->dump_active || !un->rio_intr)
+	if (un->dumping || !un->rio_intr)
 		return EINVAL;
 	if (!done || !buf || nblocks == 0 || lba >= un->nblocks || nblocks > un->nblocks - lba)
 		return EINVAL;

@@ -21,6 +21,7 @@
  * A completion that reached us after the crash anyway would be dropped, never requeued.
  */
 #include "test/workload.h"
+#include "kern/shell.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/tsc.h"
 #include "dump/dumpdev.h"
@@ -238,6 +239,9 @@ static int find_region(const struct dumpdev *dev, const char **why)
 	return 0;
 }
 
+static bool workload_idle(void);
+static void workload_print(void);
+
 int workload_start(const char **why)
 {
 	const struct dumpdev *dev = dump_device;
@@ -272,6 +276,8 @@ int workload_start(const char **why)
 		wl.softc = dev->softc;
 		irq_set_device_handler(device_interrupt, 0);
 		crash_set_mute_hook(mute_at_crash);	/* before anything can interrupt */
+		shell_set_idle_hook(workload_idle);
+		shell_set_info_hook(workload_print);
 		err = dev->runtime_io->intr_enable(dev->softc, IRQ_VECTOR_DEVICE);
 		if (err) {
 			*why = "the dump disk's driver could not enable its interrupt";
@@ -317,12 +323,13 @@ bool workload_running(void)
 	return wl.running;
 }
 
-void workload_idle(void)
+/* The shell's idle hook: restart what a stopped device slot left idle; true while running. */
+static bool workload_idle(void)
 {
 	uint64_t flags;
 
 	if (!wl.running || wl.crashed)
-		return;
+		return wl.running;
 	flags = irq_save();
 	for (int i = 0; i < WL_SLOTS; i++) {
 		struct wl_slot *s = &wl.slot[i];
@@ -333,9 +340,10 @@ void workload_idle(void)
 		}
 	}
 	irq_restore(flags);
+	return true;
 }
 
-void workload_print(void)
+static void workload_print(void)
 {
 	if (!wl.io)
 		return;

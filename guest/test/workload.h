@@ -15,9 +15,7 @@ int workload_start(const char **why);
 /* Stop requeueing and wait (bounded, interrupts on) for what is in flight. */
 void workload_stop(void);
 bool workload_running(void);
-/* The idle loop's part: restart what the completion path could not. */
-void workload_idle(void);
-/* Its region and counters, one line (nothing if it never started). */
-void workload_print(void);
+/* Once started, the shell's idle hook restarts what the completion path could not, and its
+ * info hook prints the region and counters (kern/shell.h). */
 
 #endif

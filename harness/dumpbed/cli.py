@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
     bench.add_argument("--out", help="artifacts directory (default runs/DATE-TIME-bench)")
     bench.add_argument("--keep", action="store_true", help="keep the multi-GiB images afterwards")
-    bench.add_argument("--disks", help="comma-separated disk types (default: virtio-blk,virtio-scsi,lsi)")
+    bench.add_argument("--disks", help=f"comma-separated disk types (default: every kind, {','.join(DISKS)})")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=cmd_bench)
     return parser

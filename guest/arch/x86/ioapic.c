@@ -1,9 +1,8 @@
-/* The I/O APIC and the PIIX3's PIRQ routing (see ioapic.h). */
+/* The I/O APIC (see ioapic.h). */
 #include "arch/x86/ioapic.h"
 #include "arch/x86/apic.h"
 #include "arch/x86/io.h"
 #include "arch/x86/paging.h"
-#include "bus/pci.h"
 #include "lib/dumpstate.h"
 
 #define IOAPIC_BASE		0xfec00000u	/* QEMU's (and the MP/ACPI tables') default */
@@ -14,12 +13,6 @@
 #define RTE_MASKED		(1u << 16)
 #define RTE_LEVEL		(1u << 15)
 
-#define PCI_INTERRUPT_LINE	0x3c
-#define PCI_INTERRUPT_PIN	0x3d
-#define PIIX3_PIRQRC		0x60	/* PIRQA..D route control: ISA IRQ, bit 7 = disabled */
-#define PIIX3_PIRQ_DISABLE	0x80
-#define ELCR1			0x4d0
-#define ELCR2			0x4d1
 
 static bool mapped;
 /* What we wrote: no read-modify-write in NMI context. Dump path state (lib/dumpstate.h): the
@@ -36,39 +29,6 @@ static uint32_t ioapic_read(uint8_t reg)
 {
 	mmio_write32(IOAPIC_BASE + IOREGSEL, reg);
 	return mmio_read32(IOAPIC_BASE + IOWIN);
-}
-
-/* A usable ISA IRQ for a PCI line: not the timer, keyboard, cascade, RTC, FPU, or IDE's. */
-static bool isa_irq_ok(int irq)
-{
-	return irq >= 3 && irq <= 15 && irq != 8 && irq != 13 && irq != 14 && irq != 15 && irq != 2;
-}
-
-int pci_intx_to_isa_irq(const struct pci_dev *d, int fallback_irq)
-{
-	static const uint16_t piix3[] = { 0x7000 };
-	const struct pci_dev *isa = pci_find(0x8086, piix3, 1, 0);
-	uint8_t pin = pci_cfg_read8(d, PCI_INTERRUPT_PIN), route;
-	int pirq, irq;
-
-	if (pin < 1 || pin > 4 || !isa || d->bus != 0 || !isa_irq_ok(fallback_irq))
-		return -1;
-	/* QEMU's i440FX swizzle (pci_slot_get_pirq): (INTx + slot - 1) mod 4. */
-	pirq = (pin - 1 + d->dev - 1) & 3;
-	route = pci_cfg_read8(isa, (uint8_t)(PIIX3_PIRQRC + pirq));
-	if (!(route & PIIX3_PIRQ_DISABLE) && isa_irq_ok(route & 0x0f)) {
-		irq = route & 0x0f;
-	} else {
-		irq = fallback_irq;
-		pci_cfg_write8(isa, (uint8_t)(PIIX3_PIRQRC + pirq), (uint8_t)irq);
-	}
-	/* Level-triggered for the 8259s too (they stay masked, but say the truth). */
-	if (irq < 8)
-		outb(ELCR1, inb(ELCR1) | (uint8_t)(1u << irq));
-	else
-		outb(ELCR2, inb(ELCR2) | (uint8_t)(1u << (irq - 8)));
-	pci_cfg_write8(d, PCI_INTERRUPT_LINE, (uint8_t)irq);
-	return irq;
 }
 
 bool ioapic_route_level(int pin, uint8_t vector)
