@@ -21,7 +21,6 @@
 #include "arch/x86/tsc.h"
 #include "arch/x86/usermode.h"
 #include "dump/dumpdisk.h"
-#include "dump/dumpsys.h"
 #include "lib/dumpstate.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
@@ -296,7 +295,7 @@ static int create_io_queue(struct nvme_ctrl *c, struct nvme_queue *q, uint16_t q
 static int bring_up(struct nvme_ctrl *c, bool runtime)
 {
 	/* testfault=irq-on and intr-unmasked (deliberately wrong): the dump's interrupts stay on */
-	bool irq_on = c->dumping && (dump_testfault_irq_on || testfault(TF_INTR_UNMASKED));
+	bool irq_on = c->dumping && (testfault_irq_on_now || testfault(TF_INTR_UNMASKED));
 	int err;
 
 	c->resets++;

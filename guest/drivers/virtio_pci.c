@@ -6,11 +6,11 @@
  * cannot interrupt us; completion is found by polling the used ring.
  */
 #include "drivers/virtio_pci.h"
-#include "dump/dumpsys.h"
 #include "arch/x86/io.h"
 #include "arch/x86/pin.h"
 #include "arch/x86/tsc.h"
 #include "lib/errno.h"
+#include "lib/testfault.h"
 #include "lib/string.h"
 
 #define VIRTIO_PCI_CAP_COMMON_CFG	1
@@ -209,7 +209,7 @@ int virtio_pci_setup_queue(struct virtio_pci *vp, struct virtq *vq, uint16_t ind
 	memset(mem, 0, sizeof(*mem));
 	/* We poll; tell the device not to bother interrupting (unless testfault=irq-on asks the
 	 * dump path not to: then QEMU decides to notify, though no vector is ever assigned). */
-	mem->avail.flags = dump_testfault_irq_on ? 0 : VIRTQ_AVAIL_F_NO_INTERRUPT;
+	mem->avail.flags = testfault_irq_on_now ? 0 : VIRTQ_AVAIL_F_NO_INTERRUPT;
 
 	vq->index = index;
 	vq->size = size;

@@ -45,7 +45,6 @@ static struct dump_target targets[2] = {
 };
 
 /* Written by the crash-time sequence: dump path state (lib/dumpstate.h). */
-bool dump_testfault_irq_on __dumpstate;
 static struct dumpio_stat stat __dumpstate;
 static struct dump_result results[2] __dumpstate;	/* generation 1, generation 2 */
 /* What DUMPQUERY answered after each device's DUMPSTART; targets[] keeps the configuration's. */
@@ -180,7 +179,7 @@ static int start_device(struct dump_target *t, struct dump_result *r)
 	/* The driver says the device holds nothing of the runtime any more: from here on, the host
 	 * holds it to that (no runtime command may finish, no interrupt source may fire). */
 	result_line("QUIESCED device=%s", t->role_name);
-	if (dump_testfault_irq_on) {
+	if (testfault_irq_on_now) {
 		/* Deliberately wrong (a test of the host's no-interrupts oracle): the rest of the
 		 * dump runs with IF = 1. The PICs stay masked and the workload's interrupt source
 		 * was quiesced by DUMPSTART, so nothing is expected to arrive. */
@@ -285,7 +284,7 @@ void dump_system(const struct crash_record *cr)
 		guest_exit(EXIT_NO_DUMP_DEVICE);
 	}
 	/* testfault=irq-on: the rings DUMPSTART builds ask for interrupts. */
-	dump_testfault_irq_on = testfault(TF_IRQ_ON);
+	testfault_irq_on_now = testfault(TF_IRQ_ON);
 	memset(results, 0, sizeof(results));
 	if (start_device(t, r))
 		report_failure(r, t, generation);

@@ -7,10 +7,6 @@
 #include "dump/dumpdev.h"
 #include "dump/format.h"
 
-/* Set at the start of the crash-time sequence with testfault=irq-on: queues the dump path
- * sets up leave their device interrupts on (no VIRTQ_AVAIL_F_NO_INTERRUPT). */
-extern bool dump_testfault_irq_on;
-
 /* The configured dump devices, NULL if none: primary (dumpdev=) and secondary (dumpdev2=,
  * where the dump restarts when a write to the primary fails). */
 extern struct dumpdev *dump_device;

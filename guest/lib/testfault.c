@@ -1,8 +1,10 @@
 /* The testfault words (lib/testfault.h): the one table of them. */
 #include "lib/testfault.h"
+#include "lib/dumpstate.h"
 #include "lib/string.h"
 
 uint32_t testfaults;
+bool testfault_irq_on_now __dumpstate;
 
 static const char *const words[TF_COUNT] = {
 	[TF_IRQ_ON] = "irq-on",

@@ -36,6 +36,10 @@ static inline bool testfault(enum testfault_bit bit)
 	return (testfaults >> bit) & 1u;
 }
 
+/* testfault=irq-on, from the start of the crash-time sequence on (dump/dumpsys.c sets it): the
+ * queues the dump path sets up leave their device interrupts on. Dump path state. */
+extern bool testfault_irq_on_now;
+
 /* Turn on the faults a comma-separated list names; false (nothing changed) on an unknown word. */
 bool testfault_parse(const char *list, size_t len);
 
