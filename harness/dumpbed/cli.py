@@ -3,19 +3,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import select
 import signal
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from dumpbed.errors import DumpbedError, describe_os_error
+from dumpbed.errors import DumpbedError, Terminated, describe_os_error
 from dumpbed.scenario.disks import DEFAULT as DEFAULT_DISK, DISKS
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # `--memory -5M` is a value to refuse with a reason, not a missing one: a word starting
+        # with - and a digit is an argument (argparse itself only lets -5 and -.5 through).
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
+
     def error(self, message: str):  # one line, exit 2, like every other bad input
         self.exit(EXIT_ERROR, f"dumpbed: error: {message} (see dumpbed --help)\n")
 
@@ -24,31 +34,81 @@ def _default_out(*words: str) -> Path:
     return Path("runs") / (time.strftime("%Y%m%d-%H%M%S") + "-" + "-".join(words))
 
 
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (`dumpbed validate RUN | head -1`)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that what is still buffered (and Python's flush at exit)
+    goes nowhere instead of raising BrokenPipeError again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def _stdout_is_devnull() -> bool:
+    try:
+        ours, null = os.fstat(sys.stdout.fileno()), os.stat(os.devnull)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (ours.st_dev, ours.st_ino, ours.st_rdev) == (null.st_dev, null.st_ino, null.st_rdev)
+
+
+def _output(write) -> None:
+    """Write the command's output and flush it; a reader that went away ends it quietly (the
+    command then exits with its own status: its verdict, or 0)."""
+    try:
+        write()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        _silence_stdout()
+    except SystemExit:
+        # rich's Console meets a broken pipe the same way, with stdout pointed at /dev/null,
+        # but then exits 1 whatever the command's status: keep ours
+        if not _stdout_is_devnull():
+            raise
+
+
 def _emit(report: dict, as_json: bool) -> int:
     from dumpbed import report as report_mod
 
     if as_json:
-        print(json.dumps(report, indent=1))
+        _output(lambda: print(json.dumps(report, indent=1)))
     else:
-        report_mod.render(report)
+        _output(lambda: report_mod.render(report))
     return EXIT_PASS if report["verdict"] == "pass" else EXIT_FAIL
 
 
 def cmd_run(args) -> int:
-    from dumpbed.machine.memory import parse_size
-    from dumpbed.run import run_and_validate
-    from dumpbed.scenario.spec import Scenario, check_scenario
+    from dumpbed.run import preflight, run_and_validate
+    from dumpbed.scenario.spec import Scenario, scsi_address_problem
+    from dumpbed.units import parse_size
 
+    # Given at all, --target and --lun need a disk on an HBA (the API's 0 means "none given")
+    problem = scsi_address_problem(args.disk, args.target, args.lun)
+    if problem:
+        raise DumpbedError(problem)
     out = Path(args.out) if args.out else _default_out(args.disk, args.crash)
-    scenario = Scenario(out_dir=out, disk=args.disk, crash=args.crash, memory_bytes=parse_size(args.memory),
-                        ram_below_4g=parse_size(args.ram_below_4g) if args.ram_below_4g else None,
+    scenario = Scenario(out_dir=out, disk=args.disk, crash=args.crash,
+                        memory_bytes=parse_size(args.memory, "--memory"),
+                        ram_below_4g=parse_size(args.ram_below_4g, "--ram-below-4g") if args.ram_below_4g else None,
                         accel=args.accel, firmware=args.firmware, block_size=args.block_size,
-                        fill=not args.no_fill, target=args.target, lun=args.lun,
-                        disk_size=parse_size(args.disk_size) if args.disk_size else None,
+                        fill=not args.no_fill, target=args.target or 0, lun=args.lun or 0,
+                        disk_size=parse_size(args.disk_size, "--disk-size") if args.disk_size else None,
                         other_disks=args.other_disks, workload=args.workload, stop_disk=args.stop_disk,
                         guest_args=args.guest_arg, level=args.level, components=args.components,
                         secondary=args.secondary, faults=args.fault)
-    check_scenario(scenario)  # bad options are refused before anything is created
+    preflight(scenario)  # bad options, and a host short of room, are refused before anything is created
     if not args.json:
         print(f"dumpbed: running {args.disk}/{args.crash} with {args.memory} of RAM; artifacts in {out}",
               file=sys.stderr)
@@ -60,9 +120,19 @@ def cmd_validate(args) -> int:
     from dumpbed import report as report_mod
     from dumpbed.oracles import validate
 
+    from dumpbed.run import interrupted
+
     path = Path(args.path)
     t0 = time.monotonic()
     if path.is_dir():
+        marker = interrupted(path)
+        if marker is not None:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(marker["time"])) \
+                if isinstance(marker.get("time"), (int, float)) else "at an unknown time"
+            raise DumpbedError(f"{path}: interrupted: the run was stopped by {marker.get('signal', 'a signal')} "
+                               f"({when}) before it finished, so its artifacts are incomplete: nothing to validate")
+        if not (path / "scenario.json").exists():
+            raise DumpbedError(f"{path}: not a run directory (no scenario.json: `dumpbed run --out DIR` writes one)")
         validation = validate.validate_run(path).to_dict()
         scenario = json.loads((path / "scenario.json").read_text())
         report = report_mod.build(path, validation, {"validate": time.monotonic() - t0}, scenario=scenario)
@@ -70,17 +140,32 @@ def cmd_validate(args) -> int:
         validation = validate.validate_image(path).to_dict()
         report = report_mod.build(None, validation, {"validate": time.monotonic() - t0})
     else:
-        raise DumpbedError(f"{path}: no such run directory or image")
+        raise DumpbedError(f"{path}: {_not_a_file(path)}, not a run directory or a dump image")
     return _emit(report, args.json)
+
+
+def _not_a_file(path: Path) -> str:
+    """What a path that is neither a directory nor a regular file is, for a message."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "no such file or directory"
+    except OSError as exc:
+        return describe_os_error(exc)
+    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def cmd_show(args) -> int:
     from dumpbed.reader import show
 
     path = Path(args.image)
+    if path.is_dir():
+        raise DumpbedError(f"{path}: a directory, not a dump image (dumpbed show {path / 'dump.img'}, for a run's)")
     if not path.is_file():
-        raise DumpbedError(f"{path}: no such image")
-    show.show(path, print_it=True)
+        raise DumpbedError(f"{path}: {_not_a_file(path)}, not a dump image")
+    _output(lambda: show.show(path, print_it=True, as_json=args.json))
     return EXIT_PASS
 
 
@@ -110,39 +195,55 @@ def cmd_list(args) -> int:
 
 def cmd_bench(args) -> int:
     from dumpbed import bench
-    from dumpbed.machine.memory import parse_size
+    from dumpbed.units import parse_size
 
     out = Path(args.out) if args.out else _default_out("bench")
     disks = tuple(args.disks.split(",")) if args.disks else bench.BENCH_DISKS
     for disk in disks:
         if disk not in DISKS:
             raise DumpbedError(f"unknown disk type {disk!r} (available: {', '.join(DISKS)})")
-    result = bench.run_bench(out, memory_bytes=parse_size(args.memory), accel=args.accel, keep=args.keep,
-                             disks=disks)
+    result = bench.run_bench(out, memory_bytes=parse_size(args.memory, "--memory"), accel=args.accel,
+                             keep=args.keep, disks=disks)
     if args.json:
-        print(json.dumps(result, indent=1))
+        _output(lambda: print(json.dumps(result, indent=1)))
     else:
-        bench.render(result)
+        _output(lambda: bench.render(result))
     return EXIT_PASS if result["verdict"] == "pass" else EXIT_FAIL
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dumpbed.provenance import VersionAction
+    from dumpbed.scenario.crash import CRASHES
+    from dumpbed.scenario.spec import MIN_MEMORY
+
     parser = _Parser(prog="dumpbed", description="QEMU testbed for polled crash-dump drivers")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action=VersionAction,
+                        help="print dumpbed's version (and its git commit when run from a checkout) and exit")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
+                                help="run, validate, show, list or bench (dumpbed COMMAND --help)")
 
     run = sub.add_parser("run", help="boot a guest, crash it, let it dump, validate the dump")
-    run.add_argument("--disk", default=DEFAULT_DISK, choices=list(DISKS))
-    run.add_argument("--crash", default="nmi")
-    run.add_argument("--memory", default="256M", help="guest RAM, e.g. 64M, 1G (default 256M)")
+    run.add_argument("--disk", default=DEFAULT_DISK, choices=list(DISKS), metavar="DISK",
+                     help="dump disk type: %(choices)s (default %(default)s; dumpbed list disks)")
+    run.add_argument("--crash", default="nmi", metavar="KIND",
+                     help=f"how the guest crashes: {', '.join(CRASHES)} (default %(default)s; dumpbed list crashes)")
+    run.add_argument("--memory", default="256M", metavar="SIZE",
+                     help=f"guest RAM in whole MiB, at least {MIN_MEMORY >> 20}M, e.g. 64M, 1G (default 256M)")
     run.add_argument("--ram-below-4g", metavar="SIZE",
                      help="RAM below 4 GiB (QEMU's max-ram-below-4g); the rest of --memory lies above "
                           "4 GiB, e.g. --memory 96M --ram-below-4g 64M")
-    run.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
-    run.add_argument("--firmware", default="qboot", choices=["qboot", "seabios"])
-    run.add_argument("--block-size", type=int, default=512, choices=[512, 4096])
-    run.add_argument("--disk-size", help="dump disk size (default: just enough); the data partition takes the rest")
-    run.add_argument("--target", type=int, default=0, help="SCSI target of the dump disk (default 0)")
-    run.add_argument("--lun", type=int, default=0, help="SCSI LUN of the dump disk (default 0)")
+    run.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"],
+                     help="accelerator: %(choices)s (default %(default)s: KVM when /dev/kvm works, else TCG)")
+    run.add_argument("--firmware", default="qboot", choices=["qboot", "seabios"],
+                     help="the guest's firmware ROM: %(choices)s (default %(default)s)")
+    run.add_argument("--block-size", type=int, default=512, choices=[512, 4096],
+                     help="the dump disk's logical block size in bytes: %(choices)s (default %(default)s)")
+    run.add_argument("--disk-size", metavar="SIZE",
+                     help="dump disk size (default: just enough); the data partition takes the rest")
+    run.add_argument("--target", type=int, metavar="T",
+                     help="SCSI target of the dump disk (default 0); only for a disk on an HBA")
+    run.add_argument("--lun", type=int, metavar="L",
+                     help="SCSI LUN of the dump disk (default 0); only for a disk on an HBA")
     run.add_argument("--other-disks", type=int, default=0, metavar="N",
                      help="N more disks on the same controller; the dump must not touch them")
     run.add_argument("--workload", action="store_true", help="keep runtime I/O in flight when the crash lands")
@@ -155,62 +256,71 @@ def build_parser() -> argparse.ArgumentParser:
                      help="enabled sample components: default, all, none or a comma list "
                           "(dumpbed list components)")
     run.add_argument("--secondary", choices=list(DISKS), metavar="DISK",
-                     help="a secondary dump device of this disk type: the dump restarts there if the primary fails")
+                     help="a secondary dump device of this disk type (%(choices)s): the dump restarts there if "
+                          "the primary fails")
     run.add_argument("--fault", action="append", default=[], metavar="SPEC",
                      help="a fault during the dump (dumpbed list faults), e.g. eio-at=40")
     run.add_argument("--guest-arg", action="append", default=[], metavar="KEY=VALUE",
                      help="an extra guest kernel command-line word (repeatable), e.g. testfault=irq-on")
-    run.add_argument("--out", help="artifacts directory (default runs/DATE-TIME-DISK-CRASH)")
-    run.add_argument("--json", action="store_true", help="print report.json instead of the table")
+    run.add_argument("--out", metavar="DIR", help="artifacts directory (default runs/DATE-TIME-DISK-CRASH)")
+    run.add_argument("--json", action="store_true",
+                     help="print report.json (docs/report.schema.json) instead of the tables")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="re-run every check on a run directory, or check a bare image")
-    val.add_argument("path", help="a run's artifacts directory, or a dump disk image")
-    val.add_argument("--json", action="store_true")
+    val.add_argument("path", metavar="DIR|IMAGE", help="a run's artifacts directory, or a dump disk image")
+    val.add_argument("--json", action="store_true",
+                     help="print the report as JSON (docs/report.schema.json) instead of the tables")
     val.set_defaults(func=cmd_validate)
 
     show = sub.add_parser("show", help="print a dump's header, components and areas")
-    show.add_argument("image")
+    show.add_argument("image", metavar="IMAGE", help="a dump disk image (its dump partition found through its GPT)")
+    show.add_argument("--json", action="store_true",
+                      help="print what the reader found as JSON (the dump as report.json holds it, the header, "
+                           "every call record) instead of the tables")
     show.set_defaults(func=cmd_show)
 
     lst = sub.add_parser("list", help="list crash kinds, faults, sample components or disk types")
-    lst.add_argument("what", choices=["crashes", "faults", "components", "disks"])
+    lst.add_argument("what", choices=["crashes", "faults", "components", "disks"],
+                     help="what to list: %(choices)s")
     lst.set_defaults(func=cmd_list)
 
     bench = sub.add_parser("bench", help="dump throughput against the host's own write and dump speeds")
-    bench.add_argument("--memory", default="1G")
-    bench.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
-    bench.add_argument("--out", help="artifacts directory (default runs/DATE-TIME-bench)")
+    bench.add_argument("--memory", default="1G", metavar="SIZE", help="guest RAM to dump (default %(default)s)")
+    bench.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"],
+                       help="accelerator: %(choices)s (default %(default)s: KVM when /dev/kvm works, else TCG)")
+    bench.add_argument("--out", metavar="DIR", help="artifacts directory (default runs/DATE-TIME-bench)")
     bench.add_argument("--keep", action="store_true", help="keep the multi-GiB images afterwards")
-    bench.add_argument("--disks", help=f"comma-separated disk types (default: every kind, {','.join(DISKS)})")
-    bench.add_argument("--json", action="store_true")
+    bench.add_argument("--disks", metavar="LIST",
+                       help=f"comma-separated disk types (default: every kind, {','.join(DISKS)})")
+    bench.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
     bench.set_defaults(func=cmd_bench)
     return parser
-
-
-class _Terminated(BaseException):
-    """SIGTERM or SIGHUP: unwind like Ctrl-C, so every finally (QEMU shutdown) runs."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
 
 
 def _on_terminate(signum, frame):
     # A second signal must not interrupt the cleanup the first one started.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    raise _Terminated(signum)
+    raise Terminated(signum)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     previous = {sig: signal.signal(sig, _on_terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return args.func(args)
+        status = args.func(args)
+        _output(lambda: None)  # what list and show left buffered
+        return status
     except DumpbedError as exc:
         print(f"dumpbed: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError as exc:
+        if not _stdout_closed():  # a pipe of ours to QEMU, not the reader of our output
+            print(f"dumpbed: error: {describe_os_error(exc)}", file=sys.stderr)
+            return EXIT_ERROR
+        _silence_stdout()  # list, show: their output was all they had to do
+        return EXIT_PASS
     except OSError as exc:  # full disk, permissions, a vanished file: environment, not a bug
         print(f"dumpbed: error: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_ERROR
@@ -224,7 +334,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("dumpbed: interrupted", file=sys.stderr)
         return 130
-    except _Terminated as exc:
+    except Terminated as exc:
         print(f"dumpbed: terminated by {signal.Signals(exc.signum).name}", file=sys.stderr)
         return 128 + exc.signum
     finally:

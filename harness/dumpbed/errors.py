@@ -2,11 +2,32 @@
 from __future__ import annotations
 
 import functools
+import signal
 import subprocess
+from typing import Optional
 
 
 class DumpbedError(Exception):
     """A usage or environment problem: bad input, missing tool, QEMU refusing to start."""
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP (the CLI's handler raises it): unwinds like Ctrl-C's KeyboardInterrupt,
+    so every finally (QEMU's shutdown) runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def stop_signal(exc: BaseException) -> Optional[str]:
+    """The signal that stopped the harness, by name, if `exc` is how it arrived: SIGINT
+    (KeyboardInterrupt), SIGTERM or SIGHUP (Terminated); None for anything else."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "SIGINT"
+    if isinstance(exc, Terminated):
+        return signal.Signals(exc.signum).name
+    return None
 
 
 def describe_os_error(exc: OSError) -> str:

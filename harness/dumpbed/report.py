@@ -8,9 +8,14 @@ from typing import Any, Optional
 from rich.console import Console
 from rich.table import Table
 
+from dumpbed import provenance, tables
 from dumpbed.errors import DumpbedError
 from dumpbed.reader import outcome
 from dumpbed.units import MiB
+
+# report.json's layout, as docs/report.schema.json describes it: raised when a field changes
+# meaning or goes away (adding an optional field keeps it).
+SCHEMA_VERSION = 1
 
 ARTIFACT_FILES = {
     "qemu_cmdline": "qemu-cmdline.txt",
@@ -46,6 +51,7 @@ def build(run_dir: Optional[Path], validation: dict, timings: dict[str, float], 
     seconds = timings.get("crash_to_dump_done")
     throughput = round(dump.get("bytes", 0) / MiB / seconds, 2) if seconds else None
     return {
+        "schema_version": SCHEMA_VERSION,
         **judged,
         "problem": problem,
         "scenario": scenario,
@@ -58,6 +64,7 @@ def build(run_dir: Optional[Path], validation: dict, timings: dict[str, float], 
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "throughput_mib_s": throughput,
         "artifacts": artifacts,
+        "provenance": provenance.collect(run_dir, scenario),
     }
 
 
@@ -82,43 +89,43 @@ def render(report: dict, console: Optional[Console] = None) -> None:
     console = console or Console()
     scenario = report.get("scenario") or {}
     if scenario:
-        console.print(
+        tables.print_line(console, (
             f"[bold]scenario[/] disk={scenario.get('disk')} crash={scenario.get('crash')} "
             f"memory={scenario.get('memory_bytes', 0) // MiB} MiB accel={scenario.get('accel')} "
-            f"firmware={scenario.get('firmware')} block={scenario.get('block_size')}")
+            f"firmware={scenario.get('firmware')} block={scenario.get('block_size')}"))
     dump = report.get("dump") or {}
     _render_dump(dump, console)
     _render_devices(report.get("devices") or [], console)
     fault = report.get("fault")
     if fault:
-        console.print(f"[bold]fault[/] {fault.get('fault')}: " + (fault.get("action") or "")
-                      + (f" ({fault['note']})" if fault.get("note") else ""))
+        tables.print_line(console, f"[bold]fault[/] {fault.get('fault')}: " + (fault.get("action") or "")
+                          + (f" ({fault['note']})" if fault.get("note") else ""))
     if report.get("outcome"):
-        console.print(f"[bold]outcome[/] {report['outcome']} (expected {report.get('expected_outcome')}"
-                      + (f", {report['expectation_why']}" if report.get("expectation_why") else "") + ")"
-                      + (f": {report['outcome_why']}" if report.get("outcome_why") else ""))
+        tables.print_line(console, f"[bold]outcome[/] {report['outcome']} (expected {report.get('expected_outcome')}"
+                          + (f", {report['expectation_why']}" if report.get("expectation_why") else "") + ")"
+                          + (f": {report['outcome_why']}" if report.get("outcome_why") else ""))
     content = report.get("content") or {}
     if content.get("ram_bytes"):
-        console.print(
+        tables.print_line(console, (
             f"[bold]content[/] checked {content.get('bytes_checked', 0) / MiB:.1f} MiB "
             f"({100 * content.get('checked_fraction', 0):.2f}% of RAM), "
-            f"volatile {content.get('bytes_volatile', 0) / MiB:.2f} MiB")
+            f"volatile {content.get('bytes_volatile', 0) / MiB:.2f} MiB"))
     table = Table(show_header=True, header_style="bold")
-    table.add_column("check")
-    table.add_column("result")
+    table.add_column("check", no_wrap=True)
+    table.add_column("result", no_wrap=True)
     table.add_column("detail", overflow="fold")
     for check in report["checks"]:
         table.add_row(check["name"], "[green]ok[/]" if check["ok"] else "[red]FAILED[/]", check.get("detail", ""))
-    console.print(table)
+    tables.print_table(console, table)
     timings = report.get("timings") or {}
     if timings:
-        console.print("[bold]timings[/] " + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items())
-                      + (f"; dump throughput {report['throughput_mib_s']} MiB/s"
-                         if report.get("throughput_mib_s") else ""))
+        tables.print_line(console, "[bold]timings[/] " + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items())
+                          + (f"; dump throughput {report['throughput_mib_s']} MiB/s"
+                             if report.get("throughput_mib_s") else ""))
     if report.get("problem"):
-        console.print(f"[bold red]problem[/] {report['problem']}")
+        tables.print_line(console, f"[bold red]problem[/] {report['problem']}")
     if report["verdict"] == "pass":
-        console.print("[bold green]PASS[/]")
+        tables.print_line(console, "[bold green]PASS[/]")
     else:
         failed = [c for c in report["checks"] if not c["ok"]]
         # The root first: the failing check earliest in the data flow, with its detail; the
@@ -130,7 +137,7 @@ def render(report: dict, console: Optional[Console] = None) -> None:
             why = ", ".join(filter(None, [why, f"outcome {report.get('outcome')}, expected "
                                                 f"{report.get('expected_outcome')}"]))
         why = why or f"dump status {dump.get('status')}"
-        console.print(f"[bold red]FAIL[/] ({why})")
+        tables.print_line(console, f"[bold red]FAIL[/] ({why})")
 
 
 def _render_devices(devices: list[dict], console: Console) -> None:
@@ -142,7 +149,7 @@ def _render_devices(devices: list[dict], console: Console) -> None:
                 + (f", generation {d['generation']}, header {d['header_status']}" if d.get("generation") else ""))
         if d.get("failure"):
             line += f", failed with errno {d['failure']}"
-        console.print(line)
+        tables.print_line(console, line)
 
 
 def _render_dump(dump: dict, console: Console) -> None:
@@ -156,20 +163,23 @@ def _render_dump(dump: dict, console: Console) -> None:
         line += f" restart: errno {dump['restart_error']} at primary offset 0x{dump.get('restart_offset') or 0:x}"
     if dump.get("first_inconsistency"):
         line += f" first inconsistency: {dump['first_inconsistency']}"
-    console.print(line)
+    tables.print_line(console, line)
     components = dump.get("components") or []
     if components:
         table = Table(show_header=True, header_style="bold", title="components")
+        # Names and numbers whole (no_wrap); a status wraps at its space, flags are one word
         for col in ("component", "status", "flags", "level", "estimate", "dumped", "areas", "calls"):
-            table.add_column(col, overflow="fold")
+            number = col not in ("component", "status", "flags")
+            table.add_column(col, overflow="fold", no_wrap=col not in ("status", "flags"),
+                             justify="right" if number else "left")
         for c in components:
             status = c.get("status", "?") + (f" ({c['reason']})" if c.get("reason") else "")
             table.add_row(str(c.get("name")), status, "|".join(c.get("flags") or []) or "-", str(c.get("level", "")),
                           str(c.get("estimate_bytes", "")), str(c.get("dumped_bytes", c.get("bytes", ""))),
                           str(c.get("areas", "")), str(c.get("calls", "")))
-        console.print(table)
+        tables.print_table(console, table)
     for v in dump.get("violations") or []:
         who = "the facility or a driver" if v.get("component") is None else f"component {v['component']}"
-        console.print(f"[bold red]pinning violation[/] at 0x{v.get('address', 0):x} (rip 0x{v.get('rip', 0):x}, "
-                      f"error code 0x{v.get('error_code', 0):x}) by {who}, op {v.get('op')}, "
-                      f"generation {v.get('generation')}")
+        tables.print_line(console, f"[bold red]pinning violation[/] at 0x{v.get('address', 0):x} "
+                          f"(rip 0x{v.get('rip', 0):x}, error code 0x{v.get('error_code', 0):x}) by {who}, "
+                          f"op {v.get('op')}, generation {v.get('generation')}")

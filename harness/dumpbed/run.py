@@ -16,19 +16,27 @@ from typing import Optional
 from dumpbed.capture import cmdlog, groundtruth, irqwatch, writelog
 from dumpbed.capture.estimates import capture_estimates, console_command
 from dumpbed.deadline import WaitAborted, WaitTimeout
-from dumpbed.errors import DumpbedError, describe_os_error, environment_errors
+from dumpbed.errors import DumpbedError, describe_os_error, environment_errors, stop_signal
 from dumpbed.images import build as images, layout as layout_mod
-from dumpbed.images.disks import make_disks
+from dumpbed.images.disks import DiskPlan, make_disks, plan_disks
 from dumpbed.images.topology import DUMP_NODE
 from dumpbed.machine import accel as accel_mod, resultchan
-from dumpbed.machine.qemu import Machine, MachineConfig, require_qemu
+from dumpbed.machine.qemu import Machine, MachineConfig, require_firmware, require_qemu
 from dumpbed.oracles import dumpio
 from dumpbed.scenario import crash as crash_mod, faultrun, faults as faults_mod
 from dumpbed.scenario.spec import Scenario, check_scenario
-from dumpbed.units import GiB, MiB
+from dumpbed.units import GiB, MiB, format_size
 
 EXIT_COMPLETE = 67  # guest wrote 0x21 to isa-debug-exit: (0x21 << 1) | 1
 EXIT_FAILED = 69
+# The multiboot command line the guest keeps (guest/kern/multiboot.h BOOT_CMDLINE_MAX, its NUL
+# included): QEMU puts the kernel's path first, then -append.
+GUEST_CMDLINE_MAX = 1023
+# Host memory QEMU takes beside the guest's RAM (its own code, the devices, the block layer).
+QEMU_MEMORY_OVERHEAD = 128 * MiB
+# Beside the images, the logs of a run (console, QMP transcript, QEMU's trace) take a few MiB.
+LOGS_ROOM = 64 * MiB
+INTERRUPTED = "interrupted"  # the marker a run stopped by a signal leaves in its directory
 
 
 @dataclass
@@ -64,16 +72,167 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-@environment_errors  # a full disk or a hung tool is a DumpbedError here too, never an OSError
-def run(scenario: Scenario) -> RunOutcome:
+@dataclass
+class Preflight:
+    """What run() settled before writing anything."""
+    components: list[str]
+    faults: list[faults_mod.Fault]
+    accel: str
+
+
+@environment_errors
+def preflight(scenario: Scenario) -> Preflight:
+    """Everything that can be checked before a file is written: the options (check_scenario),
+    the disks' plan (targets, LUNs, --disk-size), the accelerator, QEMU on PATH, the guest's
+    command line, and room on the host: disk space where the run writes, and memory."""
     components, faults = check_scenario(scenario)
-    crash = crash_mod.get(scenario.crash)
     accel = accel_mod.choose(scenario.accel)
     require_qemu()  # before any disk image is built
+    require_firmware(scenario.firmware)
+    images.require_qemu_img()
+    plan = plan_disks(scenario, Path(scenario.out_dir), faults)
+    limits = _timeouts(accel, scenario.memory_bytes)
+    line = f"{images.GUEST_KERNEL} " + guest_cmdline(scenario, plan.topology, components, "0" * 32,
+                                                        "0" * 16 if scenario.fill else None, limits["io_ms"])
+    if len(line) > GUEST_CMDLINE_MAX:
+        raise DumpbedError(f"the guest's command line would be {len(line)} bytes (its kernel's path and the words "
+                           f"dumpbed and --guest-arg put there), the guest keeps {GUEST_CMDLINE_MAX}")
+    short = host_shortfalls(scenario, faults, plan)
+    if short:
+        raise DumpbedError(short)
+    return Preflight(components, faults, accel)
+
+
+def host_shortfalls(scenario: Scenario, faults: list[faults_mod.Fault], plan: DiskPlan) -> Optional[str]:
+    """What the host lacks for this run, in one line, or None: disk space in the filesystem the
+    run directory lies in (the images, the dump disks' write logs, the RAM snapshot, the copy of
+    a dump partition the consistency check rebuilds states in) and memory (MemAvailable) for the
+    guest's RAM and QEMU."""
+    topology = plan.topology
+    dump_sizes = [l.dump_size for l in plan.layouts.values()
+                  if l.image in {Path(d.image).name for d in topology.disks if d.write_log is not None}]
+    parts = {"the disk images": plan.image_bytes(),
+             "the dump disks' write logs": sum(size + size // 64 for size in dump_sizes),
+             "the RAM snapshot": scenario.memory_bytes,
+             "the consistency check's copy of a dump partition": max(dump_sizes, default=0)}
+    if any(f.kind.previous_dump for f in faults):  # the earlier run, and the disk as it was
+        primary = plan.layouts["layout.json"]
+        parts["the earlier run of `stale`"] = (primary.size_bytes + 2 * primary.dump_size + primary.dump_size // 64
+                                              + scenario.memory_bytes + primary.size_bytes)
+    need = sum(parts.values()) + LOGS_ROOM
+    short = {}
+    free = shutil.disk_usage(_existing_ancestor(Path(scenario.out_dir))).free
+    if need > free:
+        detail = ", ".join(f"{what} {format_size(n)}" for what, n in parts.items() if n)
+        short["disk space"] = (f"the run writes about {format_size(need)} under {scenario.out_dir} ({detail}) and "
+                               f"its filesystem has {format_size(free)} free")
+    available = _mem_available()
+    ram = scenario.memory_bytes + QEMU_MEMORY_OVERHEAD
+    if available is not None and ram > available:
+        short["memory"] = (f"the guest's {format_size(scenario.memory_bytes)} of RAM and QEMU need about "
+                           f"{format_size(ram)} of host memory and {format_size(available)} is available "
+                           "(MemAvailable in /proc/meminfo)")
+    if not short:
+        return None
+    return f"not enough {' or '.join(short)} for this run: " + "; ".join(short.values())
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _mem_available() -> Optional[int]:
+    """The host's MemAvailable in bytes, or None where /proc/meminfo does not say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def guest_cmdline(scenario: Scenario, topology, components: list[str], dump_id: str, fill_seed: Optional[str],
+                  io_ms: int) -> str:
+    """The guest kernel's command line (docs/guest-interface.md): the words dumpbed sets
+    (spec.DUMPBED_GUEST_KEYS), then the --guest-arg words."""
+    cmdline = f"dumpdev={topology.dumpdev()} dumpid={dump_id} iotimeout={io_ms}"
+    if topology.dumpdev2():
+        cmdline += f" dumpdev2={topology.dumpdev2()}"
+    cmdline += f" dumplevel={scenario.level} components={','.join(components) or 'none'}"
+    cmdline += f" fill={fill_seed}" if fill_seed else " fill=off"
+    if scenario.workload:
+        cmdline += " workload=on"
+    for word in scenario.guest_args:
+        cmdline += f" {word}"
+    return cmdline
+
+
+def _created_by(out_dir: Path) -> list[Path]:
+    """The directories prepare_out_dir will create for out_dir, deepest first."""
+    missing = []
+    path = Path(out_dir).absolute()
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_if_empty(created: list[Path]) -> None:
+    """After a failure: the directories this run created, if nothing was written in them."""
+    for path in created:
+        try:
+            path.rmdir()  # only ever removes an empty directory
+        except OSError:
+            return
+
+
+def _mark_interrupted(out: Path, signame: str) -> None:
+    """A run stopped by a signal says so in its directory: `dumpbed validate` then reports it
+    interrupted rather than judging the half-written artifacts (docs/artifacts.md)."""
+    try:
+        (out / INTERRUPTED).write_text(json.dumps({"signal": signame, "time": time.time()}) + "\n")
+    except OSError:
+        pass
+
+
+def interrupted(run_dir: Path) -> Optional[dict]:
+    """The interrupted marker of a run directory ({"signal", "time"}), or None."""
+    path = Path(run_dir) / INTERRUPTED
+    if not path.exists():
+        return None
+    try:
+        marker = json.loads(path.read_text())
+        return marker if isinstance(marker, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+@environment_errors  # a full disk or a hung tool is a DumpbedError here too, never an OSError
+def run(scenario: Scenario) -> RunOutcome:
+    checked = preflight(scenario)
+    kernel = images.build_guest()  # a failed build leaves no run directory behind
+    created = _created_by(scenario.out_dir)
     out = prepare_out_dir(scenario.out_dir)
+    try:
+        return _run(scenario, checked, kernel, out)
+    except BaseException as exc:
+        signame = stop_signal(exc)
+        if signame:
+            _mark_interrupted(out, signame)
+        else:
+            _remove_if_empty(created)
+        raise
+
+
+def _run(scenario: Scenario, checked: Preflight, kernel: Path, out: Path) -> RunOutcome:
+    components, faults, accel = checked.components, checked.faults, checked.accel
+    crash = crash_mod.get(scenario.crash)
     limits = _timeouts(accel, scenario.memory_bytes)
     limits["dump"] += crash.extra_seconds  # e.g. a hang: the watchdog's timeout comes first
-    kernel = images.build_guest()
 
     if any(f.kind.shortens_io_waits for f in faults):
         # Every request to the removed disk times out in the guest, and it still tries its
@@ -87,17 +246,7 @@ def run(scenario: Scenario) -> RunOutcome:
         _previous_dump(scenario, out)
     topology = make_disks(scenario, out, faults, reuse_dump_disk=stale)
 
-    cmdline = f"dumpdev={topology.dumpdev()} dumpid={dump_id} iotimeout={limits['io_ms']}"
-    if topology.dumpdev2():
-        cmdline += f" dumpdev2={topology.dumpdev2()}"
-    cmdline += f" dumplevel={scenario.level} components={','.join(components) or 'none'}"
-    cmdline += f" fill={fill_seed}" if fill_seed else " fill=off"
-    if scenario.workload:
-        cmdline += " workload=on"
-    for word in scenario.guest_args:
-        if "=" not in word or " " in word:
-            raise DumpbedError(f"guest argument {word!r} is not KEY=VALUE")
-        cmdline += f" {word}"
+    cmdline = guest_cmdline(scenario, topology, components, dump_id, fill_seed, limits["io_ms"])
     (out / "scenario.json").write_text(json.dumps({
         "version": 1, "disk": scenario.disk, "crash": scenario.crash,
         "memory_bytes": scenario.memory_bytes, "ram_below_4g": scenario.ram_below_4g, "accel": accel, "firmware": scenario.firmware,

@@ -366,21 +366,44 @@ def _image_bytes() -> int:
     return DiskLayout.for_dump(64 * MIB, block_size=512).size_bytes
 
 
-@pytest.mark.parametrize("room", ["no-room-for-the-disk", "no-room-for-the-snapshot"])
-def test_full_disk_is_one_line(tmp_path, small_filesystem, room):
-    # The disk image alone does not fit, or it does and the 64 MiB RAM snapshot does not.
-    size = 2 * MIB if room == "no-room-for-the-disk" else _image_bytes() + 16 * MIB
-    out = small_filesystem(size) / "run"
+def _fill(filesystem: Path, leave: int) -> None:
+    """Take all but `leave` bytes of a filesystem's free space (another process filling it)."""
+    free = shutil.disk_usage(filesystem).free
+    with open(filesystem / "filler", "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, max(0, free - leave))
+
+
+def test_no_room_for_the_run_is_refused_before_anything_is_written(tmp_path, small_filesystem):
+    """The disk image alone would not fit: the run is refused before it writes anything."""
+    out = small_filesystem(2 * MIB) / "run"
     result = _dumpbed_run(tmp_path, out)
-    line = _assert_one_error_line(*result, r"No space left on device|filesystem of .* is full")
-    if room == "no-room-for-the-snapshot":
-        assert "pmemsave" in line and "is full" in line, line
-    _assert_nothing_left(tmp_path, out, qemu_started=room == "no-room-for-the-snapshot")
+    _assert_one_error_line(*result, r"not enough disk space for this run: the run writes about .* under "
+                                    r".*run \(the disk images .*\) and its filesystem has .* free$")
+    assert not out.exists()
+    _assert_nothing_left(tmp_path, out, qemu_started=False)
 
 
-def test_full_disk_is_a_dumpbed_error_from_the_api(tmp_path, small_filesystem, api_leak_guard):
-    with pytest.raises(DumpbedError, match="No space left on device"):
-        run_mod.run(_scenario(small_filesystem(2 * MIB) / "run"))
+def test_a_disk_filled_during_the_run_is_one_line(tmp_path, small_filesystem):
+    """The filesystem had room when the run began and was filled (by someone else) once QEMU
+    started: the 64 MiB RAM snapshot does not fit, and QEMU's vague pmemsave error is named."""
+    fs = small_filesystem(_image_bytes() * 5)
+    out = fs / "run"
+    proc = _start(tmp_path, out)
+    try:
+        _wait_for(lambda: _qemu_pid(out) is not None or proc.poll() is not None, "QEMU to start")
+        _fill(fs, 4 * MIB)  # the guest boots for a second or more before the snapshot
+    finally:
+        result = _finish(proc)
+    line = _assert_one_error_line(*result, r"filesystem of .* is full")
+    assert "pmemsave" in line, line
+    _assert_nothing_left(tmp_path, out)
+
+
+def test_no_room_for_the_run_is_a_dumpbed_error_from_the_api(tmp_path, small_filesystem, api_leak_guard):
+    out = small_filesystem(2 * MIB) / "run"
+    with pytest.raises(DumpbedError, match="not enough disk space for this run"):
+        run_mod.run(_scenario(out))
+    assert not out.exists()
 
 
 # -- timeouts: named, with diagnostics first ---------------------------------------------------

@@ -27,9 +27,13 @@ def build_guest() -> Path:
     return GUEST_KERNEL
 
 
-def qemu_img(*args: str) -> None:
+def require_qemu_img() -> None:
     if shutil.which("qemu-img") is None:
         raise DumpbedError("qemu-img not found: install qemu-utils (make setup does)")
+
+
+def qemu_img(*args: str) -> None:
+    require_qemu_img()
     proc = subprocess.run(["qemu-img", *args], capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise DumpbedError(f"qemu-img {args[0]} failed: {proc.stderr.strip().splitlines()[-1:]}")

@@ -4,6 +4,7 @@ its controller, the secondary dump disk, and their topology (harness/dumpbed/ima
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -19,11 +20,37 @@ from dumpbed.units import MiB
 OTHER_DISK_RAM = 16 * MiB
 
 
+@dataclass
+class DiskPlan:
+    """A run's disks decided and checked, nothing written yet: the topology, and the layout of
+    each image to create, by the name of its layout file."""
+    topology: Topology
+    layouts: dict[str, DiskLayout]
+
+    def image_bytes(self) -> int:
+        """What the images to create take on the host's disk: every byte but their holes."""
+        return sum(l.size_bytes - sum(end - start for start, end in l.holes) for l in self.layouts.values())
+
+
 def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.Fault]] = None,
                reuse_dump_disk: bool = False) -> Topology:
     """Create the dump disk (dump.img + layout.json), any others (diskN.img + diskN.layout.json)
     and the secondary dump disk (secondary.img + secondary.layout.json). With reuse_dump_disk,
     dump.img and layout.json are already there (`stale`)."""
+    plan = plan_disks(scenario, out, faults, reuse_dump_disk)
+    for name, disk_layout in plan.layouts.items():
+        images.create_dump_disk(out / disk_layout.image, disk_layout)
+        disk_layout.save(out / name)
+    for disk in plan.topology.disks:
+        if disk.write_log is not None:
+            disk.write_log.write_bytes(b"")  # blklogwrites opens it; a stale one never survives
+    return plan.topology
+
+
+def plan_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.Fault]] = None,
+               reuse_dump_disk: bool = False) -> DiskPlan:
+    """make_disks' decisions (sizes, layouts, targets, LUNs) with nothing written: a disk size too
+    small, a target or LUN out of range, two disks at one address are refused here."""
     seed = secrets.randbits(32)
     enospc = next((f for f in faults or [] if f.kind.sizes_partition), None)
     # enospc: a dump partition sized for P% of the RAM, so the dump cannot fit.
@@ -31,8 +58,8 @@ def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.F
     layout = DiskLayout.for_dump(sized_for, block_size=scenario.block_size, canary_seed=seed)
     if scenario.disk_size is not None:
         if scenario.disk_size < layout.size_bytes:
-            raise DumpbedError(f"--disk-size {scenario.disk_size} is too small for a dump of this guest's "
-                               f"RAM: at least {layout.size_bytes} bytes")
+            raise DumpbedError(f"--disk-size {scenario.disk_size} bytes is too small for a dump of this guest's "
+                               f"RAM: at least {layout.size_bytes} bytes ({-(-layout.size_bytes // MiB)}M)")
         # The data partition takes the extra room, so a big disk puts the dump partition at high LBAs.
         extra = (scenario.disk_size - layout.size_bytes) // MiB * MiB
         layout = DiskLayout.for_dump(sized_for, block_size=scenario.block_size,
@@ -65,11 +92,4 @@ def make_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.F
         secondary = DiskSpec(out / second.image, "disk-secondary", scenario.block_size, target, 0,
                              write_log=blklog.log_path(out / second.image))
     # Validates kinds, targets and LUNs before any image is created.
-    topology = Topology(scenario.disk, dump_disk, others, scenario.secondary, secondary)
-    for name, disk_layout in layouts.items():
-        images.create_dump_disk(out / disk_layout.image, disk_layout)
-        disk_layout.save(out / name)
-    for disk in topology.disks:
-        if disk.write_log is not None:
-            disk.write_log.write_bytes(b"")  # blklogwrites opens it; a stale one never survives
-    return topology
+    return DiskPlan(Topology(scenario.disk, dump_disk, others, scenario.secondary, secondary), layouts)

@@ -23,6 +23,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -53,6 +54,10 @@ RESULT_PORT = 0xE9
 LIVE_PIDS: set[int] = set()
 # Every scratch dir this process created; each must be gone once its Machine is shut down.
 SCRATCH_DIRS: list[str] = []
+# A scratch dir's name says whose it is: dumpbed-PID-STARTTIME-XXXXXXXX (the PID of the harness
+# that made it and that process's start time, so a PID reused since is told apart). The next
+# launch sweeps those whose owner is gone (a harness killed with SIGKILL cleans nothing up).
+_SCRATCH_NAME = re.compile(r"dumpbed-(?P<pid>\d+)-(?P<start>\d+)-[A-Za-z0-9_]+")
 _LIVE_LOCK = threading.Lock()
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
@@ -62,6 +67,64 @@ def _die_with_parent() -> None:
     so a harness killed by SIGKILL (a CI timeout) cannot leak it. Launch machines from a
     thread that outlives them (the main thread does)."""
     _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _start_time(pid: int) -> Optional[int]:
+    """A process's start time (clock ticks after boot, /proc/PID/stat), None if there is no such
+    process or /proc does not say."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return int(text[text.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _owner_alive(pid: int, start: int) -> bool:
+    """Whether the process that named a scratch dir (PID, start time) still runs; when in doubt
+    (/proc unreadable, a process we may not signal), it does."""
+    now = _start_time(pid)
+    if now is not None:
+        return now == start  # another start time: the PID was reused, its owner is gone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _scratch_prefix() -> str:
+    return f"dumpbed-{os.getpid()}-{_start_time(os.getpid()) or 0}-"
+
+
+def sweep_scratch_dirs(root: Optional[str] = None) -> list[str]:
+    """Remove the scratch dirs (in `root`, default the temp dir) that dumpbed processes left
+    when they were killed: only dirs named by _SCRATCH_NAME, owned by this user, whose process
+    is gone (no such PID, or one started at another time). A live process's are never touched.
+    Returns what was removed."""
+    root = root or tempfile.gettempdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        m = _SCRATCH_NAME.fullmatch(name)
+        if m is None:
+            continue
+        path = os.path.join(root, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            continue
+        if _owner_alive(int(m["pid"]), int(m["start"])):
+            continue  # its harness is still running
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def _chardev_path(path: Path) -> str:
@@ -74,6 +137,15 @@ def firmware_path(name: str) -> Optional[str]:
     if name not in FIRMWARE:
         raise DumpbedError(f"unknown firmware {name!r} (choose {' or '.join(FIRMWARE)})")
     return os.environ.get(FIRMWARE_ENV) or FIRMWARE[name]
+
+
+def require_firmware(name: str) -> None:
+    """The chosen firmware's ROM file exists (QEMU's default BIOS needs none), or a one-line
+    DumpbedError naming it."""
+    firmware = firmware_path(name)
+    if firmware and not Path(firmware).is_file():
+        source = f" (from {FIRMWARE_ENV})" if os.environ.get(FIRMWARE_ENV) else ""
+        raise DumpbedError(f"firmware {name}: ROM file {firmware}{source} not found")
 
 
 def extra_qemu_args() -> list[str]:
@@ -178,13 +250,11 @@ class Machine:
         """Start QEMU paused and connect QMP and the console. On any failure QEMU is gone and
         the scratch dir removed before the error propagates."""
         c = self.config
+        sweep_scratch_dirs()  # what a killed harness left
         require_qemu()
         if not Path(c.kernel).is_file():
             raise DumpbedError(f"guest kernel {c.kernel} not found: build it with make -C guest")
-        firmware = firmware_path(c.firmware)
-        if firmware and not Path(firmware).is_file():
-            source = f" (from {FIRMWARE_ENV})" if os.environ.get(FIRMWARE_ENV) else ""
-            raise DumpbedError(f"firmware {c.firmware}: ROM file {firmware}{source} not found")
+        require_firmware(c.firmware)
         extra_qemu_args()  # a malformed DUMPBED_QEMU_ARGS is refused before anything starts
         try:
             self._start(qmp_timeout)
@@ -195,7 +265,7 @@ class Machine:
 
     def _start(self, qmp_timeout: float) -> None:
         self.artifacts.mkdir(parents=True, exist_ok=True)
-        self._scratch = tempfile.mkdtemp(prefix="dumpbed-")
+        self._scratch = tempfile.mkdtemp(prefix=_scratch_prefix())
         SCRATCH_DIRS.append(self._scratch)
         qmp_ours, qmp_theirs = socket.socketpair()
         con_ours, con_theirs = socket.socketpair()

@@ -1,15 +1,19 @@
 """Human view of a dump: header fields, components, calls, violations, areas, classification
-(rich tables)."""
+(rich tables; plain lines when stdout is not a terminal: harness/dumpbed/tables.py), and the
+same findings as JSON for `dumpbed show --json`."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 from pathlib import Path
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from dumpbed import tables
 from dumpbed.images import gpt
 from dumpbed.reader import dumpfmt
 
@@ -19,6 +23,11 @@ _STATUS_STYLE = {"complete": "bold green", "partial": "bold yellow", "corrupt": 
 
 def render(dump: dumpfmt.Dump) -> Group:
     """Rich renderables for a parsed dump."""
+    return Group(*renderables(dump))
+
+
+def renderables(dump: dumpfmt.Dump) -> list:
+    """The view's lines (Text) and tables, in order."""
     parts = []
     status = Text(f"dump: {dump.status}", style=_STATUS_STYLE.get(dump.status, ""))
     status.append(f"  {dump.reason}", style="")
@@ -35,7 +44,7 @@ def render(dump: dumpfmt.Dump) -> Group:
     if h is not None:
         which = "leader" if h is dump.leader else "trailer (the leader is invalid)"
         table = Table(title=f"header ({which})", show_header=False, box=None, pad_edge=False)
-        table.add_column("field", style="cyan")
+        table.add_column("field", style="cyan", no_wrap=True)
         table.add_column("value")
         rows = [
             ("status", h.status_name),
@@ -86,15 +95,16 @@ def render(dump: dumpfmt.Dump) -> Group:
             parts.append(Text(f"  [{f.check}] {f.message}"))
         if len(dump.findings) > 40:
             parts.append(Text(f"  ... {len(dump.findings) - 40} more"))
-    return Group(*parts)
+    return parts
 
 
 def _component_tables(dump: dumpfmt.Dump) -> list:
     table = Table(title="components")
     columns = ("#", "name", "kind", "status", "reason", "flags", "level", "table gen", "areas", "estimate",
                "dumped", "calls")
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("name", "kind", "status", "flags") else "right")
+    for col in columns:  # names and numbers are never split (harness/dumpbed/tables.py)
+        table.add_column(col, justify="left" if col in ("name", "kind", "status", "flags") else "right",
+                         no_wrap=col not in ("kind", "status", "flags"))
     failures = []
     for c in dump.components:
         table.add_row(
@@ -110,7 +120,7 @@ def _component_tables(dump: dumpfmt.Dump) -> list:
     out = [table] + [Text(line) for line in failures]
     if dump.calls:
         calls = Table(title="calls (in order; xN: N in a row)")
-        calls.add_column("component")
+        calls.add_column("component", no_wrap=True)
         calls.add_column("calls", overflow="fold")
         for c in dump.components:
             mine = dump.component_calls(c)
@@ -140,7 +150,7 @@ def _call_sequence(calls: list[dumpfmt.CallRecord]) -> str:
 def _violation_table(dump: dumpfmt.Dump) -> Table:
     table = Table(title="pinning violations")
     for col in ("#", "address", "rip", "error code", "component", "op", "generation"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col != "error code")
     for v in dump.violations:
         if v.component == dumpfmt.NO_COMPONENT:
             who = "facility or driver"
@@ -160,7 +170,7 @@ def _area_table(dump: dumpfmt.Dump) -> Table:
     if partial:
         columns.append("sealed")
     for col in columns:
-        table.add_column(col, justify="right" if col in ("#", "comp", "length") else "left")
+        table.add_column(col, justify="right" if col in ("#", "comp", "length") else "left", no_wrap=col != "flags")
     for a in dump.areas:
         row = [
             str(a.index), a.name, str(a.component), _hex(a.phys_addr), str(a.length),
@@ -173,19 +183,63 @@ def _area_table(dump: dumpfmt.Dump) -> Table:
 
 
 def show(image_path: str | Path, partition: tuple[int, int, int] | None = None, print_it: bool = False,
-         width: int = 120) -> str:
-    """Describe the dump in an image and return the text (also printed when print_it).
+         width: int = 120, as_json: bool = False) -> str:
+    """Describe the dump in an image and return the text: the rich view `width` wide, or with
+    as_json the JSON of as_dict. print_it also prints it to stdout: the view as rich tables on
+    a terminal, as plain lines elsewhere (harness/dumpbed/tables.py).
 
     partition is (byte offset, byte size, block size); without it the image's GPT is used
     (a missing GPT or dump partition raises GptError, a DumpbedError)."""
     offset, size, block = partition or gpt.find_dump_partition(image_path)
     dump = dumpfmt.read(image_path, offset, size, block)
+    if as_json:
+        text = json.dumps(as_dict(dump, image_path), indent=1) + "\n"
+        if print_it:
+            print(text, end="")
+        return text
     buffer = io.StringIO()
     Console(file=buffer, width=width, record=True, color_system=None).print(render(dump))
     text = buffer.getvalue()
     if print_it:
-        Console().print(render(dump))
+        tables.print_all(Console(), renderables(dump))
     return text
+
+
+# Header fields as_dict leaves out: the raw bytes and the magic (the reader checked them), the
+# padding; dump_id is hex, the registers by name.
+_NOT_IN_JSON = {"raw", "magic", "reserved_496", "registers", "dump_id"}
+
+
+def as_dict(dump: dumpfmt.Dump, image_path: str | Path | None = None) -> dict:
+    """What the reader found, for machines (`dumpbed show --json`): `dump` is report.json's dump
+    summary (docs/report.schema.json, $defs/dump: classification, components, areas,
+    violations, the first findings), beside it the header field by field, which slot it came
+    from, the trailer, every call record and the number of findings."""
+    from dumpbed.oracles.validate import dump_summary  # the report's own serialisation
+
+    h = dump.header
+    header = None
+    if h is not None:
+        header = {f.name: getattr(h, f.name) for f in dataclasses.fields(h) if f.name not in _NOT_IN_JSON}
+        header.update(dump_id=h.dump_id.hex(), status_name=h.status_name, crash_reason_name=h.reason_name,
+                      device_role_name=h.device_role_name, crc_ok=h.crc_ok, registers=h.register_dict())
+    return {
+        "image": str(Path(image_path).resolve()) if image_path is not None else None,
+        "partition": {"offset": dump.partition_offset, "bytes": dump.partition_bytes,
+                      "block_size": dump.block_size},
+        "dump": dump_summary(dump),
+        "findings_total": len(dump.findings),
+        "header_from": None if h is None else "leader" if h is dump.leader else "trailer",
+        "header": header,
+        "trailer": _trailer(dump),
+        # an unfinished dump's areas whose every chunk the leader seals (show's "sealed" column)
+        "areas_sealed": None if h is None or h.complete else [a.index for a in dump.areas if dump.area_vouched(a)],
+        "call_records": [
+            {"index": r.index, "component": r.component, "op": r.op_name, "outcome": r.outcome_name,
+             "generation": r.generation, "entries": r.entries, "level": r.level, "value": r.value}
+            for r in dump.calls
+        ],
+    }
 
 
 def _slot(h: dumpfmt.Header) -> str:

@@ -3,6 +3,7 @@ that refuses a bad one before anything is created.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
@@ -17,6 +18,20 @@ if TYPE_CHECKING:
 
 
 RAM_BELOW_4G_MIN = 32 * MiB  # the kernel, its pinned pool and the low-memory areas fit
+# The least RAM the guest dumps with, measured: it is loaded at 1 MiB and ends near 3.5 MiB
+# (its .bss included), its pinned pool takes 2 MiB above it (below 6M: `ERROR msg=pinpool` at
+# boot), and the `all` sample components need a MiB more (at 6M their checks fail; 7M passes
+# every disk kind with --components all --level 9).
+# tests/integration/test_bad_input.py holds it to the kernel's end.
+MIN_MEMORY = 7 * MiB
+# Slots 2..31 of the pc machine's PCI bus 0 (0 and 1 are the host bridge and the PIIX3): a disk
+# of a kind not on an HBA is a PCI device of its own (measured: the 31st virtio-blk-pci is refused).
+PC_PCI_SLOTS = 30
+# The guest command-line words run.py sets itself (docs/guest-interface.md): --guest-arg may add
+# others (testfault=, pinpool=), never one of these, which would contradict scenario.json.
+DUMPBED_GUEST_KEYS = ("dumpdev", "dumpdev2", "dumpid", "iotimeout", "dumplevel", "components", "fill",
+                      "workload")
+_GUEST_WORD = re.compile(r"(?P<key>[A-Za-z0-9_.-]+)=[!-~]+")  # printable ASCII, no space
 
 
 @dataclass
@@ -50,6 +65,15 @@ class Scenario:
 def check_scenario(scenario: Scenario) -> tuple[list[str], list[faults_mod.Fault]]:
     """Refuse bad options before anything is created; returns the components and faults."""
     crash_mod.get(scenario.crash)
+    kind = disks_mod.get(scenario.disk)
+    _check_memory(scenario.memory_bytes)
+    # The API's target and LUN default to 0, which a kind off an HBA takes as "none"
+    problem = scsi_address_problem(scenario.disk, scenario.target or None, scenario.lun or None)
+    if problem:
+        raise DumpbedError(problem)
+    _check_other_disks(scenario, kind)
+    for word in scenario.guest_args:
+        _check_guest_word(word)
     if not 0 <= scenario.level <= 9:
         raise DumpbedError(f"--level {scenario.level}: the dump detail level is 0..9")
     below = scenario.ram_below_4g
@@ -64,3 +88,52 @@ def check_scenario(scenario: Scenario) -> tuple[list[str], list[faults_mod.Fault
     if held and not scenario.workload:
         raise DumpbedError(f"fault {held.name} holds the runtime workload's requests: it needs --workload")
     return components, faults
+
+
+def _check_memory(memory_bytes: int) -> None:
+    if memory_bytes % MiB:
+        raise DumpbedError(f"--memory {memory_bytes} bytes: guest RAM must be a whole number of MiB (dumpbed gives "
+                           "QEMU's -m in MiB, and the dump disk is sized for the RAM), e.g. 64M or 1G")
+    if memory_bytes < MIN_MEMORY:
+        raise DumpbedError(f"--memory {memory_bytes // MiB}M: the guest needs at least {MIN_MEMORY // MiB}M of "
+                           "RAM (its kernel ends near 3.5 MiB, its pinned pool takes 2 MiB above it, the sample "
+                           "components 1 MiB more)")
+
+
+def scsi_address_problem(disk: str, target: Optional[int], lun: Optional[int]) -> Optional[str]:
+    """Why the dump disk cannot sit at this --target and --lun (None: not given), or None. A kind
+    on an HBA takes the address within its bus's limits; a kind off one takes none at all."""
+    kind = disks_mod.get(disk)
+    given = [f"--{name} {value}" for name, value in (("target", target), ("lun", lun)) if value is not None]
+    if not kind.on_hba:
+        if not given:
+            return None
+        on_hba = ", ".join(name for name, k in disks_mod.DISKS.items() if k.on_hba)
+        return (f"{' and '.join(given)}: {disk} disks have no SCSI target or LUN (only the disks on an HBA "
+                f"have: {on_hba})")
+    return kind.address_problem(target or 0, lun or 0)
+
+
+def _check_other_disks(scenario: Scenario, kind: disks_mod.DiskKind) -> None:
+    n = scenario.other_disks
+    if n < 0:
+        raise DumpbedError(f"--other-disks {n}: a number of disks, 0 or more")
+    if kind.on_hba:
+        # one target each, beside the dump disk's (and a secondary's on the same HBA)
+        most = kind.targets - 1 - (1 if scenario.secondary == scenario.disk else 0)
+        why = f"one target each on its HBA's bus, whose targets are 0..{kind.targets - 1}"
+    else:
+        most = PC_PCI_SLOTS - 1 - (1 if scenario.secondary is not None else 0)
+        why = f"a PCI device each, and the pc machine has {PC_PCI_SLOTS} free slots"
+    if n > most:
+        raise DumpbedError(f"--other-disks {n}: at most {most} with {scenario.disk} as the dump disk"
+                           f"{' and a secondary' if scenario.secondary else ''} ({why})")
+
+
+def _check_guest_word(word: str) -> None:
+    m = _GUEST_WORD.fullmatch(word)
+    if m is None:
+        raise DumpbedError(f"--guest-arg {word!r}: not KEY=VALUE (one word of the guest's command line: printable "
+                           "ASCII, no spaces, e.g. testfault=irq-on)")
+    if m["key"] in DUMPBED_GUEST_KEYS:
+        raise DumpbedError(f"--guest-arg {word}: dumpbed sets {m['key']}= itself, from the run's options")
