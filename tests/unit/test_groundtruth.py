@@ -2,7 +2,8 @@ import pytest
 
 from dumpbed.capture.groundtruth import REGISTER_NAMES, parse_info_registers
 from dumpbed.errors import DumpbedError
-from dumpbed.machine.memory import parse_size, ram_regions
+from dumpbed.machine.memory import ram_regions
+from dumpbed.units import parse_size
 
 SAMPLE = """\
 RAX=0000000000000001 RBX=0000000000000002 RCX=0000000000000003 RDX=0000000000000004
@@ -52,7 +53,7 @@ def test_parse_size(text, value):
     assert parse_size(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "lots", "-1G", "0"])
+@pytest.mark.parametrize("text", ["", "lots", "-1G", "0", "inf", "nan", "1.0000001K"])
 def test_parse_size_rejects(text):
     with pytest.raises(DumpbedError):
         parse_size(text)
