@@ -21,7 +21,7 @@ from rich.table import Table
 
 from dumpbed.errors import DumpbedError
 from dumpbed.machine.qemu import Machine
-from dumpbed.run import Scenario, run_and_validate
+from dumpbed.run import Scenario, preflight, run_and_validate
 from dumpbed.scenario.disks import DISKS
 from dumpbed.units import MiB
 
@@ -84,6 +84,8 @@ def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = Fa
               disks: tuple[str, ...] = BENCH_DISKS) -> dict:
     """One NMI scenario per disk type, each in out/DISK/, beside the host's own figures."""
     out = Path(out)
+    for disk in disks:  # bad input ends here, before anything is written
+        preflight(Scenario(out_dir=out / disk, disk=disk, memory_bytes=memory_bytes, accel=accel, components="none"))
     out.mkdir(parents=True, exist_ok=True)
     qemu_dump = _QemuDumpTimer(out / "qemu-dump-guest-memory.elf")
     rows, accel_used, dump_bytes = [], accel, 0

@@ -414,3 +414,11 @@ def test_a_run_sweeps_what_a_killed_harness_left_in_its_tmpdir(tmp_path):
     assert proc.returncode == 2 and "DUMPBED_QEMU_ARGS" in proc.stderr, proc.stderr
     assert not left.exists(), "the dead harness's scratch dir was not swept"
     _assert_nothing_left(tmp_path, out, qemu_started=False)
+
+
+@pytest.mark.parametrize("memory,pattern", [("1M", r"the guest needs at least"), ("inf", r"not a size"),
+                                            ("1T", r"not enough disk space or memory")])
+def test_bench_refuses_bad_memory_before_anything_is_written(tmp_path, memory, pattern):
+    out = tmp_path / "bench"
+    _one_line(_dumpbed(tmp_path, "bench", "--memory", memory, "--out", str(out)), pattern)
+    assert not out.exists()
