@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-HOST_PACKAGES := qemu-system-x86 qemu-utils
+HOST_PACKAGES := qemu-system-x86 qemu-utils gdb
 
 .PHONY: setup host-deps venv guest demo test test-unit test-integration fuzz bench clean
 
@@ -13,7 +13,7 @@ setup: host-deps venv guest
 
 # QEMU 7.2 from Debian's archive when it is missing (as root, or through sudo).
 host-deps:
-	@if command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null \
+	@if command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null && command -v gdb >/dev/null \
 	    && [ -f /usr/share/qemu/qboot.rom ]; then :; else \
 	  echo "installing $(HOST_PACKAGES) with apt-get"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

@@ -68,7 +68,9 @@ _PASSED = pytest.StashKey[bool]()
 def a_passing_tests_directory_goes_at_once(request, tmp_path):
     """A run directory holds GiBs (the disk image, its write log, the RAM snapshot): a passing
     test's goes when it ends, so the suite's disk use is that of its largest test, not of all of
-    them; a failing test's stays for the post-mortem (pytest's basetemp, removed by make test)."""
+    them; a failing test's stays for the post-mortem (pytest's basetemp, removed by make test).
+    The dumpbed_run fixture's run directories follow --dumpbed-keep (the pytest plugin): with
+    `all` a passing test's tmp_path stays too."""
     yield
-    if request.node.stash.get(_PASSED, False):
+    if request.node.stash.get(_PASSED, False) and request.config.getoption("dumpbed_keep") != "all":
         shutil.rmtree(tmp_path, ignore_errors=True)

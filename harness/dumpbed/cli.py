@@ -17,6 +17,7 @@ from dumpbed.errors import DumpbedError, Terminated, describe_os_error
 from dumpbed.scenario.disks import DEFAULT as DEFAULT_DISK, DISKS
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, or a session's q, before a dump was validated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,6 +92,19 @@ def _emit(report: dict, as_json: bool) -> int:
 
 def cmd_run(args) -> int:
     from dumpbed.run import preflight, run_and_validate
+
+    scenario = _scenario_from_args(args)
+    out = scenario.out_dir
+    preflight(scenario)  # bad options, and a host short of room, are refused before anything is created
+    if not args.json:
+        print(f"dumpbed: running {args.disk}/{args.crash} with {args.memory} of RAM; artifacts in {out}",
+              file=sys.stderr)
+    _, report = run_and_validate(scenario)
+    return _emit(report, args.json)
+
+
+def _scenario_from_args(args):
+    """The Scenario of the run options (`run`'s, which `session` shares)."""
     from dumpbed.scenario.spec import Scenario, scsi_address_problem
     from dumpbed.units import parse_size
 
@@ -108,11 +122,28 @@ def cmd_run(args) -> int:
                         other_disks=args.other_disks, workload=args.workload, stop_disk=args.stop_disk,
                         guest_args=args.guest_arg, level=args.level, components=args.components,
                         secondary=args.secondary, faults=args.fault)
-    preflight(scenario)  # bad options, and a host short of room, are refused before anything is created
-    if not args.json:
-        print(f"dumpbed: running {args.disk}/{args.crash} with {args.memory} of RAM; artifacts in {out}",
-              file=sys.stderr)
-    _, report = run_and_validate(scenario)
+    return scenario
+
+
+def cmd_session(args) -> int:
+    from dumpbed import session
+    from dumpbed.run import preflight
+
+    if args.crash != "nmi":
+        raise DumpbedError(f"--crash {args.crash}: a session's crash is chosen at the console "
+                           "(Ctrl-] n: an NMI, Ctrl-] w: the watchdog's hang), not with --crash")
+    session.require_terminal()
+    if not args.out:
+        args.out = str(_default_out(args.disk, "session"))
+    scenario = _scenario_from_args(args)
+    preflight(scenario)
+    print(f"dumpbed: session on {args.disk} with {args.memory} of RAM; artifacts in {scenario.out_dir}",
+          file=sys.stderr)
+    try:
+        _, report = session.run_session(scenario)
+    except session.SessionQuit:
+        print(f"dumpbed: session quit before a dump; {scenario.out_dir} marked interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return _emit(report, args.json)
 
 
@@ -211,6 +242,17 @@ def cmd_bench(args) -> int:
     return EXIT_PASS if result["verdict"] == "pass" else EXIT_FAIL
 
 
+def cmd_export(args) -> int:
+    from dumpbed.reader import elfcore
+
+    result = elfcore.export(Path(args.path), Path(args.elf), force=args.force)
+    if result.status != "complete":
+        print(f"dumpbed: {args.path}: the dump is {result.status}: exported {len(result.areas)} usable areas of "
+              f"{len(result.areas) + len(result.left_out)} (registers from the {result.registers_from})",
+              file=sys.stderr)
+    return EXIT_PASS
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dumpbed.provenance import VersionAction
     from dumpbed.scenario.crash import CRASHES
@@ -220,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=VersionAction,
                         help="print dumpbed's version (and its git commit when run from a checkout) and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
-                                help="run, validate, show, list or bench (dumpbed COMMAND --help)")
+                                help="run, session, validate, show, export, list or bench (dumpbed COMMAND --help)")
 
     run = sub.add_parser("run", help="boot a guest, crash it, let it dump, validate the dump")
     run.add_argument("--disk", default=DEFAULT_DISK, choices=list(DISKS), metavar="DISK",
@@ -267,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print report.json (docs/report.schema.json) instead of the tables")
     run.set_defaults(func=cmd_run)
 
+    session = sub.add_parser("session", parents=[run], add_help=False,
+                             help="boot as run does, hand the guest's console to you, crash it on a hot-key "
+                                  "(docs/session.md)",
+                             description="Prepare and boot as `dumpbed run` does, wait for READY, then hand the "
+                                         "guest's console to this terminal. Hot-keys after Ctrl-]: n NMI crash, "
+                                         "w watchdog hang, p pause/continue, r registers, s memory snapshot, "
+                                         "q quit, ? help. Exit codes as run's; 130 after q or Ctrl-C.")
+    session.set_defaults(func=cmd_session)
+
     val = sub.add_parser("validate", help="re-run every check on a run directory, or check a bare image")
     val.add_argument("path", metavar="DIR|IMAGE", help="a run's artifacts directory, or a dump disk image")
     val.add_argument("--json", action="store_true",
@@ -295,6 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"comma-separated disk types (default: every kind, {','.join(DISKS)})")
     bench.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
     bench.set_defaults(func=cmd_bench)
+
+    export = sub.add_parser("export", help="write a dump as an ELF64 core file gdb opens (docs/export.md)")
+    export.add_argument("path", metavar="RUN|IMAGE", help="a run's artifacts directory, or a dump disk image")
+    export.add_argument("--elf", required=True, metavar="FILE", help="the ELF core file to write")
+    export.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    export.set_defaults(func=cmd_export)
     return parser
 
 

@@ -11,7 +11,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from dumpbed.capture import cmdlog, groundtruth, irqwatch, writelog
 from dumpbed.capture.estimates import capture_estimates, console_command
@@ -48,6 +48,14 @@ class RunOutcome:
     exit_status: Optional[int]
     guest_result: Optional[resultchan.ResultLine]
     problem: Optional[str]  # why the run itself went wrong (a timeout, QEMU died), if it did
+
+
+@dataclass
+class Interaction:
+    """`dumpbed session` (harness/dumpbed/session.py): once the guest is up, a person drives it
+    until they pick the crash; the run then goes on exactly as it would have for that crash."""
+    choose: Callable[[Machine], str]  # hands the console over; returns the crash kind to inject now
+    qemu_args: tuple[str, ...] = ()  # devices the crashes it may choose need (the hang's watchdog)
 
 
 def _timeouts(accel: str, memory_bytes: int) -> dict[str, float]:
@@ -212,13 +220,13 @@ def interrupted(run_dir: Path) -> Optional[dict]:
 
 
 @environment_errors  # a full disk or a hung tool is a DumpbedError here too, never an OSError
-def run(scenario: Scenario) -> RunOutcome:
+def run(scenario: Scenario, interact: Optional[Interaction] = None) -> RunOutcome:
     checked = preflight(scenario)
     kernel = images.build_guest()  # a failed build leaves no run directory behind
     created = _created_by(scenario.out_dir)
     out = prepare_out_dir(scenario.out_dir)
     try:
-        return _run(scenario, checked, kernel, out)
+        return _run(scenario, checked, kernel, out, interact)
     except BaseException as exc:
         signame = stop_signal(exc)
         if signame:
@@ -228,7 +236,8 @@ def run(scenario: Scenario) -> RunOutcome:
         raise
 
 
-def _run(scenario: Scenario, checked: Preflight, kernel: Path, out: Path) -> RunOutcome:
+def _run(scenario: Scenario, checked: Preflight, kernel: Path, out: Path,
+         interact: Optional[Interaction] = None) -> RunOutcome:
     components, faults, accel = checked.components, checked.faults, checked.accel
     crash = crash_mod.get(scenario.crash)
     limits = _timeouts(accel, scenario.memory_bytes)
@@ -272,7 +281,7 @@ def _run(scenario: Scenario, checked: Preflight, kernel: Path, out: Path) -> Run
             writelog.trace_events(scenario.disk, scenario.secondary or scenario.disk)
             + cmdlog.trace_events(scenario.disk, scenario.secondary or scenario.disk) + irqwatch.TRACE_EVENTS)),
         # trace lines carry the host time: before/after the crash; the crash may need devices
-        extra_args=["-msg", "timestamp=on", *crash.qemu_args],
+        extra_args=["-msg", "timestamp=on", *crash.qemu_args, *(interact.qemu_args if interact else ())],
     )
     result_log = out / "result.log"
     timings: dict[str, float] = {}
@@ -292,6 +301,8 @@ def _run(scenario: Scenario, checked: Preflight, kernel: Path, out: Path) -> Run
             console_command(machine, "stop-disk", limits["boot"])
         if scenario.workload:
             time.sleep(scenario.workload_seconds)  # let runtime I/O pile up before the crash
+        if interact is not None:
+            crash = _chosen_crash(interact.choose(machine), crash, out, limits)
 
         if crash.prepare:
             crash.prepare(machine)
@@ -347,6 +358,19 @@ def _run(scenario: Scenario, checked: Preflight, kernel: Path, out: Path) -> Run
     if armed:
         _where_the_fault_hit(out, scenario, armed)
     return RunOutcome(scenario, accel, dump_id, timings, machine.exit_status, guest_result, problem)
+
+
+def _chosen_crash(name: str, crash: crash_mod.Crash, out: Path, limits: dict) -> crash_mod.Crash:
+    """The crash a session's person chose: scenario.json says it, for the crash-record oracle."""
+    if name == crash.name:
+        return crash
+    chosen = crash_mod.get(name)
+    limits["dump"] += chosen.extra_seconds - crash.extra_seconds
+    path = out / "scenario.json"
+    recorded = json.loads(path.read_text())
+    recorded["crash"] = name
+    path.write_text(json.dumps(recorded, indent=1) + "\n")
+    return chosen
 
 
 def _arm_fault(faults: list[faults_mod.Fault], machine: Machine, out: Path,
@@ -500,12 +524,12 @@ def _save_diagnostics(machine: Machine, out: Path, problem: str):
     return path
 
 
-def run_and_validate(scenario: Scenario) -> tuple[RunOutcome, dict]:
+def run_and_validate(scenario: Scenario, interact: Optional[Interaction] = None) -> tuple[RunOutcome, dict]:
     """run(), then every check on the artifacts; report.json is saved beside them."""
     from dumpbed import report as report_mod
     from dumpbed.oracles import validate
 
-    outcome = run(scenario)
+    outcome = run(scenario, interact)
     out = Path(scenario.out_dir)
     t0 = time.monotonic()
     try:

@@ -4,7 +4,6 @@ import os
 
 import pytest
 
-from dumpbed.images import build as images
 from dumpbed.machine import accel
 
 
@@ -21,8 +20,9 @@ matrix_only = pytest.mark.skipif(not FULL, reason="too long for make test: make 
 
 
 @pytest.fixture(scope="session")
-def guest_kernel():
-    return images.build_guest()
+def guest_kernel(dumpbed_guest):
+    """The guest kernel: the dumpbed pytest plugin's (built once, or --dumpbed-kernel)."""
+    return dumpbed_guest
 
 
 def accel_params():

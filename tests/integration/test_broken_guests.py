@@ -13,9 +13,6 @@ from __future__ import annotations
 import pytest
 
 from dumpbed.oracles.validate import CHECK_ORDER
-from dumpbed.run import Scenario, run_and_validate
-
-MIB = 1 << 20
 
 # word, disk, other scenario settings, the checks that must fail (the first one first)
 CASES = [
@@ -45,25 +42,23 @@ CASES = [
 ]
 
 
+@pytest.mark.dumpbed(memory="32M")
 @pytest.mark.parametrize("word,disk,settings,failing", [
     pytest.param(*case, id=f"{case[0]}-{case[1]}") for case in CASES])
-def test_a_broken_guest_fails_the_oracle_for_its_bug(tmp_path, guest_kernel, word, disk, settings, failing):
-    scenario = Scenario(out_dir=tmp_path / "run", disk=disk, memory_bytes=32 * MIB, accel="auto",
-                        guest_args=[f"testfault={word}"], **settings)
-    _, report = run_and_validate(scenario)
-    failed = [c["name"] for c in report["checks"] if not c["ok"]]
-    details = {c["name"]: c["detail"] for c in report["checks"] if not c["ok"]}
-    assert report["verdict"] == "fail", f"testfault={word} passed: {report['outcome_why']}"
-    for name in failing:
-        assert name in failed, f"testfault={word}: {name} passed; failed: {details}"
+def test_a_broken_guest_fails_the_oracle_for_its_bug(dumpbed_run, word, disk, settings, failing):
+    result = dumpbed_run(disk=disk, guest_args=[f"testfault={word}"], **settings)
+    # fails unless the verdict is fail and each check named failed (the report's details if not)
+    result.assert_failed(*failing)
+    failed = result.failed_check_names
     # The root first: nothing earlier in the data flow fails than the first check named.
     assert failed[0] == min(failed, key=CHECK_ORDER.index)
-    assert report["first_failed"] == failed[0]
+    details = {c.name: c.detail for c in result.failed_checks}
+    assert result.report["first_failed"] == failed[0]
     assert CHECK_ORDER.index(failed[0]) <= CHECK_ORDER.index(failing[0]), details
     if word == "no-wait":
         # The throttle holds each write while the flush posted behind it passes (QEMU does not
         # throttle flushes), so some write was not durable when the guest relied on it. Whether
         # the DONE line also overtakes the last writes is a race in time: the DONE rule is shown
         # on doctored evidence (tests/unit/test_write_order.py).
-        problems = next(c["problems"] for c in report["checks"] if c["name"] == "write-order")
+        problems = result.check("write-order")["problems"]
         assert any("durable" in p for p in problems), problems

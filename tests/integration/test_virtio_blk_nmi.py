@@ -3,48 +3,45 @@ from __future__ import annotations
 
 import pytest
 
-from dumpbed.run import Scenario, run_and_validate
 from tests.integration.conftest import accel_params
 
-MIB = 1 << 20
+# The dumpbed pytest plugin's marker: dumpbed_run's defaults in this module.
+pytestmark = pytest.mark.dumpbed(disk="virtio-blk", crash="nmi", memory="64M")
 
 
-def assert_passed(report: dict) -> None:
-    failed = [f"{c['name']}: {c['detail']}" for c in report["checks"] if not c["ok"]]
-    assert report["verdict"] == "pass", f"problem={report['problem']} failed={failed}"
-    assert report["dump"]["status"] == "complete"
-    names = {c["name"] for c in report["checks"]}
+def assert_complete(result) -> None:
+    result.assert_passed()  # names each failing check, its detail and the run directory
+    assert result.dump_status == "complete"
+    names = {c["name"] for c in result.report["checks"]}
     assert {"format", "content", "crash-record", "canary", "chunk-crc", "completeness", "write-sizes",
             "guest-result"} <= names
 
 
 @pytest.mark.parametrize("accel", accel_params())
 @pytest.mark.parametrize("firmware", ["qboot", "seabios"])
-def test_nmi_dump_64m(tmp_path, guest_kernel, accel, firmware):
-    outcome, report = run_and_validate(
-        Scenario(out_dir=tmp_path / "run", memory_bytes=64 * MIB, accel=accel, firmware=firmware))
-    assert_passed(report)
-    assert report["accel"] == accel
-    assert outcome.exit_status == 67
+def test_nmi_dump_64m(dumpbed_run, accel, firmware):
+    result = dumpbed_run(accel=accel, firmware=firmware)
+    assert_complete(result)
+    assert result.accel == accel
+    assert result.exit_status == 67
 
 
 @pytest.mark.parametrize("accel", accel_params())
-def test_nmi_dump_1g(tmp_path, guest_kernel, accel):
-    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", memory_bytes=1024 * MIB, accel=accel))
-    assert_passed(report)
-    assert report["content"]["checked_fraction"] >= 0.99
+def test_nmi_dump_1g(dumpbed_run, accel):
+    result = dumpbed_run(memory="1G", accel=accel)
+    assert_complete(result)
+    assert result.report["content"]["checked_fraction"] >= 0.99
 
 
-def test_nmi_dump_256m_checks_99_percent_of_ram(tmp_path, guest_kernel):
-    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", memory_bytes=256 * MIB, accel="auto"))
-    assert_passed(report)
-    content = report["content"]
+def test_nmi_dump_256m_checks_99_percent_of_ram(dumpbed_run):
+    result = dumpbed_run(memory="256M")
+    assert_complete(result)
+    content = result.report["content"]
     assert content["checked_fraction"] >= 0.99, content
     assert content["bytes_volatile"] > 0  # the guest declares its own stacks and rings volatile
 
 
-def test_dump_partition_beyond_lba_2_32_on_a_sparse_disk(tmp_path, guest_kernel):
-    _, report = run_and_validate(
-        Scenario(out_dir=tmp_path / "run", memory_bytes=64 * MIB, accel="auto", disk_size=3 << 40))
-    assert_passed(report)
-    assert report["dump"]["partition_offset"] // 512 >= 1 << 32
+def test_dump_partition_beyond_lba_2_32_on_a_sparse_disk(dumpbed_run):
+    result = dumpbed_run(disk_size=3 << 40)
+    assert_complete(result)
+    assert result.report["dump"]["partition_offset"] // 512 >= 1 << 32

@@ -23,8 +23,8 @@ PARSERS = _parsers()
 
 
 def test_every_command_is_walked():
-    assert set(PARSERS) == {"dumpbed", "dumpbed run", "dumpbed validate", "dumpbed show", "dumpbed list",
-                            "dumpbed bench"}
+    assert set(PARSERS) == {"dumpbed", "dumpbed run", "dumpbed session", "dumpbed validate", "dumpbed show",
+                            "dumpbed export", "dumpbed list", "dumpbed bench"}
 
 
 def _undocumented(parser: argparse.ArgumentParser) -> list[str]:
