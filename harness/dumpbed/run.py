@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -546,4 +547,9 @@ def run_and_validate(scenario: Scenario, interact: Optional[Interaction] = None)
     report = report_mod.build(out, validation, timings, scenario=scenario_json,
                               exit_status=outcome.exit_status, problem=outcome.problem)
     report_mod.save(report, out)
+    from dumpbed import pictures  # the disk map, the write timeline and run.html: never an error
+
+    page = pictures.write(out, report)["html"]
+    if page:
+        print(f"dumpbed: pictures and checks in {page}", file=sys.stderr)
     return outcome, report

@@ -67,7 +67,7 @@ _BAD_RUNS = {
     "memory-not-whole-pages": (["--memory", "100000"], r"--memory 100000 bytes: guest RAM must be a whole number of MiB"),
     "memory-whole-pages-not-MiB": (["--memory", "65540K"], r"guest RAM must be a whole number of MiB"),
     "memory-1M": (["--memory", "1M"], rf"--memory 1M: the guest needs at least {MIN_MEMORY // MiB}M of RAM"),
-    "memory-just-below-the-minimum": ([f"--memory", f"{MIN_MEMORY // MiB - 1}M"],
+    "memory-just-below-the-minimum": (["--memory", f"{MIN_MEMORY // MiB - 1}M"],
                                       rf"needs at least {MIN_MEMORY // MiB}M"),
     "ram-below-4g-negative": (["--memory", "96M", "--ram-below-4g", "-64M"], r"--ram-below-4g -64M: a size must be positive"),
     "disk-size-inf": (["--disk-size", "inf"], r"--disk-size inf: not a size"),

@@ -12,16 +12,11 @@ from dumpbed.oracles import validate
 from dumpbed.run import Scenario, run_and_validate
 from dumpbed.scenario import crash as crash_mod
 from tests.integration.conftest import accel_params
+from tests.support.reports import assert_passed
 
 MIB = 1 << 20
 KINDS = ["nmi", "panic", "divide-error", "invalid-opcode", "general-protection", "page-fault",
          "double-fault", "hang", "nested"]
-
-
-def assert_passed(report: dict) -> None:
-    failed = [f"{c['name']}: {c['detail']}" for c in report["checks"] if not c["ok"]]
-    assert report["verdict"] == "pass", f"problem={report['problem']} failed={failed}"
-    assert report["dump"]["status"] == "complete"
 
 
 def crash_record(dump, run_dir, recipe) -> validate.Check:

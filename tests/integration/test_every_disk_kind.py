@@ -8,7 +8,7 @@ import pytest
 from dumpbed.run import Scenario, run_and_validate
 from dumpbed.scenario import disks
 from tests.integration.conftest import accel_params
-from tests.integration.test_virtio_blk_nmi import assert_passed
+from tests.support.reports import assert_passed
 
 MIB = 1 << 20
 KINDS = list(disks.DISKS)

@@ -9,7 +9,7 @@ from dumpbed.oracles import validate
 from dumpbed.run import Scenario, run_and_validate
 from dumpbed.scenario import disks
 from tests.integration.conftest import accel_params, matrix_only
-from tests.integration.test_virtio_blk_nmi import assert_passed
+from tests.support.reports import assert_passed
 
 MIB = 1 << 20
 HBAS = [name for name, kind in disks.DISKS.items() if kind.on_hba]

@@ -202,6 +202,9 @@ def show(image_path: str | Path, partition: tuple[int, int, int] | None = None, 
     text = buffer.getvalue()
     if print_it:
         tables.print_all(Console(), renderables(dump))
+        page = Path(image_path).resolve().parent / "run.html"  # a run directory's (harness/dumpbed/pictures.py)
+        if page.is_file():
+            tables.print_line(Console(), f"pictures and checks of the run: {page}")
     return text
 
 
