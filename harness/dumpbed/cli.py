@@ -193,7 +193,12 @@ def cmd_show(args) -> int:
 
     path = Path(args.image)
     if path.is_dir():
-        raise DumpbedError(f"{path}: a directory, not a dump image (dumpbed show {path / 'dump.img'}, for a run's)")
+        # A run's artifacts directory: its dump disk image, as its layout.json names it
+        try:
+            path = path / json.loads((path / "layout.json").read_text())["image"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise DumpbedError(f"{path}: a directory, not a dump image or a run directory (no readable "
+                               "layout.json naming its dump disk)") from None
     if not path.is_file():
         raise DumpbedError(f"{path}: {_not_a_file(path)}, not a dump image")
     _output(lambda: show.show(path, print_it=True, as_json=args.json))

@@ -282,7 +282,7 @@ def test_validate_and_show_say_what_a_path_is(tmp_path):
         (["validate", str(tmp_path / "nothing")], r"nothing: no such file or directory"),
         (["validate", str(empty)], r"empty: not a run directory \(no scenario\.json"),
         (["show", "/dev/null"], r"/dev/null: a character device, not a dump image$"),
-        (["show", str(empty)], r"empty: a directory, not a dump image"),
+        (["show", str(empty)], r"empty: a directory, not a dump image or a run directory"),
         (["show", str(tmp_path / "nothing")], r"nothing: no such file or directory, not a dump image"),
     ]
     for args, pattern in cases:

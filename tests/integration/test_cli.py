@@ -59,6 +59,10 @@ def test_show_prints_the_directory(good_run):
     assert proc.returncode == 0, proc.stderr
     for word in ("crash-record", "kernel", "ram", "COMPLETE"):
         assert word.lower() in proc.stdout.lower(), word
+    # a run directory shows its dump disk, and points to the run's page
+    by_dir = dumpbed("show", str(good_run))
+    assert by_dir.returncode == 0, by_dir.stderr
+    assert by_dir.stdout == proc.stdout
 
 
 def _flip(path: Path, offset: int) -> int:
