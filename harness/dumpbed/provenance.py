@@ -37,8 +37,10 @@ def dumpbed_version() -> Optional[str]:
 
 
 def _git(*args: str) -> Optional[str]:
-    # Without the caller's GIT_DIR and friends: the commit is the checkout's the code runs from.
+    # Exactly the checkout the code runs from: not the caller's GIT_DIR and friends, and never a
+    # repository above it (git would walk up from a checkout whose .git is not a repository).
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_DIR=str(CHECKOUT / ".git"), GIT_WORK_TREE=str(CHECKOUT))
     try:
         proc = subprocess.run(["git", "--no-optional-locks", "-C", str(CHECKOUT), *args], capture_output=True,
                               text=True, timeout=_TOOL_SECONDS, env=env, stdin=subprocess.DEVNULL)
