@@ -63,7 +63,7 @@ class InterruptSources:
             self.nvme_last_cq = a.get("cqid", 0)
             return False
         if name == "pci_nvme_irq_pin":
-            vector = 0 if self.nvme_last_cq == 0 else self.nvme_vector.get(self.nvme_last_cq, 0)
+            vector = self.nvme_vector.get(self.nvme_last_cq, 0)  # the admin queue's is 0
             return not (self.nvme_mask >> vector) & 1
         return name in TRACE_EVENTS
 RFLAGS_IF = 1 << 9
