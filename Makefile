@@ -1,5 +1,5 @@
 # dumpbed: `make demo` boots, crashes, dumps and validates one guest; `make test` runs the suite.
-# Both install what they need first (QEMU from apt, a venv with the Python deps, the guest).
+# Both install what they need first (QEMU from apt, a venv with the Python deps, the guest image).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -32,8 +32,11 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-guest:
-	$(MAKE) -s -C guest
+# The guest images from their images/ recipes, into the image cache (~/.cache/dumpbed, or
+# $DUMPBED_CACHE): built only when an input changed (docs/guest-profiles.md). `make -C guest`
+# builds dumpbed's own guest into guest/build for work on the guest itself.
+guest: venv
+	$(VENV)/bin/dumpbed build-image
 
 demo: setup
 	$(VENV)/bin/dumpbed run --disk virtio-blk --crash nmi --memory 256M
@@ -67,4 +70,4 @@ bench: setup
 
 clean:
 	$(MAKE) -s -C guest clean
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache build dist

@@ -19,6 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from dumpbed import progress
 from dumpbed.errors import DumpbedError
 from dumpbed.machine.qemu import Machine
 from dumpbed.run import Scenario, preflight, run_and_validate
@@ -89,14 +90,15 @@ def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = Fa
     out.mkdir(parents=True, exist_ok=True)
     qemu_dump = _QemuDumpTimer(out / "qemu-dump-guest-memory.elf")
     rows, accel_used, dump_bytes = [], accel, 0
-    for disk in disks:
+    for index, disk in enumerate(disks):
         run_dir = out / disk
         # No sample components: the figure is the driver's and the writer's, not the samples'
         # few hundred small areas (docs/benchmarks.md).
         scenario = Scenario(out_dir=run_dir, disk=disk, memory_bytes=memory_bytes, accel=accel,
                             components="none", on_paused=qemu_dump if qemu_dump.seconds is None else None)
         try:
-            outcome, rep = run_and_validate(scenario)
+            with progress.task(f"bench: {disk}", total=len(disks), completed=index):  # this run's own bars below
+                outcome, rep = run_and_validate(scenario)
         except DumpbedError as exc:
             rows.append({"disk": disk, "verdict": "fail", "error": str(exc)})
             continue
@@ -119,7 +121,8 @@ def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = Fa
             for big in [*run_dir.glob("*.img"), *(run_dir / "snapshot").glob("mem-*.bin")]:
                 big.unlink(missing_ok=True)
 
-    host = host_write_mib_s(out, dump_bytes or memory_bytes)
+    with progress.task("bench: the host's own write (qemu-img bench)"):
+        host = host_write_mib_s(out, dump_bytes or memory_bytes)
     qemu_speed = qemu_dump.bytes / MiB / qemu_dump.seconds if qemu_dump.seconds else 0.0
     for row in rows:
         speed = row.get("dump_mib_s", 0.0)

@@ -120,15 +120,26 @@ def _scenario_from_args(args):
                         fill=not args.no_fill, target=args.target or 0, lun=args.lun or 0,
                         disk_size=parse_size(args.disk_size, "--disk-size") if args.disk_size else None,
                         other_disks=args.other_disks, workload=args.workload, stop_disk=args.stop_disk,
-                        guest_args=args.guest_arg, level=args.level, components=args.components,
+                        guest_args=_append_words(args), level=args.level, components=args.components,
+                        profile=args.profile, kernel=Path(args.kernel) if args.kernel else None,
+                        initrd=Path(args.initrd) if args.initrd else None,
                         secondary=args.secondary, faults=args.fault)
     return scenario
 
 
+def _append_words(args) -> list[str]:
+    """--append's words (split at white space), then each --guest-arg."""
+    words: list[str] = []
+    for text in args.append:
+        words += text.split()
+    return words + args.guest_arg
+
+
 def cmd_session(args) -> int:
-    from dumpbed import session
+    from dumpbed import progress, session
     from dumpbed.run import preflight
 
+    progress.disable()  # the terminal is the guest's console: no bars drawn over it
     if args.crash != "nmi":
         raise DumpbedError(f"--crash {args.crash}: a session's crash is chosen at the console "
                            "(Ctrl-] n: an NMI, Ctrl-] w: the watchdog's hang), not with --crash")
@@ -167,6 +178,9 @@ def cmd_validate(args) -> int:
         validation = validate.validate_run(path).to_dict()
         scenario = json.loads((path / "scenario.json").read_text())
         report = report_mod.build(path, validation, {"validate": time.monotonic() - t0}, scenario=scenario)
+        from dumpbed import pictures  # redrawn to match this report, as run draws them: never an error
+
+        pictures.write(path, report)
     elif path.is_file():
         validation = validate.validate_image(path).to_dict()
         report = report_mod.build(None, validation, {"validate": time.monotonic() - t0})
@@ -217,6 +231,19 @@ def cmd_list(args) -> int:
         width = max(len(name) for name in FAULTS) + 2
         for name, description in FAULTS.items():
             print(f"{name:{width}}{description}")
+    elif args.what == "profiles":
+        from dumpbed.guests import profiles
+
+        for profile in profiles.PROFILES.values():
+            print(f"{profile.name:12} {profile.summary} ({profile.interface}; image {profile.recipe})")
+    elif args.what == "images":
+        from dumpbed.guests import recipes
+
+        for name in recipes.names():
+            recipe = recipes.load(name)
+            image = recipes.cached(recipe)
+            state = f"built: {image.kernel}" if image else "not built (dumpbed build-image builds it)"
+            print(f"{name:16} profile {recipe.profile}; {state}")
     elif args.what == "components":
         from dumpbed.oracles import samples
 
@@ -226,6 +253,17 @@ def cmd_list(args) -> int:
     else:
         for name, kind in DISKS.items():
             print(f"{name:12} {kind.description}")
+    return EXIT_PASS
+
+
+def cmd_build_image(args) -> int:
+    from dumpbed.guests import recipes
+
+    for name in args.names or recipes.names():
+        recipe = recipes.load(name)
+        image = recipes.build(recipe, force=args.force)
+        how = f"built in {image.seconds:.1f} s" if image.built else "cached"
+        print(f"{name}: {how}: {image.kernel}")
     return EXIT_PASS
 
 
@@ -255,19 +293,22 @@ def cmd_export(args) -> int:
         print(f"dumpbed: {args.path}: the dump is {result.status}: exported {len(result.areas)} usable areas of "
               f"{len(result.areas) + len(result.left_out)} (registers from the {result.registers_from})",
               file=sys.stderr)
+    if result.symbols is not None:
+        print(f"dumpbed: open it with: gdb {result.symbols} {args.elf}", file=sys.stderr)
     return EXIT_PASS
 
 
 def build_parser() -> argparse.ArgumentParser:
     from dumpbed.provenance import VersionAction
     from dumpbed.scenario.crash import CRASHES
-    from dumpbed.scenario.spec import MIN_MEMORY
+    from dumpbed.guests import profiles
 
     parser = _Parser(prog="dumpbed", description="QEMU testbed for polled crash-dump drivers")
     parser.add_argument("--version", action=VersionAction,
                         help="print dumpbed's version (and its git commit when run from a checkout) and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
-                                help="run, session, validate, show, export, list or bench (dumpbed COMMAND --help)")
+                                help="run, session, validate, show, export, list, build-image or bench "
+                                     "(dumpbed COMMAND --help)")
 
     run = sub.add_parser("run", help="boot a guest, crash it, let it dump, validate the dump")
     run.add_argument("--disk", default=DEFAULT_DISK, choices=list(DISKS), metavar="DISK",
@@ -275,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--crash", default="nmi", metavar="KIND",
                      help=f"how the guest crashes: {', '.join(CRASHES)} (default %(default)s; dumpbed list crashes)")
     run.add_argument("--memory", default="256M", metavar="SIZE",
-                     help=f"guest RAM in whole MiB, at least {MIN_MEMORY >> 20}M, e.g. 64M, 1G (default 256M)")
+                     help=f"guest RAM in whole MiB, at least {profiles.DUMPBED_MIN_MEMORY >> 20}M for dumpbed's "
+                          "guest, e.g. 64M, 1G (default 256M)")
     run.add_argument("--ram-below-4g", metavar="SIZE",
                      help="RAM below 4 GiB (QEMU's max-ram-below-4g); the rest of --memory lies above "
                           "4 GiB, e.g. --memory 96M --ram-below-4g 64M")
@@ -307,8 +349,18 @@ def build_parser() -> argparse.ArgumentParser:
                           "the primary fails")
     run.add_argument("--fault", action="append", default=[], metavar="SPEC",
                      help="a fault during the dump (dumpbed list faults), e.g. eio-at=40")
+    run.add_argument("--profile", default=profiles.DEFAULT, choices=list(profiles.PROFILES), metavar="NAME",
+                     help="the guest profile: the interface the guest speaks, how it is judged "
+                          "(%(choices)s; default %(default)s; dumpbed list profiles)")
+    run.add_argument("--kernel", metavar="FILE",
+                     help="boot this kernel (a multiboot ELF, or a Linux bzImage) instead of the profile's own "
+                          "image; it must speak the profile's interface (docs/guest-profiles.md)")
+    run.add_argument("--initrd", metavar="FILE", help="the initrd of a bzImage --kernel")
+    run.add_argument("--append", action="append", default=[], metavar="TEXT",
+                     help="words added to the guest kernel's command line after dumpbed's (repeatable), "
+                          "e.g. --append 'testfault=irq-on pinpool=4M'")
     run.add_argument("--guest-arg", action="append", default=[], metavar="KEY=VALUE",
-                     help="an extra guest kernel command-line word (repeatable), e.g. testfault=irq-on")
+                     help="one word added to the guest kernel's command line (repeatable; as --append)")
     run.add_argument("--out", metavar="DIR", help="artifacts directory (default runs/DATE-TIME-DISK-CRASH)")
     run.add_argument("--json", action="store_true",
                      help="print report.json (docs/report.schema.json) instead of the tables")
@@ -336,10 +388,17 @@ def build_parser() -> argparse.ArgumentParser:
                            "every call record) instead of the tables")
     show.set_defaults(func=cmd_show)
 
-    lst = sub.add_parser("list", help="list crash kinds, faults, sample components or disk types")
-    lst.add_argument("what", choices=["crashes", "faults", "components", "disks"],
+    lst = sub.add_parser("list", help="list crash kinds, faults, sample components, disk types, guest profiles or "
+                                      "images")
+    lst.add_argument("what", choices=["crashes", "faults", "components", "disks", "profiles", "images"],
                      help="what to list: %(choices)s")
     lst.set_defaults(func=cmd_list)
+
+    image = sub.add_parser("build-image", help="build guest images from their images/ recipes into the cache "
+                                               "(only when an input changed; docs/guest-profiles.md)")
+    image.add_argument("names", nargs="*", metavar="NAME", help="the recipes to build (default: all; dumpbed list images)")
+    image.add_argument("--force", action="store_true", help="build even when the cache has the image")
+    image.set_defaults(func=cmd_build_image)
 
     bench = sub.add_parser("bench", help="dump throughput against the host's own write and dump speeds")
     bench.add_argument("--memory", default="1G", metavar="SIZE", help="guest RAM to dump (default %(default)s)")

@@ -214,7 +214,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dumpbed-accel", choices=ACCEL_CHOICES, default="auto",
                     help="the accelerator of dumpbed_run's guests (default auto: KVM where usable, else TCG)")
     group.addoption("--dumpbed-kernel", metavar="FILE", default=None,
-                    help="boot this guest kernel instead of building dumpbed's (make -C guest)")
+                    help="boot this kernel (multiboot or bzImage) in every run instead of the guest profile's own "
+                         "image (docs/guest-profiles.md)")
+    group.addoption("--dumpbed-initrd", metavar="FILE", default=None,
+                    help="the initrd of a bzImage --dumpbed-kernel")
+    group.addoption("--dumpbed-profile", metavar="NAME", default=None,
+                    help="the guest profile of the runs (default dumpbed: dumpbed's own guest and its interface)")
     group.addoption("--dumpbed-out", metavar="DIR", default=None,
                     help="where run directories go, DIR/<test>/<n> (default: the test's tmp_path)")
     group.addoption("--dumpbed-keep", choices=KEEP_CHOICES, default="failed",
@@ -223,9 +228,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    kernel = config.getoption("dumpbed_kernel", None)
-    if kernel is not None and not Path(kernel).is_file():
-        raise pytest.UsageError(f"--dumpbed-kernel {kernel}: no such file")
+    _boot_options(config)  # a bad kernel, initrd or profile stops the session before any test
     config.addinivalue_line(
         "markers", "dumpbed(disk=..., crash=..., fault=..., memory=..., **scenario): the defaults of the "
                    "dumpbed_run fixture's scenario (dumpbed.scenario.spec.Scenario's fields)")
@@ -259,20 +262,46 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 # --- fixtures --------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def dumpbed_guest(pytestconfig: pytest.Config):
-    """The guest kernel the runs boot: dumpbed's, built once for the session (make -C guest), or
-    the --dumpbed-kernel given (then every run of the session boots that one)."""
-    from dumpbed.images import build as images
+def _boot_options(config: pytest.Config) -> dict:
+    """The scenario arguments of --dumpbed-kernel, --dumpbed-initrd and --dumpbed-profile, checked
+    (a UsageError naming the option otherwise)."""
+    from dumpbed.errors import DumpbedError
+    from dumpbed.guests import boot, profiles
 
-    given = pytestconfig.getoption("dumpbed_kernel")
-    if given is None:
-        yield images.build_guest()
-        return
-    kernel = Path(given).absolute()  # a file: pytest_configure checked
-    with pytest.MonkeyPatch.context() as mp:  # run() asks images.build_guest for its kernel
-        mp.setattr(images, "build_guest", lambda: kernel)
-        yield kernel
+    out: dict = {}
+    for option, key in (("dumpbed_kernel", "kernel"), ("dumpbed_initrd", "initrd")):
+        value = config.getoption(option, None)
+        if value is not None:
+            out[key] = Path(value)
+    if config.getoption("dumpbed_profile", None):
+        out["profile"] = config.getoption("dumpbed_profile")
+    try:
+        profile = profiles.get(out.get("profile", profiles.DEFAULT))
+        if "kernel" in out or "initrd" in out:
+            boot.check(profile, out.get("kernel"), out.get("initrd"), _NO_CRASH,
+                       ("--dumpbed-kernel", "--dumpbed-initrd"))
+    except DumpbedError as exc:
+        raise pytest.UsageError(f"dumpbed: {exc}") from None
+    return out
+
+
+class _NO_CRASH:  # boot.check's crash when the runs' crash kinds are not known yet
+    name = "-"
+
+    @staticmethod
+    def needed_symbols() -> tuple:
+        return ()
+
+
+@pytest.fixture(scope="session")
+def dumpbed_guest(pytestconfig: pytest.Config) -> Path:
+    """The guest kernel the runs boot: the profile's own image, built once for the session (or
+    found in the image cache), or the --dumpbed-kernel given (then every run boots that one)."""
+    from dumpbed.guests import boot, profiles
+
+    given = _boot_options(pytestconfig)
+    profile = profiles.get(given.get("profile", profiles.DEFAULT))
+    return boot.prepare(profile, given.get("kernel"), given.get("initrd")).kernel
 
 
 @pytest.fixture
@@ -298,7 +327,8 @@ def dumpbed_run(request: pytest.FixtureRequest, dumpbed_guest, dumpbed_scenario)
         base = Path(out_root).absolute() / _test_dir_name(node.nodeid)
     else:
         base = request.getfixturevalue("tmp_path")
-    defaults = _merge({"accel": config.getoption("dumpbed_accel")}, _marker_defaults(node), dumpbed_scenario)
+    defaults = _merge({"accel": config.getoption("dumpbed_accel"), **_boot_options(config)},
+                      _marker_defaults(node), dumpbed_scenario)
     runs: list = node.stash.setdefault(_RUNS, [])
     made: list[Path] = []
 

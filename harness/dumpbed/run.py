@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from dumpbed import progress
 from dumpbed.capture import cmdlog, groundtruth, irqwatch, writelog
 from dumpbed.capture.estimates import capture_estimates, console_command
 from dumpbed.deadline import WaitAborted, WaitTimeout
 from dumpbed.errors import DumpbedError, describe_os_error, environment_errors, stop_signal
+from dumpbed.guests import boot, profiles
 from dumpbed.images import build as images, layout as layout_mod
 from dumpbed.images.disks import DiskPlan, make_disks, plan_disks
 from dumpbed.images.topology import DUMP_NODE
@@ -57,6 +59,9 @@ class Interaction:
     until they pick the crash; the run then goes on exactly as it would have for that crash."""
     choose: Callable[[Machine], str]  # hands the console over; returns the crash kind to inject now
     qemu_args: tuple[str, ...] = ()  # devices the crashes it may choose need (the hang's watchdog)
+    # faults armed at the console (Ctrl-] f), asked once choose returned: only kinds armed at the
+    # crash (session.py refuses those set up before QEMU starts), armed then as --fault's are
+    faults: Callable[[], list[faults_mod.Fault]] = list
 
 
 def _timeouts(accel: str, memory_bytes: int) -> dict[str, float]:
@@ -101,11 +106,12 @@ def preflight(scenario: Scenario) -> Preflight:
     images.require_qemu_img()
     plan = plan_disks(scenario, Path(scenario.out_dir), faults)
     limits = _timeouts(accel, scenario.memory_bytes)
-    line = f"{images.GUEST_KERNEL} " + guest_cmdline(scenario, plan.topology, components, "0" * 32,
-                                                        "0" * 16 if scenario.fill else None, limits["io_ms"])
+    kernel = boot.planned_kernel_path(profiles.get(scenario.profile), scenario.kernel)  # first on the line
+    line = f"{kernel} " + guest_cmdline(scenario, plan.topology, components, "0" * 32,
+                                        "0" * 16 if scenario.fill else None, limits["io_ms"])
     if len(line) > GUEST_CMDLINE_MAX:
         raise DumpbedError(f"the guest's command line would be {len(line)} bytes (its kernel's path and the words "
-                           f"dumpbed and --guest-arg put there), the guest keeps {GUEST_CMDLINE_MAX}")
+                           f"dumpbed and --append put there), the guest keeps {GUEST_CMDLINE_MAX}")
     short = host_shortfalls(scenario, faults, plan)
     if short:
         raise DumpbedError(short)
@@ -166,18 +172,10 @@ def _mem_available() -> Optional[int]:
 
 def guest_cmdline(scenario: Scenario, topology, components: list[str], dump_id: str, fill_seed: Optional[str],
                   io_ms: int) -> str:
-    """The guest kernel's command line (docs/guest-interface.md): the words dumpbed sets
-    (spec.DUMPBED_GUEST_KEYS), then the --guest-arg words."""
-    cmdline = f"dumpdev={topology.dumpdev()} dumpid={dump_id} iotimeout={io_ms}"
-    if topology.dumpdev2():
-        cmdline += f" dumpdev2={topology.dumpdev2()}"
-    cmdline += f" dumplevel={scenario.level} components={','.join(components) or 'none'}"
-    cmdline += f" fill={fill_seed}" if fill_seed else " fill=off"
-    if scenario.workload:
-        cmdline += " workload=on"
-    for word in scenario.guest_args:
-        cmdline += f" {word}"
-    return cmdline
+    """The guest kernel's command line: the words the guest profile has dumpbed set
+    (docs/guest-interface.md for dumpbed's own), then the --append words."""
+    words = profiles.get(scenario.profile).cmdline(scenario, topology, components, dump_id, fill_seed, io_ms)
+    return " ".join([words, *scenario.guest_args])
 
 
 def _created_by(out_dir: Path) -> list[Path]:
@@ -223,11 +221,12 @@ def interrupted(run_dir: Path) -> Optional[dict]:
 @environment_errors  # a full disk or a hung tool is a DumpbedError here too, never an OSError
 def run(scenario: Scenario, interact: Optional[Interaction] = None) -> RunOutcome:
     checked = preflight(scenario)
-    kernel = images.build_guest()  # a failed build leaves no run directory behind
+    # the profile's image built (or found in the cache) first: a failed build leaves no run directory
+    booted = boot.prepare(profiles.get(scenario.profile), scenario.kernel, scenario.initrd)
     created = _created_by(scenario.out_dir)
     out = prepare_out_dir(scenario.out_dir)
     try:
-        return _run(scenario, checked, kernel, out, interact)
+        return _run(scenario, checked, booted, out, interact)
     except BaseException as exc:
         signame = stop_signal(exc)
         if signame:
@@ -237,9 +236,10 @@ def run(scenario: Scenario, interact: Optional[Interaction] = None) -> RunOutcom
         raise
 
 
-def _run(scenario: Scenario, checked: Preflight, kernel: Path, out: Path,
+def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Path,
          interact: Optional[Interaction] = None) -> RunOutcome:
     components, faults, accel = checked.components, checked.faults, checked.accel
+    profile = profiles.get(scenario.profile)
     crash = crash_mod.get(scenario.crash)
     limits = _timeouts(accel, scenario.memory_bytes)
     limits["dump"] += crash.extra_seconds  # e.g. a hang: the watchdog's timeout comes first
@@ -272,10 +272,12 @@ def _run(scenario: Scenario, checked: Preflight, kernel: Path, out: Path,
         "expect": faults_mod.expected_outcome(faults, scenario.secondary),
         "expect_guest_result": faults_mod.expected_guest_result(faults, scenario.secondary),
         "stale_previous": "previous" if stale else None,
+        "guest": {"profile": scenario.profile, **booted.to_json()},
     }, indent=1) + "\n")
 
     config = MachineConfig(
-        kernel=kernel, cmdline=cmdline, memory_bytes=scenario.memory_bytes, accel=accel,
+        kernel=booted.kernel, initrd=booted.initrd, symbols=booted.symbols, cmdline=cmdline,
+        memory_bytes=scenario.memory_bytes, accel=accel,
         ram_below_4g=scenario.ram_below_4g,
         firmware=scenario.firmware, devices=topology.qemu_args(),
         trace_events=list(dict.fromkeys(
@@ -292,10 +294,11 @@ def _run(scenario: Scenario, checked: Preflight, kernel: Path, out: Path,
     armed = None
     try:
         t0 = time.monotonic()
-        machine.launch()
-        machine.cont()
-        resultchan.wait_for(result_log, "READY", limits["boot"], machine.is_running,
-                            "the guest to boot (READY on the result channel)")
+        with progress.task(f"boot (to {profile.ready.word})"):
+            machine.launch()
+            machine.cont()
+            resultchan.wait_for(result_log, profile.ready.word, limits["boot"], machine.is_running,
+                                profile.ready.waiting_for)
         timings["boot"] = time.monotonic() - t0
         capture_estimates(machine, out, limits["boot"])
         if scenario.stop_disk:
@@ -304,6 +307,7 @@ def _run(scenario: Scenario, checked: Preflight, kernel: Path, out: Path,
             time.sleep(scenario.workload_seconds)  # let runtime I/O pile up before the crash
         if interact is not None:
             crash = _chosen_crash(interact.choose(machine), crash, out, limits)
+            faults = _chosen_faults(interact.faults(), faults, scenario, out)
 
         if crash.prepare:
             crash.prepare(machine)
@@ -345,8 +349,10 @@ def _run(scenario: Scenario, checked: Preflight, kernel: Path, out: Path,
                 fault_log = _live_fault(live, machine, out, armed, limits)
             # the guest goes on to its DONE unless the fault ended it (kill, reset: no DONE)
             if live is None or live.kind.guest_result is not None or not fault_log.fired:
-                guest_result = resultchan.wait_for(result_log, "DONE", limits["dump"], machine.is_running,
-                                                   "the guest to finish its dump (DONE on the result channel)")
+                with progress.task("dump", unit="bytes") as bar:  # moved by the guest's PROGRESS lines
+                    guest_result = resultchan.wait_for(result_log, profile.done.word, limits["dump"],
+                                                       machine.is_running, profile.done.waiting_for,
+                                                       on_line=progress.DumpLines(bar))
                 machine.wait_exit(10)
         finally:
             sampler.stop()
@@ -372,6 +378,24 @@ def _chosen_crash(name: str, crash: crash_mod.Crash, out: Path, limits: dict) ->
     recorded["crash"] = name
     path.write_text(json.dumps(recorded, indent=1) + "\n")
     return chosen
+
+
+def _chosen_faults(added: list[faults_mod.Fault], faults: list[faults_mod.Fault], scenario: Scenario,
+                   out: Path) -> list[faults_mod.Fault]:
+    """The faults a session's person armed at the console, added to --fault's: scenario.json
+    records them and what the run must then end with, as it would have for --fault."""
+    if not added:
+        return faults
+    faults = faults + list(added)
+    path = out / "scenario.json"
+    recorded = json.loads(path.read_text())
+    recorded.update({
+        "faults": [str(f) for f in faults],
+        "restart_expected": scenario.secondary is not None and any(f.kind.fails_device for f in faults),
+        "expect": faults_mod.expected_outcome(faults, scenario.secondary),
+        "expect_guest_result": faults_mod.expected_guest_result(faults, scenario.secondary)})
+    path.write_text(json.dumps(recorded, indent=1) + "\n")
+    return faults
 
 
 def _arm_fault(faults: list[faults_mod.Fault], machine: Machine, out: Path,

@@ -4,7 +4,9 @@ The run is run.py's, step for step (disks, QEMU, READY, estimates, ground truth,
 validation, report); between READY and the crash, run.py hands the machine to
 Session.choose (run.Interaction), which gives the guest's serial console to the terminal and
 reads hot-keys after the escape key (Ctrl-]). The key that picks a crash returns its name and
-the run goes on as `dumpbed run --crash NAME` would.
+the run goes on as `dumpbed run --crash NAME` would. A fault armed with `f` (a --fault SPEC
+typed at a prompt) is handed to run.py with it (Interaction.faults) and armed at that crash as
+`dumpbed run --fault SPEC` arms it; kinds set up before QEMU starts are refused (needs_setup).
 
 The terminal is put in a raw-ish mode (no line editing, no echo: the guest's shell echoes)
 that keeps ISIG, so Ctrl-C still raises KeyboardInterrupt and run.py's cleanup (QEMU stopped,
@@ -26,16 +28,18 @@ from dumpbed.capture import groundtruth
 from dumpbed.errors import DumpbedError
 from dumpbed.machine import resultchan
 from dumpbed.machine.qemu import Machine
-from dumpbed.scenario import crash as crash_mod
+from dumpbed.scenario import crash as crash_mod, faults as faults_mod
 from dumpbed.scenario.spec import Scenario
 
 ESCAPE = 0x1D  # Ctrl-]
 ESCAPE_NAME = "Ctrl-]"
 QUIT_MARK = "the session's quit key (q)"  # the interrupted marker's "signal" after q
 KILL_LINE = "\x15"  # ^U: the guest shell drops what was typed so far
+ENTER, NEWLINE, ERASE, BACKSPACE, KILL, EOF = 0x0D, 0x0A, 0x7F, 0x08, 0x15, 0x04  # at the fault prompt
 HELP = [
     ("n", "crash now: an NMI (ground truth first, then inject-nmi), then the dump and its checks"),
     ("w", "crash by the watchdog: type the console's `hang` (ib700 fires an NMI 2 s later)"),
+    ("f", "arm a fault for the crash: a --fault SPEC typed at the prompt (empty: none; again: replaced)"),
     ("p", "pause or continue the VM (QMP stop / cont)"),
     ("r", "show the registers (HMP info registers)"),
     ("s", "save a memory snapshot now (RAM and registers, into the run directory's session/)"),
@@ -68,6 +72,9 @@ class Session:
         self.shown = 0  # console bytes already written to the terminal
         self.snapshots = 0
         self.crashed = False  # a crash was chosen: the forwarder shows the dump's console
+        self.given = [faults_mod.parse(spec) for spec in scenario.faults]  # --fault on the command line
+        self.fault: Optional[faults_mod.Fault] = None  # armed with f, for the crash
+        self._pending = bytearray()  # typed after a hot-key, not read yet (the fault prompt's line, ...)
         self._forwarder: Optional[threading.Thread] = None
         self._stop = threading.Event()
 
@@ -101,7 +108,13 @@ class Session:
         words = [line.word for line in resultchan.read_lines(self.out / "result.log")]
         guest = "DONE" if "DONE" in words else "crashed" if "CRASH" in words or self.crashed else \
             "READY" if "READY" in words else "booting"
-        return f"status: VM {vm}, guest {guest}, run {self.out}"
+        armed = " ".join(str(f) for f in self.given + self.faults()) or "none"
+        return f"status: VM {vm}, guest {guest}, fault {armed}, run {self.out}"
+
+    def faults(self) -> list[faults_mod.Fault]:
+        """The faults the session's hot-key armed (run.Interaction.faults): run.py adds them to
+        --fault's at the crash. The status line shows both."""
+        return [self.fault] if self.fault is not None else []
 
     def help(self, machine: Machine) -> None:
         self.say(f"hot-keys after {ESCAPE_NAME}:")
@@ -125,6 +138,8 @@ class Session:
             termios.tcsetattr(self.stdin_fd, termios.TCSADRAIN, saved)
         self.crashed = True
         self.say(f"crash: {crash_mod.get(name).description}")
+        if self.fault is not None:
+            self.say(f"fault armed at this crash: {self.fault} ({self.fault.kind.description})")
         self._forwarder = threading.Thread(target=self._forward_until_gone, args=(machine,),
                                            name="session-console", daemon=True)
         self._forwarder.start()
@@ -139,22 +154,25 @@ class Session:
             if any(l.word == "CRASH" for l in resultchan.read_lines(self.out / "result.log")):
                 raise DumpbedError("the guest crashed by itself (a crash command typed at its console?) before "
                                    "the harness took its ground truth: crash it with the hot-keys instead")
-            ready, _, _ = select.select([self.stdin_fd], [], [], POLL_SECONDS)
-            if not ready:
-                continue
-            data = os.read(self.stdin_fd, 1024)
-            if not data:
-                raise SessionQuit()  # the terminal went away
+            if self._pending:  # what was typed after the last hot-key (and its prompt)
+                data, self._pending = bytes(self._pending), bytearray()
+            else:
+                ready, _, _ = select.select([self.stdin_fd], [], [], POLL_SECONDS)
+                if not ready:
+                    continue
+                data = self._read()
             typed = bytearray()
-            for byte in data:
+            for i, byte in enumerate(data):
                 if escaped:
                     escaped = False
                     if typed:
                         machine.console.send(typed.decode("latin-1"))
                         typed.clear()
+                    self._pending = bytearray(data[i + 1:])  # the fault prompt reads its line from there
                     name = self._hot_key(machine, chr(byte))
                     if name:
                         return name
+                    break  # the rest, from _pending, after the console's news
                 elif byte == ESCAPE:
                     escaped = True
                 else:
@@ -169,7 +187,9 @@ class Session:
                 if _vm_status(machine) == "paused":
                     machine.cont()  # the recipe types at the running guest
             return KEY_CRASHES[key]
-        if key == "p":
+        if key == "f":
+            self._arm(machine)
+        elif key == "p":
             if _vm_status(machine) == "paused":
                 machine.cont()
             else:
@@ -188,6 +208,92 @@ class Session:
         else:
             self.say(f"unknown hot-key {key!r}: {ESCAPE_NAME} then ? for help")
         return None
+
+    def _read(self) -> bytes:
+        data = os.read(self.stdin_fd, 1024)
+        if not data:
+            raise SessionQuit()  # the terminal went away
+        return data
+
+    def _arm(self, machine: Machine) -> None:
+        """f: a --fault SPEC read at a prompt, checked as `dumpbed session --fault SPEC` would be
+        (faults.parse, check_combination with the command line's) and refused in one line if bad
+        or if its kind is set up before QEMU starts; else armed for the crash, replacing any armed
+        before. An empty answer disarms; Ctrl-] at the prompt leaves things as they were."""
+        here = [k for k in faults_mod.KINDS.values() if needs_setup(k) is None]
+        before = [k.name for k in faults_mod.KINDS.values() if needs_setup(k) is not None]
+        self.say(f"fault to arm at the crash (n or w), as `--fault SPEC` (NAME[=VALUE][@WHEN]); "
+                 f"empty: none, {ESCAPE_NAME}: unchanged")
+        for kind in here:
+            value = f"={kind.value_name}" if kind.value_name else ""
+            if value and kind.default_value is not None:
+                value = f"[{value}] (default {kind.default_value})"
+            self.write(f"  {kind.name}{value}: {kind.description}\r\n")
+        if before:
+            self.write(f"  set up before QEMU starts, so only with --fault on the `dumpbed session` command line: "
+                       f"{', '.join(before)}\r\n")
+        spec = self._read_line("fault> ")
+        if spec is None:
+            self.say(f"fault unchanged: {self.fault or 'none armed'}")
+        elif not spec:
+            self.say(f"fault {self.fault} disarmed" if self.fault else "no fault armed")
+            self.fault = None
+        else:
+            try:
+                self.fault = self._check(spec)
+            except DumpbedError as exc:
+                kept = f"still armed: {self.fault}" if self.fault else "no fault armed"
+                self.say(f"fault refused: {exc}; {kept}")
+            else:
+                every = self.given + [self.fault]
+                guest = faults_mod.expected_guest_result(every, self.scenario.secondary)
+                self.say(f"fault armed for the crash: {self.fault}; the dump is then expected "
+                         f"{faults_mod.expected_outcome(every, self.scenario.secondary)}, the guest's DONE "
+                         + (guest if guest else "none"))
+        self.say(self.status(machine))
+
+    def _check(self, spec: str) -> faults_mod.Fault:
+        fault = faults_mod.parse(spec)
+        why = needs_setup(fault.kind)
+        if why:
+            raise DumpbedError(f"{fault.name} must be set up before QEMU starts ({why}): give it with --fault "
+                               f"{spec} on the `dumpbed session` command line")
+        try:
+            faults_mod.check_combination(self.given + [fault], self.scenario.disk, self.scenario.secondary)
+        except DumpbedError as exc:
+            raise DumpbedError(f"{spec}: {exc}" + (f" (with --fault {' '.join(map(str, self.given))})"
+                                                    if self.given else "")) from None
+        return fault
+
+    def _read_line(self, prompt: str) -> Optional[str]:
+        """A line typed at the terminal (raw: echoed and edited here, Backspace and ^U), from
+        what was typed after the hot-key on; None for Ctrl-] or ^D (unchanged). What was typed
+        after the line's end goes back to the console (_pending)."""
+        self.write(prompt)
+        line = bytearray()
+        while True:
+            if self._pending:
+                data, self._pending = bytes(self._pending), bytearray()
+            else:
+                data = self._read()
+            for i, byte in enumerate(data):
+                rest = data[i + 1:]
+                if byte in (ENTER, NEWLINE, ESCAPE) or (byte == EOF and not line):
+                    if byte == ENTER and rest[:1] == bytes([NEWLINE]):
+                        rest = rest[1:]
+                    self._pending = bytearray(rest)
+                    self.write("\r\n")
+                    return line.decode("ascii").strip() if byte in (ENTER, NEWLINE) else None
+                if byte in (ERASE, BACKSPACE):
+                    if line:
+                        line.pop()
+                        self.write("\b \b")
+                elif byte == KILL:
+                    self.write("\b \b" * len(line))
+                    line.clear()
+                elif 0x20 <= byte < 0x7F:
+                    line.append(byte)
+                    self.write(chr(byte))
 
     def _snapshot(self, machine: Machine) -> None:
         self.snapshots += 1
@@ -219,6 +325,21 @@ class Session:
         self.stdout.flush()
 
 
+def needs_setup(kind: faults_mod.FaultKind) -> Optional[str]:
+    """Why a fault kind cannot be armed once QEMU runs (it shapes the disks, the devices or the
+    guest's command line before the boot), or None: run.py arms it at the crash (blkdebug rules
+    under the dump disk, a throttle), as for --fault."""
+    reasons = [(kind.previous_dump, "an earlier run's dump is written to the disk before the guest boots"),
+               (kind.holds_runtime, "it holds --workload's requests, on a device started with werror/rerror=stop"),
+               (kind.sizes_partition, "it sizes the dump partition when the disk image is made"),
+               (kind.stops_vm, "its trigger needs the dump disk's device started with werror/rerror=stop"),
+               (kind.shortens_io_waits, "it shortens the guest's I/O waits, set on its boot command line")]
+    why = next((why for applies, why in reasons if applies), None)
+    if why is None and not (kind.fails_device or kind.throttles):
+        why = "run.py arms only blkdebug rules and throttles at the crash"
+    return why
+
+
 def _vm_status(machine: Machine) -> str:
     return machine.qmp.command("query-status", timeout=5)["status"]
 
@@ -247,7 +368,8 @@ def run_session(scenario: Scenario):
     session = Session(scenario)
     hang = crash_mod.get("hang")
     try:
-        return run_mod.run_and_validate(scenario, run_mod.Interaction(session.choose, hang.qemu_args))
+        return run_mod.run_and_validate(scenario, run_mod.Interaction(session.choose, hang.qemu_args,
+                                                                      session.faults))
     except SessionQuit:
         marker = run_mod.interrupted(scenario.out_dir)
         if marker is not None:

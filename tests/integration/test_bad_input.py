@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,10 +23,11 @@ import pytest
 
 from dumpbed import run as run_mod
 from dumpbed.errors import DumpbedError
+from dumpbed.guests.profiles import DUMPBED_KEYS as DUMPBED_GUEST_KEYS, DUMPBED_MIN_MEMORY as MIN_MEMORY
 from dumpbed.machine import qemu as machine_mod
 from dumpbed.machine.qmp import QmpSession
 from dumpbed.scenario import disks, faultrun, faults
-from dumpbed.scenario.spec import DUMPBED_GUEST_KEYS, MIN_MEMORY, PC_PCI_SLOTS, Scenario, check_scenario
+from dumpbed.scenario.spec import PC_PCI_SLOTS, Scenario, check_scenario
 from dumpbed.units import MiB, PAGE
 from tests.integration.test_robustness import (
     DUMPBED, _assert_nothing_left, _assert_one_error_line, _env, _finish, _result_has, _wait_for,
@@ -81,12 +83,20 @@ _BAD_RUNS = {
                                      rf"at most {disks.get(_HBA_KIND).targets - 1} .*targets are 0\.\."),
     "target-out-of-range": (["--disk", _HBA_KIND, "--target", str(disks.get(_HBA_KIND).targets)], r"out of range"),
     "lun-out-of-range": (["--disk", _HBA_KIND, "--lun", "1"], r"LUN 1 out of range 0\.\.0"),
-    "guest-arg-one-word": (["--guest-arg", "foo"], r"--guest-arg 'foo': not KEY=VALUE"),
+    "guest-arg-one-word": (["--guest-arg", "foo"], r"--append 'foo': not KEY=VALUE"),
     "guest-arg-empty-value": (["--guest-arg", "testfault="], r"not KEY=VALUE"),
     "guest-arg-two-words": (["--guest-arg", "testfault=irq-on pinpool=4M"], r"not KEY=VALUE"),
-    "guest-arg-dumpbed-sets": (["--guest-arg", "dumpid=00"], r"--guest-arg dumpid=00: dumpbed sets dumpid= itself"),
+    "guest-arg-dumpbed-sets": (["--guest-arg", "dumpid=00"], r"--append dumpid=00: dumpbed sets dumpid= itself"),
     "guest-arg-too-long": (["--guest-arg", "pinpool=" + "1" * 1000],
                            r"the guest's command line would be \d+ bytes .*the guest keeps 1023"),
+    "append-a-bad-word-among-good": (["--append", "testfault=irq-on  foo"], r"--append 'foo': not KEY=VALUE"),
+    "append-dumpbed-sets": (["--append", "fill=off"], r"--append fill=off: dumpbed sets fill= itself"),
+    "kernel-missing": (["--kernel", "no-such-kernel.elf"], r"--kernel no-such-kernel.elf: no such file"),
+    "kernel-a-directory": (["--kernel", "/"], r"--kernel /: not a regular file"),
+    "kernel-not-a-kernel": (["--kernel", "/etc/passwd"], r"--kernel /etc/passwd: neither a multiboot kernel .* nor a "
+                                                          r"Linux bzImage"),
+    "initrd-without-kernel": (["--initrd", "/etc/passwd"], r"--initrd /etc/passwd: needs --kernel"),
+    "profile-unknown": (["--profile", "plan9"], r"argument --profile: invalid choice: 'plan9'"),
 }
 
 
@@ -117,7 +127,7 @@ def test_the_api_refuses_a_nonzero_address_for_a_disk_without_one(tmp_path):
 
 
 def test_the_keys_guest_arg_may_not_set_are_those_dumpbed_sets(tmp_path):
-    """spec.DUMPBED_GUEST_KEYS is every key run.guest_cmdline writes (with every optional word
+    """The dumpbed profile's DUMPBED_KEYS is every key run.guest_cmdline writes (with every optional word
     present), so a --guest-arg can never contradict scenario.json."""
     scenario = Scenario(out_dir=tmp_path / "run", memory_bytes=64 * MiB, workload=True, secondary=disks.DEFAULT,
                         guest_args=["testfault=irq-on"])
@@ -127,6 +137,22 @@ def test_the_keys_guest_arg_may_not_set_are_those_dumpbed_sets(tmp_path):
     keys = [w.split("=", 1)[0] for w in words]
     assert keys[-1] == "testfault" and len(keys) == len(set(keys))
     assert set(keys[:-1]) == set(DUMPBED_GUEST_KEYS)
+
+
+def test_a_kernel_the_profile_cannot_judge_is_refused(tmp_path, guest_kernel):
+    """--initrd with a multiboot kernel, and a crash kind whose checks need the kernel's symbols
+    when none are beside it (a user's kernel without its .elf64), are refused before anything
+    is written; with its .elf64 beside it the same kernel is taken."""
+    alone = tmp_path / "k" / "my-guest.elf"
+    alone.parent.mkdir()
+    shutil.copy(guest_kernel, alone)
+    _refused_before_anything(tmp_path, tmp_path / "run", "--kernel", str(alone), "--initrd", str(guest_kernel),
+                             pattern=r"--initrd .*: goes with a Linux bzImage, and --kernel .* is a multiboot kernel")
+    _refused_before_anything(tmp_path, tmp_path / "run", "--kernel", str(alone), "--crash", "page-fault",
+                             pattern=r"--crash page-fault checks where the crash happened against the kernel's "
+                                     r"symbols .*my-guest\.elf64 beside it")
+    shutil.copy(Path(guest_kernel).with_suffix(".elf64"), alone.with_suffix(".elf64"))
+    check_scenario(Scenario(out_dir=tmp_path / "run", crash="page-fault", kernel=alone))
 
 
 def _host_room(where: Path) -> tuple[int, int]:

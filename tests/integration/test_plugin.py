@@ -148,21 +148,34 @@ def test_a_failing_plain_assert_still_names_the_run(pytester):
     result.stdout.fnmatch_lines(["*dumpbed runs (kept)*", "*dumpbed-1: verdict=fail dump=partial failing=canary*"])
 
 
-def test_dumpbed_kernel_is_the_guest_every_run_boots(pytester):
+def test_dumpbed_kernel_is_the_guest_every_run_boots(pytester, guest_kernel):
+    """--dumpbed-kernel: every run's scenario boots that file (a copy of the guest here, as a user's
+    own build would be), dumpbed_guest names it; a missing file or one that is no kernel stops the
+    session with a usage error before any test."""
     kernel = pytester.path / "my-guest.elf"
-    kernel.write_bytes(b"\x7fELF not really")
+    shutil.copy(guest_kernel, kernel)
+    shutil.copy(Path(guest_kernel).with_suffix(".elf64"), kernel.with_suffix(".elf64"))
     pytester.makepyfile(f"""
         from pathlib import Path
-        from dumpbed.images import build
+        import pytest
 
-        def test_it(dumpbed_guest):
+        def fake(scenario):
+            raise RuntimeError(f"would boot {{scenario.kernel}}")
+
+        def test_it(dumpbed_guest, dumpbed_run, monkeypatch):
             assert dumpbed_guest == Path({str(kernel)!r})
-            assert build.build_guest() == dumpbed_guest  # what run() boots
+            monkeypatch.setattr("dumpbed.run.run_and_validate", fake)
+            with pytest.raises(RuntimeError, match="would boot {kernel}"):
+                dumpbed_run()
     """)
     pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--dumpbed-kernel={kernel}").assert_outcomes(passed=1)
     missing = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--dumpbed-kernel=nope.elf")
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
     missing.stderr.fnmatch_lines(["*--dumpbed-kernel nope.elf: no such file*"])
+    (pytester.path / "notes.txt").write_text("not a kernel\n")
+    garbage = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--dumpbed-kernel=notes.txt")
+    assert garbage.ret == pytest.ExitCode.USAGE_ERROR
+    garbage.stderr.fnmatch_lines(["*--dumpbed-kernel notes.txt: neither a multiboot kernel*"])
 
 
 def test_matrix_ids_and_arguments():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -21,7 +22,7 @@ BOOT_TIMEOUT = 180  # to the first status line: the guest's build, disks, boot, 
 RUN_TIMEOUT = 300  # from the crash key to the end of the report
 ESC = "\x1d"  # Ctrl-]
 VERDICT_PASS = r"\n(\x1b\[[0-9;]*m)*PASS(\x1b\[0m)?\r\n"  # the report's last line, in colour on a tty
-STATUS = r"status: VM (\S+), guest (\S+), run "
+STATUS = r"status: VM (\S+), guest (\S+), fault ([^,]+), run "
 
 
 def _spawn(tmp_path: Path, out: Path, *args: str) -> pexpect.spawn:
@@ -35,7 +36,7 @@ def _spawn(tmp_path: Path, out: Path, *args: str) -> pexpect.spawn:
 def _ready(child: pexpect.spawn) -> None:
     child.expect(r"the guest is READY; its console is yours")
     child.expect(STATUS)
-    assert child.match.groups() == ("running", "READY"), child.match.groups()
+    assert child.match.groups() == ("running", "READY", "none"), child.match.groups()
 
 
 def _finish(child: pexpect.spawn, timeout: float = RUN_TIMEOUT) -> tuple[int, str]:
@@ -109,13 +110,13 @@ def test_pause_and_continue(tmp_path):
     _ready(child)
     child.send(ESC + "p")
     child.expect(STATUS)
-    assert child.match.groups() == ("paused", "READY")
+    assert child.match.groups() == ("paused", "READY", "none")
     child.send("help\r")
     with pytest.raises(pexpect.TIMEOUT):  # a paused guest echoes nothing
         child.expect(r"list commands", timeout=3)
     child.send(ESC + "p")
     child.expect(STATUS)
-    assert child.match.groups() == ("running", "READY")
+    assert child.match.groups() == ("running", "READY", "none")
     child.expect(r"help\s+list commands", timeout=30)
     child.send(ESC + "r")
     child.expect(r"RIP=([0-9a-f]{16})")
@@ -206,3 +207,59 @@ def test_a_crash_typed_at_the_console_is_refused(tmp_path):
     assert status == 2
     assert not (out / "report.json").exists() and run_mod.interrupted(out) is None
     _assert_nothing_left(tmp_path, out)
+
+
+def _arm(child: pexpect.spawn, spec: str, said: str) -> str:
+    """Ctrl-] f, SPEC at the prompt: what the session said (a regex), and the fault the status line then shows."""
+    child.send(ESC + "f")
+    child.expect(r"fault> ")
+    child.send(spec + "\r")
+    child.expect(r"\[dumpbed\] " + said + r"\r*\n")  # the terminal's ONLCR makes \r\n of \n: \r\r\n
+    child.expect(STATUS)
+    assert child.match.group(2) == "READY", child.match.groups()
+    return child.match.group(3)
+
+
+def test_a_fault_armed_by_hot_key(tmp_path):
+    """f asks for a --fault SPEC: a bad one, and one QEMU must be started for (kill's werror=stop),
+    are refused in one line, nothing armed; slow armed, disarmed by an empty answer, then
+    eio-at=20 armed: the NMI's dump runs with it as `dumpbed run --fault eio-at=20` would, and
+    the report shows the fault and its expected outcome (partial, the guest's DONE failed)."""
+    out = tmp_path / "run"
+    child = _spawn(tmp_path, out)
+    _ready(child)
+    assert _arm(child, "bogus=3", r"fault refused: unknown fault 'bogus' \(available: [^)]+\); no fault armed") \
+        == "none"
+    assert _arm(child, "kill@50%", r"fault refused: kill must be set up before QEMU starts "
+                r"\([^)]*werror/rerror=stop\): give it with --fault kill@50% on the `dumpbed session` command "
+                r"line; no fault armed") == "none"
+    assert _arm(child, "slow", r"fault armed for the crash: slow=16; the dump is then expected complete, "
+                r"the guest's DONE complete") == "slow=16"
+    assert _arm(child, "", r"fault slow=16 disarmed") == "none"
+    assert _arm(child, "eio-at=20", r"fault armed for the crash: eio-at=20; the dump is then expected partial, "
+                r"the guest's DONE failed") == "eio-at=20"
+    child.send(ESC + "f")
+    child.expect(r"fault> ")
+    child.send("kil" + ESC)  # Ctrl-] at the prompt: nothing changes
+    child.expect(r"fault unchanged: eio-at=20")
+    child.expect(STATUS)
+    assert child.match.group(3) == "eio-at=20"
+    child.send(ESC + "n")
+    child.expect(r"crash: an NMI sent over QMP")
+    child.expect(r"fault armed at this crash: eio-at=20 ")
+    child.expect(VERDICT_PASS, timeout=RUN_TIMEOUT)
+    status, _ = _finish(child)
+    terminal = re.sub(r"\x1b\[[0-9;]*m", "", (tmp_path / "terminal.log").read_text())  # the report in colour
+    assert status == 0, terminal[-3000:]
+    assert "\nfault eio-at=20:" in terminal and "\noutcome partial (expected partial" in terminal, terminal[-3000:]
+    scenario = json.loads((out / "scenario.json").read_text())
+    assert (scenario["faults"], scenario["expect"], scenario["expect_guest_result"]) == (["eio-at=20"], "partial",
+                                                                                         "failed")
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"] == "pass" and report["fault"]["fault"] == "eio-at=20", report["fault"]
+    assert (report["outcome"], report["expected_outcome"]) == ("partial", "partial")
+    assert report["fault"]["writes_landed"] == 19, report["fault"]  # the 20th write and every later one failed
+    _assert_nothing_left(tmp_path, out)
+    result = subprocess.run([*DUMPBED, "validate", str(out), "--json"], capture_output=True, text=True,
+                            env=_env(tmp_path))  # judged the same again, from scenario.json's faults
+    assert result.returncode == 0 and json.loads(result.stdout)["expected_outcome"] == "partial", result.stderr

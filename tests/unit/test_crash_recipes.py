@@ -97,16 +97,18 @@ def test_elf_symbols(tmp_path):
 
 
 def test_save_symbols_keeps_what_the_recipe_needs(tmp_path):
-    kernel = tmp_path / "k.elf"
-    kernel.with_suffix(".elf64").write_bytes(_elf64({
+    symbols = tmp_path / "k.elf64"
+    symbols.write_bytes(_elf64({
         "crash_test_stack_overflow": (0x108330, 5, 0x12), "boot_stack_guard": (0x12E000, 0, 0x10),
         "boot_stack_bottom": (0x12F000, 0, 0x10), "unrelated": (0x100000, 1, 0x12)}))
-    crash_mod.save_symbols(crash_mod.get("double-fault"), kernel, tmp_path)
+    crash_mod.save_symbols(crash_mod.get("double-fault"), symbols, tmp_path)
     assert crash_mod.load_symbols(tmp_path) == {"crash_test_stack_overflow": (0x108330, 5),
                                                "boot_stack_guard": (0x12E000, 0),
                                                "boot_stack_bottom": (0x12F000, 0)}
     with pytest.raises(DumpbedError, match="no symbol crash_test_page_fault"):
-        crash_mod.save_symbols(crash_mod.get("page-fault"), kernel, tmp_path)
+        crash_mod.save_symbols(crash_mod.get("page-fault"), symbols, tmp_path)
+    with pytest.raises(DumpbedError, match="crash page-fault needs the kernel's symbols"):
+        crash_mod.save_symbols(crash_mod.get("page-fault"), None, tmp_path)
 
 
 # --- the check on synthetic dumps (tests/support/synth.py writes page-fault-like exceptions) -----

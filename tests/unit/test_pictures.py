@@ -169,3 +169,26 @@ def test_a_timeline_is_thinned(good_run, monkeypatch):
     pictures.write(good_run.dir, report)
     text = (good_run.dir / pictures.WRITE_TIMELINE).read_text()
     assert "(5 writes drawn)" in text
+
+
+def test_validate_redraws_the_pictures(good_run, capsys):
+    """`dumpbed validate RUN` draws the pictures again from its new report, as run does: a page
+    removed comes back; a dump damaged since the run's page said PASS now reads FAIL there."""
+    from dumpbed import cli
+
+    pictures.write(good_run.dir, report_of(good_run.dir))
+    (good_run.dir / pictures.RUN_HTML).unlink()
+    (good_run.dir / pictures.DISK_MAP).unlink()
+    assert cli.main(["validate", str(good_run.dir)]) == 0
+    assert 'id="verdict">PASS<' in (good_run.dir / pictures.RUN_HTML).read_text()
+    assert (good_run.dir / pictures.DISK_MAP).is_file() and (good_run.dir / pictures.WRITE_TIMELINE).is_file()
+
+    with open(good_run.image, "r+b") as f:  # a byte of the dump's body
+        f.seek(good_run.part_offset + good_run.body_offset)
+        old = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([old[0] ^ 1]))
+    assert cli.main(["validate", str(good_run.dir)]) == 1
+    page = (good_run.dir / pictures.RUN_HTML).read_text()
+    assert 'id="verdict">FAIL<' in page and '<tr class="failed">' in page
+    assert capsys.readouterr().err == ""  # quiet: `dumpbed validate RUN | head` keeps a clean stderr

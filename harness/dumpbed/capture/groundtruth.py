@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
+from dumpbed import progress
 from dumpbed.machine.memory import ram_regions
 from dumpbed.machine.qemu import Machine
 
@@ -61,14 +62,16 @@ def take(machine: Machine, snapshot_dir: Path, ram_bytes: int, max_below_4g: Opt
     """Save RAM (pmemsave, one file per region) and registers. The VM must be stopped."""
     snapshot_dir.mkdir(parents=True, exist_ok=True)
     regions = []
-    for phys, length in ram_regions(ram_bytes, max_below_4g):
-        name = f"mem-{phys:016x}.bin"
-        # QEMU writes the file itself: the path must be absolute (its cwd is a scratch dir).
-        machine.qmp.command(
-            "pmemsave", {"val": phys, "size": length, "filename": str((snapshot_dir / name).resolve())},
-            timeout=120,
-        )
-        regions.append({"phys": phys, "length": length, "file": name})
+    with progress.task("snapshot RAM", total=ram_bytes, unit="bytes") as bar:
+        for phys, length in ram_regions(ram_bytes, max_below_4g):
+            name = f"mem-{phys:016x}.bin"
+            # QEMU writes the file itself: the path must be absolute (its cwd is a scratch dir).
+            machine.qmp.command(
+                "pmemsave", {"val": phys, "size": length, "filename": str((snapshot_dir / name).resolve())},
+                timeout=120,
+            )
+            regions.append({"phys": phys, "length": length, "file": name})
+            bar.advance(length)
     (snapshot_dir / "memory.json").write_text(json.dumps({"regions": regions}, indent=1) + "\n")
     text = machine.qmp.hmp("info registers")
     (snapshot_dir / "info-registers.txt").write_text(text)

@@ -1,1 +1,1 @@
-"""What QEMU is given: the guest kernel's build, the dump disk's layout, GPT and canary fill, the disks and controllers of a run."""
+"""What QEMU is given as disks: the dump disk's layout, GPT and canary fill, the disks and controllers of a run."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dumpbed import progress
 from dumpbed.images.layout import DiskLayout
 from dumpbed.units import SECTOR
 
@@ -50,13 +51,16 @@ def fill(image_path: str | Path, layout: DiskLayout) -> None:
     """Write the canary over the whole image (created or resized to layout.size_bytes)."""
     path = Path(image_path)
     mode = "r+b" if path.exists() else "w+b"
-    with open(path, mode, buffering=0) as f:  # unbuffered: big writes go straight to the kernel
+    ranges = written_ranges(layout)
+    with open(path, mode, buffering=0) as f, \
+            progress.task(f"fill {path.name}", total=sum(end - start for start, end in ranges), unit="bytes") as bar:
         f.truncate(layout.size_bytes)  # holes stay holes: a sparse file
-        for start, end in written_ranges(layout):
+        for start, end in ranges:
             f.seek(start)
             for first in range(start // SECTOR, end // SECTOR, _CHUNK_SECTORS):
                 count = min(_CHUNK_SECTORS, end // SECTOR - first)
                 f.write(memoryview(_sectors(first, count, layout.canary_seed)).cast("B"))
+                bar.advance(count * SECTOR)  # a 4 MiB chunk; the bar passes it on a few times a second
 
 
 def written_ranges(layout: DiskLayout) -> list[tuple[int, int]]:

@@ -187,6 +187,8 @@ class MachineConfig:
     cmdline: str
     memory_bytes: int
     accel: str  # "kvm" or "tcg", already chosen
+    initrd: Optional[Path] = None  # with a Linux bzImage
+    symbols: Optional[Path] = None  # the kernel's symbol table (for the crash kinds' checks; not QEMU's)
     ram_below_4g: Optional[int] = None  # the pc machine's max-ram-below-4g: the rest lies above 4 GiB
     firmware: str = "qboot"
     devices: list[str] = field(default_factory=list)  # disk and controller arguments (topology)
@@ -225,6 +227,7 @@ class Machine:
             "-nodefaults", "-no-user-config", "-display", "none",
             "-S",
             "-kernel", str(c.kernel),
+            *(["-initrd", str(c.initrd)] if c.initrd else []),
             "-append", c.cmdline,
             "-chardev", f"socket,id=qmp,fd={qmp_fd}",
             "-mon", "chardev=qmp,mode=control",
@@ -253,7 +256,7 @@ class Machine:
         sweep_scratch_dirs()  # what a killed harness left
         require_qemu()
         if not Path(c.kernel).is_file():
-            raise DumpbedError(f"guest kernel {c.kernel} not found: build it with make -C guest")
+            raise DumpbedError(f"guest kernel {c.kernel} not found")
         require_firmware(c.firmware)
         extra_qemu_args()  # a malformed DUMPBED_QEMU_ARGS is refused before anything starts
         try:

@@ -42,20 +42,35 @@ def read_lines(path: Path) -> list[ResultLine]:
 
 
 def wait_for(path: Path, word: str, timeout: float, alive: Callable[[], bool],
-             what: Optional[str] = None) -> ResultLine:
+             what: Optional[str] = None, on_line: Optional[Callable[[ResultLine], None]] = None) -> ResultLine:
     """Poll the channel until a line with WORD appears. Stops early when `alive()` turns false
-    and the line still has not come (the guest exited or QEMU died)."""
+    and the line still has not come (the guest exited or QEMU died). on_line, if given, sees
+    each line of the channel once, in order, up to and including the one returned (those
+    written before the wait began too): e.g. PROGRESS lines for a progress bar."""
     deadline = Deadline(timeout, what or f"the guest's {word} line on the result channel")
-    while True:
-        for line in read_lines(path):
+    seen = 0
+
+    def look() -> Optional[ResultLine]:
+        nonlocal seen
+        lines = read_lines(path)
+        for i, line in enumerate(lines):
+            if on_line is not None and i >= seen:
+                seen = i + 1
+                on_line(line)
             if line.word == word:
                 return line
+        return None
+
+    while True:
+        found = look()
+        if found is not None:
+            return found
         if deadline.expired:
             raise deadline.timeout()
         if not alive():
-            for line in read_lines(path):  # one last look: the line may race the exit
-                if line.word == word:
-                    return line
+            found = look()  # one last look: the line may race the exit
+            if found is not None:
+                return found
             raise GuestGone(f"QEMU exited while waiting for {deadline.what}", deadline.what)
         time.sleep(min(0.02, max(deadline.remaining(), 0.001)))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dumpbed import progress
 from dumpbed.errors import DumpbedError
 from dumpbed.oracles.base import Check, load_json, make_check, require_int
 from dumpbed.reader import dumpfmt
@@ -146,6 +147,23 @@ def check_content(
 
     problems: list[str] = []
     base = dump.partition_offset
+    with progress.task("compare with the snapshot", unit="bytes",
+                       total=sum(a.length for a in dump.areas if not a.volatile and dump.area_written(a))) as bar:
+        _compare(dump, image, snapshot, base, stats, problems, bar)
+    if stats.bytes_checked == 0 and not problems and dump.header.complete:
+        problems.append("no non-volatile area was written: nothing compared")
+    partial = f"; {stats.bytes_unwritten} bytes beyond body_written not compared" if stats.bytes_unwritten else ""
+    ok_detail = (
+        f"{stats.areas_checked} areas, {stats.bytes_checked} bytes equal the snapshot "
+        f"({stats.checked_fraction:.1%} of {ram_bytes} RAM bytes); {stats.bytes_volatile} volatile bytes "
+        f"not compared{partial}"
+    )
+    return make_check("content", problems, ok_detail), stats
+
+
+def _compare(dump: dumpfmt.Dump, image: dumpfmt.Image, snapshot: Snapshot, base: int, stats: ContentStats,
+             problems: list[str], bar) -> None:
+    """check_content's comparison, area by area, 16 MiB at a time (bar: the bytes compared)."""
     for area in dump.areas:
         label = f"area {area.index} ({area.name})"
         if area.volatile:
@@ -159,6 +177,7 @@ def check_content(
         for phys, n, region in snapshot.pieces(area.phys_addr, area.length):
             if region is None:
                 stats.bytes_uncovered += n
+                bar.advance(n)
                 problems.append(f"{label}: phys 0x{phys:x}..0x{phys + n:x} is not in the snapshot")
                 continue
             for pos in range(0, n, _STEP):
@@ -167,6 +186,7 @@ def check_content(
                 dumped = image.read(disk, length)
                 truth = snapshot.read(region, phys + pos, length)
                 stats.bytes_checked += length
+                bar.advance(length)
                 if dumped == truth:
                     continue
                 present = len(dumped)
@@ -186,13 +206,3 @@ def check_content(
                 f"{label}: first mismatch at phys 0x{addr:x} (disk offset 0x{disk:x}): dump 0x{got:02x}, "
                 f"snapshot 0x{want:02x}; {area_bad} bytes differ"
             )
-    if stats.bytes_checked == 0 and not problems and dump.header.complete:
-        problems.append("no non-volatile area was written: nothing compared")
-    partial = f"; {stats.bytes_unwritten} bytes beyond body_written not compared" if stats.bytes_unwritten else ""
-    ok_detail = (
-        f"{stats.areas_checked} areas, {stats.bytes_checked} bytes equal the snapshot "
-        f"({stats.checked_fraction:.1%} of {ram_bytes} RAM bytes); {stats.bytes_volatile} volatile bytes "
-        f"not compared{partial}"
-    )
-    return make_check("content", problems, ok_detail), stats
-

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from dumpbed import progress
 from dumpbed.capture import cmdlog
 from dumpbed.capture.writelog import crash_time
 from dumpbed.errors import DumpbedError
+from dumpbed.guests import profiles
 from dumpbed.images import canary, gpt, layout as layout_mod
 from dumpbed.oracles import components as checks_components, dumpio, fxsave, memmap, ranges
 from dumpbed.oracles.base import Check, load_json, make_check, require_int
@@ -189,6 +191,7 @@ def validate_run(run_dir: str | Path) -> Validation:
     expected = run_expectation(run_dir, scenario, ios)
     partial = expected["outcome"] == "partial"
     with ExitStack() as stack:
+        bar = stack.enter_context(progress.task("validate: reading the dump", total=len(CHECK_ORDER)))
         snapshot = stack.enter_context(Snapshot.load(run_dir / "snapshot"))
         images = {t.role: stack.enter_context(_open(t.image)) for t in targets}
         dumps = {t.role: dumpfmt.read(images[t.role], t.layout.dump_offset, t.layout.dump_size,
@@ -196,47 +199,58 @@ def validate_run(run_dir: str | Path) -> Validation:
         record = dump_of_record(dumps)
         by_role = {t.role: t for t in targets}
         dump, image, layout = dumps[record], images[record], by_role[record].layout
+        bar.update(description="validate: content")
         content, stats = check_content(dump, image, snapshot, scenario["memory_bytes"])
         secondary = (by_role["secondary"].layout, dumps["secondary"]) if "secondary" in dumps else None
         done = cmds.result("DONE")
         quiesced = next((r.time for r in cmds.result("QUIESCED")), None)
         order = [ios[t.role] for t in targets if ios[t.role] is not None]
         lost = first_lost_write(ios[record]) if ios[record] is not None else None
-        checks = {
-            "write-sizes": check_write_sizes(run_dir, dumps["primary"], by_role["primary"].layout, scenario,
-                                             secondary, quiesced),
-            "runtime-io": check_runtime_io(cmds, crashed, ios["primary"].disk if ios["primary"] else None,
-                                           (by_role["primary"].layout.dump_offset,
-                                            by_role["primary"].layout.dump_offset + by_role["primary"].layout.dump_size)),
-            "write-order": (check_write_order(order, done[0].time if done else None, expected["guest"] is not None,
-                                              bool(done) and done[0].fields.get("status") == "failed")
-                            if order else Check("write-order", False, "no command log: QEMU's trace is missing")),
-            "canary": (_canary_since_before(run_dir, dump, image, layout) if scenario.get("stale_previous")
-                       else _canary_of_devices(targets, dumps, images, ios)),
-            "consistency": _consistency(targets, ios, dumps, scenario, run_dir),
-            "format": check_format(dump, scenario["dump_id"], partial),
-            "chunk-crc": check_chunks(dump, partial),
-            "completeness": (check_partial_completeness(dump) if partial else
-                             check_completeness(dump, expect, *_loader_map(snapshot))),
-            "content": content,
-            "sample-data": check_sample_data(dump, image, expect),
-            "crash-record": check_crash_record(dump, registers, scenario["crash"], run_dir, partial),
-            "protocol": check_protocol(dump, expect),
-            "no-interrupts": check_no_interrupts(run_dir, crashed, quiesced,
-                                                 cmds.rebooted_after(crashed) if crashed else float("inf"),
-                                                 next((r.time for r in cmds.result("CRASH")), None)),
-            "guest-result": check_guest_result(run_dir, expected["guest"], qemu_exit_status(run_dir), dump,
-                                               lost[1] if lost else None, dumps["primary"],
-                                               _lost_offset(ios.get("primary"))),
+        judges = {
+            "write-sizes": lambda: check_write_sizes(run_dir, dumps["primary"], by_role["primary"].layout, scenario,
+                                                     secondary, quiesced),
+            "runtime-io": lambda: check_runtime_io(cmds, crashed, ios["primary"].disk if ios["primary"] else None,
+                                                   (by_role["primary"].layout.dump_offset,
+                                                    by_role["primary"].layout.dump_offset + by_role["primary"].layout.dump_size)),
+            "write-order": lambda: (check_write_order(order, done[0].time if done else None, expected["guest"] is not None,
+                                                      bool(done) and done[0].fields.get("status") == "failed")
+                                    if order else Check("write-order", False, "no command log: QEMU's trace is missing")),
+            "canary": lambda: (_canary_since_before(run_dir, dump, image, layout) if scenario.get("stale_previous")
+                               else _canary_of_devices(targets, dumps, images, ios)),
+            "consistency": lambda: _consistency(targets, ios, dumps, scenario, run_dir),
+            "format": lambda: check_format(dump, scenario["dump_id"], partial),
+            "chunk-crc": lambda: check_chunks(dump, partial),
+            "completeness": lambda: (check_partial_completeness(dump) if partial else
+                                     check_completeness(dump, expect, *_loader_map(snapshot))),
+            "content": lambda: content,
+            "sample-data": lambda: check_sample_data(dump, image, expect),
+            "crash-record": lambda: check_crash_record(dump, registers, scenario["crash"], run_dir, partial),
+            "protocol": lambda: check_protocol(dump, expect),
+            "no-interrupts": lambda: check_no_interrupts(run_dir, crashed, quiesced,
+                                                         cmds.rebooted_after(crashed) if crashed else float("inf"),
+                                                         next((r.time for r in cmds.result("CRASH")), None)),
+            "guest-result": lambda: check_guest_result(run_dir, expected["guest"], qemu_exit_status(run_dir), dump,
+                                                       lost[1] if lost else None, dumps["primary"],
+                                                       _lost_offset(ios.get("primary"))),
         }
         if secondary is not None:
-            checks["devices"] = check_devices(dumps, bool(scenario.get("restart_expected")))
+            judges["devices"] = lambda: check_devices(dumps, bool(scenario.get("restart_expected")))
+        bar.update(total=len(judges))
+        checks = {}
+        for name, judge in judges.items():  # a check at a time, each named on the bar as it runs
+            bar.update(description=f"validate: {name}")
+            checks[name] = judge()
+            bar.advance()
     if expected["outcome"] == "none" and dump.status == "none":
         # No dump of this run, as the fault's point says: nothing of the dump to judge. The
         # device-side checks (writes, order, canary, consistency) and the guest's word still apply.
         for name in NOTHING_TO_JUDGE_WITHOUT_A_DUMP:
             checks[name] = Check(name, True, f"no dump of this run, as expected ({expected['why']}): nothing to judge")
     checks["canary"] = _with_other_disks(checks["canary"], run_dir)
+    profile = profiles.get((scenario.get("guest") or {}).get("profile", profiles.DEFAULT))
+    for name, why in profile.not_applicable.items():  # e.g. no-interrupts for a capture kernel
+        if name in checks:
+            checks[name] = Check(name, True, f"skipped: not applicable to guest profile {profile.name} ({why})")
     order_names = [*CHECK_ORDER, *(["devices"] if "devices" in checks else [])]
     summaries = [device_summary(t.role, t.kind, dumps[t.role]) for t in targets]
     return Validation([checks[n] for n in order_names], dump, stats, str(by_role[record].image), summaries,

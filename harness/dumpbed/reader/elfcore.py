@@ -21,6 +21,7 @@ import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from dumpbed.errors import DumpbedError
 from dumpbed.reader import dumpfmt
@@ -90,6 +91,7 @@ class Export:
     left_out: list[dumpfmt.Area] = field(default_factory=list)  # listed but not usable (partial)
     registers_from: str = "crash record"  # or "header" (no usable crash record: no NT_PRFPREG)
     bytes: int = 0  # size of the core file
+    symbols: Optional[Path] = None  # the booted kernel's symbol file (a run's scenario.json), for gdb
 
 
 def usable_areas(dump: dumpfmt.Dump) -> tuple[list[dumpfmt.Area], list[dumpfmt.Area]]:
@@ -187,6 +189,7 @@ def export(source: str | Path, dest: str | Path, force: bool = False) -> Export:
 
     source = Path(source)
     dump_id = None
+    symbols = None
     if source.is_dir():
         from dumpbed.oracles.devices import dump_devices, dump_of_record
         from dumpbed.oracles.validate import load_scenario
@@ -195,6 +198,7 @@ def export(source: str | Path, dest: str | Path, force: bool = False) -> Export:
             raise DumpbedError(f"{source}: not a run directory (no scenario.json)")
         scenario = load_scenario(source / "scenario.json")
         dump_id = scenario["dump_id"]
+        symbols = (scenario.get("guest") or {}).get("symbols")
         targets = dump_devices(source, scenario)
         dumps, images = {}, {}
         for t in targets:
@@ -213,4 +217,6 @@ def export(source: str | Path, dest: str | Path, force: bool = False) -> Export:
     else:
         raise DumpbedError(f"{source}: no such run directory or dump image")
     with dumpfmt.Image(path) as image:
-        return write_core(dump, image, Path(dest), force)
+        result = write_core(dump, image, Path(dest), force)
+    result.symbols = Path(symbols) if symbols else None
+    return result

@@ -76,7 +76,7 @@ class Crash:
 
 
 # --------------------------------------------------------------------------------------------
-# Guest symbols (ELF64 symbol table of guest/build/dumpbed-guest.elf64)
+# Guest symbols (the ELF64 symbol table of the kernel that runs: BootFiles.symbols)
 # --------------------------------------------------------------------------------------------
 
 
@@ -105,20 +105,18 @@ def elf_symbols(path: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def kernel_elf64(kernel: Path) -> Path:
-    """The ELF64 (with symbols) next to the ELF32 container QEMU boots."""
-    return Path(kernel).with_suffix(".elf64")
-
-
-def save_symbols(crash: Crash, kernel: Path, run_dir: Path) -> None:
-    """Write the symbols the recipe's expectation needs, from the kernel that runs, to the run."""
+def save_symbols(crash: Crash, symbols: Optional[Path], run_dir: Path) -> None:
+    """Write the symbols the recipe's expectation needs, from the symbol table of the kernel that
+    runs (the guest profile finds it), to the run."""
     names = crash.needed_symbols()
     if not names:
         return
-    table = elf_symbols(kernel_elf64(kernel))
+    if symbols is None:  # the preflight refuses this; a direct Machine user may not have checked
+        raise DumpbedError(f"crash {crash.name} needs the kernel's symbols ({', '.join(names)}): none were found")
+    table = elf_symbols(symbols)
     missing = [n for n in names if n not in table]
     if missing:
-        raise DumpbedError(f"{kernel_elf64(kernel)}: no symbol {', '.join(missing)}")
+        raise DumpbedError(f"{symbols}: no symbol {', '.join(missing)}")
     (Path(run_dir) / SYMBOLS_FILE).write_text(
         json.dumps({n: {"address": table[n][0], "size": table[n][1]} for n in names}, indent=1) + "\n")
 
@@ -146,7 +144,7 @@ def _type_command(name: str, command: Optional[str] = None, timeout: float = 30.
     command = command or name
 
     def prepare(machine: Machine) -> None:
-        save_symbols(get(name), machine.config.kernel, machine.artifacts)
+        save_symbols(get(name), machine.config.symbols, machine.artifacts)
         machine.console.wait_for(re.escape(PROMPT), timeout)
         mark = machine.console.mark()
         machine.console.send(command)

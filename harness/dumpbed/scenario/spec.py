@@ -3,12 +3,12 @@ that refuses a bad one before anything is created.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from dumpbed.errors import DumpbedError
+from dumpbed.guests import boot, profiles
 from dumpbed.oracles import samples
 from dumpbed.scenario import crash as crash_mod, disks as disks_mod, faults as faults_mod
 from dumpbed.units import MiB
@@ -18,21 +18,9 @@ if TYPE_CHECKING:
 
 
 RAM_BELOW_4G_MIN = 32 * MiB  # the kernel, its pinned pool and the low-memory areas fit
-# The least RAM the guest dumps with, measured: it is loaded at 1 MiB and ends near 3.5 MiB
-# (its .bss included), its pinned pool takes 2 MiB above it (below 6M: `ERROR msg=pinpool` at
-# boot), and the `all` sample components need a MiB more (at 6M their checks fail; 7M passes
-# every disk kind with --components all --level 9).
-# tests/integration/test_bad_input.py holds it to the kernel's end.
-MIN_MEMORY = 7 * MiB
 # Slots 2..31 of the pc machine's PCI bus 0 (0 and 1 are the host bridge and the PIIX3): a disk
 # of a kind not on an HBA is a PCI device of its own (measured: the 31st virtio-blk-pci is refused).
 PC_PCI_SLOTS = 30
-# The guest command-line words run.py sets itself (docs/guest-interface.md): --guest-arg may add
-# others (testfault=, pinpool=), never one of these, which would contradict scenario.json.
-DUMPBED_GUEST_KEYS = ("dumpdev", "dumpdev2", "dumpid", "iotimeout", "dumplevel", "components", "fill",
-                      "workload")
-_GUEST_WORD = re.compile(r"(?P<key>[A-Za-z0-9_.-]+)=[!-~]+")  # printable ASCII, no space
-
 
 @dataclass
 class Scenario:
@@ -51,7 +39,10 @@ class Scenario:
     other_disks: int = 0  # more disks on the same controller, canary-checked, never written
     workload: bool = False  # runtime I/O in flight on the dump disk's controller at the crash
     workload_seconds: float = 1.0  # how long the workload runs between READY and the crash
-    guest_args: list[str] = field(default_factory=list)  # extra kernel command-line words
+    guest_args: list[str] = field(default_factory=list)  # extra kernel command-line words (--append)
+    profile: str = profiles.DEFAULT  # the guest profile (dumpbed.guests.profiles): how the guest is judged
+    kernel: Optional[Path] = None  # --kernel: boot this instead of the profile's own image
+    initrd: Optional[Path] = None  # --initrd, with a bzImage
     stop_disk: bool = False  # leave the dump disk stopped (START STOP UNIT) before the crash
     fill: bool = True
     level: int = 3  # the dump detail level of the RAS components (CD_LVL_NORMAL)
@@ -64,16 +55,23 @@ class Scenario:
 
 def check_scenario(scenario: Scenario) -> tuple[list[str], list[faults_mod.Fault]]:
     """Refuse bad options before anything is created; returns the components and faults."""
-    crash_mod.get(scenario.crash)
+    profile = profiles.get(scenario.profile)
+    crash = crash_mod.get(scenario.crash)
+    if not profile.crash_applies(crash.name):
+        raise DumpbedError(f"--crash {crash.name}: guest profile {profile.name} has no such crash (its crash kinds: "
+                           f"{', '.join(profile.crashes or ())})")
+    boot.check(profile, scenario.kernel, scenario.initrd, crash)
     kind = disks_mod.get(scenario.disk)
-    _check_memory(scenario.memory_bytes)
+    _check_memory(scenario.memory_bytes, profile)
     # The API's target and LUN default to 0, which a kind off an HBA takes as "none"
     problem = scsi_address_problem(scenario.disk, scenario.target or None, scenario.lun or None)
     if problem:
         raise DumpbedError(problem)
     _check_other_disks(scenario, kind)
     for word in scenario.guest_args:
-        _check_guest_word(word)
+        problem = profile.word_problem(word)
+        if problem:
+            raise DumpbedError(f"--append {problem}")
     if not 0 <= scenario.level <= 9:
         raise DumpbedError(f"--level {scenario.level}: the dump detail level is 0..9")
     below = scenario.ram_below_4g
@@ -90,14 +88,13 @@ def check_scenario(scenario: Scenario) -> tuple[list[str], list[faults_mod.Fault
     return components, faults
 
 
-def _check_memory(memory_bytes: int) -> None:
+def _check_memory(memory_bytes: int, profile: profiles.GuestProfile) -> None:
     if memory_bytes % MiB:
         raise DumpbedError(f"--memory {memory_bytes} bytes: guest RAM must be a whole number of MiB (dumpbed gives "
                            "QEMU's -m in MiB, and the dump disk is sized for the RAM), e.g. 64M or 1G")
-    if memory_bytes < MIN_MEMORY:
-        raise DumpbedError(f"--memory {memory_bytes // MiB}M: the guest needs at least {MIN_MEMORY // MiB}M of "
-                           "RAM (its kernel ends near 3.5 MiB, its pinned pool takes 2 MiB above it, the sample "
-                           "components 1 MiB more)")
+    if memory_bytes < profile.min_memory:
+        raise DumpbedError(f"--memory {memory_bytes // MiB}M: the guest needs at least {profile.min_memory // MiB}M "
+                           f"of RAM (guest profile {profile.name}: {profile.min_memory_why})")
 
 
 def scsi_address_problem(disk: str, target: Optional[int], lun: Optional[int]) -> Optional[str]:
@@ -128,12 +125,3 @@ def _check_other_disks(scenario: Scenario, kind: disks_mod.DiskKind) -> None:
     if n > most:
         raise DumpbedError(f"--other-disks {n}: at most {most} with {scenario.disk} as the dump disk"
                            f"{' and a secondary' if scenario.secondary else ''} ({why})")
-
-
-def _check_guest_word(word: str) -> None:
-    m = _GUEST_WORD.fullmatch(word)
-    if m is None:
-        raise DumpbedError(f"--guest-arg {word!r}: not KEY=VALUE (one word of the guest's command line: printable "
-                           "ASCII, no spaces, e.g. testfault=irq-on)")
-    if m["key"] in DUMPBED_GUEST_KEYS:
-        raise DumpbedError(f"--guest-arg {word}: dumpbed sets {m['key']}= itself, from the run's options")
