@@ -25,11 +25,14 @@ def guest_kernel(dumpbed_guest):
     return dumpbed_guest
 
 
-def accel_params():
-    """Each integration scenario runs under TCG, and under KVM where /dev/kvm works."""
+def accel_params(long_under_tcg: bool = False):
+    """Each integration scenario runs under TCG, and under KVM where /dev/kvm works. A scenario
+    long under TCG (a 1 GiB dump: 20 s) runs its TCG half in `make test` only where KVM does not
+    work, and always in `make matrix`."""
     usable, reason = accel.kvm_usable()
+    tcg_marks = [pytest.mark.matrix, matrix_only] if long_under_tcg and usable else []
     return [
-        pytest.param("tcg", id="tcg"),
+        pytest.param("tcg", id="tcg", marks=tcg_marks),
         pytest.param("kvm", id="kvm", marks=[pytest.mark.kvm] + ([] if usable else [pytest.mark.skip(
             reason=f"KVM not usable here: {reason}")])),
     ]

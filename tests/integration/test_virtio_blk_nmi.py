@@ -26,7 +26,7 @@ def test_nmi_dump_64m(dumpbed_run, accel, firmware):
     assert result.exit_status == 67
 
 
-@pytest.mark.parametrize("accel", accel_params())
+@pytest.mark.parametrize("accel", accel_params(long_under_tcg=True))
 def test_nmi_dump_1g(dumpbed_run, accel):
     result = dumpbed_run(memory="1G", accel=accel)
     assert_complete(result)
