@@ -69,8 +69,13 @@ def a_passing_tests_directory_goes_at_once(request, tmp_path):
     """A run directory holds GiBs (the disk image, its write log, the RAM snapshot): a passing
     test's goes when it ends, so the suite's disk use is that of its largest test, not of all of
     them; a failing test's stays for the post-mortem (pytest's basetemp, removed by make test).
-    The dumpbed_run fixture's run directories follow --dumpbed-keep (the pytest plugin): with
-    `all` a passing test's tmp_path stays too."""
+
+    The scenario runs of the dumpbed_run fixture (the pytest plugin) need none of this: their
+    directories follow --dumpbed-keep by themselves. This is for what else a test puts in its
+    tmp_path: the runs of `dumpbed run` subprocesses (test_robustness, test_bad_input,
+    test_session), the example suites pytester runs (test_plugin), a Machine's directory
+    (test_machine_lifecycle), an exported core (test_export). With --dumpbed-keep all a passing
+    test's tmp_path stays too."""
     yield
     if request.node.stash.get(_PASSED, False) and request.config.getoption("dumpbed_keep") != "all":
         shutil.rmtree(tmp_path, ignore_errors=True)

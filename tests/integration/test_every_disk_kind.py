@@ -5,61 +5,53 @@ from __future__ import annotations
 
 import pytest
 
-from dumpbed.run import Scenario, run_and_validate
 from dumpbed.scenario import disks
 from tests.integration.conftest import accel_params
-from tests.support.reports import assert_passed
+from tests.support.reports import assert_complete
 
-MIB = 1 << 20
 KINDS = list(disks.DISKS)
 
-
-def check(report: dict, name: str) -> dict:
-    return next(c for c in report["checks"] if c["name"] == name)
+# The dumpbed pytest plugin's marker: dumpbed_run's defaults in this module.
+pytestmark = pytest.mark.dumpbed(memory="64M")
 
 
 @pytest.mark.parametrize("accel", accel_params())
 @pytest.mark.parametrize("disk", KINDS)
-def test_nmi_dump(tmp_path, guest_kernel, disk, accel):
-    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk=disk, memory_bytes=64 * MIB,
-                                          accel=accel))
-    assert_passed(report)
-    assert report["accel"] == accel
-    assert {"no-interrupts", "write-order", "consistency", "runtime-io"} <= {c["name"] for c in report["checks"]}
+def test_nmi_dump(dumpbed_run, disk, accel):
+    result = dumpbed_run(disk=disk, accel=accel)
+    assert_complete(result)
+    assert result.accel == accel
+    assert {"no-interrupts", "write-order", "consistency", "runtime-io"} <= {c["name"] for c in result.report["checks"]}
 
 
 @pytest.mark.parametrize("disk", KINDS)
-def test_4096_byte_blocks(tmp_path, guest_kernel, disk):
-    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk=disk, memory_bytes=64 * MIB,
-                                          accel="auto", block_size=4096))
-    assert_passed(report)
-    assert report["dump"]["block_size"] == 4096
+def test_4096_byte_blocks(dumpbed_run, disk):
+    result = dumpbed_run(disk=disk, block_size=4096)
+    assert_complete(result)
+    assert result.report["dump"]["block_size"] == 4096
 
 
 @pytest.mark.parametrize("disk", KINDS)
-def test_other_disks_are_left_alone(tmp_path, guest_kernel, disk):
+def test_other_disks_are_left_alone(dumpbed_run, disk):
     target = 2 if disks.get(disk).on_hba else 0
-    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk=disk, memory_bytes=64 * MIB,
-                                          accel="auto", target=target, other_disks=2))
-    assert_passed(report)
-    assert "2 other disk(s) untouched" in check(report, "canary")["detail"]
+    result = dumpbed_run(disk=disk, target=target, other_disks=2)
+    assert_complete(result)
+    assert "2 other disk(s) untouched" in result.check("canary")["detail"]
 
 
 @pytest.mark.parametrize("disk", KINDS)
-def test_crash_during_runtime_io(tmp_path, guest_kernel, disk):
+def test_crash_during_runtime_io(dumpbed_run, disk):
     """The guest's interrupt-driven runtime I/O (dumpdev_runtime_io) in flight at the crash."""
-    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk=disk, memory_bytes=64 * MIB,
-                                          accel="auto", workload=True))
-    assert_passed(report)
-    writes = check(report, "write-sizes")["detail"]
+    result = dumpbed_run(disk=disk, workload=True)
+    assert_complete(result)
+    writes = result.check("write-sizes")["detail"]
     before = int(writes.split("; ")[-1].split()[0])
     assert before > 0, writes  # runtime writes reached the disk before the crash
 
 
 @pytest.mark.parametrize("disk", KINDS)
-def test_the_dump_restarts_on_a_secondary_of_this_kind(tmp_path, guest_kernel, disk):
+def test_the_dump_restarts_on_a_secondary_of_this_kind(dumpbed_run, disk):
     primary = next(k for k in KINDS if k != disk)
-    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk=primary, memory_bytes=32 * MIB,
-                                          accel="auto", secondary=disk, faults=["eio-at=20"]))
-    assert_passed(report)
-    assert {d["role"]: d["generation"] for d in report["devices"]} == {"primary": 1, "secondary": 2}
+    result = dumpbed_run(disk=primary, memory="32M", secondary=disk, faults=["eio-at=20"])
+    assert_complete(result)
+    assert {d["role"]: d["generation"] for d in result.report["devices"]} == {"primary": 1, "secondary": 2}

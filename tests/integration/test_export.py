@@ -18,7 +18,6 @@ from dumpbed.reader import dumpfmt
 from dumpbed.run import Scenario, run_and_validate
 
 MIB = 1 << 20
-GUEST_ELF = Path(__file__).resolve().parents[2] / "guest" / "build" / "dumpbed-guest.elf64"
 # gdb's names of the crash record's registers (rflags is eflags to gdb)
 GDB_REGS = {"rax": "rax", "rbx": "rbx", "rcx": "rcx", "rdx": "rdx", "rsi": "rsi", "rdi": "rdi", "rbp": "rbp",
             "rsp": "rsp", "r8": "r8", "r9": "r9", "r10": "r10", "r11": "r11", "r12": "r12", "r13": "r13",
@@ -39,11 +38,16 @@ def exported(tmp_path_factory, guest_kernel):
     return out / "run", core, dumpfmt.read_image(out / "run" / "dump.img")
 
 
-def gdb(core: Path, *commands: str) -> str:
+def symbols(run: Path) -> Path:
+    """The symbol file of the kernel the run booted (scenario.json's guest.symbols)."""
+    return Path(json.loads((run / "scenario.json").read_text())["guest"]["symbols"])
+
+
+def gdb(run: Path, core: Path, *commands: str) -> str:
     argv = ["gdb", "-batch", "-nx"]
     for c in commands:
         argv += ["-ex", c]
-    done = subprocess.run(argv + [str(GUEST_ELF), str(core)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(argv + [str(symbols(run)), str(core)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -79,7 +83,7 @@ def core_mismatches(core: Path, dump: dumpfmt.Dump, snapshot_dir: Path) -> tuple
 def test_gdb_registers_equal_the_crash(exported):
     run, core, dump = exported
     truth = json.loads((run / "snapshot" / "registers.json").read_text())
-    text = gdb(core, "info registers " + " ".join(GDB_REGS), "info registers mxcsr")
+    text = gdb(run, core, "info registers " + " ".join(GDB_REGS), "info registers mxcsr")
     got = {m[1]: int(m[2], 16) for m in re.finditer(r"^(\w+)\s+(0x[0-9a-f]+)", text, re.M)}
     record = dump.crash_record.register_dict()
     for gdb_name, name in GDB_REGS.items():
@@ -90,9 +94,9 @@ def test_gdb_registers_equal_the_crash(exported):
 
 def test_gdb_reads_kernel_variables_and_memory(exported):
     run, core, dump = exported
-    nm = subprocess.run(["nm", str(GUEST_ELF)], capture_output=True, text=True, check=True).stdout
+    nm = subprocess.run(["nm", str(symbols(run))], capture_output=True, text=True, check=True).stdout
     address = int(next(line.split()[0] for line in nm.splitlines() if line.endswith(" boot_config")), 16)
-    text = gdb(core, "print crash_dump_armed", "print boot_config.iotimeout_ms", f"x/16xb 0x{address:x}")
+    text = gdb(run, core, "print crash_dump_armed", "print boot_config.iotimeout_ms", f"x/16xb 0x{address:x}")
     assert re.search(r"^\$1 = true$", text, re.M), text
     assert re.search(r"^\$2 = 10000$", text, re.M), text
     shown = bytes(int(b, 16) for b in re.findall(r"\b0x([0-9a-f]{2})\b", text.split(f"0x{address:x}", 1)[1]))
@@ -127,24 +131,25 @@ def test_a_doctored_core_fails_the_comparison(exported, tmp_path):
                         f"0x{byte ^ 1:02x}, RAM at the crash 0x{byte:02x}"]
 
 
-def test_partial_dump_exports_its_usable_areas(tmp_path, guest_kernel, capsys):
+def test_partial_dump_exports_its_usable_areas(dumpbed_run, tmp_path, capsys):
     """A dump cut short by EIO: the sealed, verified areas only, one line on stderr, exit 0;
     gdb still finds the crash's registers and the areas still equal RAM at the crash."""
-    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", memory_bytes=32 * MIB, accel="auto",
-                                          faults=["eio-at=150"]))
-    assert report["dump"]["status"] == "partial", report["dump"]["reason"]
+    result = dumpbed_run(memory="32M", faults=["eio-at=150"])
+    assert result.dump_status == "partial", result.report["dump"]["reason"]
+    run = result.run_dir
     capsys.readouterr()
     core = tmp_path / "core.elf"
-    assert main(["export", str(tmp_path / "run"), "--elf", str(core)]) == 0
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "the dump is partial" in err, err
-    dump = dumpfmt.read_image(tmp_path / "run" / "dump.img")
+    assert main(["export", str(run), "--elf", str(core)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "the dump is partial" in err[0], err
+    assert err[1] == f"dumpbed: open it with: gdb {symbols(run)} {core}"  # the booted kernel's symbols
+    dump = dumpfmt.read_image(run / "dump.img")
     usable = [a for a in dump.areas if dump.area_vouched(a)]
     assert 0 < len(usable) < len(dump.areas)
     with open(core, "rb") as f:
         got = sorted((s["p_paddr"], s["p_filesz"]) for s in ELFFile(f).iter_segments() if s["p_type"] == "PT_LOAD")
     assert got == sorted((a.phys_addr, a.length) for a in usable)
-    truth = json.loads((tmp_path / "run" / "snapshot" / "registers.json").read_text())
-    text = gdb(core, "info registers rip rsp")
+    truth = json.loads((run / "snapshot" / "registers.json").read_text())
+    text = gdb(run, core, "info registers rip rsp")
     assert re.search(rf"^rip\s+0x{truth['rip']:x}\b", text, re.M), text
     assert re.search(rf"^rsp\s+0x{truth['rsp']:x}\b", text, re.M), text

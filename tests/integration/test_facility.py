@@ -14,23 +14,21 @@ from dumpbed.capture import writelog
 from dumpbed.images import layout
 from dumpbed.oracles import samples
 from dumpbed.reader import dumpfmt
-from dumpbed.run import Scenario, run_and_validate
 from tests.integration.conftest import accel_params
 
-MIB = 1 << 20
 EFAULT, EIO, ENODATA = 14, 5, 61
 DUMPED, EXCLUDED, FAILED, DISABLED = 1, 2, 3, 4
 CALL_ON_RESTART, TABLE_REUSED, PIN_VIOLATION, RTNFAILURE = 1 << 0, 1 << 10, 1 << 8, 1 << 7
 START, AGAIN, DONE = 1, 2, 3
 
+# The dumpbed pytest plugin's marker: dumpbed_run's defaults in this module.
+pytestmark = pytest.mark.dumpbed(memory="64M")
 
-def failed_checks(report: dict) -> list[str]:
-    return [f"{c['name']}: {c['detail']}" for c in report["checks"] if not c["ok"]]
 
-
-def assert_passed(report: dict) -> None:
-    assert report["verdict"] == "pass", f"problem={report['problem']} failed={failed_checks(report)}"
-    names = {c["name"] for c in report["checks"]}
+def assert_passed(result) -> None:
+    __tracebackhide__ = True
+    result.assert_passed()  # names the problem, each failing check with its detail, the run directory
+    names = {c["name"] for c in result.report["checks"]}
     assert {"protocol", "completeness", "sample-data"} <= names, names
 
 
@@ -38,18 +36,11 @@ def by_name(dump: dumpfmt.Dump) -> dict:
     return {c.name: c for c in dump.components}
 
 
-def run(tmp_path, name="run", **kw):
-    kw.setdefault("memory_bytes", 64 * MIB)
-    kw.setdefault("accel", "auto")
-    out = tmp_path / name
-    outcome, report = run_and_validate(Scenario(out_dir=out, **kw))
-    return out, outcome, report
-
-
 @pytest.mark.parametrize("accel", accel_params())
-def test_default_samples_at_the_normal_level(tmp_path, guest_kernel, accel):
-    out, _, report = run(tmp_path, accel=accel)
-    assert_passed(report)
+def test_default_samples_at_the_normal_level(dumpbed_run, accel):
+    result = dumpbed_run(accel=accel)
+    assert_passed(result)
+    out = result.run_dir
     dump = dumpfmt.read_image(out / "dump.img")
     names = [c.name for c in dump.components]
     assert names == [*samples.BUILTIN_NAMES, *samples.resolve_components("default")]
@@ -67,10 +58,10 @@ def test_default_samples_at_the_normal_level(tmp_path, guest_kernel, accel):
 
 
 @pytest.mark.parametrize("level", range(10))
-def test_every_level_dumps_within_its_estimate(tmp_path, guest_kernel, level):
-    out, _, report = run(tmp_path, memory_bytes=32 * MIB, level=level)
-    assert_passed(report)
-    dump = dumpfmt.read_image(out / "dump.img")
+def test_every_level_dumps_within_its_estimate(dumpbed_run, level):
+    result = dumpbed_run(memory="32M", level=level)
+    assert_passed(result)
+    dump = dumpfmt.read_image(result.run_dir / "dump.img")
     comps = by_name(dump)
     assert len(dump.component_areas(comps["ras-levels"])) == level + 1
     for c in dump.components:
@@ -78,16 +69,16 @@ def test_every_level_dumps_within_its_estimate(tmp_path, guest_kernel, level):
     assert dump.header.level == level
 
 
-def test_no_sample_components(tmp_path, guest_kernel):
-    out, _, report = run(tmp_path, components="none")
-    assert_passed(report)
-    assert [c.name for c in dumpfmt.read_image(out / "dump.img").components] == list(samples.BUILTIN_NAMES)
+def test_no_sample_components(dumpbed_run):
+    result = dumpbed_run(components="none")
+    assert_passed(result)
+    assert [c.name for c in dumpfmt.read_image(result.run_dir / "dump.img").components] == list(samples.BUILTIN_NAMES)
 
 
-def test_a_pinning_violation_is_caught_and_recorded(tmp_path, guest_kernel):
-    out, _, report = run(tmp_path, components="all")
-    assert_passed(report)  # the violation is what the scenario expects, and the dump completes
-    dump = dumpfmt.read_image(out / "dump.img")
+def test_a_pinning_violation_is_caught_and_recorded(dumpbed_run):
+    result = dumpbed_run(components="all")
+    assert_passed(result)  # the violation is what the scenario expects, and the dump completes
+    dump = dumpfmt.read_image(result.run_dir / "dump.img")
     assert dump.status == "complete"
     pin = by_name(dump)["smp-pinviolator"]
     assert pin.status == FAILED and pin.reason == EFAULT and pin.flags & PIN_VIOLATION
@@ -117,18 +108,17 @@ def write_numbers(out, component: str | None = None) -> list[int]:
 
 @pytest.mark.parametrize("primary,secondary", [("virtio-blk", "lsi"), ("virtio-blk", "virtio-blk"),
                                                ("virtio-scsi", "virtio-scsi")])
-def test_restart_on_the_secondary_device(tmp_path, guest_kernel, primary, secondary):
-    clean_out, _, clean = run(tmp_path, "clean", disk=primary, secondary=secondary)
+def test_restart_on_the_secondary_device(dumpbed_run, primary, secondary):
+    clean = dumpbed_run(disk=primary, secondary=secondary)
     assert_passed(clean)  # without a fault the secondary stays untouched (devices oracle)
     # Fail at the last write of the body: every component has been called once by then.
-    last_body_write = write_numbers(clean_out)[-1]
-    out, _, report = run(tmp_path, "late", disk=primary, secondary=secondary,
-                         faults=[f"eio-at={last_body_write}"])
-    assert_passed(report)
-    devices = {d["role"]: d for d in report["devices"]}
+    last_body_write = write_numbers(clean.run_dir)[-1]
+    late = dumpbed_run(disk=primary, secondary=secondary, faults=[f"eio-at={last_body_write}"])
+    assert_passed(late)
+    devices = {d["role"]: d for d in late.report["devices"]}
     assert devices["primary"]["status"] == "partial" and devices["primary"]["generation"] == 1
     assert devices["secondary"]["status"] == "complete" and devices["secondary"]["generation"] == 2
-    dump = dumpfmt.read_image(out / "secondary.img")
+    dump = dumpfmt.read_image(late.run_dir / "secondary.img")
     assert dump.header.generation == 2 and dump.header.restart_error == EIO
     called_again = {dump.components[c.component].name for c in dump.calls if c.generation == 2 and c.op == START}
     for c in dump.components:
@@ -141,15 +131,15 @@ def test_restart_on_the_secondary_device(tmp_path, guest_kernel, primary, second
     assert called_again, "no component asked to be called on restart"
 
 
-def test_restart_before_the_samples_were_reached_calls_them_once(tmp_path, guest_kernel):
+def test_restart_before_the_samples_were_reached_calls_them_once(dumpbed_run):
     """A failure in the middle of the ram area: the components registered after it are first
     called in generation 2, each exactly once."""
-    clean_out, _, clean = run(tmp_path, "clean", secondary="lsi")
+    clean = dumpbed_run(secondary="lsi")
     assert_passed(clean)
-    ram = write_numbers(clean_out, "ram")
-    out, _, report = run(tmp_path, "mid", secondary="lsi", faults=[f"eio-at={ram[len(ram) // 2]}"])
-    assert_passed(report)
-    dump = dumpfmt.read_image(out / "secondary.img")
+    ram = write_numbers(clean.run_dir, "ram")
+    mid = dumpbed_run(secondary="lsi", faults=[f"eio-at={ram[len(ram) // 2]}"])
+    assert_passed(mid)
+    dump = dumpfmt.read_image(mid.run_dir / "secondary.img")
     starts = {}
     for call in dump.calls:
         if call.op == START:
@@ -161,11 +151,11 @@ def test_restart_before_the_samples_were_reached_calls_them_once(tmp_path, guest
             assert starts.get(name) == [2], (name, starts.get(name))
 
 
-def test_primary_failure_without_a_secondary_is_partial(tmp_path, guest_kernel):
+def test_primary_failure_without_a_secondary_is_partial(dumpbed_run):
     """The 5th write fails before the first area is on disk: partial, as the scenario expects;
     the header alone is judged by crash-record."""
-    out, _, report = run(tmp_path, faults=["eio-at=5"])
-    assert report["verdict"] == "pass", [c for c in report["checks"] if not c["ok"]]
+    result = dumpbed_run(faults=["eio-at=5"])
+    result.assert_passed()
+    report = result.report
     assert report["outcome"] == report["expected_outcome"] == "partial"
-    crash = next(c for c in report["checks"] if c["name"] == "crash-record")
-    assert "cut short before its crash record was written" in crash["detail"]
+    assert "cut short before its crash record was written" in result.check("crash-record")["detail"]

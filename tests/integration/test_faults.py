@@ -10,12 +10,10 @@ import pytest
 from dumpbed.capture import blklog
 from dumpbed.images import layout
 from dumpbed.reader import dumpfmt
-from dumpbed.run import Scenario, run_and_validate
 from dumpbed.scenario import disks, faults
 from dumpbed.scenario.crash import CRASHES
 from tests.integration.conftest import FULL
 
-MIB = 1 << 20
 DISKS = list(disks.DISKS)  # every kind: a new entry joins the matrix by itself
 MATRIX = [
     ("eio-at=20", "partial"),
@@ -28,12 +26,8 @@ MATRIX = [
     ("stale", "partial"),
 ]
 
-
-def run(tmp_path, disk, faults, **kw):
-    out = tmp_path / "run"
-    kw.setdefault("memory_bytes", 32 * MIB)
-    _, report = run_and_validate(Scenario(out_dir=out, disk=disk, accel="auto", faults=faults, **kw))
-    return out, report
+# The dumpbed pytest plugin's marker: dumpbed_run's defaults in this module.
+pytestmark = pytest.mark.dumpbed(memory="32M")
 
 
 def explain(report: dict) -> str:
@@ -67,28 +61,28 @@ def _cells() -> list[tuple[str, str, str, str]]:
 @pytest.mark.matrix
 @pytest.mark.parametrize("crash,fault,outcome,disk", [
     pytest.param(c, f, o, d, id=f"{c}-{f.split('=')[0].split('@')[0]}-{d}") for c, f, o, d in _cells()])
-def test_fault_matrix(tmp_path, guest_kernel, crash, disk, fault, outcome):
-    out, report = run(tmp_path, disk, [fault], crash=crash)
-    assert report["verdict"] == "pass", explain(report)
-    assert report["outcome"] == outcome
+def test_fault_matrix(dumpbed_run, crash, disk, fault, outcome):
+    result = dumpbed_run(disk=disk, faults=[fault], crash=crash)
+    assert result.verdict == "pass", explain(result.report)
+    assert result.report["outcome"] == outcome
     if "@" in fault:
-        log = json.loads((out / "fault.json").read_text())
+        log = json.loads((result.run_dir / "fault.json").read_text())
         assert log["fired"], log
 
 
-def test_a_partial_dump_lists_what_is_usable(tmp_path, guest_kernel):
-    out, report = run(tmp_path, "virtio-blk", ["kill@50%"])
-    assert report["verdict"] == "pass", explain(report)
-    assert report["outcome"] == "partial"
-    completeness = next(c for c in report["checks"] if c["name"] == "completeness")
-    assert "usable components: crash-record" in completeness["detail"]
-    content = next(c for c in report["checks"] if c["name"] == "content")
+def test_a_partial_dump_lists_what_is_usable(dumpbed_run):
+    result = dumpbed_run(disk="virtio-blk", faults=["kill@50%"])
+    assert result.verdict == "pass", explain(result.report)
+    assert result.report["outcome"] == "partial"
+    assert "usable components: crash-record" in result.check("completeness")["detail"]
+    content = result.check("content")
     assert content["ok"], content  # what was written is still compared with the snapshot
 
 
-def test_stale_never_takes_the_old_dump_for_the_new_one(tmp_path, guest_kernel):
-    out, report = run(tmp_path, "virtio-blk", ["stale"])
-    assert report["verdict"] == "pass", explain(report)
+def test_stale_never_takes_the_old_dump_for_the_new_one(dumpbed_run):
+    result = dumpbed_run(disk="virtio-blk", faults=["stale"])
+    assert result.verdict == "pass", explain(result.report)
+    out = result.run_dir
     old = json.loads((out / "previous" / "scenario.json").read_text())["dump_id"]
     new = json.loads((out / "scenario.json").read_text())["dump_id"]
     dump = dumpfmt.read_image(out / "dump.img")
@@ -96,9 +90,9 @@ def test_stale_never_takes_the_old_dump_for_the_new_one(tmp_path, guest_kernel):
     assert dump.status == "partial"
 
 
-def test_a_wrong_expectation_fails_the_verdict(tmp_path, guest_kernel):
+def test_a_wrong_expectation_fails_the_verdict(dumpbed_run):
     """The verdict holds the outcome against the expectation: a kill cannot pass as complete."""
-    out, report = run(tmp_path, "virtio-blk", ["kill@50%"])
+    out = dumpbed_run(disk="virtio-blk", faults=["kill@50%"]).run_dir  # its scenario.json is doctored
     from dumpbed import report as report_mod
     from dumpbed.oracles import validate
 
@@ -110,32 +104,32 @@ def test_a_wrong_expectation_fails_the_verdict(tmp_path, guest_kernel):
     assert again["verdict"] == "fail" and again["outcome"] == "partial"
 
 
-def test_eio_at_with_a_secondary_completes_there(tmp_path, guest_kernel):
-    out, report = run(tmp_path, "virtio-blk", ["eio-at=20"], secondary="lsi")
-    assert report["verdict"] == "pass", explain(report)
-    assert report["outcome"] == "complete"
-    assert {d["role"]: d["generation"] for d in report["devices"]} == {"primary": 1, "secondary": 2}
+def test_eio_at_with_a_secondary_completes_there(dumpbed_run):
+    result = dumpbed_run(disk="virtio-blk", faults=["eio-at=20"], secondary="lsi")
+    assert result.verdict == "pass", explain(result.report)
+    assert result.report["outcome"] == "complete"
+    assert {d["role"]: d["generation"] for d in result.report["devices"]} == {"primary": 1, "secondary": 2}
 
 
 @pytest.mark.parametrize("fault,outcome", [("kill@50%", "partial"), ("pause=1@50%", "complete")],
                          ids=["kill", "pause"])
 @pytest.mark.parametrize("crash", [name for name in CRASHES if name != "nmi"])
-def test_every_crash_kind_under_a_fault(tmp_path, guest_kernel, crash, fault, outcome):
+def test_every_crash_kind_under_a_fault(dumpbed_run, crash, fault, outcome):
     """Each crash kind with a fault that cuts its dump short, and one it must survive."""
-    out, report = run(tmp_path, "virtio-blk", [fault], crash=crash)
-    assert report["verdict"] == "pass", explain(report)
-    assert report["outcome"] == outcome
+    result = dumpbed_run(disk="virtio-blk", faults=[fault], crash=crash)
+    assert result.verdict == "pass", explain(result.report)
+    assert result.report["outcome"] == outcome
 
 
 @pytest.mark.parametrize("disk", [d for d in DISKS if applicable("hold-runtime", d)])
-def test_runtime_requests_held_across_the_crash_are_ended_by_a_correct_driver(tmp_path, guest_kernel, disk):
+def test_runtime_requests_held_across_the_crash_are_ended_by_a_correct_driver(dumpbed_run, disk):
     """hold-runtime: the workload's requests parked in the device at the crash and released after
     the guest's QUIESCED; the reference drivers abort or reset them, so nothing finishes late."""
-    out, report = run(tmp_path, disk, ["hold-runtime"], workload=True)
-    assert report["verdict"] == "pass", explain(report)
-    log = json.loads((out / "fault.json").read_text())
+    result = dumpbed_run(disk=disk, faults=["hold-runtime"], workload=True)
+    assert result.verdict == "pass", explain(result.report)
+    log = json.loads((result.run_dir / "fault.json").read_text())
     assert log["fired"] and "held in the device" in " ".join(log["events"]), log
-    runtime = next(c for c in report["checks"] if c["name"] == "runtime-io")
+    runtime = result.check("runtime-io")
     assert "still held by the device at the crash" in runtime["detail"]
     assert not runtime["detail"].startswith("0 runtime"), runtime
 
@@ -148,33 +142,33 @@ def _dump_writes(out) -> int:
 
 
 @pytest.mark.parametrize("n,outcome", [(1, "none"), (2, "partial"), (7, "partial")])
-def test_kill_stops_at_exactly_the_nth_write(tmp_path, guest_kernel, n, outcome):
+def test_kill_stops_at_exactly_the_nth_write(dumpbed_run, n, outcome):
     """QEMU stops on the trigger's write itself: n-1 writes of the dump landed, not one more; at
     the first write (the first leader) no dump of the run is on the disk."""
-    out, report = run(tmp_path, "virtio-blk", [f"kill@w{n}"])
-    assert report["verdict"] == "pass", explain(report)
-    log = json.loads((out / "fault.json").read_text())
+    result = dumpbed_run(disk="virtio-blk", faults=[f"kill@w{n}"])
+    assert result.verdict == "pass", explain(result.report)
+    log = json.loads((result.run_dir / "fault.json").read_text())
     assert log["fired"] and log["writes_landed"] == n - 1, log
-    assert _dump_writes(out) == n - 1
-    assert report["outcome"] == report["expected_outcome"] == outcome
+    assert _dump_writes(result.run_dir) == n - 1
+    assert result.report["outcome"] == result.report["expected_outcome"] == outcome
     assert f"write {n} of" in log["stopped_write"], log
 
 
 @pytest.mark.matrix
-def test_kill_at_every_point_of_a_dump(tmp_path, guest_kernel):
+def test_kill_at_every_point_of_a_dump(dumpbed_run):
     """A sweep of kill points over one whole dump (every write in `make matrix`, a sample here,
     the last writes always: between the trailer and the final leader, and after the commit):
     each ends with the outcome the format's rules give for where it hit, and passes."""
-    base, report = run(tmp_path / "base", "virtio-blk", [])
-    assert report["verdict"] == "pass", explain(report)
-    total = _dump_writes(base)
+    base = dumpbed_run(disk="virtio-blk", faults=[])
+    assert base.verdict == "pass", explain(base.report)
+    total = _dump_writes(base.run_dir)
     points = range(1, total + 2) if FULL else sorted({1, 2, 3, total // 3, total // 2, total - 2, total - 1,
                                                       total, total + 1})
     seen = {}
     for n in points:
-        out, report = run(tmp_path / f"w{n}", "virtio-blk", [f"kill@w{n}"])
-        assert report["verdict"] == "pass", f"kill@w{n} of {total}: {explain(report)}"
-        seen[n] = report["outcome"]
+        result = dumpbed_run(disk="virtio-blk", faults=[f"kill@w{n}"])
+        assert result.verdict == "pass", f"kill@w{n} of {total}: {explain(result.report)}"
+        seen[n] = result.report["outcome"]
     assert seen[1] == "none" and seen[2] == "partial"
     assert seen[total] == "partial"  # the final leader itself stopped: the trailer is there, not the commit
     assert seen[total + 1] == "complete"  # never fired: the dump ended first

@@ -5,6 +5,11 @@ Python API), and leaves no QEMU process, socket or scratch dir behind.
 Each CLI test runs `dumpbed run --json` in a subprocess with a private TMPDIR (where QEMU's
 scratch dir goes), so a leaked scratch dir is seen; the QEMU PID is the one the harness wrote
 to qemu.pid. Processes are only ever signalled by the PIDs these tests started or read there.
+
+The Python API tests run their scenario through the dumpbed pytest plugin's dumpbed_run
+(run_and_validate, whose run() raises the error), but two: the run that must lie on a small
+filesystem (dumpbed_run chooses its directory) and the dump timeout, which is about run()'s own
+outcome, not a validated run.
 """
 from __future__ import annotations
 
@@ -184,10 +189,10 @@ def test_qemu_exiting_at_start_is_one_line(tmp_path):
     _assert_nothing_left(tmp_path, out)
 
 
-def test_qemu_exiting_at_start_is_a_dumpbed_error_from_the_api(tmp_path, monkeypatch, api_leak_guard):
+def test_qemu_exiting_at_start_is_a_dumpbed_error_from_the_api(dumpbed_run, monkeypatch, api_leak_guard):
     monkeypatch.setenv(machine_mod.QEMU_ARGS_ENV, "-device no-such-device")
     with pytest.raises(DumpbedError, match="QEMU did not start: .*no-such-device"):
-        run_mod.run(_scenario(tmp_path / "run"))
+        dumpbed_run(memory=MEMORY)
 
 
 # -- QEMU dies mid-run -------------------------------------------------------------------------
@@ -222,12 +227,12 @@ def test_qemu_killed_mid_run_is_one_line(tmp_path, when):
     _assert_nothing_left(tmp_path, out)
 
 
-def test_qemu_killed_mid_run_is_a_dumpbed_error_from_the_api(tmp_path, api_leak_guard):
+def test_qemu_killed_mid_run_is_a_dumpbed_error_from_the_api(dumpbed_run, api_leak_guard):
     def kill_while_paused(machine):  # after the ground truth, before the crash
         _kill_qemu(machine.process.pid)
 
     with pytest.raises(DumpbedError, match=r"QEMU was killed by SIGKILL .*diagnostics in"):
-        run_mod.run(_scenario(tmp_path / "run", on_paused=kill_while_paused))
+        dumpbed_run(memory=MEMORY, on_paused=kill_while_paused)
 
 
 # -- no QEMU binary ----------------------------------------------------------------------------
@@ -256,10 +261,10 @@ def test_qemu_not_on_path_is_one_line(tmp_path):
     _assert_nothing_left(tmp_path, out, qemu_started=False)
 
 
-def test_qemu_not_on_path_is_a_dumpbed_error_from_the_api(tmp_path, monkeypatch, api_leak_guard):
+def test_qemu_not_on_path_is_a_dumpbed_error_from_the_api(dumpbed_run, tmp_path, monkeypatch, api_leak_guard):
     monkeypatch.setenv("PATH", _path_without_qemu(tmp_path))
     with pytest.raises(DumpbedError, match="qemu-system-x86_64 not found on PATH"):
-        run_mod.run(_scenario(tmp_path / "run"))
+        dumpbed_run(memory=MEMORY)
 
 
 # -- firmware missing --------------------------------------------------------------------------
@@ -400,7 +405,7 @@ def test_a_disk_filled_during_the_run_is_one_line(tmp_path, small_filesystem):
 
 
 def test_no_room_for_the_run_is_a_dumpbed_error_from_the_api(tmp_path, small_filesystem, api_leak_guard):
-    out = small_filesystem(2 * MIB) / "run"
+    out = small_filesystem(2 * MIB) / "run"  # on the tmpfs: not dumpbed_run's directory
     with pytest.raises(DumpbedError, match="not enough disk space for this run"):
         run_mod.run(_scenario(out))
     assert not out.exists()

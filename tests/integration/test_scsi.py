@@ -6,63 +6,55 @@ from __future__ import annotations
 import pytest
 
 from dumpbed.oracles import validate
-from dumpbed.run import Scenario, run_and_validate
 from dumpbed.scenario import disks
 from tests.integration.conftest import accel_params, matrix_only
-from tests.support.reports import assert_passed
+from tests.support.reports import assert_complete
 
 MIB = 1 << 20
 HBAS = [name for name, kind in disks.DISKS.items() if kind.on_hba]
 
-
-def check(report: dict, name: str) -> dict:
-    return next(c for c in report["checks"] if c["name"] == name)
-
-
-@pytest.mark.parametrize("hba", HBAS)
-def test_write16_beyond_lba_2_32(tmp_path, guest_kernel, hba):
-    out = tmp_path / "run"
-    _, report = run_and_validate(Scenario(out_dir=out, disk=hba, memory_bytes=64 * MIB, accel="auto",
-                                          disk_size=3 << 40))
-    assert_passed(report)
-    assert report["dump"]["partition_offset"] // 512 >= 1 << 32
-    assert " command 138 " in (out / "qemu-trace.log").read_text()  # WRITE(16) reached the disk
+# The dumpbed pytest plugin's marker: dumpbed_run's defaults in this module.
+pytestmark = pytest.mark.dumpbed(memory="64M")
 
 
 @pytest.mark.parametrize("hba", HBAS)
-def test_stopped_disk_is_started_by_the_dump(tmp_path, guest_kernel, hba):
-    out = tmp_path / "run"
-    _, report = run_and_validate(Scenario(out_dir=out, disk=hba, memory_bytes=64 * MIB, accel="auto",
-                                          stop_disk=True))
-    assert_passed(report)
-    trace = (out / "qemu-trace.log").read_text()
+def test_write16_beyond_lba_2_32(dumpbed_run, hba):
+    result = dumpbed_run(disk=hba, disk_size=3 << 40)
+    assert_complete(result)
+    assert result.report["dump"]["partition_offset"] // 512 >= 1 << 32
+    assert " command 138 " in (result.run_dir / "qemu-trace.log").read_text()  # WRITE(16) reached the disk
+
+
+@pytest.mark.parametrize("hba", HBAS)
+def test_stopped_disk_is_started_by_the_dump(dumpbed_run, hba):
+    result = dumpbed_run(disk=hba, stop_disk=True)
+    assert_complete(result)
+    trace = (result.run_dir / "qemu-trace.log").read_text()
     assert " command 27 " in trace  # START STOP UNIT (0x1b): stopped before the crash, started by the dump
 
 
-def test_lsi_dumps_memory_above_4g_through_a_bounce_buffer(tmp_path, guest_kernel):
+def test_lsi_dumps_memory_above_4g_through_a_bounce_buffer(dumpbed_run):
     """32 of the guest's 96 MiB lie above 4 GiB (QEMU's max-ram-below-4g), out of the LSI's
     32-bit DMA reach."""
-    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk="lsi", memory_bytes=96 * MIB,
-                                          ram_below_4g=64 * MIB, accel="auto"))
-    assert_passed(report)
-    assert any(a["phys_addr"] >= 4 << 30 for a in report["dump"]["areas"])
+    result = dumpbed_run(disk="lsi", memory="96M", ram_below_4g=64 * MIB)
+    assert_complete(result)
+    assert any(a["phys_addr"] >= 4 << 30 for a in result.report["dump"]["areas"])
 
 
 @pytest.mark.matrix
 @matrix_only
-def test_lsi_dumps_a_5_gib_guest(tmp_path, guest_kernel):
+def test_lsi_dumps_a_5_gib_guest(dumpbed_run):
     """QEMU's own split (3 GiB below 4 GiB, 2 above): a dump past 4 GiB of body offsets."""
-    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk="lsi", memory_bytes=5 << 30,
-                                          accel="auto"))
-    assert_passed(report)
-    assert any(a["phys_addr"] >= 4 << 30 for a in report["dump"]["areas"])
+    result = dumpbed_run(disk="lsi", memory="5G")
+    assert_complete(result)
+    assert any(a["phys_addr"] >= 4 << 30 for a in result.report["dump"]["areas"])
 
 
-def test_a_damaged_scsi_dump_fails(tmp_path, guest_kernel):
-    out = tmp_path / "run"
-    _, report = run_and_validate(Scenario(out_dir=out, disk="virtio-scsi", memory_bytes=64 * MIB, accel="auto"))
-    assert_passed(report)
-    offset = report["dump"]["partition_offset"] + 8 * MIB
+def test_a_damaged_scsi_dump_fails(dumpbed_run):
+    result = dumpbed_run(disk="virtio-scsi")
+    assert_complete(result)
+    out = result.run_dir  # its dump disk is damaged here and the run validated again
+    offset = result.report["dump"]["partition_offset"] + 8 * MIB
     with open(out / "dump.img", "r+b") as f:
         f.seek(offset)
         byte = f.read(1)[0]
@@ -74,13 +66,11 @@ def test_a_damaged_scsi_dump_fails(tmp_path, guest_kernel):
 
 @pytest.mark.parametrize("accel", accel_params())
 @pytest.mark.parametrize("disk", ["virtio-blk", "virtio-scsi"])
-def test_no_interrupts_fails_when_the_guest_leaves_them_on(tmp_path, guest_kernel, disk, accel):
+def test_no_interrupts_fails_when_the_guest_leaves_them_on(dumpbed_run, disk, accel):
     """testfault=irq-on: the guest dumps with IF=1 and its rings' interrupts on; the dump itself
     is complete, and only the no-interrupts oracle may object."""
-    _, report = run_and_validate(Scenario(out_dir=tmp_path / "run", disk=disk, memory_bytes=64 * MIB,
-                                          accel=accel, guest_args=["testfault=irq-on"]))
-    assert report["dump"]["status"] == "complete"
-    assert report["verdict"] == "fail"
-    failed = {c["name"] for c in report["checks"] if not c["ok"]}
-    assert failed == {"no-interrupts"}, report["checks"]
-    assert "RFLAGS.IF was 1" in check(report, "no-interrupts")["detail"]
+    result = dumpbed_run(disk=disk, accel=accel, guest_args=["testfault=irq-on"])
+    assert result.dump_status == "complete"
+    assert result.verdict == "fail"
+    assert set(result.failed_check_names) == {"no-interrupts"}, result.report["checks"]
+    assert "RFLAGS.IF was 1" in result.check("no-interrupts")["detail"]
