@@ -15,6 +15,8 @@
  *              arg: struct dumpio_stat *.
  *   DUMPEND    the dump is over: flush, quiesce. arg: struct dumpio_stat *.
  *   DUMPTERM   the device is no longer the dump device: release what DUMPINIT prepared.
+ *   DUMPREAD   network dump devices only (dump/dumpnic.h): the next frame received, into uio,
+ *              within arg = the timeout in ms; ETIMEDOUT when none came.
  *
  * Every command returns 0 or an errno (lib/errno.h) and, on error, fills the dumpio_stat.
  */
@@ -32,6 +34,7 @@ enum dump_cmd {
 	DUMPWRITE,
 	DUMPEND,
 	DUMPTERM,
+	DUMPREAD,
 };
 
 struct iovec {
@@ -49,9 +52,14 @@ struct uio {
 	uint64_t uio_resid;	/* bytes still to transfer: the iovecs' total on entry, 0 when done */
 };
 
+struct uio;
+struct dump_nic;
+
 struct dmp_query {
 	uint32_t min_tsize;	/* bytes; every transfer is a multiple of it */
-	uint32_t max_tsize;	/* bytes; a multiple of min_tsize */
+	uint32_t max_tsize;	/* bytes; a multiple of min_tsize (a disk's; a NIC's is 14 + MTU) */
+	/* Network dump devices (dump/dumpnic.h): the routine that sends one frame; NULL for a disk. */
+	int (*dumpwrite)(struct dump_nic *nic, struct uio *uio);
 };
 
 enum dumpio_op {
