@@ -307,14 +307,25 @@ void virtq_chain_submit(const struct virtio_pci *vp, struct virtq_chain *c)
 	virtio_pci_notify(vp, vq);
 }
 
-bool virtq_next_used(struct virtq *vq, uint32_t *id)
+bool virtq_next_used_len(struct virtq *vq, uint32_t *id, uint32_t *len)
 {
+	const struct virtq_used_elem *e;
+
 	if (vq->last_used_idx == READ_ONCE(vq->mem->used.idx))
 		return false;
 	rmb();	/* the element is read after the index that published it */
-	*id = vq->mem->used.ring[vq->last_used_idx & (vq->size - 1)].id;
+	e = &vq->mem->used.ring[vq->last_used_idx & (vq->size - 1)];
+	*id = e->id;
+	*len = e->len;
 	vq->last_used_idx++;
 	return true;
+}
+
+bool virtq_next_used(struct virtq *vq, uint32_t *id)
+{
+	uint32_t len;
+
+	return virtq_next_used_len(vq, id, &len);
 }
 
 int virtq_poll_used(const struct virtio_pci *vp, uint64_t deadline, bool (*back)(void *arg), void *arg)

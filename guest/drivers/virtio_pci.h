@@ -56,7 +56,8 @@ uint32_t virtio_pci_cfg_read32(const struct virtio_pci *vp, uint32_t off);
 uint64_t virtio_pci_cfg_read64(const struct virtio_pci *vp, uint32_t off);
 
 /*
- * Split virtqueue operations, the one copy both drivers use (virtio-blk, virtio-scsi).
+ * Split virtqueue operations, the one copy the virtio drivers use (virtio-blk, virtio-scsi,
+ * virtio-net).
  *
  * Adding a request: a driver owns fixed ranges of a queue's descriptors (one per request
  * slot) and builds each request's chain at the start of its slot's range, with
@@ -84,6 +85,8 @@ void virtq_chain_submit(const struct virtio_pci *vp, struct virtq_chain *c);
 /* Consume the next entry of the used ring, if the device has published one: *id is the head
  * descriptor of the chain it gave back. */
 bool virtq_next_used(struct virtq *vq, uint32_t *id);
+/* The same, with the bytes the device wrote into the chain (a receive queue's frame). */
+bool virtq_next_used_len(struct virtq *vq, uint32_t *id, uint32_t *len);
 
 /*
  * Wait, polling, until the device gives a request back. Each round calls `back(arg)`, which

@@ -1,7 +1,9 @@
 /* Kernel command line: dumpdev, dumpdev2, dumplevel, components, pinpool, workload, dumpid,
- * fill, iotimeout, testfault (docs/guest-interface.md). */
+ * fill, iotimeout, testfault, netaddr, netserver, netmtu, netwindow (docs/guest-interface.md). */
 #include "kern/cmdline.h"
 #include "dump/dumpdisk.h"
+#include "dump/dumpnic.h"
+#include "dump/netdump.h"
 #include "scsi/hba.h"
 #include "lib/testfault.h"
 #include "lib/hex.h"
@@ -12,6 +14,8 @@ struct boot_config boot_config = {
 	.iotimeout_ms = IOTIMEOUT_DEFAULT_MS,
 	.dump_level = 3,		/* CD_LVL_NORMAL */
 	.components = "default",
+	.net_mtu = NETDUMP_MTU_DEFAULT,
+	.net_window = NETDUMP_WINDOW_DEFAULT,
 };
 
 static bool word_is(const char *key, size_t klen, const char *name)
@@ -43,8 +47,8 @@ static bool parse_fields(const char *v, size_t vlen, int max, const uint64_t *li
 	return true;
 }
 
-/* A dump device: WORD[:N] for a dump disk driver, WORD[:N[:T[:L]]] for a disk on a SCSI HBA
- * driver; the word must be a built-in driver's. */
+/* A dump device: WORD[:N] for a dump disk driver or a NIC driver, WORD[:N[:T[:L]]] for a disk on
+ * a SCSI HBA driver; the word must be a built-in driver's. */
 static bool parse_dumpdev(const char *v, size_t vlen, struct dumpdev_addr *addr)
 {
 	static const uint64_t limit[3] = { 31, 255, 16383 };	/* N, T, L */
@@ -55,11 +59,12 @@ static bool parse_dumpdev(const char *v, size_t vlen, struct dumpdev_addr *addr)
 		return false;
 	while (wlen < vlen && v[wlen] != ':')
 		wlen++;
-	if (dump_disk_driver_find(v, wlen))
-		addr->on_hba = false;
+	addr->on_hba = addr->on_nic = false;
+	if (dump_nic_driver_find(v, wlen))
+		addr->on_nic = true;
 	else if (scsi_hba_driver_by_word(v, wlen))
 		addr->on_hba = true;
-	else
+	else if (!dump_disk_driver_find(v, wlen))
 		return false;
 	if (!parse_fields(v + wlen, vlen - wlen, addr->on_hba ? 3 : 1, limit, f))
 		return false;
@@ -96,6 +101,55 @@ static bool parse_components(const char *v, size_t vlen)
 		return false;
 	memcpy(boot_config.components, v, vlen);
 	boot_config.components[vlen] = '\0';
+	return true;
+}
+
+/* An IPv4 address, dotted quad (four decimal numbers 0..255), in host order. */
+static bool parse_ipv4(const char *v, size_t vlen, uint32_t *out)
+{
+	uint32_t ip = 0;
+
+	for (int part = 0; part < 4; part++) {
+		size_t len = 0;
+		uint64_t x;
+
+		while (len < vlen && v[len] != '.')
+			len++;
+		if ((part < 3) != (len < vlen) || len > 3 || !parse_u64_dec(v, len, &x) || x > 255)
+			return false;
+		ip = ip << 8 | (uint32_t)x;
+		if (part < 3)
+			len++;	/* the dot */
+		v += len;
+		vlen -= len;
+	}
+	*out = ip;
+	return vlen == 0;
+}
+
+/* netserver=: IP:PORT, the port 1..65535. */
+static bool parse_ipv4_port(const char *v, size_t vlen, uint32_t *ip, uint16_t *port)
+{
+	size_t colon = 0;
+	uint64_t x;
+
+	while (colon < vlen && v[colon] != ':')
+		colon++;
+	if (colon == vlen || !parse_ipv4(v, colon, ip) || !parse_u64_dec(v + colon + 1, vlen - colon - 1, &x) ||
+	    x == 0 || x > 65535)
+		return false;
+	*port = (uint16_t)x;
+	return true;
+}
+
+/* A decimal number within [min, max]. */
+static bool parse_u32_range(const char *v, size_t vlen, uint32_t min, uint32_t max, uint32_t *out)
+{
+	uint64_t x;
+
+	if (!parse_u64_dec(v, vlen, &x) || x < min || x > max)
+		return false;
+	*out = (uint32_t)x;
 	return true;
 }
 
@@ -212,6 +266,28 @@ bool cmdline_parse(const char *p, const char **why)
 				return false;
 			}
 			boot_config.iotimeout_ms = (uint32_t)ms;
+		} else if (word_is(word, klen, "netaddr")) {
+			if (!parse_ipv4(val, vlen, &boot_config.net_ip)) {
+				*why = "bad-netdump";
+				return false;
+			}
+			boot_config.netaddr_set = true;
+		} else if (word_is(word, klen, "netserver")) {
+			if (!parse_ipv4_port(val, vlen, &boot_config.net_server_ip, &boot_config.net_server_port)) {
+				*why = "bad-netdump";
+				return false;
+			}
+			boot_config.netserver_set = true;
+		} else if (word_is(word, klen, "netmtu")) {
+			if (!parse_u32_range(val, vlen, NETDUMP_MTU_MIN, NETDUMP_MTU_MAX, &boot_config.net_mtu)) {
+				*why = "bad-netdump";
+				return false;
+			}
+		} else if (word_is(word, klen, "netwindow")) {
+			if (!parse_u32_range(val, vlen, 1, NETDUMP_WINDOW_MAX, &boot_config.net_window)) {
+				*why = "bad-netdump";
+				return false;
+			}
 		} else if (word_is(word, klen, "testfault")) {
 			if (!testfault_parse(val, vlen)) {
 				*why = "bad-testfault";
@@ -220,6 +296,14 @@ bool cmdline_parse(const char *p, const char **why)
 		} else {
 			printf("cmdline: ignoring unknown parameter '%.*s'\n", (int)wlen, word);
 		}
+	}
+	/* A network dump needs both ends of its link. */
+	if (((boot_config.dumpdev_set && boot_config.dumpdev.on_nic) ||
+	     (boot_config.dumpdev2_set && boot_config.dumpdev2.on_nic)) &&
+	    (!boot_config.netaddr_set || !boot_config.netserver_set)) {
+		printf("cmdline: a network dumpdev needs netaddr= and netserver=\n");
+		*why = "bad-netdump";
+		return false;
 	}
 	return true;
 }

@@ -8,11 +8,13 @@
 #define IOTIMEOUT_DEFAULT_MS 10000
 
 /* A dump device as dumpdev= or dumpdev2= name it: WORD[:N] for a dump disk driver
- * (dump/dumpdisk.h), WORD[:N[:T[:L]]] for a disk on a SCSI HBA driver (scsi/hba.h). */
+ * (dump/dumpdisk.h) or a network dump NIC driver (dump/dumpnic.h), WORD[:N[:T[:L]]] for a disk
+ * on a SCSI HBA driver (scsi/hba.h). */
 struct dumpdev_addr {
 	char value[32];			/* as given, e.g. "virtio-blk" or "virtio-scsi:0:1:0" */
 	size_t word_len;		/* value[0..word_len) is the driver's word */
 	bool on_hba;			/* the word is a SCSI HBA driver's */
+	bool on_nic;			/* the word is a NIC driver's: a network dump */
 	int index;			/* N: the N-th such device / HBA, 0 by default */
 	int target;			/* T: SCSI target, 0 by default */
 	int lun;			/* L: SCSI LUN, 0 by default */
@@ -32,6 +34,13 @@ struct boot_config {
 	uint32_t dump_level;		/* dumplevel=0..9, CD_LVL_NORMAL (3) by default */
 	char components[256];		/* components=LIST (docs/components.md), "default" by default */
 	uint64_t pinpool_bytes;		/* pinpool=SIZE, 0: the default size */
+	/* the network dump (docs/netdump-protocol.md, section 3); IPv4 addresses in host order */
+	bool netaddr_set, netserver_set;
+	uint32_t net_ip;		/* netaddr=A.B.C.D */
+	uint32_t net_server_ip;		/* netserver=A.B.C.D:PORT */
+	uint16_t net_server_port;
+	uint32_t net_mtu;		/* netmtu=, 576..9000 */
+	uint32_t net_window;		/* netwindow=, 1..64 */
 };
 
 extern struct boot_config boot_config;

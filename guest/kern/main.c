@@ -17,7 +17,9 @@
 #include "bus/pci.h"
 #include "dump/components.h"
 #include "dump/dumpdisk.h"
+#include "dump/dumpnic.h"
 #include "dump/dumpsys.h"
+#include "dump/netdump.h"
 #include "dump/ras.h"
 #include "dump/gpt.h"
 #include "kern/cmdline.h"
@@ -132,14 +134,64 @@ static void configure_dump_partition(struct dumpdev_spec *sp, const struct dump_
 	       disk->block_size);
 }
 
+/*
+ * A network dump (docs/netdump-protocol.md): the NIC driver named by the word attaches its
+ * device, netdump drives it. No GPT: DUMPINIT asks the dump server for the partition (QUERY),
+ * so part_lba is 0 and part_blocks the server's.
+ */
+static void setup_net_dump_device(struct dumpdev_spec *sp)
+{
+	const struct dumpdev_addr *a = sp->addr;
+	struct dump_nic nic = { .where = "" };
+	struct netdump_config cfg = {
+		.ip = boot_config.net_ip, .server_ip = boot_config.net_server_ip,
+		.server_port = boot_config.net_server_port, .window = boot_config.net_window,
+		.iotimeout_ms = boot_config.iotimeout_ms,
+	};
+	struct dumpdev *dev = &sp->dev;
+	const char *why;
+	int err;
+
+	err = dump_nic_driver_find(a->value, a->word_len)->attach(a->index, boot_config.net_mtu,
+								  boot_config.iotimeout_ms, &nic);
+	if (err == ENODEV) {
+		printf("%s=%s: no such device%s%s\n", sp->key, a->value, nic.where[0] ? " at " : "", nic.where);
+		dump_setup_error(sp->not_found);
+	}
+	if (err) {
+		printf("%s=%s: %s failed to start: %s\n", sp->key, a->value, nic.where, errno_name(err));
+		dump_setup_error(sp->init_failed);
+	}
+	memcpy(cfg.dump_id, boot_config.dump_id, sizeof(cfg.dump_id));
+	strlcpy(dev->name, a->value, sizeof(dev->name));
+	err = netdump_setup(dev, &nic, &cfg);
+	if (err) {
+		printf("%s=%s: %s\n", sp->key, a->value, errno_name(err));
+		dump_setup_error(sp->init_failed);
+	}
+	err = dumpsys_configure(dev, sp->role, &why);
+	if (err) {
+		printf("%s=%s: %s: %s\n", sp->key, a->value, why, errno_name(err));
+		dump_setup_error(why);
+	}
+	printf("%s dump device %s (%s): network dump, partition of %llu blocks of %u bytes on the server\n",
+	       sp->role == DUMP_ROLE_PRIMARY ? "primary" : "secondary", dev->name, nic.where,
+	       (unsigned long long)dev->part_blocks, dev->block_size);
+}
+
 /* The same discovery for either role and any disk kind: the driver named by the word attaches
- * its disk (a dump disk driver's, or sd's on a SCSI HBA driver's adapter). */
+ * its disk (a dump disk driver's, or sd's on a SCSI HBA driver's adapter); a NIC's word makes
+ * it a network dump. */
 static void setup_dump_device(struct dumpdev_spec *sp)
 {
 	const struct dumpdev_addr *a = sp->addr;
 	struct dump_disk disk = { .where = "" };
 	int err;
 
+	if (a->on_nic) {
+		setup_net_dump_device(sp);
+		return;
+	}
 	if (a->on_hba)
 		err = sd_dump_attach(a->value, a->word_len, a->index, a->target, a->lun,
 				     boot_config.iotimeout_ms, &disk);
@@ -161,6 +213,7 @@ static void setup_dump_device(struct dumpdev_spec *sp)
 static bool same_disk(const struct dumpdev_addr *a, const struct dumpdev_addr *b)
 {
 	return a->word_len == b->word_len && strncmp(a->value, b->value, a->word_len) == 0 &&
+	       a->on_nic == b->on_nic &&
 	       a->index == b->index && (!a->on_hba || (a->target == b->target && a->lun == b->lun));
 }
 

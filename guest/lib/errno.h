@@ -18,6 +18,7 @@
 #define EROFS		30
 #define ERANGE		34
 #define ENODATA		61
+#define EMSGSIZE	90
 #define ENOTSUP		95
 #define ETIMEDOUT	110
 

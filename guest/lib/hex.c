@@ -78,6 +78,7 @@ const char *errno_name(int err)
 	case EROFS: return "EROFS";
 	case ERANGE: return "ERANGE";
 	case ENODATA: return "ENODATA";
+	case EMSGSIZE: return "EMSGSIZE";
 	case ENOTSUP: return "ENOTSUP";
 	case ETIMEDOUT: return "ETIMEDOUT";
 	default: return "E?";

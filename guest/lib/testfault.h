@@ -25,7 +25,7 @@ enum testfault_bit {
 	TF_SKIP_LOW,		/* the RAM component leaves out the RAM below 1 MiB */
 	TF_FPU_CLOBBER,		/* the crash record's FXSAVE image is zeroed after it was saved */
 	TF_WRONG_REPORT,	/* DONE status=failed names the wrong offset */
-	TF_INTR_UNMASKED,	/* pvscsi, nvme: DUMPSTART leaves the completion interrupt unmasked (IF stays 0) */
+	TF_INTR_UNMASKED,	/* pvscsi, nvme, e1000e, virtio-net: DUMPSTART leaves the device's interrupt unmasked (IF stays 0) */
 	TF_COUNT,
 };
 

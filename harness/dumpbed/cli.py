@@ -298,6 +298,49 @@ def cmd_export(args) -> int:
     return EXIT_PASS
 
 
+def cmd_netdumpd(args) -> int:
+    from dumpbed.net import server as netserver
+    from dumpbed.units import format_size, parse_size
+
+    # Every option is checked, the image's GPT read and the port bound before a file is written
+    host, port = netserver.parse_listen(args.listen)
+    if args.image and args.size:
+        raise DumpbedError("--size goes with --dir (an --image's dump partition has the size its GPT gives)")
+    if args.dir and args.dump_id:
+        raise DumpbedError("--dump-id goes with --image (with --dir, every dump gets its own image)")
+    if args.max_dumps is not None and args.max_dumps < 1:
+        raise DumpbedError(f"--max-dumps {args.max_dumps}: must be at least 1")
+    if args.image:
+        dump_id = netserver.parse_dump_id(args.dump_id) if args.dump_id else None
+        images = netserver.OneImage(args.image, dump_id)
+        where = f"image {args.image} (dump partition {format_size(images.part_bytes)}, {images.block_size}-byte blocks)"
+    else:
+        images = netserver.ImageDir(args.dir, parse_size(args.size or netserver.DEFAULT_DIR_SIZE, "--size"))
+        where = f"new images in {args.dir} (dump partitions of {format_size(images.size)})"
+    if args.log and (Path(args.log).is_dir() or not Path(args.log).parent.is_dir()):
+        raise DumpbedError(f"--log {args.log}: not a file in an existing directory")
+
+    def notify(what: str, dump) -> None:
+        if what == "started":
+            line = (f"{dump.describe()} started: {dump.target.path} (max_data {dump.max_data}, "
+                    f"window {dump.window})")
+        else:
+            line = (f"{dump.describe()} {what}: {dump.writes} writes, {format_size(dump.bytes)}, "
+                    f"{dump.flushes} flushes, {dump.duplicates} duplicates")
+        _output(lambda: print(line, flush=True))
+
+    server = netserver.NetdumpServer(images, events=args.log, max_dumps=args.max_dumps, notify=notify)
+    sock = netserver.bind(host, port)
+    print(f"dumpbed: netdumpd listening on {netserver.client_text(sock.getsockname())}: {where}; "
+          f"events in {server.events_path}", file=sys.stderr, flush=True)
+    why = netserver.serve(server, sock)
+    counts = server.counts
+    print(f"dumpbed: netdumpd stopped ({why}): {server.started} dumps started, {server.finished} finished, "
+          f"{counts['malformed']} malformed datagrams dropped, {counts['ignored']} messages ignored",
+          file=sys.stderr)
+    return EXIT_PASS
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dumpbed.provenance import VersionAction
     from dumpbed.scenario.crash import CRASHES
@@ -307,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=VersionAction,
                         help="print dumpbed's version (and its git commit when run from a checkout) and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
-                                help="run, session, validate, show, export, list, build-image or bench "
+                                help="run, session, validate, show, export, list, build-image, bench or netdumpd "
                                      "(dumpbed COMMAND --help)")
 
     run = sub.add_parser("run", help="boot a guest, crash it, let it dump, validate the dump")
@@ -416,6 +459,25 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--elf", required=True, metavar="FILE", help="the ELF core file to write")
     export.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     export.set_defaults(func=cmd_export)
+
+    ndd = sub.add_parser("netdumpd", help="the network dump server: writes the dumps guests send over UDP into "
+                                          "dump disk images (docs/netdumpd.md)")
+    ndd.add_argument("--listen", default="0.0.0.0:20023", metavar="HOST:PORT",
+                     help="the UDP address to listen on (default %(default)s; port 0: any free one)")
+    where = ndd.add_mutually_exclusive_group(required=True)
+    where.add_argument("--image", metavar="PATH",
+                       help="write the dump into this dump disk image's GPT dump partition (the harness's)")
+    where.add_argument("--dir", metavar="DIR",
+                       help="give each new dump its own image DIR/CLIENTIP-DUMPID.img, created sparse")
+    ndd.add_argument("--dump-id", metavar="HEX",
+                     help="with --image: take only the dump with this id (32 hex digits, the guest's dumpid=)")
+    ndd.add_argument("--size", metavar="SIZE",
+                     help="with --dir: the dump partition of each new image (default 4G), e.g. 512M")
+    ndd.add_argument("--log", metavar="FILE",
+                     help="the event log, one JSON object a line (default netdumpd.jsonl beside the images)")
+    ndd.add_argument("--max-dumps", type=int, metavar="N",
+                     help="take at most N dumps, and exit once they have finished (default: no limit)")
+    ndd.set_defaults(func=cmd_netdumpd)
     return parser
 
 

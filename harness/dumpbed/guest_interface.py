@@ -22,6 +22,7 @@ class Errno(IntEnum):
     EROFS = 30
     ERANGE = 34
     ENODATA = 61
+    EMSGSIZE = 90
     ENOTSUP = 95
     ETIMEDOUT = 110
 

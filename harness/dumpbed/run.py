@@ -25,6 +25,7 @@ from dumpbed.images.disks import DiskPlan, make_disks, plan_disks
 from dumpbed.images.topology import DUMP_NODE
 from dumpbed.machine import accel as accel_mod, resultchan
 from dumpbed.machine.qemu import Machine, MachineConfig, require_firmware, require_qemu
+from dumpbed.net.service import NetService
 from dumpbed.oracles import dumpio
 from dumpbed.scenario import crash as crash_mod, faultrun, faults as faults_mod
 from dumpbed.scenario.spec import Scenario, check_scenario
@@ -275,11 +276,14 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
         "guest": {"profile": scenario.profile, **booted.to_json()},
     }, indent=1) + "\n")
 
+    # A network dump: the dump server and the link first (net/service.py); QEMU's NIC gets the
+    # link's socket. Stopped after QEMU, whatever happens.
+    net = NetService(out, topology.dump_disk.image, dump_id).__enter__() if topology.network else None
     config = MachineConfig(
         kernel=booted.kernel, initrd=booted.initrd, symbols=booted.symbols, cmdline=cmdline,
         memory_bytes=scenario.memory_bytes, accel=accel,
-        ram_below_4g=scenario.ram_below_4g,
-        firmware=scenario.firmware, devices=topology.qemu_args(),
+        ram_below_4g=scenario.ram_below_4g, pass_fds=(net.qemu_fd,) if net else (),
+        firmware=scenario.firmware, devices=topology.qemu_args(net.qemu_fd if net else None),
         trace_events=list(dict.fromkeys(
             writelog.trace_events(scenario.disk, scenario.secondary or scenario.disk)
             + cmdlog.trace_events(scenario.disk, scenario.secondary or scenario.disk) + irqwatch.TRACE_EVENTS)),
@@ -296,6 +300,8 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
         t0 = time.monotonic()
         with progress.task(f"boot (to {profile.ready.word})"):
             machine.launch()
+            if net:
+                net.qemu_started()
             machine.cont()
             resultchan.wait_for(result_log, profile.ready.word, limits["boot"], machine.is_running,
                                 profile.ready.waiting_for)
@@ -323,7 +329,8 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
         # From the crash on, every byte the guest writes to its result channel is traced with
         # the host time: QUIESCED and DONE take their place among the device's commands.
         machine.qmp.command("trace-event-set-state", {"name": cmdlog.RESULT_EVENT, "enable": True})
-        armed = _arm_fault(faults, machine, out, scenario)
+        armed = (net.arm(faults, _net_trigger_offset(faults, out, scenario)) if net
+                 else _arm_fault(faults, machine, out, scenario))
         slow = next((f for f in faults if f.kind.throttles), None)
         if slow:
             faultrun.throttle(machine, scenario.disk, DUMP_NODE, slow.value)
@@ -344,7 +351,8 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
                     hold_log.save(out)
             if crash.during_dump:  # e.g. the nested crash's second NMI
                 crash.during_dump(machine, result_log, limits["dump"])
-            live = next((f for f in faults if f.when is not None), None)
+            # a network fault's trigger is the link's (net/service.py): nothing to wait for here
+            live = next((f for f in faults if f.when is not None and not f.kind.network), None)
             if live is not None:
                 fault_log = _live_fault(live, machine, out, armed, limits)
             # the guest goes on to its DONE unless the fault ended it (kill, reset: no DONE)
@@ -361,8 +369,11 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
         problem = _run_failure(machine, out, exc)
     finally:
         machine.shutdown()
+        if net:
+            net.settle()
+            net.stop()
     _save_exit_status(out, machine.exit_status)
-    if armed:
+    if armed and not net:
         _where_the_fault_hit(out, scenario, armed)
     return RunOutcome(scenario, accel, dump_id, timings, machine.exit_status, guest_result, problem)
 
@@ -413,6 +424,18 @@ def _arm_fault(faults: list[faults_mod.Fault], machine: Machine, out: Path,
                                            faults_mod.body_offset_for(dump_layout.dump_size),
                                            estimates[str(scenario.level)]["total"])
     return str(fault), faultrun.arm(fault, machine, DUMP_NODE, sector)
+
+
+def _net_trigger_offset(faults: list[faults_mod.Fault], out: Path, scenario: Scenario) -> Optional[int]:
+    """A network live fault's point (@P%) as a partition offset: P% of the guest's estimate into
+    the dump's body, as a disk's trigger sector is."""
+    live = next((f for f in faults if f.kind.network and f.at_fraction is not None), None)
+    if live is None:
+        return None
+    dump_layout = layout_mod.load(out / "layout.json")
+    estimates = json.loads((out / "estimates.json").read_text())
+    return (faults_mod.body_offset_for(dump_layout.dump_size)
+            + int(estimates[str(scenario.level)]["total"] * live.at_fraction))
 
 
 def _save_exit_status(out: Path, status: Optional[int]) -> None:

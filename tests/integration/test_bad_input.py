@@ -136,7 +136,12 @@ def test_the_keys_guest_arg_may_not_set_are_those_dumpbed_sets(tmp_path):
     words = run_mod.guest_cmdline(scenario, topology, components, "0" * 32, "0" * 16, 10_000).split()
     keys = [w.split("=", 1)[0] for w in words]
     assert keys[-1] == "testfault" and len(keys) == len(set(keys))
-    assert set(keys[:-1]) == set(DUMPBED_GUEST_KEYS)
+    net = Scenario(out_dir=tmp_path / "net", memory_bytes=64 * MiB, disk=next(
+        name for name, kind in disks.DISKS.items() if kind.network))  # a network dump's addresses too
+    net_components, net_found = check_scenario(net)
+    net_topology = run_mod.plan_disks(net, tmp_path / "net", net_found).topology
+    net_words = run_mod.guest_cmdline(net, net_topology, net_components, "0" * 32, "0" * 16, 10_000).split()
+    assert set(keys[:-1]) | {w.split("=", 1)[0] for w in net_words} == set(DUMPBED_GUEST_KEYS)
 
 
 def test_a_kernel_the_profile_cannot_judge_is_refused(tmp_path, guest_kernel):

@@ -24,6 +24,13 @@ MATRIX = [
     ("unplug@50%", "partial"),
     ("slow=64", "complete"),
     ("stale", "partial"),
+    ("net-drop=5", "complete"),
+    ("net-dup=20", "complete"),
+    ("net-reorder=20", "complete"),
+    ("net-corrupt=5", "complete"),
+    ("net-delay=5", "complete"),
+    ("net-cut@50%", "partial"),
+    ("server-kill@50%", "partial"),
 ]
 
 # The dumpbed pytest plugin's marker: dumpbed_run's defaults in this module.
@@ -38,7 +45,7 @@ def explain(report: dict) -> str:
 
 def applicable(fault: str, disk: str) -> bool:
     f = faults.parse(fault)
-    return disks.get(disk).fault_applies(f.name, f.kind.stops_vm) is None  # e.g. unplug: SCSI only
+    return disks.get(disk).fault_applies(f.name, f.kind.stops_vm, f.kind.network) is None  # e.g. unplug: SCSI only
 
 
 # `make matrix`: every crash kind x fault x disk. `make test`: the NMI with each fault on every

@@ -54,7 +54,9 @@ def test_an_unknown_kind_and_an_inapplicable_fault_are_refused():
 def test_a_kinds_devices_come_from_its_entry(tmp_path):
     for name, kind in disks.DISKS.items():
         disk = DiskSpec(tmp_path / "d.img", "disk0", 512, 0, 0)
-        args = " ".join(Topology(name, disk).qemu_args())
+        args = " ".join(Topology(name, disk).qemu_args(netdev_fd=9 if kind.network else None))
+        if kind.network:  # a NIC on the link's datagram socket; no block device in QEMU
+            assert f"-netdev dgram,id={disks.NETDEV},local.type=fd,local.str=9" in args and "-blockdev" not in args
         for device in kind.disk_devices("disk0", "hba0", 0, 0, ""):
             assert device.split(",")[0] in args
         assert any(",id=disk0-dev," in d for d in kind.disk_devices("disk0", "hba0", 0, 0, ""))
@@ -79,5 +81,5 @@ def test_the_fault_table_in_the_docs_is_the_entries():
         if name not in faults.KINDS:
             continue
         for disk, cell in zip(header, cells[1:]):
-            why_not = disks.get(disk).fault_applies(name, faults.KINDS[name].stops_vm)
+            why_not = disks.get(disk).fault_applies(name, faults.KINDS[name].stops_vm, faults.KINDS[name].network)
             assert (cell == "n/a") == (why_not is not None), f"{name} on {disk}: table {cell!r}, entry {why_not!r}"

@@ -76,10 +76,10 @@ RESULT_EVENT = "memory_region_ops_write"
 
 
 EVENTS_BY_BUS = {disks.VIRTIO_BLK_BUS: VIRTIO_BLK_EVENTS, disks.SCSI_BUS: SCSI_EVENTS,
-                 disks.NVME_BUS: NVME_EVENTS}
+                 disks.NVME_BUS: NVME_EVENTS, disks.NET_BUS: []}  # the dump server logs its own
 # How the command log names a disk of each bus that is told apart by the device, not by an
 # address the harness gave it: PREFIX + QEMU's device pointer (virtio-blk) or namespace id (NVMe)
-DISK_PREFIX_BY_BUS = {disks.VIRTIO_BLK_BUS: "vblk:", disks.NVME_BUS: "nvme:"}
+DISK_PREFIX_BY_BUS = {disks.VIRTIO_BLK_BUS: "vblk:", disks.NVME_BUS: "nvme:", disks.NET_BUS: "net:"}
 # What a reset or abort names as its device ("virtio:VDEV", "scsi:*", "nvme:*")
 NVME_ANY = "nvme:*"
 
@@ -168,6 +168,8 @@ def ends_commands_of(event: DeviceEvent, disk: str) -> bool:
         return event.disk == "virtio:" + disk.split(":", 1)[1]
     if disk.startswith(DISK_PREFIX_BY_BUS[disks.NVME_BUS]):
         return event.disk == NVME_ANY  # the trace names no controller
+    if disk.startswith(DISK_PREFIX_BY_BUS[disks.NET_BUS]):
+        return False  # the dump server is no device of the machine: nothing in QEMU resets it
     return event.disk == "scsi:*" or event.disk.startswith("virtio:")  # the HBA's reset
 
 
@@ -362,8 +364,13 @@ def parse(lines: Iterable[str], block_size: int) -> CommandLog:
 
 
 def read(run_dir: Path, block_size: int) -> CommandLog:
+    """QEMU's trace of the run, and a network dump's server commands (capture/netlog.py)."""
+    from dumpbed.capture import netlog
+
     path = Path(run_dir) / TRACE_FILE
-    if not path.exists():
-        return CommandLog()
-    with open(path, encoding="ascii", errors="replace") as f:
-        return parse(f, block_size)
+    log = CommandLog()
+    if path.exists():
+        with open(path, encoding="ascii", errors="replace") as f:
+            log = parse(f, block_size)
+    log.commands += netlog.commands(run_dir, first_seq=len(log.commands))
+    return log

@@ -9,7 +9,9 @@ Two sources, both outside the guest:
   INTMS leaves that pin's vector unmasked (`pci_nvme_irq_msix`, `pci_nvme_irq_pin`: QEMU traces
   the pin before it applies the mask, so the mask is followed from `pci_nvme_mmio_intm_set`/
   `_clr`, cleared by a controller reset), a PVSCSI adapter's interrupt condition coming true
-  (`pvscsi_update_irq_level` level 1, `pvscsi_update_irq_msi`), and, where QEMU emulates the
+  (`pvscsi_update_irq_level` level 1, `pvscsi_update_irq_msi`), an e1000e raising its INTx line
+  or sending an MSI/MSI-X message (`e1000e_irq_legacy_notify` level 1, `e1000e_irq_msi_notify`,
+  `e1000e_irq_msix_notify_vec`: QEMU traces them after IMS was applied), and, where QEMU emulates the
   interrupt controllers itself (TCG), the 8259 handing a vector to the CPU (`pic_interrupt`)
   and IOAPIC/MSI deliveries to the local APIC (`apic_deliver_irq`). Under KVM those two live in
   the kernel and are not traced.
@@ -28,7 +30,8 @@ SAMPLES_FILE = "irq-samples.jsonl"
 TRACE_EVENTS = ["virtio_notify", "virtio_notify_irqfd", "lsi_update_irq", "pic_interrupt", "apic_deliver_irq",
                 "pci_nvme_irq_msix", "pci_nvme_irq_pin", "pci_nvme_mmio_intm_set", "pci_nvme_mmio_intm_clr",
                 "pci_nvme_mmio_stopped", "pci_nvme_create_cq", "pci_nvme_enqueue_req_completion",
-                "pvscsi_update_irq_level", "pvscsi_update_irq_msi"]
+                "pvscsi_update_irq_level", "pvscsi_update_irq_msi",
+                "e1000e_irq_legacy_notify", "e1000e_irq_msi_notify", "e1000e_irq_msix_notify_vec"]
 _ARG = re.compile(r"(\w+)[= ](0x[0-9a-fA-F]+|\d+)")
 
 
@@ -45,6 +48,8 @@ class InterruptSources:
         a = {k: int(v, 0) for k, v in _ARG.findall(args)}
         if name == "lsi_update_irq":
             return args.startswith("Update IRQ level 1")  # the line going low, or staying low, is not one
+        if name == "e1000e_irq_legacy_notify":
+            return args.startswith("IRQ line state: 1")  # the line dropping is not one
         if name == "pvscsi_update_irq_level":
             # INTR_STATUS & INTR_MASK, traced on every completion and register write; 0 (masked or
             # acknowledged) is not an interrupt. 1 is, whether INTx or MSI then carries it.

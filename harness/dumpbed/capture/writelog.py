@@ -41,7 +41,7 @@ _NVME_WRITE = re.compile(_PREFIX + r"pci_nvme_write cid \d+ opname '(?P<op>[^']*
 
 EVENTS_BY_BUS = {disks.VIRTIO_BLK_BUS: ["virtio_blk_handle_write"],
                  disks.SCSI_BUS: ["scsi_req_parsed", "scsi_req_parsed_lba"],
-                 disks.NVME_BUS: ["pci_nvme_write"]}
+                 disks.NVME_BUS: ["pci_nvme_write"], disks.NET_BUS: []}
 ANY_BUS = "any"  # a parser for a run whose dump devices are on several buses
 
 

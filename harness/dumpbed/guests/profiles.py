@@ -75,7 +75,8 @@ class GuestProfile:
 DUMPBED_MIN_MEMORY = 7 * MiB
 # The command-line words the harness sets itself: --append may add others (testfault=,
 # pinpool=), never one of these, which would contradict scenario.json.
-DUMPBED_KEYS = ("dumpdev", "dumpdev2", "dumpid", "iotimeout", "dumplevel", "components", "fill", "workload")
+DUMPBED_KEYS = ("dumpdev", "dumpdev2", "dumpid", "iotimeout", "dumplevel", "components", "fill", "workload",
+                "netaddr", "netserver", "netmtu")
 
 
 def _dumpbed_cmdline(scenario, topology, components: list[str], dump_id: str, fill_seed: Optional[str],
@@ -83,6 +84,7 @@ def _dumpbed_cmdline(scenario, topology, components: list[str], dump_id: str, fi
     words = [f"dumpdev={topology.dumpdev()}", f"dumpid={dump_id}", f"iotimeout={io_ms}"]
     if topology.dumpdev2():
         words.append(f"dumpdev2={topology.dumpdev2()}")
+    words += topology.guest_words()  # a network dump's addresses
     words += [f"dumplevel={scenario.level}", f"components={','.join(components) or 'none'}",
               f"fill={fill_seed}" if fill_seed else "fill=off"]
     if scenario.workload:

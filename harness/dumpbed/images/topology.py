@@ -18,6 +18,10 @@ from dumpbed.errors import DumpbedError
 from dumpbed.scenario import disks as disks_mod
 
 DUMP_NODE = "disk0"  # the dump disk's node name (its device is DUMP_NODE-dev)
+# A network dump's addresses on the harness's link (docs/netdump-protocol.md, section 4)
+NET_GUEST_IP = "10.0.2.15"
+NET_SERVER_IP = "10.0.2.2"
+NET_SERVER_PORT = 20023
 
 
 def log_node(node: str) -> str:
@@ -94,8 +98,27 @@ class Topology:
     def _guest_name(kind: str, disk: DiskSpec, function_index: int) -> str:
         return disks_mod.get(kind).guest_name(disk.target, disk.lun, function_index)
 
-    def qemu_args(self) -> list[str]:
+    @property
+    def network(self) -> bool:
+        """The dump goes over the network: the dump disk is the dump server's image, not QEMU's."""
+        return disks_mod.get(self.kind).network
+
+    def guest_words(self) -> list[str]:
+        """The command-line words a network dump needs beside dumpdev= (docs/netdump-protocol.md,
+        sections 3 and 4): the guest's address, the server's, the link's MTU."""
+        if not self.network:
+            return []
+        return [f"netaddr={NET_GUEST_IP}", f"netserver={NET_SERVER_IP}:{NET_SERVER_PORT}",
+                f"netmtu={disks_mod.LINK_MTU}"]
+
+    def qemu_args(self, netdev_fd: Optional[int] = None) -> list[str]:
+        """The controllers and disks, and for a network dump the NIC on a datagram socket
+        (`netdev_fd`, the QEMU end of the link's socketpair)."""
         args: list[str] = []
+        if self.network:
+            if netdev_fd is None:
+                raise DumpbedError("a network dump target needs the link's socket for its NIC")
+            args += ["-netdev", f"dgram,id={disks_mod.NETDEV},local.type=fd,local.str={netdev_fd}"]
         for n, (kind, disks) in enumerate(self._by_controller()):
             hba = disks_mod.get(kind).hba_device
             if hba:
@@ -125,6 +148,9 @@ class Topology:
 
     @classmethod
     def _disk_args(cls, kind: str, disk: DiskSpec, hba: str, number: int) -> list[str]:
+        if disks_mod.get(kind).network:  # the image is the dump server's, never QEMU's
+            return [a for device in disks_mod.get(kind).disk_devices(disk.node, hba, 0, 0, "", number)
+                    for a in ("-device", device)]
         blockdev = {"driver": "raw", "node-name": disk.node, "file": cls._file_node(disk)}
         args = ["-blockdev", json.dumps(blockdev, separators=(",", ":"))]
         sizes = f"logical_block_size={disk.block_size},physical_block_size={disk.block_size}"

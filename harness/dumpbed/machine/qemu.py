@@ -195,6 +195,7 @@ class MachineConfig:
     extra_args: list[str] = field(default_factory=list)
     # QEMU trace events to log to qemu-trace.log (e.g. each write command a disk receives).
     trace_events: list[str] = field(default_factory=list)
+    pass_fds: tuple[int, ...] = ()  # more descriptors QEMU inherits (a network dump's link socket)
 
 
 class Machine:
@@ -283,7 +284,7 @@ class Machine:
                     stdin=subprocess.DEVNULL,
                     stdout=self._stderr,
                     stderr=self._stderr,
-                    pass_fds=(qmp_theirs.fileno(), con_theirs.fileno()),
+                    pass_fds=(qmp_theirs.fileno(), con_theirs.fileno(), *self.config.pass_fds),
                     cwd=self._scratch,
                     start_new_session=True,  # Ctrl-C at the terminal reaches us, not QEMU
                     preexec_fn=_die_with_parent,

@@ -31,7 +31,8 @@ from dumpbed.capture.writelog import crash_time
 from dumpbed.errors import DumpbedError
 from dumpbed.guests import profiles
 from dumpbed.images import canary, gpt, layout as layout_mod
-from dumpbed.oracles import components as checks_components, dumpio, fxsave, memmap, ranges
+from dumpbed.net import evidence as netevidence
+from dumpbed.oracles import components as checks_components, dumpio, fxsave, memmap, netlink, ranges
 from dumpbed.oracles.base import Check, load_json, make_check, require_int
 from dumpbed.oracles.canary import check_canary, check_unchanged_since
 from dumpbed.oracles.consistency import check_consistency
@@ -206,9 +207,14 @@ def validate_run(run_dir: str | Path) -> Validation:
         quiesced = next((r.time for r in cmds.result("QUIESCED")), None)
         order = [ios[t.role] for t in targets if ios[t.role] is not None]
         lost = first_lost_write(ios[record]) if ios[record] is not None else None
+        network = disks_mod.get(by_role["primary"].kind).network
+        frames = netevidence.frames(run_dir) if network else []
         judges = {
-            "write-sizes": lambda: check_write_sizes(run_dir, dumps["primary"], by_role["primary"].layout, scenario,
-                                                     secondary, quiesced),
+            # a network dump's writes are the frames the guest sent (oracles/netlink.py)
+            "write-sizes": lambda: (netlink.check_frames(frames, crashed, scenario["dump_id"])
+                                    if network else
+                                    check_write_sizes(run_dir, dumps["primary"], by_role["primary"].layout, scenario,
+                                                      secondary, quiesced)),
             "runtime-io": lambda: check_runtime_io(cmds, crashed, ios["primary"].disk if ios["primary"] else None,
                                                    (by_role["primary"].layout.dump_offset,
                                                     by_role["primary"].layout.dump_offset + by_role["primary"].layout.dump_size)),
@@ -233,6 +239,11 @@ def validate_run(run_dir: str | Path) -> Validation:
                                                        lost[1] if lost else None, dumps["primary"],
                                                        _lost_offset(ios.get("primary"))),
         }
+        if network:
+            judges["acks"] = lambda: netlink.check_acks(
+                frames, crashed, scenario["dump_id"], done[0].time if done else None,
+                bool(done) and done[0].fields.get("status") == "complete",
+                sum(1 for e in netevidence.server_events(run_dir) if e.get("event") == "duplicate"))
         if secondary is not None:
             judges["devices"] = lambda: check_devices(dumps, bool(scenario.get("restart_expected")))
         bar.update(total=len(judges))
@@ -251,7 +262,7 @@ def validate_run(run_dir: str | Path) -> Validation:
     for name, why in profile.not_applicable.items():  # e.g. no-interrupts for a capture kernel
         if name in checks:
             checks[name] = Check(name, True, f"skipped: not applicable to guest profile {profile.name} ({why})")
-    order_names = [*CHECK_ORDER, *(["devices"] if "devices" in checks else [])]
+    order_names = [*CHECK_ORDER, *(name for name in ("acks", "devices") if name in checks)]
     summaries = [device_summary(t.role, t.kind, dumps[t.role]) for t in targets]
     return Validation([checks[n] for n in order_names], dump, stats, str(by_role[record].image), summaries,
                       expected)

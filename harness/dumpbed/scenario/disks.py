@@ -19,6 +19,12 @@ from dumpbed.errors import DumpbedError
 VIRTIO_BLK_BUS = "virtio-blk"
 SCSI_BUS = "scsi"
 NVME_BUS = "nvme"
+# A network dump (docs/netdump-protocol.md): the "disk" is the dump server's image on the host,
+# its command log the server's (netdumpd.jsonl), the guest's frames the link's (link.pcap).
+NET_BUS = "net"
+NETDEV = "net0"  # the -netdev of a network dump target: a datagram socket the link holds
+GUEST_MAC = "52:54:00:12:34:56"  # docs/netdump-protocol.md, section 4
+LINK_MTU = 9000
 
 
 def _virtio_blk_devices(node: str, hba: str, target: int, lun: int, options: str, number: int) -> list[str]:
@@ -37,6 +43,17 @@ def _nvme_devices(node: str, hba: str, target: int, lun: int, options: str, numb
             f"nvme-ns,drive={node},id={node}-dev,bus={node}-ctrl,nsid={number + 1},{options}"]
 
 
+def _nic_devices(nic: str) -> Callable[[str, str, int, int, str, int], list[str]]:
+    def devices(node: str, hba: str, target: int, lun: int, options: str, number: int) -> list[str]:
+        return [f"{nic},netdev={NETDEV},id={node}-dev,mac={GUEST_MAC}"]
+    return devices
+
+
+# Every disk fault acts on the block device under the dump disk (blkdebug rules, werror=stop,
+# throttling, device_del of the disk, the disk's size): a network dump has none in QEMU.
+_NOT_A_DISK = "a disk fault: a network dump's target is the dump server on the host, not a block device in QEMU"
+
+
 @dataclass(frozen=True)
 class DiskKind:
     name: str
@@ -52,6 +69,11 @@ class DiskKind:
     devices: Callable[[str, str, int, int, str, int], list[str]] = _scsi_hd_devices
     # QEMU's device takes werror/rerror=stop: the live faults stop the VM on the write they pick
     stops_on_error: bool = True
+
+    @property
+    def network(self) -> bool:
+        """A network dump target: a NIC in QEMU, the dump server's image on the host."""
+        return self.bus == NET_BUS
 
     @property
     def on_hba(self) -> bool:
@@ -85,11 +107,16 @@ class DiskKind:
             return f"{self.name}: LUN {lun} out of range 0..{self.max_lun}"
         return None
 
-    def fault_applies(self, fault: str, stops_vm: bool = False) -> Optional[str]:
+    def fault_applies(self, fault: str, stops_vm: bool = False, network: bool = False) -> Optional[str]:
         """None if the fault applies to this kind, else why not. `stops_vm`: the fault stops the
-        VM on a failed write (werror/rerror=stop), which the kind's device must take."""
+        VM on a failed write (werror/rerror=stop), which the kind's device must take; `network`:
+        a fault of the network link or the dump server, which only a network target has."""
         if fault in self.no_faults:
             return self.no_faults[fault]
+        if network and not self.network:
+            return "a network fault: this target is a disk, with no link or dump server"
+        if self.network and not network:
+            return _NOT_A_DISK
         if stops_vm and not self.stops_on_error:
             return (f"QEMU's {self.name} device has no werror/rerror=stop, which this fault's trigger needs "
                     "(the VM stopped on the write it picks)")
@@ -113,6 +140,11 @@ DISKS: dict[str, DiskKind] = {d.name: d for d in [
              NVME_BUS, devices=_nvme_devices, stops_on_error=False,
              no_faults={"unplug": "QEMU's pc machine unplugs a PCI device only with the guest's ACPI help, "
                                   "which this guest does not give: device_del would never take"}),
+    DiskKind("virtio-net", "network dump through virtio-net-pci (modern) to the dump server (netdumpd), polled "
+             "rings, over a link that may lose, duplicate and reorder", NET_BUS,
+             devices=_nic_devices(f"virtio-net-pci,disable-legacy=on,host_mtu={LINK_MTU}"), stops_on_error=False),
+    DiskKind("e1000e", "network dump through an Intel 82574L (e1000e) to the dump server (netdumpd), polled "
+             "descriptor rings", NET_BUS, devices=_nic_devices("e1000e"), stops_on_error=False),
 ]}
 
 

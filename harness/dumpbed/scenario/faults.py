@@ -88,11 +88,24 @@ class FaultKind:
     holds_runtime: bool = False  # runtime requests parked in the device across the crash
     alone: bool = False  # takes no other fault
     own_trigger: bool = False  # a live fault that brings its trigger itself: no other live fault
+    # A fault of a network dump's link or dump server (docs/netdump-protocol.md, section 8): the
+    # link does it (harness/dumpbed/net/link.py), from the crash on; only a network target has it.
+    link: Optional[str] = None  # the link's fault: drop, duplicate, reorder, corrupt, delay, cut
+    kills_server: bool = False  # the dump server is killed at the trigger
+
+    @property
+    def network(self) -> bool:
+        return self.link is not None or self.kills_server
 
     @property
     def live(self) -> bool:
         return self.default_when is not None
 
+
+# A message gets about 15 tries within the guest's 10 s iotimeout; a try fails when its frame or
+# its ACK is lost. Past a fifth of the frames lost each way, one of the ~8000 messages of a 64 MiB
+# dump running out of tries becomes likely: the dump would fail by chance, not by a bug.
+_LOSS_WHY = "past a fifth of the frames lost each way, a message of a large dump may run out of tries by chance"
 
 KINDS = {k.name: k for k in [
     FaultKind("eio-at", "the N-th write to the primary dump disk, and every later one, fails with EIO "
@@ -120,6 +133,26 @@ KINDS = {k.name: k for k in [
               "crash (a failing backend with rerror/werror=stop) and released once the guest says DUMPSTART "
               "quiesced the device: a driver that did not abort or reset them sees them finish mid-dump",
               None, None, None, "complete", "complete", stops_vm=True, holds_runtime=True, alone=True),
+    FaultKind("net-drop", "each frame on the network dump's link, both ways, is lost with probability P% from the "
+              "crash on: the dump still completes, by retransmission", "P", 5, None, "complete", "complete",
+              value_range=(1, 20), link="drop", range_why=_LOSS_WHY),
+    FaultKind("net-dup", "each frame on the link, both ways, is delivered twice with probability P%: every message "
+              "is idempotent, the dump completes with nothing written twice", "P", 20, None, "complete", "complete",
+              value_range=(1, 100), link="duplicate"),
+    FaultKind("net-reorder", "each frame on the link, both ways, is held back and delivered after the next one with "
+              "probability P%: the dump completes", "P", 20, None, "complete", "complete", value_range=(1, 100),
+              link="reorder"),
+    FaultKind("net-corrupt", "one bit of a frame's UDP payload flips with probability P%, both ways: the receiver "
+              "drops it on its checksum (never written), the dump completes by retransmission", "P", 5, None,
+              "complete", "complete", value_range=(1, 20), link="corrupt", range_why=_LOSS_WHY),
+    FaultKind("net-delay", "every frame on the link is delayed by MS milliseconds: the window keeps the dump "
+              "going", "MS", 20, None, "complete", "complete", value_range=(1, 1000), link="delay"),
+    FaultKind("net-cut", "from the point on the link passes nothing either way: the guest's DUMPREAD times out, "
+              "the dump fails with ETIMEDOUT; with --secondary it restarts on that disk", None, None, "50%",
+              "partial", "failed", link="cut", cuts=True, fails_device=True, shortens_io_waits=True),
+    FaultKind("server-kill", "the dump server is killed (SIGKILL) at the point: the guest's DUMPREAD times out, "
+              "ETIMEDOUT; with --secondary the dump restarts on that disk", None, None, "50%", "partial", "failed",
+              kills_server=True, cuts=True, fails_device=True, shortens_io_waits=True),
 ]}
 FAULTS = {k.name: k.description for k in KINDS.values()}
 _WHEN = re.compile(r"^(?:w(?P<writes>\d+)|(?P<percent>\d+(?:\.\d+)?)%)$")
@@ -169,6 +202,9 @@ def parse(spec: str) -> Fault:
     if when and kind.default_when is None:
         raise DumpbedError(f"fault {spec!r}: {name} is set up before the run and takes no @WHEN")
     when = when or kind.default_when
+    if when is not None and kind.network and when.startswith("w"):
+        raise DumpbedError(f"fault {spec!r}: a network fault's point is P% of the dump (the link counts the "
+                           "dump's bytes, not the disk's writes)")
     if when is not None:
         m = _WHEN.match(when)
         if not m or (m["writes"] and int(m["writes"]) < 1) or (m["percent"] and not 0 < float(m["percent"]) < 100):
@@ -194,7 +230,7 @@ def check_combination(faults: list[Fault], disk: str, secondary: Optional[str]) 
     if len(live) > 1:
         raise DumpbedError(f"at most one live fault per run ({', '.join(str(f) for f in live)})")
     for f in faults:
-        why_not = disks_mod.get(disk).fault_applies(f.name, f.kind.stops_vm)
+        why_not = disks_mod.get(disk).fault_applies(f.name, f.kind.stops_vm, f.kind.network)
         if why_not:
             raise DumpbedError(f"fault {f.name} does not apply to a {disk} dump disk: {why_not}")
     for f in faults:

@@ -67,6 +67,7 @@ def check_scenario(scenario: Scenario) -> tuple[list[str], list[faults_mod.Fault
     problem = scsi_address_problem(scenario.disk, scenario.target or None, scenario.lun or None)
     if problem:
         raise DumpbedError(problem)
+    _check_network(scenario, kind)
     _check_other_disks(scenario, kind)
     for word in scenario.guest_args:
         problem = profile.word_problem(word)
@@ -109,6 +110,20 @@ def scsi_address_problem(disk: str, target: Optional[int], lun: Optional[int]) -
         return (f"{' and '.join(given)}: {disk} disks have no SCSI target or LUN (only the disks on an HBA "
                 f"have: {on_hba})")
     return kind.address_problem(target or 0, lun or 0)
+
+
+def _check_network(scenario: Scenario, kind: disks_mod.DiskKind) -> None:
+    """A network dump target has no controller, disks or runtime I/O in the guest to go with it,
+    and one link: the secondary is a disk."""
+    if kind.network:
+        for given, option, why in ((scenario.other_disks, "--other-disks", "no controller to put them on"),
+                                   (scenario.workload, "--workload", "the workload drives a disk's controller"),
+                                   (scenario.stop_disk, "--stop-disk", "there is no disk in the guest to stop")):
+            if given:
+                raise DumpbedError(f"{option}: {scenario.disk} dumps over the network ({why})")
+    if scenario.secondary is not None and disks_mod.get(scenario.secondary).network:
+        raise DumpbedError(f"--secondary {scenario.secondary}: the secondary dump device is a disk (a run has one "
+                           "network link)")
 
 
 def _check_other_disks(scenario: Scenario, kind: disks_mod.DiskKind) -> None:

@@ -1,0 +1,750 @@
+"""The dump server `dumpbed netdumpd` (docs/netdump-protocol.md section 7, docs/netdumpd.md).
+
+NetdumpServer is the whole protocol and nothing of the network: it is fed one datagram and the
+client's address at a time (`handle`) and returns the datagrams to send back to that client, so
+the unit tests drive it with a simulated guest and no socket. `serve` puts it behind an asyncio
+UDP endpoint (NetdumpProtocol).
+
+Where the dumps go is an image source: OneImage (`--image`: one pre-made dump disk, its dump
+partition found through its GPT, the harness's) or ImageDir (`--dir`: each new dump gets
+DIR/CLIENTIP-DUMPID.img, created sparse with a GPT and a dump partition of `--size` bytes).
+
+Beside each image the server keeps, for the oracles, IMAGE.writes (its pwrites and fdatasyncs in
+the write-log format of QEMU's blklogwrites, harness/dumpbed/capture/blklog.py) and, in the
+image's directory, netdumpd.jsonl (one JSON object per event).
+
+Memory is bounded whatever the guest sends: a dump's state is its seq set (a contiguous prefix
+and at most SEQ_SPAN seqs above it), a few counters and at most MAX_REFUSED remembered refusals;
+a datagram's data is gone once its pwrite and its log entry are written.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from dumpbed.capture import blklog
+from dumpbed.errors import DumpbedError
+from dumpbed.images import gpt
+from dumpbed.images.layout import (
+    ALIGNMENT,
+    BLOCK_SIZES,
+    DUMP_PARTITION_NAME,
+    DUMP_PARTITION_TYPE,
+    DiskLayout,
+    Partition,
+    derived_guid,
+)
+from dumpbed.net import protocol
+from dumpbed.net.protocol import Message, MsgType
+
+# Linux errno values (the protocol's, lib/errno.h), whatever the host's own table says.
+EIO, EBUSY, EEXIST, EINVAL, ENOSPC, ESTALE = 5, 16, 17, 22, 28, 116
+
+DEFAULT_MTU = 9000  # the harness's link (docs/netdump-protocol.md section 4)
+SERVER_WINDOW = 64  # the most messages in flight the server takes
+DEFAULT_PORT = protocol.SERVER_PORT
+DEFAULT_DIR_SIZE = "4G"  # --dir's dump partition when --size is not given
+DEFAULT_BLOCK_SIZE = 512  # the block size of the images ImageDir creates
+SEQ_SPAN = 4096  # how far above the lowest unanswered seq a message may be (the window is <= 64)
+MAX_REFUSED = 1024  # refusals a dump remembers for its re-ACKs
+MAX_FINISHED = 1024  # finished dumps remembered (for duplicates and ESTALE), oldest forgotten first
+EVENTS_FILE = "netdumpd.jsonl"
+LINGER_SECONDS = 5.0  # with --max-dumps: how long the last FINISH's duplicates are still answered
+
+
+def client_text(addr) -> str:
+    """'10.0.2.15:20024' ('[::1]:20024' for IPv6) of a socket address."""
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """'HOST:PORT', '[V6]:PORT', ':PORT' -> (host, port); a DumpbedError naming --listen."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise DumpbedError(f"--listen {text}: not HOST:PORT (e.g. 0.0.0.0:{DEFAULT_PORT})")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or "0.0.0.0", int(port)
+
+
+def parse_dump_id(text: str) -> bytes:
+    """32 hex digits (dashes allowed, as in a UUID) -> the 16-byte dump id."""
+    digits = text.replace("-", "")
+    try:
+        raw = bytes.fromhex(digits)
+    except ValueError:
+        raw = b""
+    if len(raw) != 16 or len(digits) != 32:
+        raise DumpbedError(f"--dump-id {text}: not a dump id (32 hex digits, as the guest's dumpid=)")
+    return raw
+
+
+# --------------------------------------------------------------------------------------------
+# The write log (blklogwrites' format; the reader is harness/dumpbed/capture/blklog.py)
+# --------------------------------------------------------------------------------------------
+
+_LOG_SUPER = struct.Struct("<QQQI")  # magic, version, nr_entries, sector size
+_LOG_ENTRY = struct.Struct("<QQQQ")  # sector, nr_sectors, flags, data_len
+
+
+def _pwrite_all(fd: int, data, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, offset)
+        if done <= 0:
+            raise OSError(EIO, "short write")
+        view, offset = view[done:], offset + done
+
+
+class WriteLogWriter:
+    """Appends writes and flushes to IMAGE.writes as QEMU's blklogwrites does: a superblock in
+    log sector 0, then per write a sector (sector, nr_sectors, flags 0, data_len 0) and its data,
+    per flush a sector with flags FLUSH; sectors and sizes in 512-byte log sectors of the whole
+    disk. The superblock's entry count is rewritten at each flush and at close."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.sector = blklog.SECTOR_SIZE
+        self.entries = 0
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        self._at = self.sector
+        self._superblock()
+
+    def _superblock(self) -> None:
+        _pwrite_all(self._fd, _LOG_SUPER.pack(blklog.MAGIC, blklog.VERSION, self.entries, self.sector)
+                    .ljust(self.sector, b"\0"), 0)
+
+    def write(self, disk_offset: int, data: bytes) -> None:
+        if disk_offset % self.sector or len(data) % self.sector:
+            raise ValueError(f"a write of {len(data)} bytes at {disk_offset} is not whole log sectors")
+        head = _LOG_ENTRY.pack(disk_offset // self.sector, len(data) // self.sector, 0, 0).ljust(self.sector, b"\0")
+        _pwrite_all(self._fd, head + data, self._at)
+        self._at += self.sector + len(data)
+        self.entries += 1
+
+    def flush(self) -> None:
+        head = _LOG_ENTRY.pack(0, 0, blklog.FLAG_FLUSH, 0).ljust(self.sector, b"\0")
+        _pwrite_all(self._fd, head, self._at)
+        self._at += self.sector
+        self.entries += 1
+        self._superblock()
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            self._superblock()
+            os.fdatasync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------
+
+
+class Target:
+    """One dump's image, open: its dump partition, its write log."""
+
+    def __init__(self, path: Path, part_offset: int, part_bytes: int, block_size: int, log: WriteLogWriter):
+        self.path = path
+        self.part_offset = part_offset
+        self.part_bytes = part_bytes
+        self.block_size = block_size
+        self.log = log
+        self._fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+
+    def write(self, offset: int, data: bytes) -> None:
+        """One pwrite at partition offset `offset`, then its log entry."""
+        _pwrite_all(self._fd, data, self.part_offset + offset)
+        self.log.write(self.part_offset + offset, data)
+
+    def sync(self) -> None:
+        os.fdatasync(self._fd)
+        self.log.flush()
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            self.log.close()
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class OneImage:
+    """`--image`: one pre-made dump disk for one dump; with dump_id, only that dump's HERALD
+    takes it, otherwise the first. Its write log IMAGE.writes is created (empty) at start()."""
+
+    def __init__(self, path: str | Path, dump_id: Optional[bytes] = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DumpbedError(f"--image {self.path}: no such image")
+        if not os.access(self.path, os.R_OK | os.W_OK):
+            raise DumpbedError(f"--image {self.path}: not readable and writable")
+        try:
+            offset, size, block = gpt.find_dump_partition(self.path)
+        except gpt.GptError as exc:
+            raise DumpbedError(f"--image {exc}") from None
+        self.part_offset, self.part_bytes, self.block_size = offset, size, block
+        self.dump_id = dump_id
+        self.events_path = self.path.parent / EVENTS_FILE
+        self.claimed_by: Optional[tuple] = None
+        self._log: Optional[WriteLogWriter] = None
+
+    def start(self) -> None:
+        self._log = WriteLogWriter(blklog.log_path(self.path))
+
+    def room(self, client=None) -> tuple[int, int]:
+        return self.part_bytes, self.block_size
+
+    def accepts(self, client, dump_id: bytes) -> bool:
+        if self.dump_id is not None and dump_id != self.dump_id:
+            return False
+        return self.claimed_by is None or self.claimed_by == (client, dump_id)
+
+    def open(self, client, dump_id: bytes) -> Target:
+        if self._log is None:
+            self.start()
+        target = Target(self.path, self.part_offset, self.part_bytes, self.block_size, self._log)
+        self.claimed_by = (client, dump_id)
+        return target
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+
+
+class ImageDir:
+    """`--dir`: each new dump gets DIR/CLIENTIP-DUMPID.img, a sparse disk with a GPT whose dump
+    partition is `size` bytes (1 MiB aligned, as DiskLayout.for_dump's), and its write log."""
+
+    def __init__(self, directory: str | Path, size: int, block_size: int = DEFAULT_BLOCK_SIZE):
+        self.directory = Path(directory)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise DumpbedError(f"--dir {self.directory}: not a directory")
+        if block_size not in BLOCK_SIZES:
+            raise DumpbedError(f"block size {block_size} unsupported (512 or 4096)")
+        if size <= 0 or size % block_size:
+            raise DumpbedError(f"--size {size}: not a positive multiple of the {block_size}-byte block")
+        self.size = size
+        self.block_size = block_size
+        self.events_path = self.directory / EVENTS_FILE
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def room(self, client=None) -> tuple[int, int]:
+        return self.size, self.block_size
+
+    def accepts(self, client, dump_id: bytes) -> bool:
+        return True
+
+    def image_path(self, client, dump_id: bytes) -> Path:
+        return self.directory / f"{client[0]}-{dump_id.hex()}.img"
+
+    def layout(self, name: str, dump_id: bytes) -> DiskLayout:
+        b = self.block_size
+        start = ALIGNMENT
+        end = start + self.size
+        total = -(-(end + ALIGNMENT) // ALIGNMENT) * ALIGNMENT  # the backup GPT after it
+        seed = int.from_bytes(dump_id[:4], "big")
+        part = Partition(DUMP_PARTITION_NAME, DUMP_PARTITION_TYPE, derived_guid(seed, "dump"),
+                         start // b, end // b - 1)
+        return DiskLayout(size_bytes=total, block_size=b, canary_seed=seed, disk_guid=derived_guid(seed, "disk"),
+                          partitions=(part,), image=name)
+
+    def open(self, client, dump_id: bytes) -> Target:
+        path = self.image_path(client, dump_id)
+        layout = self.layout(path.name, dump_id)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # EEXIST: never clobber
+        os.close(fd)
+        try:
+            gpt.write(path, layout)  # truncated to the disk's size: sparse but for the GPT
+            log = WriteLogWriter(blklog.log_path(path))
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return Target(path, layout.dump_offset, layout.dump_size, self.block_size, log)
+
+    def close(self) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# The event log
+# --------------------------------------------------------------------------------------------
+
+
+class EventLog:
+    """netdumpd.jsonl: one line per event, appended and flushed as it happens."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._file = open(self.path, "a", buffering=1)
+        self.lost = 0  # events that could not be written (a full disk): the ACKs still go out
+
+    def add(self, **event) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.write(json.dumps(event) + "\n")
+        except OSError as exc:
+            if not self.lost:
+                print(f"dumpbed: netdumpd: {self.path}: {exc.strerror or exc}: events are being lost",
+                      file=sys.stderr)
+            self.lost += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError:
+                self.lost += 1
+            finally:
+                try:
+                    self._file.close()
+                except OSError:
+                    pass
+                self._file = None
+
+
+# --------------------------------------------------------------------------------------------
+# The protocol
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dump:
+    """One dump: (client, dump_id), its image, what was negotiated, the seqs answered."""
+
+    client: tuple
+    dump_id: bytes
+    target: Target
+    max_data: int
+    window: int
+    started: float
+    low: int = 1  # every seq below it has been answered
+    above: set = field(default_factory=set)  # answered seqs above low (at most SEQ_SPAN)
+    refused: dict = field(default_factory=dict)  # seq -> the errno it was answered with
+    closed: bool = False
+    writes: int = 0
+    bytes: int = 0
+    flushes: int = 0
+    duplicates: int = 0
+    finished: Optional[float] = None
+
+    def answered(self, seq: int) -> Optional[int]:
+        """The status this seq was acknowledged with, or None if it was not yet."""
+        if seq < self.low or seq in self.above:
+            return self.refused.get(seq, 0)
+        return None
+
+    def mark(self, seq: int, status: int) -> None:
+        if status:
+            if len(self.refused) >= MAX_REFUSED:
+                return  # not remembered: a retransmission is judged again
+            self.refused[seq] = status
+        if seq == self.low:
+            self.low += 1
+            while self.low in self.above:
+                self.above.remove(self.low)
+                self.low += 1
+        elif seq > self.low:
+            self.above.add(seq)
+
+    @property
+    def room(self) -> tuple[int, int, int, int]:
+        return self.target.part_bytes, self.target.block_size, self.max_data, self.window
+
+    def describe(self) -> str:
+        return f"dump {self.dump_id.hex()} from {client_text(self.client)}"
+
+
+class NetdumpServer:
+    """The netdump server's protocol: handle(datagram, client) -> the datagrams to send back.
+
+    images: OneImage or ImageDir. events: where netdumpd.jsonl goes (default: the image
+    source's events_path). notify(what, dump) is called with "started" and "finished" (and
+    "unfinished" at close for a dump without FINISH). max_dumps: HERALDs of new dumps beyond it
+    are refused (EBUSY); `done` tells when that many have finished."""
+
+    def __init__(self, images, *, mtu: int = DEFAULT_MTU, window: int = SERVER_WINDOW,
+                 events: str | Path | None = None, max_dumps: Optional[int] = None,
+                 notify: Optional[Callable[[str, Dump], None]] = None, clock: Callable[[], float] = time.time):
+        self.images = images
+        self.mtu = mtu
+        self.window = window
+        self.events_path = Path(events) if events is not None else images.events_path
+        self.max_dumps = max_dumps
+        self.notify = notify or (lambda what, dump: None)
+        self.clock = clock
+        self.dumps: dict[tuple, Dump] = {}
+        self.started = 0  # dumps heralded
+        self.finished = 0
+        self.counts: collections.Counter = collections.Counter()
+        self._events: Optional[EventLog] = None
+        self._started = False
+
+    # -- life -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create what the server writes before any dump: the image source's (IMAGE.writes,
+        DIR), the event log."""
+        if self._started:
+            return
+        self._started = True
+        self.images.start()
+        self._events = EventLog(self.events_path)
+
+    def close(self) -> None:
+        """Flush and close everything; a dump without FINISH is synced and left as it is."""
+        for dump in self.dumps.values():
+            if not dump.closed:
+                dump.closed = True
+                try:
+                    dump.target.sync()
+                except OSError:
+                    pass
+                try:
+                    dump.target.close()
+                except OSError as exc:
+                    print(f"dumpbed: netdumpd: {dump.target.path}: {exc.strerror or exc}", file=sys.stderr)
+                self.notify("unfinished", dump)
+        self.images.close()
+        if self._events is not None:
+            self._events.close()
+
+    @property
+    def done(self) -> bool:
+        """max_dumps dumps have finished."""
+        return self.max_dumps is not None and self.finished >= self.max_dumps
+
+    def server_max_data(self, block_size: int) -> int:
+        return protocol.max_data_for(self.mtu, block_size)
+
+    # -- messages -------------------------------------------------------------------------------
+
+    def handle(self, data: bytes, client, received: Optional[float] = None) -> list[bytes]:
+        """The replies (encoded) to one datagram from client."""
+        if received is None:
+            received = self.clock()
+        if not self._started:
+            self.start()
+        try:
+            m = protocol.decode(data)
+        except protocol.MalformedMessage:
+            self.counts["malformed"] += 1
+            return []
+        self.counts[m.name] += 1
+        if m.ack:
+            return self._ignore(m, client, received)  # ACKs are the server's to send
+        if m.type is MsgType.QUERY:
+            part_bytes, block = self.images.room(client)
+            reply = protocol.room_ack(m, part_bytes, block, self.server_max_data(block), self.window)
+            return self._answer(m, client, received, "query", reply)
+        key = (client, m.dump_id)
+        dump = self.dumps.get(key)
+        if m.type is MsgType.HERALD and (dump is None or dump.answered(m.seq) is None):
+            return self._herald(m, client, received, dump)
+        if dump is None:
+            return self._ignore(m, client, received)
+        if m.type is not MsgType.HERALD and m.seq <= 1:
+            return self._refuse(m, client, received, EINVAL)  # seq 1 is the HERALD's, 0 the QUERY's
+        status = dump.answered(m.seq)
+        if status is not None:
+            dump.duplicates += 1
+            self.counts["duplicates"] += 1
+            if m.type is MsgType.HERALD:
+                reply = protocol.ack(m, status, protocol.ROOM.pack(*dump.room))
+            else:
+                reply = protocol.ack(m, status)
+            return self._answer(m, client, received, "duplicate", reply)
+        if dump.closed:
+            return self._refuse(m, client, received, ESTALE)
+        if m.seq >= dump.low + SEQ_SPAN:
+            return self._refuse(m, client, received, EINVAL)  # not a seq of this dump's window
+        if m.type is MsgType.DATA:
+            return self._data(m, client, received, dump)
+        if m.type is MsgType.FLUSH:
+            return self._flush(m, client, received, dump)
+        return self._finish(m, client, received, dump)
+
+    def _herald(self, m: Message, client, received: float, dump: Optional[Dump]) -> list[bytes]:
+        part_bytes, block = self.images.room(client)
+        server_max = self.server_max_data(block)
+
+        def refuse(status: int) -> list[bytes]:
+            reply = protocol.ack(m, status, protocol.ROOM.pack(part_bytes, block, server_max, self.window))
+            return self._answer(m, client, received, "refused", reply, status)
+
+        if dump is not None or not self.images.accepts(client, m.dump_id):
+            if dump is not None:
+                return refuse(EINVAL)  # a second HERALD of a dump, with another seq
+            return self._ignore(m, client, received)
+        if self.max_dumps is not None and self.started >= self.max_dumps:
+            return refuse(EBUSY)
+        try:
+            guest_block, guest_max, guest_window = m.herald()
+        except protocol.MalformedMessage:
+            return refuse(EINVAL)
+        max_data = min(guest_max // block * block, server_max)
+        if m.seq != 1 or guest_block != block or max_data < block or guest_window < 1:
+            return refuse(EINVAL)
+        try:
+            target = self.images.open(client, m.dump_id)
+        except OSError as exc:
+            return refuse(exc.errno or EIO)
+        except DumpbedError:
+            return refuse(EIO)
+        dump = Dump(client, m.dump_id, target, max_data, min(guest_window, self.window), started=received)
+        dump.mark(m.seq, 0)
+        self.dumps[(client, m.dump_id)] = dump
+        self.started += 1
+        self.notify("started", dump)
+        return self._answer(m, client, received, "herald", protocol.ack(m, 0, protocol.ROOM.pack(*dump.room)))
+
+    def _data(self, m: Message, client, received: float, dump: Dump) -> list[bytes]:
+        block, size = dump.target.block_size, len(m.payload)
+        if m.offset % block or size % block or size == 0 or size > dump.max_data:
+            status = EINVAL
+        elif m.offset + size > dump.target.part_bytes:
+            status = ENOSPC
+        else:
+            try:
+                dump.target.write(m.offset, m.payload)
+                status = 0
+            except OSError as exc:
+                status = exc.errno or EIO
+        dump.mark(m.seq, status)
+        if status:
+            return self._answer(m, client, received, "refused", protocol.ack(m, status), status)
+        dump.writes += 1
+        dump.bytes += size
+        return self._answer(m, client, received, "write", protocol.ack(m))
+
+    def _flush(self, m: Message, client, received: float, dump: Dump) -> list[bytes]:
+        status = EIO if dump.low < m.seq else self._sync(dump)
+        dump.mark(m.seq, status)
+        if status:
+            return self._answer(m, client, received, "refused", protocol.ack(m, status), status)
+        dump.flushes += 1
+        return self._answer(m, client, received, "flush", protocol.ack(m))
+
+    def _finish(self, m: Message, client, received: float, dump: Dump) -> list[bytes]:
+        status = self._sync(dump)
+        dump.mark(m.seq, status)
+        if status:
+            return self._answer(m, client, received, "refused", protocol.ack(m, status), status)
+        dump.target.close()
+        dump.closed = True
+        dump.finished = self.clock()
+        self.finished += 1
+        self._forget_old()
+        reply = self._answer(m, client, received, "finish", protocol.ack(m))
+        self.notify("finished", dump)
+        return reply
+
+    @staticmethod
+    def _sync(dump: Dump) -> int:
+        try:
+            dump.target.sync()
+            return 0
+        except OSError as exc:
+            return exc.errno or EIO
+
+    def _forget_old(self) -> None:
+        closed = [key for key, dump in self.dumps.items() if dump.closed]
+        for key in closed[:max(0, len(closed) - MAX_FINISHED)]:
+            del self.dumps[key]
+
+    # -- answers and events ---------------------------------------------------------------------
+
+    def _answer(self, m: Message, client, received: float, event: str, reply: Message,
+                status: int = 0) -> list[bytes]:
+        self.counts[event] += 1
+        self._event(event, m, client, received, reply.status if event == "duplicate" else status)
+        return [protocol.encode(reply)]
+
+    def _refuse(self, m: Message, client, received: float, status: int) -> list[bytes]:
+        return self._answer(m, client, received, "refused", protocol.ack(m, status), status)
+
+    def _ignore(self, m: Message, client, received: float) -> list[bytes]:
+        self.counts["ignored"] += 1
+        self._event("ignored", m, client, received, 0)
+        return []
+
+    def _event(self, event: str, m: Message, client, received: float, status: int) -> None:
+        if self._events is not None:
+            self._events.add(t=self.clock(), event=event, client=client_text(client), seq=m.seq,
+                             offset=m.offset, bytes=len(m.payload) if m.type is MsgType.DATA else 0,
+                             received=received, status=status, type=m.name, dump_id=m.dump_id.hex())
+
+
+# --------------------------------------------------------------------------------------------
+# The UDP transport
+# --------------------------------------------------------------------------------------------
+
+
+class NetdumpProtocol(asyncio.DatagramProtocol):
+    """The server behind an asyncio UDP endpoint: each datagram handled as it comes, in order,
+    its replies sent to where it came from. Nothing a client sends stops it."""
+
+    def __init__(self, server: NetdumpServer, on_datagram: Optional[Callable[[], None]] = None):
+        self.server = server
+        self.on_datagram = on_datagram
+        self.transport: Optional[asyncio.DatagramTransport] = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        received = time.time()
+        try:
+            replies = self.server.handle(data, addr, received)
+        except Exception as exc:  # a bug of ours must not end the dump of everyone else
+            self.server.counts["errors"] += 1
+            print(f"dumpbed: netdumpd: error on a datagram from {client_text(addr)}: {exc!r}", file=sys.stderr)
+            replies = []
+        for reply in replies:
+            self.transport.sendto(reply, addr)
+        if self.on_datagram is not None:
+            self.on_datagram()
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # an ICMP error of an earlier sendto (the guest went away): nothing to do
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The server's UDP socket, bound (an OSError if the address is taken or wrong)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise DumpbedError(f"--listen {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise DumpbedError(f"--listen {host}:{port}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+async def _serve(server: NetdumpServer, sock: socket.socket, linger: float, signals: bool,
+                 ready: Optional[Callable] = None) -> str:
+    """The endpoint's life: until stop(why) (SIGTERM, SIGINT when `signals`; `ready(loop, stop)`
+    is handed the way to stop it from elsewhere), or `linger` seconds after max_dumps finished."""
+    loop = asyncio.get_running_loop()
+    stopped = loop.create_future()
+
+    def stop(why: str) -> None:
+        if not stopped.done():
+            stopped.set_result(why)
+
+    lingering = []
+
+    def after_datagram() -> None:
+        if server.done and not lingering:
+            lingering.append(loop.call_later(linger, stop, f"{server.finished} dumps finished"))
+
+    transport, _ = await loop.create_datagram_endpoint(lambda: NetdumpProtocol(server, after_datagram), sock=sock)
+    sigs = (signal.SIGTERM, signal.SIGINT) if signals else ()
+    for sig in sigs:
+        loop.add_signal_handler(sig, stop, sig.name)
+    if ready is not None:
+        ready(loop, stop)
+    try:
+        return await stopped
+    finally:
+        transport.close()
+        for sig in sigs:
+            loop.remove_signal_handler(sig)
+
+
+def serve(server: NetdumpServer, sock: socket.socket, linger: float = LINGER_SECONDS) -> str:
+    """Run the server on a bound socket until SIGTERM or SIGINT (or, with max_dumps, `linger`
+    seconds after the last dump finished); close everything; return why it stopped. For the
+    main thread (`dumpbed netdumpd`); ServerThread runs it beside other work."""
+    server.start()
+    try:
+        return asyncio.run(_serve(server, sock, linger, signals=True))
+    finally:
+        # a second SIGTERM or Ctrl-C must not cut the closing short
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            server.close()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+class ServerThread:
+    """The server on a thread of its own, for a harness that runs it in-process:
+    `with ServerThread(server, bind("127.0.0.1", 0)) as t: ... t.address ...`; stop() (or the
+    with's end) closes the socket, syncs and closes every file, and joins the thread."""
+
+    def __init__(self, server: NetdumpServer, sock: socket.socket, linger: float = LINGER_SECONDS):
+        self.server, self.sock, self.linger = server, sock, linger
+        self.address = sock.getsockname()
+        self.why: Optional[str] = None
+        self.error: Optional[BaseException] = None
+        self._ready = threading.Event()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._stop: Optional[Callable[[str], None]] = None
+        self._thread = threading.Thread(target=self._run, name="netdumpd", daemon=True)
+
+    def _run(self) -> None:
+        def ready(loop, stop) -> None:
+            self._loop, self._stop = loop, stop
+            self._ready.set()
+
+        try:
+            self.why = asyncio.run(_serve(self.server, self.sock, self.linger, signals=False, ready=ready))
+        except BaseException as exc:  # noqa: BLE001 - handed to stop()'s caller
+            self.error = exc
+        finally:
+            self.server.close()
+            self._ready.set()
+
+    def start(self) -> "ServerThread":
+        self.server.start()  # the files exist once start() returns
+        self._thread.start()
+        self._ready.wait()
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def stop(self, why: str = "stopped") -> None:
+        if self._loop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop, why)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def __enter__(self) -> "ServerThread":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
