@@ -198,6 +198,7 @@ struct e1000e_softc {
 	uint32_t nrx;		/* receive descriptors in use */
 	uint32_t rctl;		/* RCTL without EN */
 	uint32_t rx_next;	/* next receive descriptor to look at */
+	uint32_t rx_unreturned;	/* read, not yet given back (RDT) */
 	uint32_t tx_tail;	/* our TDT */
 	uint8_t msi_cap, msix_cap;
 	bool pinned;
@@ -291,6 +292,7 @@ static void rx_ring_reset(struct e1000e_softc *sc)
 	wr32(sc, REG_RDH, 0);
 	wr32(sc, REG_RDT, 0);
 	sc->rx_next = 0;
+	sc->rx_unreturned = 0;
 	mb();
 	wr32(sc, REG_RCTL, sc->rctl | RCTL_EN);
 	wr32(sc, REG_RDT, sc->nrx - 1);
@@ -480,7 +482,12 @@ static uint32_t rx_frame_descs(struct e1000e_softc *sc)
 	return sc->nrx - 1;	/* no EOP in a full ring: cannot be; dropped as one bad frame */
 }
 
-/* Give n descriptors from rx_next back to the device: the last one becomes the new gap. */
+/*
+ * Give n descriptors from rx_next back to the device, a quarter of the ring at a time (the last
+ * one read becomes the new gap at RDT): every RDT write is a VM exit, and under nested KVM an
+ * exit per frame halved what a dump could send. The device always keeps at least three
+ * quarters of the ring.
+ */
 static void rx_give_back(struct e1000e_softc *sc, uint32_t n)
 {
 	uint32_t i = sc->rx_next;
@@ -493,6 +500,10 @@ static void rx_give_back(struct e1000e_softc *sc, uint32_t n)
 		d->length = 0;
 	}
 	sc->rx_next = i;
+	sc->rx_unreturned += n;
+	if (sc->rx_unreturned < sc->nrx / 4)
+		return;
+	sc->rx_unreturned = 0;
 	mb();
 	wr32(sc, REG_RDT, (i + sc->nrx - 1) % sc->nrx);
 }

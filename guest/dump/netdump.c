@@ -5,7 +5,7 @@
  * DATA messages with a window of them in flight, DUMP_FSYNC a FLUSH, DUMPEND a FINISH.
  *
  * Every message waits for its ACK, matched by (type, seq, dump_id); one unacknowledged for its
- * RTO (20 ms, doubled at each retransmission up to 1 s) goes again byte for byte, and one
+ * RTO goes again byte for byte (its RTO doubled, up to 1 s), and one
  * unacknowledged for longer than the I/O timeout since it was first sent fails the exchange
  * with ETIMEDOUT. Frames are built and parsed in ring 3 (the CRC32C, the UDP checksum and the
  * copy of the data are the heavy part: docs/guest.md, "Ring 3"); all state is the dump path's
@@ -40,7 +40,10 @@ enum nd_type {
 
 #define ND_MAX_TRANSFER		(1u << 20)	/* DUMPQUERY's max_tsize: the writer's largest write */
 #define ND_FRAME_BUF		9216		/* >= 14 + NETDUMP_MTU_MAX */
-#define ND_RTO_FIRST_MS		20
+/* The RTO follows the round trips measured (Jacobson/Karels, RFC 6298: SRTT + 4 RTTVAR, samples
+ * only from messages sent once); 200 ms before the first sample; never below 10 ms. */
+#define ND_RTO_FIRST_MS		200
+#define ND_RTO_MIN_MS		10
 #define ND_RTO_MAX_MS		1000
 #define ND_ARP_TRIES		3
 #define ND_ARP_GAP_MS		200
@@ -61,6 +64,7 @@ struct nd_msg {
 	uint64_t first;			/* TSC: first sent */
 	uint64_t next;			/* TSC: due for retransmission */
 	uint32_t rto_ms;
+	bool resent;			/* retransmitted: its ACK is no round-trip sample (Karn) */
 };
 
 /* What a received frame was (parse_here's answer). */
@@ -75,6 +79,7 @@ struct netdump {
 	struct dump_nic nic;
 	int (*dumpwrite)(struct dump_nic *nic, struct uio *uio);
 	uint32_t min_tsize, max_tsize;
+	bool nopad;			/* testfault net-nopad, for the ring-3 frame builder */
 	struct inet_endpoint self, server;
 	uint32_t cfg_window, iotimeout_ms;
 	uint8_t dump_id[16];
@@ -111,6 +116,7 @@ struct netdump {
 	uint32_t room_block, room_max_data, room_window;
 
 	uint64_t frames_sent, retransmits, acks, duplicates, dropped, arp_answers, data_bytes, flushes;
+	uint32_t srtt_us, rttvar_us, rto_ms;	/* the round-trip estimate; srtt 0: no sample yet */
 
 	uint8_t tx[ND_FRAME_BUF] __attribute__((aligned(64)));
 	uint8_t rx[ND_FRAME_BUF] __attribute__((aligned(64)));
@@ -191,6 +197,8 @@ static uint64_t build_msg_here(uint64_t ndp, uint64_t mp, uint64_t unused)
 	padded = (len + nd->min_tsize - 1) / nd->min_tsize * nd->min_tsize;
 	if (padded > nd->max_tsize)
 		padded = nd->max_tsize;
+	if (nd->nopad && len >= ETHER_MIN_FRAME)
+		padded = len;	/* testfault net-nopad: read in ring 0 (agree) */
 	memset(nd->tx + len, 0, padded - len);
 	return padded;
 }
@@ -285,6 +293,26 @@ static void forget_all(struct netdump *nd)
 	nd->inflight = 0;
 }
 
+/* A round trip measured on a message sent once: SRTT, RTTVAR and the RTO of new messages. */
+static void rtt_sample(struct netdump *nd, uint64_t us)
+{
+	uint32_t r = us > 1000000 ? 1000000 : (uint32_t)us, rto;
+
+	if (!nd->srtt_us) {
+		nd->srtt_us = r ? r : 1;
+		nd->rttvar_us = r / 2;
+	} else {
+		uint32_t d = r > nd->srtt_us ? r - nd->srtt_us : nd->srtt_us - r;
+
+		nd->rttvar_us = (3 * nd->rttvar_us + d) / 4;
+		nd->srtt_us = (7 * nd->srtt_us + r) / 8;
+		if (!nd->srtt_us)
+			nd->srtt_us = 1;
+	}
+	rto = (nd->srtt_us + 4 * nd->rttvar_us + 999) / 1000;
+	nd->rto_ms = rto < ND_RTO_MIN_MS ? ND_RTO_MIN_MS : rto > ND_RTO_MAX_MS ? ND_RTO_MAX_MS : rto;
+}
+
 /* An ACK: the message in flight it names leaves the window; anything else is dropped. */
 static void take_ack(struct netdump *nd)
 {
@@ -309,6 +337,8 @@ static void take_ack(struct netdump *nd)
 				nd->fail_offset_set = true;
 			}
 		}
+		if (!m->resent)
+			rtt_sample(nd, tsc_to_us(rdtsc() - m->first));
 		m->used = false;
 		nd->inflight--;
 		nd->acks++;
@@ -386,7 +416,8 @@ static struct nd_msg *new_msg(struct netdump *nd, uint8_t type, uint32_t seq)
 
 		if (m->used)
 			continue;
-		*m = (struct nd_msg){ .used = true, .type = type, .seq = seq, .rto_ms = ND_RTO_FIRST_MS };
+		*m = (struct nd_msg){ .used = true, .type = type, .seq = seq,
+				      .rto_ms = nd->rto_ms ? nd->rto_ms : ND_RTO_FIRST_MS };
 		nd->inflight++;
 		return m;
 	}
@@ -429,6 +460,7 @@ static int retransmit_due(struct netdump *nd, uint64_t now, uint64_t timeout)
 		if ((int64_t)(now - m->next) >= 0) {
 			m->rto_ms = m->rto_ms * 2 < ND_RTO_MAX_MS ? m->rto_ms * 2 : ND_RTO_MAX_MS;
 			m->next = now + tsc_from_us(m->rto_ms * 1000ull);
+			m->resent = true;
 			nd->retransmits++;
 			err = transmit(nd, m);
 			if (err)
@@ -538,6 +570,9 @@ static int agree(struct netdump *nd)
 	nd->window = nd->cfg_window < nd->room_window ? nd->cfg_window : nd->room_window;
 	if (nd->window == 0)
 		nd->window = 1;	/* a server that takes none in flight still takes one at a time */
+	nd->nopad = testfault(TF_NET_NOPAD);
+	if (testfault(TF_NET_WINDOW))
+		nd->window = 2 * nd->window < NETDUMP_WINDOW_MAX ? 2 * nd->window : NETDUMP_WINDOW_MAX;
 	return nd->max_data ? 0 : EINVAL;
 }
 
@@ -781,7 +816,7 @@ static int netdump_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *a
 		if (!nd->started)
 			return err;
 		nd->started = false;
-		if (!err) {
+		if (!err && !testfault(TF_NET_NO_FINISH)) {
 			err = control(nd, ND_FINISH);
 			if (err && st) {
 				memset(st, 0, sizeof(*st));

@@ -19,6 +19,9 @@ static const char *const words[TF_COUNT] = {
 	[TF_FPU_CLOBBER] = "fpu-clobber",
 	[TF_WRONG_REPORT] = "wrong-report",
 	[TF_INTR_UNMASKED] = "intr-unmasked",
+	[TF_NET_WINDOW] = "net-window",
+	[TF_NET_NOPAD] = "net-nopad",
+	[TF_NET_NO_FINISH] = "net-no-finish",
 };
 
 bool testfault_parse(const char *list, size_t len)

@@ -26,6 +26,9 @@ enum testfault_bit {
 	TF_FPU_CLOBBER,		/* the crash record's FXSAVE image is zeroed after it was saved */
 	TF_WRONG_REPORT,	/* DONE status=failed names the wrong offset */
 	TF_INTR_UNMASKED,	/* pvscsi, nvme, e1000e, virtio-net: DUMPSTART leaves the device's interrupt unmasked (IF stays 0) */
+	TF_NET_WINDOW,		/* netdump: twice the agreed window of messages in flight */
+	TF_NET_NOPAD,		/* netdump: frames not padded to a multiple of DUMPQUERY's min_tsize */
+	TF_NET_NO_FINISH,	/* netdump: DUMPEND sends no FINISH (the dump is on the server, never closed) */
 	TF_COUNT,
 };
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from dumpbed.oracles.validate import CHECK_ORDER
+from dumpbed.oracles.validate import DATA_FLOW
 
 # word, disk, other scenario settings, the checks that must fail (the first one first)
 CASES = [
@@ -39,6 +39,15 @@ CASES = [
     ("no-flush", "nvme", {}, ["write-order", "consistency"]),
     # IF stays 0: only the adapter's own interrupt source (QEMU's pvscsi_update_irq_level) shows it.
     ("intr-unmasked", "pvscsi", {}, ["no-interrupts"]),
+    # Network dumps: the NICs' own interrupt sources (virtio_notify, e1000e_irq_*), and the link's
+    # frames for the netdump client's protocol (oracles/netlink.py)
+    ("intr-unmasked", "e1000e", {}, ["no-interrupts"]),
+    ("irq-on", "virtio-net", {}, ["no-interrupts"]),
+    # ACKs held back by the link, so the guest's sends outrun them whatever the CPU's speed
+    ("net-window", "virtio-net", {"faults": ["net-delay=50"], "accel": "tcg"}, ["acks"]),
+    ("net-nopad", "e1000e", {}, ["write-sizes"]),
+    ("net-no-finish", "virtio-net", {}, ["acks"]),
+    ("no-flush", "e1000e", {}, ["write-order", "consistency"]),
 ]
 
 
@@ -51,10 +60,10 @@ def test_a_broken_guest_fails_the_oracle_for_its_bug(dumpbed_run, word, disk, se
     result.assert_failed(*failing)
     failed = result.failed_check_names
     # The root first: nothing earlier in the data flow fails than the first check named.
-    assert failed[0] == min(failed, key=CHECK_ORDER.index)
+    assert failed[0] == min(failed, key=DATA_FLOW.index)
     details = {c.name: c.detail for c in result.failed_checks}
     assert result.report["first_failed"] == failed[0]
-    assert CHECK_ORDER.index(failed[0]) <= CHECK_ORDER.index(failing[0]), details
+    assert DATA_FLOW.index(failed[0]) <= DATA_FLOW.index(failing[0]), details
     if word == "no-wait":
         # The throttle holds each write while the flush posted behind it passes (QEMU does not
         # throttle flushes), so some write was not durable when the guest relied on it. Whether

@@ -58,6 +58,9 @@ NOTHING_TO_JUDGE_WITHOUT_A_DUMP = ("format", "chunk-crc", "completeness", "conte
 # the guest said. A report names the first failing check in this order: the cause, not its echoes.
 CHECK_ORDER = ("write-sizes", "runtime-io", "write-order", "canary", "consistency", "format", "chunk-crc", "completeness",
                "content", "sample-data", "crash-record", "protocol", "no-interrupts", "guest-result")
+# Every check in data-flow order, with those only some runs have: acks (a network dump's link),
+# devices (a secondary dump device)
+DATA_FLOW = (CHECK_ORDER[0], "acks", *CHECK_ORDER[1:], "devices")
 MAX_FINDINGS_IN_DICT = 100
 
 
@@ -262,7 +265,7 @@ def validate_run(run_dir: str | Path) -> Validation:
     for name, why in profile.not_applicable.items():  # e.g. no-interrupts for a capture kernel
         if name in checks:
             checks[name] = Check(name, True, f"skipped: not applicable to guest profile {profile.name} ({why})")
-    order_names = [*CHECK_ORDER, *(name for name in ("acks", "devices") if name in checks)]
+    order_names = [name for name in DATA_FLOW if name in checks]
     summaries = [device_summary(t.role, t.kind, dumps[t.role]) for t in targets]
     return Validation([checks[n] for n in order_names], dump, stats, str(by_role[record].image), summaries,
                       expected)
