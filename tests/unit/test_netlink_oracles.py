@@ -151,3 +151,20 @@ def test_frames_before_the_crash_are_not_the_dumps():
         object.__setattr__(f, "t", 50.0)
     wire.good_dump()
     assert netlink.check_frames(wire.frames, 99.0, ID).ok
+
+
+def test_messages_given_up_after_the_io_timeout_leave_the_window():
+    """After ETIMEDOUT the guest forgets what it had in flight (the link was cut): its next
+    messages (the FAILED headers) are no window overrun once the I/O timeout has passed, and
+    are one before it."""
+    def run(gap: float):
+        wire = Wire()
+        wire.send(T.HERALD, 1, payload=p.HERALD.pack(512, 8704, 32))
+        wire.ack(T.HERALD, 1, room=ROOM)
+        for seq in range(2, 6):  # the window (4), never acknowledged
+            wire.send(T.DATA, seq, (seq - 2) * 512, bytes(512))
+        wire.t += gap
+        wire.send(T.DATA, 6, 0, bytes(512))
+        return netlink.check_acks(wire.frames, 99.0, ID, None, False, 0, io_timeout=2.0)
+    assert run(2.5).ok and "4 messages given up" in run(2.5).detail
+    assert not run(1.0).ok

@@ -62,8 +62,10 @@ def summary(role: str, kind: str, dump: dumpfmt.Dump) -> dict:
     }
 
 
-def check_devices(dumps: dict[str, dumpfmt.Dump], restart_expected: bool) -> Check:
-    """Each device holds the dump the scenario implies (see the module docstring)."""
+def check_devices(dumps: dict[str, dumpfmt.Dump], restart_expected: bool, restart_errno: int = Errno.EIO) -> Check:
+    """Each device holds the dump the scenario implies (see the module docstring). `restart_errno`:
+    what the primary's failure must have been (the fault's: EIO from a disk, ETIMEDOUT from a
+    network dump's link or server)."""
     primary, secondary = dumps["primary"], dumps.get("secondary")
     problems: list[str] = []
     if restart_expected:
@@ -73,9 +75,9 @@ def check_devices(dumps: dict[str, dumpfmt.Dump], restart_expected: bool) -> Che
         else:
             problems += _expect(secondary, "secondary", {"complete"}, generation=2, device_role=2)
             h = secondary.header
-            if h is not None and getattr(h, "restart_error", None) != Errno.EIO:
+            if h is not None and getattr(h, "restart_error", None) != restart_errno:
                 problems.append(f"secondary: restart_error {getattr(h, 'restart_error', None)}, "
-                                f"expected {Errno.EIO} (EIO, the injected fault)")
+                                f"expected {int(restart_errno)} ({Errno(restart_errno).name}, the injected fault)")
     else:
         problems += _expect(primary, "primary", {"complete", "partial", "corrupt", "none"}, generation=1,
                             device_role=1, allow_none=True)

@@ -81,8 +81,15 @@ def check_frames(frames: list[Frame], crashed: Optional[float], dump_id: bytes) 
                       f"multiple of {MIN_TSIZE}; every DATA whole blocks inside the partition, at most max_data")
 
 
+# A message unacknowledged for longer than the guest's I/O timeout fails the exchange with
+# ETIMEDOUT and leaves the window (docs/netdump-protocol.md, section 6): the guest's clock and the
+# host's differ a little (TCG's virtual TSC), so the host gives it up a little earlier.
+GIVE_UP_SLACK = 0.8
+
+
 def check_acks(frames: list[Frame], crashed: Optional[float], dump_id: bytes, done_time: Optional[float],
-               done_complete: bool, server_duplicates: int) -> Check:
+               done_complete: bool, server_duplicates: int, io_timeout: Optional[float] = None) -> Check:
+    """`io_timeout`: the guest's iotimeout in seconds (None: messages never given up)."""
     after = _after(frames, crashed)
     room = _dump_room(after, dump_id)
     window = room[3] if room else None
@@ -90,6 +97,7 @@ def check_acks(frames: list[Frame], crashed: Optional[float], dump_id: bytes, do
     acked: set[int] = set()
     sent: set[tuple[int, int]] = set()
     retransmitted = 0
+    given_up = 0
     finish_acked: Optional[float] = None
     problems: list[str] = []
     t0 = crashed or (after[0].t if after else 0.0)
@@ -111,6 +119,10 @@ def check_acks(frames: list[Frame], crashed: Optional[float], dump_id: bytes, do
             retransmitted += 1
             continue
         sent.add(key)
+        if io_timeout is not None:  # given up after ETIMEDOUT: out of the window
+            for old in [k for k, first in unacked.items() if f.t - first > io_timeout * GIVE_UP_SLACK]:
+                del unacked[old]
+                given_up += 1
         when = f"+{(f.t - t0) * 1000:.2f} ms"
         if window is not None and len(unacked) >= window:
             problems.append(f"{m.type.name} seq {m.seq} sent at {when} with {len(unacked)} messages unacknowledged, "
@@ -132,4 +144,5 @@ def check_acks(frames: list[Frame], crashed: Optional[float], dump_id: bytes, do
     return make_check("acks", problems,
                       f"{len(sent)} messages of this dump, {len(acked)} acknowledged to the guest, never more than the "
                       f"window ({window}) in flight; FLUSH and FINISH only after everything before; "
-                      f"{retransmitted} retransmissions by the guest, {server_duplicates} duplicates at the server")
+                      f"{retransmitted} retransmissions by the guest, {server_duplicates} duplicates at the server"
+                      + (f"; {given_up} messages given up after the I/O timeout" if given_up else ""))

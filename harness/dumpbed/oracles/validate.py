@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from dumpbed import progress
 from dumpbed.capture import cmdlog
 from dumpbed.capture.writelog import crash_time
 from dumpbed.errors import DumpbedError
+from dumpbed.guest_interface import Errno
 from dumpbed.guests import profiles
 from dumpbed.images import canary, gpt, layout as layout_mod
 from dumpbed.net import evidence as netevidence
@@ -245,10 +247,14 @@ def validate_run(run_dir: str | Path) -> Validation:
         if network:
             judges["acks"] = lambda: netlink.check_acks(
                 frames, crashed, scenario["dump_id"], done[0].time if done else None,
-                bool(done) and done[0].fields.get("status") == "complete",
-                sum(1 for e in netevidence.server_events(run_dir) if e.get("event") == "duplicate"))
+                # a complete DONE of the network dump (not of a disk it restarted on)
+                bool(done) and done[0].fields.get("status") == "complete"
+                and done[0].fields.get("device", "primary") == "primary",
+                sum(1 for e in netevidence.server_events(run_dir) if e.get("event") == "duplicate"),
+                _io_timeout(scenario))
         if secondary is not None:
-            judges["devices"] = lambda: check_devices(dumps, bool(scenario.get("restart_expected")))
+            judges["devices"] = lambda: check_devices(dumps, bool(scenario.get("restart_expected")),
+                                                      _restart_errno(scenario))
         bar.update(total=len(judges))
         checks = {}
         for name, judge in judges.items():  # a check at a time, each named on the bar as it runs
@@ -301,6 +307,18 @@ def _device_io(target, scenario: dict, cmds, crashed: Optional[float], targets) 
                  and target.role == "secondary")
     return dumpio.load(target.role, target.image, target.kind, disk.get("target", 0), disk.get("lun", 0), before,
                        target.layout.dump_offset, target.layout.dump_size, crashed, cmds)
+
+
+def _restart_errno(scenario: dict) -> int:
+    """The errno the primary's failure must have had: its failing fault's (EIO without one)."""
+    failing = [faults_mod.parse(f) for f in scenario.get("faults") or []]
+    return next((f.kind.device_errno for f in failing if f.kind.fails_device), Errno.EIO)
+
+
+def _io_timeout(scenario: dict) -> Optional[float]:
+    """The guest's iotimeout= in seconds, from the command line the run gave it."""
+    m = re.search(r"\biotimeout=(\d+)\b", scenario.get("cmdline") or "")
+    return int(m.group(1)) / 1000 if m else None
 
 
 def run_expectation(run_dir: Path, scenario: dict, ios: dict) -> dict:

@@ -94,6 +94,12 @@ class FaultKind:
     kills_server: bool = False  # the dump server is killed at the trigger
 
     @property
+    def device_errno(self) -> int:
+        """What the guest's failed write reports (fails_device): a disk's EIO, or ETIMEDOUT once
+        a network dump's link or server stopped answering."""
+        return Errno.ETIMEDOUT if self.network else Errno.EIO
+
+    @property
     def network(self) -> bool:
         return self.link is not None or self.kills_server
 
