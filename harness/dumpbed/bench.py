@@ -79,33 +79,48 @@ class _QemuDumpTimer:
 
 
 BENCH_DISKS = tuple(DISKS)  # every disk kind, a row each
+# A network dump target gets a second row through a lossy link: what retransmission costs.
+LOSSY_LINK = "net-drop=1"
+
+
+def bench_cases(disks: tuple[str, ...]) -> list[tuple[str, str, list[str]]]:
+    """(row label, disk kind, faults) of each row: every kind clean, a network one also at 1% loss."""
+    cases = []
+    for disk in disks:
+        cases.append((disk, disk, []))
+        if DISKS[disk].network:
+            cases.append((f"{disk}+1%-loss", disk, [LOSSY_LINK]))
+    return cases
 
 
 def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = False,
               disks: tuple[str, ...] = BENCH_DISKS) -> dict:
     """One NMI scenario per disk type, each in out/DISK/, beside the host's own figures."""
     out = Path(out)
-    for disk in disks:  # bad input ends here, before anything is written
-        preflight(Scenario(out_dir=out / disk, disk=disk, memory_bytes=memory_bytes, accel=accel, components="none"))
+    cases = bench_cases(disks)
+    for label, disk, faults in cases:  # bad input ends here, before anything is written
+        preflight(Scenario(out_dir=out / label, disk=disk, memory_bytes=memory_bytes, accel=accel, components="none",
+                           faults=faults))
     out.mkdir(parents=True, exist_ok=True)
     qemu_dump = _QemuDumpTimer(out / "qemu-dump-guest-memory.elf")
     rows, accel_used, dump_bytes = [], accel, 0
-    for index, disk in enumerate(disks):
-        run_dir = out / disk
+    for index, (label, disk, faults) in enumerate(cases):
+        run_dir = out / label
         # No sample components: the figure is the driver's and the writer's, not the samples'
         # few hundred small areas (docs/benchmarks.md).
         scenario = Scenario(out_dir=run_dir, disk=disk, memory_bytes=memory_bytes, accel=accel,
-                            components="none", on_paused=qemu_dump if qemu_dump.seconds is None else None)
+                            components="none", faults=faults,
+                            on_paused=qemu_dump if qemu_dump.seconds is None else None)
         try:
-            with progress.task(f"bench: {disk}", total=len(disks), completed=index):  # this run's own bars below
+            with progress.task(f"bench: {label}", total=len(cases), completed=index):  # this run's own bars below
                 outcome, rep = run_and_validate(scenario)
         except DumpbedError as exc:
-            rows.append({"disk": disk, "verdict": "fail", "error": str(exc)})
+            rows.append({"disk": label, "verdict": "fail", "error": str(exc)})
             continue
         accel_used = outcome.accel
         dump_bytes = max(dump_bytes, rep["dump"].get("bytes", 0))
         rows.append({
-            "disk": disk,
+            "disk": label,
             "verdict": rep["verdict"],
             "dump_bytes": rep["dump"].get("bytes", 0),
             "dump_mib_s": rep["throughput_mib_s"] or 0.0,
