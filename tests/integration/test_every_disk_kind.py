@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from dumpbed.scenario import disks
-from tests.integration.conftest import accel_params
+from dumpbed.scenario.crash import CRASHES
+from tests.integration.conftest import FULL, accel_params
 from tests.support.reports import assert_complete
 
 KINDS = list(disks.DISKS)
@@ -60,3 +61,18 @@ def test_the_dump_restarts_on_a_secondary_of_this_kind(dumpbed_run, disk):
     result = dumpbed_run(disk=primary, memory="32M", secondary=disk, faults=["eio-at=20"])
     assert_complete(result)
     assert {d["role"]: d["generation"] for d in result.report["devices"]} == {"primary": 1, "secondary": 2}
+
+
+NIC_KINDS = [name for name, kind in disks.DISKS.items() if kind.network]
+# `make test` takes one crash kind that is not an NMI over each NIC (the watchdog's hang: its
+# dump starts from a stuck CPU; the page fault: from an exception); `make matrix` every kind.
+_CRASHES_OVER_NICS = list(CRASHES) if FULL else ["hang", "page-fault"]
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize("disk,crash", [pytest.param(d, c, id=f"{d}-{c}") for i, d in enumerate(NIC_KINDS)
+                                        for j, c in enumerate(_CRASHES_OVER_NICS) if FULL or i == j])
+def test_every_crash_kind_dumps_over_the_network(dumpbed_run, disk, crash):
+    result = dumpbed_run(disk=disk, crash=crash, memory="32M", accel="tcg" if not FULL else "auto")
+    assert_complete(result)
+    assert result.check("acks")["ok"] and result.check("crash-record")["ok"]
