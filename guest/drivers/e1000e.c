@@ -155,10 +155,10 @@ _Static_assert(sizeof(struct e1000e_tx_desc) == 16, "legacy transmit descriptor"
 #define TXD_STAT_DD		0x01
 
 #define PAGE			4096u
-#define RX_BUF_BYTES		(128u * 1024)	/* all receive buffers of one NIC */
+#define RX_BUF_BYTES		(32u * 1024)	/* all receive buffers of one NIC: ACKs and ARP are small */
 #define RX_BUF_SMALL		2048u		/* MTU <= 1500: one frame, one buffer */
 #define RX_BUF_JUMBO		4096u		/* MTU > 1500: a 9014-byte frame in 3 */
-#define RX_DESC_MAX		(RX_BUF_BYTES / RX_BUF_SMALL)	/* 64 */
+#define RX_DESC_MAX		(RX_BUF_BYTES / RX_BUF_SMALL)	/* 16 */
 #define TX_DESC			16		/* a multiple of 8: RDLEN/TDLEN are 128-byte units */
 #define TX_MAX_SEGS		(TX_DESC - 1)
 #define TX_SEG_MAX		16288u		/* a legacy descriptor's largest buffer */

@@ -51,7 +51,7 @@ enum nd_type {
 #define ND_QUERY_GAP_MS		500
 #define ND_BLOCK_MIN		512
 #define ND_BLOCK_MAX		65536
-#define ND_INSTANCES		2
+#define ND_INSTANCES		1	/* the network dump is the primary only (docs/netdump-protocol.md) */
 
 /* A message sent and not yet acknowledged. */
 struct nd_msg {
@@ -80,6 +80,7 @@ struct netdump {
 	int (*dumpwrite)(struct dump_nic *nic, struct uio *uio);
 	uint32_t min_tsize, max_tsize;
 	bool nopad;			/* testfault net-nopad, for the ring-3 frame builder */
+	bool dead;			/* a message of this dump timed out: the rest fail at once */
 	struct inet_endpoint self, server;
 	uint32_t cfg_window, iotimeout_ms;
 	uint8_t dump_id[16];
@@ -488,6 +489,11 @@ static int exchange(struct netdump *nd, uint8_t ctl)
 	nd->refused = 0;
 	nd->fail_offset_set = false;
 	nd->soonest = ~0ull;
+	if (nd->dead) {	/* the link timed out earlier in this dump: each try would wait it out again */
+		nd->uio = 0;
+		nd->total = nd->sent = 0;
+		return ETIMEDOUT;
+	}
 	for (;;) {
 		while (!err && nd->inflight < nd->window && nd->sent < nd->total) {
 			uint64_t n = nd->total - nd->sent < nd->max_data ? nd->total - nd->sent : nd->max_data;
@@ -536,6 +542,8 @@ static int exchange(struct netdump *nd, uint8_t ctl)
 	}
 	if (err)
 		forget_all(nd);
+	if (err == ETIMEDOUT && nd->started)
+		nd->dead = true;
 	nd->uio = 0;
 	nd->total = nd->sent = 0;
 	return err;
@@ -700,6 +708,7 @@ static int nd_start(void *softc)
 	int err;
 
 	nd->started = false;
+	nd->dead = false;
 	err = nd->nic.dddump(&nd->nic, 0, DUMPSTART, &nst);
 	if (err)
 		return err;

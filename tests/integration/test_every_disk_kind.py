@@ -32,7 +32,7 @@ def test_nmi_dump(dumpbed_run, disk, accel):
 
 @pytest.mark.parametrize("disk", KINDS)
 def test_4096_byte_blocks(dumpbed_run, disk):
-    result = dumpbed_run(disk=disk, block_size=4096)
+    result = dumpbed_run(disk=disk, block_size=4096, **({"memory": "32M"} if disks.get(disk).network else {}))
     assert_complete(result)
     assert result.report["dump"]["block_size"] == 4096
 

@@ -33,11 +33,19 @@ def test_nmi_dump_1g(dumpbed_run, accel):
     assert result.report["content"]["checked_fraction"] >= 0.99
 
 
-def test_nmi_dump_256m_checks_99_percent_of_ram(dumpbed_run):
+# What the content check compares of a 256 MiB guest: all but the guest's declared VOLATILE
+# state (its stacks, the drivers' rings and buffers, the pinned pool's staging buffers: about
+# 2.7 MiB, 1% of it, since the NIC drivers' receive rings joined the dumpstate) and nothing left
+# uncovered. A guest declaring more of itself volatile than this fails.
+CHECKED_AT_256M = 0.985
+
+
+def test_nmi_dump_256m_checks_nearly_all_of_ram(dumpbed_run):
     result = dumpbed_run(memory="256M")
     assert_complete(result)
     content = result.report["content"]
-    assert content["checked_fraction"] >= 0.99, content
+    assert content["checked_fraction"] >= CHECKED_AT_256M, content
+    assert content["bytes_uncovered"] == 0 and content["bytes_mismatched"] == 0, content
     assert content["bytes_volatile"] > 0  # the guest declares its own stacks and rings volatile
 
 
