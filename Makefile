@@ -41,12 +41,16 @@ guest: venv
 demo: setup
 	$(VENV)/bin/dumpbed run --disk virtio-blk --crash nmi --memory 256M
 
+# The unit and fuzz tests (no QEMU, CPU-bound) on a pytest-xdist worker per core; the integration
+# tests, whose guests' timing matters (deadlines, RFLAGS sampling), one at a time.
 test: setup
 	@mkdir -p runs
 	@# A basetemp of our own, so no other pytest on the box can clear it mid-run; pytest keeps
 	@# an explicit basetemp, so it is removed here (GiBs of images), whatever the outcome.
-	$(PY) -m pytest -q --junitxml=runs/junit.xml --basetemp=runs/pytest-tmp; \
-	  status=$$?; rm -rf runs/pytest-tmp; exit $$status
+	$(PY) -m pytest -q -n auto tests/unit tests/fuzz --junitxml=runs/junit-unit.xml --basetemp=runs/pytest-tmp-unit; \
+	  unit=$$?; rm -rf runs/pytest-tmp-unit; \
+	  $(PY) -m pytest -q tests/integration --junitxml=runs/junit.xml --basetemp=runs/pytest-tmp; \
+	  status=$$?; rm -rf runs/pytest-tmp; [ $$unit = 0 ] && exit $$status || exit $$unit
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit

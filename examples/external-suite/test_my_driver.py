@@ -12,7 +12,7 @@ write-order and consistency checks fail, and the failure names them and the run 
 import pytest
 
 # Small guests: each test boots one QEMU.
-pytestmark = pytest.mark.dumpbed(disk="virtio-blk", memory="32M")
+pytestmark = pytest.mark.dumpbed(disk="virtio-blk", memory="16M")
 
 
 def test_the_driver_dumps_and_every_check_passes(dumpbed_run):

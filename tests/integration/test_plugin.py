@@ -1,7 +1,7 @@
 """dumpbed's pytest plugin (harness/dumpbed/pytest_plugin.py), shown on the example external
 suite (examples/external-suite) run under pytester: the outcome, the failure text naming the
 failing checks and the run directory, which run directories --dumpbed-keep leaves, and the JUnit
-properties. The suites pytester runs here boot QEMU (32M guests, one or two runs each): those
+properties. The suites pytester runs here boot QEMU (16M guests, one or two runs each): those
 tests are marked integration. The rest (the marker, the options, the matrix) boot nothing.
 """
 from __future__ import annotations
