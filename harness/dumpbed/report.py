@@ -31,7 +31,13 @@ ARTIFACT_FILES = {
     "scenario": "scenario.json",
     "diagnostics": "diagnostics.txt",
     "report": "report.json",
+    # a network dump's (docs/netdump-protocol.md, sections 7 and 8)
+    "link_pcap": "link.pcap",
+    "link_stats": "link.json",
+    "server_events": "netdumpd.jsonl",
+    "server_log": "netdumpd.log",
 }
+
 
 
 def build(run_dir: Optional[Path], validation: dict, timings: dict[str, float], *,
