@@ -89,7 +89,7 @@ def bench_cases(disks: tuple[str, ...]) -> list[tuple[str, str, list[str]]]:
     for disk in disks:
         cases.append((disk, disk, []))
         if DISKS[disk].network:
-            cases.append((f"{disk}+1%-loss", disk, [LOSSY_LINK]))
+            cases.append((f"{disk}-1pct-loss", disk, [LOSSY_LINK]))  # no '%': QEMU's -D takes it as a template
     return cases
 
 

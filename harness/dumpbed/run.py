@@ -101,6 +101,9 @@ def preflight(scenario: Scenario) -> Preflight:
     the disks' plan (targets, LUNs, --disk-size), the accelerator, QEMU on PATH, the guest's
     command line, and room on the host: disk space where the run writes, and memory."""
     components, faults = check_scenario(scenario)
+    if "%" in str(Path(scenario.out_dir).absolute()):
+        raise DumpbedError(f"--out {scenario.out_dir}: a '%' in the run directory's path is QEMU's log-file template "
+                           "character (its trace log would not open): choose a path without one")
     accel = accel_mod.choose(scenario.accel)
     require_qemu()  # before any disk image is built
     require_firmware(scenario.firmware)

@@ -98,12 +98,19 @@ _BAD_RUNS = {
     "initrd-without-kernel": (["--initrd", "/etc/passwd"], r"--initrd /etc/passwd: needs --kernel"),
     "profile-unknown": (["--profile", "plan9"], r"argument --profile: invalid choice: 'plan9'"),
 }
+# (the run directory's own path: `_refused_before_anything` gives --out)
+_BAD_OUT = "run-50%-loss"
 
 
 @pytest.mark.parametrize("case", list(_BAD_RUNS))
 def test_bad_run_option_is_refused_before_anything_is_written(tmp_path, case):
     args, pattern = _BAD_RUNS[case]
     _refused_before_anything(tmp_path, tmp_path / "deeper" / "run", *args, pattern=pattern)
+
+
+def test_a_percent_sign_in_the_run_directory_is_refused(tmp_path):
+    """QEMU takes a '%' in its -D log file's name as a template and refuses to start."""
+    _refused_before_anything(tmp_path, tmp_path / _BAD_OUT, pattern=r"a '%' in the run directory's path is QEMU's")
 
 
 @pytest.mark.parametrize("kind", [name for name, kind in disks.DISKS.items() if not kind.on_hba])
