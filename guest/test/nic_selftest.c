@@ -211,15 +211,16 @@ term:
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-/* nictest [DRIVER] [N [MTU]] */
-static void cmd_nictest(const char *args)
+/*
+ * The arguments of nictest and nicpair: an optional driver word (else "e1000e") into word[],
+ * then up to nv decimal numbers into v[] (those not given keep their defaults).
+ */
+static void parse_nic_args(const char *args, char word[24], uint32_t *v, int nv)
 {
-	char word[24] = "e1000e";
-	uint32_t v[2] = { 0, 0 };
 	size_t n = 0;
 
 	if (*args && !is_digit(*args)) {
-		while (args[n] && args[n] != ' ' && n < sizeof(word) - 1) {
+		while (args[n] && args[n] != ' ' && n < 23) {
 			word[n] = args[n];
 			n++;
 		}
@@ -228,12 +229,22 @@ static void cmd_nictest(const char *args)
 		while (*args == ' ')
 			args++;
 	}
-	for (int i = 0; i < 2 && *args; i++) {
+	for (int i = 0; i < nv && *args; i++) {
+		v[i] = 0;
 		while (is_digit(*args) && v[i] < 100000)
 			v[i] = v[i] * 10 + (uint32_t)(*args++ - '0');
 		while (*args == ' ')
 			args++;
 	}
+}
+
+/* nictest [DRIVER] [N [MTU]] */
+static void cmd_nictest(const char *args)
+{
+	char word[24] = "e1000e";
+	uint32_t v[2] = { 0, 0 };
+
+	parse_nic_args(args, word, v, 2);
 	nictest_run(word, (int)v[0], v[1]);
 }
 SHELL_COMMAND(180, "nictest", "[DRIVER] [N [MTU]]: ARP for 10.0.2.2 through NIC N's dump interface (e1000e)",
@@ -402,25 +413,8 @@ static void cmd_nicpair(const char *args)
 {
 	char word[24] = "e1000e";
 	uint32_t v[3] = { 0, 1, 9000 };
-	size_t n = 0;
 
-	if (*args && !is_digit(*args)) {
-		while (args[n] && args[n] != ' ' && n < sizeof(word) - 1) {
-			word[n] = args[n];
-			n++;
-		}
-		word[n] = 0;
-		args += n;
-		while (*args == ' ')
-			args++;
-	}
-	for (int i = 0; i < 3 && *args; i++) {
-		v[i] = 0;
-		while (is_digit(*args) && v[i] < 100000)
-			v[i] = v[i] * 10 + (uint32_t)(*args++ - '0');
-		while (*args == ' ')
-			args++;
-	}
+	parse_nic_args(args, word, v, 3);
 	nicpair_run(word, (int)v[0], (int)v[1], v[2]);
 }
 SHELL_COMMAND(190, "nicpair", "[DRIVER] [A B [MTU]]: NIC A sends NIC B full-size frames (one segment, MTU 9000)",
