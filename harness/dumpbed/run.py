@@ -268,20 +268,14 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
         "workload": scenario.workload, "stop_disk": scenario.stop_disk,
         "topology": topology.to_json(), "cmdline": cmdline,
         "level": scenario.level, "components": components,
-        "secondary": scenario.secondary, "faults": [str(f) for f in faults],
-        # A device failure mid-dump with a secondary configured: the dump restarts there.
-        "restart_expected": scenario.secondary is not None and any(f.kind.fails_device for f in faults),
-        # What the run must end with (docs/faults.md): the dump's classification, and the
-        # guest's DONE status (null: QEMU ends before the guest can say anything).
-        "expect": faults_mod.expected_outcome(faults, scenario.secondary),
-        "expect_guest_result": faults_mod.expected_guest_result(faults, scenario.secondary),
+        "secondary": scenario.secondary, **_expectations(faults, scenario.secondary),
         "stale_previous": "previous" if stale else None,
         "guest": {"profile": scenario.profile, **booted.to_json()},
     }, indent=1) + "\n")
 
     # A network dump: the dump server and the link first (net/service.py); QEMU's NIC gets the
     # link's socket. Stopped after QEMU, whatever happens.
-    net = NetService(out, topology.dump_disk.image, dump_id).__enter__() if topology.network else None
+    net = NetService(out, topology.dump_disk.image, dump_id).start() if topology.network else None
     config = MachineConfig(
         kernel=booted.kernel, initrd=booted.initrd, symbols=booted.symbols, cmdline=cmdline,
         memory_bytes=scenario.memory_bytes, accel=accel,
@@ -332,8 +326,8 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
         # From the crash on, every byte the guest writes to its result channel is traced with
         # the host time: QUIESCED and DONE take their place among the device's commands.
         machine.qmp.command("trace-event-set-state", {"name": cmdlog.RESULT_EVENT, "enable": True})
-        armed = (net.arm(faults, _net_trigger_offset(faults, out, scenario)) if net
-                 else _arm_fault(faults, machine, out, scenario))
+        armed = (net.arm(faults, _trigger_offset(next((f for f in faults if f.when), None), out, scenario))
+                 if net else _arm_fault(faults, machine, out, scenario))
         slow = next((f for f in faults if f.kind.throttles), None)
         if slow:
             faultrun.throttle(machine, scenario.disk, DUMP_NODE, slow.value)
@@ -373,7 +367,6 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
     finally:
         machine.shutdown()
         if net:
-            net.settle()
             net.stop()
     _save_exit_status(out, machine.exit_status)
     if armed and not net:
@@ -387,10 +380,7 @@ def _chosen_crash(name: str, crash: crash_mod.Crash, out: Path, limits: dict) ->
         return crash
     chosen = crash_mod.get(name)
     limits["dump"] += chosen.extra_seconds - crash.extra_seconds
-    path = out / "scenario.json"
-    recorded = json.loads(path.read_text())
-    recorded["crash"] = name
-    path.write_text(json.dumps(recorded, indent=1) + "\n")
+    _update_scenario(out, crash=name)
     return chosen
 
 
@@ -400,16 +390,33 @@ def _chosen_faults(added: list[faults_mod.Fault], faults: list[faults_mod.Fault]
     records them and what the run must then end with, as it would have for --fault."""
     if not added:
         return faults
+    late = [f for f in added if f.kind.setup_reason]
+    if late:
+        raise DumpbedError(f"{late[0]} cannot be armed at the crash: {late[0].kind.setup_reason}")
     faults = faults + list(added)
+    _update_scenario(out, **_expectations(faults, scenario.secondary))
+    return faults
+
+
+def _update_scenario(out: Path, **fields) -> None:
+    """A session's choices into scenario.json, as if the command line had given them."""
     path = out / "scenario.json"
     recorded = json.loads(path.read_text())
-    recorded.update({
-        "faults": [str(f) for f in faults],
-        "restart_expected": scenario.secondary is not None and any(f.kind.fails_device for f in faults),
-        "expect": faults_mod.expected_outcome(faults, scenario.secondary),
-        "expect_guest_result": faults_mod.expected_guest_result(faults, scenario.secondary)})
+    recorded.update(fields)
     path.write_text(json.dumps(recorded, indent=1) + "\n")
-    return faults
+
+
+def _expectations(faults: list[faults_mod.Fault], secondary: Optional[str]) -> dict:
+    """scenario.json's faults and what the run must end with (docs/faults.md)."""
+    return {
+        "faults": [str(f) for f in faults],
+        # A device failure mid-dump with a secondary configured: the dump restarts there.
+        "restart_expected": secondary is not None and any(f.kind.fails_device for f in faults),
+        # The dump's classification, and the guest's DONE status (null: QEMU ends before the
+        # guest can say anything).
+        "expect": faults_mod.expected_outcome(faults, secondary),
+        "expect_guest_result": faults_mod.expected_guest_result(faults, secondary),
+    }
 
 
 def _arm_fault(faults: list[faults_mod.Fault], machine: Machine, out: Path,
@@ -419,26 +426,20 @@ def _arm_fault(faults: list[faults_mod.Fault], machine: Machine, out: Path,
     fault = next((f for f in faults if f.kind.fails_device or f.when is not None), None)
     if fault is None:
         return None
-    sector = None
-    if fault.at_fraction is not None:
-        dump_layout = layout_mod.load(out / "layout.json")
-        estimates = json.loads((out / "estimates.json").read_text())
-        sector = faults_mod.trigger_sector(fault, dump_layout.dump_offset,
-                                           faults_mod.body_offset_for(dump_layout.dump_size),
-                                           estimates[str(scenario.level)]["total"])
+    offset = _trigger_offset(fault, out, scenario)
+    sector = None if offset is None else (layout_mod.load(out / "layout.json").dump_offset + offset) // 512
     return str(fault), faultrun.arm(fault, machine, DUMP_NODE, sector)
 
 
-def _net_trigger_offset(faults: list[faults_mod.Fault], out: Path, scenario: Scenario) -> Optional[int]:
-    """A network live fault's point (@P%) as a partition offset: P% of the guest's estimate into
-    the dump's body, as a disk's trigger sector is."""
-    live = next((f for f in faults if f.kind.network and f.at_fraction is not None), None)
-    if live is None:
+def _trigger_offset(fault: Optional[faults_mod.Fault], out: Path, scenario: Scenario) -> Optional[int]:
+    """A live fault's point `@P%` as a partition offset (faults.trigger_offset), from the run's
+    layout and the guest's estimate; None for a fault without one."""
+    if fault is None or fault.at_fraction is None:
         return None
     dump_layout = layout_mod.load(out / "layout.json")
     estimates = json.loads((out / "estimates.json").read_text())
-    return (faults_mod.body_offset_for(dump_layout.dump_size)
-            + int(estimates[str(scenario.level)]["total"] * live.at_fraction))
+    return faults_mod.trigger_offset(fault, faults_mod.body_offset_for(dump_layout.dump_size),
+                                     estimates[str(scenario.level)]["total"])
 
 
 def _save_exit_status(out: Path, status: Optional[int]) -> None:

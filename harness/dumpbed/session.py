@@ -6,7 +6,7 @@ Session.choose (run.Interaction), which gives the guest's serial console to the 
 reads hot-keys after the escape key (Ctrl-]). The key that picks a crash returns its name and
 the run goes on as `dumpbed run --crash NAME` would. A fault armed with `f` (a --fault SPEC
 typed at a prompt) is handed to run.py with it (Interaction.faults) and armed at that crash as
-`dumpbed run --fault SPEC` arms it; kinds set up before QEMU starts are refused (needs_setup).
+`dumpbed run --fault SPEC` arms it; kinds set up before QEMU starts are refused (FaultKind.setup_reason).
 
 The terminal is put in a raw-ish mode (no line editing, no echo: the guest's shell echoes)
 that keeps ISIG, so Ctrl-C still raises KeyboardInterrupt and run.py's cleanup (QEMU stopped,
@@ -28,14 +28,15 @@ from dumpbed.capture import groundtruth
 from dumpbed.errors import DumpbedError
 from dumpbed.machine import resultchan
 from dumpbed.machine.qemu import Machine
-from dumpbed.scenario import crash as crash_mod, faults as faults_mod
+from dumpbed.scenario import crash as crash_mod, disks as disks_mod, faults as faults_mod
 from dumpbed.scenario.spec import Scenario
 
 ESCAPE = 0x1D  # Ctrl-]
 ESCAPE_NAME = "Ctrl-]"
 QUIT_MARK = "the session's quit key (q)"  # the interrupted marker's "signal" after q
-KILL_LINE = "\x15"  # ^U: the guest shell drops what was typed so far
-ENTER, NEWLINE, ERASE, BACKSPACE, KILL, EOF = 0x0D, 0x0A, 0x7F, 0x08, 0x15, 0x04  # at the fault prompt
+KILL = 0x15  # ^U: the guest shell drops what was typed so far; the fault prompt too
+KILL_LINE = chr(KILL)
+ENTER, NEWLINE, ERASE, BACKSPACE, EOF = 0x0D, 0x0A, 0x7F, 0x08, 0x04  # at the fault prompt
 HELP = [
     ("n", "crash now: an NMI (ground truth first, then inject-nmi), then the dump and its checks"),
     ("w", "crash by the watchdog: type the console's `hang` (ib700 fires an NMI 2 s later)"),
@@ -220,8 +221,10 @@ class Session:
         (faults.parse, check_combination with the command line's) and refused in one line if bad
         or if its kind is set up before QEMU starts; else armed for the crash, replacing any armed
         before. An empty answer disarms; Ctrl-] at the prompt leaves things as they were."""
-        here = [k for k in faults_mod.KINDS.values() if needs_setup(k) is None]
-        before = [k.name for k in faults_mod.KINDS.values() if needs_setup(k) is not None]
+        disk = disks_mod.get(self.scenario.disk)
+        kinds = [k for k in faults_mod.KINDS.values() if disk.fault_applies(k.name, k.stops_vm, k.network) is None]
+        here = [k for k in kinds if k.setup_reason is None]
+        before = [k.name for k in kinds if k.setup_reason is not None]
         self.say(f"fault to arm at the crash (n or w), as `--fault SPEC` (NAME[=VALUE][@WHEN]); "
                  f"empty: none, {ESCAPE_NAME}: unchanged")
         for kind in here:
@@ -254,7 +257,7 @@ class Session:
 
     def _check(self, spec: str) -> faults_mod.Fault:
         fault = faults_mod.parse(spec)
-        why = needs_setup(fault.kind)
+        why = fault.kind.setup_reason
         if why:
             raise DumpbedError(f"{fault.name} must be set up before QEMU starts ({why}): give it with --fault "
                                f"{spec} on the `dumpbed session` command line")
@@ -323,21 +326,6 @@ class Session:
         if self._forwarder is not None:
             self._forwarder.join(2)
         self.stdout.flush()
-
-
-def needs_setup(kind: faults_mod.FaultKind) -> Optional[str]:
-    """Why a fault kind cannot be armed once QEMU runs (it shapes the disks, the devices or the
-    guest's command line before the boot), or None: run.py arms it at the crash (blkdebug rules
-    under the dump disk, a throttle), as for --fault."""
-    reasons = [(kind.previous_dump, "an earlier run's dump is written to the disk before the guest boots"),
-               (kind.holds_runtime, "it holds --workload's requests, on a device started with werror/rerror=stop"),
-               (kind.sizes_partition, "it sizes the dump partition when the disk image is made"),
-               (kind.stops_vm, "its trigger needs the dump disk's device started with werror/rerror=stop"),
-               (kind.shortens_io_waits, "it shortens the guest's I/O waits, set on its boot command line")]
-    why = next((why for applies, why in reasons if applies), None)
-    if why is None and not (kind.fails_device or kind.throttles):
-        why = "run.py arms only blkdebug rules and throttles at the crash"
-    return why
 
 
 def _vm_status(machine: Machine) -> str:

@@ -22,7 +22,6 @@ from dumpbed.scenario.spec import Scenario, check_scenario
 RECIPE = """
 name = "toy"
 summary = "a toy image"
-profile = "dumpbed"
 inputs = ["src/*.txt"]
 tools = [["sh", "-c", "echo toy-tool 1"]]
 build = ["sh", "-c", "cat {src}/src/*.txt > {out}/toy.elf && cp {out}/toy.elf {out}/toy.elf64 && echo x >> {src}/builds"]
@@ -146,7 +145,7 @@ def test_dumpbeds_own_recipe_covers_every_guest_source():
     sources = {p for p in (recipes.CHECKOUT / "guest").rglob("*")
                if p.is_file() and "build" not in p.relative_to(recipes.CHECKOUT / "guest").parts}
     assert sources <= inputs, sorted(str(p) for p in sources - inputs)
-    assert recipe.profile == profiles.DUMPBED.name
+    assert recipe.name == profiles.DUMPBED.recipe
 
 
 # --- kernel files --------------------------------------------------------------------------

@@ -574,3 +574,23 @@ def test_a_bare_guest_image_with_a_wrong_sample_status_fails_completeness(make_r
 def test_a_bare_image_of_another_guest_gets_only_the_generic_rules(good_run):
     v = validate_image(good_run.image)
     assert v.ok and "samples called as the model says" not in v.check("protocol").detail
+
+
+def test_a_profiles_inapplicable_checks_are_settled_not_run(make_run, monkeypatch):
+    """A guest profile's not_applicable checks are reported ok and skipped with the reason,
+    never run: a run whose scenario names the wrong crash fails crash-record under dumpbed's own
+    profile, and passes it (skipped) under one that says crash-record does not apply."""
+    import dataclasses
+
+    from dumpbed.guests import profiles
+
+    run = make_run()
+    scenario = json.loads((run.dir / "scenario.json").read_text())
+    scenario["crash"] = "panic"
+    (run.dir / "scenario.json").write_text(json.dumps(scenario))
+    assert failed(validate_run(run.dir)) == {"crash-record"}
+    narrow = dataclasses.replace(profiles.DUMPBED, not_applicable={"crash-record": "it keeps no crash record"})
+    monkeypatch.setitem(profiles.PROFILES, "dumpbed", narrow)
+    v = validate_run(run.dir)
+    assert v.ok
+    assert v.check("crash-record").detail == "skipped: not applicable to guest profile dumpbed (it keeps no crash record)"

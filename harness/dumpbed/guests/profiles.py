@@ -50,9 +50,6 @@ class GuestProfile:
     # the kernel QEMU boots -> the file with its symbols (the crash kinds' rip checks), or None
     symbols: Callable[[Path], Optional[Path]]
 
-    def applies(self, check: str) -> bool:
-        return check not in self.not_applicable
-
     def crash_applies(self, crash: str) -> bool:
         return self.crashes is None or crash in self.crashes
 

@@ -32,7 +32,7 @@ PACKAGE_DATA = Path(__file__).resolve().parents[1] / "_data"  # an installed whe
 CHECKOUT = Path(__file__).resolve().parents[3]  # harness/dumpbed/guests/recipes.py -> the checkout
 KEEP_BUILDS = 3  # built images kept per recipe (the newest): older checkouts' builds go
 LOCK_POLL = 0.2
-_RECIPE_KEYS = {"name": str, "summary": str, "profile": str, "inputs": list, "tools": list, "build": list,
+_RECIPE_KEYS = {"name": str, "summary": str, "inputs": list, "tools": list, "build": list,
                 "timeout_seconds": int, "kernel": str, "symbols": str, "keep": list}
 
 
@@ -57,7 +57,6 @@ def cache_root() -> Path:
 class Recipe:
     name: str
     summary: str
-    profile: str  # the guest profile its image speaks (dumpbed.guests.profiles)
     inputs: tuple[str, ...]
     tools: tuple[tuple[str, ...], ...]
     build: tuple[str, ...]
@@ -136,7 +135,7 @@ def load(name: str, root: Optional[Path] = None) -> Recipe:
         raise DumpbedError(f"{path}: name {data['name']!r} is not its directory's {name!r}")
     if data["kernel"] not in data["keep"] or (data.get("symbols") and data["symbols"] not in data["keep"]):
         raise DumpbedError(f"{path}: keep must list the kernel and the symbols file")
-    return Recipe(name=name, summary=data["summary"], profile=data["profile"], inputs=tuple(data["inputs"]),
+    return Recipe(name=name, summary=data["summary"], inputs=tuple(data["inputs"]),
                   tools=tuple(tuple(t) for t in data["tools"]), build=tuple(data["build"]),
                   timeout_seconds=data["timeout_seconds"], kernel=data["kernel"], symbols=data.get("symbols"),
                   keep=tuple(data["keep"]), directory=path.parent, root=root)

@@ -255,22 +255,27 @@ def validate_run(run_dir: str | Path) -> Validation:
         if secondary is not None:
             judges["devices"] = lambda: check_devices(dumps, bool(scenario.get("restart_expected")),
                                                       _restart_errno(scenario))
-        bar.update(total=len(judges))
+        # Checks decided without running them: the dump's own when there is, as expected, no dump
+        # (the device-side ones and the guest's word still apply), those the guest profile says
+        # do not apply to it (e.g. no-interrupts for a capture kernel).
+        settled: dict[str, Check] = {}
+        if expected["outcome"] == "none" and dump.status == "none":
+            settled.update({name: Check(name, True, f"no dump of this run, as expected ({expected['why']}): nothing "
+                                                    "to judge") for name in NOTHING_TO_JUDGE_WITHOUT_A_DUMP})
+        profile = profiles.get((scenario.get("guest") or {}).get("profile", profiles.DEFAULT))
+        settled.update({name: Check(name, True, f"skipped: not applicable to guest profile {profile.name} ({why})")
+                        for name, why in profile.not_applicable.items() if name in judges})
+        bar.update(total=len(judges) - len(settled))
         checks = {}
         for name, judge in judges.items():  # a check at a time, each named on the bar as it runs
+            if name in settled:
+                checks[name] = settled[name]
+                continue
             bar.update(description=f"validate: {name}")
             checks[name] = judge()
             bar.advance()
-    if expected["outcome"] == "none" and dump.status == "none":
-        # No dump of this run, as the fault's point says: nothing of the dump to judge. The
-        # device-side checks (writes, order, canary, consistency) and the guest's word still apply.
-        for name in NOTHING_TO_JUDGE_WITHOUT_A_DUMP:
-            checks[name] = Check(name, True, f"no dump of this run, as expected ({expected['why']}): nothing to judge")
-    checks["canary"] = _with_other_disks(checks["canary"], run_dir)
-    profile = profiles.get((scenario.get("guest") or {}).get("profile", profiles.DEFAULT))
-    for name, why in profile.not_applicable.items():  # e.g. no-interrupts for a capture kernel
-        if name in checks:
-            checks[name] = Check(name, True, f"skipped: not applicable to guest profile {profile.name} ({why})")
+    if "canary" not in settled:
+        checks["canary"] = _with_other_disks(checks["canary"], run_dir)
     order_names = [name for name in DATA_FLOW if name in checks]
     summaries = [device_summary(t.role, t.kind, dumps[t.role]) for t in targets]
     return Validation([checks[n] for n in order_names], dump, stats, str(by_role[record].image), summaries,

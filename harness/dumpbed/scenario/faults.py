@@ -104,6 +104,18 @@ class FaultKind:
         return self.link is not None or self.kills_server
 
     @property
+    def setup_reason(self) -> Optional[str]:
+        """Why the fault cannot be armed once QEMU runs (it shapes the disks, the devices or the
+        guest's command line before the boot), or None: it is armed at the crash (blkdebug
+        rules, a throttle, the link's faults), so a session may arm it at the console."""
+        reasons = [(self.previous_dump, "an earlier run's dump is written to the disk before the guest boots"),
+                   (self.holds_runtime, "it holds --workload's requests, on a device started with werror/rerror=stop"),
+                   (self.sizes_partition, "it sizes the dump partition when the disk image is made"),
+                   (self.stops_vm, "its trigger needs the dump disk's device started with werror/rerror=stop"),
+                   (self.shortens_io_waits, "it shortens the guest's I/O waits, set on its boot command line")]
+        return next((why for applies, why in reasons if applies), None)
+
+    @property
     def live(self) -> bool:
         return self.default_when is not None
 
@@ -335,6 +347,12 @@ def hold_rules(first_sector: int, sectors: int, step: int) -> dict:
     return {"inject-error": rules}
 
 
+def trigger_offset(fault: Fault, body_offset: int, estimate_bytes: int) -> int:
+    """`@P%`: the partition offset P% of the guest's estimate into the dump's body (a network
+    fault's link watches the DATA reaching it)."""
+    return body_offset + int(estimate_bytes * fault.at_fraction)
+
+
 def trigger_sector(fault: Fault, dump_offset: int, body_offset: int, estimate_bytes: int) -> int:
-    """`@P%`: the disk sector P% of the guest's estimate into the dump's body."""
-    return (dump_offset + body_offset + int(estimate_bytes * fault.at_fraction)) // 512
+    """`@P%` on a disk: the sector of trigger_offset (blkdebug's rule names it)."""
+    return (dump_offset + trigger_offset(fault, body_offset, estimate_bytes)) // 512
