@@ -104,37 +104,40 @@ def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = Fa
     out.mkdir(parents=True, exist_ok=True)
     qemu_dump = _QemuDumpTimer(out / "qemu-dump-guest-memory.elf")
     rows, accel_used, dump_bytes = [], accel, 0
-    for index, (label, disk, faults) in enumerate(cases):
-        run_dir = out / label
-        # No sample components: the figure is the driver's and the writer's, not the samples'
-        # few hundred small areas (docs/benchmarks.md).
-        scenario = Scenario(out_dir=run_dir, disk=disk, memory_bytes=memory_bytes, accel=accel,
-                            components="none", faults=faults,
-                            on_paused=qemu_dump if qemu_dump.seconds is None else None)
-        try:
-            with progress.task(f"bench: {label}", total=len(cases), completed=index):  # this run's own bars below
+    with progress.task("bench", total=len(cases)) as runs:  # each run's own bars below it
+        for index, (label, disk, faults) in enumerate(cases):
+            runs.update(completed=index, description=f"bench: {label}")
+            run_dir = out / label
+            # No sample components: the figure is the driver's and the writer's, not the samples'
+            # few hundred small areas (docs/benchmarks.md).
+            scenario = Scenario(out_dir=run_dir, disk=disk, memory_bytes=memory_bytes, accel=accel,
+                                components="none", faults=faults,
+                                on_paused=qemu_dump if qemu_dump.seconds is None else None)
+            try:
                 outcome, rep = run_and_validate(scenario)
-        except DumpbedError as exc:
-            rows.append({"disk": label, "verdict": "fail", "error": str(exc)})
-            continue
-        accel_used = outcome.accel
-        dump_bytes = max(dump_bytes, rep["dump"].get("bytes", 0))
-        rows.append({
-            "disk": label,
-            "verdict": rep["verdict"],
-            "dump_bytes": rep["dump"].get("bytes", 0),
-            "dump_mib_s": rep["throughput_mib_s"] or 0.0,
-            "boot_s": rep["timings"].get("boot"),
-            "crash_to_verdict_s": round(rep["timings"].get("crash_to_dump_done", 0) + rep["timings"]["validate"], 3),
-            # every oracle, the consistency sweep over every disk state among them, in dump MiB/s
-            "validate_s": round(rep["timings"]["validate"], 3),
-            "validate_mib_s": round(rep["dump"].get("bytes", 0) / MiB / rep["timings"]["validate"], 1)
-            if rep["timings"]["validate"] else 0.0,
-            "report": str(run_dir / "report.json"),
-        })
-        if not keep:  # the images are GiB-sized; the figures and logs stay
-            for big in [*run_dir.glob("*.img"), *(run_dir / "snapshot").glob("mem-*.bin")]:
-                big.unlink(missing_ok=True)
+            except DumpbedError as exc:
+                rows.append({"disk": label, "verdict": "fail", "error": str(exc)})
+                continue
+            accel_used = outcome.accel
+            dump_bytes = max(dump_bytes, rep["dump"].get("bytes", 0))
+            rows.append({
+                "disk": label,
+                "verdict": rep["verdict"],
+                "dump_bytes": rep["dump"].get("bytes", 0),
+                "dump_mib_s": rep["throughput_mib_s"] or 0.0,
+                "boot_s": rep["timings"].get("boot"),
+                "crash_to_verdict_s": round(rep["timings"].get("crash_to_dump_done", 0)
+                                            + rep["timings"]["validate"], 3),
+                # every oracle, the consistency sweep over every disk state among them, in dump MiB/s
+                "validate_s": round(rep["timings"]["validate"], 3),
+                "validate_mib_s": round(rep["dump"].get("bytes", 0) / MiB / rep["timings"]["validate"], 1)
+                if rep["timings"]["validate"] else 0.0,
+                "report": str(run_dir / "report.json"),
+            })
+            if not keep:  # the images are GiB-sized; the figures and logs stay
+                for big in [*run_dir.glob("*.img"), *(run_dir / "snapshot").glob("mem-*.bin")]:
+                    big.unlink(missing_ok=True)
+        runs.update(completed=len(cases))
 
     with progress.task("bench: the host's own write (qemu-img bench)"):
         host = host_write_mib_s(out, dump_bytes or memory_bytes)

@@ -4,24 +4,24 @@
         for chunk in ...:
             bar.advance(len(chunk))
 
-A phase shows as a rich.progress bar on stderr, only while stdout and stderr are both terminals:
-with stdout a pipe or a file (`dumpbed show --json | jq`, a CI log), or stderr one, not a byte is
-written, and stdout never carries any of it. `disable()` turns it off for the process
-(`dumpbed session`: the terminal is the guest's console there). Phases nest (`dumpbed bench`: a
-bar of its runs, each run's phases under it) on one live display, started by the first phase
-and erased (transient) when the last ends. Updates reach rich at most a few times a second, and
-whatever goes wrong in the display turns it off for the rest of the process without ever
-reaching the caller: a progress bar never breaks a run.
+A phase shows as a rich.progress bar on stderr, only while stdout and stderr are both terminals
+as rich judges one (the test the CLI's tables make, dumpbed.tables.is_plain: TTY_COMPATIBLE and
+FORCE_COLOR count as rich documents them): with stdout a pipe or a file (`dumpbed show --json |
+jq`, a CI log), or stderr one, not a byte is written, and stdout never carries any of it.
+`disable()` turns it off for the process (`dumpbed session`: the terminal is the guest's console
+there). Phases nest (`dumpbed bench`: a bar of its runs, each run's phases under it) on one live
+display, started by the first phase and erased (transient) when the last ends. An update only
+stores the figures in rich (its refresh thread draws them, REFRESH_PER_SECOND times a second), so
+it is cheap enough for every chunk. Whatever goes wrong in the display, at its start, in that
+thread's drawing or at its end, turns it off for the rest of the process without ever reaching
+the caller: a progress bar never breaks a run.
 """
 from __future__ import annotations
 
-import sys
 import threading
-import time
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
-MIN_INTERVAL = 0.2  # seconds between two updates of a bar handed to rich (the end always goes)
 REFRESH_PER_SECOND = 4
 
 _lock = threading.RLock()
@@ -39,17 +39,6 @@ def disable() -> None:
 
 
 @contextmanager
-def disabled() -> Iterator[None]:
-    """No progress display inside the block."""
-    global _disabled
-    before, _disabled = _disabled, True
-    try:
-        yield
-    finally:
-        _disabled = before
-
-
-@contextmanager
 def use(console) -> Iterator[None]:
     """Draw on this rich Console inside the block, terminal or not (tests)."""
     global _console, _broken
@@ -60,20 +49,26 @@ def use(console) -> Iterator[None]:
         _console = before
 
 
-def _isatty(stream) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
+def _display_console():
+    """The console a phase opened now would be drawn on, or None: use()'s, or stderr's while
+    stdout and stderr are both terminals."""
+    if _disabled or _broken:
+        return None
+    if _console is not None:
+        return _console
+    from rich.console import Console
+
+    from dumpbed.tables import is_plain
+
+    stderr = Console(stderr=True)
+    if is_plain(Console()) or is_plain(stderr):
+        return None
+    return stderr
 
 
 def active() -> bool:
     """Whether a phase opened now would be shown."""
-    if _disabled or _broken:
-        return False
-    if _console is not None:
-        return True
-    return _isatty(sys.stdout) and _isatty(sys.stderr)
+    return _display_console() is not None
 
 
 def _fail() -> None:
@@ -82,27 +77,61 @@ def _fail() -> None:
     _broken = True
     progress, _progress, _open = _progress, None, 0
     if progress is not None:
-        try:
-            progress.stop()
-        except Exception:  # noqa: BLE001: nothing of the display may reach the run
-            pass
+        _stop_quietly(progress)
 
 
-def _start():
-    """The live Progress, started with the first phase."""
-    from rich.console import Console
+def _stop_quietly(progress) -> None:
+    try:
+        progress.stop()
+    except Exception:  # noqa: BLE001: nothing of the display may reach the run
+        pass
+
+
+def _start(console):
+    """The live Progress on this console, started with the first phase."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    console = _console if _console is not None else Console(stderr=True)
-    if not console.is_terminal:
-        return None
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), _amount_column(),
                         TimeElapsedColumn(), console=console, transient=True,
                         refresh_per_second=REFRESH_PER_SECOND,
                         # stdout stays stdout: never drawn on stderr's console
                         redirect_stdout=False, redirect_stderr=True)
-    progress.start()
+    _guard_drawing(progress)
+    try:
+        progress.start()
+    except Exception:
+        _stop_quietly(progress)
+        raise
     return progress
+
+
+def _guard_drawing(progress) -> None:
+    """rich's refresh thread draws the frames, and nothing there catches what a drawing raises
+    (the thread dies, its traceback printed on stderr): a failed drawing only marks the display
+    failed instead, and draws nothing more; the caller's next update or phase end, in its own
+    thread, turns it off (_check)."""
+    live = progress.live
+    draw = live.refresh
+    progress.dumpbed_failed = False
+
+    def refresh() -> None:
+        if progress.dumpbed_failed:
+            return
+        try:
+            draw()
+        except Exception:  # noqa: BLE001: nothing of the display may reach the run
+            progress.dumpbed_failed = True
+
+    live.refresh = refresh  # the thread, start() and stop() all draw through live.refresh
+
+
+class _DisplayFailed(Exception):
+    """A drawing of the display failed (rich's refresh thread)."""
+
+
+def _check(progress) -> None:
+    if progress.dumpbed_failed:
+        raise _DisplayFailed()
 
 
 def _amount_column():
@@ -134,7 +163,6 @@ class Bar:
         self.unit = unit
         self._progress = None
         self._id = None
-        self._sent = 0.0  # when rich last heard of it
 
     # -- what callers use ------------------------------------------------------------------
 
@@ -144,33 +172,29 @@ class Bar:
 
     def update(self, completed: Optional[float] = None, total: Optional[float] = None,
                description: Optional[str] = None) -> None:
-        """Set what is given; a new total or description is shown at once."""
+        """Set what is given."""
         if completed is not None:
             self.completed = completed
-        changed = False
-        if total is not None and total != self.total:
-            self.total, changed = total, True
-        if description is not None and description != self.description:
-            self.description, changed = description, True
-        self._send(force=changed)
+        if total is not None:
+            self.total = total
+        if description is not None:
+            self.description = description
+        self._send()
 
     # -- the display -----------------------------------------------------------------------
 
     def _attach(self, progress) -> None:
         self._progress = progress
         self._id = progress.add_task(self.description, total=self.total, completed=self.completed, unit=self.unit)
-        self._sent = time.monotonic()
 
-    def _send(self, force: bool = False) -> None:
+    def _send(self) -> None:
+        """Hand the figures to rich (stored under its lock; its refresh thread draws them)."""
         if self._progress is None:
             return
-        now = time.monotonic()
-        if not force and now - self._sent < MIN_INTERVAL:
-            return
-        self._sent = now
         try:
             self._progress.update(self._id, completed=self.completed, total=self.total,
                                   description=self.description)
+            _check(self._progress)
         except Exception:  # noqa: BLE001
             with _lock:
                 self._progress = None
@@ -184,16 +208,19 @@ def task(description: str, total: Optional[float] = None, unit: str = "", comple
     global _progress, _open
     bar = Bar(description, total, unit)
     bar.completed = completed
-    if active():
-        with _lock:
-            try:
-                if _progress is None:
-                    _progress = _start()
-                if _progress is not None:
-                    bar._attach(_progress)
-                    _open += 1
-            except Exception:  # noqa: BLE001
-                _fail()
+    with _lock:
+        try:
+            if _progress is None:
+                console = _display_console()
+                if console is not None:
+                    _progress = _start(console)
+            if _progress is not None and not _disabled:
+                bar._attach(_progress)
+                _open += 1
+                _check(_progress)
+        except Exception:  # noqa: BLE001
+            bar._progress = None
+            _fail()
     try:
         yield bar
     finally:
@@ -204,10 +231,11 @@ def task(description: str, total: Optional[float] = None, unit: str = "", comple
                         _open -= 1
                         if _open == 0:
                             progress, _progress = _progress, None
-                            bar._send(force=True)  # the last phase as it ended, in the final frame
-                            progress.stop()
+                            progress.stop()  # its final frame: the last phase as it ended
+                            _check(progress)  # a frame failed: off for the rest of the process
                         else:
                             _progress.remove_task(bar._id)
+                            _check(_progress)
                 except Exception:  # noqa: BLE001
                     _fail()
             bar._progress = None
@@ -218,9 +246,8 @@ class DumpLines:
     sets it to written of total (the estimate: the body may run past it), RESTART says where the
     dump went, DONE ends it (docs/guest-interface.md, "Result channel")."""
 
-    def __init__(self, bar: Bar, label: str = "dump"):
+    def __init__(self, bar: Bar):
         self.bar = bar
-        self.label = label
 
     def __call__(self, line) -> None:
         try:
@@ -230,12 +257,12 @@ class DumpLines:
                 device = fields.get("device", "primary")
                 where = "" if device == "primary" else f" to the {device}"
                 self.bar.update(completed=written, total=max(total, written, 1),
-                                description=f"{self.label}{where}")
+                                description=f"dump{where}")
             elif line.word == "RESTART":
-                self.bar.update(completed=0, description=f"{self.label}: restarting on the {fields.get('to', '?')}")
+                self.bar.update(completed=0, description=f"dump: restarting on the {fields.get('to', '?')}")
             elif line.word == "DONE":
                 if fields.get("status") == "complete" and self.bar.total:
                     self.bar.update(completed=self.bar.total)
-                self.bar.update(description=f"{self.label}: {fields.get('status', 'done')}")
+                self.bar.update(description=f"dump: {fields.get('status', 'done')}")
         except (KeyError, ValueError, TypeError, AttributeError):
             pass  # a malformed line: the oracles judge it; the bar just does not move

@@ -36,6 +36,7 @@ ALIASES = ("memory", "fault")
 
 _RUNS = pytest.StashKey[list]()  # a test's runs, in order: (run directory, DumpbedResult or None)
 _REPORTS = pytest.StashKey[dict]()  # phase ("setup", "call", "teardown") -> passed
+_BOOT = pytest.StashKey[dict]()  # the config's: _boot_options, checked once at configure
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    _boot_options(config)  # a bad kernel, initrd or profile stops the session before any test
+    config.stash[_BOOT] = _boot_options(config)  # a bad kernel, initrd or profile stops the session here
     config.addinivalue_line(
         "markers", "dumpbed(disk=..., crash=..., fault=..., memory=..., **scenario): the defaults of the "
                    "dumpbed_run fixture's scenario (dumpbed.scenario.spec.Scenario's fields)")
@@ -278,19 +279,11 @@ def _boot_options(config: pytest.Config) -> dict:
     try:
         profile = profiles.get(out.get("profile", profiles.DEFAULT))
         if "kernel" in out or "initrd" in out:
-            boot.check(profile, out.get("kernel"), out.get("initrd"), _NO_CRASH,
-                       ("--dumpbed-kernel", "--dumpbed-initrd"))
+            # crash None: the runs' crash kinds are not known yet (each run checks its own)
+            boot.check(profile, out.get("kernel"), out.get("initrd"), None, ("--dumpbed-kernel", "--dumpbed-initrd"))
     except DumpbedError as exc:
         raise pytest.UsageError(f"dumpbed: {exc}") from None
     return out
-
-
-class _NO_CRASH:  # boot.check's crash when the runs' crash kinds are not known yet
-    name = "-"
-
-    @staticmethod
-    def needed_symbols() -> tuple:
-        return ()
 
 
 @pytest.fixture(scope="session")
@@ -299,7 +292,7 @@ def dumpbed_guest(pytestconfig: pytest.Config) -> Path:
     found in the image cache), or the --dumpbed-kernel given (then every run boots that one)."""
     from dumpbed.guests import boot, profiles
 
-    given = _boot_options(pytestconfig)
+    given = pytestconfig.stash[_BOOT]
     profile = profiles.get(given.get("profile", profiles.DEFAULT))
     return boot.prepare(profile, given.get("kernel"), given.get("initrd")).kernel
 
@@ -327,7 +320,7 @@ def dumpbed_run(request: pytest.FixtureRequest, dumpbed_guest, dumpbed_scenario)
         base = Path(out_root).absolute() / _test_dir_name(node.nodeid)
     else:
         base = request.getfixturevalue("tmp_path")
-    defaults = _merge({"accel": config.getoption("dumpbed_accel"), **_boot_options(config)},
+    defaults = _merge({"accel": config.getoption("dumpbed_accel"), **config.stash[_BOOT]},
                       _marker_defaults(node), dumpbed_scenario)
     runs: list = node.stash.setdefault(_RUNS, [])
     made: list[Path] = []

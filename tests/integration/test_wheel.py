@@ -16,6 +16,8 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 # What a wheel is built from: the packaging files and the three trees (the harness, the guest
 # sources and the image recipes the wheel carries as package data).
 SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "harness", "guest", "images")
+# Build output planted in the copied sources: the wheel must carry none of it.
+PLANTED = ("guest/build/junk.o", "guest/x.o")
 
 
 def _run(argv, cwd: Path, env=None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -32,11 +34,13 @@ def installed(tmp_path_factory):
     src.mkdir()
     for name in SOURCES:
         source = CHECKOUT / name
-        if source.is_dir():
-            shutil.copytree(source, src / name, ignore=shutil.ignore_patterns(
-                "build", "__pycache__", "*.egg-info", "*.o"))
+        if source.is_dir():  # build output and all: setup.py is what keeps it out of the wheel
+            shutil.copytree(source, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy(source, src / name)
+    for junk in PLANTED:  # whether or not the checkout has a build
+        (src / junk).parent.mkdir(parents=True, exist_ok=True)
+        (src / junk).write_bytes(b"\x7fELF not a source")
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", base / "dist", src], cwd=base)
     wheels = list((base / "dist").glob("dumpbed-*.whl"))
     assert len(wheels) == 1, wheels
@@ -59,6 +63,8 @@ def test_the_installed_package_is_the_wheels(installed):
     assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout
     data = Path(where.stdout.strip()).parent / "_data"
     assert (data / "guest" / "Makefile").is_file() and (data / "images" / "dumpbed-guest" / "recipe.toml").is_file()
+    for junk in PLANTED:
+        assert not (data / junk).exists(), junk
     assert not (data / "guest" / "build").exists()
     images = _run([venv / "bin" / "dumpbed", "list", "images"], cwd=work, env=env)
     assert "dumpbed-guest" in images.stdout and "not built" in images.stdout

@@ -31,7 +31,9 @@ class BootFiles:
 def check(profile: GuestProfile, kernel: Optional[Path], initrd: Optional[Path], crash,
           options: tuple[str, str] = ("--kernel", "--initrd")) -> None:
     """Refuse a --kernel or --initrd this profile cannot boot, before anything is built or written
-    (`options`: what the user calls them, e.g. the pytest plugin's --dumpbed-kernel)."""
+    (`options`: what the user calls them, e.g. the pytest plugin's --dumpbed-kernel), or lacking
+    the symbols `crash` (a crash kind) checks; crash None: the crash is not known yet, no symbols
+    asked for."""
     kopt, iopt = options
     if kernel is None:
         if initrd is not None:
@@ -48,7 +50,7 @@ def check(profile: GuestProfile, kernel: Optional[Path], initrd: Optional[Path],
                                "kernel")
         if not Path(initrd).is_file():
             raise DumpbedError(f"{iopt} {initrd}: no such file")
-    if crash.needed_symbols() and profile.symbols(Path(kernel)) is None:
+    if crash is not None and crash.needed_symbols() and profile.symbols(Path(kernel)) is None:
         raise DumpbedError(f"--crash {crash.name} checks where the crash happened against the kernel's symbols "
                            f"({', '.join(crash.needed_symbols())}): guest profile {profile.name} finds none for "
                            f"{kopt} {kernel} (dumpbed's guest: {Path(kernel).with_suffix('.elf64').name} beside it)")

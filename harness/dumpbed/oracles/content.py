@@ -147,9 +147,44 @@ def check_content(
 
     problems: list[str] = []
     base = dump.partition_offset
-    with progress.task("compare with the snapshot", unit="bytes",
-                       total=sum(a.length for a in dump.areas if not a.volatile and dump.area_written(a))) as bar:
-        _compare(dump, image, snapshot, base, stats, problems, bar)
+    areas = list(_compared_areas(dump, stats))
+    with progress.task("compare with the snapshot", unit="bytes", total=sum(a.length for a in areas)) as bar:
+        for area in areas:  # 16 MiB at a time (bar: the bytes compared)
+            label = f"area {area.index} ({area.name})"
+            first_bad = None
+            area_bad = 0
+            for phys, n, region in snapshot.pieces(area.phys_addr, area.length):
+                if region is None:
+                    stats.bytes_uncovered += n
+                    bar.advance(n)
+                    problems.append(f"{label}: phys 0x{phys:x}..0x{phys + n:x} is not in the snapshot")
+                    continue
+                for pos in range(0, n, _STEP):
+                    length = min(_STEP, n - pos)
+                    disk = base + area.disk_offset + (phys - area.phys_addr) + pos
+                    dumped = image.read(disk, length)
+                    truth = snapshot.read(region, phys + pos, length)
+                    stats.bytes_checked += length
+                    bar.advance(length)
+                    if dumped == truth:
+                        continue
+                    present = len(dumped)
+                    if present < length:  # past the end of a truncated image
+                        dumped += bytes(length - present)
+                    diff = np.frombuffer(dumped, np.uint8) != np.frombuffer(truth, np.uint8)
+                    diff[present:] = True  # missing bytes differ, even where the snapshot holds zeros
+                    area_bad += int(np.count_nonzero(diff))
+                    if first_bad is None:
+                        i = int(np.flatnonzero(diff)[0])
+                        first_bad = (phys + pos + i, disk + i, dumped[i], truth[i])
+            stats.areas_checked += 1
+            if area_bad:
+                stats.bytes_mismatched += area_bad
+                addr, disk, got, want = first_bad
+                problems.append(
+                    f"{label}: first mismatch at phys 0x{addr:x} (disk offset 0x{disk:x}): dump 0x{got:02x}, "
+                    f"snapshot 0x{want:02x}; {area_bad} bytes differ"
+                )
     if stats.bytes_checked == 0 and not problems and dump.header.complete:
         problems.append("no non-volatile area was written: nothing compared")
     partial = f"; {stats.bytes_unwritten} bytes beyond body_written not compared" if stats.bytes_unwritten else ""
@@ -161,48 +196,13 @@ def check_content(
     return make_check("content", problems, ok_detail), stats
 
 
-def _compare(dump: dumpfmt.Dump, image: dumpfmt.Image, snapshot: Snapshot, base: int, stats: ContentStats,
-             problems: list[str], bar) -> None:
-    """check_content's comparison, area by area, 16 MiB at a time (bar: the bytes compared)."""
+def _compared_areas(dump: dumpfmt.Dump, stats: ContentStats):
+    """The areas whose bytes are compared, in order: neither VOLATILE nor beyond body_written (a
+    partial dump); those left out are counted in stats as they go by."""
     for area in dump.areas:
-        label = f"area {area.index} ({area.name})"
         if area.volatile:
             stats.bytes_volatile += area.length
-            continue
-        if not dump.area_written(area):
+        elif not dump.area_written(area):
             stats.bytes_unwritten += area.length
-            continue
-        first_bad = None
-        area_bad = 0
-        for phys, n, region in snapshot.pieces(area.phys_addr, area.length):
-            if region is None:
-                stats.bytes_uncovered += n
-                bar.advance(n)
-                problems.append(f"{label}: phys 0x{phys:x}..0x{phys + n:x} is not in the snapshot")
-                continue
-            for pos in range(0, n, _STEP):
-                length = min(_STEP, n - pos)
-                disk = base + area.disk_offset + (phys - area.phys_addr) + pos
-                dumped = image.read(disk, length)
-                truth = snapshot.read(region, phys + pos, length)
-                stats.bytes_checked += length
-                bar.advance(length)
-                if dumped == truth:
-                    continue
-                present = len(dumped)
-                if present < length:  # past the end of a truncated image
-                    dumped += bytes(length - present)
-                diff = np.frombuffer(dumped, np.uint8) != np.frombuffer(truth, np.uint8)
-                diff[present:] = True  # missing bytes differ, even where the snapshot holds zeros
-                area_bad += int(np.count_nonzero(diff))
-                if first_bad is None:
-                    i = int(np.flatnonzero(diff)[0])
-                    first_bad = (phys + pos + i, disk + i, dumped[i], truth[i])
-        stats.areas_checked += 1
-        if area_bad:
-            stats.bytes_mismatched += area_bad
-            addr, disk, got, want = first_bad
-            problems.append(
-                f"{label}: first mismatch at phys 0x{addr:x} (disk offset 0x{disk:x}): dump 0x{got:02x}, "
-                f"snapshot 0x{want:02x}; {area_bad} bytes differ"
-            )
+        else:
+            yield area
