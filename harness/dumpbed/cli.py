@@ -237,13 +237,14 @@ def cmd_list(args) -> int:
         for profile in profiles.PROFILES.values():
             print(f"{profile.name:12} {profile.summary} ({profile.interface}; image {profile.recipe})")
     elif args.what == "images":
-        from dumpbed.guests import recipes
+        from dumpbed.guests import profiles, recipes
 
         for name in recipes.names():
             recipe = recipes.load(name)
             image = recipes.cached(recipe)
             state = f"built: {image.kernel}" if image else "not built (dumpbed build-image builds it)"
-            print(f"{name:16} profile {recipe.profile}; {state}")
+            speakers = [p.name for p in profiles.PROFILES.values() if p.recipe == name]  # the profile names its recipe
+            print(f"{name:16} {recipe.summary}\n{'':16} profile {', '.join(speakers) or '-'}; {state}")
     elif args.what == "components":
         from dumpbed.oracles import samples
 
@@ -303,7 +304,7 @@ def cmd_netdumpd(args) -> int:
     from dumpbed.units import format_size, parse_size
 
     # Every option is checked, the image's GPT read and the port bound before a file is written
-    host, port = netserver.parse_listen(args.listen)
+    listen = netserver.parse_listen(args.listen) if args.listen_fd is None else None
     if args.image and args.size:
         raise DumpbedError("--size goes with --dir (an --image's dump partition has the size its GPT gives)")
     if args.dir and args.dump_id:
@@ -330,7 +331,7 @@ def cmd_netdumpd(args) -> int:
         _output(lambda: print(line, flush=True))
 
     server = netserver.NetdumpServer(images, events=args.log, max_dumps=args.max_dumps, notify=notify)
-    sock = netserver.bind(host, port)
+    sock = netserver.bind(*listen) if listen else netserver.adopt(args.listen_fd)
     print(f"dumpbed: netdumpd listening on {netserver.client_text(sock.getsockname())}: {where}; "
           f"events in {server.events_path}", file=sys.stderr, flush=True)
     why = netserver.serve(server, sock)
@@ -462,8 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ndd = sub.add_parser("netdumpd", help="the network dump server: writes the dumps guests send over UDP into "
                                           "dump disk images (docs/netdumpd.md)")
-    ndd.add_argument("--listen", default="0.0.0.0:20023", metavar="HOST:PORT",
-                     help="the UDP address to listen on (default %(default)s; port 0: any free one)")
+    listen = ndd.add_mutually_exclusive_group()
+    listen.add_argument("--listen", default="0.0.0.0:20023", metavar="HOST:PORT",
+                        help="the UDP address to listen on (default %(default)s; port 0: any free one)")
+    listen.add_argument("--listen-fd", type=int, metavar="N",
+                        help="listen on file descriptor N: a UDP socket a parent process bound (the harness's)")
     where = ndd.add_mutually_exclusive_group(required=True)
     where.add_argument("--image", metavar="PATH",
                        help="write the dump into this dump disk image's GPT dump partition (the harness's)")

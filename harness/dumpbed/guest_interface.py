@@ -25,6 +25,7 @@ class Errno(IntEnum):
     EMSGSIZE = 90
     ENOTSUP = 95
     ETIMEDOUT = 110
+    ESTALE = 116
 
 
 def errno_name(value: int) -> str:

@@ -21,10 +21,8 @@ from dumpbed.net import protocol
 from dumpbed.net.link import BOTH, TO_GUEST, TO_SERVER, Faults, Link
 from dumpbed.net.protocol import Message, MsgType
 
-GUEST_MAC = bytes.fromhex("525400123456")
-GUEST_IP = bytes([10, 0, 2, 15])
-SERVER_MAC = bytes.fromhex("525400db0002")
-SERVER_IP = bytes([10, 0, 2, 2])
+GUEST_MAC, GUEST_IP = link_mod.GUEST_MAC, link_mod.GUEST_IP  # 52:54:00:12:34:56, 10.0.2.15
+SERVER_MAC, SERVER_IP = link_mod.SERVER_MAC, link_mod.SERVER_IP  # 52:54:00:db:00:02, 10.0.2.2
 DUMP_ID = bytes(range(16))
 BLOCK = 512
 
@@ -137,7 +135,10 @@ class Server:
             self.got.append((time.monotonic(), d, addr))
             if not self.answer:
                 continue
-            m = protocol.decode(d)
+            try:
+                m = protocol.decode(d)
+            except protocol.MalformedMessage:
+                continue  # dropped unanswered, as the server does
             if m.type in (MsgType.QUERY, MsgType.HERALD):
                 reply = protocol.room_ack(m, 1 << 30, BLOCK, 8704, 32)
             else:
@@ -223,11 +224,11 @@ def test_datagrams_are_forwarded_both_ways_with_correct_checksums(make_link, ser
     assert {addr for _, _, addr in server.got} == {link.local_address}
     assert link.local_address[0] == "127.0.0.1"
     c = link.stop()
-    assert c["frames_from_guest"] == c["frames_to_guest"] == len(sent)
+    assert c[TO_SERVER]["frames_in"] == c[TO_SERVER]["frames_out"] == len(sent)
+    assert c[TO_GUEST]["frames_in"] == c[TO_GUEST]["frames_out"] == len(sent)
     assert c[TO_SERVER]["messages"] == {"QUERY": 1, "HERALD": 1, "DATA": 10, "FLUSH": 1, "FINISH": 1}
     assert c[TO_GUEST]["messages"] == {"QUERY-ACK": 1, "HERALD-ACK": 1, "DATA-ACK": 10, "FLUSH-ACK": 1,
                                        "FINISH-ACK": 1}
-    assert c["retransmissions"] == 0 and c["server_duplicates"] == 0
     assert c["guest"] == {"mac": "52:54:00:12:34:56", "ip": "10.0.2.15", "port": 20024}
 
 
@@ -285,15 +286,39 @@ def test_replies_from_another_address_are_ignored(make_link, server):
     assert guest.recv(0.2) is None
 
 
-def test_retransmissions_and_server_duplicates_are_counted(make_link, server):
+def test_repeated_messages_go_through_and_are_counted_by_type(make_link, server):
     link, guest = make_link()
     for seq in (2, 3, 3, 4, 3):
         guest.send(udp_frame(data(seq)))
     until(lambda: len(server.got) == 5, what="five datagrams")
+    assert [m.seq for m in server.messages()] == [2, 3, 3, 4, 3]  # a retransmission is the guest's business
     assert len(guest.recv_all()) == 5
     c = link.stop()
-    assert c["retransmissions"] == 2 and c["retransmissions_by_type"] == {"DATA": 2}
-    assert c["server_duplicates"] == 2
+    assert c[TO_SERVER]["messages"] == {"DATA": 5} and c[TO_GUEST]["messages"] == {"DATA-ACK": 5}
+
+
+def test_a_datagram_to_the_server_port_that_is_no_message_is_counted_malformed(make_link, server):
+    link, guest = make_link()
+    guest.send(udp_frame(b"not a netdump message" * 3))
+    until(lambda: len(server.got) == 1, what="the datagram")  # forwarded: the server drops it
+    c = link.counters()
+    assert c[TO_SERVER]["messages"] == {"malformed": 1}
+
+
+def test_peek_reads_the_header_as_decode_does_without_the_crc():
+    for m in (Message(MsgType.DATA, False, 7, DUMP_ID, 4096, 0, bytes(1024)),
+              Message(MsgType.FINISH, True, 9, DUMP_ID, 0, 28),
+              Message(MsgType.QUERY, False, 0, bytes(16))):
+        raw = protocol.encode(m)
+        assert protocol.peek(raw) == (m.type, m.ack, m.seq, m.offset, len(m.payload), m.dump_id)
+        assert protocol.peek(memoryview(raw)).name == m.name
+        bad_crc = bytearray(raw)
+        bad_crc[-1 if m.payload else 47] ^= 1
+        assert protocol.peek(bytes(bad_crc)) == protocol.peek(raw)  # the CRC32C is decode's to check
+    good = protocol.encode(Message(MsgType.DATA, False, 7, DUMP_ID, 0, 0, bytes(512)))
+    for damaged in (good[:47], good[:-1], b"XXXX" + good[4:], good[:4] + b"\x02" + good[5:],
+                    good[:5] + b"\x09" + good[6:], good[:7] + b"\x28" + good[8:]):
+        assert protocol.peek(damaged) is None
 
 
 # -- faults ---------------------------------------------------------------------------------------
@@ -354,8 +379,7 @@ def test_duplicate(make_link, server):
     assert c[TO_SERVER]["duplicated"] == n
     assert len(got) == 2 * n + c[TO_GUEST]["duplicated"]
     assert 0.35 < c[TO_GUEST]["duplicated"] / (2 * n) < 0.65
-    assert c["server_duplicates"] == n  # the server acknowledged every DATA twice
-    assert c["retransmissions"] == 0  # the link's duplicates are not the guest's retransmissions
+    assert c[TO_GUEST]["frames_in"] == 2 * n  # the server acknowledged every DATA twice
 
 
 def test_reorder_swaps_a_frame_with_the_next_one(make_link, server):
@@ -442,8 +466,9 @@ def test_delay_is_measured_and_keeps_the_order(make_link, server):
 
 
 def test_faults_for_both_directions_at_construction(make_link, server):
-    link, guest = make_link(faults=Faults(drop=1.0), to_guest=Faults(delay_ms=1))
-    assert link.faults(TO_SERVER).drop == 1.0 and link.faults(TO_GUEST) == Faults(delay_ms=1)
+    link, guest = make_link(to_server=Faults(drop=1.0), to_guest=Faults(delay_ms=1))
+    faults = link.counters()["faults"]
+    assert faults[TO_SERVER] == Faults(drop=1.0).as_dict() and faults[TO_GUEST] == Faults(delay_ms=1).as_dict()
 
 
 def test_faults_change_while_running(make_link, server):
@@ -451,7 +476,8 @@ def test_faults_change_while_running(make_link, server):
     guest.send(udp_frame(data(2)))
     assert guest.recv() is not None
     link.set_faults(Faults(drop=1.0), TO_SERVER, why="the crash")
-    assert link.faults(TO_SERVER).drop == 1.0 and link.faults(TO_GUEST).drop == 0.0
+    faults = link.counters()["faults"]
+    assert faults[TO_SERVER]["drop"] == 1.0 and faults[TO_GUEST]["drop"] == 0.0
     guest.send(udp_frame(data(3)))
     assert guest.recv(0.3) is None
     link.set_faults(Faults(), BOTH)
@@ -485,13 +511,14 @@ def test_faults_change_while_running(make_link, server):
 def test_partition_at_an_offset_stops_everything_after_it(make_link, server):
     blocks = 17  # 8704 bytes a DATA
     at = 5 * blocks * BLOCK + 100  # inside DATA number 5 (seq 7)
-    link, guest = make_link(partition_at=at)
+    link, guest = make_link()
+    link.partition_at(at)
     fired = []
     link.on_offset(3 * blocks * BLOCK, lambda m: fired.append((m.seq, len(server.got), threading.current_thread().name)))
     for seq in range(2, 12):
         guest.send(udp_frame(data(seq, blocks)))
         time.sleep(0.01)
-    assert link.wait_partition(2)
+    until(lambda: link.partitioned, 2, what="the partition")
     time.sleep(0.1)
     assert [m.seq for m in server.messages()] == [2, 3, 4, 5, 6]  # seq 7 reaches `at`: stopped with it
     assert len(guest.recv_all()) == 5
@@ -563,7 +590,7 @@ def test_pcap_holds_the_guests_frames_before_faults_and_the_guests_after(make_li
     assert frames == [sent[0], reply, sent[1], sent[2], udp_frame(data(4)), ack]
     times = [t for t, _ in pcap]
     assert t0 <= times[0] and times == sorted(times) and times[-1] <= time.time()
-    assert len(pcap) == c["frames_from_guest"] + c["frames_to_guest"]
+    assert len(pcap) == c[TO_SERVER]["frames_in"] + c[TO_GUEST]["frames_out"]
 
 
 def test_link_json_has_the_counters(make_link, server):
@@ -575,7 +602,7 @@ def test_link_json_has_the_counters(make_link, server):
     link.stop()
     c = json.loads(link.json_path.read_text())
     assert c["seed"] == 9 and c["server"] == "{}:{}".format(*server.address)
-    assert c["frames_from_guest"] == 2 and c["frames_to_guest"] == 2
+    assert c[TO_SERVER]["frames_in"] == 2 and c[TO_GUEST]["frames_out"] == 2
     for d in (TO_SERVER, TO_GUEST):
         assert set(link_mod._Dir.COUNTERS) <= set(c[d])
     assert c[TO_GUEST]["delayed"] == 1
@@ -613,10 +640,10 @@ def test_stop_leaves_no_thread_and_no_socket(tmp_path, server):
         other.start()
 
 
-def test_netdev_argument(tmp_path, server):
+def test_qemu_fd_is_gone_once_closed(tmp_path, server):
     link = Link(server.address, tmp_path / "l")
     try:
-        assert link.netdev_arg("n0") == f"dgram,id=n0,local.type=fd,local.str={link.qemu_fd}"
+        assert link.qemu_fd >= 0
         link.close_qemu_end()
         with pytest.raises(DumpbedError):
             link.qemu_fd
@@ -659,10 +686,13 @@ PEERS = textwrap.dedent("""
 """)
 
 
+MIN_FRAMES_PER_SECOND = 500  # far below what the link does (~20k a second): a link gone wrong, not a slow host
+
+
 @pytest.mark.parametrize("window", [32])
 def test_throughput(tmp_path, window):
-    """The link forwarding a 64 MiB dump's DATA (8000 x 8704 bytes) and their ACKs, with the guest
-    and the server in another process: printed, not asserted as a timing."""
+    """The link forwards a 64 MiB dump's DATA (8000 x 8704 bytes) and their ACKs, with the guest
+    and the server in another process: every DATA acknowledged, at a generous minimum rate."""
     n = 8000
     srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     srv.bind(("127.0.0.1", 0))
@@ -677,15 +707,6 @@ def test_throughput(tmp_path, window):
             pass_fds=(link.qemu_fd, srv.fileno()), stdout=subprocess.PIPE, env=env)
         link.close_qemu_end()
         srv.close()
-        run = link._run
-
-        def timed_run():  # the link's thread's own CPU time
-            t = time.thread_time()
-            run()
-            link_cpu.append(time.thread_time() - t)
-
-        link_cpu: list[float] = []
-        link._run = timed_run
         with link:
             out, _ = peers.communicate(timeout=120)
     finally:
@@ -696,13 +717,9 @@ def test_throughput(tmp_path, window):
         srv.close()
     result = json.loads(out)
     c = link.counters()
-    frames = c["frames_from_guest"] + c["frames_to_guest"]
-    rate = frames / result["seconds"]
-    mib = n * 8704 / result["seconds"] / (1 << 20)
-    print(f"\nlink throughput (window {window}): {frames} frames in {result['seconds']:.2f} s = "
-          f"{rate:,.0f} frames/s through the link ({n / result['seconds']:,.0f} DATA + as many ACKs a second, "
-          f"{mib:.0f} MiB/s of dump data); the link's thread used {link_cpu[0]:.2f} s of CPU "
-          f"({link_cpu[0] / frames * 1e6:.1f} us a frame: {frames / link_cpu[0]:,.0f} frames/s at full use), "
-          f"the peers {result['peer_cpu']:.2f} s")
     assert result["acked"] == n
-    assert c["frames_from_guest"] == n and c[TO_SERVER]["frames_out"] == n and c["frames_to_guest"] == n
+    assert c[TO_SERVER]["frames_in"] == c[TO_SERVER]["frames_out"] == n
+    assert c[TO_GUEST]["frames_in"] == c[TO_GUEST]["frames_out"] == n
+    assert c[TO_SERVER]["messages"] == {"DATA": n} and c[TO_GUEST]["messages"] == {"DATA-ACK": n}
+    rate = 2 * n / result["seconds"]
+    assert rate > MIN_FRAMES_PER_SECOND, f"{rate:.0f} frames/s through the link"

@@ -17,6 +17,7 @@ import pytest
 
 from dumpbed import cli
 from dumpbed.capture import blklog
+from dumpbed.guest_interface import Errno
 from dumpbed.images import gpt
 from dumpbed.images.layout import DiskLayout
 from dumpbed.net import protocol
@@ -173,7 +174,7 @@ def test_duplicates_are_acknowledged_again_and_not_written_again(image, server):
     assert log_size(path) == after_flush > before
     log = blklog.read(blklog.log_path(path))
     assert [e.is_flush for e in log.entries] == [False, True]
-    assert server.counts["duplicates"] == 5
+    assert server.counts["duplicate"] == 5
     evs = events(path.parent / netserver.EVENTS_FILE)
     assert [e["event"] for e in evs] == ["herald", "duplicate", "write", "duplicate", "duplicate", "duplicate",
                                          "flush", "duplicate"]
@@ -184,11 +185,11 @@ def test_a_refused_message_is_refused_again_when_retransmitted(image, server):
     guest = Guest(server)
     guest.herald()
     bad = guest.message(MsgType.DATA, size, b"\0" * 512)
-    assert guest.one(bad).status == netserver.ENOSPC
-    assert guest.one(bad).status == netserver.ENOSPC
+    assert guest.one(bad).status == Errno.ENOSPC
+    assert guest.one(bad).status == Errno.ENOSPC
     evs = events(path.parent / netserver.EVENTS_FILE)[-2:]
     assert [(e["event"], e["type"], e["offset"], e["bytes"], e["status"]) for e in evs] == [
-        ("refused", "DATA", size, 512, netserver.ENOSPC), ("duplicate", "DATA", size, 512, netserver.ENOSPC)]
+        ("refused", "DATA", size, 512, Errno.ENOSPC), ("duplicate", "DATA", size, 512, Errno.ENOSPC)]
 
 
 def test_reordered_data_is_fine(image, server):
@@ -216,7 +217,7 @@ def test_flush_with_a_lower_seq_missing_is_eio(image, server):
     lost = guest.message(MsgType.DATA, 0, b"x" * 512)  # never arrives
     guest.data(512, b"y" * 512)
     ack = guest.flush()
-    assert (ack.type, ack.status) == (MsgType.FLUSH, netserver.EIO)
+    assert (ack.type, ack.status) == (MsgType.FLUSH, Errno.EIO)
     assert not any(e.is_flush for e in blklog.read(blklog.log_path(path)).entries)
     # once the missing one came, a new FLUSH is taken
     assert guest.one(lost).status == 0
@@ -224,13 +225,13 @@ def test_flush_with_a_lower_seq_missing_is_eio(image, server):
 
 
 @pytest.mark.parametrize("offset, length, status", [
-    ("end", 512, netserver.ENOSPC),  # just past the end
-    ("end-512", 1024, netserver.ENOSPC),  # straddles the end
-    ("far", 512, netserver.ENOSPC),
-    (100, 512, netserver.EINVAL),  # not block-aligned
-    (0, 700, netserver.EINVAL),  # not whole blocks
-    (0, 0, netserver.EINVAL),  # no block at all
-    (0, 8704 + 512, netserver.EINVAL),  # more than max_data
+    ("end", 512, Errno.ENOSPC),  # just past the end
+    ("end-512", 1024, Errno.ENOSPC),  # straddles the end
+    ("far", 512, Errno.ENOSPC),
+    (100, 512, Errno.EINVAL),  # not block-aligned
+    (0, 700, Errno.EINVAL),  # not whole blocks
+    (0, 0, Errno.EINVAL),  # no block at all
+    (0, 8704 + 512, Errno.EINVAL),  # more than max_data
 ])
 def test_data_outside_the_rules_is_refused_and_not_written(image, server, offset, length, status):
     path, part, size = image
@@ -247,33 +248,27 @@ def test_data_outside_the_rules_is_refused_and_not_written(image, server, offset
 
 def test_max_data_and_window_are_the_smaller_of_the_guests_and_the_servers(tmp_path):
     path, _, size = make_image(tmp_path / "dump.img", block=4096)
-    srv = netserver.NetdumpServer(netserver.OneImage(path), mtu=9000)
+    srv = netserver.NetdumpServer(netserver.OneImage(path))  # the link's MTU, 9000: 8192 in 4096-byte blocks
     assert Guest(srv, block=4096, max_data=65536, window=100).herald().room() == (size, 4096, 8192, 64)
     srv.close()
-    srv = netserver.NetdumpServer(netserver.OneImage(path), mtu=9000)
+    srv = netserver.NetdumpServer(netserver.OneImage(path))
     assert Guest(srv, block=4096, max_data=12345, window=8).herald().room() == (size, 4096, 8192, 8)
-    srv.close()
-    # at MTU 1500 not one 4096-byte block fits a DATA: the HERALD is refused
-    srv = netserver.NetdumpServer(netserver.OneImage(path), mtu=1500)
-    ack = Guest(srv, block=4096).herald()
-    assert ack.status == netserver.EINVAL and ack.room() == (size, 4096, 0, 64)
     srv.close()
 
 
 def test_herald_with_the_wrong_block_size_or_no_room_is_refused(image, server):
     for kwargs in ({"block": 4096}, {"max_data": 100}, {"window": 0}):
         ack = Guest(server, **kwargs).herald()
-        assert ack.status == netserver.EINVAL
+        assert ack.status == Errno.EINVAL
         assert ack.room()[0] == image[2]  # the room comes along anyway
     assert server.started == 0
     assert Guest(server, max_data=1024).herald().room() == (image[2], 512, 1024, 32)
 
 
-def test_a_herald_at_mtu_1500_gets_1024(tmp_path):
-    path, _, size = make_image(tmp_path / "dump.img")
-    srv = netserver.NetdumpServer(netserver.OneImage(path), mtu=1500)
-    assert Guest(srv).herald().room() == (size, 512, 1024, 32)
-    srv.close()
+def test_max_data_is_whole_blocks_after_the_headers():
+    assert protocol.max_data_for(9000, 512) == 8704 and protocol.max_data_for(9000, 4096) == 8192
+    assert protocol.max_data_for(1500, 512) == 1024
+    assert protocol.max_data_for(1500, 4096) == 0  # not one block fits: a HERALD would be refused
 
 
 @pytest.mark.parametrize("damage", ["crc", "truncated", "magic", "version", "header_bytes", "short", "empty",
@@ -358,8 +353,8 @@ def test_after_finish_data_is_estale(image, server):
     finish = guest.message(MsgType.FINISH)
     assert guest.one(finish).status == 0
     size = log_size(image[0])
-    assert guest.data(512, b"l" * 512).status == netserver.ESTALE
-    assert guest.flush().status == netserver.ESTALE
+    assert guest.data(512, b"l" * 512).status == Errno.ESTALE
+    assert guest.flush().status == Errno.ESTALE
     assert guest.one(early).status == 0  # a duplicate from before is answered as it was
     assert guest.one(finish).status == 0
     assert log_size(image[0]) == size
@@ -376,7 +371,7 @@ def test_standalone_creates_an_image_per_dump_that_find_dump_partition_finds(tmp
     assert gpt.find_dump_partition(path) == (MiB, 8 * MiB, 512)
     assert path.stat().st_blocks * 512 < path.stat().st_size  # sparse
     guest.write(8 * MiB - 8704, b"\x5a" * 8704)  # the partition's last bytes
-    assert guest.data(8 * MiB, b"\0" * 512).status == netserver.ENOSPC
+    assert guest.data(8 * MiB, b"\0" * 512).status == Errno.ENOSPC
     assert guest.finish().status == 0
     other = Guest(srv, dump_id=OTHER_ID)  # another dump of the same client: another image
     assert other.herald().status == 0
@@ -390,7 +385,7 @@ def test_standalone_creates_an_image_per_dump_that_find_dump_partition_finds(tmp
     assert (tmp_path / "dumps" / netserver.EVENTS_FILE).exists()
     # an image that already exists (the server restarted) is never clobbered
     srv = netserver.NetdumpServer(netserver.ImageDir(tmp_path / "dumps", 8 * MiB))
-    assert Guest(srv).herald().status == netserver.EEXIST
+    assert Guest(srv).herald().status == Errno.EEXIST
     srv.close()
 
 
@@ -398,7 +393,7 @@ def test_max_dumps_refuses_more_dumps_and_says_when_done(tmp_path):
     srv = netserver.NetdumpServer(netserver.ImageDir(tmp_path, MiB), max_dumps=1)
     guest = Guest(srv)
     guest.herald()
-    assert Guest(srv, dump_id=OTHER_ID).herald().status == netserver.EBUSY
+    assert Guest(srv, dump_id=OTHER_ID).herald().status == Errno.EBUSY
     assert not srv.done
     guest.finish()
     assert srv.done
@@ -437,8 +432,8 @@ def test_seqs_far_ahead_of_the_window_are_refused(image, server):
     guest = Guest(server)
     guest.herald()
     ack = guest.one(guest.message(MsgType.DATA, 0, b"f" * 512, seq=2 + netserver.SEQ_SPAN))
-    assert ack.status == netserver.EINVAL
-    assert guest.one(guest.message(MsgType.DATA, 0, b"f" * 512, seq=1)).status == netserver.EINVAL
+    assert ack.status == Errno.EINVAL
+    assert guest.one(guest.message(MsgType.DATA, 0, b"f" * 512, seq=1)).status == Errno.EINVAL
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -456,6 +451,8 @@ def test_seqs_far_ahead_of_the_window_are_refused(image, server):
     (["--dir", "out", "--max-dumps", "0"], "at least 1"),
     (["--dir", "out", "--log", "nowhere/events.jsonl"], "not a file in an existing directory"),
     (["--image", "dump.img", "--dir", "out"], "not allowed with argument"),
+    (["--dir", "out", "--listen", ":0", "--listen-fd", "3"], "not allowed with argument"),
+    (["--dir", "out", "--listen-fd", "987"], "--listen-fd 987: not an open socket"),
     ([], "one of the arguments --image --dir is required"),
 ])
 def test_bad_options_are_one_line_errors_before_anything_is_written(tmp_path, monkeypatch, capsys, args, message):
@@ -486,20 +483,37 @@ def test_a_port_in_use_is_an_error(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_the_server_on_a_thread_answers_over_udp_and_closes_its_files(tmp_path):
-    srv = netserver.NetdumpServer(netserver.ImageDir(tmp_path, MiB))
-    with netserver.ServerThread(srv, netserver.bind("127.0.0.1", 0)) as thread:
-        assert thread.running and (tmp_path / netserver.EVENTS_FILE).exists()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(5)
+def test_netdumpd_on_a_socket_its_parent_bound_syncs_an_unfinished_dump_at_sigterm(tmp_path):
+    """As the harness runs it: the socket bound here, handed over with --listen-fd."""
+    sock = netserver.bind("127.0.0.1", 0)
+    address = sock.getsockname()
+    env = dict(os.environ, PYTHONPATH=str(Path(cli.__file__).resolve().parents[1]))
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "dumpbed.cli", "netdumpd", "--listen-fd", str(sock.fileno()),
+                                 "--dir", str(tmp_path), "--size", "1M"], pass_fds=(sock.fileno(),),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    finally:
+        sock.close()  # the server's copy is the one
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as guest:
+            guest.settimeout(20)  # sent before the server runs: the datagram waits in its socket
             for m in (Message(MsgType.HERALD, False, 1, DUMP_ID, payload=protocol.HERALD.pack(512, 8704, 32)),
                       Message(MsgType.DATA, False, 2, DUMP_ID, 0, payload=b"t" * 1024)):
-                sock.sendto(protocol.encode(m), thread.address)
-                reply = protocol.decode(sock.recv(65536))
+                guest.sendto(protocol.encode(m), address)
+                reply = protocol.decode(guest.recv(65536))
                 assert (reply.type, reply.seq, reply.status) == (m.type, m.seq, 0)
-    assert not thread.running and thread.why == "stopped"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert f"listening on 127.0.0.1:{address[1]}" in err and "stopped (SIGTERM)" in err, err
+    assert "unfinished: 1 writes" in out, out
     log = blklog.read(tmp_path / f"127.0.0.1-{DUMP_ID.hex()}.writes")  # unfinished: synced at the stop
     assert [e.is_flush for e in log.entries] == [False, True] and log.superblock_entries == 2
+    assert [e["event"] for e in events(tmp_path / netserver.EVENTS_FILE)] == ["herald", "write"]
 
 
 def _free_port() -> int:

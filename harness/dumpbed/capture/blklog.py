@@ -23,9 +23,11 @@ follows no write (`bdrv_co_flush`: flushed_gen == write_gen). So the device's ow
 what reached the disk, and in which order.
 
 Pure: reads files, no QEMU. Data stays on disk: an entry knows where its bytes are in the log.
+WriteLogWriter writes the same format (the dump server's log of its pwrites, net/server.py).
 """
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from dataclasses import dataclass
@@ -37,8 +39,8 @@ MAGIC = 0x6A736677736872
 VERSION = 1
 FLAG_FLUSH, FLAG_FUA, FLAG_DISCARD, FLAG_MARK = 1, 2, 4, 8
 _KNOWN_FLAGS = FLAG_FLUSH | FLAG_FUA | FLAG_DISCARD | FLAG_MARK
-_SUPER = struct.Struct("<QQQI")
-_ENTRY = struct.Struct("<QQQQ")
+_SUPER = struct.Struct("<QQQI")  # magic, version, nr_entries, sector size
+_ENTRY = struct.Struct("<QQQQ")  # sector, nr_sectors, flags, data_len
 LOG_SUFFIX = ".writes"  # dump.img -> dump.writes
 SECTOR_SIZE = 512  # the log sector size the harness gives blklogwrites (log-sector-size)
 
@@ -162,3 +164,62 @@ def read(path: str | Path) -> WriteLog:
                                  if not flags & FLAG_FLUSH else 0, flags, at + sector_size))
             at += sector_size + data_bytes
     return WriteLog(path, sector_size, entries, nr_entries, cut)
+
+
+def pwrite_all(fd: int, parts, offset: int) -> None:
+    """Write the buffers `parts` one after another at `offset` (os.pwritev, again after a short
+    write); an OSError if the file takes nothing."""
+    views = [memoryview(p).cast("B") for p in parts if len(p)]
+    while views:
+        done = os.pwritev(fd, views, offset)
+        if done <= 0:
+            raise OSError(errno.EIO, "short write")
+        offset += done
+        while views and done >= len(views[0]):
+            done -= len(views.pop(0))
+        if done:
+            views[0] = views[0][done:]
+
+
+class WriteLogWriter:
+    """Appends writes and flushes to a write log as QEMU's blklogwrites does: a superblock in
+    log sector 0, then per write a sector (sector, nr_sectors, flags 0, data_len 0) and its data,
+    per flush a sector with flags FLUSH; sectors and sizes in SECTOR_SIZE log sectors of the
+    whole disk. The superblock's entry count is rewritten at each flush and at close."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.sector = SECTOR_SIZE
+        self.entries = 0
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        self._at = self.sector
+        self._superblock()
+
+    def _superblock(self) -> None:
+        pwrite_all(self._fd, [_SUPER.pack(MAGIC, VERSION, self.entries, self.sector).ljust(self.sector, b"\0")], 0)
+
+    def _entry(self, sector: int, nr_sectors: int, flags: int) -> bytes:
+        return _ENTRY.pack(sector, nr_sectors, flags, 0).ljust(self.sector, b"\0")
+
+    def write(self, disk_offset: int, data) -> None:
+        if disk_offset % self.sector or len(data) % self.sector:
+            raise ValueError(f"a write of {len(data)} bytes at {disk_offset} is not whole log sectors")
+        pwrite_all(self._fd, [self._entry(disk_offset // self.sector, len(data) // self.sector, 0), data], self._at)
+        self._at += self.sector + len(data)
+        self.entries += 1
+
+    def flush(self) -> None:
+        pwrite_all(self._fd, [self._entry(0, 0, FLAG_FLUSH)], self._at)
+        self._at += self.sector
+        self.entries += 1
+        self._superblock()
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            self._superblock()
+            os.fdatasync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = -1

@@ -254,17 +254,40 @@ class DiskLayout:
 
         body = ram_bytes + ram_bytes // 16 + _BODY_FIXED_MARGIN
         dump_bytes = _round_up(_DUMP_METADATA_BYTES + body, ALIGNMENT)
+        return cls.with_dump_partition(dump_bytes, block_size, canary_seed, image, data_bytes=data_bytes)
+
+    @classmethod
+    def with_dump_partition(
+        cls,
+        dump_bytes: int,
+        block_size: int,
+        canary_seed: int,
+        image: str,
+        data_bytes: int = 0,
+    ) -> "DiskLayout":
+        """A disk whose dump partition is exactly dump_bytes: 1 MiB in, after a data partition of
+        data_bytes (rounded up to 1 MiB; none for 0), with 1 MiB or more after it for the backup
+        GPT and a 1 MiB aligned end. GUIDs derive from the canary seed. for_dump's disks, and the
+        dump server's own images (net/server.py, `--dir`)."""
+        if block_size not in BLOCK_SIZES:
+            raise LayoutError(f"block size {block_size} unsupported (512 or 4096)")
+        if dump_bytes <= 0 or dump_bytes % block_size:
+            raise LayoutError(f"dump partition size {dump_bytes} is not a positive multiple of {block_size}")
+        if data_bytes < 0:
+            raise LayoutError(f"data partition size {data_bytes} is negative")
         data_start = ALIGNMENT
         data_end = data_start + _round_up(data_bytes, ALIGNMENT)
         dump_start = data_end
         dump_end = dump_start + dump_bytes
-        size = dump_end + ALIGNMENT  # room for the backup GPT, keeps the end aligned
+        size = _round_up(dump_end + ALIGNMENT, ALIGNMENT)  # room for the backup GPT, keeps the end aligned
         b = block_size
         partitions = (
             Partition(
                 DATA_PARTITION_NAME, LINUX_FILESYSTEM_TYPE, derived_guid(canary_seed, "data"),
                 data_start // b, data_end // b - 1,
             ),
+        ) if data_bytes else ()
+        partitions += (
             Partition(
                 DUMP_PARTITION_NAME, DUMP_PARTITION_TYPE, derived_guid(canary_seed, "dump"),
                 dump_start // b, dump_end // b - 1,
@@ -281,7 +304,7 @@ class DiskLayout:
             image=image,
             holes=holes,
         )
-        layout.check("for_dump")
+        layout.check("with_dump_partition")
         return layout
 
     def save(self, path: str | Path) -> None:

@@ -15,13 +15,10 @@ from typing import Optional
 
 from dumpbed.capture import blklog
 from dumpbed.errors import DumpbedError
+from dumpbed.net.protocol import GUEST_IP, LINK_MTU, SERVER_IP, SERVER_PORT  # docs/netdump-protocol.md, section 4
 from dumpbed.scenario import disks as disks_mod
 
 DUMP_NODE = "disk0"  # the dump disk's node name (its device is DUMP_NODE-dev)
-# A network dump's addresses on the harness's link (docs/netdump-protocol.md, section 4)
-NET_GUEST_IP = "10.0.2.15"
-NET_SERVER_IP = "10.0.2.2"
-NET_SERVER_PORT = 20023
 
 
 def log_node(node: str) -> str:
@@ -108,8 +105,7 @@ class Topology:
         sections 3 and 4): the guest's address, the server's, the link's MTU."""
         if not self.network:
             return []
-        return [f"netaddr={NET_GUEST_IP}", f"netserver={NET_SERVER_IP}:{NET_SERVER_PORT}",
-                f"netmtu={disks_mod.LINK_MTU}"]
+        return [f"netaddr={GUEST_IP}", f"netserver={SERVER_IP}:{SERVER_PORT}", f"netmtu={LINK_MTU}"]
 
     def qemu_args(self, netdev_fd: Optional[int] = None) -> list[str]:
         """The controllers and disks, and for a network dump the NIC on a datagram socket

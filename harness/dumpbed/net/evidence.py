@@ -1,23 +1,22 @@
 """What a network dump left outside the guest (docs/netdump-protocol.md, sections 7 and 8): the
 frames on the link (link.pcap, as they crossed the guest's side) and the dump server's events
-(netdumpd.jsonl), read into plain records for the oracles and the command log."""
+(netdumpd.jsonl), read into plain records for the oracles and the command log. The names of
+those files (and of link.json) are defined here, for the link and the server that write them."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-import dpkt
-
 from dumpbed.errors import DumpbedError
 from dumpbed.net import protocol
-from dumpbed.scenario.disks import GUEST_MAC
 
-PCAP_FILE = "link.pcap"
-LINK_STATS_FILE = "link.json"
-SERVER_LOG_FILE = "netdumpd.jsonl"
-_GUEST_MAC = bytes.fromhex(GUEST_MAC.replace(":", ""))
+PCAP_FILE = "link.pcap"  # the link's frames (net/link.py)
+LINK_JSON_FILE = "link.json"  # the link's counters (net/link.py)
+SERVER_EVENTS_FILE = "netdumpd.jsonl"  # the dump server's events (net/server.py)
+_SERVER_MAC = bytes.fromhex(protocol.SERVER_MAC.replace(":", ""))
 
 
 @dataclass(frozen=True)
@@ -27,27 +26,32 @@ class Frame:
     from_guest: bool  # the guest sent it (else the link gave it to the guest)
     length: int  # the whole Ethernet frame, no FCS
     kind: str  # "arp", "netdump", "udp" (not a netdump message), "other"
-    message: Optional[protocol.Message] = None  # for "netdump"
+    # For "netdump": the message; a DATA's without its payload (a dump's pcap is as big as the
+    # dump), whose size is payload_bytes
+    message: Optional[protocol.Message] = None
     problem: Optional[str] = None  # why a datagram on the netdump port is no message
+    payload_bytes: int = 0  # the message's payload bytes
 
 
 def frames(run_dir: Path) -> list[Frame]:
     """Every frame of link.pcap, in the order the link saw them."""
+    import dpkt
+
     path = Path(run_dir) / PCAP_FILE
     if not path.is_file():
         raise DumpbedError(f"{path}: no such file (the link's frames of a network dump)")
     with open(path, "rb") as f:
         try:
-            return list(_read(dpkt.pcap.Reader(f)))
+            return list(_read(dpkt, dpkt.pcap.Reader(f)))
         except (ValueError, dpkt.dpkt.Error) as exc:
             raise DumpbedError(f"{path}: not a readable pcap file ({exc})") from None
 
 
-def _read(reader) -> Iterator[Frame]:
+def _read(dpkt, reader) -> Iterator[Frame]:
     for stamp, raw in reader:
         t = float(stamp)  # a nanosecond pcap gives Decimals
         eth = dpkt.ethernet.Ethernet(raw)
-        from_guest = eth.src == _GUEST_MAC
+        from_guest = eth.src != _SERVER_MAC  # every frame the link builds is from the server's MAC
         if isinstance(eth.data, dpkt.arp.ARP):
             yield Frame(t, from_guest, len(raw), "arp")
             continue
@@ -60,14 +64,19 @@ def _read(reader) -> Iterator[Frame]:
             yield Frame(t, from_guest, len(raw), "udp")
             continue
         try:
-            yield Frame(t, from_guest, len(raw), "netdump", protocol.decode(bytes(udp.data)))
+            m = protocol.decode(bytes(udp.data))
         except protocol.MalformedMessage as exc:
             yield Frame(t, from_guest, len(raw), "netdump", None, str(exc))
+            continue
+        size = len(m.payload)
+        if m.type is protocol.MsgType.DATA:
+            m = dataclasses.replace(m, payload=b"")
+        yield Frame(t, from_guest, len(raw), "netdump", m, payload_bytes=size)
 
 
 def server_events(run_dir: Path) -> list[dict]:
     """The dump server's events (netdumpd.jsonl), in the order it wrote them; [] without the file."""
-    path = Path(run_dir) / SERVER_LOG_FILE
+    path = Path(run_dir) / SERVER_EVENTS_FILE
     if not path.is_file():
         return []
     out = []
@@ -82,11 +91,3 @@ def server_events(run_dir: Path) -> list[dict]:
             raise DumpbedError(f"{path}: line {n} has no time")
         out.append(event)
     return out
-
-
-def link_stats(run_dir: Path) -> dict:
-    path = Path(run_dir) / LINK_STATS_FILE
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except json.JSONDecodeError:
-        raise DumpbedError(f"{path}: not valid JSON") from None

@@ -6,7 +6,7 @@ socketpair: each datagram is one Ethernet frame. The link owns the other end and
 of its own (so the harness's main thread keeps doing its waits):
 
 - answers ARP requests for the server's IP (10.0.2.2) with the server's MAC, and learns the
-  guest's MAC, IP and port from what it sends;
+  guest's MAC, IP and port from what it sends (the addresses: net/protocol.py);
 - forwards the guest's IPv4/UDP datagrams to 10.0.2.2:20023 (good IPv4 header and UDP checksums
   only) as UDP datagrams from a socket of its own (127.0.0.1, an ephemeral port) to the real dump
   server, and turns the server's answers into Ethernet/IPv4/UDP frames to the guest (checksums
@@ -17,23 +17,23 @@ of its own (so the harness's main thread keeps doing its waits):
   after which nothing passes either way; and calls hooks when a guest DATA reaches an offset;
 - writes link.pcap (every frame taken from the guest, as the guest sent it, before faults;
   every frame given to the guest, as delivered, after faults; host time, nanoseconds) and
-  link.json (its counters) when it stops.
+  link.json (its counters) when it stops. The retransmissions and duplicates are not its to
+  count: the acks oracle counts the guest's from link.pcap, the server logs its own.
 
 The pipeline of one frame, per direction:
 
-  guest -> server: taken (pcap) -> parse, checksums checked (bad: dropped) -> message counted,
-      retransmission noted, offset hooks and the partition trigger -> partition? -> drop ->
-      corrupt (a random bit of the UDP payload flipped, then the checksums checked again: so a
-      corrupted frame is always dropped here, never delivered) -> duplicate -> reorder -> delay
-      -> sent to the server
-  server -> guest: received from the server's address -> message counted -> frame built
-      (checksums) -> partition? -> drop -> corrupt (a bit of the UDP payload flipped after the
-      checksums: the guest must drop it) -> duplicate -> reorder -> delay -> given to the guest
-      (pcap)
+  guest -> server: taken (pcap) -> parse, checksums checked (bad: dropped) -> message header
+      read (protocol.peek: counted by type; the offset hooks and the partition trigger) ->
+      partition? -> drop -> corrupt (a random bit of the UDP payload flipped: the UDP checksum
+      always catches one bit, so a corrupted frame is counted as a bad checksum and dropped
+      here, never delivered) -> duplicate -> reorder -> delay -> sent to the server
+  server -> guest: received from the server's address -> message header read (counted) ->
+      frame built (checksums) -> partition? -> drop -> corrupt (a bit of the UDP payload flipped
+      after the checksums: the guest must drop it) -> duplicate -> reorder -> delay -> given to
+      the guest (pcap)
 
 The random faults act on the netdump datagrams only; ARP is answered faithfully (the guest's ARP
-tries are few: a lost reply fails its boot, not its dump) unless `fault_arp` is set. The
-partition stops ARP too.
+tries are few: a lost reply fails its boot, not its dump). The partition stops ARP too.
 
 Random decisions come from one seeded RNG per direction, so the same frames in the same order
 meet the same fate. Checksums: numpy sums large buffers (a DATA frame's 8.7 KiB in ~3 us), Python
@@ -62,15 +62,14 @@ import numpy as np
 
 from dumpbed.errors import DumpbedError
 from dumpbed.net import protocol
+from dumpbed.net.evidence import LINK_JSON_FILE, PCAP_FILE
+from dumpbed.net.protocol import GUEST_PORT, LINK_MTU, SERVER_PORT
 
-# docs/netdump-protocol.md, section 4
-SERVER_MAC = bytes.fromhex("525400db0002")
-SERVER_IP = bytes([10, 0, 2, 2])
-SERVER_PORT = protocol.SERVER_PORT
-GUEST_MAC = bytes.fromhex("525400123456")  # until learned
-GUEST_IP = bytes([10, 0, 2, 15])
-GUEST_PORT = protocol.GUEST_PORT
-LINK_MTU = 9000
+# docs/netdump-protocol.md, section 4, as bytes on the wire
+SERVER_MAC = bytes.fromhex(protocol.SERVER_MAC.replace(":", ""))
+SERVER_IP = socket.inet_aton(protocol.SERVER_IP)
+GUEST_MAC = bytes.fromhex(protocol.GUEST_MAC.replace(":", ""))  # until learned
+GUEST_IP = socket.inet_aton(protocol.GUEST_IP)
 
 TO_SERVER = "to-server"  # guest -> server
 TO_GUEST = "to-guest"  # server -> guest
@@ -183,7 +182,8 @@ class _Dir:
     """One direction's counters and fault state (touched under the link's lock only)."""
     COUNTERS = ("frames_in", "bytes_in", "frames_out", "bytes_out", "dropped", "duplicated", "reordered",
                 "reorder_timeouts", "corrupted", "delayed", "partitioned", "bad_ip_checksum",
-                "bad_udp_checksum", "other", "backlogged", "overrun", "send_errors", "pending_at_stop")
+                "bad_udp_checksum", "other", "backlogged", "overrun", "send_errors", "receive_errors",
+                "pending_at_stop")
 
     def __init__(self, name: str, seed: int, faults: Faults):
         self.name = name
@@ -198,6 +198,14 @@ class _Dir:
         self.last_release = 0.0
         self.backlog: collections.deque = collections.deque()  # frames the socket did not take
 
+    def drain(self) -> int:
+        """Forget every frame held, delayed or backlogged; how many there were."""
+        n = len(self.delayed_q) + len(self.backlog) + (self.held is not None)
+        self.delayed_q.clear()
+        self.backlog.clear()
+        self.held = None
+        return n
+
     def counters(self) -> dict:
         d = {c: getattr(self, c) for c in self.COUNTERS}
         d["other_kinds"] = dict(self.other_kinds)
@@ -205,40 +213,33 @@ class _Dir:
         return d
 
 
-Hook = Callable[[protocol.Message], None]
+Hook = Callable[[protocol.Peek], None]
 
 
 class Link:
-    """The link: `with Link(("127.0.0.1", port), run_dir) as link:` with QEMU started on
-    `link.netdev_arg()` (pass `link.qemu_fd` to it, then `link.close_qemu_end()`).
+    """The link: `with Link(("127.0.0.1", port), run_dir) as link:` with QEMU's NIC on
+    `link.qemu_fd` (images/topology.py's -netdev; pass_fds), then `link.close_qemu_end()`.
 
     server: the dump server's real UDP address. out_dir: where link.pcap and link.json go.
-    faults: both directions' Faults; to_server, to_guest: one direction's, over `faults`
-    (changeable later: set_faults). seed: the RNGs' seed. partition_at: a partition offset; the first guest DATA reaching it (offset +
-    length > it) starts the partition, that DATA included. fault_arp: the random faults hit ARP
-    frames too.
+    to_server, to_guest: each direction's Faults from the start (changeable: set_faults). seed:
+    the RNGs' seed.
     """
 
-    def __init__(self, server: tuple[str, int], out_dir: Union[str, Path], *, faults: Optional[Faults] = None,
-                 to_server: Optional[Faults] = None, to_guest: Optional[Faults] = None, seed: int = 0,
-                 partition_at: Optional[int] = None, fault_arp: bool = False, pcap: bool = True,
-                 name: str = "link"):
-        to_server = to_server or faults or NO_FAULTS
-        to_guest = to_guest or faults or NO_FAULTS
+    def __init__(self, server: tuple[str, int], out_dir: Union[str, Path], *, to_server: Faults = NO_FAULTS,
+                 to_guest: Faults = NO_FAULTS, seed: int = 0):
         for f in (to_server, to_guest):
             if not isinstance(f, Faults):
                 raise TypeError("the link's faults are a Faults")
         self.out_dir = Path(out_dir)
-        self.pcap_path = self.out_dir / f"{name}.pcap" if pcap else None
-        self.json_path = self.out_dir / f"{name}.json"
+        self.pcap_path = self.out_dir / PCAP_FILE
+        self.json_path = self.out_dir / LINK_JSON_FILE
         self._server = (server[0], int(server[1]))
         self.seed = seed
-        self.fault_arp = fault_arp
         self._lock = threading.RLock()
         self._dirs = {TO_SERVER: _Dir(TO_SERVER, seed, to_server), TO_GUEST: _Dir(TO_GUEST, seed, to_guest)}
         self._fault_history = [{"t": time.time(), "direction": d, "faults": self._dirs[d].faults.as_dict(),
                                 "why": "at construction"} for d in DIRECTIONS]
-        self._partition_at = partition_at
+        self._partition_at: Optional[int] = None
         self._partition_t: Optional[float] = None
         self._partition_why: Optional[str] = None
         self._partition_event = threading.Event()
@@ -246,10 +247,6 @@ class Link:
         self._guest_mac, self._guest_ip, self._guest_port = GUEST_MAC, GUEST_IP, GUEST_PORT
         self._ip_id = 0
         self._arp_answered = 0
-        self._seen_from_guest: set = set()
-        self._seen_from_server: set = set()
-        self._retransmissions: collections.Counter = collections.Counter()
-        self._server_duplicates: collections.Counter = collections.Counter()
         self._foreign = 0  # datagrams on the link's UDP socket not from the server
         self._errors: list[str] = []
         self._error_count = 0
@@ -297,10 +294,6 @@ class Link:
             raise DumpbedError("the link's QEMU end is closed")
         return self._qemu_end.fileno()
 
-    def netdev_arg(self, netdev_id: str = "n0") -> str:
-        """The -netdev value for QEMU."""
-        return f"dgram,id={netdev_id},local.type=fd,local.str={self.qemu_fd}"
-
     def close_qemu_end(self) -> None:
         """Close this process's copy of QEMU's end, once QEMU has it."""
         with self._lock:
@@ -313,19 +306,6 @@ class Link:
     def local_address(self) -> tuple[str, int]:
         """The link's UDP address: the client address the server sees."""
         return self._udp.getsockname()
-
-    @property
-    def server(self) -> tuple[str, int]:
-        return self._server
-
-    def set_server(self, server: tuple[str, int]) -> None:
-        """Forward to another server address from now on (a server started again)."""
-        with self._lock:
-            self._server = (server[0], int(server[1]))
-
-    def faults(self, direction: str) -> Faults:
-        with self._lock:
-            return self._dirs[_directions(direction)[0]].faults
 
     def set_faults(self, faults: Faults = NO_FAULTS, direction: str = BOTH, why: str = "") -> None:
         """Each frame from now on meets these faults (frames already held or delayed keep
@@ -351,24 +331,16 @@ class Link:
             self._partition_at = offset
 
     def on_offset(self, offset: int, callback: Hook) -> None:
-        """Call `callback(message)` once, in the link's thread, when the guest sends the first
-        DATA reaching `offset` (offset + length > it), before that DATA goes on (so a callback
-        that kills the server before returning keeps that DATA from it). Keep it short: the
-        link waits for it. An exception in it is counted, not raised."""
+        """Call `callback(header)` (the DATA's protocol.Peek) once, in the link's thread, when the
+        guest sends the first DATA reaching `offset` (offset + length > it), before that DATA goes
+        on (so a callback that kills the server before returning keeps that DATA from it). Keep it
+        short: the link waits for it. An exception in it is counted, not raised."""
         with self._lock:
             self._hooks.append({"offset": offset, "callback": callback, "fired": None})
 
     @property
     def partitioned(self) -> bool:
         return self._partition_event.is_set()
-
-    def wait_partition(self, timeout: float) -> bool:
-        """Whether the partition started within `timeout` seconds."""
-        return self._partition_event.wait(timeout)
-
-    def hooks_fired(self) -> list[dict]:
-        with self._lock:
-            return [self._hook_json(h) for h in self._hooks if h["fired"]]
 
     def counters(self) -> dict:
         """A snapshot of everything link.json holds (once stopped: what it holds)."""
@@ -385,9 +357,8 @@ class Link:
         if self._stopped:
             raise DumpbedError("the link was stopped")
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        if self.pcap_path is not None:
-            self._pcap_file = open(self.pcap_path, "wb", buffering=1 << 20)
-            self._pcap = dpkt.pcap.Writer(self._pcap_file, snaplen=MAX_FRAME, nano=True)
+        self._pcap_file = open(self.pcap_path, "wb", buffering=1 << 20)
+        self._pcap = dpkt.pcap.Writer(self._pcap_file, snaplen=MAX_FRAME, nano=True)
         self._started_t = time.time()
         self._thread = threading.Thread(target=self._run, name="dumpbed-link", daemon=True)
         self._thread.start()
@@ -417,10 +388,7 @@ class Link:
             self._stopped = True
             self._stopped_t = time.time()
             for d in self._dirs.values():
-                d.pending_at_stop = len(d.delayed_q) + len(d.backlog) + (1 if d.held else 0)
-                d.delayed_q.clear()
-                d.backlog.clear()
-                d.held = None
+                d.pending_at_stop = d.drain()
             if stuck:
                 self._errors.append(f"the link's thread did not stop within {timeout:g}s")
             self._final = self._counters_locked()
@@ -546,14 +514,13 @@ class Link:
             except BlockingIOError:
                 return
             except OSError as exc:
-                d.send_errors += 1
+                d.receive_errors += 1
                 self._error(exc)
                 return
             t = time.time()
             d.frames_in += 1
             d.bytes_in += len(frame)
-            if pcap is not None:
-                pcap.writepkt_time(frame, t)
+            pcap.writepkt_time(frame, t)
             try:
                 self._from_guest(d, frame)
             except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the link
@@ -579,8 +546,7 @@ class Link:
         self._guest_mac = frame[6:12]
         self._guest_ip = frame[26:30]
         self._guest_port = (frame[payload_at - 8] << 8) | frame[payload_at - 7]
-        payload = memoryview(frame)[payload_at:payload_end]
-        self._note_guest_message(d, payload)
+        self._note_guest_message(d, memoryview(frame)[payload_at:payload_end])
         self._faults_in(d, (frame, payload_at, payload_end))
 
     def _parse_udp(self, d: _Dir, frame) -> Optional[tuple[int, int]]:
@@ -619,31 +585,28 @@ class Link:
             return None
         return udp + 8, udp + ulen
 
+    @staticmethod
+    def _count_message(d: _Dir, payload) -> Optional[protocol.Peek]:
+        """The message's header (its CRC32C unchecked: the UDP checksum held), counted by type."""
+        m = protocol.peek(payload)
+        d.messages[m.name if m is not None else "malformed"] += 1
+        return m
+
     def _note_guest_message(self, d: _Dir, payload) -> None:
-        try:
-            m = protocol.decode(payload)
-        except protocol.MalformedMessage:
-            d.messages["malformed"] += 1
+        m = self._count_message(d, payload)
+        if m is None or m.type is not protocol.MsgType.DATA or m.ack:
             return
-        d.messages[m.name] += 1
-        key = (m.type, m.ack, m.seq, m.dump_id)
-        if key in self._seen_from_guest:
-            self._retransmissions[m.name] += 1
-        else:
-            self._seen_from_guest.add(key)
-        if m.type is not protocol.MsgType.DATA or m.ack:
-            return
-        end = m.offset + len(m.payload)
+        end = m.offset + m.payload_bytes
         for h in self._hooks:
             if h["fired"] is None and end > h["offset"]:
-                h["fired"] = {"t": time.time(), "seq": m.seq, "offset": m.offset, "bytes": len(m.payload)}
+                h["fired"] = {"t": time.time(), "seq": m.seq, "offset": m.offset, "bytes": m.payload_bytes}
                 try:
                     h["callback"](m)
                 except Exception as exc:  # noqa: BLE001 - counted, the link goes on
                     h["fired"]["error"] = repr(exc)
                     self._error(exc)
         if self._partition_at is not None and end > self._partition_at and self._partition_t is None:
-            self._cut_locked(f"DATA seq {m.seq} at offset {m.offset} (+{len(m.payload)}) reached "
+            self._cut_locked(f"DATA seq {m.seq} at offset {m.offset} (+{m.payload_bytes}) reached "
                              f"partition offset {self._partition_at}")
 
     # -- server -> guest ----------------------------------------------------------------------
@@ -656,7 +619,7 @@ class Link:
             except BlockingIOError:
                 return
             except OSError as exc:  # ECONNREFUSED after the server died, and the like
-                d.send_errors += 1
+                d.receive_errors += 1
                 self._error(exc)
                 continue
             if addr != self._server:
@@ -670,16 +633,7 @@ class Link:
                 self._error(exc)
 
     def _from_server(self, d: _Dir, data: bytes) -> None:
-        try:
-            m = protocol.decode(data)
-            d.messages[m.name] += 1
-            key = (m.type, m.ack, m.seq, m.dump_id)
-            if key in self._seen_from_server:
-                self._server_duplicates[m.name] += 1
-            else:
-                self._seen_from_server.add(key)
-        except protocol.MalformedMessage:
-            d.messages["malformed"] += 1
+        self._count_message(d, data)
         if 20 + 8 + len(data) > LINK_MTU:
             return self._other(d, "larger-than-mtu")
         self._faults_in(d, self._udp_frame(data))
@@ -720,10 +674,7 @@ class Link:
         out = bytes(reply)
         out += bytes(max(0, MIN_FRAME - len(out)))
         self._arp_answered += 1
-        if self.fault_arp:
-            self._faults_in(self._dirs[TO_GUEST], out)
-        else:
-            self._deliver(self._dirs[TO_GUEST], out)
+        self._deliver(self._dirs[TO_GUEST], out)
 
     # -- the faults -----------------------------------------------------------------------------
     # An item is what a direction carries: to the guest, the frame (bytes); to the server, the
@@ -755,29 +706,23 @@ class Link:
 
     def _corrupt(self, d: _Dir, item):
         """A random bit of the UDP payload flipped. Guest-bound: the frame goes on (the guest
-        must drop it). Server-bound: checked again, as every guest frame is; dropped."""
+        must drop it). Server-bound: None, the frame dropped as a bad UDP checksum, which it is
+        (one flipped bit changes a ones'-complement sum by +-2**k, never a multiple of 0xFFFF:
+        the link's own check, which every guest frame meets, would always catch it)."""
         d.corrupted += 1
-        if d.name == TO_GUEST:
-            frame = bytearray(item)
-            if (frame[12] << 8 | frame[13]) == ETH_IP:  # the UDP payload of the link's own frame
-                start, end = ETH_HEADER + 20 + 8, ETH_HEADER + ((frame[16] << 8) | frame[17])
-            else:  # an ARP reply (fault_arp): its ARP packet
-                start, end = ETH_HEADER, ETH_HEADER + 28
-            if end <= start:
-                return item  # no payload to flip (never for a netdump message)
-            bit = d.rng.randrange((end - start) * 8)
-            frame[start + bit // 8] ^= 1 << (bit % 8)
-            return bytes(frame)
-        frame, start, end = item
+        if d.name == TO_GUEST:  # the link's own frame: its UDP payload
+            start, end = ETH_HEADER + 20 + 8, ETH_HEADER + ((item[16] << 8) | item[17])
+        else:
+            _, start, end = item
         if end <= start:
-            return item
-        frame = bytearray(frame)
-        bit = d.rng.randrange((end - start) * 8)
-        frame[start + bit // 8] ^= 1 << (bit % 8)
-        parsed = self._parse_udp(d, frame)  # counts the bad checksum
-        if parsed is None:
+            return item  # no payload to flip (never for a netdump message)
+        bit = d.rng.randrange((end - start) * 8)  # drawn either way: a seed's later fates stay the same
+        if d.name == TO_SERVER:
+            d.bad_udp_checksum += 1
             return None
-        return bytes(frame), parsed[0], parsed[1]  # (a checksum that missed it: never for one bit)
+        frame = bytearray(item)
+        frame[start + bit // 8] ^= 1 << (bit % 8)
+        return bytes(frame)
 
     def _reorder(self, d: _Dir, item, f: Faults) -> None:
         if d.held is not None:
@@ -824,25 +769,21 @@ class Link:
         self._partition_t = time.time()
         self._partition_why = why
         for d in self._dirs.values():
-            d.partitioned += len(d.delayed_q) + len(d.backlog) + (1 if d.held is not None else 0)
-            d.delayed_q.clear()
-            d.backlog.clear()
-            d.held = None
+            d.partitioned += d.drain()
         self._partition_event.set()
 
     # -- out ----------------------------------------------------------------------------------
 
     def _deliver(self, d: _Dir, item) -> None:
-        if d.backlog:
-            if len(d.backlog) >= BACKLOG_FRAMES:
-                d.overrun += 1
-                return
-            d.backlog.append(item)
-            d.backlogged += 1
+        """Sent now, or kept behind the frames the socket has not taken yet (BACKLOG_FRAMES at
+        most: then counted as an overrun and dropped)."""
+        if not d.backlog and self._send(d, item):
             return
-        if not self._send(d, item):
-            d.backlog.append(item)
-            d.backlogged += 1
+        if len(d.backlog) >= BACKLOG_FRAMES:
+            d.overrun += 1
+            return
+        d.backlog.append(item)
+        d.backlogged += 1
 
     def _send(self, d: _Dir, item) -> bool:
         """Send one item; False when the socket is full (try again when writable)."""
@@ -850,8 +791,7 @@ class Link:
             if d.name == TO_GUEST:
                 self._eth.send(item)
                 n = len(item)
-                if self._pcap is not None:
-                    self._pcap.writepkt_time(item, time.time())
+                self._pcap.writepkt_time(item, time.time())
             else:
                 frame, start, end = item
                 self._udp.sendto(memoryview(frame)[start:end], self._server)
@@ -892,15 +832,9 @@ class Link:
             "seed": self.seed,
             "started": self._started_t,
             "stopped": self._stopped_t,
-            "frames_from_guest": self._dirs[TO_SERVER].frames_in,
-            "frames_to_guest": self._dirs[TO_GUEST].frames_out,
             TO_SERVER: self._dirs[TO_SERVER].counters(),
             TO_GUEST: self._dirs[TO_GUEST].counters(),
             "arp_answered": self._arp_answered,
-            "retransmissions": sum(self._retransmissions.values()),
-            "retransmissions_by_type": dict(self._retransmissions),
-            "server_duplicates": sum(self._server_duplicates.values()),
-            "server_duplicates_by_type": dict(self._server_duplicates),
             "foreign_datagrams": self._foreign,
             "partition": {
                 "armed_at_offset": self._partition_at,
@@ -911,7 +845,6 @@ class Link:
             "hooks": [self._hook_json(h) for h in self._hooks],
             "faults": {d: self._dirs[d].faults.as_dict() for d in DIRECTIONS},
             "fault_history": list(self._fault_history),
-            "fault_arp": self.fault_arp,
             "errors": list(self._errors),
             "error_count": self._error_count,
         }

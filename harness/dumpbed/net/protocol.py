@@ -1,14 +1,17 @@
-"""The netdump messages (docs/netdump-protocol.md, section 5): encode and decode, nothing else.
+"""The netdump messages (docs/netdump-protocol.md, section 5): encode and decode, nothing else;
+and the harness link's addresses (section 4), defined here once.
 
 One message is one UDP datagram: a 48-byte big-endian header, then the payload. decode() refuses
 anything the page says a receiver drops (bad magic, version, header size, length, CRC32C) with
-MalformedMessage, so a caller never acts on half a message.
+MalformedMessage, so a caller never acts on half a message. peek() reads the header only (no
+CRC32C, no copy): for a counter or a trigger, never to act on the data.
 """
 from __future__ import annotations
 
 import enum
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import google_crc32c
 
@@ -17,8 +20,15 @@ VERSION = 1
 HEADER = struct.Struct(">IBBHIIQ16sII")  # magic version type header_bytes seq payload offset dump_id status crc
 HEADER_BYTES = HEADER.size  # 48
 ACK_FLAG = 0x80
+
+# The harness's link (docs/netdump-protocol.md, section 4)
+SERVER_MAC = "52:54:00:db:00:02"  # answered by the link's ARP
+SERVER_IP = "10.0.2.2"
 SERVER_PORT = 20023
+GUEST_MAC = "52:54:00:12:34:56"  # set on the QEMU device
+GUEST_IP = "10.0.2.15"
 GUEST_PORT = 20024
+LINK_MTU = 9000
 # QUERY and HERALD ACK payload: partition_bytes, block_size, max_data, window
 ROOM = struct.Struct(">QIII")
 # HERALD payload: block_size, max_data, window
@@ -102,6 +112,36 @@ def decode(data: bytes) -> Message:
     if got != want:
         raise MalformedMessage(f"crc32c 0x{got:08x}, the message's is 0x{want:08x}")
     return Message(mtype, bool(kind & ACK_FLAG), seq, dump_id, offset, status, payload)
+
+
+class Peek(NamedTuple):
+    """A message's header fields, as peek() reads them."""
+    type: MsgType
+    ack: bool
+    seq: int
+    offset: int
+    payload_bytes: int
+    dump_id: bytes
+
+    @property
+    def name(self) -> str:
+        return f"{self.type.name}{'-ACK' if self.ack else ''}"
+
+
+def peek(data) -> Optional[Peek]:
+    """The header of a datagram whose magic, version, header size, type and length are a
+    message's, its CRC32C unchecked and its payload not copied; None for anything else."""
+    if len(data) < HEADER_BYTES:
+        return None
+    magic, version, kind, header_bytes, seq, payload_bytes, offset, dump_id, _, _ = HEADER.unpack_from(data)
+    if (magic != MAGIC or version != VERSION or header_bytes != HEADER_BYTES
+            or payload_bytes != len(data) - HEADER_BYTES):
+        return None
+    try:
+        mtype = MsgType(kind & ~ACK_FLAG)
+    except ValueError:
+        return None
+    return Peek(mtype, bool(kind & ACK_FLAG), seq, offset, payload_bytes, dump_id)
 
 
 def ack(of: Message, status: int = 0, payload: bytes = b"") -> Message:

@@ -10,7 +10,7 @@ partition found through its GPT, the harness's) or ImageDir (`--dir`: each new d
 DIR/CLIENTIP-DUMPID.img, created sparse with a GPT and a dump partition of `--size` bytes).
 
 Beside each image the server keeps, for the oracles, IMAGE.writes (its pwrites and fdatasyncs in
-the write-log format of QEMU's blklogwrites, harness/dumpbed/capture/blklog.py) and, in the
+the write-log format of QEMU's blklogwrites: capture/blklog.py's WriteLogWriter) and, in the
 image's directory, netdumpd.jsonl (one JSON object per event).
 
 Memory is bounded whatever the guest sends: a dump's state is its seq set (a contiguous prefix
@@ -25,33 +25,22 @@ import json
 import os
 import signal
 import socket
-import struct
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from dumpbed.capture import blklog
+from dumpbed.capture.blklog import WriteLogWriter
 from dumpbed.errors import DumpbedError
+from dumpbed.guest_interface import Errno  # the protocol's errno values (Linux's), whatever the host's
 from dumpbed.images import gpt
-from dumpbed.images.layout import (
-    ALIGNMENT,
-    BLOCK_SIZES,
-    DUMP_PARTITION_NAME,
-    DUMP_PARTITION_TYPE,
-    DiskLayout,
-    Partition,
-    derived_guid,
-)
+from dumpbed.images.layout import BLOCK_SIZES, DiskLayout
 from dumpbed.net import protocol
+from dumpbed.net.evidence import SERVER_EVENTS_FILE as EVENTS_FILE
 from dumpbed.net.protocol import Message, MsgType
 
-# Linux errno values (the protocol's, lib/errno.h), whatever the host's own table says.
-EIO, EBUSY, EEXIST, EINVAL, ENOSPC, ESTALE = 5, 16, 17, 22, 28, 116
-
-DEFAULT_MTU = 9000  # the harness's link (docs/netdump-protocol.md section 4)
 SERVER_WINDOW = 64  # the most messages in flight the server takes
 DEFAULT_PORT = protocol.SERVER_PORT
 DEFAULT_DIR_SIZE = "4G"  # --dir's dump partition when --size is not given
@@ -59,7 +48,6 @@ DEFAULT_BLOCK_SIZE = 512  # the block size of the images ImageDir creates
 SEQ_SPAN = 4096  # how far above the lowest unanswered seq a message may be (the window is <= 64)
 MAX_REFUSED = 1024  # refusals a dump remembers for its re-ACKs
 MAX_FINISHED = 1024  # finished dumps remembered (for duplicates and ESTALE), oldest forgotten first
-EVENTS_FILE = "netdumpd.jsonl"
 LINGER_SECONDS = 5.0  # with --max-dumps: how long the last FINISH's duplicates are still answered
 
 
@@ -92,67 +80,6 @@ def parse_dump_id(text: str) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
-# The write log (blklogwrites' format; the reader is harness/dumpbed/capture/blklog.py)
-# --------------------------------------------------------------------------------------------
-
-_LOG_SUPER = struct.Struct("<QQQI")  # magic, version, nr_entries, sector size
-_LOG_ENTRY = struct.Struct("<QQQQ")  # sector, nr_sectors, flags, data_len
-
-
-def _pwrite_all(fd: int, data, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        done = os.pwrite(fd, view, offset)
-        if done <= 0:
-            raise OSError(EIO, "short write")
-        view, offset = view[done:], offset + done
-
-
-class WriteLogWriter:
-    """Appends writes and flushes to IMAGE.writes as QEMU's blklogwrites does: a superblock in
-    log sector 0, then per write a sector (sector, nr_sectors, flags 0, data_len 0) and its data,
-    per flush a sector with flags FLUSH; sectors and sizes in 512-byte log sectors of the whole
-    disk. The superblock's entry count is rewritten at each flush and at close."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.sector = blklog.SECTOR_SIZE
-        self.entries = 0
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        self._at = self.sector
-        self._superblock()
-
-    def _superblock(self) -> None:
-        _pwrite_all(self._fd, _LOG_SUPER.pack(blklog.MAGIC, blklog.VERSION, self.entries, self.sector)
-                    .ljust(self.sector, b"\0"), 0)
-
-    def write(self, disk_offset: int, data: bytes) -> None:
-        if disk_offset % self.sector or len(data) % self.sector:
-            raise ValueError(f"a write of {len(data)} bytes at {disk_offset} is not whole log sectors")
-        head = _LOG_ENTRY.pack(disk_offset // self.sector, len(data) // self.sector, 0, 0).ljust(self.sector, b"\0")
-        _pwrite_all(self._fd, head + data, self._at)
-        self._at += self.sector + len(data)
-        self.entries += 1
-
-    def flush(self) -> None:
-        head = _LOG_ENTRY.pack(0, 0, blklog.FLAG_FLUSH, 0).ljust(self.sector, b"\0")
-        _pwrite_all(self._fd, head, self._at)
-        self._at += self.sector
-        self.entries += 1
-        self._superblock()
-
-    def close(self) -> None:
-        if self._fd < 0:
-            return
-        try:
-            self._superblock()
-            os.fdatasync(self._fd)
-        finally:
-            os.close(self._fd)
-            self._fd = -1
-
-
-# --------------------------------------------------------------------------------------------
 # Images
 # --------------------------------------------------------------------------------------------
 
@@ -170,7 +97,7 @@ class Target:
 
     def write(self, offset: int, data: bytes) -> None:
         """One pwrite at partition offset `offset`, then its log entry."""
-        _pwrite_all(self._fd, data, self.part_offset + offset)
+        blklog.pwrite_all(self._fd, [data], self.part_offset + offset)
         self.log.write(self.part_offset + offset, data)
 
     def sync(self) -> None:
@@ -232,7 +159,7 @@ class OneImage:
 
 class ImageDir:
     """`--dir`: each new dump gets DIR/CLIENTIP-DUMPID.img, a sparse disk with a GPT whose dump
-    partition is `size` bytes (1 MiB aligned, as DiskLayout.for_dump's), and its write log."""
+    partition is `size` bytes, 1 MiB in (DiskLayout.with_dump_partition), and its write log."""
 
     def __init__(self, directory: str | Path, size: int, block_size: int = DEFAULT_BLOCK_SIZE):
         self.directory = Path(directory)
@@ -259,15 +186,7 @@ class ImageDir:
         return self.directory / f"{client[0]}-{dump_id.hex()}.img"
 
     def layout(self, name: str, dump_id: bytes) -> DiskLayout:
-        b = self.block_size
-        start = ALIGNMENT
-        end = start + self.size
-        total = -(-(end + ALIGNMENT) // ALIGNMENT) * ALIGNMENT  # the backup GPT after it
-        seed = int.from_bytes(dump_id[:4], "big")
-        part = Partition(DUMP_PARTITION_NAME, DUMP_PARTITION_TYPE, derived_guid(seed, "dump"),
-                         start // b, end // b - 1)
-        return DiskLayout(size_bytes=total, block_size=b, canary_seed=seed, disk_guid=derived_guid(seed, "disk"),
-                          partitions=(part,), image=name)
+        return DiskLayout.with_dump_partition(self.size, self.block_size, int.from_bytes(dump_id[:4], "big"), name)
 
     def open(self, client, dump_id: bytes) -> Target:
         path = self.image_path(client, dump_id)
@@ -339,7 +258,6 @@ class Dump:
     target: Target
     max_data: int
     window: int
-    started: float
     low: int = 1  # every seq below it has been answered
     above: set = field(default_factory=set)  # answered seqs above low (at most SEQ_SPAN)
     refused: dict = field(default_factory=dict)  # seq -> the errno it was answered with
@@ -348,7 +266,6 @@ class Dump:
     bytes: int = 0
     flushes: int = 0
     duplicates: int = 0
-    finished: Optional[float] = None
 
     def answered(self, seq: int) -> Optional[int]:
         """The status this seq was acknowledged with, or None if it was not yet."""
@@ -383,13 +300,13 @@ class NetdumpServer:
     images: OneImage or ImageDir. events: where netdumpd.jsonl goes (default: the image
     source's events_path). notify(what, dump) is called with "started" and "finished" (and
     "unfinished" at close for a dump without FINISH). max_dumps: HERALDs of new dumps beyond it
-    are refused (EBUSY); `done` tells when that many have finished."""
+    are refused (EBUSY); `done` tells when that many have finished. A DATA's most bytes are what
+    the harness's link MTU (9000) carries."""
 
-    def __init__(self, images, *, mtu: int = DEFAULT_MTU, window: int = SERVER_WINDOW,
+    def __init__(self, images, *, window: int = SERVER_WINDOW,
                  events: str | Path | None = None, max_dumps: Optional[int] = None,
                  notify: Optional[Callable[[str, Dump], None]] = None, clock: Callable[[], float] = time.time):
         self.images = images
-        self.mtu = mtu
         self.window = window
         self.events_path = Path(events) if events is not None else images.events_path
         self.max_dumps = max_dumps
@@ -436,8 +353,9 @@ class NetdumpServer:
         """max_dumps dumps have finished."""
         return self.max_dumps is not None and self.finished >= self.max_dumps
 
-    def server_max_data(self, block_size: int) -> int:
-        return protocol.max_data_for(self.mtu, block_size)
+    @staticmethod
+    def server_max_data(block_size: int) -> int:
+        return protocol.max_data_for(protocol.LINK_MTU, block_size)
 
     # -- messages -------------------------------------------------------------------------------
 
@@ -466,20 +384,19 @@ class NetdumpServer:
         if dump is None:
             return self._ignore(m, client, received)
         if m.type is not MsgType.HERALD and m.seq <= 1:
-            return self._refuse(m, client, received, EINVAL)  # seq 1 is the HERALD's, 0 the QUERY's
+            return self._refuse(m, client, received, Errno.EINVAL)  # seq 1 is the HERALD's, 0 the QUERY's
         status = dump.answered(m.seq)
         if status is not None:
             dump.duplicates += 1
-            self.counts["duplicates"] += 1
             if m.type is MsgType.HERALD:
                 reply = protocol.ack(m, status, protocol.ROOM.pack(*dump.room))
             else:
                 reply = protocol.ack(m, status)
             return self._answer(m, client, received, "duplicate", reply)
         if dump.closed:
-            return self._refuse(m, client, received, ESTALE)
+            return self._refuse(m, client, received, Errno.ESTALE)
         if m.seq >= dump.low + SEQ_SPAN:
-            return self._refuse(m, client, received, EINVAL)  # not a seq of this dump's window
+            return self._refuse(m, client, received, Errno.EINVAL)  # not a seq of this dump's window
         if m.type is MsgType.DATA:
             return self._data(m, client, received, dump)
         if m.type is MsgType.FLUSH:
@@ -492,28 +409,28 @@ class NetdumpServer:
 
         def refuse(status: int) -> list[bytes]:
             reply = protocol.ack(m, status, protocol.ROOM.pack(part_bytes, block, server_max, self.window))
-            return self._answer(m, client, received, "refused", reply, status)
+            return self._answer(m, client, received, "refused", reply)
 
         if dump is not None or not self.images.accepts(client, m.dump_id):
             if dump is not None:
-                return refuse(EINVAL)  # a second HERALD of a dump, with another seq
+                return refuse(Errno.EINVAL)  # a second HERALD of a dump, with another seq
             return self._ignore(m, client, received)
         if self.max_dumps is not None and self.started >= self.max_dumps:
-            return refuse(EBUSY)
+            return refuse(Errno.EBUSY)
         try:
             guest_block, guest_max, guest_window = m.herald()
         except protocol.MalformedMessage:
-            return refuse(EINVAL)
+            return refuse(Errno.EINVAL)
         max_data = min(guest_max // block * block, server_max)
         if m.seq != 1 or guest_block != block or max_data < block or guest_window < 1:
-            return refuse(EINVAL)
+            return refuse(Errno.EINVAL)
         try:
             target = self.images.open(client, m.dump_id)
         except OSError as exc:
-            return refuse(exc.errno or EIO)
+            return refuse(exc.errno or Errno.EIO)
         except DumpbedError:
-            return refuse(EIO)
-        dump = Dump(client, m.dump_id, target, max_data, min(guest_window, self.window), started=received)
+            return refuse(Errno.EIO)
+        dump = Dump(client, m.dump_id, target, max_data, min(guest_window, self.window))
         dump.mark(m.seq, 0)
         self.dumps[(client, m.dump_id)] = dump
         self.started += 1
@@ -523,27 +440,27 @@ class NetdumpServer:
     def _data(self, m: Message, client, received: float, dump: Dump) -> list[bytes]:
         block, size = dump.target.block_size, len(m.payload)
         if m.offset % block or size % block or size == 0 or size > dump.max_data:
-            status = EINVAL
+            status = Errno.EINVAL
         elif m.offset + size > dump.target.part_bytes:
-            status = ENOSPC
+            status = Errno.ENOSPC
         else:
             try:
                 dump.target.write(m.offset, m.payload)
                 status = 0
             except OSError as exc:
-                status = exc.errno or EIO
+                status = exc.errno or Errno.EIO
         dump.mark(m.seq, status)
         if status:
-            return self._answer(m, client, received, "refused", protocol.ack(m, status), status)
+            return self._refuse(m, client, received, status)
         dump.writes += 1
         dump.bytes += size
         return self._answer(m, client, received, "write", protocol.ack(m))
 
     def _flush(self, m: Message, client, received: float, dump: Dump) -> list[bytes]:
-        status = EIO if dump.low < m.seq else self._sync(dump)
+        status = Errno.EIO if dump.low < m.seq else self._sync(dump)
         dump.mark(m.seq, status)
         if status:
-            return self._answer(m, client, received, "refused", protocol.ack(m, status), status)
+            return self._refuse(m, client, received, status)
         dump.flushes += 1
         return self._answer(m, client, received, "flush", protocol.ack(m))
 
@@ -551,10 +468,9 @@ class NetdumpServer:
         status = self._sync(dump)
         dump.mark(m.seq, status)
         if status:
-            return self._answer(m, client, received, "refused", protocol.ack(m, status), status)
+            return self._refuse(m, client, received, status)
         dump.target.close()
         dump.closed = True
-        dump.finished = self.clock()
         self.finished += 1
         self._forget_old()
         reply = self._answer(m, client, received, "finish", protocol.ack(m))
@@ -567,7 +483,7 @@ class NetdumpServer:
             dump.target.sync()
             return 0
         except OSError as exc:
-            return exc.errno or EIO
+            return exc.errno or Errno.EIO
 
     def _forget_old(self) -> None:
         closed = [key for key, dump in self.dumps.items() if dump.closed]
@@ -576,14 +492,13 @@ class NetdumpServer:
 
     # -- answers and events ---------------------------------------------------------------------
 
-    def _answer(self, m: Message, client, received: float, event: str, reply: Message,
-                status: int = 0) -> list[bytes]:
+    def _answer(self, m: Message, client, received: float, event: str, reply: Message) -> list[bytes]:
         self.counts[event] += 1
-        self._event(event, m, client, received, reply.status if event == "duplicate" else status)
+        self._event(event, m, client, received, reply.status)
         return [protocol.encode(reply)]
 
     def _refuse(self, m: Message, client, received: float, status: int) -> list[bytes]:
-        return self._answer(m, client, received, "refused", protocol.ack(m, status), status)
+        return self._answer(m, client, received, "refused", protocol.ack(m, status))
 
     def _ignore(self, m: Message, client, received: float) -> list[bytes]:
         self.counts["ignored"] += 1
@@ -662,10 +577,27 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _serve(server: NetdumpServer, sock: socket.socket, linger: float, signals: bool,
-                 ready: Optional[Callable] = None) -> str:
-    """The endpoint's life: until stop(why) (SIGTERM, SIGINT when `signals`; `ready(loop, stop)`
-    is handed the way to stop it from elsewhere), or `linger` seconds after max_dumps finished."""
+def adopt(fd: int) -> socket.socket:
+    """The server's UDP socket from a descriptor a parent process bound and passed
+    (`--listen-fd`); a DumpbedError if it is no bound datagram socket."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise DumpbedError(f"--listen-fd {fd}: not an open socket ({exc.strerror or exc})") from None
+    try:
+        bound = sock.type == socket.SOCK_DGRAM and sock.family in (socket.AF_INET, socket.AF_INET6) \
+            and sock.getsockname()[1] != 0
+    except OSError:
+        bound = False
+    if not bound:
+        sock.detach()
+        raise DumpbedError(f"--listen-fd {fd}: not a bound UDP socket")
+    sock.setblocking(False)
+    return sock
+
+
+async def _serve(server: NetdumpServer, sock: socket.socket, linger: float) -> str:
+    """The endpoint's life: until SIGTERM or SIGINT, or `linger` seconds after max_dumps finished."""
     loop = asyncio.get_running_loop()
     stopped = loop.create_future()
 
@@ -680,11 +612,9 @@ async def _serve(server: NetdumpServer, sock: socket.socket, linger: float, sign
             lingering.append(loop.call_later(linger, stop, f"{server.finished} dumps finished"))
 
     transport, _ = await loop.create_datagram_endpoint(lambda: NetdumpProtocol(server, after_datagram), sock=sock)
-    sigs = (signal.SIGTERM, signal.SIGINT) if signals else ()
+    sigs = (signal.SIGTERM, signal.SIGINT)
     for sig in sigs:
         loop.add_signal_handler(sig, stop, sig.name)
-    if ready is not None:
-        ready(loop, stop)
     try:
         return await stopped
     finally:
@@ -696,10 +626,10 @@ async def _serve(server: NetdumpServer, sock: socket.socket, linger: float, sign
 def serve(server: NetdumpServer, sock: socket.socket, linger: float = LINGER_SECONDS) -> str:
     """Run the server on a bound socket until SIGTERM or SIGINT (or, with max_dumps, `linger`
     seconds after the last dump finished); close everything; return why it stopped. For the
-    main thread (`dumpbed netdumpd`); ServerThread runs it beside other work."""
+    main thread (`dumpbed netdumpd`)."""
     server.start()
     try:
-        return asyncio.run(_serve(server, sock, linger, signals=True))
+        return asyncio.run(_serve(server, sock, linger))
     finally:
         # a second SIGTERM or Ctrl-C must not cut the closing short
         previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -708,57 +638,3 @@ def serve(server: NetdumpServer, sock: socket.socket, linger: float = LINGER_SEC
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-
-class ServerThread:
-    """The server on a thread of its own, for a harness that runs it in-process:
-    `with ServerThread(server, bind("127.0.0.1", 0)) as t: ... t.address ...`; stop() (or the
-    with's end) closes the socket, syncs and closes every file, and joins the thread."""
-
-    def __init__(self, server: NetdumpServer, sock: socket.socket, linger: float = LINGER_SECONDS):
-        self.server, self.sock, self.linger = server, sock, linger
-        self.address = sock.getsockname()
-        self.why: Optional[str] = None
-        self.error: Optional[BaseException] = None
-        self._ready = threading.Event()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._stop: Optional[Callable[[str], None]] = None
-        self._thread = threading.Thread(target=self._run, name="netdumpd", daemon=True)
-
-    def _run(self) -> None:
-        def ready(loop, stop) -> None:
-            self._loop, self._stop = loop, stop
-            self._ready.set()
-
-        try:
-            self.why = asyncio.run(_serve(self.server, self.sock, self.linger, signals=False, ready=ready))
-        except BaseException as exc:  # noqa: BLE001 - handed to stop()'s caller
-            self.error = exc
-        finally:
-            self.server.close()
-            self._ready.set()
-
-    def start(self) -> "ServerThread":
-        self.server.start()  # the files exist once start() returns
-        self._thread.start()
-        self._ready.wait()
-        if self.error is not None:
-            raise self.error
-        return self
-
-    def stop(self, why: str = "stopped") -> None:
-        if self._loop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop, why)
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def __enter__(self) -> "ServerThread":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -4,13 +4,13 @@ between QEMU's NIC and it (net/link.py, a thread), started before QEMU and stopp
 the network faults armed on them at the crash.
 
 The server is a child process so that `server-kill` is a real SIGKILL of a real server; it
-dies with the harness (PR_SET_PDEATHSIG) and is stopped by PID.
+dies with the harness (PR_SET_PDEATHSIG) and is stopped by PID. Its UDP socket is bound here
+and handed to it (`--listen-fd`): the port is known before it starts, and what the link sends
+early waits in the socket for it.
 """
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -18,17 +18,18 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from dumpbed.deadline import Deadline
 from dumpbed.errors import DumpbedError
 from dumpbed.machine.qemu import _die_with_parent
+from dumpbed.net import server as netserver
+from dumpbed.net.evidence import SERVER_EVENTS_FILE
 from dumpbed.net.link import BOTH, Faults, Link
 from dumpbed.scenario import faults as faults_mod
 from dumpbed.scenario.faultrun import FaultLog
 
 SERVER_LOG = "netdumpd.log"  # its stdout and stderr
-SERVER_EVENTS = "netdumpd.jsonl"
 START_SECONDS = 15.0
 STOP_SECONDS = 10.0
-_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
 
 def _link_faults(fault: faults_mod.Fault) -> Faults:
@@ -41,8 +42,8 @@ def _link_faults(fault: faults_mod.Fault) -> Faults:
 
 
 class NetService:
-    """`with NetService(out, image, dump_id) as net:` QEMU gets `net.qemu_fd`; `net.arm()` at
-    the crash; leaving the block stops the link (link.pcap, link.json) and the server."""
+    """`net = NetService(out, image, dump_id).start()`: QEMU gets `net.qemu_fd`; `net.arm()` at
+    the crash; `net.stop()` after QEMU (fault.json, link.pcap, link.json; the server stopped)."""
 
     def __init__(self, out: Path, image: Path, dump_id: str, seed: int = 0):
         self.out = Path(out)
@@ -58,7 +59,7 @@ class NetService:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def __enter__(self) -> "NetService":
+    def start(self) -> "NetService":
         try:
             self._start_server()
             self.link = Link(("127.0.0.1", self.port), self.out, seed=self.seed).start()
@@ -66,9 +67,6 @@ class NetService:
             self.stop()
             raise
         return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     @property
     def qemu_fd(self) -> int:
@@ -80,43 +78,61 @@ class NetService:
         self.link.close_qemu_end()
 
     def _start_server(self) -> None:
-        argv = [sys.executable, "-m", "dumpbed.cli", "netdumpd", "--listen", "127.0.0.1:0",
-                "--image", str(self.image), "--dump-id", self.dump_id, "--log", str(self.out / SERVER_EVENTS)]
-        self._log_file = open(self.out / SERVER_LOG, "wb")
-        self.server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log_file,
-                                       stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            text = (self.out / SERVER_LOG).read_text(errors="replace")
-            m = _LISTENING.search(text)
-            if m:
-                self.port = int(m.group(1))
-                return
+        """The server started on a socket bound here; returns once it has created its files
+        (the image's write log, the event log), before which it reads no datagram."""
+        events = self.out / SERVER_EVENTS_FILE
+        events.unlink(missing_ok=True)
+        sock = netserver.bind("127.0.0.1", 0)
+        try:
+            self.port = sock.getsockname()[1]
+            argv = [sys.executable, "-m", "dumpbed.cli", "netdumpd", "--listen-fd", str(sock.fileno()),
+                    "--image", str(self.image), "--dump-id", self.dump_id, "--log", str(events)]
+            self._log_file = open(self.out / SERVER_LOG, "wb")
+            self.server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log_file,
+                                           stderr=subprocess.STDOUT, pass_fds=(sock.fileno(),),
+                                           preexec_fn=_die_with_parent)
+        finally:
+            sock.close()  # the server's copy is the one
+        deadline = Deadline(START_SECONDS, f"the dump server to start ({self.out / SERVER_LOG})")
+        while not events.exists():
             if self.server.poll() is not None:
+                text = (self.out / SERVER_LOG).read_text(errors="replace")
                 last = text.strip().splitlines()[-1:] or ["no output"]
                 raise DumpbedError(f"the dump server exited at start (status {self.server.returncode}): {last[0]}")
-            if time.monotonic() > deadline:
-                raise DumpbedError(f"the dump server did not listen within {START_SECONDS:g} s ({self.out / SERVER_LOG})")
+            deadline.check()
             time.sleep(0.02)
 
     def stop(self) -> None:
-        if self.link is not None:
+        """The link stopped (link.pcap, link.json), the server stopped (SIGTERM, then SIGKILL),
+        its log closed, fault.json saved: each step whatever the one before it raised."""
+        try:
+            self._settle()
+        finally:
             try:
-                self.link.stop()
+                link, self.link = self.link, None
+                if link is not None:
+                    link.stop()
             finally:
-                self.link = None
-        if self.server is not None and self.server.poll() is None:
-            self.server.send_signal(signal.SIGTERM)  # it syncs and closes its files
-            try:
-                self.server.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait(STOP_SECONDS)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        if self.fault_log is not None:
-            self.fault_log.save(self.out)
+                try:
+                    self._stop_server()
+                finally:
+                    try:
+                        if self._log_file is not None:
+                            self._log_file.close()
+                            self._log_file = None
+                    finally:
+                        if self.fault_log is not None:
+                            self.fault_log.save(self.out)
+
+    def _stop_server(self) -> None:
+        if self.server is None or self.server.poll() is not None:
+            return
+        self.server.send_signal(signal.SIGTERM)  # it syncs and closes its files
+        try:
+            self.server.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+            self.server.wait(STOP_SECONDS)
 
     # -- faults ------------------------------------------------------------------------------
 
@@ -153,7 +169,7 @@ class NetService:
             self.fault_log.seconds_after_crash = time.time() - (self._crash_time or time.time())
             self.fault_log.action = f"SIGKILL to the dump server (pid {self.server.pid if self.server else '?'})"
 
-    def settle(self) -> None:
+    def _settle(self) -> None:
         """After the dump: what the live fault did, from the link (fault.json on stop)."""
         if self.fault_log is None or self.link is None or self.fault_log.fired:
             return
@@ -163,9 +179,3 @@ class NetService:
             if when and self._crash_time:
                 self.fault_log.seconds_after_crash = when - self._crash_time
             self.fault_log.action = "the link passed nothing more, either way"
-
-    def summary(self) -> dict:
-        try:
-            return json.loads((self.out / "link.json").read_text())
-        except (OSError, ValueError):
-            return {}

@@ -17,10 +17,9 @@ from typing import Optional
 from dumpbed.net import protocol
 from dumpbed.net.evidence import Frame
 from dumpbed.oracles.base import Check, make_check
-from dumpbed.scenario.disks import LINK_MTU
 
 MIN_TSIZE = protocol.ETHER_MIN_FRAME
-MAX_TSIZE = 14 + LINK_MTU
+MAX_TSIZE = 14 + protocol.LINK_MTU
 T = protocol.MsgType
 
 
@@ -65,7 +64,7 @@ def check_frames(frames: list[Frame], crashed: Optional[float], dump_id: bytes) 
         if room is None:
             continue
         partition, block, max_data, _ = room
-        size = len(m.payload)
+        size = f.payload_bytes
         if m.offset % block or size % block or size == 0:
             problems.append(f"DATA seq {m.seq} at {at(f)}: {size} bytes at partition offset 0x{m.offset:x}, not whole "
                             f"{block}-byte blocks")

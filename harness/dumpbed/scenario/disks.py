@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from dumpbed.errors import DumpbedError
+from dumpbed.net.protocol import GUEST_MAC, LINK_MTU  # docs/netdump-protocol.md, section 4
 
 # The buses, by the trace vocabulary QEMU's device models speak (harness/dumpbed/capture/cmdlog.py
 # and writelog.py parse each): one virtio-blk PCI function per disk, scsi-hd on an HBA, or an
@@ -23,8 +24,6 @@ NVME_BUS = "nvme"
 # its command log the server's (netdumpd.jsonl), the guest's frames the link's (link.pcap).
 NET_BUS = "net"
 NETDEV = "net0"  # the -netdev of a network dump target: a datagram socket the link holds
-GUEST_MAC = "52:54:00:12:34:56"  # docs/netdump-protocol.md, section 4
-LINK_MTU = 9000
 
 
 def _virtio_blk_devices(node: str, hba: str, target: int, lun: int, options: str, number: int) -> list[str]:
