@@ -455,3 +455,17 @@ void pci_msix_disable(const struct pci_dev *d, uint8_t cap)
 	ctl = pci_cfg_read16(d, cap + MSIX_CTRL);
 	pci_cfg_write16(d, cap + MSIX_CTRL, (uint16_t)((ctl & ~MSIX_CTRL_ENABLE) | MSIX_CTRL_MASKALL));
 }
+
+#define MSI_CTRL		2
+#define MSI_CTRL_ENABLE		0x0001
+
+void pci_msi_disable(const struct pci_dev *d, uint8_t cap)
+{
+	uint16_t ctl;
+
+	if (!cap)
+		return;
+	ctl = pci_cfg_read16(d, cap + MSI_CTRL);
+	if (ctl & MSI_CTRL_ENABLE)
+		pci_cfg_write16(d, cap + MSI_CTRL, (uint16_t)(ctl & ~MSI_CTRL_ENABLE));
+}

@@ -20,6 +20,7 @@
 #define PCI_COMMAND_INTX_DISABLE 0x0400
 #define PCI_STATUS_CAP_LIST	0x0010
 
+#define PCI_CAP_ID_MSI		0x05
 #define PCI_CAP_ID_MSIX		0x11
 #define PCI_CAP_ID_VNDR		0x09
 
@@ -96,5 +97,9 @@ void pci_intx_mask(int pin);
  */
 int pci_msix_route(struct pci_dev *d, uint8_t cap, uint16_t entry, uint8_t vector);
 void pci_msix_disable(const struct pci_dev *d, uint8_t cap);
+
+/* MSI off (the MSI capability at `cap`, pci_find_cap(d, PCI_CAP_ID_MSI, 0); 0: none, nothing
+ * to do). Configuration space only. */
+void pci_msi_disable(const struct pci_dev *d, uint8_t cap);
 
 #endif

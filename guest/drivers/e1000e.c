@@ -9,10 +9,12 @@
  * (RXCSUM 0, no context descriptors), no VLAN, no multicast: the dump link is one Ethernet
  * segment with the server on it.
  *
- *  - Receive: one ring of 2048-byte buffers (64 descriptors), or at an MTU above 1500 of
- *    4096-byte buffers (RCTL.BSEX, 32 descriptors) with RCTL.LPE: the same 128 KiB either
- *    way. A jumbo frame spans up to 3 descriptors (EOP on the last) and is put back together
- *    in DUMPREAD's uio. BAM (the server may ARP for us), SECRC (no FCS in the buffer).
+ *  - Receive: one ring of 2048-byte buffers (16 descriptors), or at an MTU above 1500 of
+ *    4096-byte buffers (RCTL.BSEX, 8 descriptors) with RCTL.LPE: the same 32 KiB either way
+ *    (RX_BUF_BYTES: ACKs and ARP are small). A jumbo frame spans up to 3 descriptors (EOP on
+ *    the last) and is put back together in DUMPREAD's uio. Descriptors go back to the device
+ *    a quarter of the ring at a time (rx_give_back). BAM (the server may ARP for us), SECRC
+ *    (no FCS in the buffer).
  *  - Transmit: a ring of 16 descriptors pointing straight at the caller's iovecs (identity
  *    mapped: no copy, no bounce buffer), IFCS, RS on each, EOP on the last. QEMU sends during
  *    the TDT write; dumpwrite polls the last descriptor's DD against a TSC deadline.
@@ -93,7 +95,6 @@
 #define EERD_START		(1u << 0)
 #define EERD_DONE		(1u << 1)
 
-#define ICR_TXDW		(1u << 0)
 #define ICR_LSC			(1u << 2)
 #define ICR_RXDMT0		(1u << 4)
 #define ICR_RXO			(1u << 6)
@@ -113,6 +114,7 @@
 #define TCTL_COLD		(0x3fu << 12)	/* full duplex */
 #define TCTL_RTLC		(1u << 24)
 #define TCTL_MULR		(1u << 28)	/* 82574: reserved, set */
+#define TCTL_BASE		(TCTL_PSP | TCTL_CT | TCTL_COLD | TCTL_RTLC | TCTL_MULR)	/* without EN */
 #define TIPG_DEFAULT		(8u | 8u << 10 | 6u << 20)
 #define TARC0_ENABLE		(1u << 10)	/* QEMU sends nothing from queue 0 without it */
 
@@ -162,7 +164,7 @@ _Static_assert(sizeof(struct e1000e_tx_desc) == 16, "legacy transmit descriptor"
 #define TX_DESC			16		/* a multiple of 8: RDLEN/TDLEN are 128-byte units */
 #define TX_MAX_SEGS		(TX_DESC - 1)
 #define TX_SEG_MAX		16288u		/* a legacy descriptor's largest buffer */
-#define MTU_DEFAULT		1500u
+#define MTU_SMALL		1500u		/* the largest MTU of RX_BUF_SMALL buffers */
 #define MTU_MAX			9000u		/* the 82574's jumbo limit (9018-byte frames) */
 #define E1000E_MAX_NICS		2
 #define RESET_WAIT_MS		100
@@ -200,9 +202,6 @@ struct e1000e_softc {
 	uint32_t rx_next;	/* next receive descriptor to look at */
 	uint32_t rx_unreturned;	/* read, not yet given back (RDT) */
 	uint32_t tx_tail;	/* our TDT */
-	uint8_t msi_cap, msix_cap;
-	bool pinned;
-	bool link_up;		/* at the last DUMPINIT/DUMPSTART */
 	uint8_t mac[ETHER_ADDR_LEN];
 	char where[16];
 	/* statistics */
@@ -215,26 +214,6 @@ static struct e1000e_dma nic_dma[E1000E_MAX_NICS] __dumpstate;
 
 static uint32_t rd32(const struct e1000e_softc *sc, uint32_t reg) { return mmio_read32(sc->regs + reg); }
 static void wr32(const struct e1000e_softc *sc, uint32_t reg, uint32_t v) { mmio_write32(sc->regs + reg, v); }
-
-#define MSI_CTRL		2
-#define MSI_CTRL_ENABLE		0x0001
-#ifndef PCI_CAP_ID_MSI
-#define PCI_CAP_ID_MSI		0x05
-#endif
-
-/* MSI and MSI-X off: QEMU's e1000e signals by MSI-X, else MSI, else INTx, whichever the
- * function has enabled; this driver uses INTx only. Configuration space (port I/O). */
-static void msi_off(struct e1000e_softc *sc)
-{
-	if (sc->msi_cap) {
-		uint16_t ctl = pci_cfg_read16(sc->pci, sc->msi_cap + MSI_CTRL);
-
-		if (ctl & MSI_CTRL_ENABLE)
-			pci_cfg_write16(sc->pci, sc->msi_cap + MSI_CTRL, (uint16_t)(ctl & ~MSI_CTRL_ENABLE));
-	}
-	if (sc->msix_cap)
-		pci_msix_disable(sc->pci, sc->msix_cap);
-}
 
 /* Every interrupt cause masked, INTx disabled, what ICR held cleared (with IMS 0 the read clears
  * it and QEMU lowers the line). Register and config-space accesses only. */
@@ -268,7 +247,7 @@ static void rx_stop(struct e1000e_softc *sc)
 
 static void tx_stop(struct e1000e_softc *sc)
 {
-	wr32(sc, REG_TCTL, TCTL_PSP | TCTL_CT | TCTL_COLD | TCTL_RTLC | TCTL_MULR);
+	wr32(sc, REG_TCTL, TCTL_BASE);
 }
 
 /*
@@ -313,7 +292,7 @@ static void tx_ring_reset(struct e1000e_softc *sc)
 	wr32(sc, REG_TDT, 0);
 	sc->tx_tail = 0;
 	mb();
-	wr32(sc, REG_TCTL, TCTL_EN | TCTL_PSP | TCTL_CT | TCTL_COLD | TCTL_RTLC | TCTL_MULR);
+	wr32(sc, REG_TCTL, TCTL_BASE | TCTL_EN);
 }
 
 /* Descriptors the device has filled and we have not looked at (for DUMPSTART's count). */
@@ -333,7 +312,7 @@ static uint32_t rx_pending(struct e1000e_softc *sc)
  */
 static void configure(struct e1000e_softc *sc)
 {
-	bool jumbo = sc->mtu > MTU_DEFAULT;
+	bool jumbo = sc->mtu > MTU_SMALL;
 
 	sc->rx_buf = jumbo ? RX_BUF_JUMBO : RX_BUF_SMALL;
 	sc->nrx = RX_BUF_BYTES / sc->rx_buf;
@@ -380,15 +359,14 @@ static void runtime_ack(struct e1000e_softc *sc)
 /* The iovecs' total, or -1 if the uio is malformed (their total must be uio_resid). */
 static int64_t uio_total(const struct uio *uio, int max_iov)
 {
-	uint64_t sum = 0;
+	uint64_t sum;
 
 	if (!uio || uio->uio_iovcnt < 1 || uio->uio_iovcnt > max_iov || !uio->uio_iov)
 		return -1;
-	for (int i = 0; i < uio->uio_iovcnt; i++) {
+	for (int i = 0; i < uio->uio_iovcnt; i++)
 		if (uio->uio_iov[i].iov_len && !uio->uio_iov[i].iov_base)
 			return -1;
-		sum += uio->uio_iov[i].iov_len;
-	}
+	sum = iov_total(uio->uio_iov, uio->uio_iovcnt);
 	return sum == uio->uio_resid ? (int64_t)sum : -1;
 }
 
@@ -442,25 +420,6 @@ static int e1000e_dumpwrite(struct dump_nic *nic, struct uio *uio)
 	uio->uio_resid = 0;
 	runtime_ack(sc);
 	return 0;
-}
-
-/* Copy len bytes to the uio at offset off (within its capacity, checked by the caller). */
-static void uio_put(struct uio *uio, uint64_t off, const uint8_t *src, uint64_t len)
-{
-	for (int i = 0; i < uio->uio_iovcnt && len; i++) {
-		struct iovec *v = &uio->uio_iov[i];
-		uint64_t n;
-
-		if (off >= v->iov_len) {
-			off -= v->iov_len;
-			continue;
-		}
-		n = v->iov_len - off < len ? v->iov_len - off : len;
-		memcpy((uint8_t *)v->iov_base + off, src, n);
-		src += n;
-		len -= n;
-		off = 0;
-	}
 }
 
 /*
@@ -541,7 +500,7 @@ static int e1000e_read(struct e1000e_softc *sc, struct uio *uio, uint32_t ms)
 			if (k == n - 1 && !(d->status & RXD_STAT_EOP))
 				errors |= RXD_ERR_FRAME;	/* rx_frame_descs found no end */
 			if (!(errors & RXD_ERR_FRAME) && len + part <= (uint64_t)room)
-				uio_put(uio, len, (const uint8_t *)(uintptr_t)d->addr, part);
+				iov_scatter(uio->uio_iov, uio->uio_iovcnt, len, (const void *)(uintptr_t)d->addr, part);
 			len += part;
 		}
 		rx_give_back(sc, n);
@@ -577,8 +536,7 @@ static void fill_stat(struct e1000e_softc *sc, struct dumpio_stat *st, int err, 
 /* The link, waited for up to ms (QEMU's is up at once; silicon autonegotiates). */
 static bool link_wait(struct e1000e_softc *sc, uint32_t ms)
 {
-	sc->link_up = wait_reg(sc, REG_STATUS, STATUS_LU, STATUS_LU, ms);
-	return sc->link_up;
+	return wait_reg(sc, REG_STATUS, STATUS_LU, STATUS_LU, ms);
 }
 
 static int pin_dump_path(struct e1000e_softc *sc)
@@ -597,18 +555,15 @@ static int pin_dump_path(struct e1000e_softc *sc)
 			unpin(sc, sizeof(*sc));
 		}
 	}
-	sc->pinned = !err;
 	return err;
 }
 
+/* Pinned from DUMPINIT (state NIC_READY and on) to DUMPTERM. */
 static void unpin_dump_path(struct e1000e_softc *sc)
 {
-	if (!sc->pinned)
-		return;
 	unpin_phys(sc->regs, E1000E_DUMP_REGS);
 	unpin(sc->dma, sizeof(*sc->dma));
 	unpin(sc, sizeof(*sc));
-	sc->pinned = false;
 }
 
 static int dump_init(struct e1000e_softc *sc, struct dumpio_stat *st)
@@ -669,7 +624,6 @@ static int dump_start(struct e1000e_softc *sc, struct dumpio_stat *st)
 		else
 			pci_set_command_bits(sc->pci, PCI_COMMAND_INTX_DISABLE, 0);
 	}
-	sc->link_up = (rd32(sc, REG_STATUS) & STATUS_LU) != 0;
 	sc->state = NIC_DUMPING;
 	return 0;
 }
@@ -780,9 +734,7 @@ static int reset_device(struct e1000e_softc *sc)
 {
 	uint32_t ral, rah, ctrl;
 
-	intr_mask_all(sc);
-	rx_stop(sc);
-	tx_stop(sc);
+	quiet(sc);
 	wr32(sc, REG_CTRL, rd32(sc, REG_CTRL) | CTRL_GIO_MASTER_DISABLE);
 	(void)wait_reg(sc, REG_STATUS, STATUS_GIO_MASTER_EN, 0, RESET_WAIT_MS);
 	wr32(sc, REG_CTRL, rd32(sc, REG_CTRL) | CTRL_RST);
@@ -855,16 +807,13 @@ static int e1000e_attach(int index, uint32_t mtu, uint32_t iotimeout_ms, struct 
 	sc->pci = pci;
 	sc->regs = (uintptr_t)bar->base;
 	sc->dma = &nic_dma[sc - nics];
-	sc->mtu = mtu ? mtu : MTU_DEFAULT;
-	if (sc->mtu > MTU_MAX)
-		sc->mtu = MTU_MAX;
-	sc->iotimeout_ms = iotimeout_ms ? iotimeout_ms : 1000;
-	sc->rx_buf = RX_BUF_SMALL;
-	sc->nrx = RX_DESC_MAX;
+	sc->mtu = mtu < MTU_MAX ? mtu : MTU_MAX;
+	sc->iotimeout_ms = iotimeout_ms;
 	snprintf(sc->where, sizeof(sc->where), "%02x:%02x.%x", pci->bus, pci->dev, pci->fn);
-	sc->msi_cap = pci_find_cap(pci, PCI_CAP_ID_MSI, 0);
-	sc->msix_cap = pci_find_cap(pci, PCI_CAP_ID_MSIX, 0);
-	msi_off(sc);
+	/* MSI and MSI-X off: QEMU's e1000e signals by MSI-X, else MSI, else INTx, whichever the
+	 * function has enabled; this driver uses INTx only. */
+	pci_msi_disable(pci, pci_find_cap(pci, PCI_CAP_ID_MSI, 0));
+	pci_msix_disable(pci, pci_find_cap(pci, PCI_CAP_ID_MSIX, 0));
 	pci_set_command_bits(pci, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE, 0);
 	err = reset_device(sc);
 	if (err) {

@@ -656,7 +656,7 @@ static int dump_flush(void *softc)
 }
 
 static int dump_write(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total, bool fsync,
-		      enum dumpio_op *op)
+		      enum dumpio_op *op, uint64_t *failing_offset)
 {
 	struct nvme_ctrl *c = softc;
 	uint64_t lba = dev->part_lba + uio->uio_offset / c->block_size;

@@ -103,12 +103,6 @@
 #define BTSTAT_BUSRESET		0x25
 #define BTSTAT_ABORTQUEUE	0x26
 
-#ifndef PCI_CAP_ID_MSI
-#define PCI_CAP_ID_MSI		0x05
-#endif
-#define MSI_CTRL		2
-#define MSI_CTRL_ENABLE		0x0001
-
 /* ---- memory shared with the adapter ------------------------------------------------------ */
 
 #define PV_PAGE			4096u
@@ -283,16 +277,6 @@ static uint32_t phys_hi(const volatile void *p)
 	return (uint32_t)((uint64_t)(uintptr_t)p >> 32);
 }
 
-static void msi_off(struct pvscsi_softc *sc)
-{
-	if (sc->msi_cap) {
-		uint16_t ctl = pci_cfg_read16(sc->pci, sc->msi_cap + MSI_CTRL);
-
-		if (ctl & MSI_CTRL_ENABLE)
-			pci_cfg_write16(sc->pci, sc->msi_cap + MSI_CTRL, (uint16_t)(ctl & ~MSI_CTRL_ENABLE));
-	}
-}
-
 /* Every interrupt source off: the adapter's mask (QEMU lowers the line at once), INTx, MSI.
  * Register and config-space writes only: safe at the crash, before anything else. */
 static void pv_mute(struct scsi_hba *hba)
@@ -302,7 +286,7 @@ static void pv_mute(struct scsi_hba *hba)
 	sc->intr_on = false;
 	wr32(sc, REG_INTR_MASK, 0);
 	pci_set_command_bits(sc->pci, PCI_COMMAND_INTX_DISABLE, 0);
-	msi_off(sc);
+	pci_msi_disable(sc->pci, sc->msi_cap);
 }
 
 /*
@@ -870,7 +854,7 @@ static int pv_intr_enable(struct scsi_hba *hba, uint8_t vector)
 		       pin, vector);
 	}
 	flags = irq_save();
-	msi_off(sc);
+	pci_msi_disable(sc->pci, sc->msi_cap);
 	sc->intr_vector = vector;
 	sc->intr_on = true;
 	wr32(sc, REG_INTR_STATUS, INTR_ALL);	/* nothing runtime is outstanding yet */
@@ -954,7 +938,7 @@ static int pv_attach(struct pvscsi_softc *sc, struct pci_dev *pci, struct pv_dma
 		return ENXIO;
 	sc->regs = (uintptr_t)bar->base;
 	sc->msi_cap = pci_find_cap(pci, PCI_CAP_ID_MSI, 0);
-	msi_off(sc);
+	pci_msi_disable(sc->pci, sc->msi_cap);
 	pci_set_command_bits(pci, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE, 0);
 	err = bring_up(sc);
 	if (err)

@@ -19,6 +19,7 @@
 #define VIRTQ_DESC_F_NEXT		1
 #define VIRTQ_DESC_F_WRITE		2	/* device writes this buffer */
 #define VIRTQ_AVAIL_F_NO_INTERRUPT	1
+#define VIRTQ_USED_F_NO_NOTIFY		1	/* the device asks not to be kicked (spec 2.7.7) */
 
 #define VIRTQ_MAX_SIZE			256
 

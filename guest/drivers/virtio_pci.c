@@ -237,8 +237,14 @@ void virtio_pci_driver_ok(struct virtio_pci *vp)
 
 void virtio_pci_notify(const struct virtio_pci *vp, const struct virtq *vq)
 {
-	/* The ring updates must be visible before the doorbell. */
+	/* The ring updates (the avail index published) must be visible before the device's flag is
+	 * read and before the doorbell: a full barrier (spec 2.7.7.2), else the device might set
+	 * the flag's opposite after our read and never look at the new entry. */
 	mb();
+	/* The device says it needs no kick (it will look at the ring anyway: QEMU while it is
+	 * taking buffers): each doorbell write is a VM exit, so leave it out. */
+	if (READ_ONCE(vq->mem->used.flags) & VIRTQ_USED_F_NO_NOTIFY)
+		return;
 	mmio_write16(vq->notify_addr, vq->index);
 }
 
@@ -293,7 +299,7 @@ bool virtq_chain_add(struct virtq_chain *c, uint64_t addr, uint32_t len, bool de
 	return true;
 }
 
-void virtq_chain_submit(const struct virtio_pci *vp, struct virtq_chain *c)
+void virtq_chain_publish(struct virtq_chain *c)
 {
 	struct virtq *vq = c->vq;
 	struct virtq_desc *last = &vq->mem->desc[c->head + c->n - 1];
@@ -304,7 +310,12 @@ void virtq_chain_submit(const struct virtio_pci *vp, struct virtq_chain *c)
 	wmb();	/* descriptors and ring entry before the index that publishes them */
 	vq->avail_idx++;
 	WRITE_ONCE(vq->mem->avail.idx, vq->avail_idx);
-	virtio_pci_notify(vp, vq);
+}
+
+void virtq_chain_submit(const struct virtio_pci *vp, struct virtq_chain *c)
+{
+	virtq_chain_publish(c);
+	virtio_pci_notify(vp, c->vq);
 }
 
 bool virtq_next_used_len(struct virtq *vq, uint32_t *id, uint32_t *len)

@@ -42,6 +42,8 @@ int virtio_pci_setup_queue(struct virtio_pci *vp, struct virtq *vq, uint16_t ind
 
 void virtio_pci_driver_ok(struct virtio_pci *vp);
 uint8_t virtio_pci_status(const struct virtio_pci *vp);
+/* Kick the device for queue vq: a full barrier (the avail index before the flag), then the
+ * doorbell unless the device set VIRTQ_USED_F_NO_NOTIFY (virtio 1.x, 2.7.7.2). */
 void virtio_pci_notify(const struct virtio_pci *vp, const struct virtq *vq);
 bool virtio_pci_has_feature(const struct virtio_pci *vp, unsigned bit);
 
@@ -63,7 +65,8 @@ uint64_t virtio_pci_cfg_read64(const struct virtio_pci *vp, uint32_t off);
  * slot) and builds each request's chain at the start of its slot's range, with
  * virtq_chain_begin, then virtq_chain_add for each buffer in the order the device is to see
  * them (the device-readable ones first); virtq_chain_submit publishes it (the avail ring
- * entry, then the index that makes it visible) and kicks the device (virtio_pci_notify). The
+ * entry, then the index that makes it visible) and kicks the device (virtio_pci_notify, which
+ * leaves the doorbell alone while the device's used ring says VIRTQ_USED_F_NO_NOTIFY). The
  * driver marks its slot busy before submitting: the completion may come at once. Nothing is
  * allocated: the chain's state is the caller's, the descriptors and rings are the queue's
  * memory, which a dump driver keeps in its pinned dump state (the kernel image).
@@ -81,6 +84,9 @@ void virtq_chain_begin(struct virtq_chain *c, struct virtq *vq, uint16_t head, u
 bool virtq_chain_add(struct virtq_chain *c, uint64_t addr, uint32_t len, bool device_writes);
 /* Publish the chain (at least one buffer) and kick the device. */
 void virtq_chain_submit(const struct virtio_pci *vp, struct virtq_chain *c);
+/* Publish the chain without the kick: the device sees it when it next looks at the ring (a
+ * frame arriving), or at the next virtio_pci_notify (which batches several). */
+void virtq_chain_publish(struct virtq_chain *c);
 
 /* Consume the next entry of the used ring, if the device has published one: *id is the head
  * descriptor of the chain it gave back. */

@@ -63,8 +63,7 @@ bool dumpdev_write_ok(const struct dumpdev *dev, const struct uio *uio, uint32_t
 	*total = 0;
 	if (!uio || uio->uio_iovcnt < 0 || (uio->uio_iovcnt && !uio->uio_iov))
 		return false;
-	for (int i = 0; i < uio->uio_iovcnt; i++)
-		sum += uio->uio_iov[i].iov_len;
+	sum = iov_total(uio->uio_iov, uio->uio_iovcnt);
 	*total = sum;
 	end = uio->uio_offset + sum;
 	return sum == uio->uio_resid && uio->uio_offset % block_size == 0 && sum % block_size == 0 &&
@@ -177,24 +176,30 @@ int dumpdev_dddump(const struct dumpdev_ops *ops, struct dumpdev *dev, struct ui
 			return failed(ops, sc, st, EINVAL, DUMPIO_OP_WRITE, offset);
 		fsync = uio->uio_fmode & DUMP_FSYNC;
 		op = total ? DUMPIO_OP_WRITE : DUMPIO_OP_FLUSH;
-		err = ops->write(sc, dev, uio, total, fsync, &op);
+		err = ops->write(sc, dev, uio, total, fsync, &op, &offset);
 		if (err)
 			return failed(ops, sc, st, err, op, offset);
 		state->unflushed = fsync ? false : state->unflushed || total;
 		uio->uio_resid = 0;
 		return 0;
 
-	case DUMPEND:
+	case DUMPEND: {
+		int end_err = 0;
+
 		if (!state->active)
 			return 0;
 		state->active = false;
-		if (!state->unflushed)
-			return 0;
-		err = ops->flush(sc);
+		err = state->unflushed ? ops->flush(sc) : 0;
+		if (!err)
+			state->unflushed = false;
+		if (ops->end)
+			end_err = ops->end(sc, !err);
 		if (err)
 			return failed(ops, sc, st, err, DUMPIO_OP_FLUSH, 0);
-		state->unflushed = false;
+		if (end_err)
+			return failed(ops, sc, st, end_err, DUMPIO_OP_NONE, 0);
 		return 0;
+	}
 
 	case DUMPTERM:
 		if (state->ready)
@@ -215,12 +220,10 @@ int devdump_write(struct dumpdev *dev, uint64_t offset, struct iovec *iov, int i
 		.uio_iovcnt = iovcnt,
 		.uio_offset = offset,
 		.uio_fmode = fsync ? DUMP_FSYNC : 0,
-		.uio_resid = 0,
+		.uio_resid = iov_total(iov, iovcnt),
 	};
 	int err;
 
-	for (int i = 0; i < iovcnt; i++)
-		uio.uio_resid += iov[i].iov_len;
 	if (uio.uio_resid > dev->part_bytes || offset > dev->part_bytes - uio.uio_resid) {
 		memset(st, 0, sizeof(*st));
 		st->error = EINVAL;

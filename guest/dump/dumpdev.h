@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/iov.h"
+
 enum dump_cmd {
 	DUMPINIT = 1,
 	DUMPQUERY,
@@ -37,10 +39,6 @@ enum dump_cmd {
 	DUMPREAD,
 };
 
-struct iovec {
-	void *iov_base;
-	size_t iov_len;
-};
 
 #define DUMP_FSYNC	0x0010	/* uio_fmode: flush the device's write cache after writing */
 
@@ -52,7 +50,6 @@ struct uio {
 	uint64_t uio_resid;	/* bytes still to transfer: the iovecs' total on entry, 0 when done */
 };
 
-struct uio;
 struct dump_nic;
 
 struct dmp_query {
@@ -121,8 +118,8 @@ struct dumpdev {
  * dddump entry point around it, once for every driver: the command sequence (DUMPINIT before
  * DUMPQUERY and DUMPSTART, DUMPWRITE only between DUMPSTART and DUMPEND, DUMPTERM undoing
  * DUMPINIT once), the checks of every write (dumpdev_write_ok) and of the partition
- * (dumpdev_partition_ok), a flush at DUMPEND when writes are unflushed, and the dumpio_stat of
- * every error. Each returns 0 or an errno.
+ * (dumpdev_partition_ok), a flush at DUMPEND when writes are unflushed, then `end`, and the
+ * dumpio_stat of every error. Each returns 0 or an errno.
  *   init          DUMPINIT, the partition checked: what else makes the device unusable as a
  *                 dump target (EROFS; EFAULT: its dump-path state outside the dumpstate), then
  *                 pin what the dump path touches (arch/x86/pin.h). Not called again until term.
@@ -133,8 +130,13 @@ struct dumpdev {
  *   write         `total` bytes of uio's iovecs at partition offset uio->uio_offset, all
  *                 checked; with `fsync`, a flush of the device's write cache after them (total
  *                 is 0 only with fsync: the flush alone). *op: which of the two failed (set to
- *                 DUMPIO_OP_FLUSH before the flush).
+ *                 DUMPIO_OP_FLUSH before the flush). *failing_offset: the partition offset of
+ *                 the transfer that failed, for a driver that knows it better than the write's
+ *                 start (which it holds on entry, and keeps if the driver leaves it).
  *   flush         the device's write cache (0 at once when it has none).
+ *   end           optional (NULL: none): DUMPEND of a device that was started, after the
+ *                 flush (`flushed`: false when that flush failed): what else ends the dump on
+ *                 the device, and leave it quiet.
  *   status        the device's words for a dumpio_stat: its status register, the failed
  *                 request's status (0xff: none).
  */
@@ -144,8 +146,9 @@ struct dumpdev_ops {
 	uint32_t (*max_transfer)(void *softc);
 	int (*start)(void *softc);
 	int (*write)(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total, bool fsync,
-		     enum dumpio_op *op);
+		     enum dumpio_op *op, uint64_t *failing_offset);
 	int (*flush)(void *softc);
+	int (*end)(void *softc, bool flushed);
 	void (*status)(void *softc, uint32_t *device_status, uint32_t *request_status);
 };
 

@@ -26,10 +26,8 @@
 #include <stdint.h>
 
 #include "dump/dumpdev.h"
+#include "net/ether.h"
 
-#define ETHER_ADDR_LEN		6
-#define ETHER_MIN_FRAME		60	/* without the FCS: DUMPQUERY's min_tsize */
-#define ETHER_HEADER		14
 
 struct dump_nic;
 typedef int (*nic_dddump_fn)(struct dump_nic *nic, struct uio *uio, int cmd, void *arg);

@@ -15,6 +15,7 @@
 #include "arch/x86/pin.h"
 #include "arch/x86/tsc.h"
 #include "arch/x86/usermode.h"
+#include "lib/byteorder.h"
 #include "lib/crc.h"
 #include "lib/dumpstate.h"
 #include "lib/errno.h"
@@ -51,7 +52,6 @@ enum nd_type {
 #define ND_QUERY_GAP_MS		500
 #define ND_BLOCK_MIN		512
 #define ND_BLOCK_MAX		65536
-#define ND_INSTANCES		1	/* the network dump is the primary only (docs/netdump-protocol.md) */
 
 /* A message sent and not yet acknowledged. */
 struct nd_msg {
@@ -84,7 +84,7 @@ struct netdump {
 	struct inet_endpoint self, server;
 	uint32_t cfg_window, iotimeout_ms;
 	uint8_t dump_id[16];
-	bool in_use, nic_ready, ready, started;
+	bool in_use, nic_ready;
 
 	/* the partition (QUERY) and the dump's sizes (HERALD) */
 	uint64_t part_bytes;
@@ -100,7 +100,7 @@ struct netdump {
 	uint64_t base, total, sent;
 	uint32_t refused;		/* first nonzero ACK status */
 	uint64_t soonest;		/* TSC: no message is due before */
-	bool fail_offset_set;
+	bool fail_offset_set;		/* the exchange failed at a DATA message: its offset */
 	uint64_t fail_offset;
 	bool arp_answered;
 
@@ -123,14 +123,8 @@ struct netdump {
 	uint8_t rx[ND_FRAME_BUF] __attribute__((aligned(64)));
 };
 
-static struct netdump netdumps[ND_INSTANCES] __dumpstate;
-
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)(v >> 16)); put16(p + 2, (uint16_t)v); }
-static void put64(uint8_t *p, uint64_t v) { put32(p, (uint32_t)(v >> 32)); put32(p + 4, (uint32_t)v); }
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static uint32_t get32(const uint8_t *p) { return (uint32_t)get16(p) << 16 | get16(p + 2); }
-static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) << 32 | get32(p + 4); }
+/* The one instance: the network dump is the primary only (docs/netdump-protocol.md). */
+static struct netdump netdump __dumpstate;
 
 static const uint8_t no_dump_id[16];
 
@@ -140,25 +134,6 @@ static const uint8_t *dump_id_of(const struct netdump *nd, uint8_t type)
 }
 
 /* ---- ring 3: frames built and parsed ------------------------------------------------------- */
-
-/* Gather `len` bytes at position `pos` of the write's iovecs. */
-static void gather(uint8_t *dst, const struct uio *uio, uint64_t pos, uint64_t len)
-{
-	for (int i = 0; i < uio->uio_iovcnt && len; i++) {
-		const struct iovec *v = &uio->uio_iov[i];
-		uint64_t n;
-
-		if (pos >= v->iov_len) {
-			pos -= v->iov_len;
-			continue;
-		}
-		n = v->iov_len - pos < len ? v->iov_len - pos : len;
-		memcpy(dst, (const uint8_t *)v->iov_base + pos, n);
-		dst += n;
-		len -= n;
-		pos = 0;
-	}
-}
 
 /*
  * The frame of message `m` in nd->tx: Ethernet, IPv4, UDP, the 48-byte header, the payload,
@@ -174,25 +149,25 @@ static uint64_t build_msg_here(uint64_t ndp, uint64_t mp, uint64_t unused)
 
 	if (m->type == ND_DATA) {
 		bytes = m->bytes;
-		gather(payload, nd->uio, m->pos, bytes);
+		iov_gather(payload, nd->uio->uio_iov, nd->uio->uio_iovcnt, m->pos, bytes);
 	} else if (m->type == ND_HERALD) {
 		bytes = ND_HERALD_PAYLOAD;
-		put32(payload, nd->block_size);
-		put32(payload + 4, nd->guest_max_data);
-		put32(payload + 8, nd->cfg_window);
+		put_be32(payload, nd->block_size);
+		put_be32(payload + 4, nd->guest_max_data);
+		put_be32(payload + 8, nd->cfg_window);
 	}
-	put32(h, ND_MAGIC);
+	put_be32(h, ND_MAGIC);
 	h[4] = ND_VERSION;
 	h[5] = m->type;
-	put16(h + 6, ND_HEADER);
-	put32(h + 8, m->seq);
-	put32(h + 12, bytes);
-	put64(h + 16, m->type == ND_DATA ? m->offset : 0);
+	put_be16(h + 6, ND_HEADER);
+	put_be32(h + 8, m->seq);
+	put_be32(h + 12, bytes);
+	put_be64(h + 16, m->type == ND_DATA ? m->offset : 0);
 	memcpy(h + 24, dump_id_of(nd, m->type), 16);
-	put32(h + 40, 0);
-	put32(h + 44, 0);
+	put_be32(h + 40, 0);
+	put_be32(h + 44, 0);
 	crc = crc32c_compute(crc32c_compute(CRC32C_INIT, h, ND_HEADER), payload, bytes);
-	put32(h + 44, ~crc);
+	put_be32(h + 44, ~crc);
 
 	len = inet_udp_build(nd->tx, &nd->self, &nd->server, ND_HEADER + bytes, (uint16_t)m->seq);
 	padded = (len + nd->min_tsize - 1) / nd->min_tsize * nd->min_tsize;
@@ -206,7 +181,7 @@ static uint64_t build_msg_here(uint64_t ndp, uint64_t mp, uint64_t unused)
 
 static bool mac_is(const uint8_t *a, const uint8_t *b)
 {
-	return memcmp(a, b, INET_MAC_LEN) == 0;
+	return memcmp(a, b, ETHER_ADDR_LEN) == 0;
 }
 
 /* What the `len` bytes in nd->rx are, per section 6's drop rule; a message's fields into nd->in_*.
@@ -235,18 +210,18 @@ static uint64_t parse_here(uint64_t ndp, uint64_t len, uint64_t unused)
 	    f->dst_port != nd->self.port || f->payload_len < ND_HEADER)
 		return RX_DROP;
 	h = f->payload;
-	payload = get32(h + 12);
-	if (get32(h) != ND_MAGIC || h[4] != ND_VERSION || get16(h + 6) != ND_HEADER ||
+	payload = get_be32(h + 12);
+	if (get_be32(h) != ND_MAGIC || h[4] != ND_VERSION || get_be16(h + 6) != ND_HEADER ||
 	    payload != f->payload_len - ND_HEADER)
 		return RX_DROP;
 	crc = crc32c_compute(CRC32C_INIT, h, ND_HEADER - 4);
 	crc = crc32c_compute(crc, (const uint8_t[4]){ 0 }, 4);
 	crc = ~crc32c_compute(crc, h + ND_HEADER, payload);
-	if (crc != get32(h + 44) || !(h[5] & ND_ACK))
+	if (crc != get_be32(h + 44) || !(h[5] & ND_ACK))
 		return RX_DROP;
 	nd->in_type = h[5] & (uint8_t)~ND_ACK;
-	nd->in_seq = get32(h + 8);
-	nd->in_status = get32(h + 40);
+	nd->in_seq = get_be32(h + 8);
+	nd->in_status = get_be32(h + 40);
 	memcpy(nd->in_dump_id, h + 24, 16);
 	nd->in_payload = payload;
 	if (payload == ND_ROOM)
@@ -267,14 +242,21 @@ static int send_frame(struct netdump *nd, uint64_t len)
 	return err;
 }
 
+/* The exchange fails at message m: a DATA message names the offset of the failed write. */
+static void failed_at(struct netdump *nd, const struct nd_msg *m)
+{
+	if (m->type == ND_DATA && !nd->fail_offset_set) {
+		nd->fail_offset = m->offset;
+		nd->fail_offset_set = true;
+	}
+}
+
 static int transmit(struct netdump *nd, struct nd_msg *m)
 {
 	int err = send_frame(nd, run_unprivileged(build_msg_here, (uintptr_t)nd, (uintptr_t)m, 0));
 
-	if (err && m->type == ND_DATA) {
-		nd->fail_offset = m->offset;
-		nd->fail_offset_set = true;
-	}
+	if (err)
+		failed_at(nd, m);
 	return err;
 }
 
@@ -326,17 +308,14 @@ static void take_ack(struct netdump *nd)
 		if ((m->type == ND_QUERY || m->type == ND_HERALD) && !nd->in_status) {
 			if (nd->in_payload != ND_ROOM)
 				break;	/* no room fields: not an answer */
-			nd->room_part_bytes = get64(nd->in_room);
-			nd->room_block = get32(nd->in_room + 8);
-			nd->room_max_data = get32(nd->in_room + 12);
-			nd->room_window = get32(nd->in_room + 16);
+			nd->room_part_bytes = get_be64(nd->in_room);
+			nd->room_block = get_be32(nd->in_room + 8);
+			nd->room_max_data = get_be32(nd->in_room + 12);
+			nd->room_window = get_be32(nd->in_room + 16);
 		}
 		if (nd->in_status && !nd->refused) {
 			nd->refused = nd->in_status;
-			if (m->type == ND_DATA) {
-				nd->fail_offset = m->offset;
-				nd->fail_offset_set = true;
-			}
+			failed_at(nd, m);
 		}
 		if (!m->resent)
 			rtt_sample(nd, tsc_to_us(rdtsc() - m->first));
@@ -368,7 +347,7 @@ static int receive(struct netdump *nd, uint32_t ms)
 		return send_arp(nd, ARP_OP_REPLY, nd->in.arp_sender_mac, nd->in.arp_sender_mac,
 				nd->in.arp_sender_ip);
 	case RX_ARP_REPLY:
-		memcpy(nd->server.mac, nd->in.arp_sender_mac, INET_MAC_LEN);
+		memcpy(nd->server.mac, nd->in.arp_sender_mac, ETHER_ADDR_LEN);
 		nd->arp_answered = true;
 		return 0;
 	case RX_ACK:
@@ -380,12 +359,12 @@ static int receive(struct netdump *nd, uint32_t ms)
 	}
 }
 
-/* Receive until `deadline` (TSC) or until *done. */
-static int receive_until(struct netdump *nd, uint64_t deadline, const bool *done)
+/* Receive until `deadline` (TSC) or until *flag == until (what receiving sets or clears): 0 or
+ * the NIC's error. */
+static int receive_until(struct netdump *nd, uint64_t deadline, const bool *flag, bool until)
 {
-	while (!*done && !deadline_passed(deadline)) {
-		uint64_t ms = (tsc_to_us(deadline - rdtsc()) + 999) / 1000;
-		int err = receive(nd, (uint32_t)(ms ? ms : 1));
+	while (*flag != until && !deadline_passed(deadline)) {
+		int err = receive(nd, ms_until(deadline));
 
 		if (err && err != ETIMEDOUT)
 			return err;
@@ -396,14 +375,14 @@ static int receive_until(struct netdump *nd, uint64_t deadline, const bool *done
 /* The server's MAC: ARP requests, ND_ARP_TRIES of them ND_ARP_GAP_MS apart. 0 or ETIMEDOUT. */
 static int arp_server(struct netdump *nd)
 {
-	static const uint8_t zero_mac[INET_MAC_LEN];
+	static const uint8_t zero_mac[ETHER_ADDR_LEN];
 
 	nd->arp_answered = false;
 	for (int i = 0; i < ND_ARP_TRIES && !nd->arp_answered; i++) {
 		int err = send_arp(nd, ARP_OP_REQUEST, inet_broadcast_mac, zero_mac, nd->server.ip);
 
 		if (!err)
-			err = receive_until(nd, deadline_after_ms(ND_ARP_GAP_MS), &nd->arp_answered);
+			err = receive_until(nd, deadline_after_ms(ND_ARP_GAP_MS), &nd->arp_answered, true);
 		if (err)
 			return err;
 	}
@@ -452,10 +431,7 @@ static int retransmit_due(struct netdump *nd, uint64_t now, uint64_t timeout)
 		if (now - m->first > timeout) {
 			printf("netdump: message seq %u (type %u, offset %llu) unacknowledged for %u ms\n",
 			       m->seq, m->type, (unsigned long long)m->offset, nd->iotimeout_ms);
-			if (m->type == ND_DATA) {
-				nd->fail_offset = m->offset;
-				nd->fail_offset_set = true;
-			}
+			failed_at(nd, m);
 			return ETIMEDOUT;
 		}
 		if ((int64_t)(now - m->next) >= 0) {
@@ -532,9 +508,7 @@ static int exchange(struct netdump *nd, uint8_t ctl)
 			break;
 		if (nd->inflight == 0)
 			continue;	/* (a control message is next) */
-		now = rdtsc();
-		err = receive(nd, (int64_t)(nd->soonest - now) > 0 ?
-				  (uint32_t)((tsc_to_us(nd->soonest - now) + 999) / 1000) : 0);
+		err = receive(nd, ms_until(nd->soonest));
 		if (err == ETIMEDOUT)
 			err = 0;
 		if (err)
@@ -542,18 +516,11 @@ static int exchange(struct netdump *nd, uint8_t ctl)
 	}
 	if (err)
 		forget_all(nd);
-	if (err == ETIMEDOUT && nd->started)
-		nd->dead = true;
+	if (err == ETIMEDOUT)
+		nd->dead = true;	/* until the next DUMPSTART */
 	nd->uio = 0;
 	nd->total = nd->sent = 0;
 	return err;
-}
-
-static int control(struct netdump *nd, uint8_t type)
-{
-	nd->uio = 0;
-	nd->base = nd->total = nd->sent = 0;
-	return exchange(nd, type);
 }
 
 /* ---- DUMPINIT's link: the NIC, ARP, QUERY ------------------------------------------------- */
@@ -588,22 +555,19 @@ static int agree(struct netdump *nd)
 static int query_server(struct netdump *nd)
 {
 	struct nd_msg *m;
-	bool acked = false;
+	bool acked;
 	int err = 0;
 
 	forget_all(nd);
 	nd->refused = 0;
 	m = new_msg(nd, ND_QUERY, 0);
-	for (int i = 0; i < ND_QUERY_TRIES && !err && !acked; i++) {
+	for (int i = 0; i < ND_QUERY_TRIES && !err && m->used; i++) {
 		err = transmit(nd, m);
 		/* acked once take_ack freed the message */
-		for (uint64_t deadline = deadline_after_ms(ND_QUERY_GAP_MS); !err && !acked && !deadline_passed(deadline);) {
-			err = receive(nd, (uint32_t)((tsc_to_us(deadline - rdtsc()) + 999) / 1000));
-			if (err == ETIMEDOUT)
-				err = 0;
-			acked = !m->used;
-		}
+		if (!err)
+			err = receive_until(nd, deadline_after_ms(ND_QUERY_GAP_MS), &m->used, false);
 	}
+	acked = !m->used;
 	forget_all(nd);
 	if (err)
 		return err;
@@ -691,7 +655,6 @@ static void nd_term(void *softc)
 	if (nd->nic_ready)
 		nd->nic.dddump(&nd->nic, 0, DUMPTERM, 0);
 	nd->nic_ready = false;
-	nd->ready = false;
 }
 
 static uint32_t nd_max_transfer(void *softc)
@@ -707,7 +670,6 @@ static int nd_start(void *softc)
 	uint64_t part = nd->part_bytes;
 	int err;
 
-	nd->started = false;
 	nd->dead = false;
 	err = nd->nic.dddump(&nd->nic, 0, DUMPSTART, &nst);
 	if (err)
@@ -720,7 +682,7 @@ static int nd_start(void *softc)
 		printf("netdump: no ARP reply from the server: trying its MAC from boot\n");
 	else if (err)
 		return err;
-	err = control(nd, ND_HERALD);
+	err = exchange(nd, ND_HERALD);
 	if (err)
 		return err;
 	if (nd->room_block != block)
@@ -731,7 +693,6 @@ static int nd_start(void *softc)
 	if (err)
 		return err;
 	printf("netdump: dump begins: max data %u, window %u\n", nd->max_data, nd->window);
-	nd->started = true;
 	return 0;
 }
 
@@ -742,11 +703,11 @@ static int nd_flush(void *softc)
 	if (testfault(TF_NO_FLUSH))
 		return 0;	/* deliberately wrong: the server is never asked to make anything durable */
 	nd->flushes++;
-	return control(nd, ND_FLUSH);
+	return exchange(nd, ND_FLUSH);
 }
 
 static int nd_write(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total, bool fsync,
-		    enum dumpio_op *op)
+		    enum dumpio_op *op, uint64_t *failing_offset)
 {
 	struct netdump *nd = softc;
 	int err = 0;
@@ -757,12 +718,26 @@ static int nd_write(void *softc, const struct dumpdev *dev, const struct uio *ui
 		nd->total = total;
 		nd->sent = 0;
 		err = exchange(nd, 0);
+		if (err && nd->fail_offset_set)
+			*failing_offset = nd->fail_offset;	/* the DATA message that failed */
 	}
 	if (!err && fsync) {
 		*op = DUMPIO_OP_FLUSH;
 		err = nd_flush(nd);
 	}
 	return err;
+}
+
+/* DUMPEND after the last flush: FINISH (when that flush went well), then the NIC's DUMPEND. */
+static int nd_end(void *softc, bool flushed)
+{
+	struct netdump *nd = softc;
+	int err = 0, nerr;
+
+	if (flushed && !testfault(TF_NET_NO_FINISH))
+		err = exchange(nd, ND_FINISH);
+	nerr = nd->nic.dddump(&nd->nic, 0, DUMPEND, 0);
+	return err ? err : nerr;
 }
 
 static void nd_status(void *softc, uint32_t *device_status, uint32_t *request_status)
@@ -781,64 +756,33 @@ static const struct dumpdev_ops netdump_ops = {
 	.start = nd_start,
 	.write = nd_write,
 	.flush = nd_flush,
+	.end = nd_end,
 	.status = nd_status,
 };
 
 /*
- * The dddump entry point: dumpdev_dddump around netdump_ops, plus what a disk does not have:
- * the partition comes from the server before dumpdev_dddump checks it (DUMPINIT), a failed
- * DATA names its own offset, and DUMPEND ends with FINISH and the NIC's DUMPEND.
+ * The dddump entry point: dumpdev_dddump around netdump_ops, plus what a disk does not have: at
+ * the first DUMPINIT the partition comes from the server (the link: the NIC, ARP, QUERY) before
+ * dumpdev_dddump checks it.
  */
 static int netdump_dddump(struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 {
 	struct netdump *nd = dev ? dev->softc : 0;
-	struct dumpio_stat *st = arg;
-	int err, nerr;
+	int err;
 
 	if (!nd)
 		return ENODEV;
-	switch (cmd) {
-	case DUMPINIT:
-		if (nd->ready)
-			return dumpdev_dddump(&netdump_ops, dev, uio, cmd, arg);
-		err = link_init(nd, dev, st);
-		if (err)
-			return err;
-		err = dumpdev_dddump(&netdump_ops, dev, uio, cmd, arg);
-		if (err) {
-			nd->nic.dddump(&nd->nic, 0, DUMPTERM, 0);
-			nd->nic_ready = false;
-			return err;
-		}
-		nd->ready = true;
-		return 0;
-
-	case DUMPWRITE:
-		nd->fail_offset_set = false;
-		err = dumpdev_dddump(&netdump_ops, dev, uio, cmd, arg);
-		if (err && st && nd->fail_offset_set)
-			st->failing_offset = nd->fail_offset;
-		return err;
-
-	case DUMPEND:
-		err = dumpdev_dddump(&netdump_ops, dev, uio, cmd, arg);
-		if (!nd->started)
-			return err;
-		nd->started = false;
-		if (!err && !testfault(TF_NET_NO_FINISH)) {
-			err = control(nd, ND_FINISH);
-			if (err && st) {
-				memset(st, 0, sizeof(*st));
-				st->error = err;
-				st->request_status = nd->refused ? nd->refused : 0xff;
-			}
-		}
-		nerr = nd->nic.dddump(&nd->nic, 0, DUMPEND, 0);
-		return err ? err : nerr;
-
-	default:
+	if (cmd != DUMPINIT || nd->nic_ready)
 		return dumpdev_dddump(&netdump_ops, dev, uio, cmd, arg);
+	err = link_init(nd, dev, arg);
+	if (err)
+		return err;
+	err = dumpdev_dddump(&netdump_ops, dev, uio, cmd, arg);
+	if (err) {
+		nd->nic.dddump(&nd->nic, 0, DUMPTERM, 0);
+		nd->nic_ready = false;
 	}
+	return err;
 }
 
 static void netdump_print_info(const void *softc)
@@ -859,26 +803,24 @@ static void netdump_print_info(const void *softc)
 		nd->nic.print_info(nd->nic.softc);
 }
 
-int netdump_setup(struct dumpdev *dev, const struct dump_nic *nic, const struct netdump_config *cfg)
+int netdump_setup(struct dumpdev *dev, const struct dump_nic *nic, const struct netdump_config *cfg,
+		  uint32_t iotimeout_ms, const uint8_t *dump_id)
 {
-	struct netdump *nd = 0;
+	struct netdump *nd = &netdump;
 
-	for (int i = 0; i < ND_INSTANCES && !nd; i++)
-		if (!netdumps[i].in_use)
-			nd = &netdumps[i];
-	if (!nd)
+	if (nd->in_use)
 		return EBUSY;
 	memset(nd, 0, sizeof(*nd));
 	nd->in_use = true;
 	nd->nic = *nic;
-	memcpy(nd->self.mac, nic->mac, INET_MAC_LEN);
+	memcpy(nd->self.mac, nic->mac, ETHER_ADDR_LEN);
 	nd->self.ip = cfg->ip;
 	nd->self.port = NETDUMP_GUEST_PORT;
 	nd->server.ip = cfg->server_ip;
 	nd->server.port = cfg->server_port;
 	nd->cfg_window = cfg->window;
-	nd->iotimeout_ms = cfg->iotimeout_ms;
-	memcpy(nd->dump_id, cfg->dump_id, 16);
+	nd->iotimeout_ms = iotimeout_ms;
+	memcpy(nd->dump_id, dump_id, 16);
 
 	dev->dddump = netdump_dddump;
 	dev->softc = nd;

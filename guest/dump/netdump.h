@@ -21,20 +21,23 @@
 #define NETDUMP_WINDOW_DEFAULT	32
 #define NETDUMP_GUEST_PORT	20024
 
+/* The network dump's words of the command line (docs/netdump-protocol.md, section 3), as
+ * struct boot_config holds them (kern/cmdline.h). IPv4 addresses in host order. */
 struct netdump_config {
-	uint32_t ip;			/* netaddr=, host order */
-	uint32_t server_ip;		/* netserver=IP:PORT */
+	uint32_t ip;			/* netaddr=A.B.C.D */
+	uint32_t server_ip;		/* netserver=A.B.C.D:PORT */
 	uint16_t server_port;
+	uint32_t mtu;			/* netmtu=, NETDUMP_MTU_MIN..NETDUMP_MTU_MAX (the NIC's attach) */
 	uint32_t window;		/* netwindow=, 1..NETDUMP_WINDOW_MAX */
-	uint32_t iotimeout_ms;
-	uint8_t dump_id[16];		/* dumpid= */
 };
 
 /*
  * Make `dev` the network dump device over the attached `nic`: its dddump, softc and
- * print_info. Its partition fields are filled by DUMPINIT (the server's answer to QUERY).
- * 0, or EBUSY when every instance is taken.
+ * print_info. Its partition fields are filled by DUMPINIT (the server's answer to QUERY). Every
+ * message is acknowledged within iotimeout_ms; dump_id (16 bytes, dumpid=) names the dump.
+ * 0, or EBUSY when the one instance is taken.
  */
-int netdump_setup(struct dumpdev *dev, const struct dump_nic *nic, const struct netdump_config *cfg);
+int netdump_setup(struct dumpdev *dev, const struct dump_nic *nic, const struct netdump_config *cfg,
+		  uint32_t iotimeout_ms, const uint8_t *dump_id);
 
 #endif

@@ -14,8 +14,7 @@ struct boot_config boot_config = {
 	.iotimeout_ms = IOTIMEOUT_DEFAULT_MS,
 	.dump_level = 3,		/* CD_LVL_NORMAL */
 	.components = "default",
-	.net_mtu = NETDUMP_MTU_DEFAULT,
-	.net_window = NETDUMP_WINDOW_DEFAULT,
+	.net = { .mtu = NETDUMP_MTU_DEFAULT, .window = NETDUMP_WINDOW_DEFAULT },
 };
 
 static bool word_is(const char *key, size_t klen, const char *name)
@@ -127,21 +126,6 @@ static bool parse_ipv4(const char *v, size_t vlen, uint32_t *out)
 	return vlen == 0;
 }
 
-/* netserver=: IP:PORT, the port 1..65535. */
-static bool parse_ipv4_port(const char *v, size_t vlen, uint32_t *ip, uint16_t *port)
-{
-	size_t colon = 0;
-	uint64_t x;
-
-	while (colon < vlen && v[colon] != ':')
-		colon++;
-	if (colon == vlen || !parse_ipv4(v, colon, ip) || !parse_u64_dec(v + colon + 1, vlen - colon - 1, &x) ||
-	    x == 0 || x > 65535)
-		return false;
-	*port = (uint16_t)x;
-	return true;
-}
-
 /* A decimal number within [min, max]. */
 static bool parse_u32_range(const char *v, size_t vlen, uint32_t min, uint32_t max, uint32_t *out)
 {
@@ -150,6 +134,20 @@ static bool parse_u32_range(const char *v, size_t vlen, uint32_t min, uint32_t m
 	if (!parse_u64_dec(v, vlen, &x) || x < min || x > max)
 		return false;
 	*out = (uint32_t)x;
+	return true;
+}
+
+/* netserver=: IP:PORT, the port 1..65535. */
+static bool parse_ipv4_port(const char *v, size_t vlen, uint32_t *ip, uint16_t *port)
+{
+	size_t colon = 0;
+	uint32_t x;
+
+	while (colon < vlen && v[colon] != ':')
+		colon++;
+	if (colon == vlen || !parse_ipv4(v, colon, ip) || !parse_u32_range(v + colon + 1, vlen - colon - 1, 1, 65535, &x))
+		return false;
+	*port = (uint16_t)x;
 	return true;
 }
 
@@ -267,24 +265,24 @@ bool cmdline_parse(const char *p, const char **why)
 			}
 			boot_config.iotimeout_ms = (uint32_t)ms;
 		} else if (word_is(word, klen, "netaddr")) {
-			if (!parse_ipv4(val, vlen, &boot_config.net_ip)) {
+			if (!parse_ipv4(val, vlen, &boot_config.net.ip)) {
 				*why = "bad-netdump";
 				return false;
 			}
 			boot_config.netaddr_set = true;
 		} else if (word_is(word, klen, "netserver")) {
-			if (!parse_ipv4_port(val, vlen, &boot_config.net_server_ip, &boot_config.net_server_port)) {
+			if (!parse_ipv4_port(val, vlen, &boot_config.net.server_ip, &boot_config.net.server_port)) {
 				*why = "bad-netdump";
 				return false;
 			}
 			boot_config.netserver_set = true;
 		} else if (word_is(word, klen, "netmtu")) {
-			if (!parse_u32_range(val, vlen, NETDUMP_MTU_MIN, NETDUMP_MTU_MAX, &boot_config.net_mtu)) {
+			if (!parse_u32_range(val, vlen, NETDUMP_MTU_MIN, NETDUMP_MTU_MAX, &boot_config.net.mtu)) {
 				*why = "bad-netdump";
 				return false;
 			}
 		} else if (word_is(word, klen, "netwindow")) {
-			if (!parse_u32_range(val, vlen, 1, NETDUMP_WINDOW_MAX, &boot_config.net_window)) {
+			if (!parse_u32_range(val, vlen, 1, NETDUMP_WINDOW_MAX, &boot_config.net.window)) {
 				*why = "bad-netdump";
 				return false;
 			}

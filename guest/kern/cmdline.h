@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dump/netdump.h"
+
 #define IOTIMEOUT_DEFAULT_MS 10000
 
 /* A dump device as dumpdev= or dumpdev2= name it: WORD[:N] for a dump disk driver
@@ -34,13 +36,9 @@ struct boot_config {
 	uint32_t dump_level;		/* dumplevel=0..9, CD_LVL_NORMAL (3) by default */
 	char components[256];		/* components=LIST (docs/components.md), "default" by default */
 	uint64_t pinpool_bytes;		/* pinpool=SIZE, 0: the default size */
-	/* the network dump (docs/netdump-protocol.md, section 3); IPv4 addresses in host order */
+	/* the network dump (docs/netdump-protocol.md, section 3) */
 	bool netaddr_set, netserver_set;
-	uint32_t net_ip;		/* netaddr=A.B.C.D */
-	uint32_t net_server_ip;		/* netserver=A.B.C.D:PORT */
-	uint16_t net_server_port;
-	uint32_t net_mtu;		/* netmtu=, 576..9000 */
-	uint32_t net_window;		/* netwindow=, 1..64 */
+	struct netdump_config net;
 };
 
 extern struct boot_config boot_config;

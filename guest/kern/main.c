@@ -92,6 +92,31 @@ static void setup_paging(void)
 		paging_set_uncached(hole, 4 * GIB - hole);
 }
 
+/* The attach of sp's device (a disk, a NIC at `where`) came back with err: a boot error unless 0. */
+static void check_attach(const struct dumpdev_spec *sp, int err, const char *where)
+{
+	if (err == ENODEV) {
+		printf("%s=%s: no such device%s%s\n", sp->key, sp->addr->value, where[0] ? " at " : "", where);
+		dump_setup_error(sp->not_found);
+	}
+	if (err) {
+		printf("%s=%s: %s failed to start: %s\n", sp->key, sp->addr->value, where, errno_name(err));
+		dump_setup_error(sp->init_failed);
+	}
+}
+
+/* sp's device, set up, becomes the dump device of sp's role (DUMPINIT): a boot error if not. */
+static void configure_dump_device(struct dumpdev_spec *sp)
+{
+	const char *why;
+	int err = dumpsys_configure(&sp->dev, sp->role, &why);
+
+	if (err) {
+		printf("%s=%s: %s: %s\n", sp->key, sp->addr->value, why, errno_name(err));
+		dump_setup_error(why);
+	}
+}
+
 /* The disk is up: find the dump partition and make it the dump device of sp's role. */
 static void configure_dump_partition(struct dumpdev_spec *sp, const struct dump_disk *disk)
 {
@@ -122,12 +147,7 @@ static void configure_dump_partition(struct dumpdev_spec *sp, const struct dump_
 	dev->read = disk->read;
 	dev->runtime_io = disk->runtime_io;
 	dev->disk_blocks = disk->nblocks;
-
-	err = dumpsys_configure(dev, sp->role, &why);
-	if (err) {
-		printf("%s=%s: %s: %s\n", sp->key, sp->addr->value, why, errno_name(err));
-		dump_setup_error(why);
-	}
+	configure_dump_device(sp);
 	printf("%s dump device %s: partition %u '%s', blocks %llu-%llu of %u bytes\n",
 	       sp->role == DUMP_ROLE_PRIMARY ? "primary" : "secondary", dev->name, part.index,
 	       part.name, (unsigned long long)part.first_lba, (unsigned long long)part.last_lba,
@@ -143,37 +163,19 @@ static void setup_net_dump_device(struct dumpdev_spec *sp)
 {
 	const struct dumpdev_addr *a = sp->addr;
 	struct dump_nic nic = { .where = "" };
-	struct netdump_config cfg = {
-		.ip = boot_config.net_ip, .server_ip = boot_config.net_server_ip,
-		.server_port = boot_config.net_server_port, .window = boot_config.net_window,
-		.iotimeout_ms = boot_config.iotimeout_ms,
-	};
 	struct dumpdev *dev = &sp->dev;
-	const char *why;
 	int err;
 
-	err = dump_nic_driver_find(a->value, a->word_len)->attach(a->index, boot_config.net_mtu,
+	err = dump_nic_driver_find(a->value, a->word_len)->attach(a->index, boot_config.net.mtu,
 								  boot_config.iotimeout_ms, &nic);
-	if (err == ENODEV) {
-		printf("%s=%s: no such device%s%s\n", sp->key, a->value, nic.where[0] ? " at " : "", nic.where);
-		dump_setup_error(sp->not_found);
-	}
-	if (err) {
-		printf("%s=%s: %s failed to start: %s\n", sp->key, a->value, nic.where, errno_name(err));
-		dump_setup_error(sp->init_failed);
-	}
-	memcpy(cfg.dump_id, boot_config.dump_id, sizeof(cfg.dump_id));
+	check_attach(sp, err, nic.where);
 	strlcpy(dev->name, a->value, sizeof(dev->name));
-	err = netdump_setup(dev, &nic, &cfg);
+	err = netdump_setup(dev, &nic, &boot_config.net, boot_config.iotimeout_ms, boot_config.dump_id);
 	if (err) {
 		printf("%s=%s: %s\n", sp->key, a->value, errno_name(err));
 		dump_setup_error(sp->init_failed);
 	}
-	err = dumpsys_configure(dev, sp->role, &why);
-	if (err) {
-		printf("%s=%s: %s: %s\n", sp->key, a->value, why, errno_name(err));
-		dump_setup_error(why);
-	}
+	configure_dump_device(sp);
 	printf("%s dump device %s (%s): network dump, partition of %llu blocks of %u bytes on the server\n",
 	       sp->role == DUMP_ROLE_PRIMARY ? "primary" : "secondary", dev->name, nic.where,
 	       (unsigned long long)dev->part_blocks, dev->block_size);
@@ -198,22 +200,14 @@ static void setup_dump_device(struct dumpdev_spec *sp)
 	else
 		err = dump_disk_driver_find(a->value, a->word_len)->attach(a->index, boot_config.iotimeout_ms,
 									   &disk);
-	if (err == ENODEV) {
-		printf("%s=%s: no such device%s%s\n", sp->key, a->value, disk.where[0] ? " at " : "",
-		       disk.where);
-		dump_setup_error(sp->not_found);
-	}
-	if (err) {
-		printf("%s=%s: %s failed to start: %s\n", sp->key, a->value, disk.where, errno_name(err));
-		dump_setup_error(sp->init_failed);
-	}
+	check_attach(sp, err, disk.where);
 	configure_dump_partition(sp, &disk);
 }
 
 static bool same_disk(const struct dumpdev_addr *a, const struct dumpdev_addr *b)
 {
+	/* the same word: the same driver, so on_nic and on_hba agree too */
 	return a->word_len == b->word_len && strncmp(a->value, b->value, a->word_len) == 0 &&
-	       a->on_nic == b->on_nic &&
 	       a->index == b->index && (!a->on_hba || (a->target == b->target && a->lun == b->lun));
 }
 

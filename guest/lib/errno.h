@@ -21,6 +21,7 @@
 #define EMSGSIZE	90
 #define ENOTSUP		95
 #define ETIMEDOUT	110
+#define ESTALE		116
 
 const char *errno_name(int err);
 

@@ -81,6 +81,7 @@ const char *errno_name(int err)
 	case EMSGSIZE: return "EMSGSIZE";
 	case ENOTSUP: return "ENOTSUP";
 	case ETIMEDOUT: return "ETIMEDOUT";
+	case ESTALE: return "ESTALE";
 	default: return "E?";
 	}
 }

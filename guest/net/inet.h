@@ -12,13 +12,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define INET_MAC_LEN		6
-#define INET_ETHER_HEADER	14
+#include "net/ether.h"
+
 #define INET_IP_HEADER		20
 #define INET_UDP_HEADER		8
 /* Ethernet + IPv4 + UDP headers before a UDP payload */
-#define INET_UDP_OVERHEAD	(INET_ETHER_HEADER + INET_IP_HEADER + INET_UDP_HEADER)
-#define INET_ARP_FRAME		(INET_ETHER_HEADER + 28)
+#define INET_UDP_OVERHEAD	(ETHER_HEADER + INET_IP_HEADER + INET_UDP_HEADER)
+#define INET_ARP_FRAME		(ETHER_HEADER + 28)
 
 #define ETHERTYPE_IPV4		0x0800
 #define ETHERTYPE_ARP		0x0806
@@ -26,10 +26,10 @@
 #define ARP_OP_REPLY		2
 #define IPPROTO_UDP		17
 
-extern const uint8_t inet_broadcast_mac[INET_MAC_LEN];
+extern const uint8_t inet_broadcast_mac[ETHER_ADDR_LEN];
 
 struct inet_endpoint {
-	uint8_t mac[INET_MAC_LEN];
+	uint8_t mac[ETHER_ADDR_LEN];
 	uint32_t ip;
 	uint16_t port;
 };
@@ -59,11 +59,11 @@ enum inet_kind {
 /* What a received frame is; the payload points into the frame. */
 struct inet_frame {
 	enum inet_kind kind;
-	uint8_t dst_mac[INET_MAC_LEN];
-	uint8_t src_mac[INET_MAC_LEN];
+	uint8_t dst_mac[ETHER_ADDR_LEN];
+	uint8_t src_mac[ETHER_ADDR_LEN];
 	/* INET_ARP (Ethernet, IPv4) */
 	uint16_t arp_op;
-	uint8_t arp_sender_mac[INET_MAC_LEN];
+	uint8_t arp_sender_mac[ETHER_ADDR_LEN];
 	uint32_t arp_sender_ip;
 	uint32_t arp_target_ip;
 	/* INET_UDP: good IPv4 header checksum and UDP checksum, not a fragment */

@@ -4,6 +4,7 @@
  */
 #include "scsi/scsi.h"
 #include "lib/errno.h"
+#include "lib/linkset.h"
 #include "lib/printf.h"
 #include "lib/string.h"
 
@@ -50,10 +51,8 @@ struct scsi_hba *scsi_hba_get(int i) { return i >= 0 && i < nhbas ? hbas[i] : 0;
 
 const struct scsi_hba_driver *scsi_hba_driver_by_word(const char *v, size_t len)
 {
-	for (const struct scsi_hba_driver *d = __hba_drivers_start; d < __hba_drivers_end; d++)
-		if (strlen(d->dumpdev_word) == len && strncmp(d->dumpdev_word, v, len) == 0)
-			return d;
-	return 0;
+	return linkset_find_word(__hba_drivers_start, __hba_drivers_end, sizeof(struct scsi_hba_driver),
+				 offsetof(struct scsi_hba_driver, dumpdev_word), v, len);
 }
 
 void scsi_hba_probe_all(void)

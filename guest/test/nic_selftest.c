@@ -1,5 +1,5 @@
 /*
- * `nictest [DRIVER] [N [MTU]]`: a network dump NIC exercised through its dddump only
+ * `nictest [DRIVER] [N [MTU]]` (MTU 1500 unless given): a network dump NIC exercised through its dddump only
  * (dump/dumpnic.h), before and without the netdump client: attach the N-th NIC of DRIVER
  * (e1000e by default), DUMPINIT, DUMPQUERY, DUMPSTART, then an ARP request (broadcast, who-has
  * 10.0.2.2 tell 10.0.2.15, the harness's and QEMU user networking's addresses) through the
@@ -15,25 +15,22 @@
 #include "arch/x86/pin.h"
 #include "arch/x86/tsc.h"
 #include "dump/dumpnic.h"
+#include "dump/netdump.h"
+#include "lib/byteorder.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
 #include "lib/testfault.h"
+#include "net/inet.h"
 
-#define ETHERTYPE_ARP		0x0806
-#define ARP_REQUEST		1
-#define ARP_REPLY		2
 #define ARP_TRIES		3
 #define ARP_WAIT_MS		1000
 #define NICTEST_IOTIMEOUT_MS	1000
 #define RUNTIME_WAIT_MS		20
 
-static const uint8_t guest_ip[4] = { 10, 0, 2, 15 };
-static const uint8_t server_ip[4] = { 10, 0, 2, 2 };
+#define GUEST_IP		0x0a00020fu	/* 10.0.2.15 */
+#define SERVER_IP		0x0a000202u	/* 10.0.2.2 */
 
-static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-
-/* The ARP request, padded with zeros to the 60-byte minimum frame. */
 static int send_frame(struct dump_nic *nic, int (*dumpwrite)(struct dump_nic *, struct uio *), uint8_t *f,
 		      size_t len)
 {
@@ -43,32 +40,17 @@ static int send_frame(struct dump_nic *nic, int (*dumpwrite)(struct dump_nic *, 
 	return dumpwrite(nic, &u);
 }
 
+/* The ARP request (who-has SERVER_IP tell GUEST_IP), padded with zeros to the 60-byte minimum
+ * frame. */
 static void build_arp_request(uint8_t f[ETHER_MIN_FRAME], const uint8_t mac[ETHER_ADDR_LEN])
 {
-	uint8_t *a = f + ETHER_HEADER;
+	static const uint8_t zero_mac[ETHER_ADDR_LEN];
+	struct inet_endpoint self = { .ip = GUEST_IP };
+	size_t len;
 
-	memset(f, 0, ETHER_MIN_FRAME);
-	memset(f, 0xff, ETHER_ADDR_LEN);
-	memcpy(f + 6, mac, ETHER_ADDR_LEN);
-	f[12] = ETHERTYPE_ARP >> 8;
-	f[13] = ETHERTYPE_ARP & 0xff;
-	a[1] = 1;		/* Ethernet */
-	a[2] = 0x08;		/* IPv4 */
-	a[4] = ETHER_ADDR_LEN;
-	a[5] = 4;
-	a[7] = ARP_REQUEST;
-	memcpy(a + 8, mac, ETHER_ADDR_LEN);
-	memcpy(a + 14, guest_ip, 4);
-	memcpy(a + 24, server_ip, 4);
-}
-
-static bool is_arp_reply(const uint8_t *f, uint64_t len)
-{
-	const uint8_t *a = f + ETHER_HEADER;
-
-	return len >= ETHER_HEADER + 28 && be16(f + 12) == ETHERTYPE_ARP && be16(a) == 1 && be16(a + 2) == 0x0800 &&
-	       a[4] == ETHER_ADDR_LEN && a[5] == 4 && be16(a + 6) == ARP_REPLY && memcmp(a + 14, server_ip, 4) == 0 &&
-	       memcmp(a + 24, guest_ip, 4) == 0;
+	memcpy(self.mac, mac, ETHER_ADDR_LEN);
+	len = inet_arp_build(f, ARP_OP_REQUEST, &self, inet_broadcast_mac, zero_mac, SERVER_IP);
+	memset(f + len, 0, ETHER_MIN_FRAME - len);
 }
 
 /* Send the request and wait for the reply, ARP_TRIES times: 0, or the errno that ended it. */
@@ -90,9 +72,10 @@ static int arp_exchange(struct dump_nic *nic, int (*dumpwrite)(struct dump_nic *
 		while (!deadline_passed(deadline)) {
 			struct iovec in = { frame, sizeof(frame) };
 			struct uio r = { .uio_iov = &in, .uio_iovcnt = 1, .uio_resid = sizeof(frame) };
-			uint64_t left_us = tsc_to_us(deadline - rdtsc()), len;
+			struct inet_frame f;
+			uint64_t len;
 
-			err = nic->dddump(nic, &r, DUMPREAD, (void *)(uintptr_t)(left_us / 1000 + 1));
+			err = nic->dddump(nic, &r, DUMPREAD, (void *)(uintptr_t)ms_until(deadline));
 			if (err == ETIMEDOUT)
 				break;
 			if (err) {
@@ -102,8 +85,9 @@ static int arp_exchange(struct dump_nic *nic, int (*dumpwrite)(struct dump_nic *
 				return err;
 			}
 			len = sizeof(frame) - r.uio_resid;
-			if (is_arp_reply(frame, len)) {
-				const uint8_t *m = frame + ETHER_HEADER + 8;
+			if (inet_parse(frame, len, &f) == INET_ARP && f.arp_op == ARP_OP_REPLY &&
+			    f.arp_sender_ip == SERVER_IP && f.arp_target_ip == GUEST_IP) {
+				const uint8_t *m = f.arp_sender_mac;
 
 				printf("nictest: ARP reply: 10.0.2.2 is at %02x:%02x:%02x:%02x:%02x:%02x (%llu bytes, "
 				       "after %llu us)\n", m[0], m[1], m[2], m[3], m[4], m[5], (unsigned long long)len,
@@ -111,7 +95,7 @@ static int arp_exchange(struct dump_nic *nic, int (*dumpwrite)(struct dump_nic *
 				return 0;
 			}
 			printf("nictest: ignored a frame: %llu bytes, type %#06x, from %02x:%02x:%02x:%02x:%02x:%02x\n",
-			       (unsigned long long)len, len >= ETHER_HEADER ? be16(frame + 12) : 0, frame[6], frame[7],
+			       (unsigned long long)len, len >= ETHER_HEADER ? get_be16(frame + 12) : 0, frame[6], frame[7],
 			       frame[8], frame[9], frame[10], frame[11]);
 		}
 	}
@@ -209,8 +193,6 @@ term:
 		printf("nictest: PASS\n");
 }
 
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
 /*
  * The arguments of nictest and nicpair: an optional driver word (else "e1000e") into word[],
  * then up to nv decimal numbers into v[] (those not given keep their defaults).
@@ -219,7 +201,7 @@ static void parse_nic_args(const char *args, char word[24], uint32_t *v, int nv)
 {
 	size_t n = 0;
 
-	if (*args && !is_digit(*args)) {
+	if (*args && !isdigit(*args)) {
 		while (args[n] && args[n] != ' ' && n < 23) {
 			word[n] = args[n];
 			n++;
@@ -231,7 +213,7 @@ static void parse_nic_args(const char *args, char word[24], uint32_t *v, int nv)
 	}
 	for (int i = 0; i < nv && *args; i++) {
 		v[i] = 0;
-		while (is_digit(*args) && v[i] < 100000)
+		while (isdigit(*args) && v[i] < 100000)
 			v[i] = v[i] * 10 + (uint32_t)(*args++ - '0');
 		while (*args == ' ')
 			args++;
@@ -242,7 +224,7 @@ static void parse_nic_args(const char *args, char word[24], uint32_t *v, int nv)
 static void cmd_nictest(const char *args)
 {
 	char word[24] = "e1000e";
-	uint32_t v[2] = { 0, 0 };
+	uint32_t v[2] = { 0, NETDUMP_MTU_DEFAULT };
 
 	parse_nic_args(args, word, v, 2);
 	nictest_run(word, (int)v[0], v[1]);
@@ -273,7 +255,7 @@ static int64_t pair_read(struct dump_nic *b, uint8_t *buf, uint64_t room)
 
 		if (err)
 			return -err;
-		if (room - r.uio_resid >= ETHER_HEADER && be16(buf + 12) == NICPAIR_ETHERTYPE)
+		if (room - r.uio_resid >= ETHER_HEADER && get_be16(buf + 12) == NICPAIR_ETHERTYPE)
 			return (int64_t)(room - r.uio_resid);
 	}
 	return -ETIMEDOUT;
@@ -291,8 +273,7 @@ static int pair_exchange(struct dump_nic *a, struct dump_nic *b, int (*dumpwrite
 		out[0].iov_len = len;
 	memcpy(pair_out, b->mac, ETHER_ADDR_LEN);
 	memcpy(pair_out + 6, a->mac, ETHER_ADDR_LEN);
-	pair_out[12] = NICPAIR_ETHERTYPE >> 8;
-	pair_out[13] = NICPAIR_ETHERTYPE & 0xff;
+	put_be16(pair_out + 12, NICPAIR_ETHERTYPE);
 	for (uint32_t i = ETHER_HEADER; i < len; i++)
 		pair_out[i] = (uint8_t)(i * 7 + (uint32_t)seq);
 	err = dumpwrite(a, &u);

@@ -19,6 +19,18 @@ uint64_t tsc_to_us(uint64_t ticks);
 static inline uint64_t deadline_after_us(uint64_t us) { return rdtsc() + tsc_from_us(us); }
 static inline uint64_t deadline_after_ms(uint64_t ms) { return deadline_after_us(ms * 1000); }
 static inline bool deadline_passed(uint64_t deadline) { return (int64_t)(rdtsc() - deadline) >= 0; }
+/* The milliseconds left until `deadline`, rounded up (at least 1 while it has not passed); 0
+ * once it has. */
+static inline uint32_t ms_until(uint64_t deadline)
+{
+	int64_t left = (int64_t)(deadline - rdtsc());
+	uint64_t ms;
+
+	if (left <= 0)
+		return 0;
+	ms = (tsc_to_us((uint64_t)left) + 999) / 1000;
+	return ms > UINT32_MAX ? UINT32_MAX : ms ? (uint32_t)ms : 1;
+}
 
 void udelay(uint64_t us);
 
