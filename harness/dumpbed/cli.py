@@ -161,26 +161,12 @@ def cmd_session(args) -> int:
 def cmd_validate(args) -> int:
     from dumpbed import report as report_mod
     from dumpbed.oracles import validate
-
-    from dumpbed.run import interrupted
+    from dumpbed.run import validate_run_dir
 
     path = Path(args.path)
     t0 = time.monotonic()
     if path.is_dir():
-        marker = interrupted(path)
-        if marker is not None:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(marker["time"])) \
-                if isinstance(marker.get("time"), (int, float)) else "at an unknown time"
-            raise DumpbedError(f"{path}: interrupted: the run was stopped by {marker.get('signal', 'a signal')} "
-                               f"({when}) before it finished, so its artifacts are incomplete: nothing to validate")
-        if not (path / "scenario.json").exists():
-            raise DumpbedError(f"{path}: not a run directory (no scenario.json: `dumpbed run --out DIR` writes one)")
-        validation = validate.validate_run(path).to_dict()
-        scenario = json.loads((path / "scenario.json").read_text())
-        report = report_mod.build(path, validation, {"validate": time.monotonic() - t0}, scenario=scenario)
-        from dumpbed import pictures  # redrawn to match this report, as run draws them: never an error
-
-        pictures.write(path, report)
+        report = validate_run_dir(path)
     elif path.is_file():
         validation = validate.validate_image(path).to_dict()
         report = report_mod.build(None, validation, {"validate": time.monotonic() - t0})

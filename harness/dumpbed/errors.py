@@ -11,6 +11,12 @@ class DumpbedError(Exception):
     """A usage or environment problem: bad input, missing tool, QEMU refusing to start."""
 
 
+class InfraError(DumpbedError):
+    """The machinery around a run failed, not the driver under test: a remote host that dropped
+    mid-run, a copy cut short (docs/nightly.md). A matrix cell retries it elsewhere; it is never
+    reported as a driver FAIL."""
+
+
 class Terminated(BaseException):
     """SIGTERM or SIGHUP (the CLI's handler raises it): unwinds like Ctrl-C's KeyboardInterrupt,
     so every finally (QEMU's shutdown) runs."""

@@ -604,3 +604,31 @@ def run_and_validate(scenario: Scenario, interact: Optional[Interaction] = None)
     if page:
         print(f"dumpbed: pictures and checks in {page}", file=sys.stderr)
     return outcome, report
+
+
+def validate_run_dir(path: Path, save: bool = False) -> dict:
+    """`dumpbed validate RUN`: every check on a run directory's artifacts, whoever made them (this
+    machine, or a remote host whose run was copied back: docs/nightly.md), the pictures redrawn
+    beside them (and report.json replaced by this report with `save`). An interrupted run or a directory that is not a run's is
+    a DumpbedError."""
+    from dumpbed import pictures, report as report_mod
+    from dumpbed.oracles import validate
+
+    path = Path(path)
+    t0 = time.monotonic()
+    marker = interrupted(path)
+    if marker is not None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(marker["time"])) \
+            if isinstance(marker.get("time"), (int, float)) else "at an unknown time"
+        raise DumpbedError(f"{path}: interrupted: the run was stopped by {marker.get('signal', 'a signal')} "
+                           f"({when}) before it finished, so its artifacts are incomplete: nothing to validate")
+    if not (path / "scenario.json").exists():
+        raise DumpbedError(f"{path}: not a run directory (no scenario.json: `dumpbed run --out DIR` writes one)")
+    validation = validate.validate_run(path).to_dict()
+    scenario = json.loads((path / "scenario.json").read_text())
+    report = report_mod.build(path, validation, {"validate": time.monotonic() - t0}, scenario=scenario)
+    if save:
+        report_mod.save(report, path)
+    pictures.write(path, report)  # redrawn to match this report, as run draws them: never an error
+    return report
+
