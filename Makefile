@@ -5,16 +5,21 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-HOST_PACKAGES := qemu-system-x86 qemu-utils gdb
+# openssh-server: the nightly's tests start sshd as remote "hosts"; vagrant and vagrant-libvirt:
+# they check the Vagrantfile with `vagrant validate` (docs/nightly.md).
+HOST_PACKAGES := qemu-system-x86 qemu-utils gdb openssh-server vagrant vagrant-libvirt
 
 .PHONY: setup host-deps venv guest demo test test-unit test-integration fuzz bench clean
 
 setup: host-deps venv guest
 
-# QEMU 7.2 from Debian's archive when it is missing (as root, or through sudo).
+# QEMU 7.2, sshd and vagrant from Debian's archive when any is missing (as root, or through
+# sudo); file tests only when all are there, so a set-up box pays nothing. sshd is looked for
+# by path (/usr/sbin is not on a user's PATH), the libvirt provider by its plugin manifest.
 host-deps:
 	@if command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null && command -v gdb >/dev/null \
-	    && [ -f /usr/share/qemu/qboot.rom ]; then :; else \
+	    && [ -f /usr/share/qemu/qboot.rom ] && [ -x /usr/sbin/sshd ] && command -v vagrant >/dev/null \
+	    && [ -f /usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json ]; then :; else \
 	  echo "installing $(HOST_PACKAGES) with apt-get"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && \

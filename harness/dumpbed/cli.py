@@ -27,8 +27,12 @@ class _Parser(argparse.ArgumentParser):
         # with - and a digit is an argument (argparse itself only lets -5 and -.5 through).
         self._negative_number_matcher = re.compile(r"^-\.?\d")
 
-    def error(self, message: str):  # one line, exit 2, like every other bad input
-        self.exit(EXIT_ERROR, f"dumpbed: error: {message} (see dumpbed --help)\n")
+    def error(self, message: str):  # main() prints it as one line, exit 2, like every other bad input
+        raise ArgvError(message)
+
+
+class ArgvError(DumpbedError):
+    """Words the command line's parser refuses (main adds where to look)."""
 
 
 def _default_out(*words: str) -> Path:
@@ -125,6 +129,13 @@ def _scenario_from_args(args):
                         initrd=Path(args.initrd) if args.initrd else None,
                         secondary=args.secondary, faults=args.fault)
     return scenario
+
+
+def scenario_from_run_words(words: list[str], out: Path):
+    """The Scenario `dumpbed run WORDS --out OUT` would run (a matrix cell's: docs/nightly.md);
+    a word run refuses is an ArgvError."""
+    args = build_parser().parse_args(["run", *words, "--out", str(out)])
+    return _scenario_from_args(args)
 
 
 def _append_words(args) -> list[str]:
@@ -272,6 +283,23 @@ def cmd_bench(args) -> int:
     return EXIT_PASS if result["verdict"] == "pass" else EXIT_FAIL
 
 
+def cmd_matrix(args) -> int:
+    from dumpbed.matrix import engine
+
+    out = Path(args.out) if args.out else _default_out("matrix")
+    return engine.run_matrix(Path(args.file), out, hosts_file=Path(args.hosts) if args.hosts else None,
+                             shard=args.shard, jobs=args.jobs, require_kvm=args.require_kvm,
+                             wheel=Path(args.wheel) if args.wheel else None,
+                             history=Path(args.history) if args.history else None, label=args.label)
+
+
+def cmd_matrix_report(args) -> int:
+    from dumpbed.nightly import report_cmd
+
+    return report_cmd.matrix_report(Path(args.out), [Path(d) for d in args.shards],
+                                    Path(args.history) if args.history else None, args.label)
+
+
 def cmd_export(args) -> int:
     from dumpbed.reader import elfcore
 
@@ -337,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=VersionAction,
                         help="print dumpbed's version (and its git commit when run from a checkout) and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
-                                help="run, session, validate, show, export, list, build-image, bench or netdumpd "
+                                help="run, session, validate, show, export, list, build-image, bench, matrix, matrix-report or netdumpd "
                                      "(dumpbed COMMAND --help)")
 
     run = sub.add_parser("run", help="boot a guest, crash it, let it dump, validate the dump")
@@ -441,6 +469,29 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
     bench.set_defaults(func=cmd_bench)
 
+    mtx = sub.add_parser("matrix", help="run a matrix file's cells here or on KVM hosts over SSH, judged here, "
+                                        "with JUnit, HTML and history (docs/nightly.md)")
+    mtx.add_argument("file", metavar="FILE", help="the matrix file (TOML: groups of disk x crash x fault x memory x accel)")
+    mtx.add_argument("--hosts", metavar="FILE", help="run the cells on these hosts over SSH (TOML; default: this machine)")
+    mtx.add_argument("--shard", metavar="I/N", help="run only shard I of N (the cells at positions I-1 modulo N)")
+    mtx.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="without --hosts: cells run at once on this machine (default %(default)s)")
+    mtx.add_argument("--require-kvm", action="store_true",
+                     help="a host (or this machine) without working KVM is an error, and 'auto' cells run under KVM")
+    mtx.add_argument("--wheel", metavar="FILE", help="the dumpbed wheel the hosts install (default: built from this checkout)")
+    mtx.add_argument("--history", metavar="DB", help="keep the results in this SQLite file and flag regressions")
+    mtx.add_argument("--label", metavar="TEXT", help="a name for this night in the history (e.g. the CI run's)")
+    mtx.add_argument("--out", metavar="DIR", help="results directory (default runs/DATE-TIME-matrix)")
+    mtx.set_defaults(func=cmd_matrix)
+
+    mrep = sub.add_parser("matrix-report", help="merge matrix shards' results into one report, with history "
+                                                "(docs/nightly.md)")
+    mrep.add_argument("shards", nargs="+", metavar="SHARD_DIR", help="the shards' --out directories (or results.json files)")
+    mrep.add_argument("--out", required=True, metavar="DIR", help="where the merged results, JUnit and report go")
+    mrep.add_argument("--history", metavar="DB", help="keep the results in this SQLite file and flag regressions")
+    mrep.add_argument("--label", metavar="TEXT", help="a name for this night in the history")
+    mrep.set_defaults(func=cmd_matrix_report)
+
     export = sub.add_parser("export", help="write a dump as an ELF64 core file gdb opens (docs/export.md)")
     export.add_argument("path", metavar="RUN|IMAGE", help="a run's artifacts directory, or a dump disk image")
     export.add_argument("--elf", required=True, metavar="FILE", help="the ELF core file to write")
@@ -479,7 +530,11 @@ def _on_terminate(signum, frame):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except ArgvError as exc:
+        print(f"dumpbed: error: {exc} (see dumpbed --help)", file=sys.stderr)
+        return EXIT_ERROR
     previous = {sig: signal.signal(sig, _on_terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         status = args.func(args)

@@ -1,7 +1,7 @@
 """Deadlines: every wait in dumpbed has one, and a timeout names what it was waiting for.
 
 Waits paced by the guest are scaled for the accelerator and the guest's size by the caller
-(run._timeouts: TCG x4); waits on QEMU itself (QMP greeting and commands, shutdown) are not.
+(run.timeouts: TCG x4); waits on QEMU itself (QMP greeting and commands, shutdown) are not.
 A wait that can no longer succeed (QEMU exited, the console closed) ends at once with
 WaitAborted rather than running out its deadline."""
 from __future__ import annotations

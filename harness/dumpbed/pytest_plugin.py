@@ -214,6 +214,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dumpbed", "dumpbed crash-dump scenarios")
     group.addoption("--dumpbed-accel", choices=ACCEL_CHOICES, default="auto",
                     help="the accelerator of dumpbed_run's guests (default auto: KVM where usable, else TCG)")
+    group.addoption("--dumpbed-require-kvm", action="store_true", default=False,
+                    help="a nightly's guard: the session stops at once when KVM is not usable here, and runs "
+                         "with accel auto run under KVM (never a silent TCG fallback or skip)")
     group.addoption("--dumpbed-kernel", metavar="FILE", default=None,
                     help="boot this kernel (multiboot or bzImage) in every run instead of the guest profile's own "
                          "image (docs/guest-profiles.md)")
@@ -230,6 +233,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_BOOT] = _boot_options(config)  # a bad kernel, initrd or profile stops the session here
+    if config.getoption("dumpbed_require_kvm", False):
+        from dumpbed.machine import accel
+
+        usable, reason = accel.kvm_usable()
+        if not usable:
+            raise pytest.UsageError(f"dumpbed: --dumpbed-require-kvm: KVM is not usable here: {reason}")
     config.addinivalue_line(
         "markers", "dumpbed(disk=..., crash=..., fault=..., memory=..., **scenario): the defaults of the "
                    "dumpbed_run fixture's scenario (dumpbed.scenario.spec.Scenario's fields)")
@@ -320,7 +329,10 @@ def dumpbed_run(request: pytest.FixtureRequest, dumpbed_guest, dumpbed_scenario)
         base = Path(out_root).absolute() / _test_dir_name(node.nodeid)
     else:
         base = request.getfixturevalue("tmp_path")
-    defaults = _merge({"accel": config.getoption("dumpbed_accel"), **config.stash[_BOOT]},
+    accel = config.getoption("dumpbed_accel")
+    if accel == "auto" and config.getoption("dumpbed_require_kvm"):
+        accel = "kvm"  # so a run can never fall back to TCG unseen
+    defaults = _merge({"accel": accel, **config.stash[_BOOT]},
                       _marker_defaults(node), dumpbed_scenario)
     runs: list = node.stash.setdefault(_RUNS, [])
     made: list[Path] = []

@@ -65,7 +65,7 @@ class Interaction:
     faults: Callable[[], list[faults_mod.Fault]] = list
 
 
-def _timeouts(accel: str, memory_bytes: int) -> dict[str, float]:
+def timeouts(accel: str, memory_bytes: int) -> dict[str, float]:
     """Deadlines scaled for TCG (several times slower than KVM) and for guest size.
 
     The dump deadline assumes a floor on throughput well below anything measured (the LSI
@@ -109,7 +109,7 @@ def preflight(scenario: Scenario) -> Preflight:
     require_firmware(scenario.firmware)
     images.require_qemu_img()
     plan = plan_disks(scenario, Path(scenario.out_dir), faults)
-    limits = _timeouts(accel, scenario.memory_bytes)
+    limits = timeouts(accel, scenario.memory_bytes)
     kernel = boot.planned_kernel_path(profiles.get(scenario.profile), scenario.kernel)  # first on the line
     line = f"{kernel} " + guest_cmdline(scenario, plan.topology, components, "0" * 32,
                                         "0" * 16 if scenario.fill else None, limits["io_ms"])
@@ -245,7 +245,7 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
     components, faults, accel = checked.components, checked.faults, checked.accel
     profile = profiles.get(scenario.profile)
     crash = crash_mod.get(scenario.crash)
-    limits = _timeouts(accel, scenario.memory_bytes)
+    limits = timeouts(accel, scenario.memory_bytes)
     limits["dump"] += crash.extra_seconds  # e.g. a hang: the watchdog's timeout comes first
 
     if any(f.kind.shortens_io_waits for f in faults):

@@ -416,8 +416,8 @@ def test_no_room_for_the_run_is_a_dumpbed_error_from_the_api(tmp_path, small_fil
 def test_dump_timeout_names_the_wait_and_saves_diagnostics(tmp_path, monkeypatch, api_leak_guard):
     """A dump that does not finish in time (a deadline of a few ms stands in for a hung driver)
     ends the run with a problem naming the wait, and diagnostics.txt taken while QEMU was up."""
-    real = run_mod._timeouts
-    monkeypatch.setattr(run_mod, "_timeouts", lambda accel, mem: dict(real(accel, mem), dump=0.001))
+    real = run_mod.timeouts
+    monkeypatch.setattr(run_mod, "timeouts", lambda accel, mem: dict(real(accel, mem), dump=0.001))
     out = tmp_path / "run"
     outcome = run_mod.run(_scenario(out))
     assert outcome.problem is not None
