@@ -25,7 +25,7 @@ PARSERS = _parsers()
 def test_every_command_is_walked():
     assert set(PARSERS) == {"dumpbed", "dumpbed run", "dumpbed session", "dumpbed validate", "dumpbed show",
                             "dumpbed export", "dumpbed list", "dumpbed build-image", "dumpbed bench",
-                            "dumpbed netdumpd"}
+                            "dumpbed netdumpd", "dumpbed matrix", "dumpbed matrix-report"}
 
 
 def _undocumented(parser: argparse.ArgumentParser) -> list[str]:
