@@ -36,3 +36,69 @@ def accel_params(long_under_tcg: bool = False):
         pytest.param("kvm", id="kvm", marks=[pytest.mark.kvm] + ([] if usable else [pytest.mark.skip(
             reason=f"KVM not usable here: {reason}")])),
     ]
+
+
+# -- remote hosts (tests/integration/test_remote.py): real sshd "hosts" on 127.0.0.1 ----------------
+
+# Build output planted in the copied sources the wheel is built from: the wheel must carry none.
+PLANTED = ("guest/build/junk.o", "guest/x.o")
+
+
+@pytest.fixture(scope="session")
+def dumpbed_wheel(tmp_path_factory):
+    """dumpbed's wheel, built once from a copy of the sources with build output planted in it
+    (setup.py is what must keep that out of the wheel)."""
+    import shutil
+    from pathlib import Path
+
+    from dumpbed.remote import prepare
+
+    checkout = Path(__file__).resolve().parents[2]
+    base = tmp_path_factory.mktemp("wheel")
+    src = base / "src"
+    prepare.copy_sources(checkout, src)
+    for junk in PLANTED:  # whether or not the checkout has a build
+        (src / junk).parent.mkdir(parents=True, exist_ok=True)
+        (src / junk).write_bytes(b"\x7fELF not a source")
+    wheel = prepare.build_wheel(src, base / "dist")
+    shutil.rmtree(src)  # the host must find the sources nowhere but in the wheel
+    yield wheel
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ssh_hosts(tmp_path_factory, dumpbed_wheel):
+    """The session's SSH hosts (tests/support/sshd.py, SshHosts): ssh_hosts["alpha"] and "beta"
+    (ssh_hosts.hosts), more by ssh_hosts.start_extra(name, kvm=...), hosts files naming them
+    (ssh_hosts.hosts_file()), the wheel they are prepared from (ssh_hosts.wheel). Every host
+    reuses the one venv the first prepare makes. Stopped and removed at the session's end."""
+    import shutil
+
+    from tests.support.sshd import SshHosts
+
+    base = tmp_path_factory.mktemp("hosts")
+    hosts = None
+    try:
+        hosts = SshHosts(base, dumpbed_wheel)
+        yield hosts
+    finally:
+        if hosts is not None:
+            hosts.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prepared_hosts(ssh_hosts, dumpbed_wheel):
+    """({"alpha": Prepared, "beta": Prepared}, how long each prepare took): alpha from nothing,
+    beta reusing the venv alpha's made."""
+    import time
+
+    from dumpbed.remote import prepare
+
+    prepared, seconds = {}, {}
+    for sshd in ssh_hosts.hosts:
+        name = sshd.name
+        t0 = time.monotonic()
+        prepared[name] = prepare.prepare(sshd.host, dumpbed_wheel, timeout=900)
+        seconds[name] = time.monotonic() - t0
+    return prepared, seconds
