@@ -37,6 +37,7 @@ from dumpbed.reader import dumpfmt
 
 MAX_PREFIX_STATES = 4000  # every boundary up to this many writes; sampled beyond
 MAX_REORDER_STATES = 3000  # per device
+PROBLEMS_KEPT = 50  # per device: the search stops there
 RANDOM_SUBSETS = 8  # per group of writes that may reach the disk in any order
 MAX_EXAMPLES = 5
 
@@ -95,8 +96,14 @@ class _Sweep:
         self.final_dumped = _dumped_areas(final)
 
     def problem(self, text: str) -> None:
-        if len(self.tally.problems) < 50:
+        if not self.enough:
             self.tally.problems.append(self.label + text)
+
+    @property
+    def enough(self) -> bool:
+        """As many problems as the check reports: more states would change no word of its verdict
+        (a driver without flushes makes hundreds of bad states, each a whole read of the dump)."""
+        return len(self.tally.problems) >= PROBLEMS_KEPT
 
     def classify(self, what: Callable[[], str]) -> dumpfmt.Dump:
         """The reader's verdict on the state, and the checks of its claims. The reader is a
@@ -228,7 +235,7 @@ class _Sweep:
             durable = {i for i in finished if self.units[i].command is not None  # just before t
                        and self.io.durable(self.units[i].command, t, strictly_before=True)}
             pending = [i for i in finished if i not in durable]
-            if len(pending) < 2 or budget <= 0:
+            if len(pending) < 2 or budget <= 0 or self.enough:
                 continue
             self.tally.groups += 1
             while base < len(self.units) and base in durable:
@@ -253,7 +260,7 @@ class _Sweep:
                 s, [self.units[i] for i in pending if i not in set(s)], t))
 
         for j in pending:  # each alone
-            if made >= budget:
+            if made >= budget or self.enough:
                 break
             mark = state.mark()
             state.apply(self.units[j].entry, undoable=True)
@@ -265,7 +272,7 @@ class _Sweep:
             for i in pending:
                 state.apply(self.units[i].entry, undoable=True)
             for j in pending:
-                if made >= budget:
+                if made >= budget or self.enough:
                     break
                 data = state.swap_out(self.units[j].entry, mark)
                 one([i for i in pending if i != j])
@@ -275,7 +282,7 @@ class _Sweep:
         if not self._disjoint(pending + rest):
             randoms = [[i for i in pending if i != j] for j in pending] + randoms
         for subset in randoms:
-            if made >= budget:
+            if made >= budget or self.enough:
                 break
             mark = state.mark()
             for i in subset:
