@@ -90,7 +90,7 @@ def test_the_markers_and_options_are_registered(pytester):
     result.assert_outcomes()
     result.stdout.fnmatch_lines(["*test_x?lsi?*"])
     help_ = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--help")
-    help_.stdout.fnmatch_lines(["*--dumpbed-accel*", "*--dumpbed-kernel*", "*--dumpbed-out*", "*--dumpbed-keep*"])
+    help_.stdout.fnmatch_lines(["*--dumpbed-accel*", "*--dumpbed-require-kvm*", "*--dumpbed-kernel*", "*--dumpbed-out*", "*--dumpbed-keep*"])
 
 
 def test_the_marker_matrix_and_call_layer_their_arguments(pytester):
@@ -125,6 +125,42 @@ def test_the_marker_matrix_and_call_layer_their_arguments(pytester):
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--dumpbed-accel=tcg")
     result.assert_outcomes(passed=3)
+
+
+def test_require_kvm_stops_the_session_without_kvm_and_runs_auto_under_kvm(pytester, monkeypatch, tmp_path):
+    """--dumpbed-require-kvm, a nightly's guard: no KVM here is a usage error before any test;
+    with KVM, a run's accel auto becomes kvm (no quiet TCG fallback)."""
+    pytester.makepyfile("""
+        import pytest
+        seen = []
+
+        def fake(scenario):
+            seen.append(scenario)
+            raise RuntimeError("stop before QEMU")
+
+        def test_accel(dumpbed_run, monkeypatch):
+            monkeypatch.setattr("dumpbed.run.run_and_validate", fake)
+            with pytest.raises(RuntimeError):
+                dumpbed_run()
+            assert seen[-1].accel == "kvm"
+            with pytest.raises(RuntimeError):
+                dumpbed_run(accel="tcg")  # asked for outright: kept
+            assert seen[-1].accel == "tcg"
+    """)
+    monkeypatch.setenv("DUMPBED_KVM_DEVICE", str(tmp_path / "no-kvm"))
+    refused = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--dumpbed-require-kvm")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*--dumpbed-require-kvm: KVM is not usable here: *no-kvm: No such file*"])
+    kvm = tmp_path / "fake-kvm"
+    kvm.write_bytes(b"")  # opens, but answers no KVM ioctl: not usable either
+    monkeypatch.setenv("DUMPBED_KVM_DEVICE", str(kvm))
+    assert pytester.runpytest_subprocess("-p", "no:cacheprovider", "--dumpbed-require-kvm").ret \
+        == pytest.ExitCode.USAGE_ERROR
+    monkeypatch.delenv("DUMPBED_KVM_DEVICE")
+    from dumpbed.machine import accel
+
+    if accel.kvm_usable()[0]:
+        pytester.runpytest_subprocess("-p", "no:cacheprovider", "--dumpbed-require-kvm").assert_outcomes(passed=1)
 
 
 def test_a_failing_plain_assert_still_names_the_run(pytester):
