@@ -98,6 +98,10 @@ def cmd_run(args) -> int:
     from dumpbed.run import preflight, run_and_validate
 
     scenario = _scenario_from_args(args)
+    if args.host:
+        return _run_on_host(args, scenario)
+    if args.hosts:
+        raise DumpbedError("--hosts names the hosts file of --host NAME: give --host too")
     out = scenario.out_dir
     preflight(scenario)  # bad options, and a host short of room, are refused before anything is created
     if not args.json:
@@ -105,6 +109,55 @@ def cmd_run(args) -> int:
               file=sys.stderr)
     _, report = run_and_validate(scenario)
     return _emit(report, args.json)
+
+
+# run's options that say where and how to report, not what to run: not passed to a remote host
+_NOT_FOR_THE_HOST = {"out", "json", "host", "hosts", "help"}
+
+
+def _run_on_host(args, scenario) -> int:
+    """`run --host NAME`: the scenario's own words, run on the host, judged here."""
+    from dumpbed.remote import hosts as hosts_mod, onehost
+    from dumpbed.run import timeouts
+    from dumpbed.scenario.spec import check_scenario
+
+    if args.kernel or args.initrd:
+        raise DumpbedError("--kernel and --initrd name files on this machine: with --host the host boots its own "
+                           "guest image (run dumpbed on the host to boot your kernel there)")
+    check_scenario(scenario)  # refused here before the host is touched
+    words = _words_of(args, _subparser("run"), skip=_NOT_FOR_THE_HOST)
+    hosts_file = Path(args.hosts) if args.hosts else hosts_mod.default_hosts_file()
+    limits = timeouts("tcg", scenario.memory_bytes)  # the slower accelerator bounds both
+    report = onehost.run_on_host(words, args.host, hosts_file, scenario.out_dir, limits)
+    return _emit(report, args.json)
+
+
+def _subparser(name: str) -> argparse.ArgumentParser:
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)
+
+
+def _words_of(args, parser: argparse.ArgumentParser, skip: set[str]) -> list[str]:
+    """The command-line words that give `args` its values (those not at their defaults), option
+    by option: what the user typed, spelled out whole."""
+    words: list[str] = []
+    for action in parser._actions:
+        if action.dest in skip or not action.option_strings:
+            continue
+        value = getattr(args, action.dest, action.default)
+        if value == action.default:
+            continue
+        flag = action.option_strings[-1]
+        if isinstance(action, argparse._StoreTrueAction):
+            words.append(flag)
+        elif isinstance(action, argparse._AppendAction):
+            for item in value:
+                words += [flag, str(item)]
+        else:
+            words += [flag, str(value)]
+    return words
 
 
 def _scenario_from_args(args):
@@ -432,6 +485,11 @@ def build_parser() -> argparse.ArgumentParser:
                                          "w watchdog hang, p pause/continue, r registers, s memory snapshot, "
                                          "q quit, ? help. Exit codes as run's; 130 after q or Ctrl-C.")
     session.set_defaults(func=cmd_session)
+    # After the session's copy of run's options: a session's console is this machine's guest.
+    run.add_argument("--host", metavar="NAME",
+                     help="run on this remote KVM host over SSH and judge the copied run here (docs/nightly.md)")
+    run.add_argument("--hosts", metavar="FILE",
+                     help="the hosts file of --host (default $DUMPBED_HOSTS, else ~/.config/dumpbed/hosts.toml)")
 
     val = sub.add_parser("validate", help="re-run every check on a run directory, or check a bare image")
     val.add_argument("path", metavar="DIR|IMAGE", help="a run's artifacts directory, or a dump disk image")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -320,3 +321,23 @@ def test_a_host_without_qemu_or_toolchain_cannot_be_prepared(prepared_hosts, ssh
         delta.stop()
     assert str(caught.value) == ("host delta: cannot run cells: no QEMU (qemu-system-x86_64); no qemu-img; "
                                  "no C toolchain (cc, ld, make missing)")
+
+
+def test_run_on_a_host_from_the_command_line(prepared_hosts, ssh_hosts, tmp_path):
+    """`dumpbed run --host NAME --hosts FILE`: the user's options run on the host, the copy judged
+    here (report.json ours, the host's kept beside it), the host's output in remote.log."""
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "dumpbed", "run", "--host", "beta", "--hosts",
+                           str(ssh_hosts.hosts_file()), *SCENARIO, "--out", str(out), "--json"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["verdict"] == "pass" and json.loads((out / "report.json").read_text())["verdict"] == "pass"
+    assert (out / execute.REMOTE_REPORT).exists() and (out / "remote.log").stat().st_size > 0
+    scenario = json.loads((out / "scenario.json").read_text())
+    assert scenario["memory_bytes"] == 32 << 20  # the options reached the host
+    unknown = subprocess.run([sys.executable, "-m", "dumpbed", "run", "--host", "gamma", "--hosts",
+                              str(ssh_hosts.hosts_file()), "--out", str(tmp_path / "no")],
+                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert unknown.returncode == 2 and "--host gamma: no such host" in unknown.stderr
+    assert not (tmp_path / "no").exists()

@@ -113,7 +113,7 @@ def _regressions(history: Path, night: Optional[int]) -> str:
     found = history_mod.regressions(history, night)
     if not found:
         return f'<h2>regressions</h2><p id="regressions">none (night {night})</p>\n'
-    rows = "".join(f'<tr class="{"fail" if r["kind"] == "newly-failing" else "slow"}"><td>{e(r["kind"])}</td>'
+    rows = "".join(f'<tr class="{"fail" if r["kind"] == "newly-failing" else "slower"}"><td>{e(r["kind"])}</td>'
                    f'<td>{e(r["cell"])}</td><td>{e(str(r["host"]))}</td><td>{e(r["detail"])}</td></tr>\n'
                    for r in found)
     return (f"<h2>regressions ({len(found)})</h2>\n<table id=\"regressions\"><tr><th>kind</th><th>cell</th>"
@@ -279,7 +279,7 @@ td.num {{ text-align: right; }}
 {marks}
 .pass {{ color: #1a7f37; }} .fail {{ color: #cf222e; }} .error {{ color: #9a6700; }}
 .legend .mark, .square .mark {{ color: white; }} .legend .mark.not-run, .square .mark.not-run {{ color: #57606a; }}
-tr.slow td {{ background: #fff8c5; }} tr.fail td {{ background: #ffebe9; }}
+tr.slower td {{ background: #fff8c5; }} tr.fail td {{ background: #ffebe9; }}
 figure {{ margin: 1em 0; }} figure svg {{ max-width: 100%; height: auto; }}
 </style></head><body>
 <h1>dumpbed matrix: <span class="{word.lower()}" id="status">{word}</span></h1>

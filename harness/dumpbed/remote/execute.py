@@ -25,12 +25,14 @@ class RemoteRun:
     log: Path  # its output (stdout and stderr, as the pty had them)
 
 
-def run_cell(prepared: Prepared, argv: list[str], local_dir: Path, timeout: float) -> RemoteRun:
+def run_cell(prepared: Prepared, argv: list[str], local_dir: Path, timeout: float,
+             log: Optional[Path] = None) -> RemoteRun:
     """Run `dumpbed run ARGV` on the host and copy its run directory into local_dir (created;
     left absent when the run made none, e.g. a refused argument). The connection lost, the host
-    gone, the copy cut or no exit status: InfraError."""
+    gone, the copy cut or no exit status: InfraError. The host's output goes to `log` (default
+    remote.log beside local_dir)."""
     local_dir = Path(local_dir)
-    log = local_dir.parent / "remote.log"
+    log = Path(log) if log is not None else local_dir.parent / "remote.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     runs = f"{prepared.workdir}/runs"
     remote_dir = f"{runs}/{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:12]}"

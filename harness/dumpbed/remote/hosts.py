@@ -114,3 +114,25 @@ def _host(path: Path, name: str, defaults: dict, table: Any) -> Host:
     return Host(name=name, address=address, port=integer("port", 22, 1, 65535), user=text("user"),
                 key_file=existing_file("key_file"), known_hosts=existing_file("known_hosts"),
                 slots=integer("slots", 1, 1, 1024), workdir=text("workdir", DEFAULT_WORKDIR))
+
+
+HOSTS_ENV = "DUMPBED_HOSTS"  # the hosts file `run --host` reads without --hosts
+
+
+def default_hosts_file() -> Path:
+    """`run --host`'s hosts file without --hosts: $DUMPBED_HOSTS, else the user's config."""
+    import os
+
+    if os.environ.get(HOSTS_ENV):
+        return Path(os.environ[HOSTS_ENV])
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return config / "dumpbed" / "hosts.toml"
+
+
+def find_host(path: Path, name: str) -> Host:
+    """The host of this name in the hosts file; a DumpbedError naming the ones there."""
+    hosts = load_hosts(path)
+    for host in hosts:
+        if host.name == name:
+            return host
+    raise DumpbedError(f"--host {name}: no such host in {path} (its hosts: {', '.join(h.name for h in hosts)})")

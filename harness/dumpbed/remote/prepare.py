@@ -9,6 +9,7 @@ SFTP and installed into a venv of its own, the host probed, its guest image buil
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import shutil
 import subprocess
@@ -31,6 +32,9 @@ NOT_SOURCES = frozenset({".git", ".venv", "venv", ".tox", "runs", "build", "dist
 REMOTE_PYTHON = "python3"  # the host's, to make the venv with
 # Under the pty of a cell, or here: no progress bars, no terminal tables (dumpbed.tables.is_plain).
 PLAIN = {"TTY_COMPATIBLE": "0"}
+
+
+REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip can say
 
 
 def source_root() -> Path:
@@ -66,8 +70,10 @@ def build_wheel(root: Path, out_dir: Path, timeout: float = 600) -> Path:
         argv = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
                 "-w", str(dist), str(src)]
         try:
+            # The zip's timestamps fixed: the same sources make the same wheel, byte for byte,
+            # so a host prepared from them before is reused (its venv is keyed by the wheel's hash).
             proc = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL)
+                                  stdin=subprocess.DEVNULL, env={**os.environ, "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH})
         except subprocess.TimeoutExpired:
             raise DumpbedError(f"building dumpbed's wheel took more than {timeout:g}s") from None
         if proc.returncode != 0:
