@@ -90,7 +90,8 @@ def ssh_hosts(tmp_path_factory, dumpbed_wheel):
 @pytest.fixture(scope="session")
 def prepared_hosts(ssh_hosts, dumpbed_wheel):
     """({"alpha": Prepared, "beta": Prepared}, how long each prepare took): alpha from nothing,
-    beta reusing the venv alpha's made."""
+    beta reusing the venv alpha's made. A test that prepares the session's hosts some other way
+    (a `dumpbed matrix --hosts`) takes this fixture first, so the first preparation is this one."""
     import time
 
     from dumpbed.remote import prepare

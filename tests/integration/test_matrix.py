@@ -1,6 +1,9 @@
 """`dumpbed matrix` end to end (docs/nightly.md): a small matrix on this machine, the same one
 sharded over two SSH hosts (real sshds on 127.0.0.1) and merged, a host killed under a cell, and
-the nightly's KVM guard. The verdicts must not depend on where a cell ran."""
+the nightly's KVM guard. The verdicts must not depend on where a cell ran.
+
+The tests with hosts take prepared_hosts first: the session's first preparation of a bare host is
+that fixture's, which test_remote times."""
 from __future__ import annotations
 
 import json
@@ -116,7 +119,8 @@ def test_a_matrix_refuses_bad_input_before_writing_anything(matrix_file, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
 
 
-def test_a_sharded_matrix_on_two_hosts_merges_to_the_local_verdicts(local_run, matrix_file, ssh_hosts, tmp_path):
+def test_a_sharded_matrix_on_two_hosts_merges_to_the_local_verdicts(local_run, matrix_file, prepared_hosts, ssh_hosts,
+                                                                    tmp_path):
     """Shard 1/2 spreads over both hosts at once (a slot each), shard 2/2 runs after; each cell
     is judged here from the copied run directory; merged, the verdicts are the local run's."""
     local_out, _ = local_run
@@ -138,7 +142,7 @@ def test_a_sharded_matrix_on_two_hosts_merges_to_the_local_verdicts(local_run, m
         assert (merged / cell["run_dir"] / "remote-report.json").exists()  # the host's verdict kept as a log
 
 
-def test_a_host_lost_under_a_cell_is_retried_on_the_other_host(matrix_file, ssh_hosts, tmp_path):
+def test_a_host_lost_under_a_cell_is_retried_on_the_other_host(matrix_file, prepared_hosts, ssh_hosts, tmp_path):
     """The first host's sshd and everything under it killed while the cell's guest runs there:
     an infrastructure error for that attempt, the cell run again on the second host, and passed."""
     doomed = ssh_hosts.start_extra("doomed")
@@ -168,7 +172,7 @@ def test_a_host_lost_under_a_cell_is_retried_on_the_other_host(matrix_file, ssh_
     assert "doomed" in cell["attempts"][0]["error"]
 
 
-def test_require_kvm_refuses_a_host_without_kvm(matrix_file, ssh_hosts, tmp_path):
+def test_require_kvm_refuses_a_host_without_kvm(matrix_file, prepared_hosts, ssh_hosts, tmp_path):
     nokvm = ssh_hosts.start_extra("nokvm", kvm=False)
     out = tmp_path / "out"
     done = dumpbed("matrix", matrix_file, "--hosts", ssh_hosts.hosts_file([nokvm]), "--wheel", ssh_hosts.wheel,
