@@ -84,9 +84,8 @@ class VersionAction(argparse.Action):
         parser.exit(0)
 
 
-@functools.cache
-def qemu_binary_version(binary: str = QEMU_BINARY) -> Optional[dict]:
-    """{"version", "package", "source": "binary", "binary"} from `BINARY --version`, or None."""
+def qemu_version_output(binary: str = QEMU_BINARY) -> Optional[tuple[str, str]]:
+    """(its path, what `BINARY --version` printed), or None when it is missing or fails."""
     path = shutil.which(binary)
     if path is None:
         return None
@@ -95,10 +94,17 @@ def qemu_binary_version(binary: str = QEMU_BINARY) -> Optional[dict]:
                               stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
         return None
-    found = re.search(r"version (\d+\.\d+\.\d+)(?:\s*\(([^)]*)\))?", proc.stdout)
-    if proc.returncode != 0 or found is None:
+    return (path, proc.stdout) if proc.returncode == 0 else None
+
+
+@functools.cache
+def qemu_binary_version(binary: str = QEMU_BINARY) -> Optional[dict]:
+    """{"version", "package", "source": "binary", "binary"} from `BINARY --version`, or None."""
+    said = qemu_version_output(binary)
+    found = re.search(r"version (\d+\.\d+\.\d+)(?:\s*\(([^)]*)\))?", said[1]) if said else None
+    if found is None:
         return None
-    return {"version": found.group(1), "package": found.group(2) or None, "source": "binary", "binary": path}
+    return {"version": found.group(1), "package": found.group(2) or None, "source": "binary", "binary": said[0]}
 
 
 def qemu_of_run(run_dir: Path) -> Optional[dict]:

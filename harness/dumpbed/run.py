@@ -145,7 +145,7 @@ def host_shortfalls(scenario: Scenario, faults: list[faults_mod.Fault], plan: Di
         detail = ", ".join(f"{what} {format_size(n)}" for what, n in parts.items() if n)
         short["disk space"] = (f"the run writes about {format_size(need)} under {scenario.out_dir} ({detail}) and "
                                f"its filesystem has {format_size(free)} free")
-    available = _mem_available()
+    available = mem_available()
     ram = scenario.memory_bytes + QEMU_MEMORY_OVERHEAD
     if available is not None and ram > available:
         short["memory"] = (f"the guest's {format_size(scenario.memory_bytes)} of RAM and QEMU need about "
@@ -163,7 +163,7 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
-def _mem_available() -> Optional[int]:
+def mem_available() -> Optional[int]:
     """The host's MemAvailable in bytes, or None where /proc/meminfo does not say."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

@@ -23,7 +23,7 @@ from dumpbed.remote import execute, prepare, ssh
 from dumpbed.remote.hosts import load_hosts
 from dumpbed.run import interrupted, validate_run_dir
 from tests.integration.conftest import PLANTED
-from tests.support.sshd import Sshd, _free_port, keygen, write_hosts
+from tests.support.sshd import Sshd, _alive, _free_port, keygen, write_hosts
 
 SCENARIO = ["--disk", "virtio-blk", "--crash", "nmi", "--memory", "32M", "--accel", "tcg"]
 PRINT_ARGV = ["python3", "-c", "import sys, json; print(json.dumps(sys.argv[1:]))"]
@@ -284,14 +284,6 @@ def _wait_for_qemu(run_dirs, thread, seconds: float = 120) -> int:
                 return int(pid_file.read_text())
         time.sleep(0.05)
     raise AssertionError("no remote QEMU started")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def test_a_host_without_kvm_fails_require_kvm(prepared_hosts, ssh_hosts):

@@ -6,37 +6,17 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 from typing import Optional
 
 from dumpbed.machine import accel
-from dumpbed.provenance import QEMU_BINARY, dumpbed_version
-
-_TOOL_SECONDS = 10
+from dumpbed.provenance import QEMU_BINARY, dumpbed_version, qemu_version_output
+from dumpbed.run import mem_available
 
 
 def qemu_version_line(binary: str = QEMU_BINARY) -> Optional[str]:
-    path = shutil.which(binary)
-    if path is None:
-        return None
-    try:
-        proc = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=_TOOL_SECONDS,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    lines = proc.stdout.strip().splitlines()
-    return lines[0].strip() if proc.returncode == 0 and lines else None
-
-
-def mem_available() -> Optional[int]:
-    try:
-        with open("/proc/meminfo", encoding="ascii", errors="replace") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    said = qemu_version_output(binary)
+    lines = said[1].strip().splitlines() if said else []
+    return lines[0].strip() if lines else None
 
 
 def probe() -> dict:
