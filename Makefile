@@ -7,7 +7,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # openssh-server: the nightly's tests start sshd as remote "hosts"; vagrant and vagrant-libvirt:
 # they check the Vagrantfile with `vagrant validate` (docs/nightly.md).
-HOST_PACKAGES := qemu-system-x86 qemu-utils gdb openssh-server vagrant vagrant-libvirt
+# makedumpfile: the vmcore readers are checked against Linux's own tool (tests/unit/test_vmcore_*).
+HOST_PACKAGES := qemu-system-x86 qemu-utils gdb openssh-server vagrant vagrant-libvirt makedumpfile
 
 .PHONY: setup host-deps venv guest demo test test-unit test-integration fuzz bench clean
 
@@ -19,7 +20,8 @@ setup: host-deps venv guest
 host-deps:
 	@if command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null && command -v gdb >/dev/null \
 	    && [ -f /usr/share/qemu/qboot.rom ] && [ -x /usr/sbin/sshd ] && command -v vagrant >/dev/null \
-	    && [ -f /usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json ]; then :; else \
+	    && [ -f /usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json ] && [ -x /usr/sbin/makedumpfile ]; \
+	    then :; else \
 	  echo "installing $(HOST_PACKAGES) with apt-get"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && \
