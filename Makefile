@@ -20,7 +20,7 @@ setup: host-deps venv guest
 host-deps:
 	@if command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null && command -v gdb >/dev/null \
 	    && [ -f /usr/share/qemu/qboot.rom ] && [ -x /usr/sbin/sshd ] && command -v vagrant >/dev/null \
-	    && [ -f /usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json ] && [ -x /usr/sbin/makedumpfile ]; \
+	    && [ -f /usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json ] && command -v makedumpfile >/dev/null; \
 	    then :; else \
 	  echo "installing $(HOST_PACKAGES) with apt-get"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
