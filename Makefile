@@ -39,11 +39,12 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-# The guest images from their images/ recipes, into the image cache (~/.cache/dumpbed, or
-# $DUMPBED_CACHE): built only when an input changed (docs/guest-profiles.md). `make -C guest`
-# builds dumpbed's own guest into guest/build for work on the guest itself.
+# dumpbed's own guest image from its images/ recipe, into the image cache (~/.cache/dumpbed, or
+# $DUMPBED_CACHE): built only when an input changed (docs/guest-profiles.md). Other recipes are
+# built when a run first needs them. `make -C guest` builds dumpbed's own guest into
+# guest/build for work on the guest itself.
 guest: venv
-	$(VENV)/bin/dumpbed build-image
+	$(VENV)/bin/dumpbed build-image dumpbed-guest
 
 demo: setup
 	$(VENV)/bin/dumpbed run --disk virtio-blk --crash nmi --memory 256M
