@@ -345,7 +345,9 @@ def dumpbed_run(request: pytest.FixtureRequest, dumpbed_guest, dumpbed_scenario)
             shutil.rmtree(run_dir)
         made.append(run_dir)
         runs.append((run_dir, None))
-        outcome, report = run_mod.run_and_validate(run_mod.Scenario(out_dir=run_dir, **args))
+        # the pictures only for the directories kept, at the end (matplotlib's drawing is most of
+        # a small run's validation time, for a directory a passing test removes at once)
+        outcome, report = run_mod.run_and_validate(run_mod.Scenario(out_dir=run_dir, pictures=False, **args))
         result = DumpbedResult.from_report(report, run_dir, outcome)
         runs[-1] = (run_dir, result)
         for name, value in (("verdict", result.verdict), ("dump_status", result.dump_status),
@@ -359,11 +361,22 @@ def dumpbed_run(request: pytest.FixtureRequest, dumpbed_guest, dumpbed_scenario)
     if keep == "none" or (keep == "failed" and passed):
         for run_dir in made:
             shutil.rmtree(run_dir, ignore_errors=True)
+    else:
+        _draw_pictures(runs)
         if out_root:
             try:
                 base.rmdir()  # only if nothing else is in it
             except OSError:
                 pass
+
+
+def _draw_pictures(runs: list) -> None:
+    """run.html and its pictures for the kept runs that have a report (never an error)."""
+    from dumpbed import pictures
+
+    for run_dir, result in runs:
+        if result is not None and Path(run_dir).is_dir():
+            pictures.write(Path(run_dir), result.report)
 
 
 @pytest.fixture

@@ -598,11 +598,12 @@ def run_and_validate(scenario: Scenario, interact: Optional[Interaction] = None)
     report = report_mod.build(out, validation, timings, scenario=scenario_json,
                               exit_status=outcome.exit_status, problem=outcome.problem)
     report_mod.save(report, out)
-    from dumpbed import pictures  # the disk map, the write timeline and run.html: never an error
+    if scenario.pictures:
+        from dumpbed import pictures  # the disk map, the write timeline and run.html: never an error
 
-    page = pictures.write(out, report)["html"]
-    if page:
-        print(f"dumpbed: pictures and checks in {page}", file=sys.stderr)
+        page = pictures.write(out, report)["html"]
+        if page:
+            print(f"dumpbed: pictures and checks in {page}", file=sys.stderr)
     return outcome, report
 
 

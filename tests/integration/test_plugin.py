@@ -53,6 +53,7 @@ def test_the_example_suite_one_pass_one_failure_named_and_kept(pytester):
     # The failing test's run directory stays, whole; the passing test's is gone.
     kept = Path(failing["dumpbed_run_dir"])
     assert (kept / "report.json").is_file() and (kept / "dump.img").is_file()
+    assert (kept / "run.html").is_file()  # drawn for the directories kept (and only those)
     assert not Path(passing["dumpbed_run_dir"]).exists()
 
 
@@ -64,6 +65,7 @@ def test_keep_all_under_dumpbed_out_keeps_a_passing_tests_run(pytester, tmp_path
     result.assert_outcomes(passed=1, deselected=1)
     run_dir = Path(props[PASSING]["dumpbed_run_dir"])
     assert run_dir.parent.parent == out and (run_dir / "report.json").is_file()
+    assert (run_dir / "run.html").is_file() and (run_dir / "disk-map.svg").is_file()
     assert props[PASSING]["dumpbed_accel"] == "tcg"  # --dumpbed-accel reached the scenario
 
 

@@ -49,6 +49,9 @@ class Scenario:
     components: str = "default"  # the enabled sample components (docs/components.md)
     secondary: Optional[str] = None  # the secondary dump device's disk kind, if any
     faults: list[str] = field(default_factory=list)  # --fault specs (harness/dumpbed/scenario/faults.py)
+    # run.html and its pictures drawn when the run is validated; the pytest plugin draws them only
+    # for the run directories it keeps (a passing test's go at once)
+    pictures: bool = True
     # Called while the VM is stopped after the ground truth is taken, before the crash.
     on_paused: Optional[Callable[[Machine], None]] = field(default=None, repr=False)
 
