@@ -89,3 +89,17 @@ def test_image_cut_where_the_snapshot_holds_zeros_fails_content(run):
     os.truncate(run.image, run.part_offset + area.disk_offset + cut)
     c = validate_run(run.dir).check("content")
     assert not c.ok and "ram-high" in c.detail
+
+
+@pytest.mark.parametrize("builtin", ["crash-record", "kernel", "ram"])
+def test_a_flag_on_a_builtin_component_fails(run, builtin):
+    """CALL_ON_RESTART set on the RAM component of a restarted (generation 2) real dump passed
+    validate_image: the flags were held to the model for the samples only. The built-ins are
+    the facility's own, not dmp_ctl routines: no flag may be set on them."""
+    index = next(i for i, c in enumerate(run.components) if c.name == builtin)
+    run.patch_component(index, flags=1)
+    assert read(run).status == "complete"  # a plausible field: the format alone cannot tell
+    check = validate_image(run.image).check("completeness")  # the components held to the model
+    assert not check.ok and f"{builtin}: flags CALL_ON_RESTART set, the model has none of them" in check.detail, \
+        check.detail
+    assert not validate_run(run.dir).ok
