@@ -15,7 +15,7 @@ from rich.text import Text
 
 from dumpbed import tables
 from dumpbed.images import gpt
-from dumpbed.reader import dumpfmt
+from dumpbed.reader import dumpfmt, vmcore_show
 
 _STATUS_STYLE = {"complete": "bold green", "partial": "bold yellow", "corrupt": "bold red", "none": "bold",
                  "unsupported": "bold magenta"}
@@ -191,6 +191,8 @@ def show(image_path: str | Path, partition: tuple[int, int, int] | None = None, 
     partition is (byte offset, byte size, block size); without it the image's GPT is used
     (a missing GPT or dump partition raises GptError, a DumpbedError)."""
     offset, size, block = partition or gpt.find_dump_partition(image_path)
+    if vmcore_show.holds_vmcore(image_path, offset):  # Linux's makedumpfile wrote it
+        return _show_vmcore(vmcore_show.summary(image_path, offset, size), print_it, width, as_json)
     dump = dumpfmt.read(image_path, offset, size, block)
     if as_json:
         text = json.dumps(as_dict(dump, image_path), indent=1) + "\n"
@@ -206,6 +208,19 @@ def show(image_path: str | Path, partition: tuple[int, int, int] | None = None, 
         if page.is_file():
             tables.print_line(Console(), f"pictures and checks of the run: {page}")
     return text
+
+
+def _show_vmcore(found: dict, print_it: bool, width: int, as_json: bool) -> str:
+    if as_json:
+        text = vmcore_show.as_json(found)
+        if print_it:
+            print(text, end="")
+        return text
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, record=True, color_system=None).print(Group(*vmcore_show.renderables(found)))
+    if print_it:
+        tables.print_all(Console(), vmcore_show.renderables(found))
+    return buffer.getvalue()
 
 
 # Header fields as_dict leaves out: the raw bytes and the magic (the reader checked them), the
