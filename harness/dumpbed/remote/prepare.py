@@ -9,8 +9,8 @@ SFTP and installed into a venv of its own, the host probed, its guest image buil
 from __future__ import annotations
 
 import hashlib
-import os
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from dumpbed.errors import DumpbedError, InfraError
+from dumpbed.guests import profiles
 from dumpbed.remote.hosts import Host
 from dumpbed.remote.ssh import Connection, tail
 
@@ -149,8 +150,10 @@ def prepare(host: Host, wheel: Path, timeout: float = 600) -> Prepared:
         if not conn.exists(python):
             _install(conn, wheel, home, venv, left)
         probe = _probe(conn, python, left())
-        conn.check([python, "-m", "dumpbed", "build-image"], left(), "building the guest image (dumpbed "
-                   "build-image)", env=PLAIN)
+        # the default profile's own image: other recipes are built when a cell first needs them
+        recipe = profiles.get(profiles.DEFAULT).recipe
+        conn.check([python, "-m", "dumpbed", "build-image", recipe], left(),
+                   f"building the guest image (dumpbed build-image {recipe})", env=PLAIN)
     return Prepared(host=host, python=python, probe=probe)
 
 
