@@ -225,3 +225,20 @@ def test_a_bzimage_and_its_initrd_are_given_to_qemu(tmp_path):
                                  accel="tcg"), tmp_path).argv(3, 4)
     i = argv.index("-kernel")
     assert argv[i:i + 6] == ["-kernel", str(kernel), "-initrd", str(initrd), "-append", "a=b"]
+
+
+def test_a_recipes_initrd_is_kept_and_booted_with_its_kernel(root):
+    """A bzImage recipe's initrd (the linux-kdump image's): kept in the cache beside the kernel,
+    found again from the cache, and it must be listed in keep."""
+    text = RECIPE.replace('echo x >> {src}/builds"]', 'echo x >> {src}/builds && echo rd > {out}/toy.rd"]')
+    (root / "images" / "toy" / "recipe.toml").write_text(
+        text.replace('keep = ["toy.elf", "toy.elf64"]', 'initrd = "toy.rd"\nkeep = ["toy.elf", "toy.elf64", "toy.rd"]'))
+    built = recipes.build(recipes.load("toy", root))
+    assert built.initrd == built.directory / "toy.rd" and built.initrd.read_text() == "rd\n"
+    again = recipes.build(recipes.load("toy", root))
+    assert not again.built and again.initrd == built.initrd
+    (root / "images" / "toy" / "recipe.toml").write_text(text.replace('keep = ["toy.elf", "toy.elf64"]',
+                                                                      'initrd = "toy.rd"\nkeep = ["toy.elf", "toy.elf64"]'))
+    with pytest.raises(DumpbedError, match="keep must list the kernel, the symbols file and the initrd"):
+        recipes.load("toy", root)
+    assert recipes.load("dumpbed-guest").initrd is None  # dumpbed's own guest takes none

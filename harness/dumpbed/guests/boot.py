@@ -72,5 +72,5 @@ def prepare(profile: GuestProfile, kernel: Optional[Path], initrd: Optional[Path
         return BootFiles(kernel, identify(kernel), Path(initrd).absolute() if initrd else None,
                          profile.symbols(kernel), None, None)
     image = recipes.build(recipes.load(profile.recipe))
-    return BootFiles(image.kernel, identify(image.kernel, "the image's kernel"), None, image.symbols,
+    return BootFiles(image.kernel, identify(image.kernel, "the image's kernel"), image.initrd, image.symbols,
                      image.recipe, image.key)

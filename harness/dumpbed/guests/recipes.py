@@ -33,7 +33,8 @@ CHECKOUT = Path(__file__).resolve().parents[3]  # harness/dumpbed/guests/recipes
 KEEP_BUILDS = 3  # built images kept per recipe (the newest): older checkouts' builds go
 LOCK_POLL = 0.2
 _RECIPE_KEYS = {"name": str, "summary": str, "inputs": list, "tools": list, "build": list,
-                "timeout_seconds": int, "kernel": str, "symbols": str, "keep": list}
+                "timeout_seconds": int, "kernel": str, "symbols": str, "initrd": str, "keep": list}
+_OPTIONAL_KEYS = ("symbols", "initrd")
 
 
 def source_root() -> Path:
@@ -66,6 +67,7 @@ class Recipe:
     keep: tuple[str, ...]
     directory: Path  # images/NAME
     root: Path  # the source root the inputs' globs are under
+    initrd: Optional[str] = None  # a bzImage's initrd, booted with it (-initrd)
 
     def input_files(self) -> list[Path]:
         """The recipe's own files and every file its globs match, sorted, each once."""
@@ -101,6 +103,7 @@ class Image:
     symbols: Optional[Path]
     built: bool  # built by this call (False: found in the cache)
     seconds: float  # how long its build took, when it was built
+    initrd: Optional[Path] = None
 
 
 @functools.lru_cache(maxsize=None)  # the tools do not change under a running dumpbed
@@ -124,7 +127,7 @@ def load(name: str, root: Optional[Path] = None) -> Recipe:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise DumpbedError(f"{path}: not valid TOML ({exc})") from None
     for key, kind in _RECIPE_KEYS.items():
-        if key == "symbols" and key not in data:
+        if key in _OPTIONAL_KEYS and key not in data:
             continue
         if not isinstance(data.get(key), kind):
             raise DumpbedError(f"{path}: {key} must be a {kind.__name__}")
@@ -133,12 +136,12 @@ def load(name: str, root: Optional[Path] = None) -> Recipe:
         raise DumpbedError(f"{path}: unknown key(s) {', '.join(unknown)}")
     if data["name"] != name:
         raise DumpbedError(f"{path}: name {data['name']!r} is not its directory's {name!r}")
-    if data["kernel"] not in data["keep"] or (data.get("symbols") and data["symbols"] not in data["keep"]):
-        raise DumpbedError(f"{path}: keep must list the kernel and the symbols file")
+    if any(data.get(k) and data[k] not in data["keep"] for k in ("kernel", *_OPTIONAL_KEYS)):
+        raise DumpbedError(f"{path}: keep must list the kernel, the symbols file and the initrd")
     return Recipe(name=name, summary=data["summary"], inputs=tuple(data["inputs"]),
                   tools=tuple(tuple(t) for t in data["tools"]), build=tuple(data["build"]),
                   timeout_seconds=data["timeout_seconds"], kernel=data["kernel"], symbols=data.get("symbols"),
-                  keep=tuple(data["keep"]), directory=path.parent, root=root)
+                  keep=tuple(data["keep"]), directory=path.parent, root=root, initrd=data.get("initrd"))
 
 
 def names(root: Optional[Path] = None) -> list[str]:
@@ -157,7 +160,8 @@ def cached(recipe: Recipe, key: Optional[str] = None) -> Optional[Image]:
     if manifest.get("key") != key or not all((entry / f).is_file() for f in recipe.keep):
         return None
     return Image(recipe.name, key, entry, entry / recipe.kernel, entry / recipe.symbols if recipe.symbols else None,
-                 built=False, seconds=float(manifest.get("seconds", 0.0)))
+                 built=False, seconds=float(manifest.get("seconds", 0.0)),
+                 initrd=entry / recipe.initrd if recipe.initrd else None)
 
 
 def build(recipe: Recipe, force: bool = False) -> Image:
@@ -215,7 +219,7 @@ def _build_locked(recipe: Recipe, key: str, home: Path) -> Image:
         for stale in home.glob(".entry-*"):
             shutil.rmtree(stale, ignore_errors=True)
     return Image(recipe.name, key, entry, entry / recipe.kernel, entry / recipe.symbols if recipe.symbols else None,
-                 built=True, seconds=seconds)
+                 built=True, seconds=seconds, initrd=entry / recipe.initrd if recipe.initrd else None)
 
 
 def _prune(home: Path, keep: Path) -> None:
