@@ -51,9 +51,9 @@ VERDICTS = {
 MATRIX_DEADLINE_S = 600.0
 
 
-def dumpbed(*args, cwd: Path, timeout: float = MATRIX_DEADLINE_S) -> subprocess.CompletedProcess:
+def dumpbed(*args, cwd: Path, timeout: float = MATRIX_DEADLINE_S, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dumpbed", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=env)
 
 
 def verdicts(out: Path) -> dict[str, tuple]:
@@ -78,7 +78,9 @@ def matrix_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def local_run(matrix_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("local") / "out"
-    done = dumpbed("matrix", matrix_file, "--out", out, "--history", out.parent / "h.sqlite", cwd=out.parent)
+    # a caller's pytest settings must not reach the matrix's own pytest: collected only, no cell would run
+    env = dict(os.environ, PYTEST_ADDOPTS="--collect-only")
+    done = dumpbed("matrix", matrix_file, "--out", out, "--history", out.parent / "h.sqlite", cwd=out.parent, env=env)
     return out, done
 
 

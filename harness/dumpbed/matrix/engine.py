@@ -4,6 +4,7 @@ slot, and write the results, JUnit, history and the HTML report (docs/nightly.md
 from __future__ import annotations
 
 import datetime
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -109,8 +110,6 @@ def _run_pytest(work: Path, workers: int) -> None:
     """The cells as pytest tests on `workers` xdist workers (docs/nightly.md: why xdist). In this
     process, with an empty configuration of its own: neither the caller's pytest.ini or
     conftest.py nor its cache. The outcome is read from the cells' own files afterwards."""
-    import os
-
     import pytest
 
     (work / "pytest.ini").write_text("[pytest]\n")
@@ -118,15 +117,24 @@ def _run_pytest(work: Path, workers: int) -> None:
     args = [str(module), "-c", str(work / "pytest.ini"), "--rootdir", str(work), "--confcutdir", str(module.parent),
             "--import-mode=importlib", "-p", "no:cacheprovider", "--basetemp", str(work / "tmp"),
             "-n", str(workers), "--dist", "load", "-q", "--tb=line", "-rfE"]
-    previous = os.environ.get(pytest_cells.PLAN_ENV)
-    os.environ[pytest_cells.PLAN_ENV] = str(work / cellrun.PLAN_FILE)
+    # the plan for the workers; none of the caller's pytest settings (PYTEST_ADDOPTS -x would
+    # stop a night at its first FAIL): the engine's own arguments only
+    settings = {pytest_cells.PLAN_ENV: str(work / cellrun.PLAN_FILE), "PYTEST_ADDOPTS": None, "PYTEST_PLUGINS": None}
+    previous = {name: os.environ.get(name) for name in settings}
     try:
+        for name, value in settings.items():
+            _set_env(name, value)
         pytest.main(args)
     finally:
-        if previous is None:
-            del os.environ[pytest_cells.PLAN_ENV]
-        else:
-            os.environ[pytest_cells.PLAN_ENV] = previous
+        for name, value in previous.items():
+            _set_env(name, value)
+
+
+def _set_env(name: str, value) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _gathered(plan: cellrun.Plan) -> list[dict]:
