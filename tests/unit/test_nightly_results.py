@@ -163,10 +163,10 @@ def test_save_writes_a_checked_file_and_load_reads_it(tmp_path):
 
 @pytest.mark.parametrize("content,message", [
     (None, "no such file"),
-    ("{not json", "not JSON"),
+    ("{not json", "is not valid JSON"),
     ('{"schema_version": 1}', "matrix"),
     ("[]", "not of type 'object'"),
-    (b"\xff\xfe", "cannot be read"),
+    (b"\xff\xfe", "cannot read"),
 ])
 def test_load_refuses_missing_corrupt_and_invalid_files_in_one_line(tmp_path, content, message):
     if isinstance(content, bytes):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dumpbed.errors import DumpbedError
+from dumpbed.oracles.base import load_json
 
 SCHEMA_VERSION = 1
 FILE = "results.json"
@@ -139,16 +140,7 @@ def results_file(path: Path) -> Path:
 def load(path: Path) -> dict:
     """A results document from a results.json or a directory holding one, checked."""
     file = results_file(path)
-    try:
-        text = file.read_text()
-    except FileNotFoundError:
-        raise DumpbedError(f"{file}: no such file (a matrix's output directory holds {FILE})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DumpbedError(f"{file}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from exc
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise DumpbedError(f"{file}: not JSON ({exc})") from None
+    doc = load_json(file, f"a matrix's {FILE}")
     try:
         check(doc)
     except DumpbedError as exc:
