@@ -4,14 +4,13 @@ makedumpfile --dump-dmesg where it is installed."""
 from __future__ import annotations
 
 import io
-import shutil
 
 import pytest
 
 from dumpbed.reader import vmcore
 from dumpbed.reader.vmcore.dmesg import Translator, makedumpfile_dmesg, read_dmesg
 
-from test_vmcore_writer import PAGE, elf_file, kdump_file, printk_memory
+from test_vmcore_writer import needs_makedumpfile, PAGE, elf_file, kdump_file, printk_memory
 
 MESSAGES = [f"message {i}: " + "x" * (i * 7 % 50) for i in range(40)] + ["Kernel panic - not syncing: sysrq triggered"]
 
@@ -67,8 +66,8 @@ def test_what_is_missing_is_a_problem_not_an_exception():
     assert d.problem
 
 
-@pytest.mark.skipif(shutil.which("makedumpfile") is None, reason="makedumpfile is not installed")
 def test_the_same_log_as_makedumpfile(tmp_path):
+    needs_makedumpfile()
     mem, vi = printk_memory(MESSAGES, size_bits=9, count_bits=5)
     path = tmp_path / "dump"
     path.write_bytes(kdump_file(mem.frozen(), vmcoreinfo=vi, max_mapnr=0x400, phys_base=0x200000).data)

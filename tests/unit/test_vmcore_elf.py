@@ -6,6 +6,7 @@ import io
 import struct
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
 from dumpbed.reader import vmcore
 
@@ -32,12 +33,11 @@ def test_two_pt_loads_read_back_page_for_page():
 
 
 def test_what_pyelftools_sees_is_what_the_reader_reads(tmp_path):
-    elftools = pytest.importorskip("elftools.elf.elffile")
     path = tmp_path / "core"
     path.write_bytes(elf_file(SEGS))
     core = vmcore.open(path)
     with open(path, "rb") as f:
-        for seg in elftools.ELFFile(f).iter_segments():
+        for seg in ELFFile(f).iter_segments():
             if seg["p_type"] != "PT_LOAD":
                 continue
             data = seg.data()

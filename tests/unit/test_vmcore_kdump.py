@@ -4,7 +4,6 @@ page, and every structural damage classified with a reason, never raised."""
 from __future__ import annotations
 
 import io
-import shutil
 import struct
 import subprocess
 
@@ -14,7 +13,7 @@ import pytest
 from dumpbed.reader import vmcore
 from dumpbed.reader.vmcore import compression
 
-from test_vmcore_writer import COMPRESSORS, PAGE, compress, elf_file, kdump_file, pattern, printk_memory
+from test_vmcore_writer import needs_makedumpfile, COMPRESSORS, PAGE, compress, elf_file, kdump_file, pattern, printk_memory
 
 PAGES = {0: pattern(0), 1: bytes(PAGE), 2: pattern(2), 7: pattern(7), 8: pattern(8), 40: bytes(PAGE),
          41: bytes(range(256)) * 16, 63: pattern(63)}
@@ -272,14 +271,11 @@ def test_every_compressor_is_available_here():
 # The host's makedumpfile
 # --------------------------------------------------------------------------------------------
 
-needs_makedumpfile = pytest.mark.skipif(shutil.which("makedumpfile") is None, reason="makedumpfile is not installed")
-
-
-@needs_makedumpfile
 @pytest.mark.parametrize("option", ["-c", "-l", "-E"])
 def test_what_makedumpfile_writes(tmp_path, option):
     """makedumpfile converts an ELF core (a /proc/vmcore stand-in with a synthetic VMCOREINFO)
     at dump level 1 (zero pages excluded): the reader reads its output page for page."""
+    needs_makedumpfile()
     mem, vi = printk_memory(["Linux version 6.1.0-test", "Kernel panic - not syncing: test"])
     pages = mem.frozen()
     for p in range(0x300, 0x340):

@@ -12,6 +12,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
 PAGE = 4096
 ZLIB, LZO, SNAPPY, ZSTD = 0x1, 0x2, 0x4, 0x20
@@ -19,6 +20,14 @@ COMPRESSORS = {"zlib": ZLIB, "lzo": LZO, "snappy": SNAPPY, "zstd": ZSTD, None: 0
 START_KERNEL_MAP = 0xFFFFFFFF80000000
 DIRECT_MAP = 0xFFFF888000000000
 
+
+
+def needs_makedumpfile() -> str:
+    """The host's makedumpfile: `make setup` installs it, so a missing one fails, never skips."""
+    path = shutil.which("makedumpfile")
+    if path is None:
+        pytest.fail("makedumpfile is not installed (make setup installs it)")
+    return path
 
 def compress(kind, page: bytes) -> bytes:
     if kind == "zlib":
@@ -269,11 +278,10 @@ def printk_memory(messages: list[str], *, phys_base: int = 0x200000, count_bits:
 
 
 def test_elf_writer_is_what_pyelftools_reads(tmp_path):
-    elftools = pytest.importorskip("elftools.elf.elffile")
     path = tmp_path / "core"
     path.write_bytes(elf_file([(0, pattern(0) + pattern(1), 3 * PAGE), (0x10000, pattern(16), PAGE)], cpus=2))
     with open(path, "rb") as f:
-        elf = elftools.ELFFile(f)
+        elf = ELFFile(f)
         assert elf["e_type"] == "ET_CORE"
         segs = list(elf.iter_segments())
         assert [s["p_type"] for s in segs] == ["PT_NOTE", "PT_LOAD", "PT_LOAD"]
@@ -285,8 +293,7 @@ def test_elf_writer_is_what_pyelftools_reads(tmp_path):
 def test_makedumpfile_reads_the_writers_kdump_file(tmp_path):
     """The host's makedumpfile (if installed) takes the writer's file for its own: it prints
     the log of the synthetic ringbuffer."""
-    if shutil.which("makedumpfile") is None:
-        pytest.skip("makedumpfile is not installed")
+    needs_makedumpfile()
     mem, vi = printk_memory(["Linux version 6.1.0-test", "hello", "Kernel panic - not syncing: test"])
     k = kdump_file(mem.frozen(), vmcoreinfo=vi, max_mapnr=0x400, phys_base=0x200000)
     path = tmp_path / "dump"
