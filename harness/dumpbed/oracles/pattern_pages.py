@@ -65,6 +65,11 @@ def find(snapshot: Snapshot, runid: int) -> tuple[dict[int, int], list[int]]:
     return good, bad
 
 
+def _snapshot_page(snapshot: Snapshot, phys: int) -> bytes:
+    ((_, _, region),) = snapshot.pieces(phys, PAGE)  # find() read it whole from one region
+    return snapshot.read(region, phys, PAGE)
+
+
 def check(core, snapshot: Snapshot, runid: int, listed: Optional[int]) -> Check:
     """core: a vmcore (dumpbed.reader.vmcore); listed: how many pattern pages the guest said it
     made (its PATTERN line), or None when it said nothing."""
@@ -82,11 +87,11 @@ def check(core, snapshot: Snapshot, runid: int, listed: Optional[int]) -> Check:
         problems.append(f"{len(bad)} page(s) of the snapshot start as pattern pages but are damaged, e.g. at "
                         f"0x{bad[0]:x}")
     missing, differ = [], []
-    for phys, index in sorted(good.items()):
+    for phys in sorted(good):
         page = core.read_page(phys // PAGE)
         if page is None:
             missing.append(phys)
-        elif page != expected_page(runid, index).tobytes():
+        elif page != _snapshot_page(snapshot, phys):  # the oracle: byte for byte with the snapshot
             differ.append(phys)
     if missing:
         problems.append(f"{len(missing)} of {len(good)} pattern pages are not in the vmcore, e.g. "

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 NT_PRSTATUS = 1
-NT_PRFPREG = 2
 VMCOREINFO_NAME = "VMCOREINFO"
 MAX_VMCOREINFO_BYTES = 1 << 20  # the kernel's is one page (VMCOREINFO_BYTES); far above that is hostile
 MAX_NOTE_BYTES = 16 << 20  # a PT_NOTE of 16 MiB is thousands of CPUs' worth

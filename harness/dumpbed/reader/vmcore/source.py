@@ -31,7 +31,6 @@ class Source:
         end = self._file_size()
         available = max(0, end - offset)
         self.length = available if length is None else min(length, available)
-        self.declared_length = length  # what the caller said the window is (None: to the end)
 
     def _file_size(self) -> int:
         f = self._f
