@@ -112,13 +112,12 @@ def cmd_run(args) -> int:
 
 
 # run's options that say where and how to report, not what to run: not passed to a remote host
-_NOT_FOR_THE_HOST = {"out", "json", "host", "hosts", "help"}
+_NOT_FOR_THE_HOST = {"out", "json", "host", "hosts"}
 
 
 def _run_on_host(args, scenario) -> int:
     """`run --host NAME`: the scenario's own words, run on the host, judged here."""
     from dumpbed.remote import hosts as hosts_mod, onehost
-    from dumpbed.run import timeouts
     from dumpbed.scenario.spec import check_scenario
 
     if args.kernel or args.initrd:
@@ -127,8 +126,7 @@ def _run_on_host(args, scenario) -> int:
     check_scenario(scenario)  # refused here before the host is touched
     words = _words_of(args, _subparser("run"), skip=_NOT_FOR_THE_HOST)
     hosts_file = Path(args.hosts) if args.hosts else hosts_mod.default_hosts_file()
-    limits = timeouts("tcg", scenario.memory_bytes)  # the slower accelerator bounds both
-    report = onehost.run_on_host(words, args.host, hosts_file, scenario.out_dir, limits)
+    report = onehost.run_on_host(words, args.host, hosts_file, scenario.out_dir, scenario.memory_bytes)
     return _emit(report, args.json)
 
 

@@ -426,20 +426,27 @@ def _arm_fault(faults: list[faults_mod.Fault], machine: Machine, out: Path,
     fault = next((f for f in faults if f.kind.fails_device or f.when is not None), None)
     if fault is None:
         return None
-    offset = _trigger_offset(fault, out, scenario)
-    sector = None if offset is None else (layout_mod.load(out / "layout.json").dump_offset + offset) // 512
+    sector = None
+    if fault.at_fraction is not None:
+        dump_layout = layout_mod.load(out / "layout.json")
+        sector = faults_mod.trigger_sector(fault, dump_layout.dump_offset,
+                                           faults_mod.body_offset_for(dump_layout.dump_size),
+                                           _estimate(out, scenario))
     return str(fault), faultrun.arm(fault, machine, DUMP_NODE, sector)
 
 
 def _trigger_offset(fault: Optional[faults_mod.Fault], out: Path, scenario: Scenario) -> Optional[int]:
-    """A live fault's point `@P%` as a partition offset (faults.trigger_offset), from the run's
-    layout and the guest's estimate; None for a fault without one."""
+    """A network fault's point `@P%` as a partition offset (faults.trigger_offset; a disk's is
+    _arm_fault's sector), from the run's layout and the guest's estimate; None without one."""
     if fault is None or fault.at_fraction is None:
         return None
     dump_layout = layout_mod.load(out / "layout.json")
-    estimates = json.loads((out / "estimates.json").read_text())
-    return faults_mod.trigger_offset(fault, faults_mod.body_offset_for(dump_layout.dump_size),
-                                     estimates[str(scenario.level)]["total"])
+    return faults_mod.trigger_offset(fault, faults_mod.body_offset_for(dump_layout.dump_size), _estimate(out, scenario))
+
+
+def _estimate(out: Path, scenario: Scenario) -> int:
+    """The guest's estimate of the dump at the run's level, printed before the crash."""
+    return json.loads((out / "estimates.json").read_text())[str(scenario.level)]["total"]
 
 
 def _save_exit_status(out: Path, status: Optional[int]) -> None:

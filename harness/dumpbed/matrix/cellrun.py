@@ -10,14 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from dumpbed.errors import DumpbedError, InfraError
+from dumpbed.errors import DumpbedError
 from dumpbed.matrix.spec import Cell
 
 LOCAL = "local"  # the host name of cells run on this machine
 PLAN_FILE = "plan.json"  # the engine's hand-over to pytest and its workers, in OUT/.matrix
-# A remote cell's deadline beyond its own run's (the run's own deadlines stop a stuck guest;
-# this stops a stuck host): the copy back of a large run directory included.
-REMOTE_SLACK_S = 600.0
 
 
 @dataclass
@@ -109,23 +106,14 @@ def _run_local(cell: Cell, run_dir: Path, require_kvm: bool) -> dict:
     from dumpbed import cli, run as run_mod
 
     scenario = cli.scenario_from_run_words(cell.run_words(require_kvm), run_dir)
-    run_mod.preflight(scenario)
     _, report = run_mod.run_and_validate(scenario)
     return report
 
 
 def _run_remote(place: dict, cell: Cell, run_dir: Path, require_kvm: bool) -> dict:
-    """Run on the host, copy back, and judge here: the host's own report is kept only as
-    remote-report.json. A run directory that cannot be judged is the host's failure."""
-    from dumpbed import run as run_mod
+    """Run on the host, copy back, and judge here (remote.execute.run_and_judge)."""
     from dumpbed.remote import execute, prepare
     from dumpbed.units import parse_size
 
-    prepared = prepare.Prepared.from_dict(place)
-    limits = run_mod.timeouts("tcg", parse_size(cell.memory, "memory"))  # the slower one bounds both
-    execute.run_cell(prepared, cell.run_words(require_kvm), run_dir,
-                     timeout=limits["boot"] + limits["dump"] + REMOTE_SLACK_S)
-    try:
-        return run_mod.validate_run_dir(run_dir, save=True)
-    except DumpbedError as exc:
-        raise InfraError(f"host {prepared.host.name}: its run directory cannot be judged: {exc}") from None
+    return execute.run_and_judge(prepare.Prepared.from_dict(place), cell.run_words(require_kvm), run_dir,
+                                 parse_size(cell.memory, "memory"))

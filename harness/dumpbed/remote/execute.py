@@ -17,6 +17,8 @@ from dumpbed.remote.ssh import Connection
 
 REMOTE_REPORT = "remote-report.json"
 _CLEANUP_SECONDS = 120
+# Beyond a run's own deadlines (which stop a stuck guest): a stuck host, the copy back.
+SLACK_SECONDS = 600.0
 
 
 @dataclass
@@ -51,6 +53,26 @@ def run_cell(prepared: Prepared, argv: list[str], local_dir: Path, timeout: floa
         elif done.exit_status == 0:
             raise InfraError(f"host {prepared.host.name}: the run passed but left no run directory {remote_dir}")
     return RemoteRun(exit_status=done.exit_status, log=log)
+
+
+def run_and_judge(prepared: Prepared, argv: list[str], local_dir: Path, memory_bytes: int,
+                  log: Optional[Path] = None) -> dict:
+    """run_cell, then the copy judged here (dumpbed.run.validate_run_dir; report.json saved, the
+    host's kept as remote-report.json): the report. A run that left nothing to judge is the
+    host's failure, an InfraError, never a verdict."""
+    from dumpbed.errors import DumpbedError
+    from dumpbed.run import timeouts, validate_run_dir
+
+    limits = timeouts("tcg", memory_bytes)  # the slower accelerator bounds both
+    done = run_cell(prepared, argv, local_dir, limits["boot"] + limits["dump"] + SLACK_SECONDS, log)
+    name = prepared.host.name
+    if not (Path(local_dir) / "scenario.json").exists():
+        raise InfraError(f"host {name}: the run made no run directory (exit status {done.exit_status}; "
+                         f"its output: {done.log})")
+    try:
+        return validate_run_dir(local_dir, save=True)
+    except DumpbedError as exc:
+        raise InfraError(f"host {name}: its run directory cannot be judged: {exc}") from None
 
 
 def _remove(conn: Connection, remote_dir: str, log: Path) -> None:

@@ -7,17 +7,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dumpbed.errors import DumpbedError
 from dumpbed.remote import execute, hosts as hosts_mod, prepare
 
-# Beyond the run's own deadlines (which stop a stuck guest): a stuck host, the copy back.
-SLACK_S = 600.0
 
-
-def run_on_host(words: list[str], host_name: str, hosts_file: Path, out: Path, limits: dict) -> dict:
+def run_on_host(words: list[str], host_name: str, hosts_file: Path, out: Path, memory_bytes: int) -> dict:
     """`dumpbed run WORDS` on the host; the report of the copy, judged here (report.json saved,
     the host's own kept as remote-report.json, its output as remote.log)."""
-    from dumpbed.run import prepare_out_dir, validate_run_dir
+    from dumpbed.run import prepare_out_dir
 
     host = hosts_mod.find_host(hosts_file, host_name)
     out = prepare_out_dir(out)
@@ -26,9 +22,4 @@ def run_on_host(words: list[str], host_name: str, hosts_file: Path, out: Path, l
         print(f"dumpbed: preparing host {host.name} ({host.address}) with {wheel.name}", file=sys.stderr)
         prepared = prepare.prepare(host, wheel)
     print(f"dumpbed: running on host {host.name}; artifacts come back to {out}", file=sys.stderr)
-    done = execute.run_cell(prepared, words, out, timeout=limits["boot"] + limits["dump"] + SLACK_S,
-                            log=out / "remote.log")
-    if not (out / "scenario.json").exists():
-        raise DumpbedError(f"host {host.name}: the run made no run directory (exit status {done.exit_status}; "
-                           f"its output: {out / 'remote.log'})")
-    return validate_run_dir(out, save=True)
+    return execute.run_and_judge(prepared, words, out, memory_bytes, log=out / "remote.log")

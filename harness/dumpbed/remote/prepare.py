@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from dumpbed.errors import DumpbedError, InfraError
-from dumpbed.guests import profiles
+from dumpbed.guests import profiles, recipes
 from dumpbed.remote.hosts import Host
 from dumpbed.remote.ssh import Connection, tail
 
@@ -40,9 +40,7 @@ REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip can say
 
 def source_root() -> Path:
     """The checkout dumpbed runs from, to build its wheel from."""
-    import dumpbed
-
-    root = Path(dumpbed.__file__).resolve().parents[2]
+    root = recipes.CHECKOUT
     if (root / "pyproject.toml").is_file() and (root / "harness" / "dumpbed").is_dir():
         return root
     raise DumpbedError("dumpbed is installed from a wheel, not run from a checkout: there are no sources to "

@@ -358,7 +358,7 @@ def _describe(exc: BaseException) -> str:
         exc = next(iter(exc.errors.values()))  # one address's socket error: "Connection refused"
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+        text = describe_os_error(exc)
     return " ".join(text.split())
 
 
