@@ -101,16 +101,17 @@ def preflight(scenario: Scenario) -> Preflight:
     the disks' plan (targets, LUNs, --disk-size), the accelerator, QEMU on PATH, the guest's
     command line, and room on the host: disk space where the run writes, and memory."""
     components, faults = check_scenario(scenario)
+    profile = profiles.get(scenario.profile)
     if "%" in str(Path(scenario.out_dir).absolute()):
         raise DumpbedError(f"--out {scenario.out_dir}: a '%' in the run directory's path is QEMU's log-file template "
                            "character (its trace log would not open): choose a path without one")
-    accel = accel_mod.choose(scenario.accel)
+    accel = accel_mod.choose(scenario.accel, profile.kvm_problem())
     require_qemu()  # before any disk image is built
     require_firmware(scenario.firmware)
     images.require_qemu_img()
     plan = plan_disks(scenario, Path(scenario.out_dir), faults)
     limits = timeouts(accel, scenario.memory_bytes)
-    kernel = boot.planned_kernel_path(profiles.get(scenario.profile), scenario.kernel)  # first on the line
+    kernel = boot.planned_kernel_path(profile, scenario.kernel)  # first on the line
     line = f"{kernel} " + guest_cmdline(scenario, plan.topology, components, "0" * 32,
                                         "0" * 16 if scenario.fill else None, limits["io_ms"])
     if len(line) > GUEST_CMDLINE_MAX:
@@ -285,7 +286,8 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
             writelog.trace_events(scenario.disk, scenario.secondary or scenario.disk)
             + cmdlog.trace_events(scenario.disk, scenario.secondary or scenario.disk) + irqwatch.TRACE_EVENTS)),
         # trace lines carry the host time: before/after the crash; the crash may need devices
-        extra_args=["-msg", "timestamp=on", *crash.qemu_args, *(interact.qemu_args if interact else ())],
+        extra_args=["-msg", "timestamp=on", *profile.qemu_args, *crash.qemu_args,
+                    *(interact.qemu_args if interact else ())],
     )
     result_log = out / "result.log"
     timings: dict[str, float] = {}
@@ -303,7 +305,8 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
             resultchan.wait_for(result_log, profile.ready.word, limits["boot"], machine.is_running,
                                 profile.ready.waiting_for)
         timings["boot"] = time.monotonic() - t0
-        capture_estimates(machine, out, limits["boot"])
+        if profile.estimates:
+            capture_estimates(machine, out, limits["boot"])
         if scenario.stop_disk:
             console_command(machine, "stop-disk", limits["boot"])
         if scenario.workload:
@@ -313,7 +316,7 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
             faults = _chosen_faults(interact.faults(), faults, scenario, out)
 
         if crash.prepare:
-            crash.prepare(machine)
+            crash.prepare(machine, profile.console)
         hold = next((f for f in faults if f.kind.holds_runtime), None)
         hold_log = faultrun.FaultLog(str(hold)) if hold else None
         if hold:  # QEMU stops by itself, runtime requests parked in the device
@@ -337,9 +340,11 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
         crash_epoch = time.time()
         (out / "timeline.json").write_text(json.dumps({"crash_injected": crash_epoch}) + "\n")
         machine.cont()
-        # Under TCG each sample stops the VM for a moment: sample less often there.
+        # Under TCG each sample stops the VM for a moment: sample less often there. Only for
+        # the no-interrupts oracle: a guest it does not apply to is not sampled.
         sampler = irqwatch.RflagsSampler(machine, out, interval=0.05 if accel == "tcg" else 0.01,
-                                         pause=accel == "tcg").start()
+                                         pause=accel == "tcg",
+                                         enabled="no-interrupts" not in profile.not_applicable).start()
         try:
             if hold:
                 try:
@@ -429,9 +434,7 @@ def _arm_fault(faults: list[faults_mod.Fault], machine: Machine, out: Path,
     sector = None
     if fault.at_fraction is not None:
         dump_layout = layout_mod.load(out / "layout.json")
-        sector = faults_mod.trigger_sector(fault, dump_layout.dump_offset,
-                                           faults_mod.body_offset_for(dump_layout.dump_size),
-                                           _estimate(out, scenario))
+        sector = faults_mod.trigger_sector(fault, dump_layout.dump_offset, *_fault_scale(out, scenario, dump_layout))
     return str(fault), faultrun.arm(fault, machine, DUMP_NODE, sector)
 
 
@@ -441,12 +444,19 @@ def _trigger_offset(fault: Optional[faults_mod.Fault], out: Path, scenario: Scen
     if fault is None or fault.at_fraction is None:
         return None
     dump_layout = layout_mod.load(out / "layout.json")
-    return faults_mod.trigger_offset(fault, faults_mod.body_offset_for(dump_layout.dump_size), _estimate(out, scenario))
+    return faults_mod.trigger_offset(fault, *_fault_scale(out, scenario, dump_layout))
 
 
-def _estimate(out: Path, scenario: Scenario) -> int:
-    """The guest's estimate of the dump at the run's level, printed before the crash."""
-    return json.loads((out / "estimates.json").read_text())[str(scenario.level)]["total"]
+def _fault_scale(out: Path, scenario: Scenario, dump_layout) -> tuple[int, int]:
+    """What a fault's @P% counts in: (where the dump's body starts in the partition, the bytes P%
+    is of). The guest's estimate of the dump at the run's level (printed before the crash) into
+    dumpbed's body; for a guest without estimates, the bytes its profile says the dump needs at
+    least, from the partition's start (a vmcore's header is at its first byte)."""
+    profile = profiles.get(scenario.profile)
+    if not profile.estimates:
+        return 0, profile.dump_needs(scenario)
+    estimate = json.loads((out / "estimates.json").read_text())[str(scenario.level)]["total"]
+    return faults_mod.body_offset_for(dump_layout.dump_size), estimate
 
 
 def _save_exit_status(out: Path, status: Optional[int]) -> None:

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/io.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -26,6 +27,8 @@
 
 #define RESULT_PORT 0xE9
 #define EXIT_PORT 0xF4
+#define WDT_PORT_DISABLE 0x441 /* QEMU's ib700: a write stops it */
+#define WDT_PORT_ENABLE 0x443 /* a write (re)starts it */
 #define PAGE 4096u
 #define PATTERN_MAGIC 0x4e52545441504244ull /* "DBPATTRN" */
 
@@ -262,6 +265,31 @@ static int cmd_pattern(const char *size_text, const char *runid_text, const char
         pause();
 }
 
+/* agent hang SECONDS: the console's `hang` (docs/linux-kdump.md, "Crash kinds"). Arms QEMU's
+ * ib700 watchdog (its enable port 0x443 takes an index into 30, 28, .., 0 seconds) and never pets
+ * it: this process takes the only CPU as a SCHED_FIFO 99 spinner with the real-time throttle off,
+ * so nothing else in user space runs again, and the watchdog's expiry (-action
+ * watchdog=inject-nmi) sends the NMI that unknown_nmi_panic turns into the panic. */
+static int cmd_hang(const char *seconds_text)
+{
+    long seconds = strtol(seconds_text, NULL, 10);
+    if (seconds < 0 || seconds > 30 || seconds % 2)
+        return die("hang: SECONDS must be even, 0..30");
+    int fd = open("/proc/sys/kernel/sched_rt_runtime_us", O_WRONLY);
+    if (fd < 0 || write(fd, "-1\n", 3) != 3)
+        return die("hang: sched_rt_runtime_us");
+    close(fd);
+    struct sched_param param = {.sched_priority = 99};
+    if (sched_setscheduler(0, SCHED_FIFO, &param) != 0)
+        return die("hang: SCHED_FIFO");
+    if (ioperm(WDT_PORT_DISABLE, 4, 1) != 0)
+        return die("hang: ioperm 0x441");
+    fprintf(stderr, "agent: hang: the ib700 watchdog armed for %ld s, spinning\n", seconds);
+    outb((unsigned char)((30 - seconds) / 2), WDT_PORT_ENABLE);
+    for (;;)
+        __asm__ volatile("pause");
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "line") == 0) {
@@ -284,10 +312,12 @@ int main(int argc, char **argv)
     }
     if ((argc == 4 || argc == 5) && strcmp(argv[1], "gpt") == 0)
         return cmd_gpt(argv[2], argv[3], argc == 5 && strcmp(argv[4], "first") == 0);
+    if (argc == 3 && strcmp(argv[1], "hang") == 0)
+        return cmd_hang(argv[2]);
     if (argc == 7 && strcmp(argv[1], "pattern") == 0)
         return cmd_pattern(argv[2], argv[3], argv[4], argv[5], strtoull(argv[6], NULL, 10));
     fprintf(stderr,
             "usage: agent line TEXT... | agent exit VALUE | agent gpt DISK TYPE-GUID [first] |\n"
-            "       agent pattern SIZE RUNID DEVICE DISKNAME LIST_OFFSET\n");
+            "       agent pattern SIZE RUNID DEVICE DISKNAME LIST_OFFSET | agent hang SECONDS\n");
     return 2;
 }

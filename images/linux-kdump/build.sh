@@ -120,6 +120,7 @@ cp "$ROOT/sbin/kexec" "$ROOT/sbin/vmcore-dmesg" "$IRD/sbin/"
 cp "$ROOT/usr/bin/makedumpfile" "$IRD/usr/bin/makedumpfile"
 gcc -static -O2 -Wall -o "$IRD/bin/agent" "$HERE/agent.c"
 install -m 0755 "$HERE/init" "$IRD/init"
+install -m 0755 "$HERE/dumpbed-panic" "$IRD/bin/dumpbed-panic"
 echo "root:x:0:0:root:/root:/bin/sh" > "$IRD/etc/passwd"
 if [[ $(id -u) -eq 0 ]]; then
     mknod -m 600 "$IRD/dev/console" c 5 1

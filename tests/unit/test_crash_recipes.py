@@ -19,7 +19,7 @@ EXPECTED = {
     "nmi": (1, 2, 0, 0), "panic": (2, 0xFFFFFFFF, 0, 0), "divide-error": (3, 0, 0, 0),
     "invalid-opcode": (3, 6, 0, 0), "general-protection": (3, 13, 0x80, 0),
     "page-fault": (3, 14, 0x2, 0xDEAD0000BAD), "double-fault": (3, 8, 0, 0), "hang": (1, 2, 0, 0),
-    "nested": (1, 2, 0, 0),
+    "nested": (1, 2, 0, 0), "sysrq-c": (2, 0xFFFFFFFF, 0, 0),
 }
 
 

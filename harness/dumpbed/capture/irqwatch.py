@@ -85,8 +85,9 @@ class RflagsSampler:
     taken with the VM stopped for a moment; TCG's virtual TSC stops too, so the guest's
     deadlines do not notice."""
 
-    def __init__(self, machine, run_dir: Path, interval: float = 0.01, pause: bool = False):
+    def __init__(self, machine, run_dir: Path, interval: float = 0.01, pause: bool = False, enabled: bool = True):
         self._machine = machine
+        self._enabled = enabled  # False: samples nothing (a guest the no-interrupts oracle does not judge)
         self._interval = interval
         self._pause = pause
         self._out = open(Path(run_dir) / SAMPLES_FILE, "a", encoding="ascii")
@@ -94,7 +95,8 @@ class RflagsSampler:
         self._thread = threading.Thread(target=self._loop, name="rflags-sampler", daemon=True)
 
     def start(self) -> "RflagsSampler":
-        self._thread.start()
+        if self._enabled:
+            self._thread.start()
         return self
 
     def _loop(self) -> None:

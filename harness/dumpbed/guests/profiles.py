@@ -11,11 +11,12 @@ elsewhere.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from dumpbed.errors import DumpbedError
+from dumpbed.guest_interface import PROMPT
 from dumpbed.guests.kernelfile import KernelFormat
 from dumpbed.units import MiB
 
@@ -25,6 +26,19 @@ class ResultWord:
     """A line of the result channel that marks a moment of the run, and what a wait for it is called."""
     word: str
     waiting_for: str
+
+
+@dataclass(frozen=True)
+class Console:
+    """The guest's console as the crash kinds typed there need it: its shell's prompt (a regular
+    expression), what to type for each such crash kind (its own name when not listed), and
+    whether the crash's checks read the kernel's symbols (the crash-record oracle)."""
+    prompt: str
+    commands: dict[str, str]  # may say {hang_seconds}: the watchdog's timeout (scenario/crash.py)
+    checks_symbols: bool = True
+
+    def command(self, crash: str, **values) -> str:
+        return self.commands.get(crash, crash).format(**values)
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,26 @@ class GuestProfile:
     cmdline: Callable[..., str]
     # the kernel QEMU boots -> the file with its symbols (the crash kinds' rip checks), or None
     symbols: Callable[[Path], Optional[Path]]
+    console: Console
+    # Which oracles judge its dump (oracles/validate.py JUDGES): "dumpbed" (docs/dump-format.md)
+    # or "vmcore" (a Linux vmcore: docs/linux-kdump.md)
+    judge: str = "dumpbed"
+    levels: tuple[int, int] = (0, 9)  # what --level may be
+    levels_what: str = "the dump detail level"
+    # The guest prints its estimate of the dump at each level at the console (`estimate`): a
+    # fault's @P% is P% of it into the body. Without, @P% is P% of dump_needs into the partition.
+    estimates: bool = True
+    # (scenario) -> bytes the dump needs at least: enospc=P sizes the dump partition at P% of it
+    dump_needs: Callable[..., int] = lambda scenario: scenario.memory_bytes
+    qemu_args: tuple[str, ...] = ()  # more QEMU arguments the guest needs (e.g. -no-reboot)
+    # (a DiskKind) -> why the guest cannot dump to it (no driver), or None
+    disk_problem: Callable[..., Optional[str]] = lambda kind: None
+    # (a FaultKind) -> why the fault does not apply to this guest, or None
+    fault_problem: Callable[..., Optional[str]] = lambda kind: None
+    # run options the guest does not implement -> why (refused before the run)
+    unsupported_options: dict[str, str] = field(default_factory=dict)
+    # () -> why this host's KVM cannot run the guest, or None: --accel auto then takes TCG
+    kvm_problem: Callable[[], Optional[str]] = lambda: None
 
     def crash_applies(self, crash: str) -> bool:
         return self.crashes is None or crash in self.crashes
@@ -103,7 +137,8 @@ DUMPBED = GuestProfile(
     formats=(KernelFormat.MULTIBOOT, KernelFormat.BZIMAGE),
     ready=ResultWord("READY", "the guest to boot (READY on the result channel)"),
     done=ResultWord("DONE", "the guest to finish its dump (DONE on the result channel)"),
-    crashes=None,
+    crashes=("nmi", "panic", "divide-error", "invalid-opcode", "general-protection", "page-fault", "double-fault",
+             "hang", "nested"),
     not_applicable={},
     min_memory=DUMPBED_MIN_MEMORY,
     min_memory_why="its kernel ends near 3.5 MiB, its pinned pool takes 2 MiB above it, the sample components 1 MiB more",
@@ -112,9 +147,118 @@ DUMPBED = GuestProfile(
     word_form="KEY=VALUE (one word of the guest's command line: printable ASCII, no spaces, e.g. testfault=irq-on)",
     cmdline=_dumpbed_cmdline,
     symbols=_dumpbed_symbols,
+    console=Console(prompt=re.escape(PROMPT), commands={}),
 )
 
-PROFILES: dict[str, GuestProfile] = {p.name: p for p in (DUMPBED,)}
+
+# --- Linux with kdump (docs/linux-kdump.md) ---------------------------------------------------
+
+# The capture kernel's reservation (docs/linux-kdump.md: 128M is safe, 64M fails), and the least
+# RAM the first kernel and the pattern then boot in.
+LINUX_CRASHKERNEL = "128M"
+LINUX_MIN_MEMORY = 512 * MiB
+# The words the harness sets (docs/linux-kdump.md, "Kernel command line"): --append may add
+# dumpbed.format=, dumpbed.compress=, dumpbed.disk=, dumpbed.debug= and any word of Linux's own.
+LINUX_KEYS = ("console", "crashkernel", "dumpbed.level", "dumpbed.pattern", "dumpbed.runid", "dumpbed.exit",
+              "dumpbed.capture")
+
+
+def linux_pattern_bytes(memory_bytes: int) -> int:
+    """The workload's pattern: a 16th of the RAM, whole MiB (64 MiB of a 1 GiB guest)."""
+    return max(MiB, memory_bytes // 16 // MiB * MiB)
+
+
+def linux_runid(dump_id: str) -> str:
+    """The pattern's run id: the run's dump id's first 16 hex digits (a u64)."""
+    return dump_id[:16]
+
+
+def _linux_cmdline(scenario, topology, components: list[str], dump_id: str, fill_seed: Optional[str],
+                   io_ms: int) -> str:
+    return " ".join([f"console=ttyS0 crashkernel={LINUX_CRASHKERNEL}", f"dumpbed.level={scenario.level}",
+                     f"dumpbed.pattern={linux_pattern_bytes(scenario.memory_bytes) // MiB}M",
+                     f"dumpbed.runid={linux_runid(dump_id)}", "dumpbed.exit=debug-exit"])
+
+
+def _pv_kvm() -> Optional[str]:
+    """A PV-mode nested KVM (the kvm_pvm module) runs dumpbed's guest but not a Linux kernel
+    (../shared/QEMU-FACTS.md, "Linux guests")."""
+    if Path("/sys/module/kvm_pvm").exists():
+        return "the host's KVM is PV-mode (kvm_pvm), which cannot run a Linux kernel"
+    return None
+
+
+# The disk drivers its initramfs loads (images/linux-kdump/build.sh MODULES)
+LINUX_DRIVERS = ("virtio_blk", "virtio_scsi")
+
+
+def _linux_disk_problem(kind) -> Optional[str]:
+    if kind.linux_driver is None:
+        return "Linux's kdump writes to a block device, and this kind has none in the guest"
+    if kind.linux_driver not in LINUX_DRIVERS:
+        return (f"its initramfs has no {kind.linux_driver} module (it loads {', '.join(LINUX_DRIVERS)}: the MODULES "
+                "of images/linux-kdump/build.sh)")
+    return None
+
+
+def _linux_fault_problem(kind) -> Optional[str]:
+    """The faults of a dump disk that need nothing of dumpbed's guest apply (eio-at, enospc,
+    kill, pause, slow: docs/linux-kdump.md, "Faults")."""
+    reasons = [(kind.previous_dump, "the earlier dump it leaves on the disk is dumpbed's format"),
+               (kind.reboots, "after the reset the guest boots again, and its second READY is dumpbed's guest's"),
+               (kind.holds_runtime, "it holds --workload's requests, dumpbed's guest's"),
+               (kind.network, "the guest has no network dump"),
+               (kind.shortens_io_waits, "its I/O waits are Linux's own, not an iotimeout= on the command line")]
+    return next((why for applies, why in reasons if applies), None)
+
+
+LINUX_KDUMP = GuestProfile(
+    name="linux-kdump",
+    summary="Debian 12 Linux with kdump: the capture kernel saves /proc/vmcore with makedumpfile",
+    interface="docs/linux-kdump.md",
+    recipe="linux-kdump",
+    formats=(KernelFormat.BZIMAGE,),
+    ready=ResultWord("READY", "Linux to boot and load its capture kernel (READY on the result channel)"),
+    done=ResultWord("DONE", "the capture kernel to save the vmcore (DONE on the result channel)"),
+    crashes=("nmi", "sysrq-c", "panic", "hang"),
+    not_applicable={
+        "no-interrupts": "a capture kernel boots and takes interrupts; its writes go through the page cache",
+        "consistency": "makedumpfile writes through the page cache, in no order the format promises, and "
+                       "marks a cut dump incomplete in its header: the vmcore check judges what the disk holds",
+        "crash-record": "Linux's panic path saves its own registers in the vmcore's notes, not those of the "
+                        "instant the harness stopped the machine",
+    },
+    min_memory=LINUX_MIN_MEMORY,
+    min_memory_why=f"the capture kernel's crashkernel={LINUX_CRASHKERNEL} comes out of it",
+    reserved_keys=LINUX_KEYS,
+    word=re.compile(r"(?P<key>[A-Za-z0-9_.-]+)(=[!-~]*)?"),
+    word_form="WORD or KEY=VALUE (one word of Linux's command line: printable ASCII, no spaces, "
+              "e.g. dumpbed.compress=zlib)",
+    cmdline=_linux_cmdline,
+    symbols=lambda kernel: None,  # Debian's symbols are in linux-image-*-dbg (about 1 GB)
+    console=Console(prompt=r"dumpbed-linux# ", checks_symbols=False,
+                    commands={"sysrq-c": "echo c > /proc/sysrq-trigger", "panic": "dumpbed-panic",
+                              "hang": "agent hang {hang_seconds}"}),
+    judge="vmcore",
+    levels=(0, 31),
+    levels_what="makedumpfile's dump level (-d: 1 zero pages, 2 cache, 4 private cache, 8 user, 16 free pages "
+                "excluded)",
+    estimates=False,
+    dump_needs=lambda scenario: linux_pattern_bytes(scenario.memory_bytes),
+    qemu_args=("-no-reboot",),
+    kvm_problem=_pv_kvm,
+    disk_problem=_linux_disk_problem,
+    fault_problem=_linux_fault_problem,
+    unsupported_options={
+        "--workload": "its runtime workload is the pattern process, always on",
+        "--secondary": "makedumpfile writes one dump file",
+        "--stop-disk": "a console command of dumpbed's own guest",
+        "--components": "the sample components are dumpbed's guest's",
+        "--other-disks": "its capture environment takes the first disk with a dump partition (dumpbed.disk=auto)",
+    },
+)
+
+PROFILES: dict[str, GuestProfile] = {p.name: p for p in (DUMPBED, LINUX_KDUMP)}
 DEFAULT = DUMPBED.name
 
 

@@ -10,6 +10,7 @@ from typing import Optional
 
 from dumpbed.capture import blklog
 from dumpbed.errors import DumpbedError
+from dumpbed.guests import profiles
 from dumpbed.images import build as images, layout as layout_mod
 from dumpbed.images.layout import DiskLayout
 from dumpbed.images.topology import DUMP_NODE, DiskSpec, Topology
@@ -53,8 +54,10 @@ def plan_disks(scenario: Scenario, out: Path, faults: Optional[list[faults_mod.F
     small, a target or LUN out of range, two disks at one address are refused here."""
     seed = secrets.randbits(32)
     enospc = next((f for f in faults or [] if f.kind.sizes_partition), None)
-    # enospc: a dump partition sized for P% of the RAM, so the dump cannot fit.
-    sized_for = scenario.memory_bytes * enospc.value // 100 if enospc else scenario.memory_bytes
+    # enospc: a dump partition sized for P% of what the dump needs (the guest profile's word:
+    # dumpbed's guest dumps all its RAM, a Linux guest at least its pattern), so it cannot fit.
+    needs = profiles.get(scenario.profile).dump_needs(scenario)
+    sized_for = needs * enospc.value // 100 if enospc else scenario.memory_bytes
     layout = DiskLayout.for_dump(sized_for, block_size=scenario.block_size, canary_seed=seed)
     if scenario.disk_size is not None:
         if scenario.disk_size < layout.size_bytes:

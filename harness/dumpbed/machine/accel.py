@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from typing import Optional
 
 KVM_GET_API_VERSION = 0xAE00
 KVM_API_VERSION = 12
@@ -27,13 +28,17 @@ def kvm_usable() -> tuple[bool, str]:
     return True, f"{device} works"
 
 
-def choose(requested: str) -> str:
-    """'auto' becomes 'kvm' or 'tcg'; an explicit 'kvm' that cannot work is an error."""
+def choose(requested: str, guest_problem: Optional[str] = None) -> str:
+    """'auto' becomes 'kvm' or 'tcg'; an explicit 'kvm' that cannot work is an error.
+    guest_problem: why this host's KVM cannot run the guest although it works (the guest
+    profile's kvm_problem, e.g. a PV-mode KVM and a Linux kernel), or None."""
     from dumpbed.errors import DumpbedError
 
     if requested == "tcg":
         return "tcg"
     usable, reason = kvm_usable()
+    if usable and guest_problem:
+        usable, reason = False, guest_problem
     if requested == "kvm" and not usable:
         raise DumpbedError(f"--accel kvm requested but KVM is not usable: {reason}")
     return "kvm" if usable else "tcg"

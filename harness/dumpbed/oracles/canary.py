@@ -77,10 +77,13 @@ def _runtime_problems(image: dumpfmt.Image, log: blklog.WriteLog, early: list[bl
     return problems, ranges
 
 
-def check_canary(dump: dumpfmt.Dump, image: dumpfmt.Image, layout: DiskLayout,
-                 log: Optional[blklog.WriteLog] = None) -> Check:
+def check_canary(dump: Optional[dumpfmt.Dump], image: dumpfmt.Image, layout: DiskLayout,
+                 log: Optional[blklog.WriteLog] = None,
+                 extent: Optional[tuple[list[tuple[int, int]], str]] = None) -> Check:
     """With the disk's write log, sectors that runtime I/O wrote before the dump began are held
-    to what it wrote instead of their canary."""
+    to what it wrote instead of their canary. `extent`: the disk ranges the dump may have
+    written and how they were determined, when not from a dumpbed dump's header (a vmcore:
+    its whole partition)."""
     problems: list[str] = []
     if image.size != layout.size_bytes:
         problems.append(f"image is {image.size} bytes, layout.json says {layout.size_bytes}")
@@ -103,7 +106,7 @@ def check_canary(dump: dumpfmt.Dump, image: dumpfmt.Image, layout: DiskLayout,
             f"(sector {(r.offset + first) // SECTOR}; {len(sectors)} sectors differ)"
         )
 
-    extent, how = dump_extent_on_disk(dump)
+    extent, how = extent if extent is not None else dump_extent_on_disk(dump)
     early, late = runtime_writes(log, layout)
     runtime_ranges: list[tuple[int, int]] = []
     if early or late:

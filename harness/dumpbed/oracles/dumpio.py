@@ -13,6 +13,7 @@ started: `bdrv_co_flush` snapshots write_gen when it begins).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -142,13 +143,29 @@ def build(role: str, disk: Optional[str], cmds: cmdlog.CommandLog, log: Optional
             rel = e.offset - start
             owner = next((w for w in pending if w.offset <= rel and rel + e.length <= w.end
                           and sum(x.length for x in w.entries) < w.length), None)
-            if owner is None:
+            pieces = [(owner, e)] if owner is not None else _merged(e, rel, pending)
+            if not pieces:
                 unmatched.append(e)
                 continue
-            owner.entries.append(e)
-            if sum(x.length for x in owner.entries) >= owner.length:
-                pending.remove(owner)
+            for w, piece in pieces:
+                w.entries.append(piece)
+                if sum(x.length for x in w.entries) >= w.length:
+                    pending.remove(w)
     return DeviceIO(role, disk, partition_offset, partition_bytes, crash_time, commands, log, unmatched, outside)
+
+
+def _merged(e: blklog.Entry, rel: int, pending: list[DumpCommand]) -> list[tuple[DumpCommand, blklog.Entry]]:
+    """A log entry that QEMU's virtio-blk merged from adjacent requests (virtio_blk_submit_multireq):
+    the pending writes that tile its range exactly, each with its piece of the entry; [] when none do."""
+    pieces, at, end = [], rel, rel + e.length
+    while at < end:
+        w = next((w for w in pending if w.offset == at and w.end <= end and not w.entries), None)
+        if w is None:
+            return []
+        k = at - rel
+        pieces.append((w, dataclasses.replace(e, offset=e.offset + k, length=w.length, data_at=e.data_at + k)))
+        at = w.end
+    return pieces
 
 
 def load(role: str, image: Path, kind: str, target: int, lun: int, nth_of_bus: int,

@@ -34,7 +34,7 @@ from dumpbed.guest_interface import Errno
 from dumpbed.guests import profiles
 from dumpbed.images import canary, gpt, layout as layout_mod
 from dumpbed.net import evidence as netevidence
-from dumpbed.oracles import components as checks_components, dumpio, fxsave, memmap, netlink, ranges
+from dumpbed.oracles import components as checks_components, dumpio, fxsave, memmap, netlink, ranges, vmcore_run
 from dumpbed.oracles.base import Check, load_json, make_check, require_int
 from dumpbed.oracles.canary import check_canary, check_unchanged_since
 from dumpbed.oracles.consistency import check_consistency
@@ -184,6 +184,9 @@ def validate_run(run_dir: str | Path) -> Validation:
     if not run_dir.is_dir():
         raise DumpbedError(f"{run_dir}: not a directory")
     scenario = load_scenario(run_dir / "scenario.json")
+    profile = profiles.get((scenario.get("guest") or {}).get("profile", profiles.DEFAULT))
+    if profile.judge != "dumpbed":  # another format's oracles (JUDGES)
+        return JUDGES[profile.judge](run_dir, scenario, profile.not_applicable, qemu_exit_status(run_dir))
     registers = load_registers(run_dir / "snapshot" / "registers.json")
     targets = dump_devices(run_dir, scenario)
     for target in targets:
@@ -262,7 +265,6 @@ def validate_run(run_dir: str | Path) -> Validation:
         if expected["outcome"] == "none" and dump.status == "none":
             settled.update({name: Check(name, True, f"no dump of this run, as expected ({expected['why']}): nothing "
                                                     "to judge") for name in NOTHING_TO_JUDGE_WITHOUT_A_DUMP})
-        profile = profiles.get((scenario.get("guest") or {}).get("profile", profiles.DEFAULT))
         settled.update({name: Check(name, True, f"skipped: not applicable to guest profile {profile.name} ({why})")
                         for name, why in profile.not_applicable.items() if name in judges})
         bar.update(total=len(judges) - len(settled))
@@ -280,6 +282,11 @@ def validate_run(run_dir: str | Path) -> Validation:
     summaries = [device_summary(t.role, t.kind, dumps[t.role]) for t in targets]
     return Validation([checks[n] for n in order_names], dump, stats, str(by_role[record].image), summaries,
                       expected)
+
+
+# The oracles of the guest profiles whose dumps are not dumpbed's format (GuestProfile.judge):
+# (run_dir, scenario, the profile's not_applicable, QEMU's exit status) -> a validation.
+JUDGES = {"vmcore": vmcore_run.validate}
 
 
 def _lost_offset(io: Optional[dumpio.DeviceIO]) -> Optional[int]:

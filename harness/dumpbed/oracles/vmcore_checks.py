@@ -37,14 +37,15 @@ def described_pfns(core) -> np.ndarray:
     return np.unique(np.concatenate(runs)) if runs else np.zeros(0, dtype=np.uint64)
 
 
-def check_coverage(core, ram: list[tuple[int, int]], reserved: list[tuple[int, int]]) -> Check:
+def check_coverage(core, ram: list[tuple[int, int]], reserved: list[tuple[int, int]], low: int = 0) -> Check:
     """Every page of the first kernel's RAM (the snapshot's regions: [start, end) byte ranges)
-    but the capture kernel's reservation (`reserved`) is described by the vmcore; the vmcore
-    describes no page outside RAM. (Which of them it dumps is the dump level's choice; the
-    pattern oracle holds the pages that matter to their bytes.)"""
+    from `low` up but the capture kernel's reservation (`reserved`) is described by the vmcore;
+    the vmcore describes no page outside RAM. (Which of them it dumps is the dump level's choice;
+    the pattern oracle holds the pages that matter to their bytes. Below `low` the firmware's
+    memory map may reserve RAM the kernel then does not count as its own.)"""
     have = described_pfns(core)
-    want = np.unique(np.concatenate([np.arange(-(-lo // PAGE), hi // PAGE, dtype=np.uint64) for lo, hi in ram]
-                                    or [np.zeros(0, dtype=np.uint64)]))
+    want = np.unique(np.concatenate([np.arange(-(-max(lo, low) // PAGE), hi // PAGE, dtype=np.uint64)
+                                     for lo, hi in ram if hi > low] or [np.zeros(0, dtype=np.uint64)]))
     for lo, hi in reserved:
         want = want[(want < lo // PAGE) | (want >= -(-hi // PAGE))]
     missing = np.setdiff1d(want, have, assume_unique=True)
@@ -58,8 +59,9 @@ def check_coverage(core, ram: list[tuple[int, int]], reserved: list[tuple[int, i
     if len(outside):
         problems.append(f"the vmcore describes {len(outside)} pages outside the guest's RAM, e.g. "
                         + ", ".join(f"0x{int(p) * PAGE:x}" for p in outside[:_SHOWN]))
-    return make_check("coverage", problems, f"the vmcore describes all {len(want)} pages of the first kernel's RAM "
-                                            f"(the capture kernel's {len(reserved)} reserved range(s) aside)")
+    below = f" from 0x{low:x} up" if low else ""
+    return make_check("coverage", problems, f"the vmcore describes all {len(want)} pages of the first kernel's RAM"
+                                            f"{below} (the capture kernel's {len(reserved)} reserved range(s) aside)")
 
 
 def check_dmesg(core, console_panic: Optional[str]) -> Check:

@@ -17,12 +17,14 @@ import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from dumpbed.errors import DumpbedError
-from dumpbed.guest_interface import PROMPT
 from dumpbed.machine import resultchan
 from dumpbed.machine.qemu import Machine
+
+if TYPE_CHECKING:
+    from dumpbed.guests.profiles import Console
 
 NMI, PANIC, EXCEPTION = 1, 2, 3  # crash_reason (docs/dump-format.md)
 NO_VECTOR = 0xFFFFFFFF
@@ -44,8 +46,9 @@ class Crash:
     vector: int
     inject: Callable[[Machine], None]  # called with the VM stopped, after the ground truth
     # Called while the VM still runs, before it is stopped for the ground truth (e.g. type a
-    # console command without its Enter, which inject() then sends).
-    prepare: Optional[Callable[[Machine], None]] = None
+    # console command without its Enter, which inject() then sends): (machine, the guest
+    # profile's Console).
+    prepare: Optional[Callable[[Machine, "Console"], None]] = None
     error_code: int = 0  # crash_error_code
     fault_addr: int = 0  # crash_fault_addr (CR2 for a page fault)
     # Registers that must equal the ground truth; None: every register in the snapshot.
@@ -137,15 +140,16 @@ def _inject_nmi(machine: Machine) -> None:
     machine.qmp.command("inject-nmi")
 
 
-def _type_command(name: str, command: Optional[str] = None, timeout: float = 30.0) -> Callable[[Machine], None]:
-    """prepare() of the recipe NAME: type COMMAND (default: NAME) at the prompt without its
-    Enter and wait for its echo, so the ground truth holds the typed line; keep the symbols
-    the expectation needs (from the kernel that runs) in the run directory."""
-    command = command or name
-
-    def prepare(machine: Machine) -> None:
-        save_symbols(get(name), machine.config.symbols, machine.artifacts)
-        machine.console.wait_for(re.escape(PROMPT), timeout)
+def _type_command(name: str, timeout: float = 30.0) -> Callable[[Machine, "Console"], None]:
+    """prepare() of the recipe NAME: type the guest's command for it (its Console's) at the
+    prompt without its Enter and wait for its echo, so the ground truth holds the typed line;
+    keep the symbols the expectation needs (from the kernel that runs) in the run directory,
+    where the guest's crash record is checked against them."""
+    def prepare(machine: Machine, console: "Console") -> None:
+        if console.checks_symbols:
+            save_symbols(get(name), machine.config.symbols, machine.artifacts)
+        command = console.command(name, hang_seconds=HANG_SECONDS)
+        machine.console.wait_for(console.prompt, timeout)
         mark = machine.console.mark()
         machine.console.send(command)
         machine.console.wait_for(re.escape(command), timeout, since=mark)
@@ -199,6 +203,10 @@ CRASHES = {
               extra_seconds=HANG_SECONDS + 10.0),
         Crash("nested", "an NMI (inject-nmi), then a second one when the dump's first PROGRESS line "
               "is out: ignored, the dump completes", NMI, 2, _inject_nmi, during_dump=_second_nmi_at_progress),
+        # Linux's magic SysRq `c` (guest profile linux-kdump): a NULL pointer write in the kernel,
+        # an oops that panic_on_oops makes a panic
+        Crash("sysrq-c", "the console's `echo c > /proc/sysrq-trigger`: Linux's SysRq crash (an oops, then the "
+              "panic)", PANIC, NO_VECTOR, _press_enter, _type_command("sysrq-c"), same_registers=STABLE_REGISTERS),
     ]
 }
 

@@ -68,6 +68,9 @@ class DiskKind:
     devices: Callable[[str, str, int, int, str, int], list[str]] = _scsi_hd_devices
     # QEMU's device takes werror/rerror=stop: the live faults stop the VM on the write they pick
     stops_on_error: bool = True
+    # The Linux module that drives it (a Linux guest's initramfs must load it); None: no Linux
+    # driver dumps to it (a network dump target is netdumpd's protocol)
+    linux_driver: Optional[str] = None
 
     @property
     def network(self) -> bool:
@@ -124,19 +127,20 @@ class DiskKind:
 
 DISKS: dict[str, DiskKind] = {d.name: d for d in [
     DiskKind("virtio-blk", "virtio-blk-pci (modern), one PCI function per disk, polled dump path",
-             VIRTIO_BLK_BUS, devices=_virtio_blk_devices,
+             VIRTIO_BLK_BUS, devices=_virtio_blk_devices, linux_driver="virtio_blk",
              no_faults={"unplug": "QEMU's pc machine unplugs a PCI device only with the guest's ACPI help, "
                                   "which this guest does not give: device_del would never take"}),
     DiskKind("virtio-scsi", "scsi-hd on virtio-scsi-pci (modern), sd + scsi_poll dump path",
-             SCSI_BUS, hba_device="virtio-scsi-pci,disable-legacy=on", targets=255, max_lun=16383),
+             SCSI_BUS, hba_device="virtio-scsi-pci,disable-legacy=on", targets=255, max_lun=16383,
+             linux_driver="virtio_scsi"),
     # QEMU's lsi53c895a bus: targets 0..6 (ID 7 is the HBA), LUN 0 only
     DiskKind("lsi", "scsi-hd on the LSI 53C895A parallel SCSI HBA, guest SCRIPTS, polled",
-             SCSI_BUS, hba_device="lsi53c895a", targets=7, max_lun=0),
+             SCSI_BUS, hba_device="lsi53c895a", targets=7, max_lun=0, linux_driver="sym53c8xx"),
     # QEMU's pvscsi bus: targets 0..64 (its max_target, 64, is inclusive), LUN 0 only
     DiskKind("pvscsi", "scsi-hd on VMware PVSCSI (pvscsi), request/completion rings, polled",
-             SCSI_BUS, hba_device="pvscsi", targets=65, max_lun=0),
+             SCSI_BUS, hba_device="pvscsi", targets=65, max_lun=0, linux_driver="vmw_pvscsi"),
     DiskKind("nvme", "nvme-ns (namespace 1) on an NVMe controller of its own, polled dump queue, PRPs",
-             NVME_BUS, devices=_nvme_devices, stops_on_error=False,
+             NVME_BUS, devices=_nvme_devices, stops_on_error=False, linux_driver="nvme",
              no_faults={"unplug": "QEMU's pc machine unplugs a PCI device only with the guest's ACPI help, "
                                   "which this guest does not give: device_del would never take"}),
     DiskKind("virtio-net", "network dump through virtio-net-pci (modern) to the dump server (netdumpd), polled "

@@ -76,8 +76,10 @@ def check_scenario(scenario: Scenario) -> tuple[list[str], list[faults_mod.Fault
         problem = profile.word_problem(word)
         if problem:
             raise DumpbedError(f"--append {problem}")
-    if not 0 <= scenario.level <= 9:
-        raise DumpbedError(f"--level {scenario.level}: the dump detail level is 0..9")
+    lo, hi = profile.levels
+    if not lo <= scenario.level <= hi:
+        raise DumpbedError(f"--level {scenario.level}: {profile.levels_what} is {lo}..{hi}")
+    _check_profile_options(scenario, profile)
     below = scenario.ram_below_4g
     if below is not None and not (RAM_BELOW_4G_MIN <= below < scenario.memory_bytes and below % (2 * MiB) == 0):
         raise DumpbedError(f"--ram-below-4g {below // MiB}M: must be a multiple of 2M, at least "
@@ -85,11 +87,29 @@ def check_scenario(scenario: Scenario) -> tuple[list[str], list[faults_mod.Fault
                            f"of RAM (the rest lies above 4 GiB)")
     components = list(samples.resolve_components(scenario.components))
     faults = [faults_mod.parse(spec) for spec in scenario.faults]
+    for f in faults:
+        why = profile.fault_problem(f.kind)
+        if why:
+            raise DumpbedError(f"--fault {f}: does not apply to guest profile {profile.name}: {why}")
     faults_mod.check_combination(faults, scenario.disk, scenario.secondary)
     held = next((f for f in faults if f.kind.holds_runtime), None)
     if held and not scenario.workload:
         raise DumpbedError(f"fault {held.name} holds the runtime workload's requests: it needs --workload")
     return components, faults
+
+
+def _check_profile_options(scenario: Scenario, profile: profiles.GuestProfile) -> None:
+    """The dump disk kinds and run options the guest implements (a Linux guest has no sample
+    components, no secondary, no NVMe driver in its initramfs)."""
+    why = profile.disk_problem(disks_mod.get(scenario.disk))
+    if why:
+        raise DumpbedError(f"--disk {scenario.disk}: not for guest profile {profile.name}: {why}")
+    given = {"--workload": scenario.workload, "--secondary": scenario.secondary is not None,
+             "--stop-disk": scenario.stop_disk, "--components": scenario.components != "default",
+             "--other-disks": scenario.other_disks > 0}
+    for option, why in profile.unsupported_options.items():
+        if given.get(option):
+            raise DumpbedError(f"{option}: not for guest profile {profile.name} ({why})")
 
 
 def _check_memory(memory_bytes: int, profile: profiles.GuestProfile) -> None:
