@@ -162,6 +162,9 @@ def _render_dump(dump: dict, console: Console) -> None:
     """The dump summary: classification, generation and device, level and estimate, each
     component (status, flags, level, estimate vs dumped, calls), the pinning violations."""
     line = f"[bold]dump[/] status={dump.get('status')} bytes={dump.get('bytes')}"
+    if dump.get("kind") == "vmcore":  # a Linux guest's (docs/linux-kdump.md)
+        line += (f" vmcore={dump.get('format')} compression={dump.get('compression')} level={dump.get('dump_level')} "
+                 f"pages={dump.get('dumped_pages')} osrelease={dump.get('osrelease')}")
     if dump.get("generation") is not None:
         line += (f" generation={dump['generation']} device={dump.get('device_role')} level={dump.get('level')} "
                  f"estimate={dump.get('estimate_bytes')}")

@@ -88,3 +88,14 @@ def test_the_page_table_walk_agrees_with_phys_base():
     for v in (0xFFFFFFFF80001000, 0xFFFFFFFF80013FF8, 0xFFFFFFFF801FFFFF):
         assert t.walk(v) == t.vtop(v) == v - 0xFFFFFFFF80000000 + 0x200000
     assert t.vtop(0xFFFF888000100010) == 0x100010
+
+
+def test_a_phys_base_below_the_link_address_wraps_to_64_bits():
+    """With KASLR a kernel may sit lower in physical memory than its link address: phys_base is
+    then negative (VMCOREINFO's NUMBER(phys_base) prints a signed long), and the kernel image's
+    addresses wrap to 64 bits. Found on Debian's 6.1 under dumpbed: the log at 0xffffffffbda643e0
+    was looked for at 0x1000000000fc643e0."""
+    mem, vi = printk_memory(MESSAGES)
+    t = Translator(_kdump(mem, vi))
+    t.phys_base = -0x2DE00000 & ((1 << 64) - 1)
+    assert t.vtop(0xFFFFFFFFBDA643E0) == 0x0FC643E0

@@ -223,8 +223,8 @@ LINUX_KDUMP = GuestProfile(
     crashes=("nmi", "sysrq-c", "panic", "hang"),
     not_applicable={
         "no-interrupts": "a capture kernel boots and takes interrupts; its writes go through the page cache",
-        "consistency": "makedumpfile writes through the page cache, in no order the format promises, and "
-                       "marks a cut dump incomplete in its header: the vmcore check judges what the disk holds",
+        "consistency": "makedumpfile writes through the page cache, in no order its formats promise to leave "
+                       "readable: the vmcore check judges what the disk holds, vmcore-io that it is what was written",
         "crash-record": "Linux's panic path saves its own registers in the vmcore's notes, not those of the "
                         "instant the harness stopped the machine",
     },

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from dumpbed.capture import cmdlog
 from dumpbed.capture.writelog import crash_time
 from dumpbed.images import layout as layout_mod
@@ -37,7 +39,7 @@ from dumpbed.oracles.content import Snapshot
 from dumpbed.oracles.vmcore_checks import check_coverage, check_dmesg, check_vmcore
 from dumpbed.reader import dumpfmt, vmcore
 from dumpbed.scenario import faults as faults_mod
-from dumpbed.units import MiB
+from dumpbed.units import SECTOR, MiB
 
 CHECK_ORDER = ("vmcore-io", "canary", "vmcore", "coverage", "pattern", "dmesg", "guest-result")
 EXIT_OF = {"complete": 67, "failed": 69}  # docs/linux-kdump.md: isa-debug-exit 0x21, 0x22
@@ -97,11 +99,11 @@ def validate(run_dir: Path, scenario: dict, not_applicable: dict[str, str],
         core = stack.enter_context(vmcore.open(image_path, layout.dump_offset, layout.dump_size))
         want = expected["outcome"]
         judges = {
-            "vmcore-io": lambda: check_vmcore_io(io, said.get("DONE"), done_time, expected["guest"]),
+            "vmcore-io": lambda: check_vmcore_io(io, image, said.get("DONE"), done_time, expected["guest"]),
             "canary": lambda: check_canary(None, image, layout, io.log if io else None,
                                            extent=([(layout.dump_offset, layout.dump_offset + layout.dump_size)],
                                                    "the dump partition: makedumpfile may write anywhere in it")),
-            "vmcore": lambda: check_vmcore(core, want),
+            "vmcore": lambda: check_vmcore(core, want, allowed=cut_readings(want, expected)),
             "coverage": lambda: (_only_whole("coverage", want) or
                                  check_coverage(core, [(r.phys, r.phys + r.length) for r in snapshot.regions],
                                                 crashkernel(said.get("READY")), low=LOW_MEMORY)),
@@ -110,7 +112,7 @@ def validate(run_dir: Path, scenario: dict, not_applicable: dict[str, str],
             "guest-result": lambda: check_linux_result(said.get("DONE"), expected["guest"], exit_status),
         }
         checks = [judges[name]() for name in CHECK_ORDER]
-        summary = dump_summary(core, layout, io)
+        summary = dump_summary(core, layout, io, cut_readings(want, expected))
     checks += [Check(name, True, f"skipped: not applicable to guest profile linux-kdump ({why})")
                for name, why in not_applicable.items()]
     return VmcoreValidation(checks, summary, str(image_path), expected)
@@ -118,24 +120,24 @@ def validate(run_dir: Path, scenario: dict, not_applicable: dict[str, str],
 
 def expectation(run_dir: Path, scenario: dict, io: Optional[dumpio.DeviceIO]) -> dict:
     """What the run must end with (docs/linux-kdump.md, "Faults"): the scenario's declaration, or,
-    when its fault cut the dump short, what the disk then holds: a vmcore makedumpfile marked
-    incomplete (partial) once the first block of the partition, its header, had landed; else
-    nothing (none)."""
+    when its fault cut the dump short (a failing or killed disk where it fired, a partition too
+    small), what the disk then holds: a vmcore cut short (partial) once the first block of the
+    partition, its header, had landed; else none."""
     faults = [faults_mod.parse(f) for f in scenario.get("faults") or []]
     declared = {"outcome": scenario.get("expect") or "complete",
                 "guest": scenario.get("expect_guest_result", "complete"), "why": "as the scenario declares"}
-    cut = [f for f in faults if f.kind.cuts]
-    if not cut:
+    short = [f for f in faults if f.kind.cuts or f.kind.sizes_partition]
+    if not short:
         return declared
-    fired = bool(_fault_log(run_dir).get("fired"))
-    header = io is not None and any(w.landed and w.offset == 0 for w in io.writes)
-    if not fired:
-        kept = [f for f in faults if f not in cut]
+    if short[0].kind.cuts and not _fault_log(run_dir).get("fired"):
+        kept = [f for f in faults if f not in short]
         return {"outcome": faults_mod.expected_outcome(kept, None), "guest": faults_mod.expected_guest_result(kept, None),
                 "why": "the fault never fired"}
+    header = io is not None and any(w.landed and w.offset == 0 for w in io.writes)
     return {"outcome": "partial" if header else "none", "guest": faults_mod.expected_guest_result(faults, None),
-            "why": f"{cut[0]} hit " + ("after the vmcore's header reached the disk" if header
-                                       else "before the vmcore's header reached the disk")}
+            "cut": True, "why": f"{short[0]} cut the dump short "
+                                + ("after the vmcore's header reached the disk" if header
+                                   else "before the vmcore's header reached the disk")}
 
 
 def _fault_log(run_dir: Path) -> dict:
@@ -147,11 +149,12 @@ def _fault_log(run_dir: Path) -> dict:
         return {}
 
 
-def check_vmcore_io(io: Optional[dumpio.DeviceIO], done: Optional[resultchan.ResultLine],
+def check_vmcore_io(io: Optional[dumpio.DeviceIO], image, done: Optional[resultchan.ResultLine],
                     done_time: Optional[float], expect_guest: Optional[str]) -> Check:
     """From the device's logs: after the crash the capture kernel wrote only inside the dump
-    partition; with no fault every write landed; a complete DONE came after a flush that followed
-    the dump's last write (the dump was on the disk, not in a cache, when the guest said so)."""
+    partition; with no fault every write landed; the partition holds what landed, byte for byte
+    (the last write of each sector's); a complete DONE came after a flush that followed the
+    dump's last write (the dump was on the disk, not in a cache, when the guest said so)."""
     if io is None:
         return Check("vmcore-io", False, "timeline.json missing: the crash instant is unknown")
     problems = [f"a write after the crash outside the dump partition: {c.describe()}" for c in io.outside[:_SHOWN]]
@@ -171,11 +174,43 @@ def check_vmcore_io(io: Optional[dumpio.DeviceIO], done: Optional[resultchan.Res
         elif not io.durable(last, done_time):
             problems.append(f"DONE status=complete before the dump's last write ({last.describe(io.crash_time)}) "
                             "was flushed: no flush taken after it had finished by then")
+    problems += replay_problems(io, image)
     end = max((w.end for w in writes if w.landed), default=0)
     return make_check("vmcore-io", problems,
                       f"{len(writes)} writes ({sum(w.length for w in writes)} bytes, to partition offset {end}) and "
                       f"{len(io.flushes)} flushes after the crash, all inside the dump partition"
                       + ("; the last write flushed before DONE" if complete else ""))
+
+
+def replay_problems(io: dumpio.DeviceIO, image) -> list[str]:
+    """Each sector the dump's landed writes put on the disk holds what the last of them wrote
+    (a torn or lost write, or a write the log does not know of over one it does, shows here)."""
+    entries = [e for w in io.writes for e in w.entries]
+    if not entries or io.log is None:
+        return []
+    owner = np.full(io.partition_bytes // SECTOR, -1, dtype=np.int64)
+    for i, e in enumerate(sorted(entries, key=lambda e: e.index)):  # the log's order: last writer wins
+        first = (e.offset - io.partition_offset) // SECTOR
+        owner[first:first + e.length // SECTOR] = i
+    ordered = sorted(entries, key=lambda e: e.index)
+    bad = 0
+    first_bad = None
+    with io.log.opener() as data:
+        for i, e in enumerate(ordered):
+            first = (e.offset - io.partition_offset) // SECTOR
+            mine = owner[first:first + e.length // SECTOR] == i
+            if not mine.any():
+                continue
+            want = np.frombuffer(data.read(e, 0, e.length), np.uint8).reshape(-1, SECTOR)
+            got = np.frombuffer(image.read(e.offset, e.length).ljust(e.length, b"\0"), np.uint8).reshape(-1, SECTOR)
+            differ = mine & (want != got).any(axis=1)
+            if differ.any():
+                bad += int(differ.sum())
+                first_bad = first_bad if first_bad is not None else first + int(np.flatnonzero(differ)[0])
+    if not bad:
+        return []
+    return [f"{bad} sectors of the partition do not hold what the dump's last write to them put there (the device's "
+            f"write log), first: partition sector {first_bad}"]
 
 
 def check_linux_result(done: Optional[resultchan.ResultLine], expect: Optional[str],
@@ -252,11 +287,27 @@ def console_panic(run_dir: Path) -> Optional[str]:
     return f"Kernel panic - not syncing: {panics[-1].strip()}" if panics else None
 
 
-def dump_summary(core, layout, io: Optional[dumpio.DeviceIO]) -> dict:
-    """report.json's `dump` for a vmcore (docs/report.schema.json, vmcore_dump)."""
+def cut_readings(want: str, expected: dict) -> tuple[str, ...]:
+    """How the reader may see a vmcore a fault cut short (docs/linux-kdump.md, "Faults"):
+    makedumpfile's formats mark no cut (its incomplete flag is for a full disk only) and its
+    page descriptors and page data grow at two places at once, so past the cut the file holds
+    what the partition held before (dumpbed's canary): the reader may call that partial or
+    corrupt, and a header that never landed no vmcore or corrupt. What did land is held to the
+    device's log byte for byte (vmcore-io); () when the dump was not cut."""
+    if not expected.get("cut") or want == "complete":
+        return ()
+    return {"partial": ("partial", "corrupt"), "none": ("none", "corrupt")}.get(want, ())
+
+
+def dump_summary(core, layout, io: Optional[dumpio.DeviceIO], cut: tuple[str, ...] = ()) -> dict:
+    """report.json's `dump` for a vmcore (docs/report.schema.json, vmcore_dump): its status is the
+    reader's, or for a cut dump that reads as a cut may, the cut's classification (cut_readings)."""
     s = core.summary()
+    status, reason = s["status"], s["reason"]
+    if s["status"] in cut:
+        status, reason = cut[0], f"cut short by the fault; the reader says {s['status']}: {s['reason']}"
     return {
-        "kind": "vmcore", "status": s["status"], "reason": s["reason"],
+        "kind": "vmcore", "status": status, "reason": reason,
         "first_inconsistency": s.get("first_inconsistency"), "format": s["format"],
         "compression": s.get("compression"), "dump_level": s.get("dump_level"),
         "osrelease": s.get("osrelease"), "page_size": s["page_size"], "dumped_pages": s["dumped_pages"],

@@ -28,6 +28,7 @@ from dumpbed.reader.vmcore.base import Vmcore
 from dumpbed.reader.vmcore.notes import vmcoreinfo_int
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000
+_U64 = (1 << 64) - 1
 PTE_ADDR = 0x000FFFFFFFFFF000
 PRESENT, PSE = 0x1, 0x80
 DESC_SV_BITS = 64
@@ -107,7 +108,7 @@ class Translator:
         if phys_base is None:
             sub = getattr(core, "sub_header", None)
             phys_base = sub.phys_base if sub is not None else 0
-        self.phys_base = phys_base & ((1 << 64) - 1)
+        self.phys_base = phys_base & _U64
         self.pgd = vmcoreinfo_int(vi, "SYMBOL(init_top_pgt)")
         self.levels = 5 if vmcoreinfo_int(vi, "NUMBER(pgtable_l5_enabled)") == 1 else 4
         sme = vmcoreinfo_int(vi, "NUMBER(sme_mask)") or 0
@@ -121,7 +122,7 @@ class Translator:
 
     def vtop(self, vaddr: int) -> int:
         if vaddr >= START_KERNEL_MAP:
-            return vaddr - START_KERNEL_MAP + self.phys_base
+            return (vaddr - START_KERNEL_MAP + self.phys_base) & _U64  # phys_base may be "negative" (KASLR)
         return self.walk(vaddr)
 
     def walk(self, vaddr: int) -> int:
