@@ -7,10 +7,23 @@ import pytest
 from dumpbed.machine import accel
 
 
+# The modules `make test` runs alone, after the others have run two at a time (`-m serial`):
+# those whose timing is part of what they check, or that bring their own parallel work.
+SERIAL = {
+    "test_remote": "sshd hosts on this machine, a host's preparation timed, hosts killed under a cell",
+    "test_matrix": "the matrix engine's own pytest-xdist workers and sshd hosts",
+    "test_session": "a person's keys at a console, each answer awaited with a deadline",
+    "test_progress_tty": "a pseudo-terminal's redraws",
+    "test_robustness": "signals and QEMU deaths at chosen moments of a run",
+}
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+            if item.module.__name__.rsplit(".", 1)[-1] in SERIAL:
+                item.add_marker(pytest.mark.serial)
 
 
 # `make matrix` (DUMPBED_FULL_MATRIX=1) runs the tests marked `matrix` whole; `make test` runs a
