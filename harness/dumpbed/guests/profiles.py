@@ -194,7 +194,7 @@ LINUX_DRIVERS = ("virtio_blk", "virtio_scsi")
 
 def _linux_disk_problem(kind) -> Optional[str]:
     if kind.linux_driver is None:
-        return "Linux's kdump writes to a block device, and this kind has none in the guest"
+        return "it dumps over the network to dumpbed's dump server, and this kdump writes a block device"
     if kind.linux_driver not in LINUX_DRIVERS:
         return (f"its initramfs has no {kind.linux_driver} module (it loads {', '.join(LINUX_DRIVERS)}: the MODULES "
                 "of images/linux-kdump/build.sh)")

@@ -46,7 +46,7 @@ from dumpbed.oracles.no_interrupts import check_no_interrupts
 from dumpbed.oracles.runtime_io import check_runtime_io
 from dumpbed.oracles.write_order import check_write_order
 from dumpbed.oracles.write_sizes import check_write_sizes
-from dumpbed.reader import dumpfmt
+from dumpbed.reader import dumpfmt, vmcore_show
 from dumpbed.reader.dumpfmt import ComponentKind, ComponentStatus, CrashReason, HeaderStatus
 from dumpbed.scenario import crash as crash_mod, disks as disks_mod, faults as faults_mod
 
@@ -441,6 +441,8 @@ def validate_image(image_path: str | Path) -> Validation:
         raise DumpbedError(f"{image_path}: no such image")
     info = gpt.parse(image_path)
     offset, size = info.dump_span()
+    if vmcore_show.holds_vmcore(image_path, offset):  # a Linux guest's disk (docs/linux-kdump.md)
+        return vmcore_run.validate_image(image_path, offset, size, info.block_size)
     with _open(image_path) as image:
         dump = dumpfmt.read(image, offset, size, info.block_size)
         expect = checks_components.expectation_from_dump(dump)

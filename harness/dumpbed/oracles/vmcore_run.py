@@ -24,6 +24,7 @@ import re
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
@@ -116,6 +117,17 @@ def validate(run_dir: Path, scenario: dict, not_applicable: dict[str, str],
     checks += [Check(name, True, f"skipped: not applicable to guest profile linux-kdump ({why})")
                for name, why in not_applicable.items()]
     return VmcoreValidation(checks, summary, str(image_path), expected)
+
+
+def validate_image(image_path: Path, offset: int, size: int, block_size: int) -> VmcoreValidation:
+    """`dumpbed validate IMAGE` on a disk whose dump partition holds a vmcore: what the vmcore
+    alone carries (no snapshot, no device log, no guest word): it reads complete, every page
+    decompressed, and its kernel log holds the panic."""
+    with vmcore.open(image_path, offset, size) as core:
+        checks = [check_vmcore(core, "complete"), check_dmesg(core, None)]
+        where = SimpleNamespace(block_size=block_size, dump_offset=offset, dump_size=size)
+        summary = dump_summary(core, where, None)
+    return VmcoreValidation(checks, summary, str(image_path), {"outcome": "complete", "guest": None, "why": None})
 
 
 def expectation(run_dir: Path, scenario: dict, io: Optional[dumpio.DeviceIO]) -> dict:
