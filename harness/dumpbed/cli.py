@@ -272,9 +272,12 @@ def cmd_list(args) -> int:
     from dumpbed.scenario.faults import FAULTS
 
     if args.what == "crashes":
+        from dumpbed.guests import profiles
+
         width = max(len(name) for name in CRASHES) + 2
-        for crash in CRASHES.values():
-            print(f"{crash.name:{width}}{crash.description}")
+        for crash in CRASHES.values():  # and the guest profiles it applies to
+            where = ", ".join(p.name for p in profiles.PROFILES.values() if p.crash_applies(crash.name))
+            print(f"{crash.name:{width}}{crash.description} [{where}]")
     elif args.what == "faults":
         width = max(len(name) for name in FAULTS) + 2
         for name, description in FAULTS.items():

@@ -11,6 +11,7 @@ from rich.table import Table
 from dumpbed import provenance, tables
 from dumpbed.errors import DumpbedError
 from dumpbed.reader import outcome
+from dumpbed.scenario.faults import FAULT_FILE
 from dumpbed.units import MiB
 
 # report.json's layout, as docs/report.schema.json describes it: raised when a field changes
@@ -76,10 +77,10 @@ def build(run_dir: Optional[Path], validation: dict, timings: dict[str, float], 
 
 def _fault_log(run_dir: Optional[Path]) -> Optional[dict]:
     """What the run's fault did (fault.json), if it had one."""
-    if run_dir is None or not (Path(run_dir) / "fault.json").is_file():
+    if run_dir is None or not (Path(run_dir) / FAULT_FILE).is_file():
         return None
     try:
-        return json.loads((Path(run_dir) / "fault.json").read_text())
+        return json.loads((Path(run_dir) / FAULT_FILE).read_text())
     except (OSError, ValueError):
         return {"note": "fault.json unreadable"}
 

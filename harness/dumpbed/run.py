@@ -474,7 +474,7 @@ def _save_exit_status(out: Path, status: Optional[int]) -> None:
 def _where_the_fault_hit(out: Path, scenario: Scenario, armed: tuple[str, str]) -> None:
     """After the run, from the device's own logs: the first dump write that did not reach the
     disk (the one the rule failed or stopped) and how many had (fault.json)."""
-    path = out / "fault.json"
+    path = out / faults_mod.FAULT_FILE
     log = faultrun.FaultLog(**json.loads(path.read_text())) if path.exists() else \
         faultrun.FaultLog(armed[0], armed=armed[1])
     crashed = writelog.crash_time(out)

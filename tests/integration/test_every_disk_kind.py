@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dumpbed.scenario import disks
-from dumpbed.scenario.crash import CRASHES
+from dumpbed.guests import profiles
 from tests.integration.conftest import FULL, accel_params
 from tests.support.reports import assert_complete
 
@@ -69,7 +69,7 @@ def test_the_dump_restarts_on_a_secondary_of_this_kind(dumpbed_run, disk):
 
 # `make test` takes one crash kind that is not an NMI over each NIC (the watchdog's hang: its
 # dump starts from a stuck CPU; the page fault: from an exception); `make matrix` every kind.
-_CRASHES_OVER_NICS = list(CRASHES) if FULL else ["hang", "page-fault"]
+_CRASHES_OVER_NICS = list(profiles.DUMPBED.crashes) if FULL else ["hang", "page-fault"]
 
 
 @pytest.mark.matrix

@@ -11,7 +11,7 @@ from dumpbed.capture import blklog
 from dumpbed.images import layout
 from dumpbed.reader import dumpfmt
 from dumpbed.scenario import disks, faults
-from dumpbed.scenario.crash import CRASHES
+from dumpbed.guests import profiles
 from tests.integration.conftest import FULL
 
 DISKS = list(disks.DISKS)  # every kind: a new entry joins the matrix by itself
@@ -52,7 +52,7 @@ def applicable(fault: str, disk: str) -> bool:
 # other disk it applies to, alternating (a fault on three disks or fewer, and a disk that takes three
 # faults or fewer, get every cell), so each fault meets at least two disks and each disk about half
 # its faults; and every crash kind with two faults (below).
-MATRIX_CRASHES = list(CRASHES) if FULL else ["nmi"]
+MATRIX_CRASHES = list(profiles.DUMPBED.crashes) if FULL else ["nmi"]
 
 
 def _cells() -> list[tuple[str, str, str, str]]:
@@ -127,7 +127,7 @@ def test_eio_at_with_a_secondary_completes_there(dumpbed_run):
 
 @pytest.mark.parametrize("fault,outcome", [("kill@50%", "partial"), ("pause=1@50%", "complete")],
                          ids=["kill", "pause"])
-@pytest.mark.parametrize("crash", [name for name in CRASHES if name != "nmi"])
+@pytest.mark.parametrize("crash", [name for name in profiles.DUMPBED.crashes if name != "nmi"])
 def test_every_crash_kind_under_a_fault(dumpbed_run, crash, fault, outcome):
     """Each crash kind with a fault that cuts its dump short, and one it must survive."""
     result = dumpbed_run(disk="virtio-blk", faults=[fault], crash=crash)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +27,8 @@ from dumpbed.oracles.content import Snapshot
 from dumpbed.reader import vmcore
 from tests.integration.conftest import matrix_only
 from tests.support import initrd
+
+pytest_plugins = ["pytester"]
 
 LINUX = dict(profile="linux-kdump", memory="512M", kernel=None, initrd=None)
 
@@ -155,3 +159,21 @@ def test_kvm_is_refused_where_the_hosts_kvm_cannot_run_linux(tmp_path):
         "dumpbed: error: --accel kvm requested but KVM is not usable: the host's KVM is PV-mode (kvm_pvm), "
         "which cannot run a Linux kernel"]
     assert not out.exists()
+
+
+LINUX_SUITE = Path(__file__).resolve().parents[2] / "examples" / "linux-kdump-suite" / "test_kdump.py"
+
+
+def test_the_example_kdump_suite_runs_on_the_plugin(pytester):
+    """docs/testing-your-kdump.md's suite, in a pytest of its own with --dumpbed-profile
+    linux-kdump: it collects every scenario, and one of them passes (a 1 GiB guest: about 35 s
+    under TCG)."""
+    shutil.copy(LINUX_SUITE, pytester.path / LINUX_SUITE.name)
+    listed = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--dumpbed-profile", "linux-kdump",
+                                           "--collect-only", "-q")
+    assert listed.ret == 0
+    assert "test_kdump.py::test_the_vmcore_holds_memory_as_it_was[virtio-scsi-sysrq-c]" in listed.stdout.str()
+    assert len([l for l in listed.stdout.lines if "::" in l]) == 11
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--dumpbed-profile", "linux-kdump",
+                                           "-k", "test_the_vmcore_holds_memory_as_it_was and virtio-blk-nmi")
+    result.assert_outcomes(passed=1)

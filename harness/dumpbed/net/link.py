@@ -789,9 +789,13 @@ class Link:
         """Send one item; False when the socket is full (try again when writable)."""
         try:
             if d.name == TO_GUEST:
+                # The time the frame is given to the guest, taken before the send: once sent,
+                # QEMU and the guest may answer it before this process runs again (the acks
+                # oracle holds the guest's DONE to come after its FINISH's ACK).
+                t = time.time()
                 self._eth.send(item)
                 n = len(item)
-                self._pcap.writepkt_time(item, time.time())
+                self._pcap.writepkt_time(item, t)
             else:
                 frame, start, end = item
                 self._udp.sendto(memoryview(frame)[start:end], self._server)

@@ -342,7 +342,7 @@ def run_expectation(run_dir: Path, scenario: dict, ios: dict) -> dict:
                 "guest": scenario.get("expect_guest_result", "complete"), "why": "as the scenario declares"}
     if not faults:
         return declared
-    fault_log = _fault_log(run_dir)
+    fault_log = faults_mod.fault_record(run_dir)
     fired = bool(fault_log.get("fired"))
     secondary = ios.get("secondary")
     io = secondary if secondary is not None and secondary.writes else ios.get("primary")
@@ -350,13 +350,6 @@ def run_expectation(run_dir: Path, scenario: dict, ios: dict) -> dict:
     outcome, guest, why = faults_mod.expected_where_fired(faults, scenario.get("secondary"), fired,
                                                           leader.status_name if leader else None)
     return {"outcome": outcome, "guest": guest, "why": why}
-
-
-def _fault_log(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "fault.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def qemu_exit_status(run_dir: Path) -> Optional[int]:

@@ -37,13 +37,13 @@ from dumpbed.oracles import dumpio, pattern_pages
 from dumpbed.oracles.base import Check, make_check
 from dumpbed.oracles.canary import check_canary
 from dumpbed.oracles.content import Snapshot
+from dumpbed.oracles.guest_result import EXIT_OF  # the same isa-debug-exit values (docs/linux-kdump.md)
 from dumpbed.oracles.vmcore_checks import check_coverage, check_dmesg, check_vmcore
 from dumpbed.reader import dumpfmt, vmcore
 from dumpbed.scenario import faults as faults_mod
 from dumpbed.units import SECTOR, MiB
 
 CHECK_ORDER = ("vmcore-io", "canary", "vmcore", "coverage", "pattern", "dmesg", "guest-result")
-EXIT_OF = {"complete": 67, "failed": 69}  # docs/linux-kdump.md: isa-debug-exit 0x21, 0x22
 USER_PAGES = 8  # makedumpfile's dump level bit that drops user pages (the pattern's)
 # Below 1 MiB the firmware's memory map reserves parts of RAM (page 0, the EBDA, the BIOS): Linux
 # does not count them as its RAM, so coverage holds the pages from 1 MiB up.
@@ -141,7 +141,7 @@ def expectation(run_dir: Path, scenario: dict, io: Optional[dumpio.DeviceIO]) ->
     short = [f for f in faults if f.kind.cuts or f.kind.sizes_partition]
     if not short:
         return declared
-    if short[0].kind.cuts and not _fault_log(run_dir).get("fired"):
+    if short[0].kind.cuts and not faults_mod.fault_record(run_dir).get("fired"):
         kept = [f for f in faults if f not in short]
         return {"outcome": faults_mod.expected_outcome(kept, None), "guest": faults_mod.expected_guest_result(kept, None),
                 "why": "the fault never fired"}
@@ -150,15 +150,6 @@ def expectation(run_dir: Path, scenario: dict, io: Optional[dumpio.DeviceIO]) ->
             "cut": True, "why": f"{short[0]} cut the dump short "
                                 + ("after the vmcore's header reached the disk" if header
                                    else "before the vmcore's header reached the disk")}
-
-
-def _fault_log(run_dir: Path) -> dict:
-    import json
-
-    try:
-        return json.loads((run_dir / "fault.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def check_vmcore_io(io: Optional[dumpio.DeviceIO], image, done: Optional[resultchan.ResultLine],

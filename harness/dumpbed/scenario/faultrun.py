@@ -24,7 +24,7 @@ from dumpbed.images.topology import log_node
 from dumpbed.machine import resultchan
 from dumpbed.machine.qemu import Machine
 from dumpbed.scenario import disks as disks_mod
-from dumpbed.scenario.faults import Fault, blkdebug_rules, hold_rules
+from dumpbed.scenario.faults import FAULT_FILE, Fault, blkdebug_rules, hold_rules
 from dumpbed.units import MiB
 
 POLL = 0.01
@@ -44,7 +44,7 @@ class FaultLog:
     events: list[str] = field(default_factory=list)
 
     def save(self, out: Path) -> None:
-        (out / "fault.json").write_text(json.dumps(self.__dict__, indent=1) + "\n")
+        (out / FAULT_FILE).write_text(json.dumps(self.__dict__, indent=1) + "\n")
 
 
 def fault_node(node: str) -> str:

@@ -15,9 +15,11 @@ crash on.
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from dumpbed.errors import DumpbedError
@@ -356,3 +358,15 @@ def trigger_offset(fault: Fault, body_offset: int, estimate_bytes: int) -> int:
 def trigger_sector(fault: Fault, dump_offset: int, body_offset: int, estimate_bytes: int) -> int:
     """`@P%` on a disk: the sector of trigger_offset (blkdebug's rule names it)."""
     return (dump_offset + trigger_offset(fault, body_offset, estimate_bytes)) // 512
+
+
+FAULT_FILE = "fault.json"  # what a run's fault did (docs/artifacts.md), written by scenario/faultrun.py
+
+
+def fault_record(run_dir: Path) -> dict:
+    """A run directory's fault.json as written; {} when it has none or it does not read."""
+    try:
+        record = json.loads((Path(run_dir) / FAULT_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
