@@ -89,6 +89,11 @@ class QmpSession:
             return future.result(timeout)
         except TimeoutError:
             future.cancel()
+            if not self._loop.is_running():
+                # The session stopped between the check above and the hand-over (e.g. the RFLAGS
+                # sampler's last command as QEMU shuts down): the loop never started the
+                # coroutine, and nothing else will close it.
+                coro.close()
             raise QmpError(f"QMP: timed out after {timeout:g}s waiting for {what}") from None
         except ExecuteError as exc:
             raise QmpError(f"QMP {what} failed: {exc.error_class}: {exc}") from None
