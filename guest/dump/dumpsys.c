@@ -18,6 +18,7 @@
 #include "arch/x86/pin.h"
 #include "arch/x86/tsc.h"
 #include "dump/facility.h"
+#include "dump/prof.h"
 #include "dump/writer.h"
 #include "kern/cmdline.h"
 #include "kern/exit.h"
@@ -156,13 +157,25 @@ static uint64_t reported_offset(const struct dump_result *r, const struct dump_t
 static void __attribute__((noreturn)) report_failure(const struct dump_result *r,
 						      const struct dump_target *t, uint32_t generation)
 {
+	prof_report();
 	result_line("DONE status=failed error=%d stage=%s offset=%llu device=%s generation=%u",
 		    r->error, r->stage, (unsigned long long)reported_offset(r, t), t->role_name, generation);
 	guest_exit(EXIT_DUMP_FAILED);
 }
 
 /* DUMPSTART and DUMPQUERY; the failure is recorded in *r. */
+static int start_device_timed(struct dump_target *t, struct dump_result *r);
+
 static int start_device(struct dump_target *t, struct dump_result *r)
+{
+	uint64_t t0 = prof_begin();
+	int err = start_device_timed(t, r);
+
+	prof_end(PROF_DEVICE, t0);
+	return err;
+}
+
+static int start_device_timed(struct dump_target *t, struct dump_result *r)
 {
 	int err;
 
@@ -263,8 +276,10 @@ static uint64_t guarded(pin_guarded_fn fn, uint64_t a0, struct dump_result *r)
 /* End the dump on the device: DUMPEND, whatever happened before. */
 static int end_device(struct dump_target *t, struct dump_result *r)
 {
+	uint64_t t0 = prof_begin();
 	int err = (int)guarded(end_guarded, (uintptr_t)t->dev, r);
 
+	prof_end(PROF_DEVICE, t0);
 	if (err)
 		printf("dump: DUMPEND failed on the %s device: %s\n", t->role_name, errno_name(err));
 	return err;
@@ -279,6 +294,7 @@ void dump_system(const struct crash_record *cr)
 	uint64_t t0 = rdtsc();
 	int err;
 
+	prof_start();
 	if (!t->dev) {
 		printf("no dump device configured: nothing written\n");
 		guest_exit(EXIT_NO_DUMP_DEVICE);
@@ -289,7 +305,9 @@ void dump_system(const struct crash_record *cr)
 	if (start_device(t, r))
 		report_failure(r, t, generation);
 
+	uint64_t tp = prof_begin();
 	err = pin_enforce_begin();
+	prof_end(PROF_PIN, tp);
 	enforcing = err == 0;
 	if (err)
 		printf("dump: pinning not enforced (%s): the dump goes on without it\n", errno_name(err));
@@ -341,12 +359,17 @@ void dump_system(const struct crash_record *cr)
 	err = end_device(t, r);
 	if (!r->error && err)
 		record(r, err, "end", 0, true);
-	if (enforcing)
+	if (enforcing) {
+		uint64_t te = prof_begin();
+
 		pin_enforce_end();
+		prof_end(PROF_PIN, te);
+	}
 
 	if (r->error)
 		report_failure(r, t, generation);
 	printf("dump: done in %llu ms\n", (unsigned long long)(tsc_to_us(rdtsc() - t0) / 1000));
+	prof_report();
 	result_line("DONE status=complete bytes=%llu device=%s generation=%u",
 		    (unsigned long long)r->extent_bytes, t->role_name, generation);
 	guest_exit(EXIT_DUMP_COMPLETE);

@@ -45,6 +45,7 @@
 #include "arch/x86/tsc.h"
 #include "arch/x86/usermode.h"
 #include "dump/dumpsys.h"
+#include "dump/prof.h"
 #include "kern/result.h"
 #include "lib/crc.h"
 #include "lib/dumpstate.h"
@@ -278,7 +279,10 @@ static int write_at(struct writer *w, uint64_t off, struct iovec *iov, int iovcn
 		return EINVAL;
 	}
 	w->in_write = true;
+	uint64_t t = prof_begin();
 	err = devdump_write(w->dev, off, iov, iovcnt, fsync, &w->stat);
+	prof_end(fsync ? PROF_FLUSH : PROF_WRITE, t);
+	prof_bytes(total);
 	w->in_write = false;
 	if (err)
 		fail(w, err, w->stat.op == DUMPIO_OP_FLUSH ? "flush" : stage, off, true);
@@ -320,7 +324,10 @@ static uint64_t stage_copy_here(uint64_t dst, uint64_t src, uint64_t lens)
 
 static void stage_copy(void *dst, uint64_t src, uint64_t copy, uint64_t len)
 {
+	uint64_t t = prof_begin();
+
 	run_unprivileged(stage_copy_here, (uintptr_t)dst, src, len << 32 | copy);
+	prof_end(PROF_COPY, t);
 }
 
 /* --- the CRC table ------------------------------------------------------------------- */
@@ -353,7 +360,10 @@ static uint64_t chunk_crc_feed_here(uint64_t writer, uint64_t buf, uint64_t len)
 
 static void chunk_crc_feed(struct writer *w, const void *buf, uint64_t len)
 {
+	uint64_t t = prof_begin();
+
 	run_unprivileged(chunk_crc_feed_here, (uintptr_t)w, (uintptr_t)buf, len);
+	prof_end(PROF_CRC, t);
 }
 
 /* The last, short chunk, when the body ends. */
@@ -592,7 +602,10 @@ static int describe(struct writer *w, int s, bool final)
 	/* The level, generation and estimate may only be known now (dmp_begin ran before). */
 	w->hdr.level = dmp_state.level;
 	w->hdr.estimate_bytes = dmp_state.estimate_bytes;
+	uint64_t t = prof_begin();
+
 	run_unprivileged(build_directory_here, (uintptr_t)w, 0, 0);
+	prof_end(PROF_META, t);
 	if (w->built_ok && w->built_body == w->body_pos && w->chunks_sealed == want &&
 	    (uint64_t)want * 4 <= l->crc_table_bytes)
 		return 0;
@@ -638,7 +651,10 @@ static int write_slot(struct writer *w, int s, bool flush)
 		return err;
 	sl->valid = true;
 	sl->entries = entries;
+	uint64_t t = prof_begin();
+
 	sl->table_crc = (uint32_t)run_unprivileged(table_crc_here, entries, l->crc_table_bytes, 0);
+	prof_end(PROF_META, t);
 	sl->dir_crc = w->built_crc;
 	sl->components = w->built_components;
 	sl->areas = w->built_areas;
@@ -697,10 +713,13 @@ static int put_trailer(struct writer *w, const char *stage)
 
 static void progress(struct writer *w)
 {
+	uint64_t t = prof_begin();
+
 	result_line("PROGRESS written=%llu total=%llu body=%llu device=%s generation=%u",
 		    (unsigned long long)w->slots[w->leader].body,
 		    (unsigned long long)w->hdr.estimate_bytes,
 		    (unsigned long long)w->body_pos, w->role, w->hdr.generation);
+	prof_end(PROF_LINES, t);
 }
 
 static void header_init(struct writer *w, const struct dmp_query *q, const struct crash_record *cr,

@@ -10,7 +10,7 @@
 
 void result_line(const char *fmt, ...)
 {
-	char line[256];
+	char line[512];	/* the longest line, PROFILE, is about 400 bytes */
 	va_list ap;
 	size_t n;
 

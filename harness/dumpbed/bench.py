@@ -12,14 +12,17 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import time
 from pathlib import Path
+from typing import Optional
 
 from rich.console import Console
 from rich.table import Table
 
 from dumpbed import progress
+from dumpbed.capture import guestprof
 from dumpbed.errors import DumpbedError
 from dumpbed.machine.qemu import Machine
 from dumpbed.run import Scenario, preflight, run_and_validate
@@ -93,52 +96,103 @@ def bench_cases(disks: tuple[str, ...]) -> list[tuple[str, str, list[str]]]:
     return cases
 
 
+# The figures --repeat gives as minimum, median and maximum (each repeat's ratios against the host
+# references measured in that same repeat)
+FIGURES = ("dump_mib_s", "ratio_to_host_write", "ratio_to_qemu_dump", "boot_s", "crash_to_verdict_s", "validate_mib_s")
+
+
 def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = False,
-              disks: tuple[str, ...] = BENCH_DISKS) -> dict:
-    """One NMI scenario per disk type, each in out/DISK/, beside the host's own figures."""
+              disks: tuple[str, ...] = BENCH_DISKS, repeat: int = 1) -> dict:
+    """One NMI scenario per disk type, each in out/DISK/ (out/DISK/N/ with repeat > 1), beside
+    the host's own figures, measured again in each repeat; with repeat > 1 each figure is also
+    given as its minimum, median and maximum over the repeats."""
     out = Path(out)
+    if repeat < 1:
+        raise DumpbedError(f"--repeat {repeat}: at least 1")
     cases = bench_cases(disks)
     for label, disk, faults in cases:  # bad input ends here, before anything is written
         preflight(Scenario(out_dir=out / label, disk=disk, memory_bytes=memory_bytes, accel=accel, components="none",
                            faults=faults))
     out.mkdir(parents=True, exist_ok=True)
-    qemu_dump = _QemuDumpTimer(out / "qemu-dump-guest-memory.elf")
-    rows, accel_used, dump_bytes = [], accel, 0
-    with progress.task("bench", total=len(cases)) as runs:  # each run's own bars below it
-        for index, (label, disk, faults) in enumerate(cases):
-            runs.update(completed=index, description=f"bench: {label}")
-            run_dir = out / label
-            # No sample components: the figure is the driver's and the writer's, not the samples'
-            # few hundred small areas (docs/benchmarks.md).
-            scenario = Scenario(out_dir=run_dir, disk=disk, memory_bytes=memory_bytes, accel=accel,
-                                components="none", faults=faults,
-                                on_paused=qemu_dump if qemu_dump.seconds is None else None)
-            try:
-                outcome, rep = run_and_validate(scenario)
-            except DumpbedError as exc:
-                rows.append({"disk": label, "verdict": "fail", "error": str(exc)})
-                continue
-            accel_used = outcome.accel
-            dump_bytes = max(dump_bytes, rep["dump"].get("bytes", 0))
-            rows.append({
-                "disk": label,
-                "verdict": rep["verdict"],
-                "dump_bytes": rep["dump"].get("bytes", 0),
-                "dump_mib_s": rep["throughput_mib_s"] or 0.0,
-                "boot_s": rep["timings"].get("boot"),
-                "crash_to_verdict_s": round(rep["timings"].get("crash_to_dump_done", 0)
-                                            + rep["timings"]["validate"], 3),
-                # every oracle, the consistency sweep over every disk state among them, in dump MiB/s
-                "validate_s": round(rep["timings"]["validate"], 3),
-                "validate_mib_s": round(rep["dump"].get("bytes", 0) / MiB / rep["timings"]["validate"], 1)
-                if rep["timings"]["validate"] else 0.0,
-                "report": str(run_dir / "report.json"),
-            })
-            if not keep:  # the images are GiB-sized; the figures and logs stay
-                for big in [*run_dir.glob("*.img"), *(run_dir / "snapshot").glob("mem-*.bin")]:
-                    big.unlink(missing_ok=True)
-        runs.update(completed=len(cases))
+    repeats, accel_used = [], accel
+    with progress.task("bench", total=len(cases) * repeat) as runs:  # each run's own bars below it
+        for k in range(repeat):
+            where = (lambda label: out / label) if repeat == 1 else (lambda label, k=k: out / label / str(k + 1))
+            rows, accel_k, host, qemu_speed = _one_repeat(out, where, cases, memory_bytes, accel, keep, runs, k)
+            accel_used = accel_k or accel_used
+            repeats.append({"host_write_mib_s": round(host, 1), "qemu_dump_guest_memory_mib_s": round(qemu_speed, 1),
+                            "disks": rows})
+    first = repeats[0]
+    rows = [dict(row) for row in first["disks"]]
+    if repeat > 1:
+        for i, row in enumerate(rows):
+            row["repeats"] = {name: _spread([r["disks"][i].get(name) for r in repeats]) for name in FIGURES}
+            row["verdict"] = "pass" if all(r["disks"][i]["verdict"] == "pass" for r in repeats) else "fail"
+    result = {
+        "verdict": "pass" if rows and all(r["verdict"] == "pass" for r in rows) else "fail",
+        "machine": {"host": platform.node(), "cpu": _cpu_model(), "cores": os.cpu_count(),
+                    "accel": accel_used, "memory_bytes": memory_bytes},
+        "date": time.strftime("%Y-%m-%d"),
+        "repeat": repeat,
+        "host_write_mib_s": first["host_write_mib_s"],
+        "qemu_dump_guest_memory_mib_s": first["qemu_dump_guest_memory_mib_s"],
+        "disks": rows,
+    }
+    if repeat > 1:
+        result["host_write_mib_s_spread"] = _spread([r["host_write_mib_s"] for r in repeats])
+        result["qemu_dump_guest_memory_mib_s_spread"] = _spread([r["qemu_dump_guest_memory_mib_s"] for r in repeats])
+        result["repeats"] = repeats
+    (out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
 
+
+def _spread(values: list) -> Optional[dict]:
+    """{min, median, max} of the repeats' values (None where a repeat has none)."""
+    got = sorted(v for v in values if isinstance(v, (int, float)))
+    if not got:
+        return None
+    return {"min": got[0], "median": round(statistics.median(got), 3), "max": got[-1], "n": len(got)}
+
+
+def _one_repeat(out: Path, where, cases, memory_bytes: int, accel: str, keep: bool, runs, k: int):
+    """Every case once, then the host's own write and QEMU's dump of the first case's guest, in
+    this repeat: (rows, the accelerator used, host MiB/s, dump-guest-memory MiB/s)."""
+    qemu_dump = _QemuDumpTimer(out / "qemu-dump-guest-memory.elf")
+    rows, accel_used, dump_bytes = [], None, 0
+    for index, (label, disk, faults) in enumerate(cases):
+        runs.update(completed=k * len(cases) + index, description=f"bench: {label}" + (f" #{k + 1}" if k else ""))
+        run_dir = where(label)
+        # No sample components: the figure is the driver's and the writer's, not the samples'
+        # few hundred small areas (docs/benchmarks.md).
+        scenario = Scenario(out_dir=run_dir, disk=disk, memory_bytes=memory_bytes, accel=accel,
+                            components="none", faults=faults, pictures=False,
+                            on_paused=qemu_dump if qemu_dump.seconds is None else None)
+        try:
+            outcome, rep = run_and_validate(scenario)
+        except DumpbedError as exc:
+            rows.append({"disk": label, "verdict": "fail", "error": str(exc)})
+            continue
+        accel_used = outcome.accel
+        dump_bytes = max(dump_bytes, rep["dump"].get("bytes", 0))
+        rows.append({
+            "disk": label,
+            "verdict": rep["verdict"],
+            "dump_bytes": rep["dump"].get("bytes", 0),
+            "dump_mib_s": rep["throughput_mib_s"] or 0.0,
+            "boot_s": rep["timings"].get("boot"),
+            "crash_to_verdict_s": round(rep["timings"].get("crash_to_dump_done", 0)
+                                        + rep["timings"]["validate"], 3),
+            # every oracle, the consistency sweep over every disk state among them, in dump MiB/s
+            "validate_s": round(rep["timings"]["validate"], 3),
+            "validate_mib_s": round(rep["dump"].get("bytes", 0) / MiB / rep["timings"]["validate"], 1)
+            if rep["timings"]["validate"] else 0.0,
+            # where the guest's dump time went (its PROFILE line; docs/guest-interface.md)
+            "profile": guestprof.breakdown(run_dir),
+            "report": str(run_dir / "report.json"),
+        })
+        if not keep:  # the images are GiB-sized; the figures and logs stay
+            for big in [*run_dir.glob("*.img"), *(run_dir / "snapshot").glob("mem-*.bin")]:
+                big.unlink(missing_ok=True)
     with progress.task("bench: the host's own write (qemu-img bench)"):
         host = host_write_mib_s(out, dump_bytes or memory_bytes)
     qemu_speed = qemu_dump.bytes / MiB / qemu_dump.seconds if qemu_dump.seconds else 0.0
@@ -146,21 +200,23 @@ def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = Fa
         speed = row.get("dump_mib_s", 0.0)
         row["ratio_to_host_write"] = round(speed / host, 3) if host and speed else None
         row["ratio_to_qemu_dump"] = round(speed / qemu_speed, 3) if qemu_speed and speed else None
-    result = {
-        "verdict": "pass" if rows and all(r["verdict"] == "pass" for r in rows) else "fail",
-        "machine": {"host": platform.node(), "cpu": _cpu_model(), "cores": os.cpu_count(),
-                    "accel": accel_used, "memory_bytes": memory_bytes},
-        "host_write_mib_s": round(host, 1),
-        "qemu_dump_guest_memory_mib_s": round(qemu_speed, 1),
-        "disks": rows,
-    }
-    (out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
-    return result
+    return rows, accel_used, host, qemu_speed
 
 
-def render(result: dict) -> None:
+def _figure(row: dict, name: str) -> str:
+    """A row's figure: the value, or with repeats its median and (min-max)."""
+    spread = (row.get("repeats") or {}).get(name)
+    if spread:
+        return f"{spread['median']} ({spread['min']}-{spread['max']})"
+    return f"{row.get(name)}"
+
+
+def render(result: dict, profile: bool = False) -> None:
     m = result["machine"]
-    table = Table(title=f"dumpbed bench: {m['accel']}, {m['memory_bytes'] // MiB} MiB guest, {m['cpu']}")
+    repeat = result.get("repeat", 1)
+    title = (f"dumpbed bench: {m['accel']}, {m['memory_bytes'] // MiB} MiB guest, {m['cpu']}"
+             + (f"; median (min-max) of {repeat} repeats" if repeat > 1 else ""))
+    table = Table(title=title)
     # dump MiB/s, then as a ratio to the host's write speed and to QEMU's dump-guest-memory
     for column in ("disk", "MiB/s", "x host", "x qemu", "boot s", "to verdict s", "validate MiB/s", "verdict"):
         table.add_column(column, justify="left" if column in ("disk", "verdict") else "right",
@@ -169,11 +225,36 @@ def render(result: dict) -> None:
         if "error" in r:
             table.add_row(r["disk"], "-", "-", "-", "-", "-", "-", f"[red]error[/] {r['error']}")
             continue
-        table.add_row(r["disk"], f"{r['dump_mib_s']}", f"{r['ratio_to_host_write']}", f"{r['ratio_to_qemu_dump']}",
-                      f"{r['boot_s']}", f"{r['crash_to_verdict_s']}", f"{r['validate_mib_s']}",
+        table.add_row(r["disk"], *(_figure(r, name) for name in FIGURES),
                       "[green]pass[/]" if r["verdict"] == "pass" else "[red]FAIL[/]")
-    Console(width=max(Console().width, 100)).print(table)  # the columns whole, even in a log
-    print(f"x host: ratio to the host's write, qemu-img bench with 4 MiB requests at depth 1: "
-          f"{result['host_write_mib_s']} MiB/s\nx qemu: ratio to QEMU's dump-guest-memory of the same guest: "
-          f"{result['qemu_dump_guest_memory_mib_s']} MiB/s")
+    console = Console(width=max(Console().width, 100))  # the columns whole, even in a log
+    console.print(table)
+    host, qemu = result["host_write_mib_s"], result["qemu_dump_guest_memory_mib_s"]
+    if repeat > 1:
+        host = _figure({"repeats": {"h": result.get("host_write_mib_s_spread")}, "h": host}, "h")
+        qemu = _figure({"repeats": {"q": result.get("qemu_dump_guest_memory_mib_s_spread")}, "q": qemu}, "q")
+    print(f"x host: ratio to the host's write, qemu-img bench with 4 MiB requests at depth 1, writeback (the dump "
+          f"disk's cache mode), measured in each repeat: {host} MiB/s\nx qemu: ratio to QEMU's dump-guest-memory of "
+          f"the same guest: {qemu} MiB/s")
+    if profile:
+        for r in result["disks"]:
+            _render_profile(console, r)
     print("PASS" if result["verdict"] == "pass" else "FAIL (a dump did not validate: see its report)")
+
+
+def _render_profile(console: Console, row: dict) -> None:
+    """Where the guest's dump time went (its PROFILE line), for one row (the first repeat's)."""
+    prof = row.get("profile")
+    if not prof:
+        console.print(f"{row['disk']}: no PROFILE line from the guest")
+        return
+    table = Table(title=f"{row['disk']}: {prof['total_ms']} ms from the crash to DONE")
+    for column in ("where", "ms", "share", "calls", "ms each"):
+        table.add_column(column, justify="left" if column == "where" else "right")
+    for r in prof["rows"]:
+        table.add_row(r["description"], f"{r['ms']:.1f}", f"{r['share']:.1%}", "" if r["n"] is None else str(r["n"]),
+                      "" if r["per_ms"] is None else f"{r['per_ms']:.3f}")
+    console.print(table)
+    console.print(f"  ring 3 trips: {prof['user_calls']} x {prof['user_call_us']} us = {prof['user_calls_ms']} ms "
+                  f"(inside the CRC and copy rows); page-table switches: {prof['cr3_writes']}; the device took "
+                  f"{prof['write_bytes'] // MiB} MiB at {prof['device_mib_s']} MiB/s while the guest waited")

@@ -328,12 +328,14 @@ def cmd_bench(args) -> int:
     for disk in disks:
         if disk not in DISKS:
             raise DumpbedError(f"unknown disk type {disk!r} (available: {', '.join(DISKS)})")
+    if args.repeat < 1:
+        raise DumpbedError(f"--repeat {args.repeat}: at least 1")
     result = bench.run_bench(out, memory_bytes=parse_size(args.memory, "--memory"), accel=args.accel,
-                             keep=args.keep, disks=disks)
+                             keep=args.keep, disks=disks, repeat=args.repeat)
     if args.json:
         _output(lambda: print(json.dumps(result, indent=1)))
     else:
-        _output(lambda: bench.render(result))
+        _output(lambda: bench.render(result, profile=args.profile))
     return EXIT_PASS if result["verdict"] == "pass" else EXIT_FAIL
 
 
@@ -526,6 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--disks", metavar="LIST",
                        help=f"comma-separated disk types (default: every kind, {','.join(DISKS)})")
     bench.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
+    bench.add_argument("--repeat", type=int, default=1, metavar="N",
+                       help="run every disk N times, the host's references with each: each figure's minimum, "
+                            "median and maximum (default 1)")
+    bench.add_argument("--profile", action="store_true",
+                       help="also print where each dump's time went in the guest (its PROFILE line: writes, "
+                            "flushes, CRC, copies, ring 3 trips; docs/benchmarks.md)")
     bench.set_defaults(func=cmd_bench)
 
     mtx = sub.add_parser("matrix", help="run a matrix file's cells here or on KVM hosts over SSH, judged here, "

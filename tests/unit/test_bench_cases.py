@@ -15,3 +15,38 @@ def test_every_kind_has_a_row_and_a_network_one_a_lossy_row_too():
             f = faults.parse(specs[0])
             assert f.kind.link == "drop" and f.value == 1
             assert disks.get(disk).fault_applies(f.name, f.kind.stops_vm, f.kind.network) is None
+
+
+# -- the guest's PROFILE line (docs/guest-interface.md) and the repeats' spread -------------------
+
+PROFILE = ("DUMPBED PROFILE tsc_hz=1000000000 total=1000000000 crc=100000000 crc_n=10 copy=50000000 copy_n=5 "
+           "write=400000000 write_n=20 write_bytes=104857600 flush=100000000 flush_n=4 meta=10000000 meta_n=4 "
+           "device=20000000 device_n=2 pin=20000000 pin_n=2 lines=50000000 lines_n=5 user_calls=15 "
+           "user_call=70000 cr3_writes=3\n")
+
+
+def test_the_profile_line_becomes_milliseconds_and_shares(tmp_path):
+    from dumpbed.capture import guestprof
+
+    (tmp_path / "result.log").write_text("DUMPBED READY ram=1\n" + PROFILE + "DUMPBED DONE status=complete\n")
+    b = guestprof.breakdown(tmp_path)
+    rows = {r["what"]: r for r in b["rows"]}
+    assert b["total_ms"] == 1000.0
+    assert rows["write"]["ms"] == 400.0 and rows["write"]["n"] == 20 and rows["write"]["per_ms"] == 20.0
+    assert rows["rest"]["ms"] == 250.0 and abs(sum(r["share"] for r in b["rows"]) - 1) < 1e-9
+    assert b["user_calls"] == 15 and b["user_call_us"] == 70.0 and b["cr3_writes"] == 3
+    assert b["device_mib_s"] == 200.0  # 100 MiB in 0.5 s of writes and flushes
+
+
+def test_a_run_without_a_whole_profile_line_has_none(tmp_path):
+    from dumpbed.capture import guestprof
+
+    (tmp_path / "result.log").write_text("DUMPBED DONE status=complete\n")
+    assert guestprof.breakdown(tmp_path) is None
+    (tmp_path / "result.log").write_text("DUMPBED PROFILE tsc_hz=0x zz\n")  # cut short, garbled
+    assert guestprof.breakdown(tmp_path) is None
+
+
+def test_the_spread_of_repeats():
+    assert bench._spread([3.0, 1.0, 2.0, None]) == {"min": 1.0, "median": 2.0, "max": 3.0, "n": 3}
+    assert bench._spread([None]) is None

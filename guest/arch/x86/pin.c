@@ -94,6 +94,7 @@ static uint64_t ept_pt[PIN_PT_POOL][512] __dumpstate __attribute__((aligned(4096
 static int pd_used __dumpstate, pt_used __dumpstate;
 
 static volatile bool enforcing __dumpstate;
+uint64_t pin_cr3_writes __dumpstate;
 static uint64_t saved_cr3 __dumpstate, saved_cr0 __dumpstate, saved_rsp0 __dumpstate;
 static char fault_stack[FAULT_STACK_SIZE] __dumpstate __attribute__((aligned(16)));
 
@@ -217,6 +218,7 @@ static int map_range(uint64_t start, uint64_t end, bool writable, bool strict);
 
 static void flush_ept(void)
 {
+	pin_cr3_writes++;
 	write_cr3((uint64_t)ept_pml4);
 }
 
@@ -417,6 +419,7 @@ int pin_enforce_begin(void)
 	saved_rsp0 = *tss_rsp0();
 	*tss_rsp0() = (uint64_t)(fault_stack + sizeof(fault_stack));
 	write_cr0(saved_cr0 | CR0_WP);
+	pin_cr3_writes++;
 	write_cr3((uint64_t)ept_pml4);
 	enforcing = true;
 	return 0;
@@ -442,6 +445,7 @@ void pin_enforce_end(void)
 {
 	if (!enforcing)
 		return;
+	pin_cr3_writes++;
 	write_cr3(saved_cr3);
 	write_cr0(saved_cr0);
 	*tss_rsp0() = saved_rsp0;

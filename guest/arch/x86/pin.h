@@ -27,6 +27,9 @@ int pin_enforce_begin(void);
 int pin_map_dumped(uint64_t phys, uint64_t len);
 /* Back to the normal identity map. */
 void pin_enforce_end(void);
+/* Page-table switches so far (entering and leaving enforcement, and each EPT flush): the dump
+ * profile counts its own (dump/prof.h). */
+extern uint64_t pin_cr3_writes;
 bool pin_enforcing(void);
 
 typedef uint64_t (*pin_guarded_fn)(uint64_t a0, uint64_t a1, uint64_t a2);

@@ -1,7 +1,9 @@
 /* Ring 3 support (see arch/x86/user_entry.S). */
 #include "arch/x86/usermode.h"
+#include "lib/dumpstate.h"
 
 bool usermode_ready;
+uint64_t user_calls __dumpstate;	/* counted on the dump path too: dump path state */
 
 void usermode_init(void)
 {

@@ -22,13 +22,18 @@ uint64_t user_call(user_fn fn, uint64_t a0, uint64_t a1, uint64_t a2);
 
 /* Set by usermode_init() (after the GDT, TSS and IDT); before that, fn runs directly. */
 extern bool usermode_ready;
+/* Trips to ring 3 so far (the dump's profile counts its own: dump/prof.h). */
+extern uint64_t user_calls;
 
 /* Call after gdt_init() and idt_init(). */
 void usermode_init(void);
 
 static inline uint64_t run_unprivileged(user_fn fn, uint64_t a0, uint64_t a1, uint64_t a2)
 {
-	return usermode_ready ? user_call(fn, a0, a1, a2) : fn(a0, a1, a2);
+	if (!usermode_ready)
+		return fn(a0, a1, a2);
+	user_calls++;
+	return user_call(fn, a0, a1, a2);
 }
 
 void user_ud_entry(void);
