@@ -94,14 +94,18 @@ def _figure(height: float, rows: int = 1):
     return fig, list(axes)
 
 
-def _svg(fig) -> str:
+def svg_of(fig, *, tight: bool = False) -> str:
+    """A bare Figure (no pyplot) as an SVG document: text as <text> (no embedded glyphs), fixed
+    ids and no date, so small and reproducible, and every vertex drawn (no path simplification).
+    tight: cropped to what is drawn (bbox_inches="tight"), as the nightly report's plots are;
+    else the figure's own size, as the run's pictures are."""
     import matplotlib
     from matplotlib.backends.backend_svg import FigureCanvasSVG
 
     buffer = io.StringIO()
-    # Text as <text> (no embedded glyphs), fixed ids and no date: small and reproducible
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "dumpbed", "path.simplify": False}):
-        FigureCanvasSVG(fig).print_svg(buffer, metadata=dict.fromkeys(("Date", "Creator", "Format", "Type")))
+        FigureCanvasSVG(fig).print_figure(buffer, format="svg", bbox_inches="tight" if tight else None,
+                                          metadata=dict.fromkeys(("Date", "Creator", "Format", "Type")))
     return buffer.getvalue()
 
 
@@ -151,7 +155,7 @@ def _disk_map(run_dir: Path, report: dict, notes: list[str]) -> Optional[str]:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper center", ncol=6, fontsize=6.5, frameon=False, bbox_to_anchor=(0.5, 1.02))
     fig.subplots_adjust(hspace=0.7, top=0.88, bottom=0.14, left=0.04, right=0.98)
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def _dump_extent(ax, run_dir, lay, dump_part, report, notes, bar) -> None:
@@ -334,7 +338,7 @@ def _write_timeline(run_dir: Path, report: dict, notes: list[str]) -> Optional[s
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=6.5, loc="upper left", frameon=False)
     fig.subplots_adjust(top=0.9, bottom=0.15, left=0.08, right=0.98)
-    return _svg(fig)
+    return svg_of(fig)
 
 
 # -- the page -----------------------------------------------------------------------------------

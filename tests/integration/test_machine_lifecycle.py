@@ -1,7 +1,6 @@
 """QEMU processes and temp dirs never outlive a Machine, however it ends."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -9,19 +8,11 @@ import pytest
 from dumpbed.errors import DumpbedError
 from dumpbed.machine import qemu as machine_mod
 from dumpbed.machine.qemu import Machine, MachineConfig
+from tests.support.procs import alive
 
 
 def _config(kernel, **kw):
     return MachineConfig(kernel=kernel, cmdline="fill=off", memory_bytes=64 << 20, accel="tcg", **kw)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); look at its state.
-    return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
 
 
 @pytest.mark.parametrize("ending", ["shutdown", "kill", "guest-running", "exception"])
@@ -39,7 +30,7 @@ def test_every_ending_leaves_nothing(tmp_path, guest_kernel, ending):
                 raise RuntimeError("boom")
     except RuntimeError:
         pass
-    assert not _alive(pid)
+    assert not alive(pid)
     assert pid not in machine_mod.LIVE_PIDS
     assert machine_mod.SCRATCH_DIRS and not Path(machine_mod.SCRATCH_DIRS[-1]).exists()
     assert (tmp_path / "qemu-cmdline.txt").exists() and (tmp_path / "console.log").exists()

@@ -23,7 +23,8 @@ from dumpbed.remote import execute, prepare, ssh
 from dumpbed.remote.hosts import load_hosts
 from dumpbed.run import interrupted, validate_run_dir
 from tests.integration.conftest import PLANTED
-from tests.support.sshd import Sshd, _alive, _free_port, keygen, write_hosts
+from tests.support.procs import alive, free_port
+from tests.support.sshd import Sshd, keygen, write_hosts
 
 SCENARIO = ["--disk", "virtio-blk", "--crash", "nmi", "--memory", "32M", "--accel", "tcg"]
 PRINT_ARGV = ["python3", "-c", "import sys, json; print(json.dumps(sys.argv[1:]))"]
@@ -70,7 +71,7 @@ def test_a_wrong_client_key_or_no_server_is_refused_cleanly(ssh_hosts, tmp_path)
     assert str(caught.value).startswith(f"host alpha: 127.0.0.1:{host.port} refused user root with key ")
     assert isinstance(caught.value, InfraError)
     with pytest.raises(InfraError, match=r"^host alpha: cannot connect to 127\.0\.0\.1:\d+: Connection refused"):
-        ssh.connect(replace(host, port=_free_port()), timeout=10)
+        ssh.connect(replace(host, port=free_port()), timeout=10)
 
 
 def test_argument_vectors_reach_the_host_word_for_word(ssh_hosts, tmp_path):
@@ -240,7 +241,7 @@ def test_a_host_killed_mid_run_is_an_infrastructure_error(prepared_hosts, ssh_ho
         error = outcome.get("error")
         assert isinstance(error, InfraError), outcome
         assert str(error).startswith("host gamma: connection lost while running python"), str(error)
-        assert not _alive(qemu_pid)
+        assert not alive(qemu_pid)
         assert (tmp_path / "cell" / "remote.log").exists()  # what it said before it went
     finally:
         gamma.stop()
@@ -269,9 +270,9 @@ def test_a_dropped_connection_hangs_the_run_up_and_it_stops_its_qemu(prepared_ho
     thread.join(30)
     assert isinstance(failed.get("error"), InfraError), failed
     end = time.monotonic() + 60
-    while time.monotonic() < end and (interrupted(out) is None or _alive(qemu_pid)):
+    while time.monotonic() < end and (interrupted(out) is None or alive(qemu_pid)):
         time.sleep(0.1)
-    assert not _alive(qemu_pid), "the remote QEMU outlived the connection"
+    assert not alive(qemu_pid), "the remote QEMU outlived the connection"
     assert interrupted(out)["signal"] == "SIGHUP"
 
 

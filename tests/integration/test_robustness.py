@@ -30,6 +30,7 @@ from dumpbed import run as run_mod
 from dumpbed.errors import DumpbedError
 from dumpbed.images.layout import DiskLayout
 from dumpbed.machine import qemu as machine_mod
+from tests.support.procs import alive
 
 DUMPBED = [sys.executable, "-m", "dumpbed.cli"]
 MEMORY = "64M"
@@ -87,10 +88,6 @@ def _state(pid: int) -> Optional[str]:
     return text[text.rindex(")") + 2]
 
 
-def _alive(pid: int) -> bool:
-    return _state(pid) not in (None, "Z")
-
-
 def _processes_mentioning(text: str) -> list[int]:
     """Live processes whose command line mentions `text` (a run's directory)."""
     found = []
@@ -101,7 +98,7 @@ def _processes_mentioning(text: str) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if text in cmdline and _alive(int(entry.name)):
+        if text in cmdline and alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 
@@ -129,9 +126,9 @@ def _assert_nothing_left(tmp_path: Path, out: Path, qemu_started: bool = True) -
         assert pid is not None, f"the harness recorded no QEMU PID in {out}/qemu.pid"
     if pid is not None:
         deadline = time.monotonic() + 5  # an orphan would be reaped by init, not by us
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(pid), f"QEMU pid {pid} is still running"
+        assert not alive(pid), f"QEMU pid {pid} is still running"
     others = {p: _describe(p) for p in _processes_mentioning(str(out))}
     assert not others, f"processes still using {out}: {others}"
     scratch = tmp_path / "tmpdir"
@@ -456,5 +453,5 @@ def test_dumpbed_stopped_mid_run_leaves_no_qemu(tmp_path, sig):
         assert returncode == -signal.SIGKILL
         # Nothing ran to remove the scratch dir: only QEMU's end is promised here.
         shutil.rmtree(tmp_path / "tmpdir")
-    _wait_for(lambda: not _alive(qemu), f"QEMU pid {qemu} to end with the harness", timeout=10)
+    _wait_for(lambda: not alive(qemu), f"QEMU pid {qemu} to end with the harness", timeout=10)
     _assert_nothing_left(tmp_path, out)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
 from dumpbed.remote.hosts import Host
+from tests.support.procs import alive, descendants, free_port
 
 SSHD = "/usr/sbin/sshd"
 START_SECONDS = 15.0
@@ -33,43 +34,12 @@ def keygen(path: Path) -> Path:
     return path
 
 
-def _children() -> dict[int, list[int]]:
-    """ppid -> pids of every live process (/proc)."""
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
-
-def descendants(pid: int) -> list[int]:
-    """pid and every process under it, parents first."""
-    tree, found, todo = _children(), [], [pid]
-    while todo:
-        p = todo.pop(0)
-        found.append(p)
-        todo.extend(tree.get(p, []))
-    return found
-
-
 def _signal_all(pids: Iterable[int], sig: int) -> None:
     for pid in pids:
         try:
             os.kill(pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Sshd:
@@ -98,7 +68,7 @@ class Sshd:
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir
         for _ in range(3):  # the free port may be taken between our probe and sshd's bind
-            self.port = _free_port()
+            self.port = free_port()
             (self.dir / "sshd_config").write_text(self._config())
             with open(self.log, "ab") as log:
                 self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
@@ -153,7 +123,7 @@ class Sshd:
         pids = descendants(self.proc.pid)
         _signal_all(reversed(pids), signal.SIGTERM)
         end = time.monotonic() + STOP_SECONDS
-        while time.monotonic() < end and any(_alive(p) for p in pids):
+        while time.monotonic() < end and any(alive(p) for p in pids):
             time.sleep(0.05)
         _signal_all(pids, signal.SIGKILL)
         self._reap(pids)
@@ -164,7 +134,7 @@ class Sshd:
         except subprocess.TimeoutExpired:
             pass
         end = time.monotonic() + STOP_SECONDS
-        while time.monotonic() < end and any(_alive(p) for p in pids):
+        while time.monotonic() < end and any(alive(p) for p in pids):
             time.sleep(0.05)
         self.proc = None
 
@@ -199,15 +169,6 @@ class Sshd:
 def write_hosts(path: Path, sshds: Iterable[Sshd]) -> Path:
     Path(path).write_text("\n".join(s.hosts_toml() for s in sshds))
     return Path(path)
-
-
-def _alive(pid: int) -> bool:
-    """Running, and not a zombie waiting for its parent."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 class SshHosts:

@@ -14,6 +14,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from procs import free_port
 
 from dumpbed import cli
 from dumpbed.capture import blklog
@@ -516,15 +517,9 @@ def test_netdumpd_on_a_socket_its_parent_bound_syncs_an_unfinished_dump_at_sigte
     assert [e["event"] for e in events(tmp_path / netserver.EVENTS_FILE)] == ["herald", "write"]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_netdumpd_serves_a_dump_over_udp_and_stops_on_sigterm(tmp_path):
     path, part, size = make_image(tmp_path / "dump.img")
-    port = _free_port()
+    port = free_port(socket.SOCK_DGRAM)
     env = dict(os.environ, PYTHONPATH=str(Path(cli.__file__).resolve().parents[1]))
     proc = subprocess.Popen([sys.executable, "-m", "dumpbed.cli", "netdumpd", "--listen", f"127.0.0.1:{port}",
                              "--image", str(path), "--dump-id", DUMP_ID.hex()],

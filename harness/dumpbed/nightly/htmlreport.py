@@ -9,7 +9,6 @@ pictures.py does: no pyplot, so no GUI backend is ever chosen."""
 from __future__ import annotations
 
 import html
-import io
 import math
 import os
 import re
@@ -20,7 +19,8 @@ from typing import Callable, Optional
 from dumpbed.errors import DumpbedError
 from dumpbed.nightly import history as history_mod
 from dumpbed.nightly import results
-from dumpbed.pictures import RUN_HTML, _inline
+from dumpbed.nightly.atomic import write_atomically
+from dumpbed.pictures import RUN_HTML, _inline, svg_of
 
 REPORT = "report.html"
 OUTCOMES = ("pass", "fail", "error")
@@ -48,10 +48,7 @@ def write(out_dir: Path, doc: dict, history: Optional[Path] = None, night: Optio
                                                           if noted else ""))
     target = out_dir / REPORT
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{REPORT}.tmp")
-        tmp.write_text(page)
-        os.replace(tmp, target)
+        write_atomically(target, page, private=False)
     except OSError as exc:
         raise DumpbedError(f"{target}: cannot be written ({exc.strerror or exc})") from exc
     return target
@@ -173,18 +170,11 @@ def _cell_table(out_dir: Path, doc: dict) -> str:
 # -- plots --------------------------------------------------------------------------------------
 
 def _svg(fig, name: str) -> str:
-    """The figure as an element to inline. matplotlib numbers its ids per figure (figure_1,
-    axes_1): each figure's get its name as a prefix, references with them, so that one SVG's
-    clip path is never another's on the page."""
-    import matplotlib
-
-    buffer = io.StringIO()
-    # text as <text> (no embedded glyphs), no date: small and reproducible
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "dumpbed"}):
-        fig.savefig(buffer, format="svg", bbox_inches="tight",
-                    metadata=dict.fromkeys(("Date", "Creator", "Format", "Type")))
+    """The figure as an element to inline, cropped to what is drawn (pictures.svg_of). matplotlib
+    numbers its ids per figure (figure_1, axes_1): each figure's get its name as a prefix,
+    references with them, so that one SVG's clip path is never another's on the page."""
     prefix = re.sub(r"[^A-Za-z0-9_-]", "_", name) + "-"
-    return _ID_REF.sub(lambda m: m[1] + prefix + m[2], _inline(buffer.getvalue()))
+    return _ID_REF.sub(lambda m: m[1] + prefix + m[2], _inline(svg_of(fig, tight=True)))
 
 
 _ID_REF = re.compile(r"""(\sid="|url\(#|href="#)([^")]+)""")

@@ -3,12 +3,12 @@ CI systems read (Jenkins' and GitLab's, pytest's own --junitxml): <testsuites> h
 <testsuite>, each with tests, failures, errors, skipped and time."""
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from dumpbed.errors import DumpbedError
+from dumpbed.nightly.atomic import write_atomically
 
 SUITE = "dumpbed.matrix"
 PROPERTIES = ("verdict", "dump_status", "mib_s", "host", "accel", "expect", "run_dir")
@@ -71,14 +71,8 @@ def write(path: Path, doc: dict) -> None:
     """Write doc's JUnit file at path, whole (a reader never sees half of it)."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                tree(doc).write(f, encoding="utf-8", xml_declaration=True)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        buffer = io.BytesIO()
+        tree(doc).write(buffer, encoding="utf-8", xml_declaration=True)
+        write_atomically(path, buffer.getvalue())
     except OSError as exc:
         raise DumpbedError(f"{path}: cannot be written ({exc.strerror or exc})") from exc

@@ -6,12 +6,12 @@ from __future__ import annotations
 import functools
 import json
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
 from dumpbed.errors import DumpbedError
+from dumpbed.nightly.atomic import write_atomically
 from dumpbed.oracles.base import load_json
 
 SCHEMA_VERSION = 1
@@ -107,28 +107,10 @@ def save(out_dir: Path, doc: dict) -> Path:
     out_dir = Path(out_dir)
     target = out_dir / FILE
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{FILE}.", dir=out_dir)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f, indent=2)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            _unlink(Path(tmp))
-            raise
+        write_atomically(target, json.dumps(doc, indent=2) + "\n", fsync=True)
     except OSError as exc:
         raise DumpbedError(f"{target}: cannot be written ({exc.strerror or exc})") from exc
     return target
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass
 
 
 def results_file(path: Path) -> Path:
