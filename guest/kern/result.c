@@ -21,8 +21,8 @@ void result_line(const char *fmt, ...)
 	n = strlen(line);
 	line[n++] = '\n';
 
-	/* Port writes to debugcon never block. */
-	for (size_t i = 0; i < n; i++)
-		outb(DEBUGCON_PORT, (uint8_t)line[i]);
+	/* Port writes to debugcon never block; the line in one string write (one exit under KVM:
+	 * a line per byte cost the dump's PROGRESS lines ~5 ms each on a nested KVM). */
+	outsb(DEBUGCON_PORT, line, n);
 	console_write(line, n);
 }

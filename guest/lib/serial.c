@@ -22,6 +22,8 @@
 /* One byte takes 87 us at 115200 baud, but a loaded host may not read the other end for a
  * while: wait up to half a second once, then drop bytes until the UART drains again. */
 #define TX_TIMEOUT_US	500000
+/* With the FIFOs on (serial_init), an empty transmitter (LSR THRE) takes this many bytes. */
+#define TX_FIFO_BYTES	16
 
 static bool present;
 /* Last byte timed out: do not wait again until the UART recovers. Written by every byte the
@@ -49,26 +51,47 @@ bool serial_present(void)
 	return present;
 }
 
-void serial_putc(char c)
+/* Waits, bounded, for the transmitter to be empty; false when it stayed busy (the output is
+ * then dropped). */
+static bool tx_ready(void)
 {
 	if (!present)
-		return;
+		return false;
 	if (!(inb(COM1_BASE + REG_LSR) & LSR_THR_EMPTY)) {
 		uint64_t deadline;
 
 		if (stalled)
-			return;
+			return false;
 		deadline = deadline_after_us(TX_TIMEOUT_US);
 		while (!(inb(COM1_BASE + REG_LSR) & LSR_THR_EMPTY)) {
 			if (deadline_passed(deadline)) {
 				stalled = true;
-				return;
+				return false;
 			}
 			cpu_relax();
 		}
 	}
 	stalled = false;
-	outb(COM1_BASE + REG_DATA, (uint8_t)c);
+	return true;
+}
+
+void serial_putc(char c)
+{
+	if (tx_ready())
+		outb(COM1_BASE + REG_DATA, (uint8_t)c);
+}
+
+void serial_write(const char *s, size_t n)
+{
+	while (n) {
+		size_t k = n < TX_FIFO_BYTES ? n : TX_FIFO_BYTES;
+
+		if (!tx_ready())
+			return;
+		outsb(COM1_BASE + REG_DATA, s, k);
+		s += k;
+		n -= k;
+	}
 }
 
 int serial_getc(void)
