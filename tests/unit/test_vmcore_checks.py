@@ -22,6 +22,17 @@ def test_vmcore_is_held_to_the_runs_expectation():
     c = vc.check_vmcore(_kdump({1: bytes(PAGE)}, incomplete=True), "complete")
     assert not c.ok and "reads partial" in c.detail and "must end with a complete dump" in c.detail
     assert vc.check_vmcore(_kdump({1: bytes(PAGE)}, incomplete=True), "partial").ok
+    # A run a fault cut short (oracles/vmcore_run.py cut_readings): the reader's partial or corrupt
+    # is the cut dump; a vmcore that reads complete after the cut is not.
+    cut = ("partial", "corrupt")
+    assert vc.check_vmcore(_kdump({1: bytes(PAGE)}, incomplete=True), "partial", allowed=cut).ok
+    k = kdump_file({pfn: bytes([pfn]) * PAGE for pfn in range(1, 9)})
+    k.data[k.desc_at + 24 * 4:k.desc_at + 24 * 8] = bytes(range(96))  # descriptors past a cut: old bytes
+    garbage = vmcore.open(io.BytesIO(bytes(k.data)))
+    assert garbage.status == "corrupt" and vc.check_vmcore(garbage, "partial", allowed=cut).ok
+    assert not vc.check_vmcore(garbage, "partial").ok  # not a cut run: corrupt is corrupt
+    c = vc.check_vmcore(core, "partial", allowed=cut)
+    assert not c.ok and "reads complete" in c.detail
 
 
 def test_coverage_of_the_first_kernels_ram_but_the_reservation():
