@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,27 @@ def test_the_example_kdump_suite_runs_on_the_plugin(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--dumpbed-profile", "linux-kdump",
                                            "-k", "test_the_vmcore_holds_memory_as_it_was and virtio-blk-nmi")
     result.assert_outcomes(passed=1)
+
+
+def test_a_session_on_the_linux_guest(tmp_path):
+    """`dumpbed session --profile linux-kdump`: a person at Linux's shell, then Ctrl-] n (an
+    NMI); the vmcore is judged as a run's, and report.json says so."""
+    import pexpect
+
+    out = tmp_path / "run"
+    child = pexpect.spawn(sys.executable, ["-m", "dumpbed", "session", "--profile", "linux-kdump", "--memory",
+                                           "512M", "--out", str(out)], encoding="utf-8", timeout=180,
+                          dimensions=(40, 160))
+    try:
+        child.expect_exact("dumpbed-linux# ")
+        child.sendline("uname -r")
+        child.expect(r"6\.1\.\d+")
+        child.send("\x1d")  # Ctrl-]: the session's keys
+        time.sleep(0.5)
+        child.send("n")
+        child.expect(pexpect.EOF, timeout=300)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, child.before[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"] == "pass" and report["dump"]["kind"] == "vmcore" and report["scenario"]["crash"] == "nmi"
