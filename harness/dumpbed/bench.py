@@ -117,8 +117,7 @@ def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = Fa
     repeats, accel_used = [], accel
     with progress.task("bench", total=len(cases) * repeat) as runs:  # each run's own bars below it
         for k in range(repeat):
-            where = (lambda label: out / label) if repeat == 1 else (lambda label, k=k: out / label / str(k + 1))
-            rows, accel_k, host, qemu_speed = _one_repeat(out, where, cases, memory_bytes, accel, keep, runs, k)
+            rows, accel_k, host, qemu_speed = _one_repeat(out, cases, memory_bytes, accel, keep, runs, k, repeat)
             accel_used = accel_k or accel_used
             repeats.append({"host_write_mib_s": round(host, 1), "qemu_dump_guest_memory_mib_s": round(qemu_speed, 1),
                             "disks": rows})
@@ -154,14 +153,14 @@ def _spread(values: list) -> Optional[dict]:
     return {"min": got[0], "median": round(statistics.median(got), 3), "max": got[-1], "n": len(got)}
 
 
-def _one_repeat(out: Path, where, cases, memory_bytes: int, accel: str, keep: bool, runs, k: int):
+def _one_repeat(out: Path, cases, memory_bytes: int, accel: str, keep: bool, runs, k: int, repeat: int):
     """Every case once, then the host's own write and QEMU's dump of the first case's guest, in
     this repeat: (rows, the accelerator used, host MiB/s, dump-guest-memory MiB/s)."""
     qemu_dump = _QemuDumpTimer(out / "qemu-dump-guest-memory.elf")
     rows, accel_used, dump_bytes = [], None, 0
     for index, (label, disk, faults) in enumerate(cases):
         runs.update(completed=k * len(cases) + index, description=f"bench: {label}" + (f" #{k + 1}" if k else ""))
-        run_dir = where(label)
+        run_dir = out / label / str(k + 1) if repeat > 1 else out / label
         # No sample components: the figure is the driver's and the writer's, not the samples'
         # few hundred small areas (docs/benchmarks.md).
         scenario = Scenario(out_dir=run_dir, disk=disk, memory_bytes=memory_bytes, accel=accel,
@@ -203,12 +202,15 @@ def _one_repeat(out: Path, where, cases, memory_bytes: int, accel: str, keep: bo
     return rows, accel_used, host, qemu_speed
 
 
-def _figure(row: dict, name: str) -> str:
-    """A row's figure: the value, or with repeats its median and (min-max)."""
-    spread = (row.get("repeats") or {}).get(name)
+def _shown(value, spread: Optional[dict]) -> str:
+    """A figure: the value, or with repeats its median and (min-max)."""
     if spread:
         return f"{spread['median']} ({spread['min']}-{spread['max']})"
-    return f"{row.get(name)}"
+    return f"{value}"
+
+
+def _figure(row: dict, name: str) -> str:
+    return _shown(row.get(name), (row.get("repeats") or {}).get(name))
 
 
 def render(result: dict, profile: bool = False) -> None:
@@ -229,10 +231,8 @@ def render(result: dict, profile: bool = False) -> None:
                       "[green]pass[/]" if r["verdict"] == "pass" else "[red]FAIL[/]")
     console = Console(width=max(Console().width, 100))  # the columns whole, even in a log
     console.print(table)
-    host, qemu = result["host_write_mib_s"], result["qemu_dump_guest_memory_mib_s"]
-    if repeat > 1:
-        host = _figure({"repeats": {"h": result.get("host_write_mib_s_spread")}, "h": host}, "h")
-        qemu = _figure({"repeats": {"q": result.get("qemu_dump_guest_memory_mib_s_spread")}, "q": qemu}, "q")
+    host = _shown(result["host_write_mib_s"], result.get("host_write_mib_s_spread"))
+    qemu = _shown(result["qemu_dump_guest_memory_mib_s"], result.get("qemu_dump_guest_memory_mib_s_spread"))
     print(f"x host: ratio to the host's write, qemu-img bench with 4 MiB requests at depth 1, writeback (the dump "
           f"disk's cache mode), measured in each repeat: {host} MiB/s\nx qemu: ratio to QEMU's dump-guest-memory of "
           f"the same guest: {qemu} MiB/s")

@@ -97,10 +97,10 @@ def test_the_guests_word_against_the_run(done, expect, status, ok):
 
 def test_a_cut_dump_may_read_partial_or_corrupt_and_only_a_cut_one():
     cut = {"outcome": "partial", "cut": True}
-    assert vmcore_run.cut_readings("partial", cut) == ("partial", "corrupt")
-    assert vmcore_run.cut_readings("none", dict(cut, outcome="none")) == ("none", "corrupt")
-    assert vmcore_run.cut_readings("complete", {"outcome": "complete"}) == ()
-    assert vmcore_run.cut_readings("partial", {"outcome": "partial"}) == ()  # declared, not cut
+    assert vmcore_run.cut_readings(cut) == ("partial", "corrupt")
+    assert vmcore_run.cut_readings(dict(cut, outcome="none")) == ("none", "corrupt")
+    assert vmcore_run.cut_readings({"outcome": "complete"}) == ()
+    assert vmcore_run.cut_readings({"outcome": "partial"}) == ()  # declared, not cut
 
 
 def test_crashkernel_and_the_console_panic_are_read(tmp_path):
@@ -112,3 +112,61 @@ def test_crashkernel_and_the_console_panic_are_read(tmp_path):
     assert vmcore_run.console_panic(tmp_path) == "Kernel panic - not syncing: sysrq triggered crash"
     (tmp_path / "console.log").write_text("no panic here\n")
     assert vmcore_run.console_panic(tmp_path) is None
+
+
+# -- the device's side of a Linux dump ------------------------------------------------------------
+
+def _cmd(kind: str, number: int, offset: int, length: int, issued: float, finished: float):
+    from dumpbed.oracles import dumpio
+
+    return dumpio.DumpCommand(0, kind, number, offset, length, issued, finished, True)
+
+
+def test_a_merged_write_log_entry_is_split_across_the_commands_it_tiles():
+    """QEMU's virtio-blk merges adjacent requests into one (virtio_blk_submit_multireq): one
+    log entry then covers several commands, each of which landed; one that only partly tiles
+    them belongs to none."""
+    from dumpbed.capture import blklog
+    from dumpbed.oracles import dumpio
+
+    a, b = _cmd("write", 1, 0, 8192, 1.0, 2.0), _cmd("write", 2, 8192, 4096, 1.0, 2.0)
+    entry = blklog.Entry(index=3, offset=1 << 20, length=12288, flags=0, data_at=5 * 512)
+    pieces = dumpio._merged(entry, 0, [a, b])
+    assert [(w.number, p.offset, p.length, p.data_at) for w, p in pieces] == [
+        (1, 1 << 20, 8192, 5 * 512), (2, (1 << 20) + 8192, 4096, 5 * 512 + 8192)]
+    assert dumpio._merged(blklog.Entry(3, 1 << 20, 16384, 0, 0), 0, [a, b]) == []  # runs past b
+    assert dumpio._merged(blklog.Entry(3, 1 << 20, 12288, 0, 0), 0, [b]) == []  # a is not there
+
+
+def _io(commands, outside=()):
+    from dumpbed.oracles import dumpio
+
+    return dumpio.DeviceIO("primary", "vblk:x", 1 << 20, 64 << 20, 0.5, list(commands), None, [], list(outside))
+
+
+def test_the_capture_kernels_writes_are_held_to_the_device_log():
+    from dumpbed.capture import blklog, cmdlog
+
+    def landed(c):
+        c.entries.append(blklog.Entry(c.number, (1 << 20) + c.offset, c.length, 0, 0))
+        return c
+
+    done = resultchan.parse_line("DUMPBED DONE status=complete")
+    write, flush = landed(_cmd("write", 1, 0, 4096, 1.0, 2.0)), _cmd("flush", 1, 0, 0, 2.5, 3.0)
+    assert vmcore_run.check_vmcore_io(_io([write, flush]), None, done, 3.5, "complete").ok
+    # DONE before the flush that makes the last write durable had finished
+    c = vmcore_run.check_vmcore_io(_io([write, flush]), None, done, 2.8, "complete")
+    assert not c.ok and "before the dump's last write" in c.detail
+    c = vmcore_run.check_vmcore_io(_io([write]), None, done, 3.5, "complete")  # no flush at all
+    assert not c.ok and "was flushed" in c.detail
+    c = vmcore_run.check_vmcore_io(_io([]), None, done, 3.5, "complete")
+    assert not c.ok and "wrote nothing" in c.detail
+    c = vmcore_run.check_vmcore_io(_io([write, flush]), None, done, None, "complete")
+    assert not c.ok and "no DONE line" in c.detail
+    lost = _cmd("write", 2, 4096, 4096, 1.1, 2.1)
+    c = vmcore_run.check_vmcore_io(_io([write, lost, flush]), None, done, 3.5, "complete")
+    assert not c.ok and "1 of the dump's writes never reached the disk" in c.detail
+    assert vmcore_run.check_vmcore_io(_io([write, lost, flush]), None, None, None, None).ok  # killed: may be lost
+    stray = cmdlog.Command(9, "vblk:x", "write", "write", 0, 512, 1.2, 1.3)
+    c = vmcore_run.check_vmcore_io(_io([write, flush], outside=[stray]), None, done, 3.5, "complete")
+    assert not c.ok and "outside the dump partition" in c.detail

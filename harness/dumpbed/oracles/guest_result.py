@@ -45,27 +45,45 @@ def check_guest_result(run_dir: Path, expect: Optional[str], exit_status: Option
                     restart_problems.append(f"RESTART says {field}={line.fields.get(field)}, the secondary's "
                                             f"header says restart_{'error' if field == 'error' else 'offset'} {value}")
     done = [line for line in lines if line.word == "DONE"]
-    if expect is None:
-        if done:
-            return Check("guest-result", False, f"the guest reported {done[-1].raw.removeprefix('DUMPBED ')}, but the "
-                                                f"fault ends QEMU before it can")
-        return Check("guest-result", True, f"no DONE, as expected: QEMU ended mid-dump (exit status {exit_status})")
-    if not done:
-        return Check("guest-result", False, "the guest never reported DONE")
-    line = done[-1]
+    line = done[-1] if done else None
+    settled = done_settled(line, expect, exit_status)
+    if settled is not None:
+        return settled
     said = line.raw.removeprefix("DUMPBED ")
     status = line.fields.get("status")
-    problems: list[str] = []
-    if status != expect:
-        problems.append(f"the guest reported {said}, the run expects status={expect}")
-    if exit_status is not None and exit_status != EXIT_OF.get(status):
-        problems.append(f"QEMU exit status {exit_status}, but DONE status={status} means {EXIT_OF.get(status)}")
+    problems = status_problems(line, expect, exit_status)
     if status == "failed":
         problems += _failure_problems(line.fields, dump, lost_write_offset)
     problems += restart_problems
     exit_note = f"; QEMU exit status {exit_status}" if exit_status is not None else ""
     agree = " (errno and offset as the disk records them)" if status == "failed" else ""
     return make_check("guest-result", problems, f"{said}{exit_note}{agree}")
+
+
+def done_settled(done: Optional[resultchan.ResultLine], expect: Optional[str],
+                 exit_status: Optional[int]) -> Optional[Check]:
+    """The verdict when the DONE line alone settles it, whatever the guest: none expected (QEMU
+    ends first) and none or one said, or one expected and none said. None: judge the line."""
+    if expect is None:
+        if done is not None:
+            return Check("guest-result", False, f"the guest reported {done.raw.removeprefix('DUMPBED ')}, but the "
+                                                f"fault ends QEMU before it can")
+        return Check("guest-result", True, f"no DONE, as expected: QEMU ended mid-dump (exit status {exit_status})")
+    if done is None:
+        return Check("guest-result", False, "the guest never reported DONE")
+    return None
+
+
+def status_problems(done: resultchan.ResultLine, expect: str, exit_status: Optional[int]) -> list[str]:
+    """DONE's status against the run's expectation, and QEMU's exit status against DONE's."""
+    said = done.raw.removeprefix("DUMPBED ")
+    status = done.fields.get("status")
+    problems = []
+    if status != expect:
+        problems.append(f"the guest reported {said}, the run expects status={expect}")
+    if exit_status is not None and exit_status != EXIT_OF.get(status):
+        problems.append(f"QEMU exit status {exit_status}, but DONE status={status} means {EXIT_OF.get(status)}")
+    return problems
 
 
 def _failure_problems(fields: dict, dump: Optional[dumpfmt.Dump], lost_write_offset: Optional[int],

@@ -186,7 +186,9 @@ def validate_run(run_dir: str | Path) -> Validation:
     scenario = load_scenario(run_dir / "scenario.json")
     profile = profiles.get((scenario.get("guest") or {}).get("profile", profiles.DEFAULT))
     if profile.judge != "dumpbed":  # another format's oracles (JUDGES)
-        return JUDGES[profile.judge](run_dir, scenario, profile.not_applicable, qemu_exit_status(run_dir))
+        validation = JUDGES[profile.judge](run_dir, scenario, qemu_exit_status(run_dir))
+        validation.checks += [not_applicable(profile, name) for name in profile.not_applicable]
+        return validation
     registers = load_registers(run_dir / "snapshot" / "registers.json")
     targets = dump_devices(run_dir, scenario)
     for target in targets:
@@ -265,8 +267,7 @@ def validate_run(run_dir: str | Path) -> Validation:
         if expected["outcome"] == "none" and dump.status == "none":
             settled.update({name: Check(name, True, f"no dump of this run, as expected ({expected['why']}): nothing "
                                                     "to judge") for name in NOTHING_TO_JUDGE_WITHOUT_A_DUMP})
-        settled.update({name: Check(name, True, f"skipped: not applicable to guest profile {profile.name} ({why})")
-                        for name, why in profile.not_applicable.items() if name in judges})
+        settled.update({name: not_applicable(profile, name) for name in profile.not_applicable if name in judges})
         bar.update(total=len(judges) - len(settled))
         checks = {}
         for name, judge in judges.items():  # a check at a time, each named on the bar as it runs
@@ -285,8 +286,15 @@ def validate_run(run_dir: str | Path) -> Validation:
 
 
 # The oracles of the guest profiles whose dumps are not dumpbed's format (GuestProfile.judge):
-# (run_dir, scenario, the profile's not_applicable, QEMU's exit status) -> a validation.
+# (run_dir, scenario, QEMU's exit status) -> a validation; validate_run adds the profile's
+# not-applicable checks, reported skipped.
 JUDGES = {"vmcore": vmcore_run.validate}
+
+
+def not_applicable(profile: profiles.GuestProfile, name: str) -> Check:
+    """A check the guest profile says does not apply: ok, never computed, with the profile's why."""
+    return Check(name, True, f"skipped: not applicable to guest profile {profile.name} "
+                             f"({profile.not_applicable[name]})")
 
 
 def _lost_offset(io: Optional[dumpio.DeviceIO]) -> Optional[int]:

@@ -15,8 +15,8 @@ the crash, the device's own logs and what the guest said.
     guest-result  DONE's status as expected, and QEMU's exit status with it
 
 The dumpbed-format checks (format, chunk-crc, completeness, content, sample-data, protocol,
-write-sizes, write-order, runtime-io) are that format's; those of the profile's not_applicable
-are reported skipped with the profile's reason.
+write-sizes, write-order, runtime-io) are that format's; validate_run adds those of the
+profile's not_applicable, reported skipped with the profile's reason.
 """
 from __future__ import annotations
 
@@ -24,26 +24,25 @@ import re
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
 
 from dumpbed.capture import cmdlog
 from dumpbed.capture.writelog import crash_time
+from dumpbed.guests import profiles
 from dumpbed.images import layout as layout_mod
 from dumpbed.machine import resultchan
 from dumpbed.oracles import dumpio, pattern_pages
 from dumpbed.oracles.base import Check, make_check
 from dumpbed.oracles.canary import check_canary
 from dumpbed.oracles.content import Snapshot
-from dumpbed.oracles.guest_result import EXIT_OF  # the same isa-debug-exit values (docs/linux-kdump.md)
+from dumpbed.oracles.guest_result import done_settled, status_problems
 from dumpbed.oracles.vmcore_checks import check_coverage, check_dmesg, check_vmcore
 from dumpbed.reader import dumpfmt, vmcore
 from dumpbed.scenario import faults as faults_mod
 from dumpbed.units import SECTOR, MiB
 
-CHECK_ORDER = ("vmcore-io", "canary", "vmcore", "coverage", "pattern", "dmesg", "guest-result")
 USER_PAGES = 8  # makedumpfile's dump level bit that drops user pages (the pattern's)
 # Below 1 MiB the firmware's memory map reserves parts of RAM (page 0, the EBDA, the BIOS): Linux
 # does not count them as its RAM, so coverage holds the pages from 1 MiB up.
@@ -78,8 +77,7 @@ class VmcoreValidation:
                 "dump": self.dump, "content": None, "devices": self.devices, "expected": self.expected}
 
 
-def validate(run_dir: Path, scenario: dict, not_applicable: dict[str, str],
-             exit_status: Optional[int]) -> VmcoreValidation:
+def validate(run_dir: Path, scenario: dict, exit_status: Optional[int]) -> VmcoreValidation:
     """Every check of a Linux guest's run directory (scenario: its loaded scenario.json)."""
     layout = layout_mod.load(run_dir / "layout.json")
     image_path = run_dir / layout.image
@@ -99,23 +97,21 @@ def validate(run_dir: Path, scenario: dict, not_applicable: dict[str, str],
         image = stack.enter_context(dumpfmt.open_image(image_path))
         core = stack.enter_context(vmcore.open(image_path, layout.dump_offset, layout.dump_size))
         want = expected["outcome"]
-        judges = {
-            "vmcore-io": lambda: check_vmcore_io(io, image, said.get("DONE"), done_time, expected["guest"]),
-            "canary": lambda: check_canary(None, image, layout, io.log if io else None,
-                                           extent=([(layout.dump_offset, layout.dump_offset + layout.dump_size)],
-                                                   "the dump partition: makedumpfile may write anywhere in it")),
-            "vmcore": lambda: check_vmcore(core, want, allowed=cut_readings(want, expected)),
-            "coverage": lambda: (_only_whole("coverage", want) or
-                                 check_coverage(core, [(r.phys, r.phys + r.length) for r in snapshot.regions],
-                                                crashkernel(said.get("READY")), low=LOW_MEMORY)),
-            "pattern": lambda: _pattern(core, snapshot, scenario, said.get("PATTERN"), level, want),
-            "dmesg": lambda: _only_whole("dmesg", want) or check_dmesg(core, console_panic(run_dir)),
-            "guest-result": lambda: check_linux_result(said.get("DONE"), expected["guest"], exit_status),
-        }
-        checks = [judges[name]() for name in CHECK_ORDER]
-        summary = dump_summary(core, layout, io, cut_readings(want, expected))
-    checks += [Check(name, True, f"skipped: not applicable to guest profile linux-kdump ({why})")
-               for name, why in not_applicable.items()]
+        checks = [
+            check_vmcore_io(io, image, said.get("DONE"), done_time, expected["guest"]),
+            check_canary(None, image, layout, io.log if io else None,
+                         extent=([(layout.dump_offset, layout.dump_offset + layout.dump_size)],
+                                 "the dump partition: makedumpfile may write anywhere in it")),
+            check_vmcore(core, want, allowed=cut_readings(expected)),
+            _only_whole("coverage", want) or check_coverage(
+                core, [(r.phys, r.phys + r.length) for r in snapshot.regions], crashkernel(said.get("READY")),
+                low=LOW_MEMORY),
+            _pattern(core, snapshot, scenario, said.get("PATTERN"), level, want),
+            _only_whole("dmesg", want) or check_dmesg(core, console_panic(run_dir)),
+            check_linux_result(said.get("DONE"), expected["guest"], exit_status),
+        ]
+        summary = dump_summary(core, layout.block_size, layout.dump_offset, layout.dump_size, io,
+                               cut_readings(expected))
     return VmcoreValidation(checks, summary, str(image_path), expected)
 
 
@@ -125,8 +121,7 @@ def validate_image(image_path: Path, offset: int, size: int, block_size: int) ->
     decompressed, and its kernel log holds the panic."""
     with vmcore.open(image_path, offset, size) as core:
         checks = [check_vmcore(core, "complete"), check_dmesg(core, None)]
-        where = SimpleNamespace(block_size=block_size, dump_offset=offset, dump_size=size)
-        summary = dump_summary(core, where, None)
+        summary = dump_summary(core, block_size, offset, size, None)
     return VmcoreValidation(checks, summary, str(image_path), {"outcome": "complete", "guest": None, "why": None})
 
 
@@ -219,22 +214,15 @@ def replay_problems(io: dumpio.DeviceIO, image) -> list[str]:
 def check_linux_result(done: Optional[resultchan.ResultLine], expect: Optional[str],
                        exit_status: Optional[int]) -> Check:
     """The guest's DONE (docs/linux-kdump.md, "Result channel") is the status the run expects
-    (none at all when QEMU is killed first), and QEMU's exit status goes with it."""
-    if expect is None:
-        if done is not None:
-            return Check("guest-result", False, f"the guest reported {done.raw.removeprefix('DUMPBED ')}, but the "
-                                                "fault ends QEMU before it can")
-        return Check("guest-result", True, f"no DONE, as expected: QEMU ended mid-dump (exit status {exit_status})")
-    if done is None:
-        return Check("guest-result", False, "the capture kernel never reported DONE")
+    (none at all when QEMU is killed first), QEMU's exit status goes with it (guest_result's
+    rules), and a failure names its error."""
+    settled = done_settled(done, expect, exit_status)
+    if settled is not None:
+        return settled
     said = done.raw.removeprefix("DUMPBED ")
-    status = done.fields.get("status")
-    problems = []
-    if status != expect:
-        problems.append(f"the guest reported {said}, the run expects status={expect}")
-    if exit_status is not None and exit_status != EXIT_OF.get(status):
-        problems.append(f"QEMU exit status {exit_status}, but DONE status={status} means {EXIT_OF.get(status)}")
-    if status == "failed" and done.fields.get("error") in (None, "0") and done.fields.get("stage") != "find":
+    problems = status_problems(done, expect, exit_status)
+    if done.fields.get("status") == "failed" and done.fields.get("error") in (None, "0") \
+            and done.fields.get("stage") != "find":
         problems.append(f"a failure without its error: {said}")
     return make_check("guest-result", problems, said + (f"; QEMU exit status {exit_status}"
                                                         if exit_status is not None else ""))
@@ -252,9 +240,7 @@ def _pattern(core, snapshot: Snapshot, scenario: dict, line: Optional[resultchan
     if level & USER_PAGES:
         return Check("pattern", True, f"skipped: dump level {level} excludes user pages (bit {USER_PAGES}), the "
                                       "pattern's")
-    runid = _runid(scenario.get("cmdline") or "")
-    if runid is None:
-        return Check("pattern", False, "no dumpbed.runid= on the guest's command line: the pattern is unknown")
+    runid = int(profiles.linux_runid(scenario["dump_id"].hex()), 16)  # what the harness told the guest
     listed = None
     if line is not None:
         try:
@@ -264,11 +250,6 @@ def _pattern(core, snapshot: Snapshot, scenario: dict, line: Optional[resultchan
     if expected == "none":
         return Check("pattern", True, "skipped: no dump of this run, as expected")
     return pattern_pages.check(core, snapshot, runid, listed, require_all=expected == "complete")
-
-
-def _runid(cmdline: str) -> Optional[int]:
-    m = re.search(r"\bdumpbed\.runid=([0-9a-fA-F]{1,16})\b", cmdline)
-    return int(m.group(1), 16) if m else None
 
 
 def crashkernel(ready: Optional[resultchan.ResultLine]) -> list[tuple[int, int]]:
@@ -290,19 +271,20 @@ def console_panic(run_dir: Path) -> Optional[str]:
     return f"Kernel panic - not syncing: {panics[-1].strip()}" if panics else None
 
 
-def cut_readings(want: str, expected: dict) -> tuple[str, ...]:
+def cut_readings(expected: dict) -> tuple[str, ...]:
     """How the reader may see a vmcore a fault cut short (docs/linux-kdump.md, "Faults"):
     makedumpfile's formats mark no cut (its incomplete flag is for a full disk only) and its
     page descriptors and page data grow at two places at once, so past the cut the file holds
     what the partition held before (dumpbed's canary): the reader may call that partial or
     corrupt, and a header that never landed no vmcore or corrupt. What did land is held to the
     device's log byte for byte (vmcore-io); () when the dump was not cut."""
-    if not expected.get("cut") or want == "complete":
+    if not expected.get("cut"):
         return ()
-    return {"partial": ("partial", "corrupt"), "none": ("none", "corrupt")}.get(want, ())
+    return {"partial": ("partial", "corrupt"), "none": ("none", "corrupt")}.get(expected["outcome"], ())
 
 
-def dump_summary(core, layout, io: Optional[dumpio.DeviceIO], cut: tuple[str, ...] = ()) -> dict:
+def dump_summary(core, block_size: int, partition_offset: int, partition_bytes: int,
+                 io: Optional[dumpio.DeviceIO], cut: tuple[str, ...] = ()) -> dict:
     """report.json's `dump` for a vmcore (docs/report.schema.json, vmcore_dump): its status is the
     reader's, or for a cut dump that reads as a cut may, the cut's classification (cut_readings)."""
     s = core.summary()
@@ -317,6 +299,6 @@ def dump_summary(core, layout, io: Optional[dumpio.DeviceIO], cut: tuple[str, ..
         "cpus": s["cpus"], "incomplete": s.get("incomplete"),
         # what the capture kernel wrote, from the device's logs: the vmcore's extent on the disk
         "bytes": max((w.end for w in io.writes if w.landed), default=0) if io is not None else 0,
-        "block_size": layout.block_size, "partition_offset": layout.dump_offset,
-        "partition_bytes": layout.dump_size, "findings": s["findings"][:100],
+        "block_size": block_size, "partition_offset": partition_offset,
+        "partition_bytes": partition_bytes, "findings": s["findings"][:100],
     }
