@@ -108,6 +108,13 @@ class LogData:
             raise DumpbedError(f"{self.log.path}: log entry {entry.index} is short")
         return data
 
+    def read_at(self, position: int, length: int) -> bytes:
+        """`length` bytes at a position of the log file (within an entry's data)."""
+        data = os.pread(self._file.fileno(), length, position)
+        if len(data) != length:
+            raise DumpbedError(f"{self.log.path}: {length} bytes at log offset {position} run past its end")
+        return data
+
     def close(self) -> None:
         self._file.close()
 

@@ -32,7 +32,7 @@ from typing import Callable, Optional
 from dumpbed.capture import blklog
 from dumpbed.oracles.base import Check, make_check
 from dumpbed.oracles.dumpio import DeviceIO, DumpCommand
-from dumpbed.oracles.replay import DiskState, same_bytes, touches
+from dumpbed.oracles.replay import DiskState, touches
 from dumpbed.reader import dumpfmt
 
 MAX_PREFIX_STATES = 4000  # every boundary up to this many writes; sampled beyond
@@ -326,7 +326,7 @@ def _units(io: DeviceIO) -> list[Unit]:
 
 
 def check_device(io: DeviceIO, final_image: Path, block_size: int, dump_id: bytes, final: dumpfmt.Dump,
-                 initial: Callable[[int, int], bytes], scratch_dir: Optional[Path] = None) -> tuple[Tally, str]:
+                 initial: Callable[[int, int], bytes]) -> tuple[Tally, str]:
     """Sweep one dump device; returns the tally and a one-line summary."""
     if io.log is None:
         t = Tally()
@@ -335,13 +335,13 @@ def check_device(io: DeviceIO, final_image: Path, block_size: int, dump_id: byte
     units = _units(io)
     seed = int.from_bytes(dump_id[:8], "little") if dump_id else 0
     with io.log.opener() as data:
-        with DiskState(io.partition_offset, io.partition_bytes, initial, data, scratch_dir) as state:
+        with DiskState(io.partition_offset, io.partition_bytes, initial, data, [u.entry for u in units]) as state:
             sweep = _Sweep(io, state, units, block_size, dump_id, final, seed)
             # First whether the log explains the disk at all: if not, its states are not the
             # disk's, and the sweep would judge something that never was.
             for u in units:
                 state.apply(u.entry)
-            differs = same_bytes(state, final_image, io.partition_offset)
+            differs = state.first_difference(final_image)
             if differs is not None:
                 sweep.problem(f"the write log does not explain the final disk: replayed on the disk as it was "
                               f"before the run, it differs from the image at partition offset 0x{differs:x} "
@@ -360,14 +360,14 @@ def check_device(io: DeviceIO, final_image: Path, block_size: int, dump_id: byte
 
 
 def check_consistency(devices: list[tuple[DeviceIO, Path, int, dumpfmt.Dump, Callable[[int, int], bytes]]],
-                      dump_id: bytes, scratch_dir: Optional[Path] = None) -> Check:
+                      dump_id: bytes) -> Check:
     """devices: (io, image, block size, its final dump, its initial content) for each dump device."""
     problems: list[str] = []
     summaries: list[str] = []
     for io, image, block_size, final, initial in devices:
         if not io.writes and final.status == "none":
             continue
-        tally, summary = check_device(io, image, block_size, dump_id, final, initial, scratch_dir)
+        tally, summary = check_device(io, image, block_size, dump_id, final, initial)
         problems += tally.problems
         if summary:
             summaries.append(summary)

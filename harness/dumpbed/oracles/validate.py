@@ -375,7 +375,7 @@ def _consistency(targets, ios: dict, dumps: dict, scenario: dict, run_dir: Path)
         if io is None:
             return Check("consistency", False, "timeline.json missing: the crash instant is unknown")
         devices.append((io, t.image, t.layout.block_size, dumps[t.role], _initial_content(t, run_dir, scenario)))
-    return check_consistency(devices, scenario["dump_id"], scratch_dir=run_dir)
+    return check_consistency(devices, scenario["dump_id"])
 
 
 def _initial_content(target, run_dir: Path, scenario: dict):

@@ -1,0 +1,107 @@
+"""The replayed disk (oracles/replay.py) against a plain bytearray that applies the same writes:
+whatever the order of applies, undos, swaps and resets, it reads, CRCs and compares as the
+bytes would."""
+from __future__ import annotations
+
+import random
+
+import google_crc32c
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dumpbed.capture import blklog
+from dumpbed.oracles.replay import DiskState
+
+PART_OFFSET = 4096
+PART_BYTES = 64 * 512
+CHUNK = 1024
+
+
+def before(offset: int, length: int) -> bytes:
+    """The content before the run: every byte a function of its disk offset."""
+    return bytes((o * 7 + 3) & 0xFF for o in range(offset, offset + length))
+
+
+def make_log(tmp_path, writes):
+    path = tmp_path / "dump.writes"
+    w = blklog.WriteLogWriter(path)
+    for sector, count, fill in writes:
+        w.write(PART_OFFSET + sector * 512, random.Random(fill).randbytes(512 * count))
+    w.close()
+    return blklog.read(path)
+
+
+writes_st = st.lists(st.tuples(st.integers(0, 63), st.integers(1, 16), st.integers(0, 255))
+                     .filter(lambda w: w[0] + w[1] <= 64), min_size=1, max_size=8)
+ops_st = st.lists(st.tuples(st.sampled_from(["apply", "undoable", "undo", "swap", "reset"]), st.integers(0, 7)),
+                  max_size=20)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(writes=writes_st, ops=ops_st)
+def test_a_replayed_disk_reads_as_the_bytes_it_models(tmp_path, writes, ops):
+    log = make_log(tmp_path, writes)
+    model = bytearray(before(PART_OFFSET, PART_BYTES))
+    undo: list[bytes] = []
+    with log.opener() as data, DiskState(PART_OFFSET, PART_BYTES, before, data, log.entries) as state:
+        for op, k in ops:
+            e = log.entries[k % len(log.entries)]
+            lo = e.offset - PART_OFFSET
+            if op == "apply" and undo:  # plain applies only below the undoable ones (as the sweep does)
+                op = "undoable"
+            if op in ("apply", "undoable"):
+                if op == "undoable":
+                    undo.append(bytes(model))
+                state.apply(e, undoable=op == "undoable")
+                model[lo:lo + e.length] = data.read(e, 0, e.length)
+            elif op == "swap" and undo:
+                # The last write applied, left out for a moment: the disk without it, then with.
+                mark = len(undo) - 1
+                last = state._undo[-1][0]
+                e = log.entries[last]
+                lo = e.offset - PART_OFFSET
+                now = state.swap_out(e, mark)
+                assert state.read(lo, e.length) == undo[-1][lo:lo + e.length]
+                assert e.index not in state.applied
+                state.swap_in(e, now)
+            elif op == "undo" and undo:
+                state.undo_to(len(undo) - 1)
+                model[:] = undo.pop()
+            elif op == "reset":
+                state.reset()
+                undo.clear()
+                model[:] = before(PART_OFFSET, PART_BYTES)
+            assert state.read(0, PART_BYTES) == bytes(model)
+            assert state.read(700, 3000) == bytes(model[700:3700])
+            count = PART_BYTES // CHUNK
+            assert state.chunk_crcs(0, CHUNK, count, PART_BYTES) == \
+                [google_crc32c.value(bytes(model[i:i + CHUNK])) for i in range(0, PART_BYTES, CHUNK)]
+            assert state.chunk_crcs(1024, CHUNK, 3, 1024 + 2 * CHUNK + 100)[-1] == \
+                google_crc32c.value(bytes(model[1024 + 2 * CHUNK:1024 + 2 * CHUNK + 100]))
+
+
+def test_a_difference_from_the_image_is_found_at_its_byte(tmp_path):
+    log = make_log(tmp_path, [(2, 4, 1), (10, 1, 2)])
+    image = bytearray(before(0, PART_OFFSET + PART_BYTES))
+    for e in log.entries:
+        image[e.offset:e.end] = log.data(e)
+    path = tmp_path / "dump.img"
+    path.write_bytes(bytes(image))
+    with log.opener() as data, DiskState(PART_OFFSET, PART_BYTES, before, data, log.entries) as state:
+        assert state.first_difference(path) is not None  # nothing applied yet
+        for e in log.entries:
+            state.apply(e)
+        assert state.first_difference(path) is None
+        image[PART_OFFSET + 5000] ^= 1  # a byte no logged write made
+        path.write_bytes(bytes(image))
+        assert state.first_difference(path) == 5000
+        path.write_bytes(bytes(image[:PART_OFFSET + 3000]))  # an image cut short
+        assert state.first_difference(path) == 3000
+
+
+def test_a_write_outside_the_partition_is_refused(tmp_path):
+    log = make_log(tmp_path, [(60, 8, 1)])
+    with log.opener() as data, DiskState(PART_OFFSET, PART_BYTES - 4096, before, data, log.entries) as state:
+        with pytest.raises(ValueError, match="outside the dump partition"):
+            state.apply(log.entries[0])
