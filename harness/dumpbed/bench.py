@@ -22,8 +22,9 @@ from rich.console import Console
 from rich.table import Table
 
 from dumpbed import progress
-from dumpbed.capture import guestprof
+from dumpbed.capture import blklog, guestprof
 from dumpbed.errors import DumpbedError
+from dumpbed.images.topology import DiskSpec, Topology
 from dumpbed.machine.qemu import Machine
 from dumpbed.run import Scenario, preflight, run_and_validate
 from dumpbed.scenario.disks import DISKS
@@ -32,22 +33,45 @@ from dumpbed.units import MiB
 REQUEST_BYTES = 4 * MiB  # the guest's DUMPQUERY max transfer on virtio-blk
 
 
-def host_write_mib_s(directory: Path, nbytes: int) -> float:
+def host_write_mib_s(directory: Path, nbytes: int, write_log: bool = False) -> float:
+    """The host's own sequential write of `nbytes` (4 MiB requests, one in flight, writeback,
+    flushed at the end) to a new raw image in `directory`; with `write_log`, through the block
+    graph a dump disk has (a blklogwrites node logging every write with its data to a new log
+    beside the image), so the evidence's own cost is in the reference too."""
     image = directory / "bench-host-write.img"
+    log = blklog.log_path(image)
     count = max(1, nbytes // REQUEST_BYTES)
     try:
         subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(image), str(count * REQUEST_BYTES)],
                        check=True, capture_output=True, timeout=60)
-        proc = subprocess.run(
-            ["qemu-img", "bench", "-w", "-t", "writeback", "-f", "raw", "-s", str(REQUEST_BYTES),
-             "-c", str(count), "-d", "1", f"--flush-interval={count}", "--pattern=0xa5", str(image)],
-            capture_output=True, text=True, timeout=600)
+        if write_log:
+            log.write_bytes(b"")
+        seconds = qemu_img_bench(graph_target(image, log if write_log else None), count)
     finally:
         image.unlink(missing_ok=True)
+        log.unlink(missing_ok=True)
+    return count * REQUEST_BYTES / MiB / seconds
+
+
+def graph_target(image: Path, log: Optional[Path]) -> list[str]:
+    """qemu-img's arguments for `image` as a dump disk's block graph (with `log`: its write log),
+    built by the same code that builds the guest's -blockdev."""
+    if log is None:
+        return ["-f", "raw", str(image)]
+    spec = DiskSpec(image=image, node="bench", write_log=log)
+    return ["json:" + json.dumps(Topology.blockdev(spec), separators=(",", ":"))]
+
+
+def qemu_img_bench(target: list[str], count: int) -> float:
+    """Seconds `qemu-img bench` took to write `count` requests of REQUEST_BYTES to `target`."""
+    proc = subprocess.run(
+        ["qemu-img", "bench", "-w", "-t", "writeback", "-s", str(REQUEST_BYTES), "-c", str(count), "-d", "1",
+         f"--flush-interval={count}", "--pattern=0xa5", *target],
+        capture_output=True, text=True, timeout=600)
     match = re.search(r"Run completed in ([0-9.]+) seconds", proc.stdout)
     if proc.returncode != 0 or not match:
         raise DumpbedError(f"qemu-img bench failed: {proc.stderr.strip() or proc.stdout.strip()}")
-    return count * REQUEST_BYTES / MiB / float(match.group(1))
+    return float(match.group(1))
 
 
 def _cpu_model() -> str:
@@ -98,7 +122,11 @@ def bench_cases(disks: tuple[str, ...]) -> list[tuple[str, str, list[str]]]:
 
 # The figures --repeat gives as minimum, median and maximum (each repeat's ratios against the host
 # references measured in that same repeat)
-FIGURES = ("dump_mib_s", "ratio_to_host_write", "ratio_to_qemu_dump", "boot_s", "crash_to_verdict_s", "validate_mib_s")
+# The host's own figures each repeat measures, and the ratio each gives every row.
+REFERENCES = ("host_write_mib_s", "graph_write_mib_s", "qemu_dump_guest_memory_mib_s")
+RATIOS = dict(zip(("ratio_to_host_write", "ratio_to_graph_write", "ratio_to_qemu_dump"), REFERENCES))
+FIGURES = ("dump_mib_s", "ratio_to_host_write", "ratio_to_graph_write", "ratio_to_qemu_dump", "boot_s",
+           "crash_to_verdict_s", "validate_mib_s")
 
 
 def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = False,
@@ -117,10 +145,9 @@ def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = Fa
     repeats, accel_used = [], accel
     with progress.task("bench", total=len(cases) * repeat) as runs:  # each run's own bars below it
         for k in range(repeat):
-            rows, accel_k, host, qemu_speed = _one_repeat(out, cases, memory_bytes, accel, keep, runs, k, repeat)
+            rows, accel_k, refs = _one_repeat(out, cases, memory_bytes, accel, keep, runs, k, repeat)
             accel_used = accel_k or accel_used
-            repeats.append({"host_write_mib_s": round(host, 1), "qemu_dump_guest_memory_mib_s": round(qemu_speed, 1),
-                            "disks": rows})
+            repeats.append({**{name: round(refs[name], 1) for name in REFERENCES}, "disks": rows})
     first = repeats[0]
     rows = [dict(row) for row in first["disks"]]
     if repeat > 1:
@@ -133,13 +160,12 @@ def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = Fa
                     "accel": accel_used, "memory_bytes": memory_bytes},
         "date": time.strftime("%Y-%m-%d"),
         "repeat": repeat,
-        "host_write_mib_s": first["host_write_mib_s"],
-        "qemu_dump_guest_memory_mib_s": first["qemu_dump_guest_memory_mib_s"],
+        **{name: first[name] for name in REFERENCES},
         "disks": rows,
     }
     if repeat > 1:
-        result["host_write_mib_s_spread"] = _spread([r["host_write_mib_s"] for r in repeats])
-        result["qemu_dump_guest_memory_mib_s_spread"] = _spread([r["qemu_dump_guest_memory_mib_s"] for r in repeats])
+        for name in REFERENCES:
+            result[f"{name}_spread"] = _spread([r[name] for r in repeats])
         result["repeats"] = repeats
     (out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
@@ -154,8 +180,8 @@ def _spread(values: list) -> Optional[dict]:
 
 
 def _one_repeat(out: Path, cases, memory_bytes: int, accel: str, keep: bool, runs, k: int, repeat: int):
-    """Every case once, then the host's own write and QEMU's dump of the first case's guest, in
-    this repeat: (rows, the accelerator used, host MiB/s, dump-guest-memory MiB/s)."""
+    """Every case once, then the host's own writes and QEMU's dump of the first case's guest, in
+    this repeat: (rows, the accelerator used, {reference: MiB/s})."""
     qemu_dump = _QemuDumpTimer(out / "qemu-dump-guest-memory.elf")
     rows, accel_used, dump_bytes = [], None, 0
     for index, (label, disk, faults) in enumerate(cases):
@@ -192,14 +218,15 @@ def _one_repeat(out: Path, cases, memory_bytes: int, accel: str, keep: bool, run
         if not keep:  # the images are GiB-sized; the figures and logs stay
             for big in [*run_dir.glob("*.img"), *(run_dir / "snapshot").glob("mem-*.bin")]:
                 big.unlink(missing_ok=True)
-    with progress.task("bench: the host's own write (qemu-img bench)"):
-        host = host_write_mib_s(out, dump_bytes or memory_bytes)
-    qemu_speed = qemu_dump.bytes / MiB / qemu_dump.seconds if qemu_dump.seconds else 0.0
+    with progress.task("bench: the host's own write (qemu-img bench), bare and through the write log"):
+        refs = {"host_write_mib_s": host_write_mib_s(out, dump_bytes or memory_bytes),
+                "graph_write_mib_s": host_write_mib_s(out, dump_bytes or memory_bytes, write_log=True)}
+    refs["qemu_dump_guest_memory_mib_s"] = qemu_dump.bytes / MiB / qemu_dump.seconds if qemu_dump.seconds else 0.0
     for row in rows:
         speed = row.get("dump_mib_s", 0.0)
-        row["ratio_to_host_write"] = round(speed / host, 3) if host and speed else None
-        row["ratio_to_qemu_dump"] = round(speed / qemu_speed, 3) if qemu_speed and speed else None
-    return rows, accel_used, host, qemu_speed
+        for ratio, name in RATIOS.items():
+            row[ratio] = round(speed / refs[name], 3) if refs[name] and speed else None
+    return rows, accel_used, refs
 
 
 def _shown(value, spread: Optional[dict]) -> str:
@@ -220,22 +247,23 @@ def render(result: dict, profile: bool = False) -> None:
              + (f"; median (min-max) of {repeat} repeats" if repeat > 1 else ""))
     table = Table(title=title)
     # dump MiB/s, then as a ratio to the host's write speed and to QEMU's dump-guest-memory
-    for column in ("disk", "MiB/s", "x host", "x qemu", "boot s", "to verdict s", "validate MiB/s", "verdict"):
+    for column in ("disk", "MiB/s", "x host", "x graph", "x qemu", "boot s", "to verdict s", "validate MiB/s",
+                   "verdict"):
         table.add_column(column, justify="left" if column in ("disk", "verdict") else "right",
                          no_wrap=column == "disk")
     for r in result["disks"]:
         if "error" in r:
-            table.add_row(r["disk"], "-", "-", "-", "-", "-", "-", f"[red]error[/] {r['error']}")
+            table.add_row(r["disk"], *["-"] * len(FIGURES), f"[red]error[/] {r['error']}")
             continue
         table.add_row(r["disk"], *(_figure(r, name) for name in FIGURES),
                       "[green]pass[/]" if r["verdict"] == "pass" else "[red]FAIL[/]")
     console = Console(width=max(Console().width, 100))  # the columns whole, even in a log
     console.print(table)
-    host = _shown(result["host_write_mib_s"], result.get("host_write_mib_s_spread"))
-    qemu = _shown(result["qemu_dump_guest_memory_mib_s"], result.get("qemu_dump_guest_memory_mib_s_spread"))
+    host, graph, qemu = (_shown(result[name], result.get(f"{name}_spread")) for name in REFERENCES)
     print(f"x host: ratio to the host's write, qemu-img bench with 4 MiB requests at depth 1, writeback (the dump "
-          f"disk's cache mode), measured in each repeat: {host} MiB/s\nx qemu: ratio to QEMU's dump-guest-memory of "
-          f"the same guest: {qemu} MiB/s")
+          f"disk's cache mode), measured in each repeat: {host} MiB/s\nx graph: the same write through the dump "
+          f"disk's block graph (its blklogwrites write log): {graph} MiB/s\nx qemu: ratio to QEMU's "
+          f"dump-guest-memory of the same guest: {qemu} MiB/s")
     if profile:
         for r in result["disks"]:
             _render_profile(console, r)

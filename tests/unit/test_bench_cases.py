@@ -1,5 +1,9 @@
-"""dumpbed bench's rows: every disk kind once, a network target also through a lossy link."""
+"""dumpbed bench: its rows (every disk kind once, a network target also through a lossy link) and its
+host references."""
+import subprocess
+
 from dumpbed import bench
+from dumpbed.capture import blklog
 from dumpbed.scenario import disks, faults
 
 
@@ -50,3 +54,20 @@ def test_a_run_without_a_whole_profile_line_has_none(tmp_path):
 def test_the_spread_of_repeats():
     assert bench._spread([3.0, 1.0, 2.0, None]) == {"min": 1.0, "median": 2.0, "max": 3.0, "n": 3}
     assert bench._spread([None]) is None
+
+
+def test_the_graph_reference_goes_through_a_write_log_as_the_dump_disk_does(tmp_path):
+    """The same-graph reference writes through blklogwrites: every request lands in the log."""
+    image, log = tmp_path / "ref.img", tmp_path / "ref.writes"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(image), str(8 * bench.REQUEST_BYTES)], check=True)
+    log.write_bytes(b"")
+    assert bench.qemu_img_bench(bench.graph_target(image, log), 8) > 0
+    entries = blklog.read(log).entries
+    assert [e.length for e in entries if e.is_write] == [bench.REQUEST_BYTES] * 8
+    assert entries[-1].is_flush
+    assert bench.graph_target(image, None) == ["-f", "raw", str(image)]  # the bare reference: no log
+
+
+def test_bench_leaves_no_reference_image_or_log(tmp_path):
+    assert bench.host_write_mib_s(tmp_path, 2 * bench.REQUEST_BYTES, write_log=True) > 0
+    assert list(tmp_path.iterdir()) == []

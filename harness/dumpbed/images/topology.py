@@ -143,12 +143,16 @@ class Topology:
                 "log": file(disk.write_log, True), "log-sector-size": blklog.SECTOR_SIZE}
 
     @classmethod
+    def blockdev(cls, disk: DiskSpec) -> dict:
+        """The disk's block graph, as -blockdev takes it (and qemu-img as a json: filename)."""
+        return {"driver": "raw", "node-name": disk.node, "file": cls._file_node(disk)}
+
+    @classmethod
     def _disk_args(cls, kind: str, disk: DiskSpec, hba: str, number: int) -> list[str]:
         if disks_mod.get(kind).network:  # the image is the dump server's, never QEMU's
             return [a for device in disks_mod.get(kind).disk_devices(disk.node, hba, 0, 0, "", number)
                     for a in ("-device", device)]
-        blockdev = {"driver": "raw", "node-name": disk.node, "file": cls._file_node(disk)}
-        args = ["-blockdev", json.dumps(blockdev, separators=(",", ":"))]
+        args = ["-blockdev", json.dumps(cls.blockdev(disk), separators=(",", ":"))]
         sizes = f"logical_block_size={disk.block_size},physical_block_size={disk.block_size}"
         if disk.stop_on_error:
             sizes += ",werror=stop,rerror=stop"
