@@ -34,7 +34,8 @@ def make_log(tmp_path, writes):
 
 writes_st = st.lists(st.tuples(st.integers(0, 63), st.integers(1, 16), st.integers(0, 255))
                      .filter(lambda w: w[0] + w[1] <= 64), min_size=1, max_size=8)
-ops_st = st.lists(st.tuples(st.sampled_from(["apply", "undoable", "undo", "swap", "reset"]), st.integers(0, 7)),
+ops_st = st.lists(st.tuples(st.sampled_from(["apply", "undoable", "undo", "swap", "reset", "compare"]),
+                            st.integers(0, 7)),
                   max_size=20)
 
 
@@ -68,6 +69,10 @@ def test_a_replayed_disk_reads_as_the_bytes_it_models(tmp_path, writes, ops):
             elif op == "undo" and undo:
                 state.undo_to(len(undo) - 1)
                 model[:] = undo.pop()
+            elif op == "compare":  # the same bytes in an image: no difference, and the CRCs kept on the way
+                path = tmp_path / "model.img"
+                path.write_bytes(bytes(PART_OFFSET) + bytes(model))
+                assert state.first_difference(path, (k * 512, CHUNK)) is None
             elif op == "reset":
                 state.reset()
                 undo.clear()

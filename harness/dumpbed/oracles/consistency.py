@@ -341,7 +341,8 @@ def check_device(io: DeviceIO, final_image: Path, block_size: int, dump_id: byte
             # disk's, and the sweep would judge something that never was.
             for u in units:
                 state.apply(u.entry)
-            differs = state.first_difference(final_image)
+            h = final.header
+            differs = state.first_difference(final_image, (h.body_offset, h.chunk_size) if final.geometry_ok else None)
             if differs is not None:
                 sweep.problem(f"the write log does not explain the final disk: replayed on the disk as it was "
                               f"before the run, it differs from the image at partition offset 0x{differs:x} "

@@ -173,19 +173,35 @@ class DiskState(dumpfmt.Image):
         return out
 
     def _crc(self, start: int, end: int) -> int:
-        g = self._g
-        if start % g or end % g:
-            return google_crc32c.value(self._bytes(start, end))
-        deltas = self._delta[start // g:end // g]
-        first = int(deltas[0])
-        if (deltas == first).all():  # one source: a run of the log, or the content before the run
-            source = ("before", start, end) if first == _BEFORE else ("log", start + first, end - start)
-        else:
-            source = ("mixed", start, end, deltas.tobytes())
+        source = self._source(start, end)
         crc = self._crc_by_source.get(source)
         if crc is None:
-            crc = self._crc_by_source[source] = google_crc32c.value(self._bytes(start, end))
+            crc = google_crc32c.value(self._bytes(start, end))
+            if source is not None:
+                self._crc_by_source[source] = crc
         return crc
+
+    def _source(self, start: int, end: int) -> Optional[tuple]:
+        """Where the bytes of [start, end) come from now, as a key of the CRCs kept: a run of the
+        log, the content before the run, or blocks of several sources (None: not whole blocks)."""
+        g = self._g
+        if start % g or end % g:
+            return None
+        deltas = self._delta[start // g:end // g]
+        first = int(deltas[0])
+        if (deltas == first).all():
+            return ("before", start, end) if first == _BEFORE else ("log", start + first, end - start)
+        return ("mixed", start, end, deltas.tobytes())
+
+    def _keep_crcs(self, data: bytes, pos: int, offset: int, chunk_size: int) -> None:
+        """Keep the CRC of every whole chunk (of the body at `offset`) that `data`, the bytes at
+        `pos` now, holds: the sweep then reads no log byte a second time for them."""
+        k = max(0, -(-(pos - offset) // chunk_size))
+        while (lo := offset + k * chunk_size) + chunk_size <= pos + len(data):
+            source = self._source(lo, lo + chunk_size)
+            if source is not None and source not in self._crc_by_source:
+                self._crc_by_source[source] = google_crc32c.value(data[lo - pos:lo - pos + chunk_size])
+            k += 1
 
     def take_changes(self) -> list[tuple[int, int]]:
         """The ranges whose bytes may have changed since the last call."""
@@ -208,13 +224,17 @@ class DiskState(dumpfmt.Image):
             if last >= 0 and first < len(valid):
                 valid[first:last + 1] = False
 
-    def first_difference(self, image_path: Path) -> Optional[int]:
-        """Where the state first differs from the image's partition, or None if they are equal."""
+    def first_difference(self, image_path: Path, chunks: Optional[tuple[int, int]] = None) -> Optional[int]:
+        """Where the state first differs from the image's partition, or None if they are equal.
+        With `chunks` (the body's offset and chunk size), the CRCs of the chunks are kept on the
+        way, from the bytes this reads anyway."""
         with open(image_path, "rb") as f:
             for pos in range(0, self.size, _STEP):
                 n = min(_STEP, self.size - pos)
                 actual = os.pread(f.fileno(), n, self.partition_offset + pos)
                 mine = self._bytes(pos, pos + n)
+                if chunks is not None and chunks[0] >= 0 and chunks[1] > 0:
+                    self._keep_crcs(mine, pos, *chunks)
                 if actual != mine:
                     a = np.frombuffer(actual, np.uint8)
                     b = np.frombuffer(mine, np.uint8)[:len(a)]
