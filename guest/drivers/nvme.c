@@ -74,8 +74,10 @@
 #define ADMIN_QID	0
 #define RUNTIME_QID	1
 #define DUMP_QID	2
-#define MAX_TRANSFER	(512u * 1024)	/* this driver's cap on MDTS: the bounce buffer's size */
 #define PRP_PER_PAGE	(PAGE / 8)
+/* This driver's cap on MDTS: what PRP1 and one PRP list page describe, wherever the data starts. */
+#define MAX_TRANSFER	(PRP_PER_PAGE * PAGE)
+#define BOUNCE_BYTES	(512u * 1024)	/* a bounced transfer goes in commands of at most this */
 #define NVME_MAX_CTRLS	2
 #define RT_SLOTS	4		/* runtime requests in flight (< QUEUE_ENTRIES) */
 
@@ -163,7 +165,7 @@ static struct nvme_ctrl ctrls[NVME_MAX_CTRLS] __dumpstate;
 static struct nvme_memory ctrl_mem[NVME_MAX_CTRLS] __dumpstate;
 /* One bounce buffer: only one device dumps at a time (a restart on the secondary comes after
  * the primary gave up). */
-static uint8_t bounce_buf[MAX_TRANSFER] __dumpstate __attribute__((aligned(PAGE)));
+static uint8_t bounce_buf[BOUNCE_BYTES] __dumpstate __attribute__((aligned(PAGE)));
 static int nctrls;
 
 static uint32_t reg_read32(const struct nvme_ctrl *c, uint32_t off) { return mmio_read32(c->regs + off); }
@@ -461,46 +463,75 @@ static void set_prps(uint64_t *list, struct nvme_sqe *e, const struct iovec *iov
 	e->prp2 = n <= 0 ? 0 : n == 1 ? list[0] : (uintptr_t)list;
 }
 
-/* Read or write nblocks at lba of the namespace, from or to iov. On a timeout the controller is
- * reset (queues as `runtime` says) before the error goes back. */
-static int rw(struct nvme_ctrl *c, struct nvme_queue *q, bool write, uint64_t lba, uint32_t nblocks,
-	      const struct iovec *iov, int iovcnt, bool runtime)
+/* One Read or Write of nblocks at lba, its data where the PRPs of iov say. On a timeout the
+ * controller is reset (queues as `runtime` says) before the error goes back. */
+static int command(struct nvme_ctrl *c, struct nvme_queue *q, bool write, uint64_t lba, uint32_t nblocks,
+		   const struct iovec *iov, int iovcnt, bool runtime)
 {
 	struct nvme_sqe e = { .cdw0 = write ? NVM_WRITE : NVM_READ, .nsid = c->nsid,
 			      .cdw10 = (uint32_t)lba, .cdw11 = (uint32_t)(lba >> 32), .cdw12 = nblocks - 1 };
-	uint64_t bytes = (uint64_t)nblocks * c->block_size;
-	struct iovec bounce = { bounce_buf, bytes };
-	bool bounced = !prp_describable(iov, iovcnt);
 	int err;
 
-	if (c->broken)
-		return EIO;
-	if (bounced) {
-		uint64_t off = 0;
-
-		c->bounced++;
-		for (int i = 0; write && i < iovcnt; i++) {
-			run_unprivileged(copy_unprivileged, (uintptr_t)bounce_buf + off, (uintptr_t)iov[i].iov_base,
-					 iov[i].iov_len);
-			off += iov[i].iov_len;
-		}
-		set_prps(c->mem->prp_list, &e, &bounce, 1);
-	} else {
-		set_prps(c->mem->prp_list, &e, iov, iovcnt);
-	}
+	set_prps(c->mem->prp_list, &e, iov, iovcnt);
 	err = run_command(c, q, &e);
 	if (err == ETIMEDOUT)
 		bring_up(c, runtime);
-	if (!err && bounced && !write) {
-		uint64_t off = 0;
-
-		for (int i = 0; i < iovcnt; i++) {
-			run_unprivileged(copy_unprivileged, (uintptr_t)iov[i].iov_base, (uintptr_t)bounce_buf + off,
-					 iov[i].iov_len);
-			off += iov[i].iov_len;
-		}
-	}
 	return err;
+}
+
+/* Bytes [from, from + len) of the iovecs' data copied into buf (into_buf) or out of it, in ring 3. */
+static void bounce_copy(uint8_t *buf, const struct iovec *iov, int iovcnt, uint64_t from, uint64_t len,
+			bool into_buf)
+{
+	for (int i = 0; i < iovcnt && len; i++) {
+		uint64_t seg = iov[i].iov_len, n;
+		uintptr_t p;
+
+		if (from >= seg) {
+			from -= seg;
+			continue;
+		}
+		n = seg - from < len ? seg - from : len;
+		p = (uintptr_t)iov[i].iov_base + from;
+		if (into_buf)
+			run_unprivileged(copy_unprivileged, (uintptr_t)buf, p, n);
+		else
+			run_unprivileged(copy_unprivileged, p, (uintptr_t)buf, n);
+		buf += n;
+		len -= n;
+		from = 0;
+	}
+}
+
+/* Read or write nblocks at lba of the namespace, from or to iov: one command whose PRPs
+ * describe iov, or, when they cannot, commands of at most BOUNCE_BYTES through the bounce
+ * buffer, in order. */
+static int rw(struct nvme_ctrl *c, struct nvme_queue *q, bool write, uint64_t lba, uint32_t nblocks,
+	      const struct iovec *iov, int iovcnt, bool runtime)
+{
+	uint64_t bytes = (uint64_t)nblocks * c->block_size;
+
+	if (c->broken)
+		return EIO;
+	if (prp_describable(iov, iovcnt))
+		return command(c, q, write, lba, nblocks, iov, iovcnt, runtime);
+	for (uint64_t done = 0; done < bytes;) {
+		uint64_t n = bytes - done < BOUNCE_BYTES ? bytes - done : BOUNCE_BYTES;
+		struct iovec bounce = { bounce_buf, n };
+		int err;
+
+		c->bounced++;
+		if (write)
+			bounce_copy(bounce_buf, iov, iovcnt, done, n, true);
+		err = command(c, q, write, lba + done / c->block_size, (uint32_t)(n / c->block_size), &bounce, 1,
+			      runtime);
+		if (err)
+			return err;
+		if (!write)
+			bounce_copy(bounce_buf, iov, iovcnt, done, n, false);
+		done += n;
+	}
+	return 0;
 }
 
 static int flush(struct nvme_ctrl *c, struct nvme_queue *q, bool runtime)
