@@ -10,6 +10,7 @@
 #include "dump/facility.h"
 #include "arch/x86/pin.h"
 #include "dump/format.h"
+#include "dump/prof.h"
 #include "dump/ras.h"
 #include "dump/registry.h"
 #include "kern/memmap.h"
@@ -387,6 +388,7 @@ static int make_call(struct call_ctx *cx, bool *faulted)
 	int idx = (int)dmp_state.ncalls++;
 	struct dmp_call *r = &dmp_state.calls[idx];
 	bool violated = false;
+	uint64_t t;
 
 	memset(r, 0, sizeof(*r));
 	r->component = cx->ci;
@@ -396,7 +398,9 @@ static int make_call(struct call_ctx *cx, bool *faulted)
 	cur_comp = (int)cx->ci;
 	cur_call = idx;
 	cur_op = cx->op;
+	t = prof_begin();
 	pin_guarded_call(call_routine, (uintptr_t)cx, 0, 0, &violated);
+	prof_end(PROF_CALLS, t);
 	cur_comp = -1;
 	cur_call = -1;
 	cur_op = 0;

@@ -58,8 +58,8 @@ void prof_report(void)
 
 	result_line("PROFILE tsc_hz=%llu total=%llu crc=%llu crc_n=%llu copy=%llu copy_n=%llu write=%llu "
 		    "write_n=%llu write_bytes=%llu flush=%llu flush_n=%llu meta=%llu meta_n=%llu device=%llu "
-		    "device_n=%llu pin=%llu pin_n=%llu lines=%llu lines_n=%llu user_calls=%llu user_call=%llu "
-		    "cr3_writes=%llu",
+		    "device_n=%llu pin=%llu pin_n=%llu lines=%llu lines_n=%llu calls=%llu calls_n=%llu "
+		    "user_calls=%llu user_call=%llu cr3_writes=%llu",
 		    (unsigned long long)tsc_hz, (unsigned long long)total,
 		    (unsigned long long)cycles[PROF_CRC], (unsigned long long)count[PROF_CRC],
 		    (unsigned long long)cycles[PROF_COPY], (unsigned long long)count[PROF_COPY],
@@ -70,5 +70,6 @@ void prof_report(void)
 		    (unsigned long long)cycles[PROF_DEVICE], (unsigned long long)count[PROF_DEVICE],
 		    (unsigned long long)cycles[PROF_PIN], (unsigned long long)count[PROF_PIN],
 		    (unsigned long long)cycles[PROF_LINES], (unsigned long long)count[PROF_LINES],
+		    (unsigned long long)cycles[PROF_CALLS], (unsigned long long)count[PROF_CALLS],
 		    (unsigned long long)calls, (unsigned long long)user_call_cycles(), (unsigned long long)cr3);
 }

@@ -1,8 +1,8 @@
 /*
  * Where the dump's time goes (docs/guest-interface.md, "PROFILE"): TSC cycles and counts per
- * category, kept by the writer around what it calls, printed once before DONE. The categories
- * do not overlap: the writer times only its leaves (a CRC feed, a staging copy, one write),
- * never a step that contains another.
+ * category, kept by the writer and the facility around what they call, printed once before
+ * DONE. The categories do not overlap: only leaves are timed (a CRC feed, a staging copy, one
+ * write, one routine call), never a step that contains another.
  */
 #ifndef DUMP_PROF_H
 #define DUMP_PROF_H
@@ -20,6 +20,7 @@ enum prof_cat {
 	PROF_DEVICE,	/* DUMPSTART and DUMPQUERY, DUMPEND (the driver's reset and rings) */
 	PROF_PIN,	/* entering and leaving the pinning enforcement (its page tables) */
 	PROF_LINES,	/* the PROGRESS lines (a port write, a VM exit, per byte) */
+	PROF_CALLS,	/* the components' routine calls, under the pinning guard (the facility) */
 	PROF_NCAT
 };
 

@@ -35,6 +35,9 @@ def test_bench_repeats_and_profiles_a_dump(tmp_path):
         assert abs(sum(r["share"] for r in prof["rows"]) - 1) < 1e-3 and rows["rest"]["ms"] >= 0
         assert rows["write"]["n"] >= 1 and rows["flush"]["n"] >= 2 and rows["crc"]["n"] >= 1
         assert prof["user_calls"] >= rows["crc"]["n"] + rows["copy"]["n"]
+        # Each routine call the facility made is a call record in the dump's directory.
+        report = json.loads((out / "virtio-blk" / str(k) / "report.json").read_text())
+        assert rows["calls"]["n"] == report["dump"]["calls"] >= 1
         # What the guest says it wrote is what the device's write log shows landed.
         log = blklog.read(blklog.log_path(out / "virtio-blk" / str(k) / "dump.img"))
         landed = sum(e.length for e in log.writes)

@@ -25,7 +25,8 @@ def test_every_kind_has_a_row_and_a_network_one_a_lossy_row_too():
 
 PROFILE = ("DUMPBED PROFILE tsc_hz=1000000000 total=1000000000 crc=100000000 crc_n=10 copy=50000000 copy_n=5 "
            "write=400000000 write_n=20 write_bytes=104857600 flush=100000000 flush_n=4 meta=10000000 meta_n=4 "
-           "device=20000000 device_n=2 pin=20000000 pin_n=2 lines=50000000 lines_n=5 user_calls=15 "
+           "device=20000000 device_n=2 pin=20000000 pin_n=2 lines=50000000 lines_n=5 calls=30000000 calls_n=6 "
+           "user_calls=15 "
            "user_call=70000 cr3_writes=3\n")
 
 
@@ -37,7 +38,8 @@ def test_the_profile_line_becomes_milliseconds_and_shares(tmp_path):
     rows = {r["what"]: r for r in b["rows"]}
     assert b["total_ms"] == 1000.0
     assert rows["write"]["ms"] == 400.0 and rows["write"]["n"] == 20 and rows["write"]["per_ms"] == 20.0
-    assert rows["rest"]["ms"] == 250.0 and abs(sum(r["share"] for r in b["rows"]) - 1) < 1e-9
+    assert rows["calls"]["ms"] == 30.0 and rows["calls"]["n"] == 6
+    assert rows["rest"]["ms"] == 220.0 and abs(sum(r["share"] for r in b["rows"]) - 1) < 1e-9
     assert b["user_calls"] == 15 and b["user_call_us"] == 70.0 and b["cr3_writes"] == 3
     assert b["device_mib_s"] == 200.0  # 100 MiB in 0.5 s of writes and flushes
 

@@ -21,6 +21,7 @@ CATEGORIES = (
     ("device", "DUMPSTART, DUMPQUERY, DUMPEND"),
     ("pin", "pinning enforcement: in and out"),
     ("lines", "PROGRESS lines (a port write per byte)"),
+    ("calls", "the components' routine calls (pinning guard, ring 3)"),
 )
 
 
@@ -38,7 +39,7 @@ def read(run_dir: Path) -> Optional[dict[str, int]]:
 def breakdown(run_dir: Path) -> Optional[dict]:
     """The profile in milliseconds: each category's time, share of the dump, count and time per
     call; the ring 3 trips (count x the measured cost of one, already inside crc and copy); the
-    page-table switches; the rest (the facility, DUMPSTART/QUERY/END, the progress lines)."""
+    page-table switches; the rest (the crash handler, the facility's bookkeeping, the console)."""
     p = read(run_dir)
     if not p or not p.get("tsc_hz") or not p.get("total"):
         return None
@@ -51,7 +52,7 @@ def breakdown(run_dir: Path) -> Optional[dict]:
         rows.append({"what": key, "description": what, "ms": round(t, 3), "share": round(t / total, 4),
                      "n": n, "per_ms": round(t / n, 4) if n else None})
     rest = max(0.0, total - accounted)
-    rows.append({"what": "rest", "description": "the facility (components, tables), the console's lines",
+    rows.append({"what": "rest", "description": "the crash handler, the facility's bookkeeping, the console",
                  "ms": round(rest, 3), "share": round(rest / total, 4), "n": None, "per_ms": None})
     trips = p.get("user_calls", 0)
     write_ms = ms(p.get("write", 0)) + ms(p.get("flush", 0))
