@@ -79,6 +79,24 @@ void pci_set_command_bits(const struct pci_dev *d, uint16_t set, uint16_t clear)
 	pci_cfg_write16(d, PCI_COMMAND, (cmd & ~clear) | set);
 }
 
+/*
+ * A BAR's sizing: its value, the all-ones probe, the value back, with the address written
+ * once for all four accesses (each port access is a VM exit). Only pci_init() at boot does
+ * this, with interrupts off: nothing else can access config space in between (an NMI or an
+ * exception there is a crash, which never comes back here).
+ */
+static uint32_t probe_bar(const struct pci_dev *d, uint8_t off, uint32_t *orig)
+{
+	uint32_t probe;
+
+	outl(PCI_CONFIG_ADDRESS, cfg_address(d, off));
+	*orig = inl(PCI_CONFIG_DATA);
+	outl(PCI_CONFIG_DATA, 0xffffffffu);
+	probe = inl(PCI_CONFIG_DATA);
+	outl(PCI_CONFIG_DATA, *orig);
+	return probe;
+}
+
 /* Size the BARs with decoding off, so the all-ones probe never decodes anywhere. */
 static void size_bars(struct pci_dev *d)
 {
@@ -89,12 +107,9 @@ static void size_bars(struct pci_dev *d)
 
 	for (int i = 0; i < d->nbars; i++) {
 		uint8_t off = PCI_BAR0 + 4 * i;
-		uint32_t orig = pci_cfg_read32(d, off), probe;
+		uint32_t orig, probe = probe_bar(d, off, &orig);
 		struct pci_bar *b = &d->bar[i];
 
-		pci_cfg_write32(d, off, 0xffffffffu);
-		probe = pci_cfg_read32(d, off);
-		pci_cfg_write32(d, off, orig);
 		if (probe == 0 || probe == 0xffffffffu)
 			continue;
 
@@ -107,12 +122,8 @@ static void size_bars(struct pci_dev *d)
 		b->prefetchable = orig & 0x8;
 		b->is64 = ((orig >> 1) & 3) == 2;
 		if (b->is64 && i + 1 < d->nbars) {
-			uint8_t off_hi = off + 4;
-			uint32_t orig_hi = pci_cfg_read32(d, off_hi), probe_hi;
+			uint32_t orig_hi, probe_hi = probe_bar(d, off + 4, &orig_hi);
 
-			pci_cfg_write32(d, off_hi, 0xffffffffu);
-			probe_hi = pci_cfg_read32(d, off_hi);
-			pci_cfg_write32(d, off_hi, orig_hi);
 			b->size = ~(((uint64_t)probe_hi << 32) | (probe & ~0xfu)) + 1;
 			b->base = ((uint64_t)orig_hi << 32) | (orig & ~0xfu);
 			i++;	/* the upper half is not a BAR of its own */

@@ -1,6 +1,7 @@
 /* Kernel command line: dumpdev, dumpdev2, dumplevel, components, pinpool, workload, dumpid,
  * fill, iotimeout, testfault, netaddr, netserver, netmtu, netwindow (docs/guest-interface.md). */
 #include "kern/cmdline.h"
+#include "arch/x86/usermode.h"
 #include "dump/dumpdisk.h"
 #include "dump/dumpnic.h"
 #include "dump/netdump.h"
@@ -173,9 +174,26 @@ static bool parse_size(const char *v, size_t vlen, uint64_t *out)
 	return true;
 }
 
-bool cmdline_parse(const char *p, const char **why)
+/*
+ * The words are parsed in ring 3 (arch/x86/user_entry.S): a pure computation over the
+ * string, which costs milliseconds where ring 0 is emulated. It stops at a word it does not
+ * know, for cmdline_parse() to say so in ring 0, and goes on from the next one.
+ */
+enum { PARSE_DONE, PARSE_FAILED, PARSE_UNKNOWN };
+
+struct parse_state {
+	const char *p;		/* where the next word starts (or its blanks) */
+	bool first;		/* p is at the first word */
+	const char *why;	/* PARSE_FAILED */
+	const char *word;	/* PARSE_UNKNOWN: the word */
+	size_t wlen;
+};
+
+static uint64_t parse_words(uint64_t state, uint64_t unused1, uint64_t unused2)
 {
-	bool first = true;
+	struct parse_state *st = (struct parse_state *)(uintptr_t)state;
+	const char *p = st->p;
+	bool first = st->first;
 
 	while (*p) {
 		const char *word, *eq, *val;
@@ -205,38 +223,38 @@ bool cmdline_parse(const char *p, const char **why)
 
 		if (word_is(word, klen, "dumpdev")) {
 			if (!parse_dumpdev(val, vlen, &boot_config.dumpdev)) {
-				*why = "bad-dumpdev";
-				return false;
+				st->why = "bad-dumpdev";
+				return PARSE_FAILED;
 			}
 			boot_config.dumpdev_set = true;
 		} else if (word_is(word, klen, "dumpdev2")) {
 			if (!parse_dumpdev(val, vlen, &boot_config.dumpdev2)) {
-				*why = "bad-dumpdev2";
-				return false;
+				st->why = "bad-dumpdev2";
+				return PARSE_FAILED;
 			}
 			boot_config.dumpdev2_set = true;
 		} else if (word_is(word, klen, "dumplevel")) {
 			uint64_t level;
 
 			if (!parse_u64_dec(val, vlen, &level) || level > 9) {
-				*why = "bad-dumplevel";
-				return false;
+				st->why = "bad-dumplevel";
+				return PARSE_FAILED;
 			}
 			boot_config.dump_level = (uint32_t)level;
 		} else if (word_is(word, klen, "components")) {
 			if (!parse_components(val, vlen)) {
-				*why = "bad-components";
-				return false;
+				st->why = "bad-components";
+				return PARSE_FAILED;
 			}
 		} else if (word_is(word, klen, "pinpool")) {
 			if (!parse_size(val, vlen, &boot_config.pinpool_bytes)) {
-				*why = "bad-pinpool";
-				return false;
+				st->why = "bad-pinpool";
+				return PARSE_FAILED;
 			}
 		} else if (word_is(word, klen, "dumpid")) {
 			if (!hex_to_bytes(val, vlen, boot_config.dump_id, 16)) {
-				*why = "bad-dumpid";
-				return false;
+				st->why = "bad-dumpid";
+				return PARSE_FAILED;
 			}
 		} else if (word_is(word, klen, "fill")) {
 			if (vlen == 3 && strncmp(val, "off", 3) == 0) {
@@ -244,8 +262,8 @@ bool cmdline_parse(const char *p, const char **why)
 			} else if (vlen == 16 && parse_u64_hex(val, vlen, &boot_config.fill_seed)) {
 				boot_config.fill = true;
 			} else {
-				*why = "bad-fill";
-				return false;
+				st->why = "bad-fill";
+				return PARSE_FAILED;
 			}
 		} else if (word_is(word, klen, "workload")) {
 			if (vlen == 2 && strncmp(val, "on", 2) == 0) {
@@ -253,47 +271,69 @@ bool cmdline_parse(const char *p, const char **why)
 			} else if (vlen == 3 && strncmp(val, "off", 3) == 0) {
 				boot_config.workload = false;
 			} else {
-				*why = "bad-workload";
-				return false;
+				st->why = "bad-workload";
+				return PARSE_FAILED;
 			}
 		} else if (word_is(word, klen, "iotimeout")) {
 			uint64_t ms;
 
 			if (!parse_u64_dec(val, vlen, &ms) || ms == 0 || ms > 3600000) {
-				*why = "bad-iotimeout";
-				return false;
+				st->why = "bad-iotimeout";
+				return PARSE_FAILED;
 			}
 			boot_config.iotimeout_ms = (uint32_t)ms;
 		} else if (word_is(word, klen, "netaddr")) {
 			if (!parse_ipv4(val, vlen, &boot_config.net.ip)) {
-				*why = "bad-netdump";
-				return false;
+				st->why = "bad-netdump";
+				return PARSE_FAILED;
 			}
 			boot_config.netaddr_set = true;
 		} else if (word_is(word, klen, "netserver")) {
 			if (!parse_ipv4_port(val, vlen, &boot_config.net.server_ip, &boot_config.net.server_port)) {
-				*why = "bad-netdump";
-				return false;
+				st->why = "bad-netdump";
+				return PARSE_FAILED;
 			}
 			boot_config.netserver_set = true;
 		} else if (word_is(word, klen, "netmtu")) {
 			if (!parse_u32_range(val, vlen, NETDUMP_MTU_MIN, NETDUMP_MTU_MAX, &boot_config.net.mtu)) {
-				*why = "bad-netdump";
-				return false;
+				st->why = "bad-netdump";
+				return PARSE_FAILED;
 			}
 		} else if (word_is(word, klen, "netwindow")) {
 			if (!parse_u32_range(val, vlen, 1, NETDUMP_WINDOW_MAX, &boot_config.net.window)) {
-				*why = "bad-netdump";
-				return false;
+				st->why = "bad-netdump";
+				return PARSE_FAILED;
 			}
 		} else if (word_is(word, klen, "testfault")) {
 			if (!testfault_parse(val, vlen)) {
-				*why = "bad-testfault";
-				return false;
+				st->why = "bad-testfault";
+				return PARSE_FAILED;
 			}
 		} else {
-			printf("cmdline: ignoring unknown parameter '%.*s'\n", (int)wlen, word);
+			st->word = word;
+			st->wlen = wlen;
+			st->p = p;
+			st->first = false;
+			return PARSE_UNKNOWN;
 		}
+	}
+	return PARSE_DONE;
+}
+
+bool cmdline_parse(const char *p, const char **why)
+{
+	struct parse_state st = { .p = p, .first = true };
+
+	for (;;) {
+		uint64_t r = run_unprivileged(parse_words, (uintptr_t)&st, 0, 0);
+
+		if (r == PARSE_DONE)
+			break;
+		if (r == PARSE_FAILED) {
+			*why = st.why;
+			return false;
+		}
+		printf("cmdline: ignoring unknown parameter '%.*s'\n", (int)st.wlen, st.word);
 	}
 	/* A network dump needs both ends of its link. */
 	if (((boot_config.dumpdev_set && boot_config.dumpdev.on_nic) ||

@@ -160,6 +160,9 @@ void trap_dispatch(struct trap_frame *f)
 	uint64_t tsc = rdtsc();
 
 	irq_disable();
+	/* The crash path formats in ring 0: a crash during the boot may have come from ring 3,
+	 * whose frame is where a trip's #UD would land (after READY this is off already). */
+	printf_unprivileged(false);
 	/* From now on an NMI (possible after any IRETQ, e.g. a ring-3 trip) gets its own stack. */
 	if (!crash_depth)
 		gdt_nmi_stack_for_nested();

@@ -250,6 +250,7 @@ void kernel_main(void)
 	gdt_init();
 	idt_init();
 	usermode_init();
+	printf_unprivileged(true);	/* until READY: see there */
 	if (!multiboot_copy(boot_multiboot_magic, boot_multiboot_info, &why))
 		fatal_boot_error(why);
 	cpu_init();
@@ -311,6 +312,10 @@ void kernel_main(void)
 
 	/* Last thing before READY but the workload: an x87/SSE state the crash record must hold. */
 	fpu_pattern_load(boot_config.fill ? boot_config.fill_seed : 0);
+
+	/* From here on interrupt handlers may print (workload=on): formatting in ring 3 is for the
+	 * boot only. */
+	printf_unprivileged(false);
 
 	if (boot_config.workload) {
 		const char *wl_why = "";

@@ -203,16 +203,22 @@ static struct cdt_entry unl_entry[UNL_PER_TABLE] __dumpstate;
 static uint32_t unl_next __dumpstate;	/* first area of the next table */
 static dmp_sizeest_t unl_estimate;
 
-static void unl_setup(void)
+static uint64_t unl_setup_here(uint64_t unused0, uint64_t unused1, uint64_t unused2)
 {
 	uint32_t off = 0;
 
 	for (uint32_t k = 0; k < UNL_AREAS; k++) {
 		unl_offset[k] = off;
-		pattern_fill_seed(seed_of(S_UNLIMITED, k), unl_data + off, UNL_LEN(k));
+		pattern_fill_here(seed_of(S_UNLIMITED, k), (uintptr_t)(unl_data + off), UNL_LEN(k));
 		off += UNL_LEN(k);
 	}
-	unl_estimate = off;
+	return off;
+}
+
+/* All 300 areas in one trip to ring 3 (a trip per area took 25 ms where ring 0 is emulated). */
+static void unl_setup(void)
+{
+	unl_estimate = run_unprivileged(unl_setup_here, 0, 0, 0);
 }
 
 /* The next table of up to 16 areas, or NULL when all 300 were handed out. */
@@ -326,10 +332,17 @@ static bool ras_admin_cmd(struct sample *s, ras_block_t rb, int cmd, void *arg, 
 static uint8_t lvl_data[LVL_BYTES] __attribute__((aligned(PAGE)));
 static CDT_STORAGE(LVL_AREAS) lvl_cdt __dumpstate;
 
-static void lvl_setup(void)
+static uint64_t lvl_setup_here(uint64_t unused0, uint64_t unused1, uint64_t unused2)
 {
 	for (uint32_t k = 0; k < LVL_AREAS; k++)
-		pattern_fill_seed(seed_of(S_LEVELS, k), lvl_data + LVL_OFF(k), LVL_LEN(k));
+		pattern_fill_here(seed_of(S_LEVELS, k), (uintptr_t)(lvl_data + LVL_OFF(k)), LVL_LEN(k));
+	return 0;
+}
+
+/* Every area in one trip to ring 3 (as unl_setup). */
+static void lvl_setup(void)
+{
+	run_unprivileged(lvl_setup_here, 0, 0, 0);
 }
 
 static long lvl_callback(ras_block_t rb, int cmd, void *arg, void *priv)
@@ -418,10 +431,17 @@ _Static_assert(sizeof(struct shr_meta) <= SHR_STAGING, "ras-shared's metadata fi
 static uint8_t shr_data[SHR_MAX_AREAS * SHR_LEN] __attribute__((aligned(PAGE)));
 static struct shr_meta *shr_meta_at_start __dumpstate;	/* in case AGAIN comes without the buffer */
 
-static void shr_setup(void)
+static uint64_t shr_setup_here(uint64_t unused0, uint64_t unused1, uint64_t unused2)
 {
 	for (uint32_t k = 0; k < SHR_MAX_AREAS; k++)
-		pattern_fill_seed(seed_of(S_SHARED, k), shr_data + k * SHR_LEN, SHR_LEN);
+		pattern_fill_here(seed_of(S_SHARED, k), (uintptr_t)(shr_data + k * SHR_LEN), SHR_LEN);
+	return 0;
+}
+
+/* Every area in one trip to ring 3 (as unl_setup). */
+static void shr_setup(void)
+{
+	run_unprivileged(shr_setup_here, 0, 0, 0);
 }
 
 static void *shr_table(struct shr_meta *m)
@@ -550,10 +570,17 @@ static struct cdt_u erl_cdt __dumpstate;
 static struct cdt_entry erl_entry[ERL_PER_TABLE] __dumpstate;
 static uint32_t erl_tables __dumpstate;	/* tables handed out in this dump */
 
-static void erl_setup(void)
+static uint64_t erl_setup_here(uint64_t unused0, uint64_t unused1, uint64_t unused2)
 {
 	for (uint32_t k = 0; k < ERL_AREAS; k++)
-		pattern_fill_seed(seed_of(S_EARLY, k), erl_data[k], sizeof(erl_data[k]));
+		pattern_fill_here(seed_of(S_EARLY, k), (uintptr_t)erl_data[k], sizeof(erl_data[k]));
+	return 0;
+}
+
+/* Every area in one trip to ring 3 (as unl_setup). */
+static void erl_setup(void)
+{
+	run_unprivileged(erl_setup_here, 0, 0, 0);
 }
 
 static long erl_callback(ras_block_t rb, int cmd, void *arg, void *priv)
@@ -801,10 +828,19 @@ static bool token_is(const char *tok, size_t len, const char *word)
 	return strlen(word) == len && strncmp(tok, word, len) == 0;
 }
 
-/* Which samples `list` names; false (and a message) for an unknown name. */
-static bool parse_list(const char *list, bool want[NSAMPLES])
+/* Which samples `list` names: a pure computation, run in ring 3 (parse_list). */
+struct list_parse {
+	const char *list;
+	bool *want;
+	const char *bad;	/* false: the unknown name */
+	size_t bad_len;
+};
+
+static uint64_t parse_list_here(uint64_t arg, uint64_t unused1, uint64_t unused2)
 {
-	const char *p = list;
+	struct list_parse *lp = (struct list_parse *)(uintptr_t)arg;
+	const char *p = lp->list;
+	bool *want = lp->want;
 
 	memset(want, 0, NSAMPLES * sizeof(want[0]));
 	while (*p) {
@@ -835,16 +871,37 @@ static bool parse_list(const char *list, bool want[NSAMPLES])
 		}
 		id = find_sample(tok, len);
 		if (id < 0) {
-			printf("components=%s: unknown component '%.*s'; known: default, all, none,", list,
-			       (int)len, tok);
-			for (int i = 0; i < NSAMPLES; i++)
-				printf(" %s", samples[i].st.name);
-			printf("\n");
+			lp->bad = tok;
+			lp->bad_len = len;
 			return false;
 		}
 		want[id] = true;
 	}
 	return true;
+}
+
+/* Which samples `list` names; false (and a message) for an unknown name. The parsing is in
+ * ring 3 (arch/x86/user_entry.S): milliseconds of string compares where ring 0 is emulated. */
+static bool parse_list(const char *list, bool want[NSAMPLES])
+{
+	struct list_parse lp = { .list = list, .want = want };
+
+	if (run_unprivileged(parse_list_here, (uintptr_t)&lp, 0, 0))
+		return true;
+	printf("components=%s: unknown component '%.*s'; known: default, all, none,", list, (int)lp.bad_len,
+	       lp.bad);
+	for (int i = 0; i < NSAMPLES; i++)
+		printf(" %s", samples[i].st.name);
+	printf("\n");
+	return false;
+}
+
+/* Every sample's crc32c(name), in one trip to ring 3. */
+static uint64_t name_crcs_here(uint64_t unused0, uint64_t unused1, uint64_t unused2)
+{
+	for (int i = 0; i < NSAMPLES; i++)
+		samples[i].crc = ~crc32c_compute(CRC32C_INIT, samples[i].st.name, strlen(samples[i].st.name));
+	return 0;
 }
 
 int samples_register(const char *components_list)
@@ -854,8 +911,7 @@ int samples_register(const char *components_list)
 
 	if (!parse_list(components_list ? components_list : "default", want))
 		return EINVAL;
-	for (int i = 0; i < NSAMPLES; i++)
-		samples[i].crc = crc32c(samples[i].st.name, strlen(samples[i].st.name));
+	run_unprivileged(name_crcs_here, 0, 0, 0);
 
 	/* In the table's order: the directory lists them so. */
 	for (int i = 0; i < NSAMPLES; i++) {
