@@ -215,8 +215,9 @@ def _one_repeat(out: Path, cases, memory_bytes: int, accel: str, keep: bool, run
             "profile": guestprof.breakdown(run_dir),
             "report": str(run_dir / "report.json"),
         })
-        if not keep:  # the images are GiB-sized; the figures and logs stay
-            for big in [*run_dir.glob("*.img"), *(run_dir / "snapshot").glob("mem-*.bin")]:
+        if not keep:  # the images and the write logs are GiB-sized; the figures and other logs stay
+            for big in [*run_dir.glob("*.img"), *run_dir.glob(f"*{blklog.LOG_SUFFIX}"),
+                        *(run_dir / "snapshot").glob("mem-*.bin")]:
                 big.unlink(missing_ok=True)
     with progress.task("bench: the host's own write (qemu-img bench), bare and through the write log"):
         refs = {"host_write_mib_s": host_write_mib_s(out, dump_bytes or memory_bytes),

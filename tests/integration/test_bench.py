@@ -14,7 +14,8 @@ from dumpbed.units import MiB
 def test_bench_repeats_and_profiles_a_dump(tmp_path):
     out = tmp_path / "bench"
     proc = subprocess.run([sys.executable, "-m", "dumpbed", "bench", "--memory", "32M", "--disks", "virtio-blk",
-                           "--repeat", "2", "--json", "--out", str(out)], capture_output=True, text=True, timeout=600)
+                           "--repeat", "2", "--json", "--keep", "--out", str(out)], capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
     assert result["repeat"] == 2 and len(result["repeats"]) == 2
@@ -51,3 +52,7 @@ def test_bench_prints_the_profile(tmp_path):
     for words in ("ms from the crash to DONE", "writes (DUMPWRITE, polled to completion)", "ring 3 trips:",
                   "page-table switches:", "while the guest waited"):
         assert words in proc.stdout, proc.stdout
+    # Without --keep the GiB-sized files go: the images, the write logs, the RAM snapshot.
+    run = tmp_path / "bench" / "virtio-blk"
+    assert (run / "report.json").is_file() and (run / "qemu-trace.log").is_file()
+    assert not [*run.glob("*.img"), *run.glob("*.writes"), *(run / "snapshot").glob("mem-*.bin")]
