@@ -8,41 +8,39 @@ void console_putc(char c)
 	serial_putc(c);
 }
 
-void console_write(const char *s, size_t n)
+/* The next piece of s[*i..n) the console sends at once: a FIFO's worth (16 bytes, 17 when a
+ * \r\n pair ends it: never split), \n sent as \r\n. Returns its length, 0 at the end. */
+static size_t next_piece(const char *s, size_t n, size_t *i, char *piece)
 {
-	char buf[32];	/* a FIFO's worth at a time, \n sent as \r\n */
 	size_t k = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '\n')
-			buf[k++] = '\r';
-		buf[k++] = s[i];
-		if (k >= 16) {
-			serial_write(buf, k);
-			k = 0;
-		}
+	while (*i < n && k < 16) {
+		char c = s[(*i)++];
+
+		if (c == '\n')
+			piece[k++] = '\r';
+		piece[k++] = c;
 	}
-	if (k)
-		serial_write(buf, k);
+	return k;
+}
+
+void console_write(const char *s, size_t n)
+{
+	char piece[17];
+	size_t i = 0, k;
+
+	while ((k = next_piece(s, n, &i, piece)))
+		serial_write(piece, k);
 }
 
 size_t console_prepare(const char *s, size_t n, char *out, unsigned char *lens)
 {
-	size_t k = 0, npieces = 0;
+	size_t i = 0, k, npieces = 0;
 
-	/* console_write()'s pieces exactly: a FIFO's worth, a \r\n pair never split. */
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '\n')
-			out[k++] = '\r';
-		out[k++] = s[i];
-		if (k >= 16) {
-			lens[npieces++] = (unsigned char)k;
-			out += k;
-			k = 0;
-		}
-	}
-	if (k)
+	while ((k = next_piece(s, n, &i, out))) {	/* console_write()'s pieces exactly */
 		lens[npieces++] = (unsigned char)k;
+		out += k;
+	}
 	return npieces;
 }
 

@@ -120,11 +120,11 @@ def bench_cases(disks: tuple[str, ...]) -> list[tuple[str, str, list[str]]]:
     return cases
 
 
-# The figures --repeat gives as minimum, median and maximum (each repeat's ratios against the host
-# references measured in that same repeat)
 # The host's own figures each repeat measures, and the ratio each gives every row.
 REFERENCES = ("host_write_mib_s", "graph_write_mib_s", "qemu_dump_guest_memory_mib_s")
 RATIOS = dict(zip(("ratio_to_host_write", "ratio_to_graph_write", "ratio_to_qemu_dump"), REFERENCES))
+# The figures --repeat gives as minimum, median and maximum (each repeat's ratios against the host
+# references measured in that same repeat)
 FIGURES = ("dump_mib_s", "ratio_to_host_write", "ratio_to_graph_write", "ratio_to_qemu_dump", "boot_s",
            "crash_to_verdict_s", "validate_mib_s")
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from dumpbed import provenance, tables
 from dumpbed.errors import DumpbedError
 from dumpbed.reader import outcome
-from dumpbed.scenario.faults import FAULT_FILE
+from dumpbed.scenario.faults import FAULT_FILE, fault_record
 from dumpbed.units import MiB
 
 # report.json's layout, as docs/report.schema.json describes it: raised when a field changes
@@ -79,10 +79,7 @@ def _fault_log(run_dir: Optional[Path]) -> Optional[dict]:
     """What the run's fault did (fault.json), if it had one."""
     if run_dir is None or not (Path(run_dir) / FAULT_FILE).is_file():
         return None
-    try:
-        return json.loads((Path(run_dir) / FAULT_FILE).read_text())
-    except (OSError, ValueError):
-        return {"note": "fault.json unreadable"}
+    return fault_record(run_dir) or {"note": "fault.json unreadable"}
 
 
 def save(report: dict, run_dir: Path) -> None:

@@ -19,8 +19,9 @@ CHUNK = 1024
 
 
 def before(offset: int, length: int) -> bytes:
-    """The content before the run: every byte a function of its disk offset."""
-    return bytes((o * 7 + 3) & 0xFF for o in range(offset, offset + length))
+    """The content before the run: every byte a function of its disk offset, zero in the
+    partition's first 2 KiB (where first_data must look past them)."""
+    return bytes(0 if o < PART_OFFSET + 2048 else (o * 7 + 3) & 0xFF for o in range(offset, offset + length))
 
 
 def make_log(tmp_path, writes):
@@ -78,6 +79,9 @@ def test_a_replayed_disk_reads_as_the_bytes_it_models(tmp_path, writes, ops):
                 undo.clear()
                 model[:] = before(PART_OFFSET, PART_BYTES)
             assert state.read(0, PART_BYTES) == bytes(model)
+            nonzero = [i for i in range(100, 3000) if model[i]]
+            assert state.first_data(100, 3000) == (nonzero[0] if nonzero else None)
+            assert state.first_data(100, 2048) == next((i for i in range(100, 2048) if model[i]), None)
             assert state.read(700, 3000) == bytes(model[700:3700])
             count = PART_BYTES // CHUNK
             assert state.chunk_crcs(0, CHUNK, count, PART_BYTES) == \

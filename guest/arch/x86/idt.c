@@ -31,21 +31,30 @@ struct idt_pointer {
 
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 
+_Static_assert(sizeof(struct idt_gate) == 16, "two quadwords a gate");
+
+/* A gate in two quadwords (struct idt_gate's layout): the first holds the present bit. Written
+ * whole, a gate is three stores instead of seven field by field, which counts where ring 0 is
+ * emulated (arch/x86/user_entry.S): idt_init() writes 256. */
+static inline void gate_words(uint64_t handler, int ist, uint64_t *lo, uint64_t *hi)
+{
+	*lo = (handler & 0xffff) | (uint64_t)KERNEL_CS << 16 | (uint64_t)(ist & 7) << 32 |
+	      (uint64_t)GATE_INTERRUPT_DPL0 << 40 | ((handler >> 16) & 0xffff) << 48;
+	*hi = handler >> 32;
+}
+
 void idt_set_gate(int vec, uint64_t handler, int ist)
 {
-	struct idt_gate *g = &idt[vec];
+	volatile uint64_t *w = (volatile uint64_t *)&idt[vec];
+	uint64_t lo, hi;
 
+	gate_words(handler, ist, &lo, &hi);
 	/* The present bit goes last: a gate being rewritten is never half valid. */
-	g->type_attr = 0;
+	w[0] = 0;
 	barrier();
-	g->offset_low = handler & 0xffff;
-	g->selector = KERNEL_CS;
-	g->ist = ist & 7;
-	g->offset_mid = (handler >> 16) & 0xffff;
-	g->offset_high = handler >> 32;
-	g->reserved = 0;
+	w[1] = hi;
 	barrier();
-	g->type_attr = GATE_INTERRUPT_DPL0;
+	w[0] = lo;
 }
 
 static void idt_load(const void *base, uint16_t limit)
@@ -55,22 +64,8 @@ static void idt_load(const void *base, uint16_t limit)
 	__asm__ __volatile__("lidt %0" : : "m"(p) : "memory");
 }
 
-/* A gate as idt_set_gate() leaves it, in two quadwords: the first holds the present bit. */
-static inline void gate_words(uint64_t handler, int ist, uint64_t *lo, uint64_t *hi)
-{
-	*lo = (handler & 0xffff) | (uint64_t)KERNEL_CS << 16 | (uint64_t)(ist & 7) << 32 |
-	      (uint64_t)GATE_INTERRUPT_DPL0 << 40 | ((handler >> 16) & 0xffff) << 48;
-	*hi = handler >> 32;
-}
-
 void idt_init(void)
 {
-	/* Not loaded yet (idt_load below): each gate is written whole, two stores instead of
-	 * idt_set_gate()'s seven, which counts where ring 0 is emulated (arch/x86/user_entry.S). */
-	_Static_assert(sizeof(struct idt_gate) == 16, "two quadwords a gate");
-	uintptr_t base = (uintptr_t)idt;	/* aligned(16) */
-	uint64_t *w = (uint64_t *)base;
-
 	for (int vec = 0; vec < 256; vec++) {
 		int ist = 0;
 
@@ -80,7 +75,7 @@ void idt_init(void)
 			ist = IST_DF;
 		else if (vec == VEC_MC)
 			ist = IST_MC;
-		gate_words((uint64_t)(trap_stubs + vec * TRAP_STUB_SIZE), ist, &w[2 * vec], &w[2 * vec + 1]);
+		idt_set_gate(vec, (uint64_t)(trap_stubs + vec * TRAP_STUB_SIZE), ist);
 	}
 	/* An NMI during a crash returns (arch/x86/trap_entry.S). */
 	idt_set_gate(VEC_NMI, (uint64_t)nmi_entry, IST_NMI);

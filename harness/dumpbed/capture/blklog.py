@@ -103,10 +103,8 @@ class LogData:
         self._file = open(log.path, "rb")
 
     def read(self, entry: Entry, start: int, length: int) -> bytes:
-        data = os.pread(self._file.fileno(), length, entry.data_at + start)
-        if len(data) != length:
-            raise DumpbedError(f"{self.log.path}: log entry {entry.index} is short")
-        return data
+        """Bytes [start, start+length) of an entry's data."""
+        return self.read_at(entry.data_at + start, length)
 
     def read_at(self, position: int, length: int) -> bytes:
         """`length` bytes at a position of the log file (within an entry's data)."""

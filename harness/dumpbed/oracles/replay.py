@@ -233,7 +233,7 @@ class DiskState(dumpfmt.Image):
                 n = min(_STEP, self.size - pos)
                 actual = os.pread(f.fileno(), n, self.partition_offset + pos)
                 mine = self._bytes(pos, pos + n)
-                if chunks is not None and chunks[0] >= 0 and chunks[1] > 0:
+                if chunks is not None:
                     self._keep_crcs(mine, pos, *chunks)
                 if actual != mine:
                     a = np.frombuffer(actual, np.uint8)

@@ -208,14 +208,21 @@ def validate_run(run_dir: str | Path) -> Validation:
         images = {t.role: stack.enter_context(_open(t.image)) for t in targets}
         dumps = {t.role: dumpfmt.read(images[t.role], t.layout.dump_offset, t.layout.dump_size,
                                       t.layout.block_size, dump_id=scenario["dump_id"]) for t in targets}
-        # The consistency sweep, the longest check, runs beside the others: it reads its own files
-        # (its reads and compares let the GIL go), so a big dump's verdict comes sooner where a
-        # core is free. The pool is left (the sweep waited for) before the images are closed.
-        sweep = stack.enter_context(ThreadPoolExecutor(max_workers=1)).submit(
-            _consistency, targets, ios, dumps, scenario, run_dir)
         record = dump_of_record(dumps)
         by_role = {t.role: t for t in targets}
         dump, image, layout = dumps[record], images[record], by_role[record].layout
+        # Checks decided without running them: the dump's own when there is, as expected, no dump
+        # (the device-side ones and the guest's word still apply), those the guest profile says
+        # do not apply to it (e.g. no-interrupts for a capture kernel).
+        settled: dict[str, Check] = {name: not_applicable(profile, name) for name in profile.not_applicable}
+        if expected["outcome"] == "none" and dump.status == "none":
+            settled.update({name: Check(name, True, f"no dump of this run, as expected ({expected['why']}): nothing "
+                                                    "to judge") for name in NOTHING_TO_JUDGE_WITHOUT_A_DUMP})
+        # The consistency sweep, the longest check, runs beside the others: it reads its own files
+        # (its reads and compares let the GIL go), so a big dump's verdict comes sooner where a
+        # core is free. The pool is left (the sweep waited for) before the images are closed.
+        sweep = None if "consistency" in settled else stack.enter_context(ThreadPoolExecutor(max_workers=1)).submit(
+            _consistency, targets, ios, dumps, scenario, run_dir)
         bar.update(description="validate: content")
         content, stats = check_content(dump, image, snapshot, scenario["memory_bytes"])
         secondary = (by_role["secondary"].layout, dumps["secondary"]) if "secondary" in dumps else None
@@ -239,7 +246,7 @@ def validate_run(run_dir: str | Path) -> Validation:
                                     if order else Check("write-order", False, "no command log: QEMU's trace is missing")),
             "canary": lambda: (_canary_since_before(run_dir, dump, image, layout) if scenario.get("stale_previous")
                                else _canary_of_devices(targets, dumps, images, ios)),
-            "consistency": sweep.result,
+            "consistency": lambda: sweep.result(),
             "format": lambda: check_format(dump, scenario["dump_id"], partial),
             "chunk-crc": lambda: check_chunks(dump, partial),
             "completeness": lambda: (check_partial_completeness(dump) if partial else
@@ -266,15 +273,7 @@ def validate_run(run_dir: str | Path) -> Validation:
         if secondary is not None:
             judges["devices"] = lambda: check_devices(dumps, bool(scenario.get("restart_expected")),
                                                       _restart_errno(scenario))
-        # Checks decided without running them: the dump's own when there is, as expected, no dump
-        # (the device-side ones and the guest's word still apply), those the guest profile says
-        # do not apply to it (e.g. no-interrupts for a capture kernel).
-        settled: dict[str, Check] = {}
-        if expected["outcome"] == "none" and dump.status == "none":
-            settled.update({name: Check(name, True, f"no dump of this run, as expected ({expected['why']}): nothing "
-                                                    "to judge") for name in NOTHING_TO_JUDGE_WITHOUT_A_DUMP})
-        settled.update({name: not_applicable(profile, name) for name in profile.not_applicable if name in judges})
-        bar.update(total=len(judges) - len(settled))
+        bar.update(total=len(judges) - len(settled.keys() & judges.keys()))
         checks = {}
         for name, judge in judges.items():  # a check at a time, each named on the bar as it runs
             if name in settled:
