@@ -15,6 +15,7 @@ import re
 import statistics
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -110,14 +111,48 @@ BENCH_DISKS = tuple(DISKS)  # every disk kind, a row each
 LOSSY_LINK = "net-drop=1"
 
 
-def bench_cases(disks: tuple[str, ...]) -> list[tuple[str, str, list[str]]]:
-    """(row label, disk kind, faults) of each row: every kind clean, a network one also at 1% loss."""
+@dataclass(frozen=True)
+class BenchCase:
+    """One row: a disk kind, clean or through a fault, its RAM filled or not, compressed or not."""
+    label: str
+    disk: str
+    faults: tuple[str, ...] = ()
+    fill: bool = True
+    compress: str = "off"
+
+
+def bench_cases(disks: tuple[str, ...], compress: str = "off") -> list[BenchCase]:
+    """Every kind clean, a network one also at 1% loss; with `compress`, the first disk kind
+    benched again on compressible memory (no fill: zeros) uncompressed and compressed, and on
+    incompressible memory (the fill) compressed: what compression gains and costs."""
     cases = []
     for disk in disks:
-        cases.append((disk, disk, []))
+        cases.append(BenchCase(disk, disk))
         if DISKS[disk].network:
-            cases.append((f"{disk}-1pct-loss", disk, [LOSSY_LINK]))  # no '%': QEMU's -D takes it as a template
+            # no '%' in the label: QEMU's -D takes it as a template
+            cases.append(BenchCase(f"{disk}-1pct-loss", disk, (LOSSY_LINK,)))
+    if compress != "off" and disks:
+        disk = disks[0]
+        cases += [BenchCase(f"{disk}-nofill", disk, fill=False),
+                  BenchCase(f"{disk}-{compress}", disk, compress=compress),
+                  BenchCase(f"{disk}-{compress}-nofill", disk, fill=False, compress=compress)]
     return cases
+
+
+def compression_gains(rows: list[dict], compress: str) -> dict:
+    """Each compressed row's effective rate (RAM bytes per second of dump) over the uncompressed
+    dump of the same memory: compressible (no fill) and incompressible (the fill)."""
+    def row(kind: str, fill: bool, method: str) -> Optional[dict]:
+        return next((r for r in rows if r.get("kind") == kind and r.get("fill") == fill
+                     and r.get("compress") == method and not r.get("faults") and r.get("data_mib_s")), None)
+
+    gains = {}
+    for packed in (r for r in rows if r.get("compress") == compress and r.get("data_mib_s")):
+        plain = row(packed["kind"], packed["fill"], "off")
+        if plain:
+            gains["incompressible" if packed["fill"] else "compressible"] = round(
+                packed["data_mib_s"] / plain["data_mib_s"], 3)
+    return gains
 
 
 # The host's own figures each repeat measures, and the ratio each gives every row.
@@ -125,22 +160,21 @@ REFERENCES = ("host_write_mib_s", "graph_write_mib_s", "qemu_dump_guest_memory_m
 RATIOS = dict(zip(("ratio_to_host_write", "ratio_to_graph_write", "ratio_to_qemu_dump"), REFERENCES))
 # The figures --repeat gives as minimum, median and maximum (each repeat's ratios against the host
 # references measured in that same repeat)
-FIGURES = ("dump_mib_s", "ratio_to_host_write", "ratio_to_graph_write", "ratio_to_qemu_dump", "boot_s",
-           "crash_to_verdict_s", "validate_mib_s")
+FIGURES = ("dump_mib_s", "data_mib_s", "ratio_to_host_write", "ratio_to_graph_write", "ratio_to_qemu_dump",
+           "boot_s", "crash_to_verdict_s", "validate_mib_s")
 
 
 def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = False,
-              disks: tuple[str, ...] = BENCH_DISKS, repeat: int = 1) -> dict:
+              disks: tuple[str, ...] = BENCH_DISKS, repeat: int = 1, compress: str = "off") -> dict:
     """One NMI scenario per disk type, each in out/DISK/ (out/DISK/N/ with repeat > 1), beside
     the host's own figures, measured again in each repeat; with repeat > 1 each figure is also
     given as its minimum, median and maximum over the repeats."""
     out = Path(out)
     if repeat < 1:
         raise DumpbedError(f"--repeat {repeat}: at least 1")
-    cases = bench_cases(disks)
-    for label, disk, faults in cases:  # bad input ends here, before anything is written
-        preflight(Scenario(out_dir=out / label, disk=disk, memory_bytes=memory_bytes, accel=accel, components="none",
-                           faults=faults))
+    cases = bench_cases(disks, compress)
+    for case in cases:  # bad input ends here, before anything is written
+        preflight(_scenario(case, out / case.label, memory_bytes, accel))
     out.mkdir(parents=True, exist_ok=True)
     repeats, accel_used = [], accel
     with progress.task("bench", total=len(cases) * repeat) as runs:  # each run's own bars below it
@@ -163,12 +197,24 @@ def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = Fa
         **{name: first[name] for name in REFERENCES},
         "disks": rows,
     }
+    if compress != "off":
+        result["compression"] = {"method": compress, **compression_gains(rows, compress)}
+        if repeat > 1:
+            result["compression"]["repeats"] = [compression_gains(r["disks"], compress) for r in repeats]
     if repeat > 1:
         for name in REFERENCES:
             result[f"{name}_spread"] = _spread([r[name] for r in repeats])
         result["repeats"] = repeats
     (out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def _scenario(case: BenchCase, run_dir: Path, memory_bytes: int, accel: str, on_paused=None) -> Scenario:
+    # No sample components: the figure is the driver's and the writer's, not the samples' few
+    # hundred small areas (docs/benchmarks.md).
+    return Scenario(out_dir=run_dir, disk=case.disk, memory_bytes=memory_bytes, accel=accel, components="none",
+                    faults=list(case.faults), fill=case.fill, compress=case.compress, pictures=False,
+                    on_paused=on_paused)
 
 
 def _spread(values: list) -> Optional[dict]:
@@ -184,26 +230,34 @@ def _one_repeat(out: Path, cases, memory_bytes: int, accel: str, keep: bool, run
     this repeat: (rows, the accelerator used, {reference: MiB/s})."""
     qemu_dump = _QemuDumpTimer(out / "qemu-dump-guest-memory.elf")
     rows, accel_used, dump_bytes = [], None, 0
-    for index, (label, disk, faults) in enumerate(cases):
+    for index, case in enumerate(cases):
+        label = case.label
         runs.update(completed=k * len(cases) + index, description=f"bench: {label}" + (f" #{k + 1}" if k else ""))
         run_dir = out / label / str(k + 1) if repeat > 1 else out / label
-        # No sample components: the figure is the driver's and the writer's, not the samples'
-        # few hundred small areas (docs/benchmarks.md).
-        scenario = Scenario(out_dir=run_dir, disk=disk, memory_bytes=memory_bytes, accel=accel,
-                            components="none", faults=faults, pictures=False,
-                            on_paused=qemu_dump if qemu_dump.seconds is None else None)
+        scenario = _scenario(case, run_dir, memory_bytes, accel,
+                             on_paused=qemu_dump if qemu_dump.seconds is None else None)
         try:
             outcome, rep = run_and_validate(scenario)
         except DumpbedError as exc:
             rows.append({"disk": label, "verdict": "fail", "error": str(exc)})
             continue
         accel_used = outcome.accel
-        dump_bytes = max(dump_bytes, rep["dump"].get("bytes", 0))
+        if case.compress == "off":  # the host writes what an uncompressed dump writes
+            dump_bytes = max(dump_bytes, rep["dump"].get("bytes", 0))
+        seconds = rep["timings"].get("crash_to_dump_done")
+        data_bytes = sum(a["length"] for a in rep["dump"].get("areas") or [])
         rows.append({
             "disk": label,
+            "kind": case.disk,
+            "faults": list(case.faults),
+            "fill": case.fill,
+            "compress": case.compress,
             "verdict": rep["verdict"],
             "dump_bytes": rep["dump"].get("bytes", 0),
             "dump_mib_s": rep["throughput_mib_s"] or 0.0,
+            # the effective rate: the guest's data (its areas' lengths, before compression) per second
+            "data_bytes": data_bytes,
+            "data_mib_s": round(data_bytes / MiB / seconds, 2) if seconds else 0.0,
             "boot_s": rep["timings"].get("boot"),
             "crash_to_verdict_s": round(rep["timings"].get("crash_to_dump_done", 0)
                                         + rep["timings"]["validate"], 3),
@@ -248,8 +302,8 @@ def render(result: dict, profile: bool = False) -> None:
              + (f"; median (min-max) of {repeat} repeats" if repeat > 1 else ""))
     table = Table(title=title)
     # dump MiB/s, then as a ratio to the host's write speed and to QEMU's dump-guest-memory
-    for column in ("disk", "MiB/s", "x host", "x graph", "x qemu", "boot s", "to verdict s", "validate MiB/s",
-                   "verdict"):
+    for column in ("disk", "MiB/s", "data MiB/s", "x host", "x graph", "x qemu", "boot s", "to verdict s",
+                   "validate MiB/s", "verdict"):
         table.add_column(column, justify="left" if column in ("disk", "verdict") else "right",
                          no_wrap=column == "disk")
     for r in result["disks"]:
@@ -265,6 +319,11 @@ def render(result: dict, profile: bool = False) -> None:
           f"disk's cache mode), measured in each repeat: {host} MiB/s\nx graph: the same write through the dump "
           f"disk's block graph (its blklogwrites write log): {graph} MiB/s\nx qemu: ratio to QEMU's "
           f"dump-guest-memory of the same guest: {qemu} MiB/s")
+    gains = result.get("compression")
+    if gains:
+        print(f"{gains['method']}: data MiB/s (the RAM dumped per second) over the uncompressed dump of the same "
+              f"memory: compressible (no fill) {gains.get('compressible', '-')}x, incompressible (fill) "
+              f"{gains.get('incompressible', '-')}x")
     if profile:
         for r in result["disks"]:
             _render_profile(console, r)
@@ -285,5 +344,5 @@ def _render_profile(console: Console, row: dict) -> None:
                       "" if r["per_ms"] is None else f"{r['per_ms']:.3f}")
     console.print(table)
     console.print(f"  ring 3 trips: {prof['user_calls']} x {prof['user_call_us']} us = {prof['user_calls_ms']} ms "
-                  f"(inside the CRC and copy rows); page-table switches: {prof['cr3_writes']}; the device took "
+                  f"(inside the CRC, copy and zip rows); page-table switches: {prof['cr3_writes']}; the device took "
                   f"{prof['write_bytes'] // MiB} MiB at {prof['device_mib_s']} MiB/s while the guest waited")

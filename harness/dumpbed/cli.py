@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from dumpbed.errors import DumpbedError, Terminated, describe_os_error
+from dumpbed.guest_interface import COMPRESSIONS
 from dumpbed.scenario.disks import DEFAULT as DEFAULT_DISK, DISKS
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
@@ -172,7 +173,7 @@ def _scenario_from_args(args):
                         memory_bytes=parse_size(args.memory, "--memory"),
                         ram_below_4g=parse_size(args.ram_below_4g, "--ram-below-4g") if args.ram_below_4g else None,
                         accel=args.accel, firmware=args.firmware, block_size=args.block_size,
-                        fill=not args.no_fill, target=args.target or 0, lun=args.lun or 0,
+                        fill=not args.no_fill, compress=args.compress, target=args.target or 0, lun=args.lun or 0,
                         disk_size=parse_size(args.disk_size, "--disk-size") if args.disk_size else None,
                         other_disks=args.other_disks, workload=args.workload, stop_disk=args.stop_disk,
                         guest_args=_append_words(args), level=args.level, components=args.components,
@@ -331,7 +332,7 @@ def cmd_bench(args) -> int:
     if args.repeat < 1:
         raise DumpbedError(f"--repeat {args.repeat}: at least 1")
     result = bench.run_bench(out, memory_bytes=parse_size(args.memory, "--memory"), accel=args.accel,
-                             keep=args.keep, disks=disks, repeat=args.repeat)
+                             keep=args.keep, disks=disks, repeat=args.repeat, compress=args.compress)
     if args.json:
         _output(lambda: print(json.dumps(result, indent=1)))
     else:
@@ -453,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stop-disk", action="store_true",
                      help="stop the dump disk (START STOP UNIT) before the crash; the dump must start it")
     run.add_argument("--no-fill", action="store_true", help="leave free RAM unpatterned (mostly zeros)")
+    run.add_argument("--compress", default="off", choices=COMPRESSIONS,
+                     help="compress the dump's body in the guest: %(choices)s (default %(default)s; "
+                          "docs/dump-format.md, Compressed bodies)")
     run.add_argument("--level", type=int, default=3, metavar="0..9",
                      help="dump detail level of the RAS components (default 3, CD_LVL_NORMAL)")
     run.add_argument("--components", default="default", metavar="LIST",
@@ -531,6 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=1, metavar="N",
                        help="run every disk N times, the host's references with each: each figure's minimum, "
                             "median and maximum (default 1)")
+    bench.add_argument("--compress", default="lz4", choices=COMPRESSIONS,
+                       help="with lz4 (the default), the first disk kind is benched again on unfilled and filled "
+                            "RAM, uncompressed and compressed: what compression gains; off: no such rows")
     bench.add_argument("--profile", action="store_true",
                        help="also print where each dump's time went in the guest (its PROFILE line: writes, "
                             "flushes, CRC, copies, ring 3 trips; docs/benchmarks.md)")

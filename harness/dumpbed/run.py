@@ -265,7 +265,7 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
     (out / "scenario.json").write_text(json.dumps({
         "version": 1, "disk": scenario.disk, "crash": scenario.crash,
         "memory_bytes": scenario.memory_bytes, "ram_below_4g": scenario.ram_below_4g, "accel": accel, "firmware": scenario.firmware,
-        "block_size": scenario.block_size, "dump_id": dump_id, "fill_seed": fill_seed,
+        "block_size": scenario.block_size, "dump_id": dump_id, "fill_seed": fill_seed, "compress": scenario.compress,
         "workload": scenario.workload, "stop_disk": scenario.stop_disk,
         "topology": topology.to_json(), "cmdline": cmdline,
         "level": scenario.level, "components": components,

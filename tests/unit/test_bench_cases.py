@@ -9,16 +9,38 @@ from dumpbed.scenario import disks, faults
 
 def test_every_kind_has_a_row_and_a_network_one_a_lossy_row_too():
     cases = bench.bench_cases(tuple(disks.DISKS))
-    labels = [label for label, _, _ in cases]
+    labels = [c.label for c in cases]
     assert len(labels) == len(set(labels))
+    assert all(c.fill and c.compress == "off" for c in cases)  # no compression rows unless asked
     for name, kind in disks.DISKS.items():
-        assert (name, name, []) in cases
-        lossy = [c for c in cases if c[1] == name and c[2]]
+        assert bench.BenchCase(name, name) in cases
+        lossy = [c for c in cases if c.disk == name and c.faults]
         assert bool(lossy) == kind.network
-        for _, disk, specs in lossy:
-            f = faults.parse(specs[0])
+        for case in lossy:
+            f = faults.parse(case.faults[0])
             assert f.kind.link == "drop" and f.value == 1
-            assert disks.get(disk).fault_applies(f.name, f.kind.stops_vm, f.kind.network) is None
+            assert disks.get(case.disk).fault_applies(f.name, f.kind.stops_vm, f.kind.network) is None
+
+
+def test_compression_rows_bench_the_first_kind_on_both_kinds_of_memory():
+    cases = bench.bench_cases(("nvme", "virtio-blk"), "lz4")
+    extra = [(c.disk, c.fill, c.compress) for c in cases if not (c.fill and c.compress == "off")]
+    assert extra == [("nvme", False, "off"), ("nvme", True, "lz4"), ("nvme", False, "lz4")]
+    assert len({c.label for c in cases}) == len(cases)
+
+
+def test_the_compression_gain_is_each_compressed_row_over_the_plain_one_of_the_same_memory():
+    def row(disk, kind, fill, compress, rate, faults=()):
+        return {"disk": disk, "kind": kind, "fill": fill, "compress": compress, "data_mib_s": rate,
+                "faults": list(faults)}
+
+    rows = [row("virtio-blk", "virtio-blk", True, "off", 300.0), row("nvme", "nvme", False, "off", 50.0),
+            row("virtio-net-loss", "virtio-net", True, "off", 1.0, ["net-drop=1"]),
+            row("virtio-blk-nofill", "virtio-blk", False, "off", 250.0),
+            row("virtio-blk-lz4", "virtio-blk", True, "lz4", 240.0),
+            row("virtio-blk-lz4-nofill", "virtio-blk", False, "lz4", 1000.0)]
+    assert bench.compression_gains(rows, "lz4") == {"compressible": 4.0, "incompressible": 0.8}
+    assert bench.compression_gains(rows[:4], "lz4") == {}  # nothing compressed: no gain to give
 
 
 # -- the guest's PROFILE line (docs/guest-interface.md) and the repeats' spread -------------------

@@ -107,7 +107,7 @@ DUMPBED_MIN_MEMORY = 7 * MiB
 # The command-line words the harness sets itself: --append may add others (testfault=,
 # pinpool=), never one of these, which would contradict scenario.json.
 DUMPBED_KEYS = ("dumpdev", "dumpdev2", "dumpid", "iotimeout", "dumplevel", "components", "fill", "workload",
-                "netaddr", "netserver", "netmtu")
+                "netaddr", "netserver", "netmtu", "compress")
 
 
 def _dumpbed_cmdline(scenario, topology, components: list[str], dump_id: str, fill_seed: Optional[str],
@@ -120,6 +120,8 @@ def _dumpbed_cmdline(scenario, topology, components: list[str], dump_id: str, fi
               f"fill={fill_seed}" if fill_seed else "fill=off"]
     if scenario.workload:
         words.append("workload=on")
+    if scenario.compress != "off":
+        words.append(f"compress={scenario.compress}")
     return " ".join(words)
 
 
@@ -255,6 +257,7 @@ LINUX_KDUMP = GuestProfile(
         "--stop-disk": "a console command of dumpbed's own guest",
         "--components": "the sample components are dumpbed's guest's",
         "--other-disks": "its capture environment takes the first disk with a dump partition (dumpbed.disk=auto)",
+        "--compress": "makedumpfile compresses its own vmcore: --append dumpbed.compress=zlib|lzo|none",
     },
 )
 

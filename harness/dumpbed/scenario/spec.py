@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from dumpbed.errors import DumpbedError
+from dumpbed.guest_interface import COMPRESSIONS
 from dumpbed.guests import boot, profiles
 from dumpbed.oracles import samples
 from dumpbed.scenario import crash as crash_mod, disks as disks_mod, faults as faults_mod
@@ -45,6 +46,7 @@ class Scenario:
     initrd: Optional[Path] = None  # --initrd, with a bzImage
     stop_disk: bool = False  # leave the dump disk stopped (START STOP UNIT) before the crash
     fill: bool = True
+    compress: str = "off"  # the dump's body compression: a guest_interface.COMPRESSIONS word
     level: int = 3  # the dump detail level of the RAS components (CD_LVL_NORMAL)
     components: str = "default"  # the enabled sample components (docs/components.md)
     secondary: Optional[str] = None  # the secondary dump device's disk kind, if any
@@ -80,6 +82,7 @@ def check_scenario(scenario: Scenario) -> tuple[list[str], list[faults_mod.Fault
     if not lo <= scenario.level <= hi:
         raise DumpbedError(f"--level {scenario.level}: {profile.levels_what} is {lo}..{hi}")
     _check_profile_options(scenario, profile)
+    _check_compress(scenario)
     below = scenario.ram_below_4g
     if below is not None and not (RAM_BELOW_4G_MIN <= below < scenario.memory_bytes and below % (2 * MiB) == 0):
         raise DumpbedError(f"--ram-below-4g {below // MiB}M: must be a multiple of 2M, at least "
@@ -106,10 +109,22 @@ def _check_profile_options(scenario: Scenario, profile: profiles.GuestProfile) -
         raise DumpbedError(f"--disk {scenario.disk}: not for guest profile {profile.name}: {why}")
     given = {"--workload": scenario.workload, "--secondary": scenario.secondary is not None,
              "--stop-disk": scenario.stop_disk, "--components": scenario.components != "default",
-             "--other-disks": scenario.other_disks > 0}
+             "--other-disks": scenario.other_disks > 0, "--compress": scenario.compress != "off"}
     for option, why in profile.unsupported_options.items():
         if given.get(option):
             raise DumpbedError(f"{option}: not for guest profile {profile.name} ({why})")
+
+
+def _check_compress(scenario: Scenario) -> None:
+    if scenario.compress not in COMPRESSIONS:
+        raise DumpbedError(f"--compress {scenario.compress}: one of {', '.join(COMPRESSIONS)}")
+    sized = next((spec for spec in scenario.faults if faults_mod.parse(spec).kind.sizes_partition), None)
+    if sized and scenario.compress != "off" and not scenario.fill:
+        # Unfilled RAM is mostly zeros: whether its compressed dump fits P% of the uncompressed
+        # one is the data's to say, and the run must know what to expect. Filled RAM does not
+        # compress, so it never fits (E2BIG).
+        raise DumpbedError(f"--fault {sized} with --compress {scenario.compress} needs filled RAM (no --no-fill): "
+                           "unfilled RAM compresses, and whether it then fits the partition is not known ahead")
 
 
 def _check_memory(memory_bytes: int, profile: profiles.GuestProfile) -> None:
