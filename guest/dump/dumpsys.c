@@ -318,6 +318,7 @@ void dump_system(const struct crash_record *cr)
 	memcpy(cx.params.dump_id, boot_config.dump_id, 16);
 	cx.params.ram_bytes = memmap_usable_bytes();
 	cx.params.tsc_hz = tsc_hz;
+	cx.params.compression = boot_config.compression;	/* the secondary's too */
 
 	/* Generation 1 on the primary. */
 	cx.t = t;

@@ -74,6 +74,8 @@ struct dmp_area {
 	uint64_t phys;
 	uint64_t len;
 	uint64_t disk_offset;		/* set by the sink */
+	uint64_t stored;		/* set by the sink: its bytes in the body before the padding
+					 * (= len uncompressed, its frames' bytes compressed) */
 	uint32_t component;
 	uint32_t flags;			/* AREA_FLAG_* of dump/format.h */
 };

@@ -1,5 +1,5 @@
 /*
- * On-disk structures of dump format version 3 (docs/dump-format.md). Every offset is a byte
+ * On-disk structures of dump format version 4 (docs/dump-format.md). Every offset is a byte
  * offset from the start of the dump partition; every integer is little-endian (native here).
  * The directory and the CRC table have two slots each (1 and 2); a header names the one it
  * vouches for in `slot` (0: none yet).
@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #define DUMP_PAGE		4096u
-#define DUMP_VERSION		3u
+#define DUMP_VERSION		4u	/* every dump: an uncompressed one is laid out as version 3 */
 #define DUMP_HEADER_SIZE	512u
 #define DUMP_LEADER_OFFSET	65536u
 #define DUMP_DIR_OFFSET		69632u
@@ -35,6 +35,16 @@ _Static_assert(DUMP_DIR_BYTES == 98304, "dir_bytes as docs/dump-format.md says")
 #define DUMP_STATUS_IN_PROGRESS	1u
 #define DUMP_STATUS_COMPLETE	2u
 #define DUMP_STATUS_FAILED	3u
+
+/* The header's compression: how the body holds the areas' data. */
+#define DUMP_COMPRESSION_NONE	0u
+#define DUMP_COMPRESSION_LZ4	1u	/* LZ4 frames ("Compressed bodies") */
+
+/* Compressed bodies: each area's data cut into frames of DUMP_FRAME_DATA bytes (the last
+ * holds the rest), each a struct dump_frame_header and its payload, back to back. */
+#define DUMP_FRAME_DATA		65536u
+#define DUMP_FRAME_LZ4		1u	/* payload: one LZ4 block, 1..raw_bytes - 1 bytes */
+#define DUMP_FRAME_RAW		2u	/* payload: the data itself */
 
 #define DUMP_ROLE_PRIMARY	1u
 #define DUMP_ROLE_SECONDARY	2u
@@ -98,7 +108,7 @@ enum dump_reg {
 
 struct dump_header {
 	char magic[8];			/* "DBEDDUMP" */
-	uint32_t version;		/* 3 */
+	uint32_t version;		/* 4 */
 	uint32_t header_size;		/* 512 */
 	uint32_t block_size;
 	uint32_t status;
@@ -138,7 +148,8 @@ struct dump_header {
 	uint32_t restart_error;
 	uint32_t slot;			/* the slot vouched for: 1 or 2, 0 none yet */
 	uint64_t restart_offset;
-	uint8_t reserved496[12];
+	uint32_t compression;		/* DUMP_COMPRESSION_*, as the leader's in the trailer */
+	uint8_t reserved500[8];
 	uint32_t header_crc;		/* CRC32C of bytes 0..507 */
 } __attribute__((packed));
 
@@ -185,7 +196,14 @@ struct dump_area_entry {
 	uint64_t disk_offset;
 	uint32_t component;
 	uint32_t flags;			/* AREA_FLAG_* */
-	uint64_t zero;
+	uint64_t stored_bytes;		/* in the body before its padding: = length uncompressed */
+} __attribute__((packed));
+
+struct dump_frame_header {
+	uint32_t kind;			/* DUMP_FRAME_LZ4 / DUMP_FRAME_RAW */
+	uint32_t raw_bytes;		/* data bytes: DUMP_FRAME_DATA, or the rest in an area's last */
+	uint32_t payload_bytes;
+	uint32_t raw_crc;		/* CRC32C of the frame's data */
 } __attribute__((packed));
 
 struct dump_call_record {
@@ -210,7 +228,7 @@ struct dump_violation_record {
 
 struct dump_end_marker {
 	char magic[8];			/* "DBEDEND\0" */
-	uint32_t version;		/* 3 */
+	uint32_t version;		/* 4 */
 	uint32_t generation;
 	uint8_t dump_id[16];
 	uint64_t body_bytes;
@@ -280,7 +298,8 @@ FMT_CHECK(dump_header, device_role, 476);
 FMT_CHECK(dump_header, restart_error, 480);
 FMT_CHECK(dump_header, slot, 484);
 FMT_CHECK(dump_header, restart_offset, 488);
-FMT_CHECK(dump_header, reserved496, 496);
+FMT_CHECK(dump_header, compression, 496);
+FMT_CHECK(dump_header, reserved500, 500);
 FMT_CHECK(dump_header, header_crc, 508);
 
 _Static_assert(sizeof(struct dump_dir_header) == 64, "dir header size");
@@ -324,7 +343,13 @@ FMT_CHECK(dump_area_entry, length, 32);
 FMT_CHECK(dump_area_entry, disk_offset, 40);
 FMT_CHECK(dump_area_entry, component, 48);
 FMT_CHECK(dump_area_entry, flags, 52);
-FMT_CHECK(dump_area_entry, zero, 56);
+FMT_CHECK(dump_area_entry, stored_bytes, 56);
+
+_Static_assert(sizeof(struct dump_frame_header) == 16, "frame header size");
+FMT_CHECK(dump_frame_header, kind, 0);
+FMT_CHECK(dump_frame_header, raw_bytes, 4);
+FMT_CHECK(dump_frame_header, payload_bytes, 8);
+FMT_CHECK(dump_frame_header, raw_crc, 12);
 
 _Static_assert(sizeof(struct dump_call_record) == 24, "call record size");
 FMT_CHECK(dump_call_record, component, 0);

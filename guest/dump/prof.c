@@ -8,6 +8,7 @@
 
 /* Written during the dump: dump path state. */
 static uint64_t cycles[PROF_NCAT] __dumpstate, count[PROF_NCAT] __dumpstate, write_bytes __dumpstate;
+static uint64_t zip_in __dumpstate;
 static uint64_t t0 __dumpstate, calls0 __dumpstate, cr3_0 __dumpstate;
 
 void prof_start(void)
@@ -26,6 +27,11 @@ void prof_end(enum prof_cat cat, uint64_t start)
 void prof_bytes(uint64_t bytes)
 {
 	write_bytes += bytes;
+}
+
+void prof_zip_in(uint64_t bytes)
+{
+	zip_in += bytes;
 }
 
 static uint64_t empty_trip(uint64_t a0, uint64_t a1, uint64_t a2)
@@ -59,7 +65,7 @@ void prof_report(void)
 	result_line("PROFILE tsc_hz=%llu total=%llu crc=%llu crc_n=%llu copy=%llu copy_n=%llu write=%llu "
 		    "write_n=%llu write_bytes=%llu flush=%llu flush_n=%llu meta=%llu meta_n=%llu device=%llu "
 		    "device_n=%llu pin=%llu pin_n=%llu lines=%llu lines_n=%llu calls=%llu calls_n=%llu "
-		    "user_calls=%llu user_call=%llu cr3_writes=%llu",
+		    "zip=%llu zip_n=%llu zip_in=%llu user_calls=%llu user_call=%llu cr3_writes=%llu",
 		    (unsigned long long)tsc_hz, (unsigned long long)total,
 		    (unsigned long long)cycles[PROF_CRC], (unsigned long long)count[PROF_CRC],
 		    (unsigned long long)cycles[PROF_COPY], (unsigned long long)count[PROF_COPY],
@@ -71,5 +77,7 @@ void prof_report(void)
 		    (unsigned long long)cycles[PROF_PIN], (unsigned long long)count[PROF_PIN],
 		    (unsigned long long)cycles[PROF_LINES], (unsigned long long)count[PROF_LINES],
 		    (unsigned long long)cycles[PROF_CALLS], (unsigned long long)count[PROF_CALLS],
+		    (unsigned long long)cycles[PROF_ZIP], (unsigned long long)count[PROF_ZIP],
+		    (unsigned long long)zip_in,
 		    (unsigned long long)calls, (unsigned long long)user_call_cycles(), (unsigned long long)cr3);
 }

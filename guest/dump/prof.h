@@ -21,6 +21,7 @@ enum prof_cat {
 	PROF_PIN,	/* entering and leaving the pinning enforcement (its page tables) */
 	PROF_LINES,	/* the PROGRESS lines (a port write, a VM exit, per byte) */
 	PROF_CALLS,	/* the components' routine calls, under the pinning guard (the facility) */
+	PROF_ZIP,	/* compressing data into frames, raw CRCs included (a ring 3 trip each) */
 	PROF_NCAT
 };
 
@@ -34,6 +35,8 @@ static inline uint64_t prof_begin(void)
 void prof_end(enum prof_cat cat, uint64_t start);
 /* The body's and metadata's bytes written (with PROF_WRITE / PROF_FLUSH). */
 void prof_bytes(uint64_t bytes);
+/* The data's bytes compressed (with PROF_ZIP). */
+void prof_zip_in(uint64_t bytes);
 /* At the dump's start: its TSC and the arch counters' values then. */
 void prof_start(void);
 /* The profile line: from prof_start() to now. */

@@ -1,5 +1,5 @@
 /*
- * The streaming writer of dump format v3 (docs/dump-format.md). One dump on one device:
+ * The streaming writer of dump format v4 (docs/dump-format.md). One dump on one device:
  *
  *   dump_writer_begin()      plan the layout, write step 1 (the first leader, slot 0, flush)
  *   dmp_collect(gen, dump_writer_sink())   each area written at once; checkpoints (the free
@@ -42,14 +42,15 @@ struct dump_params {
 	uint64_t restart_offset;
 	uint64_t ram_bytes;
 	uint64_t tsc_hz;
+	uint32_t compression;		/* DUMP_COMPRESSION_*: LZ4 frames, or the data as it is */
 };
 
 struct dump_result {
 	int error;		/* 0 while all is well / when the dump is complete */
 	const char *stage;	/* where it failed: plan, query, crc-table, directory, body, ... */
 	uint64_t offset;	/* the header's failure_offset: the failed write's (a failed flush:
-				 * the write it followed), ENOSPC: body_offset + body written,
-				 * else 0 */
+				 * the write it followed), ENOSPC and E2BIG: body_offset + body
+				 * written, else 0 */
 	bool device_error;	/* the device (or a pinning violation) failed, not the plan or space */
 	uint64_t extent_bytes;	/* COMPLETE: end_offset + 4096 - 65536 + B */
 	uint64_t body_bytes;	/* body the last header vouches for (= body_bytes when complete) */

@@ -1,9 +1,10 @@
 /* Kernel command line: dumpdev, dumpdev2, dumplevel, components, pinpool, workload, dumpid,
- * fill, iotimeout, testfault, netaddr, netserver, netmtu, netwindow (docs/guest-interface.md). */
+ * fill, compress, iotimeout, testfault, netaddr, netserver, netmtu, netwindow (docs/guest-interface.md). */
 #include "kern/cmdline.h"
 #include "arch/x86/usermode.h"
 #include "dump/dumpdisk.h"
 #include "dump/dumpnic.h"
+#include "dump/format.h"
 #include "dump/netdump.h"
 #include "scsi/hba.h"
 #include "lib/testfault.h"
@@ -263,6 +264,15 @@ static uint64_t parse_words(uint64_t state, uint64_t unused1, uint64_t unused2)
 				boot_config.fill = true;
 			} else {
 				st->why = "bad-fill";
+				return PARSE_FAILED;
+			}
+		} else if (word_is(word, klen, "compress")) {
+			if (vlen == 3 && strncmp(val, "lz4", 3) == 0) {
+				boot_config.compression = DUMP_COMPRESSION_LZ4;
+			} else if (vlen == 3 && strncmp(val, "off", 3) == 0) {
+				boot_config.compression = DUMP_COMPRESSION_NONE;
+			} else {
+				st->why = "bad-compress";
 				return PARSE_FAILED;
 			}
 		} else if (word_is(word, klen, "workload")) {

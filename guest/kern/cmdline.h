@@ -36,6 +36,7 @@ struct boot_config {
 	uint32_t dump_level;		/* dumplevel=0..9, CD_LVL_NORMAL (3) by default */
 	char components[256];		/* components=LIST (docs/components.md), "default" by default */
 	uint64_t pinpool_bytes;		/* pinpool=SIZE, 0: the default size */
+	uint32_t compression;		/* compress=lz4|off: DUMP_COMPRESSION_*, NONE by default */
 	/* the network dump (docs/netdump-protocol.md, section 3) */
 	bool netaddr_set, netserver_set;
 	struct netdump_config net;

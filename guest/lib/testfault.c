@@ -22,6 +22,8 @@ static const char *const words[TF_COUNT] = {
 	[TF_NET_WINDOW] = "net-window",
 	[TF_NET_NOPAD] = "net-nopad",
 	[TF_NET_NO_FINISH] = "net-no-finish",
+	[TF_LZ4_OFFSET] = "lz4-offset",
+	[TF_LZ4_STUCK] = "lz4-stuck",
 };
 
 bool testfault_parse(const char *list, size_t len)

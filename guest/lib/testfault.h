@@ -29,6 +29,8 @@ enum testfault_bit {
 	TF_NET_WINDOW,		/* netdump: twice the agreed window of messages in flight */
 	TF_NET_NOPAD,		/* netdump: frames not padded to a multiple of DUMPQUERY's min_tsize */
 	TF_NET_NO_FINISH,	/* netdump: DUMPEND sends no FINISH (the dump is on the server, never closed) */
+	TF_LZ4_OFFSET,		/* compress=lz4: every match offset written one byte too far back */
+	TF_LZ4_STUCK,		/* compress=lz4: every frame of an area from the area's first bytes */
 	TF_COUNT,
 };
 

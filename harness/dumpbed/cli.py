@@ -454,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stop-disk", action="store_true",
                      help="stop the dump disk (START STOP UNIT) before the crash; the dump must start it")
     run.add_argument("--no-fill", action="store_true", help="leave free RAM unpatterned (mostly zeros)")
-    run.add_argument("--compress", default="off", choices=COMPRESSIONS,
+    run.add_argument("--compress", default="off", choices=list(COMPRESSIONS),
                      help="compress the dump's body in the guest: %(choices)s (default %(default)s; "
                           "docs/dump-format.md, Compressed bodies)")
     run.add_argument("--level", type=int, default=3, metavar="0..9",
@@ -535,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=1, metavar="N",
                        help="run every disk N times, the host's references with each: each figure's minimum, "
                             "median and maximum (default 1)")
-    bench.add_argument("--compress", default="lz4", choices=COMPRESSIONS,
+    bench.add_argument("--compress", default="lz4", choices=list(COMPRESSIONS),
                        help="with lz4 (the default), the first disk kind is benched again on unfilled and filled "
                             "RAM, uncompressed and compressed: what compression gains; off: no such rows")
     bench.add_argument("--profile", action="store_true",

@@ -4,9 +4,10 @@ holds them to the header)."""
 from enum import IntEnum
 
 PROMPT = "dumpbed> "  # the guest shell's prompt on the console
-# The values of the `compress` word: how the dump's body holds the areas' data (docs/dump-format.md,
-# "Compressed bodies"); "off" is the guest's default and is never written on the command line.
-COMPRESSIONS = ("off", "lz4")
+# The values of the `compress` word, with the header's `compression` each asks for: how the dump's
+# body holds the areas' data (docs/dump-format.md, "Compressed bodies"); "off" is the guest's
+# default and is never written on the command line.
+COMPRESSIONS = {"off": 0, "lz4": 1}
 
 
 class Errno(IntEnum):

@@ -126,10 +126,10 @@ def _describe(dev: Device) -> None:
     crash = next((a for a in d.areas if a.name == "crash-record"), None)
     if crash is not None:
         r["crash-record"] = dev.part(crash.disk_offset, crash.disk_offset + crash.length)
-    padded = [a for a in d.areas if a.length % PAGE]
+    padded = [a for a in d.areas if a.stored_bytes % PAGE]
     if padded:
         a = padded[len(padded) // 2]
-        r["area-padding"] = dev.part(a.disk_offset + a.length, a.disk_offset + a.padded_length)
+        r["area-padding"] = dev.part(a.disk_offset + a.stored_bytes, a.disk_offset + a.padded_length)
     if h.complete:
         r["end-marker"] = dev.part(h.end_offset, h.end_offset + PAGE)
         r["after-end"] = dev.part(h.end_offset + PAGE, dev.part_bytes - b)

@@ -86,10 +86,12 @@ def _synth(base: Path, name: str, **options) -> Path:
 
 
 def synth_devices(tmp_path_factory) -> list[Device]:
-    """Synthetic v3 dumps (tests/support/synth.py), each with its own dump id: every sample, 4096-byte
+    """Synthetic dumps (tests/support/synth.py), each with its own dump id: every sample, 4096-byte
     blocks, a FAILED dump with a write past its leader, a dump cut short before its first
     checkpoint (slot 0), a partial dump whose final leader had not landed (the trailer COMPLETE,
-    the leader the last checkpoint's), a generation-2 dump."""
+    the leader the last checkpoint's), a generation-2 dump, a version 3 dump, and compressed
+    ones (LZ4 frames: complete, and FAILED with E2BIG cut inside an area), so that frames are
+    fuzzed too."""
     work = tmp_path_factory.mktemp("fuzz-work")
     s = tmp_path_factory.mktemp("fuzz-synth")
     landed = synth.make_run(s / "unlanded" / "src", samples="default", seed=6)
@@ -103,6 +105,11 @@ def synth_devices(tmp_path_factory) -> list[Device]:
                     work / "synth-begun"),
         make_device("synth-unlanded", landed.dir, work / "synth-unlanded"),
         make_device("synth-gen2", _synth(s, "gen2", generation=2, samples="all", seed=5), work / "synth-gen2"),
+        make_device("synth-v3", _synth(s, "v3", version=3, seed=7), work / "synth-v3"),
+        make_device("synth-lz4", _synth(s, "lz4", compress=True, samples="default", seed=8), work / "synth-lz4"),
+        make_device("synth-lz4-e2big", _synth(s, "lz4-e2big", compress=True, state="failed", failure=synth.E2BIG,
+                                              body_written=0x1A3000, cut_inside=True, seed=9),
+                    work / "synth-lz4-e2big"),
     ]
 
 

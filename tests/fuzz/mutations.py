@@ -313,7 +313,7 @@ DIRECTORY_FIELDS = [
     ("components", "dumped_bytes", 72, "Q"), ("components", "staging_bytes", 84, "I"),
     ("components", "global_buffer_bytes", 104, "Q"),
     ("areas", "length", 32, "Q"), ("areas", "disk_offset", 40, "Q"), ("areas", "component", 48, "I"),
-    ("areas", "flags", 52, "I"),
+    ("areas", "flags", 52, "I"), ("areas", "stored_bytes", 56, "Q"),
     ("calls", "component", 0, "I"), ("calls", "op", 4, "B"), ("calls", "generation", 5, "B"),
     ("calls", "outcome", 6, "B"), ("calls", "entries", 8, "I"), ("calls", "level", 12, "I"),
     ("calls", "value", 16, "Q"),

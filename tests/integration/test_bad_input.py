@@ -137,7 +137,7 @@ def test_the_keys_guest_arg_may_not_set_are_those_dumpbed_sets(tmp_path):
     """The dumpbed profile's DUMPBED_KEYS is every key run.guest_cmdline writes (with every optional word
     present), so a --guest-arg can never contradict scenario.json."""
     scenario = Scenario(out_dir=tmp_path / "run", memory_bytes=64 * MiB, workload=True, secondary=disks.DEFAULT,
-                        guest_args=["testfault=irq-on"])
+                        compress="lz4", guest_args=["testfault=irq-on"])
     components, found = check_scenario(scenario)
     topology = run_mod.plan_disks(scenario, tmp_path / "run", found).topology
     words = run_mod.guest_cmdline(scenario, topology, components, "0" * 32, "0" * 16, 10_000).split()

@@ -14,7 +14,8 @@ from dumpbed.units import MiB
 def test_bench_repeats_and_profiles_a_dump(tmp_path):
     out = tmp_path / "bench"
     proc = subprocess.run([sys.executable, "-m", "dumpbed", "bench", "--memory", "32M", "--disks", "virtio-blk",
-                           "--repeat", "2", "--json", "--keep", "--out", str(out)], capture_output=True, text=True,
+                           "--repeat", "2", "--compress", "off", "--json", "--keep", "--out", str(out)],
+                          capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
@@ -45,14 +46,27 @@ def test_bench_repeats_and_profiles_a_dump(tmp_path):
         assert prof["write_bytes"] == landed and landed >= repeat["disks"][0]["dump_bytes"] >= 16 * MiB
 
 
-def test_bench_prints_the_profile(tmp_path):
+def test_bench_prints_the_profile_and_the_compression_rows(tmp_path):
+    """The default bench (--compress lz4) adds the first kind on unfilled and filled RAM,
+    compressed and not: compression's gain, each row's effective (data) rate, the zip row."""
     proc = subprocess.run([sys.executable, "-m", "dumpbed", "bench", "--memory", "16M", "--disks", "virtio-blk",
                            "--profile", "--out", str(tmp_path / "bench")], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for words in ("ms from the crash to DONE", "writes (DUMPWRITE, polled to completion)", "ring 3 trips:",
-                  "page-table switches:", "while the guest waited"):
+                  "page-table switches:", "while the guest waited", "compressing the data into LZ4 frames",
+                  "lz4: data MiB/s (the RAM dumped per second) over the uncompressed dump"):
         assert words in proc.stdout, proc.stdout
+    result = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    rows = {r["disk"]: r for r in result["disks"]}
+    assert list(rows) == ["virtio-blk", "virtio-blk-nofill", "virtio-blk-lz4", "virtio-blk-lz4-nofill"]
+    assert all(r["verdict"] == "pass" for r in rows.values())
+    zeros, plain = rows["virtio-blk-lz4-nofill"], rows["virtio-blk-nofill"]
+    assert zeros["dump_bytes"] < plain["dump_bytes"] // 4 and zeros["data_bytes"] == plain["data_bytes"]
+    assert set(result["compression"]) == {"method", "compressible", "incompressible"}
+    zip_row = next(r for r in zeros["profile"]["rows"] if r["what"] == "zip")
+    assert zip_row["n"] >= 1 and zeros["profile"]["zip_in"] == zeros["data_bytes"]
     # Without --keep the GiB-sized files go: the images, the write logs, the RAM snapshot.
-    run = tmp_path / "bench" / "virtio-blk"
-    assert (run / "report.json").is_file() and (run / "qemu-trace.log").is_file()
-    assert not [*run.glob("*.img"), *run.glob("*.writes"), *(run / "snapshot").glob("mem-*.bin")]
+    for label in rows:
+        run = tmp_path / "bench" / label
+        assert (run / "report.json").is_file() and (run / "qemu-trace.log").is_file()
+        assert not [*run.glob("*.img"), *run.glob("*.writes"), *(run / "snapshot").glob("mem-*.bin")]

@@ -29,6 +29,10 @@ CASES = [
     # first command selects the same LUN, an overlapped command in SCSI's terms.)
     ("mask-only", "virtio-scsi", {"workload": True, "faults": ["hold-runtime"]}, ["runtime-io"]),
     ("stage-stuck", "virtio-blk", {}, ["content"]),
+    # The compressor (compress=lz4): a frame that does not decode to its own raw CRC is the
+    # reader's to find; a frame made from the wrong data with a CRC to match, the content oracle's.
+    ("lz4-offset", "virtio-blk", {"compress": "lz4"}, ["format"]),
+    ("lz4-stuck", "virtio-blk", {"compress": "lz4"}, ["content"]),
     ("skip-low", "virtio-blk", {}, ["completeness"]),
     ("fpu-clobber", "virtio-blk", {}, ["crash-record"]),
     ("wrong-report", "virtio-blk", {"faults": ["eio-at=30"]}, ["guest-result"]),

@@ -1,6 +1,7 @@
 """Synthetic dumpbed runs for unit tests.
 
-A second, minimal writer of docs/dump-format.md (version 3), written from the page with its own
+A second, minimal writer of docs/dump-format.md (version 4; version=3 writes a version 3 dump,
+its reserved bytes zero), written from the page with its own
 offset tables (it shares no format code with harness/dumpbed/reader/dumpfmt.py), plus the artifacts of a run
 (docs/artifacts.md): scenario.json, layout.json, snapshot/, dump.img. The disk itself is
 prepared with the harness's own canary and GPT writers, as a real run would.
@@ -29,7 +30,9 @@ the leader describes the body up to an area boundary, or exactly with cut_inside
 component being collected PARTIAL with its areas so far; `spill` bytes written after what the
 leader describes; slot=0: the first leader only), a dump restarted on the secondary
 (generation=2), the sample components of docs/components.md (samples="default"), extra
-components with any flags, calls and violations.
+components with any flags, calls and violations; a compressed dump (compress=True: each area's
+data as LZ4 frames, "Compressed bodies", stored RAW when LZ4 does not make a frame smaller; an
+area cut inside is listed with its whole frames, as the page's partial area).
 
 How each state ends, and what the scenario then declares (`expect`, `expect_guest_result`, no
 faults: harness/dumpbed/oracles/validate.py's run_expectation takes the declaration as it is):
@@ -55,6 +58,7 @@ import struct
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cramjam
 import google_crc32c
 import numpy as np
 
@@ -76,7 +80,7 @@ REGISTERS = [
 ]
 
 # Header fields as (offset, struct format, name), typed from the spec's table (the reserved
-# bytes 496..507 are left zero).
+# bytes 500..507 are left zero; a version 3 header's compression is 0: reserved there).
 HEADER_FIELDS = [
     (0, "8s", "magic"), (8, "I", "version"), (12, "I", "header_size"), (16, "I", "block_size"),
     (20, "I", "status"), (24, "16s", "dump_id"), (40, "I", "generation"), (44, "I", "crash_reason"),
@@ -90,6 +94,7 @@ HEADER_FIELDS = [
     (168, "Q", "failure_offset"), (176, "Q", "ram_bytes"), (184, "Q", "tsc_hz"), (192, "Q", "tsc_crash"),
     (200, "Q", "tsc_done"), (208, "Q", "estimate_bytes"), (472, "I", "chunks_sealed"),
     (476, "I", "device_role"), (480, "I", "restart_error"), (484, "I", "slot"), (488, "Q", "restart_offset"),
+    (496, "I", "compression"),
 ]
 REGISTERS_AT = 216
 HEADER_CRC_AT = 508
@@ -109,7 +114,7 @@ COMPONENT_FIELDS = {
 }
 AREA_FIELDS = {
     "name": (0, "24s"), "phys_addr": (24, "Q"), "length": (32, "Q"), "disk_offset": (40, "Q"),
-    "component": (48, "I"), "flags": (52, "I"), "zero": (56, "Q"),
+    "component": (48, "I"), "flags": (52, "I"), "stored_bytes": (56, "Q"),
 }
 CALL_FIELDS = {
     "component": (0, "I"), "op": (4, "B"), "generation": (5, "B"), "outcome": (6, "B"), "zero": (7, "B"),
@@ -120,7 +125,10 @@ VIOLATION_FIELDS = {
     "generation": (28, "I"),
 }
 
-VERSION = 3
+VERSION = 4
+COMPRESSION_NONE, COMPRESSION_LZ4 = 0, 1  # the header's compression
+FRAME_DATA, FRAME_HEADER = 65536, 16
+FRAME_LZ4, FRAME_RAW = 1, 2
 CHECKPOINT = 64 * MiB  # the writer checkpoints at every 64 MiB of body
 IN_PROGRESS, COMPLETE, FAILED = 1, 2, 3
 NMI, PANIC, EXCEPTION = 1, 2, 3
@@ -138,7 +146,7 @@ REGISTRATION_FLAGS = CALL_ON_RESTART | GLOBAL_BUFFER | RAS | PRIVATE_STAGING | S
 START, AGAIN, DONE, ESTIMATE = 1, 2, 3, 4
 TABLE, NONE, NEGATIVE, FAULT, VALUE, ACK, BAD = 1, 2, 3, 4, 5, 6, 7
 NO_COMPONENT = 0xFFFFFFFF
-EIO, EFAULT, EINVAL, ENOSPC, ENODATA = 5, 14, 22, 28, 61
+E2BIG, EIO, EFAULT, EINVAL, ENOSPC, ENODATA = 7, 5, 14, 22, 28, 61
 
 FILL_MULTIPLIER = 0x9E3779B97F4A7C15
 LOW_RAM_END = 0x9F000  # the snapshot's first region: [0, 636 KiB)
@@ -150,6 +158,9 @@ MBI_AT, MMAP_AT, MBI_FLAG_MMAP = 0x9500, 0x9000, 1 << 6
 E820_USABLE, E820_RESERVED = 1, 2
 FPU_FILE = "fpu.json"  # the x87/SSE state QEMU reported at the crash (beside registers.json)
 SAMPLE_BSS = 0x300000  # where the samples' .bss areas live (inside ram-high)
+# Memory LZ4 shrinks (the first half of each page one byte), so a compressed dump has LZ4 frames
+# beside the RAW ones of the fill pattern.
+COMPRESSIBLE = (0x180000, 0x280000)
 
 
 def crc32c(data: bytes) -> int:
@@ -191,8 +202,14 @@ class SArea:
     volatile: bool = False
     staged: bool = False  # STAGED (and VOLATILE): produced at dump time
     pattern: tuple[str, int] | None = None  # (component name, k): data is the sample pattern
-    data: bytes = b""  # what goes on disk; filled in by make_run
+    data: bytes = b""  # the area's data; filled in by make_run
     disk_offset: int = 0
+    stored: bytes = b""  # what goes on disk: the data, or its frames (compressed); _lay_out
+    frame_ends: tuple[int, ...] = ()  # compressed: where each frame ends in `stored`
+
+    @property
+    def stored_bytes(self) -> int:
+        return len(self.stored)
 
     @property
     def flags(self) -> int:
@@ -291,6 +308,8 @@ class Options:
     extra_components: list = field(default_factory=list)  # SComponents appended to the directory
     violations: list = field(default_factory=list)  # SViolations
     dir_bytes: int = WRITER_DIR_BYTES
+    compress: bool = False  # the body holds LZ4 frames (header compression 1)
+    version: int = VERSION  # 3: a version 3 dump (no compression, reserved bytes zero)
 
 
 @dataclass(frozen=True)
@@ -426,7 +445,7 @@ class Run:
         """Body bytes written when each component is finished."""
         ends, pos = [], 0
         for c in self.components:
-            pos += sum(up(a.length) for a in c.areas)
+            pos += sum(up(a.stored_bytes) for a in c.areas)
             ends.append(pos)
         return ends
 
@@ -444,13 +463,14 @@ class Run:
         return sorted(points, key=lambda p: p.key)
 
     def areas_at(self, point: Point) -> list[SArea]:
-        """The areas a directory at `point` lists; the last cut where the described body ends."""
+        """The areas a directory at `point` lists; the last cut where the described body ends
+        (compressed: its stored bytes so far, its length the data of its whole frames)."""
         end = self.body_offset + point.body
         listed = []
         for a in self.areas:
             if a.disk_offset >= end:
                 break
-            listed.append(a if a.disk_offset + up(a.length) <= end else replace(a, length=end - a.disk_offset))
+            listed.append(a if a.disk_offset + up(a.stored_bytes) <= end else cut_area(a, end - a.disk_offset))
         return listed
 
     # -- raw access ------------------------------------------------------------------------
@@ -651,8 +671,10 @@ class Run:
             struct.pack_into("<32sIIIIIIIIQQiIQQQ", raw, pos, *values)
             pos += 128
         owner = [i for i, c in enumerate(self.components) for _ in c.areas]
+        stored = lambda a: a.stored_bytes if h["version"] >= 4 else 0  # reserved in version 3
         for i, a in enumerate(areas):
-            struct.pack_into("<24sQQQII", raw, pos, a.name.encode(), a.phys, a.length, a.disk_offset, owner[i], a.flags)
+            struct.pack_into("<24sQQQIIQ", raw, pos, a.name.encode(), a.phys, a.length, a.disk_offset, owner[i], a.flags,
+                             stored(a))
             pos += 64
         for r in calls:
             struct.pack_into("<IBBBBIIq", raw, pos, r["component"], r["op"], r["generation"], r["outcome"], 0,
@@ -683,7 +705,7 @@ class Run:
     def end_marker(self) -> bytes:
         raw = bytearray(PAGE)
         struct.pack_into(
-            "<8sII16sQII", raw, 0, b"DBEDEND\0", VERSION, self.header["generation"], self.header["dump_id"],
+            "<8sII16sQII", raw, 0, b"DBEDEND\0", self.header["version"], self.header["generation"], self.header["dump_id"],
             self.body_bytes, self.nchunks, self.header["crc_table_crc"],
         )
         struct.pack_into("<I", raw, PAGE - 4, crc32c(raw[:PAGE - 4]))
@@ -714,7 +736,7 @@ class Run:
         h = self.header
         raw = bytearray(1024)
         struct.pack_into(
-            "<8sIIIIQQQ", raw, 0, b"DBCRASH\0", VERSION, h["crash_reason"], h["crash_vector"], 0,
+            "<8sIIIIQQQ", raw, 0, b"DBCRASH\0", h["version"], h["crash_reason"], h["crash_vector"], 0,
             h["crash_error_code"], h["crash_fault_addr"], h["tsc_crash"],
         )
         struct.pack_into("<32Q", raw, 48, *self.registers)
@@ -722,15 +744,26 @@ class Run:
         return bytes(raw)
 
     def set_crash_record(self, raw: bytes) -> None:
+        """A new crash record in place (its stored form: compressed, its frames, which must keep
+        their room), the directory rewritten; reseal() then makes the CRCs agree."""
         a = self.area("crash-record")
+        room = up(a.stored_bytes)
         a.data = raw
-        self.write_part(a.disk_offset, raw)
+        a.stored, a.frame_ends = frames_of(raw) if self.options.compress else (raw, ())
+        assert up(a.stored_bytes) == room, "synth: the crash record's frames no longer fit its room"
+        self.write_part(a.disk_offset, a.stored.ljust(room, b"\0"))
+        if self.slot:
+            self.write_part(self.dir_at, self.directory_bytes())
 
     def replay(self) -> None:
         """Play the writer's writes again with the areas' data as it is now (a test changed an
         area's `data`, or the crash record), and write the evidence anew: the run stays one a
         writer made, every oracle sees it so (reseal() instead only makes the CRCs agree with
-        bytes changed under the write log)."""
+        bytes changed under the write log). The disk starts again from its canary: compressed,
+        the areas may now take other room."""
+        canary.fill(self.image, self.layout)
+        gpt.write(self.image, self.layout)
+        _lay_out(self)
         _write(self, self.options)
 
 
@@ -916,6 +949,9 @@ def _snapshot(run_dir: Path, ram_bytes: int, opts: Options, rng: random.Random,
     snap = run_dir / "snapshot"
     snap.mkdir(parents=True, exist_ok=True)
     high = bytearray(_fill_words(HIGH_RAM_START, ram_bytes, opts.fill_seed))
+    for page in range(COMPRESSIBLE[0], min(COMPRESSIBLE[1], ram_bytes), PAGE):
+        at = page - HIGH_RAM_START
+        high[at:at + PAGE // 2] = bytes([page // PAGE & 0xFF]) * (PAGE // 2)
     for a in patterned:
         high[a.phys - HIGH_RAM_START:a.phys - HIGH_RAM_START + a.length] = pattern(*a.pattern, a.length)
     low = bytearray(rng.randbytes(LOW_RAM_END))
@@ -971,6 +1007,8 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
     rng = random.Random(opts.seed)
     ram = opts.ram_bytes
     assert ram >= 4 * MiB and ram % PAGE == 0
+    if opts.version not in (3, VERSION) or (opts.compress and opts.version == 3):
+        raise ValueError(f"synth: version {opts.version}{' compressed' if opts.compress else ''} is no dump it writes")
 
     layout = DiskLayout.for_dump(ram, block_size=opts.block_size, canary_seed=opts.canary_seed)
     layout.save(run_dir / "layout.json")
@@ -1005,7 +1043,9 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
     scenario = {
         "version": 1, "disk": "virtio-blk", "crash": opts.crash, "memory_bytes": ram, "accel": "tcg",
         "firmware": "qboot", "dump_id": dump_id.hex(), "fill_seed": f"{opts.fill_seed:016x}",
-        "cmdline": f"dumpdev=virtio-blk dumpid={dump_id.hex()} fill={opts.fill_seed:016x}",
+        "compress": "lz4" if opts.compress else "off",
+        "cmdline": f"dumpdev=virtio-blk dumpid={dump_id.hex()} fill={opts.fill_seed:016x}"
+                   + (" compress=lz4" if opts.compress else ""),
     }
     if opts.samples:
         scenario.update(level=opts.level, components=opts.samples if isinstance(opts.samples, str)
@@ -1023,25 +1063,21 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
 
     part_offset, part_bytes = layout.dump_offset, layout.dump_size
     dir_bytes = opts.dir_bytes
-    body_bytes = sum(up(a.length) for c in components for a in c.areas)
     chunk = 65536
     while up(4 * -(-part_bytes // chunk)) > 256 * KiB:
         chunk *= 2
     table_bytes = max(PAGE, up(4 * -(-part_bytes // chunk)))
     table_offset = DIR_AT + 2 * dir_bytes  # two directory slots, then two table slots
     body_offset = table_offset + 2 * table_bytes
-    end_offset = body_offset + body_bytes
-    assert end_offset + PAGE <= part_bytes - opts.block_size, "synth: the partition is too small"
 
     run = Run(
         dir=run_dir, image=image, layout=layout, options=opts, part_offset=part_offset,
         part_bytes=part_bytes, block_size=opts.block_size, header={}, registers=registers,
         components=components, violations=violations, dir_bytes=dir_bytes, table_offset=table_offset,
-        table_bytes=table_bytes, body_offset=body_offset, body_bytes=body_bytes, end_offset=end_offset,
-        chunk_size=chunk,
+        table_bytes=table_bytes, body_offset=body_offset, chunk_size=chunk,
     )
     run.header = {
-        "magic": b"DBEDDUMP", "version": VERSION, "header_size": 512, "block_size": opts.block_size,
+        "magic": b"DBEDDUMP", "version": opts.version, "header_size": 512, "block_size": opts.block_size,
         "status": IN_PROGRESS, "dump_id": dump_id, "generation": opts.generation,
         "crash_reason": reason, "crash_vector": vector, "failure": 0,
         "crash_error_code": 2 if reason == EXCEPTION else 0, "crash_fault_addr": 0xDEAD000 if reason == EXCEPTION else 0,
@@ -1056,13 +1092,11 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
         "device_role": SECONDARY if opts.generation == 2 else PRIMARY,
         "restart_error": EIO if opts.generation == 2 else 0,
         "restart_offset": 0x2345000 if opts.generation == 2 else 0, "slot": 0,
+        "compression": COMPRESSION_LZ4 if opts.compress else COMPRESSION_NONE,
     }
 
-    offset = body_offset
     for c in components:
         for a in c.areas:
-            a.disk_offset = offset
-            offset += up(a.length)
             if a.name == "crash-record":
                 continue
             if a.pattern:
@@ -1074,12 +1108,49 @@ def make_run(run_dir: Path, options: Options | None = None, **overrides) -> Run:
     run.area("crash-record").data = run.crash_record()
     fpu = fpu_state(run.crash_record()[512:1024], stack_order=scenario["accel"] == "kvm")
     (run_dir / "snapshot" / FPU_FILE).write_text(json.dumps(fpu, indent=1))
-    assert offset == end_offset
+    _lay_out(run)
 
     if opts.state == "none":
         return run
     _write(run, opts)
     return run
+
+
+def _lay_out(run: Run) -> None:
+    """Each area's stored form (its data, or its frames) and its place in the body: back to
+    back from body_offset, each taking its stored bytes rounded up to a page."""
+    offset = run.body_offset
+    for a in run.areas:
+        a.stored, a.frame_ends = frames_of(a.data) if run.options.compress else (a.data, ())
+        a.disk_offset = offset
+        offset += up(a.stored_bytes)
+    run.body_bytes = offset - run.body_offset
+    run.end_offset = offset
+    assert run.end_offset + PAGE <= run.part_bytes - run.block_size, "synth: the partition is too small"
+
+
+def frames_of(data: bytes) -> tuple[bytes, tuple[int, ...]]:
+    """An area's data as the page's frames: 65536 data bytes each (the last the rest), a header
+    {kind, raw_bytes, payload_bytes, raw_crc} and an LZ4 block, or the data itself (RAW) when
+    LZ4 does not make it smaller. Returns the frames and where each ends."""
+    out, ends = bytearray(), []
+    for at in range(0, len(data), FRAME_DATA):
+        raw = data[at:at + FRAME_DATA]
+        block = bytes(cramjam.lz4.compress_block(raw, store_size=False))
+        kind, payload = (FRAME_LZ4, block) if len(block) < len(raw) else (FRAME_RAW, raw)
+        out += struct.pack("<IIII", kind, len(raw), len(payload), crc32c(raw)) + payload
+        ends.append(len(out))
+    return bytes(out), tuple(ends)
+
+
+def cut_area(a: SArea, written: int) -> SArea:
+    """An area listed as far as `written` (a page multiple) of its stored bytes: uncompressed
+    its first `written` data bytes; compressed (a partial area) those stored bytes, its length
+    the data of the frames wholly inside them."""
+    if not a.frame_ends:
+        return replace(a, length=written, stored=a.stored[:written])
+    whole = sum(1 for end in a.frame_ends if end <= written)
+    return replace(a, length=whole * FRAME_DATA, stored=a.stored[:written], frame_ends=a.frame_ends[:whole])
 
 
 def _mark_restart(components: list[SComponent], violations: list[SViolation], reached: int) -> None:
@@ -1100,7 +1171,7 @@ def _called_on_restart(c: SComponent) -> bool:
 
 
 def _write(run: Run, opts: Options) -> None:
-    """Play the v3 writer's writes (docs/dump-format.md, "Write order") up to where the state
+    """Play the writer's writes (docs/dump-format.md, "Write order") up to where the state
     leaves the disk: the leader vouching for run.point, the body described (and `spill` bytes
     more, written after it), the checkpoint before it in the other slot, the end marker, trailer
     and final leader of a COMPLETE dump, the failure path of a FAILED one. Every write goes
@@ -1161,12 +1232,13 @@ def _write(run: Run, opts: Options) -> None:
         rec.body(point.body + spill)
         failure_offset = run.body_offset + point.body + spill
         stage = "body"
-        if opts.failure != ENOSPC:  # a device error: the device failed the next write
+        no_room = opts.failure in (ENOSPC, E2BIG)  # the writer stopped: no write failed
+        if not no_room:  # a device error: the device failed the next write
             stage = rec.fail_next_write()
         if slot:  # the failure path: the slot the leader on disk does not name (flush) ...
             rec.slot(point, slot)
             rec.flush()
-        elif opts.failure != ENOSPC:  # ... which the failing device refused: the leader keeps slot 0
+        elif not no_room:  # ... which the failing device refused: the leader keeps slot 0
             rec.fail(run.table_slot_at(1), min(run.table_bytes, run.header["max_transfer"]), "slot 1")
         run.header.update(run.header_at(point, slot), failure=opts.failure, failure_offset=failure_offset)
         rec.leader(run.header)  # ... the FAILED leader (flush), the trailer identical to it (flush)
@@ -1181,7 +1253,7 @@ def _write(run: Run, opts: Options) -> None:
 
 def _area_ends(run: Run) -> list[int]:
     """Body bytes at the end of each area."""
-    return [a.disk_offset + up(a.length) - run.body_offset for a in run.areas]
+    return [a.disk_offset + up(a.stored_bytes) - run.body_offset for a in run.areas]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1279,7 +1351,8 @@ class Recorder:
         run, pos = self.run, self.body_done
         a = run.areas[bisect.bisect_right(self._starts, pos) - 1]
         start = a.disk_offset - run.body_offset
-        end = min(start + up(a.length), upto, (pos // CHECKPOINT + 1) * CHECKPOINT, pos + run.header["max_transfer"])
+        end = min(start + up(a.stored_bytes), upto, (pos // CHECKPOINT + 1) * CHECKPOINT,
+                  pos + run.header["max_transfer"])
         return pos, end, a
 
     def body(self, upto: int) -> None:
@@ -1289,10 +1362,10 @@ class Recorder:
         while self.body_done < upto:
             pos, end, a = self._next_transfer(upto)
             lo, hi = pos - (a.disk_offset - run.body_offset), end - (a.disk_offset - run.body_offset)
-            if hi <= len(a.data):
-                data = memoryview(a.data)[lo:hi]
+            if hi <= len(a.stored):
+                data = memoryview(a.stored)[lo:hi]
             else:
-                data = bytes(a.data[lo:hi]) + bytes(hi - max(lo, len(a.data)))
+                data = bytes(a.stored[lo:hi]) + bytes(hi - max(lo, len(a.stored)))
             self.write(run.body_offset + pos, data, "body")
             self.body_done = end
 

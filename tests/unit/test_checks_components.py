@@ -107,6 +107,9 @@ class FDump:
     partition_offset: int = PART
     unwritten: set = field(default_factory=set)
 
+    def read_area(self, image, area, pos, n):  # an uncompressed dump's (dumpfmt.Dump.read_area)
+        return image.read(self.partition_offset + area.disk_offset + pos, min(n, area.length - pos))
+
     def area_written(self, area) -> bool:
         return area.index not in self.unwritten
 

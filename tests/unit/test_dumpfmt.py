@@ -35,8 +35,8 @@ def test_round_trip(good_run_any_block):
         (c.name, c.kind, c.status, len(c.areas), c.flags, c.level, 1, sum(a.length for a in c.areas),
          sum(a.length for a in c.areas)) for c in run.components
     ]
-    assert [(a.name, a.phys_addr, a.length, a.disk_offset, a.volatile, a.flags) for a in d.areas] == [
-        (a.name, a.phys, a.length, a.disk_offset, a.volatile, a.flags) for a in run.areas
+    assert [(a.name, a.phys_addr, a.length, a.stored_bytes, a.disk_offset, a.volatile, a.flags) for a in d.areas] == [
+        (a.name, a.phys, a.length, a.length, a.disk_offset, a.volatile, a.flags) for a in run.areas
     ]
     assert [(r.component, r.op, r.generation, r.outcome, r.entries, r.level, r.value) for r in d.calls] == [
         (r["component"], r["op"], r["generation"], r["outcome"], r["entries"], r["level"], r["value"])
@@ -55,9 +55,10 @@ def test_round_trip(good_run_any_block):
     assert d.chunks_verified and d.bad_chunk_count == 0
     m = d.end_marker
     assert (m.magic, m.version, m.generation, m.dump_id, m.body_bytes, m.nchunks) == (
-        b"DBEDEND\0", 3, 1, run.dump_id, run.body_bytes, len(d.crc_table))
+        b"DBEDEND\0", 4, 1, run.dump_id, run.body_bytes, len(d.crc_table))
     rec = d.crash_record
-    assert rec.magic == b"DBCRASH\0" and rec.version == 3 and list(rec.registers) == run.registers
+    assert rec.magic == b"DBCRASH\0" and rec.version == 4 and list(rec.registers) == run.registers
+    assert (h.version, h.compression, d.compression) == (4, 0, 0)
     assert (rec.crash_reason, rec.crash_vector, rec.tsc_crash) == (1, 2, run.header["tsc_crash"])
     assert rec.fxsave == run.area("crash-record").data[512:]
     assert d.extent == [(65536, run.end_offset + PAGE), (run.part_bytes - run.block_size, run.part_bytes)]
@@ -88,7 +89,8 @@ def test_header_field_names_by_offset():
     assert dumpfmt.header_field_at(480) == "restart_error"
     assert dumpfmt.header_field_at(486) == "slot"
     assert dumpfmt.header_field_at(490) == "restart_offset"
-    assert dumpfmt.header_field_at(500) == "reserved_496"
+    assert dumpfmt.header_field_at(497) == "compression"
+    assert dumpfmt.header_field_at(500) == "reserved_500"
     assert dumpfmt.header_field_at(511) == "header_crc"
 
 
@@ -320,7 +322,7 @@ def test_reserved_fields_must_be_zero(good_run):
     run.write(run.leader_at, raw)
     run.write(run.trailer_at, raw)
     d = read(run)
-    assert d.status == "corrupt" and d.first_inconsistency == "leader: reserved bytes 496..507 not zero"
+    assert d.status == "corrupt" and d.first_inconsistency == "leader: reserved bytes 500..507 not zero"
 
 
 @pytest.mark.parametrize("role,error,offset,expect", [
@@ -381,8 +383,9 @@ def test_restarted_dump_round_trip(make_run):
     (("comp", 0, dict(name=b"a\0b\0")), "not NUL-padded ASCII"),
     (("comp", 0, dict(name=b"\xffab\0")), "not NUL-padded ASCII"),
     (("area", 2, dict(disk_offset=0x99000)), "area 2 (kernel-data): disk_offset 0x99000"),
-    (("area", 2, dict(length=0x1E000)), "area 3 (ram-low): disk_offset"),
-    (("area", 6, dict(length=1 << 62)), "beyond the body written"),
+    (("area", 2, dict(length=0x1E000, stored_bytes=0x1E000)), "area 3 (ram-low): disk_offset"),
+    (("area", 6, dict(length=1 << 62, stored_bytes=1 << 62)), "beyond the body written"),
+    (("area", 2, dict(length=0x1E000)), "area 2 (kernel-data): stored_bytes 126976 != length 122880"),
     (("area", 6, dict(length=0)), "area 6 (console-log): length 0"),
     (("area", 5, dict(component=0)), "outside the area range of its component 0"),
     (("area", 5, dict(component=40)), "component 40 does not exist"),
@@ -390,7 +393,7 @@ def test_restarted_dump_round_trip(make_run):
     (("area", 0, dict(length=2048)), "one area of 1024 bytes"),
     (("area", 3, dict(flags=4)), "flags 0x4 (bits 0 VOLATILE and 1 STAGED are defined)"),
     (("area", 3, dict(flags=2)), "area 3 (ram-low): STAGED, but component 2 (ram) has no global buffer"),
-    (("area", 3, dict(zero=1)), "area 3 (ram-low): bytes 56..63 not zero"),
+    (("area", 3, dict(stored_bytes=1)), "area 3 (ram-low): stored_bytes 1 != length 647168"),
     (("area", 3, dict(phys_addr=(1 << 64) - 4096)), "overflows 64 bits"),
     (("call", 0, dict(component=4)), "call 0 (ESTIMATE of component 4): component 4 does not exist"),
     (("call", 4, dict(op=9)), "call 4 (unknown(9) of component 0): op 9 unknown"),

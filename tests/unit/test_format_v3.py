@@ -1,6 +1,7 @@
-"""The rules of dump format version 3 (docs/dump-format.md), one test each: a synthetic v3 dump
-(tests/support/synth.py) with exactly that rule broken, and the reader's classification and
-first inconsistency."""
+"""The rules version 3 of the dump format (docs/dump-format.md) brought, which version 4 keeps
+(two slots, crash consistency), one test each: a synthetic dump (tests/support/synth.py, version
+4 unless it says version=3) with exactly that rule broken, and the reader's classification and
+first inconsistency. Version 4's own rules (compression, frames) are tests/unit/test_format_v4.py's."""
 
 import json
 import struct
@@ -47,14 +48,14 @@ def expect(run, outcome_name: str) -> None:
 
 @pytest.mark.parametrize("options", [
     dict(), dict(block_size=4096), dict(samples="all", level=5), dict(samples="default", generation=2),
-    dict(slot=2), dict(ram_bytes=96 * MiB),
-], ids=["plain", "b4096", "samples", "restarted", "slot2", "checkpoint-at-64MiB"])
-def test_a_good_v3_dump_is_complete(make_run, options):
+    dict(slot=2), dict(ram_bytes=96 * MiB), dict(version=3), dict(version=3, samples="all", generation=2),
+], ids=["plain", "b4096", "samples", "restarted", "slot2", "checkpoint-at-64MiB", "v3", "v3-restarted"])
+def test_a_good_dump_is_complete(make_run, options):
     run = make_run(**options)
     d = read(run, dump_id=run.dump_id)
     assert d.status == "complete" and d.findings == [] and d.first_inconsistency is None
     h = d.header
-    assert h.version == 3 and h.slot == run.slot and h.slot in (1, 2)
+    assert h.version == options.get("version", 4) and h.slot == run.slot and h.slot in (1, 2)
     assert h.dir_slot_offset == run.dir_at and h.table_slot_offset == run.table_at
     assert h.crc_table_offset == synth.DIR_AT + 2 * h.dir_bytes
     assert h.body_offset == h.crc_table_offset + 2 * h.crc_table_bytes
@@ -131,14 +132,14 @@ def test_another_dumps_damaged_leader_is_corrupt_not_none(good_run):
 # -- unsupported ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [1, 2, 4])
+@pytest.mark.parametrize("version", [1, 2, 5])
 def test_a_valid_header_of_another_version_is_unsupported(good_run, version):
     """dumpbed versions 1 and 2 share the magic, header_size 512 and the CRC at 508: such a
     leader is a dump this reader does not read, reported with its version, not corrupt data."""
     good_run.set_header(version=version)
     d = read(good_run)
     assert d.status == "unsupported" and d.version == version and d.first_inconsistency is None
-    assert d.reason == f"a version {version} dump: this reader reads version 3 only"
+    assert d.reason == f"a version {version} dump: this reader reads versions 3 and 4 only"
     assert d.header is None and d.extent is None and d.findings == []
 
 
@@ -157,8 +158,8 @@ def test_a_v2_style_header_is_unsupported(good_run):
 
 
 @pytest.mark.parametrize("change,first", [
-    (dict(header_size=256), "leader: version 2, expected 3"),
-    (dict(header_crc=True), "leader: version 2, expected 3"),
+    (dict(header_size=256), "leader: version 2, expected 3 or 4"),
+    (dict(header_crc=True), "leader: version 2, expected 3 or 4"),
 ])
 def test_another_version_that_is_no_valid_header_is_corrupt(good_run, change, first):
     run = good_run
@@ -452,19 +453,19 @@ def test_call_outcomes_per_op(good_run, op, result):
                           f"{OP_NAMES[op]} call")
 
 
-# -- version 3 everywhere ---------------------------------------------------------------------------
+# -- the header's version everywhere ---------------------------------------------------------------
 
 
-def test_the_end_marker_is_version_3(good_run):
+def test_the_end_marker_has_the_headers_version(good_run):
     run = good_run
     raw = bytearray(run.end_marker())
     struct.pack_into("<I", raw, 8, 2)
     struct.pack_into("<I", raw, 4092, synth.crc32c(bytes(raw[:4092])))
     run.write_part(run.end_offset, bytes(raw))
-    corrupt_with(run, "end marker: version 2, expected 3")
+    corrupt_with(run, "end marker: version 2, the header's is 4")
 
 
-def test_the_crash_record_is_version_3(good_run):
+def test_the_crash_record_has_the_headers_version(good_run):
     run = good_run
     raw = bytearray(run.crash_record())
     struct.pack_into("<I", raw, 8, 2)
@@ -472,7 +473,7 @@ def test_the_crash_record_is_version_3(good_run):
     run.reseal()
     d = read(run)
     assert d.status == "complete"  # the crash record's findings are the crash-record check's
-    assert [f.message for f in d.findings_for("crash-record")] == ["crash record: version 2, expected 3"]
+    assert [f.message for f in d.findings_for("crash-record")] == ["crash record: version 2, the header's is 4"]
 
 
 # -- the extent --------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dumpbed.guest_interface import Errno
-from dumpbed.reader import dumpdir, dumpfmt
+from dumpbed.reader import dumpdir, dumpfmt, frames
 
 GUEST = Path(__file__).resolve().parents[2] / "guest"
 FORMAT_H = GUEST / "dump" / "format.h"
@@ -41,6 +41,10 @@ CONSTANTS = {
     "DUMP_SLOTS": len(dumpfmt.SLOTS),
     "CRASH_VECTOR_NONE": dumpfmt.NO_VECTOR,
     "VIOLATION_NO_COMPONENT": dumpdir.NO_COMPONENT,
+    **{f"DUMP_COMPRESSION_{name.upper()}": value for value, name in dumpfmt.COMPRESSION_NAMES.items()},
+    "DUMP_FRAME_DATA": frames.FRAME_DATA,
+    "DUMP_FRAME_LZ4": frames.KIND_LZ4,
+    "DUMP_FRAME_RAW": frames.KIND_RAW,
 }
 # sizeof(struct X) as format.h asserts it, and the host's size of the same record
 SIZES = {
@@ -48,6 +52,7 @@ SIZES = {
     "dump_dir_header": dumpdir.DIR_HEADER_SIZE,
     "dump_component_entry": dumpdir.COMPONENT_ENTRY_SIZE,
     "dump_area_entry": dumpdir.AREA_ENTRY_SIZE,
+    "dump_frame_header": frames.FRAME_HEADER,
     "dump_call_record": dumpdir.CALL_ENTRY_SIZE,
     "dump_violation_record": dumpdir.VIOLATION_ENTRY_SIZE,
     "dump_end_marker": dumpfmt.PAGE,
@@ -111,7 +116,9 @@ def test_the_host_speaks_the_guests_headers():
 
 
 @pytest.mark.parametrize("old,new,what", [
-    ("#define DUMP_VERSION\t\t3u", "#define DUMP_VERSION\t\t4u", "DUMP_VERSION"),
+    (f"#define DUMP_VERSION\t\t{dumpfmt.VERSION}u", f"#define DUMP_VERSION\t\t{dumpfmt.VERSION + 1}u", "DUMP_VERSION"),
+    ("#define DUMP_FRAME_RAW\t\t2u", "#define DUMP_FRAME_RAW\t\t3u", "DUMP_FRAME_RAW"),
+    ("#define DUMP_COMPRESSION_LZ4\t1u", "#define DUMP_COMPRESSION_LZ4\t2u", "DUMP_COMPRESSION_LZ4"),
     ("#define COMPONENT_PARTIAL\t6u", "#define COMPONENT_PARTIAL\t7u", "COMPONENT_*"),
     ("#define CALL_OUTCOME_BAD\t7u", "#define CALL_OUTCOME_BAD\t7u\n#define CALL_OUTCOME_NEW\t8u", "CALL_OUTCOME_*"),
     ("REG_CR3, REG_CR4", "REG_CR4, REG_CR3", "enum dump_reg"),

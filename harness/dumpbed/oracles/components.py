@@ -21,6 +21,7 @@ import numpy as np
 from dumpbed.errors import DumpbedError
 from dumpbed.guest_interface import errno_name
 from dumpbed.oracles.base import Check, make_check
+from dumpbed.reader.frames import AreaDataError
 from dumpbed.oracles.samples import (
     ALL_FLAGS,
     AREA_STAGED,
@@ -775,7 +776,10 @@ def _area_data_problem(dump, image, comp, k: int, area) -> str | None:
     label = f"sample area {area.name} (area entry {area.index}, {comp.name} area {k})"
     if not 0 <= area.length <= MAX_SAMPLE_AREA:
         return f"{label}: length {area.length} is not a sample area's (at most {MAX_SAMPLE_AREA}), not compared"
-    data = image.read(dump.partition_offset + area.disk_offset, area.length) if area.length else b""
+    try:
+        data = dump.read_area(image, area, 0, area.length)
+    except AreaDataError as e:
+        return f"{label}: {e}"
     if len(data) < area.length:
         return f"{label}: only {len(data)} of its {area.length} bytes are in the image"
     want = pattern(comp.name, k, area.length)

@@ -1,7 +1,8 @@
 """The content oracle: every non-VOLATILE dumped area equals the host's memory snapshot.
 
 The snapshot (snapshot/memory.json + raw region files) is the guest's physical memory at the
-crash instant. Areas are compared 16 MiB at a time (pread), so memory stays bounded.
+crash instant. Areas are compared 16 MiB at a time, read through Dump.read_area (a compressed
+area's frames decoded a step at a time), so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from dumpbed import progress
 from dumpbed.errors import DumpbedError
 from dumpbed.oracles.base import Check, load_json, make_check, require_int
-from dumpbed.reader import dumpfmt
+from dumpbed.reader import dumpfmt, frames
 
 _STEP = 16 << 20
 
@@ -146,45 +147,11 @@ def check_content(
         return Check("content", False, "directory invalid: the areas are not trusted, nothing compared"), stats
 
     problems: list[str] = []
-    base = dump.partition_offset
     areas = list(_compared_areas(dump, stats))
     with progress.task("compare with the snapshot", unit="bytes", total=sum(a.length for a in areas)) as bar:
         for area in areas:  # 16 MiB at a time (bar: the bytes compared)
-            label = f"area {area.index} ({area.name})"
-            first_bad = None
-            area_bad = 0
-            for phys, n, region in snapshot.pieces(area.phys_addr, area.length):
-                if region is None:
-                    stats.bytes_uncovered += n
-                    bar.advance(n)
-                    problems.append(f"{label}: phys 0x{phys:x}..0x{phys + n:x} is not in the snapshot")
-                    continue
-                for pos in range(0, n, _STEP):
-                    length = min(_STEP, n - pos)
-                    disk = base + area.disk_offset + (phys - area.phys_addr) + pos
-                    dumped = image.read(disk, length)
-                    truth = snapshot.read(region, phys + pos, length)
-                    stats.bytes_checked += length
-                    bar.advance(length)
-                    if dumped == truth:
-                        continue
-                    present = len(dumped)
-                    if present < length:  # past the end of a truncated image
-                        dumped += bytes(length - present)
-                    diff = np.frombuffer(dumped, np.uint8) != np.frombuffer(truth, np.uint8)
-                    diff[present:] = True  # missing bytes differ, even where the snapshot holds zeros
-                    area_bad += int(np.count_nonzero(diff))
-                    if first_bad is None:
-                        i = int(np.flatnonzero(diff)[0])
-                        first_bad = (phys + pos + i, disk + i, dumped[i], truth[i])
+            problems += _compare_area(dump, image, snapshot, area, stats, bar)
             stats.areas_checked += 1
-            if area_bad:
-                stats.bytes_mismatched += area_bad
-                addr, disk, got, want = first_bad
-                problems.append(
-                    f"{label}: first mismatch at phys 0x{addr:x} (disk offset 0x{disk:x}): dump 0x{got:02x}, "
-                    f"snapshot 0x{want:02x}; {area_bad} bytes differ"
-                )
     if stats.bytes_checked == 0 and not problems and dump.header.complete:
         problems.append("no non-volatile area was written: nothing compared")
     partial = f"; {stats.bytes_unwritten} bytes beyond body_written not compared" if stats.bytes_unwritten else ""
@@ -194,6 +161,58 @@ def check_content(
         f"not compared{partial}"
     )
     return make_check("content", problems, ok_detail), stats
+
+
+def _compare_area(dump: dumpfmt.Dump, image: dumpfmt.Image, snapshot: Snapshot, area: dumpfmt.Area,
+                  stats: ContentStats, bar) -> list[str]:
+    """One area's data (Dump.read_area) against the snapshot, 16 MiB at a time; its problems.
+    Compressed data that cannot be read back (a frame that breaks a rule) counts as differing."""
+    label = f"area {area.index} ({area.name})"
+    problems: list[str] = []
+    first_bad = None
+    area_bad = 0
+    for phys, n, region in snapshot.pieces(area.phys_addr, area.length):
+        if region is None:
+            stats.bytes_uncovered += n
+            bar.advance(n)
+            problems.append(f"{label}: phys 0x{phys:x}..0x{phys + n:x} is not in the snapshot")
+            continue
+        for pos in range(0, n, _STEP):
+            length = min(_STEP, n - pos)
+            at = phys - area.phys_addr + pos  # in the area's data
+            try:
+                dumped = dump.read_area(image, area, at, length)
+            except frames.AreaDataError as e:
+                stats.bytes_mismatched += area_bad + area.length - at
+                bar.advance(area.length - at)
+                return problems + [f"{e}; its data from byte 0x{at:x} on ({area.length - at} bytes) not compared"]
+            truth = snapshot.read(region, phys + pos, length)
+            stats.bytes_checked += length
+            bar.advance(length)
+            if dumped == truth:
+                continue
+            present = len(dumped)
+            if present < length:  # past the end of a truncated image
+                dumped += bytes(length - present)
+            diff = np.frombuffer(dumped, np.uint8) != np.frombuffer(truth, np.uint8)
+            diff[present:] = True  # missing bytes differ, even where the snapshot holds zeros
+            area_bad += int(np.count_nonzero(diff))
+            if first_bad is None:
+                i = int(np.flatnonzero(diff)[0])
+                first_bad = (phys + pos + i, at + i, dumped[i], truth[i])
+    if area_bad:
+        stats.bytes_mismatched += area_bad
+        addr, at, got, want = first_bad
+        problems.append(f"{label}: first mismatch at phys 0x{addr:x} ({_where(dump, area, at)}): dump 0x{got:02x}, "
+                        f"snapshot 0x{want:02x}; {area_bad} bytes differ")
+    return problems
+
+
+def _where(dump: dumpfmt.Dump, area: dumpfmt.Area, at: int) -> str:
+    """Where data byte `at` of an area lies: its disk offset, or in which frame when compressed."""
+    if dump.compression:
+        return f"data byte 0x{at:x} of the area, in its frame {at // frames.FRAME_DATA}"
+    return f"disk offset 0x{dump.partition_offset + area.disk_offset + at:x}"
 
 
 def _compared_areas(dump: dumpfmt.Dump, stats: ContentStats):

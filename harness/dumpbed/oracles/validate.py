@@ -31,7 +31,7 @@ from dumpbed import progress
 from dumpbed.capture import cmdlog
 from dumpbed.capture.writelog import crash_time
 from dumpbed.errors import DumpbedError
-from dumpbed.guest_interface import Errno
+from dumpbed.guest_interface import COMPRESSIONS, Errno
 from dumpbed.guests import profiles
 from dumpbed.images import canary, gpt, layout as layout_mod
 from dumpbed.net import evidence as netevidence
@@ -113,6 +113,7 @@ def dump_summary(d: dumpfmt.Dump) -> dict:
         "reason": d.reason,
         "first_inconsistency": d.first_inconsistency,
         "version": d.version,
+        "compression": dumpfmt.COMPRESSION_NAMES.get(h.compression) if h else None,
         "slot": d.slot,
         "bytes": d.extent_bytes,
         "generation": d.generation,
@@ -137,7 +138,8 @@ def dump_summary(d: dumpfmt.Dump) -> dict:
         "areas": [
             {
                 "index": a.index, "name": a.name, "component": a.component, "phys_addr": a.phys_addr,
-                "length": a.length, "disk_offset": a.disk_offset, "volatile": a.volatile, "staged": a.staged,
+                "length": a.length, "stored_bytes": a.stored_bytes, "disk_offset": a.disk_offset,
+                "volatile": a.volatile, "staged": a.staged,
             }
             for a in d.areas
         ],
@@ -202,6 +204,7 @@ def validate_run(run_dir: str | Path) -> Validation:
     ios = {t.role: _device_io(t, scenario, cmds, crashed, targets) for t in targets}
     expected = run_expectation(run_dir, scenario, ios)
     partial = expected["outcome"] == "partial"
+    compression = _compression(scenario)  # a bad scenario.json is refused before any check runs
     with ExitStack() as stack:
         bar = stack.enter_context(progress.task("validate: reading the dump", total=len(CHECK_ORDER)))
         snapshot = stack.enter_context(Snapshot.load(run_dir / "snapshot"))
@@ -247,7 +250,7 @@ def validate_run(run_dir: str | Path) -> Validation:
             "canary": lambda: (_canary_since_before(run_dir, dump, image, layout) if scenario.get("stale_previous")
                                else _canary_of_devices(targets, dumps, images, ios)),
             "consistency": lambda: sweep.result(),
-            "format": lambda: check_format(dump, scenario["dump_id"], partial),
+            "format": lambda: check_format(dump, scenario["dump_id"], partial, compression),
             "chunk-crc": lambda: check_chunks(dump, partial),
             "completeness": lambda: (check_partial_completeness(dump) if partial else
                                      check_completeness(dump, expect, *_loader_map(snapshot))),
@@ -535,10 +538,22 @@ def check_sample_data(dump: dumpfmt.Dump, image: dumpfmt.Image, expect) -> Check
 # --------------------------------------------------------------------------------------------
 
 
-def check_format(dump: dumpfmt.Dump, dump_id: bytes | None, partial_expected: bool = False) -> Check:
+def _compression(scenario: dict) -> int | None:
+    """The header's compression the run asked for (scenario.json's `compress`), None if unsaid."""
+    word = scenario.get("compress")
+    if word is None:
+        return None
+    if word not in COMPRESSIONS:
+        raise DumpbedError(f"scenario compress must be one of {', '.join(COMPRESSIONS)}, not {word!r}")
+    return COMPRESSIONS[word]
+
+
+def check_format(dump: dumpfmt.Dump, dump_id: bytes | None, partial_expected: bool = False,
+                 compression: int | None = None) -> Check:
     """Headers, CRCs, leader and trailer, geometry, the slot the leader names, zero regions,
-    end marker, dump id. When the scenario expects a partial dump (docs/faults.md), a consistent
-    partial dump passes. A dump of another version fails as unsupported, never as corrupt."""
+    end marker, dump id, and the compression the run asked for (None: any). When the scenario
+    expects a partial dump (docs/faults.md), a consistent partial dump passes. A dump of another
+    version fails as unsupported, never as corrupt."""
     problems = [str(f) for f in dump.findings_for("format")]
     if dump.status == "none":
         return make_check("format", [f"no dump: {dump.reason}", *problems], "")
@@ -550,6 +565,9 @@ def check_format(dump: dumpfmt.Dump, dump_id: bytes | None, partial_expected: bo
     other = dumpfmt.another_dump(h.dump_id, dump_id) if h is not None else None
     if other:  # a dump read without the id looked for
         problems.append(other)
+    if h is not None and compression is not None and h.compression != compression:
+        problems.append(f"compression {h.compression_name}, the run asked for "
+                        f"{dumpfmt.COMPRESSION_NAMES.get(compression, compression)}")
     id_note = ", dump id matches the scenario" if dump_id is not None else ""
     where = f", {h.device_role_name.lower()} device" if h else ""
     if dump.status == "partial" and h.slot == 0:

@@ -1,4 +1,4 @@
-"""The component directory of dump format version 3 (docs/dump-format.md, "Component directory").
+"""The component directory of dump format version 4, and 3 (docs/dump-format.md, "Component directory").
 
 Records, their codes, and the rules that tie them together. parse_header()/parse_records()
 turn the bytes of the directory slot the leader names into a Directory, and check() reports
@@ -207,6 +207,7 @@ class Area:
     disk_offset: int
     component: int
     flags: int
+    stored_bytes: int  # the bytes it takes in the body before its padding (version 3: its length)
 
     @property
     def staged(self) -> bool:
@@ -223,7 +224,8 @@ class Area:
 
     @property
     def padded_length(self) -> int:
-        return round_up(self.length, PAGE)
+        """The bytes it takes in the body: its stored bytes rounded up to a page."""
+        return round_up(self.stored_bytes, PAGE)
 
 
 @dataclass(frozen=True)
@@ -284,6 +286,8 @@ class Context:
     body_offset: int
     body_end: int  # body_offset + body_written: the listed areas end exactly here
     complete: bool
+    version: int = 4  # 3: the area entries' bytes 56..63 are reserved (zero), stored_bytes = length
+    compression: int = 0  # 1: areas hold LZ4 frames (stored_bytes their size)
 
 
 Note = Callable[[str, "int | None"], None]
@@ -348,12 +352,14 @@ def parse_records(raw: bytes, dh: DirectoryHeader, ctx: Context, note: Note) -> 
         d.components.append(Component(i, name, *v[1:-1]))
         pos += COMPONENT_ENTRY_SIZE
     for i in range(dh.area_count):
-        name_raw, phys, length, disk_offset, comp, flags, zero = _AREA.unpack_from(raw, pos)
+        name_raw, phys, length, disk_offset, comp, flags, stored = _AREA.unpack_from(raw, pos)
         at = ctx.offset + pos
         name = _name(name_raw, f"area {i}", at, note)
-        if zero:
-            note(f"area {i} ({name}): bytes 56..63 not zero", at + 56)
-        d.areas.append(Area(i, name, phys, length, disk_offset, comp, flags))
+        if ctx.version == 3:  # stored_bytes is version 4's: the bytes are reserved, the data stored as it is
+            if stored:
+                note(f"area {i} ({name}): bytes 56..63 not zero (reserved in version 3)", at + 56)
+            stored = length
+        d.areas.append(Area(i, name, phys, length, disk_offset, comp, flags, stored))
         pos += AREA_ENTRY_SIZE
     for i in range(dh.call_count):
         comp, op, gen, outcome, zero, entries, level, value = _CALL.unpack_from(raw, pos)
@@ -377,6 +383,17 @@ def _name(raw: bytes, what: str, at: int, note: Note) -> str:
 # --------------------------------------------------------------------------------------------
 # Rules across records
 # --------------------------------------------------------------------------------------------
+
+
+def partial_area(d: Directory, complete: bool) -> int | None:
+    """The area that may be listed only as far as it was written (a partial area): the last
+    area of the PARTIAL component, in a dump not COMPLETE; None when there is none."""
+    if complete:
+        return None
+    for c in d.components:
+        if c.status == ComponentStatus.PARTIAL and c.area_count and c.first_area + c.area_count <= len(d.areas):
+            return c.first_area + c.area_count - 1
+    return None
 
 
 def check(d: Directory, ctx: Context, note: Note) -> None:
@@ -521,9 +538,11 @@ def _check_crash_record(d: Directory, ranges_ok: bool, note: Note) -> None:
 
 
 def _check_areas(d: Directory, ctx: Context, note: Note) -> None:
-    """Areas back to back from body_offset, in directory order, ending at body_written."""
+    """Areas back to back from body_offset, in directory order, each taking its stored bytes
+    rounded up to a page, ending at body_written."""
     comps = d.components
     expected = ctx.body_offset
+    cut = partial_area(d, ctx.complete)
     for a in d.areas:
         bad = lambda msg: note(f"area {a.index} ({a.name}): {msg}", a.disk_offset)
         if a.component >= len(comps):
@@ -538,8 +557,7 @@ def _check_areas(d: Directory, ctx: Context, note: Note) -> None:
             bad(f"flags 0x{a.flags:x} (bits 0 VOLATILE and 1 STAGED are defined)")
         elif a.flags & AreaFlag.STAGED and not a.flags & AreaFlag.VOLATILE:
             bad("STAGED without VOLATILE (staged data was not in memory at the crash)")
-        if a.length == 0:
-            bad("length 0 (an entry of length 0 is a bad table)")
+        _check_stored(a, ctx, a.index == cut, bad)
         if a.phys_addr + a.length > 1 << 64:
             bad("phys_addr + length overflows 64 bits")
         if a.disk_offset != expected:
@@ -553,6 +571,16 @@ def _check_areas(d: Directory, ctx: Context, note: Note) -> None:
         what = "body_bytes" if ctx.complete else "body_written"
         note(f"areas fill {expected - ctx.body_offset} body bytes, header says {what} "
              f"{ctx.body_end - ctx.body_offset}", expected)
+
+
+def _check_stored(a: Area, ctx: Context, may_be_cut: bool, bad) -> None:
+    """length and stored_bytes: equal without compression; a compressed area's frames are
+    checked against them when the body is read (harness/dumpbed/reader/frames.py). Only a
+    compressed partial area may list no data yet (none of its frames whole), never no bytes."""
+    if ctx.compression == 0 and a.stored_bytes != a.length:
+        bad(f"stored_bytes {a.stored_bytes} != length {a.length} (the data is stored as it is)")
+    if a.length == 0 and not (ctx.compression == 1 and may_be_cut and a.stored_bytes):
+        bad("length 0 (an entry of length 0 is a bad table)")
 
 
 def _check_calls(d: Directory, ctx: Context, note: Note) -> None:

@@ -1,4 +1,4 @@
-"""Reader of the dumpbed dump format, version 3 (docs/dump-format.md). Pure: no QEMU.
+"""Reader of the dumpbed dump format, version 4 and version 3 (docs/dump-format.md). Pure: no QEMU.
 
 read() parses a dump partition into dataclasses and classifies the dump as none /
 unsupported / partial / corrupt / complete exactly as the spec's last section says. It never
@@ -9,7 +9,10 @@ or looped over, and big regions (the directory slot, the body) are read a few Mi
 
 Version 3 keeps two directory slots and two CRC table slots; the leader names the one it
 vouches for (`slot`), or none yet (0). The reader reads only what the leader vouches for: the
-other slot holds an earlier checkpoint (or nothing) and is never looked at.
+other slot holds an earlier checkpoint (or nothing) and is never looked at. Version 4 adds
+compressed bodies (`compression` 1: each area's data as LZ4 frames, harness/dumpbed/reader/frames.py);
+a version 3 dump reads as a version 4 one with compression 0. Whatever the compression, an
+area's data is read through one accessor, Dump.read_area.
 
 The chunk CRCs of the body come from Image.chunk_crcs(), which a subclass may serve from a
 cache (a caller that classifies many states of one disk need not re-read the body each time).
@@ -30,7 +33,8 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
-from dumpbed.reader import dumpdir
+from dumpbed.guest_interface import Errno
+from dumpbed.reader import dumpdir, frames
 from dumpbed.reader.dumpdir import (  # noqa: F401  (re-exported)
     AREA_ENTRY_SIZE,
     CALL_ENTRY_SIZE,
@@ -61,7 +65,9 @@ from dumpbed.units import KiB, MiB
 HEADER_SIZE = 512
 LEADER_OFFSET = 65536
 DIR_OFFSET = 69632
-VERSION = 3
+VERSION = 4  # the version this reader's page describes
+READ_VERSIONS = (3, 4)  # the versions it reads (version 3: as version 4 with compression 0)
+COMPRESSION_NAMES = {0: "none", 1: "lz4"}
 SLOTS = (1, 2)  # the directory and CRC table slots a leader may name (0: none yet)
 BLOCK_SIZES = (512, 4096)
 WRITER_CHUNK_SIZE = 65536
@@ -138,7 +144,7 @@ _HEADER_FIELDS = (
     ("failure_offset", "Q"), ("ram_bytes", "Q"), ("tsc_hz", "Q"), ("tsc_crash", "Q"),
     ("tsc_done", "Q"), ("estimate_bytes", "Q"), ("registers", "32Q"), ("chunks_sealed", "I"),
     ("device_role", "I"), ("restart_error", "I"), ("slot", "I"), ("restart_offset", "Q"),
-    ("reserved_496", "12s"), ("header_crc", "I"),
+    ("compression", "I"), ("reserved_500", "8s"), ("header_crc", "I"),
 )
 _HEADER = struct.Struct("<" + "".join(f for _, f in _HEADER_FIELDS))
 assert _HEADER.size == HEADER_SIZE
@@ -210,7 +216,8 @@ class Header:
     restart_error: int
     slot: int
     restart_offset: int
-    reserved_496: bytes
+    compression: int  # version 3: reserved (0)
+    reserved_500: bytes
     header_crc: int
 
     @classmethod
@@ -231,14 +238,16 @@ class Header:
 
     @property
     def valid(self) -> bool:
-        """A header of this version: magic, version, size and CRC (the field rules aside)."""
-        return self.magic == HEADER_MAGIC and self.version == VERSION and self.header_size == HEADER_SIZE and self.crc_ok
+        """A header of a version this reader reads: magic, version, size and CRC (the field
+        rules aside)."""
+        return (self.magic == HEADER_MAGIC and self.version in READ_VERSIONS and self.header_size == HEADER_SIZE
+                and self.crc_ok)
 
     @property
     def of_another_version(self) -> bool:
         """A valid header of another version: the magic, header_size and CRC at 508 that every
-        dumpbed version shares, and a version other than this reader's."""
-        return (self.magic == HEADER_MAGIC and self.version != VERSION and self.header_size == HEADER_SIZE
+        dumpbed version shares, and a version this reader does not read."""
+        return (self.magic == HEADER_MAGIC and self.version not in READ_VERSIONS and self.header_size == HEADER_SIZE
                 and self.crc_ok)
 
     @property
@@ -248,6 +257,10 @@ class Header:
     @property
     def status_name(self) -> str:
         return enum_name(HeaderStatus, self.status)
+
+    @property
+    def compression_name(self) -> str:
+        return COMPRESSION_NAMES.get(self.compression, f"unknown({self.compression})")
 
     @property
     def reason_name(self) -> str:
@@ -347,6 +360,7 @@ STAGE_LEADER = "leader"
 STAGE_TRAILER = "trailer"
 STAGE_STRUCTURE = "structure"  # directory, areas, body padding, CRC table, end marker
 STAGE_CHUNK = "chunk"
+STAGE_FRAME = "frame"  # a compressed area's frames (after the chunks: a damaged chunk is named first)
 STAGE_CRASH_RECORD = "crash-record"
 
 
@@ -398,6 +412,50 @@ class Dump:
     bad_chunks: list[BadChunk] = field(default_factory=list)
     bad_chunk_count: int = 0
     crash_record: CrashRecord | None = None
+    partial_area: int | None = None  # the area that may be listed as far as written (dumpdir.partial_area)
+    frame_indexes: dict[int, frames.FrameIndex] = field(default_factory=dict, repr=False)  # by area index
+    _last_frame: tuple | None = field(default=None, repr=False)  # (image id, area, k, data): read_area's cache
+
+    @property
+    def compression(self) -> int:
+        """How the body holds the areas' data: 0 as it is (version 3 too), 1 LZ4 frames."""
+        return self.header.compression if self.header is not None else 0
+
+    def read_area(self, image: "Image", area: Area, pos: int, n: int) -> bytes:
+        """Data bytes [pos, pos+n) of an area (clipped to its length), from the image the dump
+        was read from: the one way to an area's data. Uncompressed: the bytes at its
+        disk_offset (short past the end of the image). Compressed: the frames holding them,
+        decoded (only those; the last one decoded is kept for the next read); a frame that
+        breaks a rule or lies past the image raises frames.AreaDataError."""
+        n = min(n, area.length - pos)
+        if n <= 0 or pos < 0:
+            return b""
+        if self.compression != 1:
+            return image.read(self.partition_offset + area.disk_offset + pos, n)
+        index = self.frame_index(image, area)
+        first, last = pos // frames.FRAME_DATA, (pos + n - 1) // frames.FRAME_DATA
+        if last >= len(index.frames):
+            raise frames.AreaDataError(
+                f"{area_label(area)}: its data from byte {len(index.frames) * frames.FRAME_DATA} "
+                f"cannot be read: {index.problem or 'no frame holds it'}")
+        cached = self._last_frame[2:] if self._last_frame and self._last_frame[:2] == (id(image), area.index) else None
+        data = frames.decode_range(self._partition(image).read, index, first, last, cached)
+        self._last_frame = (id(image), area.index, last, data[len(data) - index.frames[last].raw_bytes:])
+        start = pos - first * frames.FRAME_DATA
+        return data[start:start + n]
+
+    def frame_index(self, image: "Image", area: Area) -> frames.FrameIndex:
+        """The frames of a compressed area: those the reader checked, or (an area it was not
+        asked to check: written, not sealed) their headers walked now."""
+        index = self.frame_indexes.get(area.index)
+        if index is None:
+            index = frames.walk(self._partition(image).read, area_label(area), area.disk_offset, area.length,
+                                area.stored_bytes, area.index == self.partial_area, decode=False)
+            self.frame_indexes[area.index] = index
+        return index
+
+    def _partition(self, image: "Image") -> "_Partition":
+        return _Partition(image, self.partition_offset, self.partition_bytes)
 
     @property
     def complete_header(self) -> bool:
@@ -657,6 +715,7 @@ class ReadCache:
 
     def __init__(self):
         self.directories: dict = {}
+        self.frames: dict = {}  # an area's checked frames, by its entry and its chunks' CRCs
 
 
 class _Reader:
@@ -668,6 +727,7 @@ class _Reader:
         self.verify_chunks = verify_chunks
         self.wanted_id = dump_id
         self.settled: tuple[str, str] | None = None  # (status, reason) of a none or unsupported dump
+        self.chunk_crcs: list[int] | None = None  # the sealed chunks' CRCs as the image holds them
         self.dump = Dump(
             partition_offset=offset,
             partition_bytes=size,
@@ -712,6 +772,7 @@ class _Reader:
             self.read_end_marker()
         if self.verify_chunks:
             self.check_chunks()
+        self.check_frames()
         self.read_crash_record()
 
     # -- leader and trailer ------------------------------------------------------------------
@@ -729,7 +790,8 @@ class _Reader:
         h = d.leader = Header.parse(raw)
         d.version = h.version
         if h.of_another_version:
-            self.settled = ("unsupported", f"a version {h.version} dump: this reader reads version {VERSION} only")
+            self.settled = ("unsupported", f"a version {h.version} dump: this reader reads versions "
+                                           f"{' and '.join(map(str, READ_VERSIONS))} only")
             return
         if not self.header_valid(h, "leader", STAGE_LEADER, LEADER_OFFSET):
             return  # corrupt; a valid trailer may still tell where things are (choose_geometry)
@@ -746,8 +808,9 @@ class _Reader:
 
     def header_valid(self, h: Header, which: str, stage: str, offset: int) -> bool:
         ok = True
-        if h.version != VERSION:
-            self.note(stage, f"{which}: version {h.version}, expected {VERSION}", offset + 8)
+        if h.version not in READ_VERSIONS:
+            self.note(stage, f"{which}: version {h.version}, expected {' or '.join(map(str, READ_VERSIONS))}",
+                      offset + 8)
             ok = False
         if h.header_size != HEADER_SIZE:
             self.note(stage, f"{which}: header_size {h.header_size}, expected {HEADER_SIZE}", offset + 12)
@@ -822,6 +885,9 @@ class _Reader:
             self.check_header_fields(trailer, "trailer", STAGE_TRAILER)
             for p in self.geometry_problems(trailer):
                 self.note(STAGE_TRAILER, f"trailer: {p}", off)
+            if (trailer.version, trailer.compression) != (leader.version, leader.compression):
+                self.note(STAGE_TRAILER, f"trailer: version {trailer.version} / compression {trailer.compression}, "
+                                         f"the leader's {leader.version} / {leader.compression}", off + 8)
         self.check_trailer_padding(off)
 
     def note_difference(self, trailer: Header, leader: Header, what: str, off: int) -> None:
@@ -874,8 +940,26 @@ class _Reader:
             bad(f"tsc_done {h.tsc_done} before tsc_crash {h.tsc_crash}", 200)
         if h.registers[31]:
             bad("register slot 31 (reserved) not zero", 216 + 31 * 8)
-        if h.reserved_496 != bytes(12):
-            bad("reserved bytes 496..507 not zero", 496)
+        self.check_compression_fields(h, bad)
+
+    @staticmethod
+    def check_compression_fields(h: Header, bad) -> None:
+        """Version 4's compression (version 3: bytes 496..507 reserved); E2BIG ends only a
+        compressed dump, ENOSPC only an uncompressed one (a compressed writer checks each body
+        write, not each area)."""
+        if h.version == 3:
+            if h.compression or h.reserved_500 != bytes(8):
+                bad("reserved bytes 496..507 not zero (version 3)", 496)
+            return
+        if h.compression not in COMPRESSION_NAMES:
+            bad(f"compression {h.compression} (0 none, 1 LZ4 frames)", 496)
+        if h.reserved_500 != bytes(8):
+            bad("reserved bytes 500..507 not zero", 500)
+        if h.status == HeaderStatus.FAILED and h.failure == Errno.E2BIG and h.compression != 1:
+            bad(f"failure E2BIG with compression {h.compression} (only a compressed dump outgrows its partition so)",
+                52)
+        if h.status == HeaderStatus.FAILED and h.failure == Errno.ENOSPC and h.compression == 1:
+            bad("failure ENOSPC with compression 1 (a compressed dump that does not fit ends with E2BIG)", 52)
 
     @staticmethod
     def check_transfer_fields(h: Header, bad) -> None:
@@ -1023,7 +1107,8 @@ class _Reader:
         return dumpdir.Context(
             offset=h.dir_slot_offset, dir_bytes=h.dir_bytes, component_count=h.component_count,
             area_count=h.area_count, level=h.level, generation=h.generation, estimate_bytes=h.estimate_bytes,
-            body_offset=h.body_offset, body_end=h.body_end, complete=h.complete,
+            body_offset=h.body_offset, body_end=h.body_end, complete=h.complete, version=h.version,
+            compression=h.compression,
         )
 
     def read_directory(self) -> None:
@@ -1050,6 +1135,7 @@ class _Reader:
         if directory is not None:
             d.components, d.areas = directory.components, directory.areas
             d.calls, d.violations = directory.calls, directory.violations
+            d.partial_area = dumpdir.partial_area(directory, h.complete)
             d.directory_ok = len(d.findings) == first_finding
 
     def parse_directory(self, at: int, ctx: dumpdir.Context, note):
@@ -1077,14 +1163,14 @@ class _Reader:
                           f"or a driver in generation {v.generation}, yet the dump is COMPLETE")
 
     def check_padding(self) -> None:
-        """The bytes between an area's data and the next page boundary are zero."""
+        """The bytes between an area's stored bytes and the next page boundary are zero."""
         d = self.dump
         if not d.directory_ok:
             return
         for a in d.areas:
-            if a.length == a.padded_length or not d.area_written(a):
+            if a.stored_bytes == a.padded_length or not d.area_written(a):
                 continue
-            bad = self.part.first_nonzero(a.disk_offset + a.length, a.padded_length - a.length)
+            bad = self.part.first_nonzero(a.disk_offset + a.stored_bytes, a.padded_length - a.stored_bytes)
             if bad:
                 self.note(STAGE_STRUCTURE, f"area {a.index} ({a.name}): padding: {_zero_problem(bad)}", bad[1])
 
@@ -1132,8 +1218,8 @@ class _Reader:
             note(f"magic {magic!r}, expected {END_MAGIC!r}")
         if m.computed_crc != crc:
             note(f"CRC32C 0x{m.computed_crc:08x}, marker says 0x{crc:08x}", PAGE - 4)
-        if version != VERSION:
-            note(f"version {version}, expected {VERSION}", 8)
+        if version != h.version:
+            note(f"version {version}, the header's is {h.version}", 8)
         if generation != h.generation:
             note(f"generation {generation}, header says {h.generation}", 12)
         if dump_id != h.dump_id:
@@ -1169,6 +1255,47 @@ class _Reader:
                 self.bad_chunk(k, crc, end)
         d.chunk_count = sealed
         d.chunks_verified = True
+        self.chunk_crcs = actual
+
+    # -- compressed areas' frames ---------------------------------------------------------
+
+    def check_frames(self) -> None:
+        """With compression 1, the frames of every area the header vouches for: all of a
+        COMPLETE dump's, those wholly inside the sealed chunks of a partial one (a partial
+        area's whole frames). Each decoded, its first broken rule a finding."""
+        d = self.dump
+        if d.compression != 1 or not d.directory_ok:
+            return
+        for a in d.areas:
+            if not (d.header.complete or d.area_sealed(a)):
+                continue
+            index = self.checked_frames(a)
+            d.frame_indexes[a.index] = index
+            if index.problem:
+                self.note(STAGE_FRAME, f"{index.label}: {index.problem}", index.problem_offset)
+
+    def checked_frames(self, a: Area) -> frames.FrameIndex:
+        """The area's frames walked and decoded, or (a cache shared by reads of one partition)
+        as the last read found them under the same entry and the same chunk CRCs."""
+        may_be_cut = a.index == self.dump.partial_area
+        walk = lambda: frames.walk(self.part.read, area_label(a), a.disk_offset, a.length, a.stored_bytes,
+                                   may_be_cut, decode=True)
+        key = self.frames_key(a, may_be_cut)
+        if key is None:
+            return walk()
+        if key not in self.cache.frames:
+            self.cache.frames[key] = walk()
+        return self.cache.frames[key]
+
+    def frames_key(self, a: Area, may_be_cut: bool) -> tuple | None:
+        """What an area's frames are a function of: its entry and the bytes of the chunks that
+        hold it (their CRCs, computed from the image); None without a cache or those CRCs."""
+        h = self.dump.header
+        if self.cache is None or self.chunk_crcs is None:
+            return None
+        first = (a.disk_offset - h.body_offset) // h.chunk_size
+        last = -(-(a.disk_offset + a.padded_length - h.body_offset) // h.chunk_size)
+        return (a.index, a.disk_offset, a.length, a.stored_bytes, may_be_cut, tuple(self.chunk_crcs[first:last]))
 
     def bad_chunk(self, k: int, actual: int, body_end: int) -> None:
         d, h = self.dump, self.dump.header
@@ -1210,8 +1337,11 @@ class _Reader:
         area = d.areas[comps[0].first_area]
         if not d.area_written(area):
             return
-        raw = self.part.read(area.disk_offset, CRASH_RECORD_BYTES)
-        if raw is None:
+        try:
+            raw = d.read_area(self.part.image, area, 0, CRASH_RECORD_BYTES)
+        except frames.AreaDataError:
+            return  # its frames' finding says why (a compressed area)
+        if len(raw) != CRASH_RECORD_BYTES:
             return
         magic, version, reason, vector, cpu, error_code, fault_addr, tsc = struct.unpack_from("<8sIIIIQQQ", raw)
         regs = struct.unpack_from("<32Q", raw, 48)
@@ -1220,8 +1350,8 @@ class _Reader:
         note = lambda msg, at=0: self.note(STAGE_CRASH_RECORD, f"crash record: {msg}", area.disk_offset + at)
         if magic != CRASH_MAGIC:
             note(f"magic {magic!r}, expected {CRASH_MAGIC!r}")
-        if version != VERSION:
-            note(f"version {version}, expected {VERSION}", 8)
+        if version != h.version:
+            note(f"version {version}, the header's is {h.version}", 8)
         if cpu != 0:
             note(f"cpu {cpu}, expected 0", 20)
         if raw[304:512] != bytes(208):
@@ -1251,7 +1381,7 @@ class _Reader:
                 d.first_inconsistency = d.reason
             return
         # The leader's own problems name the dump best, then the trailer's, then the rest.
-        for stage in (STAGE_LEADER, STAGE_TRAILER, STAGE_STRUCTURE, STAGE_CHUNK):
+        for stage in (STAGE_LEADER, STAGE_TRAILER, STAGE_STRUCTURE, STAGE_CHUNK, STAGE_FRAME):
             first = [f for f in d.findings if f.stage == stage]
             if first:
                 self.corrupt(first[0])
@@ -1289,6 +1419,10 @@ class _Reader:
     def corrupt(self, finding: Finding) -> None:
         self.dump.status = "corrupt"
         self.dump.first_inconsistency = self.dump.reason = finding.message
+
+
+def area_label(a: Area) -> str:
+    return f"area {a.index} ({a.name})"
 
 
 def _zero_problem(bad: tuple[str, int]) -> str:

@@ -155,10 +155,9 @@ def write_core(dump: dumpfmt.Dump, image: dumpfmt.Image, dest: Path, force: bool
             out.write(notes)
             for a, off in placed:
                 out.seek(off)  # the padding between segments stays a hole
-                base = dump.partition_offset + a.disk_offset
                 for done in range(0, a.length, _STEP):
                     n = min(_STEP, a.length - done)
-                    data = image.read(base + done, n)
+                    data = dump.read_area(image, a, done, n)  # an AreaDataError is a DumpbedError
                     if len(data) != n:
                         raise DumpbedError(f"area {a.index} ({a.name}): the image ends inside its data")
                     out.write(data)

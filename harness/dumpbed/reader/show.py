@@ -67,6 +67,7 @@ def renderables(dump: dumpfmt.Dump) -> list:
                           f"bytes each, crc {h.dir_crc:08x}"),
             ("crc table", f"slots at {_hex(h.crc_table_offset)} and {_hex(h.crc_table_offset + h.crc_table_bytes)}, "
                           f"{h.crc_table_bytes} bytes each, crc {h.crc_table_crc:08x}"),
+            ("compression", f"{h.compression_name} (version {h.version})"),
             ("body", f"offset {_hex(h.body_offset)}, {h.body_bytes} bytes, written {h.body_written}"),
             ("end_offset", _hex(h.end_offset)),
             ("chunks", f"{h.nchunks} of {h.chunk_size} bytes, {h.chunks_sealed} sealed"),
@@ -165,15 +166,16 @@ def _violation_table(dump: dumpfmt.Dump) -> Table:
 def _area_table(dump: dumpfmt.Dump) -> Table:
     h = dump.header
     table = Table(title="areas")
-    columns = ["#", "name", "comp", "phys addr", "length", "disk offset", "flags"]
+    columns = ["#", "name", "comp", "phys addr", "length", "stored", "disk offset", "flags"]
     partial = h is not None and not h.complete
     if partial:
         columns.append("sealed")
     for col in columns:
-        table.add_column(col, justify="right" if col in ("#", "comp", "length") else "left", no_wrap=col != "flags")
+        table.add_column(col, justify="right" if col in ("#", "comp", "length", "stored") else "left",
+                         no_wrap=col != "flags")
     for a in dump.areas:
         row = [
-            str(a.index), a.name, str(a.component), _hex(a.phys_addr), str(a.length),
+            str(a.index), a.name, str(a.component), _hex(a.phys_addr), str(a.length), str(a.stored_bytes),
             _hex(a.disk_offset), "|".join(a.flag_names),
         ]
         if partial:
@@ -225,7 +227,7 @@ def _show_vmcore(found: dict, print_it: bool, width: int, as_json: bool) -> str:
 
 # Header fields as_dict leaves out: the raw bytes and the magic (the reader checked them), the
 # padding; dump_id is hex, the registers by name.
-_NOT_IN_JSON = {"raw", "magic", "reserved_496", "registers", "dump_id"}
+_NOT_IN_JSON = {"raw", "magic", "reserved_500", "registers", "dump_id"}
 
 
 def as_dict(dump: dumpfmt.Dump, image_path: str | Path | None = None) -> dict:

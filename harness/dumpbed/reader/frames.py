@@ -1,0 +1,209 @@
+"""The frames of a compressed area (docs/dump-format.md, "Compressed bodies"): the one place of
+their rules and of their decoding.
+
+An area's data is cut into frames of 65536 bytes (the last one holds the rest); each is a
+16-byte header {kind, raw_bytes, payload_bytes, raw_crc} and its payload (one LZ4 block, or the
+data itself), stored back to back from the area's disk_offset. walk() reads the frame headers of
+one area and checks their kinds and sizes against the area's length and stored_bytes, decoding
+every frame too when asked (decode_into: the payload must decode to exactly raw_bytes bytes whose
+CRC32C is raw_crc). It never raises on what the bytes say: the first broken rule is the index's
+`problem`, and the frames before it stay usable (an index of a partial area's whole frames).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import cramjam
+import google_crc32c
+
+from dumpbed.errors import DumpbedError
+from dumpbed.units import PAGE
+
+FRAME_DATA = 65536  # data bytes of every frame but an area's last
+FRAME_HEADER = 16
+KIND_LZ4, KIND_RAW = 1, 2
+KIND_NAMES = {KIND_LZ4: "LZ4", KIND_RAW: "RAW"}
+_HEADER = struct.Struct("<IIII")
+_STEP = 8 << 20  # stored bytes read at a time
+
+Read = Callable[[int, int], Optional[bytes]]  # partition offset, length -> bytes, None past the end
+
+
+class AreaDataError(DumpbedError):
+    """An area's data cannot be read back: a frame that breaks a rule, or the image ends."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    offset: int  # partition offset of its header
+    kind: int
+    raw_bytes: int
+    payload_bytes: int
+    raw_crc: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + FRAME_HEADER + self.payload_bytes
+
+
+@dataclass
+class FrameIndex:
+    """The frames of one area that follow the rules, in order: frame k holds the data's bytes
+    [65536 k, 65536 k + raw_bytes). `problem` names the first rule broken (None: none)."""
+
+    label: str  # "area 5 (ram-high)": what the messages name
+    frames: list[Frame] = field(default_factory=list)
+    problem: Optional[str] = None
+    problem_offset: Optional[int] = None
+
+    @property
+    def data_bytes(self) -> int:
+        """Data bytes the usable frames hold, from the area's start."""
+        return sum(f.raw_bytes for f in self.frames)
+
+
+def frame_count(length: int) -> int:
+    return -(-length // FRAME_DATA)
+
+
+def expected_raw(length: int, k: int) -> int:
+    """raw_bytes of frame k of an area of `length` data bytes."""
+    return min(FRAME_DATA, length - k * FRAME_DATA)
+
+
+def header_problem(kind: int, raw_bytes: int, payload_bytes: int, want_raw: int) -> Optional[str]:
+    """The frame header's own rules: its kind, its raw_bytes where it stands, its payload size."""
+    if kind not in KIND_NAMES:
+        return f"kind {kind} (1 LZ4, 2 RAW)"
+    if raw_bytes != want_raw:
+        return (f"raw_bytes {raw_bytes}, expected {want_raw} (65536, the area's last frame the rest of its "
+                f"length)")
+    if kind == KIND_RAW and payload_bytes != raw_bytes:
+        return f"RAW with payload_bytes {payload_bytes} != raw_bytes {raw_bytes}"
+    if kind == KIND_LZ4 and not 1 <= payload_bytes < raw_bytes:
+        return f"LZ4 with payload_bytes {payload_bytes} (1..raw_bytes - 1 = {raw_bytes - 1}: else it is stored RAW)"
+    return None
+
+
+def decode_into(frame: Frame, payload, out) -> Optional[str]:
+    """Decode one frame's payload into `out` (a writable buffer of exactly raw_bytes); the
+    problem, or None when it decodes, using the whole payload, to raw_bytes bytes of raw_crc."""
+    if frame.kind == KIND_RAW:
+        out[:] = payload
+    else:
+        try:
+            n = cramjam.lz4.decompress_block_into(payload, out)
+        except cramjam.DecompressionError as e:
+            return f"LZ4 payload does not decode ({e})"
+        if n != frame.raw_bytes:
+            return f"LZ4 payload decodes to {n} bytes, raw_bytes says {frame.raw_bytes}"
+    crc = google_crc32c.value(bytes(out))
+    if crc != frame.raw_crc:
+        return f"data CRC32C 0x{crc:08x}, raw_crc says 0x{frame.raw_crc:08x}"
+    return None
+
+
+class _Stored:
+    """Sequential reads of an area's stored bytes, a few MiB at a time."""
+
+    def __init__(self, read: Read, start: int, end: int):
+        self.read, self.start, self.end = read, start, end
+        self.buf, self.buf_at = b"", start
+
+    def take(self, at: int, n: int) -> Optional[memoryview]:
+        """Bytes [at, at+n) (at never before the last take's start); None past the stored
+        bytes or the image."""
+        if at + n > self.end:
+            return None
+        if not (self.buf_at <= at and at + n <= self.buf_at + len(self.buf)):
+            size = min(max(n, _STEP), self.end - at)
+            data = self.read(at, size)
+            if data is None:
+                return None
+            self.buf, self.buf_at = data, at
+        return memoryview(self.buf)[at - self.buf_at:at - self.buf_at + n]
+
+
+def walk(read: Read, label: str, disk_offset: int, length: int, stored_bytes: int, may_be_cut: bool,
+         decode: bool) -> FrameIndex:
+    """The frames of an area: exactly the frames its `length` needs, in exactly stored_bytes;
+    or, for an area that may be cut (a partial area: the PARTIAL component's last area of a
+    dump not COMPLETE), the frames wholly inside stored_bytes, `length` their data (a multiple
+    of 65536) and stored_bytes a page multiple, the bytes after them not decoded."""
+    fi = FrameIndex(label)
+    stored = _Stored(read, disk_offset, disk_offset + stored_bytes)
+    at = disk_offset
+    for k in range(frame_count(length)):
+        raw = stored.take(at, FRAME_HEADER)
+        if raw is None:
+            return _fail(fi, k, at, f"its header lies past stored_bytes {stored_bytes} (or the image)")
+        frame = Frame(at, *_HEADER.unpack(raw))
+        problem = header_problem(frame.kind, frame.raw_bytes, frame.payload_bytes, expected_raw(length, k))
+        if problem:
+            return _fail(fi, k, at, problem)
+        payload = stored.take(at + FRAME_HEADER, frame.payload_bytes)
+        if payload is None:
+            return _fail(fi, k, at, f"ends at 0x{frame.end:x}, past the area's stored_bytes {stored_bytes} "
+                                    f"(to 0x{disk_offset + stored_bytes:x})")
+        if decode:
+            problem = decode_into(frame, payload, bytearray(frame.raw_bytes))
+            if problem:
+                return _fail(fi, k, at, problem)
+        fi.frames.append(frame)
+        at = frame.end
+    used = at - disk_offset
+    if used != stored_bytes:
+        problem = _cut_problem(stored, at, length, stored_bytes) if may_be_cut else \
+            f"its {len(fi.frames)} frames take {used} bytes, stored_bytes says {stored_bytes}"
+        if problem:
+            fi.problem, fi.problem_offset = problem, at
+    return fi
+
+
+def _cut_problem(stored: _Stored, at: int, length: int, stored_bytes: int) -> Optional[str]:
+    """A partial area's bytes after its whole frames: the start of the next frame, never a whole one."""
+    if length % FRAME_DATA or stored_bytes % PAGE:
+        return (f"its frames take {at - stored.start} bytes of stored_bytes {stored_bytes}: a partial area has "
+                f"length a multiple of 65536 (it is {length}) and stored_bytes a page multiple")
+    raw = stored.take(at, FRAME_HEADER)
+    if raw is not None:
+        kind, raw_bytes, payload_bytes, _ = _HEADER.unpack(raw)
+        if kind in KIND_NAMES and at + FRAME_HEADER + payload_bytes <= stored.end:
+            return (f"a whole frame follows its {length // FRAME_DATA} frames within stored_bytes {stored_bytes}, "
+                    f"but length {length} leaves it out")
+    return None
+
+
+def _fail(fi: FrameIndex, k: int, at: int, problem: str) -> FrameIndex:
+    fi.problem, fi.problem_offset = f"frame {k} at partition offset 0x{at:x}: {problem}", at
+    return fi
+
+
+def decode_range(read: Read, fi: FrameIndex, first: int, last: int, cached: Optional[tuple[int, bytes]] = None
+                 ) -> bytes:
+    """The data of frames first..last (inclusive) of an index, from one read of their stored
+    bytes; `cached` (k, data): frame k decoded before, not read again when it is the first.
+    AreaDataError when a frame breaks a rule or the image ends."""
+    frames = fi.frames[first:last + 1]
+    out = bytearray(sum(f.raw_bytes for f in frames))
+    pos = 0
+    if cached is not None and cached[0] == first:
+        out[:len(cached[1])] = cached[1]
+        pos, frames, first = len(cached[1]), frames[1:], first + 1
+    if not frames:
+        return bytes(out)
+    start, end = frames[0].offset, frames[-1].end
+    stored = read(start, end - start)
+    if stored is None:
+        raise AreaDataError(f"{fi.label}: its frames at partition offset 0x{start:x} lie past the image")
+    view = memoryview(stored)
+    for k, f in enumerate(frames, first):
+        payload = view[f.offset + FRAME_HEADER - start:f.end - start]
+        problem = decode_into(f, payload, memoryview(out)[pos:pos + f.raw_bytes])
+        if problem:
+            raise AreaDataError(f"{fi.label}: frame {k} at partition offset 0x{f.offset:x}: {problem}")
+        pos += f.raw_bytes
+    return bytes(out)
