@@ -569,3 +569,36 @@ def test_netdumpd_serves_a_dump_over_udp_and_stops_on_sigterm(tmp_path):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
         again.bind(("127.0.0.1", port))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dump.img", "dump.writes", "netdumpd.jsonl"]
+
+
+KILLED_MID_WRITE = """
+import os, sys
+from dumpbed.capture import blklog
+from dumpbed.net import server as netserver
+
+image, log = sys.argv[1], sys.argv[2]
+target = netserver.Target(image, 0, 1 << 20, 512, blklog.WriteLogWriter(log))
+write_entry = target.log.write
+
+def killed_first(offset, data):  # the kill arrives between the image write and its log entry
+    os.kill(os.getpid(), netserver.KILL_SIGNAL)
+    write_entry(offset, data)
+
+target.log.write = killed_first
+target.write(4096, b"\\xa5" * 512)
+print("survived")
+"""
+
+
+def test_a_server_killed_between_an_image_write_and_its_log_entry_dies_after_the_entry(tmp_path):
+    """server-kill's signal is held off while the server writes the image and logs it: the kill
+    lands after both, so the write log still explains the image."""
+    image, log = tmp_path / "disk.img", tmp_path / "disk.img.writes"
+    image.write_bytes(bytes(1 << 20))
+    proc = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(image), str(log)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == -netserver.KILL_SIGNAL, proc.stderr  # killed, at the signal's default action
+    assert "survived" not in proc.stdout
+    assert image.read_bytes()[4096:4608] == b"\xa5" * 512
+    (entry,) = blklog.read(log).writes  # the entry was written before the kill ended the process
+    assert (entry.offset, entry.length) == (4096, 512)

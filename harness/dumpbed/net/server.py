@@ -84,6 +84,24 @@ def parse_dump_id(text: str) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
+# What `server-kill` sends (net/service.py): a signal the server leaves at its default action,
+# which ends the process at once as a crash would; the server holds it off only while it makes an
+# image write and that write's log entry (or a sync and its log entry), so a killed server's
+# write log still explains its image (the consistency oracle's premise). SIGKILL cannot be held
+# off: killed between the two, the image held a write its log never told.
+KILL_SIGNAL = signal.SIGUSR1
+
+
+class _Whole:
+    """An image change and its log entry, never parted by KILL_SIGNAL."""
+
+    def __enter__(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {KILL_SIGNAL})
+
+    def __exit__(self, *exc) -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {KILL_SIGNAL})  # a pending one ends us here
+
+
 class Target:
     """One dump's image, open: its dump partition, its write log."""
 
@@ -97,12 +115,14 @@ class Target:
 
     def write(self, offset: int, data: bytes) -> None:
         """One pwrite at partition offset `offset`, then its log entry."""
-        blklog.pwrite_all(self._fd, [data], self.part_offset + offset)
-        self.log.write(self.part_offset + offset, data)
+        with _Whole():
+            blklog.pwrite_all(self._fd, [data], self.part_offset + offset)
+            self.log.write(self.part_offset + offset, data)
 
     def sync(self) -> None:
-        os.fdatasync(self._fd)
-        self.log.flush()
+        with _Whole():
+            os.fdatasync(self._fd)
+            self.log.flush()
 
     def close(self) -> None:
         if self._fd < 0:
@@ -627,6 +647,10 @@ def serve(server: NetdumpServer, sock: socket.socket, linger: float = LINGER_SEC
     """Run the server on a bound socket until SIGTERM or SIGINT (or, with max_dumps, `linger`
     seconds after the last dump finished); close everything; return why it stopped. For the
     main thread (`dumpbed netdumpd`)."""
+    # KILL_SIGNAL at its default action, whatever was inherited (an ignored signal stays ignored
+    # across exec)
+    signal.signal(KILL_SIGNAL, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {KILL_SIGNAL})
     server.start()
     try:
         return asyncio.run(_serve(server, sock, linger))

@@ -3,7 +3,9 @@ a process of its own, as a user runs it, writing the run's dump disk image) and 
 between QEMU's NIC and it (net/link.py, a thread), started before QEMU and stopped after it;
 the network faults armed on them at the crash.
 
-The server is a child process so that `server-kill` is a real SIGKILL of a real server; it
+The server is a child process so that `server-kill` is a real kill of a real server (a signal
+at its default action, netserver.KILL_SIGNAL, which it holds off only between an image write and
+its log entry); it
 dies with the harness (PR_SET_PDEATHSIG) and is stopped by PID. Its UDP socket is bound here
 and handed to it (`--listen-fd`): the port is known before it starts, and what the link sends
 early waits in the socket for it.
@@ -161,13 +163,14 @@ class NetService:
         return "; ".join(armed) or None
 
     def _kill_server(self, *_args) -> None:
-        """In the link's thread, on the trigger's DATA: a SIGKILL, as a crashed server."""
+        """In the link's thread, on the trigger's DATA: a kill, as a crashed server."""
         if self.server is not None and self.server.poll() is None:
-            os.kill(self.server.pid, signal.SIGKILL)
+            os.kill(self.server.pid, netserver.KILL_SIGNAL)
         if self.fault_log is not None:
             self.fault_log.fired = True
             self.fault_log.seconds_after_crash = time.time() - (self._crash_time or time.time())
-            self.fault_log.action = f"SIGKILL to the dump server (pid {self.server.pid if self.server else '?'})"
+            self.fault_log.action = (f"{netserver.KILL_SIGNAL.name} (its default action: the process ends) to the dump "
+                                     f"server (pid {self.server.pid if self.server else '?'})")
 
     def _settle(self) -> None:
         """After the dump: what the live fault did, from the link (fault.json on stop)."""

@@ -170,7 +170,7 @@ KINDS = {k.name: k for k in [
     FaultKind("net-cut", "from the point on the link passes nothing either way: the guest's DUMPREAD times out, "
               "the dump fails with ETIMEDOUT; with --secondary it restarts on that disk", None, None, "50%",
               "partial", "failed", link="cut", cuts=True, fails_device=True, shortens_io_waits=True),
-    FaultKind("server-kill", "the dump server is killed (SIGKILL) at the point: the guest's DUMPREAD times out, "
+    FaultKind("server-kill", "the dump server is killed (SIGUSR1, at its default action) at the point: the guest's DUMPREAD times out, "
               "ETIMEDOUT; with --secondary the dump restarts on that disk", None, None, "50%", "partial", "failed",
               kills_server=True, cuts=True, fails_device=True, shortens_io_waits=True),
 ]}
