@@ -465,3 +465,19 @@ def test_a_compressed_dump_whose_frame_fails_its_crc_is_not_exported(make_run, t
     with pytest.raises(DumpbedError, match="no dump to export: the dump is corrupt"):
         elfcore.export(run.dir, tmp_path / "bad.elf")
     assert not (tmp_path / "bad.elf").exists()
+
+
+def test_a_cached_read_decodes_a_frame_again_once_its_bytes_changed(make_run):
+    """The cache the consistency oracle shares between reads of one disk keeps the frames that
+    decoded, by the CRCs of the chunks holding them: the same bytes are not decoded again, a
+    frame whose bytes changed is (here: resealed, so only its own raw_crc can tell)."""
+    run = make_run(compress=True)
+    cache = dumpfmt.ReadCache()
+    assert read(run, cache=cache).status == "complete"
+    assert cache.decoded_frames  # the frames that decoded, kept for the next read
+    assert read(run, cache=cache).status == "complete"
+    a = run.area("ram-high")
+    run.flip(run.part_offset + a.disk_offset + 40)  # frame 0's payload
+    run.reseal()
+    d = read(run, cache=cache)
+    assert d.status == "corrupt" and "frame 0" in d.first_inconsistency

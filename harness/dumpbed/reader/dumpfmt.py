@@ -716,6 +716,7 @@ class ReadCache:
     def __init__(self):
         self.directories: dict = {}
         self.frames: dict = {}  # an area's checked frames, by its entry and its chunks' CRCs
+        self.decoded_frames: dict = {}  # frames that decoded, by offset, with their chunks' CRCs (frames.Decoded)
 
 
 class _Reader:
@@ -1278,8 +1279,10 @@ class _Reader:
         """The area's frames walked and decoded, or (a cache shared by reads of one partition)
         as the last read found them under the same entry and the same chunk CRCs."""
         may_be_cut = a.index == self.dump.partial_area
+        decoded = frames.Decoded(self.cache.decoded_frames, self.chunks_holding) \
+            if self.cache is not None and self.chunk_crcs is not None else None
         walk = lambda: frames.walk(self.part.read, area_label(a), a.disk_offset, a.length, a.stored_bytes,
-                                   may_be_cut, decode=True)
+                                   may_be_cut, decode=True, decoded=decoded)
         key = self.frames_key(a, may_be_cut)
         if key is None:
             return walk()
@@ -1296,6 +1299,16 @@ class _Reader:
         first = (a.disk_offset - h.body_offset) // h.chunk_size
         last = -(-(a.disk_offset + a.padded_length - h.body_offset) // h.chunk_size)
         return (a.index, a.disk_offset, a.length, a.stored_bytes, may_be_cut, tuple(self.chunk_crcs[first:last]))
+
+    def chunks_holding(self, start: int, end: int) -> tuple | None:
+        """The bytes [start, end) of the body as the CRCs of the chunks that hold them (computed
+        from the image); None past the sealed chunks."""
+        h = self.dump.header
+        first = (start - h.body_offset) // h.chunk_size
+        last = -(-(end - h.body_offset) // h.chunk_size)
+        if first < 0 or last > len(self.chunk_crcs):
+            return None
+        return tuple(self.chunk_crcs[first:last])
 
     def bad_chunk(self, k: int, actual: int, body_end: int) -> None:
         d, h = self.dump, self.dump.header

@@ -127,31 +127,64 @@ class _Stored:
         return memoryview(self.buf)[at - self.buf_at:at - self.buf_at + n]
 
 
+class Decoded:
+    """Frames that decoded, by their partition offset, each with what its bytes were then (the
+    CRCs of the chunks that hold it, `span(start, end)`): one found again in the same bytes is
+    neither read nor decoded again (the consistency oracle reads an area growing through many
+    states of the disk)."""
+
+    def __init__(self, store: dict, span: Callable[[int, int], Optional[tuple]]):
+        self.store, self.span = store, span
+
+    def known(self, at: int) -> Optional[Frame]:
+        hit = self.store.get(at)
+        if hit is None:
+            return None
+        frame, then = hit
+        return frame if self.span(frame.offset, frame.end) == then else None
+
+    def add(self, frame: Frame) -> None:
+        now = self.span(frame.offset, frame.end)
+        if now is not None:
+            self.store[frame.offset] = (frame, now)
+
+
 def walk(read: Read, label: str, disk_offset: int, length: int, stored_bytes: int, may_be_cut: bool,
-         decode: bool) -> FrameIndex:
+         decode: bool, decoded: Optional[Decoded] = None) -> FrameIndex:
     """The frames of an area: exactly the frames its `length` needs, in exactly stored_bytes;
     or, for an area that may be cut (a partial area: the PARTIAL component's last area of a
     dump not COMPLETE), the frames wholly inside stored_bytes, `length` their data (a multiple
-    of 65536) and stored_bytes a page multiple, the bytes after them not decoded."""
+    of 65536) and stored_bytes a page multiple, the bytes after them not decoded. With
+    `decoded`, a frame that decoded before from the same bytes is taken as it was."""
     fi = FrameIndex(label)
     stored = _Stored(read, disk_offset, disk_offset + stored_bytes)
     at = disk_offset
     for k in range(frame_count(length)):
-        raw = stored.take(at, FRAME_HEADER)
-        if raw is None:
-            return _fail(fi, k, at, f"its header lies past stored_bytes {stored_bytes} (or the image)")
-        frame = Frame(at, *_HEADER.unpack(raw))
+        frame = decoded.known(at) if decode and decoded is not None else None
+        if frame is None:
+            raw = stored.take(at, FRAME_HEADER)
+            if raw is None:
+                return _fail(fi, k, at, f"its header lies past stored_bytes {stored_bytes} (or the image)")
+            frame = Frame(at, *_HEADER.unpack(raw))
+            fresh = True
+        else:
+            fresh = False
         problem = header_problem(frame.kind, frame.raw_bytes, frame.payload_bytes, expected_raw(length, k))
         if problem:
             return _fail(fi, k, at, problem)
-        payload = stored.take(at + FRAME_HEADER, frame.payload_bytes)
-        if payload is None:
+        if frame.end > disk_offset + stored_bytes:
             return _fail(fi, k, at, f"ends at 0x{frame.end:x}, past the area's stored_bytes {stored_bytes} "
                                     f"(to 0x{disk_offset + stored_bytes:x})")
-        if decode:
-            problem = decode_into(frame, payload, bytearray(frame.raw_bytes))
-            if problem:
-                return _fail(fi, k, at, problem)
+        if fresh:
+            payload = stored.take(at + FRAME_HEADER, frame.payload_bytes)
+            if payload is None:
+                return _fail(fi, k, at, f"ends at 0x{frame.end:x}, past the image")
+            if decode:
+                problem = decode_into(frame, payload, bytearray(frame.raw_bytes))
+                if problem:
+                    return _fail(fi, k, at, problem)
+                if decoded is not None:
+                    decoded.add(frame)
         fi.frames.append(frame)
         at = frame.end
     used = at - disk_offset
