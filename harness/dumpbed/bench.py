@@ -31,11 +31,11 @@ from dumpbed.run import Scenario, preflight, run_and_validate
 from dumpbed.scenario.disks import DISKS
 from dumpbed.units import MiB
 
-REQUEST_BYTES = 4 * MiB  # the guest's DUMPQUERY max transfer on virtio-blk
+REQUEST_BYTES = 2 * MiB  # the guest's DUMPQUERY max transfer on virtio-blk
 
 
 def host_write_mib_s(directory: Path, nbytes: int, write_log: bool = False) -> float:
-    """The host's own sequential write of `nbytes` (4 MiB requests, one in flight, writeback,
+    """The host's own sequential write of `nbytes` (REQUEST_BYTES requests, one in flight, writeback,
     flushed at the end) to a new raw image in `directory`; with `write_log`, through the block
     graph a dump disk has (a blklogwrites node logging every write with its data to a new log
     beside the image), so the evidence's own cost is in the reference too."""
@@ -315,7 +315,8 @@ def render(result: dict, profile: bool = False) -> None:
     console = Console(width=max(Console().width, 100))  # the columns whole, even in a log
     console.print(table)
     host, graph, qemu = (_shown(result[name], result.get(f"{name}_spread")) for name in REFERENCES)
-    print(f"x host: ratio to the host's write, qemu-img bench with 4 MiB requests at depth 1, writeback (the dump "
+    print(f"x host: ratio to the host's write, qemu-img bench with {REQUEST_BYTES // MiB} MiB requests at depth 1, "
+          f"writeback (the dump "
           f"disk's cache mode), measured in each repeat: {host} MiB/s\nx graph: the same write through the dump "
           f"disk's block graph (its blklogwrites write log): {graph} MiB/s\nx qemu: ratio to QEMU's "
           f"dump-guest-memory of the same guest: {qemu} MiB/s")

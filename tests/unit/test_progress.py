@@ -248,7 +248,7 @@ def test_a_failing_display_never_breaks_the_work(monkeypatch):
 # -- (c) the result channel's lines move the dump bar ------------------------------------------
 
 LINES = [
-    "DUMPBED READY ram=33554432 dumpdev=vda part_lba=2048 part_blocks=100000 block=512 max_transfer=4194304 "
+    "DUMPBED READY ram=33554432 dumpdev=vda part_lba=2048 part_blocks=100000 block=512 max_transfer=2097152 "
     "dumpdev2=none level=3",
     "DUMPBED CRASH reason=nmi vector=2",
     "DUMPBED QUIESCED device=primary",
