@@ -481,3 +481,14 @@ def test_a_cached_read_decodes_a_frame_again_once_its_bytes_changed(make_run):
     run.reseal()
     d = read(run, cache=cache)
     assert d.status == "corrupt" and "frame 0" in d.first_inconsistency
+
+
+def test_a_scenario_asking_for_an_unknown_compression_is_refused_before_any_check(make_run):
+    from dumpbed.errors import DumpbedError
+
+    run = make_run()
+    scenario = json.loads((run.dir / "scenario.json").read_text())
+    scenario["compress"] = "zstd"
+    (run.dir / "scenario.json").write_text(json.dumps(scenario))
+    with pytest.raises(DumpbedError, match="scenario compress must be one of off, lz4, not 'zstd'"):
+        validate_run(run.dir)
