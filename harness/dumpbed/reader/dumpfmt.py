@@ -414,7 +414,7 @@ class Dump:
     crash_record: CrashRecord | None = None
     partial_area: int | None = None  # the area that may be listed as far as written (dumpdir.partial_area)
     frame_indexes: dict[int, frames.FrameIndex] = field(default_factory=dict, repr=False)  # by area index
-    _last_frame: tuple | None = field(default=None, repr=False)  # (image id, area, k, data): read_area's cache
+    _last_frame: tuple | None = field(default=None, repr=False)  # (image, area, k, data): read_area's cache
 
     @property
     def compression(self) -> int:
@@ -438,9 +438,11 @@ class Dump:
             raise frames.AreaDataError(
                 f"{area_label(area)}: its data from byte {len(index.frames) * frames.FRAME_DATA} "
                 f"cannot be read: {index.problem or 'no frame holds it'}")
-        cached = self._last_frame[2:] if self._last_frame and self._last_frame[:2] == (id(image), area.index) else None
+        # the image itself, not its id(): an id may be reused by another image once this one is gone
+        kept = self._last_frame
+        cached = kept[2:] if kept and kept[0] is image and kept[1] == area.index else None
         data = frames.decode_range(self._partition(image).read, index, first, last, cached)
-        self._last_frame = (id(image), area.index, last, data[len(data) - index.frames[last].raw_bytes:])
+        self._last_frame = (image, area.index, last, data[len(data) - index.frames[last].raw_bytes:])
         start = pos - first * frames.FRAME_DATA
         return data[start:start + n]
 
