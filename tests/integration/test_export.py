@@ -109,9 +109,9 @@ def test_core_memory_equals_ram_at_the_crash(exported):
     run, core, dump = exported
     compared, problems = core_mismatches(core, dump, run / "snapshot")
     assert problems == []
-    # most of RAM is not volatile (the dump path's own state is: 3.4 MiB of a 32 MiB guest, its
-    # 1 MiB compression buffer among it)
-    assert compared >= 0.85 * dump.header.ram_bytes
+    # most of RAM is not volatile (the dump path's own state is: 4.5 MiB of a 32 MiB guest, its
+    # 2 MiB compression buffer among it)
+    assert compared >= 0.8 * dump.header.ram_bytes
 
 
 def test_a_doctored_core_fails_the_comparison(exported, tmp_path):
