@@ -183,9 +183,11 @@ def _compare_area(dump: dumpfmt.Dump, image: dumpfmt.Image, snapshot: Snapshot, 
             try:
                 dumped = dump.read_area(image, area, at, length)
             except frames.AreaDataError as e:
-                stats.bytes_mismatched += area_bad + area.length - at
+                # the rest counts as differing; a mismatch found before it is still named below
+                stats.bytes_mismatched += area.length - at
                 bar.advance(area.length - at)
-                return problems + [f"{e}; its data from byte 0x{at:x} on ({area.length - at} bytes) not compared"]
+                problems.append(f"{e}; its data from byte 0x{at:x} on ({area.length - at} bytes) not compared")
+                return problems + _mismatch(dump, area, label, area_bad, first_bad, stats)
             truth = snapshot.read(region, phys + pos, length)
             stats.bytes_checked += length
             bar.advance(length)
@@ -200,12 +202,17 @@ def _compare_area(dump: dumpfmt.Dump, image: dumpfmt.Image, snapshot: Snapshot, 
             if first_bad is None:
                 i = int(np.flatnonzero(diff)[0])
                 first_bad = (phys + pos + i, at + i, dumped[i], truth[i])
-    if area_bad:
-        stats.bytes_mismatched += area_bad
-        addr, at, got, want = first_bad
-        problems.append(f"{label}: first mismatch at phys 0x{addr:x} ({_where(dump, area, at)}): dump 0x{got:02x}, "
-                        f"snapshot 0x{want:02x}; {area_bad} bytes differ")
-    return problems
+    return problems + _mismatch(dump, area, label, area_bad, first_bad, stats)
+
+
+def _mismatch(dump: dumpfmt.Dump, area: dumpfmt.Area, label: str, area_bad: int, first_bad, stats) -> list[str]:
+    """The area's differing bytes counted, and its first one named (none: nothing)."""
+    if not area_bad:
+        return []
+    stats.bytes_mismatched += area_bad
+    addr, at, got, want = first_bad
+    return [f"{label}: first mismatch at phys 0x{addr:x} ({_where(dump, area, at)}): dump 0x{got:02x}, "
+            f"snapshot 0x{want:02x}; {area_bad} bytes differ"]
 
 
 def _where(dump: dumpfmt.Dump, area: dumpfmt.Area, at: int) -> str:
