@@ -649,6 +649,7 @@ static int e1000e_dddump(struct dump_nic *nic, struct uio *uio, int cmd, void *a
 			return EINVAL;
 		q->min_tsize = ETHER_MIN_FRAME;
 		q->max_tsize = ETHER_HEADER + sc->mtu;
+		q->max_outstanding = 1;	/* one frame at a time: the netdump client keeps its window */
 		q->dumpwrite = e1000e_dumpwrite;
 		return 0;
 	}

@@ -56,6 +56,9 @@
  * a 2 MiB one 1.3 ms: docs/benchmarks.md); 1 MiB and 512 KiB were slower again (more requests). */
 #define VBLK_MAX_TRANSFER	(2u << 20)
 #define VBLK_QUEUE_SIZE		256
+/* DUMP_ASYNC writes in flight at most (DUMPQUERY's max_outstanding): one slot is left for the
+ * request that follows them (a flush, a header) and for a timed-out request's. */
+#define VBLK_OUTSTANDING	(VBLK_SLOTS - 1)
 
 struct virtio_blk_req_hdr {
 	uint32_t type;
@@ -95,6 +98,11 @@ struct virtio_blk {
 	bool has_flush;
 	uint8_t last_status;	/* the dump's last request's status byte (STATUS_UNWRITTEN: none) */
 	struct vblk_slot slots[VBLK_SLOTS];
+	/* The DUMP_ASYNC writes in flight, oldest first: their slots and partition offsets. */
+	uint8_t async_slot[VBLK_SLOTS];
+	uint64_t async_offset[VBLK_SLOTS];
+	uint32_t async_head, async_n;
+	bool hold_doorbell;	/* testfault=async-batch: post without ringing the doorbell */
 	uint64_t requests, bytes, flushes, stale_completions, timeouts;
 	/* runtime I/O: MSI-X entry 0 for the queue; nothing runtime from DUMPSTART on */
 	uint8_t msix_cap;
@@ -144,6 +152,7 @@ static int bring_up(struct virtio_blk *d)
 		d->slots[i].state = SLOT_FREE;
 		d->slots[i].runtime = false;	/* forgotten: its done is never called */
 	}
+	d->async_head = d->async_n = 0;
 	d->desc_per_slot = d->vq.size / VBLK_SLOTS;
 	if (d->desc_per_slot < 3)
 		return ENOTSUP;
@@ -290,7 +299,10 @@ static int submit_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
 	virtq_chain_add(&ch, (uintptr_t)&s->status, 1, true);
 
 	s->state = SLOT_INFLIGHT;
-	virtq_chain_submit(&d->vp, &ch);
+	if (d->hold_doorbell)
+		virtq_chain_publish(&ch);	/* the next doorbell takes it along */
+	else
+		virtq_chain_submit(&d->vp, &ch);
 	d->requests++;
 	return slot;
 }
@@ -581,6 +593,85 @@ static int dump_write(void *softc, const struct dumpdev *dev, const struct uio *
 	return err;
 }
 
+/* ---- several writes in flight (DUMP_ASYNC, dump/dumpdev.h) ---- */
+
+static uint32_t dump_outstanding(void *softc)
+{
+	(void)softc;
+	return VBLK_OUTSTANDING;
+}
+
+/* Wait for the oldest DUMP_ASYNC write and forget it: 0, or its error and *failing_offset. */
+static int wait_oldest(struct virtio_blk *d, uint64_t *failing_offset)
+{
+	uint32_t i = d->async_head;
+	int err = wait_request(d, d->async_slot[i], &d->last_status);
+
+	if (err)
+		*failing_offset = d->async_offset[i];
+	d->async_head = (i + 1) % VBLK_SLOTS;
+	d->async_n--;
+	return err;
+}
+
+/* Every DUMP_ASYNC write in flight, oldest first: the first error, if any, and its offset. */
+static int dump_drain(void *softc, uint64_t *failing_offset)
+{
+	struct virtio_blk *d = softc;
+	int first = 0;
+
+	/* testfault=async-batch (deliberately wrong): the writes posted but not announced to the
+	 * device go along with the next request's doorbell, and nobody waits for them first. */
+	if (testfault(TF_ASYNC_BATCH))
+		return 0;
+	while (d->async_n) {
+		uint64_t at = 0;
+		int err = wait_oldest(d, &at);
+
+		if (err && !first) {
+			first = err;
+			*failing_offset = at;
+		}
+	}
+	return first;
+}
+
+/*
+ * A DUMP_ASYNC write: posted once fewer than VBLK_OUTSTANDING are in flight (else the oldest is
+ * waited for first). A failure found on the way is reported once the rest have come back, so
+ * nothing of the dump is in flight when the writer hears of it.
+ */
+static int dump_submit(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total,
+		       uint64_t *failing_offset)
+{
+	struct virtio_blk *d = softc;
+	uint64_t sector = (dev->part_lba * d->block_size + uio->uio_offset) / SECTOR_SIZE;
+	int slot;
+
+	if (d->async_n >= VBLK_OUTSTANDING) {
+		if (d->hold_doorbell)
+			virtio_pci_notify(&d->vp, &d->vq);	/* what is waited for must have been rung */
+		int err = wait_oldest(d, failing_offset);
+
+		if (err) {
+			uint64_t ignored;
+
+			dump_drain(d, &ignored);
+			return err;
+		}
+	}
+	d->hold_doorbell = testfault(TF_ASYNC_BATCH);
+	slot = submit_request(d, VIRTIO_BLK_T_OUT, sector, uio->uio_iov, uio->uio_iovcnt);
+	d->hold_doorbell = false;
+	if (slot < 0)
+		return -slot;	/* *failing_offset: this write's */
+	d->async_slot[(d->async_head + d->async_n) % VBLK_SLOTS] = (uint8_t)slot;
+	d->async_offset[(d->async_head + d->async_n) % VBLK_SLOTS] = uio->uio_offset;
+	d->async_n++;
+	d->bytes += total;
+	return 0;
+}
+
 static void dump_status(void *softc, uint32_t *device_status, uint32_t *request_status)
 {
 	struct virtio_blk *d = softc;
@@ -596,6 +687,9 @@ static const struct dumpdev_ops virtio_blk_dump_ops = {
 	.start = dump_start,
 	.write = dump_write,
 	.flush = dump_flush,
+	.outstanding = dump_outstanding,
+	.submit = dump_submit,
+	.drain = dump_drain,
 	.status = dump_status,
 };
 

@@ -391,6 +391,7 @@ static int vnet_dddump(struct dump_nic *nic, struct uio *uio, int cmd, void *arg
 			return EINVAL;
 		q->min_tsize = ETHER_MIN_FRAME;
 		q->max_tsize = ETHER_HEADER + d->mtu;
+		q->max_outstanding = 1;	/* one frame at a time: the netdump client keeps its window */
 		q->dumpwrite = vnet_dumpwrite;
 		return 0;
 	}

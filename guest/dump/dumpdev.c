@@ -68,7 +68,8 @@ bool dumpdev_write_ok(const struct dumpdev *dev, const struct uio *uio, uint32_t
 	end = uio->uio_offset + sum;
 	return sum == uio->uio_resid && uio->uio_offset % block_size == 0 && sum % block_size == 0 &&
 	       sum <= max_transfer && end >= uio->uio_offset && end <= dev->part_bytes &&
-	       (sum != 0 || (uio->uio_fmode & DUMP_FSYNC));
+	       (sum != 0 || !(uio->uio_fmode & DUMP_ASYNC)) &&
+	       !((uio->uio_fmode & DUMP_ASYNC) && (uio->uio_fmode & DUMP_FSYNC));
 }
 
 /*
@@ -155,6 +156,9 @@ int dumpdev_dddump(const struct dumpdev_ops *ops, struct dumpdev *dev, struct ui
 			return EINVAL;
 		q->min_tsize = dev->block_size;
 		q->max_tsize = ops->max_transfer(sc);
+		q->max_outstanding = ops->outstanding && ops->submit && ops->drain ? ops->outstanding(sc) : 1;
+		if (q->max_outstanding < 1)
+			q->max_outstanding = 1;
 		return 0;
 	}
 
@@ -175,6 +179,22 @@ int dumpdev_dddump(const struct dumpdev_ops *ops, struct dumpdev *dev, struct ui
 		if (!dumpdev_write_ok(dev, uio, dev->block_size, ops->max_transfer(sc), &total))
 			return failed(ops, sc, st, EINVAL, DUMPIO_OP_WRITE, offset);
 		fsync = uio->uio_fmode & DUMP_FSYNC;
+		if ((uio->uio_fmode & DUMP_ASYNC) && ops->submit && ops->drain) {
+			err = ops->submit(sc, dev, uio, total, &offset);
+			if (err)
+				return failed(ops, sc, st, err, DUMPIO_OP_WRITE, offset);
+			state->unflushed = true;
+			uio->uio_resid = 0;
+			return 0;
+		}
+		/* Every other write waits for those in flight: what it says comes after them. */
+		err = ops->drain ? ops->drain(sc, &offset) : 0;
+		if (err)
+			return failed(ops, sc, st, err, DUMPIO_OP_WRITE, offset);
+		if (!total && !fsync) {
+			uio->uio_resid = 0;
+			return 0;	/* only the wait */
+		}
 		op = total ? DUMPIO_OP_WRITE : DUMPIO_OP_FLUSH;
 		err = ops->write(sc, dev, uio, total, fsync, &op, &offset);
 		if (err)
@@ -184,16 +204,21 @@ int dumpdev_dddump(const struct dumpdev_ops *ops, struct dumpdev *dev, struct ui
 		return 0;
 
 	case DUMPEND: {
-		int end_err = 0;
+		uint64_t at = 0;
+		int end_err = 0, drain_err;
 
 		if (!state->active)
 			return 0;
 		state->active = false;
-		err = state->unflushed ? ops->flush(sc) : 0;
+		/* The writes still in flight first: a flush covers only what completed before it. */
+		drain_err = ops->drain ? ops->drain(sc, &at) : 0;
+		err = drain_err ? drain_err : state->unflushed ? ops->flush(sc) : 0;
 		if (!err)
 			state->unflushed = false;
 		if (ops->end)
 			end_err = ops->end(sc, !err);
+		if (drain_err)
+			return failed(ops, sc, st, drain_err, DUMPIO_OP_WRITE, at);
 		if (err)
 			return failed(ops, sc, st, err, DUMPIO_OP_FLUSH, 0);
 		if (end_err)
@@ -212,14 +237,14 @@ int dumpdev_dddump(const struct dumpdev_ops *ops, struct dumpdev *dev, struct ui
 	}
 }
 
-int devdump_write(struct dumpdev *dev, uint64_t offset, struct iovec *iov, int iovcnt, bool fsync,
+int devdump_write(struct dumpdev *dev, uint64_t offset, struct iovec *iov, int iovcnt, int fmode,
 		  struct dumpio_stat *st)
 {
 	struct uio uio = {
 		.uio_iov = iov,
 		.uio_iovcnt = iovcnt,
 		.uio_offset = offset,
-		.uio_fmode = fsync ? DUMP_FSYNC : 0,
+		.uio_fmode = fmode,
 		.uio_resid = iov_total(iov, iovcnt),
 	};
 	int err;

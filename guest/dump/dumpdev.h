@@ -12,7 +12,14 @@
  *              DUMPWRITE. arg: struct dumpio_stat *.
  *   DUMPWRITE  write uio (iovecs + a partition-relative byte offset); polled, no interrupts,
  *              bounded. uio_fmode & DUMP_FSYNC asks for a cache flush after the write.
- *              arg: struct dumpio_stat *.
+ *              uio_fmode & DUMP_ASYNC (dumpbed's extension, only where DUMPQUERY's
+ *              max_outstanding > 1, never with DUMP_FSYNC): return once the device has taken
+ *              the write; its memory must not change until it completes. Any other DUMPWRITE,
+ *              and DUMPEND, first waits for every write in flight; a zero-byte DUMPWRITE
+ *              without DUMP_FSYNC only waits. A failed DUMP_ASYNC write is reported by the
+ *              call that finds it (a later DUMPWRITE, DUMPEND): its errno, op WRITE and its
+ *              offset in failing_offset, the first issued that failed (every write issued
+ *              before it completed). arg: struct dumpio_stat *.
  *   DUMPEND    the dump is over: flush, quiesce. arg: struct dumpio_stat *.
  *   DUMPTERM   the device is no longer the dump device: release what DUMPINIT prepared.
  *   DUMPREAD   network dump devices only (dump/dumpnic.h): the next frame received, into uio,
@@ -41,6 +48,7 @@ enum dump_cmd {
 
 
 #define DUMP_FSYNC	0x0010	/* uio_fmode: flush the device's write cache after writing */
+#define DUMP_ASYNC	0x0020	/* uio_fmode: return once the device took the write (above) */
 
 struct uio {
 	struct iovec *uio_iov;
@@ -55,6 +63,7 @@ struct dump_nic;
 struct dmp_query {
 	uint32_t min_tsize;	/* bytes; every transfer is a multiple of it */
 	uint32_t max_tsize;	/* bytes; a multiple of min_tsize (a disk's; a NIC's is 14 + MTU) */
+	uint32_t max_outstanding; /* writes the device takes at once (DUMP_ASYNC); >= 1 */
 	/* Network dump devices (dump/dumpnic.h): the routine that sends one frame; NULL for a disk. */
 	int (*dumpwrite)(struct dump_nic *nic, struct uio *uio);
 };
@@ -134,6 +143,13 @@ struct dumpdev {
  *                 the transfer that failed, for a driver that knows it better than the write's
  *                 start (which it holds on entry, and keeps if the driver leaves it).
  *   flush         the device's write cache (0 at once when it has none).
+ *   outstanding   optional (NULL: 1): DUMPQUERY's max_outstanding, after init.
+ *   submit        optional (with outstanding): a DUMP_ASYNC write of `total` bytes, checked,
+ *                 handed to the device; it first waits for the oldest write in flight when
+ *                 `outstanding` are. Its error may be an earlier write's: *failing_offset
+ *                 then names that write.
+ *   drain         optional (with submit): wait for every write in flight, oldest first; 0,
+ *                 or the first that failed (its offset in *failing_offset).
  *   end           optional (NULL: none): DUMPEND of a device that was started, after the
  *                 flush (`flushed`: false when that flush failed): what else ends the dump on
  *                 the device, and leave it quiet.
@@ -148,6 +164,10 @@ struct dumpdev_ops {
 	int (*write)(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total, bool fsync,
 		     enum dumpio_op *op, uint64_t *failing_offset);
 	int (*flush)(void *softc);
+	uint32_t (*outstanding)(void *softc);
+	int (*submit)(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total,
+		      uint64_t *failing_offset);
+	int (*drain)(void *softc, uint64_t *failing_offset);
 	int (*end)(void *softc, bool flushed);
 	void (*status)(void *softc, uint32_t *device_status, uint32_t *request_status);
 };
@@ -161,7 +181,7 @@ int dumpdev_dddump(const struct dumpdev_ops *ops, struct dumpdev *dev, struct ui
  *   `block_size` bytes, in whole blocks of that disk.
  * dumpdev_write_ok: DUMPWRITE's, before anything reaches the device: the uio is well formed, its
  *   iovecs total uio_resid bytes (returned in *total), whole blocks at a block-aligned offset,
- *   at most max_transfer bytes, inside the partition; a zero-byte write only to flush.
+ *   at most max_transfer bytes, inside the partition; a zero-byte write never DUMP_ASYNC.
  */
 bool dumpdev_partition_ok(const struct dumpdev *dev, uint32_t block_size, uint64_t capacity_blocks);
 bool dumpdev_write_ok(const struct dumpdev *dev, const struct uio *uio, uint32_t block_size,

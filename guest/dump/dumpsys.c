@@ -70,7 +70,7 @@ static void publish(void)
 static int query_ok(const struct dumpdev *dev, const struct dmp_query *q)
 {
 	return q->min_tsize == dev->block_size && q->max_tsize >= 4096 &&
-	       q->max_tsize % q->min_tsize == 0;
+	       q->max_tsize % q->min_tsize == 0 && q->max_outstanding >= 1;
 }
 
 int dumpsys_configure(struct dumpdev *dev, uint32_t role, const char **why)
@@ -189,9 +189,6 @@ static int start_device_timed(struct dump_target *t, struct dump_result *r)
 		record(r, err, "start", 0, true);
 		return err;
 	}
-	/* The driver says the device holds nothing of the runtime any more: from here on, the host
-	 * holds it to that (no runtime command may finish, no interrupt source may fire). */
-	result_line("QUIESCED device=%s", t->role_name);
 	if (testfault_irq_on_now) {
 		/* Deliberately wrong (a test of the host's no-interrupts oracle): the rest of the
 		 * dump runs with IF = 1. The PICs stay masked and the workload's interrupt source
@@ -202,6 +199,11 @@ static int start_device_timed(struct dump_target *t, struct dump_result *r)
 	err = devdump_query(t->dev, crash_query_of(t));
 	if (!err && !query_ok(t->dev, crash_query_of(t)))
 		err = EINVAL;
+	/* The driver says the device holds nothing of the runtime any more: from here on, the host
+	 * holds it to that (no runtime command may finish, no interrupt source may fire), and to
+	 * the writes DUMPQUERY says it takes at once. */
+	result_line("QUIESCED device=%s outstanding=%u", t->role_name,
+		    err ? 1u : crash_query_of(t)->max_outstanding);
 	if (err) {
 		printf("dump: DUMPQUERY failed on the %s device: %s\n", t->role_name, errno_name(err));
 		record(r, err, "query", 0, true);

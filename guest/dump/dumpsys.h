@@ -36,8 +36,9 @@ void dumpsys_print_info(void);
 int devdump_init(struct dumpdev *dev, struct dumpio_stat *st);
 int devdump_query(struct dumpdev *dev, struct dmp_query *q);
 int devdump_start(struct dumpdev *dev, struct dumpio_stat *st);
-/* Builds the uio; refuses (EINVAL) anything outside the partition before calling the driver. */
-int devdump_write(struct dumpdev *dev, uint64_t offset, struct iovec *iov, int iovcnt, bool fsync,
+/* Builds the uio (fmode: DUMP_FSYNC, DUMP_ASYNC); refuses (EINVAL) anything outside the
+ * partition before calling the driver. */
+int devdump_write(struct dumpdev *dev, uint64_t offset, struct iovec *iov, int iovcnt, int fmode,
 		  struct dumpio_stat *st);
 int devdump_end(struct dumpdev *dev, struct dumpio_stat *st);
 int devdump_term(struct dumpdev *dev);

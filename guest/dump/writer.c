@@ -113,6 +113,8 @@ struct writer {
 	const char *role;		/* "primary" / "secondary", for the console */
 	uint64_t cur_offset;		/* the write in progress (in_write) */
 	bool in_write;			/* inside the driver's DUMPWRITE */
+	uint32_t outstanding;		/* DUMPQUERY's max_outstanding: > 1, body writes overlap */
+	uint64_t async_from, async_to;	/* the DUMP_ASYNC writes not yet waited for: [from, to) */
 
 	/* The slots, and the leaders that name them. */
 	struct slot slots[1 + DUMP_SLOTS];
@@ -283,6 +285,8 @@ static uint64_t extent_end(const struct writer *w)
 	return end < l->trailer_offset ? end : l->trailer_offset;
 }
 
+static bool async_failed(struct writer *w);
+
 /*
  * The one place a write leaves the writer. Check 1 of 2 (the driver does check 2): the write
  * is block aligned, within the transfer limits, inside the partition, and either inside the
@@ -290,7 +294,7 @@ static uint64_t extent_end(const struct writer *w)
  * body already written (it is written once) - or exactly the trailer block, once a leader is
  * durable.
  */
-static int write_at(struct writer *w, uint64_t off, struct iovec *iov, int iovcnt, bool fsync,
+static int write_at(struct writer *w, uint64_t off, struct iovec *iov, int iovcnt, int fmode,
 		    const char *stage)
 {
 	const struct dump_layout *l = w->lay;
@@ -318,12 +322,56 @@ static int write_at(struct writer *w, uint64_t off, struct iovec *iov, int iovcn
 	}
 	w->in_write = true;
 	uint64_t t = prof_begin();
-	err = devdump_write(w->dev, off, iov, iovcnt, fsync, &w->stat);
-	prof_end(fsync ? PROF_FLUSH : PROF_WRITE, t);
+	err = devdump_write(w->dev, off, iov, iovcnt, fmode, &w->stat);
+	prof_end(fmode & DUMP_FSYNC ? PROF_FLUSH : PROF_WRITE, t);
 	prof_bytes(total);
 	w->in_write = false;
+	if (err && async_failed(w))
+		return err;
 	if (err)
 		fail(w, err, w->stat.op == DUMPIO_OP_FLUSH ? "flush" : stage, off, true);
+	else if (fmode & DUMP_ASYNC) {
+		if (!w->async_to)
+			w->async_from = off;
+		w->async_to = end;
+	}
+	else
+		w->async_from = w->async_to = 0;	/* a write that is not DUMP_ASYNC waited for them */
+	return err;
+}
+
+/*
+ * Whether the error DUMPWRITE just gave is an earlier DUMP_ASYNC body write's (its offset in
+ * the stat, among those not yet waited for). If so the body ends where that write began (every
+ * write issued before it completed: dump/dumpdev.h): the area in progress goes back to it, and
+ * the failure is that write's.
+ */
+static bool async_failed(struct writer *w)
+{
+	uint64_t at = w->stat.failing_offset;
+
+	if (!(w->async_from <= at && at < w->async_to) || !w->cur_area)
+		return false;
+	w->async_from = w->async_to = 0;
+	w->body_pos = at - w->lay->body_offset;
+	w->cur_done = at - w->cur_area->disk_offset;
+	fail(w, w->stat.error, "body", at, true);
+	return true;
+}
+
+/* Wait for the DUMP_ASYNC writes in flight (a zero-byte DUMPWRITE). 0 or their failure. */
+static int wait_writes(struct writer *w)
+{
+	int err;
+
+	if (!w->async_to)
+		return 0;
+	uint64_t t = prof_begin();
+	err = devdump_write(w->dev, 0, 0, 0, 0, &w->stat);
+	prof_end(PROF_WRITE, t);
+	if (err && !async_failed(w))
+		fail(w, err, "body", w->async_from, true);
+	w->async_from = w->async_to = 0;
 	return err;
 }
 
@@ -334,7 +382,7 @@ static int write_buffer(struct writer *w, uint64_t off, const void *buf, uint64_
 	while (len) {
 		uint64_t n = len < w->max_piece ? len : w->max_piece;
 		struct iovec iov = { (void *)buf, n };
-		int err = write_at(w, off, &iov, 1, fsync && n == len, stage);
+		int err = write_at(w, off, &iov, 1, fsync && n == len ? DUMP_FSYNC : 0, stage);
 
 		if (err)
 			return err;
@@ -878,10 +926,11 @@ static uint64_t body_piece(const struct writer *w, uint64_t n)
 
 /*
  * One body transfer of the area in progress, at its cur_done: the chunk CRCs fed first, then
- * the write; at a 64 MiB boundary, a checkpoint (inside the area: the directory lists it as
+ * the write (DUMP_ASYNC when `holds_still`: straight from memory nothing changes until the
+ * area's end, and the device takes several at once); at a 64 MiB boundary, a checkpoint (inside the area: the directory lists it as
  * far as written, compressed as far as its whole frames go, its component PARTIAL).
  */
-static int body_write(struct writer *w, uint64_t disk_offset, struct iovec *iov, int iovcnt)
+static int body_write(struct writer *w, uint64_t disk_offset, struct iovec *iov, int iovcnt, bool holds_still)
 {
 	uint64_t n = 0;
 	int err;
@@ -890,7 +939,9 @@ static int body_write(struct writer *w, uint64_t disk_offset, struct iovec *iov,
 		chunk_crc_feed(w, iov[i].iov_base, iov[i].iov_len);
 		n += iov[i].iov_len;
 	}
-	err = write_at(w, disk_offset + w->cur_done, iov, iovcnt, false, "body");
+	/* Memory that holds still until the write completes may go while others are in flight. */
+	err = write_at(w, disk_offset + w->cur_done, iov, iovcnt,
+		       holds_still && w->outstanding > 1 ? DUMP_ASYNC : 0, "body");
 	if (err)
 		return err;
 	w->body_pos += n;
@@ -912,6 +963,7 @@ static int write_area(struct writer *w, const struct dmp_area *a, uint64_t disk_
 		uint64_t n = body_piece(w, rounded - pos);
 		struct iovec iov[2];
 		int iovcnt = 0, err;
+		bool still = false;	/* straight from the area's memory, which holds still */
 
 		if (staged) {
 			uint64_t copy;
@@ -933,8 +985,9 @@ static int write_area(struct writer *w, const struct dmp_area *a, uint64_t disk_
 				iov[iovcnt++] = (struct iovec){ tail_page, DUMP_PAGE };
 				n = direct + DUMP_PAGE;
 			}
+			still = direct == n;
 		}
-		err = body_write(w, disk_offset, iov, iovcnt);
+		err = body_write(w, disk_offset, iov, iovcnt, still);
 		if (err)
 			return err;
 	}
@@ -1029,7 +1082,7 @@ static int zip_drain(struct writer *w, uint64_t disk_offset, bool last)
 			return E2BIG;
 		}
 		iov = (struct iovec){ zip_buf + w->zip_sent, n };
-		err = body_write(w, disk_offset, &iov, 1);
+		err = body_write(w, disk_offset, &iov, 1, false);
 		if (err)
 			return err;
 		w->zip_sent += n;
@@ -1097,6 +1150,8 @@ static int sink_area(void *ctx, struct dmp_area *a)
 		err = write_area_zip(w, a, a->disk_offset);
 	} else {
 		err = write_area(w, a, a->disk_offset);
+		if (!err)
+			err = wait_writes(w);	/* the area's writes all complete before the next area's */
 		a->stored = a->len;
 	}
 	if (err)
@@ -1143,6 +1198,7 @@ int dump_writer_begin(struct dumpdev *dev, const struct dmp_query *q,
 	w->res = res;
 	w->role = p->device_role == DUMP_ROLE_SECONDARY ? "secondary" : "primary";
 	w->min_transfer = q->min_tsize;
+	w->outstanding = q->max_outstanding;
 	w->max_piece = q->max_tsize & ~(uint64_t)(DUMP_PAGE - 1);
 	w->leader = -1;
 	w->unsure = -1;

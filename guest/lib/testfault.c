@@ -24,6 +24,7 @@ static const char *const words[TF_COUNT] = {
 	[TF_NET_NO_FINISH] = "net-no-finish",
 	[TF_LZ4_OFFSET] = "lz4-offset",
 	[TF_LZ4_STUCK] = "lz4-stuck",
+	[TF_ASYNC_BATCH] = "async-batch",
 };
 
 bool testfault_parse(const char *list, size_t len)

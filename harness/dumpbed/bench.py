@@ -2,8 +2,8 @@
 
 One run measures, side by side: the virtio-blk NMI scenario's dump throughput; the host's own
 sequential write throughput to a raw image in the same directory, through QEMU's block layer
-(`qemu-img bench`, same request size, one request in flight, flushed at the end, as the guest
-does); and QEMU's host-side `dump-guest-memory` of the same guest, taken while it is stopped.
+(`qemu-img bench`, same request size, as many requests in flight as the guest's virtio-blk
+driver keeps, flushed at the end, as the guest does); and QEMU's host-side `dump-guest-memory` of the same guest, taken while it is stopped.
 Figures are reported as ratios so that machines can be compared.
 """
 from __future__ import annotations
@@ -32,10 +32,11 @@ from dumpbed.scenario.disks import DISKS
 from dumpbed.units import MiB
 
 REQUEST_BYTES = 2 * MiB  # the guest's DUMPQUERY max transfer on virtio-blk
+REQUEST_DEPTH = 3  # and its max_outstanding: the writes it keeps in flight at once
 
 
 def host_write_mib_s(directory: Path, nbytes: int, write_log: bool = False) -> float:
-    """The host's own sequential write of `nbytes` (REQUEST_BYTES requests, one in flight, writeback,
+    """The host's own sequential write of `nbytes` (REQUEST_BYTES requests, REQUEST_DEPTH in flight, writeback,
     flushed at the end) to a new raw image in `directory`; with `write_log`, through the block
     graph a dump disk has (a blklogwrites node logging every write with its data to a new log
     beside the image), so the evidence's own cost is in the reference too."""
@@ -66,7 +67,7 @@ def graph_target(image: Path, log: Optional[Path]) -> list[str]:
 def qemu_img_bench(target: list[str], count: int) -> float:
     """Seconds `qemu-img bench` took to write `count` requests of REQUEST_BYTES to `target`."""
     proc = subprocess.run(
-        ["qemu-img", "bench", "-w", "-t", "writeback", "-s", str(REQUEST_BYTES), "-c", str(count), "-d", "1",
+        ["qemu-img", "bench", "-w", "-t", "writeback", "-s", str(REQUEST_BYTES), "-c", str(count), "-d", str(min(REQUEST_DEPTH, count)),
          f"--flush-interval={count}", "--pattern=0xa5", *target],
         capture_output=True, text=True, timeout=600)
     match = re.search(r"Run completed in ([0-9.]+) seconds", proc.stdout)

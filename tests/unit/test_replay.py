@@ -70,10 +70,13 @@ def test_a_replayed_disk_reads_as_the_bytes_it_models(tmp_path, writes, ops):
             elif op == "undo" and undo:
                 state.undo_to(len(undo) - 1)
                 model[:] = undo.pop()
-            elif op == "compare":  # the same bytes in an image: no difference, and the CRCs kept on the way
+            elif op == "compare":  # the same bytes in an image: no difference, and the image's CRCs adopted
                 path = tmp_path / "model.img"
                 path.write_bytes(bytes(PART_OFFSET) + bytes(model))
-                assert state.first_difference(path, (k * 512, CHUNK)) is None
+                assert state.first_difference(path) is None
+                body = k * 512
+                state.adopt_crcs(body, CHUNK, [google_crc32c.value(bytes(model[lo:lo + CHUNK]))
+                                               for lo in range(body, PART_BYTES - CHUNK + 1, CHUNK)])
             elif op == "reset":
                 state.reset()
                 undo.clear()
@@ -114,3 +117,26 @@ def test_a_write_outside_the_partition_is_refused(tmp_path):
     with log.opener() as data, DiskState(PART_OFFSET, PART_BYTES - 4096, before, data, log.entries) as state:
         with pytest.raises(ValueError, match="outside the dump partition"):
             state.apply(log.entries[0])
+
+
+def test_the_images_crcs_are_taken_for_the_chunks_found_equal(tmp_path):
+    """adopt_crcs keeps each whole chunk's CRC for where its bytes come from: the state reads
+    them back (marked here, so taken, not computed) in this state and in any other whose chunk
+    has the same source."""
+    log = make_log(tmp_path, [(2, 4, 1), (10, 1, 2), (20, 30, 3)])
+    image = bytearray(before(0, PART_OFFSET + PART_BYTES))
+    for e in log.entries:
+        image[e.offset:e.end] = log.data(e)
+    path = tmp_path / "dump.img"
+    path.write_bytes(bytes(image))
+    model = image[PART_OFFSET:]
+    marked = [google_crc32c.value(bytes(model[lo:lo + CHUNK])) ^ 1 for lo in range(0, PART_BYTES, CHUNK)]
+    with log.opener() as data, DiskState(PART_OFFSET, PART_BYTES, before, data, log.entries) as state:
+        for e in log.entries:
+            state.apply(e)
+        assert state.first_difference(path) is None
+        state.adopt_crcs(0, CHUNK, marked)
+        assert state.chunk_crcs(0, CHUNK, len(marked), PART_BYTES) == marked
+        state.reset()
+        state.apply(log.entries[2])  # chunks 10..24: the same log bytes as then
+        assert state.chunk_crcs(0, CHUNK, len(marked), PART_BYTES)[11:24] == marked[11:24]

@@ -206,3 +206,104 @@ def test_done_while_the_final_flush_is_in_flight_fails(make_run):
     problems = v.check("write-order").problems
     assert problems[0].startswith("flush 12, taken at") and "ms after the guest reported DONE" in problems[0]
     assert "was not durable when the guest reported DONE" in problems[1]
+
+
+# --- Rule 6: only body writes overlap, at most DUMPQUERY's max_outstanding at once -----------------
+
+def overlap_with_next(run, write_number: int) -> None:
+    """Rewrite the trace so the device's `write_number`th write (1-based) finishes only after the
+    command that follows it was taken: the two are in flight together. Its request gets a pointer
+    of its own, so its completion pairs with it alone."""
+    trace = (run.dir / "qemu-trace.log").read_text().splitlines()
+    takes = [i for i, line in enumerate(trace) if "virtio_blk_handle_write" in line]
+    i = takes[write_number - 1]
+    done = next(k for k in range(i + 1, len(trace)) if "virtio_blk_req_complete" in trace[k])
+    after = next(k for k in range(done + 1, len(trace))
+                 if "virtio_blk_handle_write" in trace[k] or "virtio_queue_notify" in trace[k])
+    after = next((k for k in range(after, len(trace)) if "virtio_blk_handle_write" in trace[k]
+                  or f"req {synth.FLUSH_REQ}" in trace[k]), after)
+    own = lambda line: line.replace(f"req {synth.WRITE_REQ}", "req 0x99")
+    trace[i] = own(trace[i])
+    t_after = float(trace[after].split("@")[1].split(":")[0])
+    moved = f"1@{t_after + synth.TICK / 2:.6f}:" + own(trace[done]).split(":", 1)[1]
+    del trace[done]
+    trace.insert(after, moved)  # `after` moved up by one with the deletion: right behind it
+    (run.dir / "qemu-trace.log").write_text("\n".join(trace) + "\n")
+
+
+def say_outstanding(run, n: int) -> None:
+    """The guest's QUIESCED line as a driver with max_outstanding n prints it: the words added to
+    the result channel's bytes in the trace (one event a byte), before the line's newline."""
+    events = (run.dir / "qemu-trace.log").read_text().splitlines()
+    port = [i for i, e in enumerate(events) if "addr 0xe9 value " in e]
+    text = "".join(chr(int(events[i].split("value ")[1].split()[0], 16)) for i in port)
+    k = port[text.index("DUMPBED QUIESCED device=primary\n") + len("DUMPBED QUIESCED device=primary")]
+    stamp = lambda e: float(e.split("@")[1].split(":")[0])
+    words = f" outstanding={n}"
+    step = (stamp(events[k]) - stamp(events[k - 1])) / (len(words) + 1)
+    events[k:k] = [f"1@{stamp(events[k - 1]) + (j + 1) * step:.7f}:"
+                   + events[k].split(":", 1)[1].replace("value 0xa ", f"value 0x{ord(ch):x} ")
+                   for j, ch in enumerate(words)]
+    (run.dir / "qemu-trace.log").write_text("\n".join(events) + "\n")
+
+
+def body_write_numbers(run) -> list[int]:
+    """The 1-based numbers of the body writes followed by another body write."""
+    writes = [op for op in run.ops if op.kind == "write"]
+    return [n + 1 for n, (a, b) in enumerate(zip(writes, writes[1:])) if a.what == b.what == "body"]
+
+
+def test_body_writes_in_flight_together_need_a_device_that_takes_them(make_run):
+    """Two body writes in flight at once: a device whose DUMPQUERY said one at a time (no
+    outstanding= on QUIESCED) fails rule 6; one that said 3 passes."""
+    run = make_run()
+    n = body_write_numbers(run)[3]
+    overlap_with_next(run, n)
+    v = validate_run(run.dir)
+    assert failed(v) == {"write-order"}
+    [problem] = v.check("write-order").problems
+    assert problem.startswith(f"write {n + 1} of ") and problem.endswith(
+        ": 2 writes in flight at once, where the device's DUMPQUERY said it takes 1 (QUIESCED outstanding=1)")
+    say_outstanding(run, 3)
+    v = validate_run(run.dir)
+    assert failed(v) == set(), [(c.name, c.detail) for c in v.checks if not c.ok]
+    assert "only body writes overlapping" in v.check("write-order").detail
+
+
+def test_a_slot_write_taken_while_a_body_write_is_in_flight_fails(make_run):
+    """The last body write before a checkpoint still in flight when the slot write is taken:
+    whatever the device said it takes, only body writes overlap."""
+    run = make_run()
+    writes = [op for op in run.ops if op.kind == "write"]
+    n = next(k + 1 for k, (a, b) in enumerate(zip(writes, writes[1:])) if a.what == "body" and b.what.startswith("slot"))
+    overlap_with_next(run, n)
+    say_outstanding(run, 3)
+    v = validate_run(run.dir)
+    assert "write-order" in failed(v)
+    problems = v.check("write-order").problems
+    assert problems[0].startswith(f"write {n + 1} of ") and "was still in flight (only body writes overlap" in problems[0]
+    assert f"write {n} of " in problems[0]
+
+
+def _command(index: int, kind: str, offset: int, issued: float, finished):
+    return dumpio.DumpCommand(index, kind, index + 1, offset, 4096 if kind == "write" else 0, issued, finished, True)
+
+
+class _Body:
+    """A geometry whose body starts at 1 MiB."""
+    def region(self, c):
+        return "body" if c.offset >= MiB else "slot 1"
+
+
+def test_a_command_the_guest_may_have_given_up_on_no_longer_counts():
+    """A write that never finished (QEMU ended first) or that was in flight longer than the
+    guest's I/O timeout: the FAILED header after it is not taken while it is in flight."""
+    io = dumpio.DeviceIO("primary", None, 0, 8 * MiB, 0.0, [
+        _command(0, "write", MiB, 1.0, None),  # never finished
+        _command(1, "write", 2 * MiB, 2.0, 30.0),  # finished long after the guest's 10 s
+        _command(2, "write", 0x10000, 13.0, 13.1),  # the FAILED slot write
+    ], None, [], [])
+    assert checks_write_order._overlap_rule(io, _Body(), 1, 10.0, 0.0) == []
+    # without the timeout the slot write overlaps the second write
+    [problem] = checks_write_order._overlap_rule(io, _Body(), 1, None, 0.0)
+    assert problem.startswith("write 3 of 4096 bytes at partition offset 0x10000") and "write 2 of" in problem

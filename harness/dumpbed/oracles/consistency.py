@@ -325,9 +325,21 @@ def _units(io: DeviceIO) -> list[Unit]:
     return [Unit(e, owner.get(id(e)), io.crash_time) for e in entries]
 
 
-def check_device(io: DeviceIO, final_image: Path, block_size: int, dump_id: bytes, final: dumpfmt.Dump,
+def _whole_chunk_crcs(final: dumpfmt.Dump, io: DeviceIO) -> Optional[list[int]]:
+    """The CRCs of the final image's whole body chunks as the reader found them (without a short
+    last chunk: its CRC is not that of a whole chunk's bytes), for the sweep to take rather than
+    compute again; None when the reader did not CRC them."""
+    h = final.header
+    if final.chunk_crcs is None or h is None or final.partition_offset != io.partition_offset:
+        return None
+    return final.chunk_crcs[:max(0, (h.sealed_end - h.body_offset) // h.chunk_size)]
+
+
+def check_device(io: DeviceIO, final_image: Path, block_size: int, dump_id: bytes, final: Callable[[], dumpfmt.Dump],
                  initial: Callable[[int, int], bytes]) -> tuple[Tally, str]:
-    """Sweep one dump device; returns the tally and a one-line summary."""
+    """Sweep one dump device; returns the tally and a one-line summary. `final` gives the final
+    dump, asked for only once the log is found to explain the image: the caller may still be
+    reading it."""
     if io.log is None:
         t = Tally()
         t.problems.append(f"{io.role}: no write log ({blklog.LOG_SUFFIX}): the disk's states cannot be rebuilt")
@@ -336,18 +348,21 @@ def check_device(io: DeviceIO, final_image: Path, block_size: int, dump_id: byte
     seed = int.from_bytes(dump_id[:8], "little") if dump_id else 0
     with io.log.opener() as data:
         with DiskState(io.partition_offset, io.partition_bytes, initial, data, [u.entry for u in units]) as state:
-            sweep = _Sweep(io, state, units, block_size, dump_id, final, seed)
             # First whether the log explains the disk at all: if not, its states are not the
             # disk's, and the sweep would judge something that never was.
             for u in units:
                 state.apply(u.entry)
-            h = final.header
-            differs = state.first_difference(final_image, (h.body_offset, h.chunk_size) if final.geometry_ok else None)
+            differs = state.first_difference(final_image)
+            final_dump = final()
+            sweep = _Sweep(io, state, units, block_size, dump_id, final_dump, seed)
             if differs is not None:
                 sweep.problem(f"the write log does not explain the final disk: replayed on the disk as it was "
                               f"before the run, it differs from the image at partition offset 0x{differs:x} "
                               f"(a change that no logged write made); its states were not examined")
             else:
+                crcs = _whole_chunk_crcs(final_dump, io)
+                if crcs is not None:  # the final state's bytes are the image's, which the reader CRC'd
+                    state.adopt_crcs(final_dump.header.body_offset, final_dump.header.chunk_size, crcs)
                 state.reset()
                 sweep.prefixes()
                 state.reset()
@@ -360,15 +375,19 @@ def check_device(io: DeviceIO, final_image: Path, block_size: int, dump_id: byte
     return t, summary
 
 
-def check_consistency(devices: list[tuple[DeviceIO, Path, int, dumpfmt.Dump, Callable[[int, int], bytes]]],
+def check_consistency(devices: list[tuple[DeviceIO, Path, int, dumpfmt.Dump | Callable[[], dumpfmt.Dump],
+                                         Callable[[int, int], bytes]]],
                       dump_id: bytes) -> Check:
-    """devices: (io, image, block size, its final dump, its initial content) for each dump device."""
+    """devices: (io, image, block size, its final dump, its initial content) for each dump device.
+    The final dump may be a function that gives it (waiting for a reader still at work): the
+    log's replay is compared with the image before it is asked for."""
     problems: list[str] = []
     summaries: list[str] = []
     for io, image, block_size, final, initial in devices:
-        if not io.writes and final.status == "none":
+        final_of = final if callable(final) else (lambda d=final: d)
+        if not io.writes and final_of().status == "none":
             continue
-        tally, summary = check_device(io, image, block_size, dump_id, final, initial)
+        tally, summary = check_device(io, image, block_size, dump_id, final_of, initial)
         problems += tally.problems
         if summary:
             summaries.append(summary)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import os
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -24,10 +23,12 @@ import google_crc32c
 import numpy as np
 
 from dumpbed.capture import blklog
+from dumpbed.errors import DumpbedError
 from dumpbed.oracles.ranges import merged
 from dumpbed.reader import dumpfmt
 
 _STEP = 8 << 20
+_COMPARE_STEP = 2 << 20  # both sides of a step stay in the caches for the compare
 _BEFORE = np.iinfo(np.int64).min  # a block that still holds what it held before the run
 
 
@@ -113,21 +114,31 @@ class DiskState(dumpfmt.Image):
 
     # -- the image interface the reader uses ----------------------------------------------
 
-    def _bytes(self, start: int, end: int) -> bytes:
-        """The bytes of [start, end) as they are now, one read per run of blocks with one source."""
+    def _runs(self, start: int, end: int):
+        """(start, end, source) of each run of blocks with one source in [start, end); the source
+        as in _delta."""
         g = self._g
         b0, b1 = start // g, -(-end // g)
         deltas = self._delta[b0:b1]
-        cuts = np.flatnonzero(deltas[1:] != deltas[:-1]) + 1
-        parts = []
-        for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), len(deltas)]):
-            p0, p1 = max(start, (b0 + lo) * g), min(end, (b0 + hi) * g)
-            delta = int(deltas[lo])
+        cuts = (np.flatnonzero(deltas[1:] != deltas[:-1]) + 1).tolist()
+        for lo, hi in zip([0, *cuts], [*cuts, len(deltas)]):
+            yield max(start, (b0 + lo) * g), min(end, (b0 + hi) * g), int(deltas[lo])
+
+    def _bytes(self, start: int, end: int) -> bytes:
+        """The bytes of [start, end) as they are now, one read per run of blocks with one source."""
+        return b"".join(self._initial(self.partition_offset + p0, p1 - p0) if delta == _BEFORE
+                        else self._log.read_at(p0 + delta, p1 - p0) for p0, p1, delta in self._runs(start, end))
+
+    def _read_into(self, start: int, out: memoryview, log_fd: int) -> None:
+        """_bytes(start, start + len(out)) into `out`: the log's runs read straight into it (a
+        sweep of the whole partition then allocates no GiB, a step at a time)."""
+        for p0, p1, delta in self._runs(start, start + len(out)):
+            piece = out[p0 - start:p1 - start]
             if delta == _BEFORE:
-                parts.append(self._initial(self.partition_offset + p0, p1 - p0))
-            else:
-                parts.append(self._log.read_at(p0 + delta, p1 - p0))
-        return b"".join(parts)
+                piece[:] = self._initial(self.partition_offset + p0, p1 - p0)
+            elif dumpfmt.pread_into(log_fd, piece, p0 + delta) != len(piece):
+                raise DumpbedError(f"{self._log.log.path}: {len(piece)} bytes at log offset {p0 + delta} run past "
+                                   f"its end")
 
     def read(self, offset: int, length: int) -> bytes:
         if offset < 0 or length <= 0 or offset >= self.size:
@@ -162,9 +173,10 @@ class DiskState(dumpfmt.Image):
             self._valid[key] = (np.zeros(slots, np.uint32), np.zeros(slots, bool))
         crcs, valid = self._valid[key]
         full = min(count, len(crcs), max(0, (end - offset) // chunk_size))
-        for k in np.flatnonzero(~valid[:full]).tolist():
+        todo = np.flatnonzero(~valid[:full])
+        for k, source in zip(todo.tolist(), self._sources(offset, chunk_size, todo)):
             lo = offset + k * chunk_size
-            crcs[k] = self._crc(lo, lo + chunk_size)
+            crcs[k] = self._crc_of(source, lo, lo + chunk_size)
         valid[:full] = True
         out = crcs[:full].tolist()
         for k in range(full, count):  # a short last chunk: not kept
@@ -173,7 +185,10 @@ class DiskState(dumpfmt.Image):
         return out
 
     def _crc(self, start: int, end: int) -> int:
-        source = self._source(start, end)
+        return self._crc_of(self._source(start, end), start, end)
+
+    def _crc_of(self, source: Optional[tuple], start: int, end: int) -> int:
+        """The CRC of [start, end), whose bytes come from `source` (None: not kept)."""
         crc = self._crc_by_source.get(source)
         if crc is None:
             crc = google_crc32c.value(self._bytes(start, end))
@@ -193,15 +208,38 @@ class DiskState(dumpfmt.Image):
             return ("before", start, end) if first == _BEFORE else ("log", start + first, end - start)
         return ("mixed", start, end, deltas.tobytes())
 
-    def _keep_crcs(self, data: bytes, pos: int, offset: int, chunk_size: int) -> None:
-        """Keep the CRC of every whole chunk (of the body at `offset`) that `data`, the bytes at
-        `pos` now, holds: the sweep then reads no log byte a second time for them."""
-        k = max(0, -(-(pos - offset) // chunk_size))
-        while (lo := offset + k * chunk_size) + chunk_size <= pos + len(data):
-            source = self._source(lo, lo + chunk_size)
-            if source is not None and source not in self._crc_by_source:
-                self._crc_by_source[source] = google_crc32c.value(data[lo - pos:lo - pos + chunk_size])
-            k += 1
+    def _sources(self, offset: int, chunk_size: int, ks: np.ndarray) -> list[Optional[tuple]]:
+        """_source of each chunk k in `ks` (of the body at `offset`, each whole in the partition),
+        for all of them at once: a sweep asks for tens of thousands."""
+        g = self._g
+        if offset % g or chunk_size % g or offset < 0:
+            return [None] * len(ks)
+        per = chunk_size // g
+        blocks = self._delta[(offset // g + ks * per)[:, None] + np.arange(per)]  # a row per chunk
+        heads = blocks[:, 0] if len(ks) else np.zeros(0, np.int64)
+        single = (blocks == heads[:, None]).all(axis=1)
+        out: list[Optional[tuple]] = []
+        for i, (k, head, one) in enumerate(zip(ks.tolist(), heads.tolist(), single.tolist())):
+            lo = offset + k * chunk_size
+            if not one:
+                out.append(("mixed", lo, lo + chunk_size, blocks[i].tobytes()))
+            else:
+                out.append(("before", lo, lo + chunk_size) if head == _BEFORE else ("log", lo + head, chunk_size))
+        return out
+
+    def _whole_chunks(self, start: int, end: int, offset: int, chunk_size: int) -> np.ndarray:
+        """The chunks (of the body at `offset`) wholly inside [start, end)."""
+        first = max(0, -(-(start - offset) // chunk_size))
+        return np.arange(first, max(first, (end - offset) // chunk_size), dtype=np.int64)
+
+    def adopt_crcs(self, offset: int, chunk_size: int, crcs: list[int]) -> None:
+        """Keep `crcs`, those of the image's first whole chunks of the body at `offset`, as the
+        state's now: only for a state first_difference found equal to the image, whose bytes
+        the reader CRC'd already (the sweep then reads no log byte a second time for them)."""
+        ks = self._whole_chunks(0, self.size, offset, chunk_size)[:len(crcs)]
+        for k, source in zip(ks.tolist(), self._sources(offset, chunk_size, ks)):
+            if source is not None:
+                self._crc_by_source.setdefault(source, crcs[k])
 
     def take_changes(self) -> list[tuple[int, int]]:
         """The ranges whose bytes may have changed since the last call."""
@@ -224,22 +262,23 @@ class DiskState(dumpfmt.Image):
             if last >= 0 and first < len(valid):
                 valid[first:last + 1] = False
 
-    def first_difference(self, image_path: Path, chunks: Optional[tuple[int, int]] = None) -> Optional[int]:
+    def first_difference(self, image_path: Path) -> Optional[int]:
         """Where the state first differs from the image's partition, or None if they are equal.
-        With `chunks` (the body's offset and chunk size), the CRCs of the chunks are kept on the
-        way, from the bytes this reads anyway."""
-        with open(image_path, "rb") as f:
-            for pos in range(0, self.size, _STEP):
-                n = min(_STEP, self.size - pos)
-                actual = os.pread(f.fileno(), n, self.partition_offset + pos)
-                mine = self._bytes(pos, pos + n)
-                if chunks is not None:
-                    self._keep_crcs(mine, pos, *chunks)
-                if actual != mine:
-                    a = np.frombuffer(actual, np.uint8)
-                    b = np.frombuffer(mine, np.uint8)[:len(a)]
-                    diff = np.flatnonzero(a != b)
-                    return pos + int(diff[0]) if len(diff) else pos + len(a)  # equal up to a short image
+
+        Both sides are read into two buffers used again at each step: a fresh one for each of
+        the hundreds of steps costs the kernel more than the reading (its pages faulted in and
+        zeroed anew)."""
+        step = max(1, min(_COMPARE_STEP, self.size))
+        actual, mine = bytearray(step), bytearray(step)
+        with open(image_path, "rb") as f, open(self._log.log.path, "rb") as log:
+            for pos in range(0, self.size, step):
+                n = min(step, self.size - pos)
+                got = dumpfmt.pread_into(f.fileno(), memoryview(actual)[:n], self.partition_offset + pos)
+                self._read_into(pos, memoryview(mine)[:n], log.fileno())
+                if not dumpfmt.same_bytes(actual, mine, n) or got < n:
+                    a = np.frombuffer(actual, np.uint8, got)
+                    diff = np.flatnonzero(a != np.frombuffer(mine, np.uint8, got))
+                    return pos + int(diff[0]) if len(diff) else pos + got  # equal up to a short image
         return None
 
     def close(self) -> None:

@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from dumpbed import progress
 from dumpbed.capture import cmdlog
@@ -209,8 +209,21 @@ def validate_run(run_dir: str | Path) -> Validation:
         bar = stack.enter_context(progress.task("validate: reading the dump", total=len(CHECK_ORDER)))
         snapshot = stack.enter_context(Snapshot.load(run_dir / "snapshot"))
         images = {t.role: stack.enter_context(_open(t.image)) for t in targets}
+        # The consistency sweep, the longest check, runs beside the others: it reads its own files
+        # (its reads and compares let the GIL go), so a big dump's verdict comes sooner where a
+        # core is free. It starts before the dumps are read (its replay compared with the images
+        # meanwhile) unless it may be settled by what they hold. The pool is left (the sweep
+        # waited for) before the images are closed.
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        dumps_read: Future = Future()
+        # (before the pool is left: a sweep waiting for dumps never read would keep it)
+        stack.callback(lambda: dumps_read.done() or dumps_read.set_exception(
+            DumpbedError("validation stopped before the dumps were read")))
+        early = "consistency" not in profile.not_applicable and expected["outcome"] != "none"
+        sweep = pool.submit(_consistency, targets, ios, dumps_read.result, scenario, run_dir) if early else None
         dumps = {t.role: dumpfmt.read(images[t.role], t.layout.dump_offset, t.layout.dump_size,
                                       t.layout.block_size, dump_id=scenario["dump_id"]) for t in targets}
+        dumps_read.set_result(dumps)
         record = dump_of_record(dumps)
         by_role = {t.role: t for t in targets}
         dump, image, layout = dumps[record], images[record], by_role[record].layout
@@ -221,11 +234,8 @@ def validate_run(run_dir: str | Path) -> Validation:
         if expected["outcome"] == "none" and dump.status == "none":
             settled.update({name: Check(name, True, f"no dump of this run, as expected ({expected['why']}): nothing "
                                                     "to judge") for name in NOTHING_TO_JUDGE_WITHOUT_A_DUMP})
-        # The consistency sweep, the longest check, runs beside the others: it reads its own files
-        # (its reads and compares let the GIL go), so a big dump's verdict comes sooner where a
-        # core is free. The pool is left (the sweep waited for) before the images are closed.
-        sweep = None if "consistency" in settled else stack.enter_context(ThreadPoolExecutor(max_workers=1)).submit(
-            _consistency, targets, ios, dumps, scenario, run_dir)
+        if sweep is None and "consistency" not in settled:
+            sweep = pool.submit(_consistency, targets, ios, dumps_read.result, scenario, run_dir)
         bar.update(description="validate: content")
         content, stats = check_content(dump, image, snapshot, scenario["memory_bytes"])
         secondary = (by_role["secondary"].layout, dumps["secondary"]) if "secondary" in dumps else None
@@ -245,7 +255,8 @@ def validate_run(run_dir: str | Path) -> Validation:
                                                    (by_role["primary"].layout.dump_offset,
                                                     by_role["primary"].layout.dump_offset + by_role["primary"].layout.dump_size)),
             "write-order": lambda: (check_write_order(order, done[0].time if done else None, expected["guest"] is not None,
-                                                      bool(done) and done[0].fields.get("status") == "failed")
+                                                      bool(done) and done[0].fields.get("status") == "failed",
+                                                      _outstanding(cmds), _io_timeout(scenario) or GUEST_IO_TIMEOUT_S)
                                     if order else Check("write-order", False, "no command log: QEMU's trace is missing")),
             "canary": lambda: (_canary_since_before(run_dir, dump, image, layout) if scenario.get("stale_previous")
                                else _canary_of_devices(targets, dumps, images, ios)),
@@ -343,6 +354,20 @@ def _restart_errno(scenario: dict) -> int:
     return next((f.kind.device_errno for f in failing if f.kind.fails_device), Errno.EIO)
 
 
+# The guest's iotimeout when its command line does not set one (docs/guest-interface.md), seconds.
+GUEST_IO_TIMEOUT_S = 10.0
+
+
+def _outstanding(cmds) -> dict[str, int]:
+    """Each device role's DUMPQUERY max_outstanding, from its QUIESCED line (1 without the word:
+    docs/guest-interface.md); the last line of a role counts."""
+    found: dict[str, int] = {}
+    for line in cmds.result("QUIESCED"):
+        word = line.fields.get("outstanding", "1")
+        found[line.fields.get("device", "primary")] = int(word) if word.isdigit() and int(word) >= 1 else 1
+    return found
+
+
 def _io_timeout(scenario: dict) -> Optional[float]:
     """The guest's iotimeout= in seconds, from the command line the run gave it."""
     m = re.search(r"\biotimeout=(\d+)\b", scenario.get("cmdline") or "")
@@ -376,13 +401,15 @@ def qemu_exit_status(run_dir: Path) -> Optional[int]:
     return status if isinstance(status, int) else None
 
 
-def _consistency(targets, ios: dict, dumps: dict, scenario: dict, run_dir: Path) -> Check:
+def _consistency(targets, ios: dict, dumps: Callable[[], dict], scenario: dict, run_dir: Path) -> Check:
+    """`dumps` gives the devices' dumps, once read (the sweep may start before)."""
     devices = []
     for t in targets:
         io = ios[t.role]
         if io is None:
             return Check("consistency", False, "timeline.json missing: the crash instant is unknown")
-        devices.append((io, t.image, t.layout.block_size, dumps[t.role], _initial_content(t, run_dir, scenario)))
+        devices.append((io, t.image, t.layout.block_size, lambda role=t.role: dumps()[role],
+                        _initial_content(t, run_dir, scenario)))
     return check_consistency(devices, scenario["dump_id"])
 
 

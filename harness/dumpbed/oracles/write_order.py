@@ -19,6 +19,10 @@ device:
    bytes, read from the write log) sent again.
 5. Every write and flush finished before the DONE line's first byte reached the result channel,
    and the final leader was durable by then.
+6. Only body writes overlap, at most as many at once as the device's DUMPQUERY said it takes
+   (`outstanding=` of the guest's QUIESCED line; 1 without it): every other write, and every
+   flush, is taken once every command before it has finished. A command the guest may have given
+   up on (in flight longer than its I/O timeout) no longer counts as in flight.
 
 A driver that never flushes, flushes before the writes it must cover have finished, writes the
 COMPLETE leader before the body it vouches for, or reports DONE with writes still in flight
@@ -83,7 +87,8 @@ def _header_of(io: DeviceIO, w: DumpCommand) -> Optional[dumpfmt.Header]:
 
 
 def device_problems(io: DeviceIO, done_time: Optional[float], expect_done: bool,
-                    done_failed: bool = False) -> tuple[list[str], str]:
+                    done_failed: bool = False, outstanding: int = 1,
+                    io_timeout: Optional[float] = None) -> tuple[list[str], str]:
     """The rules for one device; returns (problems, a summary of what was seen)."""
     t0 = io.crash_time
     label = f"{io.role}: " if io.role != "primary" else ""
@@ -116,6 +121,7 @@ def device_problems(io: DeviceIO, done_time: Optional[float], expect_done: bool,
             body_ranges.append((w.offset, w.end, w))
 
     problems += [label + p for p in _body_written_once(io, body_ranges, t0)]
+    problems += [label + p for p in _overlap_rule(io, geo, outstanding, io_timeout, t0)]
     for hdr in headers:
         problems += [label + p for p in _vouch_rule(io, geo, hdr, writes, t0)]
     problems += [label + p for p in _done_rule(io, headers, done_time, expect_done, t0, done_failed)]
@@ -147,6 +153,29 @@ def _body_written_once(io: DeviceIO, ranges: list[tuple[int, int, DumpCommand]],
         if b0 < a1 and not _a_retry(io, wa, wb):
             problems.append(f"{wb.describe(t0)} writes body bytes that {wa.describe(t0)} already wrote "
                             f"(the body is written once; a retry sends the same transfer again)")
+    return problems
+
+
+def _overlap_rule(io: DeviceIO, geo: _Geometry, outstanding: int, io_timeout: Optional[float],
+                  t0: float) -> list[str]:
+    """Rule 6: body writes overlap only body writes, at most `outstanding` at once; everything
+    else waits for every command before it. A command that never finished (QEMU ended first, the
+    device went away) or outlived the guest's I/O timeout is one the guest may have given up on."""
+    def body(c: DumpCommand) -> bool:
+        return c.kind == "write" and geo.region(c) == "body"
+
+    problems: list[str] = []
+    in_flight: list[DumpCommand] = []
+    for c in sorted(io.commands, key=lambda c: c.issued):
+        in_flight = [o for o in in_flight if o.finished is not None and o.finished > c.issued
+                     and (io_timeout is None or c.issued - o.issued < io_timeout)]
+        if in_flight and not (body(c) and all(body(o) for o in in_flight)):
+            problems.append(f"{c.describe(t0)} was taken while {in_flight[0].describe(t0)} was still in flight "
+                            f"(only body writes overlap; everything else waits for the commands before it)")
+        elif len(in_flight) >= outstanding:
+            problems.append(f"{c.describe(t0)}: {len(in_flight) + 1} writes in flight at once, where the device's "
+                            f"DUMPQUERY said it takes {outstanding} (QUIESCED outstanding={outstanding})")
+        in_flight.append(c)
     return problems
 
 
@@ -225,11 +254,15 @@ def _done_rule(io: DeviceIO, headers: list[_Header], done_time: Optional[float],
 
 
 def check_write_order(devices: list[DeviceIO], done_time: Optional[float], expect_done: bool,
-                      done_failed: bool = False) -> Check:
+                      done_failed: bool = False, outstanding: Optional[dict[str, int]] = None,
+                      io_timeout: Optional[float] = None) -> Check:
+    """`outstanding`: each device role's DUMPQUERY max_outstanding (1 when absent); `io_timeout`:
+    the guest's I/O timeout in seconds."""
     problems: list[str] = []
     seen: list[str] = []
     for io in devices:
-        p, s = device_problems(io, done_time, expect_done, done_failed)
+        p, s = device_problems(io, done_time, expect_done, done_failed, (outstanding or {}).get(io.role, 1),
+                               io_timeout)
         problems += p
         if s:
             seen.append(s)
@@ -247,4 +280,5 @@ def check_write_order(devices: list[DeviceIO], done_time: Optional[float], expec
     done = "; every write and flush finished before DONE" if done_time is not None else ""
     return make_check("write-order", problems, "; ".join(seen) + "; each header taken after what it vouches "
                       "for was durable, no slot written while a leader naming it could be on disk, "
-                      "no body byte written twice" + done)
+                      "no body byte written twice, only body writes overlapping (at most as many as "
+                      "DUMPQUERY said)" + done)

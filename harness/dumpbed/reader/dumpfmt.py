@@ -411,6 +411,9 @@ class Dump:
     chunk_count: int = 0  # chunks checked
     bad_chunks: list[BadChunk] = field(default_factory=list)
     bad_chunk_count: int = 0
+    # the sealed chunks' CRC32C as the image held them (check_chunks), whatever the table says:
+    # a caller that proves other bytes equal to the image's takes their CRCs from here
+    chunk_crcs: list[int] | None = field(default=None, repr=False, compare=False)
     crash_record: CrashRecord | None = None
     partial_area: int | None = None  # the area that may be listed as far as written (dumpdir.partial_area)
     frame_indexes: dict[int, frames.FrameIndex] = field(default_factory=dict, repr=False)  # by area index
@@ -421,17 +424,23 @@ class Dump:
         """How the body holds the areas' data: 0 as it is (version 3 too), 1 LZ4 frames."""
         return self.header.compression if self.header is not None else 0
 
-    def read_area(self, image: "Image", area: Area, pos: int, n: int) -> bytes:
+    def read_area(self, image: "Image", area: Area, pos: int, n: int, out: bytearray | None = None
+                  ) -> bytes | memoryview:
         """Data bytes [pos, pos+n) of an area (clipped to its length), from the image the dump
         was read from: the one way to an area's data. Uncompressed: the bytes at its
-        disk_offset (short past the end of the image). Compressed: the frames holding them,
-        decoded (only those; the last one decoded is kept for the next read); a frame that
-        breaks a rule or lies past the image raises frames.AreaDataError."""
+        disk_offset (short past the end of the image); with `out` (at least n bytes), read into
+        it and a view of them returned, for a caller that reads a GiB a step at a time into one
+        buffer. Compressed: the frames holding them, decoded (only those; the last one decoded
+        is kept for the next read); a frame that breaks a rule or lies past the image raises
+        frames.AreaDataError."""
         n = min(n, area.length - pos)
         if n <= 0 or pos < 0:
             return b""
         if self.compression != 1:
-            return image.read(self.partition_offset + area.disk_offset + pos, n)
+            at = self.partition_offset + area.disk_offset + pos
+            if out is not None:
+                return memoryview(out)[:image.read_into(at, memoryview(out)[:n])]
+            return image.read(at, n)
         index = self.frame_index(image, area)
         first, last = pos // frames.FRAME_DATA, (pos + n - 1) // frames.FRAME_DATA
         if last >= len(index.frames):
@@ -567,6 +576,17 @@ class Image:
             return bytes(self._buf[offset:offset + length])
         return os.pread(self._fd, min(length, self.size - offset), offset)
 
+    def read_into(self, offset: int, out: memoryview) -> int:
+        """Read into `out` the bytes at `offset` (read() without a new buffer: a caller that reads
+        a GiB a step at a time reuses one); returns how many there were (short past the end)."""
+        n = max(0, min(len(out), self.size - offset)) if offset >= 0 else 0
+        if n == 0:
+            return 0
+        if self._buf is not None:
+            out[:n] = memoryview(self._buf)[offset:offset + n]
+            return n
+        return pread_into(self._fd, out[:n], offset)
+
     def chunk_crcs(self, offset: int, chunk_size: int, count: int, end: int) -> list[int] | None:
         """CRC32C of each of the first `count` chunks of the body [offset, end) of the image cut
         in chunk_size pieces (the last may be shorter: it ends at `end`); None if the image
@@ -625,6 +645,23 @@ class Image:
 
 def open_image(source) -> Image:
     return Image(source)
+
+
+def same_bytes(a: bytearray, b: bytearray, n: int) -> bool:
+    """Whether the first n bytes of two buffers are equal: whole bytearrays compare in place at
+    memcmp speed (memoryviews a byte at a time), a shorter prefix is copied first."""
+    return a == b if n == len(a) == len(b) else a[:n] == b[:n]
+
+
+def pread_into(fd: int, out: memoryview, offset: int) -> int:
+    """Fill `out` from the file at `offset` (preadv may return less at a time); the bytes read."""
+    done = 0
+    while done < len(out):
+        n = os.preadv(fd, [out[done:]], offset + done)
+        if n <= 0:
+            break
+        done += n
+    return done
 
 
 class _Partition:
@@ -1258,7 +1295,7 @@ class _Reader:
                 self.bad_chunk(k, crc, end)
         d.chunk_count = sealed
         d.chunks_verified = True
-        self.chunk_crcs = actual
+        self.chunk_crcs = d.chunk_crcs = actual
 
     # -- compressed areas' frames ---------------------------------------------------------
 
