@@ -6,7 +6,9 @@
  * dump/dumpdev.h), and I/O queue 2 for the dump, created with interrupts off (IEN = 0), so a
  * dump command never raises an interrupt even where the controller could. Data goes by PRPs
  * straight from the caller's memory (identity mapped); a transfer PRPs cannot describe (an
- * iovec boundary inside a page) goes through a bounce buffer.
+ * iovec boundary inside a page) goes through a bounce buffer. DUMP_ASYNC writes (dump/dumpdev.h)
+ * stay in flight on the dump queue, up to DUMP_OUTSTANDING, each with a PRP list of its own; a
+ * completion is matched to its write by CID, whatever order the controller completes them in.
  *
  * DUMPSTART resets the controller (CC.EN = 0 aborts every command it holds, so runtime I/O can
  * never complete into the dump), masks the pin interrupt (INTMS) before it enables it again,
@@ -80,6 +82,10 @@
 #define BOUNCE_BYTES	(512u * 1024)	/* a bounced transfer goes in commands of at most this */
 #define NVME_MAX_CTRLS	2
 #define RT_SLOTS	4		/* runtime requests in flight (< QUEUE_ENTRIES) */
+/* DUMP_ASYNC writes in flight on the dump queue at most (DUMPQUERY's max_outstanding), each with
+ * a PRP list of its own; the queue keeps an entry for the command that follows them. */
+#define DUMP_OUTSTANDING 3
+_Static_assert(DUMP_OUTSTANDING < QUEUE_ENTRIES - 1, "the dump queue takes them and one more");
 
 struct nvme_sqe {
 	uint32_t cdw0;			/* opcode | cid << 16 */
@@ -118,7 +124,8 @@ struct nvme_queue {
 struct nvme_memory {
 	struct nvme_sqe sq[3][PAGE / sizeof(struct nvme_sqe)];
 	struct nvme_cqe cq[3][PAGE / sizeof(struct nvme_cqe)];
-	uint64_t prp_list[PRP_PER_PAGE];
+	uint64_t prp_list[PRP_PER_PAGE];			/* the synchronous command's */
+	uint64_t async_prp_list[DUMP_OUTSTANDING][PRP_PER_PAGE];	/* one per DUMP_ASYNC write */
 	uint64_t rt_prp_list[RT_SLOTS][PRP_PER_PAGE];	/* one per runtime request */
 	uint8_t identify[PAGE];
 } __attribute__((aligned(PAGE)));
@@ -129,6 +136,14 @@ struct rt_slot {
 	uint16_t cid;
 	void (*done)(void *cookie, bool ok);
 	void *cookie;
+};
+
+/* A DUMP_ASYNC write in flight on the dump queue. */
+struct async_write {
+	uint16_t cid;
+	bool done;
+	uint16_t status;		/* its completion's status field, once done */
+	uint64_t offset;		/* in the partition: failing_offset */
 };
 
 struct nvme_ctrl {
@@ -155,6 +170,9 @@ struct nvme_ctrl {
 	int intx_pin;			/* -1: not routed */
 	bool intr_on;
 	uint64_t part_lba, part_blocks;	/* the dump partition, from DUMPINIT: runtime I/O stays out */
+	/* The DUMP_ASYNC writes in flight, a FIFO from async_head; async[i] uses async_prp_list[i]. */
+	struct async_write async[DUMP_OUTSTANDING];
+	uint32_t async_head, async_n;
 	uint64_t rt_completed, rt_failed, rt_dropped;
 	char model[41];
 	uint64_t commands, bytes, flushes, timeouts, resets, bounced, stale_completions;
@@ -302,6 +320,7 @@ static int bring_up(struct nvme_ctrl *c, bool runtime)
 
 	c->resets++;
 	c->runtime_queue = false;
+	c->async_head = c->async_n = 0;	/* the reset aborts them: nothing is in flight */
 	for (int i = 0; i < RT_SLOTS; i++)
 		if (c->rt[i].busy) {
 			c->rt[i].busy = false;	/* the reset aborted it: never completed, never requeued */
@@ -481,20 +500,29 @@ static uint64_t set_prps_here(uint64_t list, uint64_t e, uint64_t iov_and_count)
 	return 0;
 }
 
-/* One Read or Write of nblocks at lba, its data where the PRPs of iov say. On a timeout the
- * controller is reset (queues as `runtime` says) before the error goes back. */
-static int command(struct nvme_ctrl *c, struct nvme_queue *q, bool write, uint64_t lba, uint32_t nblocks,
-		   const struct iovec *iov, int iovcnt, bool runtime)
+/* A Read or Write of nblocks at lba, its data where the PRPs of iov say, a PRP list in `list`. */
+static struct nvme_sqe rw_command(const struct nvme_ctrl *c, uint64_t *list, bool write, uint64_t lba,
+				  uint32_t nblocks, const struct iovec *iov, int iovcnt)
 {
 	struct nvme_sqe e = { .cdw0 = write ? NVM_WRITE : NVM_READ, .nsid = c->nsid,
 			      .cdw10 = (uint32_t)lba, .cdw11 = (uint32_t)(lba >> 32), .cdw12 = nblocks - 1 };
-	int err;
 
 	if ((uint64_t)nblocks * c->block_size > PRP_RING3_BYTES)
-		run_unprivileged(set_prps_here, (uintptr_t)c->mem->prp_list, (uintptr_t)&e,
+		run_unprivileged(set_prps_here, (uintptr_t)list, (uintptr_t)&e,
 				 (uint64_t)iovcnt << IOVCNT_SHIFT | (uintptr_t)iov);
 	else
-		set_prps(c->mem->prp_list, &e, iov, iovcnt);
+		set_prps(list, &e, iov, iovcnt);
+	return e;
+}
+
+/* One Read or Write, start to finish. On a timeout the controller is reset (queues as `runtime`
+ * says) before the error goes back. */
+static int command(struct nvme_ctrl *c, struct nvme_queue *q, bool write, uint64_t lba, uint32_t nblocks,
+		   const struct iovec *iov, int iovcnt, bool runtime)
+{
+	struct nvme_sqe e = rw_command(c, c->mem->prp_list, write, lba, nblocks, iov, iovcnt);
+	int err;
+
 	err = run_command(c, q, &e);
 	if (err == ETIMEDOUT)
 		bring_up(c, runtime);
@@ -708,22 +736,143 @@ static int dump_flush(void *softc)
 	return flush(softc, &((struct nvme_ctrl *)softc)->dumpq, false);
 }
 
+/* uio's `total` bytes, start to finish (bounced if need be). */
+static int write_now(struct nvme_ctrl *c, const struct dumpdev *dev, const struct uio *uio, uint64_t total)
+{
+	uint64_t lba = dev->part_lba + uio->uio_offset / c->block_size;
+	int err;
+
+	err = rw(c, &c->dumpq, true, lba, (uint32_t)(total / c->block_size), uio->uio_iov, uio->uio_iovcnt, false);
+	if (!err)
+		c->bytes += total;
+	return err;
+}
+
 static int dump_write(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total, bool fsync,
 		      enum dumpio_op *op, uint64_t *failing_offset)
 {
 	struct nvme_ctrl *c = softc;
-	uint64_t lba = dev->part_lba + uio->uio_offset / c->block_size;
 	int err;
 
 	if (total) {
-		err = rw(c, &c->dumpq, true, lba, (uint32_t)(total / c->block_size), uio->uio_iov, uio->uio_iovcnt,
-			 false);
+		err = write_now(c, dev, uio, total);
 		if (err)
 			return err;
-		c->bytes += total;
 	}
 	*op = DUMPIO_OP_FLUSH;
 	return fsync ? dump_flush(c) : 0;
+}
+
+/* ---- several writes in flight (DUMP_ASYNC, dump/dumpdev.h) ---- */
+
+static uint32_t dump_outstanding(void *softc)
+{
+	(void)softc;
+	return DUMP_OUTSTANDING;
+}
+
+/* A dump queue completion: the write in flight with its CID is done, whichever it is (the
+ * controller completes in any order). */
+static void take_completion(struct nvme_ctrl *c, const struct nvme_cqe *cqe)
+{
+	for (uint32_t i = 0; i < c->async_n; i++) {
+		struct async_write *a = &c->async[(c->async_head + i) % DUMP_OUTSTANDING];
+
+		if (!a->done && a->cid == cqe->cid) {
+			a->done = true;
+			a->status = cqe->status >> 1;
+			return;
+		}
+	}
+	c->stale_completions++;
+}
+
+/* Poll the dump queue until the write `a` is done: 0 or EIO (its status in last_status), or
+ * ETIMEDOUT once the controller was reset (which aborted every write in flight). */
+static int wait_async(struct nvme_ctrl *c, const struct async_write *a)
+{
+	uint64_t deadline = deadline_after_ms(c->timeout_ms);
+	struct nvme_cqe cqe;
+
+	c->last_status = 0;
+	while (!a->done) {
+		if (reap_one(c, &c->dumpq, &cqe)) {
+			take_completion(c, &cqe);
+		} else if (deadline_passed(deadline)) {
+			c->timeouts++;
+			bring_up(c, false);
+			return ETIMEDOUT;
+		} else {
+			cpu_relax();
+		}
+	}
+	c->last_status = a->status;
+	return a->status ? EIO : 0;
+}
+
+/*
+ * Wait for the writes in flight, oldest first, until at most `keep` are. A failure found on the
+ * way is reported once every write has come back, so nothing of the dump is in flight when the
+ * writer hears of it: the first issued that failed, its offset and status.
+ */
+static int retire(struct nvme_ctrl *c, uint32_t keep, uint64_t *failing_offset)
+{
+	uint16_t status = 0;
+	int first = 0;
+
+	while (c->async_n > (first ? 0 : keep)) {
+		const struct async_write *a = &c->async[c->async_head];
+		int err = wait_async(c, a);
+
+		if (err && !first) {
+			first = err;
+			*failing_offset = a->offset;
+			status = c->last_status;
+		}
+		if (err != ETIMEDOUT) {	/* a timeout's reset emptied the FIFO */
+			c->async_head = (c->async_head + 1) % DUMP_OUTSTANDING;
+			c->async_n--;
+		}
+	}
+	if (first)
+		c->last_status = status;
+	return first;
+}
+
+static int dump_drain(void *softc, uint64_t *failing_offset)
+{
+	return retire(softc, 0, failing_offset);
+}
+
+/* A DUMP_ASYNC write: posted once fewer than DUMP_OUTSTANDING are in flight. One the PRPs cannot
+ * describe goes through the one bounce buffer: after the rest, start to finish. */
+static int dump_submit(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total,
+		       uint64_t *failing_offset)
+{
+	struct nvme_ctrl *c = softc;
+	uint32_t i;
+	struct async_write *a;
+	struct nvme_sqe e;
+	int err;
+
+	if (!prp_describable(uio->uio_iov, uio->uio_iovcnt)) {
+		err = retire(c, 0, failing_offset);
+		return err ? err : write_now(c, dev, uio, total);
+	}
+	err = retire(c, DUMP_OUTSTANDING - 1, failing_offset);
+	if (err)
+		return err;
+	if (c->broken)
+		return EIO;
+	i = (c->async_head + c->async_n) % DUMP_OUTSTANDING;
+	e = rw_command(c, c->mem->async_prp_list[i], true, dev->part_lba + uio->uio_offset / c->block_size,
+		       (uint32_t)(total / c->block_size), uio->uio_iov, uio->uio_iovcnt);
+	a = &c->async[i];
+	*a = (struct async_write){ .cid = c->dumpq.next_cid, .offset = uio->uio_offset };
+	submit(c, &c->dumpq, &e);
+	c->async_n++;
+	c->bytes += total;
+	return 0;
 }
 
 static const struct dumpdev_ops nvme_dump_ops = {
@@ -733,6 +882,9 @@ static const struct dumpdev_ops nvme_dump_ops = {
 	.start = dump_start,
 	.write = dump_write,
 	.flush = dump_flush,
+	.outstanding = dump_outstanding,
+	.submit = dump_submit,
+	.drain = dump_drain,
 	.status = dump_status,
 };
 

@@ -14,7 +14,7 @@
 enum prof_cat {
 	PROF_CRC,	/* feeding the body to the chunk CRCs (a ring 3 trip each) */
 	PROF_COPY,	/* staging copies (a ring 3 trip each) */
-	PROF_WRITE,	/* DUMPWRITE without DUMP_FSYNC, submit to polled completion */
+	PROF_WRITE,	/* DUMPWRITE without DUMP_FSYNC: submit to polled completion (DUMP_ASYNC: to a free slot) */
 	PROF_FLUSH,	/* DUMPWRITE with DUMP_FSYNC: the write and its flush */
 	PROF_META,	/* building a directory and the CRC table's own CRC */
 	PROF_DEVICE,	/* DUMPSTART and DUMPQUERY, DUMPEND (the driver's reset and rings) */

@@ -51,7 +51,8 @@ def test_a_synthetic_run_keeps_every_rule(make_run, options):
     detail = v.check("write-order").detail
     landed = sum(op.kind == "write" for op in run.ops)  # a write the device failed changed nothing
     flushes = sum(op.kind == "flush" for op in run.ops)
-    assert detail.startswith(f"{landed} writes and {flushes} flushes after the crash")
+    assert detail.startswith(f"{landed} writes and {flushes} flushes after the crash, at most 1 in flight at once "
+                             "(DUMPQUERY: 1)")
     leaders = [op for op in run.ops if op.kind == "write" and op.what == "leader"]
     assert f"{len(leaders)} leaders" in detail
     last = {"complete": "COMPLETE", "in-progress": "IN_PROGRESS", "failed": "FAILED"}[options.get("state", "complete")]
@@ -267,7 +268,7 @@ def test_body_writes_in_flight_together_need_a_device_that_takes_them(make_run):
     say_outstanding(run, 3)
     v = validate_run(run.dir)
     assert failed(v) == set(), [(c.name, c.detail) for c in v.checks if not c.ok]
-    assert "only body writes overlapping" in v.check("write-order").detail
+    assert "at most 2 in flight at once (DUMPQUERY: 3)" in v.check("write-order").detail
 
 
 def test_a_slot_write_taken_while_a_body_write_is_in_flight_fails(make_run):
@@ -303,7 +304,8 @@ def test_a_command_the_guest_may_have_given_up_on_no_longer_counts():
         _command(1, "write", 2 * MiB, 2.0, 30.0),  # finished long after the guest's 10 s
         _command(2, "write", 0x10000, 13.0, 13.1),  # the FAILED slot write
     ], None, [], [])
-    assert checks_write_order._overlap_rule(io, _Body(), 1, 10.0, 0.0) == []
+    assert checks_write_order._overlap_rule(io, _Body(), 1, 10.0, 0.0) == ([], 1)
     # without the timeout the slot write overlaps the second write
-    [problem] = checks_write_order._overlap_rule(io, _Body(), 1, None, 0.0)
+    [problem], most = checks_write_order._overlap_rule(io, _Body(), 1, None, 0.0)
+    assert most == 2
     assert problem.startswith("write 3 of 4096 bytes at partition offset 0x10000") and "write 2 of" in problem

@@ -13,7 +13,7 @@ from dumpbed.units import MiB
 
 # (field, what it is), in the order the table shows them (docs/guest-interface.md)
 CATEGORIES = (
-    ("write", "writes (DUMPWRITE, polled to completion)"),
+    ("write", "writes (DUMPWRITE, polled to completion or to a free slot)"),
     ("flush", "writes with DUMP_FSYNC (the write and its flush)"),
     ("crc", "chunk CRC32C (ring 3)"),
     ("copy", "staging copies (ring 3)"),

@@ -121,15 +121,17 @@ def device_problems(io: DeviceIO, done_time: Optional[float], expect_done: bool,
             body_ranges.append((w.offset, w.end, w))
 
     problems += [label + p for p in _body_written_once(io, body_ranges, t0)]
-    problems += [label + p for p in _overlap_rule(io, geo, outstanding, io_timeout, t0)]
+    overlap, most = _overlap_rule(io, geo, outstanding, io_timeout, t0)
+    problems += [label + p for p in overlap]
     for hdr in headers:
         problems += [label + p for p in _vouch_rule(io, geo, hdr, writes, t0)]
     problems += [label + p for p in _done_rule(io, headers, done_time, expect_done, t0, done_failed)]
     leaders = [h for h in headers if h.where == "leader"]
     slots = [h.h.slot for h in leaders if h.h is not None and h.h.slot]
     final = leaders[-1].h.status_name if leaders and leaders[-1].h is not None else "none"
-    seen = (f"{label}{len(writes)} writes and {len(io.flushes)} flushes after the crash; "
-            f"{len(leaders)} leaders (slots {''.join(map(str, slots)) or '-'}), the last {final}")
+    seen = (f"{label}{len(writes)} writes and {len(io.flushes)} flushes after the crash, at most {most} in flight "
+            f"at once (DUMPQUERY: {outstanding}); {len(leaders)} leaders (slots {''.join(map(str, slots)) or '-'}), "
+            f"the last {final}")
     return problems, seen
 
 
@@ -157,15 +159,17 @@ def _body_written_once(io: DeviceIO, ranges: list[tuple[int, int, DumpCommand]],
 
 
 def _overlap_rule(io: DeviceIO, geo: _Geometry, outstanding: int, io_timeout: Optional[float],
-                  t0: float) -> list[str]:
+                  t0: float) -> tuple[list[str], int]:
     """Rule 6: body writes overlap only body writes, at most `outstanding` at once; everything
     else waits for every command before it. A command that never finished (QEMU ended first, the
-    device went away) or outlived the guest's I/O timeout is one the guest may have given up on."""
+    device went away) or outlived the guest's I/O timeout is one the guest may have given up on.
+    Returns the problems and the most commands seen in flight at once."""
     def body(c: DumpCommand) -> bool:
         return c.kind == "write" and geo.region(c) == "body"
 
     problems: list[str] = []
     in_flight: list[DumpCommand] = []
+    most = 0
     for c in sorted(io.commands, key=lambda c: c.issued):
         in_flight = [o for o in in_flight if o.finished is not None and o.finished > c.issued
                      and (io_timeout is None or c.issued - o.issued < io_timeout)]
@@ -176,7 +180,8 @@ def _overlap_rule(io: DeviceIO, geo: _Geometry, outstanding: int, io_timeout: Op
             problems.append(f"{c.describe(t0)}: {len(in_flight) + 1} writes in flight at once, where the device's "
                             f"DUMPQUERY said it takes {outstanding} (QUIESCED outstanding={outstanding})")
         in_flight.append(c)
-    return problems
+        most = max(most, len(in_flight))
+    return problems, most
 
 
 def _a_retry(io: DeviceIO, first: DumpCommand, again: DumpCommand) -> bool:
