@@ -185,6 +185,11 @@ void trap_dispatch(struct trap_frame *f)
 	 * before the (slow) console output. */
 	if (mute_hook)
 		mute_hook();
+	/* The crash's and the dump's lines format in ring 3 (emulated ring 0 made the registers'
+	 * lines 40 ms and a PROGRESS line 6), once the boot is over and unless the crash came from
+	 * ring 3: then a trip was cut short, whose frame a new one would reuse. A nested crash's
+	 * handler turns it off again (above) and formats in ring 0. */
+	printf_unprivileged(crash_dump_armed && !(f->cs & 3));
 	print_crash(f);
 
 	if (!crash_dump_armed) {

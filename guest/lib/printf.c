@@ -4,6 +4,7 @@
 
 #include "arch/x86/usermode.h"
 #include "lib/console.h"
+#include "lib/dumpstate.h"
 #include "lib/printf.h"
 #include "lib/string.h"
 
@@ -198,60 +199,69 @@ int snprintf(char *buf, size_t size, const char *fmt, ...)
 	return n;
 }
 
-/* printf_unprivileged(): vprintf formats in ring 3 (arch/x86/user_entry.S), where a character
- * costs a few native instructions instead of a few dozen emulated ones, and cuts the text
- * into the console's pieces there too. For the boot only (see printf.h): its frame is three
- * times vprintf's own, on the kernel stack. */
-static bool format_in_ring3;
+/* printf_unprivileged(): printf and result lines format in ring 3 (arch/x86/user_entry.S),
+ * where a character costs a few native instructions instead of a few dozen emulated ones, and
+ * cut the text into the console's pieces there too: for the boot, and for the dump once the
+ * crash handler knows no ring-3 trip was cut short by the crash (see kern/crash.c). */
+/* Set by the crash path: dump path state (lib/dumpstate.h). */
+static bool format_in_ring3 __dumpstate;
 
 void printf_unprivileged(bool on)
 {
 	format_in_ring3 = on;
 }
 
-#define PRINTF_MAX	512
-
 struct format_job {
+	struct formatted *f;
+	const char *prefix;
 	const char *fmt;
 	va_list ap;
-	int n;
-	size_t npieces;
-	char buf[PRINTF_MAX];
-	char out[2 * PRINTF_MAX];
-	unsigned char lens[PRINTF_MAX / 8 + 1];
 };
+
+/* The prefix, the formatted text, a newline if `prefix` (a result line), then the pieces. */
+static void format_now(struct formatted *f, const char *prefix, const char *fmt, va_list ap)
+{
+	size_t k = prefix ? strlen(prefix) : 0;
+
+	memcpy(f->buf, prefix ? prefix : "", k);
+	f->n = vsnprintf(f->buf + k, sizeof(f->buf) - k - 1, fmt, ap);
+	f->len = strlen(f->buf);
+	if (prefix)
+		f->buf[f->len++] = '\n';
+	f->npieces = console_prepare(f->buf, f->len, f->out, f->lens);
+}
 
 static uint64_t format_here(uint64_t job_addr, uint64_t unused1, uint64_t unused2)
 {
 	struct format_job *job = (struct format_job *)(uintptr_t)job_addr;
 
-	job->n = vsnprintf(job->buf, sizeof(job->buf), job->fmt, job->ap);
-	job->npieces = console_prepare(job->buf, strlen(job->buf), job->out, job->lens);
+	format_now(job->f, job->prefix, job->fmt, job->ap);
 	return 0;
 }
 
-static int __attribute__((noinline)) vprintf_unprivileged(const char *fmt, va_list ap)
+void format_line(struct formatted *f, const char *prefix, const char *fmt, va_list ap)
 {
 	struct format_job job;
 
+	if (!format_in_ring3) {
+		format_now(f, prefix, fmt, ap);
+		return;
+	}
+	job.f = f;
+	job.prefix = prefix;
 	job.fmt = fmt;
 	va_copy(job.ap, ap);
 	run_unprivileged(format_here, (uintptr_t)&job, 0, 0);
 	va_end(job.ap);
-	console_write_prepared(job.out, job.lens, job.npieces);
-	return job.n;
 }
 
 int vprintf(const char *fmt, va_list ap)
 {
-	char buf[PRINTF_MAX];
-	int n;
+	struct formatted f;
 
-	if (format_in_ring3)
-		return vprintf_unprivileged(fmt, ap);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	console_write(buf, strlen(buf));
-	return n;
+	format_line(&f, 0, fmt, ap);
+	console_write_prepared(f.out, f.lens, f.npieces);
+	return f.n;
 }
 
 int printf(const char *fmt, ...)
