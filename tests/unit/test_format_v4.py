@@ -5,6 +5,7 @@ self-consistent wrong compressed dump caught by the content oracle; version 3 du
 """
 
 import json
+import random
 import re
 import struct
 
@@ -492,3 +493,157 @@ def test_a_scenario_asking_for_an_unknown_compression_is_refused_before_any_chec
     (run.dir / "scenario.json").write_text(json.dumps(scenario))
     with pytest.raises(DumpbedError, match="scenario compress must be one of off, lz4, not 'zstd'"):
         validate_run(run.dir)
+
+
+# -- the fast paths of compressed data: decoding into the caller's buffer, the runs of decoded
+# frames a walk takes at once, the process's one store of decoded frames --------------------------
+
+
+def _area_bytes(data: bytes, at: int = 4096) -> tuple[bytearray, int, frames.Read]:
+    """A partition holding one area's frames (synth's) at `at`: (its bytes, the frames' size, a Read)."""
+    stored, ends = synth.frames_of(data)
+    part = bytearray(at) + bytearray(stored) + bytearray(4096)
+    return part, len(stored), lambda off, n: bytes(part[off:off + n]) if 0 <= off and off + n <= len(part) else None
+
+
+def _span_of(part: bytearray, chunk: int = 4096):
+    """Decoded's span: the CRCs of the 4 KiB chunks holding [start, end), as the bytes are now."""
+    return lambda s, e: tuple(dumpfmt.crc32c(part[c:c + chunk]) for c in range(s // chunk * chunk, e, chunk))
+
+
+NOISE = random.Random(7).randbytes(6 * 65536)  # stored RAW
+MIXED = bytes(65536) + NOISE[:2 * 65536] + bytes(100)  # LZ4, RAW, RAW, LZ4 short last frame
+
+
+def test_decode_into_checks_a_raw_frame_without_a_buffer():
+    data = bytes((i * 7 + 3) % 251 for i in range(1000))
+    good = frames.Frame(0, frames.KIND_RAW, 1000, 1000, dumpfmt.crc32c(data))
+    assert frames.decode_into(good, memoryview(data), None) is None
+    out = bytearray(1000)
+    assert frames.decode_into(good, memoryview(data), memoryview(out)) is None and out == data
+    bad = frames.Frame(0, frames.KIND_RAW, 1000, 1000, good.raw_crc ^ 1)
+    assert "data CRC32C" in frames.decode_into(bad, memoryview(data), None)
+    assert "data CRC32C" in frames.decode_into(bad, memoryview(data), memoryview(out))
+
+
+def test_decode_range_decodes_into_the_callers_buffer():
+    part, size, read = _area_bytes(MIXED)
+    fi = frames.walk(read, "area", 4096, len(MIXED), size, False, decode=True)
+    assert fi.problem is None and len(fi.frames) == 4
+    out = bytearray(4 * 65536 + 7)
+    view = frames.decode_range(read, fi, 1, 3, out=out)
+    assert view.obj is out and bytes(view) == MIXED[65536:] and out[:len(view)] == MIXED[65536:]
+    assert bytes(frames.decode_range(read, fi, 0, 3)) == MIXED  # a new buffer
+    with pytest.raises(ValueError):
+        frames.decode_range(read, fi, 0, 3, out=bytearray(100))  # too small: never a short view
+    assert fi.frames[1].kind == frames.KIND_RAW
+    part[fi.frames[1].offset + 16 + 5] ^= 1  # in its payload
+    with pytest.raises(frames.AreaDataError, match="frame 1 at partition offset .*data CRC32C"):
+        frames.decode_range(read, fi, 0, 3, out=out)
+
+
+@pytest.mark.parametrize("pos,n,size", [
+    (0, 4 * 65536, 4 * 65536), (0, 65536 + 100, 4 * 65536), (65536, 65536 * 2, 65536 * 2),  # straight into out
+    (100, 65536, 4 * 65536), (0, 3000, 3000), (65536 * 3, 65536, 200),  # through a buffer of its own
+])
+def test_read_area_into_a_buffer_is_the_data(lz4_run, pos, n, size):
+    run = lz4_run
+    d = read(run)
+    a = d.areas[run.area_index("ram-high")]
+    want = run.area("ram-high").data[pos:pos + n]
+    out = bytearray(b"\xaa" * size)
+    with dumpfmt.Image(run.image) as image:
+        got = d.read_area(image, a, pos, n, out)
+        assert isinstance(got, memoryview) and got.obj is out and bytes(got) == want
+        assert out[:len(want)] == want
+        got = d.read_area(image, a, pos, n, out)  # again: the frame kept from the last read
+        assert bytes(got) == want
+
+
+def _counting_decodes(monkeypatch) -> list:
+    decoded = []
+    real = frames.decode_into
+
+    def counting(frame, payload, out=None):
+        decoded.append(frame.offset)
+        return real(frame, payload, out)
+
+    monkeypatch.setattr(frames, "decode_into", counting)
+    return decoded
+
+
+def test_a_walk_takes_the_run_of_frames_the_last_walk_took(monkeypatch):
+    data = NOISE  # six RAW frames
+    part, size, read = _area_bytes(data)
+    store, runs = {}, {}
+    decoded = frames.Decoded(store, _span_of(part), runs)
+    looked = []
+    monkeypatch.setattr(frames.Decoded, "known", lambda self, at: looked.append(at))  # frame by frame: none
+    counted = _counting_decodes(monkeypatch)
+    assert frames.walk(read, "area", 4096, len(data), size, False, True, decoded).problem is None
+    assert len(counted) == 6 and list(runs) == [4096] and len(runs[4096][0]) == 6
+    counted.clear(), looked.clear()
+    fi = frames.walk(read, "area", 4096, len(data), size, False, True, decoded)
+    assert fi.problem is None and len(fi.frames) == 6
+    assert counted == [4096 + 5 * (65536 + 16)] and len(looked) == 1  # only the area's last frame
+    # a shorter area of the same bytes: the run's frame 4 is its last, short of 65536: checked as any frame
+    counted.clear()
+    fi = frames.walk(read, "area", 4096, 5 * 65536 - 100, 5 * (65536 + 16), False, True, decoded)
+    assert fi.problem.startswith("frame 4 at partition offset") and "raw_bytes 65536, expected 65436" in fi.problem
+    assert len(fi.frames) == 4
+    # a byte of the run changed: the run is not taken, its frames are decoded again
+    part[4096 + 2 * (65536 + 16) + 16 + 9] ^= 1
+    counted.clear()
+    fi = frames.walk(read, "area", 4096, len(data), size, False, True, decoded)
+    assert fi.problem.startswith("frame 2 at partition offset") and "data CRC32C" in fi.problem
+    assert len(counted) == 3 and len(fi.frames) == 2
+
+
+def test_a_run_is_never_taken_past_the_areas_stored_bytes():
+    data = NOISE[:4 * 65536]
+    part, size, read = _area_bytes(data)
+    decoded = frames.Decoded({}, _span_of(part), {})
+    assert frames.walk(read, "area", 4096, len(data), size, False, True, decoded).problem is None
+    fi = frames.walk(read, "area", 4096, len(data), 2 * (65536 + 16) + 10, False, True, decoded)
+    assert fi.problem.startswith("frame 2 at partition offset") and "past the area's stored_bytes" in fi.problem
+
+
+def test_the_store_of_decoded_frames_is_bounded(monkeypatch):
+    monkeypatch.setattr(frames, "FRAMES_KEPT", 3)
+    monkeypatch.setattr(frames, "RUNS_KEPT", 2)
+    data = NOISE[:5 * 65536]
+    part, size, read = _area_bytes(data)
+    store, runs = {}, {}
+    decoded = frames.Decoded(store, _span_of(part), runs)
+    for at in range(5):
+        decoded.add(frames.Frame(4096 + at * (65536 + 16), frames.KIND_RAW, 65536, 65536, 0))
+        assert 0 < len(store) <= 3
+    for k in range(4):
+        decoded.add_run([frames.Frame(4096 + k * (65536 + 16), frames.KIND_RAW, 65536, 65536, 0)])
+        assert 0 < len(runs) <= 2
+
+
+def test_a_read_without_a_cache_decodes_every_frame_and_leaves_them_for_the_cached_reads(lz4_run, monkeypatch):
+    run = lz4_run
+    frames.SHARED_FRAMES.clear(), frames.SHARED_RUNS.clear()
+    counted = _counting_decodes(monkeypatch)
+    assert read(run).status == "complete"
+    every = len(counted)
+    assert every and len(frames.SHARED_FRAMES) >= every - 1  # left there (the crash record read again)
+    counted.clear()
+    assert read(run).status == "complete" and len(counted) == every  # never taken by a read without a cache
+    counted.clear()
+    assert read(run, cache=dumpfmt.ReadCache()).status == "complete"
+    assert len(counted) < every // 4  # a cached read takes them (a run's last frame is checked again)
+
+
+def test_the_frames_kept_are_keyed_by_where_the_chunks_lie_too(lz4_run):
+    """Equal CRCs of chunks elsewhere (another body offset or chunk size) say nothing of a frame's bytes."""
+    run = lz4_run
+    cache = dumpfmt.ReadCache()
+    d = read(run, cache=cache)
+    h = d.header
+    a = d.areas[run.area_index("ram-high")]
+    frame, then = cache.decoded_frames[a.disk_offset]
+    first = (a.disk_offset - h.body_offset) // h.chunk_size
+    assert then[:3] == (h.body_offset, h.chunk_size, first) and then[3:] == tuple(d.chunk_crcs[first:first + len(then) - 3])

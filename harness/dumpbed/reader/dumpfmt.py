@@ -431,8 +431,8 @@ class Dump:
         disk_offset (short past the end of the image); with `out` (at least n bytes), read into
         it and a view of them returned, for a caller that reads a GiB a step at a time into one
         buffer. Compressed: the frames holding them, decoded (only those; the last one decoded
-        is kept for the next read); a frame that breaks a rule or lies past the image raises
-        frames.AreaDataError."""
+        is kept for the next read), into `out` too when given; a frame that breaks a rule or
+        lies past the image raises frames.AreaDataError."""
         n = min(n, area.length - pos)
         if n <= 0 or pos < 0:
             return b""
@@ -450,10 +450,18 @@ class Dump:
         # the image itself, not its id(): an id may be reused by another image once this one is gone
         kept = self._last_frame
         cached = kept[2:] if kept and kept[0] is image and kept[1] == area.index else None
-        data = frames.decode_range(self._partition(image).read, index, first, last, cached)
-        self._last_frame = (image, area.index, last, data[len(data) - index.frames[last].raw_bytes:])
         start = pos - first * frames.FRAME_DATA
-        return data[start:start + n]
+        # decoded straight into `out` when the frames' data starts at pos and fits it
+        into = out if out is not None and start == 0 and \
+            len(out) >= sum(f.raw_bytes for f in index.frames[first:last + 1]) else None
+        data = frames.decode_range(self._partition(image).read, index, first, last, cached, into)
+        self._last_frame = (image, area.index, last, bytes(data[len(data) - index.frames[last].raw_bytes:]))
+        if into is not None:
+            return data[:n]
+        if out is not None:
+            out[:n] = data[start:start + n]
+            return memoryview(out)[:n]
+        return bytes(data[start:start + n])
 
     def frame_index(self, image: "Image", area: Area) -> frames.FrameIndex:
         """The frames of a compressed area: those the reader checked, or (an area it was not
@@ -755,7 +763,11 @@ class ReadCache:
     def __init__(self):
         self.directories: dict = {}
         self.frames: dict = {}  # an area's checked frames, by its entry and its chunks' CRCs
-        self.decoded_frames: dict = {}  # frames that decoded, by offset, with their chunks' CRCs (frames.Decoded)
+        # frames that decoded, by offset, with their chunks' CRCs, and the run of them each walk
+        # took, by its start (frames.Decoded): the process's one store, which the reads without a
+        # cache fill too (the validator's read of the image, before the sweep reads its states)
+        self.decoded_frames: dict = frames.SHARED_FRAMES
+        self.decoded_runs: dict = frames.SHARED_RUNS
 
 
 class _Reader:
@@ -1318,8 +1330,11 @@ class _Reader:
         """The area's frames walked and decoded, or (a cache shared by reads of one partition)
         as the last read found them under the same entry and the same chunk CRCs."""
         may_be_cut = a.index == self.dump.partial_area
-        decoded = frames.Decoded(self.cache.decoded_frames, self.chunks_holding) \
-            if self.cache is not None and self.chunk_crcs is not None else None
+        decoded = None
+        if self.chunk_crcs is not None:  # a read without a cache decodes every frame, and leaves them there
+            kept = self.cache or ReadCache()
+            decoded = frames.Decoded(kept.decoded_frames, self.chunks_holding, kept.decoded_runs,
+                                     look=self.cache is not None)
         walk = lambda: frames.walk(self.part.read, area_label(a), a.disk_offset, a.length, a.stored_bytes,
                                    may_be_cut, decode=True, decoded=decoded)
         key = self.frames_key(a, may_be_cut)
@@ -1341,13 +1356,14 @@ class _Reader:
 
     def chunks_holding(self, start: int, end: int) -> tuple | None:
         """The bytes [start, end) of the body as the CRCs of the chunks that hold them (computed
-        from the image); None past the sealed chunks."""
+        from the image), after where those chunks lie (the body's offset, the chunk size: equal
+        CRCs of chunks elsewhere say nothing of these bytes); None past the sealed chunks."""
         h = self.dump.header
         first = (start - h.body_offset) // h.chunk_size
         last = -(-(end - h.body_offset) // h.chunk_size)
         if first < 0 or last > len(self.chunk_crcs):
             return None
-        return tuple(self.chunk_crcs[first:last])
+        return (h.body_offset, h.chunk_size, first, *self.chunk_crcs[first:last])
 
     def bad_chunk(self, k: int, actual: int, body_end: int) -> None:
         d, h = self.dump, self.dump.header

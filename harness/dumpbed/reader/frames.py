@@ -27,7 +27,7 @@ FRAME_HEADER = 16
 KIND_LZ4, KIND_RAW = 1, 2
 KIND_NAMES = {KIND_LZ4: "LZ4", KIND_RAW: "RAW"}
 _HEADER = struct.Struct("<IIII")
-_STEP = 8 << 20  # stored bytes read at a time
+_STEP = 2 << 20  # stored bytes read at a time (the frames checked while they are in the caches)
 
 Read = Callable[[int, int], Optional[bytes]]  # partition offset, length -> bytes, None past the end
 
@@ -88,19 +88,25 @@ def header_problem(kind: int, raw_bytes: int, payload_bytes: int, want_raw: int)
     return None
 
 
-def decode_into(frame: Frame, payload, out) -> Optional[str]:
-    """Decode one frame's payload into `out` (a writable buffer of exactly raw_bytes); the
-    problem, or None when it decodes, using the whole payload, to raw_bytes bytes of raw_crc."""
+def decode_into(frame: Frame, payload, out=None) -> Optional[str]:
+    """Decode one frame's payload into `out` (a writable buffer of exactly raw_bytes; None: a RAW
+    frame only checked, not copied anywhere); the problem, or None when it decodes, using the
+    whole payload, to raw_bytes bytes of raw_crc."""
     if frame.kind == KIND_RAW:
-        out[:] = payload
+        data = bytes(payload)  # (the CRC takes bytes only: the one copy, from which `out` is filled)
+        if out is not None:
+            out[:] = data
     else:
+        if out is None:
+            out = bytearray(frame.raw_bytes)
         try:
             n = cramjam.lz4.decompress_block_into(payload, out)
         except cramjam.DecompressionError as e:
             return f"LZ4 payload does not decode ({e})"
         if n != frame.raw_bytes:
             return f"LZ4 payload decodes to {n} bytes, raw_bytes says {frame.raw_bytes}"
-    crc = google_crc32c.value(bytes(out))
+        data = bytes(out)
+    crc = google_crc32c.value(data)
     if crc != frame.raw_crc:
         return f"data CRC32C 0x{crc:08x}, raw_crc says 0x{frame.raw_crc:08x}"
     return None
@@ -127,17 +133,35 @@ class _Stored:
         return memoryview(self.buf)[at - self.buf_at:at - self.buf_at + n]
 
 
+# The frames that decoded, kept for reads to come (Decoded): one store for the process, so that
+# the frames a plain read of an image decoded (the validator's) serve the reads of the disk's
+# states made later from the same bytes (the consistency sweep's), each frame keyed by the CRCs
+# of the chunks that hold it. Bounded: a store that reaches its limit starts over.
+SHARED_FRAMES: dict = {}
+SHARED_RUNS: dict = {}
+FRAMES_KEPT = 1 << 18  # frames (16 GiB of data, some 100 MB of entries)
+RUNS_KEPT = 1 << 12
+
+
 class Decoded:
     """Frames that decoded, by their partition offset, each with what its bytes were then (the
-    CRCs of the chunks that hold it, `span(start, end)`): one found again in the same bytes is
-    neither read nor decoded again (the consistency oracle reads an area growing through many
-    states of the disk)."""
+    CRCs of the chunks that hold it, `span(start, end)`, the chunks' place and size with them):
+    one found again in the same bytes is neither read nor decoded again (the consistency oracle
+    reads an area growing through many states of the disk). And, by the offset of its first
+    frame, the run of whole frames the last walk from there took, with the CRCs of the chunks
+    holding the whole run: the next walk takes it at once while those bytes are the same,
+    rather than a frame at a time (an area growing through hundreds of states, each walk would
+    otherwise look up every frame it had before). With `look` False, frames are only left
+    there for reads to come (a read that decodes every frame itself)."""
 
-    def __init__(self, store: dict, span: Callable[[int, int], Optional[tuple]]):
+    def __init__(self, store: dict, span: Callable[[int, int], Optional[tuple]], runs: Optional[dict] = None,
+                 look: bool = True):
         self.store, self.span = store, span
+        self.runs = runs if runs is not None else {}
+        self.look = look
 
     def known(self, at: int) -> Optional[Frame]:
-        hit = self.store.get(at)
+        hit = self.store.get(at) if self.look else None
         if hit is None:
             return None
         frame, then = hit
@@ -146,7 +170,42 @@ class Decoded:
     def add(self, frame: Frame) -> None:
         now = self.span(frame.offset, frame.end)
         if now is not None:
+            if len(self.store) >= FRAMES_KEPT:
+                self.store.clear()
             self.store[frame.offset] = (frame, now)
+
+    def known_run(self, at: int) -> tuple:
+        """The frames of 65536 data bytes the last walk from `at` took, back to back from `at`,
+        if the chunks that hold them all still have the CRCs they had; else none."""
+        hit = self.runs.get(at) if self.look else None
+        if hit is None:
+            return ()
+        run, then = hit
+        return run if self.span(at, run[-1].end) == then else ()
+
+    def add_run(self, frames: list[Frame]) -> None:
+        """The frames a walk took from its start (each decoded, now or before): their leading
+        frames of 65536 data bytes, kept as one run (one per start offset: the last walk's)."""
+        whole = len(frames)
+        while whole and frames[whole - 1].raw_bytes != FRAME_DATA:
+            whole -= 1
+        if not whole:
+            return
+        now = self.span(frames[0].offset, frames[whole - 1].end)
+        if now is not None:
+            if len(self.runs) >= RUNS_KEPT:
+                self.runs.clear()
+            self.runs[frames[0].offset] = (tuple(frames[:whole]), now)
+
+
+def _run_taken(run: tuple, count: int, stored_end: int) -> int:
+    """How many frames of a known run (frames of 65536 data bytes from the area's start) an area
+    of `count` frames ending at stored_end takes as they are: never its last frame (its raw_bytes
+    is the rest of the length: checked as any frame is), only frames inside stored_bytes."""
+    m = min(len(run), count - 1)
+    while m and run[m - 1].end > stored_end:  # (an area shorter than when the run was taken)
+        m -= 1
+    return m
 
 
 def walk(read: Read, label: str, disk_offset: int, length: int, stored_bytes: int, may_be_cut: bool,
@@ -155,12 +214,23 @@ def walk(read: Read, label: str, disk_offset: int, length: int, stored_bytes: in
     or, for an area that may be cut (a partial area: the PARTIAL component's last area of a
     dump not COMPLETE), the frames wholly inside stored_bytes, `length` their data (a multiple
     of 65536) and stored_bytes a page multiple, the bytes after them not decoded. With
-    `decoded`, a frame that decoded before from the same bytes is taken as it was."""
+    `decoded`, a frame that decoded before from the same bytes is taken as it was (and the
+    run of them the last walk from disk_offset took, at once)."""
     fi = FrameIndex(label)
     stored = _Stored(read, disk_offset, disk_offset + stored_bytes)
     at = disk_offset
-    for k in range(frame_count(length)):
-        frame = decoded.known(at) if decode and decoded is not None else None
+    count = frame_count(length)
+    cached = decode and decoded is not None
+    first = 0
+    if cached and count > 1:
+        run = decoded.known_run(at)
+        first = _run_taken(run, count, disk_offset + stored_bytes) if run else 0
+        if first:
+            fi.frames.extend(run[:first])
+            at = run[first - 1].end
+    scratch = None  # an LZ4 frame's data, checked and dropped: one buffer for all
+    for k in range(first, count):
+        frame = decoded.known(at) if cached else None
         if frame is None:
             raw = stored.take(at, FRAME_HEADER)
             if raw is None:
@@ -180,13 +250,19 @@ def walk(read: Read, label: str, disk_offset: int, length: int, stored_bytes: in
             if payload is None:
                 return _fail(fi, k, at, f"ends at 0x{frame.end:x}, past the image")
             if decode:
-                problem = decode_into(frame, payload, bytearray(frame.raw_bytes))
+                out = None
+                if frame.kind != KIND_RAW:
+                    scratch = scratch if scratch is not None else bytearray(FRAME_DATA)
+                    out = memoryview(scratch)[:frame.raw_bytes]
+                problem = decode_into(frame, payload, out)
                 if problem:
                     return _fail(fi, k, at, problem)
                 if decoded is not None:
                     decoded.add(frame)
         fi.frames.append(frame)
         at = frame.end
+    if cached:
+        decoded.add_run(fi.frames)
     used = at - disk_offset
     if used != stored_bytes:
         problem = _cut_problem(stored, at, length, stored_bytes) if may_be_cut else \
@@ -215,19 +291,24 @@ def _fail(fi: FrameIndex, k: int, at: int, problem: str) -> FrameIndex:
     return fi
 
 
-def decode_range(read: Read, fi: FrameIndex, first: int, last: int, cached: Optional[tuple[int, bytes]] = None
-                 ) -> bytes:
+def decode_range(read: Read, fi: FrameIndex, first: int, last: int, cached: Optional[tuple[int, bytes]] = None,
+                 out=None) -> memoryview:
     """The data of frames first..last (inclusive) of an index, from one read of their stored
-    bytes; `cached` (k, data): frame k decoded before, not read again when it is the first.
-    AreaDataError when a frame breaks a rule or the image ends."""
+    bytes, decoded into `out` when given (a writable buffer of at least their data bytes: a
+    caller that reads a GiB a step at a time reuses one), else into a new buffer; a view of
+    exactly their data. `cached` (k, data): frame k decoded before, not read again when it is
+    the first. AreaDataError when a frame breaks a rule or the image ends."""
     frames = fi.frames[first:last + 1]
-    out = bytearray(sum(f.raw_bytes for f in frames))
+    total = sum(f.raw_bytes for f in frames)
+    buf = memoryview(out)[:total] if out is not None else memoryview(bytearray(total))
+    if len(buf) != total:
+        raise ValueError(f"decode_range: {len(buf)} bytes of buffer for {total} bytes of data")
     pos = 0
     if cached is not None and cached[0] == first:
-        out[:len(cached[1])] = cached[1]
+        buf[:len(cached[1])] = cached[1]
         pos, frames, first = len(cached[1]), frames[1:], first + 1
     if not frames:
-        return bytes(out)
+        return buf
     start, end = frames[0].offset, frames[-1].end
     stored = read(start, end - start)
     if stored is None:
@@ -235,8 +316,8 @@ def decode_range(read: Read, fi: FrameIndex, first: int, last: int, cached: Opti
     view = memoryview(stored)
     for k, f in enumerate(frames, first):
         payload = view[f.offset + FRAME_HEADER - start:f.end - start]
-        problem = decode_into(f, payload, memoryview(out)[pos:pos + f.raw_bytes])
+        problem = decode_into(f, payload, buf[pos:pos + f.raw_bytes])
         if problem:
             raise AreaDataError(f"{fi.label}: frame {k} at partition offset 0x{f.offset:x}: {problem}")
         pos += f.raw_bytes
-    return bytes(out)
+    return buf
