@@ -78,6 +78,7 @@ def wait_for_trigger(fault: Fault, machine: Machine, node: str, result_log: Path
         if stops:
             log.fired = True
             log.seconds_after_crash = round(time.monotonic() - t0, 3)
+            _until_stopped(machine, deadline)
             log.events.append(f"QEMU stopped on a write to {node}: {stops[0]['data'].get('reason')}")
             return log
         if any(line.word == "DONE" for line in resultchan.read_lines(result_log)) or not machine.is_running():
@@ -86,6 +87,18 @@ def wait_for_trigger(fault: Fault, machine: Machine, node: str, result_log: Path
         if deadline.expired:
             raise deadline.timeout()
         time.sleep(POLL)
+
+
+def _until_stopped(machine: Machine, deadline: Deadline) -> None:
+    """Until QEMU's run state is io-error: BLOCK_IO_ERROR comes before the VM stops, and the
+    stop drains the writes still in flight (a guest with several in flight: docs/dump-format.md,
+    "Write order"), each to the image and then to the write log. A fault acting before that, a
+    kill above all, would leave a write in the image that the log never got. QMP commands are
+    not run inside the drain, so the answer comes once it is over."""
+    while _status(machine) != "io-error":
+        if deadline.expired:
+            raise deadline.timeout()
+        time.sleep(POLL / 10)
 
 
 def act(fault: Fault, machine: Machine, disk_device: str, log: FaultLog) -> None:
