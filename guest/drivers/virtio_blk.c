@@ -649,7 +649,7 @@ static int dump_submit(void *softc, const struct dumpdev *dev, const struct uio 
 	int slot;
 
 	if (d->async_n >= VBLK_OUTSTANDING) {
-		if (d->hold_doorbell)
+		if (testfault(TF_ASYNC_BATCH))
 			virtio_pci_notify(&d->vp, &d->vq);	/* what is waited for must have been rung */
 		int err = wait_oldest(d, failing_offset);
 
