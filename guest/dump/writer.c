@@ -328,15 +328,15 @@ static int write_at(struct writer *w, uint64_t off, struct iovec *iov, int iovcn
 	w->in_write = false;
 	if (err && async_failed(w))
 		return err;
-	if (err)
+	if (err) {
 		fail(w, err, w->stat.op == DUMPIO_OP_FLUSH ? "flush" : stage, off, true);
-	else if (fmode & DUMP_ASYNC) {
+	} else if (fmode & DUMP_ASYNC) {
 		if (!w->async_to)
 			w->async_from = off;
 		w->async_to = end;
-	}
-	else
+	} else {
 		w->async_from = w->async_to = 0;	/* a write that is not DUMP_ASYNC waited for them */
+	}
 	return err;
 }
 
@@ -927,10 +927,12 @@ static uint64_t body_piece(const struct writer *w, uint64_t n)
 /*
  * One body transfer of the area in progress, at its cur_done: the chunk CRCs fed first, then
  * the write (DUMP_ASYNC when `holds_still`: straight from memory nothing changes until the
- * area's end, and the device takes several at once); at a 64 MiB boundary, a checkpoint (inside the area: the directory lists it as
- * far as written, compressed as far as its whole frames go, its component PARTIAL).
+ * area's end, and the device takes several at once); at a 64 MiB boundary, a checkpoint
+ * (inside the area: the directory lists it as far as written, compressed as far as its whole
+ * frames go, its component PARTIAL).
  */
-static int body_write(struct writer *w, uint64_t disk_offset, struct iovec *iov, int iovcnt, bool holds_still)
+static int body_write(struct writer *w, uint64_t disk_offset, struct iovec *iov, int iovcnt,
+		      bool holds_still)
 {
 	uint64_t n = 0;
 	int err;
