@@ -13,7 +13,10 @@ import re
 
 import pytest
 import synth
+from hypothesis import given, settings, strategies as st
 
+from dumpbed.capture import blklog
+from dumpbed.oracles import dumpio
 from dumpbed.oracles.validate import validate_run
 
 MiB = 1 << 20
@@ -156,3 +159,21 @@ def test_a_body_write_retried_with_the_same_bytes_leaves_every_state_readable(ma
     v = validate_run(run.dir)
     assert failed(v) == set()
     assert v.check("consistency").detail.startswith("279 states of 84 writes")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["write", "flush"]), st.integers(0, 40), st.integers(0, 10),
+                          st.booleans()), min_size=1, max_size=25),
+       st.integers(-1, 60))
+def test_durable_just_before_t_is_durable_since_before_t(commands, t):
+    """The reorder sweep asks when each write became durable once (durable_since) rather than
+    searching the flushes at every point: the two must agree for any writes and flushes, taken
+    and finished in any order, finished or not."""
+    cmds = [dumpio.DumpCommand(i, kind, i + 1, 0, 512 if kind == "write" else 0, float(taken),
+                               float(taken + took) if done else None, True,
+                               [blklog.Entry(i, 0, 1, 0, 0)] if kind == "write" else [])
+            for i, (kind, taken, took, done) in enumerate(commands)]
+    io = dumpio.DeviceIO("primary", None, 0, 1 << 20, 0.0, cmds, None, [], [])
+    for w in io.writes:
+        since = io.durable_since(w)
+        assert io.durable(w, float(t), strictly_before=True) == (since is not None and since < t)

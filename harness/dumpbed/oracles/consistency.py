@@ -229,11 +229,13 @@ class _Sweep:
         points = sorted({f.finished for f in self.io.flushes if f.finished is not None}) + [float("inf")]
         budget = MAX_REORDER_STATES
         base = 0  # units[:base] applied for good: a prefix of the durable writes
+        # When each unit's write became durable, once: durable just before t is durable_since < t
+        # (the first flush to cover it finished before t), not a search of the flushes each time.
+        since = [self.io.durable_since(u.command) if u.command is not None else None for u in self.units]
         for t in points:
             finished = [i for i, u in enumerate(self.units)
                         if u.command is None or (u.command.finished is not None and u.command.finished <= t)]
-            durable = {i for i in finished if self.units[i].command is not None  # just before t
-                       and self.io.durable(self.units[i].command, t, strictly_before=True)}
+            durable = {i for i in finished if since[i] is not None and since[i] < t}  # just before t
             pending = [i for i in finished if i not in durable]
             if len(pending) < 2 or budget <= 0 or self.enough:
                 continue
