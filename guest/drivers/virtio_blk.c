@@ -380,7 +380,13 @@ static int post_request_only(struct virtio_blk *d, uint32_t type, uint64_t secto
 		}
 		cpu_relax();
 	}
-	return slot < 0 ? -slot : 0;
+	if (slot < 0)
+		return -slot;
+	/* Nobody will wait for it: its slot is free again once the device gives it back, as a
+	 * timed-out request's, so the DUMP_ASYNC writes that follow still find slots. */
+	if (d->slots[slot].state == SLOT_INFLIGHT)
+		d->slots[slot].state = SLOT_ABANDONED;
+	return 0;
 }
 
 int virtio_blk_read(struct virtio_blk *d, uint64_t lba, void *buf, uint32_t nblocks)
