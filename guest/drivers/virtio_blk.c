@@ -102,7 +102,6 @@ struct virtio_blk {
 	uint8_t async_slot[VBLK_SLOTS];
 	uint64_t async_offset[VBLK_SLOTS];
 	uint32_t async_head, async_n;
-	bool hold_doorbell;	/* testfault=async-batch: post without ringing the doorbell */
 	uint64_t requests, bytes, flushes, stale_completions, timeouts;
 	/* runtime I/O: MSI-X entry 0 for the queue; nothing runtime from DUMPSTART on */
 	uint8_t msix_cap;
@@ -251,12 +250,12 @@ static void reap_completions(struct virtio_blk *d)
 }
 
 /*
- * Post one request: a free slot's descriptors, the ring entry, the doorbell. `iov` may be NULL
- * for FLUSH. Returns the slot, or -EBUSY (every slot abandoned) or -EINVAL (more segments than
- * the device takes).
+ * Post one request: a free slot's descriptors, the ring entry, the doorbell (with `ring`).
+ * `iov` may be NULL for FLUSH. Returns the slot, or -EBUSY (every slot abandoned) or -EINVAL
+ * (more segments than the device takes).
  */
 static int submit_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
-			  const struct iovec *iov, int iovcnt)
+			  const struct iovec *iov, int iovcnt, bool ring)
 {
 	struct virtq_chain ch;
 	struct vblk_slot *s = 0;
@@ -299,10 +298,10 @@ static int submit_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
 	virtq_chain_add(&ch, (uintptr_t)&s->status, 1, true);
 
 	s->state = SLOT_INFLIGHT;
-	if (d->hold_doorbell)
-		virtq_chain_publish(&ch);	/* the next doorbell takes it along */
-	else
+	if (ring)
 		virtq_chain_submit(&d->vp, &ch);
+	else
+		virtq_chain_publish(&ch);	/* testfault=async-batch: the next doorbell takes it along */
 	d->requests++;
 	return slot;
 }
@@ -353,7 +352,7 @@ static int do_request(struct virtio_blk *d, uint32_t type, uint64_t sector,
 	int slot;
 
 	*status_out = STATUS_UNWRITTEN;
-	slot = submit_request(d, type, sector, iov, iovcnt);
+	slot = submit_request(d, type, sector, iov, iovcnt, true);
 	if (slot < 0)
 		return -slot;
 	return wait_request(d, slot, status_out);
@@ -371,7 +370,7 @@ static int post_request_only(struct virtio_blk *d, uint32_t type, uint64_t secto
 	int slot;
 
 	/* Nobody waits for what this posted: a request given back is free, one in flight will be. */
-	while ((slot = submit_request(d, type, sector, iov, iovcnt)) == -EBUSY && !deadline_passed(deadline)) {
+	while ((slot = submit_request(d, type, sector, iov, iovcnt, true)) == -EBUSY && !deadline_passed(deadline)) {
 		for (int i = 0; i < VBLK_SLOTS; i++) {
 			if (d->slots[i].state == SLOT_DONE)
 				d->slots[i].state = SLOT_FREE;
@@ -508,8 +507,8 @@ static int dump_write_wrongly(struct virtio_blk *d, uint64_t sector, const struc
 		/* The flush goes on the ring first: the device takes it before the write, so it can
 		 * never cover it (posting it right behind the write loses the same race, only not
 		 * every time). */
-		int f = submit_request(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
-		int w = f < 0 ? f : submit_request(d, VIRTIO_BLK_T_OUT, sector, uio->uio_iov, uio->uio_iovcnt);
+		int f = submit_request(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0, true);
+		int w = f < 0 ? f : submit_request(d, VIRTIO_BLK_T_OUT, sector, uio->uio_iov, uio->uio_iovcnt, true);
 
 		err = w < 0 ? -w : wait_request(d, w, &d->last_status);
 		if (f >= 0) {
@@ -666,9 +665,8 @@ static int dump_submit(void *softc, const struct dumpdev *dev, const struct uio 
 			return err;
 		}
 	}
-	d->hold_doorbell = testfault(TF_ASYNC_BATCH);
-	slot = submit_request(d, VIRTIO_BLK_T_OUT, sector, uio->uio_iov, uio->uio_iovcnt);
-	d->hold_doorbell = false;
+	slot = submit_request(d, VIRTIO_BLK_T_OUT, sector, uio->uio_iov, uio->uio_iovcnt,
+			      !testfault(TF_ASYNC_BATCH));
 	if (slot < 0)
 		return -slot;	/* *failing_offset: this write's */
 	d->async_slot[(d->async_head + d->async_n) % VBLK_SLOTS] = (uint8_t)slot;
@@ -804,7 +802,7 @@ static int vblk_rt_submit(void *softc, bool write, uint64_t lba, uint32_t nblock
 		return EROFS;
 	flags = irq_save();
 	slot = submit_request(d, write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN,
-			      lba * (d->block_size / SECTOR_SIZE), &iov, 1);
+			      lba * (d->block_size / SECTOR_SIZE), &iov, 1, true);
 	if (slot < 0) {
 		irq_restore(flags);
 		return -slot;	/* EBUSY: no free slot now */

@@ -86,8 +86,13 @@ def _cpu_model() -> str:
     return platform.machine()
 
 
+class _ReferenceTaken(Exception):
+    """The reference run ends once QEMU's dump is timed: its guest's own dump is not what it is
+    for (not a DumpbedError, which a run records and goes on from)."""
+
+
 class _QemuDumpTimer:
-    """on_paused hook: time QEMU's own dump-guest-memory of the stopped guest."""
+    """on_paused hook: time QEMU's own dump-guest-memory of the stopped guest, then end the run."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -105,6 +110,7 @@ class _QemuDumpTimer:
             raise DumpbedError(f"dump-guest-memory failed: {event['data']['error']}")
         self.bytes = self.path.stat().st_size
         self.path.unlink()
+        raise _ReferenceTaken()
 
 
 BENCH_DISKS = tuple(DISKS)  # every disk kind, a row each
@@ -275,7 +281,8 @@ def _one_repeat(out: Path, cases, memory_bytes: int, accel: str, keep: bool, run
         })
         if not keep:
             _drop_big_files(run_dir)
-    rows.sort(key=lambda row: [c.label for c in cases].index(row["disk"]))
+    labels = [c.label for c in cases]
+    rows.sort(key=lambda row: labels.index(row["disk"]))
     with progress.task("bench: the host's own write (qemu-img bench), bare and through the write log"):
         refs = {"host_write_mib_s": host_write_mib_s(out, dump_bytes or memory_bytes),
                 "graph_write_mib_s": host_write_mib_s(out, dump_bytes or memory_bytes, write_log=True)}
@@ -295,8 +302,8 @@ def _qemu_dump_mib_s(out: Path, case: BenchCase, memory_bytes: int, accel: str, 
     run_dir = out / "qemu-dump-guest-memory" / (str(k + 1) if repeat > 1 else "")
     try:
         run_and_validate(_scenario(case, run_dir, memory_bytes, accel, on_paused=timer))
-    except DumpbedError:
-        pass  # the reference is the timer's; the run's own failure is a row's to report
+    except (_ReferenceTaken, DumpbedError):
+        pass  # the reference is the timer's; a run that fails before it is a row's to report
     finally:
         _drop_big_files(run_dir)
     return timer.bytes / MiB / timer.seconds if timer.seconds else 0.0

@@ -201,7 +201,8 @@ def _compare_area(dump: dumpfmt.Dump, image: dumpfmt.Image, snapshot: Snapshot, 
             snapshot.read_into(region, phys + pos, memoryview(buffers[1])[:length])
             stats.bytes_checked += length
             bar.advance(length)
-            if _equal(dumped, buffers, length):
+            # dumped is a view of buffers[0]: the two buffers compare at memcmp speed
+            if len(dumped) == length and dumpfmt.same_bytes(buffers[1], buffers[0], length):
                 continue
             dumped, truth = bytes(dumped), bytes(buffers[1][:length])
             present = len(dumped)
@@ -214,14 +215,6 @@ def _compare_area(dump: dumpfmt.Dump, image: dumpfmt.Image, snapshot: Snapshot, 
                 i = int(np.flatnonzero(diff)[0])
                 first_bad = (phys + pos + i, at + i, dumped[i], truth[i])
     return problems + _mismatch(dump, area, label, area_bad, first_bad, stats)
-
-
-def _equal(dumped: bytes | memoryview, buffers: tuple[bytearray, bytearray], length: int) -> bool:
-    """Whether the data read equals the snapshot's `length` bytes in buffers[1]. A bytearray on
-    the left compares at memcmp speed whatever the right (a memoryview compares a byte at a
-    time); only a step shorter than the buffer is copied."""
-    truth = buffers[1] if length == len(buffers[1]) else buffers[1][:length]
-    return truth == dumped
 
 
 def _mismatch(dump: dumpfmt.Dump, area: dumpfmt.Area, label: str, area_bad: int, first_bad, stats) -> list[str]:

@@ -76,13 +76,11 @@ class DeviceIO:
     def flushes(self) -> list[DumpCommand]:
         return [c for c in self.commands if c.kind == "flush"]
 
-    def durable(self, write: DumpCommand, at: float, strictly_before: bool = False) -> bool:
-        """The write landed and a flush taken after it finished had finished by `at` (before it,
-        with strictly_before: host times are floats of epoch seconds, too coarse for an epsilon)."""
+    def durable(self, write: DumpCommand, at: float) -> bool:
+        """The write landed and a flush taken after it finished had finished by `at`."""
         if not write.landed or not write.ok or write.finished is None:
             return False
-        upto = (bisect.bisect_left(self._flush_ends, (at, float("-inf"))) if strictly_before
-                else bisect.bisect_right(self._flush_ends, (at, float("inf"))))
+        upto = bisect.bisect_right(self._flush_ends, (at, float("inf")))
         return any(taken >= write.finished for _, taken in self._flush_ends[:upto])
 
     def durable_since(self, write: DumpCommand) -> Optional[float]:

@@ -198,15 +198,9 @@ class DiskState(dumpfmt.Image):
 
     def _source(self, start: int, end: int) -> Optional[tuple]:
         """Where the bytes of [start, end) come from now, as a key of the CRCs kept: a run of the
-        log, the content before the run, or blocks of several sources (None: not whole blocks)."""
-        g = self._g
-        if start % g or end % g:
-            return None
-        deltas = self._delta[start // g:end // g]
-        first = int(deltas[0])
-        if (deltas == first).all():
-            return ("before", start, end) if first == _BEFORE else ("log", start + first, end - start)
-        return ("mixed", start, end, deltas.tobytes())
+        log, the content before the run, or blocks of several sources (None: not whole blocks).
+        One range of _sources: the keys the sweep adopts and those it looks up are one making."""
+        return self._sources(start, end - start, np.zeros(1, np.int64))[0]
 
     def _sources(self, offset: int, chunk_size: int, ks: np.ndarray) -> list[Optional[tuple]]:
         """_source of each chunk k in `ks` (of the body at `offset`, each whole in the partition),

@@ -256,7 +256,7 @@ def validate_run(run_dir: str | Path) -> Validation:
                                                     by_role["primary"].layout.dump_offset + by_role["primary"].layout.dump_size)),
             "write-order": lambda: (check_write_order(order, done[0].time if done else None, expected["guest"] is not None,
                                                       bool(done) and done[0].fields.get("status") == "failed",
-                                                      _outstanding(cmds), _io_timeout(scenario) or GUEST_IO_TIMEOUT_S)
+                                                      _outstanding(cmds), _io_timeout(scenario))
                                     if order else Check("write-order", False, "no command log: QEMU's trace is missing")),
             "canary": lambda: (_canary_since_before(run_dir, dump, image, layout) if scenario.get("stale_previous")
                                else _canary_of_devices(targets, dumps, images, ios)),
@@ -352,10 +352,6 @@ def _restart_errno(scenario: dict) -> int:
     """The errno the primary's failure must have had: its failing fault's (EIO without one)."""
     failing = [faults_mod.parse(f) for f in scenario.get("faults") or []]
     return next((f.kind.device_errno for f in failing if f.kind.fails_device), Errno.EIO)
-
-
-# The guest's iotimeout when its command line does not set one (docs/guest-interface.md), seconds.
-GUEST_IO_TIMEOUT_S = 10.0
 
 
 def _outstanding(cmds) -> dict[str, int]:

@@ -170,7 +170,7 @@ def _overlap_rule(io: DeviceIO, geo: _Geometry, outstanding: int, io_timeout: Op
     problems: list[str] = []
     in_flight: list[DumpCommand] = []
     most = 0
-    for c in sorted(io.commands, key=lambda c: c.issued):
+    for c in io.commands:  # in the order taken
         in_flight = [o for o in in_flight if o.finished is not None and o.finished > c.issued
                      and (io_timeout is None or c.issued - o.issued < io_timeout)]
         if in_flight and not (body(c) and all(body(o) for o in in_flight)):

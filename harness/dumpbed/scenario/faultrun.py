@@ -123,11 +123,7 @@ def hold_runtime(machine: Machine, node: str, region_offset: int, timeout: float
     machine.qmp.command("blockdev-reopen", {"options": [{"driver": "raw", "node-name": node,
                                                          "file": fault_node(node)}]})
     event = machine.qmp.wait_event("BLOCK_IO_ERROR", timeout)
-    deadline = Deadline(10, "QEMU to stop on the held runtime request")
-    while _status(machine) != "io-error":
-        if deadline.expired:
-            raise deadline.timeout()
-        time.sleep(POLL)
+    _until_stopped(machine, Deadline(10, "QEMU to stop on the held runtime request"))
     log.fired = True
     log.armed = "every runtime read and write of the workload's region fails, so the device parks it"
     log.events.append(f"QEMU stopped on a runtime {event['data'].get('operation')}: it is held in the device")
