@@ -32,7 +32,9 @@
  *    (CCNTL0 ENPMJ, PMJAD1). We use the jump: the handler stores DBC and IA (the failing
  *    move's address) into the command block. A move started in the wrong phase always raises
  *    MA and stops: the C side records DBC/DSP and restarts the SCRIPTS at the status phase.
- *  - Selection of a missing target raises STO (SIST1) and stops at the next bus instruction.
+ *  - Selection of a missing target raises STO (SIST1) and stops at the next bus instruction,
+ *    but with a request cancelled under the chip (an unplug) its SCRIPTS stay marked running:
+ *    the driver stops them after every STO.
  *  - Only LUN 0 exists (QEMU's bus has max_lun 0), targets 0-6; no tags are used.
  *  - A SCSI bus reset (SCNTL1 RST) cancels every request the chip holds (error recovery and
  *    quiesce use it); a soft reset (ISTAT SRST) is only safe at attach (see lsi_chip_init).
@@ -762,8 +764,12 @@ static int lsi_service(struct lsi_softc *sc)
 		return 1;
 	}
 	if (sist1 & SIST1_STO) {		/* nobody at that ID */
+		/* The SCRIPTS engine may still count as running: QEMU 7.2 resumes after an STO
+		 * only when its wait state is clear, and a request cancelled under it (the disk
+		 * unplugged mid-transfer) leaves it waiting for data that never comes, so every
+		 * later DSP write would be ignored until the I/O timeout. Stop it. */
 		sc->sel_timeouts++;
-		lsi_finish(sc, CMD_INCOMPLETE, CLEAN_NONE);
+		lsi_finish(sc, CMD_INCOMPLETE, CLEAN_CHIP);
 		return 1;
 	}
 	if ((sist0 & (SIST0_UDC | SIST0_SGE | SIST0_PAR)) ||
