@@ -86,6 +86,7 @@
  * a PRP list of its own; the queue keeps an entry for the command that follows them. */
 #define DUMP_OUTSTANDING 3
 _Static_assert(DUMP_OUTSTANDING < QUEUE_ENTRIES - 1, "the dump queue takes them and one more");
+_Static_assert(DUMP_OUTSTANDING <= DUMPDEV_MAX_OUTSTANDING, "dumpdev.c keeps them all");
 
 struct nvme_sqe {
 	uint32_t cdw0;			/* opcode | cid << 16 */
@@ -138,12 +139,12 @@ struct rt_slot {
 	void *cookie;
 };
 
-/* A DUMP_ASYNC write in flight on the dump queue. */
+/* A DUMP_ASYNC write in flight on the dump queue (its tag: its index, that of its PRP list). */
 struct async_write {
-	uint16_t cid;
+	bool busy;			/* posted, not waited for yet (a reset frees it) */
 	bool done;
+	uint16_t cid;
 	uint16_t status;		/* its completion's status field, once done */
-	uint64_t offset;		/* in the partition: failing_offset */
 };
 
 struct nvme_ctrl {
@@ -170,9 +171,8 @@ struct nvme_ctrl {
 	int intx_pin;			/* -1: not routed */
 	bool intr_on;
 	uint64_t part_lba, part_blocks;	/* the dump partition, from DUMPINIT: runtime I/O stays out */
-	/* The DUMP_ASYNC writes in flight, a FIFO from async_head; async[i] uses async_prp_list[i]. */
+	/* The DUMP_ASYNC writes in flight (dumpdev.c keeps their order); async[i] uses async_prp_list[i]. */
 	struct async_write async[DUMP_OUTSTANDING];
-	uint32_t async_head, async_n;
 	uint64_t rt_completed, rt_failed, rt_dropped;
 	char model[41];
 	uint64_t commands, bytes, flushes, timeouts, resets, bounced, stale_completions;
@@ -320,7 +320,8 @@ static int bring_up(struct nvme_ctrl *c, bool runtime)
 
 	c->resets++;
 	c->runtime_queue = false;
-	c->async_head = c->async_n = 0;	/* the reset aborts them: nothing is in flight */
+	for (int i = 0; i < DUMP_OUTSTANDING; i++)
+		c->async[i].busy = false;	/* the reset aborts them: their wait fails at once */
 	for (int i = 0; i < RT_SLOTS; i++)
 		if (c->rt[i].busy) {
 			c->rt[i].busy = false;	/* the reset aborted it: never completed, never requeued */
@@ -772,13 +773,13 @@ static uint32_t dump_outstanding(void *softc)
 }
 
 /* A dump queue completion: the write in flight with its CID is done, whichever it is (the
- * controller completes in any order). */
+ * controller completes in any order): remembered for its wait. */
 static void take_completion(struct nvme_ctrl *c, const struct nvme_cqe *cqe)
 {
-	for (uint32_t i = 0; i < c->async_n; i++) {
-		struct async_write *a = &c->async[(c->async_head + i) % DUMP_OUTSTANDING];
+	for (uint32_t i = 0; i < DUMP_OUTSTANDING; i++) {
+		struct async_write *a = &c->async[i];
 
-		if (!a->done && a->cid == cqe->cid) {
+		if (a->busy && !a->done && a->cid == cqe->cid) {
 			a->done = true;
 			a->status = cqe->status >> 1;
 			return;
@@ -787,13 +788,50 @@ static void take_completion(struct nvme_ctrl *c, const struct nvme_cqe *cqe)
 	c->stale_completions++;
 }
 
-/* Poll the dump queue until the write `a` is done: 0 or EIO (its status in last_status), or
- * ETIMEDOUT once the controller was reset (which aborted every write in flight). */
-static int wait_async(struct nvme_ctrl *c, const struct async_write *a)
+/*
+ * A DUMP_ASYNC write: one command on the dump queue, with the PRP list of a free async_write
+ * (dumpdev.c waits for one first when DUMP_OUTSTANDING are in flight). One the PRPs cannot
+ * describe needs the one bounce buffer: ENOTSUP, and dumpdev.c writes it alone, after the rest.
+ */
+static int dump_post(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total,
+		     uint32_t *tag)
 {
+	struct nvme_ctrl *c = softc;
+	struct nvme_sqe e;
+	uint32_t i = 0;
+
+	if (!prp_describable(uio->uio_iov, uio->uio_iovcnt))
+		return ENOTSUP;
+	if (c->broken)
+		return EIO;
+	while (i < DUMP_OUTSTANDING && c->async[i].busy)
+		i++;
+	if (i == DUMP_OUTSTANDING)
+		return EBUSY;
+	e = rw_command(c, c->mem->async_prp_list[i], true, dev->part_lba + uio->uio_offset / c->block_size,
+		       (uint32_t)(total / c->block_size), uio->uio_iov, uio->uio_iovcnt);
+	c->async[i] = (struct async_write){ .busy = true, .cid = c->dumpq.next_cid };
+	submit(c, &c->dumpq, &e);
+	c->bytes += total;
+	*tag = i;
+	return 0;
+}
+
+/*
+ * Poll the dump queue until the write `tag` is done, taking the others' completions on the way:
+ * 0 or EIO (its status in last_status), or ETIMEDOUT once the controller was reset, which
+ * aborted every write in flight: their waits fail at once (EIO).
+ */
+static int dump_wait(void *softc, uint32_t tag)
+{
+	struct nvme_ctrl *c = softc;
 	uint64_t deadline = deadline_after_ms(c->timeout_ms);
+	struct async_write *a;
 	struct nvme_cqe cqe;
 
+	if (tag >= DUMP_OUTSTANDING || !c->async[tag].busy)
+		return EIO;	/* aborted by a reset */
+	a = &c->async[tag];
 	c->last_status = 0;
 	while (!a->done) {
 		if (reap_one(c, &c->dumpq, &cqe)) {
@@ -806,73 +844,9 @@ static int wait_async(struct nvme_ctrl *c, const struct async_write *a)
 			cpu_relax();
 		}
 	}
+	a->busy = false;
 	c->last_status = a->status;
 	return a->status ? EIO : 0;
-}
-
-/*
- * Wait for the writes in flight, oldest first, until at most `keep` are. A failure found on the
- * way is reported once every write has come back, so nothing of the dump is in flight when the
- * writer hears of it: the first issued that failed, its offset and status.
- */
-static int retire(struct nvme_ctrl *c, uint32_t keep, uint64_t *failing_offset)
-{
-	uint16_t status = 0;
-	int first = 0;
-
-	while (c->async_n > (first ? 0 : keep)) {
-		const struct async_write *a = &c->async[c->async_head];
-		int err = wait_async(c, a);
-
-		if (err && !first) {
-			first = err;
-			*failing_offset = a->offset;
-			status = c->last_status;
-		}
-		if (err != ETIMEDOUT) {	/* a timeout's reset emptied the FIFO */
-			c->async_head = (c->async_head + 1) % DUMP_OUTSTANDING;
-			c->async_n--;
-		}
-	}
-	if (first)
-		c->last_status = status;
-	return first;
-}
-
-static int dump_drain(void *softc, uint64_t *failing_offset)
-{
-	return retire(softc, 0, failing_offset);
-}
-
-/* A DUMP_ASYNC write: posted once fewer than DUMP_OUTSTANDING are in flight. One the PRPs cannot
- * describe goes through the one bounce buffer: after the rest, start to finish. */
-static int dump_submit(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total,
-		       uint64_t *failing_offset)
-{
-	struct nvme_ctrl *c = softc;
-	uint32_t i;
-	struct async_write *a;
-	struct nvme_sqe e;
-	int err;
-
-	if (!prp_describable(uio->uio_iov, uio->uio_iovcnt)) {
-		err = retire(c, 0, failing_offset);
-		return err ? err : write_now(c, dev, uio, total);
-	}
-	err = retire(c, DUMP_OUTSTANDING - 1, failing_offset);
-	if (err)
-		return err;
-	if (c->broken)
-		return EIO;
-	i = (c->async_head + c->async_n) % DUMP_OUTSTANDING;
-	e = rw_command(c, c->mem->async_prp_list[i], true, dev->part_lba + uio->uio_offset / c->block_size,
-		       (uint32_t)(total / c->block_size), uio->uio_iov, uio->uio_iovcnt);
-	a = &c->async[i];
-	*a = (struct async_write){ .cid = c->dumpq.next_cid, .offset = uio->uio_offset };
-	submit(c, &c->dumpq, &e);
-	c->async_n++;
-	c->bytes += total;
-	return 0;
 }
 
 static const struct dumpdev_ops nvme_dump_ops = {
@@ -883,8 +857,8 @@ static const struct dumpdev_ops nvme_dump_ops = {
 	.write = dump_write,
 	.flush = dump_flush,
 	.outstanding = dump_outstanding,
-	.submit = dump_submit,
-	.drain = dump_drain,
+	.post = dump_post,
+	.wait = dump_wait,
 	.status = dump_status,
 };
 

@@ -59,6 +59,7 @@
 /* DUMP_ASYNC writes in flight at most (DUMPQUERY's max_outstanding): one slot is left for the
  * request that follows them (a flush, a header) and for a timed-out request's. */
 #define VBLK_OUTSTANDING	(VBLK_SLOTS - 1)
+_Static_assert(VBLK_OUTSTANDING <= DUMPDEV_MAX_OUTSTANDING, "dumpdev.c keeps them all");
 
 struct virtio_blk_req_hdr {
 	uint32_t type;
@@ -98,10 +99,6 @@ struct virtio_blk {
 	bool has_flush;
 	uint8_t last_status;	/* the dump's last request's status byte (STATUS_UNWRITTEN: none) */
 	struct vblk_slot slots[VBLK_SLOTS];
-	/* The DUMP_ASYNC writes in flight, oldest first: their slots and partition offsets. */
-	uint8_t async_slot[VBLK_SLOTS];
-	uint64_t async_offset[VBLK_SLOTS];
-	uint32_t async_head, async_n;
 	uint64_t requests, bytes, flushes, stale_completions, timeouts;
 	/* runtime I/O: MSI-X entry 0 for the queue; nothing runtime from DUMPSTART on */
 	uint8_t msix_cap;
@@ -151,7 +148,6 @@ static int bring_up(struct virtio_blk *d)
 		d->slots[i].state = SLOT_FREE;
 		d->slots[i].runtime = false;	/* forgotten: its done is never called */
 	}
-	d->async_head = d->async_n = 0;
 	d->desc_per_slot = d->vq.size / VBLK_SLOTS;
 	if (d->desc_per_slot < 3)
 		return ENOTSUP;
@@ -606,74 +602,36 @@ static uint32_t dump_outstanding(void *softc)
 	return VBLK_OUTSTANDING;
 }
 
-/* Wait for the oldest DUMP_ASYNC write and forget it: 0, or its error and *failing_offset. */
-static int wait_oldest(struct virtio_blk *d, uint64_t *failing_offset)
-{
-	uint32_t i = d->async_head;
-	int err = wait_request(d, d->async_slot[i], &d->last_status);
-
-	if (err)
-		*failing_offset = d->async_offset[i];
-	d->async_head = (i + 1) % VBLK_SLOTS;
-	d->async_n--;
-	return err;
-}
-
-/* Every DUMP_ASYNC write in flight, oldest first: the first error, if any, and its offset. */
-static int dump_drain(void *softc, uint64_t *failing_offset)
-{
-	struct virtio_blk *d = softc;
-	int first = 0;
-
-	/* testfault=async-batch (deliberately wrong): the writes posted but not announced to the
-	 * device go along with the next request's doorbell, and nobody waits for them first. */
-	if (testfault(TF_ASYNC_BATCH))
-		return 0;
-	while (d->async_n) {
-		uint64_t at = 0;
-		int err = wait_oldest(d, &at);
-
-		if (err && !first) {
-			first = err;
-			*failing_offset = at;
-		}
-	}
-	return first;
-}
-
 /*
- * A DUMP_ASYNC write: posted once fewer than VBLK_OUTSTANDING are in flight (else the oldest is
- * waited for first). A failure found on the way is reported once the rest have come back, so
- * nothing of the dump is in flight when the writer hears of it.
+ * A DUMP_ASYNC write: posted on a free slot, the slot its tag (dumpdev.c waits for the oldest
+ * first when VBLK_OUTSTANDING are in flight, so one is free). testfault=async-batch (deliberately
+ * wrong): the write is published without the doorbell; it rides on the next request's.
  */
-static int dump_submit(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total,
-		       uint64_t *failing_offset)
+static int dump_post(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total,
+		     uint32_t *tag)
 {
 	struct virtio_blk *d = softc;
 	uint64_t sector = (dev->part_lba * d->block_size + uio->uio_offset) / SECTOR_SIZE;
-	int slot;
+	int slot = submit_request(d, VIRTIO_BLK_T_OUT, sector, uio->uio_iov, uio->uio_iovcnt,
+				  !testfault(TF_ASYNC_BATCH));
 
-	if (d->async_n >= VBLK_OUTSTANDING) {
-		if (testfault(TF_ASYNC_BATCH))
-			virtio_pci_notify(&d->vp, &d->vq);	/* what is waited for must have been rung */
-		int err = wait_oldest(d, failing_offset);
-
-		if (err) {
-			uint64_t ignored;
-
-			dump_drain(d, &ignored);
-			return err;
-		}
-	}
-	slot = submit_request(d, VIRTIO_BLK_T_OUT, sector, uio->uio_iov, uio->uio_iovcnt,
-			      !testfault(TF_ASYNC_BATCH));
 	if (slot < 0)
-		return -slot;	/* *failing_offset: this write's */
-	d->async_slot[(d->async_head + d->async_n) % VBLK_SLOTS] = (uint8_t)slot;
-	d->async_offset[(d->async_head + d->async_n) % VBLK_SLOTS] = uio->uio_offset;
-	d->async_n++;
+		return -slot;
+	*tag = (uint32_t)slot;
 	d->bytes += total;
 	return 0;
+}
+
+/* The DUMP_ASYNC write on slot `tag`, back from the device: its slot is free again. */
+static int dump_wait(void *softc, uint32_t tag)
+{
+	struct virtio_blk *d = softc;
+
+	if (tag >= VBLK_SLOTS || d->slots[tag].state == SLOT_FREE)
+		return EINVAL;
+	if (testfault(TF_ASYNC_BATCH))
+		virtio_pci_notify(&d->vp, &d->vq);	/* what is waited for must have been rung */
+	return wait_request(d, (int)tag, &d->last_status);
 }
 
 static void dump_status(void *softc, uint32_t *device_status, uint32_t *request_status)
@@ -692,8 +650,8 @@ static const struct dumpdev_ops virtio_blk_dump_ops = {
 	.write = dump_write,
 	.flush = dump_flush,
 	.outstanding = dump_outstanding,
-	.submit = dump_submit,
-	.drain = dump_drain,
+	.post = dump_post,
+	.wait = dump_wait,
 	.status = dump_status,
 };
 

@@ -4,6 +4,7 @@
 #include "lib/dumpstate.h"
 #include "lib/errno.h"
 #include "lib/string.h"
+#include "lib/testfault.h"
 
 /*
  * The devices with a DUMPINIT outstanding: DUMPTERM goes only to those, once (it releases what
@@ -74,13 +75,20 @@ bool dumpdev_write_ok(const struct dumpdev *dev, const struct uio *uio, uint32_t
 
 /*
  * The protocol's state of each device dumpdev_dddump() serves: DUMPINIT done, between DUMPSTART
- * and DUMPEND, writes since the last flush. The dump path writes it after the crash, so it is
- * dump path state (lib/dumpstate.h), apart from the configured struct dumpdev it belongs to.
+ * and DUMPEND, writes since the last flush, and the DUMP_ASYNC writes in flight, oldest first
+ * from `head`: each one's driver tag and partition offset. The dump path writes it after the
+ * crash, so it is dump path state (lib/dumpstate.h), apart from the configured struct dumpdev
+ * it belongs to; like all static state it lies in the kernel image, which is always pinned.
  */
 #define DUMPDEV_MAX_STATES 4
 static struct dumpdev_state {
 	const struct dumpdev *dev;
 	bool ready, active, unflushed;
+	uint32_t head, in_flight;
+	struct {
+		uint32_t tag;
+		uint64_t offset;
+	} async[DUMPDEV_MAX_OUTSTANDING];
 } states[DUMPDEV_MAX_STATES] __dumpstate;
 
 /* The device's state; a fresh one if it has none and `create`; NULL if none (or no room). */
@@ -113,12 +121,79 @@ static int failed(const struct dumpdev_ops *ops, void *sc, struct dumpio_stat *s
 	return err;
 }
 
+/* ---- several writes in flight (DUMP_ASYNC) ---- */
+
+/* The first DUMP_ASYNC write that failed, found by one DUMPWRITE or DUMPEND: what it reports. */
+struct async_failure {
+	int error;
+	uint64_t offset;
+	uint32_t device_status, request_status;	/* the device's words when it was found */
+};
+
+static bool has_async(const struct dumpdev_ops *ops)
+{
+	return ops->outstanding && ops->post && ops->wait;
+}
+
+/* DUMPQUERY's max_outstanding: how many dumpdev_dddump() keeps in flight. */
+static uint32_t async_limit(const struct dumpdev_ops *ops, void *sc)
+{
+	uint32_t n = has_async(ops) ? ops->outstanding(sc) : 1;
+
+	return n < 1 ? 1 : n > DUMPDEV_MAX_OUTSTANDING ? DUMPDEV_MAX_OUTSTANDING : n;
+}
+
+/* Wait for the oldest write in flight and forget it: 0 or its error, the first one noted. */
+static int wait_oldest(const struct dumpdev_ops *ops, void *sc, struct dumpdev_state *state,
+		       struct async_failure *fail)
+{
+	uint32_t i = state->head;
+	int err = ops->wait(sc, state->async[i].tag);
+
+	state->head = (i + 1) % DUMPDEV_MAX_OUTSTANDING;
+	state->in_flight--;
+	if (err && !fail->error) {
+		fail->error = err;
+		fail->offset = state->async[i].offset;
+		fail->request_status = 0xff;
+		ops->status(sc, &fail->device_status, &fail->request_status);
+	}
+	return err;
+}
+
+/* Every write in flight, oldest first: 0, or the first failure (noted in *fail). */
+static int wait_all(const struct dumpdev_ops *ops, void *sc, struct dumpdev_state *state,
+		    struct async_failure *fail)
+{
+	/* testfault=async-batch (deliberately wrong): nobody waits for the writes in flight; what
+	 * follows them goes to the device while they still are (and, where the driver held back
+	 * their doorbell, rings it for them). */
+	if (testfault(TF_ASYNC_BATCH))
+		return fail->error;
+	while (state->in_flight)
+		wait_oldest(ops, sc, state, fail);
+	return fail->error;
+}
+
+static int async_failed(struct dumpio_stat *st, const struct async_failure *fail)
+{
+	if (st) {
+		st->error = fail->error;
+		st->op = DUMPIO_OP_WRITE;
+		st->failing_offset = fail->offset;
+		st->device_status = fail->device_status;
+		st->request_status = fail->request_status;
+	}
+	return fail->error;
+}
+
 int dumpdev_dddump(const struct dumpdev_ops *ops, struct dumpdev *dev, struct uio *uio, int cmd, void *arg)
 {
 	void *sc = dev ? dev->softc : 0;
 	struct dumpio_stat *st = arg;
 	uint64_t offset = uio ? uio->uio_offset : 0, total;
 	struct dumpdev_state none = { 0 }, *state;
+	struct async_failure fail = { 0 };
 	enum dumpio_op op;
 	bool fsync;
 	int err;
@@ -156,15 +231,15 @@ int dumpdev_dddump(const struct dumpdev_ops *ops, struct dumpdev *dev, struct ui
 			return EINVAL;
 		q->min_tsize = dev->block_size;
 		q->max_tsize = ops->max_transfer(sc);
-		q->max_outstanding = ops->outstanding && ops->submit && ops->drain ? ops->outstanding(sc) : 1;
-		if (q->max_outstanding < 1)
-			q->max_outstanding = 1;
+		q->max_outstanding = async_limit(ops, sc);
 		return 0;
 	}
 
 	case DUMPSTART:
 		if (!state->ready)
 			return failed(ops, sc, st, EINVAL, DUMPIO_OP_NONE, 0);
+		/* Whatever was in flight is the device's reset's to drop: forgotten here. */
+		state->head = state->in_flight = 0;
 		err = ops->start(sc);
 		if (err)
 			return failed(ops, sc, st, err, DUMPIO_OP_RESET, 0);
@@ -179,18 +254,38 @@ int dumpdev_dddump(const struct dumpdev_ops *ops, struct dumpdev *dev, struct ui
 		if (!dumpdev_write_ok(dev, uio, dev->block_size, ops->max_transfer(sc), &total))
 			return failed(ops, sc, st, EINVAL, DUMPIO_OP_WRITE, offset);
 		fsync = uio->uio_fmode & DUMP_FSYNC;
-		if ((uio->uio_fmode & DUMP_ASYNC) && ops->submit && ops->drain) {
-			err = ops->submit(sc, dev, uio, total, &offset);
-			if (err)
+		if ((uio->uio_fmode & DUMP_ASYNC) && has_async(ops)) {
+			uint32_t tag;
+
+			/* Room for it: with the limit in flight, the oldest completes first. A failure
+			 * is reported once the rest have come back; this write is not posted. */
+			if (state->in_flight >= async_limit(ops, sc) && wait_oldest(ops, sc, state, &fail)) {
+				wait_all(ops, sc, state, &fail);
+				return async_failed(st, &fail);
+			}
+			err = ops->post(sc, dev, uio, total, &tag);
+			if (!err) {
+				uint32_t i = (state->head + state->in_flight) % DUMPDEV_MAX_OUTSTANDING;
+
+				state->async[i].tag = tag;
+				state->async[i].offset = uio->uio_offset;
+				state->in_flight++;
+				state->unflushed = true;
+				uio->uio_resid = 0;
+				return 0;
+			}
+			if (err != ENOTSUP) {
+				/* Reported once the rest have come back: an earlier write's failure
+				 * first, as the first issued that failed. */
+				if (wait_all(ops, sc, state, &fail))
+					return async_failed(st, &fail);
 				return failed(ops, sc, st, err, DUMPIO_OP_WRITE, offset);
-			state->unflushed = true;
-			uio->uio_resid = 0;
-			return 0;
+			}
+			/* A write the device takes only alone: after the rest, as any other. */
 		}
 		/* Every other write waits for those in flight: what it says comes after them. */
-		err = ops->drain ? ops->drain(sc, &offset) : 0;
-		if (err)
-			return failed(ops, sc, st, err, DUMPIO_OP_WRITE, offset);
+		if (wait_all(ops, sc, state, &fail))
+			return async_failed(st, &fail);
 		if (!total && !fsync) {
 			uio->uio_resid = 0;
 			return 0;	/* only the wait */
@@ -204,21 +299,20 @@ int dumpdev_dddump(const struct dumpdev_ops *ops, struct dumpdev *dev, struct ui
 		return 0;
 
 	case DUMPEND: {
-		uint64_t at = 0;
 		int end_err = 0, drain_err;
 
 		if (!state->active)
 			return 0;
 		state->active = false;
 		/* The writes still in flight first: a flush covers only what completed before it. */
-		drain_err = ops->drain ? ops->drain(sc, &at) : 0;
+		drain_err = wait_all(ops, sc, state, &fail);
 		err = drain_err ? drain_err : state->unflushed ? ops->flush(sc) : 0;
 		if (!err)
 			state->unflushed = false;
 		if (ops->end)
 			end_err = ops->end(sc, !err);
 		if (drain_err)
-			return failed(ops, sc, st, drain_err, DUMPIO_OP_WRITE, at);
+			return async_failed(st, &fail);
 		if (err)
 			return failed(ops, sc, st, err, DUMPIO_OP_FLUSH, 0);
 		if (end_err)

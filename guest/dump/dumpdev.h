@@ -143,13 +143,25 @@ struct dumpdev {
  *                 the transfer that failed, for a driver that knows it better than the write's
  *                 start (which it holds on entry, and keeps if the driver leaves it).
  *   flush         the device's write cache (0 at once when it has none).
- *   outstanding   optional (NULL: 1): DUMPQUERY's max_outstanding, after init.
- *   submit        optional (with outstanding): a DUMP_ASYNC write of `total` bytes, checked,
- *                 handed to the device; it first waits for the oldest write in flight when
- *                 `outstanding` are. Its error may be an earlier write's: *failing_offset
- *                 then names that write.
- *   drain         optional (with submit): wait for every write in flight, oldest first; 0,
- *                 or the first that failed (its offset in *failing_offset).
+ *   outstanding   optional (NULL: 1): DUMPQUERY's max_outstanding, after init; at most
+ *                 DUMPDEV_MAX_OUTSTANDING.
+ *   post          optional (with outstanding and wait): hand one DUMP_ASYNC write of `total`
+ *                 bytes, checked, to the device (its doorbell rung) and return at once: 0 and
+ *                 in *tag what names it to `wait`, or an errno (this write's). ENOTSUP: this
+ *                 write cannot be in flight with others (nothing was posted); it then goes
+ *                 through `write`, after the writes in flight. dumpdev.c never has more than
+ *                 `outstanding` in flight, so the driver owns a resource (a request slot, a PRP
+ *                 list) for each; a write's is free again once `wait` returned for it.
+ *   wait          (with post) poll the write `tag` names to completion: 0 or an errno. The
+ *                 device may complete writes in any order: what completes for another tag on
+ *                 the way is the driver's to remember for that tag's wait. A write the device
+ *                 no longer holds (a reset on the way aborted it) fails at once.
+ *                 dumpdev.c keeps the writes in flight, oldest first, with their offsets: when
+ *                 `outstanding` are in flight, the oldest is waited for before the next post;
+ *                 every other DUMPWRITE, and DUMPEND, waits for them all, oldest first; a
+ *                 failure found on the way is reported only once every other write in flight
+ *                 has been waited for: the first that failed, its offset and the `status` words
+ *                 of the moment it was found. DUMPSTART forgets them (`start` resets the device).
  *   end           optional (NULL: none): DUMPEND of a device that was started, after the
  *                 flush (`flushed`: false when that flush failed): what else ends the dump on
  *                 the device, and leave it quiet.
@@ -165,12 +177,14 @@ struct dumpdev_ops {
 		     enum dumpio_op *op, uint64_t *failing_offset);
 	int (*flush)(void *softc);
 	uint32_t (*outstanding)(void *softc);
-	int (*submit)(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total,
-		      uint64_t *failing_offset);
-	int (*drain)(void *softc, uint64_t *failing_offset);
+	int (*post)(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total, uint32_t *tag);
+	int (*wait)(void *softc, uint32_t tag);
 	int (*end)(void *softc, bool flushed);
 	void (*status)(void *softc, uint32_t *device_status, uint32_t *request_status);
 };
+
+/* The most DUMP_ASYNC writes in flight dumpdev_dddump() keeps track of for one device. */
+#define DUMPDEV_MAX_OUTSTANDING	8
 
 /* The dddump entry point of a driver with these ops (its dddump is a call of this). */
 int dumpdev_dddump(const struct dumpdev_ops *ops, struct dumpdev *dev, struct uio *uio, int cmd, void *arg);

@@ -31,7 +31,7 @@ enum testfault_bit {
 	TF_NET_NO_FINISH,	/* netdump: DUMPEND sends no FINISH (the dump is on the server, never closed) */
 	TF_LZ4_OFFSET,		/* compress=lz4: every match offset written one byte too far back */
 	TF_LZ4_STUCK,		/* compress=lz4: every frame of an area from the area's first bytes */
-	TF_ASYNC_BATCH,		/* virtio-blk: DUMP_ASYNC writes ride on the next doorbell, nobody waits for them first */
+	TF_ASYNC_BATCH,		/* virtio-blk: DUMP_ASYNC writes ride on the next doorbell (its post); dumpdev.c waits for none first */
 	TF_COUNT,
 };
 
