@@ -211,3 +211,31 @@ def test_nested_needs_the_injection_and_the_guests_note(make_run):
     assert not _check(run.dir, recipe).ok  # a note before the crash does not count
     (run.dir / "console.log").write_bytes(b"*** CRASH: NMI\n\n*** " + crash_mod.NESTED_NOTE.encode() + b" (1)\n")
     assert _check(run.dir, recipe).ok
+
+
+def test_no_note_is_owed_for_a_second_nmi_sent_to_a_stopped_vm(make_run):
+    """A live fault that stopped the VM on a write before the second NMI went in, and QEMU never
+    resumed (QMP's STOP and RESUME events against nested.json's time): the guest never ran after
+    it. A pause that ended (the RFLAGS sampler's under TCG), or a stop after the NMI, excuses
+    nothing."""
+    run = make_run(crash="nmi")
+    recipe = crash_mod.get("nested")
+    (run.dir / "console.log").write_bytes(b"*** CRASH: NMI\n")
+    (run.dir / crash_mod.NESTED_FILE).write_text(json.dumps({"second_nmi_injected": 100.5}))
+
+    def events(*timed: tuple[str, float]) -> None:
+        (run.dir / "qmp.jsonl").write_text("".join(json.dumps(
+            {"t": t, "dir": "in", "msg": {"event": e, "timestamp": {"seconds": int(t),
+                                                                   "microseconds": round(t % 1 * 1e6)}}}) + "\n"
+            for e, t in timed))
+
+    events(("STOP", 99.0), ("RESUME", 99.5), ("STOP", 100.7))  # stopped after it
+    assert "not seen" in _check(run.dir, recipe).problems[0]
+    events(("STOP", 100.25), ("RESUME", 100.3))  # a pause that ended before it
+    assert "not seen" in _check(run.dir, recipe).problems[0]
+    events(("STOP", 100.25), ("RESUME", 100.6))  # a pause it went into, that ended
+    assert "not seen" in _check(run.dir, recipe).problems[0]
+    events(("STOP", 99.0), ("RESUME", 99.5), ("STOP", 100.25))  # stopped for good before it
+    assert _check(run.dir, recipe).ok
+    (run.dir / "qmp.jsonl").unlink()
+    assert "not seen" in _check(run.dir, recipe).problems[0]

@@ -785,8 +785,36 @@ def _nested_problems(run_dir: Path | None) -> list[str]:
     crash_at = console.find("*** CRASH")
     note_at = console.find(crash_mod.NESTED_NOTE, max(crash_at, 0))
     if crash_at < 0 or note_at < 0:
+        if _stopped_before_second_nmi(run_dir):  # QEMU's word: the guest never ran after it
+            return []
         return [f"the console shows no {crash_mod.NESTED_NOTE!r} after the crash: the second NMI was not seen"]
     return []
+
+
+def _stopped_before_second_nmi(run_dir: Path) -> bool:
+    """Whether the guest never ran again after the nested recipe sent its second NMI: QEMU had
+    stopped the VM (on a live fault's trigger write) before it went in, and never resumed it
+    (QMP's STOP and RESUME events against nested.json's time; the RFLAGS sampler's pauses under
+    TCG each end with a RESUME). Then the guest could not take the NMI, and owes no note. False
+    when a record is missing."""
+    try:
+        sent = float(json.loads((Path(run_dir) / crash_mod.NESTED_FILE).read_text())["second_nmi_injected"])
+        lines = (Path(run_dir) / "qmp.jsonl").read_text(encoding="utf-8", errors="replace").splitlines()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    running_at_send, resumed_after = True, False
+    for line in lines:
+        try:
+            msg = json.loads(line).get("msg") or {}
+            when = msg["timestamp"]["seconds"] + msg["timestamp"]["microseconds"] / 1e6
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if msg.get("event") in ("STOP", "RESUME"):
+            if when < sent:
+                running_at_send = msg["event"] == "RESUME"
+            elif msg["event"] == "RESUME":
+                resumed_after = True
+    return not running_at_send and not resumed_after
 
 
 def usable_parts(dump: dumpfmt.Dump) -> tuple[list[str], list[str], int, int]:
