@@ -475,7 +475,7 @@ def test_a_cached_read_decodes_a_frame_again_once_its_bytes_changed(make_run):
     run = make_run(compress=True)
     cache = dumpfmt.ReadCache()
     assert read(run, cache=cache).status == "complete"
-    assert cache.decoded_frames  # the frames that decoded, kept for the next read
+    assert cache.decoded.frames  # the frames that decoded, kept for the next read
     assert read(run, cache=cache).status == "complete"
     a = run.area("ram-high")
     run.flip(run.part_offset + a.disk_offset + 40)  # frame 0's payload
@@ -625,15 +625,18 @@ def test_the_store_of_decoded_frames_is_bounded(monkeypatch):
 
 def test_a_read_without_a_cache_decodes_every_frame_and_leaves_them_for_the_cached_reads(lz4_run, monkeypatch):
     run = lz4_run
-    frames.SHARED_FRAMES.clear(), frames.SHARED_RUNS.clear()
+    store = frames.DecodedStore()
     counted = _counting_decodes(monkeypatch)
-    assert read(run).status == "complete"
+    assert read(run, keep_decoded=store).status == "complete"
     every = len(counted)
-    assert every and len(frames.SHARED_FRAMES) >= every - 1  # left there (the crash record read again)
+    assert every and len(store.frames) >= every - 1  # left there (the crash record read again)
     counted.clear()
-    assert read(run).status == "complete" and len(counted) == every  # never taken by a read without a cache
+    assert read(run, keep_decoded=store).status == "complete" and len(counted) == every  # never taken by it
     counted.clear()
     assert read(run, cache=dumpfmt.ReadCache()).status == "complete"
+    assert len(counted) == every  # a cache of its own: nothing left for it
+    counted.clear()
+    assert read(run, cache=dumpfmt.ReadCache(store)).status == "complete"
     assert len(counted) < every // 4  # a cached read takes them (a run's last frame is checked again)
 
 
@@ -644,6 +647,6 @@ def test_the_frames_kept_are_keyed_by_where_the_chunks_lie_too(lz4_run):
     d = read(run, cache=cache)
     h = d.header
     a = d.areas[run.area_index("ram-high")]
-    frame, then = cache.decoded_frames[a.disk_offset]
+    frame, then = cache.decoded.frames[a.disk_offset]
     first = (a.disk_offset - h.body_offset) // h.chunk_size
     assert then[:3] == (h.body_offset, h.chunk_size, first) and then[3:] == tuple(d.chunk_crcs[first:first + len(then) - 3])

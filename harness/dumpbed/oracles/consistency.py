@@ -33,7 +33,7 @@ from dumpbed.capture import blklog
 from dumpbed.oracles.base import Check, make_check
 from dumpbed.oracles.dumpio import DeviceIO, DumpCommand
 from dumpbed.oracles.replay import DiskState, touches
-from dumpbed.reader import dumpfmt
+from dumpbed.reader import dumpfmt, frames
 
 MAX_PREFIX_STATES = 4000  # every boundary up to this many writes; sampled beyond
 MAX_REORDER_STATES = 3000  # per device
@@ -71,7 +71,7 @@ class Tally:
 
 class _Sweep:
     def __init__(self, io: DeviceIO, state: DiskState, units: list[Unit], block_size: int, dump_id: bytes,
-                 final: dumpfmt.Dump, seed: int):
+                 final: dumpfmt.Dump, seed: int, decoded: Optional[frames.DecodedStore] = None):
         self.io = io
         self.state = state
         self.units = units
@@ -79,7 +79,7 @@ class _Sweep:
         self.dump_id = dump_id
         self.final = final
         self.rng = random.Random(seed)
-        self.cache = dumpfmt.ReadCache()
+        self.cache = dumpfmt.ReadCache(decoded)
         self._last: Optional[dumpfmt.Dump] = None  # the last state the reader read, and what it read
         self._last_reads: list[tuple[int, int]] = []
         self._read_starts: list[int] = []  # their starts, for the bisection of touches()
@@ -338,10 +338,12 @@ def _whole_chunk_crcs(final: dumpfmt.Dump, io: DeviceIO) -> Optional[list[int]]:
 
 
 def check_device(io: DeviceIO, final_image: Path, block_size: int, dump_id: bytes, final: Callable[[], dumpfmt.Dump],
-                 initial: Callable[[int, int], bytes]) -> tuple[Tally, str]:
+                 initial: Callable[[int, int], bytes],
+                 decoded: Optional[frames.DecodedStore] = None) -> tuple[Tally, str]:
     """Sweep one dump device; returns the tally and a one-line summary. `final` gives the final
     dump, asked for only once the log is found to explain the image: the caller may still be
-    reading it."""
+    reading it. `decoded`: the frames the read of the image decoded (dumpfmt.read's
+    keep_decoded), which the states' reads take where their bytes are the same."""
     if io.log is None:
         t = Tally()
         t.problems.append(f"{io.role}: no write log ({blklog.LOG_SUFFIX}): the disk's states cannot be rebuilt")
@@ -356,7 +358,7 @@ def check_device(io: DeviceIO, final_image: Path, block_size: int, dump_id: byte
                 state.apply(u.entry)
             differs = state.first_difference(final_image)
             final_dump = final()
-            sweep = _Sweep(io, state, units, block_size, dump_id, final_dump, seed)
+            sweep = _Sweep(io, state, units, block_size, dump_id, final_dump, seed, decoded)
             if differs is not None:
                 sweep.problem(f"the write log does not explain the final disk: replayed on the disk as it was "
                               f"before the run, it differs from the image at partition offset 0x{differs:x} "
@@ -379,17 +381,17 @@ def check_device(io: DeviceIO, final_image: Path, block_size: int, dump_id: byte
 
 def check_consistency(devices: list[tuple[DeviceIO, Path, int, dumpfmt.Dump | Callable[[], dumpfmt.Dump],
                                          Callable[[int, int], bytes]]],
-                      dump_id: bytes) -> Check:
+                      dump_id: bytes, decoded: Optional[frames.DecodedStore] = None) -> Check:
     """devices: (io, image, block size, its final dump, its initial content) for each dump device.
     The final dump may be a function that gives it (waiting for a reader still at work): the
-    log's replay is compared with the image before it is asked for."""
+    log's replay is compared with the image before it is asked for. `decoded`: check_device's."""
     problems: list[str] = []
     summaries: list[str] = []
     for io, image, block_size, final, initial in devices:
         final_of = final if callable(final) else (lambda d=final: d)
         if not io.writes and final_of().status == "none":
             continue
-        tally, summary = check_device(io, image, block_size, dump_id, final_of, initial)
+        tally, summary = check_device(io, image, block_size, dump_id, final_of, initial, decoded)
         problems += tally.problems
         if summary:
             summaries.append(summary)

@@ -49,6 +49,7 @@ from dumpbed.oracles.write_order import check_write_order
 from dumpbed.oracles.write_sizes import check_write_sizes
 from dumpbed.reader import dumpfmt, vmcore_show
 from dumpbed.reader.dumpfmt import ComponentKind, ComponentStatus, CrashReason, HeaderStatus
+from dumpbed.reader.frames import DecodedStore
 from dumpbed.scenario import crash as crash_mod, disks as disks_mod, faults as faults_mod
 
 # The checks of a dump's contents: with no dump of the run expected (a fault before its first
@@ -220,9 +221,13 @@ def validate_run(run_dir: str | Path) -> Validation:
         stack.callback(lambda: dumps_read.done() or dumps_read.set_exception(
             DumpbedError("validation stopped before the dumps were read")))
         early = "consistency" not in profile.not_applicable and expected["outcome"] != "none"
-        sweep = pool.submit(_consistency, targets, ios, dumps_read.result, scenario, run_dir) if early else None
+        # The frames the reads of the images decode, for the sweep's reads of the same bytes.
+        decoded = DecodedStore()
+        sweep = (pool.submit(_consistency, targets, ios, dumps_read.result, scenario, run_dir, decoded)
+                 if early else None)
         dumps = {t.role: dumpfmt.read(images[t.role], t.layout.dump_offset, t.layout.dump_size,
-                                      t.layout.block_size, dump_id=scenario["dump_id"]) for t in targets}
+                                      t.layout.block_size, dump_id=scenario["dump_id"], keep_decoded=decoded)
+                 for t in targets}
         dumps_read.set_result(dumps)
         record = dump_of_record(dumps)
         by_role = {t.role: t for t in targets}
@@ -235,7 +240,7 @@ def validate_run(run_dir: str | Path) -> Validation:
             settled.update({name: Check(name, True, f"no dump of this run, as expected ({expected['why']}): nothing "
                                                     "to judge") for name in NOTHING_TO_JUDGE_WITHOUT_A_DUMP})
         if sweep is None and "consistency" not in settled:
-            sweep = pool.submit(_consistency, targets, ios, dumps_read.result, scenario, run_dir)
+            sweep = pool.submit(_consistency, targets, ios, dumps_read.result, scenario, run_dir, decoded)
         bar.update(description="validate: content")
         content, stats = check_content(dump, image, snapshot, scenario["memory_bytes"])
         secondary = (by_role["secondary"].layout, dumps["secondary"]) if "secondary" in dumps else None
@@ -397,8 +402,10 @@ def qemu_exit_status(run_dir: Path) -> Optional[int]:
     return status if isinstance(status, int) else None
 
 
-def _consistency(targets, ios: dict, dumps: Callable[[], dict], scenario: dict, run_dir: Path) -> Check:
-    """`dumps` gives the devices' dumps, once read (the sweep may start before)."""
+def _consistency(targets, ios: dict, dumps: Callable[[], dict], scenario: dict, run_dir: Path,
+                 decoded: DecodedStore) -> Check:
+    """`dumps` gives the devices' dumps, once read (the sweep may start before); `decoded`, the
+    frames those reads decoded."""
     devices = []
     for t in targets:
         io = ios[t.role]
@@ -406,7 +413,7 @@ def _consistency(targets, ios: dict, dumps: Callable[[], dict], scenario: dict, 
             return Check("consistency", False, "timeline.json missing: the crash instant is unknown")
         devices.append((io, t.image, t.layout.block_size, lambda role=t.role: dumps()[role],
                         _initial_content(t, run_dir, scenario)))
-    return check_consistency(devices, scenario["dump_id"])
+    return check_consistency(devices, scenario["dump_id"], decoded)
 
 
 def _initial_content(target, run_dir: Path, scenario: dict):

@@ -728,16 +728,21 @@ def read(
     verify_chunks: bool = True,
     dump_id: bytes | None = None,
     cache: ReadCache | None = None,
+    keep_decoded: frames.DecodedStore | None = None,
 ) -> Dump:
     """Parse and classify the dump in the partition [partition_offset, +partition_bytes) of an
     image (path, open file, mmap, bytes or Image). block_size is the device's logical block
     size when known (it locates the trailer and must equal the header's). dump_id is the dump
     the caller looks for (the harness gives its run's): a valid leader of another dump makes
-    the dump none. A cache shared by reads of one partition saves re-parsing what they share."""
+    the dump none. A cache shared by reads of one partition saves re-parsing what they share.
+    A read without one decodes every frame itself; keep_decoded keeps those frames for the
+    cached reads of the same bytes to come (a ReadCache made with that store)."""
     if isinstance(source, Image):
-        return _Reader(source, partition_offset, partition_bytes, block_size, verify_chunks, dump_id, cache).run()
+        return _Reader(source, partition_offset, partition_bytes, block_size, verify_chunks, dump_id, cache,
+                       keep_decoded).run()
     with Image(source) as image:
-        return _Reader(image, partition_offset, partition_bytes, block_size, verify_chunks, dump_id, cache).run()
+        return _Reader(image, partition_offset, partition_bytes, block_size, verify_chunks, dump_id, cache,
+                       keep_decoded).run()
 
 
 def read_image(image_path: str | Path, verify_chunks: bool = True, dump_id: bytes | None = None) -> Dump:
@@ -760,20 +765,21 @@ class ReadCache:
     """What one read may hand to the next of the same partition: the crash-consistency oracle
     reads thousands of states of one disk, most sharing their directory slot byte for byte."""
 
-    def __init__(self):
+    def __init__(self, decoded: frames.DecodedStore | None = None):
         self.directories: dict = {}
         self.frames: dict = {}  # an area's checked frames, by its entry and its chunks' CRCs
         # frames that decoded, by offset, with their chunks' CRCs, and the run of them each walk
-        # took, by its start (frames.Decoded): the process's one store, which the reads without a
-        # cache fill too (the validator's read of the image, before the sweep reads its states)
-        self.decoded_frames: dict = frames.SHARED_FRAMES
-        self.decoded_runs: dict = frames.SHARED_RUNS
+        # took, by its start (frames.Decoded): `decoded` shares those a plain read of the image
+        # left (read's keep_decoded: the validator's, before the sweep reads its states)
+        self.decoded = decoded if decoded is not None else frames.DecodedStore()
 
 
 class _Reader:
     def __init__(self, image: Image, offset: int, size: int, block_size: int | None, verify_chunks: bool,
-                 dump_id: bytes | None, cache: ReadCache | None = None):
+                 dump_id: bytes | None, cache: ReadCache | None = None,
+                 keep_decoded: frames.DecodedStore | None = None):
         self.cache = cache
+        self.keep_decoded = keep_decoded
         self.part = _Partition(image, offset, max(0, size))
         self.expected_block = block_size
         self.verify_chunks = verify_chunks
@@ -1331,10 +1337,11 @@ class _Reader:
         as the last read found them under the same entry and the same chunk CRCs."""
         may_be_cut = a.index == self.dump.partial_area
         decoded = None
-        if self.chunk_crcs is not None:  # a read without a cache decodes every frame, and leaves them there
-            kept = self.cache or ReadCache()
-            decoded = frames.Decoded(kept.decoded_frames, self.chunks_holding, kept.decoded_runs,
-                                     look=self.cache is not None)
+        if self.chunk_crcs is not None and self.cache is not None:
+            decoded = frames.Decoded(self.cache.decoded.frames, self.chunks_holding, self.cache.decoded.runs)
+        elif self.chunk_crcs is not None and self.keep_decoded is not None:  # decodes all, leaves them
+            decoded = frames.Decoded(self.keep_decoded.frames, self.chunks_holding, self.keep_decoded.runs,
+                                     look=False)
         walk = lambda: frames.walk(self.part.read, area_label(a), a.disk_offset, a.length, a.stored_bytes,
                                    may_be_cut, decode=True, decoded=decoded)
         key = self.frames_key(a, may_be_cut)

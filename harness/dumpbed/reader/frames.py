@@ -133,14 +133,19 @@ class _Stored:
         return memoryview(self.buf)[at - self.buf_at:at - self.buf_at + n]
 
 
-# The frames that decoded, kept for reads to come (Decoded): one store for the process, so that
-# the frames a plain read of an image decoded (the validator's) serve the reads of the disk's
-# states made later from the same bytes (the consistency sweep's), each frame keyed by the CRCs
-# of the chunks that hold it. Bounded: a store that reaches its limit starts over.
-SHARED_FRAMES: dict = {}
-SHARED_RUNS: dict = {}
-FRAMES_KEPT = 1 << 18  # frames (16 GiB of data, some 100 MB of entries)
+FRAMES_KEPT = 1 << 18  # frames a DecodedStore keeps at most (16 GiB of data, some 100 MB of entries)
 RUNS_KEPT = 1 << 12
+
+
+class DecodedStore:
+    """The frames that decoded, kept for reads to come (Decoded), and the runs of them walks
+    took. One validation has one: the frames its plain read of the image decoded serve the reads
+    of the disk's states the consistency sweep makes later from the same bytes, each frame keyed
+    by the CRCs of the chunks that hold it. Bounded: a store that reaches its limit starts over."""
+
+    def __init__(self):
+        self.frames: dict = {}
+        self.runs: dict = {}
 
 
 class Decoded:
