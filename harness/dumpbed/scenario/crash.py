@@ -179,7 +179,11 @@ def _second_nmi_once_quiesced(machine: Machine, result_log: Path, timeout: float
     machine.qmp.command("inject-nmi")
     until = time.monotonic() + NOTE_WAIT_S
     while NESTED_NOTE not in machine.console.text[since:] and time.monotonic() < until:
-        if not machine.is_running() or machine.qmp.command("query-status").get("status") != "running":
+        try:
+            running = machine.is_running() and machine.qmp.command("query-status").get("status") == "running"
+        except DumpbedError:  # QEMU ended under the question (a guest that finished and exited)
+            running = False
+        if not running:
             break  # stopped on a fault's write, or gone: nothing more to wait for
         time.sleep(0.005)
     (Path(machine.artifacts) / NESTED_FILE).write_text(json.dumps(record, indent=1) + "\n")
