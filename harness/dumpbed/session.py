@@ -101,7 +101,7 @@ class Session:
     def status(self, machine: Machine) -> str:
         if machine.is_running():
             try:
-                vm = machine.qmp.command("query-status", timeout=5)["status"]
+                vm = machine.run_state(timeout=5)
             except DumpbedError as exc:
                 vm = f"unknown ({exc})"
         else:
@@ -185,13 +185,13 @@ class Session:
         if key in KEY_CRASHES:
             if key == "w":
                 machine.console.send(KILL_LINE)  # `hang` is typed on a line of its own
-                if _vm_status(machine) == "paused":
+                if machine.run_state(timeout=5) == "paused":
                     machine.cont()  # the recipe types at the running guest
             return KEY_CRASHES[key]
         if key == "f":
             self._arm(machine)
         elif key == "p":
-            if _vm_status(machine) == "paused":
+            if machine.run_state(timeout=5) == "paused":
                 machine.cont()
             else:
                 machine.stop()
@@ -301,7 +301,7 @@ class Session:
     def _snapshot(self, machine: Machine) -> None:
         self.snapshots += 1
         where = self.out / "session" / f"snapshot-{self.snapshots}"
-        was_running = _vm_status(machine) != "paused"
+        was_running = machine.run_state(timeout=5) != "paused"
         if was_running:
             machine.stop()
         try:
@@ -326,10 +326,6 @@ class Session:
         if self._forwarder is not None:
             self._forwarder.join(2)
         self.stdout.flush()
-
-
-def _vm_status(machine: Machine) -> str:
-    return machine.qmp.command("query-status", timeout=5)["status"]
 
 
 def _raw(fd: int, saved: list) -> None:

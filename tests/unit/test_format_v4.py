@@ -496,7 +496,7 @@ def test_a_scenario_asking_for_an_unknown_compression_is_refused_before_any_chec
 
 
 # -- the fast paths of compressed data: decoding into the caller's buffer, the runs of decoded
-# frames a walk takes at once, the process's one store of decoded frames --------------------------
+# frames a walk takes at once, the store of decoded frames a validation keeps --------------------------
 
 
 def _area_bytes(data: bytes, at: int = 4096) -> tuple[bytearray, int, frames.Read]:
@@ -575,8 +575,9 @@ def _counting_decodes(monkeypatch) -> list:
 def test_a_walk_takes_the_run_of_frames_the_last_walk_took(monkeypatch):
     data = NOISE  # six RAW frames
     part, size, read = _area_bytes(data)
-    store, runs = {}, {}
-    decoded = frames.Decoded(store, _span_of(part), runs)
+    kept = frames.DecodedStore()
+    runs = kept.runs
+    decoded = frames.Decoded(kept, _span_of(part))
     looked = []
     monkeypatch.setattr(frames.Decoded, "known", lambda self, at: looked.append(at))  # frame by frame: none
     counted = _counting_decodes(monkeypatch)
@@ -602,7 +603,7 @@ def test_a_walk_takes_the_run_of_frames_the_last_walk_took(monkeypatch):
 def test_a_run_is_never_taken_past_the_areas_stored_bytes():
     data = NOISE[:4 * 65536]
     part, size, read = _area_bytes(data)
-    decoded = frames.Decoded({}, _span_of(part), {})
+    decoded = frames.Decoded(frames.DecodedStore(), _span_of(part))
     assert frames.walk(read, "area", 4096, len(data), size, False, True, decoded).problem is None
     fi = frames.walk(read, "area", 4096, len(data), 2 * (65536 + 16) + 10, False, True, decoded)
     assert fi.problem.startswith("frame 2 at partition offset") and "past the area's stored_bytes" in fi.problem
@@ -613,8 +614,9 @@ def test_the_store_of_decoded_frames_is_bounded(monkeypatch):
     monkeypatch.setattr(frames, "RUNS_KEPT", 2)
     data = NOISE[:5 * 65536]
     part, size, read = _area_bytes(data)
-    store, runs = {}, {}
-    decoded = frames.Decoded(store, _span_of(part), runs)
+    kept = frames.DecodedStore()
+    store, runs = kept.frames, kept.runs
+    decoded = frames.Decoded(kept, _span_of(part))
     for at in range(5):
         decoded.add(frames.Frame(4096 + at * (65536 + 16), frames.KIND_RAW, 65536, 65536, 0))
         assert 0 < len(store) <= 3

@@ -120,7 +120,7 @@ class RflagsSampler:
         qmp.command("stop", timeout=2)
         # Continue only a VM this sample stopped: one that QEMU stopped on a fault's write
         # (status io-error) stays stopped for the fault.
-        mine = qmp.command("query-status", timeout=2).get("status") == "paused"
+        mine = self._machine.run_state(timeout=2) == "paused"
         try:
             return qmp.hmp("info registers", timeout=2)
         finally:

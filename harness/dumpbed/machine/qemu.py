@@ -390,6 +390,11 @@ class Machine:
     def stop(self) -> None:
         self.qmp.command("stop")
 
+    def run_state(self, timeout: float = 30.0) -> str:
+        """The VM's run state as QEMU says it (query-status): 'running', 'paused', 'io-error',
+        ... (the QEMU process's own state is state())."""
+        return self.qmp.command("query-status", timeout=timeout).get("status", "")
+
     def is_running(self) -> bool:
         return self.process is not None and self.poll() is None
 

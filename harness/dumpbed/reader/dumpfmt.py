@@ -1336,12 +1336,10 @@ class _Reader:
         """The area's frames walked and decoded, or (a cache shared by reads of one partition)
         as the last read found them under the same entry and the same chunk CRCs."""
         may_be_cut = a.index == self.dump.partial_area
-        decoded = None
-        if self.chunk_crcs is not None and self.cache is not None:
-            decoded = frames.Decoded(self.cache.decoded.frames, self.chunks_holding, self.cache.decoded.runs)
-        elif self.chunk_crcs is not None and self.keep_decoded is not None:  # decodes all, leaves them
-            decoded = frames.Decoded(self.keep_decoded.frames, self.chunks_holding, self.keep_decoded.runs,
-                                     look=False)
+        # a cached read takes frames decoded before; a plain one decodes all, and may leave them
+        kept = self.cache.decoded if self.cache is not None else self.keep_decoded
+        decoded = frames.Decoded(kept, self.chunks_holding, look=self.cache is not None) \
+            if kept is not None and self.chunk_crcs is not None else None
         walk = lambda: frames.walk(self.part.read, area_label(a), a.disk_offset, a.length, a.stored_bytes,
                                    may_be_cut, decode=True, decoded=decoded)
         key = self.frames_key(a, may_be_cut)

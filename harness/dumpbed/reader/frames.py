@@ -156,13 +156,11 @@ class Decoded:
     frame, the run of whole frames the last walk from there took, with the CRCs of the chunks
     holding the whole run: the next walk takes it at once while those bytes are the same,
     rather than a frame at a time (an area growing through hundreds of states, each walk would
-    otherwise look up every frame it had before). With `look` False, frames are only left
-    there for reads to come (a read that decodes every frame itself)."""
+    otherwise look up every frame it had before). Both are kept in `kept`. With `look` False,
+    frames are only left there for reads to come (a read that decodes every frame itself)."""
 
-    def __init__(self, store: dict, span: Callable[[int, int], Optional[tuple]], runs: Optional[dict] = None,
-                 look: bool = True):
-        self.store, self.span = store, span
-        self.runs = runs if runs is not None else {}
+    def __init__(self, kept: DecodedStore, span: Callable[[int, int], Optional[tuple]], look: bool = True):
+        self.store, self.runs, self.span = kept.frames, kept.runs, span
         self.look = look
 
     def known(self, at: int) -> Optional[Frame]:

@@ -180,7 +180,7 @@ def _second_nmi_once_quiesced(machine: Machine, result_log: Path, timeout: float
     until = time.monotonic() + NOTE_WAIT_S
     while NESTED_NOTE not in machine.console.text[since:] and time.monotonic() < until:
         try:
-            running = machine.is_running() and machine.qmp.command("query-status").get("status") == "running"
+            running = machine.is_running() and machine.run_state() == "running"
         except DumpbedError:  # QEMU ended under the question (a guest that finished and exited)
             running = False
         if not running:

@@ -95,7 +95,7 @@ def _until_stopped(machine: Machine, deadline: Deadline) -> None:
     "Write order"), each to the image and then to the write log. A fault acting before that, a
     kill above all, would leave a write in the image that the log never got. QMP commands are
     not run inside the drain, so the answer comes once it is over."""
-    while _status(machine) != "io-error":
+    while machine.run_state() != "io-error":
         if deadline.expired:
             raise deadline.timeout()
         time.sleep(POLL / 10)
@@ -139,7 +139,7 @@ def ride_out_until_quiesced(machine: Machine, node: str, result_log: Path, timeo
     while not any(line.word == "QUIESCED" for line in resultchan.read_lines(result_log)):
         if not machine.is_running():
             raise DumpbedError("QEMU ended while the runtime requests were held")
-        if _status(machine) == "io-error":
+        if machine.run_state() == "io-error":
             stops += 1
             machine.cont()
         if deadline.expired:
@@ -147,17 +147,13 @@ def ride_out_until_quiesced(machine: Machine, node: str, result_log: Path, timeo
         time.sleep(POLL / 10)
     machine.qmp.command("blockdev-reopen", {"options": [{"driver": "raw", "node-name": node,
                                                          "file": log_node(node)}]})
-    released = _status(machine) == "io-error"
+    released = machine.run_state() == "io-error"
     if released:
         machine.cont()
     log.action = (f"the device retried the held requests {stops} times before the guest's QUIESCED (each failed "
                   f"and stopped the VM again); then the rule went" +
                   ("; the VM was stopped on a held request again: continued, the request let through"
                    if released else ""))
-
-
-def _status(machine: Machine) -> str:
-    return machine.qmp.command("query-status").get("status", "")
 
 
 def wait_for_lines(path: Path, word: str, count: int, timeout: float, alive, what: str) -> None:
