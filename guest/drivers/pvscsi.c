@@ -203,6 +203,7 @@ struct pv_slot {
 	bool polled;
 	uint16_t target;
 	uint32_t context;
+	uint64_t deadline;	/* a polled command's: pkt_time from its tran_start */
 	struct scsi_pkt *pkt;
 	/* the completion, copied out of the ring */
 	uint64_t data_len;
@@ -556,12 +557,12 @@ static void finish(struct pvscsi_softc *sc, struct pv_slot *s, struct scsi_pkt *
 	s->state = SLOT_FREE;
 }
 
-/* Wait for a polled command; on timeout abort it, and if even that does not bring it back,
- * leave its slot abandoned. */
+/* Wait for a polled command until its deadline; on timeout abort it, and if even that does not
+ * bring it back, leave its slot abandoned. */
 static void wait_polled(struct pvscsi_softc *sc, struct pv_slot *s, struct scsi_pkt *pkt)
 {
 	uint32_t ms = pkt->pkt_time ? pkt->pkt_time : PV_DEFAULT_TIME_MS;
-	uint64_t deadline = deadline_after_ms(ms);
+	uint64_t deadline = s->deadline;
 
 	for (;;) {
 		reap(sc);
@@ -632,6 +633,8 @@ static int pv_start(struct scsi_address *ap, struct scsi_pkt *pkt)
 	pkt->pkt_scbp = 0;
 	pkt->pkt_resid = pkt->pkt_datalen;
 	pkt->pkt_sense_len = 0;
+	if (polled)
+		s->deadline = deadline_after_ms(pkt->pkt_time ? pkt->pkt_time : PV_DEFAULT_TIME_MS);
 	s->state = SLOT_INFLIGHT;	/* before the kick: the completion may be written any time after */
 	post(sc, s, ap, pkt);
 	sc->commands++;
@@ -640,6 +643,25 @@ static int pv_start(struct scsi_address *ap, struct scsi_pkt *pkt)
 	if (!polled)
 		return TRAN_ACCEPT;	/* pv_intr completes it */
 	sc->polled_commands++;
+	if (!(pkt->pkt_flags & FLAG_NOWAIT))
+		wait_polled(sc, s, pkt);
+	return TRAN_ACCEPT;	/* FLAG_NOWAIT: pv_poll completes it */
+}
+
+/* tran_poll: a FLAG_NOWAIT command to completion. Its slot is still its own unless an adapter
+ * reset (RESET_ALL for another command) freed every slot: then the command is gone. */
+static int pv_poll(struct scsi_address *ap, struct scsi_pkt *pkt)
+{
+	struct pvscsi_softc *sc = ap->a_hba->hba_private;
+	struct pv_slot *s = pkt->pkt_ha_private;
+
+	if (s < sc->slots || s >= sc->slots + PV_SLOTS || s->pkt != pkt ||
+	    (s->state != SLOT_INFLIGHT && s->state != SLOT_DONE)) {
+		pkt->pkt_ha_private = 0;
+		pkt->pkt_reason = CMD_RESET;
+		pkt->pkt_resid = pkt->pkt_datalen;
+		return TRAN_ACCEPT;
+	}
 	wait_polled(sc, s, pkt);
 	return TRAN_ACCEPT;
 }
@@ -912,6 +934,7 @@ static const struct scsi_hba_tran pv_tran = {
 	.tran_start = pv_start,
 	.tran_reset = pv_reset,
 	.tran_abort = pv_abort,
+	.tran_poll = pv_poll,
 	.tran_quiesce = pv_quiesce,
 	.tran_print_info = pv_print_info,
 	.tran_dump_pin = pv_dump_pin,
@@ -954,6 +977,7 @@ static int pv_attach(struct pvscsi_softc *sc, struct pci_dev *pci, struct pv_dma
 	sc->hba.max_target = PV_MAX_TARGET;
 	sc->hba.max_lun = PV_MAX_LUN;
 	sc->hba.initiator_id = 0xffff;	/* no parallel bus of ours: the adapter addresses targets */
+	sc->hba.max_polled = PV_SLOTS - 1;	/* one kept for a failed command's retry */
 	sc->hba.hba_private = sc;
 	sc->hba.name = sc->name;
 	return 0;

@@ -133,6 +133,7 @@ struct vscsi_slot {
 	volatile uint8_t state;
 	bool polled;
 	uint64_t tag;
+	uint64_t deadline;	/* a polled command's: pkt_time from its tran_start */
 	struct scsi_pkt *pkt;
 };
 
@@ -281,6 +282,9 @@ static void read_config(struct virtio_scsi *vs)
 	vs->hba.max_target = (uint16_t)((vs->max_target < 255 ? vs->max_target : 255) + 1);
 	vs->hba.max_lun = (uint16_t)((vs->max_lun < 16383 ? vs->max_lun : 16383) + 1);
 	vs->hba.initiator_id = 0xffff;	/* not a parallel bus */
+	/* One slot is kept for the retry of a command that failed while the others are in flight
+	 * (the failed one's may stay abandoned). */
+	vs->hba.max_polled = (uint16_t)(vs->nslots - 1);
 	vs->hba.hba_private = vs;
 	vs->hba.name = vs->name;
 }
@@ -531,13 +535,13 @@ static struct vscsi_slot *slot_of_pkt(struct virtio_scsi *vs, struct scsi_pkt *p
 	return 0;
 }
 
-/* Wait for a polled command; on timeout try ABORT TASK, and if even that does not bring it
- * back, leave the slot abandoned. */
+/* Wait for a polled command until its deadline; on timeout try ABORT TASK, and if even that
+ * does not bring it back, leave the slot abandoned. */
 static void wait_polled(struct virtio_scsi *vs, struct vscsi_slot *s, struct scsi_pkt *pkt)
 {
 	uint32_t ms = pkt->pkt_time ? pkt->pkt_time : DEFAULT_TIME_MS;
 	struct vscsi_wait w = { vs, &s->state };
-	int err = virtq_poll_used(&vs->vp, deadline_after_ms(ms), cmd_back, &w);
+	int err = virtq_poll_used(&vs->vp, s->deadline, cmd_back, &w);
 
 	if (!err) {
 		fill_result(vs, s, pkt);
@@ -623,6 +627,8 @@ static int vscsi_start(struct scsi_address *ap, struct scsi_pkt *pkt)
 	s->pkt = pkt;
 	pkt->pkt_ha_private = s;
 	pkt->pkt_reason = CMD_INCOMPLETE;
+	if (polled)
+		s->deadline = deadline_after_ms(pkt->pkt_time ? pkt->pkt_time : DEFAULT_TIME_MS);
 
 	/* header, data-out, response, data-in: the device-readable part first (max_segs <=
 	 * desc_per_slot - 2: the slot's range holds it) */
@@ -644,6 +650,36 @@ static int vscsi_start(struct scsi_address *ap, struct scsi_pkt *pkt)
 	if (!polled)
 		return TRAN_ACCEPT;	/* vscsi_intr completes it */
 	vs->polled_commands++;
+	if (!(pkt->pkt_flags & FLAG_NOWAIT))
+		wait_polled(vs, s, pkt);
+	return TRAN_ACCEPT;	/* FLAG_NOWAIT: vscsi_poll completes it */
+}
+
+/* tran_poll: a FLAG_NOWAIT command to completion. Its slot is still its own unless a device
+ * reset (RESET_ALL for another command) freed every slot: then the command is gone. */
+static int vscsi_poll(struct scsi_address *ap, struct scsi_pkt *pkt)
+{
+	struct virtio_scsi *vs = ap->a_hba->hba_private;
+	struct vscsi_slot *s = pkt->pkt_ha_private;
+
+	if (s < vs->slots || s >= vs->slots + vs->nslots || s->pkt != pkt ||
+	    (s->state != SLOT_INFLIGHT && s->state != SLOT_DONE)) {
+		pkt->pkt_ha_private = 0;
+		pkt->pkt_reason = CMD_RESET;
+		return TRAN_ACCEPT;
+	}
+	if (testfault(TF_NO_WAIT)) {
+		/* Deliberately wrong: the command is reported done (GOOD) without a look at the
+		 * device; its slot is freed when the device gives it back. */
+		s->state = s->state == SLOT_DONE ? SLOT_FREE : SLOT_ABANDONED;
+		s->pkt = 0;
+		pkt->pkt_ha_private = 0;
+		pkt->pkt_reason = CMD_CMPLT;
+		pkt->pkt_scbp = STATUS_GOOD;
+		pkt->pkt_resid = 0;
+		pkt->pkt_sense_len = 0;
+		return TRAN_ACCEPT;
+	}
 	wait_polled(vs, s, pkt);
 	return TRAN_ACCEPT;
 }
@@ -759,6 +795,7 @@ static const struct scsi_hba_tran vscsi_tran = {
 	.tran_start = vscsi_start,
 	.tran_reset = vscsi_reset,
 	.tran_abort = vscsi_abort,
+	.tran_poll = vscsi_poll,
 	.tran_quiesce = vscsi_quiesce,
 	.tran_print_info = vscsi_print_info,
 	.tran_dump_pin = vscsi_dump_pin,

@@ -17,7 +17,7 @@ enum testfault_bit {
 	TF_IRQ_ON,		/* the dump runs with IF = 1, queues ask for interrupts */
 	TF_NO_FLUSH,		/* DUMP_FSYNC ignored: the device never sees a flush */
 	TF_EARLY_FLUSH,		/* virtio-blk: the flush goes out before the write it follows completed */
-	TF_NO_WAIT,		/* virtio-blk: a DUMPWRITE with a flush returns without waiting for them */
+	TF_NO_WAIT,		/* virtio-blk: a DUMPWRITE with a flush returns without waiting for them; virtio-scsi: tran_poll reports a command done at once */
 	TF_LEADER_FIRST,	/* writer: the COMPLETE leader before the end marker and the trailer */
 	TF_IN_PLACE,		/* writer: checkpoints rewrite the slot the leader on disk names */
 	TF_MASK_ONLY,		/* DUMPSTART masks interrupts but neither resets nor aborts anything */

@@ -6,6 +6,9 @@
  * runs the command to completion by polling its own registers, interrupts left off, bounded by
  * pkt_time, and tran_start returns only once pkt_reason/pkt_scbp are final. Without it (runtime
  * I/O), the HBA may return at once and later call pkt_comp from its interrupt handler.
+ * With FLAG_NOINTR | FLAG_NOWAIT (an HBA with tran_poll only), tran_start returns once the HBA
+ * has the command (TRAN_ACCEPT), still polled and interrupts off; tran_poll later runs it to
+ * completion. That is how a dump keeps several writes in flight (scsi_poll_post/_wait).
  *
  * Memory is identity-mapped: a pointer is its physical address.
  */
@@ -34,6 +37,7 @@ struct scsi_address {
 #define FLAG_NOINTR		0x0001	/* complete before returning, by polling */
 #define FLAG_DATA_OUT		0x0002	/* host to device (a write) */
 #define FLAG_DATA_IN		0x0004	/* device to host (a read) */
+#define FLAG_NOWAIT		0x0008	/* with FLAG_NOINTR: tran_start only issues; tran_poll completes */
 
 /* pkt_reason: how the transport ended the command (independent of the SCSI status) */
 #define CMD_CMPLT		0	/* the target returned a status byte in pkt_scbp */
@@ -98,6 +102,15 @@ struct scsi_hba_tran {
 	int (*tran_start)(struct scsi_address *ap, struct scsi_pkt *pkt);
 	int (*tran_reset)(struct scsi_address *ap, int level);		/* 1 on success */
 	int (*tran_abort)(struct scsi_address *ap, struct scsi_pkt *pkt);	/* 1 on success */
+	/* Optional (NULL: one polled command at a time). A FLAG_NOWAIT packet tran_start
+	 * accepted: poll it to completion as tran_start does for a FLAG_NOINTR one, by the same
+	 * deadline (pkt_time from its tran_start: the same timeout handling), results in the
+	 * packet. The HBA may complete its commands in any order and keeps what came back for
+	 * another packet until that one is polled. A packet the HBA no longer holds (a reset
+	 * since its tran_start dropped it) comes back CMD_RESET at once. At most max_polled
+	 * FLAG_NOWAIT packets are in flight, and each is polled once. Returns as tran_start
+	 * would have for the packet (TRAN_ACCEPT: the results are final). */
+	int (*tran_poll)(struct scsi_address *ap, struct scsi_pkt *pkt);
 	/* Dump time: stop runtime I/O and interrupts, forget in-flight commands (never complete
 	 * or requeue them), make the HBA ready for polled FLAG_NOINTR commands. 0 or errno. */
 	int (*tran_quiesce)(struct scsi_hba *hba);
@@ -130,6 +143,7 @@ struct scsi_hba {
 	uint16_t max_target;		/* targets 0 .. max_target-1 */
 	uint16_t max_lun;
 	uint16_t initiator_id;		/* the HBA's own SCSI ID on a parallel bus */
+	uint16_t max_polled;		/* FLAG_NOWAIT packets in flight at once (with tran_poll) */
 	void *hba_private;
 	const char *name;		/* e.g. "virtio-scsi 00:03.0" */
 };

@@ -1,7 +1,8 @@
 /*
  * SCSI packets: a preallocated pool, DMA mapping within the HBA's limits (with bounce buffers
  * for data the HBA cannot reach), CDB construction, and scsi_poll(), the polled
- * run-to-completion with retries and error recovery that the dump path relies on.
+ * run-to-completion with retries and error recovery that the dump path relies on; on an HBA
+ * with tran_poll, scsi_poll_post()/scsi_poll_wait() split it so several are in flight.
  *
  * scsi_poll() never takes an interrupt and never waits without a deadline: each attempt is
  * bounded by pkt_time inside the HBA, backoff delays are TSC busy-waits, and the whole call by
@@ -618,7 +619,11 @@ static bool escalate(struct scsi_pkt *pkt, uint32_t failures)
 	}
 }
 
-int scsi_poll(struct scsi_pkt *pkt)
+/*
+ * scsi_poll's attempts and recovery. `posted`: the first attempt was a FLAG_NOWAIT tran_start
+ * that accepted the packet; it is completed here with tran_poll, then judged like any other.
+ */
+static int poll_attempts(struct scsi_pkt *pkt, bool posted)
 {
 	struct scsi_address *ap = &pkt->pkt_address;
 	const struct scsi_hba_tran *t = ap->a_hba->tran;
@@ -630,26 +635,32 @@ int scsi_poll(struct scsi_pkt *pkt)
 
 	memset(&scsi_poll_last, 0, sizeof(scsi_poll_last));
 	scsi_pkt_stats.polls++;
-	pkt->pkt_flags |= FLAG_NOINTR;
+	pkt->pkt_flags = (pkt->pkt_flags | FLAG_NOINTR) & ~FLAG_NOWAIT;
 
 	for (;;) {
 		enum verdict v;
 		uint64_t left_us;
 		int rc;
 
-		if (deadline_passed(deadline))
-			break;
-		/* An attempt never runs past the whole call's deadline. */
-		left_us = tsc_to_us(deadline - rdtsc());
-		pkt->pkt_time = left_us / 1000 < time_ms ? (uint32_t)(left_us / 1000) + 1 : time_ms;
-		pkt->pkt_reason = CMD_INCOMPLETE;
-		pkt->pkt_scbp = 0xff;
-		pkt->pkt_resid = 0;
-		pkt->pkt_sense_len = 0;
+		if (posted) {
+			posted = false;
+			scsi_poll_last.attempts++;
+			rc = t->tran_poll(ap, pkt);
+		} else {
+			if (deadline_passed(deadline))
+				break;
+			/* An attempt never runs past the whole call's deadline. */
+			left_us = tsc_to_us(deadline - rdtsc());
+			pkt->pkt_time = left_us / 1000 < time_ms ? (uint32_t)(left_us / 1000) + 1 : time_ms;
+			pkt->pkt_reason = CMD_INCOMPLETE;
+			pkt->pkt_scbp = 0xff;
+			pkt->pkt_resid = 0;
+			pkt->pkt_sense_len = 0;
 
-		if (scsi_poll_last.attempts++)
-			scsi_pkt_stats.retries++;
-		rc = t->tran_start(ap, pkt);
+			if (scsi_poll_last.attempts++)
+				scsi_pkt_stats.retries++;
+			rc = t->tran_start(ap, pkt);
+		}
 		scsi_poll_last.tran_rc = rc;
 		scsi_poll_last.reason = pkt->pkt_reason;
 		scsi_poll_last.status = pkt->pkt_scbp;
@@ -677,4 +688,36 @@ int scsi_poll(struct scsi_pkt *pkt)
 	scsi_poll_last.gave_up = why;
 	scsi_pkt_stats.poll_failures++;
 	return EIO;
+}
+
+int scsi_poll(struct scsi_pkt *pkt)
+{
+	return poll_attempts(pkt, false);
+}
+
+bool scsi_poll_can_post(const struct scsi_hba *hba)
+{
+	return hba->tran->tran_poll && hba->max_polled > 1;
+}
+
+int scsi_poll_post(struct scsi_pkt *pkt)
+{
+	struct scsi_address *ap = &pkt->pkt_address;
+	int rc;
+
+	if (!scsi_poll_can_post(ap->a_hba))
+		return ENOTSUP;
+	pkt->pkt_flags |= FLAG_NOINTR | FLAG_NOWAIT;
+	pkt->pkt_reason = CMD_INCOMPLETE;
+	pkt->pkt_scbp = 0xff;
+	pkt->pkt_resid = 0;
+	pkt->pkt_sense_len = 0;
+	rc = ap->a_hba->tran->tran_start(ap, pkt);
+	pkt->pkt_flags &= ~FLAG_NOWAIT;
+	return rc == TRAN_ACCEPT ? 0 : EBUSY;
+}
+
+int scsi_poll_wait(struct scsi_pkt *pkt)
+{
+	return poll_attempts(pkt, true);
 }

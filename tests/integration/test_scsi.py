@@ -33,6 +33,20 @@ def test_stopped_disk_is_started_by_the_dump(dumpbed_run, hba):
     assert " command 27 " in trace  # START STOP UNIT (0x1b): stopped before the crash, started by the dump
 
 
+# DUMPQUERY's max_outstanding of a disk on each HBA: three writes in flight where the HBA has
+# tran_poll (guest/scsi/hba.h), one at a time on the LSI, whose chip runs one command at a time.
+OUTSTANDING = {"virtio-scsi": 3, "pvscsi": 3, "lsi": 1}
+
+
+@pytest.mark.parametrize("hba", HBAS)
+def test_writes_in_flight_on_each_hba(dumpbed_run, hba):
+    """The guest's claim; write-order holds QEMU's command log to it."""
+    result = dumpbed_run(disk=hba)
+    assert_complete(result)
+    said = f"DUMPBED QUIESCED device=primary outstanding={OUTSTANDING[hba]}"
+    assert said in (result.run_dir / "result.log").read_text()
+
+
 def test_lsi_dumps_memory_above_4g_through_a_bounce_buffer(dumpbed_run):
     """32 of the guest's 96 MiB lie above 4 GiB (QEMU's max-ram-below-4g), out of the LSI's
     32-bit DMA reach."""
