@@ -322,7 +322,11 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
         if hold:  # QEMU stops by itself, runtime requests parked in the device
             data_offset = layout_mod.load(out / "layout.json").data_offset
             faultrun.hold_runtime(machine, DUMP_NODE, data_offset, limits["boot"], hold_log)
-        machine.stop()
+        if hold:
+            machine.stop()  # QEMU stopped by itself on the held request: the guest may not run on
+            stops = 1
+        else:
+            stops = groundtruth.stop_for_snapshot(machine)
         groundtruth.take(machine, out / "snapshot", scenario.memory_bytes, scenario.ram_below_4g)
         if scenario.on_paused:
             scenario.on_paused(machine)
@@ -338,7 +342,8 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
         t_crash = time.monotonic()
         crash.inject(machine)
         crash_epoch = time.time()
-        (out / "timeline.json").write_text(json.dumps({"crash_injected": crash_epoch}) + "\n")
+        (out / "timeline.json").write_text(json.dumps({"crash_injected": crash_epoch,
+                                                       "stops_before_snapshot": stops}) + "\n")
         machine.cont()
         # Under TCG each sample stops the VM for a moment: sample less often there. Only for
         # the no-interrupts oracle: a guest it does not apply to is not sampled.

@@ -390,6 +390,14 @@ class Machine:
     def stop(self) -> None:
         self.qmp.command("stop")
 
+    def interrupts_in_service(self) -> list[int]:
+        """The vectors CPU 0's local APIC has in service (ISR, HMP `info lapic`): accepted and
+        not yet ended. Under KVM that includes an interrupt taken from the APIC whose delivery
+        into the guest the stop cut short: it is delivered first when the VM runs again."""
+        text = self.qmp.hmp("info lapic")
+        line = re.search(r"^ISR\s+(.*)$", text, re.M)
+        return [int(v) for v in re.findall(r"\b(\d+)", line.group(1))] if line else []
+
     def run_state(self, timeout: float = 30.0) -> str:
         """The VM's run state as QEMU says it (query-status): 'running', 'paused', 'io-error',
         ... (the QEMU process's own state is state())."""
