@@ -179,6 +179,7 @@ void trap_dispatch(struct trap_frame *f)
 			result_line("DONE status=failed error=%d stage=nested offset=0", 14 /* EFAULT */);
 		guest_exit(EXIT_DUMP_FAILED);
 	}
+	irqs_off_for_good = true;	/* this path never returns to the interrupted system */
 	capture(f, tsc);
 	pin_abandon();
 	/* Interrupts are off for good; devices that could still raise one are told not to,

@@ -234,6 +234,8 @@ struct scsi_pkt *scsi_init_pkt(struct scsi_address *ap, struct buf *bp, int cmdl
 			free_count++;
 			if (!s)
 				s = &pool[i];
+			if (polled)
+				break;	/* only runtime I/O minds the count: the reserve is not its */
 		}
 	/* Runtime I/O never takes the last few packets: the dump path may need them. */
 	if (!s || (!polled && free_count <= SCSI_PKT_DUMP_RESERVE)) {

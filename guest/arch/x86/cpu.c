@@ -1,8 +1,11 @@
 /* CPU feature detection and the FPU/SSE setup needed for FXSAVE of the crash context. */
 #include "arch/x86/cpu.h"
+#include "lib/dumpstate.h"
 #include "lib/string.h"
 
 struct cpu_features cpu_features;
+/* The dump path's state (lib/dumpstate.h): the crash sets it after the snapshot's moment. */
+bool irqs_off_for_good __dumpstate;
 
 void cpu_init(void)
 {
