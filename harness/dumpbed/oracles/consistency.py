@@ -232,11 +232,30 @@ class _Sweep:
         # When each unit's write became durable, once: durable just before t is durable_since < t
         # (the first flush to cover it finished before t), not a search of the flushes each time.
         since = [self.io.durable_since(u.command) if u.command is not None else None for u in self.units]
+        # Each flush point takes the units that finished by it (a unit without a command is
+        # there from the start; one whose command never finished never is) and those durable
+        # just before it, in the order they did so, instead of a pass over every unit at every
+        # point. A unit is durable only once a flush taken after it finished has finished, so
+        # durable ones are finished ones.
+        def finish(i: int) -> float:
+            c = self.units[i].command
+            return float("-inf") if c is None else c.finished
+
+        by_finish = sorted((i for i, u in enumerate(self.units) if u.command is None or u.command.finished is not None),
+                           key=finish)
+        by_durable = sorted((since[i], i) for i in range(len(self.units)) if since[i] is not None)
+        durable: set[int] = set()
+        waiting: set[int] = set()  # finished, not durable
+        nf = nd = 0
         for t in points:
-            finished = [i for i, u in enumerate(self.units)
-                        if u.command is None or (u.command.finished is not None and u.command.finished <= t)]
-            durable = {i for i in finished if since[i] is not None and since[i] < t}  # just before t
-            pending = [i for i in finished if i not in durable]
+            while nf < len(by_finish) and finish(by_finish[nf]) <= t:
+                waiting.add(by_finish[nf])
+                nf += 1
+            while nd < len(by_durable) and by_durable[nd][0] < t:
+                durable.add(by_durable[nd][1])
+                waiting.discard(by_durable[nd][1])
+                nd += 1
+            pending = sorted(waiting)
             if len(pending) < 2 or budget <= 0 or self.enough:
                 continue
             self.tally.groups += 1

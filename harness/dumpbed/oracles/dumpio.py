@@ -121,14 +121,16 @@ def build(role: str, disk: Optional[str], cmds: cmdlog.CommandLog, log: Optional
             and c.kind in ("write", "flush")]
     commands: list[DumpCommand] = []
     outside: list[cmdlog.Command] = []
+    numbered = {"write": 0, "flush": 0}  # the dump's write 1, 2, ... and flush 1, 2, ...
     for c in mine:
         if c.kind == "write" and (c.offset is None or not (start <= c.offset and c.offset + c.length <= end)):
             outside.append(c)
             continue
         offset = c.offset - start if c.kind == "write" else 0
         ok = c.completed is not None and (c.status in (None, 0))
-        number = 1 + sum(1 for x in commands if x.kind == c.kind)
-        commands.append(DumpCommand(len(commands), c.kind, number, offset, c.length, c.issued, c.completed, ok))
+        numbered[c.kind] += 1
+        commands.append(DumpCommand(len(commands), c.kind, numbered[c.kind], offset, c.length, c.issued, c.completed,
+                                    ok))
 
     unmatched: list[blklog.Entry] = []
     if log is not None:
