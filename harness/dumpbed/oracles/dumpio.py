@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -62,11 +63,14 @@ class DeviceIO:
     unmatched_entries: list[blklog.Entry]  # landed writes no device command accounts for
     outside: list[cmdlog.Command]  # writes after the crash that are not in the dump partition
     _flush_ends: list[tuple[float, float]] = field(default_factory=list, repr=False)
+    _latest_taken: list[float] = field(default_factory=list, repr=False)
 
     def __post_init__(self):
-        # (taken, finished) of every good flush, by finish time: durable() bisects it.
+        # (finished, taken) of every good flush, by finish time: durable() bisects it; and the
+        # latest time any of the first n was taken, n = 1, 2, ...
         self._flush_ends = sorted((c.finished, c.issued) for c in self.commands
                                   if c.kind == "flush" and c.ok and c.finished is not None)
+        self._latest_taken = list(itertools.accumulate((taken for _, taken in self._flush_ends), max))
 
     @property
     def writes(self) -> list[DumpCommand]:
@@ -81,7 +85,7 @@ class DeviceIO:
         if not write.landed or not write.ok or write.finished is None:
             return False
         upto = bisect.bisect_right(self._flush_ends, (at, float("inf")))
-        return any(taken >= write.finished for _, taken in self._flush_ends[:upto])
+        return upto > 0 and self._latest_taken[upto - 1] >= write.finished
 
     def durable_since(self, write: DumpCommand) -> Optional[float]:
         """When the write became durable, or None."""
