@@ -204,13 +204,20 @@ class _Builder:
         self.open[(disk, key)] = cmd
         return cmd
 
+    # Events whose lines matter only when they hold this text: most port writes are console
+    # bytes (COM1), tens of thousands a run, and only the result channel's are read.
+    ONLY_WITH = {"memory_region_ops_write": "'isa-debugcon'"}
+
     def line(self, text: str) -> None:
         m = _LINE.match(text.strip())
         if not m or m["time"] is None:
             return
-        t, event, a = float(m["time"]), m["event"], _args(m["args"])
+        event = m["event"]
+        if event in self.ONLY_WITH and self.ONLY_WITH[event] not in text:
+            return
         handler = getattr(self, "on_" + event, None)
         if handler is not None:
+            t, a = float(m["time"]), _args(m["args"])
             try:
                 handler(t, a)
             except (KeyError, ValueError):
