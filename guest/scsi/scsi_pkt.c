@@ -621,6 +621,15 @@ static bool escalate(struct scsi_pkt *pkt, uint32_t failures)
 	}
 }
 
+/* Before an attempt: no result yet. */
+static void clear_results(struct scsi_pkt *pkt)
+{
+	pkt->pkt_reason = CMD_INCOMPLETE;
+	pkt->pkt_scbp = 0xff;
+	pkt->pkt_resid = 0;
+	pkt->pkt_sense_len = 0;
+}
+
 /*
  * scsi_poll's attempts and recovery. `posted`: the first attempt was a FLAG_NOWAIT tran_start
  * that accepted the packet; it is completed here with tran_poll, then judged like any other.
@@ -654,10 +663,7 @@ static int poll_attempts(struct scsi_pkt *pkt, bool posted)
 			/* An attempt never runs past the whole call's deadline. */
 			left_us = tsc_to_us(deadline - rdtsc());
 			pkt->pkt_time = left_us / 1000 < time_ms ? (uint32_t)(left_us / 1000) + 1 : time_ms;
-			pkt->pkt_reason = CMD_INCOMPLETE;
-			pkt->pkt_scbp = 0xff;
-			pkt->pkt_resid = 0;
-			pkt->pkt_sense_len = 0;
+			clear_results(pkt);
 
 			if (scsi_poll_last.attempts++)
 				scsi_pkt_stats.retries++;
@@ -709,13 +715,9 @@ int scsi_poll_post(struct scsi_pkt *pkt)
 
 	if (!scsi_poll_can_post(ap->a_hba))
 		return ENOTSUP;
-	pkt->pkt_flags |= FLAG_NOINTR | FLAG_NOWAIT;
-	pkt->pkt_reason = CMD_INCOMPLETE;
-	pkt->pkt_scbp = 0xff;
-	pkt->pkt_resid = 0;
-	pkt->pkt_sense_len = 0;
+	pkt->pkt_flags |= FLAG_NOINTR | FLAG_NOWAIT;	/* poll_attempts clears NOWAIT for the retries */
+	clear_results(pkt);
 	rc = ap->a_hba->tran->tran_start(ap, pkt);
-	pkt->pkt_flags &= ~FLAG_NOWAIT;
 	return rc == TRAN_ACCEPT ? 0 : EBUSY;
 }
 

@@ -49,6 +49,7 @@ from dumpbed.scenario import disks
 
 TRACE_FILE = "qemu-trace.log"
 RESULT_PORT = 0xE9
+RESULT_DEVICE = "isa-debugcon"  # QEMU's name of the result channel's port device
 SCSI_WRITE = {0x0A: "WRITE(6)", 0x2A: "WRITE(10)", 0xAA: "WRITE(12)", 0x8A: "WRITE(16)",
               0x2E: "WRITE AND VERIFY(10)", 0x8E: "WRITE AND VERIFY(16)",
               0x41: "WRITE SAME(10)", 0x93: "WRITE SAME(16)"}
@@ -206,7 +207,7 @@ class _Builder:
 
     # Events whose lines matter only when they hold this text: most port writes are console
     # bytes (COM1), tens of thousands a run, and only the result channel's are read.
-    ONLY_WITH = {"memory_region_ops_write": "'isa-debugcon'"}
+    ONLY_WITH = {"memory_region_ops_write": f"'{RESULT_DEVICE}'"}
 
     def line(self, text: str) -> None:
         m = _LINE.match(text.strip())
@@ -351,7 +352,7 @@ class _Builder:
 
     # the result channel
     def on_memory_region_ops_write(self, t, a):
-        if _int(a["addr"]) != RESULT_PORT or a.get("name") != "isa-debugcon":
+        if _int(a["addr"]) != RESULT_PORT or a.get("name") != RESULT_DEVICE:
             return
         self.log.result_traced = True
         ch = chr(_int(a["value"]) & 0xFF)

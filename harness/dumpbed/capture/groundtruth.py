@@ -72,13 +72,14 @@ def stop_for_snapshot(machine: Machine) -> int:
     happen where the snapshot's registers say (seen once in CI, a crash during runtime I/O with
     9 registers off). A guest inside its handler is let run on the same way. After STOP_TRIES
     the VM stays stopped where it is: a guest that never ends its interrupts is judged as it is."""
-    for tries in range(1, STOP_TRIES + 1):
-        machine.stop()
-        if tries == STOP_TRIES or not machine.interrupts_in_service():
-            return tries
+    tries = 1
+    machine.stop()
+    while tries < STOP_TRIES and machine.interrupts_in_service():
         machine.cont()
         time.sleep(0.001)
-    return STOP_TRIES
+        machine.stop()
+        tries += 1
+    return tries
 
 
 def take(machine: Machine, snapshot_dir: Path, ram_bytes: int, max_below_4g: Optional[int] = None) -> dict:

@@ -237,19 +237,15 @@ class _Sweep:
         # just before it, in the order they did so, instead of a pass over every unit at every
         # point. A unit is durable only once a flush taken after it finished has finished, so
         # durable ones are finished ones.
-        def finish(i: int) -> float:
-            c = self.units[i].command
-            return float("-inf") if c is None else c.finished
-
-        by_finish = sorted((i for i, u in enumerate(self.units) if u.command is None or u.command.finished is not None),
-                           key=finish)
+        by_finish = sorted((float("-inf") if u.command is None else u.command.finished, i)
+                           for i, u in enumerate(self.units) if u.command is None or u.command.finished is not None)
         by_durable = sorted((since[i], i) for i in range(len(self.units)) if since[i] is not None)
         durable: set[int] = set()
         waiting: set[int] = set()  # finished, not durable
         nf = nd = 0
         for t in points:
-            while nf < len(by_finish) and finish(by_finish[nf]) <= t:
-                waiting.add(by_finish[nf])
+            while nf < len(by_finish) and by_finish[nf][0] <= t:
+                waiting.add(by_finish[nf][1])
                 nf += 1
             while nd < len(by_durable) and by_durable[nd][0] < t:
                 durable.add(by_durable[nd][1])
