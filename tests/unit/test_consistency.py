@@ -161,6 +161,29 @@ def test_a_body_write_retried_with_the_same_bytes_leaves_every_state_readable(ma
     assert v.check("consistency").detail.startswith("279 states of 84 writes")
 
 
+def test_a_partial_state_listing_an_area_whose_write_is_missing_fails(make_run):
+    """A body write sent again after the leader that vouches for its area: the driver wrote that
+    leader while it had given up on the transfer ("a leader is written only once everything it
+    vouches for is durable"). The first attempt's bytes are on the disk, so every state reads
+    partial; but until the second lands, a state lists the area as written without every write
+    of its bytes (the sweep's subset test of the writers, a mask of the applied log entries)."""
+    run = make_run()
+    ops = list(run.ops)
+    leaders = [i for i, op in enumerate(ops) if op.kind == "write" and op.what == "leader"]
+    body = next(i for i in range(leaders[1], leaders[2]) if ops[i].kind == "write" and ops[i].what == "body")
+    ops.insert(leaders[2] + 2, ops[body])  # after the leader that lists it, and its flush
+    synth.write_evidence(run, ops)
+    v = validate_run(run.dir)
+    assert failed(v) == {"consistency"}
+    problems = v.check("consistency").problems
+    area = run.area_index("kernel-text")
+    assert problems[0] == (f"the disk after 11 of 84 writes reads partial and lists area {area} (kernel-text) as "
+                           f"written, but write 12 of 131072 bytes at partition offset "
+                           f"0x{run.area('kernel-text').disk_offset:x}, taken at +3.69 ms, which writes its bytes, "
+                           f"is not on the disk")
+    assert all("reads partial and lists area" in p for p in problems)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["write", "flush"]), st.integers(0, 40), st.integers(0, 10),
                           st.booleans()), min_size=1, max_size=25),

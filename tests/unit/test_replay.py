@@ -65,7 +65,7 @@ def test_a_replayed_disk_reads_as_the_bytes_it_models(tmp_path, writes, ops):
                 lo = e.offset - PART_OFFSET
                 now = state.swap_out(e, mark)
                 assert state.read(lo, e.length) == undo[-1][lo:lo + e.length]
-                assert e.index not in state.applied
+                assert not state.applied[e.index]
                 state.swap_in(e, now)
             elif op == "undo" and undo:
                 state.undo_to(len(undo) - 1)

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
+
 from dumpbed.capture import blklog
 from dumpbed.oracles.base import Check, make_check
 from dumpbed.oracles.dumpio import DeviceIO, DumpCommand
@@ -127,7 +129,7 @@ class _Sweep:
         elif d.status == "partial":
             self._check_partial(d, what)
         elif d.status == "complete":
-            missing = [u for u in self.units[:self._commit_index()] if u.entry.index not in self.state.applied]
+            missing = [u for u in self.units[:self._commit_index()] if not self.state.applied[u.entry.index]]
             if missing:
                 self.problem(f"{what()} reads complete although {missing[0].describe()} is not on the disk")
         return d
@@ -145,13 +147,13 @@ class _Sweep:
         """Units up to and including the first one that made a prefix read complete."""
         return self.tally.first_complete or len(self.units)
 
-    def _partial_claims(self, d: dumpfmt.Dump) -> tuple[set[int], Optional[str]]:
+    def _partial_claims(self, d: dumpfmt.Dump) -> tuple[np.ndarray, Optional[str]]:
         """What a partial read claims, worked out once per read: the log entries that write
         the areas it lists, and the first component it calls DUMPED unlike the final dump."""
         if self._claims_of is not None and self._claims_of[0] is d:
             return self._claims_of[1]
-        writers = {u.entry.index for a in d.areas
-                   for u in self._writers(a.disk_offset, a.disk_offset + a.padded_length)}
+        writers = np.array(sorted({u.entry.index for a in d.areas
+                                   for u in self._writers(a.disk_offset, a.disk_offset + a.padded_length)}), np.int64)
         mismatch = None
         for c in d.components:
             if c.status != dumpfmt.ComponentStatus.DUMPED or self.final.status != "complete":
@@ -168,10 +170,10 @@ class _Sweep:
         """Every area it lists is final on the disk; every component it calls DUMPED is DUMPED
         in the final dump with the same areas."""
         writers, mismatch = self._partial_claims(d)
-        if not writers <= self.state.applied:  # walk the areas only to say which one
+        if not self.state.applied[writers].all():  # walk the areas only to say which one
             for a in d.areas:
                 lost = next((u for u in self._writers(a.disk_offset, a.disk_offset + a.padded_length)
-                             if u.entry.index not in self.state.applied), None)
+                             if not self.state.applied[u.entry.index]), None)
                 if lost is not None:
                     self.problem(f"{what()} reads partial and lists area {a.index} ({a.name}) as written, but "
                                  f"{lost.describe()}, which writes its bytes, is not on the disk")

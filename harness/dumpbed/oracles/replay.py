@@ -52,7 +52,9 @@ class DiskState(dumpfmt.Image):
         self._touched: list[tuple[int, int]] = []  # ranges writes changed since the last reset
         self._changes: list[tuple[int, int]] = []  # ranges changed since take_changes()
         self._reads: Optional[list[tuple[int, int]]] = None  # ranges read while recording
-        self.applied: set[int] = set()  # log entry indexes applied
+        # Whether each log entry is applied, by its index: the sweep asks of thousands of states
+        # whether a read's hundreds of writers all are, which a mask answers in one gather.
+        self.applied = np.zeros(1 + max((e.index for e in entries), default=-1), bool)
         self._undo: list[tuple[int, int, np.ndarray]] = []  # (entry index, first block, old sources)
         self._valid: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # the chunks' CRCs now
         self._crc_by_source: dict[tuple, int] = {}  # a chunk's CRC by where its bytes come from
@@ -70,7 +72,7 @@ class DiskState(dumpfmt.Image):
         if undoable:
             self._undo.append((entry.index, b0, self._delta[b0:b1].copy()))
         self._delta[b0:b1] = entry.data_at - start
-        self.applied.add(entry.index)
+        self.applied[entry.index] = True
         self._touched.append((start, start + entry.length))
         self._invalidate(start, start + entry.length)
 
@@ -81,7 +83,7 @@ class DiskState(dumpfmt.Image):
             self._invalidate(start, end)
         self._touched.clear()
         self._undo.clear()
-        self.applied.clear()
+        self.applied[:] = False
 
     def swap_out(self, entry: blklog.Entry, mark: int) -> np.ndarray:
         """Put back, for a moment, what `entry`'s range held before it was applied (its undo
@@ -91,14 +93,14 @@ class DiskState(dumpfmt.Image):
         old = next(o for i, first, o in self._undo[mark:] if i == entry.index)
         now = self._delta[b0:b1].copy()
         self._delta[b0:b1] = old
-        self.applied.discard(entry.index)
+        self.applied[entry.index] = False
         self._invalidate(start, start + entry.length)
         return now
 
     def swap_in(self, entry: blklog.Entry, now: np.ndarray) -> None:
         start, b0, b1 = self._blocks(entry)
         self._delta[b0:b1] = now
-        self.applied.add(entry.index)
+        self.applied[entry.index] = True
         self._invalidate(start, start + entry.length)
 
     def mark(self) -> int:
@@ -109,7 +111,7 @@ class DiskState(dumpfmt.Image):
         while len(self._undo) > mark:
             index, b0, old = self._undo.pop()
             self._delta[b0:b0 + len(old)] = old
-            self.applied.discard(index)
+            self.applied[index] = False
             self._invalidate(b0 * self._g, (b0 + len(old)) * self._g)
 
     # -- the image interface the reader uses ----------------------------------------------
