@@ -538,8 +538,14 @@ def test_decode_range_decodes_into_the_callers_buffer():
         frames.decode_range(read, fi, 0, 3, out=bytearray(100))  # too small: never a short view
     assert fi.frames[1].kind == frames.KIND_RAW
     part[fi.frames[1].offset + 16 + 5] ^= 1  # in its payload
+    # An index whose walk decoded every frame vouches for their CRCs: decoding them again takes
+    # its word (the content oracle compares the data itself). One walked without decoding does
+    # not: its frames are checked as they are decoded.
+    assert fi.checked and bytes(frames.decode_range(read, fi, 0, 3, out=out)) != MIXED
+    unchecked = frames.walk(read, "area", 4096, len(MIXED), size, False, decode=False)
+    assert not unchecked.checked and unchecked.frames == fi.frames
     with pytest.raises(frames.AreaDataError, match="frame 1 at partition offset .*data CRC32C"):
-        frames.decode_range(read, fi, 0, 3, out=out)
+        frames.decode_range(read, unchecked, 0, 3, out=out)
 
 
 @pytest.mark.parametrize("pos,n,size", [
@@ -564,9 +570,9 @@ def _counting_decodes(monkeypatch) -> list:
     decoded = []
     real = frames.decode_into
 
-    def counting(frame, payload, out=None):
+    def counting(frame, payload, out=None, **options):
         decoded.append(frame.offset)
-        return real(frame, payload, out)
+        return real(frame, payload, out, **options)
 
     monkeypatch.setattr(frames, "decode_into", counting)
     return decoded

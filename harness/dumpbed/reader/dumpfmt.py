@@ -432,7 +432,8 @@ class Dump:
         it and a view of them returned, for a caller that reads a GiB a step at a time into one
         buffer. Compressed: the frames holding them, decoded (only those; the last one decoded
         is kept for the next read), into `out` too when given; a frame that breaks a rule or
-        lies past the image raises frames.AreaDataError."""
+        lies past the image raises frames.AreaDataError (its raw_crc checked again only when
+        the reader's walk did not decode it already)."""
         n = min(n, area.length - pos)
         if n <= 0 or pos < 0:
             return b""

@@ -55,6 +55,7 @@ class FrameIndex:
     [65536 k, 65536 k + raw_bytes). `problem` names the first rule broken (None: none)."""
 
     label: str  # "area 5 (ram-high)": what the messages name
+    checked: bool = False  # every frame decoded to its raw_crc when walked (walk's `decode`)
     frames: list[Frame] = field(default_factory=list)
     problem: Optional[str] = None
     problem_offset: Optional[int] = None
@@ -88,11 +89,16 @@ def header_problem(kind: int, raw_bytes: int, payload_bytes: int, want_raw: int)
     return None
 
 
-def decode_into(frame: Frame, payload, out=None) -> Optional[str]:
+def decode_into(frame: Frame, payload, out=None, check_crc: bool = True) -> Optional[str]:
     """Decode one frame's payload into `out` (a writable buffer of exactly raw_bytes; None: a RAW
     frame only checked, not copied anywhere); the problem, or None when it decodes, using the
-    whole payload, to raw_bytes bytes of raw_crc."""
+    whole payload, to raw_bytes bytes of raw_crc (the CRC not computed again with `check_crc`
+    False: a frame a walk found of its raw_crc already)."""
     if frame.kind == KIND_RAW:
+        if not check_crc:
+            if out is not None:
+                out[:] = payload
+            return None
         data = bytes(payload)  # (the CRC takes bytes only: the one copy, from which `out` is filled)
         if out is not None:
             out[:] = data
@@ -105,6 +111,8 @@ def decode_into(frame: Frame, payload, out=None) -> Optional[str]:
             return f"LZ4 payload does not decode ({e})"
         if n != frame.raw_bytes:
             return f"LZ4 payload decodes to {n} bytes, raw_bytes says {frame.raw_bytes}"
+        if not check_crc:
+            return None
         data = bytes(out)
     crc = google_crc32c.value(data)
     if crc != frame.raw_crc:
@@ -219,7 +227,7 @@ def walk(read: Read, label: str, disk_offset: int, length: int, stored_bytes: in
     of 65536) and stored_bytes a page multiple, the bytes after them not decoded. With
     `decoded`, a frame that decoded before from the same bytes is taken as it was (and the
     run of them the last walk from disk_offset took, at once)."""
-    fi = FrameIndex(label)
+    fi = FrameIndex(label, checked=decode)
     stored = _Stored(read, disk_offset, disk_offset + stored_bytes)
     at = disk_offset
     count = frame_count(length)
@@ -319,7 +327,7 @@ def decode_range(read: Read, fi: FrameIndex, first: int, last: int, cached: Opti
     view = memoryview(stored)
     for k, f in enumerate(frames, first):
         payload = view[f.offset + FRAME_HEADER - start:f.end - start]
-        problem = decode_into(f, payload, buf[pos:pos + f.raw_bytes])
+        problem = decode_into(f, payload, buf[pos:pos + f.raw_bytes], check_crc=not fi.checked)
         if problem:
             raise AreaDataError(f"{fi.label}: frame {k} at partition offset 0x{f.offset:x}: {problem}")
         pos += f.raw_bytes
