@@ -56,7 +56,8 @@ linux-image: venv
 	$(VENV)/bin/dumpbed build-image linux-kdump
 
 # The unit and fuzz tests (no QEMU, CPU-bound) on a pytest-xdist worker per core; the integration
-# tests two at a time, a test file per worker (a Linux guest under TCG takes a core), then those
+# tests two at a time, a test file per worker (a Linux guest under TCG takes a core), the longest
+# first (LONGEST_FIRST in tests/integration/conftest.py), then those
 # whose timing is part of what they check alone (`-m serial`: tests/integration/conftest.py).
 test: setup linux-image
 	@mkdir -p runs
@@ -64,7 +65,8 @@ test: setup linux-image
 	@# an explicit basetemp, so it is removed here (GiBs of images), whatever the outcome.
 	$(PY) -m pytest -q -n auto tests/unit tests/fuzz --junitxml=runs/junit-unit.xml --basetemp=runs/pytest-tmp-unit; \
 	  unit=$$?; rm -rf runs/pytest-tmp-unit; \
-	  $(PY) -m pytest -q -n 2 --dist loadfile -m "not serial" tests/integration --junitxml=runs/junit.xml \
+	  $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not serial" tests/integration \
+	    --junitxml=runs/junit.xml \
 	    --basetemp=runs/pytest-tmp; par=$$?; rm -rf runs/pytest-tmp; \
 	  $(PY) -m pytest -q -m serial tests/integration --junitxml=runs/junit-serial.xml --basetemp=runs/pytest-tmp; \
 	  ser=$$?; rm -rf runs/pytest-tmp; \
