@@ -57,8 +57,8 @@ linux-image: venv
 
 # The unit and fuzz tests (no QEMU, CPU-bound) on a pytest-xdist worker per core; the integration
 # tests two at a time, a test file per worker (a Linux guest under TCG takes a core), the longest
-# first (LONGEST_FIRST in tests/integration/conftest.py), then those
-# whose timing is part of what they check alone (`-m serial`: tests/integration/conftest.py).
+# first (LONGEST_FIRST in tests/integration/conftest.py), then those whose timing is part of what
+# they check alone (`-m serial`: tests/integration/conftest.py).
 test: setup linux-image
 	@mkdir -p runs
 	@# A basetemp of our own, so no other pytest on the box can clear it mid-run; pytest keeps

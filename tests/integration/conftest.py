@@ -18,7 +18,7 @@ SERIAL = {
 }
 
 
-# The longest modules (two to three minutes each on two workers; the others take under one),
+# The longest modules (one to three minutes of test time each; the others take under one),
 # first: `make test` hands the parallel phase's modules to its two workers whole, in collection
 # order (--dist loadfile --no-loadscope-reorder), so neither starts a long one while the other
 # runs out of work.
