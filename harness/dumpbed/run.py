@@ -285,9 +285,8 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
         trace_events=list(dict.fromkeys(
             writelog.trace_events(scenario.disk, scenario.secondary or scenario.disk)
             + cmdlog.trace_events(scenario.disk, scenario.secondary or scenario.disk) + irqwatch.TRACE_EVENTS)),
-        # trace lines carry the host time: before/after the crash; the crash may need devices
-        extra_args=["-msg", "timestamp=on", *profile.qemu_args, *crash.qemu_args,
-                    *(interact.qemu_args if interact else ())],
+        # the crash may need devices
+        extra_args=[*profile.qemu_args, *crash.qemu_args, *(interact.qemu_args if interact else ())],
     )
     result_log = out / "result.log"
     timings: dict[str, float] = {}

@@ -266,7 +266,8 @@ class Machine:
         if c.trace_events:
             for event in c.trace_events:
                 argv += ["-trace", f"enable={event}"]
-            argv += ["-D", str(self.artifacts / "qemu-trace.log")]
+            # each line with the host time: what the command log orders it by (capture/cmdlog.py)
+            argv += ["-D", str(self.artifacts / "qemu-trace.log"), "-msg", "timestamp=on"]
         return argv + c.extra_args + extra_qemu_args()
 
     # -- lifecycle --------------------------------------------------------------------------
