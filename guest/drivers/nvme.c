@@ -572,8 +572,10 @@ static int rw(struct nvme_ctrl *c, struct nvme_queue *q, bool write, uint64_t lb
 		int err;
 
 		c->bounced++;
+		/* testfault=bounce-short (deliberately wrong): only the first iovec is copied in; the
+		 * rest of the command is whatever the bounce buffer held. */
 		if (write)
-			bounce_copy(bounce_buf, iov, iovcnt, done, n, true);
+			bounce_copy(bounce_buf, iov, testfault(TF_BOUNCE_SHORT) ? 1 : iovcnt, done, n, true);
 		err = command(c, q, write, lba + done / c->block_size, (uint32_t)(n / c->block_size), &bounce, 1,
 			      runtime);
 		if (err)

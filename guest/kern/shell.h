@@ -30,8 +30,8 @@ void shell_set_info_hook(void (*print)(void));
  * text in the section's name (linker.ld: SORT_BY_NAME). Taken:
  * 010 help, 020 info, 030 dump, 040 dumpctl, 050 estimate, 060 selftest, 070 panic, 080 nmi,
  * 090 divide-error, 100 invalid-opcode, 110 general-protection, 120 page-fault,
- * 130 double-fault, 140 hang, 150 stop-disk, 160 workload, 170 lsi-selftest, 180 nictest,
- * 190 nicpair, 900 reboot.
+ * 130 double-fault, 140 hang, 150 stop-disk, 160 workload, 170 lsi-selftest, 175 disktest,
+ * 180 nictest, 190 nicpair, 900 reboot.
  */
 struct shell_command {
 	const char *name;

@@ -25,6 +25,7 @@ static const char *const words[TF_COUNT] = {
 	[TF_LZ4_OFFSET] = "lz4-offset",
 	[TF_LZ4_STUCK] = "lz4-stuck",
 	[TF_ASYNC_BATCH] = "async-batch",
+	[TF_BOUNCE_SHORT] = "bounce-short",
 };
 
 bool testfault_parse(const char *list, size_t len)

@@ -32,6 +32,7 @@ enum testfault_bit {
 	TF_LZ4_OFFSET,		/* compress=lz4: every match offset written one byte too far back */
 	TF_LZ4_STUCK,		/* compress=lz4: every frame of an area from the area's first bytes */
 	TF_ASYNC_BATCH,		/* virtio-blk: DUMP_ASYNC writes ride on the next doorbell (its post); dumpdev.c waits for none first */
+	TF_BOUNCE_SHORT,	/* nvme: a bounced write copies only its first iovec into the bounce buffer */
 	TF_COUNT,
 };
 

@@ -6,16 +6,15 @@
  * RESET did not reset the bus.
  */
 #include "test/lsi_selftest.h"
-#include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/tsc.h"
 #include "arch/x86/usermode.h"
 #include "drivers/lsi53c895a.h"
-#include "kern/memmap.h"
 #include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
 #include "scsi/scsi.h"
+#include "test/scratch.h"
 
 #define ST_OFFSET		(512u * 1024)	/* between the GPT and the first (1 MiB aligned) partition */
 #define ST_RW_BYTES		(256u * 1024)
@@ -24,22 +23,6 @@
 
 static struct scsi_pkt st_pkt;
 static int st_failures;
-
-/* Scratch memory for the self-test: free RAM past the kernel image (interactive use only;
- * whatever the fill pattern put there is overwritten). */
-static uint8_t *st_scratch(void)
-{
-	uint64_t start = ((uintptr_t)__kernel_end + (2u << 20) - 1) & ~((uint64_t)(2u << 20) - 1);
-
-	for (int i = 0; i < memmap_count(); i++) {
-		const struct mem_region *r = memmap_region(i);
-
-		if (r->type == MMAP_TYPE_USABLE && r->base <= start &&
-		    start + ST_SCRATCH_BYTES <= r->base + r->len && start + ST_SCRATCH_BYTES <= (4ull << 30))
-			return (uint8_t *)(uintptr_t)start;
-	}
-	return 0;
-}
 
 static const char *scsi_reason_str(uint8_t reason)
 {
@@ -186,7 +169,7 @@ int lsi_selftest_run(int index, int target)
 	int count = lsi53c895a_count();
 	struct scsi_hba *hba = index >= 0 && index < count ? scsi_hba_find(LSI_TRAN_NAME, index) : 0;
 	static uint8_t inq[96], cap[8];
-	uint8_t cdb[16], *mem = st_scratch(), *a, *b, *save;
+	uint8_t cdb[16], *mem = test_scratch(ST_SCRATCH_BYTES), *a, *b, *save;
 	struct scsi_pkt *pkt;
 	uint32_t bs, lba, nblk;
 	uint64_t t0, resets;

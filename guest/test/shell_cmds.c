@@ -15,6 +15,7 @@
 #include "lib/string.h"
 #include "scsi/scsi.h"
 #include "scsi/sd.h"
+#include "test/disk_selftest.h"
 #include "test/lsi_selftest.h"
 #include "test/selftest.h"
 #include "test/workload.h"
@@ -169,3 +170,12 @@ static void cmd_lsi_selftest(const char *args)
 }
 SHELL_COMMAND(170, "lsi-selftest", "[N [T]]: test LSI HBA N, target T (writes 256 KiB at 512 KiB, restored)",
 	      cmd_lsi_selftest);
+
+/* disktest: the dump disk's dddump with scatter lists the writer never makes (test/disk_selftest.c). */
+static void cmd_disktest(const char *args)
+{
+	(void)args;
+	disk_selftest_run();
+}
+SHELL_COMMAND(175, "disktest", "write patterns to the dump partition in odd scatter lists (the disk is then as after a dump)",
+	      cmd_disktest);

@@ -1,13 +1,16 @@
 """The guest's console tools for driver work (docs/guest.md, "Shell"), each typed at the
 `dumpbed>` prompt as a person would: `lsi-selftest` drives an LSI 53C895A and its disk through
 the HBA's scsi_hba_tran, `nictest` a NIC's dump interface against QEMU's user network (an ARP
-for 10.0.2.2), `nicpair` two NICs on one hub (frames checked byte for byte). Each ends in a
-line that says whether it passed.
+for 10.0.2.2), `nicpair` two NICs on one hub (frames checked byte for byte), `disktest` the dump
+disk's dddump with scatter lists dumpbed's writer never makes. Each ends in a line that says
+whether it passed.
 
 Each is also shown failing where what it checks is not so: a disk without a GPT (the reads
-look for its "EFI PART"), a NIC with nobody on its link, two NICs on different hubs. And the
-harness holds lsi-selftest to evidence of its own: its write of a pattern must leave the disk
-image as it found it, byte for byte."""
+look for its "EFI PART"), a NIC with nobody on its link, two NICs on different hubs, NVMe's
+bounce buffer filled from the first iovec only. And the harness holds the disk tools to
+evidence of its own: lsi-selftest's write of a pattern must leave the disk image as it found
+it, byte for byte; every byte disktest wrote must be in the image where the pattern says, and
+QEMU's command log must show how the driver sent it."""
 from __future__ import annotations
 
 import hashlib
@@ -15,13 +18,17 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from dumpbed.capture import cmdlog
 from dumpbed.deadline import WaitTimeout
 from dumpbed.images import gpt
 from dumpbed.images.layout import DiskLayout
+from dumpbed.images.topology import DiskSpec, Topology
 from dumpbed.machine import accel as accel_mod
 from dumpbed.machine.qemu import Machine, MachineConfig
+from dumpbed.scenario import disks
 from dumpbed.units import MiB
 from tests.integration.conftest import accel_params
 
@@ -29,16 +36,18 @@ PROMPT = "dumpbed> "
 BOOT_TIMEOUT = {"kvm": 30.0, "tcg": 120.0}
 TOOL_TIMEOUT = {"kvm": 60.0, "tcg": 240.0}
 # Each tool's last line: "lsi-selftest: passed (0 failures)", "nictest: PASS", "nicpair: FAIL ETIMEDOUT"
-_END = re.compile(r"(?m)^(?P<tool>lsi-selftest|nictest|nicpair): (?P<verdict>passed|FAILED|PASS|FAIL)\b.*\n")
+_END = re.compile(r"(?m)^(?P<tool>lsi-selftest|nictest|nicpair|disktest): (?P<verdict>passed|FAILED|PASS|FAIL)\b.*\n")
 LSI = ["-device", "lsi53c895a,id=lsi0", "-device", "scsi-hd,bus=lsi0.0,drive=d0,scsi-id=0"]
 # The tools pass under both accelerators; that they fail where they should is shown under one.
 ONE_ACCEL = ["kvm" if accel_mod.kvm_usable()[0] else "tcg"]
 
 
-def run_tool(kernel: Path, accel: str, out: Path, command: str, devices: list[str]) -> tuple[bool, str]:
-    """Boot the guest with `devices`, type `command`, and return (passed, its output)."""
-    config = MachineConfig(kernel=kernel, cmdline="fill=off components=none", memory_bytes=32 * MiB,
-                           accel=accel, devices=devices)
+def run_tool(kernel: Path, accel: str, out: Path, command: str, devices: list[str], words: str = "",
+             trace_events: list[str] = ()) -> tuple[bool, str]:
+    """Boot the guest with `devices` (and command-line `words`), type `command`, and return
+    (passed, its output)."""
+    config = MachineConfig(kernel=kernel, cmdline=f"fill=off components=none {words}".strip(),
+                           memory_bytes=32 * MiB, accel=accel, devices=devices, trace_events=list(trace_events))
     with Machine(config, out) as machine:
         machine.cont()
         try:
@@ -130,3 +139,71 @@ def test_nicpair_sends_full_size_frames_intact(guest_kernel, accel, tmp_path):
 def test_nicpair_fails_when_the_nics_are_not_on_one_segment(guest_kernel, accel, tmp_path):
     passed, output = run_tool(guest_kernel, accel, tmp_path, "nicpair", two_nics(hub_b=1))
     assert not passed and "nicpair: FAIL ETIMEDOUT" in output, output
+
+
+# -- disktest ----------------------------------------------------------------------------------
+
+_WRITE = re.compile(r"(?m)^disktest: write (?P<n>\d+) bytes in (?P<k>\d) iovecs at partition offset 0x(?P<at>[0-9a-f]+)\s*$")
+BOUNCE_BYTES = 512 * 1024  # NVMe's bounced transfers go in commands of at most this (drivers/nvme.c)
+DISK_KINDS = [name for name, kind in disks.DISKS.items() if not kind.network]  # every dump disk driver
+
+
+def disktest_pattern(at: int, n: int) -> np.ndarray:
+    """What disktest writes at partition bytes [at, at + n) (DISKTEST_BYTE, test/disk_selftest.c)."""
+    p = np.arange(at, at + n, dtype=np.uint64)
+    return ((((p >> np.uint64(9)) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(56)) + p * np.uint64(7)).astype(np.uint8)
+
+
+def run_disktest(kernel: Path, accel: str, out: Path, kind: str, words: str = ""):
+    """disktest on a disk of `kind`: (passed, output, its writes [(offset, bytes, iovecs)], the
+    image's dump partition offset, QEMU's command log)."""
+    layout = DiskLayout.for_dump(32 * MiB)
+    image = out / "dump.img"
+    gpt.write(image, layout)
+    topology = Topology(kind, DiskSpec(image, "disk0"))
+    passed, output = run_tool(kernel, accel, out, "disktest", topology.qemu_args(),
+                              f"dumpdev={topology.dumpdev()} {words}", cmdlog.trace_events(kind))
+    writes = [(int(m["at"], 16), int(m["n"]), int(m["k"])) for m in _WRITE.finditer(output)]
+    return passed, output, writes, layout.dump_offset, cmdlog.read(out, layout.block_size)
+
+
+def landed(image: Path, part: int, at: int, n: int) -> np.ndarray:
+    with open(image, "rb") as f:
+        f.seek(part + at)
+        return np.frombuffer(f.read(n), np.uint8)
+
+
+@pytest.mark.parametrize("accel", accel_params())
+@pytest.mark.parametrize("kind", DISK_KINDS)
+def test_disktest_scatter_lists_land_byte_for_byte(guest_kernel, accel, kind, tmp_path):
+    """Every byte of the three writes is where the pattern says, sent as the device's command
+    log shows: the page-aligned write in one command on every kind; on NVMe the others through
+    the bounce buffer, in commands of at most its 512 KiB."""
+    passed, output, writes, part, log = run_disktest(guest_kernel, accel, tmp_path, kind)
+    assert passed, output
+    assert [k for _, _, k in writes] == [3, 2, 1], output
+    for at, n, _ in writes:
+        got = landed(tmp_path / "dump.img", part, at, n)
+        want = disktest_pattern(at, n)
+        assert np.array_equal(got, want), f"{kind}: the write at 0x{at:x} differs from byte {np.flatnonzero(got != want)[0]}"
+    commands = [c for c in log.commands if c.kind == "write"]
+    for at, n, k in writes:
+        mine = [c for c in commands if part + at <= c.offset < part + at + n]
+        assert sum(c.length for c in mine) >= n, (kind, at, [(c.offset, c.length) for c in mine])
+        if disks.get(kind).bus == disks.NVME_BUS and k > 1:  # PRPs cannot describe these: bounced
+            assert len(mine) == -(-n // BOUNCE_BYTES) and max(c.length for c in mine) <= BOUNCE_BYTES, mine
+        if k == 1:
+            assert len(mine) == 1, mine
+
+
+@pytest.mark.parametrize("accel", ONE_ACCEL)
+def test_disktest_finds_a_bounce_buffer_filled_from_the_first_iovec_only(guest_kernel, accel, tmp_path):
+    """testfault=bounce-short: NVMe copies only a bounced write's first iovec into its bounce
+    buffer. The guest says PASS (the controller took every command); the image does not hold
+    the pattern past the first iovec of the bounced writes."""
+    passed, output, writes, part, _ = run_disktest(guest_kernel, accel, tmp_path, "nvme", "testfault=bounce-short")
+    assert passed, output
+    bounced = [(at, n) for at, n, k in writes if k > 1]
+    assert len(bounced) == 2, output
+    for at, n in bounced:
+        assert not np.array_equal(landed(tmp_path / "dump.img", part, at, n), disktest_pattern(at, n)), at
