@@ -26,6 +26,7 @@
 #define DISKTEST_BYTE(p)	((uint8_t)((((p) >> 9) * 0x9e3779b97f4a7c15ull >> 56) + (p) * 7))
 #define SCRATCH_BYTES		(16u << 20)
 #define MIB			(1u << 20)
+#define SMALL_WRITE		16384u	/* the first write: three pieces */
 
 /* The pattern of partition bytes [at, at + n) into dst, in ring 3 (docs/guest.md, "Ring 3"). */
 static uint64_t pattern_here(uint64_t dst, uint64_t at, uint64_t n)
@@ -83,8 +84,9 @@ int disk_selftest_run(void)
 	big = (q.max_tsize < MIB + 8192 ? q.max_tsize : MIB + 8192) / q.min_tsize * q.min_tsize;
 	printf("disktest: %s, blocks of %u bytes, transfers up to %u bytes, scratch at %p\n", dev->name,
 	       q.min_tsize, q.max_tsize, mem);
-	if (dev->part_bytes < 4 * MIB + q.max_tsize || big < 2 * 8192) {
-		printf("disktest: FAIL a dump partition of %llu bytes is too small\n", (unsigned long long)dev->part_bytes);
+	if (dev->part_bytes < 4 * MIB + q.max_tsize || q.max_tsize < SMALL_WRITE) {
+		printf("disktest: FAIL too small: a dump partition of %llu bytes, transfers up to %u\n",
+		       (unsigned long long)dev->part_bytes, q.max_tsize);
 		return ENOSPC;
 	}
 	err = devdump_start(dev, &st);
@@ -95,7 +97,7 @@ int disk_selftest_run(void)
 	{
 		/* 16 KiB in three pieces of odd lengths from odd addresses: every boundary inside a page. */
 		uint8_t *const src[] = { mem + 0x103, mem + MIB + 0x5c4, mem + 2 * MIB + 0x7ff };
-		const uint64_t len[] = { 5000, 3000, 16384 - 8000 };
+		const uint64_t len[] = { 5000, 3000, SMALL_WRITE - 8000 };
 
 		err = write_pieces(dev, 1 * MIB, src, len, 3, 0);
 	}

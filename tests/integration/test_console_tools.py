@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from dumpbed.capture import cmdlog
+from dumpbed.capture.estimates import console_command
 from dumpbed.deadline import WaitTimeout
 from dumpbed.images import gpt
 from dumpbed.images.layout import DiskLayout
@@ -32,14 +33,12 @@ from dumpbed.scenario import disks
 from dumpbed.units import MiB
 from tests.integration.conftest import accel_params
 
-PROMPT = "dumpbed> "
-BOOT_TIMEOUT = {"kvm": 30.0, "tcg": 120.0}
-TOOL_TIMEOUT = {"kvm": 60.0, "tcg": 240.0}
-# Each tool's last line: "lsi-selftest: passed (0 failures)", "nictest: PASS", "nicpair: FAIL ETIMEDOUT"
-_END = re.compile(r"(?m)^(?P<tool>lsi-selftest|nictest|nicpair|disktest): (?P<verdict>passed|FAILED|PASS|FAIL)\b.*\n")
+TIMEOUT = {"kvm": 60.0, "tcg": 240.0}  # the boot to the prompt, then the tool (seconds either way)
+# Each tool's verdict line: "lsi-selftest: passed (0 failures)", "nictest: PASS", "nicpair: FAIL ETIMEDOUT"
+_END = re.compile(r"(?m)^(?P<tool>lsi-selftest|nictest|nicpair|disktest): (?P<verdict>passed|FAILED|PASS|FAIL)\b")
 LSI = ["-device", "lsi53c895a,id=lsi0", "-device", "scsi-hd,bus=lsi0.0,drive=d0,scsi-id=0"]
 # The tools pass under both accelerators; that they fail where they should is shown under one.
-ONE_ACCEL = ["kvm" if accel_mod.kvm_usable()[0] else "tcg"]
+ONE_ACCEL = [accel_mod.choose("auto")]
 
 
 def run_tool(kernel: Path, accel: str, out: Path, command: str, devices: list[str], words: str = "",
@@ -51,14 +50,11 @@ def run_tool(kernel: Path, accel: str, out: Path, command: str, devices: list[st
     with Machine(config, out) as machine:
         machine.cont()
         try:
-            machine.console.wait_for(PROMPT, BOOT_TIMEOUT[accel])
-            mark = machine.console.mark()
-            machine.console.send(command + "\r")
-            machine.console.wait_for(_END.pattern, TOOL_TIMEOUT[accel], since=mark)
+            output = console_command(machine, command, TIMEOUT[accel]).replace("\r", "")
         except WaitTimeout as exc:
             raise AssertionError(f"{exc} ({accel}); console tail:\n{machine.console.tail()}") from None
-        output = machine.console.text[mark:].replace("\r", "")
     end = _END.search(output)
+    assert end, f"{command} ended without its verdict line:\n{output}"
     return end["verdict"] in ("passed", "PASS"), output
 
 
