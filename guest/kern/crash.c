@@ -14,6 +14,7 @@
 #include "arch/x86/trap.h"
 #include "dump/dumpsys.h"
 #include "kern/exit.h"
+#include "kern/irq.h"
 #include "kern/result.h"
 #include "lib/console.h"
 #include "lib/dumpstate.h"
@@ -184,6 +185,7 @@ void trap_dispatch(struct trap_frame *f)
 	pin_abandon();
 	/* Interrupts are off for good; devices that could still raise one are told not to,
 	 * before the (slow) console output. */
+	irq_console_mute();
 	if (mute_hook)
 		mute_hook();
 	/* The crash's and the dump's lines format in ring 3 (emulated ring 0 made the registers'

@@ -1,7 +1,8 @@
 /*
- * The console shell for manual crash-injection sessions. Input is polled from COM1 (there
- * are no interrupts); the loop only touches .bss, so the machine state a crash captures is
- * the same as the one the harness snapshots. The commands come from the SHELL_COMMAND linker
+ * The console shell for manual crash-injection sessions. Input is read from COM1; between keys
+ * the CPU halts until COM1's receive interrupt (kern/irq.h, irq_console_wait). The loop only
+ * touches .bss and the kernel stack, so the machine state a crash captures is the same as the
+ * one the harness snapshots. The commands come from the SHELL_COMMAND linker
  * set (kern/shell.h): the product's are here, the test fixtures' (crashes, self-tests, the
  * workload) in test/shell_cmds.c.
  */
@@ -24,6 +25,7 @@
 #include "lib/errno.h"
 #include "lib/printf.h"
 #include "lib/string.h"
+#include "lib/testfault.h"
 
 static bool (*idle_hook)(void);
 static void (*info_hook)(void);
@@ -260,17 +262,25 @@ void shell_run(void)
 	static char line[LINE_MAX];
 	size_t len = 0;
 	bool after_cr = false;
+	bool halt_for_keys = irq_console_init();
 
 	printf("dumpbed> ");
 	for (;;) {
 		int c;
 
 		/* Runtime I/O's interrupts are taken here and only here (see shell_set_idle_hook). */
-		if (idle_hook && idle_hook())
+		bool busy = idle_hook && idle_hook();
+
+		if (busy)
 			irq_on();
 		c = console_getc();
 		if (c < 0) {
-			cpu_relax();
+			/* Nothing typed: halt until a key, unless the workload needs the loop
+			 * (testfault=poll-keys, deliberately wrong: never halt). */
+			if (busy || !halt_for_keys || testfault(TF_POLL_KEYS))
+				cpu_relax();
+			else
+				irq_console_wait();
 			continue;
 		}
 		irq_off();

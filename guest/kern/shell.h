@@ -3,7 +3,7 @@
 
 #include <stdbool.h>
 
-/* The console shell: reads COM1 by polling, forever. */
+/* The console shell: reads COM1 forever, halted between keys (kern/irq.h). */
 void shell_run(void) __attribute__((noreturn));
 
 /* `info`: also printed once at boot. */

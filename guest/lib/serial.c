@@ -16,6 +16,9 @@
 #define REG_LSR		5
 #define REG_SCRATCH	7
 
+#define IER_RX_DATA	0x01
+#define MCR_OUT2	0x08	/* on a PC, connects the UART's interrupt output to IRQ 4 */
+
 #define LSR_DATA_READY	0x01
 #define LSR_THR_EMPTY	0x20
 
@@ -43,7 +46,8 @@ void serial_init(void)
 	outb(COM1_BASE + REG_IER, 0x00);
 	outb(COM1_BASE + REG_LCR, 0x03);	/* 8N1 */
 	outb(COM1_BASE + REG_FCR, 0xc7);	/* FIFOs on, cleared, 14-byte threshold */
-	outb(COM1_BASE + REG_MCR, 0x03);	/* DTR, RTS; OUT2 off: no IRQ line */
+	/* DTR, RTS, OUT2: the line to IRQ 4 is connected, and quiet while IER is 0. */
+	outb(COM1_BASE + REG_MCR, 0x03 | MCR_OUT2);
 }
 
 bool serial_present(void)
@@ -99,4 +103,10 @@ int serial_getc(void)
 	if (!present || !(inb(COM1_BASE + REG_LSR) & LSR_DATA_READY))
 		return -1;
 	return inb(COM1_BASE + REG_DATA);
+}
+
+void serial_rx_interrupt(bool on)
+{
+	if (present)
+		outb(COM1_BASE + REG_IER, on ? IER_RX_DATA : 0);
 }

@@ -15,5 +15,9 @@ void serial_write(const char *s, size_t n);
 /* Returns the next received byte, or -1 if none is waiting (never blocks). */
 int serial_getc(void);
 bool serial_present(void);
+/* The receiver's interrupt (IER "data available", on IRQ 4): raised while a byte waits and this
+ * is on. Off from serial_init() on; the shell turns it on only to halt until a key comes
+ * (kern/irq.h, irq_console_wait). Two port writes, safe in NMI context. */
+void serial_rx_interrupt(bool on);
 
 #endif

@@ -26,6 +26,7 @@ static const char *const words[TF_COUNT] = {
 	[TF_LZ4_STUCK] = "lz4-stuck",
 	[TF_ASYNC_BATCH] = "async-batch",
 	[TF_BOUNCE_SHORT] = "bounce-short",
+	[TF_POLL_KEYS] = "poll-keys",
 };
 
 bool testfault_parse(const char *list, size_t len)

@@ -1,5 +1,5 @@
 /*
- * Deliberate bugs, one word per class of driver or writer bug (`testfault=WORD[,WORD...]`,
+ * Deliberate bugs, one word per class of driver, writer or shell bug (`testfault=WORD[,WORD...]`,
  * docs/guest-interface.md). Each makes the guest wrong in exactly one way the host's oracles
  * must catch; the tests run the guest with each and show the oracle failing. Nothing here is
  * ever on without the command-line word.
@@ -33,6 +33,7 @@ enum testfault_bit {
 	TF_LZ4_STUCK,		/* compress=lz4: every frame of an area from the area's first bytes */
 	TF_ASYNC_BATCH,		/* virtio-blk: DUMP_ASYNC writes ride on the next doorbell (its post); dumpdev.c waits for none first */
 	TF_BOUNCE_SHORT,	/* nvme: a bounced write copies only its first iovec into the bounce buffer */
+	TF_POLL_KEYS,		/* shell: reads the UART's status in a loop between keys instead of halting */
 	TF_COUNT,
 };
 

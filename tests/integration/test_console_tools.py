@@ -10,12 +10,16 @@ look for its "EFI PART"), a NIC with nobody on its link, two NICs on different h
 bounce buffer filled from the first iovec only. And the harness holds the disk tools to
 evidence of its own: lsi-selftest's write of a pattern must leave the disk image as it found
 it, byte for byte; every byte disktest wrote must be in the image where the pattern says, and
-QEMU's command log must show how the driver sent it."""
+QEMU's command log must show how the driver sent it.
+
+And the prompt they are typed at: a guest waiting there halts, and costs QEMU next to no CPU;
+one that reads the UART's status in a loop instead (testfault=poll-keys) keeps a core busy."""
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +207,48 @@ def test_disktest_finds_a_bounce_buffer_filled_from_the_first_iovec_only(guest_k
     assert len(bounced) == 2, output
     for at, n in bounced:
         assert not np.array_equal(landed(tmp_path / "dump.img", part, at, n), disktest_pattern(at, n)), at
+
+
+# -- the prompt itself: a guest waiting for a key halts (docs/guest.md, "Console") -------------------
+
+IDLE_SECONDS = 2.0
+# QEMU's CPU time over IDLE_SECONDS at the prompt, as a share of them: a halted guest costs
+# QEMU about nothing (0.00 under KVM, 0.01 under TCG here); one reading the UART's status in a
+# loop keeps a core busy (1.0 alone, at least half of one with the box's two cores taken).
+HALTED_AT_MOST = 0.15
+POLLING_AT_LEAST = 0.4
+
+
+def _cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time (/proc/PID/stat, all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_share_at_prompt(kernel: Path, accel: str, out: Path, words: str = "") -> float:
+    """Boot to the prompt, let the guest wait there IDLE_SECONDS, and return QEMU's CPU time in
+    them as a share of them. The guest must then still answer a command at once."""
+    config = MachineConfig(kernel=kernel, cmdline=f"fill=off components=none {words}".strip(),
+                           memory_bytes=32 * MiB, accel=accel)
+    with Machine(config, out) as machine:
+        machine.cont()
+        console_command(machine, "info", TIMEOUT[accel])  # the boot is over, the shell waits
+        before, t0 = _cpu_seconds(machine.process.pid), time.monotonic()
+        time.sleep(IDLE_SECONDS)
+        share = (_cpu_seconds(machine.process.pid) - before) / (time.monotonic() - t0)
+        assert "estimate" in console_command(machine, "help", 30.0)  # the keys woke it
+    return share
+
+
+@pytest.mark.parametrize("accel", accel_params())
+def test_a_guest_at_its_prompt_costs_its_host_no_core(guest_kernel, accel, tmp_path):
+    share = cpu_share_at_prompt(guest_kernel, accel, tmp_path)
+    assert share <= HALTED_AT_MOST, f"QEMU used {share:.2f} of a core while the guest waited at its prompt ({accel})"
+
+
+@pytest.mark.parametrize("accel", ONE_ACCEL)
+def test_a_guest_polling_its_console_is_seen_keeping_a_core_busy(guest_kernel, accel, tmp_path):
+    """testfault=poll-keys: the shell reads the UART's status in a loop between keys, as it did
+    before it halted. The same measure sees a core kept busy."""
+    share = cpu_share_at_prompt(guest_kernel, accel, tmp_path, "testfault=poll-keys")
+    assert share >= POLLING_AT_LEAST, f"QEMU used only {share:.2f} of a core with the guest polling ({accel})"

@@ -31,7 +31,7 @@ static uint32_t ioapic_read(uint8_t reg)
 	return mmio_read32(IOAPIC_BASE + IOWIN);
 }
 
-bool ioapic_route_level(int pin, uint8_t vector)
+static bool route(int pin, uint8_t vector, uint32_t trigger)
 {
 	if (!mapped) {
 		paging_set_uncached(IOAPIC_BASE, 4096);
@@ -41,9 +41,19 @@ bool ioapic_route_level(int pin, uint8_t vector)
 		return false;
 	ioapic_write((uint8_t)IOAPIC_REDTBL(pin), RTE_MASKED);
 	ioapic_write((uint8_t)(IOAPIC_REDTBL(pin) + 1), apic_id() << 24);
-	rte_low[pin] = RTE_MASKED | RTE_LEVEL | vector;
+	rte_low[pin] = RTE_MASKED | trigger | vector;
 	ioapic_write((uint8_t)IOAPIC_REDTBL(pin), rte_low[pin]);
 	return true;
+}
+
+bool ioapic_route_level(int pin, uint8_t vector)
+{
+	return route(pin, vector, RTE_LEVEL);
+}
+
+bool ioapic_route_edge(int pin, uint8_t vector)
+{
+	return route(pin, vector, 0);
 }
 
 void ioapic_unmask(int pin)
