@@ -30,7 +30,11 @@
  * bytes written (stored_bytes) and the data of its frames wholly inside them (length).
  *
  * Memory outside the kernel image is written straight from where it lies; only the partial
- * last page of an area goes through a small zeroed buffer (areas are padded to a page). Areas
+ * last page of an area goes through a small zeroed buffer (areas are padded to a page). Small
+ * areas (64 KiB or less, rounded) are gathered instead: copied behind each other into zip_buf,
+ * which compression alone uses otherwise, and written as one transfer before any other write
+ * (format "Write order"): a routine's hundreds of small areas were as many transfers, each a
+ * round trip to the device that emulated ring 0 makes slow. Areas
  * inside the kernel image are copied into a staging buffer first: its dump path state changes
  * under our feet, and what is CRC-ed must be exactly what is written (the rest of the image is
  * staged too, so that the copy is held to the snapshot). The copies, every CRC and the
@@ -66,6 +70,8 @@
 #include "lib/testfault.h"
 
 #define STAGE_SIZE	(64 * 1024)
+/* Areas of at most this many bytes (rounded to a page) are gathered (gather_area()). */
+#define GATHER_AREA_MAX	(64 * 1024)
 /* Compression: frames go to zip_buf and out from there in page-multiple transfers. A trip to
  * ring 3 compresses as many frames as the buffer takes (each may need 16 + 65536 bytes). On
  * incompressible data every trip and every write costs ring 0 time: 256 KiB made a 1 GiB dump
@@ -136,6 +142,10 @@ struct writer {
 	uint64_t chunk_fill;		/* bytes of the current chunk fed so far */
 	uint32_t chunks_sealed;		/* entries in crc_table[] (zeros after them); fed before
 					 * their write, so cut back after a failure */
+	/* Small areas gathered in zip_buf (uncompressed bodies only): gather_len bytes of body
+	 * from body_pos on, gather_areas areas, not yet written. */
+	uint64_t gather_len;
+	uint32_t gather_areas;
 
 	/* Compression (compress=lz4): the frames of the area in progress (cur_area). zip_buf
 	 * holds its stored bytes from cur_done on, zip_fill of them; the first zip_sent were
@@ -1129,6 +1139,53 @@ static int write_area_zip(struct writer *w, struct dmp_area *a, uint64_t disk_of
 	return 0;
 }
 
+/* --- gathered small areas ------------------------------------------------------------- */
+
+/* Whether the gather buffer takes area a now: small, and with the buffer still short of a
+ * transfer, of the next checkpoint and of the room the end marker and trailer need. */
+static bool gather_takes(const struct writer *w, const struct dmp_area *a)
+{
+	uint64_t rounded = round_page(a->len), end = w->body_pos + w->gather_len + rounded;
+	uint64_t cap = w->max_piece < ZIP_BUF_SIZE ? w->max_piece : ZIP_BUF_SIZE;
+
+	return !w->compress && a->len && rounded <= GATHER_AREA_MAX && w->gather_len + rounded <= cap &&
+	       end < w->next_checkpoint && end <= w->lay->body_room;
+}
+
+/* The area copied behind the others, zero-padded to its page; its disk offset is where one
+ * write of its own would have put it. Counted as written once gather_flush() wrote it. */
+static void gather_area(struct writer *w, struct dmp_area *a)
+{
+	uint64_t rounded = round_page(a->len);
+
+	a->disk_offset = w->lay->body_offset + w->body_pos + w->gather_len;
+	stage_copy(zip_buf + w->gather_len, a->phys, a->len, rounded);
+	a->stored = a->len;
+	w->gather_len += rounded;
+	w->gather_areas++;
+}
+
+/* The gathered areas as one body transfer (fed to the chunk CRCs first); then they count as
+ * written. Never reaches a checkpoint (gather_takes). 0 with nothing gathered. */
+static int gather_flush(struct writer *w)
+{
+	struct iovec iov = { zip_buf, w->gather_len };
+	uint32_t areas = w->gather_areas;
+	int err;
+
+	if (!iov.iov_len)
+		return 0;
+	w->gather_len = 0;
+	w->gather_areas = 0;
+	chunk_crc_feed(w, zip_buf, iov.iov_len);
+	err = write_at(w, w->lay->body_offset + w->body_pos, &iov, 1, 0, "body");
+	if (err)
+		return err;
+	w->body_pos += iov.iov_len;
+	w->areas_written += areas;
+	return 0;
+}
+
 static int sink_area(void *ctx, struct dmp_area *a)
 {
 	struct writer *w = ctx;
@@ -1138,6 +1195,18 @@ static int sink_area(void *ctx, struct dmp_area *a)
 
 	if (w->res->error)
 		return w->res->error;
+	if (gather_takes(w, a)) {
+		gather_area(w, a);
+		return 0;
+	}
+	/* Everything before this area goes out first; a small one then starts a new gathering. */
+	err = gather_flush(w);
+	if (err)
+		return err;
+	if (gather_takes(w, a)) {
+		gather_area(w, a);
+		return 0;
+	}
 	/* The area, the end marker and the trailer must still fit (compressed: each write). */
 	if (!w->compress && (a->len > l->body_room || rounded > l->body_room || w->body_pos > l->body_room - rounded)) {
 		printf("dump: no room for area %.24s (%llu bytes) at body offset %llu: partition full\n",
@@ -1170,6 +1239,9 @@ static int sink_component_done(void *ctx, uint32_t index)
 
 	if (w->res->error)
 		return w->res->error;
+	err = gather_flush(w);	/* the checkpoint lists only what is written */
+	if (err)
+		return err;
 	w->comps_done = index + 1;
 	/* The facility goes on to the next component only once this checkpoint is done. */
 	w->collecting = false;
@@ -1263,6 +1335,9 @@ int dump_writer_finish(void)
 
 	/* 5. the table (every chunk, the short last one too) and the directory, final, in the
 	 * free slot; the end marker (flush) */
+	err = gather_flush(w);	/* (each component's checkpoint flushed it already) */
+	if (err)
+		return err;
 	w->collecting = false;
 	chunk_crc_finish(w);
 	w->body_bytes = w->body_pos;
