@@ -55,16 +55,20 @@ demo: setup
 linux-image: venv
 	$(VENV)/bin/dumpbed build-image linux-kdump
 
-# The unit and fuzz tests (no QEMU, CPU-bound) on a pytest-xdist worker per core; the integration
-# tests two at a time, a test file per worker (a Linux guest under TCG takes a core), the longest
-# first (LONGEST_FIRST in tests/integration/conftest.py), then those whose timing is part of what
-# they check alone (`-m serial`: tests/integration/conftest.py).
-test: setup linux-image
+# The unit and fuzz tests (no QEMU, CPU-bound) on a pytest-xdist worker per core, while the
+# Linux guest's image builds beside them (mostly downloads; only the integration tests boot it);
+# the integration tests two at a time, a test file per worker (a Linux guest under TCG takes a
+# core), the longest first (LONGEST_FIRST in tests/integration/conftest.py), then those whose
+# timing is part of what they check alone (`-m serial`: tests/integration/conftest.py).
+test: setup
 	@mkdir -p runs
 	@# A basetemp of our own, so no other pytest on the box can clear it mid-run; pytest keeps
 	@# an explicit basetemp, so it is removed here (GiBs of images), whatever the outcome.
-	$(PY) -m pytest -q -n auto tests/unit tests/fuzz --junitxml=runs/junit-unit.xml --basetemp=runs/pytest-tmp-unit; \
+	$(MAKE) -s linux-image > runs/linux-image.log 2>&1 & image=$$!; \
+	  $(PY) -m pytest -q -n auto tests/unit tests/fuzz --junitxml=runs/junit-unit.xml --basetemp=runs/pytest-tmp-unit; \
 	  unit=$$?; rm -rf runs/pytest-tmp-unit; \
+	  wait $$image; built=$$?; cat runs/linux-image.log; \
+	  if [ $$built != 0 ]; then echo "dumpbed: error: the linux-kdump image did not build (above)" >&2; exit 2; fi; \
 	  $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not serial" tests/integration \
 	    --junitxml=runs/junit.xml \
 	    --basetemp=runs/pytest-tmp; par=$$?; rm -rf runs/pytest-tmp; \
