@@ -24,8 +24,11 @@ CASES = [
     ("no-wait", "virtio-blk", {"faults": ["slow=16"]}, ["write-order"]),
     # The same bug in a SCSI HBA's tran_poll: the body writes in flight are never waited for.
     ("no-wait", "virtio-scsi", {"faults": ["slow=16"]}, ["write-order"]),
-    # Body writes that ride on the next doorbell, a slot write's: in flight together, always.
-    ("async-batch", "virtio-blk", {}, ["write-order"]),
+    # Body writes that ride on the next doorbell, a slot write's: in flight together. On a
+    # throttled disk always: QEMU takes a write posted while it is still busy without waiting
+    # for the doorbell, and at full speed it was done before the slot write came in one of
+    # seven runs here (a CI run, after the samples' small areas were gathered).
+    ("async-batch", "virtio-blk", {"faults": ["slow=64"]}, ["write-order"]),
     ("leader-first", "virtio-blk", {}, ["write-order", "consistency"]),
     ("in-place", "virtio-blk", {}, ["write-order", "consistency"]),
     ("in-place", "lsi", {}, ["write-order", "consistency"]),
