@@ -162,6 +162,16 @@ def compression_gains(rows: list[dict], compress: str) -> dict:
     return gains
 
 
+def compression_line(gains: dict) -> str:
+    """The summary's line for compression_gains (with repeats, each gain's median and range, as
+    every other figure)."""
+    spread = gains.get("spread") or {}
+    shown = {k: _shown(gains.get(k, "-"), spread.get(k)) for k in ("compressible", "incompressible")}
+    return (f"{gains['method']}: data MiB/s (the RAM dumped per second) over the uncompressed dump of the same "
+            f"memory: compressible (no fill) {shown['compressible']}x, incompressible (fill) "
+            f"{shown['incompressible']}x")
+
+
 # The host's own figures each repeat measures, and the ratio each gives every row.
 REFERENCES = ("host_write_mib_s", "graph_write_mib_s", "qemu_dump_guest_memory_mib_s")
 RATIOS = dict(zip(("ratio_to_host_write", "ratio_to_graph_write", "ratio_to_qemu_dump"), REFERENCES))
@@ -207,7 +217,10 @@ def run_bench(out: Path, memory_bytes: int, accel: str = "auto", keep: bool = Fa
     if compress != "off":
         result["compression"] = {"method": compress, **compression_gains(rows, compress)}
         if repeat > 1:
-            result["compression"]["repeats"] = [compression_gains(r["disks"], compress) for r in repeats]
+            each = [compression_gains(r["disks"], compress) for r in repeats]
+            result["compression"]["repeats"] = each
+            result["compression"]["spread"] = {k: _spread([g.get(k) for g in each])
+                                               for k in ("compressible", "incompressible")}
     if repeat > 1:
         for name in REFERENCES:
             result[f"{name}_spread"] = _spread([r[name] for r in repeats])
@@ -354,11 +367,8 @@ def render(result: dict, profile: bool = False) -> None:
           f"disk's cache mode), measured in each repeat: {host} MiB/s\nx graph: the same write through the dump "
           f"disk's block graph (its blklogwrites write log): {graph} MiB/s\nx qemu: ratio to QEMU's "
           f"dump-guest-memory of the same guest: {qemu} MiB/s")
-    gains = result.get("compression")
-    if gains:
-        print(f"{gains['method']}: data MiB/s (the RAM dumped per second) over the uncompressed dump of the same "
-              f"memory: compressible (no fill) {gains.get('compressible', '-')}x, incompressible (fill) "
-              f"{gains.get('incompressible', '-')}x")
+    if result.get("compression"):
+        print(compression_line(result["compression"]))
     if profile:
         for r in result["disks"]:
             _render_profile(console, r)

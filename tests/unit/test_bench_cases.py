@@ -131,3 +131,14 @@ MIB = 1 << 20
 class _Bar:
     def update(self, **kwargs):
         pass
+
+
+def test_the_compression_line_gives_the_median_and_range_of_the_repeats():
+    one = {"method": "lz4", "compressible": 2.5, "incompressible": 0.6}
+    assert bench.compression_line(one).endswith("compressible (no fill) 2.5x, incompressible (fill) 0.6x")
+    each = [{"compressible": 2.514, "incompressible": 0.585}, {"compressible": 2.655, "incompressible": 0.668},
+            {"compressible": 3.077, "incompressible": 0.733}]
+    three = {**each[0], "method": "lz4", "repeats": each,
+             "spread": {k: bench._spread([g[k] for g in each]) for k in ("compressible", "incompressible")}}
+    assert bench.compression_line(three).endswith(
+        "compressible (no fill) 2.655 (2.514-3.077)x, incompressible (fill) 0.668 (0.585-0.733)x")
