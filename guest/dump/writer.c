@@ -1195,14 +1195,13 @@ static int sink_area(void *ctx, struct dmp_area *a)
 
 	if (w->res->error)
 		return w->res->error;
-	if (gather_takes(w, a)) {
-		gather_area(w, a);
-		return 0;
+	/* What is gathered goes out before an area the buffer does not take (a small one then
+	 * starts a new gathering). */
+	if (!gather_takes(w, a)) {
+		err = gather_flush(w);
+		if (err)
+			return err;
 	}
-	/* Everything before this area goes out first; a small one then starts a new gathering. */
-	err = gather_flush(w);
-	if (err)
-		return err;
 	if (gather_takes(w, a)) {
 		gather_area(w, a);
 		return 0;
@@ -1335,10 +1334,7 @@ int dump_writer_finish(void)
 
 	/* 5. the table (every chunk, the short last one too) and the directory, final, in the
 	 * free slot; the end marker (flush) */
-	err = gather_flush(w);	/* (each component's checkpoint flushed it already) */
-	if (err)
-		return err;
-	w->collecting = false;
+	w->collecting = false;	/* (nothing gathered: each component's checkpoint wrote it) */
 	chunk_crc_finish(w);
 	w->body_bytes = w->body_pos;
 	w->nchunks = (uint32_t)((w->body_bytes + l->chunk_size - 1) / l->chunk_size);

@@ -47,8 +47,6 @@ void irq_device_dispatch(void)
 
 bool irq_console_init(void)
 {
-	if (console_routed)
-		return true;
 	if (!serial_present() || irq_init())
 		return false;
 	idt_set_gate(IRQ_VECTOR_CONSOLE, (uintptr_t)irq_console_entry, 0);

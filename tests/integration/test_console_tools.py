@@ -36,6 +36,7 @@ from dumpbed.machine.qemu import Machine, MachineConfig
 from dumpbed.scenario import disks
 from dumpbed.units import MiB
 from tests.integration.conftest import accel_params
+from tests.support.procs import cpu_seconds
 
 TIMEOUT = {"kvm": 60.0, "tcg": 240.0}  # the boot to the prompt, then the tool (seconds either way)
 # Each tool's verdict line: "lsi-selftest: passed (0 failures)", "nictest: PASS", "nicpair: FAIL ETIMEDOUT"
@@ -219,12 +220,6 @@ HALTED_AT_MOST = 0.15
 POLLING_AT_LEAST = 0.4
 
 
-def _cpu_seconds(pid: int) -> float:
-    """A process's user + system CPU time (/proc/PID/stat, all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_share_at_prompt(kernel: Path, accel: str, out: Path, words: str = "") -> float:
     """Boot to the prompt, let the guest wait there IDLE_SECONDS, and return QEMU's CPU time in
     them as a share of them. The guest must then still answer a command at once."""
@@ -233,9 +228,9 @@ def cpu_share_at_prompt(kernel: Path, accel: str, out: Path, words: str = "") ->
     with Machine(config, out) as machine:
         machine.cont()
         console_command(machine, "info", TIMEOUT[accel])  # the boot is over, the shell waits
-        before, t0 = _cpu_seconds(machine.process.pid), time.monotonic()
+        before, t0 = cpu_seconds(machine.process.pid), time.monotonic()
         time.sleep(IDLE_SECONDS)
-        share = (_cpu_seconds(machine.process.pid) - before) / (time.monotonic() - t0)
+        share = (cpu_seconds(machine.process.pid) - before) / (time.monotonic() - t0)
         assert "estimate" in console_command(machine, "help", 30.0)  # the keys woke it
     return share
 

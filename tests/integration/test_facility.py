@@ -13,7 +13,7 @@ import pytest
 from dumpbed.capture import cmdlog, writelog
 from dumpbed.images import layout
 from dumpbed.oracles import samples
-from dumpbed.reader import dumpfmt
+from dumpbed.reader import dumpdir, dumpfmt
 from tests.integration.conftest import accel_params
 
 EFAULT, EIO, ENODATA = 14, 5, 61
@@ -58,7 +58,7 @@ def test_default_samples_at_the_normal_level(dumpbed_run, accel):
             assert c.estimate_bytes == before[c.name], c.name
     # The small areas (smp-unlimited's hundreds of a page or less) went out gathered, a few
     # transfers for all, as QEMU's command log shows (dump-format.md, "Write order").
-    small = [a for a in dump.areas if -(-a.length // 4096) * 4096 <= GATHERED_AT_MOST]
+    small = [a for a in dump.areas if dumpdir.round_up(a.length, 4096) <= GATHERED_AT_MOST]
     writes = [c for c in cmdlog.read(out, dump.header.block_size).commands if c.kind == "write"]
     carried = {c.seq for a in small for c in writes
                if c.offset <= dump.partition_offset + a.disk_offset < c.offset + c.length}

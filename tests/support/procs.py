@@ -5,6 +5,7 @@ Imported as tests.support.procs by the integration tests and as plain `procs` by
 (tests/unit/conftest.py puts tests/support on sys.path)."""
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -17,6 +18,13 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rindex(")") + 2] != "Z"  # the state follows the command, which may hold ") "
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time so far, all its threads (/proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()  # from the state on: utime and stime are 11 and 12
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

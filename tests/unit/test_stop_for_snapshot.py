@@ -2,17 +2,20 @@
 not in an STI's shadow, boundedly."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from dumpbed.capture import groundtruth
 
 
 class FakeMachine:
-    """Answers `info lapic`'s ISR, and whether the CPU is in an interrupt shadow, from scripts,
-    one answer per stop."""
+    """Answers `info lapic`'s ISR, and `info registers` in or out of an interrupt shadow (QEMU's
+    II), from scripts, one answer per stop."""
 
     def __init__(self, in_service: list[list[int]], shadow: list[bool] = ()):
         self.answers = list(in_service)
         self.shadow = list(shadow) or [False] * len(self.answers)
         self.calls: list[str] = []
+        self.qmp = self
 
     def stop(self):
         self.calls.append("stop")
@@ -24,9 +27,10 @@ class FakeMachine:
         self.calls.append("isr")
         return self.answers.pop(0)
 
-    def in_interrupt_shadow(self):
+    def hmp(self, command):
+        assert command == "info registers", command
         self.calls.append("shadow")
-        return self.shadow.pop(0)
+        return REGS.format(rip=0, ii=int(self.shadow.pop(0)))  # RIP 0: no byte before it to read
 
 
 def test_a_quiet_cpu_is_stopped_once():
@@ -91,14 +95,11 @@ REGS = ("RAX=0000000000000001 RBX=0000000000000001 RCX=0000000000000000 RDX=0000
 
 
 def test_the_shadow_is_an_sti_just_before_rip_or_qemus_ii():
-    from dumpbed.machine.qemu import Machine
+    def shadow(regs, memory):
+        machine = SimpleNamespace(qmp=Hmp(regs, memory))
+        return groundtruth.in_interrupt_shadow(machine), machine.qmp.asked
 
-    m = Machine.__new__(Machine)
-    m.qmp = Hmp(REGS.format(rip=0x108193, ii=0), {0x108192: 0xFB})  # sti; call console_getc
-    assert m.in_interrupt_shadow()
-    m.qmp = Hmp(REGS.format(rip=0x108198, ii=0), {0x108197: 0xFF})  # after the call
-    assert not m.in_interrupt_shadow()
-    m.qmp = Hmp(REGS.format(rip=0x108dfe, ii=0), {0x108dfd: 0xF4})  # halted after sti; hlt
-    assert not m.in_interrupt_shadow()
-    m.qmp = Hmp(REGS.format(rip=0x1081b0, ii=1), {})  # QEMU knows: no memory read needed
-    assert m.in_interrupt_shadow() and m.qmp.asked == ["info registers"]
+    assert shadow(REGS.format(rip=0x108193, ii=0), {0x108192: 0xFB})[0]  # sti; call console_getc
+    assert not shadow(REGS.format(rip=0x108198, ii=0), {0x108197: 0xFF})[0]  # after the call
+    assert not shadow(REGS.format(rip=0x108dfe, ii=0), {0x108dfd: 0xF4})[0]  # halted after sti; hlt
+    assert shadow(REGS.format(rip=0x1081b0, ii=1), {}) == (True, ["info registers"])  # QEMU knows

@@ -399,21 +399,6 @@ class Machine:
         line = re.search(r"^ISR\s+(.*)$", text, re.M)
         return [int(v) for v in re.findall(r"\b(\d+)", line.group(1))] if line else []
 
-    def in_interrupt_shadow(self) -> bool:
-        """Whether CPU 0 stopped in an interrupt shadow: right after an STI (the one-byte 0xFB
-        before RIP), or wherever QEMU says so (`info registers` II=1; under this host's PV-mode
-        KVM it never did). An NMI injected there waits for the shadow to end, and this host's
-        KVM gave it to the guest only at its next exit: a guest stopped between an STI and a
-        port read took the crash after the read, nine registers away from the snapshot's."""
-        regs = self.qmp.hmp("info registers")
-        if re.search(r"\bII=1\b", regs):
-            return True
-        rip = re.search(r"\bRIP=([0-9a-fA-F]+)", regs)
-        if not rip or int(rip.group(1), 16) == 0:
-            return False
-        before = self.qmp.hmp(f"x /1xb 0x{int(rip.group(1), 16) - 1:x}")
-        return re.search(r":\s*0xfb\b", before, re.I) is not None
-
     def run_state(self, timeout: float = 30.0) -> str:
         """The VM's run state as QEMU says it (query-status): 'running', 'paused', 'io-error',
         ... (the QEMU process's own state is state())."""
