@@ -123,7 +123,10 @@ def render(report: dict, console: Optional[Console] = None) -> None:
     tables.print_table(console, table)
     timings = report.get("timings") or {}
     if timings:
-        tables.print_line(console, "[bold]timings[/] " + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items())
+        shown = [f"{k} {v:.2f}s" + (f" (QEMU's start {timings['qemu_start']:.2f}s)"
+                                    if k == "boot" and "qemu_start" in timings else "")
+                 for k, v in timings.items() if k != "qemu_start"]
+        tables.print_line(console, "[bold]timings[/] " + ", ".join(shown)
                           + (f"; dump throughput {report['throughput_mib_s']} MiB/s"
                              if report.get("throughput_mib_s") else ""))
     if report.get("problem"):

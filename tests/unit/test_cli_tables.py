@@ -87,6 +87,17 @@ def test_a_wide_terminal_keeps_one_components_table():
     _assert_report_whole(text, rep)
 
 
+def test_the_timings_line_gives_qemus_start_inside_the_boot():
+    """QEMU's start (its RAM preallocated) is part of the boot: said beside it, not as a time of
+    its own after it."""
+    rep = json.loads((Path(__file__).parent / "report_samples" / "virtio-blk-complete.json").read_text())
+    rep["timings"] = {"boot": 1.54, "qemu_start": 1.31, "crash_to_dump_done": 1.18, "validate": 0.43}
+    console, buffer = _console(terminal=False, width=200)
+    report.render(rep, console)
+    line = next(line for line in buffer.getvalue().splitlines() if line.startswith("timings "))
+    assert line.startswith("timings boot 1.54s (QEMU's start 1.31s), crash_to_dump_done 1.18s, validate 0.43s")
+
+
 def _show_text(image: Path, terminal: bool, width: int = 80) -> tuple[str, dumpfmt.Dump]:
     dump = dumpfmt.read(image, *gpt.find_dump_partition(image))
     console, buffer = _console(terminal, width)
