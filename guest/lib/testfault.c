@@ -27,6 +27,7 @@ static const char *const words[TF_COUNT] = {
 	[TF_ASYNC_BATCH] = "async-batch",
 	[TF_BOUNCE_SHORT] = "bounce-short",
 	[TF_POLL_KEYS] = "poll-keys",
+	[TF_CONSOLE_IRQ_LIVE] = "console-irq-live",
 };
 
 bool testfault_parse(const char *list, size_t len)

@@ -34,6 +34,7 @@ enum testfault_bit {
 	TF_ASYNC_BATCH,		/* virtio-blk: DUMP_ASYNC writes ride on the next doorbell (its post); dumpdev.c waits for none first */
 	TF_BOUNCE_SHORT,	/* nvme: a bounced write copies only its first iovec into the bounce buffer */
 	TF_POLL_KEYS,		/* shell: reads the UART's status in a loop between keys instead of halting */
+	TF_CONSOLE_IRQ_LIVE,	/* crash path: COM1's receive interrupt left on and routed (as the shell's wait for keys has it) */
 	TF_COUNT,
 };
 

@@ -13,12 +13,15 @@ it, byte for byte; every byte disktest wrote must be in the image where the patt
 QEMU's command log must show how the driver sent it.
 
 And the prompt they are typed at: a guest waiting there halts, and costs QEMU next to no CPU;
-one that reads the UART's status in a loop instead (testfault=poll-keys) keeps a core busy."""
+one that reads the UART's status in a loop instead (testfault=poll-keys) keeps a core busy. A key
+typed during a dump raises no interrupt: the crash path muted the console (testfault=console-irq-live
+leaves it on)."""
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -247,3 +250,51 @@ def test_a_guest_polling_its_console_is_seen_keeping_a_core_busy(guest_kernel, a
     before it halted. The same measure sees a core kept busy."""
     share = cpu_share_at_prompt(guest_kernel, accel, tmp_path, "testfault=poll-keys")
     assert share >= POLLING_AT_LEAST, f"QEMU used only {share:.2f} of a core with the guest polling ({accel})"
+
+
+# -- a key typed while the guest dumps: the crash path mutes the console (docs/guest.md, "Console") --
+
+def keys_once_quiesced(typed: dict):
+    """An on_paused hook: a thread that, once the guest says QUIESCED, types keys at its console
+    (the dump has begun: the guest reads none of them). `typed` gets when, or the error."""
+    def type_keys(machine) -> None:
+        deadline = time.monotonic() + 60
+        result_log = machine.artifacts / "result.log"
+        try:
+            while b"DUMPBED QUIESCED" not in result_log.read_bytes():
+                if time.monotonic() > deadline or not machine.is_running():
+                    raise AssertionError("no QUIESCED line to type after")
+                time.sleep(0.002)
+            machine.console.send("x\r")
+            typed["at"] = time.time()
+        except Exception as exc:  # noqa: BLE001 (the test reports it)
+            typed["error"] = exc
+
+    def hook(machine) -> None:
+        thread = threading.Thread(target=type_keys, args=(machine,), name="keys", daemon=True)
+        typed["thread"] = thread
+        thread.start()
+    return hook
+
+
+# QEMU's own APIC (TCG's) traces every interrupt it is handed, taken or not; KVM's in-kernel
+# one shows only what the guest takes, and with IF = 0 it takes none.
+# A slow disk keeps the dump going well after the keys.
+@pytest.mark.dumpbed(memory="32M", accel="tcg", faults=["slow=16"])
+@pytest.mark.parametrize("words,passes", [([], True), (["testfault=console-irq-live"], False)],
+                         ids=["muted", "console-irq-live"])
+def test_a_key_typed_during_the_dump_raises_no_interrupt(dumpbed_run, tmp_path, words, passes):
+    """The crash came while the shell halted for a key, COM1's receive interrupt on. The crash
+    path turns it off and masks its pin before anything slow: a key typed during the dump is
+    handed to no CPU. testfault=console-irq-live leaves both as the shell had them, and the
+    no-interrupts oracle sees the key's interrupt reach the local APIC after QUIESCED."""
+    typed: dict = {}
+    result = dumpbed_run(guest_args=words, on_paused=keys_once_quiesced(typed))
+    typed["thread"].join(30)
+    assert "error" not in typed, typed.get("error")
+    (done,) = cmdlog.read(result.run_dir, 512).result("DONE")
+    assert typed["at"] < done.time, "the keys came after the dump"
+    if passes:
+        assert result.passed, result.failed_checks
+    else:
+        result.assert_failed("no-interrupts")
