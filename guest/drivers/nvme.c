@@ -4,8 +4,9 @@
  * One controller, its first active namespace, the host memory page 4 KiB. Three queue pairs: the admin queue,
  * I/O queue 1 for runtime I/O (its completion queue may interrupt: the runtime I/O of
  * dump/dumpdev.h), and I/O queue 2 for the dump, created with interrupts off (IEN = 0), so a
- * dump command never raises an interrupt even where the controller could. Data goes by PRPs
- * straight from the caller's memory (identity mapped); a transfer PRPs cannot describe (an
+ * dump command never raises an interrupt even where the controller could. Data goes straight
+ * from the caller's memory (identity mapped): one buffer as one SGL Data Block descriptor in the
+ * command where the controller takes SGLs, else by PRPs; a transfer PRPs cannot describe (an
  * iovec boundary inside a page) goes through a bounce buffer. DUMP_ASYNC writes (dump/dumpdev.h)
  * stay in flight on the dump queue, up to DUMP_OUTSTANDING, each with a PRP list of its own; a
  * completion is matched to its write by CID, whatever order the controller completes them in.
@@ -65,6 +66,10 @@
 #define CNS_NAMESPACE	0x00
 #define CNS_CONTROLLER	0x01
 #define CNS_ACTIVE_NS	0x02
+
+/* CDW0's PSDT (bits 15:14): 01b, the data pointer is SGL1 (MPTR, unused here, a buffer) */
+#define PSDT_SGL	(1u << 14)
+#define SGL_DATA_BLOCK	0x00	/* SGL1's identifier byte: a Data Block descriptor, an address */
 
 /* NVM opcodes */
 #define NVM_FLUSH	0x00
@@ -159,6 +164,7 @@ struct nvme_ctrl {
 	uint64_t nblocks;
 	uint32_t max_transfer;
 	uint8_t mdts;
+	uint8_t sgls;			/* Identify's SGLS bits 1:0: 0 no SGLs, 1 any alignment, 2 dword */
 	uint16_t mqes;			/* entries a queue may have */
 	bool vwc;			/* a volatile write cache: Flush means something */
 	bool broken;			/* a reset did not bring it back */
@@ -371,6 +377,7 @@ static int identify(struct nvme_ctrl *c)
 		c->model[i] = '\0';
 	c->mdts = id[77];
 	c->vwc = id[525] & 1;
+	c->sgls = id[536] & 3;
 
 	/* The first active namespace (the list is in increasing order, 0 ends it) */
 	err = admin(c, ADM_IDENTIFY, 0, (uintptr_t)id, CNS_ACTIVE_NS, 0);
@@ -501,13 +508,22 @@ static uint64_t set_prps_here(uint64_t list, uint64_t e, uint64_t iov_and_count)
 	return 0;
 }
 
-/* A Read or Write of nblocks at lba, its data where the PRPs of iov say, a PRP list in `list`. */
+/* A Read or Write of nblocks at lba. One buffer, where the controller takes SGLs: SGL1 a Data
+ * Block descriptor of it (address, length, identifier 0), nothing else to build: no PRP list,
+ * no trip to ring 3, and QEMU maps one range instead of a page at a time. Otherwise its data
+ * where the PRPs of iov say, a PRP list in `list`. */
 static struct nvme_sqe rw_command(const struct nvme_ctrl *c, uint64_t *list, bool write, uint64_t lba,
 				  uint32_t nblocks, const struct iovec *iov, int iovcnt)
 {
 	struct nvme_sqe e = { .cdw0 = write ? NVM_WRITE : NVM_READ, .nsid = c->nsid,
 			      .cdw10 = (uint32_t)lba, .cdw11 = (uint32_t)(lba >> 32), .cdw12 = nblocks - 1 };
 
+	if (iovcnt == 1 && c->sgls) {
+		e.cdw0 |= PSDT_SGL;
+		e.prp1 = (uintptr_t)iov[0].iov_base;	/* SGL1: address, */
+		e.prp2 = (uint64_t)SGL_DATA_BLOCK << 56 | (uint32_t)iov[0].iov_len;	/* length, identifier */
+		return e;
+	}
 	if ((uint64_t)nblocks * c->block_size > PRP_RING3_BYTES)
 		run_unprivileged(set_prps_here, (uintptr_t)list, (uintptr_t)&e,
 				 (uint64_t)iovcnt << IOVCNT_SHIFT | (uintptr_t)iov);
@@ -644,8 +660,9 @@ void nvme_print_info(const void *softc)
 	       c->pci->bus, c->pci->dev, c->pci->fn, c->model, vs >> 16, (vs >> 8) & 0xff, c->nsid,
 	       (unsigned long long)c->nblocks, c->block_size, c->vwc ? ", volatile write cache" : "",
 	       c->broken ? ", BROKEN" : "");
-	printf("  MDTS %u, max transfer %u bytes, queues of %u entries, doorbell stride %u, I/O timeout %u ms\n",
-	       c->mdts, c->max_transfer, QUEUE_ENTRIES, c->db_stride, c->timeout_ms);
+	printf("  MDTS %u, max transfer %u bytes, data by %s, queues of %u entries, doorbell stride %u,"
+	       " I/O timeout %u ms\n", c->mdts, c->max_transfer, c->sgls ? "SGL (one buffer) or PRPs" : "PRPs",
+	       QUEUE_ENTRIES, c->db_stride, c->timeout_ms);
 	printf("  commands %llu, bytes %llu, flushes %llu, timeouts %llu, resets %llu, bounced %llu,"
 	       " stale completions %llu, last status 0x%x\n",
 	       (unsigned long long)c->commands, (unsigned long long)c->bytes, (unsigned long long)c->flushes,

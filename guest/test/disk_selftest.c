@@ -3,9 +3,10 @@
  * with scatter lists a dddump caller may give and dumpbed's writer never does: iovec boundaries
  * inside a page, at odd addresses and lengths. dumpbed's writer hands a driver page-aligned
  * pieces only (it stages the kernel image's areas and every partial last page), so without this
- * tool a driver's path for the other lists (NVMe's bounce buffer, sd's) never runs.
+ * tool a driver's path for the other lists (NVMe's bounce buffer, sd's) never runs; nor NVMe's PRP
+ * lists, once its writer's one-buffer writes go as one SGL descriptor (drivers/nvme.c).
  *
- * DUMPQUERY, DUMPSTART, three writes, DUMPEND. Each write carries the pattern of where it lands:
+ * DUMPQUERY, DUMPSTART, four writes, DUMPEND. Each write carries the pattern of where it lands:
  * byte p of the dump partition is DISKTEST_BYTE(p), so the host reads the image afterwards and
  * knows every byte (tests/integration/test_console_tools.py); each is announced first in a line
  * the host reads ("disktest: write N bytes in K iovecs at partition offset X"). The disk is then
@@ -27,6 +28,8 @@
 #define SCRATCH_BYTES		(16u << 20)
 #define MIB			(1u << 20)
 #define SMALL_WRITE		16384u	/* the first write: three pieces */
+#define PAIR_WRITE		(384u << 10)	/* the third: two page-aligned pieces */
+#define PAGE_BYTES		4096u
 
 /* The pattern of partition bytes [at, at + n) into dst, in ring 3 (docs/guest.md, "Ring 3"). */
 static uint64_t pattern_here(uint64_t dst, uint64_t at, uint64_t n)
@@ -108,6 +111,15 @@ int disk_selftest_run(void)
 		const uint64_t len[] = { big / 2 + 1000, big - (big / 2 + 1000) };
 
 		err = write_pieces(dev, 2 * MIB, src, len, 2, 0);
+	}
+	if (!err) {
+		/* Up to 384 KiB in two page-aligned pieces: a list PRPs describe (NVMe: a PRP list,
+		 * filled in ring 3 past 128 KiB), where one buffer would be one SGL descriptor. */
+		uint64_t pair = (q.max_tsize < PAIR_WRITE ? q.max_tsize : PAIR_WRITE) / PAGE_BYTES * PAGE_BYTES;
+		uint8_t *const src[] = { mem + 6 * MIB, mem + 7 * MIB };
+		const uint64_t len[] = { pair / 3 / PAGE_BYTES * PAGE_BYTES, pair - pair / 3 / PAGE_BYTES * PAGE_BYTES };
+
+		err = write_pieces(dev, 3 * MIB + (256u << 10), src, len, 2, 0);
 	}
 	if (!err) {
 		/* The largest transfer, page-aligned in one piece (the writer's kind), flushed. */
