@@ -108,8 +108,21 @@ def cmd_run(args) -> int:
     if not args.json:
         print(f"dumpbed: running {args.disk}/{args.crash} with {args.memory} of RAM; artifacts in {out}",
               file=sys.stderr)
-    _, report = run_and_validate(scenario)
-    return _emit(report, args.json)
+    return _verdict_then_pictures(run_and_validate, scenario, args.json)
+
+
+def _verdict_then_pictures(run, scenario, as_json: bool) -> int:
+    """run(scenario) (a run and its validation) with the verdict printed before the pictures are
+    drawn: drawing them (matplotlib) takes half a second or more, which the person waiting for
+    the verdict of a crash need not."""
+    from dumpbed.run import draw_pictures
+
+    pictures, scenario.pictures = scenario.pictures, False
+    _, report = run(scenario)
+    status = _emit(report, as_json)
+    if pictures:
+        draw_pictures(scenario.out_dir, report)
+    return status
 
 
 # run's options that say where and how to report, not what to run: not passed to a remote host
@@ -214,11 +227,10 @@ def cmd_session(args) -> int:
     print(f"dumpbed: session on {args.disk} with {args.memory} of RAM; artifacts in {scenario.out_dir}",
           file=sys.stderr)
     try:
-        _, report = session.run_session(scenario)
+        return _verdict_then_pictures(session.run_session, scenario, args.json)
     except session.SessionQuit:
         print(f"dumpbed: session quit before a dump; {scenario.out_dir} marked interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return _emit(report, args.json)
 
 
 def cmd_validate(args) -> int:

@@ -624,12 +624,17 @@ def run_and_validate(scenario: Scenario, interact: Optional[Interaction] = None)
                               exit_status=outcome.exit_status, problem=outcome.problem)
     report_mod.save(report, out)
     if scenario.pictures:
-        from dumpbed import pictures  # the disk map, the write timeline and run.html: never an error
-
-        page = pictures.write(out, report)["html"]
-        if page:
-            print(f"dumpbed: pictures and checks in {page}", file=sys.stderr)
+        draw_pictures(out, report)
     return outcome, report
+
+
+def draw_pictures(out: Path, report: dict) -> None:
+    """The disk map, the write timeline and run.html beside a run's report: never an error."""
+    from dumpbed import pictures
+
+    page = pictures.write(out, report)["html"]
+    if page:
+        print(f"dumpbed: pictures and checks in {page}", file=sys.stderr)
 
 
 def validate_run_dir(path: Path, save: bool = False) -> dict:
