@@ -116,8 +116,9 @@ int disk_selftest_run(void)
 		/* Up to 384 KiB in two page-aligned pieces: a list PRPs describe (NVMe: a PRP list,
 		 * filled in ring 3 past 128 KiB), where one buffer would be one SGL descriptor. */
 		uint64_t pair = (q.max_tsize < PAIR_WRITE ? q.max_tsize : PAIR_WRITE) / PAGE_BYTES * PAGE_BYTES;
+		uint64_t first = pair / 3 / PAGE_BYTES * PAGE_BYTES;
 		uint8_t *const src[] = { mem + 6 * MIB, mem + 7 * MIB };
-		const uint64_t len[] = { pair / 3 / PAGE_BYTES * PAGE_BYTES, pair - pair / 3 / PAGE_BYTES * PAGE_BYTES };
+		const uint64_t len[] = { first, pair - first };
 
 		err = write_pieces(dev, 3 * MIB + (256u << 10), src, len, 2, 0);
 	}

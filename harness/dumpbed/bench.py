@@ -350,8 +350,8 @@ def render(result: dict, profile: bool = False) -> None:
              + (f"; median (min-max) of {repeat} repeats" if repeat > 1 else ""))
     table = Table(title=title)
     # dump MiB/s, then as a ratio to the host's write speed and to QEMU's dump-guest-memory
-    for column in ("disk", "MiB/s", "data MiB/s", "x host", "x graph", "x qemu", "boot s", "of it QEMU s", "to verdict s",
-                   "validate MiB/s", "verdict"):
+    for column in ("disk", "MiB/s", "data MiB/s", "x host", "x graph", "x qemu", "boot s", "of it QEMU s",
+                   "to verdict s", "validate MiB/s", "verdict"):
         table.add_column(column, justify="left" if column in ("disk", "verdict") else "right",
                          no_wrap=column == "disk")
     for r in result["disks"]:
