@@ -892,8 +892,25 @@ static int lsi_tran_start(struct scsi_address *ap, struct scsi_pkt *pkt)
 	lsi_start_scripts(sc, sc->label[L_START]);
 	irq_restore(flags);
 
-	if (polled)
+	if (polled && !(pkt->pkt_flags & FLAG_NOWAIT))
 		lsi_run_polled(sc);
+	return TRAN_ACCEPT;	/* FLAG_NOWAIT: lsi_poll completes it */
+}
+
+/* tran_poll: the one FLAG_NOWAIT command to its end, as tran_start would have polled it (the
+ * same deadline, from its tran_start). The chip runs one command at a time (max_polled 1): a
+ * posted one still lets the dump's writer do its own work (the next piece's CRC) while the
+ * SCRIPTS move the data. A reset since its tran_start dropped it: CMD_RESET at once. */
+static int lsi_poll(struct scsi_address *ap, struct scsi_pkt *pkt)
+{
+	struct lsi_softc *sc = ap->a_hba->hba_private;
+
+	if (sc->active != pkt || pkt->pkt_ha_private != sc) {
+		pkt->pkt_ha_private = 0;
+		pkt->pkt_reason = CMD_RESET;
+		return TRAN_ACCEPT;
+	}
+	lsi_run_polled(sc);
 	return TRAN_ACCEPT;
 }
 
@@ -1155,6 +1172,7 @@ static void lsi_tran_dump_unpin(struct scsi_hba *hba)
 static const struct scsi_hba_tran lsi_tran = {
 	.tran_name = LSI_TRAN_NAME,
 	.tran_start = lsi_tran_start,
+	.tran_poll = lsi_poll,
 	.tran_reset = lsi_tran_reset,
 	.tran_abort = lsi_tran_abort,
 	.tran_quiesce = lsi_tran_quiesce,
@@ -1194,6 +1212,7 @@ static int lsi_attach(struct lsi_softc *sc, struct pci_dev *pci)
 	sc->hba.limits.max_seg_len = LSI_MAX_SEG_LEN;
 	sc->hba.max_target = LSI_MAX_TARGET;
 	sc->hba.max_lun = LSI_MAX_LUN;
+	sc->hba.max_polled = 1;		/* one command at a time, posted or not */
 	sc->hba.initiator_id = LSI_HOST_ID;
 	sc->hba.hba_private = sc;
 	sc->hba.name = sc->name;

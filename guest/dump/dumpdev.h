@@ -12,9 +12,10 @@
  *              DUMPWRITE. arg: struct dumpio_stat *.
  *   DUMPWRITE  write uio (iovecs + a partition-relative byte offset); polled, no interrupts,
  *              bounded. uio_fmode & DUMP_FSYNC asks for a cache flush after the write.
- *              uio_fmode & DUMP_ASYNC (dumpbed's extension, only where DUMPQUERY's
- *              max_outstanding > 1, never with DUMP_FSYNC): return once the device has taken
- *              the write; its memory must not change until it completes. Any other DUMPWRITE,
+ *              uio_fmode & DUMP_ASYNC (dumpbed's extension, never with DUMP_FSYNC): return
+ *              once the device has taken the write, up to DUMPQUERY's max_outstanding in
+ *              flight (a device without post and wait writes it at once, as any other); its
+ *              memory must not change until it completes. Any other DUMPWRITE,
  *              and DUMPEND, first waits for every write in flight; a zero-byte DUMPWRITE
  *              without DUMP_FSYNC only waits. A failed DUMP_ASYNC write is reported by the
  *              call that finds it (a later DUMPWRITE, DUMPEND): its errno, op WRITE and its

@@ -119,7 +119,6 @@ struct writer {
 	const char *role;		/* "primary" / "secondary", for the console */
 	uint64_t cur_offset;		/* the write in progress (in_write) */
 	bool in_write;			/* inside the driver's DUMPWRITE */
-	uint32_t outstanding;		/* DUMPQUERY's max_outstanding: > 1, body writes overlap */
 	uint64_t async_from, async_to;	/* the DUMP_ASYNC writes not yet waited for: [from, to) */
 
 	/* The slots, and the leaders that name them. */
@@ -951,9 +950,9 @@ static int body_write(struct writer *w, uint64_t disk_offset, struct iovec *iov,
 		chunk_crc_feed(w, iov[i].iov_base, iov[i].iov_len);
 		n += iov[i].iov_len;
 	}
-	/* Memory that holds still until the write completes may go while others are in flight. */
-	err = write_at(w, disk_offset + w->cur_done, iov, iovcnt,
-		       holds_still && w->outstanding > 1 ? DUMP_ASYNC : 0, "body");
+	/* Memory that holds still until the write completes may go while others are in flight,
+	 * or (a device that takes one at a time, posted) while the writer readies the next. */
+	err = write_at(w, disk_offset + w->cur_done, iov, iovcnt, holds_still ? DUMP_ASYNC : 0, "body");
 	if (err)
 		return err;
 	w->body_pos += n;
@@ -1271,7 +1270,6 @@ int dump_writer_begin(struct dumpdev *dev, const struct dmp_query *q,
 	w->res = res;
 	w->role = p->device_role == DUMP_ROLE_SECONDARY ? "secondary" : "primary";
 	w->min_transfer = q->min_tsize;
-	w->outstanding = q->max_outstanding;
 	w->max_piece = q->max_tsize & ~(uint64_t)(DUMP_PAGE - 1);
 	w->leader = -1;
 	w->unsure = -1;

@@ -116,8 +116,9 @@ int scsi_setup_cdb(struct scsi_pkt *pkt, uint8_t cmd, uint64_t addr, uint32_t co
 int scsi_poll(struct scsi_pkt *pkt);
 
 /*
- * scsi_poll in two halves, for several polled packets in flight (the dump's DUMP_ASYNC writes)
- * on an HBA that can (scsi_poll_can_post: tran_poll, max_polled > 1). scsi_poll_post hands the
+ * scsi_poll in two halves, for polled packets in flight (the dump's DUMP_ASYNC writes: several,
+ * or one the caller readies the next beside) on an HBA that can (scsi_poll_can_post: tran_poll,
+ * max_polled >= 1). scsi_poll_post hands the
  * packet to the HBA and returns at once: 0, ENOTSUP (the HBA cannot) or EBUSY (it did not
  * take it: nothing is in flight; scsi_poll it instead). scsi_poll_wait, once for each posted
  * packet, polls it to completion and, if that attempt failed, goes on as scsi_poll does after

@@ -705,7 +705,7 @@ int scsi_poll(struct scsi_pkt *pkt)
 
 bool scsi_poll_can_post(const struct scsi_hba *hba)
 {
-	return hba->tran->tran_poll && hba->max_polled > 1;
+	return hba->tran->tran_poll && hba->max_polled >= 1;
 }
 
 int scsi_poll_post(struct scsi_pkt *pkt)
