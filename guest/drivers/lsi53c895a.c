@@ -905,7 +905,7 @@ static int lsi_poll(struct scsi_address *ap, struct scsi_pkt *pkt)
 {
 	struct lsi_softc *sc = ap->a_hba->hba_private;
 
-	if (sc->active != pkt || pkt->pkt_ha_private != sc) {
+	if (sc->active != pkt) {	/* lsi_finish forgot it: a reset, not its own end */
 		pkt->pkt_ha_private = 0;
 		pkt->pkt_reason = CMD_RESET;
 		return TRAN_ACCEPT;

@@ -164,7 +164,7 @@ struct nvme_ctrl {
 	uint64_t nblocks;
 	uint32_t max_transfer;
 	uint8_t mdts;
-	uint8_t sgls;			/* Identify's SGLS bits 1:0: 0 no SGLs, 1 any alignment, 2 dword */
+	bool sgl;			/* Identify's SGLS 01b or 10b: SGLs taken (any or dword alignment) */
 	uint16_t mqes;			/* entries a queue may have */
 	bool vwc;			/* a volatile write cache: Flush means something */
 	bool broken;			/* a reset did not bring it back */
@@ -377,7 +377,7 @@ static int identify(struct nvme_ctrl *c)
 		c->model[i] = '\0';
 	c->mdts = id[77];
 	c->vwc = id[525] & 1;
-	c->sgls = id[536] & 3;
+	c->sgl = (id[536] & 3) == 1 || (id[536] & 3) == 2;	/* 11b is reserved */
 
 	/* The first active namespace (the list is in increasing order, 0 ends it) */
 	err = admin(c, ADM_IDENTIFY, 0, (uintptr_t)id, CNS_ACTIVE_NS, 0);
@@ -518,7 +518,7 @@ static struct nvme_sqe rw_command(const struct nvme_ctrl *c, uint64_t *list, boo
 	struct nvme_sqe e = { .cdw0 = write ? NVM_WRITE : NVM_READ, .nsid = c->nsid,
 			      .cdw10 = (uint32_t)lba, .cdw11 = (uint32_t)(lba >> 32), .cdw12 = nblocks - 1 };
 
-	if (iovcnt == 1 && c->sgls) {
+	if (iovcnt == 1 && c->sgl) {
 		e.cdw0 |= PSDT_SGL;
 		e.prp1 = (uintptr_t)iov[0].iov_base;	/* SGL1: address, */
 		e.prp2 = (uint64_t)SGL_DATA_BLOCK << 56 | (uint32_t)iov[0].iov_len;	/* length, identifier */
@@ -661,7 +661,7 @@ void nvme_print_info(const void *softc)
 	       (unsigned long long)c->nblocks, c->block_size, c->vwc ? ", volatile write cache" : "",
 	       c->broken ? ", BROKEN" : "");
 	printf("  MDTS %u, max transfer %u bytes, data by %s, queues of %u entries, doorbell stride %u,"
-	       " I/O timeout %u ms\n", c->mdts, c->max_transfer, c->sgls ? "SGL (one buffer) or PRPs" : "PRPs",
+	       " I/O timeout %u ms\n", c->mdts, c->max_transfer, c->sgl ? "SGL (one buffer) or PRPs" : "PRPs",
 	       QUEUE_ENTRIES, c->db_stride, c->timeout_ms);
 	printf("  commands %llu, bytes %llu, flushes %llu, timeouts %llu, resets %llu, bounced %llu,"
 	       " stale completions %llu, last status 0x%x\n",

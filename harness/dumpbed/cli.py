@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -117,10 +118,9 @@ def _verdict_then_pictures(run, scenario, as_json: bool) -> int:
     the verdict of a crash need not."""
     from dumpbed.run import draw_pictures
 
-    pictures, scenario.pictures = scenario.pictures, False
-    _, report = run(scenario)
+    _, report = run(dataclasses.replace(scenario, pictures=False))
     status = _emit(report, as_json)
-    if pictures:
+    if scenario.pictures:
         draw_pictures(scenario.out_dir, report)
     return status
 
