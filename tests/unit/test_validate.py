@@ -6,7 +6,10 @@ wrote, is also a disk the write log does not explain: the `consistency` oracle f
 one the damage is for (DOCTORED below). Damage elsewhere (the GPT, the data partition, sectors
 no dump write touched) is the canary's alone."""
 
+import glob
 import json
+import os
+import signal
 import struct
 
 import pytest
@@ -594,3 +597,47 @@ def test_a_profiles_inapplicable_checks_are_settled_not_run(make_run, monkeypatc
     v = validate_run(run.dir)
     assert v.ok
     assert v.check("crash-record").detail == "skipped: not applicable to guest profile dumpbed (it keeps no crash record)"
+
+
+# -- the consistency sweep's process (oracles/beside.py) ------------------------------------------
+
+
+def _children() -> set[int]:
+    """This process's children, as the kernel lists them for each of its threads."""
+    return {int(pid) for path in glob.glob(f"/proc/{os.getpid()}/task/*/children")
+            for pid in open(path).read().split()}
+
+
+def _die(inbox, *args):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fail(inbox, *args):
+    raise DumpbedError("the write log runs past its end")
+
+
+def test_a_sweep_whose_process_dies_is_an_error_and_leaves_nothing(good_run, monkeypatch):
+    before = _children()
+    monkeypatch.setattr(validate, "_consistency", _die)
+    with pytest.raises(DumpbedError, match=r"^the consistency sweep ended without a verdict \(killed by SIGKILL\)$"):
+        validate_run(good_run.dir)
+    assert _children() == before
+
+
+def test_what_the_sweep_raises_the_validation_raises(good_run, monkeypatch):
+    before = _children()
+    monkeypatch.setattr(validate, "_consistency", _fail)
+    with pytest.raises(DumpbedError, match="the write log runs past its end"):
+        validate_run(good_run.dir)
+    assert _children() == before
+
+
+def test_a_validation_that_fails_stops_its_sweep(good_run, monkeypatch):
+    """The sweep still at work (here, waiting for the dumps) when the validation fails is stopped."""
+    def broken_reader(*args, **kwargs):
+        raise DumpbedError("the reader failed")
+    before = _children()
+    monkeypatch.setattr(validate.dumpfmt, "read", broken_reader)
+    with pytest.raises(DumpbedError, match="the reader failed"):
+        validate_run(good_run.dir)
+    assert _children() == before

@@ -15,7 +15,7 @@ Environment knobs, for people and for the robustness tests:
 """
 from __future__ import annotations
 
-import ctypes
+import functools
 import json
 import os
 import re
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from dumpbed.children import die_with_parent
 from dumpbed.errors import DumpbedError
 from dumpbed.machine import accel as accel_mod
 from dumpbed.machine.console import Console
@@ -53,7 +54,6 @@ DEBUG_EXIT_PORT = 0xF4
 # Statuses QEMU itself exits with (docs/guest-interface.md): 0 after quit, 1 on its own
 # errors. The guest's isa-debug-exit statuses are 67 and up.
 QEMU_OWN_STATUSES = (0, 1)
-PR_SET_PDEATHSIG = 1
 RESULT_PORT = 0xE9
 
 # PIDs of every QEMU this process started and has not yet seen exit: the leak check reads it.
@@ -65,14 +65,6 @@ SCRATCH_DIRS: list[str] = []
 # launch sweeps those whose owner is gone (a harness killed with SIGKILL cleans nothing up).
 _SCRATCH_NAME = re.compile(r"dumpbed-(?P<pid>\d+)-(?P<start>\d+)-[A-Za-z0-9_]+")
 _LIVE_LOCK = threading.Lock()
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with_parent() -> None:
-    """In the child between fork and exec: SIGKILL QEMU when the thread that started it dies,
-    so a harness killed by SIGKILL (a CI timeout) cannot leak it. Launch machines from a
-    thread that outlives them (the main thread does)."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _start_time(pid: int) -> Optional[int]:
@@ -311,7 +303,7 @@ class Machine:
                     pass_fds=(qmp_theirs.fileno(), con_theirs.fileno(), *self.config.pass_fds),
                     cwd=self._scratch,
                     start_new_session=True,  # Ctrl-C at the terminal reaches us, not QEMU
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=functools.partial(die_with_parent, os.getpid()),
                 )
             except OSError as exc:
                 raise DumpbedError(f"cannot start {QEMU_BINARY}: {exc.strerror}") from None

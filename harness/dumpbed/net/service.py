@@ -12,6 +12,7 @@ early waits in the socket for it.
 """
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from typing import Optional
 
 from dumpbed.deadline import Deadline
 from dumpbed.errors import DumpbedError
-from dumpbed.machine.qemu import _die_with_parent
+from dumpbed.children import die_with_parent
 from dumpbed.net import server as netserver
 from dumpbed.net.evidence import SERVER_EVENTS_FILE
 from dumpbed.net.link import BOTH, Faults, Link
@@ -92,7 +93,7 @@ class NetService:
             self._log_file = open(self.out / SERVER_LOG, "wb")
             self.server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log_file,
                                            stderr=subprocess.STDOUT, pass_fds=(sock.fileno(),),
-                                           preexec_fn=_die_with_parent)
+                                           preexec_fn=functools.partial(die_with_parent, os.getpid()))
         finally:
             sock.close()  # the server's copy is the one
         deadline = Deadline(START_SECONDS, f"the dump server to start ({self.out / SERVER_LOG})")

@@ -18,10 +18,10 @@ A dump of another format version is "unsupported": every check says so, none cal
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,7 @@ from dumpbed.images import canary, gpt, layout as layout_mod
 from dumpbed.net import evidence as netevidence
 from dumpbed.oracles import components as checks_components, dumpio, fxsave, memmap, netlink, ranges, vmcore_run
 from dumpbed.oracles.base import Check, load_json, make_check, require_int
+from dumpbed.oracles.beside import Beside
 from dumpbed.oracles.canary import check_canary, check_unchanged_since
 from dumpbed.oracles.consistency import check_consistency
 from dumpbed.oracles.content import ContentStats, Snapshot, check_content
@@ -66,6 +67,8 @@ CHECK_ORDER = ("write-sizes", "runtime-io", "write-order", "canary", "consistenc
 # devices (a secondary dump device)
 DATA_FLOW = (CHECK_ORDER[0], "acks", *CHECK_ORDER[1:], "devices")
 MAX_FINDINGS_IN_DICT = 100
+SWEEP_SECONDS = 60.0
+SWEEP_SECONDS_PER_GIB = 30.0
 
 
 @dataclass
@@ -210,25 +213,20 @@ def validate_run(run_dir: str | Path) -> Validation:
         bar = stack.enter_context(progress.task("validate: reading the dump", total=len(CHECK_ORDER)))
         snapshot = stack.enter_context(Snapshot.load(run_dir / "snapshot"))
         images = {t.role: stack.enter_context(_open(t.image)) for t in targets}
-        # The consistency sweep, the longest check, runs beside the others: it reads its own files
-        # (its reads and compares let the GIL go), so a big dump's verdict comes sooner where a
-        # core is free. It starts before the dumps are read (its replay compared with the images
-        # meanwhile) unless it may be settled by what they hold. The pool is left (the sweep
-        # waited for) before the images are closed.
-        pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
-        dumps_read: Future = Future()
-        # (before the pool is left: a sweep waiting for dumps never read would keep it)
-        stack.callback(lambda: dumps_read.done() or dumps_read.set_exception(
-            DumpbedError("validation stopped before the dumps were read")))
-        early = "consistency" not in profile.not_applicable and expected["outcome"] != "none"
-        # The frames the reads of the images decode, for the sweep's reads of the same bytes.
+        # The consistency sweep, the longest check, runs beside the others in a process of its
+        # own (oracles/beside.py: in a thread, the two took turns at the GIL), so a big dump's
+        # verdict comes sooner where a core is free. It starts before the dumps are read (the
+        # log's replay compared with the images meanwhile) and is sent them once read, unless
+        # it may be settled by what they hold. With them go the frames those reads decoded
+        # (`decoded`): its reads of the same compressed bytes take them. It is stopped, if it
+        # still runs, when the validation ends.
         decoded = DecodedStore()
-        sweep = (pool.submit(_consistency, targets, ios, dumps_read.result, scenario, run_dir, decoded)
-                 if early else None)
+        early = "consistency" not in profile.not_applicable and expected["outcome"] != "none"
+        sweep = stack.enter_context(Beside("the consistency sweep", _consistency, targets, ios, scenario,
+                                           run_dir)) if early else None
         dumps = {t.role: dumpfmt.read(images[t.role], t.layout.dump_offset, t.layout.dump_size,
                                       t.layout.block_size, dump_id=scenario["dump_id"], keep_decoded=decoded)
                  for t in targets}
-        dumps_read.set_result(dumps)
         record = dump_of_record(dumps)
         by_role = {t.role: t for t in targets}
         dump, image, layout = dumps[record], images[record], by_role[record].layout
@@ -240,7 +238,10 @@ def validate_run(run_dir: str | Path) -> Validation:
             settled.update({name: Check(name, True, f"no dump of this run, as expected ({expected['why']}): nothing "
                                                     "to judge") for name in NOTHING_TO_JUDGE_WITHOUT_A_DUMP})
         if sweep is None and "consistency" not in settled:
-            sweep = pool.submit(_consistency, targets, ios, dumps_read.result, scenario, run_dir, decoded)
+            sweep = stack.enter_context(Beside("the consistency sweep", _consistency, targets, ios, scenario,
+                                               run_dir))
+        if sweep is not None:
+            sweep.send((dumps, decoded))
         bar.update(description="validate: content")
         content, stats = check_content(dump, image, snapshot, scenario["memory_bytes"])
         secondary = (by_role["secondary"].layout, dumps["secondary"]) if "secondary" in dumps else None
@@ -265,7 +266,7 @@ def validate_run(run_dir: str | Path) -> Validation:
                                     if order else Check("write-order", False, "no command log: QEMU's trace is missing")),
             "canary": lambda: (_canary_since_before(run_dir, dump, image, layout) if scenario.get("stale_previous")
                                else _canary_of_devices(targets, dumps, images, ios)),
-            "consistency": lambda: sweep.result(),
+            "consistency": lambda: sweep.result(_sweep_deadline(targets)),
             "format": lambda: check_format(dump, scenario["dump_id"], partial, compression),
             "chunk-crc": lambda: check_chunks(dump, partial),
             "completeness": lambda: (check_partial_completeness(dump) if partial else
@@ -402,10 +403,19 @@ def qemu_exit_status(run_dir: Path) -> Optional[int]:
     return status if isinstance(status, int) else None
 
 
-def _consistency(targets, ios: dict, dumps: Callable[[], dict], scenario: dict, run_dir: Path,
-                 decoded: DecodedStore) -> Check:
-    """`dumps` gives the devices' dumps, once read (the sweep may start before); `decoded`, the
-    frames those reads decoded."""
+def _consistency(inbox: Callable[[], tuple[dict, DecodedStore]], targets, ios: dict, scenario: dict,
+                 run_dir: Path) -> Check:
+    """The sweep of every dump device (oracles/consistency.py). `inbox` gives the devices' dumps,
+    {role: Dump}, once read (the sweep may start before), and the frames those reads decoded,
+    which the sweep's reads of the same bytes take."""
+    decoded = DecodedStore()
+
+    @functools.cache  # asked for once per device, sent once
+    def dumps() -> dict:
+        read, frames_decoded = inbox()
+        decoded.take(frames_decoded)
+        return read
+
     devices = []
     for t in targets:
         io = ios[t.role]
@@ -414,6 +424,12 @@ def _consistency(targets, ios: dict, dumps: Callable[[], dict], scenario: dict, 
         devices.append((io, t.image, t.layout.block_size, lambda role=t.role: dumps()[role],
                         _initial_content(t, run_dir, scenario)))
     return check_consistency(devices, scenario["dump_id"], decoded)
+
+
+def _sweep_deadline(targets) -> float:
+    """How long the sweep may take: it reads each device's log about once (a GiB in about a
+    second on a 2-core box), and its states are bounded (consistency.MAX_*_STATES)."""
+    return SWEEP_SECONDS + SWEEP_SECONDS_PER_GIB * sum(t.layout.dump_size for t in targets) / (1 << 30)
 
 
 def _initial_content(target, run_dir: Path, scenario: dict):

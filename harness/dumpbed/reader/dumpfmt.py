@@ -419,6 +419,11 @@ class Dump:
     frame_indexes: dict[int, frames.FrameIndex] = field(default_factory=dict, repr=False)  # by area index
     _last_frame: tuple | None = field(default=None, repr=False)  # (image, area, k, data): read_area's cache
 
+    def __getstate__(self) -> dict:
+        """Pickled (the validation sends a dump to its sweep's process) without read_area's cache:
+        it holds the image read, an open file of this process."""
+        return {**self.__dict__, "_last_frame": None}
+
     @property
     def compression(self) -> int:
         """How the body holds the areas' data: 0 as it is (version 3 too), 1 LZ4 frames."""

@@ -155,6 +155,11 @@ class DecodedStore:
         self.frames: dict = {}
         self.runs: dict = {}
 
+    def take(self, other: "DecodedStore") -> None:
+        """Keep the frames and runs another store kept too (the validation's, sent to its sweep)."""
+        self.frames.update(other.frames)
+        self.runs.update(other.runs)
+
 
 class Decoded:
     """Frames that decoded, by their partition offset, each with what its bytes were then (the
