@@ -62,22 +62,22 @@ void prof_report(void)
 	uint64_t total = rdtsc() - t0;
 	uint64_t calls = user_calls - calls0, cr3 = pin_cr3_writes - cr3_0;	/* before the trips timed here */
 
-	result_line("PROFILE tsc_hz=%llu total=%llu crc=%llu crc_n=%llu copy=%llu copy_n=%llu write=%llu "
-		    "write_n=%llu write_bytes=%llu flush=%llu flush_n=%llu meta=%llu meta_n=%llu device=%llu "
-		    "device_n=%llu pin=%llu pin_n=%llu lines=%llu lines_n=%llu calls=%llu calls_n=%llu "
-		    "zip=%llu zip_n=%llu zip_in=%llu user_calls=%llu user_call=%llu cr3_writes=%llu",
-		    (unsigned long long)tsc_hz, (unsigned long long)total,
-		    (unsigned long long)cycles[PROF_CRC], (unsigned long long)count[PROF_CRC],
-		    (unsigned long long)cycles[PROF_COPY], (unsigned long long)count[PROF_COPY],
-		    (unsigned long long)cycles[PROF_WRITE], (unsigned long long)count[PROF_WRITE],
-		    (unsigned long long)write_bytes,
-		    (unsigned long long)cycles[PROF_FLUSH], (unsigned long long)count[PROF_FLUSH],
-		    (unsigned long long)cycles[PROF_META], (unsigned long long)count[PROF_META],
-		    (unsigned long long)cycles[PROF_DEVICE], (unsigned long long)count[PROF_DEVICE],
-		    (unsigned long long)cycles[PROF_PIN], (unsigned long long)count[PROF_PIN],
-		    (unsigned long long)cycles[PROF_LINES], (unsigned long long)count[PROF_LINES],
-		    (unsigned long long)cycles[PROF_CALLS], (unsigned long long)count[PROF_CALLS],
-		    (unsigned long long)cycles[PROF_ZIP], (unsigned long long)count[PROF_ZIP],
-		    (unsigned long long)zip_in,
-		    (unsigned long long)calls, (unsigned long long)user_call_cycles(), (unsigned long long)cr3);
+	result_line_unechoed("PROFILE tsc_hz=%llu total=%llu crc=%llu crc_n=%llu copy=%llu copy_n=%llu write=%llu "
+			     "write_n=%llu write_bytes=%llu flush=%llu flush_n=%llu meta=%llu meta_n=%llu device=%llu "
+			     "device_n=%llu pin=%llu pin_n=%llu lines=%llu lines_n=%llu calls=%llu calls_n=%llu "
+			     "zip=%llu zip_n=%llu zip_in=%llu user_calls=%llu user_call=%llu cr3_writes=%llu",
+			     (unsigned long long)tsc_hz, (unsigned long long)total,
+			     (unsigned long long)cycles[PROF_CRC], (unsigned long long)count[PROF_CRC],
+			     (unsigned long long)cycles[PROF_COPY], (unsigned long long)count[PROF_COPY],
+			     (unsigned long long)cycles[PROF_WRITE], (unsigned long long)count[PROF_WRITE],
+			     (unsigned long long)write_bytes,
+			     (unsigned long long)cycles[PROF_FLUSH], (unsigned long long)count[PROF_FLUSH],
+			     (unsigned long long)cycles[PROF_META], (unsigned long long)count[PROF_META],
+			     (unsigned long long)cycles[PROF_DEVICE], (unsigned long long)count[PROF_DEVICE],
+			     (unsigned long long)cycles[PROF_PIN], (unsigned long long)count[PROF_PIN],
+			     (unsigned long long)cycles[PROF_LINES], (unsigned long long)count[PROF_LINES],
+			     (unsigned long long)cycles[PROF_CALLS], (unsigned long long)count[PROF_CALLS],
+			     (unsigned long long)cycles[PROF_ZIP], (unsigned long long)count[PROF_ZIP],
+			     (unsigned long long)zip_in,
+			     (unsigned long long)calls, (unsigned long long)user_call_cycles(), (unsigned long long)cr3);
 }

@@ -837,10 +837,13 @@ static void progress(struct writer *w)
 {
 	uint64_t t = prof_begin();
 
-	result_line("PROGRESS written=%llu total=%llu body=%llu device=%s generation=%u",
-		    (unsigned long long)w->slots[w->leader].body,
-		    (unsigned long long)w->hdr.estimate_bytes,
-		    (unsigned long long)w->body_pos, w->role, w->hdr.generation);
+	result_line_unechoed("PROGRESS written=%llu total=%llu body=%llu device=%s generation=%u",
+			     (unsigned long long)w->slots[w->leader].body,
+			     (unsigned long long)w->hdr.estimate_bytes,
+			     (unsigned long long)w->body_pos, w->role, w->hdr.generation);
+	/* People at the console get it short (kern/result.h). */
+	printf("dump: %llu of %llu MiB written\n", (unsigned long long)(w->slots[w->leader].body >> 20),
+	       (unsigned long long)(w->hdr.estimate_bytes >> 20));
 	prof_end(PROF_LINES, t);
 }
 

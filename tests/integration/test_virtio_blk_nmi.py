@@ -1,6 +1,8 @@
 """The virtio-blk NMI scenario on real QEMU guests: boot, crash, polled dump, every check."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.integration.conftest import accel_params
@@ -29,6 +31,16 @@ def test_nmi_dump_64m(dumpbed_run, accel, firmware):
     assert "within DUMPQUERY min 512 / max 2097152" in result.check("write-sizes")["detail"]
     assert "DUMPBED QUIESCED device=primary outstanding=3" in (result.run_dir / "result.log").read_text()
     assert "(DUMPQUERY: 3)" in result.check("write-order")["detail"]
+    # PROGRESS and PROFILE on the result channel; the console has PROGRESS short, PROFILE not at
+    # all (docs/guest-interface.md, "Result channel")
+    results = (result.run_dir / "result.log").read_text()
+    console = (result.run_dir / "console.log").read_text(errors="replace")
+    progress = re.findall(r"DUMPBED PROGRESS written=(\d+) total=(\d+) ", results)
+    assert progress and "DUMPBED PROFILE " in results
+    assert re.findall(r"dump: (\d+) of (\d+) MiB written", console) == \
+        [(str(int(w) >> 20), str(int(t) >> 20)) for w, t in progress]
+    assert "DUMPBED PROGRESS" not in console and "DUMPBED PROFILE" not in console
+    assert "DUMPBED DONE status=complete" in console
 
 
 @pytest.mark.parametrize("accel", accel_params(long_under_tcg=True))
