@@ -21,6 +21,17 @@ def test_expected_matches_the_definition(offset, length):
     assert canary.expected(offset, 0, seed) == b""
 
 
+@pytest.mark.parametrize("offset,length", [(0, 512), (512 * 7, 4096), (100, 50), (511, 2), (3 * 512 + 17, 3000)])
+def test_expected_into_a_buffer_is_expected(offset, length):
+    """In place for whole sectors, copied otherwise: the same bytes, and none outside `out`."""
+    seed = 0x1234ABCD
+    buf = bytearray(b"\xee" * (length + 16))
+    canary.expected_into(offset, memoryview(buf)[8:8 + length], seed)
+    assert bytes(buf[8:8 + length]) == canary.expected(offset, length, seed)
+    assert buf[:8] == buf[-8:] == b"\xee" * 8
+    assert canary.Canary(seed)(offset, length) == canary.expected(offset, length, seed)
+
+
 def test_fill_writes_every_sector(tmp_path):
     lay = DiskLayout.for_dump(4 * MiB, canary_seed=0x01020304)
     img = tmp_path / "d.img"

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dumpbed.capture import blklog
+from dumpbed.images import canary
 from dumpbed.oracles.replay import DiskState
 
 PART_OFFSET = 4096
@@ -110,6 +111,29 @@ def test_a_difference_from_the_image_is_found_at_its_byte(tmp_path):
         assert state.first_difference(path) == 5000
         path.write_bytes(bytes(image[:PART_OFFSET + 3000]))  # an image cut short
         assert state.first_difference(path) == 3000
+
+
+def test_an_initial_content_that_fills_in_place_compares_the_same(tmp_path):
+    """A canary disk (images/canary.py's Canary, which fills the comparison's buffer in place)
+    is found equal, and a difference in its unwritten sectors found at its byte, as with the
+    same content given as bytes."""
+    seed = 0x5EED
+    log = make_log(tmp_path, [(2, 4, 1), (40, 3, 2)])
+    image = bytearray(canary.expected(0, PART_OFFSET + PART_BYTES, seed))
+    for e in log.entries:
+        image[e.offset:e.end] = log.data(e)
+    path = tmp_path / "dump.img"
+    path.write_bytes(bytes(image))
+    for initial in (canary.Canary(seed), lambda offset, length: canary.expected(offset, length, seed)):
+        with log.opener() as data, DiskState(PART_OFFSET, PART_BYTES, initial, data, log.entries) as state:
+            for e in log.entries:
+                state.apply(e)
+            assert state.first_difference(path) is None
+            image[PART_OFFSET + 20 * 512 + 9] ^= 1  # a canary sector no write touched
+            path.write_bytes(bytes(image))
+            assert state.first_difference(path) == 20 * 512 + 9
+            image[PART_OFFSET + 20 * 512 + 9] ^= 1
+            path.write_bytes(bytes(image))
 
 
 def test_a_write_outside_the_partition_is_refused(tmp_path):

@@ -47,6 +47,33 @@ def expected(offset: int, length: int, seed: int) -> bytes:
     return data[start:start + length]
 
 
+def expected_into(offset: int, out, seed: int) -> None:
+    """expected(offset, len(out), seed) written into `out` (a writable buffer), in place when the
+    range is whole sectors: a caller that compares a GiB a step at a time allocates nothing (in
+    a process of its own, fresh memory for every step cost the consistency sweep 35 000 page
+    faults a GiB, docs/benchmarks.md)."""
+    n = len(out)
+    if offset % SECTOR or n % SECTOR:
+        out[:] = expected(offset, n, seed)
+        return
+    words = np.frombuffer(out, dtype="<u8").reshape(n // SECTOR, UNITS_PER_SECTOR, 2)
+    words[:, :, 0] = unit_word(seed)
+    words[:, :, 1] = np.arange(offset // SECTOR, offset // SECTOR + n // SECTOR, dtype="<u8")[:, None]
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A disk's canary as a function of the range, (offset, length) -> bytes, and in place
+    (`into`): what a disk held before its run (oracles/replay.py's initial content)."""
+    seed: int
+
+    def __call__(self, offset: int, length: int) -> bytes:
+        return expected(offset, length, self.seed)
+
+    def into(self, offset: int, out) -> None:
+        expected_into(offset, out, self.seed)
+
+
 def fill(image_path: str | Path, layout: DiskLayout) -> None:
     """Write the canary over the whole image (created or resized to layout.size_bytes)."""
     path = Path(image_path)

@@ -14,6 +14,7 @@ it by its PID and reaps it whatever happens, and waits for its verdict no longer
 """
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
@@ -38,9 +39,12 @@ class Beside:
         inbox_r, inbox_w = Pipe(duplex=False)
         verdict_r, verdict_w = Pipe(duplex=False)
         parent = os.getpid()
-        with warnings.catch_warnings():  # Python 3.12 warns of any fork with threads; see the docstring
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        try:
+            pid = _fork()
+        except BaseException:
+            for end in (inbox_r, inbox_w, verdict_r, verdict_w):
+                end.close()
+            raise
         if pid == 0:
             inbox_w.close()
             verdict_r.close()
@@ -109,6 +113,21 @@ class Beside:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _fork() -> int:
+    """os.fork(), the parent's objects frozen for the garbage collector meanwhile: a collection in
+    the child would write to every one of them, and so copy each page they lie in."""
+    gc.freeze()
+    pid = -1
+    try:
+        with warnings.catch_warnings():  # Python 3.12 warns of any fork with threads; see the docstring
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+    finally:
+        if pid != 0:  # the parent (or no child at all)
+            gc.unfreeze()
+    return pid
 
 
 def _child(parent: int, work: Callable[..., Any], args: tuple, inbox: Connection, verdict: Connection) -> None:

@@ -33,7 +33,9 @@ _BEFORE = np.iinfo(np.int64).min  # a block that still holds what it held before
 
 
 class DiskState(dumpfmt.Image):
-    """Partition-relative: offset 0 is the partition's first byte."""
+    """Partition-relative: offset 0 is the partition's first byte. `initial(offset, length)`
+    gives what the disk held before the run (disk offsets); one with an `into(offset, out)`
+    method too (images/canary.py's Canary) fills a buffer in place."""
 
     def __init__(self, partition_offset: int, partition_bytes: int, initial: Callable[[int, int], bytes],
                  log: blklog.LogData, entries: list[blklog.Entry]):
@@ -41,6 +43,8 @@ class DiskState(dumpfmt.Image):
         self.size = partition_bytes
         self._log = log
         self._initial = initial
+        # Into a buffer in place where the initial content can (the canary: images/canary.py).
+        self._initial_into = getattr(initial, "into", None) or self._initial_copied_into
         # The block: the largest power of two (up to a page) that every write, the partition's
         # place and its size are multiples of, so that each block has one source.
         g = math.gcd(partition_offset, partition_bytes, 4096)
@@ -137,10 +141,13 @@ class DiskState(dumpfmt.Image):
         for p0, p1, delta in self._runs(start, start + len(out)):
             piece = out[p0 - start:p1 - start]
             if delta == _BEFORE:
-                piece[:] = self._initial(self.partition_offset + p0, p1 - p0)
+                self._initial_into(self.partition_offset + p0, piece)
             elif dumpfmt.pread_into(log_fd, piece, p0 + delta) != len(piece):
                 raise DumpbedError(f"{self._log.log.path}: {len(piece)} bytes at log offset {p0 + delta} run past "
                                    f"its end")
+
+    def _initial_copied_into(self, offset: int, out: memoryview) -> None:
+        out[:] = self._initial(offset, len(out))
 
     def read(self, offset: int, length: int) -> bytes:
         if offset < 0 or length <= 0 or offset >= self.size:

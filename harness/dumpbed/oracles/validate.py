@@ -440,8 +440,7 @@ def _initial_content(target, run_dir: Path, scenario: dict):
             with open(before, "rb") as f:
                 return os.pread(f.fileno(), length, offset)
         return read_before
-    seed = target.layout.canary_seed
-    return lambda offset, length: canary.expected(offset, length, seed)
+    return canary.Canary(target.layout.canary_seed)
 
 
 def _canary_since_before(run_dir: Path, dump: dumpfmt.Dump, image: dumpfmt.Image, layout) -> Check:
