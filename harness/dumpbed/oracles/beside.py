@@ -25,8 +25,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, Callable
 
-from dumpbed.errors import DumpbedError
 from dumpbed.children import die_with_parent
+from dumpbed.errors import DumpbedError
 
 
 class Beside:
