@@ -348,11 +348,14 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
         (out / "timeline.json").write_text(json.dumps({"crash_injected": crash_epoch,
                                                        "stops_before_snapshot": stops}) + "\n")
         machine.cont()
-        # Under TCG each sample stops the VM for a moment: sample less often there. Only for
-        # the no-interrupts oracle: a guest it does not apply to is not sampled.
-        sampler = irqwatch.RflagsSampler(machine, out, interval=0.05 if accel == "tcg" else 0.01,
-                                         pause=accel == "tcg",
-                                         enabled="no-interrupts" not in profile.not_applicable).start()
+        # Under TCG each sample stops the VM for a moment: sample less often there. Under KVM
+        # every 2 ms until a sample follows the guest's CRASH line, the oracle's window opening.
+        # Only for the no-interrupts oracle: a guest it does not apply to is not sampled.
+        sampler = irqwatch.RflagsSampler(
+            machine, out, interval=0.05 if accel == "tcg" else 0.01, pause=accel == "tcg",
+            enabled="no-interrupts" not in profile.not_applicable,
+            crash_taken=lambda: any(line.word == "CRASH" for line in resultchan.read_lines(result_log)),
+            first_interval=None if accel == "tcg" else 0.002).start()
         try:
             if hold:
                 try:

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
+from dumpbed.capture.irqwatch import SAMPLES_FILE, RflagsSampler
 from dumpbed.oracles.validate import validate_run
 
 CRASH = 1_800_000_000.0
@@ -85,3 +88,45 @@ def test_interrupt_events_before_the_crash_are_runtime_io(good_run):
 def test_cpu_taking_a_pic_interrupt_after_the_crash_fails(good_run):
     add_trace(good_run, f"1@{CRASH + 0.2:.6f}:pic_interrupt irq 11 intno 43")
     assert failed(validate_run(good_run.dir)) == {"no-interrupts"}
+
+
+# -- the sampler (harness/dumpbed/capture/irqwatch.py) ---------------------------------------------
+
+
+class _FakeQmp:
+    """`info registers` answered at once; each asked for is a sample."""
+
+    def __init__(self):
+        self.asked: list[float] = []
+
+    def hmp(self, command, timeout=None):
+        self.asked.append(time.monotonic())
+        return "RIP=0000000000101234 RFL=00000002 [-------]"
+
+
+class _FakeMachine:
+    def __init__(self):
+        self.qmp = _FakeQmp()
+
+
+def test_the_sampler_is_quick_until_a_sample_follows_the_crash_line(tmp_path):
+    """Every first_interval while the guest has not said CRASH, and for the first sample after it;
+    then every interval: a dump that fails early still gets samples in its window."""
+    machine = _FakeMachine()
+    said = threading.Event()
+    sampler = RflagsSampler(machine, tmp_path, interval=0.2, crash_taken=said.is_set,
+                            first_interval=0.005).start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(machine.qmp.asked) < 5 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        said.set()
+        time.sleep(0.7)
+    finally:
+        sampler.stop()
+    asked = machine.qmp.asked
+    gaps = [b - a for a, b in zip(asked, asked[1:])]
+    assert len(asked) >= 5 and all(g < 0.15 for g in gaps[:4])  # quick before the word
+    assert len(gaps) >= 2 and all(g >= 0.15 for g in gaps[-2:])  # the regular interval after
+    lines = (tmp_path / SAMPLES_FILE).read_text().splitlines()
+    assert len(lines) == len(asked) and json.loads(lines[0])["rflags"] == 2

@@ -23,6 +23,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 from dumpbed.errors import DumpbedError
 
@@ -85,12 +86,19 @@ class RflagsSampler:
     taken with the VM stopped for a moment; TCG's virtual TSC stops too, so the guest's
     deadlines do not notice."""
 
-    def __init__(self, machine, run_dir: Path, interval: float = 0.01, pause: bool = False, enabled: bool = True):
+    def __init__(self, machine, run_dir: Path, interval: float = 0.01, pause: bool = False, enabled: bool = True,
+                 crash_taken: Optional[Callable[[], bool]] = None, first_interval: Optional[float] = None):
         self._machine = machine
         self._enabled = enabled  # False: samples nothing (a guest the no-interrupts oracle does not judge)
         self._interval = interval
+        # Every `first_interval` until a sample follows the guest's word that it took the crash
+        # (`crash_taken()`), the oracle's window opening: a dump that fails early may be over
+        # within some 40 ms of it, a few samples at `interval`.
+        self._crash_taken = crash_taken
+        self._first_interval = first_interval if first_interval is not None else interval
         self._pause = pause
         self._out = open(Path(run_dir) / SAMPLES_FILE, "a", encoding="ascii")
+        self._lock = threading.Lock()  # stop() closes the file while the thread may still write
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rflags-sampler", daemon=True)
 
@@ -100,18 +108,26 @@ class RflagsSampler:
         return self
 
     def _loop(self) -> None:
+        in_window = self._crash_taken is None
         while not self._stop.is_set():
+            taken = in_window or self._crash_taken()  # asked first: the sample then follows the word
             try:
-                text = self._read_registers()
+                self._sample()
             except (DumpbedError, AttributeError):
                 break  # QEMU exited (the guest is done) or is being shut down
-            rfl, rip = _RFL.search(text), _RIP.search(text)
-            if rfl:
-                sample = {"t": time.time(), "rflags": int(rfl.group(1), 16),
-                          "rip": int(rip.group(1), 16) if rip else None}
-                self._out.write(json.dumps(sample) + "\n")
-                self._out.flush()
-            self._stop.wait(self._interval)
+            in_window = taken
+            self._stop.wait(self._interval if in_window else self._first_interval)
+
+    def _sample(self) -> None:
+        text = self._read_registers()
+        rfl, rip = _RFL.search(text), _RIP.search(text)
+        if rfl:
+            sample = {"t": time.time(), "rflags": int(rfl.group(1), 16),
+                      "rip": int(rip.group(1), 16) if rip else None}
+            with self._lock:
+                if not self._out.closed:
+                    self._out.write(json.dumps(sample) + "\n")
+                    self._out.flush()
 
     def _read_registers(self) -> str:
         qmp = self._machine.qmp
@@ -131,6 +147,7 @@ class RflagsSampler:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5)
-        self._out.close()
+        with self._lock:
+            self._out.close()
 
 

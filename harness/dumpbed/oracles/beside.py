@@ -116,9 +116,12 @@ class Beside:
 
 
 def _fork() -> int:
-    """os.fork(), the parent's objects frozen for the garbage collector meanwhile: a collection in
-    the child would write to every one of them, and so copy each page they lie in."""
+    """os.fork(), the parent's objects frozen for the garbage collector meanwhile (a collection in
+    the child would write to every one of them, and so copy each page they lie in), and SIGINT
+    blocked across it: the child starts with it blocked (a Ctrl-C right at the fork would end it
+    before it could block it itself), the parent gets it back, a pending one then delivered."""
     gc.freeze()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     pid = -1
     try:
         with warnings.catch_warnings():  # Python 3.12 warns of any fork with threads; see the docstring
@@ -126,14 +129,14 @@ def _fork() -> int:
             pid = os.fork()
     finally:
         if pid != 0:  # the parent (or no child at all)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             gc.unfreeze()
     return pid
 
 
 def _child(parent: int, work: Callable[..., Any], args: tuple, inbox: Connection, verdict: Connection) -> None:
     try:
-        die_with_parent(parent)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        die_with_parent(parent)  # (SIGINT blocked since the fork: _fork)
         try:
             outcome = ("returned", work(inbox.recv, *args))
         except BaseException as exc:  # the parent raises it; the child's traceback goes with it
