@@ -354,7 +354,7 @@ def _run(scenario: Scenario, checked: Preflight, booted: boot.BootFiles, out: Pa
         sampler = irqwatch.RflagsSampler(
             machine, out, interval=0.05 if accel == "tcg" else 0.01, pause=accel == "tcg",
             enabled="no-interrupts" not in profile.not_applicable,
-            crash_taken=lambda: any(line.word == "CRASH" for line in resultchan.read_lines(result_log)),
+            crash_taken=lambda: resultchan.said(result_log, "CRASH"),
             first_interval=None if accel == "tcg" else 0.002).start()
         try:
             if hold:

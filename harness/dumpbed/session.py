@@ -152,7 +152,7 @@ class Session:
             self._forward(machine)
             if not machine.is_running():
                 raise DumpbedError(f"QEMU {machine.state()} during the session, before a crash was chosen")
-            if any(l.word == "CRASH" for l in resultchan.read_lines(self.out / "result.log")):
+            if resultchan.said(self.out / "result.log", "CRASH"):
                 raise DumpbedError("the guest crashed by itself (a crash command typed at its console?) before "
                                    "the harness took its ground truth: crash it with the hot-keys instead")
             if self._pending:  # what was typed after the last hot-key (and its prompt)

@@ -11,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import procs
 import pytest
 
 from dumpbed.errors import DumpbedError
@@ -26,15 +27,6 @@ def _gone(pid: int) -> bool:
     except ChildProcessError:
         return True
     return False
-
-
-def _running(pid: int) -> bool:
-    """Whether the process runs (a zombie its new parent has not reaped yet does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def _echo_sum(inbox, base):
@@ -63,7 +55,8 @@ def _raise_unpicklable(inbox):
     raise _Unpicklable("a lock inside")
 
 
-def _big(inbox):
+def _big_read_late(inbox, seconds):
+    time.sleep(seconds)  # a send that waited for the child to read would wait this long
     return len(inbox())
 
 
@@ -76,10 +69,10 @@ def test_the_work_gets_what_it_is_sent_and_its_return_comes_back():
 
 def test_a_big_object_is_sent_while_the_caller_goes_on():
     # 8 MiB: far more than a pipe holds, sent before the child asks for it
-    with Beside("the length", _big) as child:
+    with Beside("the length", _big_read_late, 2.0) as child:
         t0 = time.monotonic()
         child.send(b"x" * (8 << 20))
-        assert time.monotonic() - t0 < 5  # send did not wait for the child to read it all
+        assert time.monotonic() - t0 < 1.0  # the child reads it only 2 s from now
         assert child.result(30) == 8 << 20
 
 
@@ -144,9 +137,9 @@ def test_the_child_dies_with_a_harness_killed_outright(tmp_path):
         harness.kill()
         harness.wait(10)
         deadline = time.monotonic() + 10
-        while _running(pid) and time.monotonic() < deadline:
+        while procs.alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _running(pid), f"the child {pid} outlived the harness: {Path(f'/proc/{pid}/stat').read_text()}"
+        assert not procs.alive(pid), f"the child {pid} outlived the harness: {Path(f'/proc/{pid}/stat').read_text()}"
     finally:
         if harness.poll() is None:
             harness.kill()

@@ -6,12 +6,12 @@ wrote, is also a disk the write log does not explain: the `consistency` oracle f
 one the damage is for (DOCTORED below). Damage elsewhere (the GPT, the data partition, sectors
 no dump write touched) is the canary's alone."""
 
-import glob
 import json
 import os
 import signal
 import struct
 
+import procs
 import pytest
 import synth
 
@@ -603,9 +603,8 @@ def test_a_profiles_inapplicable_checks_are_settled_not_run(make_run, monkeypatc
 
 
 def _children() -> set[int]:
-    """This process's children, as the kernel lists them for each of its threads."""
-    return {int(pid) for path in glob.glob(f"/proc/{os.getpid()}/task/*/children")
-            for pid in open(path).read().split()}
+    """Every process under this one (zombies too: a child not reaped is left behind)."""
+    return set(procs.descendants(os.getpid())[1:])
 
 
 def _die(inbox, *args):

@@ -41,6 +41,11 @@ def read_lines(path: Path) -> list[ResultLine]:
     return [r for r in map(parse_line, complete.splitlines()) if r is not None]
 
 
+def said(path: Path, word: str) -> bool:
+    """Whether the channel holds a whole line with WORD yet."""
+    return any(line.word == word for line in read_lines(path))
+
+
 def wait_for(path: Path, word: str, timeout: float, alive: Callable[[], bool],
              what: Optional[str] = None, on_line: Optional[Callable[[ResultLine], None]] = None) -> ResultLine:
     """Poll the channel until a line with WORD appears. Stops early when `alive()` turns false

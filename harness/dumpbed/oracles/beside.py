@@ -89,7 +89,7 @@ class Beside:
 
     def close(self) -> None:
         """Stop the child (by its PID) if it still runs, and reap it."""
-        if self._status is None and not self._reap(block=False):
+        if not self._reap(block=False):
             try:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -150,9 +150,7 @@ def _child(parent: int, work: Callable[..., Any], args: tuple, inbox: Connection
         os._exit(0)
 
 
-def _ended(status: int | None) -> str:
-    if status is None:
-        return "still running"
+def _ended(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
     return f"exit status {os.WEXITSTATUS(status)}"

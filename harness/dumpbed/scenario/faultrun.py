@@ -81,7 +81,7 @@ def wait_for_trigger(fault: Fault, machine: Machine, node: str, result_log: Path
             _until_stopped(machine, deadline)
             log.events.append(f"QEMU stopped on a write to {node}: {stops[0]['data'].get('reason')}")
             return log
-        if any(line.word == "DONE" for line in resultchan.read_lines(result_log)) or not machine.is_running():
+        if resultchan.said(result_log, "DONE") or not machine.is_running():
             log.note = f"the dump ended before the fault's point ({fault.when}): the fault never fired"
             return log
         if deadline.expired:
@@ -136,7 +136,7 @@ def ride_out_until_quiesced(machine: Machine, node: str, result_log: Path, timeo
     that left them in the device sees them finish now, mid-dump."""
     deadline = Deadline(timeout, "the guest's QUIESCED after the crash (runtime requests held)")
     stops = 0
-    while not any(line.word == "QUIESCED" for line in resultchan.read_lines(result_log)):
+    while not resultchan.said(result_log, "QUIESCED"):
         if not machine.is_running():
             raise DumpbedError("QEMU ended while the runtime requests were held")
         if machine.run_state() == "io-error":
