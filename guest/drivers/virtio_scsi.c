@@ -643,7 +643,10 @@ static int vscsi_start(struct scsi_address *ap, struct scsi_pkt *pkt)
 			virtq_chain_add(&ch, pkt->pkt_sgl[k].addr, pkt->pkt_sgl[k].len, true);
 
 	s->state = SLOT_INFLIGHT;
-	virtq_chain_submit(&vs->vp, &ch);
+	if (pkt->pkt_flags & FLAG_NOKICK)
+		virtq_chain_publish(&ch);	/* vscsi_kick rings the doorbell */
+	else
+		virtq_chain_submit(&vs->vp, &ch);
 	vs->commands++;
 	irq_restore(flags);
 
@@ -682,6 +685,14 @@ static int vscsi_poll(struct scsi_address *ap, struct scsi_pkt *pkt)
 	}
 	wait_polled(vs, s, pkt);
 	return TRAN_ACCEPT;
+}
+
+/* tran_kick: the doorbell for the FLAG_NOKICK commands vscsi_start published. */
+static void vscsi_kick(struct scsi_hba *hba)
+{
+	struct virtio_scsi *vs = hba->hba_private;
+
+	virtio_pci_notify(&vs->vp, &vs->reqq);
 }
 
 static int vscsi_abort(struct scsi_address *ap, struct scsi_pkt *pkt)
@@ -796,6 +807,7 @@ static const struct scsi_hba_tran vscsi_tran = {
 	.tran_reset = vscsi_reset,
 	.tran_abort = vscsi_abort,
 	.tran_poll = vscsi_poll,
+	.tran_kick = vscsi_kick,
 	.tran_quiesce = vscsi_quiesce,
 	.tran_print_info = vscsi_print_info,
 	.tran_dump_pin = vscsi_dump_pin,

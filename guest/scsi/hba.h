@@ -9,6 +9,11 @@
  * With FLAG_NOINTR | FLAG_NOWAIT (an HBA with tran_poll only), tran_start returns once the HBA
  * has the command (TRAN_ACCEPT), still polled and interrupts off; tran_poll later runs it to
  * completion. That is how a dump keeps several writes in flight (scsi_poll_post/_wait).
+ * With FLAG_NOINTR | FLAG_NOWAIT | FLAG_NOKICK (an HBA with tran_kick only), tran_start does
+ * everything but tell the device: it only computes on memory (the request built and put where
+ * the device will find it; no register touched, no privileged instruction, nothing printed), so
+ * the caller may run it in ring 3 (arch/x86/usermode.h) once interrupts are off for good, and
+ * tran_kick later tells the device of every packet so started.
  *
  * Memory is identity-mapped: a pointer is its physical address.
  */
@@ -38,6 +43,7 @@ struct scsi_address {
 #define FLAG_DATA_OUT		0x0002	/* host to device (a write) */
 #define FLAG_DATA_IN		0x0004	/* device to host (a read) */
 #define FLAG_NOWAIT		0x0008	/* with FLAG_NOINTR: tran_start only issues; tran_poll completes */
+#define FLAG_NOKICK		0x0010	/* with FLAG_NOWAIT: tran_start leaves the device untold; tran_kick tells it */
 
 /* pkt_reason: how the transport ended the command (independent of the SCSI status) */
 #define CMD_CMPLT		0	/* the target returned a status byte in pkt_scbp */
@@ -111,6 +117,9 @@ struct scsi_hba_tran {
 	 * FLAG_NOWAIT packets are in flight, and each is polled once. Returns as tran_start
 	 * would have for the packet (TRAN_ACCEPT: the results are final). */
 	int (*tran_poll)(struct scsi_address *ap, struct scsi_pkt *pkt);
+	/* Optional (NULL: FLAG_NOKICK is not for this HBA), with tran_poll. Tell the device of
+	 * every FLAG_NOKICK packet tran_start accepted since the last kick (a doorbell). */
+	void (*tran_kick)(struct scsi_hba *hba);
 	/* Dump time: stop runtime I/O and interrupts, forget in-flight commands (never complete
 	 * or requeue them), make the HBA ready for polled FLAG_NOINTR commands. 0 or errno. */
 	int (*tran_quiesce)(struct scsi_hba *hba);

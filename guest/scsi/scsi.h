@@ -129,6 +129,17 @@ bool scsi_poll_can_post(const struct scsi_hba *hba);
 int scsi_poll_post(struct scsi_pkt *pkt);
 int scsi_poll_wait(struct scsi_pkt *pkt);
 
+/*
+ * scsi_poll_post in two steps, on an HBA that can (scsi_poll_can_post_quiet: tran_kick too):
+ * scsi_poll_post_quiet hands the packet over without a word to the device (FLAG_NOKICK: it
+ * only computes on memory, so it may run in ring 3 once interrupts are off for good, with
+ * scsi_init_pkt and scsi_setup_cdb before it); scsi_poll_kick then tells the device of every
+ * packet so posted. Its answers are scsi_poll_post's; scsi_poll_wait completes the packet.
+ */
+bool scsi_poll_can_post_quiet(const struct scsi_hba *hba);
+int scsi_poll_post_quiet(struct scsi_pkt *pkt);
+void scsi_poll_kick(struct scsi_hba *hba);
+
 /* Sense data, fixed or descriptor format. */
 struct scsi_sense_info {
 	bool valid;

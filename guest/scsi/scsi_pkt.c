@@ -646,7 +646,7 @@ static int poll_attempts(struct scsi_pkt *pkt, bool posted)
 
 	memset(&scsi_poll_last, 0, sizeof(scsi_poll_last));
 	scsi_pkt_stats.polls++;
-	pkt->pkt_flags = (pkt->pkt_flags | FLAG_NOINTR) & ~FLAG_NOWAIT;
+	pkt->pkt_flags = (pkt->pkt_flags | FLAG_NOINTR) & ~(FLAG_NOWAIT | FLAG_NOKICK);
 
 	for (;;) {
 		enum verdict v;
@@ -708,17 +708,39 @@ bool scsi_poll_can_post(const struct scsi_hba *hba)
 	return hba->tran->tran_poll && hba->max_polled >= 1;
 }
 
-int scsi_poll_post(struct scsi_pkt *pkt)
+bool scsi_poll_can_post_quiet(const struct scsi_hba *hba)
+{
+	return scsi_poll_can_post(hba) && hba->tran->tran_kick;
+}
+
+static int post(struct scsi_pkt *pkt, uint32_t flags)
 {
 	struct scsi_address *ap = &pkt->pkt_address;
 	int rc;
 
-	if (!scsi_poll_can_post(ap->a_hba))
-		return ENOTSUP;
-	pkt->pkt_flags |= FLAG_NOINTR | FLAG_NOWAIT;	/* poll_attempts clears NOWAIT for the retries */
+	pkt->pkt_flags |= flags;	/* poll_attempts clears NOWAIT and NOKICK for the retries */
 	clear_results(pkt);
 	rc = ap->a_hba->tran->tran_start(ap, pkt);
 	return rc == TRAN_ACCEPT ? 0 : EBUSY;
+}
+
+int scsi_poll_post(struct scsi_pkt *pkt)
+{
+	if (!scsi_poll_can_post(pkt->pkt_address.a_hba))
+		return ENOTSUP;
+	return post(pkt, FLAG_NOINTR | FLAG_NOWAIT);
+}
+
+int scsi_poll_post_quiet(struct scsi_pkt *pkt)
+{
+	if (!scsi_poll_can_post_quiet(pkt->pkt_address.a_hba))
+		return ENOTSUP;
+	return post(pkt, FLAG_NOINTR | FLAG_NOWAIT | FLAG_NOKICK);
+}
+
+void scsi_poll_kick(struct scsi_hba *hba)
+{
+	hba->tran->tran_kick(hba);
 }
 
 int scsi_poll_wait(struct scsi_pkt *pkt)

@@ -28,9 +28,20 @@ extern uint64_t user_calls;
 /* Call after gdt_init() and idt_init(). */
 void usermode_init(void);
 
+/* Whether this code runs in ring 3 (a user_call() trip): the low bits of CS. */
+static inline bool in_ring3(void)
+{
+	uint16_t cs;
+
+	__asm__ __volatile__("mov %%cs, %0" : "=r"(cs));
+	return (cs & 3) == 3;
+}
+
+/* fn in ring 3: by a trip from ring 0, or at once where there is no ring 3 yet or the caller
+ * is already there (a pure function that calls another: user_call() is not reentrant). */
 static inline uint64_t run_unprivileged(user_fn fn, uint64_t a0, uint64_t a1, uint64_t a2)
 {
-	if (!usermode_ready)
+	if (!usermode_ready || in_ring3())
 		return fn(a0, a1, a2);
 	user_calls++;
 	return user_call(fn, a0, a1, a2);
