@@ -535,6 +535,15 @@ static struct vscsi_slot *slot_of_pkt(struct virtio_scsi *vs, struct scsi_pkt *p
 	return 0;
 }
 
+/* A command back from the device: its results into the packet, its slot free. */
+static void take_result(struct virtio_scsi *vs, struct vscsi_slot *s, struct scsi_pkt *pkt)
+{
+	fill_result(vs, s, pkt);
+	s->pkt = 0;
+	pkt->pkt_ha_private = 0;
+	s->state = SLOT_FREE;
+}
+
 /* Wait for a polled command until its deadline; on timeout try ABORT TASK, and if even that
  * does not bring it back, leave the slot abandoned. */
 static void wait_polled(struct virtio_scsi *vs, struct vscsi_slot *s, struct scsi_pkt *pkt)
@@ -544,10 +553,7 @@ static void wait_polled(struct virtio_scsi *vs, struct vscsi_slot *s, struct scs
 	int err = virtq_poll_used(&vs->vp, s->deadline, cmd_back, &w);
 
 	if (!err) {
-		fill_result(vs, s, pkt);
-		s->pkt = 0;
-		pkt->pkt_ha_private = 0;
-		s->state = SLOT_FREE;
+		take_result(vs, s, pkt);
 		return;
 	}
 	if (err == EIO) {	/* the device failed (NEEDS_RESET, FAILED): it may never answer */
@@ -658,15 +664,40 @@ static int vscsi_start(struct scsi_address *ap, struct scsi_pkt *pkt)
 	return TRAN_ACCEPT;	/* FLAG_NOWAIT: vscsi_poll completes it */
 }
 
-/* tran_poll: a FLAG_NOWAIT command to completion. Its slot is still its own unless a device
- * reset (RESET_ALL for another command) freed every slot: then the command is gone. */
-static int vscsi_poll(struct scsi_address *ap, struct scsi_pkt *pkt)
+/* The slot of a FLAG_NOWAIT command, still its own; NULL when a device reset (RESET_ALL for
+ * another command) freed every slot: then the command is gone. */
+static struct vscsi_slot *posted_slot(struct virtio_scsi *vs, struct scsi_pkt *pkt)
 {
-	struct virtio_scsi *vs = ap->a_hba->hba_private;
 	struct vscsi_slot *s = pkt->pkt_ha_private;
 
 	if (s < vs->slots || s >= vs->slots + vs->nslots || s->pkt != pkt ||
-	    (s->state != SLOT_INFLIGHT && s->state != SLOT_DONE)) {
+	    (s->state != SLOT_INFLIGHT && s->state != SLOT_DONE))
+		return 0;
+	return s;
+}
+
+/* tran_poll_done: a look at the used ring, no wait (memory only: ring 3 may run it). */
+static int vscsi_poll_done(struct scsi_address *ap, struct scsi_pkt *pkt)
+{
+	struct virtio_scsi *vs = ap->a_hba->hba_private;
+	struct vscsi_slot *s = posted_slot(vs, pkt);
+
+	if (!s || testfault(TF_NO_WAIT))	/* (vscsi_poll's to handle) */
+		return 0;
+	reap(vs);
+	if (s->state != SLOT_DONE)
+		return 0;
+	take_result(vs, s, pkt);
+	return 1;
+}
+
+/* tran_poll: a FLAG_NOWAIT command to completion. */
+static int vscsi_poll(struct scsi_address *ap, struct scsi_pkt *pkt)
+{
+	struct virtio_scsi *vs = ap->a_hba->hba_private;
+	struct vscsi_slot *s = posted_slot(vs, pkt);
+
+	if (!s) {
 		pkt->pkt_ha_private = 0;
 		pkt->pkt_reason = CMD_RESET;
 		return TRAN_ACCEPT;
@@ -808,6 +839,7 @@ static const struct scsi_hba_tran vscsi_tran = {
 	.tran_abort = vscsi_abort,
 	.tran_poll = vscsi_poll,
 	.tran_kick = vscsi_kick,
+	.tran_poll_done = vscsi_poll_done,
 	.tran_quiesce = vscsi_quiesce,
 	.tran_print_info = vscsi_print_info,
 	.tran_dump_pin = vscsi_dump_pin,

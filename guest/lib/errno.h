@@ -8,6 +8,7 @@
 #define EIO		5
 #define ENXIO		6
 #define E2BIG		7
+#define EAGAIN		11
 #define ENOMEM		12
 #define EFAULT		14
 #define EBUSY		16
@@ -21,6 +22,7 @@
 #define EMSGSIZE	90
 #define ENOTSUP		95
 #define ETIMEDOUT	110
+#define EINPROGRESS	115
 #define ESTALE		116
 
 const char *errno_name(int err);

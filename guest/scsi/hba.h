@@ -117,9 +117,15 @@ struct scsi_hba_tran {
 	 * FLAG_NOWAIT packets are in flight, and each is polled once. Returns as tran_start
 	 * would have for the packet (TRAN_ACCEPT: the results are final). */
 	int (*tran_poll)(struct scsi_address *ap, struct scsi_pkt *pkt);
-	/* Optional (NULL: FLAG_NOKICK is not for this HBA), with tran_poll. Tell the device of
-	 * every FLAG_NOKICK packet tran_start accepted since the last kick (a doorbell). */
+	/* Optional (NULL: FLAG_NOKICK is not for this HBA), with tran_poll and tran_poll_done.
+	 * Tell the device of every FLAG_NOKICK packet tran_start accepted since the last kick (a
+	 * doorbell). */
 	void (*tran_kick)(struct scsi_hba *hba);
+	/* Optional (NULL: tran_poll only), with tran_kick. Whether a FLAG_NOWAIT packet is back
+	 * from the device, taking its results as tran_poll would if so (1), or leaving everything
+	 * as it was (0: tran_poll completes it, or finds it dropped). Only computes on memory
+	 * (ring 3, as a FLAG_NOKICK tran_start); never waits. */
+	int (*tran_poll_done)(struct scsi_address *ap, struct scsi_pkt *pkt);
 	/* Dump time: stop runtime I/O and interrupts, forget in-flight commands (never complete
 	 * or requeue them), make the HBA ready for polled FLAG_NOINTR commands. 0 or errno. */
 	int (*tran_quiesce)(struct scsi_hba *hba);

@@ -130,7 +130,8 @@ int scsi_poll_post(struct scsi_pkt *pkt);
 int scsi_poll_wait(struct scsi_pkt *pkt);
 
 /*
- * scsi_poll_post in two steps, on an HBA that can (scsi_poll_can_post_quiet: tran_kick too):
+ * scsi_poll_post in two steps, on an HBA that can (scsi_poll_can_post_quiet: tran_kick and
+ * tran_poll_done too):
  * scsi_poll_post_quiet hands the packet over without a word to the device (FLAG_NOKICK: it
  * only computes on memory, so it may run in ring 3 once interrupts are off for good, with
  * scsi_init_pkt and scsi_setup_cdb before it); scsi_poll_kick then tells the device of every
@@ -139,6 +140,16 @@ int scsi_poll_wait(struct scsi_pkt *pkt);
 bool scsi_poll_can_post_quiet(const struct scsi_hba *hba);
 int scsi_poll_post_quiet(struct scsi_pkt *pkt);
 void scsi_poll_kick(struct scsi_hba *hba);
+
+/*
+ * scsi_poll_wait's common case, where ring 0 costs the most and nothing needs the device: a
+ * posted packet already back, GOOD. scsi_poll_wait_quiet only computes on memory (the HBA's
+ * tran_poll_done): 0, done as scsi_poll_wait would be; EAGAIN, not back yet (nothing changed:
+ * scsi_poll_wait it); EINPROGRESS, back but not GOOD: scsi_poll_wait_taken judges what came back
+ * and goes on as scsi_poll_wait would (retries, sense, escalation).
+ */
+int scsi_poll_wait_quiet(struct scsi_pkt *pkt);
+int scsi_poll_wait_taken(struct scsi_pkt *pkt);
 
 /* Sense data, fixed or descriptor format. */
 struct scsi_sense_info {

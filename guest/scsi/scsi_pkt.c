@@ -630,11 +630,35 @@ static void clear_results(struct scsi_pkt *pkt)
 	pkt->pkt_sense_len = 0;
 }
 
+/* What the first attempt of poll_attempts is. */
+enum first_attempt {
+	FIRST_START,		/* tran_start it (scsi_poll) */
+	FIRST_POLL,		/* a FLAG_NOWAIT tran_start accepted it: tran_poll completes it */
+	FIRST_TAKEN,		/* posted, and tran_poll_done took its results: judge them */
+};
+
+/* A scsi_poll (or scsi_poll_wait) begins: the story of the last one forgotten, the packet's
+ * flags those of a run to completion from here on. */
+static void poll_begin(struct scsi_pkt *pkt)
+{
+	memset(&scsi_poll_last, 0, sizeof(scsi_poll_last));
+	scsi_pkt_stats.polls++;
+	pkt->pkt_flags = (pkt->pkt_flags | FLAG_NOINTR) & ~(FLAG_NOWAIT | FLAG_NOKICK);
+}
+
+/* An attempt's outcome, for scsi_poll_last. */
+static void poll_note(const struct scsi_pkt *pkt, int rc)
+{
+	scsi_poll_last.tran_rc = rc;
+	scsi_poll_last.reason = pkt->pkt_reason;
+	scsi_poll_last.status = pkt->pkt_scbp;
+}
+
 /*
- * scsi_poll's attempts and recovery. `posted`: the first attempt was a FLAG_NOWAIT tran_start
- * that accepted the packet; it is completed here with tran_poll, then judged like any other.
+ * scsi_poll's attempts and recovery, from the `first` attempt on: judged like any other, then
+ * retried and escalated as the verdict says.
  */
-static int poll_attempts(struct scsi_pkt *pkt, bool posted)
+static int poll_attempts(struct scsi_pkt *pkt, enum first_attempt first)
 {
 	struct scsi_address *ap = &pkt->pkt_address;
 	const struct scsi_hba_tran *t = ap->a_hba->tran;
@@ -644,19 +668,18 @@ static int poll_attempts(struct scsi_pkt *pkt, bool posted)
 	uint32_t failures = 0, ua = 0, resets = 0;
 	const char *why = "deadline";
 
-	memset(&scsi_poll_last, 0, sizeof(scsi_poll_last));
-	scsi_pkt_stats.polls++;
-	pkt->pkt_flags = (pkt->pkt_flags | FLAG_NOINTR) & ~(FLAG_NOWAIT | FLAG_NOKICK);
+	if (first != FIRST_TAKEN)
+		poll_begin(pkt);	/* (scsi_poll_wait_quiet began it) */
 
 	for (;;) {
 		enum verdict v;
 		uint64_t left_us;
 		int rc;
 
-		if (posted) {
-			posted = false;
+		if (first != FIRST_START) {
 			scsi_poll_last.attempts++;
-			rc = t->tran_poll(ap, pkt);
+			rc = first == FIRST_POLL ? t->tran_poll(ap, pkt) : TRAN_ACCEPT;
+			first = FIRST_START;
 		} else {
 			if (deadline_passed(deadline))
 				break;
@@ -669,9 +692,7 @@ static int poll_attempts(struct scsi_pkt *pkt, bool posted)
 				scsi_pkt_stats.retries++;
 			rc = t->tran_start(ap, pkt);
 		}
-		scsi_poll_last.tran_rc = rc;
-		scsi_poll_last.reason = pkt->pkt_reason;
-		scsi_poll_last.status = pkt->pkt_scbp;
+		poll_note(pkt, rc);
 		v = judge(pkt, rc, &ua, &resets, &why);
 		if (v == V_DONE) {
 			pkt->pkt_time = time_ms;
@@ -700,7 +721,7 @@ static int poll_attempts(struct scsi_pkt *pkt, bool posted)
 
 int scsi_poll(struct scsi_pkt *pkt)
 {
-	return poll_attempts(pkt, false);
+	return poll_attempts(pkt, FIRST_START);
 }
 
 bool scsi_poll_can_post(const struct scsi_hba *hba)
@@ -710,7 +731,7 @@ bool scsi_poll_can_post(const struct scsi_hba *hba)
 
 bool scsi_poll_can_post_quiet(const struct scsi_hba *hba)
 {
-	return scsi_poll_can_post(hba) && hba->tran->tran_kick;
+	return scsi_poll_can_post(hba) && hba->tran->tran_kick && hba->tran->tran_poll_done;
 }
 
 static int post(struct scsi_pkt *pkt, uint32_t flags)
@@ -745,5 +766,26 @@ void scsi_poll_kick(struct scsi_hba *hba)
 
 int scsi_poll_wait(struct scsi_pkt *pkt)
 {
-	return poll_attempts(pkt, true);
+	return poll_attempts(pkt, FIRST_POLL);
+}
+
+int scsi_poll_wait_quiet(struct scsi_pkt *pkt)
+{
+	const struct scsi_hba_tran *t = pkt->pkt_address.a_hba->tran;
+
+	if (!scsi_poll_can_post_quiet(pkt->pkt_address.a_hba) || !t->tran_poll_done(&pkt->pkt_address, pkt))
+		return EAGAIN;
+	poll_begin(pkt);
+	/* judge()'s V_DONE without its sense branch (REQUEST SENSE is I/O) */
+	if (pkt->pkt_reason != CMD_CMPLT || (pkt->pkt_scbp & 0x3e) != STATUS_GOOD ||
+	    ((pkt->pkt_flags & FLAG_DATA_OUT) && pkt->pkt_resid))
+		return EINPROGRESS;	/* scsi_poll_wait_taken judges it */
+	scsi_poll_last.attempts = 1;
+	poll_note(pkt, TRAN_ACCEPT);
+	return 0;
+}
+
+int scsi_poll_wait_taken(struct scsi_pkt *pkt)
+{
+	return poll_attempts(pkt, FIRST_TAKEN);
 }

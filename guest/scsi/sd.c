@@ -587,19 +587,46 @@ static int dump_post(void *softc, const struct dumpdev *dev, const struct uio *u
 	return err;
 }
 
-/* The posted write to completion, with scsi_poll's recovery if it failed (scsi_poll_wait). */
-static int dump_wait(void *softc, uint32_t tag)
+/* The posted write's end: counted when it succeeded, its packet and tag free. */
+static void wait_end(struct sd_unit *un, struct sd_posted *p, bool ok)
 {
-	struct sd_unit *un = softc;
-	struct sd_posted *p = &un->posted[tag];
-	int err = media_cmd_result(un, p->pkt, scsi_poll_wait(p->pkt));
-
-	if (!err) {
+	if (ok) {
 		un->dump_writes++;
 		un->dump_bytes += p->bytes;
 	}
 	scsi_destroy_pkt(p->pkt);
 	p->pkt = 0;
+}
+
+/* dump_wait's common case (ring 3): the write back and GOOD, ended; else scsi_poll_wait_quiet's
+ * EAGAIN or EINPROGRESS, nothing ended. */
+static uint64_t wait_here(uint64_t unit, uint64_t tag, uint64_t unused)
+{
+	struct sd_unit *un = (struct sd_unit *)(uintptr_t)unit;
+	struct sd_posted *p = &un->posted[tag];
+	int err = scsi_poll_wait_quiet(p->pkt);
+
+	(void)unused;
+	if (!err)
+		wait_end(un, p, true);
+	return (uint64_t)err;
+}
+
+/* The posted write to completion, with scsi_poll's recovery if it failed (scsi_poll_wait). Where
+ * post ran in ring 3, a write already back and GOOD is ended there too. */
+static int dump_wait(void *softc, uint32_t tag)
+{
+	struct sd_unit *un = softc;
+	struct sd_posted *p = &un->posted[tag];
+	int err = EAGAIN;
+
+	if (irqs_off_for_good && scsi_poll_can_post_quiet(un->addr.a_hba)) {
+		err = (int)run_unprivileged(wait_here, (uintptr_t)un, tag, 0);
+		if (!err)
+			return 0;
+	}
+	err = media_cmd_result(un, p->pkt, err == EINPROGRESS ? scsi_poll_wait_taken(p->pkt) : scsi_poll_wait(p->pkt));
+	wait_end(un, p, !err);
 	return err ? EIO : 0;
 }
 
