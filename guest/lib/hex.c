@@ -68,6 +68,7 @@ const char *errno_name(int err)
 	case EIO: return "EIO";
 	case ENXIO: return "ENXIO";
 	case E2BIG: return "E2BIG";
+	case EAGAIN: return "EAGAIN";
 	case ENOMEM: return "ENOMEM";
 	case EFAULT: return "EFAULT";
 	case EBUSY: return "EBUSY";
@@ -81,6 +82,7 @@ const char *errno_name(int err)
 	case EMSGSIZE: return "EMSGSIZE";
 	case ENOTSUP: return "ENOTSUP";
 	case ETIMEDOUT: return "ETIMEDOUT";
+	case EINPROGRESS: return "EINPROGRESS";
 	case ESTALE: return "ESTALE";
 	default: return "E?";
 	}

@@ -16,6 +16,7 @@ class Errno(IntEnum):
     EIO = 5
     ENXIO = 6
     E2BIG = 7
+    EAGAIN = 11
     ENOMEM = 12
     EFAULT = 14
     EBUSY = 16
@@ -29,6 +30,7 @@ class Errno(IntEnum):
     EMSGSIZE = 90
     ENOTSUP = 95
     ETIMEDOUT = 110
+    EINPROGRESS = 115
     ESTALE = 116
 
 
