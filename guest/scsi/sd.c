@@ -520,12 +520,7 @@ static uint32_t dump_query_outstanding(void *softc)
 	return ((struct sd_unit *)softc)->dump_outstanding;
 }
 
-/*
- * A DUMP_ASYNC write: one WRITE packet handed to the HBA (scsi_poll_post), its tag the packet's
- * place in un->posted. ENOTSUP (dumpdev.c then writes it alone, through dump_write): a stopped
- * disk (START UNIT first), a write that takes more than one command or the bounce buffer while
- * it is taken, an HBA that did not take it.
- */
+/* dump_post's arguments and answer, across the ring-3 trip. */
 struct post_args {
 	struct sd_unit *un;
 	const struct uio *uio;
@@ -570,10 +565,15 @@ static uint64_t post_here(uint64_t args, uint64_t unused1, uint64_t unused2)
 	return 0;
 }
 
-/* On an HBA that can be told afterwards (tran_kick), the packet is built and handed over in
- * ring 3 (docs/guest.md, "Ring 3": on kvm-pvm that work took some 0.8 ms of emulated ring 0 a
- * write), then the device is told here. Only once interrupts are off for good: irq_save is
- * pure then. */
+/*
+ * A DUMP_ASYNC write: one WRITE packet handed to the HBA (scsi_poll_post), its tag the packet's
+ * place in un->posted. ENOTSUP (dumpdev.c then writes it alone, through dump_write): a stopped
+ * disk (START UNIT first), a write that takes more than one command or the bounce buffer while
+ * it is taken, an HBA that did not take it. On an HBA that can be told afterwards (tran_kick),
+ * the packet is built and handed over in ring 3 (docs/guest.md, "Ring 3": on kvm-pvm that work
+ * took some 0.8 ms of emulated ring 0 a write), then the device is told here. Only once
+ * interrupts are off for good: irq_save is pure then.
+ */
 static int dump_post(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total, uint32_t *tag)
 {
 	struct sd_unit *un = softc;
