@@ -244,32 +244,19 @@ static int wait_ready(struct nvme_ctrl *c, bool ready)
 	}
 }
 
-/* A command into queue q's next submission slot, its id the queue's next; the controller not
- * told (memory only: ring 3 may run it). */
-static void sq_put(struct nvme_ctrl *c, struct nvme_queue *q, struct nvme_sqe *e)
+static void submit(struct nvme_ctrl *c, struct nvme_queue *q, struct nvme_sqe *e)
 {
 	e->cdw0 = (e->cdw0 & 0xffff) | (uint32_t)q->next_cid << 16;
 	q->next_cid++;
 	q->sq[q->sq_tail] = *e;
 	q->sq_tail = (uint16_t)((q->sq_tail + 1) % QUEUE_ENTRIES);
+	wmb();	/* the entry before the doorbell that hands it over */
+	mmio_write32(sq_doorbell(c, q->qid), q->sq_tail);
 	c->commands++;
 }
 
-/* The submission tail doorbell: the controller takes every command sq_put put there. */
-static void sq_ring(struct nvme_ctrl *c, struct nvme_queue *q)
-{
-	wmb();	/* the entries before the doorbell that hands them over */
-	mmio_write32(sq_doorbell(c, q->qid), q->sq_tail);
-}
-
-static void submit(struct nvme_ctrl *c, struct nvme_queue *q, struct nvme_sqe *e)
-{
-	sq_put(c, q, e);
-	sq_ring(c, q);
-}
-
 /* The next completion of queue q, if the controller posted one: consumed, the head doorbell
- * not rung (memory only: ring 3 may run it). */
+ * not rung (cq_ring). */
 static bool cq_take(struct nvme_queue *q, struct nvme_cqe *out)
 {
 	volatile struct nvme_cqe *e = &q->cq[q->cq_head];
@@ -848,31 +835,14 @@ static void take_completion(struct nvme_ctrl *c, const struct nvme_cqe *cqe)
  * (dumpdev.c waits for one first when DUMP_OUTSTANDING are in flight). One the PRPs cannot
  * describe needs the one bounce buffer: ENOTSUP, and dumpdev.c writes it alone, after the rest.
  */
-/*
- * After the crash (interrupts off for good) a DUMP_ASYNC write's command is built and put in
- * the submission queue in ring 3, and its wait first takes the completions there; only the
- * doorbells are rung in ring 0 (docs/guest.md, "Ring 3"). What ring 3 runs only computes on
- * memory.
- */
-struct post_args {
-	struct nvme_ctrl *c;
-	const struct dumpdev *dev;
-	const struct uio *uio;
-	uint64_t total;
-	uint32_t tag;
-};
-
-/* dump_post without the doorbell: 0 and a->tag, or an errno. */
-static uint64_t post_here(uint64_t args, uint64_t unused1, uint64_t unused2)
+static int dump_post(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total,
+		     uint32_t *tag)
 {
-	struct post_args *a = (struct post_args *)(uintptr_t)args;
-	struct nvme_ctrl *c = a->c;
+	struct nvme_ctrl *c = softc;
 	struct nvme_sqe e;
 	uint32_t i = 0;
 
-	(void)unused1;
-	(void)unused2;
-	if (!prp_describable(a->uio->uio_iov, a->uio->uio_iovcnt))
+	if (!prp_describable(uio->uio_iov, uio->uio_iovcnt))
 		return ENOTSUP;
 	if (c->broken)
 		return EIO;
@@ -880,39 +850,13 @@ static uint64_t post_here(uint64_t args, uint64_t unused1, uint64_t unused2)
 		i++;
 	if (i == DUMP_OUTSTANDING)
 		return EBUSY;
-	e = rw_command(c, c->mem->async_prp_list[i], true, a->dev->part_lba + a->uio->uio_offset / c->block_size,
-		       (uint32_t)(a->total / c->block_size), a->uio->uio_iov, a->uio->uio_iovcnt);
+	e = rw_command(c, c->mem->async_prp_list[i], true, dev->part_lba + uio->uio_offset / c->block_size,
+		       (uint32_t)(total / c->block_size), uio->uio_iov, uio->uio_iovcnt);
 	c->async[i] = (struct async_write){ .busy = true, .cid = c->dumpq.next_cid };
-	sq_put(c, &c->dumpq, &e);
-	c->bytes += a->total;
-	a->tag = i;
+	submit(c, &c->dumpq, &e);
+	c->bytes += total;
+	*tag = i;
 	return 0;
-}
-
-static int dump_post(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total,
-		     uint32_t *tag)
-{
-	struct post_args a = { softc, dev, uio, total, 0 };
-	int err = (int)(irqs_off_for_good ? run_unprivileged(post_here, (uintptr_t)&a, 0, 0)
-					  : post_here((uintptr_t)&a, 0, 0));
-
-	if (err)
-		return err;
-	sq_ring(a.c, &a.c->dumpq);
-	*tag = a.tag;
-	return 0;
-}
-
-/* dump_wait's look (ring 3): the completions there taken; 1 once the write `tag` is back. */
-static uint64_t wait_here(uint64_t softc, uint64_t tag, uint64_t unused)
-{
-	struct nvme_ctrl *c = (struct nvme_ctrl *)(uintptr_t)softc;
-	struct nvme_cqe cqe;
-
-	(void)unused;
-	while (cq_take(&c->dumpq, &cqe))
-		take_completion(c, &cqe);
-	return c->async[tag].done;
 }
 
 /*
@@ -931,16 +875,8 @@ static int dump_wait(void *softc, uint32_t tag)
 		return EIO;	/* aborted by a reset */
 	a = &c->async[tag];
 	c->last_status = 0;
-	if (irqs_off_for_good) {
-		run_unprivileged(wait_here, (uintptr_t)c, tag, 0);
-		/* Each doorbell is a VM exit: the head is told once half the queue was consumed
-		 * (the controller then still sees room for every command in flight), or by the
-		 * next reap_one. */
-		if (((c->dumpq.cq_head - c->dumpq.cq_rung) & (QUEUE_ENTRIES - 1)) >= QUEUE_ENTRIES / 2)
-			cq_ring(c, &c->dumpq);
-	}
 	while (!a->done) {
-		if (reap_one(c, &c->dumpq, &cqe)) {
+		if (cq_take(&c->dumpq, &cqe)) {
 			take_completion(c, &cqe);
 		} else if (deadline_passed(deadline)) {
 			c->timeouts++;
@@ -950,6 +886,11 @@ static int dump_wait(void *softc, uint32_t tag)
 			cpu_relax();
 		}
 	}
+	/* Each doorbell is a VM exit: the controller is told the completion queue's head once half
+	 * the queue was consumed (it still sees room for every command in flight), or by the next
+	 * reap_one. */
+	if (((c->dumpq.cq_head - c->dumpq.cq_rung) & (QUEUE_ENTRIES - 1)) >= QUEUE_ENTRIES / 2)
+		cq_ring(c, &c->dumpq);
 	a->busy = false;
 	c->last_status = a->status;
 	return a->status ? EIO : 0;

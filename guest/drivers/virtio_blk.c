@@ -317,10 +317,6 @@ static bool slot_back(void *arg)
 	return w->s->state == SLOT_DONE;
 }
 
-/*
- * Poll until the device gives the slot's request back, against a TSC deadline. Returns 0, EIO
- * (device said no, or needs reset) or ETIMEDOUT; the device's status byte in *status_out.
- */
 /* A request back from the device: its status, its slot free. 0 or EIO. */
 static int take_status(struct vblk_slot *s, uint8_t *status_out)
 {
@@ -329,6 +325,11 @@ static int take_status(struct vblk_slot *s, uint8_t *status_out)
 	s->state = SLOT_FREE;
 	return *status_out == VIRTIO_BLK_S_OK ? 0 : EIO;
 }
+
+/*
+ * Poll until the device gives the slot's request back, against a TSC deadline. Returns 0, EIO
+ * (device said no, or needs reset) or ETIMEDOUT; the device's status byte in *status_out.
+ */
 
 static int wait_request(struct virtio_blk *d, int slot, uint8_t *status_out)
 {
@@ -612,13 +613,10 @@ static uint32_t dump_outstanding(void *softc)
 /*
  * A DUMP_ASYNC write: posted on a free slot, the slot its tag (dumpdev.c waits for the oldest
  * first when VBLK_OUTSTANDING are in flight, so one is free). testfault=async-batch (deliberately
- * wrong): the write is published without the doorbell; it rides on the next request's.
- */
-/*
- * After the crash (interrupts off for good) a DUMP_ASYNC write is built and published in ring
- * 3 and only its doorbell rung in ring 0; its wait first looks in ring 3 whether it is back
- * (docs/guest.md, "Ring 3": on kvm-pvm each write's request and wait were some 0.2 ms of
- * emulated ring 0). Both only compute on memory there.
+ * wrong): the write is published without the doorbell; it rides on the next request's. After
+ * the crash the write is built and published in ring 3 and only its doorbell rung in ring 0;
+ * its wait first looks in ring 3 whether it is back (docs/guest.md, "Ring 3": on kvm-pvm each
+ * write's request and wait were some 0.2 ms of emulated ring 0). Both only compute on memory.
  */
 static uint64_t post_here(uint64_t softc, uint64_t uio_p, uint64_t sector)
 {
@@ -633,8 +631,7 @@ static int dump_post(void *softc, const struct dumpdev *dev, const struct uio *u
 {
 	struct virtio_blk *d = softc;
 	uint64_t sector = (dev->part_lba * d->block_size + uio->uio_offset) / SECTOR_SIZE;
-	int slot = (int)(int64_t)(irqs_off_for_good ? run_unprivileged(post_here, (uintptr_t)d, (uintptr_t)uio, sector)
-						    : post_here((uintptr_t)d, (uintptr_t)uio, sector));
+	int slot = (int)(int64_t)run_unprivileged_after_crash(post_here, (uintptr_t)d, (uintptr_t)uio, sector);
 
 	if (slot < 0)
 		return -slot;
@@ -666,7 +663,7 @@ static int dump_wait(void *softc, uint32_t tag)
 		return EINVAL;
 	if (testfault(TF_ASYNC_BATCH))
 		virtio_pci_notify(&d->vp, &d->vq);	/* what is waited for must have been rung */
-	else if (irqs_off_for_good && (err = (int)run_unprivileged(wait_here, (uintptr_t)d, tag, 0)) != EAGAIN)
+	else if ((err = (int)run_unprivileged_after_crash(wait_here, (uintptr_t)d, tag, 0)) != EAGAIN)
 		return err;
 	return wait_request(d, (int)tag, &d->last_status);
 }

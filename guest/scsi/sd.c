@@ -526,10 +526,10 @@ struct post_args {
 	const struct uio *uio;
 	uint64_t total;
 	uint32_t tag;
-	bool quiet;		/* scsi_poll_post_quiet: the device is told afterwards */
 };
 
-/* dump_post short of telling the device when `quiet`: then it only computes on memory. */
+/* dump_post short of telling the device where the HBA can be told afterwards (tran_kick): then
+ * it only computes on memory. */
 static uint64_t post_here(uint64_t args, uint64_t unused1, uint64_t unused2)
 {
 	struct post_args *a = (struct post_args *)(uintptr_t)args;
@@ -554,7 +554,7 @@ static uint64_t post_here(uint64_t args, uint64_t unused1, uint64_t unused2)
 		return ENOTSUP;
 	scsi_setup_cdb(pkt, SCMD_WRITE_G1, un->part_lba + blkno, nblk, 0);
 	pkt->pkt_time = un->timeout_ms;
-	if (a->quiet ? scsi_poll_post_quiet(pkt) : scsi_poll_post(pkt)) {
+	if (scsi_poll_can_post_quiet(un->addr.a_hba) ? scsi_poll_post_quiet(pkt) : scsi_poll_post(pkt)) {
 		scsi_destroy_pkt(pkt);
 		return ENOTSUP;
 	}
@@ -570,19 +570,19 @@ static uint64_t post_here(uint64_t args, uint64_t unused1, uint64_t unused2)
  * place in un->posted. ENOTSUP (dumpdev.c then writes it alone, through dump_write): a stopped
  * disk (START UNIT first), a write that takes more than one command or the bounce buffer while
  * it is taken, an HBA that did not take it. On an HBA that can be told afterwards (tran_kick),
- * the packet is built and handed over in ring 3 (docs/guest.md, "Ring 3": on kvm-pvm that work
- * took some 0.8 ms of emulated ring 0 a write), then the device is told here. Only once
- * interrupts are off for good: irq_save is pure then.
+ * the packet is built and handed over (in ring 3 after the crash: docs/guest.md, "Ring 3"; on
+ * kvm-pvm that work took some 0.8 ms of emulated ring 0 a write), then the device is told here.
  */
 static int dump_post(void *softc, const struct dumpdev *dev, const struct uio *uio, uint64_t total, uint32_t *tag)
 {
 	struct sd_unit *un = softc;
-	struct post_args a = { un, uio, total, 0, irqs_off_for_good && scsi_poll_can_post_quiet(un->addr.a_hba) };
+	struct post_args a = { un, uio, total, 0 };
+	bool quiet = scsi_poll_can_post_quiet(un->addr.a_hba);
 	int err;
 
 	(void)dev;
-	err = (int)(a.quiet ? run_unprivileged(post_here, (uintptr_t)&a, 0, 0) : post_here((uintptr_t)&a, 0, 0));
-	if (!err && a.quiet)
+	err = (int)(quiet ? run_unprivileged_after_crash(post_here, (uintptr_t)&a, 0, 0) : post_here((uintptr_t)&a, 0, 0));
+	if (!err && quiet)
 		scsi_poll_kick(un->addr.a_hba);
 	*tag = a.tag;
 	return err;
@@ -621,8 +621,8 @@ static int dump_wait(void *softc, uint32_t tag)
 	struct sd_posted *p = &un->posted[tag];
 	int err = EAGAIN;
 
-	if (irqs_off_for_good && scsi_poll_can_post_quiet(un->addr.a_hba)) {
-		err = (int)run_unprivileged(wait_here, (uintptr_t)un, tag, 0);
+	if (scsi_poll_can_post_quiet(un->addr.a_hba)) {
+		err = (int)run_unprivileged_after_crash(wait_here, (uintptr_t)un, tag, 0);
 		if (!err)
 			return 0;
 	}

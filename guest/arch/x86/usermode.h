@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "arch/x86/cpu.h"
+
 typedef uint64_t (*user_fn)(uint64_t a0, uint64_t a1, uint64_t a2);
 
 /* Runs fn(a0, a1, a2) in ring 3 and returns its result. fn must only compute on memory:
@@ -45,6 +47,14 @@ static inline uint64_t run_unprivileged(user_fn fn, uint64_t a0, uint64_t a1, ui
 		return fn(a0, a1, a2);
 	user_calls++;
 	return user_call(fn, a0, a1, a2);
+}
+
+/* A pure part of the dump path: in ring 3 once the crash turned interrupts off for good (from
+ * then on irq_save() is pure, so code that shares state with an interrupt handler may run there
+ * too); before that, at once in ring 0. */
+static inline uint64_t run_unprivileged_after_crash(user_fn fn, uint64_t a0, uint64_t a1, uint64_t a2)
+{
+	return irqs_off_for_good ? run_unprivileged(fn, a0, a1, a2) : fn(a0, a1, a2);
 }
 
 void user_ud_entry(void);
