@@ -15,9 +15,9 @@ def failed(v):
     return {c.name for c in v.checks if not c.ok}
 
 
-def add_sample(run, rflags: int, t: float = CRASH + 0.5) -> None:
+def add_sample(run, rflags: int, t: float = CRASH + 0.5, asked: float | None = None) -> None:
     with open(run.dir / "irq-samples.jsonl", "a") as f:
-        f.write(json.dumps({"t": t, "rflags": rflags, "rip": 0x101234}) + "\n")
+        f.write(json.dumps({"t0": t if asked is None else asked, "t": t, "rflags": rflags, "rip": 0x101234}) + "\n")
 
 
 def add_trace(run, line: str) -> None:
@@ -35,6 +35,19 @@ def test_interrupts_enabled_during_the_dump_fail(good_run):
     v = validate_run(good_run.dir)
     assert failed(v) == {"no-interrupts"}
     assert "RFLAGS.IF was 1 in 1 of 6 samples" in v.check("no-interrupts").detail
+
+
+def test_a_sample_asked_before_the_crash_and_answered_after_it_is_not_the_dumps(good_run):
+    """Its registers may be of any moment in between: the interrupted kernel's, halted with IF=1
+    (a clean-clone CI failed so: IF=1 at the console's HLT, answered 0.028 s after CRASH)."""
+    crashed = validate_run(good_run.dir).check("no-interrupts")
+    assert crashed.ok
+    from dumpbed.capture import cmdlog
+    taken = next(r.time for r in cmdlog.read(good_run.dir, 512).result("CRASH"))
+    add_sample(good_run, 0x202, t=taken + 0.028, asked=taken - 0.01)
+    assert validate_run(good_run.dir).check("no-interrupts").ok
+    add_sample(good_run, 0x202, t=taken + 0.05, asked=taken + 0.02)  # wholly in the window: the dump's
+    assert failed(validate_run(good_run.dir)) == {"no-interrupts"}
 
 
 def test_interrupts_enabled_before_the_crash_are_fine(good_run):

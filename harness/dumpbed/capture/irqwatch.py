@@ -119,10 +119,11 @@ class RflagsSampler:
             self._stop.wait(self._interval if in_window else self._first_interval)
 
     def _sample(self) -> None:
+        asked = time.time()  # the registers are of a moment between this and their answer
         text = self._read_registers()
         rfl, rip = _RFL.search(text), _RIP.search(text)
         if rfl:
-            sample = {"t": time.time(), "rflags": int(rfl.group(1), 16),
+            sample = {"t0": asked, "t": time.time(), "rflags": int(rfl.group(1), 16),
                       "rip": int(rip.group(1), 16) if rip else None}
             with self._lock:
                 if not self._out.closed:

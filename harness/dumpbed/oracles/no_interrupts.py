@@ -23,7 +23,8 @@ def _samples(run_dir: Path) -> list[dict]:
     for line in path.read_text(encoding="ascii", errors="replace").splitlines():
         try:
             sample = json.loads(line)
-            samples.append({"t": float(sample["t"]), "rflags": int(sample["rflags"]), "rip": sample.get("rip")})
+            samples.append({"t0": float(sample.get("t0", sample["t"])), "t": float(sample["t"]),
+                            "rflags": int(sample["rflags"]), "rip": sample.get("rip")})
         except (ValueError, KeyError, TypeError):
             continue  # a torn last line when QEMU exited mid-sample
     return samples
@@ -56,7 +57,10 @@ def check_no_interrupts(run_dir: Path, crash_time: Optional[float], quiesced_at:
     if crash_time is None:
         return Check("no-interrupts", False, "timeline.json missing: the crash instant is unknown")
     start = max(crash_time, taken_at) if taken_at is not None else crash_time
-    samples = [s for s in _samples(run_dir) if start <= s["t"] < until]
+    # A sample's registers are of some moment between its asking (t0) and its answer (t): it
+    # counts only when that whole span lies in the window (one asked just before the crash and
+    # answered after it may show the interrupted kernel, halted with IF=1).
+    samples = [s for s in _samples(run_dir) if start <= s["t0"] and s["t"] < until]
     events = _interrupt_events(run_dir)
     since = quiesced_at if quiesced_at is not None else crash_time
     before = [e for e in events if e[0] is not None and e[0] < since]
